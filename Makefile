@@ -1,0 +1,43 @@
+# vigil build. `make run` and `make test` are the quick start; see README.md.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN := bin/vigil
+# How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
+FUZZTIME ?= 10s
+
+.PHONY: all build run test vet unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vigil
+
+run: build
+	./$(BIN) server --data-dir ./data
+
+vet:
+	@test -z "$$(gofmt -l cmd internal)" || { echo "gofmt needed:"; gofmt -l cmd internal; exit 1; }
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 -timeout 30m ./...
+
+# Every fuzz target in the tree, briefly (Go fuzzes one target per run).
+fuzz:
+	@set -e; grep -rl --include='*_test.go' '^func Fuzz' cmd internal | while read -r f; do \
+	  for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
+	    echo "fuzz ./$$(dirname $$f) $$fn"; \
+	    $(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$$(dirname $$f); \
+	  done; \
+	done
+
+test: vet build unit fuzz
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,129 @@
+// Command vigil-load drives a running vigil with realistic telemetry over
+// its real ingest protocols and reports acknowledged items per second, so
+// that every throughput figure in docs/performance.md can be reproduced.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/vigil-observability/vigil/internal/loadgen"
+)
+
+func main() {
+	var (
+		signal      = flag.String("signal", "traces", "traces, traces-grpc, logs or metrics")
+		otlpHTTP    = flag.String("otlp-http", "http://localhost:4318", "OTLP/HTTP base URL")
+		otlpGRPC    = flag.String("otlp-grpc", "localhost:4317", "OTLP/gRPC address")
+		rwURL       = flag.String("remote-write", "http://localhost:7070/api/v1/write", "remote_write URL")
+		duration    = flag.Duration("duration", 30*time.Second, "how long to send")
+		concurrency = flag.Int("concurrency", 8, "concurrent senders")
+		batch       = flag.Int("batch", 500, "items per request (spans, log records or series)")
+	)
+	flag.Parse()
+	if err := run(*signal, *otlpHTTP, *otlpGRPC, *rwURL, *duration, *concurrency, *batch); err != nil {
+		fmt.Fprintln(os.Stderr, "vigil-load:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	items, requests, refused, failed atomic.Int64
+	mu                               sync.Mutex
+	latencies                        []time.Duration
+}
+
+func run(signal, otlpHTTP, otlpGRPC, rwURL string, d time.Duration, conc, batch int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
+	var grpcClient ptraceotlp.GRPCClient
+	if signal == "traces-grpc" {
+		conn, err := grpc.NewClient(otlpGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		grpcClient = ptraceotlp.NewGRPCClient(conn)
+	}
+	const spansPerTrace = 5
+	send := func(g *loadgen.Generator) (int, error) {
+		now := time.Now()
+		switch signal {
+		case "traces":
+			td, _ := g.Traces(batch/spansPerTrace, spansPerTrace, now)
+			return td.SpanCount(), loadgen.PostTraces(ctx, client, otlpHTTP, td)
+		case "traces-grpc":
+			td, _ := g.Traces(batch/spansPerTrace, spansPerTrace, now)
+			_, err := grpcClient.Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
+			return td.SpanCount(), err
+		case "logs":
+			return batch, loadgen.PostLogs(ctx, client, otlpHTTP, g.Logs(batch, now, nil))
+		case "metrics":
+			return batch, loadgen.PostRemoteWrite(ctx, client, rwURL, g.WriteRequest("load_test_metric", batch, now))
+		}
+		return 0, fmt.Errorf("unknown signal %q", signal)
+	}
+	var (
+		res   result
+		wg    sync.WaitGroup
+		start = time.Now()
+	)
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := loadgen.New(uint64(w) + uint64(start.UnixNano()))
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				n, err := send(g)
+				var se *loadgen.StatusError
+				switch {
+				case err == nil:
+					res.items.Add(int64(n))
+					res.requests.Add(1)
+					res.mu.Lock()
+					res.latencies = append(res.latencies, time.Since(t0))
+					res.mu.Unlock()
+				case errors.As(err, &se) && (se.Code == 429 || se.Code == 503):
+					res.refused.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				case ctx.Err() != nil:
+				default:
+					if res.failed.Add(1) == 1 {
+						fmt.Fprintln(os.Stderr, "first failure:", err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(res.latencies)
+	q := func(p float64) time.Duration {
+		if len(res.latencies) == 0 {
+			return 0
+		}
+		return res.latencies[int(p*float64(len(res.latencies)-1))].Round(time.Microsecond)
+	}
+	fmt.Printf("signal=%s duration=%v concurrency=%d batch=%d\n", signal, elapsed.Round(time.Millisecond), conc, batch)
+	fmt.Printf("acknowledged: %d items in %d requests = %.0f items/s\n", res.items.Load(), res.requests.Load(), float64(res.items.Load())/elapsed.Seconds())
+	fmt.Printf("refused (429/503, retryable): %d  failed: %d\n", res.refused.Load(), res.failed.Load())
+	fmt.Printf("request latency: p50=%v p90=%v p99=%v\n", q(0.5), q(0.9), q(0.99))
+	if res.failed.Load() > 0 {
+		return fmt.Errorf("%d requests failed", res.failed.Load())
+	}
+	return nil
+}

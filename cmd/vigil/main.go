@@ -1,0 +1,40 @@
+// Command vigil is the vigil observability server and its tools. This
+// package only wires components; everything it runs lives under internal/.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `vigil: one binary for traces, logs and metrics of Go services.
+
+Usage:
+  vigil server [flags]   run the server (vigil server -h lists flags)
+  vigil version          print version, commit and Go version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "server":
+		return runServer(args[1:], stderr)
+	case "version", "--version", "-version":
+		printVersion(stdout)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/ingest/otlp"
+	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
+	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
+	"github.com/vigil-observability/vigil/internal/ingest/promremote"
+	"github.com/vigil-observability/vigil/internal/ingest/scrape"
+	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	"github.com/vigil-observability/vigil/internal/query/logsapi"
+	"github.com/vigil-observability/vigil/internal/query/promapi"
+	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/storage/embedded"
+	"github.com/vigil-observability/vigil/internal/web"
+)
+
+// serverFlags are the command-line settings; a flag given explicitly
+// overrides the config file.
+type serverFlags struct {
+	configFile                          string
+	httpAddr, otlpGRPCAddr, otlpHTTPAdr string
+	dataDir                             string
+	retention                           model.Duration
+	logLevel                            slog.Level
+}
+
+func parseServerFlags(args []string, stderr io.Writer) (*config.Config, slog.Level, error) {
+	fs := flag.NewFlagSet("vigil server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serverFlags
+	d := config.Defaults()
+	fs.StringVar(&f.configFile, "config", "", "path to vigil.yaml")
+	fs.StringVar(&f.httpAddr, "http-addr", d.HTTPAddr, "UI, query APIs, remote_write and /metrics")
+	fs.StringVar(&f.otlpGRPCAddr, "otlp-grpc-addr", d.OTLPGRPCAddr, "OTLP/gRPC listener")
+	fs.StringVar(&f.otlpHTTPAdr, "otlp-http-addr", d.OTLPHTTPAddr, "OTLP/HTTP listener")
+	fs.StringVar(&f.dataDir, "data-dir", d.DataDir, "directory of the embedded storage")
+	f.retention = d.Retention
+	fs.Var(&f.retention, "retention", "how long data is kept (e.g. 7d, 36h)")
+	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, 0, err
+	}
+	if fs.NArg() > 0 {
+		return nil, 0, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	cfg, err := config.Load(f.configFile, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "http-addr":
+			cfg.HTTPAddr = f.httpAddr
+		case "otlp-grpc-addr":
+			cfg.OTLPGRPCAddr = f.otlpGRPCAddr
+		case "otlp-http-addr":
+			cfg.OTLPHTTPAddr = f.otlpHTTPAdr
+		case "data-dir":
+			cfg.DataDir = f.dataDir
+		case "retention":
+			cfg.Retention = f.retention
+		}
+	})
+	return cfg, f.logLevel, cfg.Validate()
+}
+
+func runServer(args []string, stderr io.Writer) int {
+	cfg, level, err := parseServerFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil server: %v\n", err)
+		return 2
+	}
+	logger := selfobs.NewLogger(stderr, level)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := serve(ctx, cfg, logger); err != nil {
+		logger.Error("server stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// serve builds every component, runs them until ctx ends, and shuts down in
+// order: listeners first (no new data), then scraping, then the write queues
+// (drained), then storage. Nothing acknowledged is lost on a clean stop, and
+// the stores' WALs cover an unclean one.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vigil_build_info", Help: "vigil's version, commit and Go version; always 1.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
+	reg.MustRegister(buildInfo)
+	ingestMetrics := selfobs.NewIngestMetrics(reg)
+
+	// The HTTP listener comes up first so that /-/ready can answer 503
+	// while the stores replay their WALs.
+	webSrv := web.New(web.Options{Logger: logger, Gatherer: reg})
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	httpServer := newHTTPServer(webSrv, logger)
+	errc := make(chan error, 4)
+	go func() { errc <- serveHTTP(httpServer, httpLn, "http") }()
+	logger.Info("listening", "http", httpLn.Addr().String())
+
+	retention := time.Duration(cfg.Retention)
+	start := time.Now()
+	metricsDB, err := embedded.OpenMetrics(embedded.MetricsOptions{
+		Dir: filepath.Join(cfg.DataDir, "tsdb"), Retention: retention,
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("open metrics store: %w", err)
+	}
+	defer closeLogged(logger, "tsdb", metricsDB.Close)
+	spanLogs, err := embedded.OpenSpanLogStore(ctx, embedded.SpanLogOptions{
+		Dir: filepath.Join(cfg.DataDir, "spanlogs"), Retention: retention,
+		MemoryLimit: cfg.Storage.DuckDBMemoryLimit,
+		Logger:      logger.With("component", "duckdb"), Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("open span and log store: %w", err)
+	}
+	defer closeLogged(logger, "duckdb", spanLogs.Close)
+	logger.Info("storage open", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
+
+	lim := cfg.IngestLimits()
+	queueOpts := pipeline.Options{
+		MaxQueueItems: cfg.Ingest.MaxQueueItems, MaxBatchItems: cfg.Ingest.MaxBatchItems,
+		Ingest: ingestMetrics, Logger: logger,
+	}
+	traces := pipeline.NewTraces(spanLogs, queueOpts)
+	logs := pipeline.NewLogs(spanLogs, queueOpts)
+	metrics := pipeline.NewMetrics(otlpmetrics.NewConsumer(otlpmetrics.Options{
+		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
+	}), cfg.Ingest.MaxMetricRequestsInFlight, ingestMetrics)
+
+	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	if err := scraper.ApplyConfig(cfg.Prometheus); err != nil {
+		return fmt.Errorf("scrape config: %w", err)
+	}
+	go func() {
+		if err := scraper.Run(); err != nil {
+			errc <- fmt.Errorf("scrape: %w", err)
+		}
+	}()
+
+	promAPI, err := promapi.New(promapi.Options{
+		Queryable: metricsDB, TSDB: metricsDB, Targets: scraper, ListenAddress: cfg.HTTPAddr,
+		Config: func() promconfig.Config { return *cfg.Prometheus },
+		Logger: logger, Registerer: reg, Gatherer: reg,
+		Version: version, Revision: commit, GoVersion: runtime.Version(),
+		Ready: webSrv.Ready,
+	})
+	if err != nil {
+		return err
+	}
+	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
+	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
+		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics,
+		MaxInFlight: cfg.Ingest.MaxMetricRequestsInFlight, Logger: logger, Registerer: reg,
+	}))
+	webSrv.Handle("GET /api/traces/{traceID}", jaegerapi.NewHandler(jaegerapi.Options{Traces: spanLogs, Logger: logger, Registerer: reg}))
+	webSrv.Handle("GET /api/logs", logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg}))
+
+	otlpOpts := otlp.Options{Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger}
+	otlpHTTPLn, err := net.Listen("tcp", cfg.OTLPHTTPAddr)
+	if err != nil {
+		return fmt.Errorf("otlp http listener: %w", err)
+	}
+	otlpHTTP := newHTTPServer(otlp.NewHTTPHandler(otlpOpts), logger)
+	go func() { errc <- serveHTTP(otlpHTTP, otlpHTTPLn, "otlp http") }()
+	grpcLn, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
+	if err != nil {
+		return fmt.Errorf("otlp grpc listener: %w", err)
+	}
+	grpcSrv := otlp.NewGRPCServer(otlpOpts)
+	go func() {
+		if err := grpcSrv.Serve(grpcLn); err != nil {
+			errc <- fmt.Errorf("otlp grpc: %w", err)
+		}
+	}()
+	webSrv.SetReady()
+	logger.Info("ready", "http", httpLn.Addr().String(), "otlp_grpc", grpcLn.Addr().String(),
+		"otlp_http", otlpHTTPLn.Addr().String(), "data_dir", cfg.DataDir, "version", version)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case runErr = <-errc:
+	}
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Ingest stops first: requests in flight finish and are acknowledged.
+	grpcSrv.GracefulStop()
+	_ = otlpHTTP.Shutdown(shutdownCtx)
+	_ = httpServer.Shutdown(shutdownCtx)
+	scraper.Stop()
+	if err := traces.Close(shutdownCtx); err != nil {
+		logger.Error("drain traces queue", "err", err)
+	}
+	if err := logs.Close(shutdownCtx); err != nil {
+		logger.Error("drain logs queue", "err", err)
+	}
+	return runErr // deferred closes run next: storage closes last
+}
+
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+func serveHTTP(s *http.Server, ln net.Listener, name string) error {
+	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func closeLogged(logger *slog.Logger, what string, closeFn func() error) {
+	if err := closeFn(); err != nil {
+		logger.Error("close", "what", what, "err", err)
+	}
+}

@@ -1,0 +1,210 @@
+// Package config is the schema of vigil.yaml: vigil's own settings plus
+// sections in the formats people already have. The Prometheus sections
+// (global, scrape_configs, scrape_config_files) are parsed by Prometheus's
+// own loader so that they mean exactly what they mean to Prometheus.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alecthomas/units"
+	"github.com/prometheus/common/model"
+	promconfig "github.com/prometheus/prometheus/config"
+	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-observability/vigil/internal/ingest/limits"
+)
+
+// ErrInvalid wraps every validation failure.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Config is the whole of vigil.yaml. Load returns it with defaults applied
+// and validated; command-line flags override single fields afterwards.
+type Config struct {
+	// HTTPAddr serves the UI, the query APIs, remote_write and vigil's own metrics.
+	HTTPAddr     string `yaml:"http_addr"`
+	OTLPGRPCAddr string `yaml:"otlp_grpc_addr"`
+	OTLPHTTPAddr string `yaml:"otlp_http_addr"`
+	// DataDir holds the embedded stores (tsdb/ and spanlogs/).
+	DataDir   string         `yaml:"data_dir"`
+	Retention model.Duration `yaml:"retention"`
+	Storage   Storage        `yaml:"storage"`
+	Limits    Limits         `yaml:"limits"`
+	Ingest    Ingest         `yaml:"ingest"`
+
+	// The Prometheus sections, kept raw here and parsed by Prometheus.
+	Global            yaml.Node `yaml:"global"`
+	ScrapeConfigs     yaml.Node `yaml:"scrape_configs"`
+	ScrapeConfigFiles yaml.Node `yaml:"scrape_config_files"`
+
+	// Prometheus is the Prometheus view of the file: global and scrape
+	// configuration with Prometheus's defaults, paths relative to the file.
+	Prometheus *promconfig.Config `yaml:"-"`
+}
+
+// Storage selects and tunes the storage backend.
+type Storage struct {
+	// Backend is "embedded" (Prometheus TSDB + DuckDB in DataDir).
+	Backend string `yaml:"backend"`
+	// DuckDBMemoryLimit caps DuckDB's buffer memory (DuckDB syntax, e.g. "1GB").
+	DuckDBMemoryLimit string `yaml:"duckdb_memory_limit"`
+}
+
+// Limits is the YAML face of limits.Limits.
+type Limits struct {
+	MaxRequestBytes         units.Base2Bytes `yaml:"max_request_bytes"`
+	MaxAttributeValueLength int              `yaml:"max_attribute_value_length"`
+	MaxAttributesPerItem    int              `yaml:"max_attributes_per_item"`
+	MaxLabelsPerSeries      int              `yaml:"max_labels_per_series"`
+	MaxLabelNameLength      int              `yaml:"max_label_name_length"`
+	MaxLabelValueLength     int              `yaml:"max_label_value_length"`
+	MaxFutureSkew           model.Duration   `yaml:"max_future_skew"`
+}
+
+// Ingest sizes the write path.
+type Ingest struct {
+	// MaxQueueItems bounds spans (and, separately, log records) waiting to be written.
+	MaxQueueItems int `yaml:"max_queue_items"`
+	// MaxBatchItems bounds the items merged into one storage write.
+	MaxBatchItems int `yaml:"max_batch_items"`
+	// MaxMetricRequestsInFlight bounds concurrent OTLP metric and remote_write requests.
+	MaxMetricRequestsInFlight int `yaml:"max_metric_requests_in_flight"`
+}
+
+// Defaults returns the configuration used without a file.
+func Defaults() *Config {
+	return &Config{
+		HTTPAddr:     "localhost:7070",
+		OTLPGRPCAddr: "localhost:4317",
+		OTLPHTTPAddr: "localhost:4318",
+		DataDir:      "./data",
+		Retention:    model.Duration(7 * 24 * time.Hour),
+		Storage:      Storage{Backend: "embedded", DuckDBMemoryLimit: "1GB"},
+		Ingest: Ingest{
+			MaxQueueItems:             200_000,
+			MaxBatchItems:             20_000,
+			MaxMetricRequestsInFlight: 16,
+		},
+	}
+}
+
+// Load reads and validates the file at path; an empty path means defaults.
+func Load(path string, logger *slog.Logger) (*Config, error) {
+	if path == "" {
+		c := Defaults()
+		return c, c.finish("", logger)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data, filepath.Dir(path), logger)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes a vigil.yaml body. dir resolves relative paths in it.
+func Parse(data []byte, dir string, logger *slog.Logger) (*Config, error) {
+	c := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// io.EOF: an empty file means all defaults.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return c, c.finish(dir, logger)
+}
+
+func (c *Config) finish(dir string, logger *slog.Logger) error {
+	if c.DataDir != "" && dir != "" && !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(dir, c.DataDir)
+	}
+	prom, err := c.loadPrometheus(dir, logger)
+	if err != nil {
+		return err
+	}
+	c.Prometheus = prom
+	return c.Validate()
+}
+
+// loadPrometheus hands the Prometheus sections to Prometheus's loader, which
+// applies its defaults (scrape interval, timeout, ...) and validation.
+func (c *Config) loadPrometheus(dir string, logger *slog.Logger) (*promconfig.Config, error) {
+	doc := map[string]*yaml.Node{}
+	for key, node := range map[string]*yaml.Node{
+		"global": &c.Global, "scrape_configs": &c.ScrapeConfigs, "scrape_config_files": &c.ScrapeConfigFiles,
+	} {
+		if node.Kind != 0 {
+			doc[key] = node
+		}
+	}
+	raw, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	prom, err := promconfig.Load(string(raw), logger)
+	if err != nil {
+		return nil, fmt.Errorf("%w: prometheus sections: %w", ErrInvalid, err)
+	}
+	if dir != "" {
+		prom.SetDirectory(dir)
+	}
+	return prom, nil
+}
+
+// Validate reports the first invalid setting.
+func (c *Config) Validate() error {
+	for name, addr := range map[string]string{
+		"http_addr": c.HTTPAddr, "otlp_grpc_addr": c.OTLPGRPCAddr, "otlp_http_addr": c.OTLPHTTPAddr,
+	} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%w: %s %q: %w", ErrInvalid, name, addr, err)
+		}
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("%w: data_dir is empty", ErrInvalid)
+	}
+	if time.Duration(c.Retention) < time.Hour {
+		return fmt.Errorf("%w: retention %s is shorter than 1h", ErrInvalid, c.Retention)
+	}
+	if c.Storage.Backend != "embedded" {
+		return fmt.Errorf("%w: storage.backend %q: only \"embedded\" is available", ErrInvalid, c.Storage.Backend)
+	}
+	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxMetricRequestsInFlight < 0 {
+		return fmt.Errorf("%w: ingest sizes must not be negative", ErrInvalid)
+	}
+	l := c.Limits
+	if l.MaxRequestBytes < 0 || l.MaxAttributeValueLength < 0 || l.MaxAttributesPerItem < 0 ||
+		l.MaxLabelsPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxFutureSkew < 0 {
+		return fmt.Errorf("%w: limits must not be negative", ErrInvalid)
+	}
+	return nil
+}
+
+// IngestLimits returns the limits for the ingest path, defaults filled in.
+// Items older than the retention are refused: they would be dropped at once.
+func (c *Config) IngestLimits() limits.Limits {
+	return limits.Limits{
+		MaxRequestBytes:         int64(c.Limits.MaxRequestBytes),
+		MaxAttributeValueLength: c.Limits.MaxAttributeValueLength,
+		MaxAttributesPerItem:    c.Limits.MaxAttributesPerItem,
+		MaxLabelsPerSeries:      c.Limits.MaxLabelsPerSeries,
+		MaxLabelNameLength:      c.Limits.MaxLabelNameLength,
+		MaxLabelValueLength:     c.Limits.MaxLabelValueLength,
+		MaxPastAge:              time.Duration(c.Retention),
+		MaxFutureSkew:           time.Duration(c.Limits.MaxFutureSkew),
+	}.WithDefaults()
+}

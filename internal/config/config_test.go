@@ -1,0 +1,105 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/discovery/file"
+)
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load("testdata/good.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "0.0.0.0:7070" || c.OTLPGRPCAddr != "localhost:4317" {
+		t.Errorf("addresses: %q %q", c.HTTPAddr, c.OTLPGRPCAddr)
+	}
+	if want := filepath.Join("testdata", "data"); c.DataDir != want {
+		t.Errorf("data_dir = %q, want %q (relative to the config file)", c.DataDir, want)
+	}
+	l := c.IngestLimits()
+	if l.MaxRequestBytes != 4<<20 || l.MaxLabelsPerSeries != 32 || l.MaxPastAge != 72*time.Hour {
+		t.Errorf("limits = %+v", l)
+	}
+	if l.MaxAttributesPerItem == 0 {
+		t.Error("unset limits must take defaults")
+	}
+	scs, err := c.Prometheus.GetScrapeConfigs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scs) != 2 {
+		t.Fatalf("%d scrape configs, want 2", len(scs))
+	}
+	// Prometheus's defaults and the global section apply as in Prometheus.
+	if got := time.Duration(scs[0].ScrapeInterval); got != 10*time.Second {
+		t.Errorf("app interval = %v, want the global 10s", got)
+	}
+	if got := time.Duration(scs[0].ScrapeTimeout); got != 10*time.Second {
+		t.Errorf("app timeout = %v, want 10s (Prometheus caps the default timeout at the interval)", got)
+	}
+	if got := time.Duration(scs[1].ScrapeInterval); got != 5*time.Second {
+		t.Errorf("files interval = %v, want 5s", got)
+	}
+	sd := scs[1].ServiceDiscoveryConfigs[0].(*file.SDConfig)
+	if want, _ := filepath.Abs(filepath.Join("testdata", "targets", "*.json")); !strings.HasSuffix(sd.Files[0], filepath.Join("testdata", "targets", "*.json")) {
+		t.Errorf("file_sd path = %q, want it resolved against the config dir (%s)", sd.Files[0], want)
+	}
+}
+
+func TestDefaultsWithoutFile(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, addr := range map[string]string{"http": c.HTTPAddr, "grpc": c.OTLPGRPCAddr, "otlp http": c.OTLPHTTPAddr} {
+		if !strings.HasPrefix(addr, "localhost:") {
+			t.Errorf("%s listener %q: listeners must default to localhost", name, addr)
+		}
+	}
+	if time.Duration(c.Retention) != 7*24*time.Hour {
+		t.Errorf("retention = %v, want 7d", c.Retention)
+	}
+}
+
+func TestEmptyFileMeansDefaults(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "vigil.yaml")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p, nil); err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestLoadBad(t *testing.T) {
+	for _, tc := range []struct {
+		file, want string
+	}{
+		{"bad_unknown_field.yaml", "field http_adr not found"},
+		{"bad_retention.yaml", "shorter than 1h"},
+		{"bad_backend.yaml", `"cassandra"`},
+		{"bad_addr.yaml", "http_addr"},
+		{"bad_scrape_timeout.yaml", "scrape timeout greater than scrape interval"},
+		{"bad_duplicate_job.yaml", "found multiple scrape configs with job name"},
+		{"bad_negative_limit.yaml", "must not be negative"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tc.file), nil)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.file) {
+				t.Errorf("error %q should name the file and contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,204 @@
+// Package otlp receives OTLP traces, logs and metrics over HTTP and gRPC,
+// decodes them into the pdata model, validates them against the ingest
+// limits and hands them to the ingest consumers. A request is acknowledged
+// only once its consumer returned nil, which means the data is durable.
+//
+// Both transports share one decode path. The fast path is pdata's own
+// decoder; when it fails (typically because one trace or span id has the
+// wrong length, which makes pdata refuse the whole batch) a slower path
+// decodes the request leniently, drops only the offending items and tries
+// pdata again, so that one bad span costs one span and not the batch.
+package otlp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/ingest"
+	"github.com/vigil-observability/vigil/internal/ingest/httpbody"
+	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/selfobs"
+)
+
+// Options configures the receivers. A nil consumer disables its signal:
+// the HTTP path answers 404 and the gRPC service is not registered.
+type Options struct {
+	// Traces, Logs and Metrics receive the decoded, validated data.
+	Traces  ingest.TracesConsumer
+	Logs    ingest.LogsConsumer
+	Metrics ingest.MetricsConsumer
+	// Limits bounds request size and item contents; zero fields take their
+	// defaults.
+	Limits limits.Limits
+	// Ingest counts received and rejected items; nil disables counting.
+	Ingest *selfobs.IngestMetrics
+	// Logger receives problems worth an operator's attention; nil discards.
+	Logger *slog.Logger
+	// Now is the clock timestamps are validated against; nil means time.Now.
+	Now func() time.Time
+	// RetryAfter is the delay suggested to clients when vigil is overloaded
+	// or its storage unavailable (HTTP Retry-After, gRPC RetryInfo).
+	// Zero means DefaultRetryAfter.
+	RetryAfter time.Duration
+}
+
+// DefaultRetryAfter is the retry delay suggested to clients by default.
+const DefaultRetryAfter = 2 * time.Second
+
+func (o Options) withDefaults() Options {
+	o.Limits = o.Limits.WithDefaults()
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	return o
+}
+
+// errUndecodable marks a request body that is not valid OTLP even after the
+// lenient fallback. It maps to HTTP 400 / gRPC INVALID_ARGUMENT.
+var errUndecodable = errors.New("undecodable OTLP request")
+
+// wireEncoding is how a request body (and its response) is encoded.
+type wireEncoding int
+
+const (
+	encProto wireEncoding = iota
+	encJSON
+)
+
+func (e wireEncoding) String() string {
+	if e == encJSON {
+		return "json"
+	}
+	return "protobuf"
+}
+
+// receiver is what the HTTP handler and the gRPC server share.
+type receiver struct {
+	opts    Options
+	bodies  *httpbody.Reader
+	traces  *endpoint[tracesBatch]
+	logs    *endpoint[logsBatch]
+	metrics *endpoint[metricsBatch]
+}
+
+func newReceiver(opts Options) *receiver {
+	opts = opts.withDefaults()
+	r := &receiver{opts: opts, bodies: httpbody.NewReader(opts.Limits.MaxRequestBytes)}
+	if opts.Traces != nil {
+		r.traces = &endpoint[tracesBatch]{r: r, codec: tracesCodec{}, consume: func(ctx context.Context, b tracesBatch) error {
+			return opts.Traces.ConsumeTraces(ctx, b.td)
+		}}
+	}
+	if opts.Logs != nil {
+		r.logs = &endpoint[logsBatch]{r: r, codec: logsCodec{}, consume: func(ctx context.Context, b logsBatch) error {
+			return opts.Logs.ConsumeLogs(ctx, b.ld)
+		}}
+	}
+	if opts.Metrics != nil {
+		r.metrics = &endpoint[metricsBatch]{r: r, codec: metricsCodec{}, consume: func(ctx context.Context, b metricsBatch) error {
+			return opts.Metrics.ConsumeMetrics(ctx, b.md)
+		}}
+	}
+	return r
+}
+
+// exporter is one signal's export operation, independent of transport.
+type exporter interface {
+	signal() string
+	// export decodes body, calls release once the bytes are no longer
+	// needed, validates and consumes the data, and returns the encoded
+	// ExportResponse. Errors are errUndecodable or the consumer's error.
+	export(ctx context.Context, body []byte, release func(), enc wireEncoding) ([]byte, error)
+}
+
+// batch is decoded data of one signal.
+type batch interface {
+	// items counts spans, log records or metric data points.
+	items() int
+}
+
+// signalCodec knows one signal's wire format and validation.
+type signalCodec[B batch] interface {
+	signal() string
+	// decode is the fast path: pdata's decoder.
+	decode(body []byte, enc wireEncoding) (B, error)
+	// repair is the slow path, tried when decode fails: it decodes body
+	// leniently, removes what pdata refuses and re-encodes it, reporting
+	// what it removed.
+	repair(body []byte, enc wireEncoding) ([]byte, limits.Report, error)
+	// sanitize validates b in place against the limits.
+	sanitize(l limits.Limits, b B, now time.Time) limits.Report
+	// response encodes an ExportResponse carrying a partial success when
+	// rejected or message is set.
+	response(rejected int64, message string, enc wireEncoding) ([]byte, error)
+}
+
+type endpoint[B batch] struct {
+	r       *receiver
+	codec   signalCodec[B]
+	consume func(context.Context, B) error
+}
+
+func (e *endpoint[B]) signal() string { return e.codec.signal() }
+
+func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), enc wireEncoding) ([]byte, error) {
+	opts := &e.r.opts
+	sig := e.codec.signal()
+	b, report, err := e.decode(body, enc)
+	release()
+	if err != nil {
+		opts.Ingest.Reject(sig, limits.ReasonUndecodable, 1)
+		opts.Logger.LogAttrs(ctx, slog.LevelDebug, "undecodable OTLP request",
+			slog.String("signal", sig), slog.String("encoding", enc.String()), slog.Any("err", err))
+		return nil, err
+	}
+	opts.Ingest.Receive(sig, b.items()+report.Rejected)
+	report.Merge(e.codec.sanitize(opts.Limits, b, opts.Now()))
+	for reason, n := range report.Dropped {
+		opts.Ingest.Reject(sig, reason, n)
+	}
+	for reason, n := range report.Altered {
+		opts.Ingest.Reject(sig, reason, n)
+	}
+	if n := b.items(); n > 0 {
+		if err := e.consume(ctx, b); err != nil {
+			if errors.Is(err, ingest.ErrOverloaded) {
+				opts.Ingest.Reject(sig, limits.ReasonOverloaded, n)
+			} else {
+				opts.Logger.LogAttrs(ctx, slog.LevelWarn, "OTLP data not stored, client asked to retry",
+					slog.String("signal", sig), slog.Int("items", n), slog.Any("err", err))
+			}
+			return nil, err
+		}
+	}
+	return e.codec.response(int64(report.Rejected), report.Message(), enc)
+}
+
+// decode tries pdata first and falls back to repairing the body.
+func (e *endpoint[B]) decode(body []byte, enc wireEncoding) (B, limits.Report, error) {
+	var zero B
+	if err := checkNesting(body, enc); err != nil {
+		return zero, limits.Report{}, fmt.Errorf("%w: %s: %w", errUndecodable, enc, err)
+	}
+	b, err := e.codec.decode(body, enc)
+	if err == nil {
+		return b, limits.Report{}, nil
+	}
+	fixed, report, rerr := e.codec.repair(body, enc)
+	if rerr == nil {
+		if b, rerr = e.codec.decode(fixed, enc); rerr == nil {
+			return b, report, nil
+		}
+	}
+	// pdata's error describes the original body, which is what the client sent.
+	return zero, limits.Report{}, fmt.Errorf("%w: %s: %w", errUndecodable, enc, err)
+}

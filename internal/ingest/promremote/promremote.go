@@ -1,0 +1,404 @@
+// Package promremote receives Prometheus remote_write 1.0 requests
+// (snappy-compressed prompb.WriteRequest) and appends them to a Prometheus
+// storage such as the embedded TSDB.
+//
+// Answers follow the remote_write 1.0 specification, where the sender
+// retries 5xx and 429 and drops the batch on any other 4xx:
+//
+//   - 204 once every sample was committed (the TSDB wrote its WAL).
+//   - 400 when some series or samples were refused (invalid labels, out of
+//     order, out of the accepted time range, invalid histograms). The good
+//     samples of the request are committed first; the body names how many
+//     were refused and why. Retrying would not help and would only resend
+//     samples already stored.
+//   - 400 for an undecodable body, 413 for one above Limits.MaxRequestBytes,
+//     405 and 415 for a wrong method, content type or encoding.
+//   - 503 with Retry-After when too many requests are in flight or storage
+//     failed; nothing of the request was stored, so the retry is safe.
+package promremote
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/exemplar"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/vigil-observability/vigil/internal/ingest"
+	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/selfobs"
+)
+
+// Path is where remote_write senders post, as in Prometheus.
+const Path = "/api/v1/write"
+
+// retryAfterSeconds is sent with every 503. Senders that honour Retry-After
+// (Prometheus does for 5xx) wait this long before retrying, which gives a
+// busy receiver room without stalling them for long.
+const retryAfterSeconds = "1"
+
+// Options configures the remote_write handler.
+type Options struct {
+	// Appendable is where samples go; *tsdb.DB satisfies it. Required.
+	Appendable storage.AppendableV2
+	// Limits bounds request size and series labels; zero fields mean defaults.
+	Limits limits.Limits
+	// Ingest counts received, stored and rejected samples (signal
+	// "metrics"); nil counts nothing.
+	Ingest *selfobs.IngestMetrics
+	// MaxInFlight caps concurrently processed requests, and so the memory
+	// held by decoded bodies (at most MaxInFlight × MaxRequestBytes plus
+	// the decoded protobuf). Default 2×GOMAXPROCS.
+	MaxInFlight int
+	// Logger receives warnings about refused data; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives vigil_remote_write_requests_total{code}; nil
+	// registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// NewHandler returns the http.Handler for POST /api/v1/write. It panics if
+// opts.Appendable is nil, a wiring mistake that no request can fix.
+func NewHandler(opts Options) http.Handler {
+	if opts.Appendable == nil {
+		panic("promremote: Options.Appendable is required")
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 2 * runtime.GOMAXPROCS(0)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{
+		appendable: opts.Appendable,
+		limits:     opts.Limits.WithDefaults(),
+		ingest:     opts.Ingest,
+		logger:     opts.Logger,
+		inFlight:   make(chan struct{}, opts.MaxInFlight),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_remote_write_requests_total",
+			Help: "Prometheus remote_write requests handled, by HTTP status code.",
+		}, []string{"code"}),
+		now: time.Now,
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(h.requests)
+	}
+	return h
+}
+
+type handler struct {
+	appendable storage.AppendableV2
+	limits     limits.Limits
+	ingest     *selfobs.IngestMetrics
+	logger     *slog.Logger
+	inFlight   chan struct{}
+	requests   *prometheus.CounterVec
+	now        func() time.Time
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	code, msg := h.serve(r)
+	h.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	switch code {
+	case http.StatusNoContent:
+		w.WriteHeader(code)
+		return
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
+	http.Error(w, msg, code)
+}
+
+// serve handles one request and returns the status and, for errors, the
+// message for the client.
+func (h *handler) serve(r *http.Request) (int, string) {
+	if r.Method != http.MethodPost {
+		return http.StatusMethodNotAllowed, "remote_write accepts only POST"
+	}
+	if code, msg := checkHeaders(r.Header); code != 0 {
+		return code, msg
+	}
+
+	// Acquire before reading the body: the point of the bound is the memory
+	// a request holds, and waiting would let slow senders pile up.
+	select {
+	case h.inFlight <- struct{}{}:
+		defer func() { <-h.inFlight }()
+	default:
+		// The number of samples is unknown before decoding; one request
+		// counts as one refused item.
+		h.ingest.Reject(ingest.SignalMetrics, limits.ReasonOverloaded, 1)
+		return http.StatusServiceUnavailable, "too many remote_write requests in flight, retry later"
+	}
+
+	req, code, msg := h.decode(r)
+	if code != 0 {
+		reason := limits.ReasonUndecodable
+		if code == http.StatusRequestEntityTooLarge {
+			reason = limits.ReasonRequestTooLarge
+		}
+		h.ingest.Reject(ingest.SignalMetrics, reason, 1)
+		h.logger.Warn("remote_write request refused", "status", code, "reason", msg, "remote", r.RemoteAddr)
+		return code, msg
+	}
+	return h.write(r, req)
+}
+
+// checkHeaders accepts what remote_write 1.0 senders send: a protobuf
+// content type (without a proto parameter, or naming prometheus.WriteRequest)
+// and snappy encoding. An absent Content-Type or Content-Encoding is taken to
+// mean 1.0 with snappy, as Prometheus does, for old senders.
+func checkHeaders(hdr http.Header) (int, string) {
+	if ct := hdr.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/x-protobuf" {
+			return http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Type %q, want application/x-protobuf (remote_write 1.0)", ct)
+		}
+		if p, ok := params["proto"]; ok && p != "prometheus.WriteRequest" {
+			return http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported remote_write message %q, only prometheus.WriteRequest (remote_write 1.0) is accepted", p)
+		}
+	}
+	if enc := hdr.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
+		return http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %q, want snappy", enc)
+	}
+	return 0, ""
+}
+
+// decode reads, inflates and unmarshals the body. The compressed body is read
+// with a limit, and snappy's length header is checked before anything is
+// inflated, so neither a huge upload nor a snappy bomb is held in memory.
+func (h *handler) decode(r *http.Request) (*prompb.WriteRequest, int, string) {
+	maxDecoded := h.limits.MaxRequestBytes
+	maxCompressed := int64(snappy.MaxEncodedLen(int(min(maxDecoded, int64(maxInt32)))))
+	if maxCompressed < 0 {
+		maxCompressed = maxDecoded
+	}
+	if r.ContentLength > maxCompressed {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is above the limit of %d bytes", r.ContentLength, maxCompressed)
+	}
+	compressed, err := io.ReadAll(io.LimitReader(r.Body, maxCompressed+1))
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err)
+	}
+	if int64(len(compressed)) > maxCompressed {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is above the limit of %d bytes", maxCompressed)
+	}
+	n, err := snappy.DecodedLen(compressed)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
+	}
+	if int64(n) > maxDecoded {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body decompresses to %d bytes, above the limit of %d bytes", n, maxDecoded)
+	}
+	raw, err := snappy.Decode(nil, compressed)
+	if err != nil {
+		return nil, http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, http.StatusBadRequest, fmt.Sprintf("body is not a prometheus.WriteRequest: %v", err)
+	}
+	return &req, 0, ""
+}
+
+const maxInt32 = 1<<31 - 1
+
+// write appends the request's samples in one transaction. Refused series and
+// samples are skipped and counted; a storage failure rolls everything back.
+func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string) {
+	received := 0
+	for _, ts := range req.Timeseries {
+		received += len(ts.Samples) + len(ts.Histograms)
+	}
+	h.ingest.Receive(ingest.SignalMetrics, received)
+	if received == 0 {
+		// Metadata-only requests (Prometheus sends metadata separately)
+		// carry nothing the TSDB keeps per series.
+		return http.StatusNoContent, ""
+	}
+
+	start := h.now()
+	report := limits.Report{Item: "samples"}
+	app := h.appendable.AppenderV2(r.Context())
+	sb := labels.NewScratchBuilder(16)
+	eb := labels.NewScratchBuilder(4)
+	stored := 0
+	var storageErr error
+
+	for _, ts := range req.Timeseries {
+		n := len(ts.Samples) + len(ts.Histograms)
+		if n == 0 {
+			continue
+		}
+		ls := ts.ToLabels(&sb, nil)
+		if reason, ok := h.limits.CheckLabels(ls); !ok {
+			report.Reject(reason, n)
+			continue
+		}
+		s := seriesWriter{h: h, app: app, ls: ls, now: start, report: &report}
+		s.exemplars = toExemplars(&eb, ts.Exemplars)
+		for _, smp := range ts.Samples {
+			storageErr = s.append(smp.Timestamp, smp.Value, nil, nil)
+			if storageErr != nil {
+				break
+			}
+		}
+		for i := 0; storageErr == nil && i < len(ts.Histograms); i++ {
+			hp := ts.Histograms[i]
+			if hp.IsFloatHistogram() {
+				storageErr = s.append(hp.Timestamp, 0, nil, hp.ToFloatHistogram())
+			} else {
+				storageErr = s.append(hp.Timestamp, 0, hp.ToIntHistogram(), nil)
+			}
+		}
+		stored += s.stored
+		if storageErr != nil {
+			break
+		}
+	}
+
+	if storageErr == nil {
+		storageErr = app.Commit()
+	} else {
+		_ = app.Rollback()
+	}
+	if h.ingest != nil {
+		h.ingest.WriteDuration.WithLabelValues(ingest.SignalMetrics).Observe(h.now().Sub(start).Seconds())
+	}
+	if storageErr != nil {
+		err := fmt.Errorf("%w: %w", ingest.ErrUnavailable, storageErr)
+		h.logger.Error("remote_write: storage failed, nothing stored", "err", err, "samples", received)
+		return http.StatusServiceUnavailable, "storage unavailable, nothing was stored; retry later"
+	}
+	if h.ingest != nil {
+		h.ingest.Stored.WithLabelValues(ingest.SignalMetrics).Add(float64(stored))
+	}
+	for reason, n := range report.Dropped {
+		h.ingest.Reject(ingest.SignalMetrics, reason, n)
+	}
+	if report.Rejected > 0 {
+		msg := fmt.Sprintf("%s; %d of %d samples stored, do not retry", report.Message(), stored, received)
+		h.logger.Warn("remote_write: samples refused", "detail", msg, "remote", r.RemoteAddr)
+		return http.StatusBadRequest, msg
+	}
+	return http.StatusNoContent, ""
+}
+
+// seriesWriter appends the samples of one series, reusing its reference.
+type seriesWriter struct {
+	h         *handler
+	app       storage.AppenderV2
+	ls        labels.Labels
+	now       time.Time
+	report    *limits.Report
+	ref       storage.SeriesRef
+	exemplars []exemplar.Exemplar // attached to the first stored sample
+	stored    int
+}
+
+// append stores one sample. It returns an error only for a storage failure;
+// a refused sample is counted in the report.
+func (s *seriesWriter) append(t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+	if reason, ok := s.h.limits.CheckSampleTimestamp(t, s.now); !ok {
+		s.report.Reject(reason, 1)
+		return nil
+	}
+	if err := normalizeHistogram(h, fh); err != nil {
+		s.report.Reject(limits.ReasonUndecodable, 1)
+		s.h.logger.Debug("remote_write: invalid native histogram", "series", s.ls.String(), "err", err)
+		return nil
+	}
+	opts := storage.AOptions{Exemplars: s.exemplars}
+	ref, err := s.app.Append(s.ref, s.ls, 0, t, v, h, fh, opts)
+	if err != nil {
+		var partial *storage.AppendPartialError
+		if errors.As(err, &partial) {
+			// The sample is stored; only exemplars were refused (for
+			// example out of order), which costs no data the sender
+			// could fix by retrying.
+			s.h.logger.Debug("remote_write: exemplars refused", "series", s.ls.String(), "err", err)
+			err = nil
+		}
+	}
+	if err != nil {
+		if reason, ok := sampleRejection(err); ok {
+			s.report.Reject(reason, 1)
+			return nil
+		}
+		return err
+	}
+	s.ref = ref
+	s.exemplars = nil
+	s.stored++
+	return nil
+}
+
+// normalizeHistogram lowers a schema finer than the TSDB supports (which
+// newer senders may use) and validates the histogram, so that a malformed
+// one is refused as bad data rather than mistaken for a storage failure.
+func normalizeHistogram(h *histogram.Histogram, fh *histogram.FloatHistogram) error {
+	switch {
+	case h != nil:
+		if histogram.IsExponentialSchemaReserved(h.Schema) && h.Schema > histogram.ExponentialSchemaMax {
+			if err := h.ReduceResolution(histogram.ExponentialSchemaMax); err != nil {
+				return err
+			}
+		}
+		return h.Validate()
+	case fh != nil:
+		if histogram.IsExponentialSchemaReserved(fh.Schema) && fh.Schema > histogram.ExponentialSchemaMax {
+			if err := fh.ReduceResolution(histogram.ExponentialSchemaMax); err != nil {
+				return err
+			}
+		}
+		return fh.Validate()
+	}
+	return nil
+}
+
+// sampleRejection tells a refused sample (bad data: retrying cannot help)
+// from a storage failure.
+func sampleRejection(err error) (reason string, ok bool) {
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderSample),
+		errors.Is(err, storage.ErrOutOfBounds),
+		errors.Is(err, storage.ErrTooOldSample),
+		errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		return limits.ReasonOutOfOrder, true
+	case errors.As(err, new(histogram.Error)):
+		return limits.ReasonUndecodable, true
+	}
+	return "", false
+}
+
+// toExemplars converts a series' exemplars, sorted by timestamp as
+// AppenderV2 requires.
+func toExemplars(b *labels.ScratchBuilder, eps []prompb.Exemplar) []exemplar.Exemplar {
+	if len(eps) == 0 {
+		return nil
+	}
+	out := make([]exemplar.Exemplar, 0, len(eps))
+	for _, ep := range eps {
+		out = append(out, ep.ToExemplar(b, nil))
+	}
+	slices.SortStableFunc(out, func(a, b exemplar.Exemplar) int { return cmp.Compare(a.Ts, b.Ts) })
+	return out
+}

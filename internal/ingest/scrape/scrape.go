@@ -1,0 +1,224 @@
+// Package scrape pulls metrics from Prometheus targets. It runs Prometheus's
+// own service-discovery manager and scrape manager, wired the way the
+// Prometheus server wires them, so target selection, relabelling,
+// authentication and the synthetic series (up, scrape_duration_seconds,
+// scrape_samples_scraped, scrape_samples_post_metric_relabeling,
+// scrape_series_added) behave exactly as in Prometheus.
+package scrape
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
+	promscrape "github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+
+	// Every service-discovery mechanism registers its configuration type
+	// here; without it config.Load rejects e.g. kubernetes_sd_configs, and
+	// the discovery manager could not start the providers.
+	_ "github.com/prometheus/prometheus/discovery/install"
+)
+
+// DefaultDiscoveryUpdateInterval is how often, at most, discovered target
+// changes are handed to the scrape manager. It is Prometheus's default.
+const DefaultDiscoveryUpdateInterval = 5 * time.Second
+
+// ErrNoAppendable is returned by New when Options.Appendable is nil.
+var ErrNoAppendable = errors.New("scrape: Options.Appendable is required")
+
+// Options configure a Manager.
+type Options struct {
+	// Appendable receives the scraped samples. A *tsdb.DB satisfies it; it
+	// is the appender interface the Prometheus server itself hands its
+	// scrape manager.
+	Appendable storage.AppendableV2
+	// Logger may be nil (logs are discarded).
+	Logger *slog.Logger
+	// Registerer receives the discovery and scrape managers' metrics
+	// (prometheus_sd_*, prometheus_target_*). It may be nil in tests; the
+	// metrics are then kept in a private registry.
+	Registerer prometheus.Registerer
+	// DiscoveryUpdateInterval throttles how often target changes from
+	// discovery reach the scrape pools. Zero means
+	// DefaultDiscoveryUpdateInterval. Tests use a short value so that file
+	// SD changes are picked up quickly.
+	DiscoveryUpdateInterval time.Duration
+}
+
+// Manager runs service discovery and scraping for the scrape_configs of a
+// Prometheus-format configuration.
+type Manager struct {
+	logger    *slog.Logger
+	discovery *discovery.Manager
+	scrape    *promscrape.Manager
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// configured is closed by the first successful ApplyConfig. Like the
+	// Prometheus server, scraping only starts once a configuration is
+	// known, otherwise discovered target sets would have no job config.
+	configured     chan struct{}
+	configuredOnce sync.Once
+	stopOnce       sync.Once
+	// applyMu serialises ApplyConfig so the scrape and discovery managers
+	// always see the same configuration generation.
+	applyMu sync.Mutex
+}
+
+// New builds a Manager. Nothing is scraped until ApplyConfig and Run are
+// called.
+func New(opts Options) (*Manager, error) {
+	if opts.Appendable == nil {
+		return nil, ErrNoAppendable
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	interval := opts.DiscoveryUpdateInterval
+	if interval <= 0 {
+		interval = DefaultDiscoveryUpdateInterval
+	}
+
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("scrape: registering service discovery metrics: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	dm := discovery.NewManager(ctx, logger.With("component", "discovery manager scrape"), reg, sdMetrics,
+		discovery.Name("scrape"), discovery.Updatert(interval))
+	if dm == nil {
+		// discovery.NewManager logs the cause and returns nil; the usual one
+		// is a metrics registration conflict.
+		cancel()
+		return nil, errors.New("scrape: creating discovery manager failed (see log; metrics already registered?)")
+	}
+
+	sm, err := promscrape.NewManager(
+		&promscrape.Options{DiscoveryReloadInterval: model.Duration(interval)},
+		logger.With("component", "scrape manager"),
+		nil, // No per-job scrape failure log files.
+		nil, opts.Appendable,
+		reg,
+	)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("scrape: creating scrape manager: %w", err)
+	}
+
+	return &Manager{
+		logger:     logger,
+		discovery:  dm,
+		scrape:     sm,
+		ctx:        ctx,
+		cancel:     cancel,
+		configured: make(chan struct{}),
+	}, nil
+}
+
+// ApplyConfig installs a new configuration: its global section and
+// scrape_configs (including scrape_config_files). It may be called at any
+// time, before or after Run. The scrape manager is updated before discovery,
+// as in Prometheus, so that newly discovered targets always find their job.
+func (m *Manager) ApplyConfig(cfg *config.Config) error {
+	if cfg == nil {
+		return errors.New("scrape: nil configuration")
+	}
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+
+	if err := m.scrape.ApplyConfig(cfg); err != nil {
+		return fmt.Errorf("scrape: applying scrape configuration: %w", err)
+	}
+	scfgs, err := cfg.GetScrapeConfigs()
+	if err != nil {
+		return fmt.Errorf("scrape: loading scrape configs: %w", err)
+	}
+	sd := make(map[string]discovery.Configs, len(scfgs))
+	for _, sc := range scfgs {
+		sd[sc.JobName] = sc.ServiceDiscoveryConfigs
+	}
+	if err := m.discovery.ApplyConfig(sd); err != nil {
+		return fmt.Errorf("scrape: applying discovery configuration: %w", err)
+	}
+	m.configuredOnce.Do(func() { close(m.configured) })
+	return nil
+}
+
+// Run discovers and scrapes targets until Stop is called. It waits for the
+// first ApplyConfig before starting.
+func (m *Manager) Run() error {
+	select {
+	case <-m.configured:
+	case <-m.ctx.Done():
+		return nil
+	}
+
+	var wg sync.WaitGroup
+	var scrapeErr error
+	wg.Go(func() {
+		// Returns context.Canceled once Stop cancels the context.
+		_ = m.discovery.Run()
+	})
+	wg.Go(func() {
+		scrapeErr = m.scrape.Run(m.discovery.SyncCh())
+	})
+	<-m.ctx.Done()
+	wg.Wait()
+	if scrapeErr != nil {
+		return fmt.Errorf("scrape: scrape manager: %w", scrapeErr)
+	}
+	return nil
+}
+
+// Stop ends discovery and all scrape loops, waiting for the loops to exit so
+// that nothing is appended afterwards (the storage can then be closed). It
+// is safe to call more than once and without Run.
+func (m *Manager) Stop() {
+	m.stopOnce.Do(func() {
+		m.cancel()
+		m.scrape.Stop()
+	})
+}
+
+// TargetsActive returns the targets being scraped, by scrape pool (job).
+func (m *Manager) TargetsActive() map[string][]*promscrape.Target {
+	return m.scrape.TargetsActive()
+}
+
+// TargetsDropped returns the targets dropped by relabelling, by scrape pool,
+// subject to each job's keep_dropped_targets limit.
+func (m *Manager) TargetsDropped() map[string][]*promscrape.Target {
+	return m.scrape.TargetsDropped()
+}
+
+// TargetsDroppedCounts returns how many targets each scrape pool dropped,
+// including those not kept because of keep_dropped_targets.
+func (m *Manager) TargetsDroppedCounts() map[string]int {
+	return m.scrape.TargetsDroppedCounts()
+}
+
+// ScrapePools returns the names of the running scrape pools.
+func (m *Manager) ScrapePools() []string {
+	return m.scrape.ScrapePools()
+}
+
+// ScrapePoolConfig returns the configuration a scrape pool runs with. The
+// error is Prometheus's own, unwrapped, because the HTTP API shows its text.
+func (m *Manager) ScrapePoolConfig(pool string) (*config.ScrapeConfig, error) {
+	return m.scrape.ScrapePoolConfig(pool)
+}

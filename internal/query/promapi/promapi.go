@@ -1,0 +1,386 @@
+// Package promapi serves the Prometheus HTTP query API (/api/v1/...). It is
+// Prometheus's own web/api/v1 handler over Prometheus's PromQL engine, so the
+// responses are those of a Prometheus server by construction; this package
+// only supplies what the handler needs from vigil (storage, targets, config,
+// build information) and switches off what vigil does elsewhere (the
+// remote-write and OTLP receivers, which vigil serves itself, and the admin
+// endpoints).
+package promapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/route"
+	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/scrape"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/util/features"
+	"github.com/prometheus/prometheus/util/notifications"
+	apiv1 "github.com/prometheus/prometheus/web/api/v1"
+)
+
+// Defaults, the same as the Prometheus server's flags.
+const (
+	DefaultQueryTimeout  = 2 * time.Minute
+	DefaultMaxSamples    = 50_000_000
+	DefaultLookbackDelta = 5 * time.Minute
+	// DefaultListenAddress is only used to recognise targets that are
+	// vigil itself when reporting their global URL on /api/v1/targets.
+	DefaultListenAddress = "0.0.0.0:9090"
+)
+
+// PathPrefix is where the handler expects to be mounted: it routes requests
+// whose path starts with it, e.g. /api/v1/query.
+const PathPrefix = "/api/v1"
+
+// ErrNoQueryable is returned by New when Options.Queryable is nil.
+var ErrNoQueryable = errors.New("promapi: Options.Queryable is required")
+
+// ErrNoTSDB is reported by the TSDB status endpoints when Options.TSDB is
+// not set.
+var ErrNoTSDB = errors.New("TSDB status not available")
+
+// Targets is what the API needs from the scrape manager for /targets,
+// /targets/metadata, /scrape_pools and /scrape_pools/config.
+// *internal/ingest/scrape.Manager satisfies it.
+type Targets interface {
+	TargetsActive() map[string][]*scrape.Target
+	TargetsDropped() map[string][]*scrape.Target
+	TargetsDroppedCounts() map[string]int
+	ScrapePoolConfig(pool string) (*config.ScrapeConfig, error)
+	ScrapePools() []string
+}
+
+// Options configure the API handler.
+type Options struct {
+	// Queryable is the metric storage the queries read (a *tsdb.DB).
+	Queryable storage.SampleAndChunkQueryable
+	// ExemplarQueryable serves /query_exemplars; optional.
+	ExemplarQueryable storage.ExemplarQueryable
+	// TSDB, if set, backs /status/tsdb, /status/tsdb/blocks and
+	// /status/walreplay; without it they answer with ErrNoTSDB.
+	TSDB *tsdb.DB
+	// TSDBStats is the *tsdb.DBStats the TSDB was opened with, for
+	// /status/walreplay; optional (replay is then reported as finished).
+	TSDBStats *tsdb.DBStats
+	// Targets reports scrape targets; nil means vigil scrapes nothing and
+	// the target endpoints return empty lists.
+	Targets Targets
+	// Config returns the current Prometheus-format configuration, for
+	// /status/config, remote read's external labels and the default
+	// subquery step (global evaluation_interval); nil means the defaults.
+	Config func() config.Config
+	// Flags is shown by /status/flags; nil shows an empty object.
+	Flags map[string]string
+
+	QueryTimeout  time.Duration // Zero means DefaultQueryTimeout.
+	MaxSamples    int           // Zero means DefaultMaxSamples.
+	LookbackDelta time.Duration // Zero means DefaultLookbackDelta.
+
+	// ListenAddress and ExternalURL are how vigil is reached; the targets
+	// endpoint uses them to compute a target's globalUrl. Empty means
+	// DefaultListenAddress and http://<hostname>:<listen port>.
+	ListenAddress string
+	ExternalURL   *url.URL
+
+	// Logger may be nil (logs are discarded).
+	Logger *slog.Logger
+	// Registerer receives the PromQL engine and remote-read metrics; nil
+	// keeps them in a private registry.
+	Registerer prometheus.Registerer
+	// Gatherer is exposed by /status/self_metrics; nil uses Registerer if
+	// it is a Gatherer, otherwise an empty registry.
+	Gatherer prometheus.Gatherer
+
+	// Build information for /status/buildinfo.
+	Version, Revision, Branch, BuildUser, BuildDate, GoVersion string
+
+	// Ready reports whether vigil is ready to serve queries; while it
+	// returns false every endpoint answers 503. Nil means always ready.
+	Ready func() bool
+}
+
+// ErrRegistration is returned by New when the handler's metrics cannot be
+// registered, typically because New was already called with the same
+// Registerer.
+var ErrRegistration = errors.New("promapi: registering metrics")
+
+// New builds the /api/v1 handler. Call it once per Registerer: the PromQL
+// engine and remote-read metrics it registers have fixed names.
+func New(opts Options) (h http.Handler, err error) {
+	// Prometheus's constructors register their metrics with MustRegister;
+	// a conflict must reach the caller as an error, not crash vigil.
+	defer func() {
+		if r := recover(); r != nil {
+			h, err = nil, fmt.Errorf("%w: %v", ErrRegistration, r)
+		}
+	}()
+
+	if opts.Queryable == nil {
+		return nil, ErrNoQueryable
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	gatherer := opts.Gatherer
+	if gatherer == nil {
+		if g, ok := reg.(prometheus.Gatherer); ok {
+			gatherer = g
+		} else {
+			gatherer = prometheus.NewRegistry()
+		}
+	}
+	cfgFunc := opts.Config
+	if cfgFunc == nil {
+		cfgFunc = func() config.Config { return config.DefaultConfig }
+	}
+	flags := opts.Flags
+	if flags == nil {
+		flags = map[string]string{}
+	}
+	listen := opts.ListenAddress
+	if listen == "" {
+		listen = DefaultListenAddress
+	}
+	extURL, err := externalURL(opts.ExternalURL, listen)
+	if err != nil {
+		return nil, err
+	}
+	var targets Targets = noTargets{}
+	if opts.Targets != nil {
+		targets = opts.Targets
+	}
+
+	featureReg := features.NewRegistry()
+	promParser := parser.NewParser(parser.Options{ExperimentalDurationExpr: true})
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:        logger.With("component", "query engine"),
+		Reg:           reg,
+		MaxSamples:    cmpOr(opts.MaxSamples, DefaultMaxSamples),
+		Timeout:       cmpOr(opts.QueryTimeout, DefaultQueryTimeout),
+		LookbackDelta: cmpOr(opts.LookbackDelta, DefaultLookbackDelta),
+		// Prometheus uses the global evaluation interval as the step of
+		// subqueries written without one.
+		NoStepSubqueryIntervalFn: func(int64) int64 {
+			return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval).Milliseconds()
+		},
+		// Always on in Prometheus since v2.33.
+		EnableAtModifier:     true,
+		EnableNegativeOffset: true,
+		FeatureRegistry:      featureReg,
+		Parser:               promParser,
+	})
+
+	start := time.Now()
+	cwd, _ := os.Getwd() // Informational only (/status/runtimeinfo).
+	runtimeInfo := func() (apiv1.RuntimeInfo, error) {
+		info := apiv1.RuntimeInfo{
+			StartTime:           start,
+			CWD:                 cwd,
+			ServerTime:          time.Now().UTC(),
+			ReloadConfigSuccess: true,
+			GoroutineCount:      runtime.NumGoroutine(),
+			GOMAXPROCS:          runtime.GOMAXPROCS(0),
+			GOMEMLIMIT:          debug.SetMemoryLimit(-1),
+			GOGC:                os.Getenv("GOGC"),
+			GODEBUG:             os.Getenv("GODEBUG"),
+		}
+		host, err := os.Hostname()
+		if err != nil {
+			return info, fmt.Errorf("error getting hostname: %w", err)
+		}
+		info.Hostname = host
+		return info, nil
+	}
+
+	ready := func(f http.HandlerFunc) http.HandlerFunc {
+		if opts.Ready == nil {
+			return f
+		}
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !opts.Ready() {
+				// The same answer as a Prometheus server that is not ready.
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, "Service Unavailable")
+				return
+			}
+			f(w, r)
+		}
+	}
+
+	var adminStats apiv1.TSDBAdminStats = noTSDB{}
+	if opts.TSDB != nil {
+		adminStats = tsdbAdmin{db: opts.TSDB, stats: opts.TSDBStats}
+	}
+
+	api := apiv1.NewAPI(
+		engine,
+		opts.Queryable,
+		nil, nil, // No appenders: the write receivers are off.
+		opts.ExemplarQueryable,
+		func(context.Context) apiv1.ScrapePoolsRetriever { return targets },
+		func(context.Context) apiv1.TargetRetriever { return targets },
+		func(context.Context) apiv1.AlertmanagerRetriever { return noAlertmanagers{} },
+		cfgFunc,
+		flags,
+		apiv1.GlobalURLOptions{ListenAddress: listen, Host: extURL.Host, Scheme: extURL.Scheme},
+		ready,
+		adminStats,
+		"",    // TSDB directory: only used by the admin snapshot endpoint.
+		false, // Admin endpoints off.
+		false, // Experimental search endpoints off.
+		0,
+		logger.With("component", "api"),
+		func(context.Context) apiv1.RulesRetriever { return noRules{} },
+		5e7, // Remote read sample limit, concurrency and frame size:
+		10,  // Prometheus's flag defaults.
+		1048576,
+		false, // Not an agent.
+		nil,   // No CORS origin.
+		runtimeInfo,
+		&apiv1.PrometheusVersion{
+			Version:   opts.Version,
+			Revision:  opts.Revision,
+			Branch:    opts.Branch,
+			BuildUser: opts.BuildUser,
+			BuildDate: opts.BuildDate,
+			GoVersion: opts.GoVersion,
+		},
+		func() []notifications.Notification { return nil },
+		func() (<-chan notifications.Notification, func(), bool) { return nil, func() {}, false },
+		gatherer,
+		reg,
+		nil,        // Default stats renderer.
+		false, nil, // Remote-write receiver off: vigil has its own.
+		false, false, false, // OTLP receiver off: vigil has its own.
+		false, // No start-timestamp zero ingestion (no writes here).
+		cmpOr(opts.LookbackDelta, DefaultLookbackDelta),
+		false, // Type-and-unit labels off, as in Prometheus by default.
+		false, // No metadata appending (no writes here).
+		nil,   // Prometheus's own error-code mapping.
+		featureReg,
+		apiv1.OpenAPIOptions{ExternalURL: extURL.String(), Version: opts.Version},
+		promParser,
+	)
+	featureReg.Set(features.API, "admin", false)
+	featureReg.Set(features.API, "remote_write_receiver", false)
+	featureReg.Set(features.API, "otlp_write_receiver", false)
+
+	router := route.New()
+	api.Register(router.WithPrefix(PathPrefix))
+	return router, nil
+}
+
+// externalURL mirrors how Prometheus derives its external URL when none is
+// configured: the host name and the listen port.
+func externalURL(u *url.URL, listen string) (*url.URL, error) {
+	if u != nil {
+		return u, nil
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("promapi: listen address %q: %w", listen, err)
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, fmt.Errorf("promapi: host name for the external URL: %w", err)
+	}
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// noTargets stands for a vigil that scrapes nothing.
+type noTargets struct{}
+
+func (noTargets) TargetsActive() map[string][]*scrape.Target  { return map[string][]*scrape.Target{} }
+func (noTargets) TargetsDropped() map[string][]*scrape.Target { return map[string][]*scrape.Target{} }
+func (noTargets) TargetsDroppedCounts() map[string]int        { return map[string]int{} }
+func (noTargets) ScrapePools() []string                       { return []string{} }
+func (noTargets) ScrapePoolConfig(pool string) (*config.ScrapeConfig, error) {
+	return nil, fmt.Errorf("scrape pool %q not found", pool)
+}
+
+// noAlertmanagers and noRules: vigil evaluates no rules and sends no alerts
+// (yet); the endpoints answer with empty lists as Prometheus would.
+type noAlertmanagers struct{}
+
+func (noAlertmanagers) Alertmanagers() []*url.URL        { return nil }
+func (noAlertmanagers) DroppedAlertmanagers() []*url.URL { return nil }
+
+type noRules struct{}
+
+func (noRules) RuleGroups() []*rules.Group           { return nil }
+func (noRules) AlertingRules() []*rules.AlertingRule { return nil }
+
+// tsdbAdmin adapts a *tsdb.DB to what the status endpoints read. Only the
+// read-only methods are reachable: the admin endpoints are disabled.
+type tsdbAdmin struct {
+	db    *tsdb.DB
+	stats *tsdb.DBStats
+}
+
+func (a tsdbAdmin) CleanTombstones() error { return a.db.CleanTombstones() }
+func (a tsdbAdmin) Delete(ctx context.Context, mint, maxt int64, ms ...*labels.Matcher) error {
+	return a.db.Delete(ctx, mint, maxt, ms...)
+}
+func (a tsdbAdmin) Snapshot(dir string, withHead bool) error { return a.db.Snapshot(dir, withHead) }
+func (a tsdbAdmin) Stats(statsByLabelName string, limit int) (*tsdb.Stats, error) {
+	return a.db.Head().Stats(statsByLabelName, limit), nil
+}
+func (a tsdbAdmin) BlockMetas() ([]tsdb.BlockMeta, error) { return a.db.BlockMetas(), nil }
+func (a tsdbAdmin) WALReplayStatus() (tsdb.WALReplayStatus, error) {
+	if a.stats == nil || a.stats.Head == nil || a.stats.Head.WALReplayStatus == nil {
+		return tsdb.WALReplayStatus{}, nil
+	}
+	return a.stats.Head.WALReplayStatus.GetWALReplayStatus(), nil
+}
+
+// noTSDB answers the status endpoints when no TSDB was given.
+type noTSDB struct{}
+
+func (noTSDB) CleanTombstones() error                                         { return ErrNoTSDB }
+func (noTSDB) Delete(context.Context, int64, int64, ...*labels.Matcher) error { return ErrNoTSDB }
+func (noTSDB) Snapshot(string, bool) error                                    { return ErrNoTSDB }
+func (noTSDB) Stats(string, int) (*tsdb.Stats, error)                         { return nil, ErrNoTSDB }
+func (noTSDB) BlockMetas() ([]tsdb.BlockMeta, error)                          { return nil, ErrNoTSDB }
+func (noTSDB) WALReplayStatus() (tsdb.WALReplayStatus, error) {
+	return tsdb.WALReplayStatus{}, ErrNoTSDB
+}
+
+// Compile-time checks that the adapters fit the handler's interfaces.
+var (
+	_ apiv1.TSDBAdminStats        = tsdbAdmin{}
+	_ apiv1.TSDBAdminStats        = noTSDB{}
+	_ apiv1.TargetRetriever       = noTargets{}
+	_ apiv1.ScrapePoolsRetriever  = noTargets{}
+	_ apiv1.AlertmanagerRetriever = noAlertmanagers{}
+	_ apiv1.RulesRetriever        = noRules{}
+)

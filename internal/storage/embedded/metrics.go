@@ -1,0 +1,138 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/tsdb"
+)
+
+// Defaults of MetricsOptions.
+const (
+	// DefaultMetricsRetention keeps a week of metrics, matching the span and
+	// log retention and limits.Limits.MaxPastAge.
+	DefaultMetricsRetention = 7 * 24 * time.Hour
+	// DefaultOutOfOrderTimeWindow lets the TSDB accept a sample up to ten
+	// minutes older than the newest sample it has seen for the head. Pushed
+	// data arrives out of order for ordinary reasons: an OTel Collector's
+	// sending queue runs several consumers in parallel and retries failed
+	// batches with backoff for up to five minutes, SDK exporters retry too,
+	// and Prometheus remote_write resends after an error. Without a window
+	// any such late batch would be refused as out of bounds and lost. Ten
+	// minutes covers those retry horizons with margin while keeping the
+	// out-of-order head (memory and the WBL) small; older data is refused
+	// and counted as out_of_order.
+	DefaultOutOfOrderTimeWindow = 10 * time.Minute
+	// DefaultMaxExemplars sizes the in-memory exemplar ring buffer (about
+	// 100 bytes per exemplar).
+	DefaultMaxExemplars = 100_000
+)
+
+// StorageBytesHelp is the help text of vigil_storage_bytes. Every store
+// registering a vigil_storage_bytes{store=...} series must use exactly this
+// text, because the Prometheus registry refuses two descriptors of one
+// metric name with different help.
+const StorageBytesHelp = "Bytes the store occupies on disk."
+
+// MetricsOptions configures the embedded Prometheus TSDB.
+type MetricsOptions struct {
+	// Dir holds the WAL, the WBL, head chunks and blocks. Required.
+	Dir string
+	// Retention is how long samples are kept (DefaultMetricsRetention if 0).
+	Retention time.Duration
+	// OutOfOrderTimeWindow is how far behind the newest sample a sample may
+	// still be accepted (DefaultOutOfOrderTimeWindow if 0; negative disables
+	// out-of-order ingestion).
+	OutOfOrderTimeWindow time.Duration
+	// MaxExemplars is the exemplar buffer size (DefaultMaxExemplars if 0;
+	// negative disables exemplar storage).
+	MaxExemplars int64
+	// Logger receives the TSDB's own logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the prometheus_tsdb_* metrics and
+	// vigil_storage_bytes{store="tsdb"}; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// OpenMetrics opens (or creates) the Prometheus TSDB in opts.Dir, replaying
+// its WAL, so that every sample acknowledged before a crash is queryable
+// again. The caller owns the returned DB and must Close it. The DB is both a
+// storage.Appendable/AppendableV2 for ingest and a storage.Queryable for PromQL.
+func OpenMetrics(opts MetricsOptions) (*tsdb.DB, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("embedded: metrics directory is required")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	retention := opts.Retention
+	if retention <= 0 {
+		retention = DefaultMetricsRetention
+	}
+	ooo := opts.OutOfOrderTimeWindow
+	switch {
+	case ooo == 0:
+		ooo = DefaultOutOfOrderTimeWindow
+	case ooo < 0:
+		ooo = 0
+	}
+	maxExemplars := opts.MaxExemplars
+	switch {
+	case maxExemplars == 0:
+		maxExemplars = DefaultMaxExemplars
+	case maxExemplars < 0:
+		maxExemplars = 0
+	}
+
+	to := tsdb.DefaultOptions()
+	to.RetentionDuration = retention.Milliseconds()
+	// Like Prometheus itself: compacted blocks span at most a tenth of the
+	// retention (capped at 31 days), so retention deletes data in steps of
+	// 10% instead of whole huge blocks.
+	to.MaxBlockDuration = max(to.MinBlockDuration, min(retention/10, 31*24*time.Hour).Milliseconds())
+	to.OutOfOrderTimeWindow = ooo.Milliseconds()
+	to.EnableExemplarStorage = maxExemplars > 0
+	to.MaxExemplars = maxExemplars
+
+	db, err := tsdb.Open(opts.Dir, logger.With("component", "tsdb"), opts.Registerer, to, nil)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open tsdb in %s: %w", opts.Dir, err)
+	}
+	if opts.Registerer != nil {
+		dir := opts.Dir
+		size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "vigil_storage_bytes",
+			Help:        StorageBytesHelp,
+			ConstLabels: prometheus.Labels{"store": "tsdb"},
+		}, func() float64 { return float64(dirSize(dir)) })
+		if err := opts.Registerer.Register(size); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("embedded: register vigil_storage_bytes{store=\"tsdb\"}: %w", err)
+		}
+	}
+	return db, nil
+}
+
+// dirSize sums the sizes of the regular files under dir. Walking the
+// directory (rather than asking the head and blocks) counts the WAL, the
+// WBL, head chunks and blocks alike, and keeps working after the DB closed.
+// Files vanishing during the walk (compaction, WAL truncation) are skipped.
+func dirSize(dir string) int64 {
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			total += info.Size()
+		}
+		return nil
+	})
+	return total
+}

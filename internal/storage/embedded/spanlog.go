@@ -1,0 +1,449 @@
+// Package embedded is vigil's single-node storage: the Prometheus TSDB for
+// metrics (metrics.go) and DuckDB for spans and logs (spanlog*.go), both
+// living under the server's data directory.
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+// Defaults of SpanLogOptions.
+const (
+	// DefaultSpanLogRetention keeps a week of spans and logs.
+	DefaultSpanLogRetention = 7 * 24 * time.Hour
+	// DefaultMemoryLimit caps DuckDB's buffer pool. DuckDB's own default
+	// (80% of RAM) would starve the Prometheus TSDB sharing the process.
+	DefaultMemoryLimit = "1GB"
+	// DefaultCheckpointThreshold is the WAL size at which DuckDB folds a
+	// day's WAL into its compressed file. DuckDB's 16MB default checkpoints
+	// so often that each checkpoint rewrites the still-growing last row
+	// group: measured with realistic spans it cost about twice the CPU and
+	// left 30-70% of the file as free blocks. 128MB bounds WAL replay at
+	// start-up to a few seconds and the uncompressed tail in memory.
+	DefaultCheckpointThreshold = "128MB"
+	// retentionInterval is how often the background loop applies Retention.
+	// Partitions are days, so hourly is precise enough.
+	retentionInterval = time.Hour
+)
+
+// SpanLogOptions configures the DuckDB span and log store.
+type SpanLogOptions struct {
+	// Dir holds one DuckDB file (plus its WAL) per UTC day. Required.
+	Dir string
+	// Retention is how long spans and logs are kept (DefaultSpanLogRetention
+	// if 0). Whole days are dropped once all of their data is older.
+	Retention time.Duration
+	// MemoryLimit is DuckDB's memory_limit, e.g. "512MB" (DefaultMemoryLimit
+	// if empty).
+	MemoryLimit string
+	// CheckpointThreshold is DuckDB's checkpoint_threshold
+	// (DefaultCheckpointThreshold if empty).
+	CheckpointThreshold string
+	// Threads is DuckDB's worker thread count (GOMAXPROCS if 0).
+	Threads int
+	// Logger receives the store's own logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer receives vigil_storage_bytes{store="duckdb"}; nil
+	// registers nothing.
+	Registerer prometheus.Registerer
+	// Now is the clock for retention and partition routing (time.Now if
+	// nil); tests set it.
+	Now func() time.Time
+}
+
+// SpanLogStore keeps spans and logs in DuckDB, one database file per UTC day,
+// all ATTACHed to one in-memory DuckDB instance. It implements
+// storage.SpanLogStore and storage.Retainer.
+//
+// Each WriteTraces or WriteLogs call is one DuckDB transaction per day it
+// touches (DuckDB lets a transaction write to only one attached database),
+// appended through DuckDB's Appender and committed before the call returns;
+// a DuckDB commit writes and fsyncs the WAL of that file. A batch that spans
+// a UTC midnight is therefore committed in two steps, and if the second
+// fails the caller's retry stores the first part again.
+type SpanLogStore struct {
+	opts SpanLogOptions
+	log  *slog.Logger
+	db   *sql.DB
+
+	// mu orders operations against Close and against DropBefore, which
+	// detaches files: every read and write holds it shared for its whole
+	// duration, Close and DropBefore hold it exclusively.
+	mu     sync.RWMutex
+	closed bool
+
+	// pmu guards parts. Attaching a new day happens under mu held shared.
+	pmu   sync.Mutex
+	parts map[int64]*partition // by day number since the Unix epoch
+
+	gauge prometheus.Collector
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// partition is one day's database file.
+type partition struct {
+	day   int64
+	alias string // catalog name in DuckDB
+	path  string
+	// logMin and logMax bound the log timestamps stored (ns), so reads can
+	// skip days; they can lie outside the day when routing clamped a record.
+	// logMin > logMax means no logs. Guarded by SpanLogStore.pmu.
+	logMin, logMax int64
+}
+
+var (
+	_ storage.SpanLogStore = (*SpanLogStore)(nil)
+	_ storage.Retainer     = (*SpanLogStore)(nil)
+)
+
+const (
+	partPrefix = "spanlog-"
+	partSuffix = ".duckdb"
+	dayNanos   = int64(24 * time.Hour)
+)
+
+// OpenSpanLogStore opens (or creates) the store in opts.Dir, attaching every
+// day file found there and dropping those already past retention.
+func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("embedded: SpanLogOptions.Dir is required")
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultSpanLogRetention
+	}
+	if opts.MemoryLimit == "" {
+		opts.MemoryLimit = DefaultMemoryLimit
+	}
+	if opts.CheckpointThreshold == "" {
+		opts.CheckpointThreshold = DefaultCheckpointThreshold
+	}
+	if opts.Threads <= 0 {
+		opts.Threads = runtime.GOMAXPROCS(0)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("embedded: create span/log dir: %w", err)
+	}
+	tmp := filepath.Join(opts.Dir, ".tmp")
+	// Settings go in the DSN so they apply before DuckDB allocates anything.
+	cfg := url.Values{}
+	cfg.Set("memory_limit", opts.MemoryLimit)
+	cfg.Set("checkpoint_threshold", opts.CheckpointThreshold)
+	cfg.Set("threads", strconv.Itoa(opts.Threads))
+	cfg.Set("temp_directory", tmp)
+	cfg.Set("autoinstall_known_extensions", "false")
+	cfg.Set("autoload_known_extensions", "false")
+	connector, err := duckdb.NewConnector("?"+cfg.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open duckdb: %w", err)
+	}
+	s := &SpanLogStore{
+		opts:  opts,
+		log:   log,
+		db:    sql.OpenDB(connector),
+		parts: map[int64]*partition{},
+	}
+	// Writers each hold a connection for their transaction; keep a few
+	// around instead of reconnecting per batch.
+	s.db.SetMaxIdleConns(max(4, opts.Threads))
+
+	if err := s.attachExisting(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	if n, err := s.DropBefore(ctx, s.retentionCut()); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	} else if n > 0 {
+		log.Info("dropped expired span/log partitions", "count", n)
+	}
+	if opts.Registerer != nil {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "vigil_storage_bytes",
+			Help:        StorageBytesHelp,
+			ConstLabels: prometheus.Labels{"store": "duckdb"},
+		}, func() float64 { return float64(s.DiskBytes()) })
+		if err := opts.Registerer.Register(g); err != nil {
+			_ = s.db.Close()
+			return nil, fmt.Errorf("embedded: register duckdb metrics: %w", err)
+		}
+		s.gauge = g
+	}
+	loopCtx, stop := context.WithCancel(context.Background())
+	s.stop, s.done = stop, make(chan struct{})
+	go s.retentionLoop(loopCtx)
+	return s, nil
+}
+
+func (s *SpanLogStore) retentionCut() time.Time {
+	return s.opts.Now().Add(-s.opts.Retention)
+}
+
+func (s *SpanLogStore) retentionLoop(ctx context.Context) {
+	defer close(s.done)
+	t := time.NewTicker(retentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.DropBefore(ctx, s.retentionCut())
+			switch {
+			case err != nil && !errors.Is(err, storage.ErrClosed) && ctx.Err() == nil:
+				s.log.Error("span/log retention failed", "err", err)
+			case n > 0:
+				s.log.Info("dropped expired span/log partitions", "count", n)
+			}
+		}
+	}
+}
+
+// Close stops retention, checkpoints and closes every day file. Later calls
+// of any method return storage.ErrClosed; closing twice is harmless.
+func (s *SpanLogStore) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	<-s.done
+	if s.gauge != nil {
+		s.opts.Registerer.Unregister(s.gauge)
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("embedded: close duckdb: %w", err)
+	}
+	return nil
+}
+
+// DiskBytes reports the bytes the day files and their WALs occupy.
+func (s *SpanLogStore) DiskBytes() int64 {
+	entries, err := os.ReadDir(s.opts.Dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), partPrefix) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+	}
+	return n
+}
+
+// Checkpoint folds every day's WAL into its compressed database file. The
+// store does this on its own (DuckDB checkpoints when a WAL grows past 16MB
+// and on Close); it is exported for tests and benchmarks that measure size.
+func (s *SpanLogStore) Checkpoint(ctx context.Context) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	for _, p := range s.snapshot() {
+		if _, err := s.db.ExecContext(ctx, "CHECKPOINT "+p.alias); err != nil {
+			return fmt.Errorf("embedded: checkpoint %s: %w", p.alias, err)
+		}
+	}
+	return nil
+}
+
+// DropBefore detaches and deletes every day file whose whole day lies
+// before t. Data routed into a day by clamping goes with that day.
+func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, storage.ErrClosed
+	}
+	cut := floorDiv(t.UnixNano(), dayNanos) // first day that is kept
+	var victims []*partition
+	s.pmu.Lock()
+	for d, p := range s.parts {
+		if d < cut {
+			victims = append(victims, p)
+		}
+	}
+	s.pmu.Unlock()
+	slices.SortFunc(victims, func(a, b *partition) int { return cmp.Compare(a.day, b.day) })
+	n := 0
+	for _, p := range victims {
+		if _, err := s.db.ExecContext(ctx, "DETACH "+p.alias); err != nil {
+			return n, fmt.Errorf("embedded: detach %s: %w", p.alias, err)
+		}
+		s.pmu.Lock()
+		delete(s.parts, p.day)
+		s.pmu.Unlock()
+		for _, f := range []string{p.path, p.path + ".wal"} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return n, fmt.Errorf("embedded: remove %s: %w", f, err)
+			}
+		}
+		n++
+	}
+	return n, nil
+}
+
+// attachExisting attaches every day file in Dir.
+func (s *SpanLogStore) attachExisting(ctx context.Context) error {
+	entries, err := os.ReadDir(s.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("embedded: list span/log dir: %w", err)
+	}
+	for _, e := range entries {
+		day, ok := parsePartName(e.Name())
+		if !ok {
+			continue
+		}
+		if _, err := s.attach(ctx, day); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// partitionFor returns the day's partition, attaching (and creating) it if
+// needed. The caller holds mu shared.
+func (s *SpanLogStore) partitionFor(ctx context.Context, day int64) (*partition, error) {
+	s.pmu.Lock()
+	p := s.parts[day]
+	s.pmu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	return s.attach(ctx, day)
+}
+
+func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if p := s.parts[day]; p != nil {
+		return p, nil
+	}
+	date := time.Unix(day*86400, 0).UTC().Format("20060102")
+	p := &partition{
+		day:    day,
+		alias:  "p" + date,
+		path:   filepath.Join(s.opts.Dir, partPrefix+date+partSuffix),
+		logMin: math.MaxInt64, logMax: math.MinInt64,
+	}
+	// STORAGE_VERSION enables per-column ZSTD compression.
+	stmts := []string{
+		fmt.Sprintf("ATTACH %s AS %s (STORAGE_VERSION 'v1.4.0')", sqlString(p.path), p.alias),
+		fmt.Sprintf(spansDDL, p.alias),
+		fmt.Sprintf(logsDDL, p.alias),
+	}
+	for _, q := range stmts {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			if strings.HasPrefix(q, "ATTACH") {
+				return nil, fmt.Errorf("embedded: attach %s: %w", p.path, err)
+			}
+			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+			return nil, fmt.Errorf("embedded: create tables in %s: %w", p.path, err)
+		}
+	}
+	var lo, hi sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, "SELECT min(ts_ns), max(ts_ns) FROM "+p.alias+".logs").Scan(&lo, &hi); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, fmt.Errorf("embedded: read log range of %s: %w", p.path, err)
+	}
+	if lo.Valid {
+		p.logMin, p.logMax = lo.Int64, hi.Int64
+	}
+	s.parts[day] = p
+	return p, nil
+}
+
+// snapshot lists the attached partitions, newest day first.
+func (s *SpanLogStore) snapshot() []partition {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	out := make([]partition, 0, len(s.parts))
+	for _, p := range s.parts {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b partition) int { return cmp.Compare(b.day, a.day) })
+	return out
+}
+
+// noteLogs widens the partition's known log time range after a commit.
+func (s *SpanLogStore) noteLogs(p *partition, lo, hi int64) {
+	s.pmu.Lock()
+	p.logMin = min(p.logMin, lo)
+	p.logMax = max(p.logMax, hi)
+	s.pmu.Unlock()
+}
+
+// dayOf routes a timestamp (ns) to a day. Days are clamped to the window
+// retention can hold, [now-Retention, now+1 day], so that garbage timestamps
+// (zero, far future) cannot create a file per distinct day.
+func (s *SpanLogStore) dayOf(ns int64, lo, hi int64) int64 {
+	return min(max(floorDiv(ns, dayNanos), lo), hi)
+}
+
+func (s *SpanLogStore) dayWindow() (lo, hi int64) {
+	now := s.opts.Now()
+	return floorDiv(now.Add(-s.opts.Retention).UnixNano(), dayNanos), floorDiv(now.UnixNano(), dayNanos) + 1
+}
+
+func parsePartName(name string) (int64, bool) {
+	date, ok := strings.CutPrefix(name, partPrefix)
+	if !ok {
+		return 0, false
+	}
+	date, ok = strings.CutSuffix(date, partSuffix)
+	if !ok {
+		return 0, false
+	}
+	t, err := time.Parse("20060102", date)
+	if err != nil {
+		return 0, false
+	}
+	return t.Unix() / 86400, true
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func sqlString(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

@@ -1,0 +1,416 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+const spanColumns = `span_id, parent_span_id, start_ns, duration_ns, service, name, kind,
+	status_code, status_message, http_method, http_route, http_status_code, http_keys,
+	trace_state, flags, attributes, dropped_attributes, events, dropped_events, links,
+	dropped_links, resource_attributes, resource_dropped, resource_schema_url,
+	scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url`
+
+// GetTrace reads the trace's spans from every day and regroups them by
+// resource and scope. A trace has no time range in the query, so every
+// attached day is scanned; the filter on trace_hi is pushed into the scan,
+// so other columns are read only for matching rows.
+func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ptrace.Traces{}, storage.ErrClosed
+	}
+	parts := s.snapshot()
+	if len(parts) == 0 {
+		return ptrace.Traces{}, storage.ErrTraceNotFound
+	}
+	hi, lo := traceIDToUints(id)
+	var q strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			q.WriteString(" UNION ALL ")
+		}
+		// Literals rather than parameters so the filter is a constant
+		// comparison DuckDB pushes into the scan.
+		fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
+			spanColumns, p.alias, hi, lo)
+	}
+	rows, err := s.db.QueryContext(ctx, q.String())
+	if err != nil {
+		return ptrace.Traces{}, fmt.Errorf("embedded: query trace: %w", err)
+	}
+	defer rows.Close()
+
+	td := ptrace.NewTraces()
+	resources := map[string]ptrace.ResourceSpans{}
+	scopes := map[string]ptrace.ScopeSpans{}
+	for rows.Next() {
+		var (
+			r                    spanRow
+			res                  encodedResource
+			sc                   encodedScope
+			attrs, events, links string
+			colMethod, colRoute  sql.NullString
+			colStatus            sql.Null[uint16]
+		)
+		if err := rows.Scan(&r.spanID, &r.parentID, &r.start, &r.duration, &res.service, &r.name, &r.kind,
+			&r.statusCode, &r.statusMsg, &colMethod, &colRoute, &colStatus, &r.httpKeys,
+			&r.traceState, &r.flags, &attrs, &r.droppedAttrs, &events, &r.droppedEv, &links,
+			&r.droppedLk, &res.attrs, &res.dropped, &res.schemaURL,
+			&sc.name, &sc.version, &sc.attrs, &sc.dropped, &sc.schemaURL); err != nil {
+			return ptrace.Traces{}, fmt.Errorf("embedded: scan span: %w", err)
+		}
+		rk := res.service + "\x00" + res.attrs + "\x00" + res.schemaURL + "\x00" + strconv.FormatUint(uint64(res.dropped), 10)
+		rs, ok := resources[rk]
+		if !ok {
+			rs = td.ResourceSpans().AppendEmpty()
+			rs.SetSchemaUrl(res.schemaURL)
+			if err := restoreResource(res, rs.Resource()); err != nil {
+				return ptrace.Traces{}, err
+			}
+			resources[rk] = rs
+		}
+		sk := rk + "\x01" + sc.name + "\x00" + sc.version + "\x00" + sc.attrs + "\x00" + sc.schemaURL + "\x00" + strconv.FormatUint(uint64(sc.dropped), 10)
+		ss, ok := scopes[sk]
+		if !ok {
+			ss = rs.ScopeSpans().AppendEmpty()
+			ss.SetSchemaUrl(sc.schemaURL)
+			scope := ss.Scope()
+			scope.SetName(sc.name)
+			scope.SetVersion(sc.version)
+			scope.SetDroppedAttributesCount(sc.dropped)
+			if err := decodeMap(sc.attrs, scope.Attributes()); err != nil {
+				return ptrace.Traces{}, err
+			}
+			scopes[sk] = ss
+		}
+		sp := ss.Spans().AppendEmpty()
+		sp.SetTraceID(id)
+		sp.SetSpanID(uintToSpanID(r.spanID))
+		sp.SetParentSpanID(uintToSpanID(r.parentID))
+		sp.TraceState().FromRaw(r.traceState)
+		sp.SetFlags(r.flags)
+		sp.SetName(r.name)
+		sp.SetKind(ptrace.SpanKind(r.kind))
+		sp.SetStartTimestamp(pcommon.Timestamp(r.start))
+		sp.SetEndTimestamp(pcommon.Timestamp(r.start + r.duration))
+		sp.Status().SetCode(ptrace.StatusCode(r.statusCode))
+		sp.Status().SetMessage(r.statusMsg)
+		sp.SetDroppedAttributesCount(r.droppedAttrs)
+		sp.SetDroppedEventsCount(r.droppedEv)
+		sp.SetDroppedLinksCount(r.droppedLk)
+		a := sp.Attributes()
+		if err := decodeMap(attrs, a); err != nil {
+			return ptrace.Traces{}, err
+		}
+		if r.httpKeys&httpMethodStable != 0 {
+			a.PutStr(keyHTTPMethod, colMethod.String)
+		}
+		if r.httpKeys&httpMethodLegacy != 0 {
+			a.PutStr(keyHTTPMethodLegacy, colMethod.String)
+		}
+		if r.httpKeys&httpRoute != 0 {
+			a.PutStr(keyHTTPRoute, colRoute.String)
+		}
+		if r.httpKeys&httpStatusStable != 0 {
+			a.PutInt(keyHTTPStatus, int64(colStatus.V))
+		}
+		if r.httpKeys&httpStatusLegacy != 0 {
+			a.PutInt(keyHTTPStatusLegacy, int64(colStatus.V))
+		}
+		if err := decodeEvents(events, sp); err != nil {
+			return ptrace.Traces{}, err
+		}
+		if err := decodeLinks(links, sp); err != nil {
+			return ptrace.Traces{}, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ptrace.Traces{}, fmt.Errorf("embedded: read trace: %w", err)
+	}
+	if td.ResourceSpans().Len() == 0 {
+		return ptrace.Traces{}, storage.ErrTraceNotFound
+	}
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			ss.Spans().Sort(func(a, b ptrace.Span) bool { return a.StartTimestamp() < b.StartTimestamp() })
+		}
+	}
+	return td, nil
+}
+
+// restoreResource rebuilds a resource, putting service.name back when
+// encodeResource moved it into the service column.
+func restoreResource(e encodedResource, r pcommon.Resource) error {
+	r.SetDroppedAttributesCount(e.dropped)
+	if err := decodeMap(e.attrs, r.Attributes()); err != nil {
+		return err
+	}
+	if e.service != "" {
+		if _, ok := r.Attributes().Get(keyServiceName); !ok {
+			r.Attributes().PutStr(keyServiceName, e.service)
+		}
+	}
+	return nil
+}
+
+func decodeEvents(src string, sp ptrace.Span) error {
+	if src == "" {
+		return nil
+	}
+	v := pcommon.NewValueEmpty()
+	if err := decodeValue(src, v); err != nil {
+		return fmt.Errorf("embedded: events: %w", err)
+	}
+	if v.Type() != pcommon.ValueTypeSlice {
+		return fmt.Errorf("embedded: events: %w: not an array", errBadJSON)
+	}
+	evs := sp.Events()
+	evs.EnsureCapacity(v.Slice().Len())
+	for _, ev := range v.Slice().All() {
+		f, ok := tuple(ev, pcommon.ValueTypeInt, pcommon.ValueTypeStr, pcommon.ValueTypeMap, pcommon.ValueTypeInt)
+		if !ok {
+			return fmt.Errorf("embedded: events: %w: bad event", errBadJSON)
+		}
+		e := evs.AppendEmpty()
+		e.SetTimestamp(sp.StartTimestamp() + pcommon.Timestamp(f.At(0).Int()))
+		e.SetName(f.At(1).Str())
+		f.At(2).Map().MoveTo(e.Attributes())
+		e.SetDroppedAttributesCount(uint32(f.At(3).Int()))
+	}
+	return nil
+}
+
+func decodeLinks(src string, sp ptrace.Span) error {
+	if src == "" {
+		return nil
+	}
+	v := pcommon.NewValueEmpty()
+	if err := decodeValue(src, v); err != nil {
+		return fmt.Errorf("embedded: links: %w", err)
+	}
+	if v.Type() != pcommon.ValueTypeSlice {
+		return fmt.Errorf("embedded: links: %w: not an array", errBadJSON)
+	}
+	links := sp.Links()
+	links.EnsureCapacity(v.Slice().Len())
+	for _, lv := range v.Slice().All() {
+		f, ok := tuple(lv, pcommon.ValueTypeStr, pcommon.ValueTypeStr, pcommon.ValueTypeStr,
+			pcommon.ValueTypeInt, pcommon.ValueTypeMap, pcommon.ValueTypeInt)
+		if !ok {
+			return fmt.Errorf("embedded: links: %w: bad link", errBadJSON)
+		}
+		var tid pcommon.TraceID
+		var sid pcommon.SpanID
+		if !unhex(f.At(0).Str(), tid[:]) || !unhex(f.At(1).Str(), sid[:]) {
+			return fmt.Errorf("embedded: links: %w: bad id", errBadJSON)
+		}
+		l := links.AppendEmpty()
+		l.SetTraceID(tid)
+		l.SetSpanID(sid)
+		l.TraceState().FromRaw(f.At(2).Str())
+		l.SetFlags(uint32(f.At(3).Int()))
+		f.At(4).Map().MoveTo(l.Attributes())
+		l.SetDroppedAttributesCount(uint32(f.At(5).Int()))
+	}
+	return nil
+}
+
+// tuple checks that v is an array whose elements have the given types.
+func tuple(v pcommon.Value, types ...pcommon.ValueType) (pcommon.Slice, bool) {
+	if v.Type() != pcommon.ValueTypeSlice || v.Slice().Len() != len(types) {
+		return pcommon.Slice{}, false
+	}
+	s := v.Slice()
+	for i, t := range types {
+		if s.At(i).Type() != t {
+			return pcommon.Slice{}, false
+		}
+	}
+	return s, true
+}
+
+func unhex(s string, dst []byte) bool {
+	if len(s) != 2*len(dst) {
+		return false
+	}
+	for i := range dst {
+		h, ok1 := fromHex(s[2*i])
+		l, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = h<<4 | l
+	}
+	return true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// FindLogs yields matching records newest first. Days are read newest
+// first and reading stops as soon as no older day can contribute, so the
+// usual "latest N" query touches one or two files. The records are read
+// before the first is yielded: the consumer may take its time or call the
+// store again without holding anything open.
+func (s *SpanLogStore) FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error] {
+	return func(yield func(storage.LogRecord, error) bool) {
+		recs, err := s.findLogs(ctx, q)
+		if err != nil {
+			yield(storage.LogRecord{}, err)
+			return
+		}
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+type foundLog struct {
+	ts  int64
+	rec storage.LogRecord
+}
+
+func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = storage.DefaultLogLimit
+	}
+	var where []string
+	var args []any
+	if !q.TraceID.IsEmpty() {
+		hi, lo := traceIDToUints(q.TraceID)
+		where = append(where, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
+	}
+	if q.Service != "" {
+		where = append(where, "service = ?")
+		args = append(args, q.Service)
+	}
+	if q.Text != "" {
+		// contains() matches literally, unlike LIKE with its % and _.
+		where = append(where, "contains(lower(body), lower(?))")
+		args = append(args, q.Text)
+	}
+	start, end := int64(minNanos), int64(maxNanos)
+	if !q.Start.IsZero() {
+		start = q.Start.UnixNano()
+		where = append(where, fmt.Sprintf("ts_ns >= %d", start))
+	}
+	if !q.End.IsZero() {
+		end = q.End.UnixNano()
+		where = append(where, fmt.Sprintf("ts_ns < %d", end))
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	parts := s.snapshot()
+	slices.SortFunc(parts, func(a, b partition) int { return cmp.Compare(b.logMax, a.logMax) })
+	var found []foundLog
+	for _, p := range parts {
+		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
+			continue
+		}
+		if len(found) >= limit && p.logMax < found[limit-1].ts {
+			break // everything in this and older days is older than what we hold
+		}
+		got, err := s.queryLogs(ctx, p.alias, cond, args, limit)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, got...)
+		slices.SortStableFunc(found, func(a, b foundLog) int { return cmp.Compare(b.ts, a.ts) })
+		found = found[:min(len(found), limit)]
+	}
+	out := make([]storage.LogRecord, len(found))
+	for i, f := range found {
+		out[i] = f.rec
+	}
+	return out, nil
+}
+
+const (
+	minNanos = -1 << 63
+	maxNanos = 1<<63 - 1
+)
+
+func (s *SpanLogStore) queryLogs(ctx context.Context, alias, cond string, args []any, limit int) ([]foundLog, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id,
+		severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name
+		FROM `+alias+`.logs`+cond+` ORDER BY ts_ns DESC LIMIT `+strconv.Itoa(limit), args...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: query logs in %s: %w", alias, err)
+	}
+	defer rows.Close()
+	var out []foundLog
+	for rows.Next() {
+		var (
+			f                    foundLog
+			unset                bool
+			observed             int64
+			traceHi, traceLo, sp uint64
+			sev                  uint8
+			attrs                string
+			res                  encodedResource
+		)
+		if err := rows.Scan(&f.ts, &unset, &observed, &traceHi, &traceLo, &sp, &sev, &f.rec.SeverityText,
+			&f.rec.Service, &f.rec.Body, &attrs, &res.attrs, &res.dropped, &f.rec.ScopeName); err != nil {
+			return nil, fmt.Errorf("embedded: scan log: %w", err)
+		}
+		if !unset {
+			f.rec.Timestamp = time.Unix(0, f.ts).UTC()
+		}
+		if observed != 0 {
+			f.rec.ObservedTimestamp = time.Unix(0, observed).UTC()
+		}
+		f.rec.SeverityNumber = plogSeverity(sev)
+		f.rec.TraceID = uintsToTraceID(traceHi, traceLo)
+		f.rec.SpanID = uintToSpanID(sp)
+		m := pcommon.NewMap()
+		if err := decodeMap(attrs, m); err != nil {
+			return nil, err
+		}
+		f.rec.Attributes = m.AsRaw()
+		res.service = f.rec.Service
+		r := pcommon.NewResource()
+		if err := restoreResource(res, r); err != nil {
+			return nil, err
+		}
+		f.rec.ResourceAttributes = r.Attributes().AsRaw()
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: read logs in %s: %w", alias, err)
+	}
+	return out, nil
+}
+
+func plogSeverity(v uint8) plog.SeverityNumber { return plog.SeverityNumber(v) }
