@@ -160,7 +160,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	logs := pipeline.NewLogs(spanLogs, queueOpts)
 	metrics := pipeline.NewMetrics(otlpmetrics.NewConsumer(otlpmetrics.Options{
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
-	}), cfg.Ingest.MaxMetricRequestsInFlight, ingestMetrics)
+	}), cfg.Ingest.MaxMetricRequestsInFlight)
 
 	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
 	if err != nil {

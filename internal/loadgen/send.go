@@ -19,6 +19,8 @@ import (
 type StatusError struct {
 	Code int
 	Body string
+	// RetryAfter is the Retry-After header of a refusal, if any.
+	RetryAfter string
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Code, e.Body) }
@@ -68,7 +70,7 @@ func post(ctx context.Context, c *http.Client, url, contentType, encoding string
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != ok {
-		return &StatusError{Code: resp.StatusCode, Body: string(msg)}
+		return &StatusError{Code: resp.StatusCode, Body: string(msg), RetryAfter: resp.Header.Get("Retry-After")}
 	}
 	return nil
 }

@@ -11,10 +11,12 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/prometheus/prompb"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -59,7 +61,10 @@ func run(signal, otlpHTTP, otlpGRPC, rwURL string, d time.Duration, conc, batch 
 		grpcClient = ptraceotlp.NewGRPCClient(conn)
 	}
 	const spansPerTrace = 5
-	send := func(g *loadgen.Generator) (int, error) {
+	// lastTS[w] is sender w's last remote_write timestamp: each request must
+	// move its series forward, even when two fall in one millisecond.
+	lastTS := make([]time.Time, conc)
+	send := func(g *loadgen.Generator, sender int) (int, error) {
 		now := time.Now()
 		switch signal {
 		case "traces":
@@ -72,7 +77,14 @@ func run(signal, otlpHTTP, otlpGRPC, rwURL string, d time.Duration, conc, batch 
 		case "logs":
 			return batch, loadgen.PostLogs(ctx, client, otlpHTTP, g.Logs(batch, now, nil))
 		case "metrics":
-			return batch, loadgen.PostRemoteWrite(ctx, client, rwURL, g.WriteRequest("load_test_metric", batch, now))
+			// Each sender writes its own series: two senders appending to one
+			// series at the same millisecond would be duplicates, not load.
+			if !now.After(lastTS[sender].Add(time.Millisecond)) {
+				now = lastTS[sender].Add(time.Millisecond)
+			}
+			lastTS[sender] = now
+			req := g.WriteRequest("load_test_metric", batch, now, prompb.Label{Name: "sender", Value: strconv.Itoa(sender)})
+			return batch, loadgen.PostRemoteWrite(ctx, client, rwURL, req)
 		}
 		return 0, fmt.Errorf("unknown signal %q", signal)
 	}
@@ -88,7 +100,7 @@ func run(signal, otlpHTTP, otlpGRPC, rwURL string, d time.Duration, conc, batch 
 			g := loadgen.New(uint64(w) + uint64(start.UnixNano()))
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				n, err := send(g)
+				n, err := send(g, w)
 				var se *loadgen.StatusError
 				switch {
 				case err == nil:

@@ -1,10 +1,14 @@
 package limits
 
 import (
+	"errors"
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 )
 
 // CheckLabels decides whether a metric series may be stored. It returns
@@ -22,7 +26,7 @@ func (l Limits) CheckLabels(ls labels.Labels) (reason string, ok bool) {
 	if ls.Len() > l.MaxLabelsPerSeries {
 		return ReasonTooManyLabels, false
 	}
-	if ls.Get(labels.MetricName) == "" {
+	if ls.Get(model.MetricNameLabel) == "" {
 		return ReasonInvalidLabel, false
 	}
 	reason, ok = "", true
@@ -68,4 +72,20 @@ func (l Limits) CheckSampleTimestamp(tMillis int64, now time.Time) (reason strin
 		return ReasonTimestampInFuture, false
 	}
 	return "", true
+}
+
+// SampleRejection tells a sample the TSDB refused as bad data (retrying
+// cannot help, so it is counted and skipped) from a storage failure (ok is
+// false: the caller must not acknowledge the request).
+func SampleRejection(err error) (reason string, ok bool) {
+	switch {
+	case errors.Is(err, storage.ErrOutOfOrderSample),
+		errors.Is(err, storage.ErrOutOfBounds),
+		errors.Is(err, storage.ErrTooOldSample),
+		errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		return ReasonOutOfOrder, true
+	case errors.As(err, new(histogram.Error)):
+		return ReasonUndecodable, true
+	}
+	return "", false
 }

@@ -1,12 +1,16 @@
 package limits
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 )
 
 func TestCheckLabels(t *testing.T) {
@@ -99,5 +103,25 @@ func TestCheckSampleTimestamp(t *testing.T) {
 	}
 	if reason, _ := (Limits{}).CheckSampleTimestamp(now.Add(MaxSampleFutureSkew+time.Millisecond).UnixMilli(), now); reason != ReasonTimestampInFuture {
 		t.Errorf("default limits on a sample just beyond MaxSampleFutureSkew gave %q, want %q", reason, ReasonTimestampInFuture)
+	}
+}
+
+func TestSampleRejection(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		reason string
+		ok     bool
+	}{
+		{fmt.Errorf("append: %w", storage.ErrOutOfOrderSample), ReasonOutOfOrder, true},
+		{storage.ErrOutOfBounds, ReasonOutOfOrder, true},
+		{storage.ErrTooOldSample, ReasonOutOfOrder, true},
+		{storage.ErrDuplicateSampleForTimestamp, ReasonOutOfOrder, true},
+		{histogram.ErrHistogramCountMismatch, ReasonUndecodable, true},
+		{errors.New("disk full"), "", false},
+	} {
+		reason, ok := SampleRejection(tc.err)
+		if reason != tc.reason || ok != tc.ok {
+			t.Errorf("SampleRejection(%v) = %q, %v; want %q, %v", tc.err, reason, ok, tc.reason, tc.ok)
+		}
 	}
 }

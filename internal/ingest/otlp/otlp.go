@@ -104,7 +104,7 @@ func newReceiver(opts Options) *receiver {
 		}}
 	}
 	if opts.Metrics != nil {
-		r.metrics = &endpoint[metricsBatch]{r: r, codec: metricsCodec{}, consume: func(ctx context.Context, b metricsBatch) error {
+		r.metrics = &endpoint[metricsBatch]{r: r, codec: metricsCodec{}, consumerCounts: true, consume: func(ctx context.Context, b metricsBatch) error {
 			return opts.Metrics.ConsumeMetrics(ctx, b.md)
 		}}
 	}
@@ -146,6 +146,9 @@ type endpoint[B batch] struct {
 	r       *receiver
 	codec   signalCodec[B]
 	consume func(context.Context, B) error
+	// consumerCounts is set when the consumer counts received items itself
+	// (metrics count samples after translation, as remote_write does).
+	consumerCounts bool
 }
 
 func (e *endpoint[B]) signal() string { return e.codec.signal() }
@@ -161,7 +164,9 @@ func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), e
 			slog.String("signal", sig), slog.String("encoding", enc.String()), slog.Any("err", err))
 		return nil, err
 	}
-	opts.Ingest.Receive(sig, b.items()+report.Rejected)
+	if !e.consumerCounts {
+		opts.Ingest.Receive(sig, b.items()+report.Rejected)
+	}
 	report.Merge(e.codec.sanitize(opts.Limits, b, opts.Now()))
 	for reason, n := range report.Dropped {
 		opts.Ingest.Reject(sig, reason, n)

@@ -223,7 +223,7 @@ func (a *checkingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 		}
 	}
 	if err != nil {
-		if reason, ok := sampleRejection(err); ok {
+		if reason, ok := limits.SampleRejection(err); ok {
 			a.report.Reject(reason, 1)
 			return 0, nil
 		}
@@ -232,21 +232,6 @@ func (a *checkingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t
 	}
 	a.appended++
 	return ref, nil
-}
-
-// sampleRejection tells a refused sample (bad data: retrying cannot help)
-// from a storage failure.
-func sampleRejection(err error) (reason string, ok bool) {
-	switch {
-	case errors.Is(err, storage.ErrOutOfOrderSample),
-		errors.Is(err, storage.ErrOutOfBounds),
-		errors.Is(err, storage.ErrTooOldSample),
-		errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
-		return limits.ReasonOutOfOrder, true
-	case errors.As(err, new(histogram.Error)):
-		return limits.ReasonUndecodable, true
-	}
-	return "", false
 }
 
 // dropOutOfRange removes data points whose timestamp limits refuse.

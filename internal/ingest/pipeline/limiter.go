@@ -6,7 +6,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
-	"github.com/vigil-observability/vigil/internal/selfobs"
 )
 
 // Metrics bounds the OTLP metric requests converted and appended at once.
@@ -14,14 +13,13 @@ import (
 // no queue; they need a cap on work in flight so that overload is refused
 // with ingest.ErrOverloaded rather than piling up in memory.
 type Metrics struct {
-	next   ingest.MetricsConsumer
-	slots  chan struct{}
-	ingest *selfobs.IngestMetrics
+	next  ingest.MetricsConsumer
+	slots chan struct{}
 }
 
 // NewMetrics admits at most maxInFlight concurrent requests to next.
-func NewMetrics(next ingest.MetricsConsumer, maxInFlight int, m *selfobs.IngestMetrics) *Metrics {
-	return &Metrics{next: next, slots: make(chan struct{}, max(1, maxInFlight)), ingest: m}
+func NewMetrics(next ingest.MetricsConsumer, maxInFlight int) *Metrics {
+	return &Metrics{next: next, slots: make(chan struct{}, max(1, maxInFlight))}
 }
 
 // ConsumeMetrics passes md on, or refuses it at once when full.
@@ -29,8 +27,7 @@ func (l *Metrics) ConsumeMetrics(ctx context.Context, md pmetric.Metrics) error 
 	select {
 	case l.slots <- struct{}{}:
 	default:
-		l.ingest.Reject(ingest.SignalMetrics, "overloaded", md.DataPointCount())
-		return ingest.ErrOverloaded
+		return ingest.ErrOverloaded // the receiver counts the refusal
 	}
 	defer func() { <-l.slots }()
 	return l.next.ConsumeMetrics(ctx, md)

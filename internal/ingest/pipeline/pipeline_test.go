@@ -101,9 +101,6 @@ func TestOverloadRefusesWithoutWaiting(t *testing.T) {
 	if err := p.ConsumeTraces(t.Context(), traces(3)); !errors.Is(err, ingest.ErrOverloaded) {
 		t.Fatalf("over capacity: got %v, want ErrOverloaded", err)
 	}
-	if got := testutil.ToFloat64(m.Rejected.WithLabelValues("traces", "overloaded")); got != 3 {
-		t.Fatalf("rejected{overloaded} = %v, want 3", got)
-	}
 	second := make(chan error, 1)
 	go func() { second <- p.ConsumeTraces(t.Context(), traces(2)) }() // fits: 8+2 <= 10
 	waitQueued(t, p.q, 10)
@@ -197,7 +194,7 @@ func TestMetricsLimiterRefusesPastInFlight(t *testing.T) {
 		<-release
 		return nil
 	})
-	l := NewMetrics(next, 1, nil)
+	l := NewMetrics(next, 1)
 	done := make(chan error, 1)
 	go func() { done <- l.ConsumeMetrics(t.Context(), pmetric.NewMetrics()) }()
 	<-entered

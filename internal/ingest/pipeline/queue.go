@@ -108,8 +108,7 @@ func (q *queue[T]) submit(ctx context.Context, data T) error {
 		return fmt.Errorf("%w: %w", ingest.ErrUnavailable, ErrClosed)
 	case q.items > 0 && q.items+n > q.opts.MaxQueueItems:
 		q.mu.Unlock()
-		q.opts.Ingest.Reject(q.ops.signal, "overloaded", n)
-		return ingest.ErrOverloaded
+		return ingest.ErrOverloaded // the receiver counts the refusal
 	}
 	q.pending = append(q.pending, r)
 	q.items += n

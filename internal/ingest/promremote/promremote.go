@@ -339,7 +339,7 @@ func (s *seriesWriter) append(t int64, v float64, h *histogram.Histogram, fh *hi
 		}
 	}
 	if err != nil {
-		if reason, ok := sampleRejection(err); ok {
+		if reason, ok := limits.SampleRejection(err); ok {
 			s.report.Reject(reason, 1)
 			return nil
 		}
@@ -372,21 +372,6 @@ func normalizeHistogram(h *histogram.Histogram, fh *histogram.FloatHistogram) er
 		return fh.Validate()
 	}
 	return nil
-}
-
-// sampleRejection tells a refused sample (bad data: retrying cannot help)
-// from a storage failure.
-func sampleRejection(err error) (reason string, ok bool) {
-	switch {
-	case errors.Is(err, storage.ErrOutOfOrderSample),
-		errors.Is(err, storage.ErrOutOfBounds),
-		errors.Is(err, storage.ErrTooOldSample),
-		errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
-		return limits.ReasonOutOfOrder, true
-	case errors.As(err, new(histogram.Error)):
-		return limits.ReasonUndecodable, true
-	}
-	return "", false
 }
 
 // toExemplars converts a series' exemplars, sorted by timestamp as
