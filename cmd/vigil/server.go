@@ -158,9 +158,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	}
 	traces := pipeline.NewTraces(spanLogs, queueOpts)
 	logs := pipeline.NewLogs(spanLogs, queueOpts)
-	metrics := pipeline.NewMetrics(otlpmetrics.NewConsumer(otlpmetrics.Options{
+	metrics := otlpmetrics.NewConsumer(otlpmetrics.Options{
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
-	}), cfg.Ingest.MaxMetricRequestsInFlight)
+	})
 
 	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
 	if err != nil {
@@ -188,12 +188,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
 	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics,
-		MaxInFlight: cfg.Ingest.MaxMetricRequestsInFlight, Logger: logger, Registerer: reg,
+		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 	}))
 	webSrv.Handle("GET /api/traces/{traceID}", jaegerapi.NewHandler(jaegerapi.Options{Traces: spanLogs, Logger: logger, Registerer: reg}))
 	webSrv.Handle("GET /api/logs", logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg}))
 
-	otlpOpts := otlp.Options{Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger}
+	otlpOpts := otlp.Options{
+		Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger,
+		MaxConcurrentRequests: cfg.Ingest.MaxRequestsInFlight,
+	}
 	otlpHTTPLn, err := net.Listen("tcp", cfg.OTLPHTTPAddr)
 	if err != nil {
 		return fmt.Errorf("otlp http listener: %w", err)

@@ -75,8 +75,10 @@ type Ingest struct {
 	MaxQueueItems int `yaml:"max_queue_items"`
 	// MaxBatchItems bounds the items merged into one storage write.
 	MaxBatchItems int `yaml:"max_batch_items"`
-	// MaxMetricRequestsInFlight bounds concurrent OTLP metric and remote_write requests.
-	MaxMetricRequestsInFlight int `yaml:"max_metric_requests_in_flight"`
+	// MaxRequestsInFlight bounds the requests each receiver (OTLP/gRPC,
+	// OTLP/HTTP, remote_write) reads and decodes at once; more are refused
+	// with a retryable error before their bodies are read, which bounds memory.
+	MaxRequestsInFlight int `yaml:"max_requests_in_flight"`
 }
 
 // Defaults returns the configuration used without a file.
@@ -89,9 +91,9 @@ func Defaults() *Config {
 		Retention:    model.Duration(7 * 24 * time.Hour),
 		Storage:      Storage{Backend: "embedded", DuckDBMemoryLimit: "1GB"},
 		Ingest: Ingest{
-			MaxQueueItems:             200_000,
-			MaxBatchItems:             20_000,
-			MaxMetricRequestsInFlight: 16,
+			MaxQueueItems:       200_000,
+			MaxBatchItems:       20_000,
+			MaxRequestsInFlight: 16,
 		},
 	}
 }
@@ -183,7 +185,7 @@ func (c *Config) Validate() error {
 	if c.Storage.Backend != "embedded" {
 		return fmt.Errorf("%w: storage.backend %q: only \"embedded\" is available", ErrInvalid, c.Storage.Backend)
 	}
-	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxMetricRequestsInFlight < 0 {
+	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxRequestsInFlight < 0 {
 		return fmt.Errorf("%w: ingest sizes must not be negative", ErrInvalid)
 	}
 	l := c.Limits

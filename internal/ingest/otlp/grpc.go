@@ -86,6 +86,12 @@ func (r *receiver) serviceDesc(service, file string) *grpc.ServiceDesc {
 }
 
 func (r *receiver) grpcExport(ctx context.Context, e exporter, in *rawMessage) (*rawMessage, error) {
+	release, ok := r.admit(e.signal())
+	if !ok {
+		in.free()
+		return nil, r.grpcError(ingest.ErrOverloaded)
+	}
+	defer release()
 	resp, err := e.export(ctx, in.bytes(), in.free, encProto)
 	if err != nil {
 		return nil, r.grpcError(err)

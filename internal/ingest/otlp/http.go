@@ -71,6 +71,13 @@ func (r *receiver) httpEndpoint(e exporter) http.Handler {
 			return
 		}
 		sig := e.signal()
+		release, ok := r.admit(sig)
+		if !ok {
+			w.Header().Set("Retry-After", r.retryAfterSeconds())
+			r.writeStatus(w, enc, http.StatusTooManyRequests, codes.Unavailable, ingest.ErrOverloaded.Error())
+			return
+		}
+		defer release()
 		body, err := r.bodies.ReadRequest(req)
 		if err != nil {
 			switch {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
@@ -43,7 +44,16 @@ type Options struct {
 	// or its storage unavailable (HTTP Retry-After, gRPC RetryInfo).
 	// Zero means DefaultRetryAfter.
 	RetryAfter time.Duration
+	// MaxConcurrentRequests caps the requests one receiver (the HTTP handler
+	// or the gRPC server) reads, decodes and hands on at once. Past it,
+	// requests are refused as overloaded before their body is read, so
+	// memory stays bounded however many clients push at once. Zero means
+	// DefaultMaxConcurrentRequests.
+	MaxConcurrentRequests int
 }
+
+// DefaultMaxConcurrentRequests is the receiver's default admission cap.
+var DefaultMaxConcurrentRequests = max(16, 4*runtime.GOMAXPROCS(0))
 
 // DefaultRetryAfter is the retry delay suggested to clients by default.
 const DefaultRetryAfter = 2 * time.Second
@@ -55,6 +65,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxConcurrentRequests <= 0 {
+		o.MaxConcurrentRequests = DefaultMaxConcurrentRequests
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = DefaultRetryAfter
@@ -84,6 +97,7 @@ func (e wireEncoding) String() string {
 // receiver is what the HTTP handler and the gRPC server share.
 type receiver struct {
 	opts    Options
+	slots   chan struct{} // admission: one token per request in progress
 	bodies  *httpbody.Reader
 	traces  *endpoint[tracesBatch]
 	logs    *endpoint[logsBatch]
@@ -92,7 +106,11 @@ type receiver struct {
 
 func newReceiver(opts Options) *receiver {
 	opts = opts.withDefaults()
-	r := &receiver{opts: opts, bodies: httpbody.NewReader(opts.Limits.MaxRequestBytes)}
+	r := &receiver{
+		opts:   opts,
+		slots:  make(chan struct{}, opts.MaxConcurrentRequests),
+		bodies: httpbody.NewReader(opts.Limits.MaxRequestBytes),
+	}
 	if opts.Traces != nil {
 		r.traces = &endpoint[tracesBatch]{r: r, codec: tracesCodec{}, consume: func(ctx context.Context, b tracesBatch) error {
 			return opts.Traces.ConsumeTraces(ctx, b.td)
@@ -109,6 +127,18 @@ func newReceiver(opts Options) *receiver {
 		}}
 	}
 	return r
+}
+
+// admit takes a request slot without waiting. When none is free the
+// request is counted as refused and ok is false.
+func (r *receiver) admit(signal string) (release func(), ok bool) {
+	select {
+	case r.slots <- struct{}{}:
+		return func() { <-r.slots }, true
+	default:
+		r.opts.Ingest.Reject(signal, limits.ReasonOverloaded, 1)
+		return nil, false
+	}
 }
 
 // exporter is one signal's export operation, independent of transport.

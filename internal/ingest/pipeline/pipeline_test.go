@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
@@ -184,25 +183,5 @@ func TestCanceledCallerDoesNotBlockWriter(t *testing.T) {
 	}
 	if len(w.writes) != 1 {
 		t.Fatalf("the canceled caller's data must still be written (at-least-once), writes=%v", w.writes)
-	}
-}
-
-func TestMetricsLimiterRefusesPastInFlight(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	next := ingest.MetricsConsumerFunc(func(ctx context.Context, md pmetric.Metrics) error {
-		entered <- struct{}{}
-		<-release
-		return nil
-	})
-	l := NewMetrics(next, 1)
-	done := make(chan error, 1)
-	go func() { done <- l.ConsumeMetrics(t.Context(), pmetric.NewMetrics()) }()
-	<-entered
-	if err := l.ConsumeMetrics(t.Context(), pmetric.NewMetrics()); !errors.Is(err, ingest.ErrOverloaded) {
-		t.Fatalf("got %v, want ErrOverloaded", err)
-	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Fatal(err)
 	}
 }
