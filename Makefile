@@ -16,7 +16,7 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vigil
 
 run: build
-	./$(BIN) server --data-dir ./data
+	./$(BIN) server --config examples/vigil.yaml --data-dir ./data
 
 vet:
 	@test -z "$$(gofmt -l cmd internal)" || { echo "gofmt needed:"; gofmt -l cmd internal; exit 1; }

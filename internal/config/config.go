@@ -118,19 +118,25 @@ func Load(path string, logger *slog.Logger) (*Config, error) {
 // Parse decodes a vigil.yaml body. dir resolves relative paths in it.
 func Parse(data []byte, dir string, logger *slog.Logger) (*Config, error) {
 	c := Defaults()
+	// data_dir is resolved against the file only when the file sets it;
+	// the default stays relative to the working directory.
+	defaultDataDir := c.DataDir
+	c.DataDir = ""
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// io.EOF: an empty file means all defaults.
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if c.DataDir == "" {
+		c.DataDir = defaultDataDir
+	} else if dir != "" && !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(dir, c.DataDir)
+	}
 	return c, c.finish(dir, logger)
 }
 
 func (c *Config) finish(dir string, logger *slog.Logger) error {
-	if c.DataDir != "" && dir != "" && !filepath.IsAbs(c.DataDir) {
-		c.DataDir = filepath.Join(dir, c.DataDir)
-	}
 	prom, err := c.loadPrometheus(dir, logger)
 	if err != nil {
 		return err

@@ -72,8 +72,12 @@ func TestEmptyFileMeansDefaults(t *testing.T) {
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Load(p, nil); err != nil {
+	c, err := Load(p, nil)
+	if err != nil {
 		t.Fatalf("empty file: %v", err)
+	}
+	if c.DataDir != Defaults().DataDir {
+		t.Errorf("data_dir = %q: the default must stay relative to the working directory, not the file", c.DataDir)
 	}
 }
 
@@ -101,5 +105,17 @@ func TestLoadBad(t *testing.T) {
 				t.Errorf("error %q should name the file and contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The example the README and `make run` use must always load.
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "examples", "vigil.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scs, err := c.Prometheus.GetScrapeConfigs()
+	if err != nil || len(scs) == 0 || scs[0].JobName != "vigil" {
+		t.Fatalf("example scrape configs = %v, %v; want the vigil self-scrape job", scs, err)
 	}
 }
