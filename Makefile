@@ -5,6 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin/vigil
+# staticcheck runs at a pinned version through the module proxy, so a fresh
+# machine needs nothing installed.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 10s
 
@@ -21,6 +24,8 @@ run: build
 vet:
 	@test -z "$$(gofmt -l cmd internal)" || { echo "gofmt needed:"; gofmt -l cmd internal; exit 1; }
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	cd bench && $(GO) vet ./...
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...
