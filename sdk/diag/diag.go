@@ -1,0 +1,215 @@
+// Package diag exposes opt-in runtime diagnostics: the net/http/pprof
+// handlers and a one-shot /debug/snapshot archive bundling goroutines, heap
+// and CPU profiles, runtime metrics, open TCP sockets and build info.
+//
+// Both are off by default because they leak internals and cost CPU; mount
+// them only on an internal/admin listener.
+//
+// Importing this package imports net/http/pprof, whose init registers its
+// handlers on http.DefaultServeMux (Go offers no way to avoid that while
+// reusing the standard handlers). Mount itself only touches the mux it is
+// given; services must not expose http.DefaultServeMux publicly.
+package diag
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"runtime/debug"
+	runtimepprof "runtime/pprof"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultCPUProfileDuration is how long the snapshot's CPU profile runs when
+// Options.CPUProfileDuration is zero.
+const DefaultCPUProfileDuration = 5 * time.Second
+
+// Options configures Mount. The zero value mounts nothing.
+type Options struct {
+	// EnablePprof mounts the net/http/pprof handlers under /debug/pprof/.
+	EnablePprof bool
+	// EnableSnapshot mounts GET /debug/snapshot.
+	EnableSnapshot bool
+	// CPUProfileDuration is the length of the snapshot's CPU profile.
+	// Zero or negative means DefaultCPUProfileDuration.
+	CPUProfileDuration time.Duration
+	// Logger records snapshot activity. Nil discards logs.
+	Logger *slog.Logger
+}
+
+// Mount registers the enabled diagnostics endpoints on mux. With both
+// options false it registers nothing, so the paths answer 404.
+func Mount(mux *http.ServeMux, opts Options) {
+	if opts.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if opts.EnableSnapshot {
+		mux.Handle("GET /debug/snapshot", newSnapshotHandler(opts))
+	}
+}
+
+type snapshotHandler struct {
+	logger   *slog.Logger
+	cpuFor   time.Duration
+	procRoot string
+	busy     atomic.Bool
+	// wait pauses for the CPU profile; tests replace it to hold a snapshot
+	// in progress deterministically.
+	wait func(ctx context.Context, d time.Duration) error
+}
+
+func newSnapshotHandler(opts Options) *snapshotHandler {
+	h := &snapshotHandler{logger: opts.Logger, cpuFor: opts.CPUProfileDuration, procRoot: "/proc", wait: sleepCtx}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if h.cpuFor <= 0 {
+		h.cpuFor = DefaultCPUProfileDuration
+	}
+	return h
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// entry is one file of the archive.
+type entry struct {
+	name string
+	data []byte
+}
+
+func (h *snapshotHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// One at a time: a snapshot runs a CPU profile (process-wide, exclusive)
+	// and allocates; concurrent ones would only fail or pile up load.
+	if !h.busy.CompareAndSwap(false, true) {
+		http.Error(w, "a snapshot is already in progress", http.StatusTooManyRequests)
+		return
+	}
+	defer h.busy.Store(false)
+
+	ctx := r.Context()
+	h.logger.LogAttrs(ctx, slog.LevelInfo, "diag snapshot started")
+	entries := h.collect(ctx)
+	if ctx.Err() != nil {
+		return // the client went away; nobody to answer
+	}
+
+	var buf bytes.Buffer
+	if err := writeArchive(&buf, entries, time.Now()); err != nil {
+		h.logger.LogAttrs(ctx, slog.LevelError, "diag snapshot archive failed", slog.String("error", err.Error()))
+		http.Error(w, "building snapshot failed", http.StatusInternalServerError)
+		return
+	}
+	name := "snapshot-" + time.Now().UTC().Format("20060102T150405Z") + ".tar.gz"
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", fmt.Sprint(buf.Len()))
+	_, _ = buf.WriteTo(w)
+	h.logger.LogAttrs(ctx, slog.LevelInfo, "diag snapshot served", slog.Int("bytes", buf.Len()))
+}
+
+// collect gathers every archive file. A failing item becomes
+// "<name>.error.txt" with the reason, so one broken source never costs the
+// operator the rest of the snapshot.
+func (h *snapshotHandler) collect(ctx context.Context) []entry {
+	items := []struct {
+		name string
+		fn   func() ([]byte, error)
+	}{
+		{"goroutines.txt", func() ([]byte, error) { return profile("goroutine", 2) }},
+		{"heap.pb.gz", func() ([]byte, error) { return profile("heap", 0) }},
+		{"cpu.pb.gz", func() ([]byte, error) { return h.cpuProfile(ctx) }},
+		{"runtime_metrics.txt", func() ([]byte, error) { return runtimeMetrics(), nil }},
+		{"tcp_connections.txt", func() ([]byte, error) { return tcpConnections(h.procRoot), nil }},
+		{"build.txt", buildInfo},
+	}
+	entries := make([]entry, 0, len(items))
+	for _, it := range items {
+		data, err := it.fn()
+		if err != nil {
+			entries = append(entries, entry{it.name + ".error.txt", []byte(err.Error() + "\n")})
+			continue
+		}
+		entries = append(entries, entry{it.name, data})
+	}
+	return entries
+}
+
+func profile(name string, debugLevel int) ([]byte, error) {
+	p := runtimepprof.Lookup(name)
+	if p == nil {
+		return nil, fmt.Errorf("profile %q not found", name)
+	}
+	var buf bytes.Buffer
+	if err := p.WriteTo(&buf, debugLevel); err != nil {
+		return nil, fmt.Errorf("writing %s profile: %w", name, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ErrCPUProfileBusy is reported (in cpu.pb.gz.error.txt) when another CPU
+// profile, e.g. from /debug/pprof/profile, is already running.
+var ErrCPUProfileBusy = errors.New("diag: a CPU profile is already running")
+
+func (h *snapshotHandler) cpuProfile(ctx context.Context) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := runtimepprof.StartCPUProfile(&buf); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCPUProfileBusy, err)
+	}
+	werr := h.wait(ctx, h.cpuFor)
+	runtimepprof.StopCPUProfile()
+	if werr != nil {
+		return nil, fmt.Errorf("cpu profile interrupted: %w", werr)
+	}
+	return buf.Bytes(), nil
+}
+
+func buildInfo() ([]byte, error) {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil, errors.New("build info unavailable (binary built without module support)")
+	}
+	return []byte(bi.String()), nil
+}
+
+func writeArchive(w io.Writer, entries []entry, now time.Time) error {
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.data)), ModTime: now, Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("tar header %s: %w", e.name, err)
+		}
+		if _, err := tw.Write(e.data); err != nil {
+			return fmt.Errorf("tar data %s: %w", e.name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("closing tar: %w", err)
+	}
+	if err := gz.Close(); err != nil {
+		return fmt.Errorf("closing gzip: %w", err)
+	}
+	return nil
+}
