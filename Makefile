@@ -18,11 +18,17 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vigil
 
+# The server and the demo shop together; Ctrl-C stops both.
 run: build
-	./$(BIN) server --config examples/vigil.yaml --data-dir ./data
+	@trap 'kill 0' INT TERM EXIT; \
+	./$(BIN) server --config examples/vigil.yaml --data-dir ./data & \
+	for i in $$(seq 300); do curl -sf http://localhost:7070/-/ready >/dev/null 2>&1 && break; sleep 0.2; done; \
+	./$(BIN) demo --otlp-endpoint localhost:4317 --port-base 8081 --rps 5 >/dev/null & \
+	echo "vigil: http://localhost:7070 (demo shop gateway on http://localhost:8081)"; \
+	wait
 
 vet:
-	@test -z "$$(gofmt -l cmd internal bench sdk)" || { echo "gofmt needed:"; gofmt -l cmd internal bench sdk; exit 1; }
+	@test -z "$$(gofmt -l cmd internal bench sdk examples)" || { echo "gofmt needed:"; gofmt -l cmd internal bench sdk examples; exit 1; }
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 	cd bench && $(GO) vet ./...

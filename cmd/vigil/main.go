@@ -12,6 +12,7 @@ const usage = `vigil: one binary for traces, logs and metrics of Go services.
 
 Usage:
   vigil server [flags]   run the server (vigil server -h lists flags)
+  vigil demo [flags]     run the demo shop against a server (vigil demo -h)
   vigil version          print version, commit and Go version
 `
 
@@ -27,6 +28,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "server":
 		return runServer(args[1:], stderr)
+	case "demo":
+		return runDemo(args[1:], stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return 0

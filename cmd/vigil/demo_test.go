@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// freePortRun finds n consecutive free loopback ports.
+func freePortRun(t *testing.T, n int) int {
+	t.Helper()
+	for base := 20000 + int(time.Now().UnixNano()%20000); base < 60000; base += n {
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no run of free ports")
+	return 0
+}
+
+// TestDemoAgainstServer runs `vigil demo` against `vigil server` and follows
+// a gateway log record to its trace: one trace across all four services,
+// with logs from each of them linked to it.
+func TestDemoAgainstServer(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	base := freePortRun(t, 4)
+	demo := exec.Command(vigilBin, "demo", "--otlp-endpoint", s.grpcA, "--port-base", strconv.Itoa(base), "--rps", "20")
+	out := &syncBuffer{}
+	demo.Stdout, demo.Stderr = out, out
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = demo.Process.Kill()
+		_ = demo.Wait()
+		if t.Failed() {
+			t.Logf("demo output (tail):\n%s", tail(out.String(), 3000))
+		}
+	}()
+
+	var services map[string]bool
+	var traceID string
+	waitFor(t, "a trace across the four shop services", 90*time.Second, func() bool {
+		var lr struct {
+			Data []struct {
+				TraceID string `json:"trace_id"`
+			} `json:"data"`
+		}
+		q := url.Values{"service": {"gateway"}, "q": {"order relayed"}, "limit": {"20"}}
+		if s.getJSON(t, "/api/logs?"+q.Encode(), &lr) != http.StatusOK {
+			return false
+		}
+		for _, rec := range lr.Data {
+			var tr struct {
+				Data []struct {
+					Processes map[string]struct {
+						ServiceName string `json:"serviceName"`
+					} `json:"processes"`
+				} `json:"data"`
+			}
+			if rec.TraceID == "" || s.getJSON(t, "/api/traces/"+rec.TraceID, &tr) != http.StatusOK {
+				continue
+			}
+			services = map[string]bool{}
+			for _, p := range tr.Data[0].Processes {
+				services[p.ServiceName] = true
+			}
+			if len(services) == 4 {
+				traceID = rec.TraceID
+				return true
+			}
+		}
+		return false
+	})
+	for _, svc := range []string{"gateway", "catalog", "orders", "payments"} {
+		if !services[svc] {
+			t.Errorf("trace %s lacks %s: %v", traceID, svc, services)
+		}
+	}
+	var lr struct {
+		Data []struct {
+			Service    string         `json:"service"`
+			Attributes map[string]any `json:"attributes"`
+		} `json:"data"`
+	}
+	if s.getJSON(t, "/api/logs?trace_id="+traceID, &lr) != http.StatusOK {
+		t.Fatal("logs by trace id")
+	}
+	logServices := map[string]bool{}
+	for _, r := range lr.Data {
+		logServices[r.Service] = true
+		if c, ok := r.Attributes["card_number"]; ok && c != "[REDACTED]" {
+			t.Errorf("card number stored unredacted: %v", c)
+		}
+	}
+	if len(logServices) != 4 {
+		t.Errorf("logs of trace %s come from %v, want all four services", traceID, logServices)
+	}
+	// The shop's services serve scrapeable metrics.
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("gateway /metrics: HTTP %d", resp.StatusCode)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
