@@ -61,5 +61,7 @@ func (s *Service) run(ctx context.Context, servers []*http.Server, notify func(c
 	}
 	wg.Wait()
 	s.Logger.Info("stopped serving; flushing telemetry", "service", s.Name)
-	return errors.Join(runErr, s.Shutdown(drainCtx))
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
+	defer cancelFlush()
+	return errors.Join(runErr, s.Shutdown(flushCtx))
 }

@@ -90,6 +90,10 @@ type Config struct {
 	// ShutdownGrace is how long Run keeps serving after readiness turns
 	// off on SIGTERM, so that load balancers stop sending first (default 2s).
 	ShutdownGrace time.Duration
+	// FlushTimeout bounds Run's final export of buffered spans and logs
+	// (default 5s), so that a collector that is already gone cannot hold
+	// the process for the exporters' whole retry schedule.
+	FlushTimeout time.Duration
 
 	getenv func(string) string // tests
 }
@@ -141,6 +145,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 2 * time.Second
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = 5 * time.Second
 	}
 	target, err := resolveTarget(cfg, cfg.getenv)
 	if err != nil {

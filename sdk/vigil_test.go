@@ -353,3 +353,49 @@ func TestRunDrainsAndFlushes(t *testing.T) {
 		t.Error("health report empty")
 	}
 }
+
+// TestRunFlushIsBounded: with the collector gone, Run still returns within
+// about FlushTimeout instead of the exporters' whole retry schedule.
+func TestRunFlushIsBounded(t *testing.T) {
+	cln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	collector := grpc.NewServer()
+	coltrace.RegisterTraceServiceServer(collector, &receiver{})
+	go func() { _ = collector.Serve(cln) }()
+	addr := cln.Addr().String()
+	var out lockedBuffer
+	svc, err := Start(t.Context(), Config{ServiceName: "flush-test", Endpoint: addr, LogOutput: &out, getenv: noEnv,
+		ShutdownGrace: time.Millisecond, FlushTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := svc.TracerProvider.Tracer("t").Start(t.Context(), "buffered")
+	span.End()
+	// The collector goes away with a span still buffered.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvAddr := ln.Addr().String()
+	ln.Close()
+	collector.Stop()
+	stop := make(chan struct{})
+	notify := func(ctx context.Context) (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(ctx)
+		go func() { <-stop; cancel() }()
+		return ctx, cancel
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.run(t.Context(), []*http.Server{svc.NewServer(srvAddr, http.NewServeMux())}, notify) }()
+	close(stop)
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("flushing to a vanished collector should report an error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return: the final flush is not bounded by FlushTimeout")
+	}
+}
