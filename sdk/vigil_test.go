@@ -388,7 +388,9 @@ func TestRunFlushIsBounded(t *testing.T) {
 		return ctx, cancel
 	}
 	done := make(chan error, 1)
-	go func() { done <- svc.run(t.Context(), []*http.Server{svc.NewServer(srvAddr, http.NewServeMux())}, notify) }()
+	go func() {
+		done <- svc.run(t.Context(), []*http.Server{svc.NewServer(srvAddr, http.NewServeMux())}, notify)
+	}()
 	close(stop)
 	select {
 	case err := <-done:
