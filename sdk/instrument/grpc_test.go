@@ -2,6 +2,8 @@ package instrument
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"testing"
 
@@ -152,6 +154,55 @@ func TestSplitMethod(t *testing.T) {
 		s, m := splitMethod(tt.in)
 		if s != tt.service || m != tt.method {
 			t.Errorf("splitMethod(%q) = %q, %q; want %q, %q", tt.in, s, m, tt.service, tt.method)
+		}
+	}
+}
+
+// finiteWatch is a health server whose Watch stream sends two statuses and
+// ends normally, the ordinary path of a server stream.
+type finiteWatch struct {
+	healthpb.UnimplementedHealthServer
+}
+
+func (finiteWatch) Watch(_ *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	for _, st := range []healthpb.HealthCheckResponse_ServingStatus{healthpb.HealthCheckResponse_NOT_SERVING, healthpb.HealthCheckResponse_SERVING} {
+		if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestGRPCServerStream(t *testing.T) {
+	env := newTestEnv(t)
+	client := startGRPC(t, env, finiteWatch{})
+	stream, err := client.Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	for {
+		_, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Recv: %v", err)
+		}
+		got++
+	}
+	if got != 2 {
+		t.Fatalf("received %d messages, want 2", got)
+	}
+	serverSpan := env.sink.waitEnded(trace.SpanKindServer, watchSpan)
+	clientSpan := env.sink.waitEnded(trace.SpanKindClient, watchSpan)
+	if serverSpan.Parent().SpanID() != clientSpan.SpanContext().SpanID() {
+		t.Error("the stream's server span is not a child of its client span")
+	}
+	labels := map[string]string{"grpc_service": healthService, "grpc_method": "Watch", "grpc_code": "OK"}
+	for _, name := range []string{"grpc_server_handling_seconds", "grpc_client_handling_seconds"} {
+		if n := sampleCount(t, env.reg, name, labels); n != 1 {
+			t.Errorf("%s%v count = %d, want 1 for a stream that ended normally", name, labels, n)
 		}
 	}
 }
