@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
@@ -67,12 +68,13 @@ type Options struct {
 // sampler and the dropped-record count with their parent.
 type Handler struct {
 	shared *shared
-	// json carries the attributes added before any WithGroup, preformatted
-	// by slog's JSON handler. Groups are not opened on it so that the
-	// trace and service attributes stay at the top level of every record.
-	json slog.Handler
+	// pre holds the service and the attributes added before any WithGroup,
+	// redacted and encoded once as comma-separated object members. They
+	// are written at the top level, before the trace ids, so that ids and
+	// service are never buried in a group.
+	pre []byte
 	// frames are the groups opened with WithGroup, outermost first, each
-	// with the (already redacted) attributes added inside it.
+	// with the (already redacted) attributes added inside it, encoded.
 	frames []frame
 	// export mirrors the WithAttrs/WithGroup calls; nil when not configured.
 	export slog.Handler
@@ -81,8 +83,11 @@ type Handler struct {
 }
 
 type frame struct {
-	name  string
-	attrs []slog.Attr
+	name string
+	// keyLen is the length of name encoded as a quoted JSON string.
+	keyLen int
+	// attrs is the encoded members, comma-separated, possibly empty.
+	attrs []byte
 }
 
 // shared is the state common to a handler and every handler derived from it.
@@ -91,14 +96,23 @@ type shared struct {
 	redactor *redactor
 	sampler  *sampler // nil without sampling
 	dropped  atomic.Uint64
+
+	addSource bool
+	// mu serialises writes to w so that each record is one uninterrupted
+	// Write, whichever derived handler produced it.
+	mu sync.Mutex
+	w  io.Writer
 }
 
 // NewHandler returns a handler writing one JSON object per record to w, which
-// must not be nil. Writes to w are serialised by slog's JSON handler.
+// must not be nil. Each record is written with a single call to w.Write;
+// calls are serialised across the handler and all handlers derived from it.
 func NewHandler(w io.Writer, opts Options) *Handler {
 	sh := &shared{
-		level:    opts.Level,
-		redactor: newRedactor(opts.RedactKeys, opts.RedactPatterns),
+		level:     opts.Level,
+		redactor:  newRedactor(opts.RedactKeys, opts.RedactPatterns),
+		addSource: opts.AddSource,
+		w:         w,
 	}
 	if sh.level == nil {
 		sh.level = slog.LevelInfo
@@ -106,33 +120,19 @@ func NewHandler(w io.Writer, opts Options) *Handler {
 	if opts.Sampling != nil {
 		sh.sampler = newSampler(*opts.Sampling)
 	}
-	var jh slog.Handler = slog.NewJSONHandler(w, &slog.HandlerOptions{
-		AddSource:   opts.AddSource,
-		Level:       sh.level,
-		ReplaceAttr: nameLevels,
-	})
+	h := &Handler{shared: sh, export: opts.Export}
 	if opts.Service != "" {
-		jh = jh.WithAttrs([]slog.Attr{slog.String(ServiceKey, opts.Service)})
+		h.pre = appendMembers(nil, []slog.Attr{slog.String(ServiceKey, opts.Service)})
 	}
-	return &Handler{shared: sh, json: jh, export: opts.Export}
+	return h
 }
 
-// nameLevels gives the zap-only levels readable names instead of "ERROR+4".
-func nameLevels(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) != 0 || a.Key != slog.LevelKey {
-		return a
-	}
-	if l, ok := a.Value.Any().(slog.Level); ok {
-		switch l {
-		case LevelDPanic:
-			a.Value = slog.StringValue("DPANIC")
-		case LevelPanic:
-			a.Value = slog.StringValue("PANIC")
-		case LevelFatal:
-			a.Value = slog.StringValue("FATAL")
-		}
-	}
-	return a
+// write writes one encoded record; the lock is released even if w panics.
+func (sh *shared) write(b []byte) error {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, err := sh.w.Write(b)
+	return err
 }
 
 // Dropped returns how many records sampling has discarded since the handler
@@ -157,32 +157,29 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		return nil
 	}
 
-	// Redact into a stack buffer in the common case of few attributes;
-	// slog.Record copies what it is given, so the buffer need not outlive
-	// this call.
-	var buf [16]slog.Attr
-	attrs := buf[:0]
+	bp := getBuffer()
+	b := h.appendHeader(*bp, ctx, &r)
+	// The export handler gets the redacted attributes too, collected in a
+	// stack buffer in the common case of few attributes (the record copies
+	// them, so the buffer need not outlive this call).
+	export := h.export != nil && h.export.Enabled(ctx, r.Level)
+	var abuf [16]slog.Attr
+	attrs := abuf[:0]
 	r.Attrs(func(a slog.Attr) bool {
 		ra, _ := sh.redactor.attr(a, h.redactAll)
-		attrs = append(attrs, ra)
+		b = appendAttr(b, ra)
+		if export {
+			attrs = append(attrs, ra)
+		}
 		return true
 	})
+	b = h.appendTrailer(b)
 
-	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		out.AddAttrs(
-			slog.String(TraceIDKey, sc.TraceID().String()),
-			slog.String(SpanIDKey, sc.SpanID().String()),
-		)
-	}
-	if len(h.frames) == 0 {
-		out.AddAttrs(attrs...)
-	} else {
-		out.AddAttrs(nest(h.frames, attrs))
-	}
-	err := h.json.Handle(ctx, out)
+	err := sh.write(b)
+	*bp = b
+	putBuffer(bp)
 
-	if h.export != nil && h.export.Enabled(ctx, r.Level) {
+	if export {
 		exp := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 		exp.AddAttrs(attrs...)
 		err = errors.Join(err, h.export.Handle(ctx, exp))
@@ -190,23 +187,74 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return err
 }
 
-// nest wraps the record's attributes in the open groups, innermost last.
-// Empty groups vanish in slog's handlers, matching WithGroup semantics where
-// a group with nothing in it is not written.
-func nest(frames []frame, attrs []slog.Attr) slog.Attr {
-	inner := slog.Attr{}
-	for i := len(frames) - 1; i >= 0; i-- {
-		f := frames[i]
-		members := make([]slog.Attr, 0, len(f.attrs)+len(attrs)+1)
-		members = append(members, f.attrs...)
-		if i == len(frames)-1 {
-			members = append(members, attrs...)
-		} else {
-			members = append(members, inner)
-		}
-		inner = slog.Attr{Key: f.name, Value: slog.GroupValue(members...)}
+// appendHeader starts a record's JSON line: time, level, source, message
+// (slog's order), the service and top-level attributes, the trace ids, then
+// the open groups with the attributes added inside them. The record's own
+// attributes follow, then [Handler.appendTrailer].
+func (h *Handler) appendHeader(b []byte, ctx context.Context, r *slog.Record) []byte {
+	b = append(b, '{')
+	if !r.Time.IsZero() {
+		b = append(b, `"time":`...)
+		b = appendTime(b, r.Time.Round(0)) // strip the monotonic reading, as slog does
+		b = append(b, ',')
 	}
-	return inner
+	b = append(b, `"level":`...)
+	b = appendString(b, levelName(r.Level))
+	if h.shared.addSource {
+		if src := r.Source(); src != nil {
+			b = appendAttr(b, slog.Any(slog.SourceKey, src))
+		}
+	}
+	b = append(b, `,"msg":`...)
+	b = appendString(b, r.Message)
+	if len(h.pre) > 0 {
+		b = append(b, ',')
+		b = append(b, h.pre...)
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		tid, sid := sc.TraceID(), sc.SpanID()
+		b = append(b, `,"`+TraceIDKey+`":`...)
+		b = appendHexID(b, tid[:])
+		b = append(b, `,"`+SpanIDKey+`":`...)
+		b = appendHexID(b, sid[:])
+	}
+	for _, f := range h.frames {
+		b = appendKey(b, f.name)
+		b = append(b, '{')
+		b = append(b, f.attrs...)
+	}
+	return b
+}
+
+// appendTrailer closes the open groups innermost first, removing each one
+// that ended up empty (a group with nothing in it is not written, as with
+// slog's handlers), then the record. An empty group is recognised by the
+// buffer ending in its opening brace; its quoted key has a known length, and
+// a comma precedes it unless it is the first member of the enclosing group.
+func (h *Handler) appendTrailer(b []byte) []byte {
+	for i := len(h.frames) - 1; i >= 0; i-- {
+		if b[len(b)-1] != '{' {
+			b = append(b, '}')
+			continue
+		}
+		b = b[:len(b)-1-h.frames[i].keyLen-1] // `"name":{`
+		if b[len(b)-1] == ',' {
+			b = b[:len(b)-1]
+		}
+	}
+	return append(b, '}', '\n')
+}
+
+// appendMembers appends the encoded attrs to dst, a possibly empty list of
+// comma-separated object members, and returns the extended list.
+func appendMembers(dst []byte, attrs []slog.Attr) []byte {
+	b := make([]byte, 0, 1+len(dst)+64*len(attrs))
+	b = append(b, '{')
+	b = append(b, dst...)
+	for _, a := range attrs {
+		b = appendAttr(b, a)
+	}
+	return b[1:]
 }
 
 // WithAttrs returns a handler that adds the redacted attrs to every record.
@@ -220,11 +268,11 @@ func (h *Handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	}
 	h2 := *h
 	if len(h.frames) == 0 {
-		h2.json = h.json.WithAttrs(red)
+		h2.pre = appendMembers(h.pre, red)
 	} else {
 		h2.frames = slices.Clone(h.frames)
 		last := &h2.frames[len(h2.frames)-1]
-		last.attrs = slices.Concat(last.attrs, red)
+		last.attrs = appendMembers(last.attrs, red)
 	}
 	if h.export != nil {
 		h2.export = h.export.WithAttrs(red)
@@ -240,7 +288,7 @@ func (h *Handler) WithGroup(name string) slog.Handler {
 		return h
 	}
 	h2 := *h
-	h2.frames = append(slices.Clip(h.frames), frame{name: name})
+	h2.frames = append(slices.Clip(h.frames), frame{name: name, keyLen: len(appendString(nil, name))})
 	if h.export != nil {
 		h2.export = h.export.WithGroup(name)
 	}

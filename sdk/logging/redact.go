@@ -31,7 +31,11 @@ func DefaultRedactKeys() []string {
 // redactor decides which attributes are sensitive. It is immutable after
 // construction and therefore safe for concurrent use.
 type redactor struct {
-	keys     [][]byte // normalised, de-duplicated
+	// byLast holds the normalised, de-duplicated keys indexed by their last
+	// byte, so that the usual key ("status", "path") is rejected after
+	// looking at one byte instead of being compared with every key.
+	byLast   [256][][]byte
+	maxLen   int // length of the longest normalised key
 	patterns []*regexp.Regexp
 }
 
@@ -44,7 +48,9 @@ func newRedactor(extraKeys []string, patterns []*regexp.Regexp) *redactor {
 			continue
 		}
 		seen[string(n)] = true
-		r.keys = append(r.keys, n)
+		last := n[len(n)-1]
+		r.byLast[last] = append(r.byLast[last], n)
+		r.maxLen = max(r.maxLen, len(n))
 	}
 	return r
 }
@@ -66,14 +72,50 @@ func normaliseKey(dst []byte, key string) []byte {
 	return dst
 }
 
-// sensitiveKey reports whether key names a secret.
+// sensitiveKey reports whether key names a secret. Matching is by suffix,
+// so only the last maxLen normalised bytes of key matter; they are
+// normalised back to front into a stack buffer, stopping early when the
+// last byte cannot end any sensitive key.
 func (r *redactor) sensitiveKey(key string) bool {
-	if key == "" {
+	var buf [64]byte
+	if r.maxLen > len(buf) {
+		return r.sensitiveKeySlow(key)
+	}
+	n := 0 // normalised bytes, stored at the end of buf
+	for i := len(key) - 1; i >= 0 && n < r.maxLen; i-- {
+		c := key[i]
+		switch {
+		case c == '-' || c == '_' || c == '.' || c == ' ':
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if n == 0 && len(r.byLast[c]) == 0 {
+			return false
+		}
+		n++
+		buf[len(buf)-n] = c
+	}
+	if n == 0 {
 		return false
 	}
-	var buf [64]byte // keys are short; a longer key just spills to the heap
-	n := normaliseKey(buf[:0], key)
-	for _, k := range r.keys {
+	tail := buf[len(buf)-n:]
+	for _, k := range r.byLast[tail[n-1]] {
+		if bytes.HasSuffix(tail, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// sensitiveKeySlow is sensitiveKey for configurations with keys too long
+// for its stack buffer.
+func (r *redactor) sensitiveKeySlow(key string) bool {
+	n := normaliseKey(nil, key)
+	if len(n) == 0 {
+		return false
+	}
+	for _, k := range r.byLast[n[len(n)-1]] {
 		if bytes.HasSuffix(n, k) {
 			return true
 		}
@@ -120,8 +162,10 @@ func (r *redactor) attr(a slog.Attr, all bool) (slog.Attr, bool) {
 		}
 	case slog.KindAny:
 		// Error texts routinely embed request data (URLs, DSNs, payloads).
-		if err, ok := v.Any().(error); ok && err != nil && r.sensitiveValue(err.Error()) {
-			return slog.String(a.Key, Redacted), true
+		if err, ok := v.Any().(error); ok && err != nil {
+			if text, ok := errorText(err); ok && r.sensitiveValue(text) {
+				return slog.String(a.Key, Redacted), true
+			}
 		}
 	case slog.KindGroup:
 		if members, changed := r.attrs(v.Group(), false); changed {
@@ -129,6 +173,18 @@ func (r *redactor) attr(a slog.Attr, all bool) (slog.Attr, bool) {
 		}
 	}
 	return slog.Attr{Key: a.Key, Value: v}, resolved
+}
+
+// errorText returns err.Error(), or false when that panics, typically on a
+// nil pointer receiver; such an error has no text to leak, and the encoder
+// writes the same placeholder slog would ("<nil>" or the panic).
+func errorText(err error) (text string, ok bool) {
+	defer func() {
+		if recover() != nil {
+			text, ok = "", false
+		}
+	}()
+	return err.Error(), true
 }
 
 // attrs redacts a slice copy-on-write: the input is never modified (it may be

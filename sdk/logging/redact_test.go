@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -194,6 +195,34 @@ func TestContainsCardNumber(t *testing.T) {
 	for _, tt := range tests {
 		if got := containsCardNumber(tt.in); got != tt.want {
 			t.Errorf("containsCardNumber(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestSensitiveKeyFastPathAgrees checks the back-to-front, early-rejecting
+// key match against plain normalisation of the whole key, including with a
+// configured key too long for the fast path's buffer.
+func TestSensitiveKeyFastPathAgrees(t *testing.T) {
+	long := strings.Repeat("x", 70) + "_secret_suffix"
+	keys := []string{
+		"", "-", "_._", "password", "PASSWORD", "db_password", "pass-word", "passwordless",
+		"token", "token_count", "max_tokens", "Access-Token", "x-api-key", "apiKey", "API_KEY ",
+		"set-cookie", "Cookie", "cvv", "CVC", "card.no", "cc_num", "status", "path", "user_id",
+		"order_id", "region", "customer", "err", "a" + strings.Repeat("_", 100) + "token",
+		strings.Repeat("y", 80) + "password", long, "prefix" + long, long[1:], "suffix",
+	}
+	for _, extra := range [][]string{nil, {"ssn", long}} {
+		r := newRedactor(extra, nil)
+		for _, k := range keys {
+			if fast, slow := r.sensitiveKey(k), r.sensitiveKeySlow(k); fast != slow {
+				t.Errorf("extra %d keys: sensitiveKey(%q) = %v, full normalisation says %v", len(extra), k, fast, slow)
+			}
+		}
+	}
+	r := newRedactor(nil, nil)
+	for k, want := range map[string]bool{"db_password": true, "token_count": false, "status": false, "X-Api-Key": true} {
+		if got := r.sensitiveKey(k); got != want {
+			t.Errorf("sensitiveKey(%q) = %v, want %v", k, got, want)
 		}
 	}
 }
