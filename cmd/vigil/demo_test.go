@@ -38,19 +38,7 @@ func freePortRun(t *testing.T, n int) int {
 func TestDemoAgainstServer(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	base := freePortRun(t, 4)
-	demo := exec.Command(vigilBin, "demo", "--otlp-endpoint", s.grpcA, "--port-base", strconv.Itoa(base), "--rps", "20")
-	out := &syncBuffer{}
-	demo.Stdout, demo.Stderr = out, out
-	if err := demo.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = demo.Process.Kill()
-		_ = demo.Wait()
-		if t.Failed() {
-			t.Logf("demo output (tail):\n%s", tail(out.String(), 3000))
-		}
-	}()
+	startDemo(t, s, base)
 
 	var services map[string]bool
 	var traceID string
@@ -119,6 +107,26 @@ func TestDemoAgainstServer(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("gateway /metrics: HTTP %d", resp.StatusCode)
 	}
+}
+
+// startDemo runs `vigil demo` against s with its gateway on port base,
+// stopping it when the test ends and showing its output if the test failed.
+func startDemo(t *testing.T, s *server, base int, extra ...string) {
+	t.Helper()
+	args := append([]string{"demo", "--otlp-endpoint", s.grpcA, "--port-base", strconv.Itoa(base), "--rps", "20"}, extra...)
+	demo := exec.Command(vigilBin, args...)
+	out := &syncBuffer{}
+	demo.Stdout, demo.Stderr = out, out
+	if err := demo.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = demo.Process.Kill()
+		_ = demo.Wait()
+		if t.Failed() {
+			t.Logf("demo output (tail):\n%s", tail(out.String(), 3000))
+		}
+	})
 }
 
 func tail(s string, n int) string {

@@ -5,9 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -134,19 +132,7 @@ scrape_configs:
 				t.Fatal(err)
 			}
 			s := startServer(t, t.TempDir(), "--config", cfg)
-			demo := exec.Command(vigilBin, "demo", "--otlp-endpoint", s.grpcA, "--port-base", strconv.Itoa(base), "--rps", "20", "--fault", tc.fault)
-			out := &syncBuffer{}
-			demo.Stdout, demo.Stderr = out, out
-			if err := demo.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				_ = demo.Process.Kill()
-				_ = demo.Wait()
-				if t.Failed() {
-					t.Logf("demo output (tail):\n%s", tail(out.String(), 2000))
-				}
-			}()
+			startDemo(t, s, base, "--fault", tc.fault)
 			waitFor(t, tc.what, 90*time.Second, func() bool { return tc.seen(t, s, base) })
 		})
 	}
