@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -43,32 +42,9 @@ func TestDemoAgainstServer(t *testing.T) {
 	var services map[string]bool
 	var traceID string
 	waitFor(t, "a trace across the four shop services", 90*time.Second, func() bool {
-		var lr struct {
-			Data []struct {
-				TraceID string `json:"trace_id"`
-			} `json:"data"`
-		}
-		q := url.Values{"service": {"gateway"}, "q": {"order relayed"}, "limit": {"20"}}
-		if s.getJSON(t, "/api/logs?"+q.Encode(), &lr) != http.StatusOK {
-			return false
-		}
-		for _, rec := range lr.Data {
-			var tr struct {
-				Data []struct {
-					Processes map[string]struct {
-						ServiceName string `json:"serviceName"`
-					} `json:"processes"`
-				} `json:"data"`
-			}
-			if rec.TraceID == "" || s.getJSON(t, "/api/traces/"+rec.TraceID, &tr) != http.StatusOK {
-				continue
-			}
-			services = map[string]bool{}
-			for _, p := range tr.Data[0].Processes {
-				services[p.ServiceName] = true
-			}
-			if len(services) == 4 {
-				traceID = rec.TraceID
+		for _, tr := range gatewayTraces(t, s) {
+			if len(tr.services) == 4 {
+				services, traceID = tr.services, tr.id
 				return true
 			}
 		}

@@ -13,6 +13,7 @@ import (
 // shopTrace is a trace as the Jaeger API returns it, reduced to what the
 // fault checks need.
 type shopTrace struct {
+	id        string
 	services  map[string]bool
 	durations map[string]int64 // longest span per service, microseconds
 }
@@ -45,7 +46,7 @@ func gatewayTraces(t *testing.T, s *server) []shopTrace {
 		if rec.TraceID == "" || s.getJSON(t, "/api/traces/"+rec.TraceID, &tr) != http.StatusOK {
 			continue
 		}
-		st := shopTrace{services: map[string]bool{}, durations: map[string]int64{}}
+		st := shopTrace{id: rec.TraceID, services: map[string]bool{}, durations: map[string]int64{}}
 		for _, sp := range tr.Data[0].Spans {
 			svc := tr.Data[0].Processes[sp.ProcessID].ServiceName
 			st.services[svc] = true
