@@ -30,7 +30,9 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
+	"github.com/vigil-observability/vigil/internal/query/red"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/spanmetrics"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
 	"github.com/vigil-observability/vigil/internal/web"
 )
@@ -156,8 +158,23 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		MaxQueueItems: cfg.Ingest.MaxQueueItems, MaxBatchItems: cfg.Ingest.MaxBatchItems,
 		Ingest: ingestMetrics, Logger: logger,
 	}
-	traces := pipeline.NewTraces(spanLogs, queueOpts)
-	logs := pipeline.NewLogs(spanLogs, queueOpts)
+	// Every stored span and log record also feeds the RED and service
+	// graph series, so services that send only traces get charts and rules.
+	recorder, err := spanmetrics.New(spanmetrics.Options{Appendable: metricsDB, Registerer: reg, Logger: logger})
+	if err != nil {
+		return err
+	}
+	recorderCtx, stopRecorder := context.WithCancel(context.Background())
+	defer stopRecorder()
+	recorderDone := make(chan struct{})
+	go func() {
+		defer close(recorderDone)
+		if err := recorder.Run(recorderCtx); err != nil {
+			logger.Error("span metrics recorder", "err", err)
+		}
+	}()
+	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.ConsumeTraces)
+	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.ConsumeLogs)
 	metrics := otlpmetrics.NewConsumer(otlpmetrics.Options{
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
 	})
@@ -190,8 +207,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 	}))
-	webSrv.Handle("GET /api/traces/{traceID}", jaegerapi.NewHandler(jaegerapi.Options{Traces: spanLogs, Logger: logger, Registerer: reg}))
-	webSrv.Handle("GET /api/logs", logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg}))
+	redSvc, err := red.New(red.Options{Queryable: metricsDB, Logger: logger})
+	if err != nil {
+		return err
+	}
+	mountAll(webSrv, red.Routes, redSvc.Handler())
+	mountAll(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
+		Traces: spanLogs, Dependencies: redSvc, Logger: logger, Registerer: reg,
+	}))
+	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg}))
 
 	otlpOpts := otlp.Options{
 		Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger,
@@ -237,7 +261,17 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	if err := logs.Close(shutdownCtx); err != nil {
 		logger.Error("drain logs queue", "err", err)
 	}
+	// The recorder flushes once more when stopped, before the TSDB closes.
+	stopRecorder()
+	<-recorderDone
 	return runErr // deferred closes run next: storage closes last
+}
+
+// mountAll mounts h at each of the routes it serves.
+func mountAll(s *web.Server, routes []string, h http.Handler) {
+	for _, r := range routes {
+		s.Handle(r, h)
+	}
 }
 
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -28,6 +29,10 @@ var (
 	// ErrUnavailable marks a transient failure (backend down, disk full):
 	// the caller may retry later and must not acknowledge the data.
 	ErrUnavailable = errors.New("storage: unavailable")
+	// ErrInvalidQuery marks a query the backend cannot run as given (a
+	// malformed cursor, a tag key it cannot address): the caller's fault,
+	// answered with 400.
+	ErrInvalidQuery = errors.New("storage: invalid query")
 )
 
 // TraceWriter persists spans.
@@ -47,6 +52,73 @@ type TraceReader interface {
 	GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error)
 }
 
+// TraceQuery selects traces for search. A trace matches when one of its
+// spans satisfies every field that is set; zero values mean "no filter".
+type TraceQuery struct {
+	// Service is the span's resource service.name.
+	Service string
+	// Operation is the span's name.
+	Operation string
+	// Tags must all hold on the same span. Each value is compared as text
+	// with the span's attribute of that key, else its resource's. Three
+	// keys have fixed meanings, as in Jaeger: "error" ("true": the span's
+	// status is Error), "span.kind" (server, client, producer, consumer,
+	// internal) and "otel.status_code" (OK, ERROR, UNSET).
+	Tags map[string]string
+	// MinDuration and MaxDuration bound the matching span's duration
+	// (inclusive); zero means unbounded.
+	MinDuration, MaxDuration time.Duration
+	// Start (inclusive) and End (exclusive) bound the matching span's start
+	// time. A zero End means "now and later".
+	Start, End time.Time
+	// Limit caps the number of traces; 0 means DefaultTraceLimit.
+	Limit int
+}
+
+// DefaultTraceLimit is the number of traces FindTraces returns when
+// TraceQuery.Limit is 0.
+const DefaultTraceLimit = 20
+
+// TraceSummary describes a found trace without its spans.
+type TraceSummary struct {
+	TraceID pcommon.TraceID
+	// Start is the earliest span start; Duration reaches the latest span end.
+	Start    time.Time
+	Duration time.Duration
+	// SpanCount and ErrorCount count every stored span of the trace and
+	// those whose status is Error.
+	SpanCount, ErrorCount int
+	// RootService and RootName describe the span without a parent; both
+	// are empty when it has not arrived (yet).
+	RootService, RootName string
+	// Services lists the trace's services by name.
+	Services []ServiceSpans
+}
+
+// ServiceSpans counts one service's spans in a trace.
+type ServiceSpans struct {
+	Name          string
+	Spans, Errors int
+}
+
+// Operation is a span name seen for a service, with the span kind.
+type Operation struct {
+	Name string
+	Kind ptrace.SpanKind
+}
+
+// TraceSearcher finds traces and lists what can be searched for.
+type TraceSearcher interface {
+	// FindTraces returns the matching traces, the one whose matching span
+	// started last first, at most q.Limit of them.
+	FindTraces(ctx context.Context, q TraceQuery) ([]TraceSummary, error)
+	// Services lists every service with stored spans, sorted.
+	Services(ctx context.Context) ([]string, error)
+	// Operations lists the service's span names and kinds, sorted by name
+	// then kind.
+	Operations(ctx context.Context, service string) ([]Operation, error)
+}
+
 // LogWriter persists log records with the same durability contract as
 // TraceWriter.WriteTraces.
 type LogWriter interface {
@@ -57,12 +129,87 @@ type LogWriter interface {
 type LogQuery struct {
 	TraceID pcommon.TraceID
 	Service string
-	// Text matches records whose body contains it, case-insensitively.
-	Text string
+	// Terms must all occur in the body, compared case-insensitively as
+	// substrings.
+	Terms []string
+	// Severities keeps records in any of these bands; empty means all.
+	Severities []Severity
+	// Attributes must all equal, as text, the record's attribute of that
+	// key or else its resource's ("service.name" is the Service column).
+	Attributes map[string]string
 	// Start is inclusive, End exclusive. A zero End means "now and later".
 	Start, End time.Time
 	// Limit caps the number of records; 0 means DefaultLogLimit.
 	Limit int
+	// After continues a previous search: only records that come after the
+	// record whose Cursor it is, in FindLogs' order, are returned.
+	After string
+}
+
+// Severity is a band of OpenTelemetry severity numbers, as logs are
+// filtered and counted: TRACE is 1-4, DEBUG 5-8 ... FATAL 21-24.
+type Severity uint8
+
+// Severity bands. SeverityUnset is severity number 0.
+const (
+	SeverityUnset Severity = iota
+	SeverityTrace
+	SeverityDebug
+	SeverityInfo
+	SeverityWarn
+	SeverityError
+	SeverityFatal
+)
+
+var severityNames = [...]string{"UNSET", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
+
+// String returns the band's name, e.g. "ERROR".
+func (s Severity) String() string {
+	if int(s) < len(severityNames) {
+		return severityNames[s]
+	}
+	return "UNSET"
+}
+
+// Range returns the band's lowest and highest severity numbers.
+func (s Severity) Range() (lo, hi plog.SeverityNumber) {
+	if s == SeverityUnset || int(s) >= len(severityNames) {
+		return 0, 0
+	}
+	return plog.SeverityNumber(4*int(s) - 3), plog.SeverityNumber(4 * int(s))
+}
+
+// SeverityOf returns the band of a severity number; numbers outside 1-24
+// count as SeverityUnset.
+func SeverityOf(n plog.SeverityNumber) Severity {
+	if n < 1 || n > 24 {
+		return SeverityUnset
+	}
+	return Severity((n + 3) / 4)
+}
+
+// ParseSeverity reads a band name, case-insensitively; "warning" and
+// "err" are accepted too.
+func ParseSeverity(s string) (Severity, bool) {
+	switch strings.ToUpper(s) {
+	case "WARNING":
+		return SeverityWarn, true
+	case "ERR":
+		return SeverityError, true
+	}
+	for i, n := range severityNames {
+		if strings.EqualFold(n, s) {
+			return Severity(i), true
+		}
+	}
+	return 0, false
+}
+
+// LogBucket counts the records of one severity band in one time bin.
+type LogBucket struct {
+	Start    time.Time
+	Severity Severity
+	Count    int64
 }
 
 // DefaultLogLimit is the number of records FindLogs yields when LogQuery.Limit is 0.
@@ -84,6 +231,8 @@ type LogRecord struct {
 	Attributes         map[string]any
 	ResourceAttributes map[string]any
 	ScopeName          string
+	// Cursor is the record's position, for LogQuery.After.
+	Cursor string
 }
 
 // LogReader reads log records back.
@@ -91,6 +240,10 @@ type LogReader interface {
 	// FindLogs yields the matching records newest first, at most q.Limit of
 	// them. An error ends the sequence.
 	FindLogs(ctx context.Context, q LogQuery) iter.Seq2[LogRecord, error]
+	// LogHistogram counts the records q matches (ignoring Limit and After)
+	// per severity band in bins of step, aligned to multiples of step since
+	// the Unix epoch, oldest first. Empty bins are left out.
+	LogHistogram(ctx context.Context, q LogQuery, step time.Duration) ([]LogBucket, error)
 }
 
 // Retainer is an optional capability of backends that drop old data in
@@ -105,6 +258,7 @@ type Retainer interface {
 type SpanLogStore interface {
 	TraceWriter
 	TraceReader
+	TraceSearcher
 	LogWriter
 	LogReader
 	Close() error

@@ -15,12 +15,16 @@ import (
 type Traces struct{ q *queue[ptrace.Traces] }
 
 // NewTraces starts the queue's writer. Call Close to drain and stop it.
-func NewTraces(w storage.TraceWriter, opts Options) *Traces {
+// Each function in stored sees every batch once it is durable, before its
+// requests are answered (the span metrics recorder); it must be quick and
+// must not keep the batch.
+func NewTraces(w storage.TraceWriter, opts Options, stored ...func(ptrace.Traces)) *Traces {
 	return &Traces{q: newQueue(batchOps[ptrace.Traces]{
 		signal: ingest.SignalTraces,
 		count:  func(td ptrace.Traces) int { return td.SpanCount() },
 		merge:  func(dst, src ptrace.Traces) { src.ResourceSpans().MoveAndAppendTo(dst.ResourceSpans()) },
 		write:  w.WriteTraces,
+		stored: stored,
 	}, opts)}
 }
 
@@ -38,12 +42,14 @@ func (t *Traces) Close(ctx context.Context) error { return t.q.close(ctx) }
 type Logs struct{ q *queue[plog.Logs] }
 
 // NewLogs starts the queue's writer. Call Close to drain and stop it.
-func NewLogs(w storage.LogWriter, opts Options) *Logs {
+// stored is as for NewTraces.
+func NewLogs(w storage.LogWriter, opts Options, stored ...func(plog.Logs)) *Logs {
 	return &Logs{q: newQueue(batchOps[plog.Logs]{
 		signal: ingest.SignalLogs,
 		count:  func(ld plog.Logs) int { return ld.LogRecordCount() },
 		merge:  func(dst, src plog.Logs) { src.ResourceLogs().MoveAndAppendTo(dst.ResourceLogs()) },
 		write:  w.WriteLogs,
+		stored: stored,
 	}, opts)}
 }
 

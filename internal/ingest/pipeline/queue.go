@@ -58,6 +58,8 @@ type batchOps[T any] struct {
 	// merge moves everything in src to the end of dst.
 	merge func(dst, src T)
 	write func(context.Context, T) error
+	// stored sees each batch after a successful write.
+	stored []func(T)
 }
 
 type request[T any] struct {
@@ -184,6 +186,10 @@ func (q *queue[T]) flush(batch []*request[T]) {
 	if err != nil {
 		q.opts.Logger.Error("storage write failed", "signal", q.ops.signal, "items", n, "err", err)
 		err = fmt.Errorf("%w: %w", ingest.ErrUnavailable, err)
+	} else {
+		for _, f := range q.ops.stored {
+			f(data)
+		}
 	}
 	for _, r := range batch {
 		r.done <- err

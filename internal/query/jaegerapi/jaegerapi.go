@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -24,18 +25,39 @@ import (
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
-// TraceGetter is the storage capability the handler needs.
-// storage.TraceReader satisfies it.
-type TraceGetter interface {
+// TraceStore is the storage capability the handler needs; a
+// storage.SpanLogStore satisfies it.
+type TraceStore interface {
 	// GetTrace returns every span of the trace, or an error wrapping
 	// storage.ErrTraceNotFound when there is none.
 	GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error)
+	storage.TraceSearcher
+}
+
+// DependencyReader reports the calls between services, for
+// /api/dependencies.
+type DependencyReader interface {
+	// Dependencies returns the service-to-service call counts in the
+	// window of length lookback ending at end.
+	Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]Dependency, error)
+}
+
+// Dependency is one edge of Jaeger's dependency graph.
+type Dependency struct {
+	Parent    string `json:"parent"`
+	Child     string `json:"child"`
+	CallCount uint64 `json:"callCount"`
 }
 
 // Options configures the handler.
 type Options struct {
 	// Traces is where spans are read from. Required.
-	Traces TraceGetter
+	Traces TraceStore
+	// Dependencies answers /api/dependencies; nil answers an empty graph.
+	Dependencies DependencyReader
+	// Now returns the current time, for default search ranges; nil means
+	// time.Now.
+	Now func() time.Time
 	// Logger receives storage failures; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives vigil_query_requests_total{api="jaeger",code};
@@ -43,9 +65,16 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// NewHandler returns the handler for GET /api/traces/{traceID}. It matches
-// full request paths, so mount it at "/api/traces/" without stripping the
-// prefix. It panics if opts.Traces is nil, which is a wiring bug.
+// Routes lists the path patterns NewHandler serves, for mounting.
+var Routes = []string{
+	"/api/traces/{traceID}", "/api/traces", "/api/services", "/api/services/{service}/operations",
+	"/api/operations", "/api/dependencies", "/api/trace-summaries",
+}
+
+// NewHandler returns the handler for Jaeger's query API (Routes) and
+// vigil's /api/trace-summaries. It matches full request paths, so mount it
+// without stripping a prefix. It panics if opts.Traces is nil, which is a
+// wiring bug.
 func NewHandler(opts Options) http.Handler {
 	if opts.Traces == nil {
 		panic("jaegerapi: Options.Traces is nil")
@@ -62,19 +91,32 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(requests)
 	}
-	h := &handler{traces: opts.Traces, logger: logger, requests: requests}
+	h := &handler{traces: opts.Traces, deps: opts.Dependencies, logger: logger, requests: requests, now: opts.Now}
+	if h.now == nil {
+		h.now = time.Now
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/traces/{traceID}", h.getTrace)
-	// Without this the mux would answer other methods in plain text.
-	mux.HandleFunc("/api/traces/{traceID}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
-	})
+	mux.HandleFunc("GET /api/traces", h.findTraces)
+	mux.HandleFunc("GET /api/trace-summaries", h.traceSummaries)
+	mux.HandleFunc("GET /api/services", h.services)
+	mux.HandleFunc("GET /api/services/{service}/operations", h.serviceOperations)
+	mux.HandleFunc("GET /api/operations", h.operations)
+	mux.HandleFunc("GET /api/dependencies", h.dependencies)
+	for _, route := range Routes {
+		// Without this the mux would answer other methods in plain text.
+		mux.HandleFunc(route, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			h.writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
+		})
+	}
 	return mux
 }
 
 type handler struct {
-	traces   TraceGetter
+	traces   TraceStore
+	deps     DependencyReader
+	now      func() time.Time
 	logger   *slog.Logger
 	requests *prometheus.CounterVec
 }
@@ -100,25 +142,12 @@ func (h *handler) getTrace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	td, err := h.traces.GetTrace(r.Context(), id)
-	switch {
-	case err == nil:
-	case errors.Is(err, storage.ErrTraceNotFound):
+	if errors.Is(err, storage.ErrTraceNotFound) {
 		h.writeError(w, http.StatusNotFound, "trace not found")
 		return
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer and it is not a
-		// storage fault worth logging as one.
-		h.logger.Debug("jaegerapi: request cancelled", "trace_id", hex.EncodeToString(id[:]), "err", err)
-		h.writeError(w, http.StatusServiceUnavailable, "request cancelled")
-		return
-	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrClosed):
-		h.logger.Warn("jaegerapi: storage unavailable", "trace_id", hex.EncodeToString(id[:]), "err", err)
-		w.Header().Set("Retry-After", "1")
-		h.writeError(w, http.StatusServiceUnavailable, "storage unavailable, retry later")
-		return
-	default:
-		h.logger.Error("jaegerapi: reading trace failed", "trace_id", hex.EncodeToString(id[:]), "err", err)
-		h.writeError(w, http.StatusInternalServerError, "internal error reading the trace")
+	}
+	if err != nil {
+		h.storageError(w, r, err, "reading the trace", "trace_id", hex.EncodeToString(id[:]))
 		return
 	}
 	trace := convertTrace(id, td)
@@ -129,6 +158,29 @@ func (h *handler) getTrace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.writeJSON(w, http.StatusOK, response{Data: []jsonTrace{trace}})
+}
+
+// storageError answers a failed storage call: 400 for a query the store
+// rejects, 503 (retryable) when it is unavailable or the client left, 500
+// otherwise.
+func (h *handler) storageError(w http.ResponseWriter, r *http.Request, err error, doing string, logArgs ...any) {
+	logArgs = append(logArgs, "err", err)
+	switch {
+	case errors.Is(err, storage.ErrInvalidQuery):
+		h.writeError(w, http.StatusBadRequest, err.Error())
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads the answer and it is not a
+		// storage fault worth logging as one.
+		h.logger.Debug("jaegerapi: request cancelled", logArgs...)
+		h.writeError(w, http.StatusServiceUnavailable, "request cancelled")
+	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrClosed):
+		h.logger.Warn("jaegerapi: storage unavailable while "+doing, logArgs...)
+		w.Header().Set("Retry-After", "1")
+		h.writeError(w, http.StatusServiceUnavailable, "storage unavailable, retry later")
+	default:
+		h.logger.Error("jaegerapi: "+doing+" failed", logArgs...)
+		h.writeError(w, http.StatusInternalServerError, "internal error "+doing)
+	}
 }
 
 func (h *handler) writeError(w http.ResponseWriter, code int, msg string) {

@@ -1,11 +1,9 @@
 package jaegerapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"net/http"
@@ -20,11 +18,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/vigil-observability/vigil/internal/goldentest"
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/memory"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const fixtureTraceID = "5b8efff798038103d269b633813fc60c"
 
@@ -62,23 +59,7 @@ func get(t *testing.T, h http.Handler, method, path string) *httptest.ResponseRe
 
 func compareGolden(t *testing.T, name string, body []byte) {
 	t.Helper()
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, body, "", "  "); err != nil {
-		t.Fatalf("response is not JSON: %v\n%s", err, body)
-	}
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("response differs from %s (run go test -update if the change is intended)\ngot:\n%s", path, pretty.Bytes())
-	}
+	goldentest.CompareJSON(t, name, body)
 }
 
 func TestGetTraceGolden(t *testing.T) {
@@ -239,11 +220,27 @@ func TestGetTraceIndependentOfStorageOrder(t *testing.T) {
 	}
 }
 
-// traceGetterFunc lets a test script storage failures.
+// traceGetterFunc lets a test script storage failures of GetTrace; the
+// search methods fail with the error GetTrace returns for the zero id.
 type traceGetterFunc func(context.Context, pcommon.TraceID) (ptrace.Traces, error)
 
 func (f traceGetterFunc) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error) {
 	return f(ctx, id)
+}
+
+func (f traceGetterFunc) FindTraces(ctx context.Context, _ storage.TraceQuery) ([]storage.TraceSummary, error) {
+	_, err := f(ctx, pcommon.TraceID{})
+	return nil, err
+}
+
+func (f traceGetterFunc) Services(ctx context.Context) ([]string, error) {
+	_, err := f(ctx, pcommon.TraceID{})
+	return nil, err
+}
+
+func (f traceGetterFunc) Operations(ctx context.Context, _ string) ([]storage.Operation, error) {
+	_, err := f(ctx, pcommon.TraceID{})
+	return nil, err
 }
 
 func TestGetTraceErrors(t *testing.T) {
@@ -254,14 +251,14 @@ func TestGetTraceErrors(t *testing.T) {
 	span.SetName("short id")
 	store := newStore(t, loadFixture(t), short)
 
-	failing := func(err error) TraceGetter {
+	failing := func(err error) TraceStore {
 		return traceGetterFunc(func(context.Context, pcommon.TraceID) (ptrace.Traces, error) {
 			return ptrace.NewTraces(), err
 		})
 	}
 	tests := []struct {
 		name       string
-		traces     TraceGetter
+		traces     TraceStore
 		method     string
 		id         string
 		wantCode   int

@@ -13,7 +13,6 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/vigil-observability/vigil/internal/query/apitime"
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
@@ -36,10 +36,6 @@ const (
 	MaxLimit = 1000
 	// DefaultRange is how far back the search reaches when start is absent.
 	DefaultRange = time.Hour
-	// millisThreshold separates unix seconds from unix milliseconds: no
-	// useful seconds value exceeds it (it is the year 33658), and every
-	// millisecond value after 2001-09-09 does.
-	millisThreshold = 1e12
 )
 
 // LogFinder is the storage capability the handler needs.
@@ -47,6 +43,8 @@ const (
 type LogFinder interface {
 	// FindLogs yields matching records newest first; an error ends the sequence.
 	FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error]
+	// LogHistogram counts matching records per time bin and severity band.
+	LogHistogram(ctx context.Context, q storage.LogQuery, step time.Duration) ([]storage.LogBucket, error)
 }
 
 // Options configures the handler.
@@ -62,8 +60,12 @@ type Options struct {
 	Now func() time.Time
 }
 
-// NewHandler returns the handler for GET /api/logs. It matches the full
-// request path, so mount it at "/api/logs" without stripping a prefix. It
+// Routes lists the path patterns NewHandler serves, for mounting.
+var Routes = []string{"/api/logs", "/api/logs/histogram"}
+
+// NewHandler returns the handler for GET /api/logs and
+// /api/logs/histogram. It matches full request paths, so mount it without
+// stripping a prefix. It
 // panics if opts.Logs is nil, which is a wiring bug.
 func NewHandler(opts Options) http.Handler {
 	if opts.Logs == nil {
@@ -86,11 +88,14 @@ func NewHandler(opts Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/logs", h.findLogs)
-	// Without this the mux would answer other methods in plain text.
-	mux.HandleFunc("/api/logs", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method not allowed; use GET"})
-	})
+	mux.HandleFunc("GET /api/logs/histogram", h.histogram)
+	for _, route := range Routes {
+		// Without this the mux would answer other methods in plain text.
+		mux.HandleFunc(route, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", "GET, HEAD")
+			h.writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method not allowed; use GET"})
+		})
+	}
 	return mux
 }
 
@@ -103,17 +108,23 @@ type handler struct {
 
 // record is one log record in the response.
 type record struct {
-	Timestamp  string         `json:"timestamp"`
-	Severity   string         `json:"severity"`
-	Body       string         `json:"body"`
-	Service    string         `json:"service"`
-	TraceID    string         `json:"trace_id"`
-	SpanID     string         `json:"span_id"`
-	Attributes map[string]any `json:"attributes"`
+	Timestamp      string         `json:"timestamp"`
+	Severity       string         `json:"severity"`
+	SeverityNumber int            `json:"severity_number"`
+	Body           string         `json:"body"`
+	Service        string         `json:"service"`
+	TraceID        string         `json:"trace_id"`
+	SpanID         string         `json:"span_id"`
+	Attributes     map[string]any `json:"attributes"`
+	Resource       map[string]any `json:"resource"`
+	Scope          string         `json:"scope"`
 }
 
 type response struct {
 	Data []record `json:"data"`
+	// NextCursor continues the search after the last record; empty when
+	// this page was not full.
+	NextCursor string `json:"next_cursor,omitempty"`
 }
 
 type errorResponse struct {
@@ -121,7 +132,7 @@ type errorResponse struct {
 }
 
 func (h *handler) findLogs(w http.ResponseWriter, r *http.Request) {
-	q, err := parseQuery(r.URL.Query(), h.now())
+	q, err := parseQuery(r.URL.Query(), h.now(), false)
 	if err != nil {
 		h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
 		return
@@ -136,6 +147,7 @@ func (h *handler) findLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Data = append(out.Data, convert(rec))
 		if len(out.Data) >= q.Limit {
+			out.NextCursor = rec.Cursor
 			break // a backend ignoring Limit must not make the answer unbounded
 		}
 	}
@@ -144,6 +156,8 @@ func (h *handler) findLogs(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) storageError(w http.ResponseWriter, ctx context.Context, err error) {
 	switch {
+	case errors.Is(err, storage.ErrInvalidQuery):
+		h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
 	case ctx.Err() != nil:
 		h.logger.Debug("logsapi: request cancelled", "err", err)
 		h.writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: "request cancelled"})
@@ -173,16 +187,51 @@ func (h *handler) writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // parseQuery validates the URL parameters and turns them into a LogQuery.
-func parseQuery(v url.Values, now time.Time) (storage.LogQuery, error) {
+// The histogram takes the same filters but no limit or cursor, and always
+// a closed range.
+func parseQuery(v url.Values, now time.Time, histogram bool) (storage.LogQuery, error) {
 	for name, vals := range v {
-		if len(vals) > 1 {
+		if len(vals) > 1 && name != "severity" {
 			return storage.LogQuery{}, fmt.Errorf("parameter %q given %d times; give it at most once", name, len(vals))
+		}
+		if histogram && (name == "limit" || name == "cursor") {
+			return storage.LogQuery{}, fmt.Errorf("parameter %q does not apply to the histogram", name)
 		}
 	}
 	q := storage.LogQuery{
 		Service: v.Get("service"),
-		Text:    v.Get("q"),
 		Limit:   DefaultLimit,
+		After:   v.Get("cursor"),
+	}
+	terms, err := parseTerms(v.Get("q"))
+	if err != nil {
+		return q, err
+	}
+	q.Terms = terms
+	for _, list := range v["severity"] {
+		for _, name := range strings.Split(list, ",") {
+			if name = strings.TrimSpace(name); name == "" {
+				continue
+			}
+			sev, ok := storage.ParseSeverity(name)
+			if !ok {
+				return q, fmt.Errorf("invalid severity %q: use trace, debug, info, warn, error, fatal or unset", name)
+			}
+			q.Severities = append(q.Severities, sev)
+		}
+	}
+	for name := range v {
+		key, ok := strings.CutPrefix(name, "attr.")
+		if !ok {
+			continue
+		}
+		if key == "" {
+			return q, errors.New("invalid attribute filter: attr. needs a key, as in attr.http.route=/cart")
+		}
+		if q.Attributes == nil {
+			q.Attributes = map[string]string{}
+		}
+		q.Attributes[key] = v.Get(name)
 	}
 	if s := v.Get("trace_id"); s != "" {
 		id, err := parseTraceID(s)
@@ -203,14 +252,15 @@ func parseQuery(v url.Values, now time.Time) (storage.LogQuery, error) {
 		}
 		q.Limit = n
 	}
-	var err error
 	if s := v.Get("end"); s != "" {
-		if q.End, err = parseTime(s); err != nil {
+		if q.End, err = apitime.Parse(s); err != nil {
 			return q, fmt.Errorf("invalid end: %w", err)
 		}
+	} else if histogram {
+		q.End = now
 	}
 	if s := v.Get("start"); s != "" {
-		if q.Start, err = parseTime(s); err != nil {
+		if q.Start, err = apitime.Parse(s); err != nil {
 			return q, fmt.Errorf("invalid start: %w", err)
 		}
 	} else {
@@ -225,73 +275,43 @@ func parseQuery(v url.Values, now time.Time) (storage.LogQuery, error) {
 	return q, nil
 }
 
+// parseTerms splits a query into terms at spaces; a "quoted phrase" is
+// one term.
+func parseTerms(s string) ([]string, error) {
+	var terms []string
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		if s[0] == '"' {
+			end := strings.IndexByte(s[1:], '"')
+			if end < 0 {
+				return nil, errors.New(`invalid q: a quoted phrase is not closed; add the closing "`)
+			}
+			if phrase := s[1 : 1+end]; phrase != "" {
+				terms = append(terms, phrase)
+			}
+			s = s[2+end:]
+			continue
+		}
+		end := strings.IndexAny(s, " \t")
+		if end < 0 {
+			end = len(s)
+		}
+		terms = append(terms, s[:end])
+		s = s[end:]
+	}
+	if len(terms) > maxTerms {
+		return nil, fmt.Errorf("invalid q: %d terms; at most %d", len(terms), maxTerms)
+	}
+	return terms, nil
+}
+
+// maxTerms bounds the work one query's terms cost.
+const maxTerms = 16
+
 func cmpOr(t, fallback time.Time) time.Time {
 	if t.IsZero() {
 		return fallback
 	}
 	return t
-}
-
-// parseTime accepts RFC 3339 (with or without fractional seconds), unix
-// seconds with an optional fraction, or unix milliseconds: a number above
-// 1e12 is read as milliseconds. Numbers are converted exactly (no float
-// rounding), so a millisecond value keeps its milliseconds.
-func parseTime(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	bad := fmt.Errorf("%q is neither an RFC 3339 time nor a unix timestamp in seconds or milliseconds", s)
-	if !isDecimal(s) {
-		return time.Time{}, bad
-	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return time.Time{}, bad
-	}
-	unit := big.NewRat(int64(time.Second), 1)
-	if r.Cmp(big.NewRat(millisThreshold, 1)) > 0 {
-		unit = big.NewRat(int64(time.Millisecond), 1)
-	}
-	r.Mul(r, unit)
-	nanos := new(big.Int).Quo(r.Num(), r.Denom())
-	if !nanos.IsInt64() {
-		// No stored record can lie outside what int64 nanoseconds hold
-		// (years 1678 to 2262).
-		return time.Time{}, fmt.Errorf("%q is out of range", s)
-	}
-	return time.Unix(0, nanos.Int64()).UTC(), nil
-}
-
-// isDecimal reports whether s is a plain decimal number, optionally signed,
-// with an optional fraction and exponent. It keeps big.Rat's other accepted
-// forms (fractions like 1/3, hex) out of the API.
-func isDecimal(s string) bool {
-	digits := func(s string) (rest string, n int) {
-		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
-			n++
-		}
-		return s[n:], n
-	}
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
-	s, intDigits := digits(s)
-	fracDigits := 0
-	if strings.HasPrefix(s, ".") {
-		s, fracDigits = digits(s[1:])
-	}
-	if intDigits+fracDigits == 0 {
-		return false
-	}
-	if len(s) > 0 && (s[0] == 'e' || s[0] == 'E') {
-		s = s[1:]
-		if len(s) > 0 && (s[0] == '-' || s[0] == '+') {
-			s = s[1:]
-		}
-		var expDigits int
-		if s, expDigits = digits(s); expDigits == 0 || expDigits > 4 {
-			return false
-		}
-	}
-	return s == ""
 }
 
 // parseTraceID accepts 1 to 32 hex digits, left-padded with zeros, as the
@@ -318,10 +338,16 @@ func convert(r storage.LogRecord) record {
 		ts = r.ObservedTimestamp
 	}
 	out := record{
-		Severity:   severity(r.SeverityText, r.SeverityNumber),
-		Body:       r.Body,
-		Service:    r.Service,
-		Attributes: make(map[string]any, len(r.Attributes)),
+		Severity:       severity(r.SeverityText, r.SeverityNumber),
+		SeverityNumber: int(r.SeverityNumber),
+		Body:           r.Body,
+		Service:        r.Service,
+		Attributes:     make(map[string]any, len(r.Attributes)),
+		Resource:       make(map[string]any, len(r.ResourceAttributes)),
+		Scope:          r.ScopeName,
+	}
+	for k, v := range r.ResourceAttributes {
+		out.Resource[k] = jsonSafe(v)
 	}
 	if !ts.IsZero() {
 		out.Timestamp = ts.UTC().Format(time.RFC3339Nano)

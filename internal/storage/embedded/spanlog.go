@@ -110,6 +110,8 @@ type partition struct {
 	// skip days; they can lie outside the day when routing clamped a record.
 	// logMin > logMax means no logs. Guarded by SpanLogStore.pmu.
 	logMin, logMax int64
+	// ops lists the day's operations (spanlog_index.go).
+	ops *opSet
 }
 
 var (
@@ -375,6 +377,10 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 			return nil, fmt.Errorf("embedded: create tables in %s: %w", p.path, err)
 		}
+	}
+	if err := s.prepareIndexes(ctx, p); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, err
 	}
 	var lo, hi sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, "SELECT min(ts_ns), max(ts_ns) FROM "+p.alias+".logs").Scan(&lo, &hi); err != nil {

@@ -24,30 +24,32 @@ const spanColumns = `span_id, parent_span_id, start_ns, duration_ns, service, na
 	dropped_links, resource_attributes, resource_dropped, resource_schema_url,
 	scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url`
 
-// GetTrace reads the trace's spans from every day and regroups them by
-// resource and scope. A trace has no time range in the query, so every
-// attached day is scanned; the filter on trace_hi is pushed into the scan,
-// so other columns are read only for matching rows.
+// GetTrace finds through the trace index which days, and which start time
+// range in each, hold the trace, then reads just those spans: the start_ns
+// range lets DuckDB's zonemaps skip all but a few row groups.
 func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ptrace.Traces{}, storage.ErrClosed
 	}
-	parts := s.snapshot()
-	if len(parts) == 0 {
+	key := traceIDKey(id)
+	where, err := s.locateTraces(ctx, s.snapshot(), []traceKey{key})
+	if err != nil {
+		return ptrace.Traces{}, err
+	}
+	if len(where[key]) == 0 {
 		return ptrace.Traces{}, storage.ErrTraceNotFound
 	}
-	hi, lo := traceIDToUints(id)
 	var q strings.Builder
-	for i, p := range parts {
+	for i, r := range where[key] {
 		if i > 0 {
 			q.WriteString(" UNION ALL ")
 		}
-		// Literals rather than parameters so the filter is a constant
-		// comparison DuckDB pushes into the scan.
-		fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
-			spanColumns, p.alias, hi, lo)
+		// Literals rather than parameters so the filters are constant
+		// comparisons DuckDB pushes into the scan.
+		fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
+			spanColumns, r.alias, r.min, r.max, key.hi, key.lo)
 	}
 	rows, err := s.db.QueryContext(ctx, q.String())
 	if err != nil {
@@ -290,8 +292,94 @@ func (s *SpanLogStore) FindLogs(ctx context.Context, q storage.LogQuery) iter.Se
 }
 
 type foundLog struct {
-	ts  int64
-	rec storage.LogRecord
+	ts, day, rowid int64
+	rec            storage.LogRecord
+}
+
+// after reports whether a comes after b in FindLogs' order: newest first,
+// then the later day file, then the later row.
+func logOrder(a, b foundLog) int {
+	return cmp.Or(cmp.Compare(b.ts, a.ts), cmp.Compare(b.day, a.day), cmp.Compare(b.rowid, a.rowid))
+}
+
+// logCursor is a record's position: its time, day file and row id, which
+// DuckDB keeps stable because rows are never deleted from a day file.
+func logCursor(f foundLog) string {
+	return strconv.FormatInt(f.ts, 10) + "." + strconv.FormatInt(f.day, 10) + "." + strconv.FormatInt(f.rowid, 10)
+}
+
+func parseLogCursor(c string) (foundLog, error) {
+	parts := strings.Split(c, ".")
+	var f foundLog
+	var err error
+	if len(parts) == 3 {
+		if f.ts, err = strconv.ParseInt(parts[0], 10, 64); err == nil {
+			if f.day, err = strconv.ParseInt(parts[1], 10, 64); err == nil {
+				f.rowid, err = strconv.ParseInt(parts[2], 10, 64)
+			}
+		}
+	}
+	if len(parts) != 3 || err != nil {
+		return foundLog{}, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalidQuery, c)
+	}
+	return f, nil
+}
+
+// logConditions turns a log query, except After, into a WHERE clause.
+func logConditions(q storage.LogQuery) (string, []any, error) {
+	conds := []string{"true"}
+	var args []any
+	if !q.TraceID.IsEmpty() {
+		hi, lo := traceIDToUints(q.TraceID)
+		conds = append(conds, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
+	}
+	if q.Service != "" {
+		conds = append(conds, "service = ?")
+		args = append(args, q.Service)
+	}
+	for _, t := range q.Terms {
+		if t == "" {
+			continue
+		}
+		// contains() matches literally, unlike LIKE with its % and _.
+		conds = append(conds, "contains(lower(body), ?)")
+		args = append(args, strings.ToLower(t))
+	}
+	if len(q.Severities) > 0 {
+		var bands []string
+		for _, sev := range q.Severities {
+			lo, hi := sev.Range()
+			bands = append(bands, fmt.Sprintf("severity_number BETWEEN %d AND %d", lo, hi))
+		}
+		conds = append(conds, "("+strings.Join(bands, " OR ")+")")
+	}
+	keys := make([]string, 0, len(q.Attributes))
+	for k := range q.Attributes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := q.Attributes[k]
+		if k == keyServiceName {
+			conds = append(conds, "service = ?")
+			args = append(args, v)
+			continue
+		}
+		a, aargs, err := attrCondition("attributes", k, v)
+		if err != nil {
+			return "", nil, err
+		}
+		r, rargs, _ := attrCondition("resource_attributes", k, v)
+		conds = append(conds, "("+a+" OR "+r+")")
+		args = append(append(args, aargs...), rargs...)
+	}
+	if !q.Start.IsZero() {
+		conds = append(conds, fmt.Sprintf("ts_ns >= %d", q.Start.UnixNano()))
+	}
+	if !q.End.IsZero() {
+		conds = append(conds, fmt.Sprintf("ts_ns < %d", q.End.UnixNano()))
+	}
+	return strings.Join(conds, " AND "), args, nil
 }
 
 func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
@@ -304,33 +392,21 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 	if limit <= 0 {
 		limit = storage.DefaultLogLimit
 	}
-	var where []string
-	var args []any
-	if !q.TraceID.IsEmpty() {
-		hi, lo := traceIDToUints(q.TraceID)
-		where = append(where, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
+	cond, args, err := logConditions(q)
+	if err != nil {
+		return nil, err
 	}
-	if q.Service != "" {
-		where = append(where, "service = ?")
-		args = append(args, q.Service)
+	var after *foundLog
+	if q.After != "" {
+		c, err := parseLogCursor(q.After)
+		if err != nil {
+			return nil, err
+		}
+		after = &c
 	}
-	if q.Text != "" {
-		// contains() matches literally, unlike LIKE with its % and _.
-		where = append(where, "contains(lower(body), lower(?))")
-		args = append(args, q.Text)
-	}
-	start, end := int64(minNanos), int64(maxNanos)
-	if !q.Start.IsZero() {
-		start = q.Start.UnixNano()
-		where = append(where, fmt.Sprintf("ts_ns >= %d", start))
-	}
-	if !q.End.IsZero() {
-		end = q.End.UnixNano()
-		where = append(where, fmt.Sprintf("ts_ns < %d", end))
-	}
-	cond := ""
-	if len(where) > 0 {
-		cond = " WHERE " + strings.Join(where, " AND ")
+	start, end := nanosRange(q.Start, q.End)
+	if after != nil {
+		end = min(end, after.ts+1)
 	}
 	parts := s.snapshot()
 	slices.SortFunc(parts, func(a, b partition) int { return cmp.Compare(b.logMax, a.logMax) })
@@ -342,18 +418,93 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		if len(found) >= limit && p.logMax < found[limit-1].ts {
 			break // everything in this and older days is older than what we hold
 		}
-		got, err := s.queryLogs(ctx, p.alias, cond, args, limit)
+		pcond := cond
+		if after != nil {
+			// Rows at the cursor's time come after it only in older days,
+			// or earlier in its own day.
+			switch {
+			case p.day < after.day:
+				pcond += fmt.Sprintf(" AND ts_ns <= %d", after.ts)
+			case p.day == after.day:
+				pcond += fmt.Sprintf(" AND (ts_ns < %d OR (ts_ns = %d AND rowid < %d))", after.ts, after.ts, after.rowid)
+			default:
+				pcond += fmt.Sprintf(" AND ts_ns < %d", after.ts)
+			}
+		}
+		got, err := s.queryLogs(ctx, p, pcond, args, limit)
 		if err != nil {
 			return nil, err
 		}
 		found = append(found, got...)
-		slices.SortStableFunc(found, func(a, b foundLog) int { return cmp.Compare(b.ts, a.ts) })
+		slices.SortStableFunc(found, logOrder)
 		found = found[:min(len(found), limit)]
 	}
 	out := make([]storage.LogRecord, len(found))
 	for i, f := range found {
 		out[i] = f.rec
+		out[i].Cursor = logCursor(f)
 	}
+	return out, nil
+}
+
+// LogHistogram counts matching records per bin and severity band in SQL,
+// one query per day file the range touches.
+func (s *SpanLogStore) LogHistogram(ctx context.Context, q storage.LogQuery, step time.Duration) ([]storage.LogBucket, error) {
+	if step <= 0 {
+		return nil, fmt.Errorf("%w: histogram step must be positive", storage.ErrInvalidQuery)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	cond, args, err := logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	start, end := nanosRange(q.Start, q.End)
+	var sub []string
+	var allArgs []any
+	for _, p := range s.snapshot() {
+		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
+			continue
+		}
+		// floor division, so bins before 1970 align too
+		sub = append(sub, fmt.Sprintf("SELECT (ts_ns // %d) - CASE WHEN ts_ns %% %d < 0 THEN 1 ELSE 0 END AS bin, severity_number AS sev, count(*) AS n FROM %s.logs WHERE %s GROUP BY ALL",
+			step.Nanoseconds(), step.Nanoseconds(), p.alias, cond))
+		allArgs = append(allArgs, args...)
+	}
+	if len(sub) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "), allArgs...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: log histogram: %w", err)
+	}
+	defer rows.Close()
+	type key struct {
+		bin int64
+		sev storage.Severity
+	}
+	counts := map[key]int64{}
+	for rows.Next() {
+		var bin, n int64
+		var sev uint8
+		if err := rows.Scan(&bin, &sev, &n); err != nil {
+			return nil, fmt.Errorf("embedded: log histogram: %w", err)
+		}
+		counts[key{bin, storage.SeverityOf(plog.SeverityNumber(sev))}] += n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: log histogram: %w", err)
+	}
+	out := make([]storage.LogBucket, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, storage.LogBucket{Start: time.Unix(0, k.bin*step.Nanoseconds()).UTC(), Severity: k.sev, Count: n})
+	}
+	slices.SortFunc(out, func(a, b storage.LogBucket) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Severity, b.Severity))
+	})
 	return out, nil
 }
 
@@ -362,10 +513,11 @@ const (
 	maxNanos = 1<<63 - 1
 )
 
-func (s *SpanLogStore) queryLogs(ctx context.Context, alias, cond string, args []any, limit int) ([]foundLog, error) {
+func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, limit int) ([]foundLog, error) {
+	alias := p.alias
 	rows, err := s.db.QueryContext(ctx, `SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id,
-		severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name
-		FROM `+alias+`.logs`+cond+` ORDER BY ts_ns DESC LIMIT `+strconv.Itoa(limit), args...)
+		severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name, rowid
+		FROM `+alias+`.logs WHERE `+cond+` ORDER BY ts_ns DESC, rowid DESC LIMIT `+strconv.Itoa(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: query logs in %s: %w", alias, err)
 	}
@@ -373,7 +525,7 @@ func (s *SpanLogStore) queryLogs(ctx context.Context, alias, cond string, args [
 	var out []foundLog
 	for rows.Next() {
 		var (
-			f                    foundLog
+			f                    = foundLog{day: p.day}
 			unset                bool
 			observed             int64
 			traceHi, traceLo, sp uint64
@@ -382,7 +534,7 @@ func (s *SpanLogStore) queryLogs(ctx context.Context, alias, cond string, args [
 			res                  encodedResource
 		)
 		if err := rows.Scan(&f.ts, &unset, &observed, &traceHi, &traceLo, &sp, &sev, &f.rec.SeverityText,
-			&f.rec.Service, &f.rec.Body, &attrs, &res.attrs, &res.dropped, &f.rec.ScopeName); err != nil {
+			&f.rec.Service, &f.rec.Body, &attrs, &res.attrs, &res.dropped, &f.rec.ScopeName, &f.rowid); err != nil {
 			return nil, fmt.Errorf("embedded: scan log: %w", err)
 		}
 		if !unset {

@@ -197,7 +197,12 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			j++
 		}
 		day := rows[i:j:j]
-		err := s.appendDay(ctx, day[0].day, "spans", func(a *duckdb.Appender) error {
+		p, err := s.partitionFor(ctx, day[0].day)
+		if err != nil {
+			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+		}
+		newOps := p.newOperations(day)
+		_, err = s.appendDay(ctx, day[0].day, tableFill{"spans", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]
 				vals[0], vals[1], vals[2], vals[3] = r.traceHi, r.traceLo, r.spanID, r.parentID
@@ -220,10 +225,15 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 				}
 			}
 			return nil
-		})
+		}}, tableFill{"trace_index", func(a *duckdb.Appender) error {
+			return appendTraceIndex(a, day)
+		}}, tableFill{"operations", func(a *duckdb.Appender) error {
+			return appendOperations(a, newOps)
+		}})
 		if err != nil {
 			return err
 		}
+		p.addOperations(newOps)
 		i = j
 	}
 	return nil
@@ -432,8 +442,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 			j++
 		}
 		day := rows[i:j:j]
-		var p *partition
-		err := s.appendDayP(ctx, day[0].day, "logs", &p, func(a *duckdb.Appender) error {
+		p, err := s.appendDay(ctx, day[0].day, tableFill{"logs", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]
 				vals[0], vals[1], vals[2] = r.ts, r.timeUnset, r.observed
@@ -447,7 +456,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 				}
 			}
 			return nil
-		})
+		}})
 		if err != nil {
 			return err
 		}
@@ -501,26 +510,28 @@ func (s *SpanLogStore) logRows(ld plog.Logs) ([]logRow, []byte) {
 	return rows, arena
 }
 
-// appendDay runs fill against an Appender on the day's table inside one
-// transaction and commits it.
-func (s *SpanLogStore) appendDay(ctx context.Context, day int64, table string, fill func(*duckdb.Appender) error) error {
-	var p *partition
-	return s.appendDayP(ctx, day, table, &p, fill)
+// tableFill appends rows to one table of a day's file.
+type tableFill struct {
+	table string
+	fill  func(*duckdb.Appender) error
 }
 
-func (s *SpanLogStore) appendDayP(ctx context.Context, day int64, table string, pp **partition, fill func(*duckdb.Appender) error) (err error) {
-	p, err := s.partitionFor(ctx, day)
+// appendDay runs each fill against an Appender on its table of the day's
+// file inside one transaction and commits it, so a batch's spans and their
+// index rows become visible (and durable) together. It returns the
+// partition it wrote to.
+func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableFill) (p *partition, err error) {
+	p, err = s.partitionFor(ctx, day)
 	if err != nil {
-		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
-	*pp = p
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("%w: embedded: get connection: %w", storage.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: embedded: get connection: %w", storage.ErrUnavailable, err)
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
-		return fmt.Errorf("%w: embedded: begin: %w", storage.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: embedded: begin: %w", storage.ErrUnavailable, err)
 	}
 	committed := false
 	defer func() {
@@ -533,29 +544,31 @@ func (s *SpanLogStore) appendDayP(ctx context.Context, day int64, table string, 
 			}
 		}
 	}()
-	err = conn.Raw(func(dc any) error {
-		a, err := duckdb.NewAppender(dc.(driver.Conn), p.alias, "main", table)
+	for _, f := range fills {
+		err = conn.Raw(func(dc any) error {
+			a, err := duckdb.NewAppender(dc.(driver.Conn), p.alias, "main", f.table)
+			if err != nil {
+				return err
+			}
+			if err := f.fill(a); err != nil {
+				_ = a.Close()
+				return err
+			}
+			return a.Close()
+		})
 		if err != nil {
-			return err
+			// Rows are validated while being built, so what fails here is
+			// DuckDB itself (memory, disk): worth a retry.
+			return nil, fmt.Errorf("%w: embedded: append %s to %s: %w", storage.ErrUnavailable, f.table, p.alias, err)
 		}
-		if err := fill(a); err != nil {
-			_ = a.Close()
-			return err
-		}
-		return a.Close()
-	})
-	if err != nil {
-		// Rows are validated while being built, so what fails here is
-		// DuckDB itself (memory, disk): worth a retry.
-		return fmt.Errorf("%w: embedded: append %s to %s: %w", storage.ErrUnavailable, table, p.alias, err)
 	}
 	// The commit must not be interrupted half way by a cancelled ctx: the
 	// caller would not know whether the data is stored.
 	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
-		return fmt.Errorf("%w: embedded: commit %s to %s: %w", storage.ErrUnavailable, table, p.alias, err)
+		return nil, fmt.Errorf("%w: embedded: commit to %s: %w", storage.ErrUnavailable, p.alias, err)
 	}
 	committed = true
-	return nil
+	return p, nil
 }
 
 func traceIDToUints(id pcommon.TraceID) (uint64, uint64) {

@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"slices"
 	"strconv"
@@ -218,34 +219,142 @@ func (s *Store) findLogs(q storage.LogQuery) ([]storage.LogRecord, error) {
 	if limit <= 0 {
 		limit = storage.DefaultLogLimit
 	}
-	text := strings.ToLower(q.Text)
+	var after *logEntry
+	if q.After != "" {
+		c, err := parseCursor(q.After)
+		if err != nil {
+			return nil, err
+		}
+		after = &c
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return nil, storage.ErrClosed
 	}
+	hits := s.matchLogs(q)
+	slices.SortFunc(hits, newestFirst)
+	if after != nil {
+		i, _ := slices.BinarySearchFunc(hits, *after, newestFirst)
+		for i < len(hits) && newestFirst(hits[i], *after) <= 0 {
+			i++
+		}
+		hits = hits[i:]
+	}
+	out := make([]storage.LogRecord, 0, min(limit, len(hits)))
+	for _, e := range hits[:min(limit, len(hits))] {
+		r := cloneRecord(e.record)
+		r.Cursor = strconv.FormatInt(e.at.UnixNano(), 10) + "." + strconv.FormatUint(e.seq, 10)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// newestFirst orders records by time, latest first, and records with equal
+// timestamps latest-written first.
+func newestFirst(a, b logEntry) int {
+	if c := b.at.Compare(a.at); c != 0 {
+		return c
+	}
+	return cmp.Compare(b.seq, a.seq)
+}
+
+func parseCursor(c string) (logEntry, error) {
+	ts, seq, ok := strings.Cut(c, ".")
+	n, err1 := strconv.ParseInt(ts, 10, 64)
+	q, err2 := strconv.ParseUint(seq, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return logEntry{}, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalidQuery, c)
+	}
+	return logEntry{at: time.Unix(0, n), seq: q}, nil
+}
+
+// matchLogs returns the entries q selects, ignoring Limit and After. The
+// caller holds mu.
+func (s *Store) matchLogs(q storage.LogQuery) []logEntry {
+	terms := make([]string, len(q.Terms))
+	for i, t := range q.Terms {
+		terms[i] = strings.ToLower(t)
+	}
 	var hits []logEntry
 	for _, e := range s.logs {
+		r := &e.record
 		switch {
-		case !q.TraceID.IsEmpty() && e.record.TraceID != q.TraceID,
-			q.Service != "" && e.record.Service != q.Service,
-			text != "" && !strings.Contains(strings.ToLower(e.record.Body), text),
+		case !q.TraceID.IsEmpty() && r.TraceID != q.TraceID,
+			q.Service != "" && r.Service != q.Service,
 			!q.Start.IsZero() && e.at.Before(q.Start),
-			!q.End.IsZero() && !e.at.Before(q.End):
+			!q.End.IsZero() && !e.at.Before(q.End),
+			len(q.Severities) > 0 && !slices.Contains(q.Severities, storage.SeverityOf(r.SeverityNumber)),
+			!containsAll(strings.ToLower(r.Body), terms),
+			!logAttrsMatch(r, q.Attributes):
 			continue
 		}
 		hits = append(hits, e)
 	}
-	slices.SortFunc(hits, func(a, b logEntry) int {
-		if c := b.at.Compare(a.at); c != 0 {
-			return c
+	return hits
+}
+
+func containsAll(s string, terms []string) bool {
+	for _, t := range terms {
+		if !strings.Contains(s, t) {
+			return false
 		}
-		return cmp.Compare(b.seq, a.seq)
-	})
-	out := make([]storage.LogRecord, 0, min(limit, len(hits)))
-	for _, e := range hits[:min(limit, len(hits))] {
-		out = append(out, cloneRecord(e.record))
 	}
+	return true
+}
+
+func logAttrsMatch(r *storage.LogRecord, want map[string]string) bool {
+	for k, v := range want {
+		if k == "service.name" {
+			if r.Service != v {
+				return false
+			}
+			continue
+		}
+		got, ok := r.Attributes[k]
+		if !ok {
+			got, ok = r.ResourceAttributes[k]
+		}
+		if !ok || rawString(got) != v {
+			return false
+		}
+	}
+	return true
+}
+
+// LogHistogram counts matching records per step-aligned bin and severity band.
+func (s *Store) LogHistogram(ctx context.Context, q storage.LogQuery, step time.Duration) ([]storage.LogBucket, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if step <= 0 {
+		return nil, fmt.Errorf("%w: histogram step must be positive", storage.ErrInvalidQuery)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	type key struct {
+		bin int64
+		sev storage.Severity
+	}
+	counts := map[key]int64{}
+	for _, e := range s.matchLogs(q) {
+		n := e.at.UnixNano()
+		bin := n / int64(step)
+		if n%int64(step) < 0 {
+			bin--
+		}
+		counts[key{bin, storage.SeverityOf(e.record.SeverityNumber)}]++
+	}
+	out := make([]storage.LogBucket, 0, len(counts))
+	for k, c := range counts {
+		out = append(out, storage.LogBucket{Start: time.Unix(0, k.bin*int64(step)).UTC(), Severity: k.sev, Count: c})
+	}
+	slices.SortFunc(out, func(a, b storage.LogBucket) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Severity, b.Severity))
+	})
 	return out, nil
 }
 

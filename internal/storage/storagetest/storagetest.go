@@ -38,6 +38,12 @@ func RunSpanLogStore(t *testing.T, open func(t *testing.T) storage.SpanLogStore)
 	t.Run("LogRecordFields", func(t *testing.T) { testLogFields(t, open(t), base) })
 	t.Run("LogDefaultLimit", func(t *testing.T) { testLogDefaultLimit(t, open(t), base) })
 	t.Run("LogEarlyStop", func(t *testing.T) { testLogEarlyStop(t, open(t), base) })
+	t.Run("FindTraces", func(t *testing.T) { testFindTraces(t, open(t), base) })
+	t.Run("TraceSummaries", func(t *testing.T) { testTraceSummaries(t, open(t), base) })
+	t.Run("ServicesAndOperations", func(t *testing.T) { testServicesOperations(t, open(t), base) })
+	t.Run("LogFilters", func(t *testing.T) { testLogFilters(t, open(t), base) })
+	t.Run("LogPagination", func(t *testing.T) { testLogPagination(t, open(t), base) })
+	t.Run("LogHistogram", func(t *testing.T) { testLogHistogram(t, open(t), base) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, open(t), base) })
 	t.Run("Retention", func(t *testing.T) { testRetention(t, open(t), base) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, open(t), base) })
@@ -184,14 +190,14 @@ func testLogQueries(t *testing.T, s storage.SpanLogStore, base time.Time) {
 		{"service payments", storage.LogQuery{Service: "payments"}, []string{"L10", "L9", "L8", "L7", "L6", "L5", "L11"}},
 		{"unknown service", storage.LogQuery{Service: "nope"}, nil},
 		{"service is exact", storage.LogQuery{Service: "Checkout"}, nil},
-		{"text case-insensitive", storage.LogQuery{Text: "payment failed"}, []string{"L10", "L2", "L11"}},
-		{"text upper", storage.LogQuery{Text: "CREATED"}, []string{"L1"}},
-		{"text in JSON body", storage.LogQuery{Text: "cache_miss"}, []string{"L3"}},
-		{"text in int body", storage.LogQuery{Text: "2345"}, []string{"L4"}},
-		{"text unicode", storage.LogQuery{Text: "ünïcødé"}, []string{"L12"}},
-		{"text with LIKE metacharacters", storage.LogQuery{Text: "%"}, nil},
-		{"text with underscore is literal", storage.LogQuery{Text: "cache_m"}, []string{"L3"}},
-		{"text and service", storage.LogQuery{Text: "failed", Service: "checkout"}, []string{"L2"}},
+		{"text case-insensitive", storage.LogQuery{Terms: []string{"payment failed"}}, []string{"L10", "L2", "L11"}},
+		{"text upper", storage.LogQuery{Terms: []string{"CREATED"}}, []string{"L1"}},
+		{"text in JSON body", storage.LogQuery{Terms: []string{"cache_miss"}}, []string{"L3"}},
+		{"text in int body", storage.LogQuery{Terms: []string{"2345"}}, []string{"L4"}},
+		{"text unicode", storage.LogQuery{Terms: []string{"ünïcødé"}}, []string{"L12"}},
+		{"text with LIKE metacharacters", storage.LogQuery{Terms: []string{"%"}}, nil},
+		{"text with underscore is literal", storage.LogQuery{Terms: []string{"cache_m"}}, []string{"L3"}},
+		{"text and service", storage.LogQuery{Terms: []string{"failed"}, Service: "checkout"}, []string{"L2"}},
 		{"start inclusive end exclusive", storage.LogQuery{Start: at(3), End: at(7)}, []string{"L6", "L5", "L4", "L3"}},
 		{"start only", storage.LogQuery{Start: at(10)}, []string{"L12", "L10"}},
 		{"end only", storage.LogQuery{End: at(1)}, []string{"L11"}},
@@ -200,7 +206,7 @@ func testLogQueries(t *testing.T, s storage.SpanLogStore, base time.Time) {
 		{"limit", storage.LogQuery{Limit: 2}, []string{"L12", "L10"}},
 		{"limit with filter", storage.LogQuery{Service: "payments", Limit: 3}, []string{"L10", "L9", "L8"}},
 		{"trace id and start", storage.LogQuery{TraceID: RichTraceID, Start: at(2)}, []string{"L10", "L2"}},
-		{"all filters", storage.LogQuery{TraceID: RichTraceID, Service: "payments", Text: "CARD", Start: at(0), End: at(11), Limit: 5}, []string{"L10"}},
+		{"all filters", storage.LogQuery{TraceID: RichTraceID, Service: "payments", Terms: []string{"CARD"}, Start: at(0), End: at(11), Limit: 5}, []string{"L10"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,6 +279,10 @@ func testLogFields(t *testing.T, s storage.SpanLogStore, base time.Time) {
 			t.Errorf("%s: ObservedTimestamp = %v, want %v", id, g.ObservedTimestamp, w.ObservedTimestamp)
 		}
 		g.Timestamp, g.ObservedTimestamp = w.Timestamp, w.ObservedTimestamp
+		if g.Cursor == "" {
+			t.Errorf("%s: no Cursor", id)
+		}
+		g.Cursor = "" // opaque; LogPagination checks what it does
 		if !reflect.DeepEqual(normalizeRecord(g), normalizeRecord(w)) {
 			t.Errorf("%s:\n got %#v\nwant %#v", id, g, w)
 		}

@@ -1,0 +1,398 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+var _ storage.TraceSearcher = (*SpanLogStore)(nil)
+
+type traceKey struct{ hi, lo uint64 }
+
+// spanRange is where a trace's spans lie in one day file.
+type spanRange struct {
+	alias    string
+	min, max int64
+}
+
+// locateTraces reads the trace index of every day for where the traces'
+// spans are. The caller holds mu shared.
+func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids []traceKey) (map[traceKey][]spanRange, error) {
+	if len(ids) == 0 || len(parts) == 0 {
+		return nil, nil
+	}
+	var his strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			his.WriteByte(',')
+		}
+		fmt.Fprintf(&his, "%d::UBIGINT", id.hi)
+	}
+	var q strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			q.WriteString(" UNION ALL ")
+		}
+		// Literals rather than parameters so the filter is pushed into the scan.
+		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index WHERE trace_hi IN (%s) GROUP BY ALL",
+			sqlString(p.alias), p.alias, his.String())
+	}
+	rows, err := s.db.QueryContext(ctx, q.String())
+	if err != nil {
+		return nil, fmt.Errorf("embedded: read trace index: %w", err)
+	}
+	defer rows.Close()
+	want := make(map[traceKey]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := map[traceKey][]spanRange{}
+	for rows.Next() {
+		var r spanRange
+		var k traceKey
+		if err := rows.Scan(&r.alias, &k.hi, &k.lo, &r.min, &r.max); err != nil {
+			return nil, fmt.Errorf("embedded: read trace index: %w", err)
+		}
+		if want[k] {
+			out[k] = append(out[k], r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: read trace index: %w", err)
+	}
+	return out, nil
+}
+
+// FindTraces finds the traces with a matching span in two steps: the
+// matching spans' trace ids, newest first, from the days the time range
+// touches; then, through the trace index, the light columns of every span
+// of those traces to summarise them.
+func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]storage.TraceSummary, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = storage.DefaultTraceLimit
+	}
+	cond, args, err := spanConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	parts := s.snapshot()
+	start, end := nanosRange(q.Start, q.End)
+	var sub []string
+	var allArgs []any
+	for _, p := range parts {
+		if !dayOverlaps(p.day, start, end) {
+			continue
+		}
+		sub = append(sub, fmt.Sprintf("SELECT trace_hi, trace_lo, max(start_ns) AS t FROM %s.spans WHERE %s GROUP BY ALL", p.alias, cond))
+		allArgs = append(allArgs, args...)
+	}
+	if len(sub) == 0 {
+		return nil, nil
+	}
+	query := "SELECT trace_hi, trace_lo, max(t) AS t FROM (" + strings.Join(sub, " UNION ALL ") +
+		") GROUP BY ALL ORDER BY t DESC, trace_hi, trace_lo LIMIT " + strconv.Itoa(limit)
+	rows, err := s.db.QueryContext(ctx, query, allArgs...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: search traces: %w", err)
+	}
+	var ids []traceKey
+	for rows.Next() {
+		var k traceKey
+		var t int64
+		if err := rows.Scan(&k.hi, &k.lo, &t); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("embedded: search traces: %w", err)
+		}
+		ids = append(ids, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: search traces: %w", err)
+	}
+	return s.summarize(ctx, parts, ids)
+}
+
+// summarize reads the light columns of every span of the traces and
+// returns their summaries in the order of ids.
+func (s *SpanLogStore) summarize(ctx context.Context, parts []partition, ids []traceKey) ([]storage.TraceSummary, error) {
+	where, err := s.locateTraces(ctx, parts, ids)
+	if err != nil {
+		return nil, err
+	}
+	var sub []string
+	for _, id := range ids {
+		for _, r := range where[id] {
+			sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns
+				FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT`,
+				r.alias, r.min, r.max, id.hi, id.lo))
+		}
+	}
+	if len(sub) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "))
+	if err != nil {
+		return nil, fmt.Errorf("embedded: summarize traces: %w", err)
+	}
+	defer rows.Close()
+	type acc struct {
+		sum        storage.TraceSummary
+		first, end int64
+		svcs       map[string]*storage.ServiceSpans
+	}
+	accs := map[traceKey]*acc{}
+	for rows.Next() {
+		var (
+			k              traceKey
+			service, name  string
+			parent         uint64
+			status         uint8
+			startNs, durNs int64
+		)
+		if err := rows.Scan(&k.hi, &k.lo, &service, &name, &parent, &status, &startNs, &durNs); err != nil {
+			return nil, fmt.Errorf("embedded: summarize traces: %w", err)
+		}
+		a := accs[k]
+		if a == nil {
+			a = &acc{first: startNs, end: startNs + durNs, svcs: map[string]*storage.ServiceSpans{}}
+			accs[k] = a
+		}
+		a.first = min(a.first, startNs)
+		a.end = max(a.end, startNs+durNs)
+		ss := a.svcs[service]
+		if ss == nil {
+			ss = &storage.ServiceSpans{Name: service}
+			a.svcs[service] = ss
+		}
+		ss.Spans++
+		a.sum.SpanCount++
+		if ptrace.StatusCode(status) == ptrace.StatusCodeError {
+			ss.Errors++
+			a.sum.ErrorCount++
+		}
+		if parent == 0 {
+			a.sum.RootService, a.sum.RootName = service, name
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: summarize traces: %w", err)
+	}
+	out := make([]storage.TraceSummary, 0, len(ids))
+	for _, id := range ids {
+		a := accs[id]
+		if a == nil {
+			continue // dropped by retention between the two steps
+		}
+		a.sum.TraceID = uintsToTraceID(id.hi, id.lo)
+		a.sum.Start = time.Unix(0, a.first).UTC()
+		a.sum.Duration = time.Duration(max(0, a.end-a.first))
+		for _, ss := range a.svcs {
+			a.sum.Services = append(a.sum.Services, *ss)
+		}
+		slices.SortFunc(a.sum.Services, func(x, y storage.ServiceSpans) int { return cmp.Compare(x.Name, y.Name) })
+		out = append(out, a.sum)
+	}
+	return out, nil
+}
+
+// nanosRange converts a query's time range; zero times are unbounded.
+func nanosRange(start, end time.Time) (int64, int64) {
+	lo, hi := int64(minNanos), int64(maxNanos)
+	if !start.IsZero() {
+		lo = start.UnixNano()
+	}
+	if !end.IsZero() {
+		hi = end.UnixNano()
+	}
+	return lo, hi
+}
+
+// dayOverlaps reports whether the day can hold data in [start, end).
+func dayOverlaps(day, start, end int64) bool {
+	lo := day * dayNanos
+	return lo < end && (start <= lo || start-lo < dayNanos)
+}
+
+// spanConditions turns a trace query into a WHERE clause on the spans table.
+func spanConditions(q storage.TraceQuery) (string, []any, error) {
+	conds := []string{"true"}
+	var args []any
+	if q.Service != "" {
+		conds = append(conds, "service = ?")
+		args = append(args, q.Service)
+	}
+	if q.Operation != "" {
+		conds = append(conds, "name = ?")
+		args = append(args, q.Operation)
+	}
+	if !q.Start.IsZero() {
+		conds = append(conds, fmt.Sprintf("start_ns >= %d", q.Start.UnixNano()))
+	}
+	if !q.End.IsZero() {
+		conds = append(conds, fmt.Sprintf("start_ns < %d", q.End.UnixNano()))
+	}
+	if q.MinDuration > 0 {
+		conds = append(conds, fmt.Sprintf("duration_ns >= %d", q.MinDuration.Nanoseconds()))
+	}
+	if q.MaxDuration > 0 {
+		conds = append(conds, fmt.Sprintf("duration_ns <= %d", q.MaxDuration.Nanoseconds()))
+	}
+	keys := make([]string, 0, len(q.Tags))
+	for k := range q.Tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // a stable query text
+	for _, k := range keys {
+		c, a, err := spanTagCondition(k, q.Tags[k])
+		if err != nil {
+			return "", nil, err
+		}
+		conds = append(conds, c)
+		args = append(args, a...)
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+var spanKinds = map[string]ptrace.SpanKind{
+	"server": ptrace.SpanKindServer, "client": ptrace.SpanKindClient, "producer": ptrace.SpanKindProducer,
+	"consumer": ptrace.SpanKindConsumer, "internal": ptrace.SpanKindInternal,
+}
+
+var statusCodes = map[string]ptrace.StatusCode{
+	"OK": ptrace.StatusCodeOk, "ERROR": ptrace.StatusCodeError, "UNSET": ptrace.StatusCodeUnset,
+}
+
+func spanTagCondition(k, v string) (string, []any, error) {
+	switch k {
+	case "error":
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return "", nil, fmt.Errorf("%w: tag error=%q: want true or false", storage.ErrInvalidQuery, v)
+		}
+		if b {
+			return "status_code = 2", nil, nil
+		}
+		return "status_code <> 2", nil, nil
+	case "span.kind":
+		kind, ok := spanKinds[strings.ToLower(v)]
+		if !ok {
+			return "", nil, fmt.Errorf("%w: tag span.kind=%q: want server, client, producer, consumer or internal", storage.ErrInvalidQuery, v)
+		}
+		return fmt.Sprintf("kind = %d", kind), nil, nil
+	case "otel.status_code":
+		code, ok := statusCodes[strings.ToUpper(v)]
+		if !ok {
+			return "", nil, fmt.Errorf("%w: tag otel.status_code=%q: want OK, ERROR or UNSET", storage.ErrInvalidQuery, v)
+		}
+		return fmt.Sprintf("status_code = %d", code), nil, nil
+	case keyServiceName:
+		return "service = ?", []any{v}, nil
+	}
+	attr, args, err := attrCondition("attributes", k, v)
+	if err != nil {
+		return "", nil, err
+	}
+	res, rargs, _ := attrCondition("resource_attributes", k, v)
+	cond := "(" + attr + " OR " + res
+	args = append(args, rargs...)
+	// The HTTP fields kept in columns (extractHTTP) are looked up there.
+	col, bit := "", 0
+	switch k {
+	case keyHTTPMethod:
+		col, bit = "http_method", httpMethodStable
+	case keyHTTPMethodLegacy:
+		col, bit = "http_method", httpMethodLegacy
+	case keyHTTPRoute:
+		col, bit = "http_route", httpRoute
+	case keyHTTPStatus:
+		col, bit = "CAST(http_status_code AS VARCHAR)", httpStatusStable
+	case keyHTTPStatusLegacy:
+		col, bit = "CAST(http_status_code AS VARCHAR)", httpStatusLegacy
+	}
+	if col != "" {
+		cond += fmt.Sprintf(" OR (http_keys & %d <> 0 AND %s = ?)", bit, col)
+		args = append(args, v)
+	}
+	return cond + ")", args, nil
+}
+
+// attrCondition matches a top-level key of a typed-JSON attribute column
+// whose value, as text, is v. The cheap substring test on the encoded key
+// runs first and skips the JSON parse for most rows.
+func attrCondition(col, k, v string) (string, []any, error) {
+	if strings.ContainsAny(k, "\"\\") || k == "" {
+		return "", nil, fmt.Errorf("%w: attribute key %q: keys with quotes or backslashes cannot be searched", storage.ErrInvalidQuery, k)
+	}
+	needle := string(appendString(nil, k)) + ":"
+	return fmt.Sprintf("(contains(%s, ?) AND json_extract_string(%s, ?) = ?)", col, col),
+		[]any{needle, `$."` + k + `"`, v}, nil
+}
+
+// Services lists the services of every attached day from the days'
+// operation lists.
+func (s *SpanLogStore) Services(ctx context.Context) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	seen := map[string]bool{}
+	for _, p := range s.snapshot() {
+		for _, k := range p.operations() {
+			seen[k.service] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Operations lists the service's operations of every attached day.
+func (s *SpanLogStore) Operations(ctx context.Context, service string) ([]storage.Operation, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	seen := map[storage.Operation]bool{}
+	for _, p := range s.snapshot() {
+		for _, k := range p.operations() {
+			if k.service == service {
+				seen[storage.Operation{Name: k.name, Kind: ptrace.SpanKind(k.kind)}] = true
+			}
+		}
+	}
+	out := make([]storage.Operation, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b storage.Operation) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
+	})
+	return out, nil
+}
+
+// traceIDKey converts a pdata trace id.
+func traceIDKey(id pcommon.TraceID) traceKey {
+	hi, lo := traceIDToUints(id)
+	return traceKey{hi, lo}
+}
