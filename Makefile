@@ -11,12 +11,26 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 10s
 
-.PHONY: all build run test vet unit fuzz bench clean
+.PHONY: all build build-go ui ui-test run test vet unit fuzz bench clean
 
 all: build
 
-build:
+# The binary with the web UI embedded (internal/ui/dist, built by `make ui`).
+build: ui
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vigil
+
+# The binary alone, with whatever UI build is there (none: a page saying how).
+build-go:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/vigil
+
+# The web UI (web/, React + Vite) into internal/ui/dist, which the binary embeds.
+ui:
+	cd web && npm ci --no-audit --no-fund && npm run build
+
+# Browser tests: Playwright drives Debian's chromium against a real
+# `vigil server` fed by `vigil demo` (web/e2e/global-setup.ts starts both).
+ui-test: build
+	cd web && npx playwright test
 
 # The server and the demo shop together; Ctrl-C stops both.
 run: build
@@ -48,7 +62,7 @@ fuzz:
 	  done; \
 	done
 
-test: vet build unit fuzz
+test: vet build unit fuzz ui-test
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

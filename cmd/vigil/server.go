@@ -34,6 +34,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/selfobs"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
+	"github.com/vigil-observability/vigil/internal/ui"
 	"github.com/vigil-observability/vigil/internal/web"
 )
 
@@ -122,7 +123,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 
 	// The HTTP listener comes up first so that /-/ready can answer 503
 	// while the stores replay their WALs.
-	webSrv := web.New(web.Options{Logger: logger, Gatherer: reg})
+	webSrv := web.New(web.Options{Logger: logger, Gatherer: reg, UI: ui.Handler()})
 	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)

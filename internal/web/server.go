@@ -1,29 +1,29 @@
 // Package web serves vigil's HTTP address: health and readiness, vigil's own
-// metrics, and the APIs mounted by cmd/vigil once storage is open.
+// metrics, the APIs mounted by cmd/vigil once storage is open, and the web UI
+// on every other path.
 package web
 
 import (
-	_ "embed"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-//go:embed index.html
-var indexHTML []byte
-
-// contentSecurityPolicy allows only vigil's own static content.
-const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-
 // Options configures the server.
 type Options struct {
 	Logger *slog.Logger
 	// Gatherer serves /metrics; nil means no /metrics endpoint.
 	Gatherer prometheus.Gatherer
+	// UI answers GET and HEAD of every path outside the APIs (see apiPath),
+	// before and after SetReady: the web UI and its client-side routes. It
+	// sets its own Content-Security-Policy. nil: those paths answer like
+	// unknown API paths.
+	UI http.Handler
 }
 
 // Server is the HTTP handler for the UI/API address. Routes may be mounted
@@ -33,11 +33,12 @@ type Server struct {
 	mux    *http.ServeMux
 	ready  atomic.Bool
 	logger *slog.Logger
+	ui     http.Handler
 }
 
-// New returns a server with /-/healthy, /-/ready, /metrics and / routed.
+// New returns a server with /-/healthy, /-/ready, /metrics and the UI routed.
 func New(opts Options) *Server {
-	s := &Server{mux: http.NewServeMux(), logger: opts.Logger}
+	s := &Server{mux: http.NewServeMux(), logger: opts.Logger, ui: opts.UI}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -82,16 +83,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
-		_, _ = w.Write(indexHTML)
+	case s.ui != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !apiPath(r.URL.Path):
+		s.ui.ServeHTTP(w, r)
 	case !s.ready.Load():
 		w.Header().Set("Retry-After", "5")
 		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "vigil is starting: storage is not ready yet, retry shortly")
 	default:
 		writeJSONError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
 	}
+}
+
+// apiPath reports whether p belongs to an API rather than to the UI: an
+// unknown path there is a JSON error (503 during start-up, then 404), never
+// the UI's index.html. The UI's own routes stay out of these prefixes.
+func apiPath(p string) bool {
+	for _, prefix := range []string{"/api", "/-", "/metrics", "/v1", "/debug"} {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // writeJSONError answers in the Prometheus API's error shape, which is also

@@ -21,7 +21,7 @@ func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
 func TestReadinessGatesAPIs(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "vigil_test_total", Help: "x"}))
-	s := New(Options{Gatherer: reg})
+	s := New(Options{Gatherer: reg, UI: stubUI})
 
 	for _, tc := range []struct {
 		path string
@@ -32,6 +32,8 @@ func TestReadinessGatesAPIs(t *testing.T) {
 		{"/api/v1/query?query=up", 503},
 		{"/metrics", 200},
 		{"/", 200},
+		{"/traces/abc", 200}, // the UI is static: it loads while storage opens
+		{"/api/logs", 503},
 	} {
 		if resp, body := get(t, s, tc.path); resp.StatusCode != tc.code {
 			t.Errorf("before ready: GET %s = %d (%s), want %d", tc.path, resp.StatusCode, body, tc.code)
@@ -50,7 +52,8 @@ func TestReadinessGatesAPIs(t *testing.T) {
 	}{
 		{"/-/ready", 200, "Ready"},
 		{"/api/v1/query?query=up", 200, "api"},
-		{"/nope", 404, "no such endpoint"},
+		{"/api/nope", 404, "no such endpoint"},
+		{"/nope", 200, "ui"},
 		{"/metrics", 200, "vigil_test_total"},
 	} {
 		resp, body := get(t, s, tc.path)
@@ -60,13 +63,53 @@ func TestReadinessGatesAPIs(t *testing.T) {
 	}
 }
 
+// stubUI stands in for the web UI (internal/ui, tested there).
+var stubUI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ui " + r.URL.Path)) })
+
 func TestSecurityHeaders(t *testing.T) {
-	s := New(Options{})
-	resp, _ := get(t, s, "/")
-	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
-		t.Errorf("CSP = %q", csp)
+	s := New(Options{UI: stubUI})
+	for _, p := range []string{"/", "/api/nope"} {
+		resp, _ := get(t, s, p)
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("GET %s: missing nosniff or X-Frame-Options: %v", p, resp.Header)
+		}
 	}
-	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
-		t.Error("missing nosniff")
+}
+
+// The UI gets GET and HEAD of every path outside the APIs; API paths keep
+// their JSON errors, and other methods never reach the UI.
+func TestUIRouting(t *testing.T) {
+	s := New(Options{UI: stubUI})
+	s.SetReady()
+	for _, tc := range []struct {
+		method, path string
+		code         int
+		body         string
+	}{
+		{"GET", "/", 200, "ui /"},
+		{"GET", "/traces/0af7651916cd43dd8448eb211c80319c", 200, "ui /traces/"},
+		{"GET", "/logs?q=timeout", 200, "ui /logs"},
+		{"GET", "/assets/index-abc.js", 200, "ui /assets/index-abc.js"},
+		{"GET", "/metricsexplorer", 200, "ui /metricsexplorer"},
+		{"HEAD", "/services", 200, ""},
+		{"GET", "/api", 404, "no such endpoint"},
+		{"GET", "/api/unknown", 404, "no such endpoint"},
+		{"GET", "/-/unknown", 404, "no such endpoint"},
+		{"GET", "/metrics/x", 404, "no such endpoint"},
+		{"GET", "/v1/traces", 404, "no such endpoint"},
+		{"POST", "/traces/abc", 404, "no such endpoint"},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
+			t.Errorf("%s %s = %d %q, want %d containing %q", tc.method, tc.path, rec.Code, rec.Body.String(), tc.code, tc.body)
+		}
+	}
+
+	// Without a UI, every unknown path is an API 404.
+	bare := New(Options{})
+	bare.SetReady()
+	if resp, body := get(t, bare, "/"); resp.StatusCode != 404 || !strings.Contains(body, "no such endpoint") {
+		t.Errorf("no UI: GET / = %d %q", resp.StatusCode, body)
 	}
 }

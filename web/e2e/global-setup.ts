@@ -1,0 +1,154 @@
+// Starts `bin/vigil server` on free ports with a temporary data directory and
+// `bin/vigil demo` sending to it, waits until the demo's traces, logs and
+// metrics are queryable, and stops both afterwards (also when tests fail).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const root = resolve(import.meta.dirname, '../..')
+const bin = join(root, 'bin/vigil')
+const logDir = resolve(import.meta.dirname, '../test-results')
+
+function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const s = createServer()
+    s.unref()
+    s.on('error', fail)
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port
+      s.close(() => ok(port))
+    })
+  })
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((ok) => {
+    const s = createServer()
+    s.unref()
+    s.on('error', () => ok(false))
+    s.listen(port, '127.0.0.1', () => s.close(() => ok(true)))
+  })
+}
+
+// The demo takes four consecutive ports from --port-base.
+async function freeRange(n: number): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const base = 20000 + Math.floor(Math.random() * 30000)
+    const checks = await Promise.all(Array.from({ length: n }, (_, k) => portFree(base + k)))
+    if (checks.every(Boolean)) return base
+  }
+  throw new Error(`no ${n} consecutive free ports`)
+}
+
+function start(name: string, args: string[]): ChildProcess {
+  mkdirSync(logDir, { recursive: true })
+  const log = createWriteStream(join(logDir, `${name}.log`))
+  const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  p.stdout!.pipe(log)
+  p.stderr!.pipe(log)
+  return p
+}
+
+async function stop(p: ChildProcess | undefined) {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return
+  const exited = new Promise((ok) => p.once('exit', ok))
+  p.kill('SIGTERM')
+  const timer = setTimeout(() => p.kill('SIGKILL'), 10_000)
+  await exited
+  clearTimeout(timer)
+}
+
+async function until(what: string, timeoutMs: number, check: () => Promise<boolean>) {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return
+    } catch (e) {
+      last = e
+    }
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ''} (logs in ${logDir})`)
+}
+
+const getJSON = async (url: string) => {
+  const r = await fetch(url)
+  return r.ok ? r.json() : null
+}
+
+export default async function globalSetup() {
+  // Against a vigil that is already running (VIGIL_URL, with the demo shop
+  // for the specs that expect its services; VIGIL_OTLP_HTTP, default
+  // http://localhost:4318, for the spec that sends data), start nothing.
+  if (process.env.VIGIL_URL) {
+    process.env.VIGIL_OTLP_HTTP ||= 'http://localhost:4318'
+    mkdirSync(resolve(import.meta.dirname, 'screenshots'), { recursive: true })
+    return
+  }
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run make build (make ui-test does)`)
+  const [httpPort, grpcPort, otlpHttpPort, demoBase] = [await freePort(), await freePort(), await freePort(), await freeRange(4)]
+  const dataDir = mkdtempSync(join(tmpdir(), 'vigil-ui-test-'))
+  const url = `http://127.0.0.1:${httpPort}`
+  const config = join(dataDir, 'vigil.yaml')
+  // Scrape vigil itself and the demo's services, so `up` has series quickly.
+  writeFileSync(
+    config,
+    [
+      'global:',
+      '  scrape_interval: 2s',
+      'scrape_configs:',
+      '  - job_name: vigil',
+      `    static_configs: [{targets: ["127.0.0.1:${httpPort}"]}]`,
+      '  - job_name: shop',
+      `    static_configs: [{targets: [${[0, 1, 2, 3].map((k) => `"127.0.0.1:${demoBase + k}"`).join(', ')}]}]`,
+      '',
+    ].join('\n'),
+  )
+
+  let server: ChildProcess | undefined
+  let demo: ChildProcess | undefined
+  const teardown = async () => {
+    await stop(demo)
+    await stop(server)
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  const killNow = () => {
+    demo?.kill('SIGKILL')
+    server?.kill('SIGKILL')
+  }
+  process.once('exit', killNow)
+
+  try {
+    server = start('vigil-server', [
+      'server',
+      '--config', config,
+      '--http-addr', `127.0.0.1:${httpPort}`,
+      '--otlp-grpc-addr', `127.0.0.1:${grpcPort}`,
+      '--otlp-http-addr', `127.0.0.1:${otlpHttpPort}`,
+      '--data-dir', join(dataDir, 'data'),
+    ])
+    await until('vigil server ready', 30_000, async () => (await fetch(`${url}/-/ready`)).ok)
+    demo = start('vigil-demo', ['demo', '--otlp-endpoint', `127.0.0.1:${grpcPort}`, '--port-base', String(demoBase), '--rps', '20'])
+    // Demo data is queryable: a log linked to a stored trace, and scraped metrics.
+    await until('demo logs and traces', 60_000, async () => {
+      const logs = await getJSON(`${url}/api/logs?service=gateway&limit=20`)
+      const withTrace = (logs?.data ?? []).find((l: { trace_id: string }) => l.trace_id)
+      return !!withTrace && (await fetch(`${url}/api/traces/${withTrace.trace_id}`)).ok
+    })
+    await until('scraped metrics', 30_000, async () => {
+      const up = await getJSON(`${url}/api/v1/query?query=up{job="shop"}`)
+      return (up?.data?.result ?? []).length >= 4
+    })
+  } catch (e) {
+    await teardown()
+    throw e
+  }
+
+  process.env.VIGIL_URL = url
+  process.env.VIGIL_OTLP_HTTP = `http://127.0.0.1:${otlpHttpPort}`
+  mkdirSync(resolve(import.meta.dirname, 'screenshots'), { recursive: true })
+  return teardown
+}

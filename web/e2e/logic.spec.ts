@@ -1,0 +1,61 @@
+// The UI's parsing logic, without a browser.
+import { expect, test } from '@playwright/test'
+import { apply, contextAt, type Context } from '../src/pages/promqlComplete'
+import { parseTags } from '../src/tags'
+import { resolveTime } from '../src/time'
+import { band } from '../src/severity'
+
+test('parseTags reads key=value pairs, quoted values and rejects the rest', () => {
+  expect(parseTags('')).toEqual({})
+  expect(parseTags('http.status_code=500 error=true')).toEqual({ 'http.status_code': '500', error: 'true' })
+  expect(parseTags('msg="two words" q="say \\"hi\\""')).toEqual({ msg: 'two words', q: 'say "hi"' })
+  expect(parseTags('k=')).toEqual({ k: '' })
+  expect(typeof parseTags('novalue')).toBe('string')
+})
+
+test('resolveTime: relative, absolute milliseconds, invalid', () => {
+  const now = 1_700_000_000_000
+  expect(resolveTime('now', now)).toBe(now)
+  expect(resolveTime('now-15m', now)).toBe(now - 15 * 60e3)
+  expect(resolveTime('now-1.5h', now)).toBe(now - 1.5 * 3600e3)
+  expect(resolveTime('1699999999000', now)).toBe(1699999999000)
+  expect(resolveTime('yesterday', now)).toBeNull()
+})
+
+test('severity bands', () => {
+  expect(band('ERROR2')).toBe('ERROR')
+  expect(band('Information')).toBe('INFO')
+  expect(band('warning')).toBe('WARN')
+  expect(band('')).toBe('OTHER')
+})
+
+test('PromQL completion contexts', () => {
+  const at = (s: string) => contextAt(s.replace('|', ''), s.indexOf('|'))
+  expect(at('rat|')).toMatchObject({ kind: 'metric', prefix: 'rat', from: 0 })
+  expect(at('sum(rate(traces_sp|')).toMatchObject({ kind: 'metric', prefix: 'traces_sp', from: 9 })
+  expect(at('up{jo|')).toMatchObject({ kind: 'label', prefix: 'jo' })
+  expect(at('up{job="a", inst|')).toMatchObject({ kind: 'label', prefix: 'inst' })
+  expect(at('up{job=|')).toMatchObject({ kind: 'value', label: 'job', quoted: false })
+  expect(at('up{job="sh|')).toMatchObject({ kind: 'value', label: 'job', prefix: 'sh', quoted: true })
+  expect(at('up{job=~"sh|')).toMatchObject({ kind: 'value', label: 'job', prefix: 'sh' })
+  expect(at('sum by (serv|')).toMatchObject({ kind: 'label', prefix: 'serv' })
+  expect(at('sum(up) by (a) + rat|')).toMatchObject({ kind: 'metric', prefix: 'rat' })
+  expect(at('up{job="a b|')).toMatchObject({ kind: 'value', prefix: 'a b' })
+  expect(at('"free text|').kind).toBe('none')
+  expect(at('rate(x[5m]) |').kind).toBe('none')
+})
+
+test('PromQL completion inserts', () => {
+  const run = (s: string, insert: string) => {
+    const text = s.replace('|', '')
+    const caret = s.indexOf('|')
+    const ctx: Context = contextAt(text, caret)
+    const [next, pos] = apply(text, caret, ctx, { label: insert, detail: '', insert })
+    return next.slice(0, pos) + '|' + next.slice(pos)
+  }
+  expect(run('ra|', 'rate(')).toBe('rate(|')
+  expect(run('up{jo|}', 'job')).toBe('up{job|}')
+  expect(run('up{job="sh|"}', '"shop"')).toBe('up{job="shop"|}')
+  expect(run('up{job=|}', '"shop"')).toBe('up{job="shop"|}')
+  expect(run('sum(rate(traces_sp|[1m]))', 'traces_span_metrics_calls_total')).toBe('sum(rate(traces_span_metrics_calls_total|[1m]))')
+})

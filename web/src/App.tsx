@@ -1,0 +1,83 @@
+import { lazy, Suspense, type ReactNode } from 'react'
+import { Link, Route, Switch, useLocation } from 'wouter'
+import { Loading } from './components/States'
+import { TimePicker } from './components/TimePicker'
+import { Services } from './pages/Services'
+import { TimeProvider, timeParams, useTimeRange } from './time'
+import { href, safeDecode } from './url'
+
+// Pages other than the home page load on demand, so the first load only
+// fetches React, uPlot and the services overview.
+const ServiceDetail = lazy(() => import('./pages/ServiceDetail'))
+const TraceSearch = lazy(() => import('./pages/TraceSearch'))
+const TraceView = lazy(() => import('./pages/TraceView'))
+const Logs = lazy(() => import('./pages/Logs'))
+const MetricsExplorer = lazy(() => import('./pages/MetricsExplorer'))
+const ServiceMap = lazy(() => import('./pages/ServiceMap'))
+
+function NavLink({ to, children, match }: { to: string; children: ReactNode; match: (p: string) => boolean }) {
+  const [location] = useLocation()
+  const t = useTimeRange()
+  const active = match(location)
+  return (
+    <Link href={href(to, timeParams(t))} className={active ? 'active' : ''} aria-current={active ? 'page' : undefined}>
+      {children}
+    </Link>
+  )
+}
+
+function Shell() {
+  return (
+    <>
+      <header className="topbar">
+        <Link href="/" className="brand">
+          vigil
+        </Link>
+        <nav>
+          <NavLink to="/" match={(p) => p === '/' || p.startsWith('/services')}>
+            Services
+          </NavLink>
+          <NavLink to="/traces" match={(p) => p.startsWith('/traces')}>
+            Traces
+          </NavLink>
+          <NavLink to="/logs" match={(p) => p.startsWith('/logs')}>
+            Logs
+          </NavLink>
+          <NavLink to="/explore" match={(p) => p.startsWith('/explore')}>
+            Metrics
+          </NavLink>
+          <NavLink to="/map" match={(p) => p.startsWith('/map')}>
+            Service map
+          </NavLink>
+        </nav>
+        <TimePicker />
+      </header>
+      <main>
+        <Suspense fallback={<Loading />}>
+          <Switch>
+            <Route path="/" component={Services} />
+            <Route path="/services/:name">{(p) => <ServiceDetail name={safeDecode(p.name)} />}</Route>
+            <Route path="/traces" component={TraceSearch} />
+            <Route path="/traces/:id">{(p) => <TraceView id={p.id} />}</Route>
+            <Route path="/logs" component={Logs} />
+            <Route path="/explore" component={MetricsExplorer} />
+            <Route path="/map" component={ServiceMap} />
+            <Route>
+              <div className="state empty">
+                No such page. <Link href="/">Go to the services overview</Link>.
+              </div>
+            </Route>
+          </Switch>
+        </Suspense>
+      </main>
+    </>
+  )
+}
+
+export function App() {
+  return (
+    <TimeProvider>
+      <Shell />
+    </TimeProvider>
+  )
+}

@@ -1,0 +1,152 @@
+// Typed access to vigil's HTTP APIs. Every call goes to the same origin.
+
+export type Params = Record<string, string | number | string[] | undefined | null>
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message)
+  }
+}
+
+export function apiURL(path: string, params: Params = {}): string {
+  const qs = new URLSearchParams()
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === '') continue
+    if (Array.isArray(v)) v.forEach((x) => qs.append(k, x))
+    else qs.append(k, String(v))
+  }
+  const s = qs.toString()
+  return s ? `${path}?${s}` : path
+}
+
+// getJSON fetches url and decodes it, turning vigil's error envelopes
+// (Prometheus-style {"error": ...} and Jaeger-style {"errors": [{msg}]}) into
+// an ApiError carrying the server's message.
+export async function getJSON<T>(url: string, signal?: AbortSignal): Promise<T> {
+  const resp = await fetch(url, { signal, headers: { Accept: 'application/json' } })
+  const text = await resp.text()
+  let body: unknown
+  try {
+    body = text ? JSON.parse(text) : null
+  } catch {
+    throw new ApiError(`${resp.status} ${resp.statusText}: not JSON from ${url.split('?')[0]}`, resp.status)
+  }
+  if (!resp.ok) {
+    const b = body as { error?: string; errors?: { msg?: string }[] } | null
+    const msg = b?.error ?? b?.errors?.[0]?.msg ?? resp.statusText
+    throw new ApiError(`${resp.status}: ${msg}`, resp.status)
+  }
+  return body as T
+}
+
+// ---- Jaeger shapes ----
+
+export interface KeyValue {
+  key: string
+  type: string
+  value: unknown
+}
+
+export interface JaegerSpan {
+  traceID: string
+  spanID: string
+  operationName: string
+  references: { refType: 'CHILD_OF' | 'FOLLOWS_FROM'; traceID: string; spanID: string }[] | null
+  startTime: number // µs
+  duration: number // µs
+  tags: KeyValue[] | null
+  logs: { timestamp: number; fields: KeyValue[] }[] | null
+  processID: string
+  warnings: string[] | null
+}
+
+export interface JaegerTrace {
+  traceID: string
+  spans: JaegerSpan[]
+  processes: Record<string, { serviceName: string; tags: KeyValue[] | null }>
+  warnings: string[] | null
+}
+
+export interface TraceSummary {
+  traceID: string
+  rootService: string
+  rootName: string
+  start: string
+  durationMs: number
+  spanCount: number
+  errorCount: number
+  services: { name: string; spans: number; errors: number }[]
+}
+
+// ---- logs ----
+
+export interface LogRecord {
+  timestamp: string
+  severity: string
+  severity_number?: number
+  body: unknown
+  service: string
+  trace_id: string
+  span_id: string
+  attributes?: Record<string, unknown>
+  resource?: Record<string, unknown>
+}
+
+export interface LogsPage {
+  data: LogRecord[]
+  next_cursor?: string
+}
+
+export interface LogHistogram {
+  data: { step: number; total: number; buckets: { time: number; counts: Record<string, number> }[] }
+}
+
+// ---- RED and service map ----
+
+export type Point = [number, number | null]
+
+export interface RED {
+  name: string
+  kind?: string
+  rate: number | null
+  errorRatio: number | null
+  p50: number | null
+  p95: number | null
+  p99: number | null
+  series?: { rate?: Point[]; errorRatio?: Point[]; p99?: Point[] }
+}
+
+export interface REDServices {
+  data: { start: number; end: number; step: number; services: RED[] }
+}
+
+export interface REDOperations {
+  data: { start: number; end: number; step: number; operations: RED[] }
+}
+
+export interface ServiceMap {
+  data: {
+    nodes: { id: string; rate?: number | null; errorRatio?: number | null }[]
+    edges: { source: string; target: string; rate: number | null; errorRatio: number | null; calls?: number }[]
+  }
+}
+
+// ---- Prometheus ----
+
+export interface PromMatrix {
+  status: string
+  data: { resultType: 'matrix'; result: { metric: Record<string, string>; values: [number, string][] }[] }
+}
+
+export type PromInstant =
+  | { resultType: 'vector'; result: { metric: Record<string, string>; value: [number, string] }[] }
+  | { resultType: 'scalar' | 'string'; result: [number, string] }
+  | { resultType: 'matrix'; result: { metric: Record<string, string>; values: [number, string][] }[] }
+
+export interface PromList {
+  status: string
+  data: string[]
+}

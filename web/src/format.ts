@@ -1,0 +1,56 @@
+// Number and time formatting shared by the pages.
+
+export function fmtDurationMs(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !isFinite(ms)) return '–'
+  if (ms === 0) return '0 ms'
+  if (ms < 1) return `${(ms * 1000).toFixed(ms < 0.01 ? 1 : 0)} µs`
+  if (ms < 10) return `${ms.toFixed(2)} ms`
+  if (ms < 1000) return `${ms.toFixed(1)} ms`
+  if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`
+  return `${(ms / 60_000).toFixed(1)} min`
+}
+
+export const fmtSeconds = (s: number | null | undefined) =>
+  s === null || s === undefined ? '–' : fmtDurationMs(s * 1000)
+
+export function fmtRate(r: number | null | undefined): string {
+  if (r === null || r === undefined || !isFinite(r)) return '–'
+  if (r === 0) return '0/s'
+  if (r < 0.01) return `${(r * 60).toFixed(2)}/min`
+  if (r < 10) return `${r.toFixed(2)}/s`
+  return `${r.toFixed(1)}/s`
+}
+
+export function fmtPct(x: number | null | undefined): string {
+  if (x === null || x === undefined || !isFinite(x)) return '–'
+  if (x === 0) return '0%'
+  if (x < 0.001) return '<0.1%'
+  return `${(x * 100).toFixed(x < 0.1 ? 1 : 0)}%`
+}
+
+export function fmtNumber(v: number): string {
+  if (!isFinite(v)) return String(v)
+  const a = Math.abs(v)
+  if (a !== 0 && (a < 0.001 || a >= 1e9)) return v.toExponential(3)
+  return Number(v.toPrecision(6)).toString()
+}
+
+const pad = (n: number, w = 2) => String(n).padStart(w, '0')
+
+// Local wall-clock time with milliseconds: 2024-01-15 10:05:00.123
+export function fmtTime(d: Date | number): string {
+  const t = typeof d === 'number' ? new Date(d) : d
+  return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())}.${pad(t.getMilliseconds(), 3)}`
+}
+
+// Any JSON attribute value as display text.
+export function valueText(v: unknown): string {
+  if (typeof v === 'string') return v
+  if (v === undefined) return ''
+  return JSON.stringify(v)
+}
+
+// A PromQL string literal (double-quoted, escaped).
+export function promString(s: string): string {
+  return JSON.stringify(s)
+}
