@@ -208,7 +208,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 	}))
-	redSvc, err := red.New(red.Options{Queryable: metricsDB, Logger: logger})
+	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -119,6 +119,48 @@ type TraceSearcher interface {
 	Operations(ctx context.Context, service string) ([]Operation, error)
 }
 
+// REDQuery asks for request rate, errors and duration computed from the
+// stored spans whose start lies in [Start, End).
+type REDQuery struct {
+	Start, End time.Time
+	// Service, when set, makes one row per operation (span name and kind)
+	// of that service, over all its spans. When empty there is one row per
+	// service over its requests: its server and consumer spans, or all of
+	// its spans if it has neither (a batch job, a client-only service).
+	Service string
+	// Step, when positive, also fills each row's Bins: the same figures per
+	// step-long bin starting at Start.
+	Step time.Duration
+}
+
+// REDRow is one service's or operation's figures.
+type REDRow struct {
+	Service string
+	// Operation and Kind are set in rows of one service's operations.
+	Operation string
+	Kind      ptrace.SpanKind
+	// Calls counts the spans; Errors those with status Error.
+	Calls, Errors int64
+	// P50, P95 and P99 are duration quantiles, interpolated linearly
+	// between the closest ranks.
+	P50, P95, P99 time.Duration
+	// Bins holds the bins that have spans, oldest first.
+	Bins []REDBin
+}
+
+// REDBin is a REDRow's figures in one bin.
+type REDBin struct {
+	Start         time.Time
+	Calls, Errors int64
+	P99           time.Duration
+}
+
+// REDReader computes RED figures from stored spans.
+type REDReader interface {
+	// RED returns the rows sorted by service, then operation and kind.
+	RED(ctx context.Context, q REDQuery) ([]REDRow, error)
+}
+
 // LogWriter persists log records with the same durability contract as
 // TraceWriter.WriteTraces.
 type LogWriter interface {
@@ -259,6 +301,7 @@ type SpanLogStore interface {
 	TraceWriter
 	TraceReader
 	TraceSearcher
+	REDReader
 	LogWriter
 	LogReader
 	Close() error

@@ -3,20 +3,20 @@ package red
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/prometheus/prometheus/promql"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
 // row is one service's or operation's RED figures.
@@ -61,164 +61,43 @@ type redData struct {
 	Operations *[]row  `json:"operations,omitempty"`
 }
 
-// query is one RED computation: which series, grouped how.
-type query struct {
-	sel     string   // label matchers inside {}, may be empty
-	groupBy []string // labels of a row
-	series  bool     // also compute sparklines
-}
-
-// compute runs the RED queries for q and returns rows keyed by the
-// groupBy label values.
-func (s *Service) compute(ctx context.Context, w window, q query) (map[string]*row, error) {
-	by := strings.Join(q.groupBy, ", ")
-	withSel := func(extra string) string {
-		parts := []string{}
-		if q.sel != "" {
-			parts = append(parts, q.sel)
+// rows turns the store's figures into answer rows with sparklines of
+// every bin of the window (rate 0 and no error ratio or p99 where a bin
+// has no spans).
+func rows(got []vstorage.REDRow, w window, operations bool) []row {
+	out := make([]row, 0, len(got))
+	secs, step := w.seconds(), w.step()
+	nBins := int((w.end.Sub(w.start) + step - 1) / step)
+	for _, g := range got {
+		r := row{Name: g.Service, Rate: nullable(float64(g.Calls) / secs), ErrorRatio: nullable(math.NaN()),
+			P50: seconds(g.P50), P95: seconds(g.P95), P99: seconds(g.P99)}
+		if operations {
+			r.Name, r.Kind = g.Operation, kindName(g.Kind)
 		}
-		if extra != "" {
-			parts = append(parts, extra)
+		if g.Calls > 0 {
+			r.ErrorRatio = nullable(float64(g.Errors) / float64(g.Calls))
 		}
-		return "{" + strings.Join(parts, ", ") + "}"
-	}
-	all, errs := withSel(""), withSel(LabelStatus+`="`+statusError+`"`)
-	R := w.rangeSel()
-	calls, err := s.instant(ctx, fmt.Sprintf(`sum by (%s) (increase(%s%s[%s]))`, by, CallsMetric, all, R), w.end)
-	if err != nil {
-		return nil, err
-	}
-	rows := map[string]*row{}
-	for _, smp := range calls {
-		k := key(smp.Metric, q.groupBy...)
-		rows[k] = &row{Name: smp.Metric.Get(q.groupBy[0]), Rate: nullable(smp.F / w.seconds())}
-		if len(q.groupBy) > 1 {
-			rows[k].Kind = kindName(smp.Metric.Get(q.groupBy[1]))
+		sp := &sparkSet{Rate: make([]point, nBins), ErrorRatio: make([]point, nBins), P99: make([]point, nBins)}
+		for b := range nBins {
+			t := unix(w.start.Add(time.Duration(b) * step))
+			sp.Rate[b], sp.ErrorRatio[b], sp.P99[b] = point{t, 0}, point{t, math.NaN()}, point{t, math.NaN()}
 		}
-	}
-	if len(rows) == 0 {
-		return rows, nil
-	}
-	if len(rows) > maxSeriesPerAnswer {
-		return nil, fmt.Errorf("%w: %d rows; narrow the query", errTooMany, len(rows))
-	}
-	callsBy := byKey(calls, q.groupBy...)
-	errVec, err := s.instant(ctx, fmt.Sprintf(`sum by (%s) (increase(%s%s[%s]))`, by, CallsMetric, errs, R), w.end)
-	if err != nil {
-		return nil, err
-	}
-	errBy := byKey(errVec, q.groupBy...)
-	quantiles := map[float64]map[string]float64{}
-	for _, qt := range []float64{0.5, 0.95, 0.99} {
-		v, err := s.instant(ctx, fmt.Sprintf(`histogram_quantile(%g, sum by (%s, le) (increase(%s_bucket%s[%s])))`, qt, by, DurationMetric, all, R), w.end)
-		if err != nil {
-			return nil, err
-		}
-		quantiles[qt] = byKey(v, q.groupBy...)
-	}
-	for k, r := range rows {
-		if c := callsBy[k]; c > 0 {
-			r.ErrorRatio = nullable(errBy[k] / c)
-		} else {
-			r.ErrorRatio = nullable(math.NaN())
-		}
-		r.P50, r.P95, r.P99 = optional(quantiles[0.5], k), optional(quantiles[0.95], k), optional(quantiles[0.99], k)
-	}
-	if !q.series {
-		return rows, nil
-	}
-	W := w.rateWindow()
-	rate := fmt.Sprintf(`sum by (%s) (rate(%s%s[%s]))`, by, CallsMetric, all, W)
-	exprs := []string{
-		rate,
-		fmt.Sprintf(`sum by (%s) (rate(%s%s[%s])) / %s`, by, CallsMetric, errs, W, rate),
-		fmt.Sprintf(`histogram_quantile(0.99, sum by (%s, le) (rate(%s_bucket%s[%s])))`, by, DurationMetric, all, W),
-	}
-	for i, e := range exprs {
-		m, err := s.ranged(ctx, e, w)
-		if err != nil {
-			return nil, err
-		}
-		for _, series := range m {
-			r := rows[key(series.Metric, q.groupBy...)]
-			if r == nil {
+		for _, bin := range g.Bins {
+			b := int(bin.Start.Sub(w.start) / step)
+			if b < 0 || b >= nBins || bin.Calls == 0 {
 				continue
 			}
-			if r.Series == nil {
-				r.Series = &sparkSet{}
-			}
-			pts := toPoints(series)
-			switch i {
-			case 0:
-				r.Series.Rate = pts
-			case 1:
-				r.Series.ErrorRatio = pts
-			case 2:
-				r.Series.P99 = pts
-			}
+			sp.Rate[b].V = float64(bin.Calls) / step.Seconds()
+			sp.ErrorRatio[b].V = float64(bin.Errors) / float64(bin.Calls)
+			sp.P99[b].V = bin.P99.Seconds()
 		}
-	}
-	for _, r := range rows {
-		if r.Series == nil {
-			r.Series = &sparkSet{}
-		}
-		for _, p := range []*[]point{&r.Series.Rate, &r.Series.ErrorRatio, &r.Series.P99} {
-			if *p == nil {
-				*p = []point{}
-			}
-		}
-	}
-	return rows, nil
-}
-
-func toPoints(s promql.Series) []point {
-	out := make([]point, 0, len(s.Floats))
-	for _, f := range s.Floats {
-		out = append(out, point{T: float64(f.T) / 1000, V: f.F})
+		r.Series = sp
+		out = append(out, r)
 	}
 	return out
 }
 
-var errTooMany = errors.New("too many series")
-
-// serviceRows computes a row per service from its entry spans (server and
-// consumer), and from all its spans for services that have no entry spans.
-func (s *Service) serviceRows(ctx context.Context, w window, series bool) ([]row, error) {
-	rows, err := s.compute(ctx, w, query{sel: LabelSpanKind + `=~"` + entryKinds + `"`, groupBy: []string{LabelService}, series: series})
-	if err != nil {
-		return nil, err
-	}
-	known, err := s.instant(ctx, fmt.Sprintf(`count by (%s) (last_over_time(%s[%s]))`, LabelService, CallsMetric, w.rangeSel()), w.end)
-	if err != nil {
-		return nil, err
-	}
-	var missing []string
-	for _, smp := range known {
-		if name := smp.Metric.Get(LabelService); rows[name] == nil {
-			missing = append(missing, regexp.QuoteMeta(name))
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		more, err := s.compute(ctx, w, query{sel: LabelService + `=~` + strconv.Quote(strings.Join(missing, "|")), groupBy: []string{LabelService}, series: series})
-		if err != nil {
-			return nil, err
-		}
-		for k, r := range more {
-			rows[k] = r
-		}
-	}
-	return sortedRows(rows), nil
-}
-
-func sortedRows(m map[string]*row) []row {
-	out := make([]row, 0, len(m))
-	for _, r := range m {
-		out = append(out, *r)
-	}
-	slices.SortFunc(out, func(a, b row) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind)) })
-	return out
-}
+func seconds(d time.Duration) nullable { return nullable(d.Seconds()) }
 
 func (s *Service) services(w http.ResponseWriter, r *http.Request) {
 	win, err := s.parseWindow(r)
@@ -226,16 +105,14 @@ func (s *Service) services(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	rows, err := s.serviceRows(r.Context(), win, true)
+	got, err := s.spans.RED(r.Context(), vstorage.REDQuery{Start: win.start, End: win.end, Step: win.step()})
 	if err != nil {
 		s.queryError(w, r, err)
 		return
 	}
-	if rows == nil {
-		rows = []row{}
-	}
+	svcs := rows(got, win, false)
 	writeJSON(w, map[string]any{"data": redData{
-		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Services: &rows,
+		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Services: &svcs,
 	}})
 }
 
@@ -250,14 +127,12 @@ func (s *Service) operations(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "parameter service is required")
 		return
 	}
-	rows, err := s.compute(r.Context(), win, query{
-		sel: LabelService + `=` + strconv.Quote(svc), groupBy: []string{LabelSpanName, LabelSpanKind}, series: true,
-	})
+	got, err := s.spans.RED(r.Context(), vstorage.REDQuery{Start: win.start, End: win.end, Step: win.step(), Service: svc})
 	if err != nil {
 		s.queryError(w, r, err)
 		return
 	}
-	ops := sortedRows(rows)
+	ops := rows(got, win, true)
 	writeJSON(w, map[string]any{"data": redData{
 		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Operations: &ops,
 	}})
@@ -284,7 +159,7 @@ func (s *Service) serviceMap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	rows, err := s.serviceRows(ctx, win, false)
+	got, err := s.spans.RED(ctx, vstorage.REDQuery{Start: win.start, End: win.end})
 	if err != nil {
 		s.queryError(w, r, err)
 		return
@@ -301,7 +176,7 @@ func (s *Service) serviceMap(w http.ResponseWriter, r *http.Request) {
 	}
 	failedBy := byKey(failed, "client", "server")
 	nodes := map[string]node{}
-	for _, rw := range rows {
+	for _, rw := range rows(got, win, false) {
 		nodes[rw.Name] = node{ID: rw.Name, Rate: rw.Rate, ErrorRatio: rw.ErrorRatio}
 	}
 	edges := []edge{}
@@ -335,9 +210,12 @@ func sortDeps(d []jaegerapi.Dependency) {
 	})
 }
 
-// kindName turns SPAN_KIND_SERVER into server, as Jaeger spells kinds.
-func kindName(k string) string {
-	return strings.ToLower(strings.TrimPrefix(k, "SPAN_KIND_"))
+// kindName spells a span kind as Jaeger does: server, client... or "".
+func kindName(k ptrace.SpanKind) string {
+	if k == ptrace.SpanKindUnspecified {
+		return ""
+	}
+	return strings.ToLower(k.String())
 }
 
 func unix(t interface{ UnixMilli() int64 }) float64 { return float64(t.UnixMilli()) / 1000 }
@@ -346,7 +224,7 @@ func (s *Service) queryError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case r.Context().Err() != nil:
 		writeError(w, http.StatusServiceUnavailable, "request cancelled")
-	case errors.Is(err, errTooMany):
+	case errors.Is(err, vstorage.ErrInvalidQuery):
 		writeError(w, http.StatusBadRequest, err.Error())
 	default:
 		s.logger.Error("red: query failed", "err", err)

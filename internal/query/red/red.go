@@ -1,13 +1,15 @@
 // Package red serves rate, errors and duration (RED) per service and
-// operation, and the service map, computed with PromQL from the series
-// vigil records from every stored span (traces_span_metrics_* and
-// traces_service_graph_*, the names of the OpenTelemetry Collector's
-// spanmetrics and servicegraph connectors). A service that sends only
-// traces gets the same charts as one with its own metrics.
+// operation, and the service map. A service that sends only traces gets the
+// same charts as one with its own metrics.
 //
-// Why series rather than scanning spans at query time: see "RED from spans"
-// in docs/performance.md; the overview of 50 services costs a few TSDB
-// reads instead of an aggregation over every span in the range.
+// RED per service and operation is computed from the stored spans at query
+// time (storage.REDReader); the service map's edges and Jaeger's
+// dependencies come from the service graph series the recorder writes into
+// the TSDB, since pairing client and server spans needs both halves, which
+// the recorder sees as they arrive. Why the store and not PromQL over the
+// recorded span series: measured on 10 million spans, the store answers the
+// overview of 50 services over a day in tens of milliseconds where PromQL
+// took seconds (docs/performance.md, "RED from spans").
 package red
 
 import (
@@ -26,30 +28,28 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/query/apitime"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
-// Series names and labels, as the OpenTelemetry Collector's connectors
-// write them.
+// Service graph series, as the OpenTelemetry Collector's servicegraph
+// connector (and vigil's recorder) names them.
 const (
-	CallsMetric        = "traces_span_metrics_calls_total"
-	DurationMetric     = "traces_span_metrics_duration_seconds"
-	GraphRequests      = "traces_service_graph_request_total"
-	GraphFailed        = "traces_service_graph_request_failed_total"
-	LabelService       = "service_name"
-	LabelSpanName      = "span_name"
-	LabelSpanKind      = "span_kind"
-	LabelStatus        = "status_code"
-	statusError        = "STATUS_CODE_ERROR"
-	entryKinds         = "SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"
-	sparklinePoints    = 30
-	defaultRange       = time.Hour
-	minRateWindow      = time.Minute // covers several recorder flushes
-	maxSeriesPerAnswer = 2000
+	GraphRequests = "traces_service_graph_request_total"
+	GraphFailed   = "traces_service_graph_request_failed_total"
+)
+
+const (
+	sparklinePoints = 30
+	defaultRange    = time.Hour
 )
 
 // Options configures the handler.
 type Options struct {
-	// Queryable is the metric store the span series are in. Required.
+	// Spans computes RED per service and operation from stored spans.
+	// Required.
+	Spans vstorage.REDReader
+	// Queryable is the metric store with the service graph series, for
+	// the service map's edges and Jaeger's dependencies. Required.
 	Queryable storage.Queryable
 	// Logger receives query failures; nil discards them.
 	Logger *slog.Logger
@@ -64,6 +64,7 @@ var Routes = []string{"/api/red/services", "/api/red/operations", "/api/servicem
 
 // Service computes RED figures and the service graph.
 type Service struct {
+	spans     vstorage.REDReader
 	engine    *promql.Engine
 	queryable storage.Queryable
 	logger    *slog.Logger
@@ -72,10 +73,10 @@ type Service struct {
 
 // New returns a Service with its own PromQL engine.
 func New(opts Options) (*Service, error) {
-	if opts.Queryable == nil {
-		return nil, errors.New("red: Options.Queryable is required")
+	if opts.Queryable == nil || opts.Spans == nil {
+		return nil, errors.New("red: Options.Spans and Options.Queryable are required")
 	}
-	s := &Service{queryable: opts.Queryable, logger: opts.Logger, now: opts.Now}
+	s := &Service{spans: opts.Spans, queryable: opts.Queryable, logger: opts.Logger, now: opts.Now}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -118,13 +119,10 @@ func (w window) rangeSel() string { return promDuration(w.end.Sub(w.start)) }
 
 func (w window) seconds() float64 { return w.end.Sub(w.start).Seconds() }
 
-// step is the sparkline resolution; rateWindow the range each point's rate
-// covers, never shorter than a few recorder flushes.
+// step is the sparkline resolution.
 func (w window) step() time.Duration {
 	return max(time.Second, (w.end.Sub(w.start) / sparklinePoints).Truncate(time.Second))
 }
-
-func (w window) rateWindow() string { return promDuration(max(w.step(), minRateWindow)) }
 
 func promDuration(d time.Duration) string {
 	return strconv.FormatInt(max(1, int64(d/time.Millisecond)), 10) + "ms"
@@ -172,24 +170,6 @@ func (s *Service) instant(ctx context.Context, q string, t time.Time) (promql.Ve
 	return v, nil
 }
 
-// ranged evaluates q over the window at its sparkline step.
-func (s *Service) ranged(ctx context.Context, q string, w window) (promql.Matrix, error) {
-	qry, err := s.engine.NewRangeQuery(ctx, s.queryable, nil, q, w.start, w.end, w.step())
-	if err != nil {
-		return nil, fmt.Errorf("red: %s: %w", q, err)
-	}
-	defer qry.Close()
-	res := qry.Exec(ctx)
-	if res.Err != nil {
-		return nil, fmt.Errorf("red: %s: %w", q, res.Err)
-	}
-	m, err := res.Matrix()
-	if err != nil {
-		return nil, fmt.Errorf("red: %s: %w", q, err)
-	}
-	return m, nil
-}
-
 // byKey indexes a vector by the values of the given labels.
 func byKey(v promql.Vector, keys ...string) map[string]float64 {
 	out := make(map[string]float64, len(v))
@@ -219,13 +199,6 @@ func (n nullable) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
-}
-
-func optional(m map[string]float64, k string) nullable {
-	if v, ok := m[k]; ok {
-		return nullable(v)
-	}
-	return nullable(math.NaN())
 }
 
 // Dependencies implements jaegerapi.DependencyReader from the service

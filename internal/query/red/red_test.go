@@ -10,41 +10,66 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/promql/promqltest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/goldentest"
+	"github.com/vigil-observability/vigil/internal/storage/memory"
 )
 
-// Series as the span recorder writes them, every 15s for an hour:
-// gateway serves 10 requests per 15s, one of them an error, 9 faster than
-// 100ms and 1 between 100ms and 400ms; catalog serves 4 per 15s, all OK;
-// worker has only internal spans (2 per 15s); gateway calls catalog 4
-// times per 15s, and 1 of those every 15s... fails 1 time in 4.
-const seriesText = `
+// The service graph series as the recorder writes them, every 15s for an
+// hour: gateway calls catalog 4 times per 15s and 1 of those fails.
+const graphSeries = `
 load 15s
-	traces_span_metrics_calls_total{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET"} 0+9x240
-	traces_span_metrics_calls_total{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_ERROR"} 0+1x240
-	traces_span_metrics_calls_total{service_name="gateway",span_name="catalog.List",span_kind="SPAN_KIND_CLIENT",status_code="STATUS_CODE_UNSET"} 0+4x240
-	traces_span_metrics_duration_seconds_bucket{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET",le="0.1"} 0+9x240
-	traces_span_metrics_duration_seconds_bucket{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET",le="0.4"} 0+9x240
-	traces_span_metrics_duration_seconds_bucket{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET",le="+Inf"} 0+9x240
-	traces_span_metrics_duration_seconds_bucket{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_ERROR",le="0.1"} 0+0x240
-	traces_span_metrics_duration_seconds_bucket{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_ERROR",le="0.4"} 0+1x240
-	traces_span_metrics_duration_seconds_bucket{service_name="gateway",span_name="GET /",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_ERROR",le="+Inf"} 0+1x240
-	traces_span_metrics_calls_total{service_name="catalog",span_name="List",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET"} 0+4x240
-	traces_span_metrics_duration_seconds_bucket{service_name="catalog",span_name="List",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET",le="0.1"} 0+4x240
-	traces_span_metrics_duration_seconds_bucket{service_name="catalog",span_name="List",span_kind="SPAN_KIND_SERVER",status_code="STATUS_CODE_UNSET",le="+Inf"} 0+4x240
-	traces_span_metrics_calls_total{service_name="worker",span_name="tick",span_kind="SPAN_KIND_INTERNAL",status_code="STATUS_CODE_UNSET"} 0+2x240
-	traces_span_metrics_duration_seconds_bucket{service_name="worker",span_name="tick",span_kind="SPAN_KIND_INTERNAL",status_code="STATUS_CODE_UNSET",le="0.1"} 0+2x240
-	traces_span_metrics_duration_seconds_bucket{service_name="worker",span_name="tick",span_kind="SPAN_KIND_INTERNAL",status_code="STATUS_CODE_UNSET",le="+Inf"} 0+2x240
 	traces_service_graph_request_total{client="gateway",server="catalog",connection_type=""} 0+4x240
 	traces_service_graph_request_failed_total{client="gateway",server="catalog",connection_type=""} 0+1x240
 `
 
+// shopSpans makes an hour of spans, every 15s from the epoch: gateway
+// serves 10 requests (9 of 50ms, 1 failing after 200ms) and calls catalog 4
+// times; catalog serves 4 requests of 20ms; worker has only internal spans
+// (2 of 5ms).
+func shopSpans() ptrace.Traces {
+	td := ptrace.NewTraces()
+	add := func(svc, name string, kind ptrace.SpanKind, n int, dur time.Duration, errs int) {
+		ss := td.ResourceSpans().AppendEmpty()
+		ss.Resource().Attributes().PutStr("service.name", svc)
+		spans := ss.ScopeSpans().AppendEmpty().Spans()
+		for step := range 240 {
+			at := time.Unix(int64(step*15), 0)
+			for i := range n {
+				sp := spans.AppendEmpty()
+				sp.SetTraceID(pcommon.TraceID{0: byte(step), 1: byte(step >> 8), 2: byte(i), 3: 1})
+				sp.SetSpanID(pcommon.SpanID{0: byte(i + 1)})
+				sp.SetName(name)
+				sp.SetKind(kind)
+				d := dur
+				if i < errs {
+					sp.Status().SetCode(ptrace.StatusCodeError)
+					d = 4 * dur
+				}
+				sp.SetStartTimestamp(pcommon.NewTimestampFromTime(at))
+				sp.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(d)))
+			}
+		}
+	}
+	add("gateway", "GET /", ptrace.SpanKindServer, 10, 50*time.Millisecond, 1)
+	add("gateway", "catalog.List", ptrace.SpanKindClient, 4, 25*time.Millisecond, 0)
+	add("catalog", "List", ptrace.SpanKindServer, 4, 20*time.Millisecond, 0)
+	add("worker", "tick", ptrace.SpanKindInternal, 2, 5*time.Millisecond, 0)
+	return td
+}
+
 func newService(t *testing.T) *Service {
 	t.Helper()
-	st := promqltest.LoadedStorage(t, seriesText)
+	st := promqltest.LoadedStorage(t, graphSeries)
 	t.Cleanup(func() { _ = st.Close() })
-	s, err := New(Options{Queryable: st, Now: func() time.Time { return time.Unix(3600, 0) }})
+	spans := memory.New()
+	t.Cleanup(func() { _ = spans.Close() })
+	if err := spans.WriteTraces(t.Context(), shopSpans()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Spans: spans, Queryable: st, Now: func() time.Time { return time.Unix(3600, 0) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +127,9 @@ func TestServicesValues(t *testing.T) {
 		}
 	}
 	gw := got.Data.Services[1]
-	// 9 of 10 requests are under 100ms: the median is in the first bucket,
-	// p99 in the second (0.1-0.4s), interpolated linearly.
-	if gw.P50 == nil || *gw.P50 > 0.1 || gw.P99 == nil || *gw.P99 <= 0.1 || *gw.P99 > 0.4 {
-		t.Errorf("gateway p50 %v p99 %v", deref(gw.P50), deref(gw.P99))
+	// 9 of 10 requests take 50ms, the failing tenth 200ms.
+	if gw.P50 == nil || *gw.P50 != 0.05 || gw.P99 == nil || *gw.P99 != 0.2 {
+		t.Errorf("gateway p50 %v p99 %v, want 0.05 and 0.2", deref(gw.P50), deref(gw.P99))
 	}
 }
 

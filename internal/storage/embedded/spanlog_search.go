@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
@@ -340,8 +341,29 @@ func attrCondition(col, k, v string) (string, []any, error) {
 		return "", nil, fmt.Errorf("%w: attribute key %q: keys with quotes or backslashes cannot be searched", storage.ErrInvalidQuery, k)
 	}
 	needle := string(appendString(nil, k)) + ":"
+	if literalInJSON(v) {
+		// The value's text also stands verbatim in the encoded map, so a
+		// second substring test skips the JSON parse on rows where the key
+		// is common (every span has it) but the value is rare.
+		return fmt.Sprintf("(contains(%s, ?) AND contains(%s, ?) AND json_extract_string(%s, ?) = ?)", col, col, col),
+			[]any{needle, v, `$."` + k + `"`, v}, nil
+	}
 	return fmt.Sprintf("(contains(%s, ?) AND json_extract_string(%s, ?) = ?)", col, col),
 		[]any{needle, `$."` + k + `"`, v}, nil
+}
+
+// literalInJSON reports whether appendValue writes v, as a string or as the
+// text of a number or boolean, without escaping it.
+func literalInJSON(v string) bool {
+	if v == "" || v[0] == tag || !utf8.ValidString(v) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // Services lists the services of every attached day from the days'

@@ -271,3 +271,80 @@ func utcBuckets(bs []storage.LogBucket) []storage.LogBucket {
 	}
 	return out
 }
+
+func testRED(t *testing.T, s storage.SpanLogStore, base time.Time) {
+	defer s.Close()
+	writeAllTraces(t, s, base)
+	ctx := t.Context()
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	row := func(svc string, calls, errs int64, p50, p95, p99 time.Duration) storage.REDRow {
+		return storage.REDRow{Service: svc, Calls: calls, Errors: errs, P50: p50, P95: p95, P99: p99}
+	}
+	op := func(svc, name string, kind ptrace.SpanKind, errs int64, d time.Duration) storage.REDRow {
+		return storage.REDRow{Service: svc, Operation: name, Kind: kind, Calls: 1, Errors: errs, P50: d, P95: d, P99: d}
+	}
+	hour := storage.REDQuery{Start: base.Add(-time.Hour), End: base.Add(time.Hour)}
+	tests := []struct {
+		name string
+		q    storage.REDQuery
+		want []storage.REDRow
+	}{
+		{"services: requests, or all spans without any", hour, []storage.REDRow{
+			row("", 1, 0, ms(10), ms(10), ms(10)),
+			row("12", 1, 0, ms(1), ms(1), ms(1)), // internal spans only
+			// the root (250ms, error) and "other trace" (1ms); quantiles
+			// interpolate between the two
+			row("checkout", 2, 1, ms(125.5), ms(237.55), ms(247.51)),
+			row("frontend", 1, 0, 5*time.Second, 5*time.Second, 5*time.Second),
+			row("payments", 1, 1, ms(100), ms(100), ms(100)), // the consumer span
+		}},
+		{"operations of a service, every kind", storage.REDQuery{Start: hour.Start, End: hour.End, Service: "checkout"}, []storage.REDRow{
+			op("checkout", "GET /orders/{id}", ptrace.SpanKindServer, 1, ms(250)),
+			op("checkout", "SELECT orders", ptrace.SpanKindClient, 0, ms(80)),
+			op("checkout", "compute", ptrace.SpanKindInternal, 0, ms(10)),
+			op("checkout", "other trace", ptrace.SpanKindServer, 0, ms(1)),
+			op("checkout", "unspecified-kind", ptrace.SpanKindUnspecified, 0, 0),
+		}},
+		{"operations across days", storage.REDQuery{Start: base.Add(-31 * time.Hour), End: hour.End, Service: "frontend"}, []storage.REDRow{
+			op("frontend", "GET /", ptrace.SpanKindServer, 0, 5*time.Second),
+			op("frontend", "clock-skewed child a day earlier", ptrace.SpanKindInternal, 0, ms(500)),
+			op("frontend", "fetch data", ptrace.SpanKindClient, 0, time.Second),
+			op("frontend", "render", ptrace.SpanKindInternal, 0, time.Second),
+		}},
+		{"empty range", storage.REDQuery{Start: base.Add(time.Hour), End: base.Add(2 * time.Hour)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.RED(ctx, tt.q)
+			if err != nil {
+				t.Fatalf("RED(%+v): %v", tt.q, err)
+			}
+			if len(got) == 0 && len(tt.want) == 0 {
+				return
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("RED(%+v) =\n %+v\nwant\n %+v", tt.q, got, tt.want)
+			}
+		})
+	}
+	// Bins: checkout's two requests fall in the bin starting at base.
+	got, err := s.RED(ctx, storage.REDQuery{Start: hour.Start, End: hour.End, Step: 30 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		if r.Service != "checkout" {
+			continue
+		}
+		want := []storage.REDBin{{Start: base, Calls: 2, Errors: 1, P99: ms(247.51)}}
+		for i := range r.Bins {
+			r.Bins[i].Start = r.Bins[i].Start.UTC()
+		}
+		if !reflect.DeepEqual(r.Bins, want) {
+			t.Errorf("checkout bins = %+v, want %+v", r.Bins, want)
+		}
+	}
+	if _, err := s.RED(ctx, storage.REDQuery{Start: base, End: base}); !errors.Is(err, storage.ErrInvalidQuery) {
+		t.Errorf("RED with an empty range: %v, want ErrInvalidQuery", err)
+	}
+}

@@ -1,0 +1,120 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+var _ storage.REDReader = (*SpanLogStore)(nil)
+
+// RED aggregates the spans of the range in one SQL statement: totals and,
+// with a Step, per-bin figures as two grouping sets of one scan. Measured
+// on 10 million spans it answers for 50 services in milliseconds for an
+// hour and well under a second for a day (docs/performance.md), far below
+// what PromQL over the recorded span series costs for long ranges.
+func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.REDRow, error) {
+	if !q.Start.Before(q.End) {
+		return nil, fmt.Errorf("%w: RED needs Start before End", storage.ErrInvalidQuery)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	start, end := q.Start.UnixNano(), q.End.UnixNano()
+	var sub []string
+	var args []any
+	for _, p := range s.snapshot() {
+		if !dayOverlaps(p.day, start, end) {
+			continue
+		}
+		where := fmt.Sprintf("start_ns >= %d AND start_ns < %d", start, end)
+		if q.Service != "" {
+			where += " AND service = ?"
+			args = append(args, q.Service)
+		}
+		sub = append(sub, fmt.Sprintf("SELECT service, name, kind, status_code, duration_ns, start_ns FROM %s.spans WHERE %s", p.alias, where))
+	}
+	if len(sub) == 0 {
+		return nil, nil
+	}
+	// k1/k2: service and whether the span is a request (server or
+	// consumer), or name and kind for one service's operations.
+	k1, k2 := "service", "CAST(kind IN (2, 5) AS UTINYINT)"
+	if q.Service != "" {
+		k1, k2 = "name", "kind"
+	}
+	bin, groups := "NULL::BIGINT", "GROUP BY k1, k2, bin"
+	if q.Step > 0 {
+		bin = fmt.Sprintf("(start_ns - %d) // %d", start, q.Step.Nanoseconds())
+		groups = "GROUP BY GROUPING SETS ((k1, k2), (k1, k2, bin))"
+	}
+	query := fmt.Sprintf(`SELECT k1, k2, bin, calls, errs, q[1], q[2], q[3] FROM (
+		SELECT k1, k2, bin, count(*) AS calls, count(*) FILTER (WHERE status_code = 2) AS errs,
+			quantile_cont(duration_ns, [0.5, 0.95, 0.99]) AS q
+		FROM (SELECT %s AS k1, %s AS k2, %s AS bin, status_code, duration_ns FROM (%s))
+		%s)`, k1, k2, bin, strings.Join(sub, " UNION ALL "), groups)
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: RED: %w", err)
+	}
+	defer rows.Close()
+	type key struct {
+		k1 string
+		k2 uint8
+	}
+	byKey := map[key]*storage.REDRow{}
+	for rows.Next() {
+		var (
+			k            key
+			b            sql.NullInt64
+			calls, errs  int64
+			p50, p95, p9 float64
+		)
+		if err := rows.Scan(&k.k1, &k.k2, &b, &calls, &errs, &p50, &p95, &p9); err != nil {
+			return nil, fmt.Errorf("embedded: RED: %w", err)
+		}
+		r := byKey[k]
+		if r == nil {
+			r = &storage.REDRow{Service: k.k1}
+			if q.Service != "" {
+				r.Service, r.Operation, r.Kind = q.Service, k.k1, ptrace.SpanKind(k.k2)
+			}
+			byKey[k] = r
+		}
+		if b.Valid {
+			r.Bins = append(r.Bins, storage.REDBin{
+				Start: q.Start.Add(time.Duration(b.Int64) * q.Step), Calls: calls, Errors: errs, P99: nanos(p9),
+			})
+			continue
+		}
+		r.Calls, r.Errors, r.P50, r.P95, r.P99 = calls, errs, nanos(p50), nanos(p95), nanos(p9)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: RED: %w", err)
+	}
+	out := make([]storage.REDRow, 0, len(byKey))
+	for k, r := range byKey {
+		if q.Service == "" && k.k2 == 0 && byKey[key{k.k1, 1}] != nil {
+			continue // the service has requests; its other spans do not count
+		}
+		slices.SortFunc(r.Bins, func(a, b storage.REDBin) int { return a.Start.Compare(b.Start) })
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b storage.REDRow) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Operation, b.Operation), cmp.Compare(a.Kind, b.Kind))
+	})
+	return out, nil
+}
+
+func nanos(f float64) time.Duration { return time.Duration(math.Round(f)) }
