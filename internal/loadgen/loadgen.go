@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
@@ -22,19 +23,100 @@ var (
 	routes   = []string{"/api/orders/{id}", "/api/cart", "/api/products/{sku}", "/api/pay", "/healthz", "/api/users/{id}/orders"}
 	methods  = []string{"GET", "GET", "GET", "POST", "PUT", "DELETE"}
 	messages = []string{"order placed", "payment authorized", "cache miss", "retrying request", "inventory reserved", "upstream timeout"}
+	// resources name the routes of Options.Operations.
+	resources = []string{"orders/{id}", "cart", "products/{sku}", "pay", "users/{id}/orders", "search", "quotes", "refunds/{id}"}
 )
+
+// Rare values that Options.RareEvery mixes into the data, so that searches
+// have selective variants next to unselective ones.
+const (
+	// RareTagKey and RareTagValue are a span attribute about one span in
+	// RareEvery carries.
+	RareTagKey   = "feature_flag.variant"
+	RareTagValue = "canary"
+	// RareLogToken is a word that only about one log body in RareEvery
+	// contains (in RareLogMessage).
+	RareLogToken   = "ledger"
+	RareLogMessage = "ledger checksum mismatch"
+)
+
+// Options shapes a Generator's data. The zero value makes New's data.
+type Options struct {
+	// Services are the service.name values; each batch belongs to one,
+	// drawn at random. Empty means the five shop services.
+	Services []string
+	// Operations, when positive, gives every service that many server
+	// operations of its own (a method and a route), which its client spans
+	// also call in turn; 0 keeps the routes all services share.
+	Operations int
+	// Spread is how far before now a batch's traces and log records start;
+	// 0 means 2 s for traces and 1 s for log records.
+	Spread time.Duration
+	// RareEvery, when positive, sets RareTagKey=RareTagValue on about one
+	// span in RareEvery and writes RareLogMessage as about one log body in
+	// RareEvery.
+	RareEvery int
+}
+
+// operation is a server operation of a service under Options.Operations.
+type operation struct{ method, route, name string }
 
 // Generator makes reproducible batches. It is not safe for concurrent use;
 // give each goroutine its own (with its own seed).
 type Generator struct {
-	rnd *rand.Rand
-	seq uint64
+	rnd      *rand.Rand
+	seq      uint64
+	services []string
+	ops      map[string][]operation // by service, under Options.Operations
+	spread   time.Duration
+	rare     int
 }
 
 // New returns a generator seeded with seed.
-func New(seed uint64) *Generator {
-	return &Generator{rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+func New(seed uint64) *Generator { return NewWithOptions(seed, Options{}) }
+
+// NewWithOptions returns a generator seeded with seed that makes the data
+// opts describe.
+func NewWithOptions(seed uint64, opts Options) *Generator {
+	g := &Generator{
+		rnd:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		services: services,
+		spread:   opts.Spread,
+		rare:     opts.RareEvery,
+	}
+	if len(opts.Services) > 0 {
+		g.services = slices.Clone(opts.Services)
+	}
+	if opts.Operations > 0 {
+		g.ops = make(map[string][]operation, len(g.services))
+		for _, svc := range g.services {
+			ops := make([]operation, opts.Operations)
+			for i := range ops {
+				res := resources[i%len(resources)]
+				if n := i / len(resources); n > 0 {
+					res = fmt.Sprintf("v%d/%s", n+1, res)
+				}
+				m := methods[i%len(methods)]
+				ops[i] = operation{method: m, route: "/api/" + res}
+				ops[i].name = m + " " + ops[i].route
+			}
+			g.ops[svc] = ops
+		}
+	}
+	return g
 }
+
+// spreadMillis is how many milliseconds before now a batch's items start
+// (def when Options.Spread is 0).
+func (g *Generator) spreadMillis(def int) int {
+	if g.spread > 0 {
+		return max(1, int(g.spread/time.Millisecond))
+	}
+	return def
+}
+
+// isRare draws whether the next item carries the rare value.
+func (g *Generator) isRare() bool { return g.rare > 0 && g.rnd.IntN(g.rare) == 0 }
 
 // TraceID returns a fresh random trace id.
 func (g *Generator) TraceID() pcommon.TraceID {
@@ -56,7 +138,8 @@ func (g *Generator) spanID() pcommon.SpanID {
 func (g *Generator) Traces(nTraces, spansPerTrace int, now time.Time) (ptrace.Traces, []pcommon.TraceID) {
 	td := ptrace.NewTraces()
 	ids := make([]pcommon.TraceID, 0, nTraces)
-	svc := services[g.rnd.IntN(len(services))]
+	svc := g.services[g.rnd.IntN(len(g.services))]
+	ops := g.ops[svc]
 	rs := td.ResourceSpans().AppendEmpty()
 	res := rs.Resource().Attributes()
 	res.PutStr("service.name", svc)
@@ -74,7 +157,7 @@ func (g *Generator) Traces(nTraces, spansPerTrace int, now time.Time) (ptrace.Tr
 	for range nTraces {
 		tid := g.TraceID()
 		ids = append(ids, tid)
-		start := now.Add(-time.Duration(g.rnd.IntN(2000)) * time.Millisecond)
+		start := now.Add(-time.Duration(g.rnd.IntN(g.spreadMillis(2000))) * time.Millisecond)
 		var root pcommon.SpanID
 		for i := range spansPerTrace {
 			g.seq++
@@ -82,8 +165,17 @@ func (g *Generator) Traces(nTraces, spansPerTrace int, now time.Time) (ptrace.Tr
 			sp.SetTraceID(tid)
 			id := g.spanID()
 			sp.SetSpanID(id)
-			route := routes[g.rnd.IntN(len(routes))]
-			method := methods[g.rnd.IntN(len(methods))]
+			var route, method string
+			if ops != nil {
+				op := ops[g.rnd.IntN(len(ops))]
+				if i > 0 {
+					op = ops[i%len(ops)]
+				}
+				route, method = op.route, op.method
+			} else {
+				route = routes[g.rnd.IntN(len(routes))]
+				method = methods[g.rnd.IntN(len(methods))]
+			}
 			if i == 0 {
 				root = id
 				sp.SetKind(ptrace.SpanKindServer)
@@ -91,7 +183,11 @@ func (g *Generator) Traces(nTraces, spansPerTrace int, now time.Time) (ptrace.Tr
 			} else {
 				sp.SetParentSpanID(root)
 				sp.SetKind(ptrace.SpanKindClient)
-				sp.SetName(fmt.Sprintf("%s %s", method, routes[i%len(routes)]))
+				if ops != nil {
+					sp.SetName(ops[i%len(ops)].name)
+				} else {
+					sp.SetName(fmt.Sprintf("%s %s", method, routes[i%len(routes)]))
+				}
 			}
 			// Log-normal latency around 20ms, as request latencies tend to be.
 			d := time.Duration(math.Exp(g.rnd.NormFloat64()*0.8+3) * float64(time.Millisecond))
@@ -116,6 +212,9 @@ func (g *Generator) Traces(nTraces, spansPerTrace int, now time.Time) (ptrace.Tr
 			a.PutStr("network.protocol.version", "1.1")
 			a.PutStr("user_agent.original", "Go-http-client/1.1")
 			a.PutStr("customer.id", fmt.Sprintf("c-%05d", g.rnd.IntN(20000)))
+			if g.isRare() {
+				a.PutStr(RareTagKey, RareTagValue)
+			}
 			if g.rnd.IntN(20) == 0 {
 				ev := sp.Events().AppendEmpty()
 				ev.SetName("retry")
@@ -132,7 +231,7 @@ func (g *Generator) Traces(nTraces, spansPerTrace int, now time.Time) (ptrace.Tr
 func (g *Generator) Logs(n int, now time.Time, traceIDs []pcommon.TraceID) plog.Logs {
 	ld := plog.NewLogs()
 	rl := ld.ResourceLogs().AppendEmpty()
-	svc := services[g.rnd.IntN(len(services))]
+	svc := g.services[g.rnd.IntN(len(g.services))]
 	rl.Resource().Attributes().PutStr("service.name", svc)
 	rl.Resource().Attributes().PutStr("host.name", "node-7")
 	sl := rl.ScopeLogs().AppendEmpty()
@@ -142,7 +241,7 @@ func (g *Generator) Logs(n int, now time.Time, traceIDs []pcommon.TraceID) plog.
 	for i := range n {
 		g.seq++
 		r := recs.AppendEmpty()
-		ts := now.Add(-time.Duration(g.rnd.IntN(1000)) * time.Millisecond)
+		ts := now.Add(-time.Duration(g.rnd.IntN(g.spreadMillis(1000))) * time.Millisecond)
 		r.SetTimestamp(pcommon.NewTimestampFromTime(ts))
 		r.SetObservedTimestamp(pcommon.NewTimestampFromTime(now))
 		sev := plog.SeverityNumberInfo
@@ -151,7 +250,11 @@ func (g *Generator) Logs(n int, now time.Time, traceIDs []pcommon.TraceID) plog.
 		}
 		r.SetSeverityNumber(sev)
 		r.SetSeverityText(sev.String())
-		r.Body().SetStr(fmt.Sprintf("%s id=%d", messages[g.rnd.IntN(len(messages))], g.seq))
+		msg := messages[g.rnd.IntN(len(messages))]
+		if g.isRare() {
+			msg = RareLogMessage
+		}
+		r.Body().SetStr(fmt.Sprintf("%s id=%d", msg, g.seq))
 		if len(traceIDs) > 0 {
 			r.SetTraceID(traceIDs[i%len(traceIDs)])
 			r.SetSpanID(g.spanID())
