@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
 	"github.com/vigil-observability/vigil/internal/query/red"
+	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/selfobs"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
@@ -46,9 +49,12 @@ type serverFlags struct {
 	dataDir                             string
 	retention                           model.Duration
 	logLevel                            slog.Level
+	enableAdmin                         bool
 }
 
-func parseServerFlags(args []string, stderr io.Writer) (*config.Config, slog.Level, error) {
+// parseServerFlags returns the configuration and a function that reads it
+// again (the file, then the flags given explicitly), for reloads.
+func parseServerFlags(args []string, stderr io.Writer) (*config.Config, func() (*config.Config, error), slog.Level, error) {
 	fs := flag.NewFlagSet("vigil server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f serverFlags
@@ -61,16 +67,27 @@ func parseServerFlags(args []string, stderr io.Writer) (*config.Config, slog.Lev
 	f.retention = d.Retention
 	fs.Var(&f.retention, "retention", "how long data is kept (e.g. 7d, 36h)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	fs.BoolVar(&f.enableAdmin, "enable-admin", false, "serve admin endpoints (POST /-/reload); also admin.enabled in the config")
 	if err := fs.Parse(args); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	if fs.NArg() > 0 {
-		return nil, 0, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return nil, nil, 0, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	cfg, err := config.Load(f.configFile, nil)
-	if err != nil {
-		return nil, 0, err
+	load := func() (*config.Config, error) {
+		cfg, err := config.Load(f.configFile, nil)
+		if err != nil {
+			return nil, err
+		}
+		f.override(fs, cfg)
+		return cfg, cfg.Validate()
 	}
+	cfg, err := load()
+	return cfg, load, f.logLevel, err
+}
+
+// override applies the flags given explicitly.
+func (f *serverFlags) override(fs *flag.FlagSet, cfg *config.Config) {
 	fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
 		case "http-addr":
@@ -83,13 +100,14 @@ func parseServerFlags(args []string, stderr io.Writer) (*config.Config, slog.Lev
 			cfg.DataDir = f.dataDir
 		case "retention":
 			cfg.Retention = f.retention
+		case "enable-admin":
+			cfg.Admin.Enabled = f.enableAdmin
 		}
 	})
-	return cfg, f.logLevel, cfg.Validate()
 }
 
 func runServer(args []string, stderr io.Writer) int {
-	cfg, level, err := parseServerFlags(args, stderr)
+	cfg, reload, level, err := parseServerFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -100,7 +118,7 @@ func runServer(args []string, stderr io.Writer) int {
 	logger := selfobs.NewLogger(stderr, level)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, reload, logger); err != nil {
 		logger.Error("server stopped", "err", err)
 		return 1
 	}
@@ -111,7 +129,10 @@ func runServer(args []string, stderr io.Writer) int {
 // order: listeners first (no new data), then scraping, then the write queues
 // (drained), then storage. Nothing acknowledged is lost on a clean stop, and
 // the stores' WALs cover an unclean one.
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+//
+// reload reads the configuration again; SIGHUP and POST /-/reload (an admin
+// endpoint) apply what can change while running: scrape configs and rules.
+func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Config, error), logger *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -193,9 +214,49 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 		}
 	}()
 
+	ruleMgr, err := rules.New(rules.Options{
+		Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	if err := ruleMgr.Apply(rulesConfig(cfg)); err != nil {
+		return fmt.Errorf("rules: %w", err)
+	}
+	go ruleMgr.Run()
+	defer ruleMgr.Stop()
+
+	var promCfg atomic.Pointer[promconfig.Config] // what /api/v1/status/config shows
+	promCfg.Store(cfg.Prometheus)
+	// apply installs a reloaded configuration: what can change while
+	// running (scrape configs, rules) changes, the rest needs a restart.
+	var applyMu sync.Mutex
+	apply := func() error {
+		applyMu.Lock()
+		defer applyMu.Unlock()
+		next, err := reload()
+		if err != nil {
+			return err
+		}
+		if err := ruleMgr.Apply(rulesConfig(next)); err != nil {
+			return err
+		}
+		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
+			return fmt.Errorf("scrape config: %w", err)
+		}
+		promCfg.Store(next.Prometheus)
+		logger.Info("configuration reloaded")
+		return nil
+	}
+	go reloadOnSIGHUP(ctx, apply, logger)
+	if cfg.Admin.Enabled {
+		webSrv.Handle("POST /-/reload", reloadHandler(apply))
+	}
+
 	promAPI, err := promapi.New(promapi.Options{
-		Queryable: metricsDB, TSDB: metricsDB, Targets: scraper, ListenAddress: cfg.HTTPAddr,
-		Config: func() promconfig.Config { return *cfg.Prometheus },
+		Queryable: metricsDB, TSDB: metricsDB, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
+		Config: func() promconfig.Config { return *promCfg.Load() },
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready,
@@ -266,6 +327,48 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	stopRecorder()
 	<-recorderDone
 	return runErr // deferred closes run next: storage closes last
+}
+
+// rulesConfig is what the rules manager runs for cfg.
+func rulesConfig(cfg *config.Config) rules.Config {
+	files, _ := cfg.RuleFilePaths() // config.Load checked the patterns
+	return rules.Config{
+		Interval:       time.Duration(cfg.Prometheus.GlobalConfig.EvaluationInterval),
+		Files:          files,
+		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
+	}
+}
+
+// reloadOnSIGHUP applies the configuration again at every SIGHUP until ctx
+// ends; a failed reload keeps what runs.
+func reloadOnSIGHUP(ctx context.Context, apply func() error, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := apply(); err != nil {
+				logger.Error("reload failed; the previous configuration keeps running", "err", err)
+			}
+		}
+	}
+}
+
+// reloadHandler serves POST /-/reload: 200 when the configuration was
+// applied, 400 with the reason when it was not (nothing changed then).
+func reloadHandler(apply func() error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := apply(); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, "reload failed, the previous configuration keeps running: %v\n", err)
+			return
+		}
+		fmt.Fprintln(w, "configuration reloaded")
+	})
 }
 
 // mountAll mounts h at each of the routes it serves.

@@ -40,14 +40,31 @@ type Config struct {
 	Limits    Limits         `yaml:"limits"`
 	Ingest    Ingest         `yaml:"ingest"`
 
+	// Admin turns on endpoints that change the server (POST /-/reload).
+	Admin Admin `yaml:"admin"`
+
+	// AlertmanagerConfigFile is an alertmanager.yml, in Alertmanager's own
+	// format, for vigil's built-in Alertmanager; relative to this file.
+	AlertmanagerConfigFile string `yaml:"alertmanager_config_file"`
+	// SLOs are service level objectives in Sloth's prometheus/v1 format
+	// (plus span-based SLIs), turned into recording and alerting rules.
+	SLOs yaml.Node `yaml:"slos"`
+
 	// The Prometheus sections, kept raw here and parsed by Prometheus.
 	Global            yaml.Node `yaml:"global"`
 	ScrapeConfigs     yaml.Node `yaml:"scrape_configs"`
 	ScrapeConfigFiles yaml.Node `yaml:"scrape_config_files"`
+	RuleFiles         yaml.Node `yaml:"rule_files"`
 
 	// Prometheus is the Prometheus view of the file: global and scrape
 	// configuration with Prometheus's defaults, paths relative to the file.
 	Prometheus *promconfig.Config `yaml:"-"`
+}
+
+// Admin configures the administrative endpoints, off by default.
+type Admin struct {
+	// Enabled serves POST /-/reload.
+	Enabled bool `yaml:"enabled"`
 }
 
 // Storage selects and tunes the storage backend.
@@ -142,6 +159,9 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 		return err
 	}
 	c.Prometheus = prom
+	if _, err := c.RuleFilePaths(); err != nil {
+		return err
+	}
 	return c.Validate()
 }
 
@@ -151,6 +171,7 @@ func (c *Config) loadPrometheus(dir string, logger *slog.Logger) (*promconfig.Co
 	doc := map[string]*yaml.Node{}
 	for key, node := range map[string]*yaml.Node{
 		"global": &c.Global, "scrape_configs": &c.ScrapeConfigs, "scrape_config_files": &c.ScrapeConfigFiles,
+		"rule_files": &c.RuleFiles,
 	} {
 		if node.Kind != 0 {
 			doc[key] = node
@@ -169,8 +190,25 @@ func (c *Config) loadPrometheus(dir string, logger *slog.Logger) (*promconfig.Co
 	}
 	if dir != "" {
 		prom.SetDirectory(dir)
+		if c.AlertmanagerConfigFile != "" && !filepath.IsAbs(c.AlertmanagerConfigFile) {
+			c.AlertmanagerConfigFile = filepath.Join(dir, c.AlertmanagerConfigFile)
+		}
 	}
 	return prom, nil
+}
+
+// RuleFilePaths expands the rule_files globs, as Prometheus does: a
+// pattern that matches nothing is not an error.
+func (c *Config) RuleFilePaths() ([]string, error) {
+	var out []string
+	for _, pat := range c.Prometheus.RuleFiles {
+		m, err := filepath.Glob(pat)
+		if err != nil {
+			return nil, fmt.Errorf("%w: rule_files %q: %w", ErrInvalid, pat, err)
+		}
+		out = append(out, m...)
+	}
+	return out, nil
 }
 
 // Validate reports the first invalid setting.

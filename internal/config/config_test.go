@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,44 @@ func TestExampleConfigLoads(t *testing.T) {
 	scs, err := c.Prometheus.GetScrapeConfigs()
 	if err != nil || len(scs) == 0 || scs[0].JobName != "vigil" {
 		t.Fatalf("example scrape configs = %v, %v; want the vigil self-scrape job", scs, err)
+	}
+}
+
+// Rule files and the alertmanager.yml are found relative to the config
+// file, rule_files globs expand as in Prometheus, and admin is off unless
+// set.
+func TestAlertingPathsAndAdmin(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"rules/a.yml", "rules/b.yml", "rules/skip.txt"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Parse([]byte("rule_files: [\"rules/*.yml\", \"none/*.yml\"]\nalertmanager_config_file: am.yml\nglobal:\n  evaluation_interval: 7s\n"), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.RuleFilePaths()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "rules/a.yml"), filepath.Join(dir, "rules/b.yml")}
+	if !slices.Equal(got, want) {
+		t.Errorf("RuleFilePaths = %v, want %v", got, want)
+	}
+	if c.AlertmanagerConfigFile != filepath.Join(dir, "am.yml") {
+		t.Errorf("AlertmanagerConfigFile = %q", c.AlertmanagerConfigFile)
+	}
+	if d := time.Duration(c.Prometheus.GlobalConfig.EvaluationInterval); d != 7*time.Second {
+		t.Errorf("evaluation_interval = %s", d)
+	}
+	if c.Admin.Enabled {
+		t.Error("admin endpoints on by default")
+	}
+	if _, err := Parse([]byte("rule_files: [\"[\"]\n"), dir, nil); err == nil {
+		t.Error("a malformed glob was accepted")
 	}
 }

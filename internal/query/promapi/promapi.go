@@ -86,6 +86,9 @@ type Options struct {
 	// /status/config, remote read's external labels and the default
 	// subquery step (global evaluation_interval); nil means the defaults.
 	Config func() config.Config
+	// Rules serves /rules and /alerts (a *rules.Manager); nil means vigil
+	// evaluates no rules and both answer empty lists.
+	Rules apiv1.RulesRetriever
 	// Flags is shown by /status/flags; nil shows an empty object.
 	Flags map[string]string
 
@@ -252,7 +255,7 @@ func New(opts Options) (h http.Handler, err error) {
 		false, // Experimental search endpoints off.
 		0,
 		logger.With("component", "api"),
-		func(context.Context) apiv1.RulesRetriever { return noRules{} },
+		func(context.Context) apiv1.RulesRetriever { return rulesOf(opts.Rules) },
 		5e7, // Remote read sample limit, concurrency and frame size:
 		10,  // Prometheus's flag defaults.
 		1048576,
@@ -326,6 +329,13 @@ func (noTargets) TargetsDroppedCounts() map[string]int        { return map[strin
 func (noTargets) ScrapePools() []string                       { return []string{} }
 func (noTargets) ScrapePoolConfig(pool string) (*config.ScrapeConfig, error) {
 	return nil, fmt.Errorf("scrape pool %q not found", pool)
+}
+
+func rulesOf(r apiv1.RulesRetriever) apiv1.RulesRetriever {
+	if r == nil {
+		return noRules{}
+	}
+	return r
 }
 
 // noAlertmanagers and noRules: vigil evaluates no rules and sends no alerts

@@ -1,0 +1,184 @@
+// Package rules evaluates Prometheus recording and alerting rules against
+// vigil's metric store with Prometheus's own rules manager, so rule files
+// mean exactly what they mean to Prometheus. Rules vigil generates itself
+// (SLOs) are written as one more rule file under the data directory, where
+// a person can read what runs.
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalidRules wraps every rule file that does not validate; nothing of
+// a configuration with such a file is applied.
+var ErrInvalidRules = errors.New("invalid rules")
+
+// Defaults of Options.
+const (
+	// DefaultOutageTolerance is how long vigil may have been down for an
+	// alert's "for" progress to be restored from ALERTS_FOR_STATE, as in
+	// Prometheus.
+	DefaultOutageTolerance = time.Hour
+	// DefaultForGracePeriod is the least time a restored alert waits before
+	// firing again, as in Prometheus.
+	DefaultForGracePeriod = 10 * time.Minute
+	// DefaultResendDelay is how often firing alerts are sent again.
+	DefaultResendDelay = time.Minute
+	generatedFile      = "generated.rules.yml"
+)
+
+// Options configures a Manager.
+type Options struct {
+	// Appendable receives recording rule results and ALERTS series;
+	// Queryable is what the rules read. Both are the metric store.
+	// Required.
+	Appendable storage.Appendable
+	Queryable  storage.Queryable
+	// Notify receives firing and resolved alerts (the Alertmanager); nil
+	// drops them (rules still evaluate and /api/v1/alerts shows them).
+	Notify promrules.NotifyFunc
+	// Dir holds the rule file of generated groups. Required.
+	Dir string
+	// ExternalURL is the base of alerts' generator URLs.
+	ExternalURL *url.URL
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+}
+
+// Manager runs the rule groups of a configuration.
+type Manager struct {
+	*promrules.Manager
+	dir    string
+	logger *slog.Logger
+	url    string
+	mu     sync.Mutex
+	stop   sync.Once
+}
+
+// New returns a Manager; call Apply with the rules, then Run.
+func New(opts Options) (*Manager, error) {
+	if opts.Appendable == nil || opts.Queryable == nil || opts.Dir == "" {
+		return nil, errors.New("rules: Options.Appendable, Queryable and Dir are required")
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	engine := promql.NewEngine(promql.EngineOpts{
+		Logger:        logger.With("component", "rule query engine"),
+		MaxSamples:    50_000_000,
+		Timeout:       2 * time.Minute,
+		LookbackDelta: 5 * time.Minute,
+	})
+	notify := opts.Notify
+	if notify == nil {
+		notify = func(context.Context, string, ...*promrules.Alert) {}
+	}
+	extURL := ""
+	if opts.ExternalURL != nil {
+		extURL = opts.ExternalURL.String()
+	}
+	m := promrules.NewManager(&promrules.ManagerOptions{
+		ExternalURL:     opts.ExternalURL,
+		QueryFunc:       promrules.EngineQueryFunc(engine, opts.Queryable),
+		NotifyFunc:      notify,
+		Context:         context.Background(),
+		Appendable:      opts.Appendable,
+		Queryable:       opts.Queryable,
+		Logger:          logger.With("component", "rules"),
+		Registerer:      opts.Registerer,
+		OutageTolerance: DefaultOutageTolerance,
+		ForGracePeriod:  DefaultForGracePeriod,
+		ResendDelay:     DefaultResendDelay,
+	})
+	return &Manager{Manager: m, dir: opts.Dir, logger: logger, url: extURL}, nil
+}
+
+// Config is what a (re)load applies.
+type Config struct {
+	// Interval is the default evaluation interval (global.evaluation_interval).
+	Interval time.Duration
+	// Files are rule files, already resolved and expanded from globs.
+	Files []string
+	// Generated are groups vigil made (SLOs); written to Dir as a rule file.
+	Generated []rulefmt.RuleGroup
+	// ExternalLabels are added to alerts, as in Prometheus.
+	ExternalLabels labels.Labels
+}
+
+// Validate checks every file with Prometheus's rule file parser and
+// returns all problems, each naming its file.
+func Validate(files []string, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	for _, f := range files {
+		_, perrs := rulefmt.ParseFile(f, false, model.UTF8Validation, parser.NewParser(parser.Options{}), logger)
+		for _, e := range perrs {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidRules, e))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Apply validates and loads c, replacing the running groups. On error the
+// previous rules keep running.
+func (m *Manager) Apply(c Config) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	files := slices.Clone(c.Files)
+	gen := filepath.Join(m.dir, generatedFile)
+	if len(c.Generated) > 0 {
+		data, err := yaml.Marshal(rulefmt.RuleGroups{Groups: c.Generated})
+		if err != nil {
+			return fmt.Errorf("rules: encode generated rules: %w", err)
+		}
+		tmp := gen + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+		if err := Validate([]string{tmp}, m.logger); err != nil {
+			return fmt.Errorf("generated rules: %w", err)
+		}
+		if err := os.Rename(tmp, gen); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+		files = append(files, gen)
+	} else if err := os.Remove(gen); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("rules: %w", err)
+	}
+	if err := Validate(c.Files, m.logger); err != nil {
+		return err
+	}
+	if err := m.Update(c.Interval, files, c.ExternalLabels, m.url, nil); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRules, err)
+	}
+	m.logger.Info("rules loaded", "files", len(files), "groups", len(m.RuleGroups()))
+	return nil
+}
+
+// Stop stops evaluation; it is safe to call more than once.
+func (m *Manager) Stop() { m.stop.Do(m.Manager.Stop) }

@@ -1,0 +1,141 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/util/teststorage"
+)
+
+// appendErrors writes a counter growing by perSecond for the last two
+// minutes, so rate() over a minute sees perSecond.
+func appendErrors(t *testing.T, st *teststorage.TestStorage, job string, perSecond float64) {
+	t.Helper()
+	app := st.Appender(t.Context())
+	now := time.Now()
+	ls := labels.FromStrings("__name__", "http_errors_total", "job", job)
+	for i := 120; i >= 0; i -= 5 {
+		ts := now.Add(-time.Duration(i) * time.Second)
+		if _, err := app.Append(0, ls, ts.UnixMilli(), float64(120-i)*perSecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type notified struct {
+	mu     sync.Mutex
+	alerts []*promrules.Alert
+}
+
+func (n *notified) notify(_ context.Context, _ string, alerts ...*promrules.Alert) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.alerts = append(n.alerts, alerts...)
+}
+
+func (n *notified) firing(name string) []*promrules.Alert {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []*promrules.Alert
+	for _, a := range n.alerts {
+		if a.Labels.Get("alertname") == name && a.State == promrules.StateFiring {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func newManager(t *testing.T, n *notified) (*Manager, *teststorage.TestStorage) {
+	t.Helper()
+	st := teststorage.New(t)
+	t.Cleanup(func() { _ = st.Close() })
+	m, err := New(Options{Appendable: st, Queryable: st, Notify: n.notify, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Run()
+	t.Cleanup(m.Stop)
+	return m, st
+}
+
+func TestRulesRecordAndAlert(t *testing.T) {
+	n := &notified{}
+	m, st := newManager(t, n)
+	appendErrors(t, st, "checkout", 2)
+	appendErrors(t, st, "catalog", 0.1)
+	if err := m.Apply(Config{Interval: time.Second, Files: []string{"testdata/shop.rules.yml"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(n.firing("HighErrorRate")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	firing := n.firing("HighErrorRate")
+	if len(firing) == 0 {
+		t.Fatal("HighErrorRate never fired")
+	}
+	for _, a := range firing {
+		if job := a.Labels.Get("job"); job != "checkout" {
+			t.Errorf("alert for %s; only checkout errs more than 0.5/s", job)
+		}
+		if a.Labels.Get("severity") != "page" || !strings.HasPrefix(a.Annotations.Get("summary"), "checkout fails 2") {
+			t.Errorf("labels %v annotations %v", a.Labels, a.Annotations)
+		}
+	}
+	if got := len(m.AlertingRules()); got != 1 {
+		t.Errorf("%d alerting rules, want 1", got)
+	}
+	// The recording rule's series is in the store.
+	q, err := st.Querier(0, time.Now().Add(time.Minute).UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ss := q.Select(t.Context(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "job:http_errors:rate1m"))
+	jobs := map[string]bool{}
+	for ss.Next() {
+		jobs[ss.At().Labels().Get("job")] = true
+	}
+	if !jobs["checkout"] || !jobs["catalog"] {
+		t.Errorf("recorded series for %v, want checkout and catalog", jobs)
+	}
+}
+
+func TestApplyRejectsInvalidFilesAndKeepsRunning(t *testing.T) {
+	m, _ := newManager(t, &notified{})
+	if err := m.Apply(Config{Interval: time.Second, Files: []string{"testdata/shop.rules.yml"}}); err != nil {
+		t.Fatal(err)
+	}
+	err := m.Apply(Config{Interval: time.Second, Files: []string{"testdata/shop.rules.yml", "testdata/bad.rules.yml"}})
+	if !errors.Is(err, ErrInvalidRules) || !strings.Contains(err.Error(), "bad.rules.yml") {
+		t.Fatalf("Apply with a broken file: %v, want ErrInvalidRules naming the file", err)
+	}
+	if got := len(m.RuleGroups()); got != 1 {
+		t.Errorf("%d groups after a failed reload, want the previous 1", got)
+	}
+}
+
+func TestGeneratedGroupsAreWrittenAndLoaded(t *testing.T) {
+	m, _ := newManager(t, &notified{})
+	gen := []rulefmt.RuleGroup{{Name: "slo-payments", Rules: []rulefmt.Rule{{Record: "slo:up", Expr: "vector(1)"}}}}
+	if err := m.Apply(Config{Interval: time.Second, Generated: gen}); err != nil {
+		t.Fatal(err)
+	}
+	if g := m.RuleGroups(); len(g) != 1 || g[0].Name() != "slo-payments" {
+		t.Fatalf("groups %v", g)
+	}
+	bad := []rulefmt.RuleGroup{{Name: "x", Rules: []rulefmt.Rule{{Record: "slo:bad", Expr: "sum("}}}}
+	if err := m.Apply(Config{Interval: time.Second, Generated: bad}); !errors.Is(err, ErrInvalidRules) {
+		t.Errorf("generated group with a bad expression: %v", err)
+	}
+}
