@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +31,21 @@ const secondGroup = `groups:
     rules:
       - record: vigil:one
         expr: vector(1)
+`
+
+// checkoutSLOConfig evaluates every second, loads the rule files and has a
+// span-based SLO for checkout.
+const checkoutSLOConfig = `global:
+  evaluation_interval: 1s
+rule_files: ["rules/*.yml"]
+slos:
+  - version: prometheus/v1
+    service: checkout
+    slos:
+      - name: requests
+        objective: 99.9
+        sli: {spans: {}}
+        alerting: {name: CheckoutBudgetBurn}
 `
 
 // postErrorSpan sends one failing server span of service over OTLP/HTTP JSON.
@@ -67,7 +83,7 @@ func TestRulesOverTracesReloadAndAPIs(t *testing.T) {
 	}
 	write("a.yml", tracesOnlyRules)
 	cfgPath := filepath.Join(dir, "vigil.yaml")
-	if err := os.WriteFile(cfgPath, []byte("global:\n  evaluation_interval: 1s\nrule_files: [\"rules/*.yml\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(checkoutSLOConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s := startServer(t, filepath.Join(dir, "data"), "--config", cfgPath, "--enable-admin")
@@ -119,9 +135,14 @@ func TestRulesOverTracesReloadAndAPIs(t *testing.T) {
 		}
 		return names
 	}
-	if got := groupNames(); len(got) != 1 || got[0] != "traces-only" {
+	// The file's group and the three groups the SLO generates.
+	if got := groupNames(); len(got) != 4 || !slices.Contains(got, "traces-only") || !slices.Contains(got, "slo-alerts-checkout-requests") {
 		t.Fatalf("groups %v", got)
 	}
+	waitFor(t, "the checkout SLO's 5m error ratio", 30*time.Second, func() bool {
+		got := s.promQuery(t, `slo:sli_error:ratio_rate5m{sloth_service="checkout",sloth_slo="requests"}`)
+		return len(got) == 1
+	})
 	if got := s.promQuery(t, `service:span_calls:total{service_name="checkout"}`); len(got) != 1 {
 		t.Errorf("recording rule result: %v", got)
 	}
@@ -131,7 +152,7 @@ func TestRulesOverTracesReloadAndAPIs(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two groups after SIGHUP", 10*time.Second, func() bool { return len(groupNames()) == 2 })
+	waitFor(t, "five groups after SIGHUP", 10*time.Second, func() bool { return len(groupNames()) == 5 })
 
 	// A broken file: the reload is refused, naming the file, and both
 	// groups keep running.
@@ -144,7 +165,7 @@ func TestRulesOverTracesReloadAndAPIs(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg, "c.yml") {
 		t.Errorf("reload with a broken file: %d %q", resp.StatusCode, msg)
 	}
-	if got := groupNames(); len(got) != 2 {
+	if got := groupNames(); len(got) != 5 {
 		t.Errorf("groups after a refused reload: %v", got)
 	}
 }

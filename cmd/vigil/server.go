@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/rulefmt"
 
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
@@ -35,6 +36,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/red"
 	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
 	"github.com/vigil-observability/vigil/internal/ui"
@@ -221,7 +223,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
-	if err := ruleMgr.Apply(rulesConfig(cfg)); err != nil {
+	initial, err := rulesConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := ruleMgr.Apply(initial); err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
 	go ruleMgr.Run()
@@ -239,7 +245,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		if err != nil {
 			return err
 		}
-		if err := ruleMgr.Apply(rulesConfig(next)); err != nil {
+		rc, err := rulesConfig(next)
+		if err != nil {
+			return err
+		}
+		if err := ruleMgr.Apply(rc); err != nil {
 			return err
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
@@ -329,14 +339,29 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	return runErr // deferred closes run next: storage closes last
 }
 
-// rulesConfig is what the rules manager runs for cfg.
-func rulesConfig(cfg *config.Config) rules.Config {
-	files, _ := cfg.RuleFilePaths() // config.Load checked the patterns
+// rulesConfig is what the rules manager runs for cfg: its rule files and
+// the rules its SLOs generate.
+func rulesConfig(cfg *config.Config) (rules.Config, error) {
+	files, err := cfg.RuleFilePaths()
+	if err != nil {
+		return rules.Config{}, err
+	}
+	specs, err := cfg.SLOSpecs()
+	if err != nil {
+		return rules.Config{}, err
+	}
+	var generated []rulefmt.RuleGroup
+	if len(specs) > 0 {
+		if generated, err = slo.Generate(specs); err != nil {
+			return rules.Config{}, fmt.Errorf("slos: %w", err)
+		}
+	}
 	return rules.Config{
 		Interval:       time.Duration(cfg.Prometheus.GlobalConfig.EvaluationInterval),
 		Files:          files,
+		Generated:      generated,
 		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
-	}
+	}, nil
 }
 
 // reloadOnSIGHUP applies the configuration again at every SIGHUP until ctx

@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/slo"
 )
 
 // ErrInvalid wraps every validation failure.
@@ -162,6 +163,9 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 	if _, err := c.RuleFilePaths(); err != nil {
 		return err
 	}
+	if _, err := c.SLOSpecs(); err != nil {
+		return err
+	}
 	return c.Validate()
 }
 
@@ -209,6 +213,15 @@ func (c *Config) RuleFilePaths() ([]string, error) {
 		out = append(out, m...)
 	}
 	return out, nil
+}
+
+// SLOSpecs decodes and validates the slos: section.
+func (c *Config) SLOSpecs() ([]slo.Spec, error) {
+	specs, err := slo.Decode(&c.SLOs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: slos: %w", ErrInvalid, err)
+	}
+	return specs, nil
 }
 
 // Validate reports the first invalid setting.
