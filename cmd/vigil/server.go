@@ -24,6 +24,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
 
+	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
@@ -216,9 +217,36 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		}
 	}()
 
+	// The built-in Alertmanager always runs, so silences and the
+	// Alertmanager API (amtool, the UI) work; without an alertmanager.yml
+	// alerts route to a receiver that sends nothing.
+	amDir := filepath.Join(cfg.DataDir, "alertmanager")
+	amFile, err := alertmanagerFile(cfg, amDir)
+	if err != nil {
+		return err
+	}
+	am, err := alerting.New(alerting.Options{
+		ConfigFile: amFile, DataDir: amDir, ExternalURL: "http://" + cfg.HTTPAddr,
+		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
+		Logger:         logger.With("component", "alertmanager"), Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("alertmanager: %w", err)
+	}
+	amCtx, stopAM := context.WithCancel(context.Background())
+	amDone := make(chan struct{})
+	go func() {
+		defer close(amDone)
+		if err := am.Run(amCtx); err != nil {
+			logger.Error("alertmanager", "err", err)
+		}
+	}()
+	defer func() { stopAM(); am.Stop(); <-amDone }()
+	webSrv.Handle("/api/v2/", am.Handler())
+
 	ruleMgr, err := rules.New(rules.Options{
 		Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-		Logger: logger, Registerer: reg,
+		Notify: am.Notify, Logger: logger, Registerer: reg,
 	})
 	if err != nil {
 		return err
@@ -254,6 +282,13 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
 			return fmt.Errorf("scrape config: %w", err)
+		}
+		nextAM, err := alertmanagerFile(next, amDir)
+		if err != nil {
+			return err
+		}
+		if err := am.ApplyConfig(nextAM); err != nil {
+			return fmt.Errorf("alertmanager: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
 		logger.Info("configuration reloaded")
@@ -337,6 +372,31 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	stopRecorder()
 	<-recorderDone
 	return runErr // deferred closes run next: storage closes last
+}
+
+// defaultAlertmanagerConfig routes every alert to a receiver that sends
+// nothing: alerts and silences still work through the API and the UI.
+const defaultAlertmanagerConfig = `# Written by vigil: no alertmanager_config_file is configured.
+route:
+  receiver: none
+receivers:
+  - name: none
+`
+
+// alertmanagerFile is the configured alertmanager.yml, or a default one
+// written into dir.
+func alertmanagerFile(cfg *config.Config, dir string) (string, error) {
+	if cfg.AlertmanagerConfigFile != "" {
+		return cfg.AlertmanagerConfigFile, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("alertmanager: %w", err)
+	}
+	path := filepath.Join(dir, "default.yml")
+	if err := os.WriteFile(path, []byte(defaultAlertmanagerConfig), 0o644); err != nil {
+		return "", fmt.Errorf("alertmanager: %w", err)
+	}
+	return path, nil
 }
 
 // rulesConfig is what the rules manager runs for cfg: its rule files and
