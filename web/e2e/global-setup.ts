@@ -1,6 +1,8 @@
 // Starts `bin/vigil server` on free ports with a temporary data directory and
 // `bin/vigil demo` sending to it, waits until the demo's traces, logs and
 // metrics are queryable, and stops both afterwards (also when tests fail).
+// The server also evaluates a few alert rules and an SLO and runs its
+// Alertmanager, for the alerting pages.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -79,6 +81,51 @@ const getJSON = async (url: string) => {
   return r.ok ? r.json() : null
 }
 
+// Alerts for alerting.spec.ts: one firing at once, one pending for an hour.
+// The description is HTML, which the UI must show as text.
+const E2E_RULES = `groups:
+  - name: e2e
+    rules:
+      - alert: E2EAlwaysFiring
+        expr: vector(1)
+        labels:
+          severity: page
+          team: e2e
+        annotations:
+          summary: Always firing, for the browser tests
+          description: '<img src=x onerror="window.__xss=3"> <script>window.__xss=4</script>'
+      - alert: E2EPending
+        expr: vector(1)
+        for: 1h
+        labels:
+          severity: ticket
+          team: e2e
+        annotations:
+          summary: Pending for an hour
+`
+
+// Every alert goes to a receiver without integrations: nothing is sent out.
+const E2E_ALERTMANAGER = `route:
+  receiver: blackhole
+  group_wait: 1s
+  group_interval: 1s
+receivers:
+  - name: blackhole
+`
+
+// An SLO on the demo's payments service, with a span-based SLI.
+const E2E_SLOS = `slos:
+  - version: prometheus/v1
+    service: payments
+    slos:
+      - name: charge-errors
+        objective: 99.9
+        sli: {spans: {operation: "shop.Payments/Charge"}}
+        alerting:
+          name: PaymentsChargeBudgetBurn
+          page_alert: {labels: {severity: critical}}
+          ticket_alert: {labels: {severity: warning}}`
+
 export default async function globalSetup() {
   // Against a vigil that is already running (VIGIL_URL, with the demo shop
   // for the specs that expect its services; VIGIL_OTLP_HTTP, default
@@ -93,12 +140,20 @@ export default async function globalSetup() {
   const dataDir = mkdtempSync(join(tmpdir(), 'vigil-ui-test-'))
   const url = `http://127.0.0.1:${httpPort}`
   const config = join(dataDir, 'vigil.yaml')
-  // Scrape vigil itself and the demo's services, so `up` has series quickly.
+  // Scrape vigil itself and the demo's services, so `up` has series quickly;
+  // evaluate rules every second; alert rules and an SLO for the alerting
+  // specs (alerting.spec.ts), and vigil's Alertmanager with one receiver.
+  writeFileSync(join(dataDir, 'e2e.rules.yml'), E2E_RULES)
+  writeFileSync(join(dataDir, 'alertmanager.yml'), E2E_ALERTMANAGER)
   writeFileSync(
     config,
     [
+      'rule_files: [e2e.rules.yml]',
+      'alertmanager_config_file: alertmanager.yml',
+      E2E_SLOS,
       'global:',
       '  scrape_interval: 2s',
+      '  evaluation_interval: 1s',
       'scrape_configs:',
       '  - job_name: vigil',
       `    static_configs: [{targets: ["127.0.0.1:${httpPort}"]}]`,

@@ -14,6 +14,9 @@ const TraceView = lazy(() => import('./pages/TraceView'))
 const Logs = lazy(() => import('./pages/Logs'))
 const MetricsExplorer = lazy(() => import('./pages/MetricsExplorer'))
 const ServiceMap = lazy(() => import('./pages/ServiceMap'))
+const Alerts = lazy(() => import('./pages/Alerts'))
+const Silences = lazy(() => import('./pages/Silences'))
+const SLOs = lazy(() => import('./pages/SLOs'))
 
 function NavLink({ to, children, match }: { to: string; children: ReactNode; match: (p: string) => boolean }) {
   const [location] = useLocation()
@@ -49,6 +52,15 @@ function Shell() {
           <NavLink to="/map" match={(p) => p.startsWith('/map')}>
             Service map
           </NavLink>
+          <NavLink to="/alerts" match={(p) => p.startsWith('/alerts')}>
+            Alerts
+          </NavLink>
+          <NavLink to="/silences" match={(p) => p.startsWith('/silences')}>
+            Silences
+          </NavLink>
+          <NavLink to="/slos" match={(p) => p.startsWith('/slos')}>
+            SLOs
+          </NavLink>
         </nav>
         <TimePicker />
       </header>
@@ -62,6 +74,9 @@ function Shell() {
             <Route path="/logs" component={Logs} />
             <Route path="/explore" component={MetricsExplorer} />
             <Route path="/map" component={ServiceMap} />
+            <Route path="/alerts" component={Alerts} />
+            <Route path="/silences" component={Silences} />
+            <Route path="/slos" component={SLOs} />
             <Route>
               <div className="state empty">
                 No such page. <Link href="/">Go to the services overview</Link>.

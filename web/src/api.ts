@@ -150,3 +150,96 @@ export interface PromList {
   status: string
   data: string[]
 }
+
+// sendJSON sends a request with an optional JSON body and decodes the answer
+// like getJSON. Alertmanager's API reports errors as a bare JSON string or as
+// plain text; both become the ApiError's message.
+export async function sendJSON<T>(method: string, url: string, body?: unknown): Promise<T> {
+  const resp = await fetch(url, {
+    method,
+    headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await resp.text()
+  let parsed: unknown = null
+  try {
+    parsed = text ? JSON.parse(text) : null
+  } catch {
+    parsed = text
+  }
+  if (!resp.ok) {
+    const b = parsed as { error?: string; message?: string; errors?: { msg?: string }[] } | string | null
+    const msg = typeof b === 'string' ? b.trim() : (b?.error ?? b?.message ?? b?.errors?.[0]?.msg ?? resp.statusText)
+    throw new ApiError(`${resp.status}: ${msg || resp.statusText}`, resp.status)
+  }
+  return parsed as T
+}
+
+// ---- rules and alerts (Prometheus /api/v1) ----
+
+export type Labels = Record<string, string>
+
+export interface PromAlert {
+  labels: Labels
+  annotations: Labels
+  state: 'firing' | 'pending' | 'inactive'
+  activeAt?: string
+  value?: string
+}
+
+export interface AlertingRule {
+  type: 'alerting'
+  name: string
+  query: string
+  duration?: number
+  labels?: Labels
+  annotations?: Labels
+  state: 'firing' | 'pending' | 'inactive'
+  health: string
+  lastError?: string
+  alerts?: PromAlert[]
+}
+
+export interface RecordingRule {
+  type: 'recording'
+  name: string
+  query: string
+  health: string
+  lastError?: string
+}
+
+export interface RuleGroups {
+  data: { groups: { name: string; file: string; rules: (AlertingRule | RecordingRule)[] }[] }
+}
+
+export interface PromAlerts {
+  data: { alerts: PromAlert[] }
+}
+
+// ---- Alertmanager v2 ----
+
+export interface Matcher {
+  name: string
+  value: string
+  isRegex: boolean
+  isEqual?: boolean // absent means true
+}
+
+export interface Silence {
+  id: string
+  status: { state: 'active' | 'pending' | 'expired' }
+  matchers: Matcher[]
+  startsAt: string
+  endsAt: string
+  updatedAt?: string
+  createdBy: string
+  comment: string
+}
+
+export interface AMAlert {
+  labels: Labels
+  annotations: Labels
+  fingerprint?: string
+  startsAt?: string
+  status: { state: 'active' | 'suppressed' | 'unprocessed'; silencedBy: string[] | null; inhibitedBy: string[] | null }
+}

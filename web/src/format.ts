@@ -54,3 +54,11 @@ export function valueText(v: unknown): string {
 export function promString(s: string): string {
   return JSON.stringify(s)
 }
+
+// niceStep picks a query_range step (seconds) giving about 250 points.
+export function niceStep(rangeS: number): number {
+  const raw = rangeS / 250
+  for (const s of [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400])
+    if (s >= raw) return s
+  return Math.ceil(raw / 86400) * 86400
+}

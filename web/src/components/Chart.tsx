@@ -65,6 +65,10 @@ export function UPlot({ data, height, options, onSelect, className, testId }: Ba
 export interface LineSeries {
   label: string
   values: (number | null)[]
+  // Optional fixed colour and dash pattern (dashed lines, e.g. thresholds,
+  // are drawn without points).
+  color?: string
+  dash?: number[]
 }
 
 // TimeChart draws series over shared timestamps (unix seconds).
@@ -96,8 +100,10 @@ export function TimeChart(props: {
           {},
           ...series.map((s, i) => ({
             label: s.label,
-            stroke: PALETTE[i % PALETTE.length],
+            stroke: s.color ?? PALETTE[i % PALETTE.length],
             width: 1.5,
+            dash: s.dash,
+            points: s.dash ? { show: false } : undefined,
             spanGaps: false,
             value: yFormat ? (_u: uPlot, v: number | null) => (v == null ? '–' : yFormat(v)) : undefined,
           })),

@@ -2,7 +2,7 @@ import { memo, useEffect, useRef, useState } from 'react'
 import { apiURL, type PromInstant, type PromMatrix } from '../api'
 import { TimeChart } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
-import { fmtNumber, fmtTime } from '../format'
+import { fmtNumber, fmtTime, niceStep } from '../format'
 import { useFetch } from '../hooks'
 import { absoluteRange, useTimeRange } from '../time'
 import { useQuery, useSetQuery } from '../url'
@@ -16,14 +16,6 @@ export function seriesName(metric: Record<string, string>): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
   return labels.length ? `${name}{${labels.join(', ')}}` : name || '{}'
-}
-
-// niceStep picks a query_range step giving about 250 points.
-function niceStep(rangeS: number): number {
-  const raw = rangeS / 250
-  for (const s of [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400])
-    if (s >= raw) return s
-  return Math.ceil(raw / 86400) * 86400
 }
 
 function QueryInput({ value, onRun }: { value: string; onRun: (q: string) => void }) {
