@@ -168,6 +168,30 @@ func TestRulesOverTracesReloadAndAPIs(t *testing.T) {
 	if got := groupNames(); len(got) != 5 {
 		t.Errorf("groups after a refused reload: %v", got)
 	}
+
+	// A reload is all or nothing: with a valid new rule file but a broken
+	// alertmanager.yml, neither is applied.
+	if err := os.Remove(filepath.Join(dir, "rules", "c.yml")); err != nil {
+		t.Fatal(err)
+	}
+	write("d.yml", strings.ReplaceAll(secondGroup, "second", "third"))
+	if err := os.WriteFile(filepath.Join(dir, "am.yml"), []byte("route: {receiver: nowhere}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, []byte(checkoutSLOConfig+"alertmanager_config_file: am.yml\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Post(s.httpURL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg = readAll(t, resp)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(msg, "am.yml") {
+		t.Errorf("reload with a broken alertmanager.yml: %d %q", resp.StatusCode, msg)
+	}
+	if got := groupNames(); len(got) != 5 || slices.Contains(got, "third") {
+		t.Errorf("groups after a refused reload: %v", got)
+	}
 }
 
 // Admin endpoints are off unless enabled.

@@ -273,22 +273,30 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		if err != nil {
 			return err
 		}
+		// Check every part before applying any, so a reload is all or
+		// nothing.
 		rc, err := rulesConfig(next)
 		if err != nil {
 			return err
 		}
-		if err := ruleMgr.Apply(rc); err != nil {
+		if err := rules.Validate(rc.Files, logger); err != nil {
 			return err
-		}
-		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
-			return fmt.Errorf("scrape config: %w", err)
 		}
 		nextAM, err := alertmanagerFile(next, amDir)
 		if err != nil {
 			return err
 		}
+		if err := alerting.ValidateConfig(nextAM); err != nil {
+			return err
+		}
+		if err := ruleMgr.Apply(rc); err != nil {
+			return err
+		}
 		if err := am.ApplyConfig(nextAM); err != nil {
 			return fmt.Errorf("alertmanager: %w", err)
+		}
+		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
+			return fmt.Errorf("scrape config: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
 		logger.Info("configuration reloaded")

@@ -326,6 +326,15 @@ func (am *Alertmanager) load(name string) (io.Reader, error) {
 	return strings.NewReader(string(b)), nil
 }
 
+// ValidateConfig checks an alertmanager.yml as ApplyConfig would load it,
+// so a reload can check every part of a configuration before applying any.
+func ValidateConfig(path string) error {
+	if _, err := config.LoadFile(path); err != nil {
+		return fmt.Errorf("alerting: load %s: %w", path, err)
+	}
+	return nil
+}
+
 // ApplyConfig reloads alertmanager.yml from path (the Options' ConfigFile if
 // empty). On error the running configuration stays in place.
 func (am *Alertmanager) ApplyConfig(path string) error {
