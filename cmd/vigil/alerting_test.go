@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +115,17 @@ receivers:
 	if p.Receiver != "shop-hook" || len(p.Alerts) != 1 || p.Alerts[0].Labels["alertname"] != "CheckoutDown" ||
 		p.Alerts[0].Labels["severity"] != "page" || p.Alerts[0].Annotations["summary"] != "checkout is down" {
 		t.Errorf("notification %+v", p)
+	}
+
+	// The doctor sees that Unrouted's alerts reach nobody.
+	var rep struct {
+		Findings []struct{ Code, Severity, Subject string }
+	}
+	if s.getJSON(t, "/api/doctor?refresh=1", &rep) != http.StatusOK ||
+		!slices.ContainsFunc(rep.Findings, func(f struct{ Code, Severity, Subject string }) bool {
+			return f.Code == "alert_unrouted" && f.Subject == "test/Unrouted" && f.Severity == "critical"
+		}) {
+		t.Errorf("doctor findings %+v: want alert_unrouted for test/Unrouted", rep.Findings)
 	}
 
 	url := "--alertmanager.url=" + s.httpURL

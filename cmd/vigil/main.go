@@ -13,6 +13,7 @@ const usage = `vigil: one binary for traces, logs and metrics of Go services.
 Usage:
   vigil server [flags]   run the server (vigil server -h lists flags)
   vigil demo [flags]     run the demo shop against a server (vigil demo -h)
+  vigil doctor [flags]   find where telemetry silently breaks (vigil doctor -h)
   vigil version          print version, commit and Go version
 `
 
@@ -30,6 +31,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServer(args[1:], stderr)
 	case "demo":
 		return runDemo(args[1:], stderr)
+	case "doctor":
+		return runDoctor(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return 0

@@ -26,6 +26,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
@@ -318,6 +319,22 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		return err
 	}
 	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
+
+	doc, err := doctor.New(doctor.Options{
+		Checks: []doctor.Check{
+			doctor.ScrapeCheck{Targets: scraper},
+			doctor.RuleCheck{Rules: ruleMgr, Metrics: metricsDB},
+			doctor.RoutingCheck{Rules: ruleMgr, Router: am},
+		},
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+	docCtx, stopDoc := context.WithCancel(ctx)
+	defer stopDoc()
+	go doc.Run(docCtx)
+	webSrv.Handle("/api/doctor", doc.Handler())
 	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
 		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
