@@ -113,3 +113,30 @@ func mustGet(t *testing.T, url string) *http.Response {
 	}
 	return resp
 }
+
+// TestDoctorFindsLogsWithoutTrace runs the demo with orders logging
+// outside the request context: the doctor names orders, and no other
+// service.
+func TestDoctorFindsLogsWithoutTrace(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	startDemo(t, s, freePortRun(t, 4), "--fault", "log-without-context")
+	var rep struct {
+		Findings []struct{ Code, Subject string }
+	}
+	waitFor(t, "logs_without_trace for orders", 60*time.Second, func() bool {
+		if s.getJSON(t, "/api/doctor?refresh=1", &rep) != http.StatusOK {
+			return false
+		}
+		for _, f := range rep.Findings {
+			if f.Code == "logs_without_trace" && f.Subject == "orders" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, f := range rep.Findings {
+		if f.Code == "logs_without_trace" && f.Subject != "orders" {
+			t.Errorf("logs_without_trace for %s, whose logs carry trace ids", f.Subject)
+		}
+	}
+}

@@ -325,6 +325,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.ScrapeCheck{Targets: scraper},
 			doctor.RuleCheck{Rules: ruleMgr, Metrics: metricsDB},
 			doctor.RoutingCheck{Rules: ruleMgr, Router: am},
+			doctor.LogsCheck{Logs: spanLogs, Spans: spanLogs},
 		},
 		Logger: logger, Registerer: reg,
 	})

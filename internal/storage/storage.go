@@ -161,6 +161,20 @@ type REDReader interface {
 	RED(ctx context.Context, q REDQuery) ([]REDRow, error)
 }
 
+// ServiceLogs counts one service's log records and those that carry a
+// trace id.
+type ServiceLogs struct {
+	Service          string
+	Total, WithTrace int64
+}
+
+// LogStatsReader summarises stored logs for diagnosis.
+type LogStatsReader interface {
+	// LogTraceStats counts, per service, the log records stamped in
+	// [start, end) and how many of them carry a trace id, sorted by service.
+	LogTraceStats(ctx context.Context, start, end time.Time) ([]ServiceLogs, error)
+}
+
 // LogWriter persists log records with the same durability contract as
 // TraceWriter.WriteTraces.
 type LogWriter interface {
@@ -302,6 +316,7 @@ type SpanLogStore interface {
 	TraceReader
 	TraceSearcher
 	REDReader
+	LogStatsReader
 	LogWriter
 	LogReader
 	Close() error

@@ -149,3 +149,42 @@ func (s *SpanLogStore) red(ctx context.Context, q storage.REDQuery, cond string,
 }
 
 func nanos(f float64) time.Duration { return time.Duration(math.Round(f)) }
+
+// LogTraceStats counts per service in SQL over the day files the range
+// touches.
+func (s *SpanLogStore) LogTraceStats(ctx context.Context, start, end time.Time) ([]storage.ServiceLogs, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	lo, hi := start.UnixNano(), end.UnixNano()
+	var sub []string
+	for _, p := range s.snapshot() {
+		if p.logMin > p.logMax || p.logMax < lo || p.logMin >= hi {
+			continue
+		}
+		sub = append(sub, fmt.Sprintf(`SELECT service, count(*) AS n, count(*) FILTER (WHERE trace_hi <> 0 OR trace_lo <> 0) AS t
+			FROM %s.logs WHERE ts_ns >= %d AND ts_ns < %d GROUP BY service`, p.alias, lo, hi))
+	}
+	if len(sub) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT service, sum(n)::BIGINT, sum(t)::BIGINT FROM ("+strings.Join(sub, " UNION ALL ")+") GROUP BY service ORDER BY service")
+	if err != nil {
+		return nil, fmt.Errorf("embedded: log trace stats: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.ServiceLogs
+	for rows.Next() {
+		var sl storage.ServiceLogs
+		if err := rows.Scan(&sl.Service, &sl.Total, &sl.WithTrace); err != nil {
+			return nil, fmt.Errorf("embedded: log trace stats: %w", err)
+		}
+		out = append(out, sl)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: log trace stats: %w", err)
+	}
+	return out, nil
+}

@@ -114,3 +114,36 @@ func quantile(v []int64, q float64) time.Duration {
 	f := float64(v[lo]) + (float64(v[hi])-float64(v[lo]))*(pos-float64(lo))
 	return time.Duration(math.Round(f))
 }
+
+// LogTraceStats counts records per service in the range.
+func (s *Store) LogTraceStats(ctx context.Context, start, end time.Time) ([]storage.ServiceLogs, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	by := map[string]*storage.ServiceLogs{}
+	for _, e := range s.logs {
+		if e.at.Before(start) || !e.at.Before(end) {
+			continue
+		}
+		sl := by[e.record.Service]
+		if sl == nil {
+			sl = &storage.ServiceLogs{Service: e.record.Service}
+			by[e.record.Service] = sl
+		}
+		sl.Total++
+		if !e.record.TraceID.IsEmpty() {
+			sl.WithTrace++
+		}
+	}
+	out := make([]storage.ServiceLogs, 0, len(by))
+	for _, sl := range by {
+		out = append(out, *sl)
+	}
+	slices.SortFunc(out, func(a, b storage.ServiceLogs) int { return cmp.Compare(a.Service, b.Service) })
+	return out, nil
+}

@@ -348,3 +348,21 @@ func testRED(t *testing.T, s storage.SpanLogStore, base time.Time) {
 		t.Errorf("RED with an empty range: %v, want ErrInvalidQuery", err)
 	}
 }
+
+func testLogTraceStats(t *testing.T, s storage.SpanLogStore, base time.Time) {
+	defer s.Close()
+	mustWriteLogs(t, s, LoadLogs(t, "logs.json", base))
+	got, err := s.LogTraceStats(t.Context(), base.Add(-time.Minute), base.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In the minute around base: checkout L1-L4 (L1, L2 with a trace),
+	// payments L5-L10 (L5, L10 with a trace), and L12 without a service.
+	want := []storage.ServiceLogs{{Service: "", Total: 1}, {Service: "checkout", Total: 4, WithTrace: 2}, {Service: "payments", Total: 6, WithTrace: 2}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("LogTraceStats = %+v, want %+v", got, want)
+	}
+	if got, err := s.LogTraceStats(t.Context(), base.Add(time.Hour), base.Add(2*time.Hour)); err != nil || len(got) != 0 {
+		t.Errorf("LogTraceStats of an empty range = %+v, %v", got, err)
+	}
+}
