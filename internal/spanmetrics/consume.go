@@ -6,6 +6,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
 // UnknownService is the service_name of spans and log records whose
@@ -28,10 +30,6 @@ var statusCodes = [...]string{
 	ptrace.StatusCodeOk:    "STATUS_CODE_OK",
 	ptrace.StatusCodeError: "STATUS_CODE_ERROR",
 }
-
-// Label values of severity: UNSET, then one per OTLP severity number band
-// of four (1-4 TRACE ... 21-24 FATAL).
-var severities = [...]string{"UNSET", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
 
 type spanKey struct {
 	service, name string
@@ -58,7 +56,7 @@ func overflowSpanKeys(k spanKey) (spanKey, spanKey) {
 
 type logKey struct {
 	service  string
-	severity uint8 // index in severities
+	severity vstorage.Severity
 }
 
 func validLogKey(k logKey) logKey {
@@ -156,7 +154,7 @@ func (r *Recorder) ConsumeLogs(ld plog.Logs) {
 		for j := range sls.Len() {
 			records := sls.At(j).LogRecords()
 			for k := range records.Len() {
-				sev := severityIndex(records.At(k).SeverityNumber())
+				sev := vstorage.SeverityOf(records.At(k).SeverityNumber())
 				r.logs.get(logKey{service: service, severity: sev}, r.maxSeries, r.startMs).v++
 			}
 		}
@@ -183,14 +181,6 @@ func (r *Recorder) intern(service string) string {
 // maxInterned bounds the interned service names; beyond it, each batch's
 // service names are copied.
 const maxInterned = 10_000
-
-// severityIndex maps an OTLP severity number to its band in severities.
-func severityIndex(n plog.SeverityNumber) uint8 {
-	if n < plog.SeverityNumberTrace || n > plog.SeverityNumberFatal4 {
-		return 0
-	}
-	return uint8((n-plog.SeverityNumberTrace)/4) + 1
-}
 
 // serviceName is the resource's service.name, or UnknownService.
 func serviceName(res pcommon.Resource) string {

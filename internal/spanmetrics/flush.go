@@ -231,7 +231,7 @@ func edgeLabels(k edgeKey) []labels.Labels {
 }
 
 func logLabels(k logKey) []labels.Labels {
-	return []labels.Labels{named(MetricLogRecords, []string{"service_name", k.service, "severity", severities[k.severity]})}
+	return []labels.Labels{named(MetricLogRecords, []string{"service_name", k.service, "severity", k.severity.String()})}
 }
 
 func appendHistLabels(out []labels.Labels, name string, kv []string) []labels.Labels {

@@ -365,13 +365,12 @@ func logConditions(q storage.LogQuery) (string, []any, error) {
 			args = append(args, v)
 			continue
 		}
-		a, aargs, err := attrCondition("attributes", k, v)
+		c, cargs, err := ownOrResourceAttr(k, v)
 		if err != nil {
 			return "", nil, err
 		}
-		r, rargs, _ := attrCondition("resource_attributes", k, v)
-		conds = append(conds, "("+a+" OR "+r+")")
-		args = append(append(args, aargs...), rargs...)
+		conds = append(conds, c)
+		args = append(args, cargs...)
 	}
 	if !q.Start.IsZero() {
 		conds = append(conds, fmt.Sprintf("ts_ns >= %d", q.Start.UnixNano()))

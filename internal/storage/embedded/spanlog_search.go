@@ -323,13 +323,10 @@ func spanTagCondition(k, v string) (string, []any, error) {
 	case keyServiceName:
 		return "service = ?", []any{v}, nil
 	}
-	attr, args, err := attrCondition("attributes", k, v)
+	cond, args, err := ownOrResourceAttr(k, v)
 	if err != nil {
 		return "", nil, err
 	}
-	res, rargs, _ := attrCondition("resource_attributes", k, v)
-	cond := "(" + attr + " OR " + res
-	args = append(args, rargs...)
 	// The HTTP fields kept in columns (extractHTTP) are looked up there.
 	col, bit := "", 0
 	switch k {
@@ -345,10 +342,21 @@ func spanTagCondition(k, v string) (string, []any, error) {
 		col, bit = "CAST(http_status_code AS VARCHAR)", httpStatusLegacy
 	}
 	if col != "" {
-		cond += fmt.Sprintf(" OR (http_keys & %d <> 0 AND %s = ?)", bit, col)
+		cond = fmt.Sprintf("(%s OR (http_keys & %d <> 0 AND %s = ?))", cond, bit, col)
 		args = append(args, v)
 	}
-	return cond + ")", args, nil
+	return cond, args, nil
+}
+
+// ownOrResourceAttr matches rows whose own attribute k, or else their
+// resource's, is v as text.
+func ownOrResourceAttr(k, v string) (string, []any, error) {
+	a, args, err := attrCondition("attributes", k, v)
+	if err != nil {
+		return "", nil, err
+	}
+	r, rargs, _ := attrCondition("resource_attributes", k, v)
+	return "(" + a + " OR " + r + ")", append(args, rargs...), nil
 }
 
 // attrCondition matches a top-level key of a typed-JSON attribute column
