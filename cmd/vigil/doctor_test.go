@@ -20,6 +20,7 @@ import (
 // their fix, in /api/doctor, in vigil_doctor_findings and from `vigil
 // doctor`, which exits 1 on a critical finding.
 func TestDoctorFindsBrokenSeams(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,15 +71,11 @@ scrape_configs:
 		}
 		return false
 	})
-	var noSeries bool
-	for _, f := range rep.Findings {
-		if f.Code == "rule_no_series" && f.Subject == "shop/TooManyErrors" {
-			noSeries = true
-		}
-	}
-	if !noSeries {
-		t.Errorf("no rule_no_series for shop/TooManyErrors: %+v", rep.Findings)
-	}
+	// Rules are judged once the store holds a couple of minutes of
+	// history: before that, span metrics may not be flushed yet.
+	s.waitForFinding(t, "rule_no_series for the misspelled metric", 3*time.Minute, func(f docFinding) bool {
+		return f.Code == "rule_no_series" && f.Subject == "shop/TooManyErrors"
+	})
 
 	var out, errOut bytes.Buffer
 	cmd := exec.Command(vigilBin, "doctor", "--server", s.httpURL)
@@ -112,31 +109,4 @@ func mustGet(t *testing.T, url string) *http.Response {
 		t.Fatal(err)
 	}
 	return resp
-}
-
-// TestDoctorFindsLogsWithoutTrace runs the demo with orders logging
-// outside the request context: the doctor names orders, and no other
-// service.
-func TestDoctorFindsLogsWithoutTrace(t *testing.T) {
-	s := startServer(t, t.TempDir())
-	startDemo(t, s, freePortRun(t, 4), "--fault", "log-without-context")
-	var rep struct {
-		Findings []struct{ Code, Subject string }
-	}
-	waitFor(t, "logs_without_trace for orders", 60*time.Second, func() bool {
-		if s.getJSON(t, "/api/doctor?refresh=1", &rep) != http.StatusOK {
-			return false
-		}
-		for _, f := range rep.Findings {
-			if f.Code == "logs_without_trace" && f.Subject == "orders" {
-				return true
-			}
-		}
-		return false
-	})
-	for _, f := range rep.Findings {
-		if f.Code == "logs_without_trace" && f.Subject != "orders" {
-			t.Errorf("logs_without_trace for %s, whose logs carry trace ids", f.Subject)
-		}
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -82,6 +83,12 @@ func freeAddr(t *testing.T) string {
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
 	h, oh, g := freeAddr(t), freeAddr(t), freeAddr(t)
+	// A caller that must know the address before (to write it into a
+	// config) passes its own --http-addr.
+	if i := slices.Index(extra, "--http-addr"); i >= 0 && i+1 < len(extra) {
+		h = extra[i+1]
+		extra = slices.Delete(slices.Clone(extra), i, i+2)
+	}
 	args := append([]string{"server", "--data-dir", dataDir, "--http-addr", h, "--otlp-http-addr", oh, "--otlp-grpc-addr", g}, extra...)
 	s := &server{
 		cmd:     exec.Command(vigilBin, args...),

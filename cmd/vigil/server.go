@@ -264,6 +264,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	var promCfg atomic.Pointer[promconfig.Config] // what /api/v1/status/config shows
 	promCfg.Store(cfg.Prometheus)
+	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
+	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
+	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
+	specs, err := cfg.SLOSpecs()
+	if err != nil {
+		return err
+	}
+	sloSpecs.Store(&specs)
 	// apply installs a reloaded configuration: what can change while
 	// running (scrape configs, rules) changes, the rest needs a restart.
 	var applyMu sync.Mutex
@@ -300,6 +308,10 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return fmt.Errorf("scrape config: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
+		amUnconfigured.Store(next.AlertmanagerConfigFile == "")
+		if specs, err := next.SLOSpecs(); err == nil { // checked by rulesConfig above
+			sloSpecs.Store(&specs)
+		}
 		logger.Info("configuration reloaded")
 		return nil
 	}
@@ -320,14 +332,29 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
 
+	prober := doctor.NewProber(doctor.ProberOptions{})
+	tlsCheck := doctor.TLSCheck{Config: promCfg.Load, Targets: scraper, Prober: prober}
 	doc, err := doctor.New(doctor.Options{
 		Checks: []doctor.Check{
-			doctor.ScrapeCheck{Targets: scraper},
+			doctor.ScrapeCheck{Targets: scraper, TLS: tlsCheck},
+			tlsCheck,
+			doctor.ConfigCheck{Config: promCfg.Load, Targets: scraper, Prober: prober},
 			doctor.RuleCheck{Rules: ruleMgr, Metrics: metricsDB},
-			doctor.RoutingCheck{Rules: ruleMgr, Router: am},
+			doctor.RoutingCheck{Rules: ruleMgr, Router: am, Unconfigured: amUnconfigured.Load},
 			doctor.LogsCheck{Logs: spanLogs, Spans: spanLogs},
+			doctor.PropagationCheck{Spans: spanLogs},
+			doctor.TimingCheck{Spans: spanLogs},
+			doctor.TraceLogsCheck{Coverage: spanLogs},
+			doctor.SuppressionCheck{Alerts: am},
+			doctor.NotifyCheck{Deliveries: am},
+			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB},
+			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
+			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
+			&doctor.CardinalityCheck{Metrics: metricsDB, Head: metricsDB.Head()},
+			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 		},
-		Logger: logger, Registerer: reg,
+		Interval: time.Duration(cfg.Doctor.Interval),
+		Logger:   logger, Registerer: reg,
 	})
 	if err != nil {
 		return err

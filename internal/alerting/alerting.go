@@ -101,6 +101,7 @@ type Alertmanager struct {
 	pipelines   *notify.PipelineBuilder
 	dispMetrics *dispatch.DispatcherMetrics
 	recorder    eventrecorder.Recorder
+	deliveries  *deliveryLog
 
 	nflogDirty chan struct{}
 
@@ -202,6 +203,7 @@ func New(opts Options) (*Alertmanager, error) {
 		state:       opts.State,
 		groupMarker: marker.NewGroupMarker(),
 		recorder:    eventrecorder.NopRecorder(),
+		deliveries:  newDeliveryLog(time.Now),
 		nflogDirty:  make(chan struct{}, 1),
 		stopc:       make(chan struct{}),
 		done:        make(chan struct{}),
@@ -381,7 +383,7 @@ func (am *Alertmanager) applyConfig(conf *config.Config) (err error) {
 		if err != nil {
 			return fmt.Errorf("alerting: receiver %q: %w", rcv.Name, err)
 		}
-		receivers[rcv.Name] = withTemplateFallback(rcv, integrations, tmpl, am.logger, am.metrics.templateErrors)
+		receivers[rcv.Name] = withTemplateFallback(rcv, integrations, tmpl, am.logger, am.metrics.templateErrors, am.deliveries)
 	}
 
 	intervals := make(map[string][]timeinterval.TimeInterval, len(conf.MuteTimeIntervals)+len(conf.TimeIntervals))
@@ -419,6 +421,7 @@ func (am *Alertmanager) applyConfig(conf *config.Config) (err error) {
 	}
 	am.mtx.Unlock()
 	am.api.Update(conf, am.setAlertStatus)
+	am.deliveries.retain(receivers)
 	return nil
 }
 

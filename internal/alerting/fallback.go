@@ -33,7 +33,10 @@ const templateErrorNotice = "[template failed to render; see the vigil log]"
 // the integration runs: that is one extra rendering per notification, and
 // it catches failures that an integration would hide (Slack's sends empty
 // fields) or report only as text.
-func withTemplateFallback(rcv *config.Receiver, integrations []notify.Integration, tmpl *template.Template, logger *slog.Logger, templateErrors *prometheus.CounterVec) []notify.Integration {
+//
+// Every attempt and every template failure is also noted in deliveries,
+// which DeliveryStatus reads.
+func withTemplateFallback(rcv *config.Receiver, integrations []notify.Integration, tmpl *template.Template, logger *slog.Logger, templateErrors *prometheus.CounterVec, deliveries *deliveryLog) []notify.Integration {
 	configs := integrationConfigs(rcv)
 	out := make([]notify.Integration, 0, len(integrations))
 	for _, in := range integrations {
@@ -50,6 +53,8 @@ func withTemplateFallback(rcv *config.Receiver, integrations []notify.Integratio
 			tmpl:     tmpl,
 			logger:   logger.With("receiver", rcv.Name, "integration", in.String()),
 			errors:   templateErrors.WithLabelValues(rcv.Name, in.Name()),
+			log:      deliveries,
+			key:      deliveryKey{rcv.Name, in.String()},
 		}
 		out = append(out, notify.NewIntegration(f, &f.primary, in.Name(), in.Index(), rcv.Name))
 	}
@@ -63,9 +68,11 @@ type integrationKey struct {
 
 // integrationConf is one *XxxConfig of a receiver and the Receiver field
 // holding it (for instance SlackConfigs), to rebuild a one-integration
-// receiver from a patched copy.
+// receiver from a patched copy; path is where it is in alertmanager.yml
+// (slack_configs[0]), to name the fields that fail.
 type integrationConf struct {
 	field string
+	path  string
 	ptr   reflect.Value
 }
 
@@ -87,7 +94,7 @@ func integrationConfigs(rcv *config.Receiver) map[integrationKey]integrationConf
 		s := v.Field(i)
 		for j := range s.Len() {
 			if e := s.Index(j); e.Kind() == reflect.Pointer && !e.IsNil() {
-				out[integrationKey{name, j}] = integrationConf{field: f.Name, ptr: e}
+				out[integrationKey{name, j}] = integrationConf{field: f.Name, path: fmt.Sprintf("%s[%d]", tag, j), ptr: e}
 			}
 		}
 	}
@@ -102,18 +109,27 @@ type fallbackNotifier struct {
 	tmpl     *template.Template
 	logger   *slog.Logger
 	errors   prometheus.Counter
+	log      *deliveryLog
+	key      deliveryKey
 }
 
 func (f *fallbackNotifier) Notify(ctx context.Context, alerts ...*alert.Alert) (bool, error) {
+	retry, err := f.notify(ctx, alerts...)
+	f.log.attempt(f.key, err)
+	return retry, err
+}
+
+func (f *fallbackNotifier) notify(ctx context.Context, alerts ...*alert.Alert) (bool, error) {
 	// Render first: some integrations (Slack) swallow template errors and
 	// send empty fields, so the integration's own error cannot be relied on.
 	data := notify.GetTemplateData(ctx, f.tmpl, alerts, f.logger)
 	p := patcher{tmpl: f.tmpl, data: data}
-	patched, changed := p.walk(f.conf.ptr, f.defaults, f.conf.field, 0)
+	patched, changed := p.walk(f.conf.ptr, f.defaults, f.conf.path, 0)
 	if !changed {
 		return f.primary.Notify(ctx, alerts...)
 	}
 	f.errors.Inc()
+	f.log.templateFailed(f.key, p.problems(f.key.receiver, f.key.integration))
 	f.logger.Error("notification template failed to render; sending the fallback form",
 		"fields", p.failed, "err", errors.Join(p.errs...))
 
@@ -149,8 +165,10 @@ func defaultsFor(ptrType reflect.Type) reflect.Value {
 type patcher struct {
 	tmpl   *template.Template
 	data   *template.Data
-	failed []string
+	failed []string // the YAML paths of the fields that fail
 	errs   []error
+	// fallbacks says, for each failed field, what is sent instead.
+	fallbacks []string
 }
 
 func (p *patcher) renders(s string, html bool) error {
@@ -181,7 +199,7 @@ func (p *patcher) walk(v, def reflect.Value, path string, depth int) (reflect.Va
 		if !strings.Contains(s, "{{") {
 			return v, false
 		}
-		html := strings.HasSuffix(path, ".HTML")
+		html := strings.HasSuffix(path, ".html")
 		err := p.renders(s, html)
 		if err == nil {
 			return v, false
@@ -189,9 +207,15 @@ func (p *patcher) walk(v, def reflect.Value, path string, depth int) (reflect.Va
 		p.failed = append(p.failed, path)
 		p.errs = append(p.errs, err)
 		repl := templateErrorNotice
+		fallback := fmt.Sprintf("the notice %q", templateErrorNotice)
 		if def.IsValid() && def.Kind() == reflect.String && p.renders(def.String(), html) == nil {
 			repl = def.String()
+			fallback = "Alertmanager's default for the field"
+			if repl == "" {
+				fallback = "an empty value (the field's default)"
+			}
 		}
+		p.fallbacks = append(p.fallbacks, fallback)
 		return reflect.ValueOf(repl).Convert(v.Type()), true
 
 	case reflect.Pointer:
@@ -221,7 +245,7 @@ func (p *patcher) walk(v, def reflect.Value, path string, depth int) (reflect.Va
 			if def.IsValid() && def.Type() == v.Type() {
 				fdef = def.Field(i)
 			}
-			nf, changed := p.walk(v.Field(i), fdef, path+"."+sf.Name, depth+1)
+			nf, changed := p.walk(v.Field(i), fdef, fieldPath(path, sf), depth+1)
 			if !changed {
 				continue
 			}
@@ -243,7 +267,11 @@ func (p *patcher) walk(v, def reflect.Value, path string, depth int) (reflect.Va
 		if v.IsNil() || !p.failing(v.Elem()) {
 			return v, false
 		}
+		n := len(p.fallbacks)
 		p.walk(v.Elem(), reflect.Value{}, path, depth+1) // records the failures
+		for i := n; i < len(p.fallbacks); i++ {
+			p.fallbacks[i] = "the integration's standard form: the whole " + path + " is left out"
+		}
 		if def.IsValid() && def.Type() == v.Type() {
 			return def, true
 		}
@@ -293,4 +321,26 @@ func (p *patcher) walk(v, def reflect.Value, path string, depth int) (reflect.Va
 		return out, true
 	}
 	return v, false
+}
+
+// fieldPath extends a YAML path with a struct field's YAML name; inlined
+// fields add nothing.
+func fieldPath(path string, sf reflect.StructField) string {
+	name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+	switch {
+	case name == "" && strings.Contains(opts, "inline"):
+		return path
+	case name == "" || name == "-":
+		name = strings.ToLower(sf.Name)
+	}
+	return path + "." + name
+}
+
+// problems describes the failed fields.
+func (p *patcher) problems(receiver, integration string) []TemplateProblem {
+	out := make([]TemplateProblem, len(p.failed))
+	for i, field := range p.failed {
+		out[i] = TemplateProblem{Receiver: receiver, Integration: integration, Field: field, Err: p.errs[i].Error(), Fallback: p.fallbacks[i]}
+	}
+	return out
 }

@@ -2,10 +2,8 @@ package alerting
 
 import (
 	"reflect"
-	"slices"
 
 	"github.com/prometheus/alertmanager/config"
-	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/common/model"
 )
 
@@ -25,16 +23,7 @@ func (am *Alertmanager) Route(ls model.LabelSet) []Delivery {
 	am.mtx.Lock()
 	conf := am.conf
 	am.mtx.Unlock()
-	if conf == nil || conf.Route == nil {
-		return nil
-	}
-	root := dispatch.NewRoute(conf.Route, nil)
-	var out []Delivery
-	for _, r := range root.Match(ls) {
-		name := r.RouteOpts.Receiver
-		out = append(out, Delivery{Receiver: name, Integrations: integrations(conf, name), Default: r == root})
-	}
-	return out
+	return routeIn(conf, ls)
 }
 
 // integrations counts the notifier configs of the named receiver.
@@ -60,30 +49,5 @@ func (am *Alertmanager) MatcherLabels() []string {
 	am.mtx.Lock()
 	conf := am.conf
 	am.mtx.Unlock()
-	if conf == nil || conf.Route == nil {
-		return nil
-	}
-	seen := map[string]bool{}
-	var walk func(rs []*config.Route)
-	walk = func(rs []*config.Route) {
-		for _, r := range rs {
-			for _, m := range r.Matchers {
-				seen[m.Name] = true
-			}
-			for k := range r.Match {
-				seen[k] = true
-			}
-			for k := range r.MatchRE {
-				seen[k] = true
-			}
-			walk(r.Routes)
-		}
-	}
-	walk(conf.Route.Routes)
-	out := make([]string, 0, len(seen))
-	for k := range seen {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
+	return matcherLabelsIn(conf)
 }

@@ -43,6 +43,8 @@ type Config struct {
 
 	// Admin turns on endpoints that change the server (POST /-/reload).
 	Admin Admin `yaml:"admin"`
+	// Doctor tunes the continuous diagnosis.
+	Doctor Doctor `yaml:"doctor"`
 
 	// AlertmanagerConfigFile is an alertmanager.yml, in Alertmanager's own
 	// format, for vigil's built-in Alertmanager; relative to this file.
@@ -67,6 +69,16 @@ type Admin struct {
 	// Enabled serves POST /-/reload.
 	Enabled bool `yaml:"enabled"`
 }
+
+// Doctor tunes the doctor, which looks for broken seams continuously.
+type Doctor struct {
+	// Interval between runs of every check (1m by default; at least 10s,
+	// since some checks read minutes of spans and logs).
+	Interval model.Duration `yaml:"interval"`
+}
+
+// MinDoctorInterval is the shortest Doctor.Interval accepted.
+const MinDoctorInterval = 10 * time.Second
 
 // Storage selects and tunes the storage backend.
 type Storage struct {
@@ -108,6 +120,7 @@ func Defaults() *Config {
 		DataDir:      "./data",
 		Retention:    model.Duration(7 * 24 * time.Hour),
 		Storage:      Storage{Backend: "embedded", DuckDBMemoryLimit: "1GB"},
+		Doctor:       Doctor{Interval: model.Duration(time.Minute)},
 		Ingest: Ingest{
 			MaxQueueItems:       200_000,
 			MaxBatchItems:       20_000,
@@ -241,6 +254,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage.Backend != "embedded" {
 		return fmt.Errorf("%w: storage.backend %q: only \"embedded\" is available", ErrInvalid, c.Storage.Backend)
+	}
+	if d := time.Duration(c.Doctor.Interval); d < MinDoctorInterval {
+		return fmt.Errorf("%w: doctor.interval %s: must be at least %s", ErrInvalid, d, MinDoctorInterval)
 	}
 	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxRequestsInFlight < 0 {
 		return fmt.Errorf("%w: ingest sizes must not be negative", ErrInvalid)

@@ -30,6 +30,9 @@ func TestLoadGood(t *testing.T) {
 	if l.MaxAttributesPerItem == 0 {
 		t.Error("unset limits must take defaults")
 	}
+	if d := time.Duration(c.Doctor.Interval); d != 30*time.Second {
+		t.Errorf("doctor.interval = %v, want 30s", d)
+	}
 	scs, err := c.Prometheus.GetScrapeConfigs()
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +69,9 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	if time.Duration(c.Retention) != 7*24*time.Hour {
 		t.Errorf("retention = %v, want 7d", c.Retention)
 	}
+	if d := time.Duration(c.Doctor.Interval); d != time.Minute {
+		t.Errorf("doctor.interval = %v, want 1m", d)
+	}
 }
 
 func TestEmptyFileMeansDefaults(t *testing.T) {
@@ -93,6 +99,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad_scrape_timeout.yaml", "scrape timeout greater than scrape interval"},
 		{"bad_duplicate_job.yaml", "found multiple scrape configs with job name"},
 		{"bad_negative_limit.yaml", "must not be negative"},
+		{"bad_doctor_interval.yaml", "doctor.interval 2s"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)

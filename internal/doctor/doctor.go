@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 )
 
 // Severity ranks findings.
@@ -221,4 +222,18 @@ func (d *Doctor) Handler() http.Handler {
 			d.opts.Logger.Debug("doctor: writing the report", "err", err)
 		}
 	})
+}
+
+// lastWindow names the window a check looked at, the way people write it
+// ("last 15m", not Go's "last 15m0s").
+func lastWindow(d time.Duration) string {
+	return "last " + model.Duration(d.Round(time.Second)).String()
+}
+
+// clockOf returns now, or time.Now when a check was given no clock.
+func clockOf(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
 }

@@ -32,10 +32,7 @@ func (c LogsCheck) Run(ctx context.Context) ([]Finding, error) {
 	window := cmp.Or(c.Window, 15*time.Minute)
 	threshold := cmp.Or(c.Threshold, 0.1)
 	minLogs := cmp.Or(c.MinLogs, 20)
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
+	now := clockOf(c.Now)
 	end := now()
 	start := end.Add(-window)
 	rows, err := c.Spans.RED(ctx, storage.REDQuery{Start: start, End: end})
@@ -65,7 +62,7 @@ func (c LogsCheck) Run(ctx context.Context) ([]Finding, error) {
 			Evidence: Evidence{
 				Summary: fmt.Sprintf("%d of its %d log records (%.0f%%) carry no trace id, though the service sends traces", without, s.Total, 100*ratio),
 				Values:  map[string]float64{"logs": float64(s.Total), "without_trace": float64(without), "ratio": ratio},
-				Window:  "last " + window.String(),
+				Window:  lastWindow(window),
 			},
 			Cause: "the service logs outside the request's context: the logger is not given the context (slog.Info instead of slog.InfoContext), or its handler does not read the span from it",
 			Fix:   "log with the request context (slog.InfoContext(ctx, ...)) through a handler that adds trace_id and span_id, such as the vigil SDK's logger; find the lines with /api/logs?service=" + s.Service,

@@ -27,6 +27,10 @@ type Router interface {
 type RoutingCheck struct {
 	Rules  RuleGroups
 	Router Router
+	// Unconfigured tells whether no alertmanager.yml is configured, so
+	// every alert goes to vigil's default receiver that sends nothing on
+	// purpose. That is one setup gap, not a broken route per rule.
+	Unconfigured func() bool
 }
 
 // Name implements Check.
@@ -37,6 +41,9 @@ const maxLabelSetsPerRule = 20
 
 // Run implements Check.
 func (c RoutingCheck) Run(context.Context) ([]Finding, error) {
+	if c.Unconfigured != nil && c.Unconfigured() {
+		return c.unconfigured(), nil
+	}
 	var out []Finding
 	produced := map[string]bool{"alertname": true}
 	for _, g := range c.Rules.RuleGroups() {
@@ -64,7 +71,7 @@ func (c RoutingCheck) Run(context.Context) ([]Finding, error) {
 				}
 			}
 			if f, ok := c.unrouted(g, ar, sets, firing); ok {
-				out = append(out, f)
+				out = mergeFinding(out, f)
 			}
 		}
 	}
@@ -80,6 +87,44 @@ func (c RoutingCheck) Run(context.Context) ([]Finding, error) {
 		})
 	}
 	return out, nil
+}
+
+// unconfigured reports, once, that alerts notify no one because no
+// alertmanager.yml is set: information while nothing fires, a warning
+// when something does.
+func (c RoutingCheck) unconfigured() []Finding {
+	var ruleCount, firing int
+	var samples []string
+	for _, g := range c.Rules.RuleGroups() {
+		for _, r := range g.Rules() {
+			ar, ok := r.(*rules.AlertingRule)
+			if !ok {
+				continue
+			}
+			ruleCount++
+			if slices.ContainsFunc(ar.ActiveAlerts(), func(a *rules.Alert) bool { return a.State == rules.StateFiring }) {
+				firing++
+				samples = append(samples, g.Name()+"/"+ar.Name())
+			}
+		}
+	}
+	if ruleCount == 0 {
+		return nil
+	}
+	sev := Info
+	if firing > 0 {
+		sev = Warning
+	}
+	return []Finding{{
+		Code: "alert_unrouted", Severity: sev, Subject: "alertmanager_config_file",
+		Evidence: Evidence{
+			Summary: fmt.Sprintf("no alertmanager.yml is configured: the alerts of %d alerting rules (%d firing) show in the UI and the API but notify no one", ruleCount, firing),
+			Values:  map[string]float64{"alerting_rules": float64(ruleCount), "firing": float64(firing)},
+			Samples: samples,
+		},
+		Cause: "vigil.yaml sets no alertmanager_config_file, so vigil routes every alert to a receiver without integrations",
+		Fix:   "set alertmanager_config_file in vigil.yaml to an alertmanager.yml whose receivers have a webhook, Slack or email config (docs/alerting.md)",
+	}}
 }
 
 // unrouted reports a rule whose label sets reach only receivers that send
@@ -103,7 +148,9 @@ func (c RoutingCheck) unrouted(g *rules.Group, ar *rules.AlertingRule, sets []la
 	}
 	samples := make([]string, 0, len(sets))
 	for _, ls := range sets {
-		samples = append(samples, ls.String())
+		if s := ls.String(); !slices.Contains(samples, s) {
+			samples = append(samples, s)
+		}
 	}
 	return Finding{
 		Code: "alert_unrouted", Severity: sev, Subject: g.Name() + "/" + ar.Name(),
@@ -115,6 +162,28 @@ func (c RoutingCheck) unrouted(g *rules.Group, ar *rules.AlertingRule, sets []la
 		Fix: fmt.Sprintf("add a route whose matchers match these labels (for example matchers: ['alertname=%q']) to a receiver with a webhook, Slack or email config, "+
 			"or give %s an integration", ar.Name(), strings.Join(receivers, ", ")),
 	}, true
+}
+
+// mergeFinding adds f, or folds it into the finding of the same code and
+// subject (an SLO's page and ticket alerts share a group and a name), so
+// each subject is reported, and exported as a series, once.
+func mergeFinding(out []Finding, f Finding) []Finding {
+	for i, o := range out {
+		if o.Code != f.Code || o.Subject != f.Subject {
+			continue
+		}
+		if f.Severity.rank() < o.Severity.rank() {
+			o.Severity = f.Severity
+		}
+		for _, sm := range f.Evidence.Samples {
+			if !slices.Contains(o.Evidence.Samples, sm) {
+				o.Evidence.Samples = append(o.Evidence.Samples, sm)
+			}
+		}
+		out[i] = o
+		return out
+	}
+	return append(out, f)
 }
 
 func toLabelSet(ls labels.Labels) model.LabelSet {

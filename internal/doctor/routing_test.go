@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 
@@ -48,23 +50,53 @@ receivers:
 	}
 	g := rules.NewGroup(rules.GroupOptions{Name: "shop", File: "shop.rules.yml", Interval: time.Minute, Rules: []rules.Rule{
 		alert("Routed", "shop"), alert("Lost", "checkout"),
+		// Same group and name, other labels: one subject, one finding.
+		alert("Lost", "billing"),
 	}})
 	got, err := RoutingCheck{Rules: fixedGroups{g}, Router: am}.Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var subjects []string
+	expectFindings(t, got, "alert_unrouted route matcher on squad", "alert_unrouted shop/Lost")
 	for _, f := range got {
-		if f.Code != "alert_unrouted" {
-			t.Errorf("unexpected %+v", f)
-		}
-		subjects = append(subjects, f.Subject)
-		if f.Subject == "shop/Lost" && (!strings.Contains(f.Evidence.Summary, "none") || !strings.Contains(f.Fix, `alertname="Lost"`)) {
+		if f.Subject == "shop/Lost" && (!strings.Contains(f.Evidence.Summary, "none") || !strings.Contains(f.Fix, `alertname="Lost"`) || len(f.Evidence.Samples) != 2) {
 			t.Errorf("finding %+v", f)
 		}
 	}
-	slices.Sort(subjects)
-	if want := []string{"route matcher on squad", "shop/Lost"}; !slices.Equal(subjects, want) {
-		t.Errorf("subjects %v, want %v", subjects, want)
+}
+
+// Without an alertmanager.yml, vigil's default receiver notifies no one on
+// purpose: one finding for the setup, information until something fires.
+func TestRoutingCheckUnconfigured(t *testing.T) {
+	p := parser.NewParser(parser.Options{})
+	e, err := p.ParseExpr(`vector(1)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := rules.NewAlertingRule("Quiet", e, time.Hour, 0, labels.EmptyLabels(), labels.EmptyLabels(), labels.EmptyLabels(), "", false, nil)
+	loud := rules.NewAlertingRule("Loud", e, 0, 0, labels.EmptyLabels(), labels.EmptyLabels(), labels.EmptyLabels(), "", false, nil)
+	g := rules.NewGroup(rules.GroupOptions{Name: "shop", Interval: time.Minute, Rules: []rules.Rule{quiet, loud}})
+	check := RoutingCheck{Rules: fixedGroups{g}, Router: nil, Unconfigured: func() bool { return true }}
+	got, err := check.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectFindings(t, got, "alert_unrouted alertmanager_config_file")
+	if len(got) != 1 || got[0].Severity != Info || got[0].Subject != "alertmanager_config_file" || got[0].Evidence.Values["alerting_rules"] != 2 {
+		t.Fatalf("findings %+v, want one info finding for two rules", got)
+	}
+	query := func(context.Context, string, time.Time) (promql.Vector, error) {
+		return promql.Vector{{Metric: labels.EmptyLabels(), F: 1}}, nil
+	}
+	if _, err := loud.Eval(t.Context(), 0, time.Now(), query, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err = check.Run(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectFindings(t, got, "alert_unrouted alertmanager_config_file")
+	if len(got) != 1 || got[0].Severity != Warning || !slices.Equal(got[0].Evidence.Samples, []string{"shop/Loud"}) {
+		t.Fatalf("findings %+v, want a warning naming the firing rule", got)
 	}
 }

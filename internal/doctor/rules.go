@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +14,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/vigil-observability/vigil/internal/slo"
 )
 
 // RuleGroups lists the loaded rule groups; *rules.Manager satisfies it.
@@ -29,7 +32,17 @@ type RuleCheck struct {
 	Metrics storage.Queryable
 	// Lookback is how far back a selector must have matched (1h if 0).
 	Lookback time.Duration
-	Now      func() time.Time
+	// MinHistory is how much metric history the store must hold before
+	// rule_no_series judges anything (2m if 0): on a fresh server the span
+	// metrics are not flushed and recording rules not evaluated yet.
+	MinHistory time.Duration
+	Now        func() time.Time
+}
+
+// startTimer is the part of a Prometheus storage that knows its oldest
+// sample; *tsdb.DB has it.
+type startTimer interface {
+	StartTime() (int64, error)
 }
 
 // Name implements Check.
@@ -38,16 +51,28 @@ func (c RuleCheck) Name() string { return "rules" }
 // Run implements Check.
 func (c RuleCheck) Run(ctx context.Context) ([]Finding, error) {
 	lookback := cmp.Or(c.Lookback, time.Hour)
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
+	now := clockOf(c.Now)
 	end := now()
 	q, err := c.Metrics.Querier(end.Add(-lookback).UnixMilli(), end.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("doctor: open querier: %w", err)
 	}
 	defer q.Close()
+	judge := true
+	if st, ok := c.Metrics.(startTimer); ok {
+		oldest, err := st.StartTime()
+		judge = err == nil && oldest <= end.Add(-cmp.Or(c.MinHistory, 2*time.Minute)).UnixMilli()
+	}
+	// A selector of a recording rule's output matches once that rule has
+	// run; the recording rule itself is judged.
+	recorded := map[string]bool{}
+	for _, g := range c.Rules.RuleGroups() {
+		for _, r := range g.Rules() {
+			if rr, ok := r.(*rules.RecordingRule); ok {
+				recorded[rr.Name()] = true
+			}
+		}
+	}
 	var names []string // metric names, read once when needed
 	var out []Finding
 	for _, g := range c.Rules.RuleGroups() {
@@ -62,7 +87,18 @@ func (c RuleCheck) Run(ctx context.Context) ([]Finding, error) {
 				})
 				continue
 			}
+			// The SLO check judges the rules generated for an SLO: a dead
+			// SLI is one finding, not one per generated rule.
+			if !judge || slo.GeneratedGroup(g.Name()) {
+				continue
+			}
+			seen := map[string]bool{}
 			for _, sel := range parser.ExtractSelectors(r.Query()) {
+				key := selectorString(sel)
+				if seen[key] || recorded[metricName(sel)] {
+					continue
+				}
+				seen[key] = true
 				found, err := hasSeries(ctx, q, sel)
 				if err != nil {
 					return nil, err
@@ -75,7 +111,9 @@ func (c RuleCheck) Run(ctx context.Context) ([]Finding, error) {
 						return nil, err
 					}
 				}
-				out = append(out, noSeries(ctx, q, subject, g.File(), sel, names, lookback))
+				if f, ok := noSeries(ctx, q, subject, g.File(), sel, names, lookback); ok {
+					out = append(out, f)
+				}
 			}
 		}
 	}
@@ -101,29 +139,27 @@ func labelValues(ctx context.Context, q storage.Querier, name string, ms ...*lab
 
 // noSeries explains why a selector matches nothing: its metric is unknown
 // (the closest names are shown), or one of its label matchers excludes
-// every series of the metric (the values that exist are shown).
-func noSeries(ctx context.Context, q storage.Querier, subject, file string, ms []*labels.Matcher, names []string, lookback time.Duration) Finding {
+// every series of the metric (the values that exist are shown). It
+// reports false when matching nothing is the normal state of a healthy
+// system.
+func noSeries(ctx context.Context, q storage.Querier, subject, file string, ms []*labels.Matcher, names []string, lookback time.Duration) (Finding, bool) {
 	sel := selectorString(ms)
 	f := Finding{
 		Code: "rule_no_series", Severity: Warning, Subject: subject,
-		Evidence: Evidence{Window: "last " + lookback.String()},
+		Evidence: Evidence{Window: lastWindow(lookback)},
 		Cause:    "the selector " + sel + " matched no series, so this rule can never fire or record anything",
 	}
-	var metric string
-	for _, m := range ms {
-		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
-			metric = m.Value
-		}
-	}
-	if metric != "" && !slices.Contains(names, metric) {
-		close := closest(metric, names, MaxSamples)
+	if metric := metricName(ms); metric != "" && !slices.Contains(names, metric) {
+		// Beyond a third of the name's length, a candidate is another
+		// name, not a spelling of this one.
+		close := closest(metric, names, MaxSamples, max(2, len(metric)/3))
 		f.Evidence.Summary = fmt.Sprintf("no series named %s exist", metric)
 		f.Evidence.Samples = close
 		f.Fix = "the metric may be misspelled or not scraped/sent yet"
 		if len(close) > 0 {
 			f.Fix = fmt.Sprintf("did you mean %s? fix the name in %s, or make sure the metric is scraped or sent", strings.Join(close, ", "), file)
 		}
-		return f
+		return f, true
 	}
 	for _, m := range ms {
 		if m.Name == model.MetricNameLabel {
@@ -138,17 +174,117 @@ func noSeries(ctx context.Context, q storage.Querier, subject, file string, ms [
 		if err != nil {
 			continue
 		}
-		f.Evidence.Summary = fmt.Sprintf("series exist without %s, but none match it", m)
-		if len(vals) == 0 {
-			f.Evidence.Summary = fmt.Sprintf("series exist without %s, but none has a %s label", m, m.Name)
-		}
-		f.Evidence.Samples = closest(m.Value, vals, MaxSamples)
-		f.Fix = fmt.Sprintf("the label %s takes other values (%s); fix the matcher in %s", m.Name, strings.Join(f.Evidence.Samples, ", "), file)
-		return f
+		return labelMismatch(f, m, vals, file)
 	}
 	f.Evidence.Summary = "no series match the selector as a whole"
 	f.Fix = "check the selector's labels against the series in the Metrics explorer, and fix it in " + file
-	return f
+	return f, true
+}
+
+// labelMismatch judges a matcher that excludes every series of a metric
+// that exists. A label no series has can never match. A value the label
+// does not take yet is often fine: error counters and status codes appear
+// with the first failure, so a healthy service has no
+// status_code="STATUS_CODE_ERROR" series. Only a value that looks like a
+// typo of one that exists is a warning; an unrelated value is worth an
+// info finding, and a dormant one (an error-like word, a number, a member
+// of the same enum as the values that exist) none.
+func labelMismatch(f Finding, m *labels.Matcher, vals []string, file string) (Finding, bool) {
+	if len(vals) == 0 {
+		if m.Matches("") {
+			return f, false // the matcher accepts the label's absence
+		}
+		f.Evidence.Summary = fmt.Sprintf("series exist without %s, but none has a %s label", m, m.Name)
+		f.Fix = fmt.Sprintf("no series of this metric carries %s: fix the label name in %s", m.Name, file)
+		return f, true
+	}
+	if m.Type != labels.MatchEqual {
+		// A regular expression or a negation over values that do not occur
+		// yet (code=~"5..") is how error rules are written.
+		return f, false
+	}
+	f.Evidence.Samples = closest(m.Value, vals, MaxSamples, math.MaxInt)
+	f.Evidence.Summary = fmt.Sprintf("series exist without %s, but none match it", m)
+	f.Fix = fmt.Sprintf("the label %s takes other values (%s); fix the matcher in %s", m.Name, strings.Join(f.Evidence.Samples, ", "), file)
+	switch {
+	case typoOf(m.Value, vals):
+		return f, true
+	case dormantValue(m.Value, vals):
+		return f, false
+	}
+	f.Severity = Info
+	f.Cause = "no series had " + m.String() + " in the window: the rule fires or records only once such a series appears"
+	f.Fix = fmt.Sprintf("if %s is expected to appear later, nothing to do; otherwise the label %s takes other values (%s): fix the matcher in %s",
+		m.Value, m.Name, strings.Join(f.Evidence.Samples, ", "), file)
+	return f, true
+}
+
+// typoOf tells whether v differs from one of vals only by case or by a
+// couple of characters, numbers aside (code="500" against "200" is not a
+// typo).
+func typoOf(v string, vals []string) bool {
+	if isNumber(v) {
+		return false
+	}
+	for _, x := range vals {
+		if strings.EqualFold(v, x) {
+			return true
+		}
+		if len(v) >= 4 && !isNumber(x) && editDistance(v, x) <= 2 && !dormantWord(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// dormantValue tells whether v is a value that occurs only when something
+// goes wrong, or a member of the enum the existing values belong to
+// (STATUS_CODE_ERROR beside STATUS_CODE_UNSET).
+func dormantValue(v string, vals []string) bool {
+	if isNumber(v) || dormantWord(v) {
+		return true
+	}
+	for _, x := range vals {
+		if i := strings.LastIndexAny(x, "_."); i >= 2 && strings.HasPrefix(v, x[:i+1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// dormantWords appear in label values that only failures produce.
+var dormantWords = []string{"error", "fail", "fatal", "panic", "timeout", "timedout", "unavailable", "reject", "denied", "abort", "cancel", "critical", "exceeded", "true", "5xx", "4xx"}
+
+func dormantWord(v string) bool {
+	lv := strings.ToLower(v)
+	for _, w := range dormantWords {
+		if strings.Contains(lv, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func isNumber(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// metricName is the metric a selector names exactly, or "".
+func metricName(ms []*labels.Matcher) string {
+	for _, m := range ms {
+		if m.Name == model.MetricNameLabel && m.Type == labels.MatchEqual {
+			return m.Value
+		}
+	}
+	return ""
 }
 
 func selectorString(ms []*labels.Matcher) string {
@@ -159,15 +295,18 @@ func selectorString(ms []*labels.Matcher) string {
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 
-// closest returns up to n of candidates nearest to s by edit distance.
-func closest(s string, candidates []string, n int) []string {
+// closest returns up to n of candidates nearest to s by edit distance, of
+// those at most maxDist away.
+func closest(s string, candidates []string, n, maxDist int) []string {
 	type scored struct {
 		v string
 		d int
 	}
 	var all []scored
 	for _, c := range candidates {
-		all = append(all, scored{c, editDistance(s, c)})
+		if d := editDistance(s, c); d <= maxDist {
+			all = append(all, scored{c, d})
+		}
 	}
 	slices.SortFunc(all, func(a, b scored) int { return cmp.Or(cmp.Compare(a.d, b.d), cmp.Compare(a.v, b.v)) })
 	out := []string{}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
 	"slices"
@@ -28,28 +29,38 @@ type ScrapeCheck struct {
 	// NearTimeout is the share of the timeout a scrape may take before it
 	// is reported (0.8 if 0).
 	NearTimeout float64
+	// TLS, when set, explains TLS failures from the certificates the
+	// target serves (an incomplete chain, an expired certificate), in
+	// place of the scrape error's generic words.
+	TLS TLSDiagnoser
+}
+
+// TLSDiagnoser explains a target's TLS scrape failure; TLSCheck is one.
+type TLSDiagnoser interface {
+	Diagnose(ctx context.Context, pool string, t *scrape.Target) (Finding, bool)
 }
 
 // Name implements Check.
 func (c ScrapeCheck) Name() string { return "scrape" }
 
 // Run implements Check.
-func (c ScrapeCheck) Run(context.Context) ([]Finding, error) {
+func (c ScrapeCheck) Run(ctx context.Context) ([]Finding, error) {
 	near := c.NearTimeout
 	if near <= 0 {
 		near = 0.8
 	}
 	var out []Finding
 	pools := c.Targets.TargetsActive()
-	names := make([]string, 0, len(pools))
-	for p := range pools {
-		names = append(names, p)
-	}
-	slices.Sort(names)
+	names := slices.Sorted(maps.Keys(pools))
 	for _, pool := range names {
 		for _, t := range pools[pool] {
 			subject := pool + " " + t.URL().String()
 			if f, ok := targetDown(t, subject); ok {
+				if class, _, _ := classify(t.LastError(), t); class == "tls" && c.TLS != nil {
+					if d, ok := c.TLS.Diagnose(ctx, pool, t); ok {
+						f = d
+					}
+				}
 				out = append(out, f)
 				continue
 			}
@@ -111,7 +122,8 @@ func classify(err error, t *scrape.Target) (class, cause, fix string) {
 	case errors.As(err, &hostErr) || strings.Contains(msg, "certificate is valid for"):
 		return "tls", "the target's certificate is not valid for the name vigil connects to",
 			"scrape the name the certificate is issued for, or set tls_config.server_name"
-	case errors.As(err, &certErr) || strings.Contains(msg, "certificate has expired") || strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:"):
+	case errors.As(err, &certErr) || strings.Contains(msg, "certificate has expired") || strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") ||
+		strings.Contains(msg, "server gave HTTP response to HTTPS client"):
 		return "tls", "the TLS handshake failed: " + msg,
 			"renew or fix the target's certificate, or adjust tls_config in the scrape config"
 	}

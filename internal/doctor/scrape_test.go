@@ -51,13 +51,12 @@ func TestScrapeCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.code == "" {
-				if len(got) != 0 {
-					t.Errorf("findings for a healthy target: %+v", got)
-				}
+				expectFindings(t, got)
 				return
 			}
+			expectFindings(t, got, tt.code+" shop "+tt.target.URL().String())
 			if len(got) != 1 {
-				t.Fatalf("findings %+v, want one %s", got, tt.code)
+				return
 			}
 			f := got[0]
 			if f.Code != tt.code || !strings.Contains(f.Evidence.Summary, tt.class) || !strings.Contains(f.Fix, tt.fix) || f.Cause == "" {

@@ -18,6 +18,8 @@ type IngestMetrics struct {
 	Rejected      *prometheus.CounterVec   // {signal,reason}
 	QueueDepth    *prometheus.GaugeVec     // {signal}: items waiting to be written
 	WriteDuration *prometheus.HistogramVec // {signal}: one storage write (batch)
+	// Sources records who sent what was rejected (RejectFrom).
+	Sources *RejectionSources
 }
 
 // NewIngestMetrics creates the ingest metrics and registers them with reg
@@ -45,6 +47,7 @@ func NewIngestMetrics(reg prometheus.Registerer) *IngestMetrics {
 			Help:    "Duration of one storage write (a batch, including the durable commit).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"signal"}),
+		Sources: NewRejectionSources(nil),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Received, m.Stored, m.Rejected, m.QueueDepth, m.WriteDuration)

@@ -291,3 +291,9 @@ func round(f float64) float64 {
 	r, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'g', 12, 64), 64)
 	return r
 }
+
+// GeneratedGroup tells whether a rule group is one Generate makes: its
+// rules are judged through their SLO, not one by one.
+func GeneratedGroup(name string) bool {
+	return strings.HasPrefix(name, groupSLIPrefix) || strings.HasPrefix(name, groupMetaPrefix) || strings.HasPrefix(name, groupAlertsPrefix)
+}

@@ -175,6 +175,73 @@ type LogStatsReader interface {
 	LogTraceStats(ctx context.Context, start, end time.Time) ([]ServiceLogs, error)
 }
 
+// SpanShape is what diagnosis needs of a span: how it connects to the
+// others and when it ran, without its attributes.
+type SpanShape struct {
+	TraceID pcommon.TraceID
+	SpanID  pcommon.SpanID
+	// ParentSpanID is empty for a root span.
+	ParentSpanID pcommon.SpanID
+	Service      string
+	Name         string
+	Kind         ptrace.SpanKind
+	// Start and End are in Unix nanoseconds, as stored. End is 0 when the
+	// span was sent without one.
+	Start, End int64
+	// Peer is the other side of a call, as the span's own attributes name
+	// it: for client and producer spans peer.service, else
+	// server.address[:server.port], else net.peer.name[:net.peer.port];
+	// for server and consumer spans server.address[:server.port], else
+	// net.host.name[:net.host.port]. Values are read as text; an empty
+	// value counts as unset, and a port without its host is ignored.
+	// Empty when none is set, and for other kinds.
+	Peer string
+}
+
+// SpanShapeQuery selects spans by start time.
+type SpanShapeQuery struct {
+	// Start (inclusive) and End (exclusive) bound the span's start time.
+	Start, End time.Time
+	// Limit caps the spans returned; 0 means no cap. When more spans
+	// match, the earliest-starting Limit of them are returned.
+	Limit int
+}
+
+// ServiceLogTraces tells, for one service, how many distinct trace ids its
+// logs carried and how many of those traces have no stored span.
+type ServiceLogTraces struct {
+	Service string
+	// TraceIDs counts the distinct trace ids in the service's logs;
+	// Missing those of them of which no span is stored in the span window.
+	TraceIDs, Missing int64
+	// Samples are up to five of the missing trace ids, smallest first
+	// (compared as bytes); nil when none is missing.
+	Samples []pcommon.TraceID
+}
+
+// LogTraceQuery selects the logs and the spans LogTraceCoverage compares.
+type LogTraceQuery struct {
+	// Start (inclusive) and End (exclusive) bound the log records'
+	// timestamps (the observed time for records sent without one, as
+	// everywhere else). Only records that carry a trace id count.
+	Start, End time.Time
+	// SpanStart and SpanEnd bound the start times of the spans looked for:
+	// a trace id counts as present when one span of it started in
+	// [SpanStart, SpanEnd).
+	SpanStart, SpanEnd time.Time
+}
+
+// DiagnosisReader reads what the doctor's trace checks look at.
+type DiagnosisReader interface {
+	// SpanShapes returns the shapes of the spans that started in
+	// [q.Start, q.End), ordered by start time (ties in any order).
+	SpanShapes(ctx context.Context, q SpanShapeQuery) ([]SpanShape, error)
+	// LogTraceCoverage returns, per service, the distinct trace ids its log
+	// records carried and those of which no span is stored, sorted by
+	// service. Services whose logs carried no trace id are left out.
+	LogTraceCoverage(ctx context.Context, q LogTraceQuery) ([]ServiceLogTraces, error)
+}
+
 // LogWriter persists log records with the same durability contract as
 // TraceWriter.WriteTraces.
 type LogWriter interface {
@@ -317,6 +384,7 @@ type SpanLogStore interface {
 	TraceSearcher
 	REDReader
 	LogStatsReader
+	DiagnosisReader
 	LogWriter
 	LogReader
 	Close() error

@@ -82,7 +82,9 @@ const getJSON = async (url: string) => {
 }
 
 // Alerts for alerting.spec.ts: one firing at once, one pending for an hour.
-// The description is HTML, which the UI must show as text.
+// The description is HTML, which the UI must show as text. For doctor.spec.ts,
+// a rule named with HTML over a metric that does not exist: the doctor reports
+// it (rule_no_series), and its page must show the name as text.
 const E2E_RULES = `groups:
   - name: e2e
     rules:
@@ -102,6 +104,8 @@ const E2E_RULES = `groups:
           team: e2e
         annotations:
           summary: Pending for an hour
+      - alert: '<img src=x onerror="window.__xss=5">'
+        expr: e2e_doctor_metric_nobody_sends > 0
 `
 
 // Every alert goes to a receiver without integrations: nothing is sent out.

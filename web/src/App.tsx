@@ -1,7 +1,9 @@
-import { lazy, Suspense, type ReactNode } from 'react'
+import { lazy, Suspense, useEffect, useState, type ReactNode } from 'react'
 import { Link, Route, Switch, useLocation } from 'wouter'
+import { newerReport, onDoctorReport, type DoctorReport } from './api'
 import { Loading } from './components/States'
 import { TimePicker } from './components/TimePicker'
+import { useEvery, useFetch } from './hooks'
 import { Services } from './pages/Services'
 import { TimeProvider, timeParams, useTimeRange } from './time'
 import { href, safeDecode } from './url'
@@ -17,6 +19,7 @@ const ServiceMap = lazy(() => import('./pages/ServiceMap'))
 const Alerts = lazy(() => import('./pages/Alerts'))
 const Silences = lazy(() => import('./pages/Silences'))
 const SLOs = lazy(() => import('./pages/SLOs'))
+const Doctor = lazy(() => import('./pages/Doctor'))
 
 function NavLink({ to, children, match }: { to: string; children: ReactNode; match: (p: string) => boolean }) {
   const [location] = useLocation()
@@ -26,6 +29,32 @@ function NavLink({ to, children, match }: { to: string; children: ReactNode; mat
     <Link href={href(to, timeParams(t))} className={active ? 'active' : ''} aria-current={active ? 'page' : undefined}>
       {children}
     </Link>
+  )
+}
+
+// DoctorCount shows how many critical and warning findings the doctor's last
+// run has, so a broken seam is visible from every page. It reads the report
+// the doctor keeps, and follows the doctor page's "Run now".
+function DoctorCount() {
+  const last = useFetch<DoctorReport>('/api/doctor')
+  const [published, setPublished] = useState<DoctorReport>()
+  useEffect(() => onDoctorReport(setPublished), [])
+  useEvery(60_000, last.reload)
+  const report = newerReport(last.data, published)
+  const critical = report?.findings.filter((f) => f.severity === 'critical').length ?? 0
+  const warning = report?.findings.filter((f) => f.severity === 'warning').length ?? 0
+  if (critical + warning === 0) return null
+  return (
+    <>
+      {' '}
+      <span
+        className={`nav-count ${critical ? 'critical' : 'warning'}`}
+        title={`${critical} critical, ${warning} warning findings`}
+        data-testid="doctor-count"
+      >
+        {critical + warning}
+      </span>
+    </>
   )
 }
 
@@ -61,6 +90,10 @@ function Shell() {
           <NavLink to="/slos" match={(p) => p.startsWith('/slos')}>
             SLOs
           </NavLink>
+          <NavLink to="/doctor" match={(p) => p.startsWith('/doctor')}>
+            Doctor
+            <DoctorCount />
+          </NavLink>
         </nav>
         <TimePicker />
       </header>
@@ -77,6 +110,7 @@ function Shell() {
             <Route path="/alerts" component={Alerts} />
             <Route path="/silences" component={Silences} />
             <Route path="/slos" component={SLOs} />
+            <Route path="/doctor" component={Doctor} />
             <Route>
               <div className="state empty">
                 No such page. <Link href="/">Go to the services overview</Link>.

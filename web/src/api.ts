@@ -243,3 +243,49 @@ export interface AMAlert {
   startsAt?: string
   status: { state: 'active' | 'suppressed' | 'unprocessed'; silencedBy: string[] | null; inhibitedBy: string[] | null }
 }
+
+// ---- the doctor (/api/doctor) ----
+
+export type DoctorSeverity = 'critical' | 'warning' | 'info'
+
+export interface DoctorFinding {
+  code: string
+  severity: DoctorSeverity
+  // What is broken: a service, a target, a rule, a route, a hop ("a → b").
+  subject: string
+  evidence: {
+    summary: string
+    values?: Record<string, number>
+    window?: string
+    samples?: string[] // trace ids, series, metric names, label values
+  }
+  cause: string
+  fix: string
+}
+
+export interface DoctorReport {
+  findings: DoctorFinding[]
+  checked_at: string // zero time (0001-...) before the first run
+  errors?: string[] // checks that could not run
+}
+
+type DoctorListener = (r: DoctorReport) => void
+const doctorListeners = new Set<DoctorListener>()
+
+// publishDoctorReport hands a report fetched by one view (the doctor page's
+// "Run now") to the others (the count in the navigation), so they agree.
+export function publishDoctorReport(r: DoctorReport) {
+  doctorListeners.forEach((fn) => fn(r))
+}
+
+// onDoctorReport subscribes to published reports; it returns the unsubscribe.
+export function onDoctorReport(fn: DoctorListener): () => void {
+  doctorListeners.add(fn)
+  return () => doctorListeners.delete(fn)
+}
+
+// newerReport returns the more recent of two reports (by checked_at).
+export function newerReport(a: DoctorReport | undefined, b: DoctorReport | undefined): DoctorReport | undefined {
+  if (!a || !b) return a ?? b
+  return Date.parse(b.checked_at) > Date.parse(a.checked_at) ? b : a
+}

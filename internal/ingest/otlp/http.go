@@ -82,18 +82,18 @@ func (r *receiver) httpEndpoint(e exporter) http.Handler {
 		if err != nil {
 			switch {
 			case errors.Is(err, httpbody.ErrTooLarge):
-				r.opts.Ingest.Reject(sig, limits.ReasonRequestTooLarge, 1)
+				r.opts.Ingest.RejectFrom(sig, limits.ReasonRequestTooLarge, "client "+clientHost(req.RemoteAddr), 1)
 				r.writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.ResourceExhausted,
 					"request body exceeds "+strconv.FormatInt(r.bodies.Limit(), 10)+" bytes after decompression")
 			case errors.Is(err, httpbody.ErrUnsupportedEncoding):
 				r.writeStatus(w, enc, http.StatusUnsupportedMediaType, codes.InvalidArgument, err.Error())
 			default:
-				r.opts.Ingest.Reject(sig, limits.ReasonUndecodable, 1)
+				r.opts.Ingest.RejectFrom(sig, limits.ReasonUndecodable, "client "+clientHost(req.RemoteAddr), 1)
 				r.writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
 			}
 			return
 		}
-		resp, err := e.export(req.Context(), body.Bytes(), body.Release, enc)
+		resp, err := e.export(withClient(req.Context(), req.RemoteAddr), body.Bytes(), body.Release, enc)
 		if err != nil {
 			r.writeExportError(w, enc, err)
 			return

@@ -189,7 +189,7 @@ func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), e
 	b, report, err := e.decode(body, enc)
 	release()
 	if err != nil {
-		opts.Ingest.Reject(sig, limits.ReasonUndecodable, 1)
+		opts.Ingest.RejectFrom(sig, limits.ReasonUndecodable, rejectionSource(ctx, "", false), 1)
 		opts.Logger.LogAttrs(ctx, slog.LevelDebug, "undecodable OTLP request",
 			slog.String("signal", sig), slog.String("encoding", enc.String()), slog.Any("err", err))
 		return nil, err
@@ -197,12 +197,16 @@ func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), e
 	if !e.consumerCounts {
 		opts.Ingest.Receive(sig, b.items()+report.Rejected)
 	}
+	svc, more := batchService(b)
 	report.Merge(e.codec.sanitize(opts.Limits, b, opts.Now()))
-	for reason, n := range report.Dropped {
-		opts.Ingest.Reject(sig, reason, n)
-	}
-	for reason, n := range report.Altered {
-		opts.Ingest.Reject(sig, reason, n)
+	if !report.Empty() {
+		src := rejectionSource(ctx, svc, more)
+		for reason, n := range report.Dropped {
+			opts.Ingest.RejectFrom(sig, reason, src, n)
+		}
+		for reason, n := range report.Altered {
+			opts.Ingest.RejectFrom(sig, reason, src, n)
+		}
 	}
 	if n := b.items(); n > 0 {
 		if err := e.consume(ctx, b); err != nil {

@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"runtime"
 	"slices"
@@ -155,7 +156,7 @@ func (h *handler) serve(r *http.Request) (int, string) {
 		if code == http.StatusRequestEntityTooLarge {
 			reason = limits.ReasonRequestTooLarge
 		}
-		h.ingest.Reject(ingest.SignalMetrics, reason, 1)
+		h.ingest.RejectFrom(ingest.SignalMetrics, reason, sender(r), 1)
 		h.logger.Warn("remote_write request refused", "status", code, "reason", msg, "remote", r.RemoteAddr)
 		return code, msg
 	}
@@ -292,7 +293,7 @@ func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string)
 		h.ingest.Stored.WithLabelValues(ingest.SignalMetrics).Add(float64(stored))
 	}
 	for reason, n := range report.Dropped {
-		h.ingest.Reject(ingest.SignalMetrics, reason, n)
+		h.ingest.RejectFrom(ingest.SignalMetrics, reason, sender(r), n)
 	}
 	if report.Rejected > 0 {
 		msg := fmt.Sprintf("%s; %d of %d samples stored, do not retry", report.Message(), stored, received)
@@ -386,4 +387,14 @@ func toExemplars(b *labels.ScratchBuilder, eps []prompb.Exemplar) []exemplar.Exe
 	}
 	slices.SortStableFunc(out, func(a, b exemplar.Exemplar) int { return cmp.Compare(a.Ts, b.Ts) })
 	return out
+}
+
+// sender names a remote_write client for selfobs.RejectionSources: its
+// host, without the port that changes with every connection.
+func sender(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "remote_write client " + host
 }
