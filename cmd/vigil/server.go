@@ -40,7 +40,6 @@ import (
 	"github.com/vigil-observability/vigil/internal/selfobs"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
-	"github.com/vigil-observability/vigil/internal/storage/embedded"
 	"github.com/vigil-observability/vigil/internal/ui"
 	"github.com/vigil-observability/vigil/internal/web"
 )
@@ -158,26 +157,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	go func() { errc <- serveHTTP(httpServer, httpLn, "http") }()
 	logger.Info("listening", "http", httpLn.Addr().String())
 
-	retention := time.Duration(cfg.Retention)
-	start := time.Now()
-	metricsDB, err := embedded.OpenMetrics(embedded.MetricsOptions{
-		Dir: filepath.Join(cfg.DataDir, "tsdb"), Retention: retention,
-		Logger: logger, Registerer: reg,
-	})
+	st, err := openStores(ctx, cfg, logger, reg)
 	if err != nil {
-		return fmt.Errorf("open metrics store: %w", err)
+		return err
 	}
-	defer closeLogged(logger, "tsdb", metricsDB.Close)
-	spanLogs, err := embedded.OpenSpanLogStore(ctx, embedded.SpanLogOptions{
-		Dir: filepath.Join(cfg.DataDir, "spanlogs"), Retention: retention,
-		MemoryLimit: cfg.Storage.DuckDBMemoryLimit,
-		Logger:      logger.With("component", "duckdb"), Registerer: reg,
-	})
-	if err != nil {
-		return fmt.Errorf("open span and log store: %w", err)
-	}
-	defer closeLogged(logger, "duckdb", spanLogs.Close)
-	logger.Info("storage open", "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
+	defer st.close()
+	metricsDB, spanLogs := st.metrics, st.spanLogs
 
 	lim := cfg.IngestLimits()
 	queueOpts := pipeline.Options{
@@ -186,7 +171,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	// Every stored span and log record also feeds the RED and service
 	// graph series, so services that send only traces get charts and rules.
-	recorder, err := spanmetrics.New(spanmetrics.Options{Appendable: metricsDB, Registerer: reg, Logger: logger})
+	recorder, err := spanmetrics.New(spanmetrics.Options{Appendable: metricsDB, ExternalLabels: st.external, Registerer: reg, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -321,7 +306,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 
 	promAPI, err := promapi.New(promapi.Options{
-		Queryable: metricsDB, TSDB: metricsDB, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
+		Queryable: metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
@@ -350,7 +335,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB},
 			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
-			&doctor.CardinalityCheck{Metrics: metricsDB, Head: metricsDB.Head()},
+			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.head()},
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
@@ -531,10 +516,4 @@ func serveHTTP(s *http.Server, ln net.Listener, name string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-func closeLogged(logger *slog.Logger, what string, closeFn func() error) {
-	if err := closeFn(); err != nil {
-		logger.Error("close", "what", what, "err", err)
-	}
 }

@@ -82,10 +82,32 @@ const MinDoctorInterval = 10 * time.Second
 
 // Storage selects and tunes the storage backend.
 type Storage struct {
-	// Backend is "embedded" (Prometheus TSDB + DuckDB in DataDir).
+	// Backend is "embedded" (Prometheus TSDB + DuckDB in DataDir) or
+	// "clickhouse" (spans, logs and metrics in ClickHouse, shared by any
+	// number of vigil processes).
 	Backend string `yaml:"backend"`
 	// DuckDBMemoryLimit caps DuckDB's buffer memory (DuckDB syntax, e.g. "1GB").
 	DuckDBMemoryLimit string `yaml:"duckdb_memory_limit"`
+	// ClickHouse says where the clickhouse backend's data lives.
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+}
+
+// Backends of Storage.Backend.
+const (
+	BackendEmbedded   = "embedded"
+	BackendClickHouse = "clickhouse"
+)
+
+// ClickHouse configures the clickhouse backend.
+type ClickHouse struct {
+	// DSN for the native protocol, as clickhouse-go v2 reads it:
+	// clickhouse://user:password@host:9000/db?dial_timeout=5s.
+	DSN string `yaml:"dsn"`
+	// Database overrides the DSN's database ("vigil" if neither names one).
+	Database string `yaml:"database"`
+	// Cluster, when set, names a cluster of the server's remote_servers:
+	// tables are created on every shard behind Distributed tables.
+	Cluster string `yaml:"cluster"`
 }
 
 // Limits is the YAML face of limits.Limits.
@@ -119,7 +141,7 @@ func Defaults() *Config {
 		OTLPHTTPAddr: "localhost:4318",
 		DataDir:      "./data",
 		Retention:    model.Duration(7 * 24 * time.Hour),
-		Storage:      Storage{Backend: "embedded", DuckDBMemoryLimit: "1GB"},
+		Storage:      Storage{Backend: BackendEmbedded, DuckDBMemoryLimit: "1GB"},
 		Doctor:       Doctor{Interval: model.Duration(time.Minute)},
 		Ingest: Ingest{
 			MaxQueueItems:       200_000,
@@ -252,8 +274,14 @@ func (c *Config) Validate() error {
 	if time.Duration(c.Retention) < time.Hour {
 		return fmt.Errorf("%w: retention %s is shorter than 1h", ErrInvalid, c.Retention)
 	}
-	if c.Storage.Backend != "embedded" {
-		return fmt.Errorf("%w: storage.backend %q: only \"embedded\" is available", ErrInvalid, c.Storage.Backend)
+	switch c.Storage.Backend {
+	case BackendEmbedded:
+	case BackendClickHouse:
+		if c.Storage.ClickHouse.DSN == "" {
+			return fmt.Errorf("%w: storage.backend clickhouse needs storage.clickhouse.dsn (e.g. clickhouse://localhost:9000/vigil)", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("%w: storage.backend %q: use \"embedded\" or \"clickhouse\"", ErrInvalid, c.Storage.Backend)
 	}
 	if d := time.Duration(c.Doctor.Interval); d < MinDoctorInterval {
 		return fmt.Errorf("%w: doctor.interval %s: must be at least %s", ErrInvalid, d, MinDoctorInterval)

@@ -100,6 +100,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad_duplicate_job.yaml", "found multiple scrape configs with job name"},
 		{"bad_negative_limit.yaml", "must not be negative"},
 		{"bad_doctor_interval.yaml", "doctor.interval 2s"},
+		{"bad_clickhouse_dsn.yaml", "storage.clickhouse.dsn"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)

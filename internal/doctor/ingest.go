@@ -60,7 +60,7 @@ func (c *IngestCheck) Name() string { return "ingest" }
 // Run implements Check.
 func (c *IngestCheck) Run(context.Context) ([]Finding, error) {
 	window := cmp.Or(c.Window, 15*time.Minute)
-	now := nowFunc(c.Now)()
+	now := clockOf(c.Now)()
 	mfs, err := c.Gatherer.Gather()
 	if err != nil {
 		return nil, fmt.Errorf("doctor: gather vigil's metrics: %w", err)

@@ -65,7 +65,7 @@ func (c MetricsCheck) Run(ctx context.Context) ([]Finding, error) {
 	window := cmp.Or(c.Window, 15*time.Minute)
 	lookback := cmp.Or(c.Lookback, 5*time.Minute)
 	minSpans := cmp.Or(c.MinSpans, 20)
-	end := nowFunc(c.Now)()
+	end := clockOf(c.Now)()
 	start := end.Add(-window)
 	traced, err := tracedServices(ctx, c.Spans, start, end, minSpans)
 	if err != nil {

@@ -51,7 +51,7 @@ type signalGap struct {
 // Run implements Check.
 func (c SignalsCheck) Run(ctx context.Context) ([]Finding, error) {
 	window := cmp.Or(c.Window, 15*time.Minute)
-	end := nowFunc(c.Now)()
+	end := clockOf(c.Now)()
 	start := end.Add(-window)
 	traced, err := tracedServices(ctx, c.Spans, start, end, cmp.Or(c.MinSpans, 20))
 	if err != nil || len(traced) == 0 {
@@ -162,13 +162,6 @@ func (g signalGap) finding(window time.Duration, anyMetrics, anyLogs bool) Findi
 		Cause: strings.Join(causes, "; "),
 		Fix:   strings.Join(fixes, "; "),
 	}
-}
-
-func nowFunc(now func() time.Time) func() time.Time {
-	if now != nil {
-		return now
-	}
-	return time.Now
 }
 
 // tracedServices returns the services with at least min requests (server

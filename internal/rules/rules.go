@@ -51,7 +51,7 @@ type Options struct {
 	// Appendable receives recording rule results and ALERTS series;
 	// Queryable is what the rules read. Both are the metric store.
 	// Required.
-	Appendable storage.Appendable
+	Appendable storage.AppendableV2
 	Queryable  storage.Queryable
 	// Notify receives firing and resolved alerts (the Alertmanager); nil
 	// drops them (rules still evaluate and /api/v1/alerts shows them).
@@ -105,7 +105,7 @@ func New(opts Options) (*Manager, error) {
 		QueryFunc:       promrules.EngineQueryFunc(engine, opts.Queryable),
 		NotifyFunc:      notify,
 		Context:         context.Background(),
-		Appendable:      opts.Appendable,
+		Appendable:      v1Appendable{opts.Appendable},
 		Queryable:       opts.Queryable,
 		Logger:          logger.With("component", "rules"),
 		Registerer:      opts.Registerer,

@@ -97,7 +97,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	b := batch{app: r.app.AppenderV2(ctx), t: t}
 	for i, s := range spans {
 		if s.out.lbls == nil {
-			s.out.init(spanLabels(s.key))
+			s.out.init(r.external(spanLabels(s.key)))
 		}
 		h := &spanVals[i]
 		b.add(&s.out, 0, s.st, float64(h.count), spanCallsOpts)
@@ -105,7 +105,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	}
 	for i, s := range edges {
 		if s.out.lbls == nil {
-			s.out.init(edgeLabels(s.key))
+			s.out.init(r.external(edgeLabels(s.key)))
 		}
 		v := &edgeVals[i]
 		b.add(&s.out, 0, s.st, float64(v.client.count), graphTotalOpts)
@@ -115,7 +115,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	}
 	for i, s := range logs {
 		if s.out.lbls == nil {
-			s.out.init(logLabels(s.key))
+			s.out.init(r.external(logLabels(s.key)))
 		}
 		b.add(&s.out, 0, s.st, float64(logVals[i]), logRecordsOpts)
 	}
@@ -208,6 +208,20 @@ func refusal(err error) bool {
 		errors.Is(err, storage.ErrOutOfBounds) ||
 		errors.Is(err, storage.ErrTooOldSample) ||
 		errors.Is(err, storage.ErrDuplicateSampleForTimestamp)
+}
+
+// external adds Options.ExternalLabels to each label set (once per series:
+// flushes reuse the result).
+func (r *Recorder) external(sets []labels.Labels) []labels.Labels {
+	if r.externalLabels.IsEmpty() {
+		return sets
+	}
+	for i, ls := range sets {
+		b := labels.NewBuilder(ls)
+		r.externalLabels.Range(func(l labels.Label) { b.Set(l.Name, l.Value) })
+		sets[i] = b.Labels()
+	}
+	return sets
 }
 
 func spanLabels(k spanKey) []labels.Labels {

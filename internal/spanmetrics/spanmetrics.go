@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -70,6 +71,11 @@ type Options struct {
 	// budget of their own of the same size, after which every label but the
 	// kind, status, connection type or severity becomes "__overflow__".
 	MaxSeries int
+	// ExternalLabels are added to every series. Where several vigil
+	// processes share one metric store, each counts only the spans it
+	// ingests, so each needs its own label (the server sets vigil_node);
+	// sum() over it gives the whole.
+	ExternalLabels labels.Labels
 	// Registerer receives vigil's own metrics about the recorder; nil
 	// registers nothing.
 	Registerer prometheus.Registerer
@@ -83,12 +89,13 @@ type Options struct {
 // periodically. ConsumeTraces, ConsumeLogs and Flush are safe for concurrent
 // use.
 type Recorder struct {
-	app       storage.AppendableV2
-	interval  time.Duration
-	edgeTTL   int64 // nanoseconds
-	maxSeries int
-	logger    *slog.Logger
-	now       func() time.Time
+	app            storage.AppendableV2
+	externalLabels labels.Labels
+	interval       time.Duration
+	edgeTTL        int64 // nanoseconds
+	maxSeries      int
+	logger         *slog.Logger
+	now            func() time.Time
 
 	// mu guards the span and edge families' values and the pending halves.
 	mu      sync.Mutex
@@ -138,14 +145,15 @@ func New(opts Options) (*Recorder, error) {
 		opts.Now = time.Now
 	}
 	r := &Recorder{
-		app:       opts.Appendable,
-		interval:  cmpOr(opts.Interval, DefaultInterval),
-		edgeTTL:   int64(cmpOr(opts.EdgeTTL, DefaultEdgeTTL)),
-		maxSeries: cmpOr(opts.MaxSeries, DefaultMaxSeries),
-		logger:    opts.Logger,
-		now:       opts.Now,
-		services:  map[string]string{},
-		unpaired:  map[unpairedKey]prometheus.Counter{},
+		externalLabels: opts.ExternalLabels,
+		app:            opts.Appendable,
+		interval:       cmpOr(opts.Interval, DefaultInterval),
+		edgeTTL:        int64(cmpOr(opts.EdgeTTL, DefaultEdgeTTL)),
+		maxSeries:      cmpOr(opts.MaxSeries, DefaultMaxSeries),
+		logger:         opts.Logger,
+		now:            opts.Now,
+		services:       map[string]string{},
+		unpaired:       map[unpairedKey]prometheus.Counter{},
 		unpairedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_service_graph_unpaired_spans_total",
 			Help: "Client (or producer) spans whose server (or consumer) child, and server spans whose client parent, did not arrive within the edge TTL; often a sign of broken context propagation or of calls to uninstrumented peers.",

@@ -722,3 +722,13 @@ func TestNew(t *testing.T) {
 		t.Error("a second Recorder on the same registry succeeded")
 	}
 }
+
+// Each vigil node sharing a metric store writes its own series.
+func TestExternalLabels(t *testing.T) {
+	e := newEnv(t, Options{ExternalLabels: labels.FromStrings("vigil_node", "a:7070")})
+	e.rec.ConsumeLogs(logs("orders", plog.SeverityNumberInfo))
+	at := e.flushAt(15 * time.Second)
+	e.wantValues(`vigil_log_records_total`, at, map[string]float64{
+		`{__name__="vigil_log_records_total", service_name="orders", severity="INFO", vigil_node="a:7070"}`: 1,
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 const benchBatch = 512
@@ -37,7 +39,7 @@ func openBenchStore(b *testing.B) *SpanLogStore {
 // -benchtime such as 400x so bytes/span is measured on enough data.
 func BenchmarkWriteTraces(b *testing.B) {
 	s := openBenchStore(b)
-	gen := newSpanGen(1, time.Now().Add(-time.Hour))
+	gen := storagetest.NewSpanGen(1, time.Now().Add(-time.Hour))
 	ctx := context.Background()
 	var cpu time.Duration
 	b.ReportAllocs()
@@ -47,7 +49,7 @@ func BenchmarkWriteTraces(b *testing.B) {
 		// well), generated off the clock and not kept alive, so the heap
 		// and GC work stay what a server has.
 		b.StopTimer()
-		td := gen.traces(benchBatch)
+		td := gen.Traces(benchBatch)
 		b.StartTimer()
 		c0 := cpuTime()
 		if err := s.WriteTraces(ctx, td); err != nil {
@@ -67,14 +69,14 @@ func BenchmarkWriteTraces(b *testing.B) {
 
 func BenchmarkWriteLogs(b *testing.B) {
 	s := openBenchStore(b)
-	gen := newSpanGen(2, time.Now().Add(-time.Hour))
+	gen := storagetest.NewSpanGen(2, time.Now().Add(-time.Hour))
 	ctx := context.Background()
 	var cpu time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
-		ld := gen.logs(benchBatch)
+		ld := gen.Logs(benchBatch)
 		b.StartTimer()
 		c0 := cpuTime()
 		if err := s.WriteLogs(ctx, ld); err != nil {
@@ -95,11 +97,11 @@ func BenchmarkWriteLogs(b *testing.B) {
 // BenchmarkGetTrace looks traces up in a store holding 500k spans.
 func BenchmarkGetTrace(b *testing.B) {
 	s := openBenchStore(b)
-	gen := newSpanGen(3, time.Now().Add(-time.Hour))
+	gen := storagetest.NewSpanGen(3, time.Now().Add(-time.Hour))
 	ctx := context.Background()
 	var ids []ptrace.Traces
 	for range 1000 {
-		td := gen.traces(benchBatch)
+		td := gen.Traces(benchBatch)
 		if err := s.WriteTraces(ctx, td); err != nil {
 			b.Fatal(err)
 		}

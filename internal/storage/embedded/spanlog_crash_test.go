@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 const (
@@ -29,8 +30,8 @@ const (
 // crashBatch builds batch i deterministically, so that the parent knows
 // what the child wrote. Every span of batch i belongs to trace crashTraceID(i).
 func crashBatch(i int, base time.Time) (ptrace.Traces, plog.Logs) {
-	gen := newSpanGen(uint64(i)+100, base.Add(time.Duration(i)*time.Second))
-	td := gen.traces(crashSpansPerTx)
+	gen := storagetest.NewSpanGen(uint64(i)+100, base.Add(time.Duration(i)*time.Second))
+	td := gen.Traces(crashSpansPerTx)
 	for _, rs := range td.ResourceSpans().All() {
 		for _, ss := range rs.ScopeSpans().All() {
 			for _, sp := range ss.Spans().All() {

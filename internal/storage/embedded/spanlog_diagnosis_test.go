@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // diagnosisBenchStore holds 300k generated spans, every one a server or
@@ -18,11 +19,11 @@ func diagnosisBenchStore(b *testing.B) (*SpanLogStore, time.Time, time.Time) {
 	b.Helper()
 	s := openBenchStore(b)
 	t0 := time.Now().Add(-time.Hour)
-	gen := newSpanGen(4, t0)
+	gen := storagetest.NewSpanGen(4, t0)
 	ctx := context.Background()
 	var ids []pcommon.TraceID
 	for range 600 {
-		td := gen.traces(benchBatch)
+		td := gen.Traces(benchBatch)
 		if err := s.WriteTraces(ctx, td); err != nil {
 			b.Fatal(err)
 		}
@@ -34,14 +35,14 @@ func diagnosisBenchStore(b *testing.B) (*SpanLogStore, time.Time, time.Time) {
 			}
 		}
 	}
-	t1 := gen.at
+	t1 := gen.At
 	// Logs over the same time, half of them naming a stored trace of
 	// about their time (the generator makes a trace per ~10 logs' time),
 	// the others none.
-	lgen := newSpanGen(5, t0)
+	lgen := storagetest.NewSpanGen(5, t0)
 	k := 0
 	for range 600 {
-		ld := lgen.logs(benchBatch)
+		ld := lgen.Logs(benchBatch)
 		for _, rl := range ld.ResourceLogs().All() {
 			for _, lr := range rl.ScopeLogs().At(0).LogRecords().All() {
 				lr.SetTraceID(pcommon.TraceID{})

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
@@ -346,58 +345,6 @@ func isStatus(v pcommon.Value) bool {
 	return v.Type() == pcommon.ValueTypeInt && v.Int() >= 0 && v.Int() <= 0xffff
 }
 
-// appendEvents writes [[time - span start, name, {attrs}, dropped], ...], or
-// nothing when there are no events.
-func appendEvents(b []byte, evs ptrace.SpanEventSlice, start pcommon.Timestamp) []byte {
-	if evs.Len() == 0 {
-		return b
-	}
-	b = append(b, '[')
-	for i, e := range evs.All() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '[')
-		b = appendInt(b, int64(e.Timestamp()-start))
-		b = append(b, ',')
-		b = appendString(b, e.Name())
-		b = append(b, ',')
-		b = appendObject(b, e.Attributes(), nil)
-		b = append(b, ',')
-		b = appendInt(b, int64(e.DroppedAttributesCount()))
-		b = append(b, ']')
-	}
-	return append(b, ']')
-}
-
-// appendLinks writes [[trace hex, span hex, trace state, flags, {attrs}, dropped], ...].
-func appendLinks(b []byte, links ptrace.SpanLinkSlice) []byte {
-	if links.Len() == 0 {
-		return b
-	}
-	b = append(b, '[')
-	for i, l := range links.All() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '[', '"')
-		tid, sid := l.TraceID(), l.SpanID()
-		b = hexAppend(b, tid[:])
-		b = append(b, '"', ',', '"')
-		b = hexAppend(b, sid[:])
-		b = append(b, '"', ',')
-		b = appendString(b, l.TraceState().AsRaw())
-		b = append(b, ',')
-		b = appendInt(b, int64(l.Flags()))
-		b = append(b, ',')
-		b = appendObject(b, l.Attributes(), nil)
-		b = append(b, ',')
-		b = appendInt(b, int64(l.DroppedAttributesCount()))
-		b = append(b, ']')
-	}
-	return append(b, ']')
-}
-
 // logRow is one log record's column values.
 type logRow struct {
 	day                      int64
@@ -607,14 +554,4 @@ func validUTF8(s string) string {
 		return s
 	}
 	return strings.ToValidUTF8(s, "\uFFFD")
-}
-
-func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
-
-func hexAppend(b []byte, src []byte) []byte {
-	const hex = "0123456789abcdef"
-	for _, c := range src {
-		b = append(b, hex[c>>4], hex[c&0xf])
-	}
-	return b
 }

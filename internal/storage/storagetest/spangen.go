@@ -1,4 +1,4 @@
-package embedded
+package storagetest
 
 import (
 	"fmt"
@@ -10,21 +10,25 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
-// spanGen produces realistic spans for benchmarks and the crash test:
+// SpanGen produces realistic spans for benchmarks and crash tests, the same
+// for every backend so that their numbers compare:
 // traces of a few spans from a handful of services, about ten attributes
 // each (HTTP server/client, RPC, DB), ids and user ids that vary, rare
 // exception events and errors.
-type spanGen struct {
-	rng  *rand.Rand
-	at   time.Time
+type SpanGen struct {
+	rng *rand.Rand
+	// At is the start of the next trace; it advances as traces are made.
+	At   time.Time
 	seq  uint64
 	svcs []string
 }
 
-func newSpanGen(seed uint64, at time.Time) *spanGen {
-	return &spanGen{
+// NewSpanGen starts a generator at a time; the same seed gives the same
+// data.
+func NewSpanGen(seed uint64, at time.Time) *SpanGen {
+	return &SpanGen{
 		rng:  rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		at:   at,
+		At:   at,
 		svcs: []string{"checkout", "payments", "frontend", "inventory", "users"},
 	}
 }
@@ -36,7 +40,7 @@ var (
 	genRPC     = []string{"GetOrder", "ListItems", "Charge", "Reserve", "Lookup"}
 )
 
-func (g *spanGen) traceID() pcommon.TraceID {
+func (g *SpanGen) traceID() pcommon.TraceID {
 	var id pcommon.TraceID
 	for i := range id {
 		id[i] = byte(g.rng.Uint32())
@@ -44,7 +48,7 @@ func (g *spanGen) traceID() pcommon.TraceID {
 	return id
 }
 
-func (g *spanGen) spanID() pcommon.SpanID {
+func (g *SpanGen) spanID() pcommon.SpanID {
 	var id pcommon.SpanID
 	for i := range id {
 		id[i] = byte(g.rng.Uint32())
@@ -54,7 +58,7 @@ func (g *spanGen) spanID() pcommon.SpanID {
 
 // traces returns about n spans, grouped into traces of 1-15 spans, one
 // ResourceSpans per service as an SDK exporter batch would.
-func (g *spanGen) traces(n int) ptrace.Traces {
+func (g *SpanGen) Traces(n int) ptrace.Traces {
 	td := ptrace.NewTraces()
 	bySvc := map[string]ptrace.SpanSlice{}
 	for _, svc := range g.svcs {
@@ -74,7 +78,7 @@ func (g *spanGen) traces(n int) ptrace.Traces {
 	for made := 0; made < n; {
 		tid := g.traceID()
 		size := min(1+g.rng.IntN(15), n-made)
-		g.at = g.at.Add(time.Duration(g.rng.IntN(4000)) * time.Microsecond)
+		g.At = g.At.Add(time.Duration(g.rng.IntN(4000)) * time.Microsecond)
 		var root pcommon.SpanID
 		for i := range size {
 			svc := g.svcs[g.rng.IntN(len(g.svcs))]
@@ -89,13 +93,13 @@ func (g *spanGen) traces(n int) ptrace.Traces {
 	return td
 }
 
-func (g *spanGen) fill(sp ptrace.Span, tid pcommon.TraceID, parent pcommon.SpanID, i int) {
+func (g *SpanGen) fill(sp ptrace.Span, tid pcommon.TraceID, parent pcommon.SpanID, i int) {
 	g.seq++
 	sp.SetTraceID(tid)
 	sp.SetSpanID(g.spanID())
 	sp.SetParentSpanID(parent)
 	sp.SetFlags(1)
-	start := g.at.Add(time.Duration(i*g.rng.IntN(300)) * time.Microsecond)
+	start := g.At.Add(time.Duration(i*g.rng.IntN(300)) * time.Microsecond)
 	dur := time.Duration(g.rng.ExpFloat64()*3e6) + 50*time.Microsecond
 	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
 	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(dur)))
@@ -147,7 +151,7 @@ func (g *spanGen) fill(sp ptrace.Span, tid pcommon.TraceID, parent pcommon.SpanI
 }
 
 // logs returns n log records spread over the services.
-func (g *spanGen) logs(n int) plog.Logs {
+func (g *SpanGen) Logs(n int) plog.Logs {
 	ld := plog.NewLogs()
 	bySvc := map[string]plog.LogRecordSlice{}
 	for _, svc := range g.svcs {
@@ -159,10 +163,10 @@ func (g *spanGen) logs(n int) plog.Logs {
 		bySvc[svc] = sl.LogRecords()
 	}
 	for range n {
-		g.at = g.at.Add(time.Duration(g.rng.IntN(400)) * time.Microsecond)
+		g.At = g.At.Add(time.Duration(g.rng.IntN(400)) * time.Microsecond)
 		lr := bySvc[g.svcs[g.rng.IntN(len(g.svcs))]].AppendEmpty()
-		lr.SetTimestamp(pcommon.NewTimestampFromTime(g.at))
-		lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(g.at.Add(time.Millisecond)))
+		lr.SetTimestamp(pcommon.NewTimestampFromTime(g.At))
+		lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(g.At.Add(time.Millisecond)))
 		lr.SetTraceID(g.traceID())
 		lr.SetSpanID(g.spanID())
 		lr.SetFlags(1)

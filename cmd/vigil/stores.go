@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/doctor"
+	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/embedded"
+)
+
+// metricStore is what the server needs of a metric backend: ingest paths
+// and rules append, PromQL and the Prometheus API read.
+type metricStore interface {
+	promstorage.AppendableV2
+	promstorage.SampleAndChunkQueryable
+}
+
+// stores are the opened backends.
+type stores struct {
+	metrics  metricStore
+	spanLogs storage.SpanLogStore
+	// tsdb is the embedded TSDB, nil on other backends: its status pages
+	// and the doctor's growth figures read it directly.
+	tsdb *tsdb.DB
+	// external labels every series vigil derives itself carries: on a
+	// shared store, the node that counted it.
+	external labels.Labels
+	// closers run in reverse order by close.
+	closers []func() error
+	logger  *slog.Logger
+}
+
+// openStores opens the configured backend.
+func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*stores, error) {
+	s := &stores{logger: logger}
+	start := time.Now()
+	retention := time.Duration(cfg.Retention)
+	switch cfg.Storage.Backend {
+	case config.BackendClickHouse:
+		if err := s.openClickHouse(ctx, cfg, logger); err != nil {
+			s.close()
+			return nil, err
+		}
+	default:
+		db, err := embedded.OpenMetrics(embedded.MetricsOptions{
+			Dir: filepath.Join(cfg.DataDir, "tsdb"), Retention: retention,
+			Logger: logger, Registerer: reg,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open metrics store: %w", err)
+		}
+		s.metrics, s.tsdb = db, db
+		s.closers = append(s.closers, db.Close)
+		sl, err := embedded.OpenSpanLogStore(ctx, embedded.SpanLogOptions{
+			Dir: filepath.Join(cfg.DataDir, "spanlogs"), Retention: retention,
+			MemoryLimit: cfg.Storage.DuckDBMemoryLimit,
+			Logger:      logger.With("component", "duckdb"), Registerer: reg,
+		})
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("open span and log store: %w", err)
+		}
+		s.spanLogs = sl
+		s.closers = append(s.closers, sl.Close)
+	}
+	logger.Info("storage open", "backend", cfg.Storage.Backend, "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
+	return s, nil
+}
+
+// close closes the stores, the last opened first.
+func (s *stores) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			s.logger.Error("close storage", "err", err)
+		}
+	}
+	s.closers = nil
+}
+
+// head is the embedded TSDB's head for the doctor's cardinality check, or
+// nil (an untyped nil, so the check sees none) on other backends.
+func (s *stores) head() doctor.HeadStats {
+	if s.tsdb == nil {
+		return nil
+	}
+	return s.tsdb.Head()
+}

@@ -1,0 +1,473 @@
+package clickhouse
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+)
+
+const spanReadColumns = `span_id, parent_span_id, start_ns, duration_ns, service, name, kind,
+	status_code, status_message, trace_state, flags, attributes, dropped_attributes, events,
+	dropped_events, links, dropped_links, resource_attributes, resource_dropped, resource_schema_url,
+	scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url`
+
+// GetTrace reads the trace index for the days, and the start range in
+// each, that hold the trace, then only those spans: the date and start_ns
+// conditions prune partitions and granules before the trace id is
+// compared (with a bloom filter on modern servers).
+func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error) {
+	if err := s.begin(); err != nil {
+		return ptrace.Traces{}, err
+	}
+	defer s.mu.RUnlock()
+	hi, lo := traceIDToUints(id)
+	idCond := fmt.Sprintf("trace_hi = %d AND trace_lo = %d", hi, lo)
+	rows, err := s.c.Conn.Query(ctx, "SELECT toUInt32(date), min(start_min), max(start_max) FROM "+
+		s.c.Table(traceIndexTable.name)+" WHERE "+idCond+" GROUP BY date")
+	if err != nil {
+		return ptrace.Traces{}, classify(ctx, "read trace index", err)
+	}
+	var ranges []string
+	for rows.Next() {
+		var day uint32
+		var mn, mx int64
+		if err := rows.Scan(&day, &mn, &mx); err != nil {
+			rows.Close()
+			return ptrace.Traces{}, classify(ctx, "read trace index", err)
+		}
+		ranges = append(ranges, fmt.Sprintf("(date = %s AND start_ns BETWEEN %d AND %d)", dateLiteral(int64(day)), mn, mx))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return ptrace.Traces{}, classify(ctx, "read trace index", err)
+	}
+	if len(ranges) == 0 {
+		return ptrace.Traces{}, storage.ErrTraceNotFound
+	}
+	rows, err = s.c.Conn.Query(ctx, "SELECT "+spanReadColumns+" FROM "+s.c.Table(spansTable.name)+
+		" WHERE "+idCond+" AND ("+strings.Join(ranges, " OR ")+")")
+	if err != nil {
+		return ptrace.Traces{}, classify(ctx, "read trace", err)
+	}
+	defer rows.Close()
+	td := ptrace.NewTraces()
+	resources := map[string]ptrace.ResourceSpans{}
+	scopes := map[string]ptrace.ScopeSpans{}
+	// A retried write whose first attempt was partly stored leaves
+	// duplicate rows; a span is its id and start.
+	seen := map[[2]int64]bool{}
+	for rows.Next() {
+		var (
+			r                    slSpan
+			res                  slResource
+			sc                   slScope
+			attrs, events, links string
+		)
+		if err := rows.Scan(&r.spanID, &r.parentID, &r.start, &r.duration, &res.service, &r.name, &r.kind,
+			&r.statusCode, &r.statusMsg, &r.state, &r.flags, &attrs, &r.droppedAttrs, &events,
+			&r.droppedEv, &links, &r.droppedLk, &res.attrs, &res.dropped, &res.schemaURL,
+			&sc.name, &sc.version, &sc.attrs, &sc.dropped, &sc.schemaURL); err != nil {
+			return ptrace.Traces{}, classify(ctx, "scan span", err)
+		}
+		k := [2]int64{int64(r.spanID), r.start}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		rk := res.service + "\x00" + res.attrs + "\x00" + res.schemaURL + "\x00" + strconv.FormatUint(uint64(res.dropped), 10)
+		rs, ok := resources[rk]
+		if !ok {
+			rs = td.ResourceSpans().AppendEmpty()
+			rs.SetSchemaUrl(res.schemaURL)
+			if err := restoreResource(res.service, res.attrs, res.dropped, rs.Resource()); err != nil {
+				return ptrace.Traces{}, fmt.Errorf("clickhouse: resource: %w", err)
+			}
+			resources[rk] = rs
+		}
+		sk := rk + "\x01" + sc.name + "\x00" + sc.version + "\x00" + sc.attrs + "\x00" + sc.schemaURL + "\x00" + strconv.FormatUint(uint64(sc.dropped), 10)
+		ss, ok := scopes[sk]
+		if !ok {
+			ss = rs.ScopeSpans().AppendEmpty()
+			ss.SetSchemaUrl(sc.schemaURL)
+			scope := ss.Scope()
+			scope.SetName(sc.name)
+			scope.SetVersion(sc.version)
+			scope.SetDroppedAttributesCount(sc.dropped)
+			if err := attrenc.DecodeMap(sc.attrs, scope.Attributes()); err != nil {
+				return ptrace.Traces{}, fmt.Errorf("clickhouse: scope: %w", err)
+			}
+			scopes[sk] = ss
+		}
+		sp := ss.Spans().AppendEmpty()
+		sp.SetTraceID(id)
+		sp.SetSpanID(uintToSpanID(r.spanID))
+		sp.SetParentSpanID(uintToSpanID(r.parentID))
+		sp.TraceState().FromRaw(r.state)
+		sp.SetFlags(r.flags)
+		sp.SetName(r.name)
+		sp.SetKind(ptrace.SpanKind(r.kind))
+		sp.SetStartTimestamp(pcommon.Timestamp(r.start))
+		sp.SetEndTimestamp(pcommon.Timestamp(r.start + r.duration))
+		sp.Status().SetCode(ptrace.StatusCode(r.statusCode))
+		sp.Status().SetMessage(r.statusMsg)
+		sp.SetDroppedAttributesCount(r.droppedAttrs)
+		sp.SetDroppedEventsCount(r.droppedEv)
+		sp.SetDroppedLinksCount(r.droppedLk)
+		if err := attrenc.DecodeMap(attrs, sp.Attributes()); err != nil {
+			return ptrace.Traces{}, fmt.Errorf("clickhouse: span attributes: %w", err)
+		}
+		if err := attrenc.DecodeEvents(events, sp); err != nil {
+			return ptrace.Traces{}, err
+		}
+		if err := attrenc.DecodeLinks(links, sp); err != nil {
+			return ptrace.Traces{}, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ptrace.Traces{}, classify(ctx, "read trace", err)
+	}
+	if td.ResourceSpans().Len() == 0 {
+		return ptrace.Traces{}, storage.ErrTraceNotFound
+	}
+	for _, rs := range td.ResourceSpans().All() {
+		for _, ss := range rs.ScopeSpans().All() {
+			ss.Spans().Sort(func(a, b ptrace.Span) bool { return a.StartTimestamp() < b.StartTimestamp() })
+		}
+	}
+	return td, nil
+}
+
+// FindLogs yields matching records newest first (ties by a random row id,
+// stable across calls). The records are read before the first is yielded:
+// the consumer may take its time or call the store again meanwhile.
+func (s *SpanLogStore) FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error] {
+	return func(yield func(storage.LogRecord, error) bool) {
+		recs, err := s.findLogs(ctx, q)
+		if err != nil {
+			yield(storage.LogRecord{}, err)
+			return
+		}
+		for _, r := range recs {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+// logFilter is a log query as SQL, plus the attribute filters SQL can only
+// narrow down (typed JSON is not parsed server-side, which 18.16 cannot do
+// exactly) and Go checks on each candidate.
+type logFilter struct {
+	where string
+	args  []any
+	attrs map[string]string
+}
+
+// logConditions turns a log query, except After, into a WHERE clause.
+func (s *SpanLogStore) logConditions(q storage.LogQuery) (logFilter, error) {
+	conds := []string{"1"}
+	var f logFilter
+	if !q.TraceID.IsEmpty() {
+		hi, lo := traceIDToUints(q.TraceID)
+		conds = append(conds, fmt.Sprintf("trace_hi = %d AND trace_lo = %d", hi, lo))
+	}
+	if q.Service != "" {
+		conds = append(conds, "service = ?")
+		f.args = append(f.args, q.Service)
+	}
+	for _, t := range q.Terms {
+		if t == "" {
+			continue
+		}
+		if s.c.Features.SkipIndexes {
+			// LIKE on the indexed expression lets the token bloom filter
+			// skip granules; the pattern escapes LIKE's metacharacters.
+			conds = append(conds, "lowerUTF8(body) LIKE ?")
+			f.args = append(f.args, "%"+likeEscaper.Replace(strings.ToLower(t))+"%")
+		} else {
+			conds = append(conds, "position(lowerUTF8(body), lowerUTF8(?)) > 0")
+			f.args = append(f.args, t)
+		}
+	}
+	if len(q.Severities) > 0 {
+		var bands []string
+		for _, sev := range q.Severities {
+			lo, hi := sev.Range()
+			bands = append(bands, fmt.Sprintf("severity_number BETWEEN %d AND %d", lo, hi))
+		}
+		conds = append(conds, "("+strings.Join(bands, " OR ")+")")
+	}
+	for k, v := range q.Attributes {
+		if k == keyServiceName {
+			conds = append(conds, "service = ?")
+			f.args = append(f.args, v)
+			continue
+		}
+		c, args, err := attrPrefilter(k, v)
+		if err != nil {
+			return logFilter{}, err
+		}
+		conds = append(conds, c)
+		f.args = append(f.args, args...)
+		if f.attrs == nil {
+			f.attrs = map[string]string{}
+		}
+		f.attrs[k] = v
+	}
+	start, end := nanosRange(q.Start, q.End)
+	if start != minNanos {
+		conds = append(conds, fmt.Sprintf("ts_ns >= %d", start))
+	}
+	if end != maxNanos {
+		conds = append(conds, fmt.Sprintf("ts_ns < %d", end))
+	}
+	f.where = strings.Join(conds, " AND ") + s.dateCond(start, end)
+	return f, nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+// attrPrefilter narrows rows to those whose own or resource attributes
+// contain key k (and v's text, when it stands verbatim in typed JSON); Go
+// decides exactly (attrMatches).
+func attrPrefilter(k, v string) (string, []any, error) {
+	if k == "" {
+		return "", nil, fmt.Errorf("%w: empty attribute key", storage.ErrInvalidQuery)
+	}
+	needle := string(attrenc.AppendString(nil, k)) + ":"
+	cond := "(position(attributes, ?) > 0 OR position(resource_attributes, ?) > 0)"
+	args := []any{needle, needle}
+	if literalInJSON(v) {
+		cond = "(" + cond + " AND (position(attributes, ?) > 0 OR position(resource_attributes, ?) > 0))"
+		args = append(args, v, v)
+	}
+	return cond, args, nil
+}
+
+// literalInJSON reports whether attrenc writes v, as a string or as the
+// text of a number or boolean, without escaping it.
+func literalInJSON(v string) bool {
+	if v == "" || v[0] == attrenc.Tag {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// attrMatches checks want against decoded attributes: each key's own
+// attribute, else the resource's, compared as text.
+func attrMatches(want map[string]string, own, res pcommon.Map) bool {
+	for k, v := range want {
+		a, ok := own.Get(k)
+		if !ok {
+			a, ok = res.Get(k)
+		}
+		if !ok || a.AsString() != v {
+			return false
+		}
+	}
+	return true
+}
+
+// slLog is a found record with its position.
+type slLog struct {
+	ts    int64
+	rowID uint64
+	rec   storage.LogRecord
+}
+
+func logCursor(l slLog) string {
+	return strconv.FormatInt(l.ts, 10) + "." + strconv.FormatUint(l.rowID, 10)
+}
+
+func parseLogCursor(c string) (int64, uint64, error) {
+	a, b, ok := strings.Cut(c, ".")
+	ts, err1 := strconv.ParseInt(a, 10, 64)
+	id, err2 := strconv.ParseUint(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("%w: malformed cursor %q", storage.ErrInvalidQuery, c)
+	}
+	return ts, id, nil
+}
+
+const logReadColumns = `ts_ns, row_id, time_unset, observed_ns, trace_hi, trace_lo, span_id,
+	severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name`
+
+func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	limit := q.Limit
+	if limit <= 0 {
+		limit = storage.DefaultLogLimit
+	}
+	f, err := s.logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	where := f.where
+	if q.After != "" {
+		ts, id, err := parseLogCursor(q.After)
+		if err != nil {
+			return nil, err
+		}
+		where += fmt.Sprintf(" AND (ts_ns < %d OR (ts_ns = %d AND row_id < %d))", ts, ts, id)
+	}
+	query := "SELECT " + logReadColumns + " FROM " + s.c.Table(logsTable.name) + " WHERE " + where +
+		" ORDER BY ts_ns DESC, row_id DESC"
+	// With attribute filters SQL only narrows down, so the limit is
+	// applied while reading; the rest of the stream is abandoned.
+	if f.attrs == nil {
+		query += " LIMIT " + strconv.Itoa(limit)
+	}
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rows, err := s.c.Conn.Query(qctx, query, f.args...)
+	if err != nil {
+		return nil, classify(ctx, "query logs", err)
+	}
+	defer rows.Close()
+	var out []storage.LogRecord
+	for len(out) < limit && rows.Next() {
+		var (
+			l                        slLog
+			unset, sev               uint8
+			observed                 int64
+			traceHi, traceLo, spanID uint64
+			attrs, resAttrs          string
+			resDropped               uint32
+		)
+		if err := rows.Scan(&l.ts, &l.rowID, &unset, &observed, &traceHi, &traceLo, &spanID, &sev,
+			&l.rec.SeverityText, &l.rec.Service, &l.rec.Body, &attrs, &resAttrs, &resDropped, &l.rec.ScopeName); err != nil {
+			return nil, classify(ctx, "scan log", err)
+		}
+		own := pcommon.NewMap()
+		if err := attrenc.DecodeMap(attrs, own); err != nil {
+			return nil, fmt.Errorf("clickhouse: log attributes: %w", err)
+		}
+		res := pcommon.NewResource()
+		if err := restoreResource(l.rec.Service, resAttrs, resDropped, res); err != nil {
+			return nil, fmt.Errorf("clickhouse: log resource: %w", err)
+		}
+		if f.attrs != nil && !attrMatches(f.attrs, own, res.Attributes()) {
+			continue
+		}
+		if unset == 0 {
+			l.rec.Timestamp = time.Unix(0, l.ts).UTC()
+		}
+		if observed != 0 {
+			l.rec.ObservedTimestamp = time.Unix(0, observed).UTC()
+		}
+		l.rec.SeverityNumber = plog.SeverityNumber(sev)
+		l.rec.TraceID = uintsToTraceID(traceHi, traceLo)
+		l.rec.SpanID = uintToSpanID(spanID)
+		l.rec.Attributes = own.AsRaw()
+		l.rec.ResourceAttributes = res.Attributes().AsRaw()
+		l.rec.Cursor = logCursor(l)
+		out = append(out, l.rec)
+	}
+	if len(out) < limit {
+		if err := rows.Err(); err != nil {
+			return nil, classify(ctx, "read logs", err)
+		}
+	}
+	return out, nil
+}
+
+// LogHistogram counts matching records per bin and severity band. Bins are
+// computed with integer arithmetic (18.16 has no toStartOfInterval on
+// nanoseconds), flooring so that bins before 1970 align too.
+func (s *SpanLogStore) LogHistogram(ctx context.Context, q storage.LogQuery, step time.Duration) ([]storage.LogBucket, error) {
+	if step <= 0 {
+		return nil, fmt.Errorf("%w: histogram step must be positive", storage.ErrInvalidQuery)
+	}
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	f, err := s.logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	n := step.Nanoseconds()
+	bin := fmt.Sprintf("intDiv(ts_ns, %d) - if(ts_ns %% %d < 0, 1, 0)", n, n)
+	type key struct {
+		bin int64
+		sev storage.Severity
+	}
+	counts := map[key]int64{}
+	if f.attrs == nil {
+		rows, err := s.c.Conn.Query(ctx, "SELECT "+bin+" AS bin, severity_number, count() FROM "+
+			s.c.Table(logsTable.name)+" WHERE "+f.where+" GROUP BY bin, severity_number", f.args...)
+		if err != nil {
+			return nil, classify(ctx, "log histogram", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b int64
+			var sev uint8
+			var c uint64
+			if err := rows.Scan(&b, &sev, &c); err != nil {
+				return nil, classify(ctx, "log histogram", err)
+			}
+			counts[key{b, storage.SeverityOf(plog.SeverityNumber(sev))}] += int64(c)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, classify(ctx, "log histogram", err)
+		}
+	} else {
+		rows, err := s.c.Conn.Query(ctx, "SELECT "+bin+" AS bin, severity_number, service, attributes, resource_attributes FROM "+
+			s.c.Table(logsTable.name)+" WHERE "+f.where, f.args...)
+		if err != nil {
+			return nil, classify(ctx, "log histogram", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b int64
+			var sev uint8
+			var service, attrs, resAttrs string
+			if err := rows.Scan(&b, &sev, &service, &attrs, &resAttrs); err != nil {
+				return nil, classify(ctx, "log histogram", err)
+			}
+			own, res := pcommon.NewMap(), pcommon.NewResource()
+			if err := attrenc.DecodeMap(attrs, own); err != nil {
+				return nil, fmt.Errorf("clickhouse: log attributes: %w", err)
+			}
+			if err := restoreResource(service, resAttrs, 0, res); err != nil {
+				return nil, fmt.Errorf("clickhouse: log resource: %w", err)
+			}
+			if attrMatches(f.attrs, own, res.Attributes()) {
+				counts[key{b, storage.SeverityOf(plog.SeverityNumber(sev))}]++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return nil, classify(ctx, "log histogram", err)
+		}
+	}
+	out := make([]storage.LogBucket, 0, len(counts))
+	for k, c := range counts {
+		out = append(out, storage.LogBucket{Start: time.Unix(0, k.bin*n).UTC(), Severity: k.sev, Count: c})
+	}
+	slices.SortFunc(out, func(a, b storage.LogBucket) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Severity, b.Severity))
+	})
+	return out, nil
+}
