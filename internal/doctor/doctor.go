@@ -164,6 +164,7 @@ func (d *Doctor) Check(ctx context.Context) Report {
 	d.runMu.Lock()
 	defer d.runMu.Unlock()
 	r := Report{Findings: []Finding{}}
+	ctx = withRunMemo(ctx)
 	for _, c := range d.opts.Checks {
 		fs, err := c.Run(ctx)
 		if err != nil {
@@ -236,4 +237,43 @@ func clockOf(now func() time.Time) func() time.Time {
 		return time.Now
 	}
 	return now
+}
+
+// runMemo lets the checks of one run share what they read: the trace checks
+// all look at the same window of spans, which costs more to read than to
+// judge.
+type runMemo struct {
+	mu sync.Mutex
+	m  map[any]*memoEntry
+}
+
+type memoEntry struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+type runMemoKey struct{}
+
+func withRunMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, runMemoKey{}, &runMemo{m: map[any]*memoEntry{}})
+}
+
+// memoized returns load's result for key, loading it once per run; outside
+// a run (a check called directly) it just loads.
+func memoized[T any](ctx context.Context, key any, load func() (T, error)) (T, error) {
+	rm, ok := ctx.Value(runMemoKey{}).(*runMemo)
+	if !ok {
+		return load()
+	}
+	rm.mu.Lock()
+	e := rm.m[key]
+	if e == nil {
+		e = &memoEntry{}
+		rm.m[key] = e
+	}
+	rm.mu.Unlock()
+	e.once.Do(func() { e.v, e.err = load() })
+	v, _ := e.v.(T)
+	return v, e.err
 }

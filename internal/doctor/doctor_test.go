@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/vigil-observability/vigil/internal/storage"
 )
 
 type checkFunc func() ([]Finding, error)
@@ -66,5 +69,36 @@ func TestDoctorReportMetricAndHandler(t *testing.T) {
 	}
 	if !rep.HasCritical() {
 		t.Error("HasCritical false")
+	}
+}
+
+// countingSpans counts the reads of span shapes.
+type countingSpans struct {
+	*fakeDiagnosis
+	reads atomic.Int64
+}
+
+func (c *countingSpans) SpanShapes(ctx context.Context, q storage.SpanShapeQuery) ([]storage.SpanShape, error) {
+	c.reads.Add(1)
+	return c.fakeDiagnosis.SpanShapes(ctx, q)
+}
+
+// The trace checks of one run share one read of the span window, and the
+// findings are those each check gives on its own.
+func TestTraceChecksShareOneRead(t *testing.T) {
+	src := &countingSpans{fakeDiagnosis: &fakeDiagnosis{spans: shopSpans(shopOptions{rps: 5, periodic: true, dropContext: map[string]bool{"gateway>catalog": true}})}}
+	now := func() time.Time { return testNow }
+	d, err := New(Options{Checks: []Check{PropagationCheck{Spans: src, Now: now}, TimingCheck{Spans: src, Now: now}}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := d.Check(t.Context())
+	if n := src.reads.Load(); n != 1 {
+		t.Errorf("%d reads of the span window in one run, want 1", n)
+	}
+	expectFindings(t, rep.Findings, "broken_propagation gateway → catalog")
+	d.Check(t.Context())
+	if n := src.reads.Load(); n != 2 {
+		t.Errorf("%d reads after two runs, want 2 (nothing kept between runs)", n)
 	}
 }

@@ -109,7 +109,20 @@ type spanWindow struct {
 	hasChild map[spanKey]bool
 }
 
+// loadSpanWindow reads the spans around [now-grace-window, now-grace). In a
+// doctor run, checks asking for the same window, grace and limit share one
+// read (the first caller's now; a doctor reads one span store).
 func loadSpanWindow(ctx context.Context, r SpanShapeReader, now time.Time, window, grace time.Duration, limit int) (*spanWindow, error) {
+	type key struct {
+		window, grace time.Duration
+		limit         int
+	}
+	return memoized(ctx, key{window, grace, limit}, func() (*spanWindow, error) {
+		return readSpanWindow(ctx, r, now, window, grace, limit)
+	})
+}
+
+func readSpanWindow(ctx context.Context, r SpanShapeReader, now time.Time, window, grace time.Duration, limit int) (*spanWindow, error) {
 	judgeEnd := now.Add(-grace)
 	judgeStart := judgeEnd.Add(-window)
 	spans, err := r.SpanShapes(ctx, storage.SpanShapeQuery{Start: judgeStart.Add(-spanLookback), End: now, Limit: limit})
