@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
@@ -152,7 +154,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
-	httpServer := newHTTPServer(webSrv, logger)
+	// With web_config_file, every listener authenticates (cfg.Auth; nil
+	// leaves them open) and serves TLS if the file configures it.
+	// Cross-site requests are refused before authentication: a browser's
+	// stored credentials are exactly what a forged request would borrow.
+	httpServer := newHTTPServer(web.CrossOriginProtect(cfg.Auth.Wrap(webSrv)), cfg.Auth, logger)
 	errc := make(chan error, 4)
 	go func() { errc <- serveHTTP(httpServer, httpLn, "http") }()
 	logger.Info("listening", "http", httpLn.Addr().String())
@@ -211,10 +217,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
+	allowOutbound, err := alerting.ParseAllowOutbound(cfg.Alerting.AllowOutbound)
+	if err != nil {
+		return err
+	}
 	am, err := alerting.New(alerting.Options{
-		ConfigFile: amFile, DataDir: amDir, ExternalURL: "http://" + cfg.HTTPAddr,
+		ConfigFile: amFile, DataDir: amDir, ExternalURL: scheme(cfg.Auth) + "://" + cfg.HTTPAddr,
 		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
 		Logger:         logger.With("component", "alertmanager"), Registerer: reg,
+		AllowOutbound: allowOutbound,
 	})
 	if err != nil {
 		return fmt.Errorf("alertmanager: %w", err)
@@ -303,6 +314,8 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	go reloadOnSIGHUP(ctx, apply, logger)
 	if cfg.Admin.Enabled {
 		webSrv.Handle("POST /-/reload", reloadHandler(apply))
+		// Behind the admin role when authentication is on.
+		webSrv.MountPprof()
 	}
 
 	promAPI, err := promapi.New(promapi.Options{
@@ -370,13 +383,13 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return fmt.Errorf("otlp http listener: %w", err)
 	}
-	otlpHTTP := newHTTPServer(otlp.NewHTTPHandler(otlpOpts), logger)
+	otlpHTTP := newHTTPServer(cfg.Auth.Wrap(otlp.NewHTTPHandler(otlpOpts)), cfg.Auth, logger)
 	go func() { errc <- serveHTTP(otlpHTTP, otlpHTTPLn, "otlp http") }()
 	grpcLn, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
 	if err != nil {
 		return fmt.Errorf("otlp grpc listener: %w", err)
 	}
-	grpcSrv := otlp.NewGRPCServer(otlpOpts)
+	grpcSrv := otlp.NewGRPCServer(otlpOpts, cfg.Auth.GRPCOptions()...)
 	go func() {
 		if err := grpcSrv.Serve(grpcLn); err != nil {
 			errc <- fmt.Errorf("otlp grpc: %w", err)
@@ -501,9 +514,16 @@ func mountAll(s *web.Server, routes []string, h http.Handler) {
 	}
 }
 
-func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+// newHTTPServer returns a server for h, with TLS when a's web config sets
+// it up (a may be nil).
+func newHTTPServer(h http.Handler, a *auth.Authenticator, logger *slog.Logger) *http.Server {
+	var tc *tls.Config
+	if a != nil {
+		tc = a.TLSConfig()
+	}
 	return &http.Server{
 		Handler:           h,
+		TLSConfig:         tc,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
@@ -512,8 +532,22 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 }
 
 func serveHTTP(s *http.Server, ln net.Listener, name string) error {
-	if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	serve := s.Serve
+	if s.TLSConfig != nil {
+		// The certificate comes from TLSConfig.GetCertificate.
+		serve = func(ln net.Listener) error { return s.ServeTLS(ln, "", "") }
+	}
+	if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
+}
+
+// scheme is how clients reach the HTTP address: https when the web config
+// turns TLS on.
+func scheme(a *auth.Authenticator) string {
+	if a != nil && a.TLSConfig() != nil {
+		return "https"
+	}
+	return "http"
 }

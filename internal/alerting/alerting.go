@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -26,7 +27,6 @@ import (
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/api"
 	"github.com/prometheus/alertmanager/config"
-	"github.com/prometheus/alertmanager/config/receiver"
 	"github.com/prometheus/alertmanager/dispatch"
 	"github.com/prometheus/alertmanager/eventrecorder"
 	"github.com/prometheus/alertmanager/featurecontrol"
@@ -76,6 +76,10 @@ type Options struct {
 	MaintenanceInterval time.Duration
 	// AlertGCInterval between removals of resolved alerts (30m).
 	AlertGCInterval time.Duration
+	// AllowOutbound are link-local or cloud metadata ranges notifications
+	// may connect to; every other such address is refused (see
+	// ParseAllowOutbound).
+	AllowOutbound []netip.Prefix
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -102,6 +106,7 @@ type Alertmanager struct {
 	dispMetrics *dispatch.DispatcherMetrics
 	recorder    eventrecorder.Recorder
 	deliveries  *deliveryLog
+	outbound    *outboundPolicy
 
 	nflogDirty chan struct{}
 
@@ -204,6 +209,7 @@ func New(opts Options) (*Alertmanager, error) {
 		groupMarker: marker.NewGroupMarker(),
 		recorder:    eventrecorder.NopRecorder(),
 		deliveries:  newDeliveryLog(time.Now),
+		outbound:    newOutboundPolicy(opts.AllowOutbound),
 		nflogDirty:  make(chan struct{}, 1),
 		stopc:       make(chan struct{}),
 		done:        make(chan struct{}),
@@ -379,11 +385,11 @@ func (am *Alertmanager) applyConfig(conf *config.Config) (err error) {
 		if !used[rcv.Name] {
 			continue
 		}
-		integrations, err := receiver.BuildReceiverIntegrations(*rcv, tmpl, am.logger)
+		integrations, err := am.outbound.buildIntegrations(*rcv, tmpl, am.logger)
 		if err != nil {
 			return fmt.Errorf("alerting: receiver %q: %w", rcv.Name, err)
 		}
-		receivers[rcv.Name] = withTemplateFallback(rcv, integrations, tmpl, am.logger, am.metrics.templateErrors, am.deliveries)
+		receivers[rcv.Name] = withTemplateFallback(rcv, integrations, am.outbound.buildIntegrations, tmpl, am.logger, am.metrics.templateErrors, am.deliveries)
 	}
 
 	intervals := make(map[string][]timeinterval.TimeInterval, len(conf.MuteTimeIntervals)+len(conf.TimeIntervals))

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/alertmanager/alert"
 	"github.com/prometheus/alertmanager/config"
-	"github.com/prometheus/alertmanager/config/receiver"
 	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,9 +33,11 @@ const templateErrorNotice = "[template failed to render; see the vigil log]"
 // it catches failures that an integration would hide (Slack's sends empty
 // fields) or report only as text.
 //
+// build rebuilds an integration from the patched config.
+//
 // Every attempt and every template failure is also noted in deliveries,
 // which DeliveryStatus reads.
-func withTemplateFallback(rcv *config.Receiver, integrations []notify.Integration, tmpl *template.Template, logger *slog.Logger, templateErrors *prometheus.CounterVec, deliveries *deliveryLog) []notify.Integration {
+func withTemplateFallback(rcv *config.Receiver, integrations []notify.Integration, build buildFunc, tmpl *template.Template, logger *slog.Logger, templateErrors *prometheus.CounterVec, deliveries *deliveryLog) []notify.Integration {
 	configs := integrationConfigs(rcv)
 	out := make([]notify.Integration, 0, len(integrations))
 	for _, in := range integrations {
@@ -47,6 +48,7 @@ func withTemplateFallback(rcv *config.Receiver, integrations []notify.Integratio
 		}
 		f := &fallbackNotifier{
 			primary:  in,
+			build:    build,
 			receiver: rcv.Name,
 			conf:     conf,
 			defaults: defaultsFor(conf.ptr.Type()),
@@ -101,8 +103,12 @@ func integrationConfigs(rcv *config.Receiver) map[integrationKey]integrationConf
 	return out
 }
 
+// buildFunc builds a receiver's integrations (outboundPolicy.buildIntegrations).
+type buildFunc func(config.Receiver, *template.Template, *slog.Logger) ([]notify.Integration, error)
+
 type fallbackNotifier struct {
 	primary  notify.Integration
+	build    buildFunc
 	receiver string
 	conf     integrationConf
 	defaults reflect.Value // the config type's defaults
@@ -138,7 +144,7 @@ func (f *fallbackNotifier) notify(ctx context.Context, alerts ...*alert.Alert) (
 	one := reflect.MakeSlice(field.Type(), 1, 1)
 	one.Index(0).Set(patched)
 	field.Set(one)
-	integrations, err := receiver.BuildReceiverIntegrations(rcv, f.tmpl, f.logger)
+	integrations, err := f.build(rcv, f.tmpl, f.logger)
 	if err != nil || len(integrations) != 1 {
 		return false, fmt.Errorf("building the fallback %s notifier: %w", f.primary.Name(), err)
 	}

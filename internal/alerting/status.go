@@ -257,7 +257,10 @@ const (
 	ClassDNS     = "dns"
 	ClassTimeout = "timeout"
 	ClassTLS     = "tls"
-	ClassOther   = "other"
+	// ClassOutbound: vigil itself refused to connect (a link-local or cloud
+	// metadata address; see outbound.go).
+	ClassOutbound = "outbound refused"
+	ClassOther    = "other"
 )
 
 var statusCodeRE = regexp.MustCompile(`unexpected status code (\d{3})`)
@@ -272,6 +275,8 @@ func FailureClass(err error) string {
 	var recordErr tls.RecordHeaderError
 	var reason *notify.ErrorWithReason
 	switch {
+	case errors.Is(err, ErrOutboundRefused):
+		return ClassOutbound
 	case errors.As(err, &dnsErr):
 		return ClassDNS
 	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused"):

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -270,6 +271,7 @@ func TestFailureClass(t *testing.T) {
 		{fmt.Errorf("post: %w", x509.UnknownAuthorityError{}), ClassTLS},
 		{notify.NewErrorWithReason(notify.AuthErrorReason, errors.New("unexpected status code 403: forbidden")), "http 403"},
 		{notify.NewErrorWithReason(notify.ServerErrorReason, errors.New("gateway said no")), "http 5xx"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: &OutboundError{Addr: netip.MustParseAddr("169.254.169.254"), Reason: "link-local metadata"}}, ClassOutbound},
 		{errors.New("something else"), ClassOther},
 	} {
 		if got := FailureClass(tc.err); got != tc.want {

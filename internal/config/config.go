@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +21,7 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"gopkg.in/yaml.v3"
 
+	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/slo"
 )
@@ -46,9 +48,18 @@ type Config struct {
 	// Doctor tunes the continuous diagnosis.
 	Doctor Doctor `yaml:"doctor"`
 
+	// WebConfigFile turns on authentication (and TLS, if it says so) for
+	// every listener: a web config file in the Prometheus exporter-toolkit
+	// format plus vigil's roles; relative to this file. See docs/security.md.
+	WebConfigFile string `yaml:"web_config_file"`
+	// Auth is the loaded WebConfigFile; nil when authentication is off.
+	Auth *auth.Authenticator `yaml:"-"`
+
 	// AlertmanagerConfigFile is an alertmanager.yml, in Alertmanager's own
 	// format, for vigil's built-in Alertmanager; relative to this file.
 	AlertmanagerConfigFile string `yaml:"alertmanager_config_file"`
+	// Alerting tunes the built-in Alertmanager's outbound connections.
+	Alerting Alerting `yaml:"alerting"`
 	// SLOs are service level objectives in Sloth's prometheus/v1 format
 	// (plus span-based SLIs), turned into recording and alerting rules.
 	SLOs yaml.Node `yaml:"slos"`
@@ -68,6 +79,15 @@ type Config struct {
 type Admin struct {
 	// Enabled serves POST /-/reload.
 	Enabled bool `yaml:"enabled"`
+}
+
+// Alerting tunes the built-in Alertmanager.
+type Alerting struct {
+	// AllowOutbound lists link-local or cloud metadata addresses (CIDR
+	// ranges, or single addresses) that notifications may connect to; every
+	// other such address is refused, so that a webhook URL cannot read the
+	// instance's metadata credentials. Read at start-up only.
+	AllowOutbound []string `yaml:"allow_outbound"`
 }
 
 // Doctor tunes the doctor, which looks for broken seams continuously.
@@ -201,6 +221,16 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 	if _, err := c.SLOSpecs(); err != nil {
 		return err
 	}
+	if c.WebConfigFile != "" {
+		if dir != "" && !filepath.IsAbs(c.WebConfigFile) {
+			c.WebConfigFile = filepath.Join(dir, c.WebConfigFile)
+		}
+		a, err := auth.Load(c.WebConfigFile)
+		if err != nil {
+			return fmt.Errorf("%w: web_config_file: %w", ErrInvalid, err)
+		}
+		c.Auth = a
+	}
 	return c.Validate()
 }
 
@@ -285,6 +315,13 @@ func (c *Config) Validate() error {
 	}
 	if d := time.Duration(c.Doctor.Interval); d < MinDoctorInterval {
 		return fmt.Errorf("%w: doctor.interval %s: must be at least %s", ErrInvalid, d, MinDoctorInterval)
+	}
+	for _, a := range c.Alerting.AllowOutbound {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			if _, err := netip.ParseAddr(a); err != nil {
+				return fmt.Errorf("%w: alerting.allow_outbound %q: want a CIDR range (169.254.10.0/24) or an address", ErrInvalid, a)
+			}
+		}
 	}
 	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxRequestsInFlight < 0 {
 		return fmt.Errorf("%w: ingest sizes must not be negative", ErrInvalid)

@@ -101,6 +101,9 @@ func TestLoadBad(t *testing.T) {
 		{"bad_negative_limit.yaml", "must not be negative"},
 		{"bad_doctor_interval.yaml", "doctor.interval 2s"},
 		{"bad_clickhouse_dsn.yaml", "storage.clickhouse.dsn"},
+		{"bad_web_config_no_users.yaml", "no basic_auth_users and no bearer_tokens"},
+		{"bad_web_config_missing.yaml", "no_such_web.yml"},
+		{"bad_web_config_role.yaml", `unknown role "write"`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)
@@ -165,5 +168,28 @@ func TestAlertingPathsAndAdmin(t *testing.T) {
 	}
 	if _, err := Parse([]byte("rule_files: [\"[\"]\n"), dir, nil); err == nil {
 		t.Error("a malformed glob was accepted")
+	}
+}
+
+func TestWebConfigFileTurnsAuthOn(t *testing.T) {
+	c, err := Load("testdata/auth.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join("testdata", "web_auth.yml"); c.WebConfigFile != want {
+		t.Errorf("web_config_file = %q, want %q (relative to the config file)", c.WebConfigFile, want)
+	}
+	if c.Auth == nil {
+		t.Fatal("web_config_file set but Auth is nil: authentication would be off")
+	}
+	if _, err := c.Auth.Authenticate("Bearer test"); err != nil {
+		t.Errorf("token from the web config refused: %v", err)
+	}
+	d, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Auth != nil {
+		t.Error("authentication must be off without web_config_file")
 	}
 }

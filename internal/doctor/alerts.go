@@ -311,6 +311,9 @@ func deliveryCause(s alerting.DeliveryStatus) (cause, fix string) {
 	case alerting.ClassTLS:
 		return "the TLS handshake with the endpoint failed: its certificate is not trusted by vigil, has expired, or is for another name",
 			"fix the endpoint's certificate chain, or set http_config.tls_config.ca_file (a private CA) or server_name in " + where
+	case alerting.ClassOutbound:
+		return "vigil refused to connect: the integration's URL leads to a link-local or cloud metadata address (" + s.LastError + ")",
+			"point the URL of " + where + " at the real endpoint; if that address is really meant, allow its range in vigil.yaml under alerting.allow_outbound"
 	case "http 401", "http 403":
 		return "the endpoint rejects vigil's credentials (" + s.Class + "): the token, API key or secret URL is wrong, expired or revoked",
 			"renew the credential in " + where + ": http_config.authorization or basic_auth for a webhook, api_url for Slack (a revoked incoming webhook), routing_key for PagerDuty, api_key for Opsgenie"

@@ -152,6 +152,14 @@ func TestNotifyCheck(t *testing.T) {
 			fix:  `receiver "team"'s webhook_configs[0]`,
 		},
 		{
+			name: "a webhook to the cloud metadata address",
+			deliveries: []alerting.DeliveryStatus{{Receiver: "team", Integration: "webhook[0]", Attempts: 3, Failures: 3,
+				Class: alerting.ClassOutbound, LastFailure: at,
+				LastError: `Post "<redacted>": dial tcp 169.254.169.254:80: outbound address 169.254.169.254 is link-local metadata, not allowed: allow it in vigil.yaml alerting.allow_outbound`}},
+			want: []string{"notify_failures critical team/webhook[0]"},
+			fix:  "alerting.allow_outbound",
+		},
+		{
 			name: "a token revoked",
 			deliveries: []alerting.DeliveryStatus{{Receiver: "oncall", Integration: "slack[1]", Attempts: 1, Failures: 1,
 				Class: "http 403", LastFailure: at, LastError: "unexpected status code 403: invalid_token"}},

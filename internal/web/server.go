@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +37,9 @@ type Server struct {
 	ready  atomic.Bool
 	logger *slog.Logger
 	ui     http.Handler
+
+	routesMu sync.Mutex
+	routes   []string // every pattern mounted, for GET /-/routes
 }
 
 // New returns a server with /-/healthy, /-/ready, /metrics and the UI routed.
@@ -42,11 +48,11 @@ func New(opts Options) *Server {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	s.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) {
+	s.Handle("GET /-/healthy", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("vigil is Healthy.\n"))
-	})
-	s.mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	s.Handle("GET /-/ready", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !s.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -54,17 +60,49 @@ func New(opts Options) *Server {
 			return
 		}
 		_, _ = w.Write([]byte("vigil is Ready.\n"))
-	})
+	}))
 	if opts.Gatherer != nil {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+		s.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
-	s.mux.HandleFunc("/", s.fallback)
+	s.Handle("GET /-/routes", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": s.Routes()})
+	}))
+	s.Handle("/", http.HandlerFunc(s.fallback))
 	return s
 }
 
 // Handle mounts h at pattern (http.ServeMux syntax). It is safe to call
 // while serving.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.routesMu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.routesMu.Unlock()
+	s.mux.Handle(pattern, h)
+}
+
+// Routes returns every pattern mounted so far, sorted. GET /-/routes serves
+// it, so that a test can check each route of a running server (for
+// example that none is reachable without credentials).
+func (s *Server) Routes() []string {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	r := slices.Clone(s.routes)
+	slices.Sort(r)
+	return r
+}
+
+// MountPprof serves net/http/pprof under /debug/pprof/. The caller decides
+// who may reach it (an admin endpoint: profiles reveal internals and cost
+// CPU).
+func (s *Server) MountPprof() {
+	s.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	s.Handle("GET /debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+	s.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	s.Handle("GET /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	s.Handle("POST /debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	s.Handle("GET /debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+}
 
 // SetReady marks storage open and every API mounted.
 func (s *Server) SetReady() { s.ready.Store(true) }

@@ -1,0 +1,271 @@
+// Package auth authenticates and authorises requests to every vigil
+// listener. Its configuration is a web config file in the Prometheus
+// exporter-toolkit format (tls_server_config, basic_auth_users with bcrypt
+// hashes) extended with vigil's roles (vigil_roles) and hashed bearer
+// tokens (bearer_tokens). Which role a route needs is decided in one place,
+// Classify (HTTP) and ClassifyGRPC (gRPC).
+package auth
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
+)
+
+// ErrInvalid wraps every problem found in a web config file.
+var ErrInvalid = errors.New("invalid web config")
+
+// ErrUnauthenticated is returned for missing or wrong credentials.
+var ErrUnauthenticated = errors.New("missing or invalid credentials")
+
+// Config is the web config file. The first two keys are the
+// exporter-toolkit's, with its meaning; the others are vigil's.
+type Config struct {
+	TLSServerConfig web.TLSConfig `yaml:"tls_server_config"`
+	// BasicAuthUsers maps user names to bcrypt hashes of their passwords.
+	BasicAuthUsers map[string]string `yaml:"basic_auth_users"`
+	// Roles maps each user of BasicAuthUsers to its roles.
+	Roles map[string][]Role `yaml:"vigil_roles"`
+	// BearerTokens are accepted as "Authorization: Bearer <token>".
+	BearerTokens []BearerToken `yaml:"bearer_tokens"`
+}
+
+// BearerToken is a token known by its SHA-256 hash only, so the file
+// does not hold anything that grants access.
+type BearerToken struct {
+	// Name identifies the token in logs and errors (e.g. "otel-collector").
+	Name string `yaml:"name"`
+	// SHA256 is the hex SHA-256 of the token.
+	SHA256 string `yaml:"sha256"`
+	Roles  []Role `yaml:"roles"`
+}
+
+// Authenticator checks credentials against a loaded Config. It is safe for
+// concurrent use.
+type Authenticator struct {
+	users  map[string]user
+	tokens []token
+	tls    *tls.Config // nil: plain TCP
+
+	// bcrypt costs tens of milliseconds by design; a client sending the
+	// same basic credentials on every request pays it once. Only
+	// successes are cached, keyed by a hash of user and password.
+	mu    sync.Mutex
+	cache map[[sha256.Size]byte]struct{}
+}
+
+type user struct {
+	hash  []byte
+	roles []Role
+}
+
+type token struct {
+	name  string
+	sum   []byte
+	roles []Role
+}
+
+// maxCache bounds the credential cache; it is emptied when full.
+const maxCache = 1024
+
+// dummyHash is compared against when the user is unknown, so that a wrong
+// user name takes as long as a wrong password.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("vigil-no-such-user"), bcrypt.MinCost)
+
+// Load reads the web config file at path; relative TLS file paths in it are
+// relative to the file.
+func Load(path string) (*Authenticator, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("web config: %w", err)
+	}
+	a, err := Parse(data, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("web config %s: %w", path, err)
+	}
+	return a, nil
+}
+
+// Parse builds an Authenticator from a web config body; dir resolves
+// relative paths. A file that accepts no one (no users and no tokens) is
+// refused: with authentication on it would lock everyone out, and a
+// missing section is more likely a mistake than an intent.
+func Parse(data []byte, dir string) (*Authenticator, error) {
+	// The exporter-toolkit's defaults.
+	c := Config{TLSServerConfig: web.TLSConfig{
+		MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS13, PreferServerCipherSuites: true,
+	}}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// io.EOF: an empty file, refused by New for naming no one.
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if dir != "" {
+		c.TLSServerConfig.SetDirectory(dir)
+	}
+	return New(c)
+}
+
+// New builds an Authenticator from c.
+func New(c Config) (*Authenticator, error) {
+	if len(c.BasicAuthUsers) == 0 && len(c.BearerTokens) == 0 {
+		return nil, fmt.Errorf("%w: no basic_auth_users and no bearer_tokens: nobody could authenticate; add at least one", ErrInvalid)
+	}
+	a := &Authenticator{users: map[string]user{}, cache: map[[sha256.Size]byte]struct{}{}}
+	for name, hash := range c.BasicAuthUsers {
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("%w: basic_auth_users %q: not a bcrypt hash (generate one with `htpasswd -nbBC 10 USER PASSWORD`): %w", ErrInvalid, name, err)
+		}
+		roles, ok := c.Roles[name]
+		if !ok || len(roles) == 0 {
+			return nil, fmt.Errorf("%w: user %q has no roles: add it to vigil_roles with some of ingest, read, admin", ErrInvalid, name)
+		}
+		if err := checkRoles(roles); err != nil {
+			return nil, fmt.Errorf("%w: vigil_roles %q: %w", ErrInvalid, name, err)
+		}
+		a.users[name] = user{hash: []byte(hash), roles: slices.Clone(roles)}
+	}
+	for name := range c.Roles {
+		if _, ok := c.BasicAuthUsers[name]; !ok {
+			return nil, fmt.Errorf("%w: vigil_roles names %q, which is not in basic_auth_users", ErrInvalid, name)
+		}
+	}
+	for i, t := range c.BearerTokens {
+		id := t.Name
+		if id == "" {
+			id = fmt.Sprintf("#%d", i+1)
+		}
+		sum, err := hex.DecodeString(t.SHA256)
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("%w: bearer_tokens %s: sha256 must be 64 hex digits (printf %%s TOKEN | sha256sum)", ErrInvalid, id)
+		}
+		if len(t.Roles) == 0 {
+			return nil, fmt.Errorf("%w: bearer_tokens %s has no roles", ErrInvalid, id)
+		}
+		if err := checkRoles(t.Roles); err != nil {
+			return nil, fmt.Errorf("%w: bearer_tokens %s: %w", ErrInvalid, id, err)
+		}
+		a.tokens = append(a.tokens, token{name: id, sum: sum, roles: slices.Clone(t.Roles)})
+	}
+	if c.TLSServerConfig.IsEnabled() {
+		tc, err := web.ConfigToTLSConfig(&c.TLSServerConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w: tls_server_config: %w", ErrInvalid, err)
+		}
+		a.tls = tc
+	}
+	return a, nil
+}
+
+func checkRoles(roles []Role) error {
+	for _, r := range roles {
+		if !r.valid() {
+			return fmt.Errorf("unknown role %q: use ingest, read or admin", r)
+		}
+	}
+	return nil
+}
+
+// TLSConfig is the server TLS configuration for every listener, or nil
+// when tls_server_config is absent. The certificate and key are read again
+// at each handshake, so renewed files take effect without a restart.
+func (a *Authenticator) TLSConfig() *tls.Config {
+	if a.tls == nil {
+		return nil
+	}
+	return a.tls.Clone()
+}
+
+// Authenticate checks the value of an Authorization header ("Basic ..."
+// or "Bearer ...") and returns the roles it grants, or ErrUnauthenticated.
+func (a *Authenticator) Authenticate(authorization string) ([]Role, error) {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(authorization), " ")
+	if !ok {
+		return nil, ErrUnauthenticated
+	}
+	cred = strings.TrimSpace(cred)
+	switch strings.ToLower(scheme) {
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return nil, ErrUnauthenticated
+		}
+		name, pass, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return nil, ErrUnauthenticated
+		}
+		return a.basic(name, pass)
+	case "bearer":
+		return a.bearer(cred)
+	}
+	return nil, ErrUnauthenticated
+}
+
+func (a *Authenticator) basic(name, pass string) ([]Role, error) {
+	u, known := a.users[name]
+	// name never holds a colon (Authenticate splits at the first one), so
+	// "name:pass" names one pair only.
+	key := sha256.Sum256([]byte(name + ":" + pass))
+	if known {
+		a.mu.Lock()
+		_, hit := a.cache[key]
+		a.mu.Unlock()
+		if hit {
+			return u.roles, nil
+		}
+	}
+	hash := dummyHash
+	if known {
+		hash = u.hash
+	}
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(pass)); err != nil || !known {
+		return nil, ErrUnauthenticated
+	}
+	a.mu.Lock()
+	if len(a.cache) >= maxCache {
+		clear(a.cache)
+	}
+	a.cache[key] = struct{}{}
+	a.mu.Unlock()
+	return u.roles, nil
+}
+
+func (a *Authenticator) bearer(tok string) ([]Role, error) {
+	if tok == "" {
+		return nil, ErrUnauthenticated
+	}
+	sum := sha256.Sum256([]byte(tok))
+	var roles []Role
+	// Every token is compared, in constant time, so the time taken does
+	// not tell which one (if any) nearly matched.
+	for _, t := range a.tokens {
+		if subtle.ConstantTimeCompare(sum[:], t.sum) == 1 && roles == nil {
+			roles = t.roles
+		}
+	}
+	if roles == nil {
+		return nil, ErrUnauthenticated
+	}
+	return roles, nil
+}
+
+// Allowed reports whether roles include need; Open needs nothing.
+func Allowed(roles []Role, need Role) bool {
+	return need == Open || slices.Contains(roles, need)
+}

@@ -1,0 +1,337 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		method, path string
+		want         Role
+	}{
+		{"GET", "/-/healthy", Open},
+		{"HEAD", "/-/ready", Open},
+		{"POST", "/-/healthy", RoleAdmin}, // only probes are open
+		{"GET", "/-/healthy/../reload", RoleAdmin},
+		{"POST", "/-/reload", RoleAdmin},
+		{"GET", "/-/routes", RoleAdmin},
+		{"GET", "/-/anything-new", RoleAdmin},
+		{"GET", "/debug/pprof/", RoleAdmin},
+		{"GET", "/debug/pprof/heap", RoleAdmin},
+		{"GET", "/api/v1/admin/tsdb/snapshot", RoleAdmin},
+		{"POST", "/api/v1/admin/tsdb/delete_series", RoleAdmin},
+		{"POST", "/api/v1/write", RoleIngest},
+		{"POST", "/v1/traces", RoleIngest},
+		{"POST", "/v1/logs", RoleIngest},
+		{"POST", "/v1/metrics", RoleIngest},
+		{"PUT", "/api/v1/write", RoleAdmin}, // not a write the receiver accepts
+		{"POST", "/api/v1/query", RoleRead},
+		{"POST", "/api/v1/query_range", RoleRead},
+		{"POST", "/api/v1/read", RoleRead},
+		{"GET", "/api/v1/query", RoleRead},
+		{"GET", "/api/v1/status/config", RoleRead},
+		{"GET", "/api/traces/abc", RoleRead},
+		{"GET", "/api/doctor", RoleRead},
+		{"GET", "/metrics", RoleRead},
+		{"GET", "/", RoleRead},
+		{"GET", "/explore/some/ui/route", RoleRead},
+		{"OPTIONS", "/api/v1/query", RoleRead},
+		{"GET", "/api/v2/silences", RoleRead},
+		{"POST", "/api/v2/silences", RoleAdmin},
+		{"DELETE", "/api/v2/silence/123", RoleAdmin},
+		{"POST", "/api/v2/alerts", RoleAdmin},
+		{"POST", "/api/some-new-endpoint", RoleAdmin},
+		{"DELETE", "/api/traces/abc", RoleAdmin},
+		{"POST", "/v1/traces/../../-/reload", RoleAdmin},
+		{"POST", "v1/traces", RoleIngest},
+	} {
+		if got := Classify(tc.method, tc.path); got != tc.want {
+			t.Errorf("Classify(%s %s) = %s, want %s", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestClassifyGRPC(t *testing.T) {
+	for m, want := range map[string]Role{
+		"/opentelemetry.proto.collector.trace.v1.TraceService/Export":     RoleIngest,
+		"/opentelemetry.proto.collector.logs.v1.LogsService/Export":       RoleIngest,
+		"/opentelemetry.proto.collector.metrics.v1.MetricsService/Export": RoleIngest,
+		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":       RoleAdmin,
+		"/grpc.health.v1.Health/Check":                                    RoleAdmin,
+		"":                                                                RoleAdmin,
+	} {
+		if got := ClassifyGRPC(m); got != want {
+			t.Errorf("ClassifyGRPC(%q) = %s, want %s", m, got, want)
+		}
+	}
+}
+
+func sha(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func bcryptHash(t *testing.T, pass string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func basicHeader(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+func testAuthenticator(t *testing.T) *Authenticator {
+	t.Helper()
+	a, err := New(Config{
+		BasicAuthUsers: map[string]string{"alice": bcryptHash(t, "s3cret"), "bob": bcryptHash(t, "hunter2")},
+		Roles:          map[string][]Role{"alice": {RoleRead, RoleAdmin}, "bob": {RoleRead}},
+		BearerTokens: []BearerToken{
+			{Name: "collector", SHA256: sha("tok-ingest"), Roles: []Role{RoleIngest}},
+			{Name: "grafana", SHA256: strings.ToUpper(sha("tok-read")), Roles: []Role{RoleRead}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestAuthenticate(t *testing.T) {
+	a := testAuthenticator(t)
+	for _, tc := range []struct {
+		name, header string
+		want         []Role // nil: refused
+	}{
+		{"basic alice", basicHeader("alice", "s3cret"), []Role{RoleRead, RoleAdmin}},
+		{"basic alice again (cached)", basicHeader("alice", "s3cret"), []Role{RoleRead, RoleAdmin}},
+		{"basic bob", basicHeader("bob", "hunter2"), []Role{RoleRead}},
+		{"basic scheme case-insensitive", "basic " + base64.StdEncoding.EncodeToString([]byte("bob:hunter2")), []Role{RoleRead}},
+		{"wrong password", basicHeader("alice", "hunter2"), nil},
+		{"wrong password after a cached success", basicHeader("alice", "s3cret "), nil},
+		{"unknown user", basicHeader("mallory", "s3cret"), nil},
+		{"empty password", basicHeader("alice", ""), nil},
+		{"not base64", "Basic !!!", nil},
+		{"no colon", "Basic " + base64.StdEncoding.EncodeToString([]byte("alice")), nil},
+		{"bearer ingest", "Bearer tok-ingest", []Role{RoleIngest}},
+		{"bearer read, hash in upper case", "Bearer tok-read", []Role{RoleRead}},
+		{"bearer wrong", "Bearer tok-nope", nil},
+		{"bearer empty", "Bearer ", nil},
+		{"the hash is not the token", "Bearer " + sha("tok-ingest"), nil},
+		{"no header", "", nil},
+		{"unknown scheme", "Digest abc", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := a.Authenticate(tc.header)
+			if tc.want == nil {
+				if !errors.Is(err, ErrUnauthenticated) {
+					t.Fatalf("got roles %v, err %v; want ErrUnauthenticated", got, err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	good := bcryptHash(t, "x")
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"nobody", "vigil_roles: {}\n", "no basic_auth_users and no bearer_tokens"},
+		{"empty file", "", "no basic_auth_users and no bearer_tokens"},
+		{"user without roles", "basic_auth_users: {alice: '" + good + "'}\n", `user "alice" has no roles`},
+		{"unknown role", "basic_auth_users: {alice: '" + good + "'}\nvigil_roles: {alice: [root]}\n", `unknown role "root"`},
+		{"plain password", "basic_auth_users: {alice: hunter2}\nvigil_roles: {alice: [read]}\n", "not a bcrypt hash"},
+		{"roles for a stranger", "basic_auth_users: {alice: '" + good + "'}\nvigil_roles: {alice: [read], bob: [read]}\n", `"bob", which is not in basic_auth_users`},
+		{"short token hash", "bearer_tokens: [{name: c, sha256: abcd, roles: [ingest]}]\n", "64 hex digits"},
+		{"token without roles", "bearer_tokens: [{name: c, sha256: " + sha("x") + "}]\n", "bearer_tokens c has no roles"},
+		{"unknown key", "basic_auth_user: {}\n", "basic_auth_user"},
+		{"tls without files", "tls_server_config: {cert_file: nope.pem, key_file: nope.key}\nbearer_tokens: [{sha256: " + sha("x") + ", roles: [read]}]\n", "tls_server_config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml), t.TempDir())
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrInvalid containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 into dir.
+func writeCert(t *testing.T, dir string) (certPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM
+}
+
+func TestLoadTLSRelativeToFile(t *testing.T) {
+	dir := t.TempDir()
+	certPEM := writeCert(t, dir)
+	web := filepath.Join(dir, "web.yml")
+	body := "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS13\n" +
+		"bearer_tokens: [{name: c, sha256: " + sha("tok") + ", roles: [read]}]\n"
+	if err := os.WriteFile(web, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := a.TLSConfig()
+	if tc == nil {
+		t.Fatal("tls_server_config set but TLSConfig is nil")
+	}
+	if tc.MinVersion != tls.VersionTLS13 {
+		t.Errorf("MinVersion = %x, want TLS 1.3", tc.MinVersion)
+	}
+	// Not httptest's StartTLS: it installs its own certificate.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})), TLSConfig: tc}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	req, _ := http.NewRequest("GET", "https://"+ln.Addr().String()+"/api/v1/query", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("TLS request with the configured certificate: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("status %d, want 200", resp.StatusCode)
+	}
+
+	noTLS, err := Parse([]byte("bearer_tokens: [{sha256: "+sha("tok")+", roles: [read]}]\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if noTLS.TLSConfig() != nil {
+		t.Error("no tls_server_config but TLSConfig is not nil")
+	}
+}
+
+func TestWrap(t *testing.T) {
+	a := testAuthenticator(t)
+	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	for _, tc := range []struct {
+		method, path, header string
+		want                 int
+	}{
+		{"GET", "/-/healthy", "", http.StatusTeapot},
+		{"GET", "/-/ready", "", http.StatusTeapot},
+		{"GET", "/api/v1/query", "", http.StatusUnauthorized},
+		{"GET", "/api/v1/query", "Bearer wrong", http.StatusUnauthorized},
+		{"GET", "/api/v1/query", "Bearer tok-ingest", http.StatusForbidden},
+		{"GET", "/api/v1/query", "Bearer tok-read", http.StatusTeapot},
+		{"POST", "/api/v1/write", "Bearer tok-read", http.StatusForbidden},
+		{"POST", "/api/v1/write", "Bearer tok-ingest", http.StatusTeapot},
+		{"POST", "/-/reload", basicHeader("bob", "hunter2"), http.StatusForbidden},
+		{"POST", "/-/reload", basicHeader("alice", "s3cret"), http.StatusTeapot},
+		{"GET", "/debug/pprof/", basicHeader("bob", "hunter2"), http.StatusForbidden},
+		{"POST", "/api/v2/silences", basicHeader("alice", "s3cret"), http.StatusTeapot},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.header != "" {
+			req.Header.Set("Authorization", tc.header)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.want {
+			t.Errorf("%s %s (%q): %d, want %d", tc.method, tc.path, tc.header, rec.Code, tc.want)
+		}
+		if rec.Code == http.StatusUnauthorized && !strings.Contains(strings.Join(rec.Header().Values("WWW-Authenticate"), ","), "Basic") {
+			t.Errorf("%s %s: 401 without a Basic challenge: %v", tc.method, tc.path, rec.Header())
+		}
+	}
+	var nilAuth *Authenticator
+	rec := httptest.NewRecorder()
+	nilAuth.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })).
+		ServeHTTP(rec, httptest.NewRequest("POST", "/-/reload", nil))
+	if rec.Code != http.StatusTeapot {
+		t.Errorf("auth off: %d, want the handler's answer", rec.Code)
+	}
+}
+
+func TestAuthorizeGRPC(t *testing.T) {
+	a := testAuthenticator(t)
+	const export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+	for _, tc := range []struct {
+		method, header string
+		want           codes.Code
+	}{
+		{export, "", codes.Unauthenticated},
+		{export, "Bearer wrong", codes.Unauthenticated},
+		{export, "Bearer tok-read", codes.PermissionDenied},
+		{export, "Bearer tok-ingest", codes.OK},
+		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "Bearer tok-ingest", codes.PermissionDenied},
+	} {
+		ctx := context.Background()
+		if tc.header != "" {
+			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", tc.header))
+		}
+		if got := status.Code(a.authorizeGRPC(ctx, tc.method)); got != tc.want {
+			t.Errorf("%s (%q): %v, want %v", tc.method, tc.header, got, tc.want)
+		}
+	}
+	if len(a.GRPCOptions()) != 2 {
+		t.Errorf("without TLS: %d options, want the two interceptors", len(a.GRPCOptions()))
+	}
+}

@@ -1,0 +1,128 @@
+package auth
+
+import (
+	"net/http"
+	"path"
+	"strings"
+)
+
+// Role is what a credential may do. A credential holds any set of roles;
+// no role implies another (an operator who silences alerts from the UI
+// needs read and admin).
+type Role string
+
+// The roles a credential can hold, and Open for the routes that need none.
+const (
+	// RoleIngest writes telemetry: OTLP (HTTP and gRPC) and remote_write.
+	RoleIngest Role = "ingest"
+	// RoleRead reads: every query API, the UI, /metrics.
+	RoleRead Role = "read"
+	// RoleAdmin changes the server: reload, deletion, silences and
+	// alerts through the Alertmanager API, pprof.
+	RoleAdmin Role = "admin"
+	// Open marks a route served without credentials (health and
+	// readiness). It is not a role a credential can hold.
+	Open Role = "open"
+)
+
+// valid reports whether r may be granted to a credential.
+func (r Role) valid() bool { return r == RoleIngest || r == RoleRead || r == RoleAdmin }
+
+// ingestPaths are the only HTTP routes an ingest credential reaches.
+var ingestPaths = map[string]bool{
+	"/api/v1/write": true, // Prometheus remote_write
+	"/v1/traces":    true, // OTLP/HTTP
+	"/v1/logs":      true,
+	"/v1/metrics":   true,
+}
+
+// readPOSTPaths are the POST routes that only read: the Prometheus API
+// accepts its queries as form posts (long PromQL does not fit a URL), and
+// remote read is a POST.
+var readPOSTPaths = map[string]bool{
+	"/api/v1/query":           true,
+	"/api/v1/query_range":     true,
+	"/api/v1/query_exemplars": true,
+	"/api/v1/series":          true,
+	"/api/v1/labels":          true,
+	"/api/v1/format_query":    true,
+	"/api/v1/parse_query":     true,
+	"/api/v1/read":            true,
+}
+
+// adminPrefixes are subtrees that are admin whatever the method, so that
+// a route added under them later is admin without anyone deciding it:
+// pprof and other debug handlers, the Prometheus admin API, and the /-/
+// control endpoints (reload, the route listing).
+var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
+
+// Classify returns the role a request needs, from its method and path
+// alone. It is the single place that decides access for every HTTP route
+// vigil serves, on every listener:
+//
+//   - GET/HEAD /-/healthy and /-/ready are Open: load balancers and
+//     orchestrators probe them without credentials, and they reveal only
+//     that the process is up.
+//   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
+//   - POST to the remote_write and OTLP paths needs ingest.
+//   - POST to the Prometheus query endpoints needs read.
+//   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
+//     method does, and the UI answers every GET path (its client-side
+//     routes), so there is no finite list of read routes to check against.
+//   - Any other method on any other path needs admin. A new route that
+//     changes something is therefore closed to ingest and read credentials
+//     until it is listed here on purpose.
+func Classify(method, p string) Role {
+	p = cleanPath(p)
+	safe := method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+	if safe && (p == "/-/healthy" || p == "/-/ready") {
+		return Open
+	}
+	for _, prefix := range adminPrefixes {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return RoleAdmin
+		}
+	}
+	if safe {
+		return RoleRead
+	}
+	if method == http.MethodPost {
+		if ingestPaths[p] {
+			return RoleIngest
+		}
+		if readPOSTPaths[p] {
+			return RoleRead
+		}
+	}
+	return RoleAdmin
+}
+
+// otlpGRPCServices are the gRPC services an ingest credential reaches.
+var otlpGRPCServices = map[string]bool{
+	"opentelemetry.proto.collector.trace.v1.TraceService":     true,
+	"opentelemetry.proto.collector.logs.v1.LogsService":       true,
+	"opentelemetry.proto.collector.metrics.v1.MetricsService": true,
+}
+
+// ClassifyGRPC returns the role a gRPC call needs from its full method
+// name ("/package.Service/Method"): ingest for the OTLP export services,
+// admin for anything else registered later (reflection, channelz, ...).
+func ClassifyGRPC(fullMethod string) Role {
+	svc, _, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	if ok && otlpGRPCServices[svc] {
+		return RoleIngest
+	}
+	return RoleAdmin
+}
+
+// cleanPath is the path http.ServeMux routes on, so that "/-/healthy/../reload"
+// is judged as the "/-/reload" it reaches.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p)
+}

@@ -1,0 +1,43 @@
+package auth
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// Wrap returns next behind authentication: each request needs the role
+// Classify gives its method and path. Missing or wrong credentials get 401
+// with WWW-Authenticate (so browsers prompt for basic auth), valid
+// credentials without the role get 403. A nil Authenticator means auth is
+// off and next is returned as is.
+func (a *Authenticator) Wrap(next http.Handler) http.Handler {
+	if a == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		need := Classify(r.Method, r.URL.Path)
+		if need == Open {
+			next.ServeHTTP(w, r)
+			return
+		}
+		roles, err := a.Authenticate(r.Header.Get("Authorization"))
+		if err != nil {
+			w.Header().Add("WWW-Authenticate", `Basic realm="vigil", charset="UTF-8"`)
+			w.Header().Add("WWW-Authenticate", `Bearer realm="vigil"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "authentication required: send basic auth or a bearer token")
+			return
+		}
+		if !Allowed(roles, need) {
+			writeError(w, http.StatusForbidden, "forbidden", "this credential lacks the "+string(need)+" role needed for "+r.Method+" "+r.URL.Path)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// writeError answers in the JSON error shape vigil's APIs use.
+func writeError(w http.ResponseWriter, code int, errType, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": errType, "error": msg})
+}
