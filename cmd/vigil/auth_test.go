@@ -54,6 +54,9 @@ func (c authCred) has(r auth.Role) bool { return slices.Contains(c.roles, r) }
 // authServer is a vigil started with a web config: TLS on every listener,
 // basic users and bearer tokens, one credential per role.
 type authServer struct {
+	// dir holds the web config and tls.crt, the server's self-signed
+	// certificate.
+	dir                         string
 	httpsURL, otlpURL, grpcAddr string
 	client                      *http.Client
 	pool                        *x509.CertPool
@@ -137,7 +140,7 @@ bearer_tokens:
 		return req.Header.Get("Authorization")
 	}
 	a := &authServer{
-		httpsURL: "https://" + h, otlpURL: "https://" + oh, grpcAddr: g, pool: pool, logs: logs,
+		dir: dir, httpsURL: "https://" + h, otlpURL: "https://" + oh, grpcAddr: g, pool: pool, logs: logs,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 		creds: []authCred{
 			{"reader", basic("reader", "reader-pass"), []auth.Role{auth.RoleRead}},
@@ -448,4 +451,45 @@ func writeTestCert(t *testing.T, dir string) []byte {
 		t.Fatal(err)
 	}
 	return certPEM
+}
+
+// `vigil doctor` reaches a server with auth and TLS on, given a read
+// credential and the CA; without one it says what the server answered.
+func TestDoctorWithCredentials(t *testing.T) {
+	a := startAuthServer(t)
+	ca := filepath.Join(a.dir, "tls.crt")
+	write := func(name, content string) string {
+		p := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	token, pass := write("token", "dashboards-token\n"), write("pass", "reader-pass")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string // in stdout for 0, stderr for 2
+	}{
+		{"bearer token", []string{"--bearer-token-file", token}, 0, ""},
+		{"basic auth", []string{"--basic-auth-user", "reader", "--basic-auth-password-file", pass}, 0, ""},
+		{"no credentials", nil, 2, "HTTP 401"},
+		{"an ingest token", []string{"--bearer-token-file", write("ingest", "collector-token")}, 2, "HTTP 403"},
+		{"both kinds", []string{"--bearer-token-file", token, "--basic-auth-user", "reader", "--basic-auth-password-file", pass}, 2, "not both"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"doctor", "--server", a.httpsURL, "--ca-file", ca, "--format", "json"}, tc.args...)
+			stdout, stderr, code := runVigil(t, args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, stdout, stderr)
+			}
+			if tc.code == 0 && !strings.Contains(stdout, `"findings"`) {
+				t.Errorf("no report: %s", stdout)
+			}
+			if tc.code == 2 && !strings.Contains(stderr, tc.out) {
+				t.Errorf("stderr %q lacks %q", stderr, tc.out)
+			}
+		})
+	}
 }

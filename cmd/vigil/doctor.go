@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	commoncfg "github.com/prometheus/common/config"
+
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/doctor"
@@ -29,6 +31,13 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	configFile := fs.String("config", "", "with --offline, the vigil.yaml to diagnose")
 	format := fs.String("format", "text", "text or json")
 	timeout := fs.Duration("timeout", time.Minute, "how long the checks may take")
+	// A server with a web config (docs/security.md) wants a read credential
+	// and, for a private CA, its certificate.
+	var httpCfg commoncfg.HTTPClientConfig
+	tokenFile := fs.String("bearer-token-file", "", "a file holding a bearer token with the read role")
+	user := fs.String("basic-auth-user", "", "a user with the read role (with --basic-auth-password-file)")
+	passFile := fs.String("basic-auth-password-file", "", "a file holding --basic-auth-user's password")
+	fs.StringVar(&httpCfg.TLSConfig.CAFile, "ca-file", "", "the CA certificate that signed the server's TLS certificate")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -47,6 +56,16 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil doctor: --offline and --config go together: vigil doctor --offline --config vigil.yaml (without them, it asks --server)")
 		return 2
 	}
+	if (*user == "") != (*passFile == "") || (*user != "" && *tokenFile != "") {
+		fmt.Fprintln(stderr, "vigil doctor: give --basic-auth-user with --basic-auth-password-file, or --bearer-token-file, not both")
+		return 2
+	}
+	if *tokenFile != "" {
+		httpCfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: *tokenFile}
+	}
+	if *user != "" {
+		httpCfg.BasicAuth = &commoncfg.BasicAuth{Username: *user, PasswordFile: *passFile}
+	}
 	var rep doctor.Report
 	var body []byte
 	if *offline {
@@ -64,7 +83,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		body = append(body, '\n')
 	} else {
 		var code int
-		if rep, body, code = askServer(*server, *timeout, stderr); code != 0 {
+		if rep, body, code = askServer(*server, httpCfg, *timeout, stderr); code != 0 {
 			return code
 		}
 	}
@@ -86,8 +105,13 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 
 // askServer fetches a fresh report from a running server; code is the
 // exit code when it could not.
-func askServer(server string, timeout time.Duration, stderr io.Writer) (rep doctor.Report, body []byte, code int) {
-	client := &http.Client{Timeout: timeout}
+func askServer(server string, httpCfg commoncfg.HTTPClientConfig, timeout time.Duration, stderr io.Writer) (rep doctor.Report, body []byte, code int) {
+	client, err := commoncfg.NewClientFromConfig(httpCfg, "vigil-doctor")
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil doctor: %v\n", err)
+		return rep, nil, 2
+	}
+	client.Timeout = timeout
 	resp, err := client.Get(strings.TrimRight(server, "/") + "/api/doctor?refresh=1")
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil doctor: %v\n", err)
