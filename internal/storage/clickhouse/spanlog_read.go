@@ -32,7 +32,7 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		return ptrace.Traces{}, err
 	}
 	defer s.mu.RUnlock()
-	hi, lo := traceIDToUints(id)
+	hi, lo := attrenc.TraceIDToUints(id)
 	idCond := fmt.Sprintf("trace_hi = %d AND trace_lo = %d", hi, lo)
 	rows, err := s.c.Conn.Query(ctx, "SELECT toUInt32(date), min(start_min), max(start_max) FROM "+
 		s.c.Table(traceIndexTable.name)+" WHERE "+idCond+" GROUP BY date")
@@ -112,8 +112,8 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		}
 		sp := ss.Spans().AppendEmpty()
 		sp.SetTraceID(id)
-		sp.SetSpanID(uintToSpanID(r.spanID))
-		sp.SetParentSpanID(uintToSpanID(r.parentID))
+		sp.SetSpanID(attrenc.UintToSpanID(r.spanID))
+		sp.SetParentSpanID(attrenc.UintToSpanID(r.parentID))
 		sp.TraceState().FromRaw(r.state)
 		sp.SetFlags(r.flags)
 		sp.SetName(r.name)
@@ -181,7 +181,7 @@ func (s *SpanLogStore) logConditions(q storage.LogQuery) (logFilter, error) {
 	conds := []string{"1"}
 	var f logFilter
 	if !q.TraceID.IsEmpty() {
-		hi, lo := traceIDToUints(q.TraceID)
+		hi, lo := attrenc.TraceIDToUints(q.TraceID)
 		conds = append(conds, fmt.Sprintf("trace_hi = %d AND trace_lo = %d", hi, lo))
 	}
 	if q.Service != "" {
@@ -377,8 +377,8 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 			l.rec.ObservedTimestamp = time.Unix(0, observed).UTC()
 		}
 		l.rec.SeverityNumber = plog.SeverityNumber(sev)
-		l.rec.TraceID = uintsToTraceID(traceHi, traceLo)
-		l.rec.SpanID = uintToSpanID(spanID)
+		l.rec.TraceID = attrenc.UintsToTraceID(traceHi, traceLo)
+		l.rec.SpanID = attrenc.UintToSpanID(spanID)
 		l.rec.Attributes = own.AsRaw()
 		l.rec.ResourceAttributes = res.Attributes().AsRaw()
 		l.rec.Cursor = logCursor(l)

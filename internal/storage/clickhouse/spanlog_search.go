@@ -275,7 +275,7 @@ func (s *SpanLogStore) summarize(ctx context.Context, ids []slTraceKey) (map[slT
 		a := accs[k]
 		if a == nil {
 			a = &acc{first: start, last: start + dur, svcs: map[string]*storage.ServiceSpans{}}
-			a.sum.TraceID = uintsToTraceID(k.hi, k.lo)
+			a.sum.TraceID = attrenc.UintsToTraceID(k.hi, k.lo)
 			accs[k] = a
 		}
 		a.first, a.last = min(a.first, start), max(a.last, start+dur)
@@ -548,7 +548,7 @@ func (s *SpanLogStore) SpanShapes(ctx context.Context, q storage.SpanShapeQuery)
 		if err := rows.Scan(&th, &tl, &sid, &pid, &sh.Service, &sh.Name, &kind, &sh.Start, &dur, &attrs); err != nil {
 			return nil, classify(ctx, "span shapes", err)
 		}
-		sh.TraceID, sh.SpanID, sh.ParentSpanID = uintsToTraceID(th, tl), uintToSpanID(sid), uintToSpanID(pid)
+		sh.TraceID, sh.SpanID, sh.ParentSpanID = attrenc.UintsToTraceID(th, tl), attrenc.UintToSpanID(sid), attrenc.UintToSpanID(pid)
 		sh.Kind = ptrace.SpanKind(kind)
 		sh.End = sh.Start + dur
 		if attrs != "" {
@@ -657,7 +657,7 @@ func (s *SpanLogStore) LogTraceCoverage(ctx context.Context, q storage.LogTraceQ
 		st := storage.ServiceLogTraces{Service: svc, TraceIDs: int64(len(a.ids)), Missing: int64(len(a.missing))}
 		slices.SortFunc(a.missing, compareTraceKeys)
 		for _, k := range a.missing[:min(len(a.missing), maxMissingSamples)] {
-			st.Samples = append(st.Samples, uintsToTraceID(k.hi, k.lo))
+			st.Samples = append(st.Samples, attrenc.UintsToTraceID(k.hi, k.lo))
 		}
 		out = append(out, st)
 	}

@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -167,8 +166,8 @@ func (s *SpanLogStore) spanRows(td ptrace.Traces) []slSpan {
 				start := int64(sp.StartTimestamp())
 				r := slSpan{
 					day:          s.dayOf(start, lo, hi),
-					spanID:       spanIDToUint(sp.SpanID()),
-					parentID:     spanIDToUint(sp.ParentSpanID()),
+					spanID:       attrenc.SpanIDToUint(sp.SpanID()),
+					parentID:     attrenc.SpanIDToUint(sp.ParentSpanID()),
 					start:        start,
 					duration:     int64(sp.EndTimestamp() - sp.StartTimestamp()),
 					res:          &res,
@@ -176,14 +175,14 @@ func (s *SpanLogStore) spanRows(td ptrace.Traces) []slSpan {
 					name:         sp.Name(),
 					statusMsg:    sp.Status().Message(),
 					state:        sp.TraceState().AsRaw(),
-					kind:         enum8(int32(sp.Kind())),
-					statusCode:   enum8(int32(sp.Status().Code())),
+					kind:         attrenc.Enum8(int32(sp.Kind())),
+					statusCode:   attrenc.Enum8(int32(sp.Status().Code())),
 					flags:        sp.Flags(),
 					droppedAttrs: sp.DroppedAttributesCount(),
 					droppedEv:    sp.DroppedEventsCount(),
 					droppedLk:    sp.DroppedLinksCount(),
 				}
-				r.traceHi, r.traceLo = traceIDToUints(sp.TraceID())
+				r.traceHi, r.traceLo = attrenc.TraceIDToUints(sp.TraceID())
 				buf = attrenc.AppendMap(buf[:0], sp.Attributes(), nil)
 				r.attrs = string(buf)
 				buf = attrenc.AppendEvents(buf[:0], sp.Events(), sp.StartTimestamp())
@@ -219,11 +218,11 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 					if ts == 0 {
 						ts, unset = observed, 1
 					}
-					th, tl := traceIDToUints(lr.TraceID())
+					th, tl := attrenc.TraceIDToUints(lr.TraceID())
 					buf = attrenc.AppendMap(buf[:0], lr.Attributes(), nil)
 					if err := b.Append(dayDate(s.dayOf(ts, lo, hi)), ts, rand.Uint64(), unset, observed,
-						th, tl, spanIDToUint(lr.SpanID()), uint32(lr.Flags()),
-						enum8(int32(lr.SeverityNumber())), lr.SeverityText(), res.service,
+						th, tl, attrenc.SpanIDToUint(lr.SpanID()), uint32(lr.Flags()),
+						attrenc.Enum8(int32(lr.SeverityNumber())), lr.SeverityText(), res.service,
 						lr.Body().AsString(), string(buf), lr.DroppedAttributesCount(), lr.EventName(),
 						res.attrs, res.dropped, res.schemaURL,
 						sc.name, sc.version, sc.attrs, sc.dropped, sc.schemaURL); err != nil {
@@ -263,31 +262,3 @@ func (s *SpanLogStore) insert(ctx context.Context, t slTable, fill func(driver.B
 
 // dayDate is day number d as the Date column's value.
 func dayDate(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
-
-func traceIDToUints(id pcommon.TraceID) (uint64, uint64) {
-	return binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:])
-}
-
-func uintsToTraceID(hi, lo uint64) pcommon.TraceID {
-	var id pcommon.TraceID
-	binary.BigEndian.PutUint64(id[:8], hi)
-	binary.BigEndian.PutUint64(id[8:], lo)
-	return id
-}
-
-func spanIDToUint(id pcommon.SpanID) uint64 { return binary.BigEndian.Uint64(id[:]) }
-
-func uintToSpanID(v uint64) pcommon.SpanID {
-	var id pcommon.SpanID
-	binary.BigEndian.PutUint64(id[:], v)
-	return id
-}
-
-// enum8 keeps defined enum values (all below 256); anything else is not a
-// value OTLP defines and is stored as 0 (unspecified).
-func enum8(v int32) uint8 {
-	if v < 0 || v > 0xff {
-		return 0
-	}
-	return uint8(v)
-}

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
 )
 
 var _ storage.DiagnosisReader = (*SpanLogStore)(nil)
@@ -117,9 +118,9 @@ func (s *SpanLogStore) SpanShapes(ctx context.Context, q storage.SpanShapeQuery)
 		if err := rows.Scan(&hi, &lo, &id, &parent, &sh.Service, &sh.Name, &kind, &sh.Start, &dur, &peer); err != nil {
 			return nil, fmt.Errorf("embedded: span shapes: %w", err)
 		}
-		sh.TraceID = uintsToTraceID(hi, lo)
-		sh.SpanID = uintToSpanID(id)
-		sh.ParentSpanID = uintToSpanID(parent)
+		sh.TraceID = attrenc.UintsToTraceID(hi, lo)
+		sh.SpanID = attrenc.UintToSpanID(id)
+		sh.ParentSpanID = attrenc.UintToSpanID(parent)
 		sh.Kind = ptrace.SpanKind(kind)
 		// The duration was stored as end-start in wrapping arithmetic, so
 		// the same undoes it, an unset end included.
@@ -211,7 +212,7 @@ func traceIDList(v any) ([]pcommon.TraceID, error) {
 		if !ok || !okh || !okl {
 			return nil, fmt.Errorf("trace id list: unexpected element %#v", e)
 		}
-		out = append(out, uintsToTraceID(h, l))
+		out = append(out, attrenc.UintsToTraceID(h, l))
 	}
 	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
 )
 
 const spanColumns = `span_id, parent_span_id, start_ns, duration_ns, service, name, kind,
@@ -102,8 +103,8 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		}
 		sp := ss.Spans().AppendEmpty()
 		sp.SetTraceID(id)
-		sp.SetSpanID(uintToSpanID(r.spanID))
-		sp.SetParentSpanID(uintToSpanID(r.parentID))
+		sp.SetSpanID(attrenc.UintToSpanID(r.spanID))
+		sp.SetParentSpanID(attrenc.UintToSpanID(r.parentID))
 		sp.TraceState().FromRaw(r.traceState)
 		sp.SetFlags(r.flags)
 		sp.SetName(r.name)
@@ -229,7 +230,7 @@ func logConditions(q storage.LogQuery) (string, []any, error) {
 	conds := []string{"true"}
 	var args []any
 	if !q.TraceID.IsEmpty() {
-		hi, lo := traceIDToUints(q.TraceID)
+		hi, lo := attrenc.TraceIDToUints(q.TraceID)
 		conds = append(conds, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
 	}
 	if q.Service != "" {
@@ -442,8 +443,8 @@ func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, 
 			f.rec.ObservedTimestamp = time.Unix(0, observed).UTC()
 		}
 		f.rec.SeverityNumber = plogSeverity(sev)
-		f.rec.TraceID = uintsToTraceID(traceHi, traceLo)
-		f.rec.SpanID = uintToSpanID(sp)
+		f.rec.TraceID = attrenc.UintsToTraceID(traceHi, traceLo)
+		f.rec.SpanID = attrenc.UintToSpanID(sp)
 		m := pcommon.NewMap()
 		if err := decodeMap(attrs, m); err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
 )
 
 var _ storage.TraceSearcher = (*SpanLogStore)(nil)
@@ -218,7 +219,7 @@ func (s *SpanLogStore) summarize(ctx context.Context, parts []partition, ids []t
 		if a == nil {
 			continue // dropped by retention between the two steps
 		}
-		a.sum.TraceID = uintsToTraceID(id.hi, id.lo)
+		a.sum.TraceID = attrenc.UintsToTraceID(id.hi, id.lo)
 		a.sum.Start = time.Unix(0, a.first).UTC()
 		a.sum.Duration = time.Duration(max(0, a.end-a.first))
 		for _, ss := range a.svcs {
@@ -443,6 +444,6 @@ func (s *SpanLogStore) Operations(ctx context.Context, service string) ([]storag
 
 // traceIDKey converts a pdata trace id.
 func traceIDKey(id pcommon.TraceID) traceKey {
-	hi, lo := traceIDToUints(id)
+	hi, lo := attrenc.TraceIDToUints(id)
 	return traceKey{hi, lo}
 }

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
@@ -125,7 +126,7 @@ func TestSpanLogHotColumns(t *testing.T) {
 			if err := s.WriteTraces(ctx, td); err != nil {
 				t.Fatal(err)
 			}
-			hi, lo := traceIDToUints(id)
+			hi, lo := attrenc.TraceIDToUints(id)
 			p := s.snapshot()[0]
 			var (
 				method, route sql.NullString

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql/driver"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
 )
 
 // spansDDL creates a day's span table. Hot fields are real columns;
@@ -262,8 +262,8 @@ func (s *SpanLogStore) spanRows(td ptrace.Traces) ([]spanRow, []byte) {
 				start := int64(sp.StartTimestamp())
 				r := spanRow{
 					day:          s.dayOf(start, lo, hi),
-					spanID:       spanIDToUint(sp.SpanID()),
-					parentID:     spanIDToUint(sp.ParentSpanID()),
+					spanID:       attrenc.SpanIDToUint(sp.SpanID()),
+					parentID:     attrenc.SpanIDToUint(sp.ParentSpanID()),
 					start:        start,
 					duration:     int64(sp.EndTimestamp() - sp.StartTimestamp()),
 					res:          &res,
@@ -271,14 +271,14 @@ func (s *SpanLogStore) spanRows(td ptrace.Traces) ([]spanRow, []byte) {
 					name:         validUTF8(sp.Name()),
 					statusMsg:    validUTF8(sp.Status().Message()),
 					traceState:   validUTF8(sp.TraceState().AsRaw()),
-					kind:         enum8(int32(sp.Kind())),
-					statusCode:   enum8(int32(sp.Status().Code())),
+					kind:         attrenc.Enum8(int32(sp.Kind())),
+					statusCode:   attrenc.Enum8(int32(sp.Status().Code())),
 					flags:        sp.Flags(),
 					droppedAttrs: sp.DroppedAttributesCount(),
 					droppedEv:    sp.DroppedEventsCount(),
 					droppedLk:    sp.DroppedLinksCount(),
 				}
-				r.traceHi, r.traceLo = traceIDToUints(sp.TraceID())
+				r.traceHi, r.traceLo = attrenc.TraceIDToUints(sp.TraceID())
 				attrs := sp.Attributes()
 				r.httpKeys = extractHTTP(attrs, &r)
 				o := len(arena)
@@ -430,9 +430,9 @@ func (s *SpanLogStore) logRows(ld plog.Logs) ([]logRow, []byte) {
 					ts:           ts,
 					observed:     int64(lr.ObservedTimestamp()),
 					timeUnset:    ts == 0,
-					spanID:       spanIDToUint(lr.SpanID()),
+					spanID:       attrenc.SpanIDToUint(lr.SpanID()),
 					flags:        uint32(lr.Flags()),
-					severity:     enum8(int32(lr.SeverityNumber())),
+					severity:     attrenc.Enum8(int32(lr.SeverityNumber())),
 					severityText: validUTF8(lr.SeverityText()),
 					eventName:    validUTF8(lr.EventName()),
 					res:          &res,
@@ -443,7 +443,7 @@ func (s *SpanLogStore) logRows(ld plog.Logs) ([]logRow, []byte) {
 					r.ts = r.observed
 				}
 				r.day = s.dayOf(r.ts, lo, hi)
-				r.traceHi, r.traceLo = traceIDToUints(lr.TraceID())
+				r.traceHi, r.traceLo = attrenc.TraceIDToUints(lr.TraceID())
 				o := len(arena)
 				arena = append(arena, validUTF8(lr.Body().AsString())...)
 				r.body = [2]int32{int32(o), int32(len(arena))}
@@ -516,34 +516,6 @@ func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableF
 	}
 	committed = true
 	return p, nil
-}
-
-func traceIDToUints(id pcommon.TraceID) (uint64, uint64) {
-	return binary.BigEndian.Uint64(id[:8]), binary.BigEndian.Uint64(id[8:])
-}
-
-func uintsToTraceID(hi, lo uint64) pcommon.TraceID {
-	var id pcommon.TraceID
-	binary.BigEndian.PutUint64(id[:8], hi)
-	binary.BigEndian.PutUint64(id[8:], lo)
-	return id
-}
-
-func spanIDToUint(id pcommon.SpanID) uint64 { return binary.BigEndian.Uint64(id[:]) }
-
-func uintToSpanID(v uint64) pcommon.SpanID {
-	var id pcommon.SpanID
-	binary.BigEndian.PutUint64(id[:], v)
-	return id
-}
-
-// enum8 keeps defined enum values (all below 256); anything else is not a
-// value OTLP defines and is stored as 0 (unspecified).
-func enum8(v int32) uint8 {
-	if v < 0 || v > 0xff {
-		return 0
-	}
-	return uint8(v)
 }
 
 // validUTF8 makes s storable in a VARCHAR column. OTLP requires UTF-8, so
