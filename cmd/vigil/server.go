@@ -24,11 +24,13 @@ import (
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/doctor"
+	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
@@ -146,6 +148,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	buildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
 	reg.MustRegister(buildInfo)
 	ingestMetrics := selfobs.NewIngestMetrics(reg)
+	memGuard, err := newMemoryGuard(cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	go memGuard.Run(ctx)
 
 	// The HTTP listener comes up first so that /-/ready can answer 503
 	// while the stores replay their WALs.
@@ -171,6 +178,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	metricsDB, spanLogs := st.metrics, st.spanLogs
 
 	lim := cfg.IngestLimits()
+	// Senders' samples count against the series limit; what vigil derives
+	// itself (rules, span metrics) and scrapes (sample_limit) do not.
+	senderMetrics := limits.LimitSeries(metricsDB, st.seriesHead(), cfg.SeriesLimit())
 	queueOpts := pipeline.Options{
 		MaxQueueItems: cfg.Ingest.MaxQueueItems, MaxBatchItems: cfg.Ingest.MaxBatchItems,
 		Ingest: ingestMetrics, Logger: logger,
@@ -193,7 +203,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.ConsumeTraces)
 	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.ConsumeLogs)
 	metrics := otlpmetrics.NewConsumer(otlpmetrics.Options{
-		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
+		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
 	})
 
 	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
@@ -318,8 +328,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		webSrv.MountPprof()
 	}
 
+	var exemplars promstorage.ExemplarQueryable // a nil *tsdb.DB must stay an untyped nil
+	if st.tsdb != nil {
+		exemplars = st.tsdb
+	}
 	promAPI, err := promapi.New(promapi.Options{
-		Queryable: metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
+		ExemplarQueryable: exemplars,
+		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
+		EnableAdmin: cfg.Admin.Enabled && st.tsdb != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
@@ -362,7 +378,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	go doc.Run(docCtx)
 	webSrv.Handle("/api/doctor", doc.Handler())
 	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
-		Appendable: metricsDB, Limits: lim, Ingest: ingestMetrics,
+		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Memory: memGuard,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 	}))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger})
@@ -377,7 +393,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	otlpOpts := otlp.Options{
 		Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger,
-		MaxConcurrentRequests: cfg.Ingest.MaxRequestsInFlight,
+		MaxConcurrentRequests: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard,
 	}
 	otlpHTTPLn, err := net.Listen("tcp", cfg.OTLPHTTPAddr)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/doctor"
+	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/memlimit"
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
 )
@@ -54,17 +56,29 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 	default:
 		db, err := embedded.OpenMetrics(embedded.MetricsOptions{
 			Dir: filepath.Join(cfg.DataDir, "tsdb"), Retention: retention,
-			Logger: logger, Registerer: reg,
+			QuarantineDir: filepath.Join(cfg.DataDir, "quarantine"),
+			Logger:        logger, Registerer: reg,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("open metrics store: %w", err)
 		}
-		s.metrics, s.tsdb = db, db
+		s.tsdb = db
 		s.closers = append(s.closers, db.Close)
+		// Appends go through the disk guard: below the free-space reserve
+		// they are refused (503) instead of failing half way on ENOSPC.
+		guarded, err := embedded.GuardMetrics(db, embedded.GuardMetricsOptions{
+			Dir: filepath.Join(cfg.DataDir, "tsdb"), Logger: logger.With("component", "tsdb"), Registerer: reg,
+		})
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("open metrics store: %w", err)
+		}
+		s.metrics = guarded
 		sl, err := embedded.OpenSpanLogStore(ctx, embedded.SpanLogOptions{
 			Dir: filepath.Join(cfg.DataDir, "spanlogs"), Retention: retention,
-			MemoryLimit: cfg.Storage.DuckDBMemoryLimit,
-			Logger:      logger.With("component", "duckdb"), Registerer: reg,
+			MemoryLimit:   cfg.Storage.DuckDBMemoryLimit,
+			QuarantineDir: filepath.Join(cfg.DataDir, "quarantine"),
+			Logger:        logger.With("component", "duckdb"), Registerer: reg,
 		})
 		if err != nil {
 			s.close()
@@ -85,6 +99,37 @@ func (s *stores) close() {
 		}
 	}
 	s.closers = nil
+}
+
+// seriesHead is the embedded TSDB's head for the series limit, or nil
+// (untyped: no limit) on other backends.
+func (s *stores) seriesHead() limits.SeriesHead {
+	if s.tsdb == nil {
+		return nil
+	}
+	return s.tsdb.Head()
+}
+
+// newMemoryGuard applies limits.memory_limit: DuckDB's buffer pool, when
+// vigil runs one, is reserved out of it. nil without a limit.
+func newMemoryGuard(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*memlimit.Guard, error) {
+	if cfg.Limits.MemoryLimit <= 0 {
+		return nil, nil
+	}
+	var reserved int64
+	if cfg.Storage.Backend != config.BackendClickHouse {
+		b, err := cfg.DuckDBMemoryBytes()
+		if err != nil {
+			return nil, err
+		}
+		reserved = b
+	}
+	g := memlimit.New(memlimit.Options{
+		Limit: int64(cfg.Limits.MemoryLimit), Reserved: reserved,
+		Logger: logger.With("component", "memlimit"), Registerer: reg,
+	})
+	logger.Info("memory limit", "limit", cfg.Limits.MemoryLimit.String(), "duckdb", cfg.Storage.DuckDBMemoryLimit, "go_soft_limit_bytes", g.GoLimit())
+	return g, nil
 }
 
 // head is the embedded TSDB's head for the doctor's cardinality check, or

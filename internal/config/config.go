@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/alecthomas/units"
@@ -139,7 +140,25 @@ type Limits struct {
 	MaxLabelNameLength      int              `yaml:"max_label_name_length"`
 	MaxLabelValueLength     int              `yaml:"max_label_value_length"`
 	MaxFutureSkew           model.Duration   `yaml:"max_future_skew"`
+	// MaxSeries bounds the series the embedded TSDB holds in memory:
+	// past it, remote_write and OTLP samples of new series are refused
+	// (series_limit) while existing series keep being written. 0 means
+	// DefaultMaxSeries; -1 means no limit.
+	MaxSeries int `yaml:"max_series"`
+	// MemoryLimit is the memory the process should stay under; 0 means
+	// no cap. DuckDB's buffer pool takes storage.duckdb_memory_limit out
+	// of it (a quarter of it unless set), the Go runtime gets the rest as
+	// its soft limit, and ingest is refused as overloaded while the live
+	// heap is high.
+	MemoryLimit units.Base2Bytes `yaml:"memory_limit"`
 }
+
+// DefaultMaxSeries is limits.max_series when unset: about 4 GiB of TSDB
+// head at the few kilobytes a series costs.
+const DefaultMaxSeries = 1_000_000
+
+// MinMemoryLimit is the smallest limits.memory_limit accepted.
+const MinMemoryLimit = 256 << 20
 
 // Ingest sizes the write path.
 type Ingest struct {
@@ -161,7 +180,7 @@ func Defaults() *Config {
 		OTLPHTTPAddr: "localhost:4318",
 		DataDir:      "./data",
 		Retention:    model.Duration(7 * 24 * time.Hour),
-		Storage:      Storage{Backend: BackendEmbedded, DuckDBMemoryLimit: "1GB"},
+		Storage:      Storage{Backend: BackendEmbedded},
 		Doctor:       Doctor{Interval: model.Duration(time.Minute)},
 		Ingest: Ingest{
 			MaxQueueItems:       200_000,
@@ -231,8 +250,18 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 		}
 		c.Auth = a
 	}
+	if c.Storage.DuckDBMemoryLimit == "" {
+		c.Storage.DuckDBMemoryLimit = DefaultDuckDBMemoryLimit
+		if c.Limits.MemoryLimit > 0 {
+			c.Storage.DuckDBMemoryLimit = fmt.Sprintf("%dMiB", c.Limits.MemoryLimit/4>>20)
+		}
+	}
 	return c.Validate()
 }
+
+// DefaultDuckDBMemoryLimit is storage.duckdb_memory_limit when neither it
+// nor limits.memory_limit is set.
+const DefaultDuckDBMemoryLimit = "1GB"
 
 // loadPrometheus hands the Prometheus sections to Prometheus's loader, which
 // applies its defaults (scrape interval, timeout, ...) and validation.
@@ -328,10 +357,46 @@ func (c *Config) Validate() error {
 	}
 	l := c.Limits
 	if l.MaxRequestBytes < 0 || l.MaxAttributeValueLength < 0 || l.MaxAttributesPerItem < 0 ||
-		l.MaxLabelsPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxFutureSkew < 0 {
+		l.MaxLabelsPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxFutureSkew < 0 ||
+		l.MaxSeries < -1 || l.MemoryLimit < 0 {
 		return fmt.Errorf("%w: limits must not be negative", ErrInvalid)
 	}
+	if l.MemoryLimit > 0 && l.MemoryLimit < MinMemoryLimit {
+		return fmt.Errorf("%w: limits.memory_limit %s is below the minimum of 256MiB", ErrInvalid, l.MemoryLimit)
+	}
+	if l.MemoryLimit > 0 {
+		duck, err := c.DuckDBMemoryBytes()
+		if err != nil {
+			return err
+		}
+		if duck >= int64(l.MemoryLimit) {
+			return fmt.Errorf("%w: storage.duckdb_memory_limit %s leaves nothing of limits.memory_limit %s for the rest of vigil", ErrInvalid, c.Storage.DuckDBMemoryLimit, l.MemoryLimit)
+		}
+	}
 	return nil
+}
+
+// SeriesLimit is limits.max_series with its default filled in; 0 means none.
+func (c *Config) SeriesLimit() uint64 {
+	switch n := c.Limits.MaxSeries; {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxSeries
+	default:
+		return uint64(n)
+	}
+}
+
+// DuckDBMemoryBytes is storage.duckdb_memory_limit in bytes. DuckDB reads
+// "1GB" as 10^9 bytes; reading it as 2^30 errs on the safe side when the
+// figure is subtracted from limits.memory_limit.
+func (c *Config) DuckDBMemoryBytes() (int64, error) {
+	b, err := units.ParseBase2Bytes(strings.ReplaceAll(c.Storage.DuckDBMemoryLimit, " ", ""))
+	if err != nil {
+		return 0, fmt.Errorf("%w: storage.duckdb_memory_limit %q: want a size like 512MB or 1GiB", ErrInvalid, c.Storage.DuckDBMemoryLimit)
+	}
+	return int64(b), nil
 }
 
 // IngestLimits returns the limits for the ingest path, defaults filled in.

@@ -104,6 +104,9 @@ func TestLoadBad(t *testing.T) {
 		{"bad_web_config_no_users.yaml", "no basic_auth_users and no bearer_tokens"},
 		{"bad_web_config_missing.yaml", "no_such_web.yml"},
 		{"bad_web_config_role.yaml", `unknown role "write"`},
+		{"bad_memory_limit_small.yaml", "below the minimum of 256MiB"},
+		{"bad_memory_limit_duckdb.yaml", "leaves nothing of limits.memory_limit"},
+		{"bad_duckdb_memory.yaml", `duckdb_memory_limit "lots"`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)
@@ -117,6 +120,34 @@ func TestLoadBad(t *testing.T) {
 				t.Errorf("error %q should name the file and contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestMemoryAndSeriesLimits(t *testing.T) {
+	for _, tc := range []struct {
+		yaml        string
+		duckdb      string
+		maxSeries   uint64
+		memoryLimit int64
+	}{
+		{"", DefaultDuckDBMemoryLimit, DefaultMaxSeries, 0},
+		{"limits: {memory_limit: 2GiB}", "512MiB", DefaultMaxSeries, 2 << 30},
+		{"limits: {memory_limit: 2GiB}\nstorage: {duckdb_memory_limit: 300MB}", "300MB", DefaultMaxSeries, 2 << 30},
+		{"limits: {max_series: 5000}", DefaultDuckDBMemoryLimit, 5000, 0},
+		{"limits: {max_series: -1}", DefaultDuckDBMemoryLimit, 0, 0},
+	} {
+		path := filepath.Join(t.TempDir(), "vigil.yaml")
+		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.Storage.DuckDBMemoryLimit != tc.duckdb || c.SeriesLimit() != tc.maxSeries || int64(c.Limits.MemoryLimit) != tc.memoryLimit {
+			t.Errorf("%q: duckdb %q, series %d, memory %d; want %q, %d, %d", tc.yaml,
+				c.Storage.DuckDBMemoryLimit, c.SeriesLimit(), c.Limits.MemoryLimit, tc.duckdb, tc.maxSeries, tc.memoryLimit)
+		}
 	}
 }
 

@@ -86,6 +86,8 @@ func SampleRejection(err error) (reason string, ok bool) {
 		return ReasonOutOfOrder, true
 	case errors.As(err, new(histogram.Error)):
 		return ReasonUndecodable, true
+	case errors.Is(err, ErrSeriesLimit):
+		return ReasonSeriesLimit, true
 	}
 	return "", false
 }

@@ -117,6 +117,7 @@ func TestSampleRejection(t *testing.T) {
 		{storage.ErrTooOldSample, ReasonOutOfOrder, true},
 		{storage.ErrDuplicateSampleForTimestamp, ReasonOutOfOrder, true},
 		{histogram.ErrHistogramCountMismatch, ReasonUndecodable, true},
+		{fmt.Errorf("%w: 10 series", ErrSeriesLimit), ReasonSeriesLimit, true},
 		{errors.New("disk full"), "", false},
 	} {
 		reason, ok := SampleRejection(tc.err)

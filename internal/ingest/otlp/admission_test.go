@@ -82,3 +82,42 @@ func TestAdmissionRefusesBeforeReadingTheBody(t *testing.T) {
 		t.Fatalf("after release: HTTP %d, want 200", w.Code)
 	}
 }
+
+type pressureFlag struct{ on bool }
+
+func (p *pressureFlag) Pressure() bool { return p.on }
+
+func TestAdmissionRefusesUnderMemoryPressure(t *testing.T) {
+	var stored int
+	consumer := ingest.TracesConsumerFunc(func(ctx context.Context, td ptrace.Traces) error {
+		stored += td.SpanCount()
+		return nil
+	})
+	mem := &pressureFlag{on: true}
+	im := selfobs.NewIngestMetrics(nil)
+	r := newReceiver(Options{Traces: consumer, Ingest: im, Memory: mem, Now: func() time.Time { return testNow }})
+	body := tracesBody(t, makeTraces("a"), encProto)
+	post := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, PathTraces, bytes.NewReader(body))
+		req.Header.Set("Content-Type", contentTypeProto)
+		w := httptest.NewRecorder()
+		r.httpHandler().ServeHTTP(w, req)
+		return w
+	}
+	if w := post(); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("under memory pressure: HTTP %d Retry-After %q, want 429 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	if _, err := r.grpcExport(t.Context(), r.traces, &rawMessage{data: body}); status.Code(err) != codes.Unavailable {
+		t.Errorf("gRPC under memory pressure: %v, want UNAVAILABLE", err)
+	}
+	if stored != 0 {
+		t.Errorf("%d spans stored while refusing", stored)
+	}
+	mem.on = false
+	if w := post(); w.Code != http.StatusOK {
+		t.Fatalf("after pressure: HTTP %d, want 200", w.Code)
+	}
+	if stored == 0 {
+		t.Error("nothing stored once pressure was over")
+	}
+}

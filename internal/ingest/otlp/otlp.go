@@ -50,6 +50,15 @@ type Options struct {
 	// memory stays bounded however many clients push at once. Zero means
 	// DefaultMaxConcurrentRequests.
 	MaxConcurrentRequests int
+	// Memory refuses requests, as overloaded, while the process is near
+	// its memory cap; nil never refuses.
+	Memory MemoryPressure
+}
+
+// MemoryPressure says when to refuse new requests to stay under the memory
+// cap; *memlimit.Guard satisfies it.
+type MemoryPressure interface {
+	Pressure() bool
 }
 
 // DefaultMaxConcurrentRequests is the receiver's default admission cap.
@@ -132,6 +141,10 @@ func newReceiver(opts Options) *receiver {
 // admit takes a request slot without waiting. When none is free the
 // request is counted as refused and ok is false.
 func (r *receiver) admit(signal string) (release func(), ok bool) {
+	if r.opts.Memory != nil && r.opts.Memory.Pressure() {
+		r.opts.Ingest.Reject(signal, limits.ReasonOverloaded, 1)
+		return nil, false
+	}
 	select {
 	case r.slots <- struct{}{}:
 		return func() { <-r.slots }, true

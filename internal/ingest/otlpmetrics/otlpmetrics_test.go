@@ -282,6 +282,7 @@ func TestConsumeMetricsRefusals(t *testing.T) {
 		prior        func() pmetric.Metrics
 		batch        func() pmetric.Metrics
 		limits       limits.Limits
+		maxSeries    uint64   // limits.LimitSeries around the TSDB when set
 		wantSeries   []string // __name__ values that must hold data afterwards
 		wantAbsent   []string // __name__ values that must not exist
 		wantRejected map[string]int
@@ -335,6 +336,24 @@ func TestConsumeMetricsRefusals(t *testing.T) {
 			wantRejected: map[string]int{limits.ReasonOutOfOrder: 2},
 		},
 		{
+			name: "new series past the series limit refused, existing ones written",
+			prior: func() pmetric.Metrics {
+				f := newFixture(now)
+				f.gauge("existing", "", 1)
+				return f.md
+			},
+			maxSeries: 2, // existing and target_info
+			batch: func() pmetric.Metrics {
+				f := newFixture(now.Add(time.Second))
+				f.gauge("existing", "", 2)
+				f.gauge("brand_new", "", 1)
+				return f.md
+			},
+			wantSeries:   []string{"existing", "target_info"},
+			wantAbsent:   []string{"brand_new"},
+			wantRejected: map[string]int{limits.ReasonSeriesLimit: 1},
+		},
+		{
 			name: "timestamps outside the window dropped before translation",
 			batch: func() pmetric.Metrics {
 				f := newFixture(now)
@@ -360,7 +379,7 @@ func TestConsumeMetricsRefusals(t *testing.T) {
 			db := openTSDB(t)
 			reg := prometheus.NewRegistry()
 			im := selfobs.NewIngestMetrics(reg)
-			c := NewConsumer(Options{Appendable: db, Ingest: im, Limits: tc.limits})
+			c := NewConsumer(Options{Appendable: limits.LimitSeries(db, db.Head(), tc.maxSeries), Ingest: im, Limits: tc.limits})
 			if tc.prior != nil {
 				if err := c.ConsumeMetrics(t.Context(), tc.prior()); err != nil {
 					t.Fatal(err)

@@ -66,11 +66,20 @@ type Options struct {
 	// held by decoded bodies (at most MaxInFlight × MaxRequestBytes plus
 	// the decoded protobuf). Default 2×GOMAXPROCS.
 	MaxInFlight int
+	// Memory refuses requests, as overloaded, while the process is near
+	// its memory cap; nil never refuses.
+	Memory MemoryPressure
 	// Logger receives warnings about refused data; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives vigil_remote_write_requests_total{code}; nil
 	// registers nothing.
 	Registerer prometheus.Registerer
+}
+
+// MemoryPressure says when to refuse new requests to stay under the memory
+// cap; *memlimit.Guard satisfies it.
+type MemoryPressure interface {
+	Pressure() bool
 }
 
 // NewHandler returns the http.Handler for POST /api/v1/write. It panics if
@@ -91,6 +100,7 @@ func NewHandler(opts Options) http.Handler {
 		ingest:     opts.Ingest,
 		logger:     opts.Logger,
 		inFlight:   make(chan struct{}, opts.MaxInFlight),
+		memory:     opts.Memory,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_remote_write_requests_total",
 			Help: "Prometheus remote_write requests handled, by HTTP status code.",
@@ -109,6 +119,7 @@ type handler struct {
 	ingest     *selfobs.IngestMetrics
 	logger     *slog.Logger
 	inFlight   chan struct{}
+	memory     MemoryPressure
 	requests   *prometheus.CounterVec
 	now        func() time.Time
 }
@@ -140,6 +151,10 @@ func (h *handler) serve(r *http.Request) (int, string) {
 
 	// Acquire before reading the body: the point of the bound is the memory
 	// a request holds, and waiting would let slow senders pile up.
+	if h.memory != nil && h.memory.Pressure() {
+		h.ingest.Reject(ingest.SignalMetrics, limits.ReasonOverloaded, 1)
+		return http.StatusServiceUnavailable, "vigil is near its memory limit, retry later"
+	}
 	select {
 	case h.inFlight <- struct{}{}:
 		defer func() { <-h.inFlight }()

@@ -18,11 +18,13 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -71,11 +73,17 @@ type Targets interface {
 type Options struct {
 	// Queryable is the metric storage the queries read (a *tsdb.DB).
 	Queryable storage.SampleAndChunkQueryable
-	// ExemplarQueryable serves /query_exemplars; optional.
+	// ExemplarQueryable serves /query_exemplars (a *tsdb.DB); nil answers
+	// with no exemplars.
 	ExemplarQueryable storage.ExemplarQueryable
 	// TSDB, if set, backs /status/tsdb, /status/tsdb/blocks and
 	// /status/walreplay; without it they answer with ErrNoTSDB.
 	TSDB *tsdb.DB
+	// EnableAdmin serves the TSDB admin endpoints (/admin/tsdb/delete_series,
+	// clean_tombstones, snapshot) against TSDB; snapshots go under
+	// TSDBDir/snapshots. Off, they answer 404 saying how to turn them on.
+	EnableAdmin bool
+	TSDBDir     string
 	// TSDBStats is the *tsdb.DBStats the TSDB was opened with, for
 	// /status/walreplay; optional (replay is then reported as finished).
 	TSDBStats *tsdb.DBStats
@@ -232,6 +240,10 @@ func New(opts Options) (h http.Handler, err error) {
 		}
 	}
 
+	var exemplars storage.ExemplarQueryable = noExemplars{}
+	if opts.ExemplarQueryable != nil {
+		exemplars = opts.ExemplarQueryable
+	}
 	var adminStats apiv1.TSDBAdminStats = noTSDB{}
 	if opts.TSDB != nil {
 		adminStats = tsdbAdmin{db: opts.TSDB, stats: opts.TSDBStats}
@@ -241,7 +253,7 @@ func New(opts Options) (h http.Handler, err error) {
 		engine,
 		opts.Queryable,
 		nil, nil, // No appenders: the write receivers are off.
-		opts.ExemplarQueryable,
+		exemplars,
 		func(context.Context) apiv1.ScrapePoolsRetriever { return targets },
 		func(context.Context) apiv1.TargetRetriever { return targets },
 		func(context.Context) apiv1.AlertmanagerRetriever { return noAlertmanagers{} },
@@ -250,8 +262,8 @@ func New(opts Options) (h http.Handler, err error) {
 		apiv1.GlobalURLOptions{ListenAddress: listen, Host: extURL.Host, Scheme: extURL.Scheme},
 		ready,
 		adminStats,
-		"",    // TSDB directory: only used by the admin snapshot endpoint.
-		false, // Admin endpoints off.
+		opts.TSDBDir, // Only the admin snapshot endpoint uses it.
+		opts.EnableAdmin,
 		false, // Experimental search endpoints off.
 		0,
 		logger.With("component", "api"),
@@ -286,13 +298,29 @@ func New(opts Options) (h http.Handler, err error) {
 		apiv1.OpenAPIOptions{ExternalURL: extURL.String(), Version: opts.Version},
 		promParser,
 	)
-	featureReg.Set(features.API, "admin", false)
+	featureReg.Set(features.API, "admin", opts.EnableAdmin)
 	featureReg.Set(features.API, "remote_write_receiver", false)
 	featureReg.Set(features.API, "otlp_write_receiver", false)
 
 	router := route.New()
 	api.Register(router.WithPrefix(PathPrefix))
-	return router, nil
+	guarded := queryGuard{next: router, parser: promParser, defaultStep: func() time.Duration {
+		return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval)
+	}}
+	if opts.EnableAdmin {
+		return guarded, nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, PathPrefix+"/admin/") {
+			// Prometheus answers 500 here; nothing failed, the endpoint is
+			// simply not served.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"status":"error","errorType":"not_found","error":"admin endpoints are off: start vigil with --enable-admin (admin.enabled in vigil.yaml)"}`)
+			return
+		}
+		guarded.ServeHTTP(w, r)
+	}), nil
 }
 
 // externalURL mirrors how Prometheus derives its external URL when none is
@@ -350,8 +378,7 @@ type noRules struct{}
 func (noRules) RuleGroups() []*rules.Group           { return nil }
 func (noRules) AlertingRules() []*rules.AlertingRule { return nil }
 
-// tsdbAdmin adapts a *tsdb.DB to what the status endpoints read. Only the
-// read-only methods are reachable: the admin endpoints are disabled.
+// tsdbAdmin adapts a *tsdb.DB to what the status and admin endpoints use.
 type tsdbAdmin struct {
 	db    *tsdb.DB
 	stats *tsdb.DBStats
@@ -371,6 +398,18 @@ func (a tsdbAdmin) WALReplayStatus() (tsdb.WALReplayStatus, error) {
 		return tsdb.WALReplayStatus{}, nil
 	}
 	return a.stats.Head.WALReplayStatus.GetWALReplayStatus(), nil
+}
+
+// noExemplars answers /query_exemplars on a store that keeps none (Prometheus
+// itself dereferences a nil ExemplarQueryable).
+type noExemplars struct{}
+
+func (noExemplars) ExemplarQuerier(context.Context) (storage.ExemplarQuerier, error) {
+	return noExemplars{}, nil
+}
+
+func (noExemplars) Select(int64, int64, ...[]*labels.Matcher) ([]exemplar.QueryResult, error) {
+	return []exemplar.QueryResult{}, nil
 }
 
 // noTSDB answers the status endpoints when no TSDB was given.

@@ -246,8 +246,8 @@ func TestDisabledEndpointsAndReadiness(t *testing.T) {
 	}{
 		{"remote write receiver off", func() (int, string) { return post(h, "/write", "x") }, http.StatusNotFound, "remote write receiver needs to be enabled"},
 		{"otlp receiver off", func() (int, string) { return post(h, "/otlp/v1/metrics", "x") }, http.StatusNotFound, "otlp write receiver needs to be enabled"},
-		// Prometheus answers errorType "unavailable" with HTTP 500.
-		{"admin off", func() (int, string) { return post(h, "/admin/tsdb/snapshot", "") }, http.StatusInternalServerError, `"errorType":"unavailable","error":"admin APIs disabled"`},
+		// Prometheus answers 500 (errorType "unavailable"); nothing failed.
+		{"admin off", func() (int, string) { return post(h, "/admin/tsdb/snapshot", "") }, http.StatusNotFound, `admin endpoints are off: start vigil with --enable-admin`},
 		{"query by POST form", func() (int, string) {
 			return post(h, "/query", "query=count(vigil_test_requests_total)&time="+tMid)
 		}, http.StatusOK, `"value":[1700000300,"2"]`},
@@ -285,6 +285,8 @@ func TestOptionalDependenciesAbsent(t *testing.T) {
 		{"/scrape_pools", http.StatusOK, `{"status":"success","data":{"scrapePools":[]}}`},
 		{"/status/flags", http.StatusOK, `{"status":"success","data":{}}`},
 		{"/status/tsdb", http.StatusInternalServerError, ErrNoTSDB.Error()},
+		// Prometheus itself panics on a nil ExemplarQueryable.
+		{"/query_exemplars?query=vigil_test_requests_total", http.StatusOK, `{"status":"success","data":[]}`},
 		{"/status/config", http.StatusOK, `scrape_interval: 1m`},
 		{q("vigil_test_requests_total", tMid), http.StatusOK, `"code":"500"`},
 	}
@@ -324,4 +326,34 @@ func sortTSDBStatTies(t *testing.T, body []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// With admin enabled the TSDB admin endpoints work as in Prometheus:
+// deleting a series removes it from queries, a snapshot lands in TSDBDir.
+func TestAdminEndpointsEnabled(t *testing.T) {
+	opts := testOptions(t)
+	opts.EnableAdmin, opts.TSDBDir = true, t.TempDir()
+	h := newHandler(t, opts)
+	do := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, PathPrefix+path, nil)
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(t, h, "", q("count(vigil_test_requests_total)", tMid)); code != http.StatusOK || !strings.Contains(string(body), `"2"]`) {
+		t.Fatalf("before delete: %s", describe(code, body))
+	}
+	if code, body := do("/admin/tsdb/delete_series?match[]=vigil_test_requests_total"); code != http.StatusNoContent {
+		t.Fatalf("delete_series: HTTP %d %s", code, body)
+	}
+	if code, body := get(t, h, "", q("count(vigil_test_requests_total)", tMid)); code != http.StatusOK || !strings.Contains(string(body), `"result":[]`) {
+		t.Errorf("after delete: %s, want no series", describe(code, body))
+	}
+	code, body := do("/admin/tsdb/snapshot")
+	if code != http.StatusOK || !strings.Contains(body, `"name":`) {
+		t.Fatalf("snapshot: HTTP %d %s", code, body)
+	}
+	if entries, err := os.ReadDir(filepath.Join(opts.TSDBDir, "snapshots")); err != nil || len(entries) != 1 {
+		t.Errorf("snapshots dir: %v, %v; want one snapshot", entries, err)
+	}
 }

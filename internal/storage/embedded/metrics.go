@@ -52,16 +52,23 @@ type MetricsOptions struct {
 	// MaxExemplars is the exemplar buffer size (DefaultMaxExemplars if 0;
 	// negative disables exemplar storage).
 	MaxExemplars int64
+	// QuarantineDir receives damaged blocks, under tsdb/ (the directory
+	// "quarantine" beside Dir if empty).
+	QuarantineDir string
 	// Logger receives the TSDB's own logs; nil discards them.
 	Logger *slog.Logger
-	// Registerer receives the prometheus_tsdb_* metrics and
-	// vigil_storage_bytes{store="tsdb"}; nil registers nothing.
+	// Registerer receives the prometheus_tsdb_* metrics,
+	// vigil_storage_bytes{store="tsdb"} and
+	// vigil_storage_corruptions_total{store="tsdb"}; nil registers nothing.
 	Registerer prometheus.Registerer
 }
 
 // OpenMetrics opens (or creates) the Prometheus TSDB in opts.Dir, replaying
 // its WAL, so that every sample acknowledged before a crash is queryable
-// again. The caller owns the returned DB and must Close it. The DB is both a
+// again. Damage found on the way does not stop it: a block that cannot be
+// opened is moved to the quarantine directory, a damaged WAL is truncated
+// at the damage by the TSDB; either is logged as an error and counted in
+// vigil_storage_corruptions_total. The caller owns the returned DB and must Close it. The DB is both a
 // storage.Appendable/AppendableV2 for ingest and a storage.Queryable for PromQL.
 func OpenMetrics(opts MetricsOptions) (*tsdb.DB, error) {
 	if opts.Dir == "" {
@@ -100,11 +107,25 @@ func OpenMetrics(opts MetricsOptions) (*tsdb.DB, error) {
 	to.EnableExemplarStorage = maxExemplars > 0
 	to.MaxExemplars = maxExemplars
 
-	db, err := tsdb.Open(opts.Dir, logger.With("component", "tsdb"), opts.Registerer, to, nil)
+	qdir := opts.QuarantineDir
+	if qdir == "" {
+		qdir = defaultQuarantineDir(opts.Dir)
+	}
+	corruptions := newCorruptionCounter("tsdb", corruptWAL, corruptHeadChunks, corruptBlock)
+	if err := quarantineBadBlocks(opts.Dir, filepath.Join(qdir, "tsdb"), logger, corruptions); err != nil {
+		return nil, err
+	}
+	tsdbLog := logger.With("component", "tsdb")
+	watch := &damageWatch{next: tsdbLog.Handler(), log: logger, dir: opts.Dir, corruptions: corruptions}
+	db, err := tsdb.Open(opts.Dir, slog.New(watch), opts.Registerer, to, nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open tsdb in %s: %w", opts.Dir, err)
 	}
 	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(corruptions); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("embedded: register vigil_storage_corruptions_total{store=\"tsdb\"}: %w", err)
+		}
 		dir := opts.Dir
 		size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "vigil_storage_bytes",

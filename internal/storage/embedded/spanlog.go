@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/url"
@@ -61,10 +62,19 @@ type SpanLogOptions struct {
 	CheckpointThreshold string
 	// Threads is DuckDB's worker thread count (GOMAXPROCS if 0).
 	Threads int
+	// DiskReserve is the free space on Dir's filesystem below which writes
+	// are refused with ErrDiskFull (DiskReserve(Dir) if 0; negative
+	// disables the check).
+	DiskReserve int64
+	// QuarantineDir receives damaged day files and WALs, under spanlogs/
+	// (the directory "quarantine" beside Dir if empty).
+	QuarantineDir string
 	// Logger receives the store's own logs; nil discards them.
 	Logger *slog.Logger
-	// Registerer receives vigil_storage_bytes{store="duckdb"}; nil
-	// registers nothing.
+	// Registerer receives vigil_storage_bytes{store="duckdb"},
+	// vigil_storage_write_failures_total{store="duckdb"} and
+	// vigil_storage_corruptions_total{store="duckdb"}; nil registers
+	// nothing.
 	Registerer prometheus.Registerer
 	// Now is the clock for retention and partition routing (time.Now if
 	// nil); tests set it.
@@ -96,9 +106,11 @@ type SpanLogStore struct {
 	pmu   sync.Mutex
 	parts map[int64]*partition // by day number since the Unix epoch
 
-	gauge prometheus.Collector
-	stop  context.CancelFunc
-	done  chan struct{}
+	guard       *diskGuard
+	corruptions *prometheus.CounterVec
+	gauge       prometheus.Collector
+	stop        context.CancelFunc
+	done        chan struct{}
 }
 
 // partition is one day's database file.
@@ -171,6 +183,9 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 		log:   log,
 		db:    sql.OpenDB(connector),
 		parts: map[int64]*partition{},
+		guard: newDiskGuard("duckdb", opts.Dir, opts.DiskReserve, log),
+
+		corruptions: newCorruptionCounter("duckdb", corruptWAL, corruptPartition),
 	}
 	// Writers each hold a connection for their transaction; keep a few
 	// around instead of reconnecting per batch.
@@ -193,6 +208,13 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 			ConstLabels: prometheus.Labels{"store": "duckdb"},
 		}, func() float64 { return float64(s.DiskBytes()) })
 		if err := opts.Registerer.Register(g); err != nil {
+			_ = s.db.Close()
+			return nil, fmt.Errorf("embedded: register duckdb metrics: %w", err)
+		}
+		if err := errors.Join(opts.Registerer.Register(s.guard.failures), opts.Registerer.Register(s.corruptions)); err != nil {
+			opts.Registerer.Unregister(g)
+			opts.Registerer.Unregister(s.guard.failures)
+			opts.Registerer.Unregister(s.corruptions)
 			_ = s.db.Close()
 			return nil, fmt.Errorf("embedded: register duckdb metrics: %w", err)
 		}
@@ -242,6 +264,8 @@ func (s *SpanLogStore) Close() error {
 	<-s.done
 	if s.gauge != nil {
 		s.opts.Registerer.Unregister(s.gauge)
+		s.opts.Registerer.Unregister(s.guard.failures)
+		s.opts.Registerer.Unregister(s.corruptions)
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("embedded: close duckdb: %w", err)
@@ -332,9 +356,65 @@ func (s *SpanLogStore) attachExisting(ctx context.Context) error {
 			continue
 		}
 		if _, err := s.attach(ctx, day); err != nil {
-			return err
+			if ctx.Err() != nil || notDamage(err) {
+				return err
+			}
+			if err := s.quarantineDay(ctx, day, filepath.Join(s.opts.Dir, e.Name()), err); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// quarantineDay deals with a day file that would not attach: first its WAL
+// goes to quarantine (a torn or damaged WAL is the likelier cause, and
+// without it the checkpointed rows are still served); if the file still
+// does not attach, it follows. Either way the store starts, and an error
+// line and vigil_storage_corruptions_total say what is no longer served.
+func (s *SpanLogStore) quarantineDay(ctx context.Context, day int64, path string, cause error) error {
+	qdir := s.opts.QuarantineDir
+	if qdir == "" {
+		qdir = defaultQuarantineDir(s.opts.Dir)
+	}
+	qdir = filepath.Join(qdir, "spanlogs")
+	wal, walDst := path+".wal", ""
+	if _, err := os.Stat(wal); err == nil {
+		dst, err := quarantine(wal, qdir)
+		if err != nil {
+			return errors.Join(cause, err)
+		}
+		walDst = dst
+		// DuckDB names the first entry whose checksum fails: the entries
+		// before it are whole, so a WAL cut there replays them.
+		if pos, ok := walDamageOffset(cause); ok {
+			if err := copyPrefix(dst, wal, pos); err == nil {
+				if _, err := s.attach(ctx, day); err == nil {
+					s.corruptions.WithLabelValues(corruptWAL).Inc()
+					s.log.Error("damaged span/log write-ahead log truncated at the damage: the day's spans and logs written after that point are lost",
+						"file", wal, "truncated_at", pos, "quarantined_to", walDst, "err", cause)
+					return nil
+				}
+			}
+			_ = os.Remove(wal)
+		}
+		if _, err := s.attach(ctx, day); err == nil {
+			s.corruptions.WithLabelValues(corruptWAL).Inc()
+			s.log.Error("damaged span/log write-ahead log moved to quarantine: the day's spans and logs written since its last checkpoint are no longer served",
+				"file", wal, "quarantined_to", walDst, "err", cause)
+			return nil
+		}
+	}
+	dst, err := quarantine(path, qdir)
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	s.corruptions.WithLabelValues(corruptPartition).Inc()
+	attrs := []any{"file", path, "quarantined_to", dst, "err", cause}
+	if walDst != "" {
+		attrs = append(attrs, "wal_quarantined_to", walDst)
+	}
+	s.log.Error("damaged span/log day file moved to quarantine: the day's spans and logs are no longer served", attrs...)
 	return nil
 }
 
@@ -392,6 +472,36 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	}
 	s.parts[day] = p
 	return p, nil
+}
+
+// walDamageOffset finds the byte offset of the damaged entry in DuckDB's
+// WAL replay error ("Corrupt WAL file: entry at byte position N ...").
+func walDamageOffset(err error) (int64, bool) {
+	_, rest, ok := strings.Cut(err.Error(), "entry at byte position ")
+	if !ok {
+		return 0, false
+	}
+	n, _, _ := strings.Cut(rest, " ")
+	pos, perr := strconv.ParseInt(n, 10, 64)
+	return pos, perr == nil && pos > 0
+}
+
+// copyPrefix writes the first n bytes of src to dst and syncs it.
+func copyPrefix(src, dst string, n int64) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyN(out, in, n); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return errors.Join(out.Sync(), out.Close())
 }
 
 // snapshot lists the attached partitions, newest day first.

@@ -176,6 +176,10 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 	if td.SpanCount() == 0 {
 		return nil
 	}
+	// Checked once per call, before a day file is created or written.
+	if err := s.guard.check(); err != nil {
+		return err
+	}
 	rows, arena := s.spanRows(td)
 	// Sorting by trace id groups a trace's spans, which DuckDB stores as
 	// runs; ordering by day first splits the batch into transactions.
@@ -371,6 +375,10 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 	if ld.LogRecordCount() == 0 {
 		return nil
 	}
+	// Checked once per call, before a day file is created or written.
+	if err := s.guard.check(); err != nil {
+		return err
+	}
 	rows, arena := s.logRows(ld)
 	// Time order helps compression and lets zonemaps prune time filters.
 	slices.SortFunc(rows, func(a, b logRow) int {
@@ -468,6 +476,11 @@ type tableFill struct {
 // index rows become visible (and durable) together. It returns the
 // partition it wrote to.
 func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableFill) (p *partition, err error) {
+	defer func() {
+		if err != nil && ctx.Err() == nil {
+			s.guard.failed()
+		}
+	}()
 	p, err = s.partitionFor(ctx, day)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", storage.ErrUnavailable, err)

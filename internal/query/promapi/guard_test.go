@@ -1,0 +1,93 @@
+package promapi
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// A subquery with billions of steps is refused before the engine allocates
+// for it (it would otherwise take the process down); reasonable ones run.
+func TestSubqueryStepLimit(t *testing.T) {
+	h := newHandler(t, testOptions(t))
+	for _, tc := range []struct {
+		name, path string
+		wantCode   int
+		wantBody   string
+	}{
+		{"huge subquery", "/query?" + url.Values{"query": {"up[100000d:1ms]"}, "time": {tMid}}.Encode(), http.StatusBadRequest, "more than the 1000000 allowed"},
+		{"nested, inner huge", "/query?" + url.Values{"query": {"max_over_time(rate(up[5m:1ms])[2h:1m])"}, "time": {tMid}}.Encode(), http.StatusBadRequest, "up[5m:1ms]"},
+		{"default step", "/query?" + url.Values{"query": {"max_over_time(up[10000d:])"}, "time": {tMid}}.Encode(), http.StatusBadRequest, "more than"},
+		{"a month at 1m", "/query?" + url.Values{"query": {"max_over_time(vigil_test_requests_total[30d:1m])"}, "time": {tMid}}.Encode(), http.StatusOK, `"status":"success"`},
+		{"range query adds its span", "/query_range?" + url.Values{"query": {"max_over_time(up[1h:1s])"}, "start": {"1690000000"}, "end": {"1700000000"}, "step": {"86400"}}.Encode(), http.StatusBadRequest, "more than"},
+		{"range query, fine", "/query_range?" + url.Values{"query": {"max_over_time(vigil_test_requests_total[10m:1m])"}, "start": {"1700000000"}, "end": {"1700000600"}, "step": {"60"}}.Encode(), http.StatusOK, `"status":"success"`},
+		{"unparsable goes to the API", "/query?" + url.Values{"query": {"up[1d:"}}.Encode(), http.StatusBadRequest, `"errorType":"bad_data"`},
+	} {
+		code, body := get(t, h, "", tc.path)
+		if code != tc.wantCode || !strings.Contains(string(body), tc.wantBody) {
+			t.Errorf("%s: %s, want HTTP %d containing %q", tc.name, describe(code, body), tc.wantCode, tc.wantBody)
+		}
+	}
+	// POSTed forms are checked too, and still reach the API intact.
+	for _, tc := range []struct {
+		query    string
+		wantCode int
+	}{{"up[100000d:1ms]", http.StatusBadRequest}, {"count(vigil_test_requests_total)", http.StatusOK}} {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, PathPrefix+"/query", strings.NewReader(url.Values{"query": {tc.query}, "time": {tMid}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.wantCode {
+			t.Errorf("POST %s: HTTP %d %s, want %d", tc.query, rec.Code, rec.Body, tc.wantCode)
+		}
+	}
+}
+
+func TestQueryDepthAndReadMatchers(t *testing.T) {
+	h := newHandler(t, testOptions(t))
+	deep := strings.Repeat("(", MaxQueryDepth+1) + "1" + strings.Repeat(")", MaxQueryDepth+1)
+	fine := strings.Repeat("(", 20) + "1" + strings.Repeat(")", 20)
+	for _, tc := range []struct {
+		name, path string
+		wantCode   int
+		wantBody   string
+	}{
+		{"format_query too deep", "/format_query?" + url.Values{"query": {deep}}.Encode(), http.StatusBadRequest, "nests 201 levels deep"},
+		{"query too deep", "/query?" + url.Values{"query": {deep}, "time": {tMid}}.Encode(), http.StatusBadRequest, "more than the 200 allowed"},
+		{"series match too deep", "/series?" + url.Values{"match[]": {strings.Repeat("{", 300)}}.Encode(), http.StatusBadRequest, "match[] nests"},
+		{"brackets in strings do not count", "/format_query?" + url.Values{"query": {`up{job="` + strings.Repeat("(", 300) + `"}`}}.Encode(), http.StatusOK, `"status":"success"`},
+		{"nested a little", "/format_query?" + url.Values{"query": {fine}}.Encode(), http.StatusOK, `"status":"success"`},
+	} {
+		code, body := get(t, h, "", tc.path)
+		if code != tc.wantCode || !strings.Contains(string(body), tc.wantBody) {
+			t.Errorf("%s: %s, want HTTP %d containing %q", tc.name, describe(code, body), tc.wantCode, tc.wantBody)
+		}
+	}
+
+	read := func(m *prompb.LabelMatcher) (int, string) {
+		raw, err := (&prompb.ReadRequest{Queries: []*prompb.Query{{
+			StartTimestampMs: 1700000000000, EndTimestampMs: 1700000600000, Matchers: []*prompb.LabelMatcher{m},
+		}}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, PathPrefix+"/read", bytes.NewReader(snappy.Encode(nil, raw)))
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("Content-Encoding", "snappy")
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := read(&prompb.LabelMatcher{Type: prompb.LabelMatcher_RE, Name: "__name__", Value: "(\xff"}); code != http.StatusBadRequest || !strings.Contains(body, "invalid matcher") {
+		t.Errorf("remote read with a broken regexp: HTTP %d %s, want 400 (Prometheus answers 500)", code, body)
+	}
+	if code, body := read(&prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "vigil_test_requests_total"}); code != http.StatusOK {
+		t.Errorf("remote read: HTTP %d %.200s, want 200 (the guard must hand the body on intact)", code, body)
+	}
+}
