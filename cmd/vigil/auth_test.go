@@ -23,6 +23,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ func (c authCred) has(r auth.Role) bool { return slices.Contains(c.roles, r) }
 // authServer is a vigil started with a web config: TLS on every listener,
 // basic users and bearer tokens, one credential per role.
 type authServer struct {
+	cmd *exec.Cmd
 	// dir holds the web config and tls.crt, the server's self-signed
 	// certificate.
 	dir                         string
@@ -140,7 +142,7 @@ bearer_tokens:
 		return req.Header.Get("Authorization")
 	}
 	a := &authServer{
-		dir: dir, httpsURL: "https://" + h, otlpURL: "https://" + oh, grpcAddr: g, pool: pool, logs: logs,
+		cmd: cmd, dir: dir, httpsURL: "https://" + h, otlpURL: "https://" + oh, grpcAddr: g, pool: pool, logs: logs,
 		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 		creds: []authCred{
 			{"reader", basic("reader", "reader-pass"), []auth.Role{auth.RoleRead}},
@@ -491,5 +493,89 @@ func TestDoctorWithCredentials(t *testing.T) {
 				t.Errorf("stderr %q lacks %q", stderr, tc.out)
 			}
 		})
+	}
+}
+
+// TestDemoUnderAuth sends the demo shop's telemetry to a server with TLS
+// and authentication on, configured the standard OpenTelemetry way
+// (OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_CERTIFICATE): any
+// service using vigil's SDK or an official OpenTelemetry SDK reaches a
+// protected vigil without code changes.
+func TestDemoUnderAuth(t *testing.T) {
+	a := startAuthServer(t)
+	startDemoAt(t, "https://"+a.grpcAddr, []string{
+		"OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20collector-token",
+		"OTEL_EXPORTER_OTLP_CERTIFICATE=" + filepath.Join(a.dir, "tls.crt"),
+	}, freePortRun(t, 4))
+	dashboards := a.cred("dashboards")
+	waitFor(t, "the demo's traces through TLS and a bearer token", time.Minute, func() bool {
+		req, _ := http.NewRequest(http.MethodGet, a.httpsURL+"/api/services", nil)
+		req.Header.Set("Authorization", dashboards.header)
+		resp, err := a.client.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var got struct{ Data []string }
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&got) == nil &&
+			slices.Contains(got.Data, "gateway") && slices.Contains(got.Data, "payments")
+	})
+}
+
+// TestAuthReloadOnSIGHUP rotates a bearer token in the web config file and
+// sends SIGHUP: the new token works and the old one is refused, without a
+// restart. A change that running listeners cannot take (TLS off) is
+// refused as a whole and the running credentials stay.
+func TestAuthReloadOnSIGHUP(t *testing.T) {
+	a := startAuthServer(t)
+	web := filepath.Join(a.dir, "web.yml")
+	orig, err := os.ReadFile(web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(tok string) string {
+		s := sha256.Sum256([]byte(tok))
+		return hex.EncodeToString(s[:])
+	}
+	rotated := strings.Replace(string(orig), sum("dashboards-token"), sum("rotated-token"), 1)
+	if rotated == string(orig) {
+		t.Fatal("the dashboards token is not in web.yml")
+	}
+	status := func(authorization string) int {
+		return a.do(t, http.MethodGet, a.httpsURL+"/api/services", authorization, "", nil)
+	}
+	if code := status("Bearer rotated-token"); code != http.StatusUnauthorized {
+		t.Fatalf("rotated token before the reload: %d, want 401", code)
+	}
+	if err := os.WriteFile(web, []byte(rotated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rotated token to be accepted", 30*time.Second, func() bool {
+		return status("Bearer rotated-token") == http.StatusOK
+	})
+	if code := status("Bearer dashboards-token"); code != http.StatusUnauthorized {
+		t.Errorf("old token after the reload: %d, want 401", code)
+	}
+
+	// Without tls_server_config the listeners would have to change.
+	noTLS := strings.Replace(rotated, "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n", "", 1)
+	noTLS = strings.Replace(noTLS, sum("rotated-token"), sum("third-token"), 1)
+	if err := os.WriteFile(web, []byte(noTLS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refused reload to be logged", 30*time.Second, func() bool {
+		return strings.Contains(a.logs.String(), "needs a restart")
+	})
+	if code := status("Bearer rotated-token"); code != http.StatusOK {
+		t.Errorf("running token after a refused reload: %d, want 200", code)
+	}
+	if code := status("Bearer third-token"); code != http.StatusUnauthorized {
+		t.Errorf("token of a refused reload: %d, want 401", code)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -89,8 +90,16 @@ func TestDemoAgainstServer(t *testing.T) {
 // stopping it when the test ends and showing its output if the test failed.
 func startDemo(t *testing.T, s *server, base int, extra ...string) {
 	t.Helper()
-	args := append([]string{"demo", "--otlp-endpoint", s.grpcA, "--port-base", strconv.Itoa(base), "--rps", "20"}, extra...)
+	startDemoAt(t, s.grpcA, nil, base, extra...)
+}
+
+// startDemoAt runs `vigil demo` sending to endpoint, with env added to its
+// environment.
+func startDemoAt(t *testing.T, endpoint string, env []string, base int, extra ...string) {
+	t.Helper()
+	args := append([]string{"demo", "--otlp-endpoint", endpoint, "--port-base", strconv.Itoa(base), "--rps", "20"}, extra...)
 	demo := exec.Command(vigilBin, args...)
+	demo.Env = append(os.Environ(), env...)
 	out := &syncBuffer{}
 	demo.Stdout, demo.Stderr = out, out
 	if err := demo.Start(); err != nil {

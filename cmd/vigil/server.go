@@ -290,6 +290,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		}
 		// Check every part before applying any, so a reload is all or
 		// nothing.
+		if err := cfg.Auth.CheckUpdate(next.Auth); err != nil {
+			return fmt.Errorf("web_config_file: %w", err)
+		}
 		rc, err := rulesConfig(next)
 		if err != nil {
 			return err
@@ -312,6 +315,10 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
 			return fmt.Errorf("scrape config: %w", err)
+		}
+		// Users, tokens and roles: requests already admitted finish.
+		if err := cfg.Auth.Update(next.Auth); err != nil {
+			return fmt.Errorf("web_config_file: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
 		amUnconfigured.Store(next.AlertmanagerConfigFile == "")

@@ -18,9 +18,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/exporter-toolkit/web"
 	"golang.org/x/crypto/bcrypt"
@@ -56,15 +58,23 @@ type BearerToken struct {
 }
 
 // Authenticator checks credentials against a loaded Config. It is safe for
-// concurrent use.
+// concurrent use. Its users, tokens and roles can be replaced while it
+// serves (Update, on a configuration reload); its TLS settings cannot.
 type Authenticator struct {
+	creds  atomic.Pointer[credentialSet]
+	tls    *tls.Config   // nil: plain TCP
+	tlsSrc web.TLSConfig // what tls was built from, to tell a change
+}
+
+// credentialSet is the users and tokens of one version of the file.
+type credentialSet struct {
 	users  map[string]user
 	tokens []token
-	tls    *tls.Config // nil: plain TCP
 
 	// bcrypt costs tens of milliseconds by design; a client sending the
 	// same basic credentials on every request pays it once. Only
-	// successes are cached, keyed by a hash of user and password.
+	// successes are cached, keyed by a hash of user and password; a
+	// reload starts a new cache, so a removed password stops working.
 	mu    sync.Mutex
 	cache map[[sha256.Size]byte]struct{}
 }
@@ -127,7 +137,7 @@ func New(c Config) (*Authenticator, error) {
 	if len(c.BasicAuthUsers) == 0 && len(c.BearerTokens) == 0 {
 		return nil, fmt.Errorf("%w: no basic_auth_users and no bearer_tokens: nobody could authenticate; add at least one", ErrInvalid)
 	}
-	a := &Authenticator{users: map[string]user{}, cache: map[[sha256.Size]byte]struct{}{}}
+	creds := &credentialSet{users: map[string]user{}, cache: map[[sha256.Size]byte]struct{}{}}
 	for name, hash := range c.BasicAuthUsers {
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
 			return nil, fmt.Errorf("%w: basic_auth_users %q: not a bcrypt hash (generate one with `htpasswd -nbBC 10 USER PASSWORD`): %w", ErrInvalid, name, err)
@@ -139,7 +149,7 @@ func New(c Config) (*Authenticator, error) {
 		if err := checkRoles(roles); err != nil {
 			return nil, fmt.Errorf("%w: vigil_roles %q: %w", ErrInvalid, name, err)
 		}
-		a.users[name] = user{hash: []byte(hash), roles: slices.Clone(roles)}
+		creds.users[name] = user{hash: []byte(hash), roles: slices.Clone(roles)}
 	}
 	for name := range c.Roles {
 		if _, ok := c.BasicAuthUsers[name]; !ok {
@@ -161,8 +171,10 @@ func New(c Config) (*Authenticator, error) {
 		if err := checkRoles(t.Roles); err != nil {
 			return nil, fmt.Errorf("%w: bearer_tokens %s: %w", ErrInvalid, id, err)
 		}
-		a.tokens = append(a.tokens, token{name: id, sum: sum, roles: slices.Clone(t.Roles)})
+		creds.tokens = append(creds.tokens, token{name: id, sum: sum, roles: slices.Clone(t.Roles)})
 	}
+	a := &Authenticator{tlsSrc: c.TLSServerConfig}
+	a.creds.Store(creds)
 	if c.TLSServerConfig.IsEnabled() {
 		tc, err := web.ConfigToTLSConfig(&c.TLSServerConfig)
 		if err != nil {
@@ -171,6 +183,40 @@ func New(c Config) (*Authenticator, error) {
 		a.tls = tc
 	}
 	return a, nil
+}
+
+// ErrRestartNeeded refuses a reload that changes what running listeners
+// cannot: turning authentication or TLS on or off, or other TLS settings.
+var ErrRestartNeeded = errors.New("needs a restart")
+
+// Update gives a the users, tokens and roles of next, as a configuration
+// reload does: requests that already authenticated finish, the next ones
+// are checked against next. A nil a or next (authentication off before or
+// after) or different TLS settings are refused with ErrRestartNeeded, and a
+// is left as it was. Certificate and key files need no reload: they are
+// read again at each handshake.
+func (a *Authenticator) Update(next *Authenticator) error {
+	if err := a.CheckUpdate(next); err != nil || a == nil {
+		return err
+	}
+	a.creds.Store(next.creds.Load())
+	return nil
+}
+
+// CheckUpdate says whether Update(next) would be accepted, without
+// changing anything: a reload checks every part before applying any.
+func (a *Authenticator) CheckUpdate(next *Authenticator) error {
+	switch {
+	case a == nil && next == nil:
+		return nil
+	case a == nil:
+		return fmt.Errorf("turning authentication on (web_config_file) %w", ErrRestartNeeded)
+	case next == nil:
+		return fmt.Errorf("turning authentication off (web_config_file) %w", ErrRestartNeeded)
+	case !reflect.DeepEqual(a.tlsSrc, next.tlsSrc):
+		return fmt.Errorf("changing tls_server_config %w (renewed certificate and key files are picked up without one)", ErrRestartNeeded)
+	}
+	return nil
 }
 
 func checkRoles(roles []Role) error {
@@ -218,14 +264,15 @@ func (a *Authenticator) Authenticate(authorization string) ([]Role, error) {
 }
 
 func (a *Authenticator) basic(name, pass string) ([]Role, error) {
-	u, known := a.users[name]
+	c := a.creds.Load()
+	u, known := c.users[name]
 	// name never holds a colon (Authenticate splits at the first one), so
 	// "name:pass" names one pair only.
 	key := sha256.Sum256([]byte(name + ":" + pass))
 	if known {
-		a.mu.Lock()
-		_, hit := a.cache[key]
-		a.mu.Unlock()
+		c.mu.Lock()
+		_, hit := c.cache[key]
+		c.mu.Unlock()
 		if hit {
 			return u.roles, nil
 		}
@@ -237,12 +284,12 @@ func (a *Authenticator) basic(name, pass string) ([]Role, error) {
 	if err := bcrypt.CompareHashAndPassword(hash, []byte(pass)); err != nil || !known {
 		return nil, ErrUnauthenticated
 	}
-	a.mu.Lock()
-	if len(a.cache) >= maxCache {
-		clear(a.cache)
+	c.mu.Lock()
+	if len(c.cache) >= maxCache {
+		clear(c.cache)
 	}
-	a.cache[key] = struct{}{}
-	a.mu.Unlock()
+	c.cache[key] = struct{}{}
+	c.mu.Unlock()
 	return u.roles, nil
 }
 
@@ -254,7 +301,7 @@ func (a *Authenticator) bearer(tok string) ([]Role, error) {
 	var roles []Role
 	// Every token is compared, in constant time, so the time taken does
 	// not tell which one (if any) nearly matched.
-	for _, t := range a.tokens {
+	for _, t := range a.creds.Load().tokens {
 		if subtle.ConstantTimeCompare(sum[:], t.sum) == 1 && roles == nil {
 			roles = t.roles
 		}

@@ -335,3 +335,61 @@ func TestAuthorizeGRPC(t *testing.T) {
 		t.Errorf("without TLS: %d options, want the two interceptors", len(a.GRPCOptions()))
 	}
 }
+
+// A reload replaces users, tokens and roles in the running Authenticator
+// (the listeners hold it): the old password and token stop working at once,
+// even the cached password, and the new ones work.
+func TestUpdateReplacesCredentials(t *testing.T) {
+	a := testAuthenticator(t)
+	if _, err := a.Authenticate(basicHeader("alice", "s3cret")); err != nil {
+		t.Fatalf("before: %v", err) // also puts the password in the cache
+	}
+	next, err := New(Config{
+		BasicAuthUsers: map[string]string{"alice": bcryptHash(t, "rotated")},
+		Roles:          map[string][]Role{"alice": {RoleRead, RoleAdmin}},
+		BearerTokens:   []BearerToken{{Name: "new", SHA256: sha("new-token"), Roles: []Role{RoleIngest}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CheckUpdate(next); err != nil {
+		t.Fatalf("CheckUpdate: %v", err)
+	}
+	if err := a.Update(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Authenticate(basicHeader("alice", "s3cret")); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("old password after the update: %v, want refused", err)
+	}
+	if roles, err := a.Authenticate(basicHeader("alice", "rotated")); err != nil || !slices.Contains(roles, RoleAdmin) {
+		t.Errorf("new password: %v %v, want read and admin", roles, err)
+	}
+	if _, err := a.Authenticate("Bearer tok-ingest"); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("removed token: %v, want refused", err)
+	}
+	if roles, err := a.Authenticate("Bearer new-token"); err != nil || !slices.Equal(roles, []Role{RoleIngest}) {
+		t.Errorf("new token: %v %v", roles, err)
+	}
+
+	// What running listeners cannot change is refused, and nothing changes.
+	withTLS := Config{BasicAuthUsers: map[string]string{"bob": bcryptHash(t, "x")}, Roles: map[string][]Role{"bob": {RoleRead}}}
+	withTLS.TLSServerConfig.TLSCertPath, withTLS.TLSServerConfig.TLSKeyPath = "tls.crt", "tls.key"
+	tlsNext := &Authenticator{tlsSrc: withTLS.TLSServerConfig}
+	tlsNext.creds.Store(&credentialSet{})
+	var none *Authenticator
+	for name, tc := range map[string]struct{ a, next *Authenticator }{
+		"auth turned off": {a, nil},
+		"auth turned on":  {none, next},
+		"TLS changed":     {a, tlsNext},
+	} {
+		if err := tc.a.Update(tc.next); !errors.Is(err, ErrRestartNeeded) {
+			t.Errorf("%s: %v, want ErrRestartNeeded", name, err)
+		}
+	}
+	if _, err := a.Authenticate(basicHeader("alice", "rotated")); err != nil {
+		t.Errorf("a refused update changed the credentials: %v", err)
+	}
+	if err := none.Update(nil); err != nil {
+		t.Errorf("no auth before or after: %v", err)
+	}
+}
