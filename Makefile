@@ -11,7 +11,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 10s
 
-.PHONY: all build build-go ui ui-test run test vet unit fuzz bench clean
+.PHONY: all build build-go ui ui-test run test test-reliability vet unit fuzz bench bench-peers clean
 
 all: build
 
@@ -64,8 +64,38 @@ fuzz:
 
 test: vet build unit fuzz ui-test
 
+# The reliability suite at full size (docs/reliability.md): a minute at four
+# times the sustainable rate under a memory cap, a million new series in a
+# minute against the series limit, every route fuzzed 400 times, plus kill -9
+# under load, disk full, damaged files, bombs and slow clients. `make test`
+# runs the same tests at a smaller size.
+RELIABILITY_TESTS := TestReliability|TestKill9|TestDiskFull|TestCorrupt|TestOverloadIsRetryable|TestBombAndPartialSuccess|TestSlowClients|TestAuthEveryRoute
+test-reliability:
+	VIGIL_RELIABILITY=full $(GO) test -count=1 -timeout 60m -v -run '$(RELIABILITY_TESTS)' ./cmd/vigil
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+# Side-by-side benchmarks against Jaeger, Prometheus and VictoriaMetrics,
+# written to docs/benchmarks.md (bench/cmd/vigil-peers). Peers are taken by
+# path, never built: JAEGER_BIN (a Jaeger v2 all-in-one binary; without it
+# the traces comparison is skipped), PROMETHEUS_BIN and VICTORIA_BIN
+# (default: Debian's prometheus and victoria-metrics on PATH).
+# BENCH_DURATION is the length of the metrics and logs phases, BENCH_STEP
+# of each step of the traces ramp; the defaults take 12 to 15 minutes.
+TELEMETRYGEN_VERSION ?= v0.161.0
+BENCH_DURATION ?= 60s
+BENCH_STEP ?= 20s
+JAEGER_BIN ?=
+PROMETHEUS_BIN ?= $(shell command -v prometheus)
+VICTORIA_BIN ?= $(shell command -v victoria-metrics)
+
+bench-peers: build-go
+	cd bench && GOBIN=$(CURDIR)/bench/bin $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
+	cd bench && $(GO) build -o bin/vigil-peers ./cmd/vigil-peers && $(GO) build -o bin/vigil-load ./cmd/vigil-load
+	bench/bin/vigil-peers -vigil $(BIN) -telemetrygen bench/bin/telemetrygen -telemetrygen-version $(TELEMETRYGEN_VERSION) \
+	  -vigil-load bench/bin/vigil-load -jaeger "$(JAEGER_BIN)" -prometheus "$(PROMETHEUS_BIN)" -victoria "$(VICTORIA_BIN)" \
+	  -duration $(BENCH_DURATION) -step $(BENCH_STEP) -out docs/benchmarks.md
 
 clean:
 	rm -rf bin
