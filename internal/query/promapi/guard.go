@@ -49,9 +49,12 @@ func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	// ParseForm reads a POSTed form once and keeps it: the API reads the
-	// same values afterwards.
-	if err := r.ParseForm(); err != nil {
+	// The API reads its parameters with FormValue, which parses URL,
+	// url-encoded and multipart forms and ignores errors: parse the same
+	// way (the parsed form is kept, so the API reads what was checked).
+	// A body that does not parse still leaves the URL's values in Form.
+	_ = r.ParseMultipartForm(maxFormMemory)
+	if r.Form == nil {
 		g.next.ServeHTTP(w, r)
 		return
 	}
@@ -67,7 +70,7 @@ func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	expr, err := g.parser.ParseExpr(r.Form.Get("query"))
+	expr, err := g.parser.ParseExpr(r.Form.Get("query")) // FormValue's choice: the first
 	if err != nil {
 		g.next.ServeHTTP(w, r)
 		return
@@ -156,6 +159,9 @@ func checkReadRequest(r *http.Request) string {
 	}
 	return ""
 }
+
+// maxFormMemory is what net/http's FormValue gives a multipart form.
+const maxFormMemory = 32 << 20
 
 // maxReadRequestBytes bounds the remote read requests the guard decodes;
 // real ones are a few kilobytes of matchers.

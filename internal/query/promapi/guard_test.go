@@ -34,6 +34,27 @@ func TestSubqueryStepLimit(t *testing.T) {
 			t.Errorf("%s: %s, want HTTP %d containing %q", tc.name, describe(code, body), tc.wantCode, tc.wantBody)
 		}
 	}
+	// However the body is sent (or broken), the values the API will read
+	// are the ones checked.
+	for _, tc := range []struct {
+		name, contentType, body string
+	}{
+		{"query in the URL, body with a broken content type", "application/json; charset=\xff", "junk"},
+		{"query in the URL, body not a form", "application/json", `{"query":"1"}`},
+		{"query in a multipart body", "multipart/form-data; boundary=xx", "--xx\r\nContent-Disposition: form-data; name=\"query\"\r\n\r\nup[100000d:1ms]\r\n--xx--\r\n"},
+	} {
+		target := PathPrefix + "/query?time=" + tMid
+		if !strings.HasPrefix(tc.contentType, "multipart") {
+			target += "&query=" + url.QueryEscape("up[100000d:1ms]")
+		}
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, target, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", tc.contentType)
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "more than the 1000000 allowed") {
+			t.Errorf("%s: HTTP %d %s, want the subquery refused", tc.name, rec.Code, rec.Body)
+		}
+	}
 	// POSTed forms are checked too, and still reach the API intact.
 	for _, tc := range []struct {
 		query    string
