@@ -38,11 +38,7 @@ func (h *harness) runLogs() *logsResult {
 		r.err = err.Error()
 		return r
 	}
-	defer func() {
-		if !s.p.exited() {
-			s.p.stop(time.Minute)
-		}
-	}()
+	defer stopAfter(s)
 	d := h.opts.duration
 	args := h.loadCommand(h.opts.vigilLoad, "-signal", "logs", "-duration", d.String(),
 		"-concurrency", "8", "-batch", "500", "-otlp-http", s.otlpHTTP)

@@ -118,11 +118,7 @@ func (h *harness) metricsSystem(name string, start func() (*server, error)) *met
 		r.err = err.Error()
 		return r
 	}
-	defer func() {
-		if !s.p.exited() {
-			s.p.stop(time.Minute)
-		}
-	}()
+	defer stopAfter(s)
 	r.idleRSS, _ = statusBytes(s.p.pid(), "VmRSS")
 	stream := newRWStream(h.opts.series)
 	r.series = len(stream.labels)

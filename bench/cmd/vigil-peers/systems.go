@@ -29,11 +29,7 @@ type server struct {
 }
 
 func (h *harness) startVigil(tag string) (*server, error) {
-	dir := filepath.Join(h.work, tag)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	addrs, err := freeAddrs(3)
+	dir, addrs, err := h.workspace(tag, 3)
 	if err != nil {
 		return nil, err
 	}
@@ -52,11 +48,7 @@ func (h *harness) startVigil(tag string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.waitReady(s.p, s.httpBase+"/-/ready", 2*time.Minute); err != nil {
-		s.p.stop(10 * time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, tail(s.logPath, 20))
-	}
-	return s, nil
+	return h.ready(s, s.httpBase+"/-/ready")
 }
 
 // jaegerConfig is Jaeger v2 all-in-one with Badger, as its
@@ -120,11 +112,7 @@ exporters:
 `
 
 func (h *harness) startJaeger() (*server, error) {
-	dir := filepath.Join(h.work, "jaeger")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	addrs, err := freeAddrs(6)
+	dir, addrs, err := h.workspace("jaeger", 6)
 	if err != nil {
 		return nil, err
 	}
@@ -147,11 +135,7 @@ func (h *harness) startJaeger() (*server, error) {
 		return nil, err
 	}
 	// healthcheckv2 answers 200 on /status once every component started.
-	if err := h.waitReady(s.p, "http://"+addrs[5]+"/status", 2*time.Minute); err != nil {
-		s.p.stop(10 * time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, tail(s.logPath, 20))
-	}
-	return s, nil
+	return h.ready(s, "http://"+addrs[5]+"/status")
 }
 
 const prometheusConfig = `# No scrape jobs: the only samples are the remote_write stream.
@@ -160,11 +144,7 @@ global:
 `
 
 func (h *harness) startPrometheus() (*server, error) {
-	dir := filepath.Join(h.work, "prometheus")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	addr, err := freeAddrs(1)
+	dir, addr, err := h.workspace("prometheus", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -182,19 +162,11 @@ func (h *harness) startPrometheus() (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.waitReady(s.p, s.httpBase+"/-/ready", 2*time.Minute); err != nil {
-		s.p.stop(10 * time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, tail(s.logPath, 20))
-	}
-	return s, nil
+	return h.ready(s, s.httpBase+"/-/ready")
 }
 
 func (h *harness) startVictoria() (*server, error) {
-	dir := filepath.Join(h.work, "victoria")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	addr, err := freeAddrs(1)
+	dir, addr, err := h.workspace("victoria", 1)
 	if err != nil {
 		return nil, err
 	}
@@ -210,11 +182,7 @@ func (h *harness) startVictoria() (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.waitReady(s.p, s.httpBase+"/health", 2*time.Minute); err != nil {
-		s.p.stop(10 * time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, tail(s.logPath, 20))
-	}
-	return s, nil
+	return h.ready(s, s.httpBase+"/health")
 }
 
 // sample is one reading of a server's resource use.
@@ -343,4 +311,33 @@ func pprofTop(binary, profile string) string {
 		s = s[i:]
 	}
 	return strings.TrimRight(s, "\n")
+}
+
+// workspace makes the system's directory under the work dir and picks n
+// free loopback addresses for it.
+func (h *harness) workspace(tag string, n int) (string, []string, error) {
+	dir := filepath.Join(h.work, tag)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	addrs, err := freeAddrs(n)
+	return dir, addrs, err
+}
+
+// ready waits for the system's readiness URL, stopping it (and showing the
+// end of its log) when it does not come up.
+func (h *harness) ready(s *server, url string) (*server, error) {
+	if err := h.waitReady(s.p, url, 2*time.Minute); err != nil {
+		s.p.stop(10 * time.Second)
+		return nil, fmt.Errorf("%w\n%s", err, tail(s.logPath, 20))
+	}
+	return s, nil
+}
+
+// stopAfter stops s's process unless it already exited; deferred by each
+// phase.
+func stopAfter(s *server) {
+	if !s.p.exited() {
+		s.p.stop(time.Minute)
+	}
 }

@@ -119,11 +119,7 @@ func (h *harness) traceSystem(name string, start func() (*server, error)) *trace
 		r.err = err.Error()
 		return r
 	}
-	defer func() {
-		if !s.p.exited() {
-			s.p.stop(time.Minute)
-		}
-	}()
+	defer stopAfter(s)
 	stored := func() (int64, error) {
 		var v float64
 		var err error
