@@ -3,19 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -41,6 +35,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/testcert"
 )
 
 // authCred is one credential of the test's web config.
@@ -78,7 +73,7 @@ func (a *authServer) cred(name string) authCred {
 func startAuthServer(t *testing.T) *authServer {
 	t.Helper()
 	dir := t.TempDir()
-	certPEM := writeTestCert(t, dir)
+	certPEM := testcert.Write(t, dir)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
 
@@ -422,37 +417,6 @@ func TestAuthConfigWithoutUsersRefused(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "no basic_auth_users and no bearer_tokens") {
 		t.Fatalf("exit %d, stderr %q: want a refusal naming the missing users and tokens", code, stderr)
 	}
-}
-
-// writeTestCert writes a self-signed certificate for 127.0.0.1 (tls.crt,
-// tls.key) into dir and returns the certificate.
-func writeTestCert(t *testing.T, dir string) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPEM
 }
 
 // `vigil doctor` reaches a server with auth and TLS on, given a read
