@@ -44,6 +44,10 @@ var fuzzSubroutes = map[string][]string{
 		"/api/v1/status/config", "/api/v1/status/flags", "/api/v1/status/runtimeinfo", "/api/v1/status/buildinfo",
 		"/api/v1/status/tsdb", "/api/v1/status/walreplay", "/api/v1/read", "/api/v1/alertmanagers",
 		"/api/v1/admin/tsdb/delete_series", "/api/v1/admin/tsdb/clean_tombstones", "/api/v1/admin/tsdb/snapshot",
+		"/api/v1/scrape_pools", "/api/v1/scrape_pools/config", "/api/v1/targets/relabel_steps", "/api/v1/status/tsdb/blocks",
+		"/api/v1/status/self_metrics", "/api/v1/features", "/api/v1/notifications", "/api/v1/notifications/live",
+		"/api/v1/search/metric_names", "/api/v1/search/label_names", "/api/v1/search/label_values", "/api/v1/openapi.yaml",
+		"/api/v1/otlp/v1/metrics", "/api/v1/no_such_endpoint",
 	},
 	"/api/v2/": {
 		"/api/v2/status", "/api/v2/receivers", "/api/v2/alerts", "/api/v2/alerts/groups", "/api/v2/silences",

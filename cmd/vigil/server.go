@@ -165,7 +165,13 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// leaves them open) and serves TLS if the file configures it.
 	// Cross-site requests are refused before authentication: a browser's
 	// stored credentials are exactly what a forged request would borrow.
-	httpServer := newHTTPServer(web.CrossOriginProtect(cfg.Auth.Wrap(webSrv)), cfg.Auth, logger)
+	// In front of both, on every HTTP listener: the Host check against DNS
+	// rebinding and one CORS policy for every API (web.* in vigil.yaml).
+	browsers, err := web.NewBrowsers(cfg.BrowserOptions(auth.ReadOnly))
+	if err != nil {
+		return err
+	}
+	httpServer := newHTTPServer(browsers.Wrap(cfg.HTTPAddr, browsers.CrossOriginProtect(cfg.Auth.Wrap(webSrv))), cfg.Auth, logger)
 	errc := make(chan error, 4)
 	go func() { errc <- serveHTTP(httpServer, httpLn, "http") }()
 	logger.Info("listening", "http", httpLn.Addr().String())
@@ -346,7 +352,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
-		Ready: webSrv.Ready,
+		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin,
 	})
 	if err != nil {
 		return err
@@ -406,7 +412,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return fmt.Errorf("otlp http listener: %w", err)
 	}
-	otlpHTTP := newHTTPServer(cfg.Auth.Wrap(otlp.NewHTTPHandler(otlpOpts)), cfg.Auth, logger)
+	otlpHTTP := newHTTPServer(browsers.Wrap(cfg.OTLPHTTPAddr, cfg.Auth.Wrap(otlp.NewHTTPHandler(otlpOpts))), cfg.Auth, logger)
 	go func() { errc <- serveHTTP(otlpHTTP, otlpHTTPLn, "otlp http") }()
 	grpcLn, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,6 +65,13 @@ type Authenticator struct {
 	creds  atomic.Pointer[credentialSet]
 	tls    *tls.Config   // nil: plain TCP
 	tlsSrc web.TLSConfig // what tls was built from, to tell a change
+
+	// limiter bounds password checks per client and at once; it outlives
+	// reloads, so that a reload does not reset a guesser's budget.
+	limiter *failureLimiter
+	// compare checks a password against a bcrypt hash (a field so that
+	// tests can count the checks).
+	compare func(hash, password []byte) error
 }
 
 // credentialSet is the users and tokens of one version of the file.
@@ -73,10 +81,17 @@ type credentialSet struct {
 
 	// bcrypt costs tens of milliseconds by design; a client sending the
 	// same basic credentials on every request pays it once. Only
-	// successes are cached, keyed by a hash of user and password; a
-	// reload starts a new cache, so a removed password stops working.
+	// successes are cached, keyed by a hash of user and password, with
+	// the user's name; a reload keeps the entries of users whose hash did
+	// not change (so it does not make every client pay again at once),
+	// and drops the others, so a removed password stops working.
 	mu    sync.Mutex
-	cache map[[sha256.Size]byte]struct{}
+	cache map[[sha256.Size]byte]string
+
+	// dummy is compared against when the user is unknown, so that a wrong
+	// user name takes as long as a wrong password: it has the cost of the
+	// users' own hashes, and is made again with them on a reload.
+	dummy []byte
 }
 
 type user struct {
@@ -93,9 +108,24 @@ type token struct {
 // maxCache bounds the credential cache; it is emptied when full.
 const maxCache = 1024
 
-// dummyHash is compared against when the user is unknown, so that a wrong
-// user name takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("vigil-no-such-user"), bcrypt.MinCost)
+// dummyCost is the cost of the dummy hash for c's users: the cost most of
+// them use (the higher one on a tie), so that an unknown name takes as long
+// as most known ones. Without users, bcrypt's default.
+func dummyCost(users map[string]string) int {
+	count := map[int]int{}
+	best := bcrypt.DefaultCost
+	for _, h := range users {
+		c, err := bcrypt.Cost([]byte(h))
+		if err != nil {
+			continue
+		}
+		count[c]++
+		if count[c] > count[best] || count[c] == count[best] && c > best {
+			best = c
+		}
+	}
+	return best
+}
 
 // Load reads the web config file at path; relative TLS file paths in it are
 // relative to the file.
@@ -137,7 +167,7 @@ func New(c Config) (*Authenticator, error) {
 	if len(c.BasicAuthUsers) == 0 && len(c.BearerTokens) == 0 {
 		return nil, fmt.Errorf("%w: no basic_auth_users and no bearer_tokens: nobody could authenticate; add at least one", ErrInvalid)
 	}
-	creds := &credentialSet{users: map[string]user{}, cache: map[[sha256.Size]byte]struct{}{}}
+	creds := &credentialSet{users: map[string]user{}, cache: map[[sha256.Size]byte]string{}}
 	for name, hash := range c.BasicAuthUsers {
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
 			return nil, fmt.Errorf("%w: basic_auth_users %q: not a bcrypt hash (generate one with `htpasswd -nbBC 10 USER PASSWORD`): %w", ErrInvalid, name, err)
@@ -173,7 +203,12 @@ func New(c Config) (*Authenticator, error) {
 		}
 		creds.tokens = append(creds.tokens, token{name: id, sum: sum, roles: slices.Clone(t.Roles)})
 	}
-	a := &Authenticator{tlsSrc: c.TLSServerConfig}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("vigil-no-such-user"), dummyCost(c.BasicAuthUsers))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	creds.dummy = dummy
+	a := &Authenticator{tlsSrc: c.TLSServerConfig, limiter: newFailureLimiter(), compare: bcrypt.CompareHashAndPassword}
 	a.creds.Store(creds)
 	if c.TLSServerConfig.IsEnabled() {
 		tc, err := web.ConfigToTLSConfig(&c.TLSServerConfig)
@@ -199,8 +234,24 @@ func (a *Authenticator) Update(next *Authenticator) error {
 	if err := a.CheckUpdate(next); err != nil || a == nil {
 		return err
 	}
-	a.creds.Store(next.creds.Load())
+	n := next.creds.Load()
+	n.keepCached(a.creds.Load())
+	a.creds.Store(n)
 	return nil
+}
+
+// keepCached copies old's cached successes of the users whose password
+// hash is the same in c.
+func (c *credentialSet) keepCached(old *credentialSet) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, name := range old.cache {
+		if u, ok := c.users[name]; ok && bytes.Equal(u.hash, old.users[name].hash) {
+			c.cache[key] = name
+		}
+	}
 }
 
 // CheckUpdate says whether Update(next) would be accepted, without
@@ -240,7 +291,18 @@ func (a *Authenticator) TLSConfig() *tls.Config {
 
 // Authenticate checks the value of an Authorization header ("Basic ..."
 // or "Bearer ...") and returns the roles it grants, or ErrUnauthenticated.
+// It is AuthenticateFrom without a client address: password checks are
+// bounded at once, but not per client.
 func (a *Authenticator) Authenticate(authorization string) ([]Role, error) {
+	return a.AuthenticateFrom(netip.Addr{}, authorization)
+}
+
+// AuthenticateFrom is Authenticate for a request from client (its IP
+// address). A client that sent too many wrong passwords lately gets a
+// *LimitError (ErrTooManyFailures) without its password being checked,
+// until its budget refills; credentials that already succeeded, and bearer
+// tokens (a hash, not a bcrypt check), still pass.
+func (a *Authenticator) AuthenticateFrom(client netip.Addr, authorization string) ([]Role, error) {
 	scheme, cred, ok := strings.Cut(strings.TrimSpace(authorization), " ")
 	if !ok {
 		return nil, ErrUnauthenticated
@@ -256,14 +318,14 @@ func (a *Authenticator) Authenticate(authorization string) ([]Role, error) {
 		if !ok {
 			return nil, ErrUnauthenticated
 		}
-		return a.basic(name, pass)
+		return a.basic(client, name, pass)
 	case "bearer":
 		return a.bearer(cred)
 	}
 	return nil, ErrUnauthenticated
 }
 
-func (a *Authenticator) basic(name, pass string) ([]Role, error) {
+func (a *Authenticator) basic(client netip.Addr, name, pass string) ([]Role, error) {
 	c := a.creds.Load()
 	u, known := c.users[name]
 	// name never holds a colon (Authenticate splits at the first one), so
@@ -277,18 +339,27 @@ func (a *Authenticator) basic(name, pass string) ([]Role, error) {
 			return u.roles, nil
 		}
 	}
-	hash := dummyHash
+	hash := c.dummy
 	if known {
 		hash = u.hash
 	}
-	if err := bcrypt.CompareHashAndPassword(hash, []byte(pass)); err != nil || !known {
+	if err := a.limiter.take(client); err != nil {
+		return nil, err
+	}
+	if err := a.limiter.acquire(); err != nil {
+		return nil, err
+	}
+	err := a.compare(hash, []byte(pass))
+	a.limiter.release()
+	if err != nil || !known {
 		return nil, ErrUnauthenticated
 	}
+	a.limiter.giveBack(client)
 	c.mu.Lock()
 	if len(c.cache) >= maxCache {
 		clear(c.cache)
 	}
-	c.cache[key] = struct{}{}
+	c.cache[key] = name
 	c.mu.Unlock()
 	return u.roles, nil
 }

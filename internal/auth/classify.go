@@ -97,6 +97,20 @@ func Classify(method, p string) Role {
 	return RoleAdmin
 }
 
+// ReadOnly reports whether a request only reads, from its method and path:
+// any GET, HEAD or OPTIONS, and the POST routes that only read (the
+// Prometheus API's queries and remote read). A page of an origin trusted
+// for CORS may send these, and only these, cross-origin.
+func ReadOnly(method, p string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	case http.MethodPost:
+		return readPOSTPaths[cleanPath(p)]
+	}
+	return false
+}
+
 // otlpGRPCServices are the gRPC services an ingest credential reaches.
 var otlpGRPCServices = map[string]bool{
 	"opentelemetry.proto.collector.trace.v1.TraceService":     true,

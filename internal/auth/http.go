@@ -2,7 +2,11 @@ package auth
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
 	"net/http"
+	"net/netip"
+	"strconv"
 )
 
 // Wrap returns next behind authentication: each request needs the role
@@ -20,7 +24,14 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		roles, err := a.Authenticate(r.Header.Get("Authorization"))
+		roles, err := a.AuthenticateFrom(remoteAddr(r), r.Header.Get("Authorization"))
+		var limited *LimitError
+		if errors.As(err, &limited) {
+			// No password was checked: answering at once costs nothing.
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(limited.RetryAfter.Seconds()))))
+			writeError(w, http.StatusTooManyRequests, "too_many_requests", limited.Error())
+			return
+		}
 		if err != nil {
 			w.Header().Add("WWW-Authenticate", `Basic realm="vigil", charset="UTF-8"`)
 			w.Header().Add("WWW-Authenticate", `Bearer realm="vigil"`)
@@ -33,6 +44,18 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// remoteAddr is the client's IP address; the zero Addr if unknown. It is
+// the connection's peer: behind a reverse proxy every client shares the
+// proxy's budget of failed logins (headers like X-Forwarded-For are not
+// trusted, since any client can send them).
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }
 
 // writeError answers in the JSON error shape vigil's APIs use.

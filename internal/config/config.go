@@ -25,6 +25,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/slo"
+	"github.com/vigil-observability/vigil/internal/web"
 )
 
 // ErrInvalid wraps every validation failure.
@@ -48,6 +49,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Doctor tunes the continuous diagnosis.
 	Doctor Doctor `yaml:"doctor"`
+	// Web says which browsers' requests the HTTP listeners accept.
+	Web Web `yaml:"web"`
 
 	// WebConfigFile turns on authentication (and TLS, if it says so) for
 	// every listener: a web config file in the Prometheus exporter-toolkit
@@ -96,6 +99,36 @@ type Doctor struct {
 	// Interval between runs of every check (1m by default; at least 10s,
 	// since some checks read minutes of spans and logs).
 	Interval model.Duration `yaml:"interval"`
+}
+
+// Web is how the HTTP listeners (the HTTP address and OTLP/HTTP) treat
+// requests from browsers other than vigil's own UI. See docs/security.md.
+type Web struct {
+	// CORSOrigin is a regular expression, anchored at both ends as
+	// Prometheus's --web.cors.origin, of the origins whose pages may read
+	// the APIs (e.g. 'https://grafana\.example\.com'). Empty, the
+	// default, allows none: unlike Prometheus's ".*", any page a user of
+	// an unauthenticated vigil opens could otherwise read its logs and
+	// traces.
+	CORSOrigin string `yaml:"cors_origin"`
+	// AllowedHosts are the host names requests may be addressed to besides
+	// localhost, IP addresses, the machine's name and the listen addresses'
+	// hosts (".example.com" for a domain and its subdomains, "*" for any).
+	// Checked while authentication is off, or whenever this is set.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+}
+
+// BrowserOptions is the web section as the HTTP listeners apply it;
+// readOnly tells requests that only read.
+func (c *Config) BrowserOptions(readOnly func(method, path string) bool) web.BrowserOptions {
+	return web.BrowserOptions{
+		CORSOrigin:   c.Web.CORSOrigin,
+		AllowedHosts: c.Web.AllowedHosts,
+		// With authentication on, a page rebound to vigil's address has no
+		// credentials to send; the check still runs if names are listed.
+		CheckHost: c.Auth == nil || len(c.Web.AllowedHosts) > 0,
+		ReadOnly:  readOnly,
+	}
 }
 
 // MinDoctorInterval is the shortest Doctor.Interval accepted.
@@ -350,6 +383,14 @@ func (c *Config) Validate() error {
 			if _, err := netip.ParseAddr(a); err != nil {
 				return fmt.Errorf("%w: alerting.allow_outbound %q: want a CIDR range (169.254.10.0/24) or an address", ErrInvalid, a)
 			}
+		}
+	}
+	if _, err := web.CompileOrigin(c.Web.CORSOrigin); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	for _, h := range c.Web.AllowedHosts {
+		if err := web.CheckAllowedHost(h); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxRequestsInFlight < 0 {

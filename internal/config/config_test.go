@@ -224,3 +224,34 @@ func TestWebConfigFileTurnsAuthOn(t *testing.T) {
 		t.Error("authentication must be off without web_config_file")
 	}
 }
+
+// The web section: defaults keep every other origin out, and a bad
+// expression or host entry stops the start with the key named.
+func TestWebSection(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Web.CORSOrigin != "" || len(c.Web.AllowedHosts) != 0 {
+		t.Errorf("defaults: %+v, want no origin and no extra host", c.Web)
+	}
+	if o := c.BrowserOptions(nil); !o.CheckHost {
+		t.Error("without web_config_file the host check must be on")
+	}
+	good, err := Parse([]byte("web:\n  cors_origin: 'https://grafana\\.example\\.com'\n  allowed_hosts: [vigil.example.com, .internal]\n"), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if good.Web.CORSOrigin != `https://grafana\.example\.com` || len(good.Web.AllowedHosts) != 2 {
+		t.Errorf("web = %+v", good.Web)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"bad_web_cors_origin.yaml", "web.cors_origin"},
+		{"bad_web_allowed_hosts.yaml", "web.allowed_hosts"},
+	} {
+		_, err := Load(filepath.Join("testdata", tc.file), nil)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrInvalid naming %s", tc.file, err, tc.want)
+		}
+	}
+}

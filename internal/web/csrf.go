@@ -19,19 +19,38 @@ import (
 // Prometheus's remote_write, OTLP exporters and curl send, and they carry
 // no ambient credentials for a third party to borrow.
 func CrossOriginProtect(h http.Handler) http.Handler {
+	return crossOriginProtect(h, func(*http.Request) bool { return false })
+}
+
+// CrossOriginProtect is the package's CrossOriginProtect, except that a page
+// of an origin web.cors_origin allows may send requests that only read
+// (Grafana in browser mode posts its PromQL queries as forms). Requests
+// that change state stay same-origin only, whatever the origin.
+func (b *Browsers) CrossOriginProtect(h http.Handler) http.Handler {
+	return crossOriginProtect(h, b.TrustedCrossOrigin)
+}
+
+func crossOriginProtect(h http.Handler, trusted func(*http.Request) bool) http.Handler {
 	p := http.NewCrossOriginProtection()
 	deny := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusForbidden, "forbidden",
 			"cross-origin request refused: a "+r.Method+" from another site cannot change vigil's state (send it from vigil's own UI, or without Origin/Referer headers from a script)")
 	})
 	p.SetDenyHandler(deny)
-	return p.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	protected := p.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if crossSiteReferer(r) {
 			deny.ServeHTTP(w, r)
 			return
 		}
 		h.ServeHTTP(w, r)
 	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if trusted(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		protected.ServeHTTP(w, r)
+	})
 }
 
 // crossSiteReferer covers what http.CrossOriginProtection leaves open: an

@@ -131,11 +131,22 @@ func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// apiPrefixes are the path prefixes of APIs: vigil's own, and those that
+// clients of other systems send to vigil by mistake (Loki, Tempo, Zipkin,
+// Jaeger's collector, Mimir's /prometheus, VictoriaMetrics' /select and
+// /insert, federation, InfluxDB-style /write). A client there wants a
+// machine-readable 404, not the UI's HTML with 200, which it would try to
+// parse. The UI's own routes (web/src/App.tsx) stay out of these.
+var apiPrefixes = []string{
+	"/api", "/-", "/metrics", "/v1", "/debug",
+	"/loki", "/otlp", "/tempo", "/zipkin", "/jaeger", "/prometheus", "/select", "/insert", "/federate", "/write", "/push",
+}
+
 // apiPath reports whether p belongs to an API rather than to the UI: an
 // unknown path there is a JSON error (503 during start-up, then 404), never
-// the UI's index.html. The UI's own routes stay out of these prefixes.
+// the UI's index.html.
 func apiPath(p string) bool {
-	for _, prefix := range []string{"/api", "/-", "/metrics", "/v1", "/debug"} {
+	for _, prefix := range apiPrefixes {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") {
 			return true
 		}

@@ -97,6 +97,18 @@ func TestUIRouting(t *testing.T) {
 		{"GET", "/-/unknown", 404, "no such endpoint"},
 		{"GET", "/metrics/x", 404, "no such endpoint"},
 		{"GET", "/v1/traces", 404, "no such endpoint"},
+		// Other systems' APIs, sent to vigil by mistake.
+		{"GET", "/loki/api/v1/labels", 404, "no such endpoint"},
+		{"POST", "/loki/api/v1/push", 404, "no such endpoint"},
+		{"GET", "/otlp/v1/traces", 404, "no such endpoint"},
+		{"GET", "/prometheus/api/v1/query", 404, "no such endpoint"},
+		{"GET", "/federate", 404, "no such endpoint"},
+		{"GET", "/select/0/prometheus/api/v1/query", 404, "no such endpoint"},
+		// The UI's client-side routes keep their page.
+		{"GET", "/services/checkout", 200, "ui /services/checkout"},
+		{"GET", "/explore", 200, "ui /explore"},
+		{"GET", "/silences", 200, "ui /silences"},
+		{"GET", "/doctor", 200, "ui /doctor"},
 		{"POST", "/traces/abc", 404, "no such endpoint"},
 	} {
 		rec := httptest.NewRecorder()

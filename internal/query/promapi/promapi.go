@@ -9,6 +9,7 @@ package promapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
@@ -99,6 +101,13 @@ type Options struct {
 	Rules apiv1.RulesRetriever
 	// Flags is shown by /status/flags; nil shows an empty object.
 	Flags map[string]string
+	// CORSOrigin is the regular expression (anchored at both ends, as
+	// Prometheus's --web.cors.origin) of the origins the API sends CORS
+	// headers for; empty matches none. vigil's HTTP listener applies its
+	// own policy on top (internal/web.Browsers); Prometheus's handler
+	// needs one all the same, since it reads it on every request that
+	// carries an Origin header.
+	CORSOrigin string
 
 	QueryTimeout  time.Duration // Zero means DefaultQueryTimeout.
 	MaxSamples    int           // Zero means DefaultMaxSamples.
@@ -177,6 +186,10 @@ func New(opts Options) (h http.Handler, err error) {
 	extURL, err := externalURL(opts.ExternalURL, listen)
 	if err != nil {
 		return nil, err
+	}
+	corsOrigin, err := regexp.Compile("^(?:" + opts.CORSOrigin + ")$")
+	if err != nil {
+		return nil, fmt.Errorf("promapi: CORS origin %q: %w", opts.CORSOrigin, err)
 	}
 	var targets Targets = noTargets{}
 	if opts.Targets != nil {
@@ -272,7 +285,7 @@ func New(opts Options) (h http.Handler, err error) {
 		10,  // Prometheus's flag defaults.
 		1048576,
 		false, // Not an agent.
-		nil,   // No CORS origin.
+		corsOrigin,
 		runtimeInfo,
 		&apiv1.PrometheusVersion{
 			Version:   opts.Version,
@@ -304,20 +317,27 @@ func New(opts Options) (h http.Handler, err error) {
 
 	router := route.New()
 	api.Register(router.WithPrefix(PathPrefix))
-	guarded := queryGuard{next: router, parser: promParser, defaultStep: func() time.Duration {
+	guarded := queryGuard{next: jsonNotFound(router), parser: promParser, defaultStep: func() time.Duration {
 		return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval)
 	}}
-	if opts.EnableAdmin {
-		return guarded, nil
+	// Endpoints Prometheus's handler registers but vigil does not serve:
+	// Prometheus answers them 500 ("disabled") or names its own flags;
+	// nothing failed, they are simply not here.
+	notServed := []struct{ prefix, msg string }{
+		{PathPrefix + "/search/", "the experimental search endpoints are not served; use /api/v1/labels, /api/v1/label/{name}/values and /api/v1/series"},
+		{PathPrefix + "/otlp/", "vigil receives OTLP on its OTLP/HTTP address (otlp_http_addr, port 4318 by default) at /v1/metrics, /v1/traces and /v1/logs"},
+	}
+	if !opts.EnableAdmin {
+		notServed = append(notServed, struct{ prefix, msg string }{PathPrefix + "/admin/", "admin endpoints are off: start vigil with --enable-admin (admin.enabled in vigil.yaml)"})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, PathPrefix+"/admin/") {
-			// Prometheus answers 500 here; nothing failed, the endpoint is
-			// simply not served.
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprint(w, `{"status":"error","errorType":"not_found","error":"admin endpoints are off: start vigil with --enable-admin (admin.enabled in vigil.yaml)"}`)
-			return
+		for _, n := range notServed {
+			if strings.HasPrefix(r.URL.Path, n.prefix) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": "not_found", "error": n.msg})
+				return
+			}
 		}
 		guarded.ServeHTTP(w, r)
 	}), nil

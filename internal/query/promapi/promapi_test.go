@@ -245,7 +245,11 @@ func TestDisabledEndpointsAndReadiness(t *testing.T) {
 		wantBody string
 	}{
 		{"remote write receiver off", func() (int, string) { return post(h, "/write", "x") }, http.StatusNotFound, "remote write receiver needs to be enabled"},
-		{"otlp receiver off", func() (int, string) { return post(h, "/otlp/v1/metrics", "x") }, http.StatusNotFound, "otlp write receiver needs to be enabled"},
+		{"otlp receiver off", func() (int, string) { return post(h, "/otlp/v1/metrics", "x") }, http.StatusNotFound, "vigil receives OTLP on its OTLP/HTTP address"},
+		// Prometheus answers 500 ("search API disabled").
+		{"search off", func() (int, string) { return post(h, "/search/label_names", "") }, http.StatusNotFound, `"errorType":"not_found"`},
+		// The router's own 404 is plain text.
+		{"unknown endpoint", func() (int, string) { code, body := get(t, h, "", "/no_such_endpoint"); return code, string(body) }, http.StatusNotFound, `{"error":"no such endpoint: /api/v1/no_such_endpoint","errorType":"not_found","status":"error"}`},
 		// Prometheus answers 500 (errorType "unavailable"); nothing failed.
 		{"admin off", func() (int, string) { return post(h, "/admin/tsdb/snapshot", "") }, http.StatusNotFound, `admin endpoints are off: start vigil with --enable-admin`},
 		{"query by POST form", func() (int, string) {
@@ -266,6 +270,40 @@ func TestDisabledEndpointsAndReadiness(t *testing.T) {
 		if code != tt.wantCode || !strings.Contains(body, tt.wantBody) {
 			t.Errorf("%s: HTTP %d %s, want HTTP %d containing %q", tt.name, code, body, tt.wantCode, tt.wantBody)
 		}
+	}
+}
+
+// A request with an Origin header (any browser's, Grafana's in browser
+// mode) reaches Prometheus's CORS code on every endpoint; without an origin
+// expression it dereferenced nil and dropped the connection.
+func TestOriginHeader(t *testing.T) {
+	for _, tc := range []struct {
+		corsOrigin, origin, wantAllow string
+	}{
+		{"", "http://x", ""},
+		{`https://grafana\.example`, "https://grafana.example", "https://grafana.example"},
+		{`https://grafana\.example`, "https://grafana.example.evil", ""},
+	} {
+		opts := testOptions(t)
+		opts.CORSOrigin = tc.corsOrigin
+		h := newHandler(t, opts)
+		for _, path := range []string{q("1", tMid), "/labels", "/status/buildinfo", "/search/label_names", "/no_such_endpoint"} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, PathPrefix+path, nil)
+			req.Header.Set("Origin", tc.origin)
+			h.ServeHTTP(rec, req) // panicked before
+			if rec.Code >= 500 {
+				t.Errorf("GET %s with Origin %s: %d %s", path, tc.origin, rec.Code, rec.Body)
+			}
+			if path == q("1", tMid) && rec.Header().Get("Access-Control-Allow-Origin") != tc.wantAllow {
+				t.Errorf("cors_origin %q, Origin %s: Allow-Origin %q, want %q", tc.corsOrigin, tc.origin, rec.Header().Get("Access-Control-Allow-Origin"), tc.wantAllow)
+			}
+		}
+	}
+	opts := testOptions(t)
+	opts.CORSOrigin = "(unclosed"
+	if _, err := New(opts); err == nil {
+		t.Error("an invalid CORS origin expression was accepted")
 	}
 }
 
