@@ -36,6 +36,22 @@ func browserRequest(t *testing.T, method, u, host string, headers map[string]str
 	return resp, string(b)
 }
 
+// oddHeaders are request headers with values a library may mis-parse.
+var oddHeaders = map[string]string{
+	"Origin":            "null",
+	"Accept":            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=x, */*;q=",
+	"Accept-Encoding":   "gzip;q=abc, br;q=-1, *",
+	"Accept-Language":   "\xff",
+	"If-None-Match":     "*",
+	"If-Modified-Since": "yesterday",
+	"Range":             "bytes=-1,0-,99999999999999999999-",
+	"Cookie":            "=; ;==",
+	"Referer":           "::not a url",
+	"X-Forwarded-For":   "not-an-ip, ::1",
+	"Content-Type":      "multipart/form-data",
+	"Authorization":     "Basic !!!",
+}
+
 // TestBrowserOriginEveryRoute sends Origin, allowed by web.cors_origin and
 // not, and CORS preflights, to every route the server lists, the endpoints
 // behind the API prefixes and OTLP/HTTP: no answer is a crash or a 5xx,
@@ -101,6 +117,12 @@ func TestBrowserOriginEveryRoute(t *testing.T) {
 					what, origin, pre.StatusCode, pre.Header.Get("Access-Control-Allow-Origin"), wantCode, wantOrigin, body)
 			}
 			checked += 2
+		}
+		// Other headers that libraries parse on their own (content
+		// negotiation, compression, caching, ranges), with odd values.
+		resp, body := browserRequest(t, tg.method, u, "", oddHeaders, nil)
+		if resp.StatusCode >= 500 && !(resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "") {
+			t.Errorf("%s with odd headers: HTTP %d: %.200s", what, resp.StatusCode, body)
 		}
 		select {
 		case err := <-s.done:
