@@ -238,6 +238,17 @@ func TestWebSection(t *testing.T) {
 	if o := c.BrowserOptions(nil); !o.CheckHost {
 		t.Error("without web_config_file the host check must be on")
 	}
+	withAuth, err := Load("testdata/auth.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withAuth.Auth == nil || withAuth.BrowserOptions(nil).CheckHost {
+		t.Error("with authentication on and no allowed_hosts, the host check must be off")
+	}
+	withAuth.Web.AllowedHosts = []string{"vigil.example.com"}
+	if !withAuth.BrowserOptions(nil).CheckHost {
+		t.Error("with allowed_hosts listed, the host check must be on")
+	}
 	good, err := Parse([]byte("web:\n  cors_origin: 'https://grafana\\.example\\.com'\n  allowed_hosts: [vigil.example.com, .internal]\n"), "", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -184,6 +184,7 @@ func (b *Browsers) Wrap(listenAddr string, h http.Handler) http.Handler {
 var corsHeaders = []string{
 	"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials", "Access-Control-Allow-Methods",
 	"Access-Control-Allow-Headers", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
+	"Access-Control-Allow-Private-Network",
 }
 
 func (b *Browsers) cors(w http.ResponseWriter, r *http.Request, h http.Handler) {
@@ -223,6 +224,11 @@ func (b *Browsers) preflight(w http.ResponseWriter, r *http.Request, origin stri
 	// (Authorization, Content-Type, Grafana's X-Grafana-*) are its own.
 	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 		hdr.Set("Access-Control-Allow-Headers", req)
+	}
+	// Chrome asks before a public page reaches a private or loopback
+	// address (Private Network Access); an allowed origin is let through.
+	if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
+		hdr.Set("Access-Control-Allow-Private-Network", "true")
 	}
 	hdr.Set("Access-Control-Max-Age", strconv.Itoa(600))
 	w.WriteHeader(http.StatusNoContent)

@@ -111,6 +111,7 @@ func TestCORSPolicy(t *testing.T) {
 		{"default allows no origin", none, "GET", "/api/v2/alerts", map[string]string{"Origin": grafana}, 200, ""},
 		{"no Origin, no CORS", b, "GET", "/api/v2/alerts", nil, 200, "*"}, // not a cross-origin request: left as the handler answers
 		{"preflight, allowed", b, "OPTIONS", "/api/v1/query", map[string]string{"Origin": grafana, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, x-grafana-org-id"}, 204, grafana},
+		{"preflight from a public page to a private address", b, "OPTIONS", "/api/v1/query", map[string]string{"Origin": grafana, "Access-Control-Request-Method": "GET", "Access-Control-Request-Private-Network": "true"}, 204, grafana},
 		{"preflight, other origin", b, "OPTIONS", "/api/v1/query", map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}, 403, ""},
 		{"preflight, default", none, "OPTIONS", "/api/v1/query", map[string]string{"Origin": grafana, "Access-Control-Request-Method": "GET"}, 403, ""},
 		{"preflight for a write", b, "OPTIONS", "/api/v2/silences", map[string]string{"Origin": grafana, "Access-Control-Request-Method": "DELETE"}, 403, ""},
@@ -134,6 +135,9 @@ func TestCORSPolicy(t *testing.T) {
 			}
 			if w.Header().Get("Access-Control-Allow-Credentials") != "" {
 				t.Error("never Allow-Credentials: a page elsewhere must not borrow a browser's stored login")
+			}
+			if got, want := w.Header().Get("Access-Control-Allow-Private-Network"), map[bool]string{true: "true"}[tc.headers["Access-Control-Request-Private-Network"] != "" && tc.code == 204]; got != want {
+				t.Errorf("Allow-Private-Network %q, want %q", got, want)
 			}
 			if tc.code == 204 && w.Header().Get("Access-Control-Allow-Headers") != tc.headers["Access-Control-Request-Headers"] {
 				t.Errorf("Allow-Headers %q", w.Header().Get("Access-Control-Allow-Headers"))
