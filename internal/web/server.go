@@ -127,7 +127,7 @@ func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "5")
 		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "vigil is starting: storage is not ready yet, retry shortly")
 	default:
-		writeJSONError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path)
+		writeJSONError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.URL.Path+hint(r.URL.Path))
 	}
 }
 
@@ -140,6 +140,24 @@ func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
 var apiPrefixes = []string{
 	"/api", "/-", "/metrics", "/v1", "/debug",
 	"/loki", "/otlp", "/tempo", "/zipkin", "/jaeger", "/prometheus", "/select", "/insert", "/federate", "/write", "/push",
+}
+
+// pathHints tell a client of another API where vigil serves the same thing.
+var pathHints = []struct{ prefix, hint string }{
+	{"/v1/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default)"},
+	{"/otlp/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default) at /v1/traces, /v1/logs and /v1/metrics"},
+	{"/loki/", "; vigil does not serve the Loki API: search logs with GET /api/logs"},
+	{"/tempo/", "; vigil serves traces through the Jaeger query API: GET /api/traces/{traceID}"},
+	{"/prometheus/", "; the Prometheus API is at /api/v1/, without a prefix"},
+}
+
+func hint(p string) string {
+	for _, h := range pathHints {
+		if strings.HasPrefix(p, h.prefix) {
+			return h.hint
+		}
+	}
+	return ""
 }
 
 // apiPath reports whether p belongs to an API rather than to the UI: an
