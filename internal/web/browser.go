@@ -199,7 +199,9 @@ func (b *Browsers) cors(w http.ResponseWriter, r *http.Request, h http.Handler) 
 		b.preflight(w, r, origin, allowed)
 		return
 	}
-	h.ServeHTTP(&corsWriter{ResponseWriter: w, origin: origin, allowed: allowed}, r)
+	cw := &corsWriter{ResponseWriter: w, origin: origin, allowed: allowed}
+	h.ServeHTTP(cw, r)
+	cw.fix() // a handler that wrote nothing: net/http sends the header now
 }
 
 // preflight answers a CORS preflight itself, for every path alike: the

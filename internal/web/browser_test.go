@@ -89,6 +89,21 @@ var alertmanagerLike = http.HandlerFunc(func(w http.ResponseWriter, r *http.Requ
 	_, _ = w.Write([]byte("{}"))
 })
 
+// A handler that writes nothing still gets the policy's headers, not its own.
+func TestCORSPolicyEmptyAnswer(t *testing.T) {
+	b, _ := NewBrowsers(BrowserOptions{})
+	h := b.Wrap("localhost:7070", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+	}))
+	r := httptest.NewRequest(http.MethodGet, "http://localhost:7070/api/v2/status", nil)
+	r.Header.Set("Origin", "https://evil.example")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if got := w.Result().Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("Access-Control-Allow-Origin %q leaked from a handler that wrote nothing", got)
+	}
+}
+
 func TestCORSPolicy(t *testing.T) {
 	const grafana = "https://grafana.example.com"
 	b, err := NewBrowsers(BrowserOptions{CORSOrigin: `https://grafana\.example\.com`, CheckHost: true, ReadOnly: queriesRead})
