@@ -317,7 +317,7 @@ func New(opts Options) (h http.Handler, err error) {
 
 	router := route.New()
 	api.Register(router.WithPrefix(PathPrefix))
-	guarded := queryGuard{next: jsonNotFound(router), parser: promParser, defaultStep: func() time.Duration {
+	guarded := queryGuard{next: router, parser: promParser, defaultStep: func() time.Duration {
 		return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval)
 	}}
 	// Endpoints Prometheus's handler registers but vigil does not serve:
@@ -330,6 +330,7 @@ func New(opts Options) (h http.Handler, err error) {
 	if !opts.EnableAdmin {
 		notServed = append(notServed, struct{ prefix, msg string }{PathPrefix + "/admin/", "admin endpoints are off: start vigil with --enable-admin (admin.enabled in vigil.yaml)"})
 	}
+	routed := jsonNotFound(guarded)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, n := range notServed {
 			if strings.HasPrefix(r.URL.Path, n.prefix) {
@@ -339,7 +340,7 @@ func New(opts Options) (h http.Handler, err error) {
 				return
 			}
 		}
-		guarded.ServeHTTP(w, r)
+		routed.ServeHTTP(w, r)
 	}), nil
 }
 
