@@ -70,7 +70,8 @@ func (a *authServer) cred(name string) authCred {
 	panic("no credential " + name)
 }
 
-func startAuthServer(t *testing.T) *authServer {
+// extraConfig is appended to the server's vigil.yaml.
+func startAuthServer(t *testing.T, extraConfig ...string) *authServer {
 	t.Helper()
 	dir := t.TempDir()
 	certPEM := testcert.Write(t, dir)
@@ -108,7 +109,7 @@ bearer_tokens:
 	if err := os.WriteFile(filepath.Join(dir, "web.yml"), []byte(webYML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "vigil.yaml"), []byte("web_config_file: web.yml\nadmin:\n  enabled: true\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "vigil.yaml"), []byte("web_config_file: web.yml\nadmin:\n  enabled: true\n"+strings.Join(extraConfig, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

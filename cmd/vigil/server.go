@@ -30,6 +30,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/doctor"
+	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
@@ -390,9 +391,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	defer stopDoc()
 	go doc.Run(docCtx)
 	webSrv.Handle("/api/doctor", doc.Handler())
+	// One budget for every receiver: what requests being decoded may take
+	// of the heap, whichever listener they came through.
+	decodeBudget := decodecost.NewBudget(decodecost.SizeFor(memGuard.Headroom()))
+	decodeBudget.Register(reg)
 	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
 		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Memory: memGuard,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
+		DecodeBudget: decodeBudget,
 	}))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger})
 	if err != nil {
@@ -406,7 +412,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	otlpOpts := otlp.Options{
 		Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger,
-		MaxConcurrentRequests: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard,
+		MaxConcurrentRequests: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard, DecodeBudget: decodeBudget,
 	}
 	otlpHTTPLn, err := net.Listen("tcp", cfg.OTLPHTTPAddr)
 	if err != nil {
@@ -418,6 +424,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return fmt.Errorf("otlp grpc listener: %w", err)
 	}
+	grpcLn = otlp.LimitGRPCListener(grpcLn)
 	grpcSrv := otlp.NewGRPCServer(otlpOpts, cfg.Auth.GRPCOptions()...)
 	go func() {
 		if err := grpcSrv.Serve(grpcLn); err != nil {

@@ -297,8 +297,8 @@ func TestAuthorizeGRPC(t *testing.T) {
 			t.Errorf("%s (%q): %v, want %v", tc.method, tc.header, got, tc.want)
 		}
 	}
-	if len(a.GRPCOptions()) != 2 {
-		t.Errorf("without TLS: %d options, want the two interceptors", len(a.GRPCOptions()))
+	if len(a.GRPCOptions()) != 3 {
+		t.Errorf("without TLS: %d options, want the tap handle and the two interceptors", len(a.GRPCOptions()))
 	}
 }
 

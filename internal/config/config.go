@@ -267,6 +267,7 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 		return err
 	}
 	c.Prometheus = prom
+	c.defaultScrapeBodySizeLimit()
 	if _, err := c.RuleFilePaths(); err != nil {
 		return err
 	}
@@ -326,6 +327,40 @@ func (c *Config) loadPrometheus(dir string, logger *slog.Logger) (*promconfig.Co
 		}
 	}
 	return prom, nil
+}
+
+// DefaultScrapeBodySizeLimit is the scrape body limit (Prometheus's
+// body_size_limit) when neither global nor a scrape config sets one. It is
+// lowered to an eighth of limits.memory_limit when that is smaller.
+const DefaultScrapeBodySizeLimit = 64 << 20
+
+// ScrapeBodySizeLimit is the body_size_limit scrapes get when their
+// configuration sets none.
+func (c *Config) ScrapeBodySizeLimit() units.Base2Bytes {
+	l := units.Base2Bytes(DefaultScrapeBodySizeLimit)
+	if c.Limits.MemoryLimit > 0 {
+		l = min(l, c.Limits.MemoryLimit/8)
+	}
+	return l
+}
+
+// defaultScrapeBodySizeLimit gives scrapes a body limit when their
+// configuration sets none: Prometheus has no default, so one target
+// answering a never-ending body would be read until the process runs out
+// of memory. The global value is what scrape configs without their own
+// inherit, those of scrape_config_files too (they are validated against
+// it when read); the inline ones were validated already and get it here.
+func (c *Config) defaultScrapeBodySizeLimit() {
+	g := &c.Prometheus.GlobalConfig
+	if g.BodySizeLimit != 0 {
+		return
+	}
+	g.BodySizeLimit = c.ScrapeBodySizeLimit()
+	for _, sc := range c.Prometheus.ScrapeConfigs {
+		if sc.BodySizeLimit == 0 {
+			sc.BodySizeLimit = g.BodySizeLimit
+		}
+	}
 }
 
 // RuleFilePaths expands the rule_files globs, as Prometheus does: a

@@ -266,3 +266,46 @@ func TestWebSection(t *testing.T) {
 		}
 	}
 }
+
+// Scrapes get a body limit when nothing sets one (Prometheus has no
+// default, and a never-ending body would be read until memory runs out);
+// what the configuration sets is kept.
+func TestScrapeBodySizeLimitDefault(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "more.yml"), []byte("scrape_configs:\n  - job_name: from_file\n    static_configs: [{targets: ['a:1']}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const jobs = "scrape_config_files: [more.yml]\nscrape_configs:\n  - job_name: plain\n    static_configs: [{targets: ['a:1']}]\n  - job_name: own\n    body_size_limit: 5MiB\n    static_configs: [{targets: ['a:1']}]\n"
+	for _, tc := range []struct {
+		name, yaml           string
+		plain, own, fromFile int64
+	}{
+		{"nothing set", jobs, DefaultScrapeBodySizeLimit, 5 << 20, DefaultScrapeBodySizeLimit},
+		{"small memory limit", "limits: {memory_limit: 256MiB}\n" + jobs, 32 << 20, 5 << 20, 32 << 20},
+		{"global set", "global: {body_size_limit: 200MiB}\n" + jobs, 200 << 20, 5 << 20, 200 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, "vigil.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scs, err := c.Prometheus.GetScrapeConfigs()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]int64{"plain": tc.plain, "own": tc.own, "from_file": tc.fromFile}
+			if len(scs) != len(want) {
+				t.Fatalf("%d scrape configs, want %d", len(scs), len(want))
+			}
+			for _, sc := range scs {
+				if got := int64(sc.BodySizeLimit); got != want[sc.JobName] {
+					t.Errorf("job %s: body_size_limit %d, want %d", sc.JobName, got, want[sc.JobName])
+				}
+			}
+		})
+	}
+}

@@ -237,10 +237,10 @@ var reasonHelp = map[string]struct {
 		"request bodies were not valid OTLP or remote_write for their Content-Type: typically OTLP/gRPC sent to the HTTP port (or the reverse), JSON sent as protobuf, or an unsupported compression",
 		"check the sender's endpoint and protocol: OTLP/gRPC to vigil's otlp_grpc_addr (4317), OTLP/HTTP (http/protobuf or http/json) to otlp_http_addr (4318) at /v1/traces, /v1/logs or /v1/metrics, remote_write to /api/v1/write with snappy"},
 	"request_too_large": {requests,
-		"request bodies were larger than limits.max_request_bytes once decompressed",
-		"send smaller batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE, the collector's batch processor send_batch_max_size, remote_write queue_config.max_samples_per_send), or raise limits.max_request_bytes in vigil.yaml"},
+		"request bodies were larger than limits.max_request_bytes once decompressed, or would decode to more memory than vigil decodes at once (its decode budget, a share of limits.memory_limit; a body of many empty entries decodes to 70 times its size)",
+		"send smaller batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE, the collector's batch processor send_batch_max_size, remote_write queue_config.max_samples_per_send), or raise limits.max_request_bytes (or limits.memory_limit) in vigil.yaml"},
 	"overloaded": {requests,
-		"vigil refused data while busy: more requests at once than ingest.max_requests_in_flight, or a write queue full (ingest.max_queue_items) because storage writes slower than data arrives",
+		"vigil refused data while busy: more requests at once than ingest.max_requests_in_flight or than its decode budget holds, or a write queue full (ingest.max_queue_items) because storage writes slower than data arrives",
 		"senders retry refused data, so the loss is what their retries gave up on; if this persists raise ingest.max_requests_in_flight or ingest.max_queue_items in vigil.yaml, give vigil faster disks or more CPU, or send less"},
 }
 

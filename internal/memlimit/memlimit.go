@@ -37,7 +37,7 @@ type Options struct {
 }
 
 // DefaultRefuseAt leaves room for the requests already admitted (bounded by
-// ingest.max_requests_in_flight × limits.max_request_bytes) and for queries.
+// the receivers' decode budget, which Headroom sizes) and for queries.
 const DefaultRefuseAt = 0.7
 
 // Guard watches the live heap. A nil *Guard never reports pressure, so
@@ -89,6 +89,16 @@ func New(opts Options) *Guard {
 
 // GoLimit is the soft limit given to the Go runtime.
 func (g *Guard) GoLimit() int64 { return g.goLimit }
+
+// Headroom is the Go heap above the point where ingest is refused: what
+// the requests already admitted may still use while being decoded. Zero
+// for a nil guard (no cap).
+func (g *Guard) Headroom() int64 {
+	if g == nil {
+		return 0
+	}
+	return int64(float64(g.goLimit) * (1 - g.opts.RefuseAt))
+}
 
 // Pressure reports whether ingest should be refused now.
 func (g *Guard) Pressure() bool {

@@ -52,3 +52,15 @@ vigil_memory_pressure 1
 		t.Errorf("Go limit %d with almost all reserved, want a quarter of the cap (250)", g.GoLimit())
 	}
 }
+
+func TestHeadroom(t *testing.T) {
+	var none *Guard
+	if got := none.Headroom(); got != 0 {
+		t.Errorf("nil guard: Headroom = %d, want 0", got)
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	g := New(Options{Limit: 1000 << 20, Reserved: 200 << 20, RefuseAt: 0.75, liveHeap: func() uint64 { return 0 }})
+	if got, want := g.Headroom(), int64(200<<20); got != want {
+		t.Errorf("Headroom = %d, want %d (a quarter of the 800 MiB Go share)", got, want)
+	}
+}

@@ -81,11 +81,18 @@ func (b *Body) Release() {
 // declared Content-Length that cannot fit (the limit, plus a little slack
 // for compressed bodies) is refused before reading.
 func (r *Reader) ReadRequest(req *http.Request) (*Body, error) {
+	return r.ReadRequestThrough(req, nil)
+}
+
+// ReadRequestThrough is ReadRequest with the decompressed stream read
+// through wrap (nil: as is), for example to pay for memory before it is
+// taken. An error from wrap's reader is returned wrapped.
+func (r *Reader) ReadRequestThrough(req *http.Request, wrap func(io.Reader) io.Reader) (*Body, error) {
 	enc := req.Header.Get("Content-Encoding")
 	if req.ContentLength >= r.rawCap(normalize(enc)) {
 		return nil, ErrTooLarge
 	}
-	return r.Read(req.Body, enc)
+	return r.read(req.Body, enc, wrap)
 }
 
 // Read reads all of src, decoded according to contentEncoding ("",
@@ -94,6 +101,10 @@ func (r *Reader) ReadRequest(req *http.Request) (*Body, error) {
 // bytes shows up, ErrUnsupportedEncoding for any other encoding, and a
 // wrapped decoder error for a corrupt stream.
 func (r *Reader) Read(src io.Reader, contentEncoding string) (*Body, error) {
+	return r.read(src, contentEncoding, nil)
+}
+
+func (r *Reader) read(src io.Reader, contentEncoding string, wrap func(io.Reader) io.Reader) (*Body, error) {
 	enc := normalize(contentEncoding)
 	// The raw stream is capped too: a stream of empty compressed blocks
 	// would otherwise be read forever without producing output.
@@ -126,8 +137,12 @@ func (r *Reader) Read(src io.Reader, contentEncoding string) (*Body, error) {
 		return nil, fmt.Errorf("httpbody: reading %s body: %w", enc, err)
 	}
 
+	dec = io.LimitReader(dec, r.limit+1)
+	if wrap != nil {
+		dec = wrap(dec)
+	}
 	buf := r.getBuffer()
-	_, err = buf.ReadFrom(io.LimitReader(dec, r.limit+1))
+	_, err = buf.ReadFrom(dec)
 	switch {
 	case int64(buf.Len()) > r.limit || raw.N <= 0 || isSizeError(err):
 		r.putBuffer(buf)

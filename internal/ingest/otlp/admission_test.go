@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -61,7 +62,8 @@ func TestAdmissionRefusesBeforeReadingTheBody(t *testing.T) {
 	}
 
 	// gRPC shares the receiver's slots when built from the same receiver.
-	if _, err := r.grpcExport(t.Context(), r.traces, &rawMessage{data: body}); status.Code(err) != codes.Unavailable {
+	conn, _ := serveGRPC(t, r.grpcServer())
+	if _, err := ptraceotlp.NewGRPCClient(conn).Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(makeTraces("a"))); status.Code(err) != codes.Unavailable {
 		t.Errorf("gRPC while full: %v, want UNAVAILABLE", err)
 	}
 	if got := testutil.ToFloat64(im.Rejected.WithLabelValues("traces", limits.ReasonOverloaded)); got != 2 {
@@ -107,7 +109,8 @@ func TestAdmissionRefusesUnderMemoryPressure(t *testing.T) {
 	if w := post(); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("under memory pressure: HTTP %d Retry-After %q, want 429 with Retry-After", w.Code, w.Header().Get("Retry-After"))
 	}
-	if _, err := r.grpcExport(t.Context(), r.traces, &rawMessage{data: body}); status.Code(err) != codes.Unavailable {
+	conn, _ := serveGRPC(t, r.grpcServer())
+	if _, err := ptraceotlp.NewGRPCClient(conn).Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(makeTraces("a"))); status.Code(err) != codes.Unavailable {
 		t.Errorf("gRPC under memory pressure: %v, want UNAVAILABLE", err)
 	}
 	if stored != 0 {

@@ -3,7 +3,7 @@ package otlp
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/encoding/protowire"
+	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 )
 
 // maxNesting bounds how deeply a request may nest messages (protobuf) or
@@ -18,90 +18,19 @@ const maxNesting = 512
 
 var errTooDeep = fmt.Errorf("request nests deeper than %d levels", maxNesting)
 
-// checkNesting returns errTooDeep when body nests deeper than maxNesting.
-// It says nothing about whether body is otherwise valid.
-func checkNesting(body []byte, enc wireEncoding) error {
+// checkNesting returns errTooDeep when body nests deeper than maxNesting,
+// and otherwise the body's shape, from which its decoded size is
+// estimated; packed names the request type's packed varint fields. It
+// says nothing about whether body is otherwise valid.
+func checkNesting(body []byte, enc wireEncoding, packed decodecost.PackedVarints) (decodecost.Shape, error) {
+	var s decodecost.Shape
 	if enc == encJSON {
-		return checkJSONNesting(body)
+		s = decodecost.JSON(body, maxNesting)
+	} else {
+		s = decodecost.ProtoPacked(body, maxNesting, packed)
 	}
-	if d, _ := protoDepth(body, 1); d > maxNesting {
-		return errTooDeep
+	if s.Depth > maxNesting {
+		return s, errTooDeep
 	}
-	return nil
-}
-
-// protoDepth returns an upper bound of the message nesting depth of b, a
-// protobuf message at the given depth, and whether b parses as a message
-// at all. Without a schema a length-delimited field may be a string or a
-// message: it is counted as a message whenever its bytes parse as one,
-// which can only overestimate. Each byte is read as a field header by at
-// most one level, so the walk is linear in len(b); it stops as soon as the
-// bound is passed, which also bounds its own recursion.
-func protoDepth(b []byte, depth int) (int, bool) {
-	if depth > maxNesting {
-		return depth, true
-	}
-	deepest := depth
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return deepest, false
-		}
-		b = b[n:]
-		if typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return deepest, false
-			}
-			if len(v) > 0 {
-				if d, ok := protoDepth(v, depth+1); ok || d > maxNesting {
-					deepest = max(deepest, d)
-					if deepest > maxNesting {
-						return deepest, true
-					}
-				}
-			}
-			b = b[m:]
-			continue
-		}
-		// Groups are walked by protowire itself, with its own limit.
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return deepest, false
-		}
-		b = b[m:]
-	}
-	return deepest, true
-}
-
-// checkJSONNesting counts open objects and arrays outside strings. Malformed
-// JSON is left for the decoder to report.
-func checkJSONNesting(b []byte) error {
-	depth := 0
-	inString, escaped := false, false
-	for _, c := range b {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inString = true
-		case '{', '[':
-			depth++
-			if depth > maxNesting {
-				return errTooDeep
-			}
-		case '}', ']':
-			depth--
-		}
-	}
-	return nil
+	return s, nil
 }

@@ -32,8 +32,14 @@ import (
 // a client connection to it.
 func startGRPC(t *testing.T, opts Options, extra ...grpc.ServerOption) (*grpc.ClientConn, *grpc.Server) {
 	t.Helper()
+	return serveGRPC(t, NewGRPCServer(opts, extra...))
+}
+
+// serveGRPC serves srv on an in-memory listener and returns a client
+// connection to it.
+func serveGRPC(t *testing.T, srv *grpc.Server) (*grpc.ClientConn, *grpc.Server) {
+	t.Helper()
 	lis := bufconn.Listen(4 << 20)
-	srv := NewGRPCServer(opts, extra...)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",

@@ -2,6 +2,7 @@ package otlp
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"mime"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
+	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/httpbody"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 )
@@ -78,9 +80,23 @@ func (r *receiver) httpEndpoint(e exporter) http.Handler {
 			return
 		}
 		defer release()
-		body, err := r.bodies.ReadRequest(req)
+		// The body is paid for from the decode budget as it is inflated,
+		// a megabyte ahead, so bodies being read count against memory
+		// before they are in it.
+		res := r.opts.DecodeBudget.Start()
+		defer res.Release()
+		body, err := r.bodies.ReadRequestThrough(req, func(src io.Reader) io.Reader {
+			return decodecost.ChargingReader(src, res, bodyChargeStep)
+		})
 		if err != nil {
 			switch {
+			case errors.Is(err, decodecost.ErrBusy):
+				r.opts.Ingest.Reject(sig, limits.ReasonOverloaded, 1)
+				w.Header().Set("Retry-After", r.retryAfterSeconds())
+				r.writeStatus(w, enc, http.StatusTooManyRequests, codes.Unavailable, ingest.ErrOverloaded.Error())
+			case errors.Is(err, decodecost.ErrTooLarge):
+				r.opts.Ingest.RejectFrom(sig, limits.ReasonRequestTooLarge, "client "+clientHost(req.RemoteAddr), 1)
+				r.writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.ResourceExhausted, err.Error())
 			case errors.Is(err, httpbody.ErrTooLarge):
 				r.opts.Ingest.RejectFrom(sig, limits.ReasonRequestTooLarge, "client "+clientHost(req.RemoteAddr), 1)
 				r.writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.ResourceExhausted,
@@ -93,7 +109,7 @@ func (r *receiver) httpEndpoint(e exporter) http.Handler {
 			}
 			return
 		}
-		resp, err := e.export(withClient(req.Context(), req.RemoteAddr), body.Bytes(), body.Release, enc)
+		resp, err := e.export(withClient(req.Context(), req.RemoteAddr), body.Bytes(), body.Release, enc, res)
 		if err != nil {
 			r.writeExportError(w, enc, err)
 			return
@@ -103,6 +119,10 @@ func (r *receiver) httpEndpoint(e exporter) http.Handler {
 		_, _ = w.Write(resp)
 	})
 }
+
+// bodyChargeStep is how far ahead of the bytes read a body is charged to
+// the decode budget.
+const bodyChargeStep = 1 << 20
 
 // requestEncoding maps a Content-Type to the body encoding.
 func requestEncoding(ct string) (wireEncoding, bool) {
@@ -130,6 +150,8 @@ func (r *receiver) writeExportError(w http.ResponseWriter, enc wireEncoding, err
 	switch {
 	case errors.Is(err, errUndecodable):
 		r.writeStatus(w, enc, http.StatusBadRequest, codes.InvalidArgument, err.Error())
+	case errors.Is(err, decodecost.ErrTooLarge):
+		r.writeStatus(w, enc, http.StatusRequestEntityTooLarge, codes.ResourceExhausted, err.Error()+"; send smaller batches")
 	case errors.Is(err, ingest.ErrOverloaded):
 		w.Header().Set("Retry-After", r.retryAfterSeconds())
 		r.writeStatus(w, enc, http.StatusTooManyRequests, codes.Unavailable, ingest.ErrOverloaded.Error())

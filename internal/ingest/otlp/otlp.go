@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
+	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/httpbody"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/selfobs"
@@ -53,6 +54,12 @@ type Options struct {
 	// Memory refuses requests, as overloaded, while the process is near
 	// its memory cap; nil never refuses.
 	Memory MemoryPressure
+	// DecodeBudget bounds the estimated decoded size of the requests
+	// being decoded at once; share one between receivers to bound them
+	// together. A request that alone exceeds it is refused as too large,
+	// one that does not fit now as overloaded. Nil means a budget of
+	// decodecost.DefaultSize for this receiver alone.
+	DecodeBudget *decodecost.Budget
 }
 
 // MemoryPressure says when to refuse new requests to stay under the memory
@@ -80,6 +87,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.DecodeBudget == nil {
+		o.DecodeBudget = decodecost.NewBudget(decodecost.DefaultSize)
 	}
 	return o
 }
@@ -131,7 +141,7 @@ func newReceiver(opts Options) *receiver {
 		}}
 	}
 	if opts.Metrics != nil {
-		r.metrics = &endpoint[metricsBatch]{r: r, codec: metricsCodec{}, consumerCounts: true, consume: func(ctx context.Context, b metricsBatch) error {
+		r.metrics = &endpoint[metricsBatch]{r: r, codec: metricsCodec{}, consumerCounts: true, packed: decodecost.OTLPMetricsPacked, consume: func(ctx context.Context, b metricsBatch) error {
 			return opts.Metrics.ConsumeMetrics(ctx, b.md)
 		}}
 	}
@@ -159,8 +169,11 @@ type exporter interface {
 	signal() string
 	// export decodes body, calls release once the bytes are no longer
 	// needed, validates and consumes the data, and returns the encoded
-	// ExportResponse. Errors are errUndecodable or the consumer's error.
-	export(ctx context.Context, body []byte, release func(), enc wireEncoding) ([]byte, error)
+	// ExportResponse. Before decoding it resizes res, the request's share
+	// of the decode budget, to the decoded size body is estimated at; the
+	// caller releases res. Errors are errUndecodable, decodecost.ErrTooLarge,
+	// ingest.ErrOverloaded or the consumer's error.
+	export(ctx context.Context, body []byte, release func(), enc wireEncoding, res *decodecost.Reservation) ([]byte, error)
 }
 
 // batch is decoded data of one signal.
@@ -192,20 +205,37 @@ type endpoint[B batch] struct {
 	// consumerCounts is set when the consumer counts received items itself
 	// (metrics count samples after translation, as remote_write does).
 	consumerCounts bool
+	// packed names the request's packed varint fields, which decode to
+	// eight bytes a wire byte.
+	packed decodecost.PackedVarints
 }
 
 func (e *endpoint[B]) signal() string { return e.codec.signal() }
 
-func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), enc wireEncoding) ([]byte, error) {
+func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), enc wireEncoding, res *decodecost.Reservation) ([]byte, error) {
 	opts := &e.r.opts
 	sig := e.codec.signal()
+	shape, err := checkNesting(body, enc, e.packed)
+	if err != nil {
+		release()
+		return nil, e.undecodable(ctx, enc, fmt.Errorf("%w: %s: %w", errUndecodable, enc, err))
+	}
+	// Charged before decoding: what a body decodes to, not its size on
+	// the wire, is what can exhaust memory. The decoded batch is held
+	// until the consumer returns.
+	if err := res.Resize(shape.Cost(len(body))); err != nil {
+		release()
+		if errors.Is(err, decodecost.ErrTooLarge) {
+			opts.Ingest.RejectFrom(sig, limits.ReasonRequestTooLarge, rejectionSource(ctx, "", false), 1)
+			return nil, err
+		}
+		opts.Ingest.Reject(sig, limits.ReasonOverloaded, 1)
+		return nil, fmt.Errorf("%w: %w", ingest.ErrOverloaded, err)
+	}
 	b, report, err := e.decode(body, enc)
 	release()
 	if err != nil {
-		opts.Ingest.RejectFrom(sig, limits.ReasonUndecodable, rejectionSource(ctx, "", false), 1)
-		opts.Logger.LogAttrs(ctx, slog.LevelDebug, "undecodable OTLP request",
-			slog.String("signal", sig), slog.String("encoding", enc.String()), slog.Any("err", err))
-		return nil, err
+		return nil, e.undecodable(ctx, enc, err)
 	}
 	if !e.consumerCounts {
 		opts.Ingest.Receive(sig, b.items()+report.Rejected)
@@ -235,12 +265,17 @@ func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), e
 	return e.codec.response(int64(report.Rejected), report.Message(), enc)
 }
 
+func (e *endpoint[B]) undecodable(ctx context.Context, enc wireEncoding, err error) error {
+	sig := e.codec.signal()
+	e.r.opts.Ingest.RejectFrom(sig, limits.ReasonUndecodable, rejectionSource(ctx, "", false), 1)
+	e.r.opts.Logger.LogAttrs(ctx, slog.LevelDebug, "undecodable OTLP request",
+		slog.String("signal", sig), slog.String("encoding", enc.String()), slog.Any("err", err))
+	return err
+}
+
 // decode tries pdata first and falls back to repairing the body.
 func (e *endpoint[B]) decode(body []byte, enc wireEncoding) (B, limits.Report, error) {
 	var zero B
-	if err := checkNesting(body, enc); err != nil {
-		return zero, limits.Report{}, fmt.Errorf("%w: %s: %w", errUndecodable, enc, err)
-	}
 	b, err := e.codec.decode(body, enc)
 	if err == nil {
 		return b, limits.Report{}, nil

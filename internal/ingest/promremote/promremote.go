@@ -11,10 +11,12 @@
 //     samples of the request are committed first; the body names how many
 //     were refused and why. Retrying would not help and would only resend
 //     samples already stored.
-//   - 400 for an undecodable body, 413 for one above Limits.MaxRequestBytes,
-//     405 and 415 for a wrong method, content type or encoding.
-//   - 503 with Retry-After when too many requests are in flight or storage
-//     failed; nothing of the request was stored, so the retry is safe.
+//   - 400 for an undecodable body, 413 for one above Limits.MaxRequestBytes
+//     or one that would decode to more than the decode budget, 405 and 415
+//     for a wrong method, content type or encoding.
+//   - 503 with Retry-After when too many requests are in flight (or being
+//     decoded) or storage failed; nothing of the request was stored, so the
+//     retry is safe.
 package promremote
 
 import (
@@ -41,6 +43,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
+	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/selfobs"
 )
@@ -69,6 +72,11 @@ type Options struct {
 	// Memory refuses requests, as overloaded, while the process is near
 	// its memory cap; nil never refuses.
 	Memory MemoryPressure
+	// DecodeBudget bounds the estimated decoded size of the requests being
+	// decoded at once (shared with the other receivers); a request that
+	// alone exceeds it is refused with 413, one that does not fit now with
+	// 503. Nil means a budget of decodecost.DefaultSize for this handler.
+	DecodeBudget *decodecost.Budget
 	// Logger receives warnings about refused data; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives vigil_remote_write_requests_total{code}; nil
@@ -94,6 +102,9 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.DecodeBudget == nil {
+		opts.DecodeBudget = decodecost.NewBudget(decodecost.DefaultSize)
+	}
 	h := &handler{
 		appendable: opts.Appendable,
 		limits:     opts.Limits.WithDefaults(),
@@ -101,6 +112,7 @@ func NewHandler(opts Options) http.Handler {
 		logger:     opts.Logger,
 		inFlight:   make(chan struct{}, opts.MaxInFlight),
 		memory:     opts.Memory,
+		budget:     opts.DecodeBudget,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_remote_write_requests_total",
 			Help: "Prometheus remote_write requests handled, by HTTP status code.",
@@ -120,6 +132,7 @@ type handler struct {
 	logger     *slog.Logger
 	inFlight   chan struct{}
 	memory     MemoryPressure
+	budget     *decodecost.Budget
 	requests   *prometheus.CounterVec
 	now        func() time.Time
 }
@@ -165,11 +178,17 @@ func (h *handler) serve(r *http.Request) (int, string) {
 		return http.StatusServiceUnavailable, "too many remote_write requests in flight, retry later"
 	}
 
-	req, code, msg := h.decode(r)
+	res := h.budget.Start()
+	defer res.Release()
+	req, code, msg := h.decode(r, res)
 	if code != 0 {
 		reason := limits.ReasonUndecodable
-		if code == http.StatusRequestEntityTooLarge {
+		switch code {
+		case http.StatusRequestEntityTooLarge:
 			reason = limits.ReasonRequestTooLarge
+		case http.StatusServiceUnavailable:
+			h.ingest.Reject(ingest.SignalMetrics, limits.ReasonOverloaded, 1)
+			return code, msg
 		}
 		h.ingest.RejectFrom(ingest.SignalMetrics, reason, sender(r), 1)
 		h.logger.Warn("remote_write request refused", "status", code, "reason", msg, "remote", r.RemoteAddr)
@@ -198,10 +217,18 @@ func checkHeaders(hdr http.Header) (int, string) {
 	return 0, ""
 }
 
+// maxNesting bounds how deeply a body may nest messages. A WriteRequest
+// nests four deep (request, series, histogram, bucket span); the bound only
+// keeps a crafted body from recursing the decoder without limit.
+const maxNesting = 64
+
 // decode reads, inflates and unmarshals the body. The compressed body is read
 // with a limit, and snappy's length header is checked before anything is
 // inflated, so neither a huge upload nor a snappy bomb is held in memory.
-func (h *handler) decode(r *http.Request) (*prompb.WriteRequest, int, string) {
+// Before unmarshalling, the inflated body's decoded size is estimated and
+// reserved from the decode budget, since empty entries decode to about 70
+// times their size; release returns it once req is no longer needed.
+func (h *handler) decode(r *http.Request, res *decodecost.Reservation) (req *prompb.WriteRequest, code int, msg string) {
 	maxDecoded := h.limits.MaxRequestBytes
 	maxCompressed := int64(snappy.MaxEncodedLen(int(min(maxDecoded, int64(maxInt32)))))
 	if maxCompressed < 0 {
@@ -210,7 +237,11 @@ func (h *handler) decode(r *http.Request) (*prompb.WriteRequest, int, string) {
 	if r.ContentLength > maxCompressed {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is above the limit of %d bytes", r.ContentLength, maxCompressed)
 	}
-	compressed, err := io.ReadAll(io.LimitReader(r.Body, maxCompressed+1))
+	// The body is paid for as it is read, a megabyte ahead.
+	compressed, err := io.ReadAll(decodecost.ChargingReader(io.LimitReader(r.Body, maxCompressed+1), res, 1<<20))
+	if code, msg := budgetRefusal(err); code != 0 {
+		return nil, code, msg
+	}
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err)
 	}
@@ -224,15 +255,41 @@ func (h *handler) decode(r *http.Request) (*prompb.WriteRequest, int, string) {
 	if int64(n) > maxDecoded {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body decompresses to %d bytes, above the limit of %d bytes", n, maxDecoded)
 	}
+	if code, msg := budgetRefusal(res.Resize(int64(len(compressed) + n))); code != 0 {
+		return nil, code, msg
+	}
 	raw, err := snappy.Decode(nil, compressed)
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
 	}
-	var req prompb.WriteRequest
+	shape := decodecost.ProtoPacked(raw, maxNesting, decodecost.RemoteWritePacked)
+	if shape.Depth > maxNesting {
+		return nil, http.StatusBadRequest, fmt.Sprintf("body nests messages deeper than %d levels, which no prometheus.WriteRequest does", maxNesting)
+	}
+	if code, msg := budgetRefusal(res.Resize(shape.Cost(len(raw)))); code != 0 {
+		if code == http.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("%s; the body holds %d messages, send smaller batches", msg, shape.Messages)
+		}
+		return nil, code, msg
+	}
+	req = new(prompb.WriteRequest)
 	if err := req.Unmarshal(raw); err != nil {
 		return nil, http.StatusBadRequest, fmt.Sprintf("body is not a prometheus.WriteRequest: %v", err)
 	}
-	return &req, 0, ""
+	return req, 0, ""
+}
+
+// budgetRefusal maps a decode budget error to the answer: 413 for a
+// request that can never fit, 503 (retryable) for one that does not fit
+// now; 0 for any other error.
+func budgetRefusal(err error) (int, string) {
+	switch {
+	case errors.Is(err, decodecost.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.Is(err, decodecost.ErrBusy):
+		return http.StatusServiceUnavailable, "too many remote_write requests being decoded, retry later"
+	}
+	return 0, ""
 }
 
 const maxInt32 = 1<<31 - 1
