@@ -280,7 +280,9 @@ export default function SLOs() {
       const objLabel = num(r.metric.sloth_objective)
       const periodDays = p.get(id)?.[0]?.value ?? null
       const since = f.get(id)?.[0]?.value
-      const coveredS = since !== undefined && isFinite(since) ? Math.max(0, t.end / 1000 - since) : null
+      // The subquery finds the first whole minute with a sample: the first
+      // sample is up to a minute earlier, so count to the minute, halfway.
+      const coveredS = since !== undefined && isFinite(since) ? Math.max(60, Math.round((t.end / 1000 - since + 30) / 60) * 60) : null
       const windows = new Map<string, number>()
       for (const x of e.get(id) ?? []) if (x.metric.sloth_window) windows.set(x.metric.sloth_window, x.value)
       return {
