@@ -141,6 +141,10 @@ type REDRow struct {
 	Kind      ptrace.SpanKind
 	// Calls counts the spans; Errors those with status Error.
 	Calls, Errors int64
+	// First is the start of the row's earliest span in the range: where
+	// its data begins, so that a rate need not be averaged over the part
+	// of the range before anything was sent (REDCovered).
+	First time.Time
 	// P50, P95 and P99 are duration quantiles, interpolated linearly
 	// between the closest ranks.
 	P50, P95, P99 time.Duration
@@ -153,6 +157,30 @@ type REDBin struct {
 	Start         time.Time
 	Calls, Errors int64
 	P99           time.Duration
+}
+
+// minREDCovered is the least time REDCovered reports when the range is
+// longer: a first span an instant before End says nothing about a rate, and
+// dividing by that instant would make one call a huge one.
+const minREDCovered = 10 * time.Second
+
+// REDCovered is the part of q's range that rows have data for: from the
+// earliest First of the rows (q.Start if that is earlier) to q.End, at
+// least ten seconds (or the whole range if shorter). Rates divide by it
+// rather than by the range, so an hour's range picked minutes after spans
+// began to arrive shows the rate of those minutes, not a 60th of it.
+// Without rows (or without First) it is the whole range.
+func REDCovered(q REDQuery, rows []REDRow) time.Duration {
+	var from time.Time
+	for _, r := range rows {
+		if !r.First.IsZero() && (from.IsZero() || r.First.Before(from)) {
+			from = r.First
+		}
+	}
+	if from.IsZero() || from.Before(q.Start) {
+		from = q.Start
+	}
+	return max(q.End.Sub(from), min(q.End.Sub(q.Start), minREDCovered))
 }
 
 // REDReader computes RED figures from stored spans.

@@ -115,6 +115,57 @@ test('silence an alert from the alerts page, then expire it on the silences page
   await expect(row).toContainText('notifying')
 })
 
+const AUTHOR3 = 'e2e-test-external'
+
+test('alerts posted to the Alertmanager by other senders are listed and silenced from their row', async ({ page, request }) => {
+  await expireOwnSilences(request, AUTHOR3)
+  // As amtool alert add and Prometheus do: POST /api/v2/alerts. Labels that
+  // look like HTML are shown as text.
+  const labels = { alertname: 'E2EExternal', severity: 'warning', instance: '<img src=x onerror="window.__xss=6">' }
+  const now = Date.now()
+  const post = await request.post('/api/v2/alerts', {
+    data: [
+      {
+        labels,
+        annotations: { summary: 'Posted like amtool alert add' },
+        startsAt: new Date(now).toISOString(),
+        endsAt: new Date(now + 3600e3).toISOString(),
+        generatorURL: 'http://prometheus.example:9090/graph?g0.expr=up',
+      },
+    ],
+  })
+  expect(post.status(), await post.text()).toBe(200)
+
+  await page.goto('/alerts?q=E2EExternal')
+  const g = group(page, 'E2EExternal')
+  const row = g.getByTestId('alert-row')
+  await expect(row).toHaveCount(1, { timeout: 20_000 })
+  await expect(g).toContainText('external, no rule in vigil')
+  await expect(row.getByTestId('alert-source-external')).toContainText('external')
+  await expect(row.getByTestId('alert-source-external').getByRole('link')).toHaveText('prometheus.example:9090')
+  await expect(row).toContainText('Posted like amtool alert add')
+  await expect(row).toContainText('instance="<img src=x onerror=\\"window.__xss=6\\">"')
+  await expect(row).toContainText('notifying')
+  // vigil's own alerts say so.
+  await page.goto('/alerts?q=E2EAlwaysFiring')
+  await expect(group(page, 'E2EAlwaysFiring').getByTestId('alert-row')).toContainText('vigil rule')
+
+  await page.goto('/alerts?q=E2EExternal')
+  await row.getByRole('button', { name: 'Silence' }).click()
+  const form = page.getByTestId('silence-form')
+  await expect(form.getByTestId('matcher-row')).toHaveCount(3) // alertname, instance, severity
+  await expect(form.getByTestId('silence-preview')).toContainText('Selects 1 of')
+  await form.getByLabel('Author').fill(AUTHOR3)
+  await form.getByLabel('Comment').fill('silencing an external alert')
+  await form.getByRole('button', { name: 'Create silence' }).click()
+  await expect(page.getByTestId('silence-created')).toContainText('created')
+  await expect(row.getByTestId('alert-silenced')).toContainText('silenced by')
+  await expect(row.getByRole('button', { name: 'Silenced' })).toBeDisabled()
+  await expectInert(page)
+  await screenshot(page, 'alerts-external-silenced')
+  await expireOwnSilences(request, AUTHOR3)
+})
+
 test('new silence on the silences page: matchers with operators', async ({ page, request }) => {
   await expireOwnSilences(request, AUTHOR2)
   await page.goto('/silences')
@@ -191,6 +242,14 @@ test('SLO page: objective, SLIs, budget, burn-rate chart and alerts of an SLO', 
   // The thresholds are drawn with the burn rate (uPlot's legend is text).
   await expect(details.getByTestId('slo-burn-chart')).toContainText('page: 14.4×')
   await expect(details.getByTestId('slo-burn-chart')).toContainText('ticket: 1×')
+  // The server started minutes ago: the period's figures say how little of
+  // the 30 days they are based on (once the first SLI is recorded on a whole
+  // minute, the resolution the page looks for it at).
+  await expect(async () => {
+    await page.goto('/slos?from=now-15m')
+    await expect(row.getByTestId('slo-coverage')).toHaveText(/^based on \d+ min of data of the 30 d window$/, { timeout: 2000 })
+  }).toPass({ timeout: 90_000 })
+  await expect(details).toContainText(/so far \d+ min of it recorded/)
   await screenshot(page, 'slos')
 
   // Selecting an SLO is in the URL.

@@ -4,6 +4,7 @@ import { apply, contextAt, type Context } from '../src/pages/promqlComplete'
 import { parseTags } from '../src/tags'
 import { resolveTime } from '../src/time'
 import { band } from '../src/severity'
+import { fmtAxisTimes, fmtSpanShort } from '../src/format'
 
 test('parseTags reads key=value pairs, quoted values and rejects the rest', () => {
   expect(parseTags('')).toEqual({})
@@ -58,4 +59,21 @@ test('PromQL completion inserts', () => {
   expect(run('up{job="sh|"}', '"shop"')).toBe('up{job="shop"|}')
   expect(run('up{job=|}', '"shop"')).toBe('up{job="shop"|}')
   expect(run('sum(rate(traces_sp|[1m]))', 'traces_span_metrics_calls_total')).toBe('sum(rate(traces_span_metrics_calls_total|[1m]))')
+})
+
+test('chart axes in 24-hour time, with the date across days', () => {
+  // Local times, whatever the machine's zone.
+  const at = (y: number, mo: number, d: number, h: number, mi: number, s = 0) => new Date(y, mo - 1, d, h, mi, s).getTime() / 1000
+  expect(fmtAxisTimes([at(2026, 1, 15, 13, 0), at(2026, 1, 15, 14, 30), at(2026, 1, 15, 23, 45)], 3600)).toEqual(['13:00', '14:30', '23:45'])
+  expect(fmtAxisTimes([at(2026, 1, 15, 13, 0, 5), at(2026, 1, 15, 13, 0, 35)], 30)).toEqual(['13:00:05', '13:00:35'])
+  expect(fmtAxisTimes([at(2026, 1, 15, 22, 0), at(2026, 1, 16, 2, 0)], 4 * 3600)).toEqual(['01-15 22:00', '01-16 02:00'])
+  expect(fmtAxisTimes([at(2026, 1, 15, 0, 0), at(2026, 1, 16, 0, 0)], 86400)).toEqual(['01-15', '01-16'])
+  for (const v of fmtAxisTimes([at(2026, 1, 15, 0, 0), at(2026, 1, 15, 12, 0), at(2026, 1, 15, 18, 0)], 6 * 3600)) expect(v).not.toMatch(/am|pm/i)
+})
+
+test('spans of time in their largest units', () => {
+  expect(fmtSpanShort(45)).toBe('45 s')
+  expect(fmtSpanShort(12 * 60 + 10)).toBe('12 min')
+  expect(fmtSpanShort(3 * 3600 + 20 * 60)).toBe('3 h 20 min')
+  expect(fmtSpanShort(30 * 86400)).toBe('30 d')
 })

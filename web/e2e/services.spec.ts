@@ -39,3 +39,30 @@ test('first load of the services overview', async ({ page }) => {
   writeFileSync(resolve(import.meta.dirname, '../test-results/first-load.txt'), msg + '\n')
   expect(sinceNavStart).toBeGreaterThan(0)
 })
+
+test('time picker offers 5m to 7 days; rates are over the data that exists', async ({ page, request }) => {
+  await page.goto('/')
+  const picker = page.getByLabel('Time range')
+  const labels = await picker.locator('option').allTextContents()
+  for (const l of ['Last 5 minutes', 'Last 30 minutes', 'Last 1 hour', 'Last 7 days']) expect(labels).toContain(l)
+  await picker.selectOption({ label: 'Last 7 days' })
+  await expect(page).toHaveURL(/from=now-7d/)
+  await expect(picker.locator('option:checked')).toHaveText('Last 7 days')
+
+  // The server began receiving spans minutes ago: over 7 days the rates
+  // are over those minutes, and the page says so.
+  const table = page.getByTestId('services')
+  await expect(table.getByRole('link', { name: 'gateway', exact: true })).toBeVisible({ timeout: 30_000 })
+  const end = Date.now() / 1000
+  const api = (await (await request.get(`/api/red/services?start=${end - 7 * 86400}&end=${end}`)).json()).data
+  expect(api.covered).toBeLessThan(86400)
+  const gw = api.services.find((s: { name: string }) => s.name === 'gateway')
+  // Not the 7-day average: calls over the covered part. The sparkline's
+  // bins (an hour or more each here) hold all of gateway's calls; their
+  // average over 7 days is far below the rate.
+  const calls = gw.series.rate.reduce((a: number, p: [number, number | null]) => a + (p[1] ?? 0) * api.step, 0)
+  expect(gw.rate).toBeCloseTo(calls / api.covered, 1)
+  expect(gw.rate).toBeGreaterThan((calls / (7 * 86400)) * 10)
+  await expect(page.getByTestId('rate-coverage')).toContainText(/Rates are per second over the last \d+ (s|min)( \d+ min)?, where spans exist, not over the whole 7 d of the range/)
+  await screenshot(page, 'services-7d')
+})

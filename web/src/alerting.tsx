@@ -2,6 +2,7 @@
 // silence form and the notice shown when no Alertmanager is configured.
 import { useEffect, useState } from 'react'
 import { ApiError, sendJSON, type AMAlert, type Labels, type Matcher } from './api'
+import { fmtTime } from './format'
 
 export type Op = '=' | '!=' | '=~' | '!~'
 export const OPS: Op[] = ['=', '!=', '=~', '!~']
@@ -267,7 +268,7 @@ export function SilenceForm(props: {
         <label>
           Duration
           <input aria-label="Duration" value={duration} onChange={(e) => setDuration(e.target.value)} placeholder="2h" />
-          <span className="hint">{durMs !== null ? `until ${new Date(Date.now() + durMs).toLocaleString()}` : 'e.g. 2h, 30m, 1d'}</span>
+          <span className="hint">{durMs !== null ? `until ${fmtTime(Date.now() + durMs).slice(0, 19)}` : 'e.g. 2h, 30m, 1d'}</span>
         </label>
         <label>
           Author

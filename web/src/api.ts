@@ -119,18 +119,21 @@ export interface RED {
   series?: { rate?: Point[]; errorRatio?: Point[]; p99?: Point[] }
 }
 
+// covered: the seconds before end that rates are over (where spans exist,
+// when that is less than the range).
 export interface REDServices {
-  data: { start: number; end: number; step: number; services: RED[] }
+  data: { start: number; end: number; step: number; covered?: number; services: RED[] }
 }
 
 export interface REDOperations {
-  data: { start: number; end: number; step: number; operations: RED[] }
+  data: { start: number; end: number; step: number; covered?: number; operations: RED[] }
 }
 
 export interface ServiceMap {
   data: {
     nodes: { id: string; rate?: number | null; errorRatio?: number | null }[]
     edges: { source: string; target: string; rate: number | null; errorRatio: number | null; calls?: number }[]
+    covered?: number
   }
 }
 
@@ -241,6 +244,7 @@ export interface AMAlert {
   annotations: Labels
   fingerprint?: string
   startsAt?: string
+  generatorURL?: string
   status: { state: 'active' | 'suppressed' | 'unprocessed'; silencedBy: string[] | null; inhibitedBy: string[] | null }
 }
 

@@ -62,3 +62,31 @@ export function niceStep(rangeS: number): number {
     if (s >= raw) return s
   return Math.ceil(raw / 86400) * 86400
 }
+
+// Chart axis labels in 24-hour local time, like the tables: the tick
+// spacing (seconds) picks the precision, and ticks a day or more apart, or
+// over a range crossing days, carry the date.
+export function fmtAxisTimes(ticks: number[], spacingS: number): string[] {
+  const days = new Set(ticks.map((s) => new Date(s * 1000).toDateString())).size
+  return ticks.map((s) => {
+    const t = new Date(s * 1000)
+    const date = `${pad(t.getMonth() + 1)}-${pad(t.getDate())}`
+    const hm = `${pad(t.getHours())}:${pad(t.getMinutes())}`
+    if (spacingS >= 86400) return date
+    const clock = spacingS < 60 ? `${hm}:${pad(t.getSeconds())}` : hm
+    return days > 1 ? `${date} ${clock}` : clock
+  })
+}
+
+// fmtSpanShort is an amount of time in its largest whole units: 45 s,
+// 12 min, 3 h 20 min, 2 d 4 h.
+export function fmtSpanShort(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds))
+  if (s < 60) return `${s} s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return `${m} min`
+  const h = Math.floor(m / 60)
+  if (h < 48) return m % 60 ? `${h} h ${m % 60} min` : `${h} h`
+  const d = Math.floor(h / 24)
+  return h % 24 ? `${d} d ${h % 24} h` : `${d} d`
+}

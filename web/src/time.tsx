@@ -2,13 +2,17 @@
 // ("now-1h", "now") or absolute unix milliseconds. Pages read the resolved
 // range from TimeContext; Refresh re-reads "now".
 import { createContext, useContext, useMemo, useState, type ReactNode } from 'react'
+import { fmtTime } from './format'
 import { useQuery } from './url'
 
 export const QUICK_RANGES: { from: string; label: string }[] = [
+  { from: 'now-5m', label: 'Last 5 minutes' },
   { from: 'now-15m', label: 'Last 15 minutes' },
+  { from: 'now-30m', label: 'Last 30 minutes' },
   { from: 'now-1h', label: 'Last 1 hour' },
   { from: 'now-6h', label: 'Last 6 hours' },
   { from: 'now-24h', label: 'Last 24 hours' },
+  { from: 'now-7d', label: 'Last 7 days' },
 ]
 export const DEFAULT_FROM = 'now-1h'
 
@@ -50,7 +54,7 @@ export function TimeProvider({ children }: { children: ReactNode }) {
       ? quick.label
       : rel && to === 'now'
         ? `Last ${rel[1]}`
-        : `${new Date(start).toLocaleString()} – ${new Date(end).toLocaleString()}`
+        : `${fmtTime(start).slice(0, 19)} – ${fmtTime(end).slice(0, 19)}`
     return { from, to, start, end, label, refresh: () => setTick((t) => t + 1) }
   }, [from, to, tick])
   return <TimeCtx.Provider value={value}>{children}</TimeCtx.Provider>

@@ -54,19 +54,27 @@ func (p point) MarshalJSON() ([]byte, error) {
 // redData is the answer of /api/red/services (Services set) and
 // /api/red/operations (Operations set).
 type redData struct {
-	Start      float64 `json:"start"`
-	End        float64 `json:"end"`
-	Step       float64 `json:"step"`
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+	Step  float64 `json:"step"`
+	// Covered is the seconds the rates are over: from where the data
+	// begins (if after start) to end (storage.REDCovered).
+	Covered    float64 `json:"covered"`
 	Services   *[]row  `json:"services,omitempty"`
 	Operations *[]row  `json:"operations,omitempty"`
 }
 
+// covered is the part of the window the rows have data for.
+func covered(got []vstorage.REDRow, w window) time.Duration {
+	return vstorage.REDCovered(vstorage.REDQuery{Start: w.start, End: w.end}, got)
+}
+
 // rows turns the store's figures into answer rows with sparklines of
 // every bin of the window (rate 0 and no error ratio or p99 where a bin
-// has no spans).
+// has no spans). Rates are over the part of the window with data.
 func rows(got []vstorage.REDRow, w window, operations bool) []row {
 	out := make([]row, 0, len(got))
-	secs, step := w.seconds(), w.step()
+	secs, step := covered(got, w).Seconds(), w.step()
 	nBins := int((w.end.Sub(w.start) + step - 1) / step)
 	for _, g := range got {
 		r := row{Name: g.Service, Rate: nullable(float64(g.Calls) / secs), ErrorRatio: nullable(math.NaN()),
@@ -112,7 +120,7 @@ func (s *Service) services(w http.ResponseWriter, r *http.Request) {
 	}
 	svcs := rows(got, win, false)
 	writeJSON(w, map[string]any{"data": redData{
-		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Services: &svcs,
+		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Covered: covered(got, win).Seconds(), Services: &svcs,
 	}})
 }
 
@@ -134,7 +142,7 @@ func (s *Service) operations(w http.ResponseWriter, r *http.Request) {
 	}
 	ops := rows(got, win, true)
 	writeJSON(w, map[string]any{"data": redData{
-		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Operations: &ops,
+		Start: unix(win.start), End: unix(win.end), Step: win.step().Seconds(), Covered: covered(got, win).Seconds(), Operations: &ops,
 	}})
 }
 
@@ -175,6 +183,10 @@ func (s *Service) serviceMap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	failedBy := byKey(failed, "client", "server")
+	// Edges' rates are over the same part of the window as the nodes':
+	// increase() over a series younger than the window counts only its
+	// own life, so dividing by the whole window would understate it.
+	secs := covered(got, win).Seconds()
 	nodes := map[string]node{}
 	for _, rw := range rows(got, win, false) {
 		nodes[rw.Name] = node{ID: rw.Name, Rate: rw.Rate, ErrorRatio: rw.ErrorRatio}
@@ -182,7 +194,7 @@ func (s *Service) serviceMap(w http.ResponseWriter, r *http.Request) {
 	edges := []edge{}
 	for _, smp := range total {
 		c, sv := smp.Metric.Get("client"), smp.Metric.Get("server")
-		e := edge{Source: c, Target: sv, Rate: nullable(smp.F / win.seconds()), Calls: uint64(math.Round(max(0, smp.F)))}
+		e := edge{Source: c, Target: sv, Rate: nullable(smp.F / secs), Calls: uint64(math.Round(max(0, smp.F)))}
 		if smp.F > 0 {
 			e.ErrorRatio = nullable(failedBy[key(smp.Metric, "client", "server")] / smp.F)
 		} else {
@@ -201,7 +213,7 @@ func (s *Service) serviceMap(w http.ResponseWriter, r *http.Request) {
 		nodeList = append(nodeList, n)
 	}
 	slices.SortFunc(nodeList, func(a, b node) int { return cmp.Compare(a.ID, b.ID) })
-	writeJSON(w, map[string]any{"data": map[string]any{"nodes": nodeList, "edges": edges}})
+	writeJSON(w, map[string]any{"data": map[string]any{"nodes": nodeList, "edges": edges, "covered": secs}})
 }
 
 func sortDeps(d []jaegerapi.Dependency) {

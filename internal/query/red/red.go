@@ -117,8 +117,6 @@ type window struct {
 
 func (w window) rangeSel() string { return promDuration(w.end.Sub(w.start)) }
 
-func (w window) seconds() float64 { return w.end.Sub(w.start).Seconds() }
-
 // step is the sparkline resolution.
 func (w window) step() time.Duration {
 	return max(time.Second, (w.end.Sub(w.start) / sparklinePoints).Truncate(time.Second))

@@ -189,3 +189,55 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("POST: %d", rec.Code)
 	}
 }
+
+// Spans and service graph series exist only for the last hour of a two-hour
+// range (vigil started an hour ago): rates are over that hour, where the
+// data is, not halved by the hour before anything was sent.
+func TestRatesOverDataThatExists(t *testing.T) {
+	h := newService(t).Handler()
+	rec := get(t, h, "/api/red/services?start=-3600&end=3600")
+	if rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var svcs struct {
+		Data struct {
+			Covered  float64
+			Services []struct {
+				Name string
+				Rate float64
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &svcs); err != nil {
+		t.Fatal(err)
+	}
+	if svcs.Data.Covered != 3600 {
+		t.Errorf("covered = %gs, want 3600s", svcs.Data.Covered)
+	}
+	want := map[string]float64{"catalog": 4.0 / 15, "gateway": 10.0 / 15, "worker": 2.0 / 15}
+	for _, s := range svcs.Data.Services {
+		if math.Abs(s.Rate-want[s.Name]) > 1e-9 {
+			t.Errorf("%s: rate %g, want %g", s.Name, s.Rate, want[s.Name])
+		}
+	}
+
+	rec = get(t, h, "/api/servicemap?start=-3600&end=3600")
+	if rec.Code != 200 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	var m struct {
+		Data struct {
+			Covered float64
+			Edges   []struct {
+				Source, Target string
+				Rate           float64
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Data.Edges) != 1 || math.Abs(m.Data.Edges[0].Rate-4.0/15) > 1e-3 || m.Data.Covered != 3600 {
+		t.Errorf("service map covered %gs, edges %+v, want gateway->catalog at %g/s over 3600s", m.Data.Covered, m.Data.Edges, 4.0/15)
+	}
+}

@@ -389,7 +389,7 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 	if q.Step > 0 {
 		bin = fmt.Sprintf("toInt64(intDiv(start_ns - %d, %d))", start, q.Step.Nanoseconds())
 	}
-	rows, err := s.c.Conn.Query(ctx, "SELECT service, name, kind, "+bin+" AS bin, count(), countIf(status_code = 2), groupArray(duration_ns) FROM "+
+	rows, err := s.c.Conn.Query(ctx, "SELECT service, name, kind, "+bin+" AS bin, count(), countIf(status_code = 2), min(start_ns), groupArray(duration_ns) FROM "+
 		s.c.Table(spansTable.name)+" WHERE "+where+" GROUP BY service, name, kind, bin", args...)
 	if err != nil {
 		return nil, classify(ctx, "red", err)
@@ -406,6 +406,7 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 	}
 	type group struct {
 		calls, errors int64
+		first         int64
 		durs          []int64
 		bins          map[int64]*binAcc
 	}
@@ -416,9 +417,10 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 			kind          uint8
 			b             int64
 			calls, errs   uint64
+			first         int64
 			durs          []int64
 		)
-		if err := rows.Scan(&service, &name, &kind, &b, &calls, &errs, &durs); err != nil {
+		if err := rows.Scan(&service, &name, &kind, &b, &calls, &errs, &first, &durs); err != nil {
 			return nil, classify(ctx, "red", err)
 		}
 		k := groupKey{service: service}
@@ -431,6 +433,9 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 		if g == nil {
 			g = &group{bins: map[int64]*binAcc{}}
 			groups[k] = g
+		}
+		if g.calls == 0 || first < g.first {
+			g.first = first
 		}
 		g.calls += int64(calls)
 		g.errors += int64(errs)
@@ -456,7 +461,7 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 				continue // the service has requests; its other spans do not count
 			}
 		}
-		row := storage.REDRow{Service: k.service, Operation: k.op, Kind: k.kind, Calls: g.calls, Errors: g.errors}
+		row := storage.REDRow{Service: k.service, Operation: k.op, Kind: k.kind, Calls: g.calls, Errors: g.errors, First: time.Unix(0, g.first)}
 		row.P50, row.P95, row.P99 = durationQuantile(g.durs, 0.5), durationQuantile(g.durs, 0.95), durationQuantile(g.durs, 0.99)
 		for b, ba := range g.bins {
 			row.Bins = append(row.Bins, storage.REDBin{

@@ -93,10 +93,10 @@ func (s *SpanLogStore) red(ctx context.Context, q storage.REDQuery, cond string,
 		bin = fmt.Sprintf("(start_ns - %d) // %d", start, q.Step.Nanoseconds())
 		groups = "GROUP BY GROUPING SETS ((k1, k2), (k1, k2, bin))"
 	}
-	query := fmt.Sprintf(`SELECT k1, k2, bin, calls, errs, q[1], q[2], q[3] FROM (
-		SELECT k1, k2, bin, count(*) AS calls, count(*) FILTER (WHERE status_code = 2) AS errs,
+	query := fmt.Sprintf(`SELECT k1, k2, bin, calls, errs, first, q[1], q[2], q[3] FROM (
+		SELECT k1, k2, bin, count(*) AS calls, count(*) FILTER (WHERE status_code = 2) AS errs, min(start_ns) AS first,
 			quantile_cont(duration_ns, [0.5, 0.95, 0.99]) AS q
-		FROM (SELECT %s AS k1, %s AS k2, %s AS bin, status_code, duration_ns FROM (%s))
+		FROM (SELECT %s AS k1, %s AS k2, %s AS bin, status_code, duration_ns, start_ns FROM (%s))
 		%s)`, k1, k2, bin, strings.Join(sub, " UNION ALL "), groups)
 	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -113,9 +113,10 @@ func (s *SpanLogStore) red(ctx context.Context, q storage.REDQuery, cond string,
 			k            key
 			b            sql.NullInt64
 			calls, errs  int64
+			first        int64
 			p50, p95, p9 float64
 		)
-		if err := rows.Scan(&k.k1, &k.k2, &b, &calls, &errs, &p50, &p95, &p9); err != nil {
+		if err := rows.Scan(&k.k1, &k.k2, &b, &calls, &errs, &first, &p50, &p95, &p9); err != nil {
 			return nil, fmt.Errorf("embedded: RED: %w", err)
 		}
 		r := byKey[k]
@@ -133,6 +134,7 @@ func (s *SpanLogStore) red(ctx context.Context, q storage.REDQuery, cond string,
 			continue
 		}
 		r.Calls, r.Errors, r.P50, r.P95, r.P99 = calls, errs, nanos(p50), nanos(p95), nanos(p9)
+		r.First = time.Unix(0, first)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: RED: %w", err)

@@ -68,6 +68,9 @@ func (s *Store) RED(ctx context.Context, q storage.REDQuery) ([]storage.REDRow, 
 		durs := make([]int64, 0, len(o))
 		bins := map[int64][]obs{}
 		for _, x := range o {
+			if row.First.IsZero() || x.start < row.First.UnixNano() {
+				row.First = time.Unix(0, x.start)
+			}
 			row.Calls++
 			if x.err {
 				row.Errors++

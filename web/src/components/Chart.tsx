@@ -4,6 +4,7 @@
 import { useEffect, useRef } from 'react'
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
+import { fmtAxisTimes, fmtNumber, fmtTime } from '../format'
 
 export const PALETTE = [
   '#1f6feb', '#e36209', '#2da44e', '#cf222e', '#8250df', '#bf8700', '#0598bc', '#d63384',
@@ -62,6 +63,25 @@ export function UPlot({ data, height, options, onSelect, className, testId }: Ba
   return <div ref={ref} className={className ?? 'chart'} data-testid={testId} />
 }
 
+// The x axis in 24-hour time (uPlot's default is 12-hour with am/pm).
+const timeAxis: uPlot.Axis = { values: (_u, ticks, _ai, _space, incr) => fmtAxisTimes(ticks, incr) }
+
+// lastIndex is the index of the last non-null value, or null.
+function lastIndex(values: (number | null | undefined)[]): number | null {
+  for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return i
+  return null
+}
+
+// The legend's time: the hovered instant in 24-hour time, and while the
+// cursor is elsewhere what the values next to it are (uPlot's default is
+// "Time: --").
+function timeSeries(restLabel: string): uPlot.Series {
+  return {
+    label: 'Time',
+    value: (_u, v, _si, idx) => (idx == null || v == null ? restLabel : fmtTime(v * 1000).slice(0, 19)),
+  }
+}
+
 export interface LineSeries {
   label: string
   values: (number | null)[]
@@ -93,20 +113,28 @@ export function TimeChart(props: {
       options={() => ({
         scales: { x: xRange ? { time: true, auto: false, range: () => xRange } : { time: true } },
         axes: [
-          {},
+          timeAxis,
           { size: 70, values: yFormat ? (_u, vals) => vals.map((v) => (v == null ? '' : yFormat(v))) : undefined },
         ],
         series: [
-          {},
-          ...series.map((s, i) => ({
-            label: s.label,
-            stroke: s.color ?? PALETTE[i % PALETTE.length],
-            width: 1.5,
-            dash: s.dash,
-            points: s.dash ? { show: false } : undefined,
-            spanGaps: false,
-            value: yFormat ? (_u: uPlot, v: number | null) => (v == null ? '–' : yFormat(v)) : undefined,
-          })),
+          timeSeries('latest values (hover for others)'),
+          ...series.map((s, i) => {
+            const fmt = yFormat ?? fmtNumber
+            const last = lastIndex(s.values)
+            return {
+              label: s.label,
+              stroke: s.color ?? PALETTE[i % PALETTE.length],
+              width: 1.5,
+              dash: s.dash,
+              points: s.dash ? { show: false } : undefined,
+              spanGaps: false,
+              // Away from the chart, each series' latest value.
+              value: (_u: uPlot, v: number | null, _si: number, idx: number | null) => {
+                const x = idx == null ? (last == null ? null : s.values[last]) : v
+                return x == null ? '–' : fmt(x)
+              },
+            }
+          }),
         ],
         legend: { show: true, live: true },
       })}
@@ -137,9 +165,9 @@ export function StackedBars(props: {
       testId={props.testId}
       options={() => ({
         scales: { x: { time: true } },
-        axes: [{}, { size: 50 }],
+        axes: [timeAxis, { size: 50 }],
         series: [
-          {},
+          timeSeries('totals of the range (hover for a bar)'),
           ...order.map((i) => ({
             label: stacks[i].label,
             fill: stacks[i].color,
@@ -147,8 +175,9 @@ export function StackedBars(props: {
             paths: bars,
             points: { show: false },
             // The legend shows the band's own count, not the running sum.
+            // Away from the chart, the band's total over the range.
             value: (_u: uPlot, _v: number | null, _si: number, idx: number | null) =>
-              idx == null ? '–' : String(stacks[i].values[idx] ?? 0),
+              idx == null ? String(stacks[i].values.reduce((a, b) => a + b, 0)) : String(stacks[i].values[idx] ?? 0),
           })),
         ],
         legend: { show: true, live: true },

@@ -1,6 +1,8 @@
 // Alerts: the alerting rules and their alerts (Prometheus /api/v1/rules and
-// /api/v1/alerts), grouped by alert name, with whether Alertmanager has them
-// silenced or inhibited (/api/v2/alerts) and a form to silence one.
+// /api/v1/alerts), and every other alert vigil's Alertmanager holds (posted
+// by a Prometheus, amtool or any client of /api/v2/alerts), grouped by alert
+// name, with whether Alertmanager has them silenced or inhibited
+// (/api/v2/alerts) and a form to silence one.
 import { useCallback, useMemo, useState } from 'react'
 import { Link } from 'wouter'
 import type { AlertingRule, AMAlert, Labels, PromAlert, PromAlerts, RuleGroups } from '../api'
@@ -14,14 +16,37 @@ type State = 'firing' | 'pending' | 'inactive'
 const RANK: Record<State, number> = { firing: 0, pending: 1, inactive: 2 }
 const STATES: State[] = ['firing', 'pending', 'inactive']
 
+// Source: a vigil rule, or sent to the Alertmanager from elsewhere.
+type Source = 'rule' | 'external'
+
+// RowAlert is an alert as the page lists it: a rule's alert, or an
+// Alertmanager alert no rule of vigil's accounts for (firing, as
+// Alertmanager holds only firing alerts).
+type RowAlert = PromAlert & { source: Source; generatorURL?: string }
+
 interface Group {
   name: string
   state: State
   rules: AlertingRule[]
-  alerts: PromAlert[]
+  alerts: RowAlert[]
 }
 
-function groupAlerts(rules: AlertingRule[], alerts: PromAlert[]): Group[] {
+// externalAlerts are the Alertmanager's alerts that none of vigil's rule
+// alerts is (by labels, as amStatus matches them).
+function externalAlerts(rule: PromAlert[], am: AMAlert[] | undefined): RowAlert[] {
+  return (am ?? [])
+    .filter((x) => !rule.some((a) => isSubset(a.labels, x.labels)))
+    .map((x) => ({
+      labels: x.labels,
+      annotations: x.annotations ?? {},
+      state: 'firing' as const,
+      activeAt: x.startsAt,
+      source: 'external' as const,
+      generatorURL: x.generatorURL,
+    }))
+}
+
+function groupAlerts(rules: AlertingRule[], alerts: RowAlert[]): Group[] {
   const byName = new Map<string, Group>()
   const get = (name: string) => {
     let g = byName.get(name)
@@ -63,8 +88,40 @@ function Routing({ alert, am, amMissing }: { alert: PromAlert; am: AMAlert[] | u
   return <span className="routing active">{s.status.state === 'active' ? 'notifying' : s.status.state}</span>
 }
 
+// SourceCell says where an alert comes from; for an external one also the
+// generator's address, a link only when it is http(s).
+function SourceCell({ alert }: { alert: RowAlert }) {
+  if (alert.source === 'rule') return <span className="badge source">vigil rule</span>
+  const url = alert.generatorURL ?? ''
+  const safe = /^https?:\/\//i.test(url)
+  return (
+    <span data-testid="alert-source-external">
+      <span className="badge source external">external</span>
+      {url && (
+        <div className="muted small">
+          {safe ? (
+            <a href={url} target="_blank" rel="noopener noreferrer">
+              {hostOf(url)}
+            </a>
+          ) : (
+            url
+          )}
+        </div>
+      )}
+    </span>
+  )
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host || url
+  } catch {
+    return url
+  }
+}
+
 function AlertRow(props: {
-  alert: PromAlert
+  alert: RowAlert
   am: AMAlert[] | undefined
   amMissing: boolean
   formOpen: boolean
@@ -110,6 +167,9 @@ function AlertRow(props: {
         </td>
         <td className="num mono">{isNaN(value) ? '–' : fmtNumber(value)}</td>
         <td>
+          <SourceCell alert={a} />
+        </td>
+        <td>
           <Routing alert={a} am={am} amMissing={props.amMissing} />
         </td>
         <td>
@@ -122,7 +182,7 @@ function AlertRow(props: {
       </tr>
       {props.formOpen && (
         <tr className="form-row">
-          <td colSpan={7}>
+          <td colSpan={8}>
             <SilenceForm
               initial={Object.keys(a.labels)
                 .sort()
@@ -183,8 +243,12 @@ export default function Alerts() {
   const amMissing = isNotConfigured(am.error)
   const groups = useMemo(() => {
     const rs = (rules.data?.data.groups ?? []).flatMap((g) => g.rules).filter((r): r is AlertingRule => r.type === 'alerting')
-    return groupAlerts(rs, alerts.data?.data.alerts ?? [])
-  }, [rules.data, alerts.data])
+    const own = alerts.data?.data.alerts ?? []
+    // Until vigil's own alerts are known, every Alertmanager alert would
+    // look external.
+    const others = alerts.data ? externalAlerts(own, am.data) : []
+    return groupAlerts(rs, [...own.map((a) => ({ ...a, source: 'rule' as const })), ...others])
+  }, [rules.data, alerts.data, am.data])
 
   const needle = text.toLowerCase()
   const matchText = (labels: Labels) => !needle || labelsText(labels).toLowerCase().includes(needle)
@@ -200,7 +264,8 @@ export default function Alerts() {
       <h1>Alerts</h1>
       <p className="hint">
         Alerting rules from <code>rule_files</code> and <code>slos</code> in vigil.yaml, and their current alerts; firing alerts go to
-        Alertmanager, which groups, silences and notifies. Reloads every 15 s.
+        Alertmanager, which groups, silences and notifies. Alerts other senders (a Prometheus, <code>amtool alert add</code>) post to
+        vigil's Alertmanager are listed too, as external. Reloads every 15 s.
       </p>
       <form className="filters" onSubmit={(e) => e.preventDefault()}>
         <label>
@@ -257,6 +322,11 @@ export default function Alerts() {
                       .join(', ')}
               </span>
               {g.rules.length > 0 && <RuleInfo rules={g.rules} />}
+              {g.rules.length === 0 && (
+                <span className="muted" title="Not from a rule of vigil's: posted to its Alertmanager by another sender">
+                  external, no rule in vigil
+                </span>
+              )}
             </div>
             {broken.map((r, i) => (
               <div key={i} className="state error" role="alert">
@@ -272,6 +342,7 @@ export default function Alerts() {
                     <th>Summary</th>
                     <th>Active since</th>
                     <th className="num">Value</th>
+                    <th>Source</th>
                     <th>Alertmanager</th>
                     <th />
                   </tr>

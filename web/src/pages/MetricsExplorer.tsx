@@ -117,16 +117,34 @@ function QueryInput({ value, onRun }: { value: string; onRun: (q: string) => voi
   )
 }
 
-// RangeChart is memoized: editing the query must not redraw the chart.
-const RangeChart = memo(function RangeChart({ query }: { query: string }) {
+// errorText is an error's message without the status prefix getJSON adds:
+// the range and the instant query of one bad query fail alike.
+const errorText = (e: Error | undefined) => e?.message.replace(/^\d+: /, '')
+
+// QueryResults runs the query over the range (chart) and at its end
+// (table). A query that is wrong fails both the same way: its error is
+// shown once, for the query, rather than once per view. It is memoized:
+// editing the query must not redraw the chart.
+const QueryResults = memo(function QueryResults({ query }: { query: string }) {
   const t = useTimeRange()
-  const setQuery = useSetQuery()
   const start = t.start / 1000
   const end = t.end / 1000
   const step = niceStep(end - start)
-  const { data, error, loading } = useFetch<PromMatrix>(
-    apiURL('/api/v1/query_range', { query, start: start.toFixed(3), end: end.toFixed(3), step }),
+  const range = useFetch<PromMatrix>(apiURL('/api/v1/query_range', { query, start: start.toFixed(3), end: end.toFixed(3), step }))
+  const inst = useFetch<{ data: PromInstant }>(apiURL('/api/v1/query', { query, time: end.toFixed(3) }))
+  if (range.error && inst.error && errorText(range.error) === errorText(inst.error))
+    return <ErrorBox error={new Error(errorText(range.error))} what="the query" />
+  return (
+    <>
+      <RangeChart {...range} start={start} end={end} step={step} />
+      <InstantTable {...inst} at={t.end} />
+    </>
   )
+})
+
+function RangeChart(props: { data: PromMatrix | undefined; error: Error | undefined; loading: boolean; start: number; end: number; step: number }) {
+  const { data, error, loading, start, end, step } = props
+  const setQuery = useSetQuery()
   if (loading && !data) return <Loading what="the graph" />
   if (error) return <ErrorBox error={error} what="the graph" />
   const result = data?.data.result ?? []
@@ -156,11 +174,10 @@ const RangeChart = memo(function RangeChart({ query }: { query: string }) {
       />
     </div>
   )
-})
+}
 
-function InstantTable({ query }: { query: string }) {
-  const t = useTimeRange()
-  const { data, error, loading } = useFetch<{ data: PromInstant }>(apiURL('/api/v1/query', { query, time: (t.end / 1000).toFixed(3) }))
+function InstantTable(props: { data: { data: PromInstant } | undefined; error: Error | undefined; loading: boolean; at: number }) {
+  const { data, error, loading } = props
   if (loading && !data) return <Loading what="the table" />
   if (error) return <ErrorBox error={error} what="the table" />
   if (!data) return null
@@ -173,7 +190,7 @@ function InstantTable({ query }: { query: string }) {
   rows.sort((a, b) => a.name.localeCompare(b.name))
   return (
     <>
-      <h2>Table at {fmtTime(t.end)}</h2>
+      <h2>Table at {fmtTime(props.at)}</h2>
       {rows.length === 0 ? (
         <Empty>No series at the end of the range.</Empty>
       ) : (
@@ -210,10 +227,7 @@ export default function MetricsExplorer() {
       <QueryInput value={query} onRun={(next) => setQuery({ query: next })} />
       <p className="hint">Enter runs the query, Shift+Enter adds a line, Tab or Enter picks a completion, Ctrl+Space asks for one.</p>
       {query ? (
-        <>
-          <RangeChart query={query} />
-          <InstantTable query={query} />
-        </>
+        <QueryResults query={query} />
       ) : (
         <Empty>
           Type a PromQL query. Spans are recorded as traces_span_metrics_calls_total and traces_span_metrics_duration_seconds,

@@ -6,7 +6,7 @@ import { Link } from 'wouter'
 import { apiURL, type AlertingRule, type PromAlerts, type PromMatrix, type RuleGroups } from '../api'
 import { TimeChart, type LineSeries } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
-import { fmtNumber, niceStep, promString } from '../format'
+import { fmtNumber, fmtSpanShort, niceStep, promString } from '../format'
 import { useFetch, useOnRefresh } from '../hooks'
 import { absoluteRange, timeParams, useTimeRange } from '../time'
 import { href, useQuery, useSetQuery } from '../url'
@@ -33,6 +33,8 @@ interface SLO {
   sli: Map<string, number> // window -> error ratio
   budgetLeft: number | null
   burn: number | null
+  // Seconds of the period with recorded SLIs, when less than the period.
+  coveredS: number | null
 }
 
 const num = (s: string | undefined) => (s === undefined ? null : parseFloat(s))
@@ -78,6 +80,18 @@ function BudgetBar({ left }: { left: number | null }) {
       </span>
       <span className={left <= 0 ? 'err' : ''}>{pct(left, 1)}</span>
     </span>
+  )
+}
+
+// Coverage: the period's figures (SLI, budget left) come from the SLIs
+// recorded so far; minutes of data judged against a 30-day budget look
+// far worse (or better) than the month will, so say how much there is.
+function Coverage({ s }: { s: SLO }) {
+  if (s.coveredS === null) return null
+  return (
+    <div className="hint" data-testid="slo-coverage">
+      based on {fmtSpanShort(s.coveredS)} of data of the {fmtNumber(s.periodDays ?? 30)} d window
+    </div>
   )
 }
 
@@ -186,6 +200,7 @@ function Details({ s, states }: { s: SLO; states: AlertState[] }) {
         <dt>Error budget</dt>
         <dd>
           {pct(budget)} of events over {s.periodDays !== null ? `${fmtNumber(s.periodDays)} days` : 'the period'}
+          {s.coveredS !== null && `; so far ${fmtSpanShort(s.coveredS)} of it recorded, which the period's SLI and budget left are based on`}
         </dd>
         <dt>Alerts</dt>
         <dd>
@@ -244,6 +259,12 @@ export default function SLOs() {
   const sli = useFetch<Vector>(instant('{__name__=~"slo:sli_error:ratio_rate.+"}'))
   const left = useFetch<Vector>(instant('slo:period_error_budget_remaining:ratio'))
   const burn = useFetch<Vector>(instant('slo:current_burn_rate:ratio'))
+  // When each SLO's SLIs were first recorded within the longest period, to
+  // the minute (a subquery; timestamp() gives the samples' own times).
+  const maxDays = Math.max(30, ...(period.data?.data.result ?? []).map((r) => parseFloat(r.value[1])).filter(isFinite))
+  const first = useFetch<Vector>(
+    instant(`min by (sloth_id) (min_over_time(timestamp(slo:sli_error:ratio_rate5m)[${Math.ceil(maxDays)}d:1m]))`),
+  )
   const rules = useFetch<RuleGroups>('/api/v1/rules?type=alert')
   const alerts = useFetch<PromAlerts>('/api/v1/alerts')
   // The queries above follow the time range; these two do not.
@@ -253,10 +274,15 @@ export default function SLOs() {
   })
 
   const slos = useMemo(() => {
-    const [o, p, e, l, b] = [objective, period, sli, left, burn].map((f) => byID(f.data))
+    const [o, p, e, l, b, f] = [objective, period, sli, left, burn, first].map((x) => byID(x.data))
     const out: SLO[] = (info.data?.data.result ?? []).map((r) => {
       const id = r.metric.sloth_id ?? ''
       const objLabel = num(r.metric.sloth_objective)
+      const periodDays = p.get(id)?.[0]?.value ?? null
+      const since = f.get(id)?.[0]?.value
+      // The subquery finds the first whole minute with a sample: the first
+      // sample is up to a minute earlier, so count to the minute, halfway.
+      const coveredS = since !== undefined && isFinite(since) ? Math.max(60, Math.round((t.end / 1000 - since + 30) / 60) * 60) : null
       const windows = new Map<string, number>()
       for (const x of e.get(id) ?? []) if (x.metric.sloth_window) windows.set(x.metric.sloth_window, x.value)
       return {
@@ -264,14 +290,15 @@ export default function SLOs() {
         service: r.metric.sloth_service ?? '',
         slo: r.metric.sloth_slo ?? '',
         objective: o.get(id)?.[0]?.value ?? (objLabel !== null ? objLabel / 100 : null),
-        periodDays: p.get(id)?.[0]?.value ?? null,
+        periodDays,
         sli: windows,
         budgetLeft: l.get(id)?.[0]?.value ?? null,
         burn: b.get(id)?.[0]?.value ?? null,
+        coveredS: coveredS !== null && coveredS < (periodDays ?? 30) * 86400 * 0.99 ? coveredS : null,
       }
     })
     return out.sort((a, b) => a.service.localeCompare(b.service) || a.slo.localeCompare(b.slo))
-  }, [info.data, objective.data, period.data, sli.data, left.data, burn.data])
+  }, [info.data, objective.data, period.data, sli.data, left.data, burn.data, first.data, t.end])
 
   const alertRules = useMemo(
     () => (rules.data?.data.groups ?? []).flatMap((g) => g.rules).filter((r): r is AlertingRule => r.type === 'alerting'),
@@ -333,6 +360,7 @@ export default function SLOs() {
                 </td>
                 <td>
                   <BudgetBar left={s.budgetLeft} />
+                  <Coverage s={s} />
                 </td>
                 <td className={`num ${s.burn !== null && s.burn >= 1 ? 'err' : ''}`}>{fmtBurn(s.burn)}</td>
                 <td>

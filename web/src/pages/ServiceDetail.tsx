@@ -5,7 +5,7 @@ import { promString } from '../format'
 import { useFetch } from '../hooks'
 import { timeParams, useTimeRange } from '../time'
 import { href } from '../url'
-import { REDTable, secs } from './Services'
+import { RateCoverage, REDTable, secs } from './Services'
 
 export default function ServiceDetail({ name }: { name: string }) {
   const t = useTimeRange()
@@ -31,6 +31,7 @@ export default function ServiceDetail({ name }: { name: string }) {
       {loading && !data && <Loading what="operations" />}
       {error && <ErrorBox error={error} what="operations" />}
       {data && ops.length === 0 && <Empty>No operations of {name} in this range — widen the time range.</Empty>}
+      {ops.length > 0 && <RateCoverage covered={data?.data.covered} startMs={t.start} endMs={t.end} />}
       {ops.length > 0 && (
         <REDTable
           testId="operations"

@@ -7,10 +7,13 @@ import { fmtPct, fmtRate } from '../format'
 import { useFetch } from '../hooks'
 import { timeParams, useTimeRange } from '../time'
 import { href } from '../url'
-import { secs } from './Services'
+import { RateCoverage, secs } from './Services'
 
 const NODE_W = 180
 const NODE_H = 58
+// An edge label's box; dagre keeps this much room free for it.
+const LABEL_W = 100
+const LABEL_H = 34
 
 interface Layout {
   width: number
@@ -36,7 +39,7 @@ function layout(m: ServiceMapData['data']): Layout {
   const ids = new Set(m.nodes.map((n) => n.id))
   for (const e of m.edges) ids.add(e.source).add(e.target)
   for (const id of ids) g.setNode(id, { width: NODE_W, height: NODE_H })
-  for (const e of m.edges) g.setEdge(e.source, e.target, { width: 130, height: 34, labelpos: 'c' })
+  for (const e of m.edges) g.setEdge(e.source, e.target, { width: LABEL_W + 30, height: LABEL_H, labelpos: 'c' })
   dagre.layout(g)
   const byID = new Map(m.nodes.map((n) => [n.id, n]))
   const graph = g.graph()
@@ -86,6 +89,7 @@ export default function ServiceMap() {
       {data && !lay && (
         <Empty>No calls between services in this range — widen the time range, or send spans from instrumented clients and servers to :4317.</Empty>
       )}
+      {lay && <RateCoverage covered={m?.covered} startMs={t.start} endMs={t.end} />}
       {lay && (
         <div className="servicemap">
           <svg
@@ -111,6 +115,16 @@ export default function ServiceMap() {
                     {`${e.source} → ${e.target}: ${fmtRate(e.rate)}, ${fmtPct(e.errorRatio)} errors${e.calls !== undefined ? `, ${e.calls} calls` : ''}`}
                   </title>
                   <path d={path(e.points)} fill="none" stroke={c} strokeWidth={1.5 + Math.min(4, Math.log10(1 + (e.rate ?? 0)) * 2)} markerEnd={`url(#arrow-${c.slice(1)})`} />
+                </g>
+              )
+            })}
+            {/* Labels after every edge, each on a box of the background
+                colour: no edge, its own or another, is drawn across one. */}
+            {lay.edges.map((e) => {
+              const c = edgeColor(e.errorRatio)
+              return (
+                <g key={`${e.source}->${e.target}`} className="edge-label-box" data-testid="servicemap-edge-label">
+                  <rect x={e.lx - LABEL_W / 2} y={e.ly - LABEL_H / 2} width={LABEL_W} height={LABEL_H} rx={4} />
                   <text x={e.lx} y={e.ly - 4} textAnchor="middle" className="edge-label">
                     {fmtRate(e.rate)}
                   </text>

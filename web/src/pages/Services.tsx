@@ -3,12 +3,25 @@ import { Link } from 'wouter'
 import { apiURL, type RED, type REDServices } from '../api'
 import { Sparkline } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
-import { fmtPct, fmtRate, fmtSeconds } from '../format'
+import { fmtPct, fmtRate, fmtSeconds, fmtSpanShort } from '../format'
 import { useFetch } from '../hooks'
 import { timeParams, useTimeRange } from '../time'
 import { href } from '../url'
 
 export const secs = (ms: number) => (ms / 1000).toFixed(3)
+
+// RateCoverage says when rates are over less than the picked range: the
+// server divides by the part of the range with spans (e.g. the 6 minutes
+// since vigil started in an hour's range), not by the whole range.
+export function RateCoverage({ covered, startMs, endMs }: { covered: number | undefined; startMs: number; endMs: number }) {
+  const rangeS = (endMs - startMs) / 1000
+  if (covered === undefined || covered >= rangeS - 1) return null
+  return (
+    <p className="hint" data-testid="rate-coverage">
+      Rates are per second over the last {fmtSpanShort(covered)}, where spans exist, not over the whole {fmtSpanShort(rangeS)} of the range.
+    </p>
+  )
+}
 
 // REDTable lists services or operations with their rate, errors, latency
 // percentiles and sparklines.
@@ -84,6 +97,7 @@ export function Services() {
           No services in this range — widen the time range or send spans to :4317 (OTLP/gRPC) or :4318 (OTLP/HTTP).
         </Empty>
       )}
+      {services.length > 0 && <RateCoverage covered={data?.data.covered} startMs={t.start} endMs={t.end} />}
       {services.length > 0 && (
         <REDTable
           testId="services"
