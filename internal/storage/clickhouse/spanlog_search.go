@@ -35,6 +35,9 @@ var statusCodes = map[string]ptrace.StatusCode{
 // spanConditions turns a trace query into a WHERE clause plus the
 // attribute tags Go must check exactly on each candidate span.
 func (s *SpanLogStore) spanConditions(q storage.TraceQuery) (logFilter, error) {
+	if len(q.Tags) > storage.MaxTraceTags {
+		return logFilter{}, fmt.Errorf("%w: %d tags, at most %d can be searched at once", storage.ErrInvalidQuery, len(q.Tags), storage.MaxTraceTags)
+	}
 	conds := []string{"1"}
 	var f logFilter
 	if q.Service != "" {

@@ -29,35 +29,31 @@ type spanRange struct {
 
 // locateTraces reads the trace index of every day for where the traces'
 // spans are. The caller holds mu shared.
+//
+// The ids go in as two list parameters joined against the index, so the
+// query's text is the same for one trace or thousands: a literal per id
+// made its size, and with the summaries' one branch per trace DuckDB's
+// expression depth, grow with the search limit.
 func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids []traceKey) (map[traceKey][]spanRange, error) {
 	if len(ids) == 0 || len(parts) == 0 {
 		return nil, nil
 	}
-	var his strings.Builder
-	for i, id := range ids {
-		if i > 0 {
-			his.WriteByte(',')
-		}
-		fmt.Fprintf(&his, "%d::UBIGINT", id.hi)
-	}
+	his, los := idLists(ids)
 	var q strings.Builder
+	var args []any
 	for i, p := range parts {
 		if i > 0 {
 			q.WriteString(" UNION ALL ")
 		}
-		// Literals rather than parameters so the filter is pushed into the scan.
-		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index WHERE trace_hi IN (%s) GROUP BY ALL",
-			sqlString(p.alias), p.alias, his.String())
+		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index %s GROUP BY ALL",
+			sqlString(p.alias), p.alias, idJoin)
+		args = append(args, his, los)
 	}
-	rows, err := s.db.QueryContext(ctx, q.String())
+	rows, err := s.db.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: read trace index: %w", err)
 	}
 	defer rows.Close()
-	want := make(map[traceKey]bool, len(ids))
-	for _, id := range ids {
-		want[id] = true
-	}
 	out := map[traceKey][]spanRange{}
 	for rows.Next() {
 		var r spanRange
@@ -65,14 +61,25 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 		if err := rows.Scan(&r.alias, &k.hi, &k.lo, &r.min, &r.max); err != nil {
 			return nil, fmt.Errorf("embedded: read trace index: %w", err)
 		}
-		if want[k] {
-			out[k] = append(out[k], r)
-		}
+		out[k] = append(out[k], r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: read trace index: %w", err)
 	}
 	return out, nil
+}
+
+// idJoin restricts a table with trace_hi and trace_lo columns to the trace
+// ids bound as two UBIGINT list parameters (see idLists).
+const idJoin = "SEMI JOIN (SELECT unnest(?::UBIGINT[]) AS id_hi, unnest(?::UBIGINT[]) AS id_lo) ON trace_hi = id_hi AND trace_lo = id_lo"
+
+// idLists splits trace ids into the two list parameters of idJoin.
+func idLists(ids []traceKey) (his, los []uint64) {
+	his, los = make([]uint64, len(ids)), make([]uint64, len(ids))
+	for i, id := range ids {
+		his[i], los[i] = id.hi, id.lo
+	}
+	return his, los
 }
 
 // FindTraces finds the traces with a matching span in two steps: the
@@ -155,18 +162,40 @@ func (s *SpanLogStore) summarize(ctx context.Context, parts []partition, ids []t
 	if err != nil {
 		return nil, err
 	}
-	var sub []string
+	// One branch per day file, whatever the number of traces: the day's
+	// traces as list parameters, and the union of their start ranges as
+	// constants DuckDB's zonemaps prune row groups with.
+	type dayIDs struct {
+		ids      []traceKey
+		min, max int64
+	}
+	days := map[string]*dayIDs{}
+	var order []string
 	for _, id := range ids {
 		for _, r := range where[id] {
-			sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns
-				FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT`,
-				r.alias, r.min, r.max, id.hi, id.lo))
+			d := days[r.alias]
+			if d == nil {
+				d = &dayIDs{min: r.min, max: r.max}
+				days[r.alias] = d
+				order = append(order, r.alias)
+			}
+			d.ids = append(d.ids, id)
+			d.min, d.max = min(d.min, r.min), max(d.max, r.max)
 		}
 	}
-	if len(sub) == 0 {
+	if len(order) == 0 {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "))
+	var sub []string
+	var args []any
+	for _, alias := range order {
+		d := days[alias]
+		sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns
+			FROM %s.spans %s WHERE start_ns BETWEEN %d AND %d`, alias, idJoin, d.min, d.max))
+		his, los := idLists(d.ids)
+		args = append(args, his, los)
+	}
+	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: summarize traces: %w", err)
 	}
@@ -251,6 +280,9 @@ func dayOverlaps(day, start, end int64) bool {
 
 // spanConditions turns a trace query into a WHERE clause on the spans table.
 func spanConditions(q storage.TraceQuery) (string, []any, error) {
+	if len(q.Tags) > storage.MaxTraceTags {
+		return "", nil, fmt.Errorf("%w: %d tags, at most %d can be searched at once", storage.ErrInvalidQuery, len(q.Tags), storage.MaxTraceTags)
+	}
 	conds := []string{"true"}
 	var args []any
 	if q.Service != "" {
