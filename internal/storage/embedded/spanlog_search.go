@@ -100,18 +100,21 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 	if err != nil {
 		return nil, err
 	}
-	parts := s.snapshot() // newest day first
+	parts := s.snapshot()
 	start, end := nanosRange(q.Start, q.End)
-	// Days newest first, stopping once the traces found are all newer than
-	// anything an older day can hold: a search over a day usually reads
-	// only the latest file or two.
+	// Files by their newest span, stopping once the traces found are all
+	// newer than anything the next file holds: a search over a day usually
+	// reads only the latest file or two. By the spans' real range, not the
+	// file's day: a file also holds spans dated into later days.
+	byNewest := slices.Clone(parts)
+	slices.SortStableFunc(byNewest, func(a, b partition) int { return cmp.Compare(b.spanMax, a.spanMax) })
 	best := map[traceKey]int64{}
 	var ids []traceKey
-	for i, p := range parts {
-		if !dayOverlaps(p.day, start, end) {
+	for _, p := range byNewest {
+		if !p.holdsSpans(start, end) {
 			continue
 		}
-		if i > 0 && len(ids) >= limit && (p.day+1)*dayNanos <= best[ids[limit-1]] {
+		if len(ids) >= limit && p.spanMax < best[ids[limit-1]] {
 			break
 		}
 		query := fmt.Sprintf("SELECT trace_hi, trace_lo, max(start_ns) AS t FROM %s.spans WHERE %s GROUP BY ALL ORDER BY t DESC, trace_hi, trace_lo LIMIT %d",
@@ -270,12 +273,6 @@ func nanosRange(start, end time.Time) (int64, int64) {
 		hi = end.UnixNano()
 	}
 	return lo, hi
-}
-
-// dayOverlaps reports whether the day can hold data in [start, end).
-func dayOverlaps(day, start, end int64) bool {
-	lo := day * dayNanos
-	return lo < end && (start <= lo || start-lo < dayNanos)
 }
 
 // spanConditions turns a trace query into a WHERE clause on the spans table.
