@@ -93,15 +93,14 @@ func (s *Store) Set(family string, md metadata.Metadata) {
 	md.Help = truncate(md.Help, MaxHelpBytes)
 	md.Unit = truncate(md.Unit, MaxNameBytes)
 	s.mu.RLock()
-	vs, ok := s.fams[family]
-	known := slices.Contains(vs, md)
+	known := slices.Contains(s.fams[family], md)
 	s.mu.RUnlock()
 	if known {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	vs, ok = s.fams[family]
+	vs, ok := s.fams[family]
 	switch {
 	case slices.Contains(vs, md):
 		return
