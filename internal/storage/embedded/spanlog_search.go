@@ -38,7 +38,14 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 	if len(ids) == 0 || len(parts) == 0 {
 		return nil, nil
 	}
-	his, los := idLists(ids)
+	// One id (GetTrace) as constants, a filter DuckDB pushes into the scan:
+	// measured a fifth faster than the join.
+	filter := fmt.Sprintf("WHERE trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", ids[0].hi, ids[0].lo)
+	var lists []any
+	if len(ids) > 1 {
+		his, los := idLists(ids)
+		filter, lists = idJoin, []any{his, los}
+	}
 	var q strings.Builder
 	var args []any
 	for i, p := range parts {
@@ -46,8 +53,8 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 			q.WriteString(" UNION ALL ")
 		}
 		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index %s GROUP BY ALL",
-			sqlString(p.alias), p.alias, idJoin)
-		args = append(args, his, los)
+			sqlString(p.alias), p.alias, filter)
+		args = append(args, lists...)
 	}
 	rows, err := s.db.QueryContext(ctx, q.String(), args...)
 	if err != nil {
