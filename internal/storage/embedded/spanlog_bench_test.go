@@ -128,9 +128,9 @@ func BenchmarkGetTrace(b *testing.B) {
 }
 
 // BenchmarkFindTracesLimit searches a store holding 500k spans (about
-// 60k traces) for the newest traces of all services with the largest
-// limits the Jaeger API allows, where the summaries of every trace found
-// are read back.
+// 60k traces) for the newest traces of all services with the Jaeger API's
+// default limit and its largest ones, where the summaries of every trace
+// found are read back.
 func BenchmarkFindTracesLimit(b *testing.B) {
 	s := openBenchStore(b)
 	gen := storagetest.NewSpanGen(5, time.Now().Add(-time.Hour))
@@ -143,7 +143,7 @@ func BenchmarkFindTracesLimit(b *testing.B) {
 	if err := s.Checkpoint(ctx); err != nil {
 		b.Fatal(err)
 	}
-	for _, limit := range []int{900, 1500} {
+	for _, limit := range []int{20, 900, 1500} {
 		b.Run(fmt.Sprintf("limit=%d", limit), func(b *testing.B) {
 			q := storage.TraceQuery{Start: time.Now().Add(-2 * time.Hour), Limit: limit}
 			for b.Loop() {
