@@ -151,7 +151,8 @@ func TestOpenTelemetrySDKExporters(t *testing.T) {
 }
 
 // TestPrometheusRemoteWrite runs Debian's prometheus, scraping itself and
-// remote-writing to vigil, and queries those series through vigil's API.
+// remote-writing to vigil, and queries those series, and the metadata
+// Prometheus sends beside them, through vigil's API.
 func TestPrometheusRemoteWrite(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -172,6 +173,8 @@ remote_write:
       batch_send_deadline: 1s
       min_backoff: 100ms
       max_backoff: 1s
+    metadata_config:
+      send_interval: 1s
 `, promAddr, s.httpURL)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -200,6 +203,14 @@ remote_write:
 		info := s.promQuery(t, `prometheus_build_info{job="prometheus"}`)
 		return len(up) == 1 && up[0].Value[1] == "1" && len(info) == 1
 	})
+	waitFor(t, "prometheus's metric metadata to arrive in vigil", time.Minute, func() bool {
+		md, _ := s.metadata(t, "metric=prometheus_build_info")
+		e := md["prometheus_build_info"]
+		return len(e) == 1 && e[0].Type == "gauge" && strings.Contains(e[0].Help, "build")
+	})
+	if all, _ := s.metadata(t, ""); len(all) < 100 {
+		t.Errorf("metadata lists %d families, want the hundreds Prometheus exports", len(all))
+	}
 	if n := lineCount(out.String(), "Failed to send batch"); n > 0 {
 		t.Errorf("prometheus reported %d failed remote_write batches", n)
 	}

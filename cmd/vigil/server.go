@@ -37,6 +37,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
+	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
@@ -209,8 +210,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}()
 	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.ConsumeTraces)
 	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.ConsumeLogs)
+	// Metric metadata for /api/v1/metadata beside the scrape targets':
+	// vigil's own series from the start, senders' as they arrive.
+	metricMeta := metricmeta.New(metricmeta.Options{Registerer: reg})
+	metricMeta.SetAll(spanmetrics.Metadata())
 	metrics := otlpmetrics.NewConsumer(otlpmetrics.Options{
-		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
+		Appendable: metricmeta.Recording(senderMetrics, metricMeta), Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
 	})
 
 	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
@@ -353,7 +358,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
-		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin,
+		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin, Metadata: metricMeta,
 	})
 	if err != nil {
 		return err
@@ -398,7 +403,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
 		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Memory: memGuard,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
-		DecodeBudget: decodeBudget,
+		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	}))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger})
 	if err != nil {

@@ -29,7 +29,9 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 	node := nodeName(cfg.HTTPAddr)
 	s.external = labels.FromStrings("vigil_node", node)
 	logger.Info("clickhouse connected", "version", client.Features.Version, "database", client.Database, "cluster", client.Cluster, "node", node)
-	sl, err := clickhouse.OpenSpanLogs(ctx, client, clickhouse.SpanLogOptions{})
+	sl, err := clickhouse.OpenSpanLogs(ctx, client, clickhouse.SpanLogOptions{
+		MaxFutureSkew: cfg.IngestLimits().MaxFutureSkew,
+	})
 	if err != nil {
 		return fmt.Errorf("open clickhouse span and log store: %w", err)
 	}

@@ -52,6 +52,10 @@ type TraceReader interface {
 	GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces, error)
 }
 
+// MaxTraceTags bounds TraceQuery.Tags, so that a search's SQL stays well
+// inside the backends' query size and expression depth limits.
+const MaxTraceTags = 64
+
 // TraceQuery selects traces for search. A trace matches when one of its
 // spans satisfies every field that is set; zero values mean "no filter".
 type TraceQuery struct {
@@ -63,7 +67,8 @@ type TraceQuery struct {
 	// with the span's attribute of that key, else its resource's. Three
 	// keys have fixed meanings, as in Jaeger: "error" ("true": the span's
 	// status is Error), "span.kind" (server, client, producer, consumer,
-	// internal) and "otel.status_code" (OK, ERROR, UNSET).
+	// internal) and "otel.status_code" (OK, ERROR, UNSET). At most
+	// MaxTraceTags; backends refuse more with ErrInvalidQuery.
 	Tags map[string]string
 	// MinDuration and MaxDuration bound the matching span's duration
 	// (inclusive); zero means unbounded.

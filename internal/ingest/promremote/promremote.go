@@ -36,15 +36,18 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/selfobs"
 )
 
@@ -77,6 +80,10 @@ type Options struct {
 	// alone exceeds it is refused with 413, one that does not fit now with
 	// 503. Nil means a budget of decodecost.DefaultSize for this handler.
 	DecodeBudget *decodecost.Budget
+	// Metadata receives the metric metadata senders declare (Prometheus
+	// sends its targets' type, help and unit in remote_write 1.0
+	// requests), for /api/v1/metadata; nil keeps none.
+	Metadata *metricmeta.Store
 	// Logger receives warnings about refused data; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives vigil_remote_write_requests_total{code}; nil
@@ -113,6 +120,7 @@ func NewHandler(opts Options) http.Handler {
 		inFlight:   make(chan struct{}, opts.MaxInFlight),
 		memory:     opts.Memory,
 		budget:     opts.DecodeBudget,
+		metadata:   opts.Metadata,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_remote_write_requests_total",
 			Help: "Prometheus remote_write requests handled, by HTTP status code.",
@@ -133,6 +141,7 @@ type handler struct {
 	inFlight   chan struct{}
 	memory     MemoryPressure
 	budget     *decodecost.Budget
+	metadata   *metricmeta.Store
 	requests   *prometheus.CounterVec
 	now        func() time.Time
 }
@@ -294,6 +303,27 @@ func budgetRefusal(err error) (int, string) {
 
 const maxInt32 = 1<<31 - 1
 
+// metricType maps remote_write's metric type to the API's.
+func metricType(t prompb.MetricMetadata_MetricType) model.MetricType {
+	switch t {
+	case prompb.MetricMetadata_COUNTER:
+		return model.MetricTypeCounter
+	case prompb.MetricMetadata_GAUGE:
+		return model.MetricTypeGauge
+	case prompb.MetricMetadata_HISTOGRAM:
+		return model.MetricTypeHistogram
+	case prompb.MetricMetadata_GAUGEHISTOGRAM:
+		return model.MetricTypeGaugeHistogram
+	case prompb.MetricMetadata_SUMMARY:
+		return model.MetricTypeSummary
+	case prompb.MetricMetadata_INFO:
+		return model.MetricTypeInfo
+	case prompb.MetricMetadata_STATESET:
+		return model.MetricTypeStateset
+	}
+	return model.MetricTypeUnknown
+}
+
 // write appends the request's samples in one transaction. Refused series and
 // samples are skipped and counted; a storage failure rolls everything back.
 func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string) {
@@ -302,6 +332,11 @@ func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string)
 		received += len(ts.Samples) + len(ts.Histograms)
 	}
 	h.ingest.Receive(ingest.SignalMetrics, received)
+	if h.metadata != nil {
+		for _, m := range req.Metadata {
+			h.metadata.Set(m.MetricFamilyName, metadata.Metadata{Type: metricType(m.Type), Help: m.Help, Unit: m.Unit})
+		}
+	}
 	if received == 0 {
 		// Metadata-only requests (Prometheus sends metadata separately)
 		// carry nothing the TSDB keeps per series.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -16,14 +17,17 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/selfobs"
 )
 
@@ -524,5 +528,37 @@ func TestHandlerStorageFailure(t *testing.T) {
 				t.Errorf("vigil_stored_total = %v, want 0", got)
 			}
 		})
+	}
+}
+
+// The metadata of a request, with or without samples, is kept for
+// /api/v1/metadata.
+func TestHandlerMetadata(t *testing.T) {
+	meta := metricmeta.New(metricmeta.Options{})
+	h := NewHandler(Options{Appendable: openTSDB(t, t.TempDir()), Metadata: meta})
+	reqs := []*prompb.WriteRequest{
+		{Metadata: []prompb.MetricMetadata{
+			{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests."},
+			{Type: prompb.MetricMetadata_GAUGEHISTOGRAM, MetricFamilyName: "queue_wait", Unit: "seconds"},
+			{Type: prompb.MetricMetadata_MetricType(99), MetricFamilyName: "odd", Help: "Unknown type."},
+		}},
+		{
+			Timeseries: []prompb.TimeSeries{{Labels: series("up"), Samples: []prompb.Sample{{Timestamp: time.Now().UnixMilli(), Value: 1}}}},
+			Metadata:   []prompb.MetricMetadata{{Type: prompb.MetricMetadata_GAUGE, MetricFamilyName: "up", Help: "Target up."}},
+		},
+	}
+	for _, req := range reqs {
+		if rec := post(h, encode(t, req), nil); rec.Code != http.StatusNoContent {
+			t.Fatalf("POST: %d %s", rec.Code, rec.Body)
+		}
+	}
+	want := map[string][]metadata.Metadata{
+		"http_requests_total": {{Type: model.MetricTypeCounter, Help: "Requests."}},
+		"queue_wait":          {{Type: model.MetricTypeGaugeHistogram, Unit: "seconds"}},
+		"odd":                 {{Type: model.MetricTypeUnknown, Help: "Unknown type."}},
+		"up":                  {{Type: model.MetricTypeGauge, Help: "Target up."}},
+	}
+	if got := meta.All(); !reflect.DeepEqual(got, want) {
+		t.Errorf("metadata = %v, want %v", got, want)
 	}
 }

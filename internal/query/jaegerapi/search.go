@@ -129,6 +129,9 @@ func parseTags(v url.Values) (map[string]string, error) {
 	if len(tags) == 0 {
 		return nil, nil
 	}
+	if len(tags) > storage.MaxTraceTags {
+		return nil, fmt.Errorf("%d tags: at most %d can be searched at once", len(tags), storage.MaxTraceTags)
+	}
 	return tags, nil
 }
 

@@ -3,6 +3,7 @@ package jaegerapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/memory"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
@@ -109,6 +111,7 @@ func TestSearchBadRequests(t *testing.T) {
 		{"/api/traces?tags=not-json", "JSON object"},
 		{"/api/traces?tags=" + url.QueryEscape(`{"a":{"b":1}}`), "value must be"},
 		{"/api/traces?tag=novalue", "key:value"},
+		{"/api/traces?" + manyTags(storage.MaxTraceTags+1), "at most 64"},
 		{"/api/traces?tags=" + url.QueryEscape(`{"span.kind":"sideways"}`), "span.kind"},
 		{"/api/trace-summaries?tags=" + url.QueryEscape(`{"error":"maybe"}`), "error"},
 		{"/api/traces?traceID=xyz", "not hexadecimal"},
@@ -135,4 +138,13 @@ func TestSearchBadRequests(t *testing.T) {
 	if rec := get(t, h, http.MethodPost, "/api/services"); rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /api/services = %d, want 405", rec.Code)
 	}
+}
+
+// manyTags is a query string of n distinct tag=k:v filters.
+func manyTags(n int) string {
+	v := url.Values{}
+	for i := range n {
+		v.Add("tag", fmt.Sprintf("k%d:v", i))
+	}
+	return v.Encode()
 }

@@ -233,6 +233,9 @@ func parseQuery(v url.Values, now time.Time, histogram bool) (storage.LogQuery, 
 		}
 		q.Attributes[key] = v.Get(name)
 	}
+	if len(q.Attributes) > maxAttrFilters {
+		return q, fmt.Errorf("invalid attribute filters: %d attr. parameters; at most %d", len(q.Attributes), maxAttrFilters)
+	}
 	if s := v.Get("trace_id"); s != "" {
 		id, err := parseTraceID(s)
 		if err != nil {
@@ -303,6 +306,11 @@ func parseTerms(s string) ([]string, error) {
 	}
 	return terms, nil
 }
+
+// maxAttrFilters bounds the attr. filters of one query, so that its SQL
+// stays well inside the backends' query size limits (as
+// storage.MaxTraceTags does for trace search).
+const maxAttrFilters = 64
 
 // maxTerms bounds the work one query's terms cost.
 const maxTerms = 16

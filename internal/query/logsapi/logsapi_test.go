@@ -255,6 +255,7 @@ func TestFindLogsErrors(t *testing.T) {
 		{name: "bad trace id", logs: store, query: "trace_id=not-hex", wantCode: 400, wantMsg: "invalid trace_id"},
 		{name: "zero trace id", logs: store, query: "trace_id=000", wantCode: 400, wantMsg: "all zeros"},
 		{name: "long trace id", logs: store, query: "trace_id=" + strings.Repeat("a", 33), wantCode: 400, wantMsg: "longer than 32"},
+		{name: "too many attribute filters", logs: store, query: manyAttrs(65), wantCode: 400, wantMsg: "at most 64"},
 		{name: "repeated parameter", logs: store, query: "service=a&service=b", wantCode: 400, wantMsg: `"service" given 2 times`},
 		{
 			name: "storage unavailable", logs: yielding(0, fmt.Errorf("duckdb /var/lib/vigil/logs.db: %w", storage.ErrUnavailable)),
@@ -392,4 +393,13 @@ func TestQueryEscaping(t *testing.T) {
 	if !slices.Equal(got, []string{"Payment FAILED for order 991"}) {
 		t.Errorf("got %q", got)
 	}
+}
+
+// manyAttrs is a query string of n distinct attr. filters.
+func manyAttrs(n int) string {
+	v := url.Values{}
+	for i := range n {
+		v.Set(fmt.Sprintf("attr.k%d", i), "v")
+	}
+	return v.Encode()
 }

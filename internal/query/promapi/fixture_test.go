@@ -171,6 +171,7 @@ var queryRequests = []apiRequest{
 	{name: "label_values_instance", path: "/label/instance/values?match[]=" + escape(`{job="vigiltest"}`) + "&start=" + tStart + "&end=" + tEnd, compat: true},
 	{name: "label_values_none", path: "/label/no_such_label/values?match[]=" + escape(`{job="vigiltest"}`) + "&start=" + tStart + "&end=" + tEnd, compat: true},
 	{name: "metadata", path: "/metadata", compat: true},
+	{name: "metadata_bad_limit", path: "/metadata?limit=x", status: http.StatusBadRequest, compat: true},
 }
 
 // get issues a GET to an http.Handler (baseURL == "") or to a server.

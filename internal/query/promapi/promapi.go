@@ -92,6 +92,10 @@ type Options struct {
 	// Targets reports scrape targets; nil means vigil scrapes nothing and
 	// the target endpoints return empty lists.
 	Targets Targets
+	// Metadata adds to /metadata the metric metadata kept outside the
+	// scrape targets (remote_write, OTLP, derived series); nil serves the
+	// targets' alone.
+	Metadata MetadataSource
 	// Config returns the current Prometheus-format configuration, for
 	// /status/config, remote read's external labels and the default
 	// subquery step (global evaluation_interval); nil means the defaults.
@@ -331,7 +335,12 @@ func New(opts Options) (h http.Handler, err error) {
 		notServed = append(notServed, struct{ prefix, msg string }{PathPrefix + "/admin/", "admin endpoints are off: start vigil with --enable-admin (admin.enabled in vigil.yaml)"})
 	}
 	routed := jsonNotFound(guarded)
+	meta := ready(metadataHandler{targets: targets, source: opts.Metadata}.ServeHTTP)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathPrefix+"/metadata" && r.Method == http.MethodGet {
+			meta.ServeHTTP(w, r)
+			return
+		}
 		for _, n := range notServed {
 			if strings.HasPrefix(r.URL.Path, n.prefix) {
 				w.Header().Set("Content-Type", "application/json")

@@ -38,6 +38,12 @@ type SpanLogOptions struct {
 	// store's partitions on one schedule). Several processes on one
 	// ClickHouse may all drop: dropping a gone partition is harmless.
 	Retention time.Duration
+	// MaxFutureSkew is how far ahead of now the timestamps written may lie
+	// (limits.max_future_skew). Rows dated more than a day ahead are
+	// stored in the day partition after the one they were written on (see
+	// dayOf), so a search's lower date bound is widened by this much when
+	// it exceeds a day; zero means at most a day, where nothing is moved.
+	MaxFutureSkew time.Duration
 	// Logger receives the store's own logs; nil uses the client's.
 	Logger *slog.Logger
 	// Now is the clock for retention and partition routing (time.Now if
@@ -269,7 +275,7 @@ func (s *SpanLogStore) dateCond(start, end int64) string {
 	lo, _ := s.dayWindow()
 	var out string
 	if start != minNanos {
-		if d := floorDiv(start, dayNanos); d > lo {
+		if d := s.firstDate(start); d > lo {
 			out += " AND date >= " + dateLiteral(d)
 		}
 	}
@@ -279,6 +285,22 @@ func (s *SpanLogStore) dateCond(start, end int64) string {
 		}
 	}
 	return out
+}
+
+// firstDate is the earliest day partition that can hold a row dated at or
+// after start (ns). A row is stored in its own day unless it was dated
+// beyond the day after the one it was written on (dayOf clamps it there);
+// with writes at most MaxFutureSkew ahead of their writing, such a row
+// lies in a day after the one of start-MaxFutureSkew.
+func (s *SpanLogStore) firstDate(start int64) int64 {
+	skew := int64(s.opts.MaxFutureSkew)
+	if skew <= dayNanos {
+		return floorDiv(start, dayNanos)
+	}
+	if start < minNanos+skew {
+		return floorDiv(minNanos, dayNanos)
+	}
+	return floorDiv(start-skew, dayNanos) + 1
 }
 
 // dateLiteral is day number d as a Date literal.

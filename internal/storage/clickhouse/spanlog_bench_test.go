@@ -133,7 +133,8 @@ func BenchmarkGetTrace(b *testing.B) {
 }
 
 // BenchmarkFindTraces searches the last hour of one service, with and
-// without an attribute tag, in a store holding 500k spans.
+// without an attribute tag, and of all services with large limits, in a
+// store holding 500k spans.
 func BenchmarkFindTraces(b *testing.B) {
 	s, _ := benchStore(b)
 	ctx := context.Background()
@@ -145,6 +146,9 @@ func BenchmarkFindTraces(b *testing.B) {
 		{"service", storage.TraceQuery{Service: "checkout", Start: now.Add(-2 * time.Hour), End: now.Add(time.Hour)}},
 		{"service+error", storage.TraceQuery{Service: "checkout", Tags: map[string]string{"error": "true"}, Start: now.Add(-2 * time.Hour)}},
 		{"service+route", storage.TraceQuery{Service: "checkout", Tags: map[string]string{"http.route": "/api/v1/cart"}, Start: now.Add(-2 * time.Hour)}},
+		// The largest limits the Jaeger API allows, all services.
+		{"limit=900", storage.TraceQuery{Start: now.Add(-2 * time.Hour), Limit: 900}},
+		{"limit=1500", storage.TraceQuery{Start: now.Add(-2 * time.Hour), Limit: 1500}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
@@ -35,6 +37,9 @@ var statusCodes = map[string]ptrace.StatusCode{
 // spanConditions turns a trace query into a WHERE clause plus the
 // attribute tags Go must check exactly on each candidate span.
 func (s *SpanLogStore) spanConditions(q storage.TraceQuery) (logFilter, error) {
+	if len(q.Tags) > storage.MaxTraceTags {
+		return logFilter{}, fmt.Errorf("%w: %d tags, at most %d can be searched at once", storage.ErrInvalidQuery, len(q.Tags), storage.MaxTraceTags)
+	}
 	conds := []string{"1"}
 	var f logFilter
 	if q.Service != "" {
@@ -204,19 +209,19 @@ func (s *SpanLogStore) summarize(ctx context.Context, ids []slTraceKey) (map[slT
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	var in strings.Builder
-	in.WriteString("(trace_hi, trace_lo) IN (")
-	for i, k := range ids {
-		if i > 0 {
-			in.WriteByte(',')
-		}
-		fmt.Fprintf(&in, "(%d, %d)", k.hi, k.lo)
+	// The ids travel as external data, a temporary table sent with the
+	// query (and on to every shard of a cluster), so the query's text is the
+	// same for one trace or the API's largest limit.
+	found, err := traceIDTable(ids)
+	if err != nil {
+		return nil, err
 	}
-	in.WriteByte(')')
+	in := "(trace_hi, trace_lo) IN " + found.Name()
+	ctx = clickhouse.Context(ctx, clickhouse.WithExternalTable(found))
 	var days []string
 	var lo, hi int64 = maxNanos, minNanos
 	rows, err := s.c.Conn.Query(ctx, "SELECT toUInt32(date), min(start_min), max(start_max) FROM "+
-		s.c.Table(traceIndexTable.name)+" WHERE "+in.String()+" GROUP BY date")
+		s.c.Table(traceIndexTable.name)+" WHERE "+in+" GROUP BY date")
 	if err != nil {
 		return nil, classify(ctx, "read trace index", err)
 	}
@@ -239,7 +244,7 @@ func (s *SpanLogStore) summarize(ctx context.Context, ids []slTraceKey) (map[slT
 	}
 	rows, err = s.c.Conn.Query(ctx, fmt.Sprintf(
 		"SELECT trace_hi, trace_lo, start_ns, duration_ns, service, name, status_code, parent_span_id, span_id FROM %s WHERE date IN (%s) AND start_ns BETWEEN %d AND %d AND %s",
-		s.c.Table(spansTable.name), strings.Join(days, ","), lo, hi, in.String()))
+		s.c.Table(spansTable.name), strings.Join(days, ","), lo, hi, in))
 	if err != nil {
 		return nil, classify(ctx, "summarize traces", err)
 	}
@@ -310,6 +315,21 @@ func (s *SpanLogStore) summarize(ctx context.Context, ids []slTraceKey) (map[slT
 		out[k] = &a.sum
 	}
 	return out, nil
+}
+
+// traceIDTable is external data holding trace ids, for "(trace_hi,
+// trace_lo) IN found_traces".
+func traceIDTable(ids []slTraceKey) (*ext.Table, error) {
+	t, err := ext.NewTable("found_traces", ext.Column("hi", "UInt64"), ext.Column("lo", "UInt64"))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: trace id table: %w", err)
+	}
+	for _, k := range ids {
+		if err := t.Append(k.hi, k.lo); err != nil {
+			return nil, fmt.Errorf("clickhouse: trace id table: %w", err)
+		}
+	}
+	return t, nil
 }
 
 // Services lists every service with stored spans.

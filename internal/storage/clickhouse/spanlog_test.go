@@ -41,10 +41,14 @@ func openSpanLogs(t testing.TB, srv *chtest.Server, cluster string, opts SpanLog
 	return s, c
 }
 
+// conformanceOptions accept what the suite writes: timestamps
+// storagetest.FutureSkew ahead.
+var conformanceOptions = SpanLogOptions{MaxFutureSkew: 72 * time.Hour}
+
 func TestSpanLogConformance(t *testing.T) {
 	srv := chtest.Start(t)
 	storagetest.RunSpanLogStore(t, func(t *testing.T) storage.SpanLogStore {
-		s, _ := openSpanLogs(t, srv, "", SpanLogOptions{})
+		s, _ := openSpanLogs(t, srv, "", conformanceOptions)
 		return s
 	})
 }
@@ -56,7 +60,7 @@ func TestSpanLogConformance(t *testing.T) {
 func TestSpanLogConformanceIndexedQueries(t *testing.T) {
 	srv := chtest.Start(t)
 	storagetest.RunSpanLogStore(t, func(t *testing.T) storage.SpanLogStore {
-		s, c := openSpanLogs(t, srv, "", SpanLogOptions{})
+		s, c := openSpanLogs(t, srv, "", conformanceOptions)
 		c.Features.SkipIndexes = true
 		return s
 	})
@@ -70,7 +74,7 @@ func TestSpanLogConformanceCluster(t *testing.T) {
 	}
 	cl := chtest.StartCluster(t, 2)
 	storagetest.RunSpanLogStore(t, func(t *testing.T) storage.SpanLogStore {
-		s, _ := openSpanLogs(t, cl[0], chtest.ClusterName, SpanLogOptions{})
+		s, _ := openSpanLogs(t, cl[0], chtest.ClusterName, conformanceOptions)
 		return s
 	})
 }

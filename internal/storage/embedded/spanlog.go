@@ -122,6 +122,11 @@ type partition struct {
 	// skip days; they can lie outside the day when routing clamped a record.
 	// logMin > logMax means no logs. Guarded by SpanLogStore.pmu.
 	logMin, logMax int64
+	// spanMin and spanMax bound the span start times stored (ns), the same
+	// way: a day file also holds the spans routing clamped into it, such
+	// as those dated up to limits.max_future_skew ahead, in the next day's
+	// file. spanMin > spanMax means no spans. Guarded by SpanLogStore.pmu.
+	spanMin, spanMax int64
 	// ops lists the day's operations (spanlog_index.go).
 	ops *opSet
 }
@@ -442,6 +447,7 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 		alias:  "p" + date,
 		path:   filepath.Join(s.opts.Dir, partPrefix+date+partSuffix),
 		logMin: math.MaxInt64, logMax: math.MinInt64,
+		spanMin: math.MaxInt64, spanMax: math.MinInt64,
 	}
 	// STORAGE_VERSION enables per-column ZSTD compression.
 	stmts := []string{
@@ -469,6 +475,15 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	}
 	if lo.Valid {
 		p.logMin, p.logMax = lo.Int64, hi.Int64
+	}
+	// The trace index is a fraction of the spans' size and holds the same
+	// bounds.
+	if err := s.db.QueryRowContext(ctx, "SELECT min(start_min), max(start_max) FROM "+p.alias+".trace_index").Scan(&lo, &hi); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, fmt.Errorf("embedded: read span range of %s: %w", p.path, err)
+	}
+	if lo.Valid {
+		p.spanMin, p.spanMax = lo.Int64, hi.Int64
 	}
 	s.parts[day] = p
 	return p, nil
@@ -522,6 +537,20 @@ func (s *SpanLogStore) noteLogs(p *partition, lo, hi int64) {
 	p.logMin = min(p.logMin, lo)
 	p.logMax = max(p.logMax, hi)
 	s.pmu.Unlock()
+}
+
+// noteSpans widens the partition's known span time range after a commit.
+func (s *SpanLogStore) noteSpans(p *partition, lo, hi int64) {
+	s.pmu.Lock()
+	p.spanMin = min(p.spanMin, lo)
+	p.spanMax = max(p.spanMax, hi)
+	s.pmu.Unlock()
+}
+
+// holdsSpans reports whether the partition can hold spans starting in
+// [start, end).
+func (p *partition) holdsSpans(start, end int64) bool {
+	return p.spanMin <= p.spanMax && p.spanMax >= start && p.spanMin < end
 }
 
 // dayOf routes a timestamp (ns) to a day. Days are clamped to the window

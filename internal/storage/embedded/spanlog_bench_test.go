@@ -2,12 +2,14 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
@@ -122,5 +124,37 @@ func BenchmarkGetTrace(b *testing.B) {
 		if got.SpanCount() == 0 {
 			b.Fatal("empty trace")
 		}
+	}
+}
+
+// BenchmarkFindTracesLimit searches a store holding 500k spans (about
+// 60k traces) for the newest traces of all services with the Jaeger API's
+// default limit and its largest ones, where the summaries of every trace
+// found are read back.
+func BenchmarkFindTracesLimit(b *testing.B) {
+	s := openBenchStore(b)
+	gen := storagetest.NewSpanGen(5, time.Now().Add(-time.Hour))
+	ctx := context.Background()
+	for range 1000 {
+		if err := s.WriteTraces(ctx, gen.Traces(benchBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, limit := range []int{20, 900, 1500} {
+		b.Run(fmt.Sprintf("limit=%d", limit), func(b *testing.B) {
+			q := storage.TraceQuery{Start: time.Now().Add(-2 * time.Hour), Limit: limit}
+			for b.Loop() {
+				got, err := s.FindTraces(ctx, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got) != limit {
+					b.Fatalf("%d traces, want %d", len(got), limit)
+				}
+			}
+		})
 	}
 }

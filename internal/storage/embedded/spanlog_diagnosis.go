@@ -62,7 +62,7 @@ func (s *SpanLogStore) SpanShapes(ctx context.Context, q storage.SpanShapeQuery)
 	start, end := q.Start.UnixNano(), q.End.UnixNano()
 	var parts []partition
 	for _, p := range s.snapshot() {
-		if dayOverlaps(p.day, start, end) {
+		if p.holdsSpans(start, end) {
 			parts = append(parts, p)
 		}
 	}
@@ -152,7 +152,7 @@ func (s *SpanLogStore) LogTraceCoverage(ctx context.Context, q storage.LogTraceQ
 			logs = append(logs, fmt.Sprintf(`SELECT service, trace_hi, trace_lo FROM %s.logs
 				WHERE ts_ns >= %d AND ts_ns < %d AND (trace_hi <> 0 OR trace_lo <> 0)`, p.alias, lo, hi))
 		}
-		if slo < shi && dayOverlaps(p.day, slo, shi) {
+		if slo < shi && p.holdsSpans(slo, shi) {
 			spans = append(spans, fmt.Sprintf("SELECT trace_hi, trace_lo FROM %s.spans WHERE start_ns >= %d AND start_ns < %d",
 				p.alias, slo, shi))
 		}

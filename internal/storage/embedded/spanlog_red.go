@@ -74,7 +74,7 @@ func (s *SpanLogStore) red(ctx context.Context, q storage.REDQuery, cond string,
 	var sub []string
 	var args []any
 	for _, p := range s.snapshot() {
-		if !dayOverlaps(p.day, start, end) {
+		if !p.holdsSpans(start, end) {
 			continue
 		}
 		sub = append(sub, fmt.Sprintf("SELECT service, name, kind, status_code, duration_ns, start_ns FROM %s.spans WHERE start_ns >= %d AND start_ns < %d AND %s",

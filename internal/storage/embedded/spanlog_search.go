@@ -29,35 +29,38 @@ type spanRange struct {
 
 // locateTraces reads the trace index of every day for where the traces'
 // spans are. The caller holds mu shared.
+//
+// The ids go in as two list parameters joined against the index, so the
+// query's text is the same for one trace or thousands: a literal per id
+// made its size, and with the summaries' one branch per trace DuckDB's
+// expression depth, grow with the search limit.
 func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids []traceKey) (map[traceKey][]spanRange, error) {
 	if len(ids) == 0 || len(parts) == 0 {
 		return nil, nil
 	}
-	var his strings.Builder
-	for i, id := range ids {
-		if i > 0 {
-			his.WriteByte(',')
-		}
-		fmt.Fprintf(&his, "%d::UBIGINT", id.hi)
+	// One id (GetTrace) as constants, a filter DuckDB pushes into the scan:
+	// measured a fifth faster than the join.
+	filter := fmt.Sprintf("WHERE trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", ids[0].hi, ids[0].lo)
+	var lists []any
+	if len(ids) > 1 {
+		his, los := idLists(ids)
+		filter, lists = idJoin, []any{his, los}
 	}
 	var q strings.Builder
+	var args []any
 	for i, p := range parts {
 		if i > 0 {
 			q.WriteString(" UNION ALL ")
 		}
-		// Literals rather than parameters so the filter is pushed into the scan.
-		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index WHERE trace_hi IN (%s) GROUP BY ALL",
-			sqlString(p.alias), p.alias, his.String())
+		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index %s GROUP BY ALL",
+			sqlString(p.alias), p.alias, filter)
+		args = append(args, lists...)
 	}
-	rows, err := s.db.QueryContext(ctx, q.String())
+	rows, err := s.db.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: read trace index: %w", err)
 	}
 	defer rows.Close()
-	want := make(map[traceKey]bool, len(ids))
-	for _, id := range ids {
-		want[id] = true
-	}
 	out := map[traceKey][]spanRange{}
 	for rows.Next() {
 		var r spanRange
@@ -65,14 +68,25 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 		if err := rows.Scan(&r.alias, &k.hi, &k.lo, &r.min, &r.max); err != nil {
 			return nil, fmt.Errorf("embedded: read trace index: %w", err)
 		}
-		if want[k] {
-			out[k] = append(out[k], r)
-		}
+		out[k] = append(out[k], r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: read trace index: %w", err)
 	}
 	return out, nil
+}
+
+// idJoin restricts a table with trace_hi and trace_lo columns to the trace
+// ids bound as two UBIGINT list parameters (see idLists).
+const idJoin = "SEMI JOIN (SELECT unnest(?::UBIGINT[]) AS id_hi, unnest(?::UBIGINT[]) AS id_lo) ON trace_hi = id_hi AND trace_lo = id_lo"
+
+// idLists splits trace ids into the two list parameters of idJoin.
+func idLists(ids []traceKey) (his, los []uint64) {
+	his, los = make([]uint64, len(ids)), make([]uint64, len(ids))
+	for i, id := range ids {
+		his[i], los[i] = id.hi, id.lo
+	}
+	return his, los
 }
 
 // FindTraces finds the traces with a matching span in two steps: the
@@ -93,18 +107,21 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 	if err != nil {
 		return nil, err
 	}
-	parts := s.snapshot() // newest day first
+	parts := s.snapshot()
 	start, end := nanosRange(q.Start, q.End)
-	// Days newest first, stopping once the traces found are all newer than
-	// anything an older day can hold: a search over a day usually reads
-	// only the latest file or two.
+	// Files by their newest span, stopping once the traces found are all
+	// newer than anything the next file holds: a search over a day usually
+	// reads only the latest file or two. By the spans' real range, not the
+	// file's day: a file also holds spans dated into later days.
+	byNewest := slices.Clone(parts)
+	slices.SortStableFunc(byNewest, func(a, b partition) int { return cmp.Compare(b.spanMax, a.spanMax) })
 	best := map[traceKey]int64{}
 	var ids []traceKey
-	for i, p := range parts {
-		if !dayOverlaps(p.day, start, end) {
+	for _, p := range byNewest {
+		if !p.holdsSpans(start, end) {
 			continue
 		}
-		if i > 0 && len(ids) >= limit && (p.day+1)*dayNanos <= best[ids[limit-1]] {
+		if len(ids) >= limit && p.spanMax < best[ids[limit-1]] {
 			break
 		}
 		query := fmt.Sprintf("SELECT trace_hi, trace_lo, max(start_ns) AS t FROM %s.spans WHERE %s GROUP BY ALL ORDER BY t DESC, trace_hi, trace_lo LIMIT %d",
@@ -155,18 +172,40 @@ func (s *SpanLogStore) summarize(ctx context.Context, parts []partition, ids []t
 	if err != nil {
 		return nil, err
 	}
-	var sub []string
+	// One branch per day file, whatever the number of traces: the day's
+	// traces as list parameters, and the union of their start ranges as
+	// constants DuckDB's zonemaps prune row groups with.
+	type dayIDs struct {
+		ids      []traceKey
+		min, max int64
+	}
+	days := map[string]*dayIDs{}
+	var order []string
 	for _, id := range ids {
 		for _, r := range where[id] {
-			sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns
-				FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT`,
-				r.alias, r.min, r.max, id.hi, id.lo))
+			d := days[r.alias]
+			if d == nil {
+				d = &dayIDs{min: r.min, max: r.max}
+				days[r.alias] = d
+				order = append(order, r.alias)
+			}
+			d.ids = append(d.ids, id)
+			d.min, d.max = min(d.min, r.min), max(d.max, r.max)
 		}
 	}
-	if len(sub) == 0 {
+	if len(order) == 0 {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "))
+	var sub []string
+	var args []any
+	for _, alias := range order {
+		d := days[alias]
+		sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns
+			FROM %s.spans %s WHERE start_ns BETWEEN %d AND %d`, alias, idJoin, d.min, d.max))
+		his, los := idLists(d.ids)
+		args = append(args, his, los)
+	}
+	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: summarize traces: %w", err)
 	}
@@ -243,14 +282,11 @@ func nanosRange(start, end time.Time) (int64, int64) {
 	return lo, hi
 }
 
-// dayOverlaps reports whether the day can hold data in [start, end).
-func dayOverlaps(day, start, end int64) bool {
-	lo := day * dayNanos
-	return lo < end && (start <= lo || start-lo < dayNanos)
-}
-
 // spanConditions turns a trace query into a WHERE clause on the spans table.
 func spanConditions(q storage.TraceQuery) (string, []any, error) {
+	if len(q.Tags) > storage.MaxTraceTags {
+		return "", nil, fmt.Errorf("%w: %d tags, at most %d can be searched at once", storage.ErrInvalidQuery, len(q.Tags), storage.MaxTraceTags)
+	}
 	conds := []string{"true"}
 	var args []any
 	if q.Service != "" {

@@ -237,6 +237,11 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			return err
 		}
 		p.addOperations(newOps)
+		lo, hi := day[0].start, day[0].start
+		for k := range day {
+			lo, hi = min(lo, day[k].start), max(hi, day[k].start)
+		}
+		s.noteSpans(p, lo, hi)
 		i = j
 	}
 	return nil

@@ -129,6 +129,9 @@ func spanMatches(e spanEntry, q storage.TraceQuery) bool {
 
 // validateTags rejects values the special tags cannot take.
 func validateTags(tags map[string]string) error {
+	if len(tags) > storage.MaxTraceTags {
+		return fmt.Errorf("%w: %d tags, at most %d can be searched at once", storage.ErrInvalidQuery, len(tags), storage.MaxTraceTags)
+	}
 	if v, ok := tags["error"]; ok {
 		if _, err := strconv.ParseBool(v); err != nil {
 			return fmt.Errorf("%w: tag error=%q: want true or false", storage.ErrInvalidQuery, v)

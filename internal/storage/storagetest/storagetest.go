@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +28,8 @@ import (
 
 // RunSpanLogStore runs the conformance suite as subtests. open must return a
 // new, empty store each time it is called; the suite closes it (closing twice
-// must be harmless, since open may also register a cleanup).
+// must be harmless, since open may also register a cleanup). The store must
+// accept timestamps FutureSkew ahead of now and keep a week.
 func RunSpanLogStore(t *testing.T, open func(t *testing.T) storage.SpanLogStore) {
 	base := Base(time.Now())
 	t.Run("TraceRoundTrip", func(t *testing.T) { testTraceRoundTrip(t, open(t), base) })
@@ -39,6 +41,9 @@ func RunSpanLogStore(t *testing.T, open func(t *testing.T) storage.SpanLogStore)
 	t.Run("LogDefaultLimit", func(t *testing.T) { testLogDefaultLimit(t, open(t), base) })
 	t.Run("LogEarlyStop", func(t *testing.T) { testLogEarlyStop(t, open(t), base) })
 	t.Run("FindTraces", func(t *testing.T) { testFindTraces(t, open(t), base) })
+	t.Run("ManyTraces", func(t *testing.T) { testManyTraces(t, open(t), base) })
+	t.Run("ManyTags", func(t *testing.T) { testManyTags(t, open(t), base) })
+	t.Run("SkewedTimes", func(t *testing.T) { testSkewedTimes(t, open(t), base) })
 	t.Run("TraceSummaries", func(t *testing.T) { testTraceSummaries(t, open(t), base) })
 	t.Run("ServicesAndOperations", func(t *testing.T) { testServicesOperations(t, open(t), base) })
 	t.Run("RED", func(t *testing.T) { testRED(t, open(t), base) })
@@ -66,10 +71,12 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) storage.SpanLog
 	splitB := LoadTraces(t, "traces_split_b.json", base)
 	logs := LoadLogs(t, "logs.json", base)
 
+	skewed := skewedItems(time.Now())
 	s := open(t, dir)
 	mustWriteTraces(t, s, rich)
 	mustWriteTraces(t, s, splitA)
 	mustWriteLogs(t, s, logs)
+	writeSkewed(t, s, skewed)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -90,10 +97,13 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) storage.SpanLog
 			t.Fatalf("GetTrace(split) after reopen: %v", err)
 		}
 		AssertTracesEqual(t, mergeTraces(splitA, splitB), got)
-		recs := collect(t, s, storage.LogQuery{Limit: 1000})
+		recs := slices.DeleteFunc(collect(t, s, storage.LogQuery{Limit: 1000}), func(r storage.LogRecord) bool {
+			return strings.HasPrefix(r.Body, "skewed ")
+		})
 		if ids := logIDs(recs); !slices.Equal(ids, allLogsNewestFirst) {
 			t.Errorf("logs after reopen = %v, want %v", ids, allLogsNewestFirst)
 		}
+		checkSkewed(t, s, skewed)
 	}
 	check(s)
 	if err := s.Close(); err != nil {
