@@ -18,6 +18,7 @@ Usage:
 `
 
 func main() {
+	publishBuildInfo(currentBuild())
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -668,3 +668,30 @@ func TestRunRefusesPortInUse(t *testing.T) {
 		})
 	}
 }
+
+// TestLogRecordsNameServiceOnce: every JSON log line of the shop's
+// services, its own and the SDK's (serving, stopped serving), carries the
+// service key exactly once.
+func TestLogRecordsNameServiceOnce(t *testing.T) {
+	r := startShop(t)
+	if code, body := r.get(0, "/products"); code != http.StatusOK {
+		t.Fatalf("GET /products: %d %s", code, body)
+	}
+	r.stop()
+	lines := strings.Split(strings.TrimSpace(r.out.String()), "\n")
+	seen := map[string]bool{}
+	for _, line := range lines {
+		if n := strings.Count(line, `"service":`); n != 1 {
+			t.Errorf("%d service keys in %s", n, line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err == nil {
+			seen[fmt.Sprint(m["msg"])] = true
+		}
+	}
+	for _, msg := range []string{"serving", "stopped serving; flushing telemetry"} {
+		if !seen[msg] {
+			t.Errorf("no %q record among %d lines", msg, len(lines))
+		}
+	}
+}
