@@ -44,7 +44,8 @@ version:
 # changed (a stamp in node_modules), the build when a web source changed.
 UI_INDEX := internal/ui/dist/index.html
 NPM_STAMP := web/node_modules/.vigil-npm-ci
-WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) \
+# Directories too: a deleted file changes its directory's time.
+WEB_SOURCES := $(shell find web/src web/public 2>/dev/null) \
 	web/index.html web/package.json web/tsconfig.json web/vite.config.ts
 ui: $(UI_INDEX)
 

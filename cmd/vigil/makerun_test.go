@@ -30,10 +30,9 @@ func TestMakeRunCtrlC(t *testing.T) {
 	httpAddr, grpcAddr, otlpHTTPAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	demoBase := freePortRun(t, 4)
 	// -o build: the binary is the one TestMain built, not the Makefile's.
-	cmd := exec.Command("make", "-s", "-o", "build", "run", "BIN="+vigilBin,
+	cmd := makeCommand("-s", "-o", "build", "run", "BIN="+vigilBin,
 		"RUN_DATA_DIR="+dataDir, "RUN_HTTP_ADDR="+httpAddr, "RUN_OTLP_GRPC_ADDR="+grpcAddr,
 		"RUN_OTLP_HTTP_ADDR="+otlpHTTPAddr, "RUN_DEMO_PORT="+strconv.Itoa(demoBase))
-	cmd.Dir = filepath.Join("..", "..")
 	// Its own process group, as a terminal's foreground job has.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out := &syncBuffer{}
@@ -97,6 +96,17 @@ func TestMakeRunCtrlC(t *testing.T) {
 	if left := leftovers(dataDir, demoBase); len(left) > 0 {
 		t.Errorf("processes left after Ctrl-C: %v", left)
 	}
+}
+
+// makeCommand runs make with args in the repository's root. Run from `make
+// test`, the parent make's flags and jobserver must not reach it.
+func makeCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command("make", args...)
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "MAKEFLAGS=") || strings.HasPrefix(kv, "MFLAGS=") || strings.HasPrefix(kv, "MAKELEVEL=")
+	})
+	return cmd
 }
 
 // leftovers are the processes of the binary under test still running with

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -49,7 +48,7 @@ func TestBuildVersion(t *testing.T) {
 // TestMakefileVersion: the version `make build` stamps is semantic on any
 // commit, tagged or not (never a bare commit hash).
 func TestMakefileVersion(t *testing.T) {
-	out, err := exec.Command("make", "-s", "-C", filepath.Join("..", ".."), "version").Output()
+	out, err := makeCommand("-s", "version").Output()
 	if err != nil {
 		t.Fatalf("make version: %v", err)
 	}
