@@ -18,7 +18,7 @@ Usage:
 `
 
 func main() {
-	publishBuildInfo(currentBuild())
+	resolveBuildInfo()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -147,8 +147,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "vigil_build_info", Help: "vigil's version, commit and Go version; always 1.",
 	}, []string{"version", "revision", "goversion"})
-	build := currentBuild()
-	buildInfo.WithLabelValues(build.Version, build.Revision, runtime.Version()).Set(1)
+	buildInfo.WithLabelValues(version, commit, runtime.Version()).Set(1)
 	reg.MustRegister(buildInfo)
 	ingestMetrics := selfobs.NewIngestMetrics(reg)
 	memGuard, err := newMemoryGuard(cfg, logger, reg)
@@ -353,9 +352,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
 		EnableAdmin: cfg.Admin.Enabled && st.tsdb != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
 		Config: func() promconfig.Config { return *promCfg.Load() },
+		Flags:  prometheusFlags(cfg), Branch: branch,
 		Logger: logger, Registerer: reg, Gatherer: reg,
-		Version: build.Version, Revision: build.Revision, Branch: build.Branch, GoVersion: runtime.Version(),
-		Flags: prometheusFlags(cfg),
+		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin,
 	})
 	if err != nil {
@@ -436,7 +435,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}()
 	webSrv.SetReady()
 	logger.Info("ready", "http", httpLn.Addr().String(), "otlp_grpc", grpcLn.Addr().String(),
-		"otlp_http", otlpHTTPLn.Addr().String(), "data_dir", cfg.DataDir, "version", build.Version)
+		"otlp_http", otlpHTTPLn.Addr().String(), "data_dir", cfg.DataDir, "version", version)
 
 	var runErr error
 	select {

@@ -11,8 +11,9 @@ import (
 )
 
 // Set by the Makefile through -ldflags "-X main.version=... -X
-// main.commit=... -X main.branch=..."; empty, they come from the Go build
-// information (see buildVersion).
+// main.commit=... -X main.branch=..."; resolveBuildInfo completes them at
+// start from the Go build information (see buildVersion), so that from then
+// on they hold what vigil reports.
 var (
 	version = ""
 	commit  = ""
@@ -58,10 +59,14 @@ func buildVersion(ldVersion, ldCommit, ldBranch string, bi *debug.BuildInfo) bui
 	return b
 }
 
-// currentBuild is this binary's build information.
-func currentBuild() buildInfo {
+// resolveBuildInfo sets version, commit and branch to what vigil reports
+// and hands them to the embedded Prometheus and Alertmanager code (see
+// publishBuildInfo). main calls it first.
+func resolveBuildInfo() {
 	bi, _ := debug.ReadBuildInfo()
-	return buildVersion(version, commit, branch, bi)
+	b := buildVersion(version, commit, branch, bi)
+	version, commit, branch = b.Version, b.Revision, b.Branch
+	publishBuildInfo(b)
 }
 
 // publishBuildInfo hands the build information to the Prometheus and
@@ -77,6 +82,5 @@ func publishBuildInfo(b buildInfo) {
 }
 
 func printVersion(w io.Writer) {
-	b := currentBuild()
-	fmt.Fprintf(w, "vigil %s (commit %s, %s %s/%s)\n", b.Version, b.Revision, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "vigil %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
