@@ -2,9 +2,9 @@
 SHELL := /bin/bash
 GO ?= go
 # vigil's version, in the form Prometheus and Alertmanager report theirs: a
-# release tag's (v1.2.3 gives 1.2.3) on a tagged commit, otherwise the Go
-# pseudo-version `go install` stamps, 0.0.0-<commit time UTC>-<commit>, with
-# +dirty for local changes. Without git the binary falls back to 0.0.0-dev.
+# release tag's (v1.2.3 gives 1.2.3) on a tagged commit, otherwise a
+# pseudo-version in Go's form, 0.0.0-<commit time UTC>-<commit>, with +dirty
+# for local changes. Without git the binary falls back to 0.0.0-dev.
 VERSION ?= $(shell { tag=$$(git describe --tags --exact-match --match 'v[0-9]*' 2>/dev/null) && echo "$${tag\#v}"; } || \
 	TZ=UTC git log -1 --abbrev=12 --date=format-local:%Y%m%d%H%M%S --format='0.0.0-%cd-%h' 2>/dev/null | \
 	sed "s/$$/$$(git diff --quiet HEAD 2>/dev/null || echo +dirty)/")
