@@ -3,6 +3,7 @@ package vigil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -17,16 +18,44 @@ func notifyShutdown(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
+// listen binds every server's Addr, all or none: on an error the
+// listeners bound so far are closed again.
+func listen(servers []*http.Server) ([]net.Listener, error) {
+	lns := make([]net.Listener, 0, len(servers))
+	for _, srv := range servers {
+		ln, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
 func (s *Service) run(ctx context.Context, servers []*http.Server, notify func(context.Context) (context.Context, context.CancelFunc)) error {
+	lns, err := listen(servers)
+	if err != nil {
+		return err
+	}
+	return s.serve(ctx, lns, servers, notify)
+}
+
+func (s *Service) serve(ctx context.Context, lns []net.Listener, servers []*http.Server, notify func(context.Context) (context.Context, context.CancelFunc)) error {
+	if len(lns) != len(servers) {
+		for _, l := range lns {
+			_ = l.Close()
+		}
+		return fmt.Errorf("vigil: %d listeners for %d servers", len(lns), len(servers))
+	}
 	ctx, stop := notify(ctx)
 	defer stop()
 	errc := make(chan error, len(servers))
 	var wg sync.WaitGroup
-	for _, srv := range servers {
-		ln, err := net.Listen("tcp", srv.Addr)
-		if err != nil {
-			return err
-		}
+	for i, srv := range servers {
+		ln := lns[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -36,7 +65,8 @@ func (s *Service) run(ctx context.Context, servers []*http.Server, notify func(c
 		}()
 	}
 	s.Health.SetReady(true)
-	s.Logger.Info("serving", "service", s.Name, "servers", len(servers))
+	// The logger adds the service name to every record already.
+	s.Logger.Info("serving", "servers", len(servers))
 
 	var runErr error
 	select {
@@ -60,7 +90,7 @@ func (s *Service) run(ctx context.Context, servers []*http.Server, notify func(c
 		}
 	}
 	wg.Wait()
-	s.Logger.Info("stopped serving; flushing telemetry", "service", s.Name)
+	s.Logger.Info("stopped serving; flushing telemetry")
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.FlushTimeout)
 	defer cancelFlush()
 	return errors.Join(runErr, s.Shutdown(flushCtx))

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -273,6 +274,14 @@ func (s *Service) NewServer(addr string, h http.Handler) *http.Server {
 // flushed by Shutdown. It returns the first serving error, if any.
 func (s *Service) Run(ctx context.Context, servers ...*http.Server) error {
 	return s.run(ctx, servers, notifyShutdown)
+}
+
+// Serve is Run on listeners bound by the caller: servers[i] serves lns[i]
+// (their Addr is not used). Binding first lets a program that runs several
+// services find a port in use before it starts any of them or says it runs;
+// Run would report it only once running. Serve closes the listeners.
+func (s *Service) Serve(ctx context.Context, lns []net.Listener, servers ...*http.Server) error {
+	return s.serve(ctx, lns, servers, notifyShutdown)
 }
 
 // Shutdown turns readiness off and flushes and stops the exporters: every

@@ -352,6 +352,84 @@ func TestRunDrainsAndFlushes(t *testing.T) {
 	if svc.Health.Check(t.Context()).Status == "" {
 		t.Error("health report empty")
 	}
+	// The logger names the service on every record; Run's own records must
+	// not name it a second time (duplicate JSON keys).
+	logged := 0
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		if !strings.Contains(line, `"msg":"serving"`) && !strings.Contains(line, `"msg":"stopped serving`) {
+			continue
+		}
+		logged++
+		if n := strings.Count(line, `"service":`); n != 1 {
+			t.Errorf("%d service keys in %s", n, line)
+		}
+	}
+	if logged != 2 {
+		t.Errorf("want the serving and stopped serving records, got %d:\n%s", logged, out.String())
+	}
+}
+
+// TestRunBindsAllOrNone: when one server's port is taken, Run fails at
+// once and leaves none of the others' ports bound.
+func TestRunBindsAllOrNone(t *testing.T) {
+	svc, err := Start(t.Context(), Config{ServiceName: "bind-test", Endpoint: "127.0.0.1:1", LogOutput: io.Discard, getenv: noEnv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Shutdown(context.Background()) })
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeAddr := free.Addr().String()
+	free.Close()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	err = svc.Run(t.Context(), svc.NewServer(freeAddr, http.NewServeMux()), svc.NewServer(taken.Addr().String(), http.NewServeMux()))
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Run with a port in use: %v", err)
+	}
+	ln, err := net.Listen("tcp", freeAddr)
+	if err != nil {
+		t.Fatalf("the first server's port stayed bound: %v", err)
+	}
+	ln.Close()
+}
+
+// TestServeUsesCallersListeners: Serve serves on listeners bound before it
+// was called and refuses a count that does not match the servers.
+func TestServeUsesCallersListeners(t *testing.T) {
+	svc, err := Start(t.Context(), Config{ServiceName: "serve-test", Endpoint: "127.0.0.1:1", LogOutput: io.Discard, getenv: noEnv, ShutdownGrace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Shutdown(context.Background()) })
+	if err := svc.Serve(t.Context(), nil, svc.NewServer("", http.NewServeMux())); err == nil {
+		t.Fatal("Serve with no listener for a server: no error")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	svc.Mount(mux)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	// Addr is empty: only the listener can make the server reachable.
+	go func() { done <- svc.Serve(ctx, []net.Listener{ln}, svc.NewServer("", mux)) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/livez")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/livez through the caller's listener: HTTP %d", resp.StatusCode)
+	}
+	cancel()
+	<-done
 }
 
 // TestRunFlushIsBounded: with the collector gone, Run still returns within

@@ -53,8 +53,17 @@ func runDemo(args []string, stderr io.Writer) int {
 	defer stop()
 	if err := shop.Run(ctx, opts); err != nil {
 		fmt.Fprintf(stderr, "vigil demo: %v\n", err)
-		if errors.Is(err, shop.ErrUnknownFault) {
+		switch {
+		case errors.Is(err, shop.ErrUnknownFault):
 			return 2
+		case errors.Is(err, shop.ErrListen):
+			// Typically the demo `make run` started holds these ports.
+			base := opts.PortBase
+			if base == 0 {
+				base = shop.DefaultPortBase
+			}
+			fmt.Fprintf(stderr, "vigil demo: the demo listens on ports %d-%d (--port-base and the next three); "+
+				"stop what uses them or pick others, e.g. --port-base %d\n", base, base+3, base+100)
 		}
 		return 1
 	}

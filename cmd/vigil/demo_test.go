@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -119,4 +121,30 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// TestDemoPortInUse: a demo whose ports are taken (as by the demo `make
+// run` starts) fails at once, naming the port and --port-base, and never
+// claims to be running.
+func TestDemoPortInUse(t *testing.T) {
+	base := freePortRun(t, 4)
+	taken, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	// Nothing needs to receive: the demo must stop before sending anything.
+	out, err := exec.Command(vigilBin, "demo", "--otlp-endpoint", "127.0.0.1:1", "--port-base", strconv.Itoa(base)).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("want exit code 1, got %v\n%s", err, out)
+	}
+	for _, want := range []string{"catalog on 127.0.0.1:" + strconv.Itoa(base+1), "address already in use", "--port-base"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "shop running") {
+		t.Errorf("claimed to run:\n%s", out)
+	}
 }

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vigilBin = filepath.Join(dir, "vigil")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=e2e -X main.commit=test", "-o", vigilBin, ".")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=0.0.0-e2e -X main.commit=test -X main.branch=e2e", "-o", vigilBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build vigil:", err)
@@ -194,7 +194,7 @@ func TestVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err, string(out))
 	}
-	for _, want := range []string{"vigil e2e", "commit test", "go1."} {
+	for _, want := range []string{"vigil 0.0.0-e2e", "commit test", "go1."} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("version output %q lacks %q", out, want)
 		}

@@ -18,6 +18,7 @@ Usage:
 `
 
 func main() {
+	resolveBuildInfo()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

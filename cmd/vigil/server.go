@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -74,7 +75,7 @@ func parseServerFlags(args []string, stderr io.Writer) (*config.Config, func() (
 	fs.StringVar(&f.otlpHTTPAdr, "otlp-http-addr", d.OTLPHTTPAddr, "OTLP/HTTP listener")
 	fs.StringVar(&f.dataDir, "data-dir", d.DataDir, "directory of the embedded storage")
 	f.retention = d.Retention
-	fs.Var(&f.retention, "retention", "how long data is kept (e.g. 7d, 36h)")
+	fs.Var(dayDurationFlag{&f.retention}, "retention", "how long data is kept (e.g. 7d, 36h)")
 	fs.TextVar(&f.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	fs.BoolVar(&f.enableAdmin, "enable-admin", false, "serve admin endpoints (POST /-/reload); also admin.enabled in the config")
 	if err := fs.Parse(args); err != nil {
@@ -356,6 +357,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
 		EnableAdmin: cfg.Admin.Enabled && st.tsdb != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
 		Config: func() promconfig.Config { return *promCfg.Load() },
+		Flags:  prometheusFlags(cfg), Branch: branch,
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin, Metadata: metricMeta,
@@ -465,6 +467,44 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	<-recorderDone
 	return runErr // deferred closes run next: storage closes last
 }
+
+// prometheusFlags are the settings of cfg that have a Prometheus flag, by
+// that flag's name, for /api/v1/status/flags (the query API adds its own).
+func prometheusFlags(cfg *config.Config) map[string]string {
+	flags := map[string]string{
+		"storage.tsdb.retention.time": dayDuration(cfg.Retention).String(),
+		"web.enable-lifecycle":        strconv.FormatBool(cfg.Admin.Enabled),
+		"web.config.file":             cfg.WebConfigFile,
+	}
+	if cfg.Storage.Backend == config.BackendEmbedded {
+		flags["storage.tsdb.path"] = filepath.Join(cfg.DataDir, "tsdb")
+	}
+	return flags
+}
+
+// dayDuration prints whole days in days ("7d", as README and vigil.yaml
+// write the retention) where model.Duration would print weeks ("1w").
+type dayDuration model.Duration
+
+func (d dayDuration) String() string {
+	const day = 24 * time.Hour
+	if v := time.Duration(d); v > 0 && v%day == 0 {
+		return strconv.FormatInt(int64(v/day), 10) + "d"
+	}
+	return model.Duration(d).String()
+}
+
+// dayDurationFlag is a model.Duration flag whose default `-h` shows in days.
+type dayDurationFlag struct{ d *model.Duration }
+
+func (f dayDurationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return dayDuration(*f.d).String()
+}
+
+func (f dayDurationFlag) Set(s string) error { return f.d.Set(s) }
 
 // defaultAlertmanagerConfig routes every alert to a receiver that sends
 // nothing: alerts and silences still work through the API and the UI.

@@ -63,6 +63,11 @@ const DefaultPortBase = 8100
 // ErrUnknownFault is returned by Run for a fault name Faults does not list.
 var ErrUnknownFault = errors.New("shop: unknown fault")
 
+// ErrListen is returned by Run, before anything starts, when one of the
+// four ports cannot be bound (typically another demo is using it). The
+// error names the service and the port.
+var ErrListen = errors.New("shop: cannot listen")
+
 // The fault switches. Each reproduces a real failure; the comment says what
 // it looks like in the telemetry.
 const (
@@ -157,9 +162,8 @@ type node struct {
 // ends or a service fails, then shuts everything down gracefully, callers
 // before callees (load generator, gateway, catalog and orders, payments), so
 // that in-flight requests complete; each service's shutdown flushes its
-// telemetry. It returns ErrUnknownFault before starting anything for an
-// unknown fault, and a service's serving error (such as a port in use)
-// otherwise.
+// telemetry. It returns ErrUnknownFault or ErrListen (a port in use)
+// before starting anything, and a service's serving error otherwise.
 func Run(ctx context.Context, opts Options) error {
 	faults, err := parseFaults(opts.Faults)
 	if err != nil {
@@ -180,6 +184,18 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	addr := func(i int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)) }
 
+	// Every port is bound before anything starts, so a port in use fails
+	// Run at once with its number instead of after "shop running".
+	lns, err := bindPorts(addr, []string{nameGateway, nameCatalog, nameOrders, namePayments})
+	if err != nil {
+		return err
+	}
+	closeListeners := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
+
 	// Start the services' telemetry, one vigil.Start each.
 	svcs := map[string]*vigil.Service{}
 	shutdownAll := func() {
@@ -197,6 +213,7 @@ func Run(ctx context.Context, opts Options) error {
 			ShutdownGrace:  shutdownGrace,
 		})
 		if err != nil {
+			closeListeners()
 			shutdownAll()
 			return fmt.Errorf("shop: start %s: %w", name, err)
 		}
@@ -205,11 +222,13 @@ func Run(ctx context.Context, opts Options) error {
 
 	pay, err := newPayments(svcs[namePayments], addr(3), faults)
 	if err != nil {
+		closeListeners()
 		shutdownAll()
 		return err
 	}
 	ord, err := newOrders(svcs[nameOrders], addr(2), addr(3), faults)
 	if err != nil {
+		closeListeners()
 		pay.cleanup()
 		shutdownAll()
 		return err
@@ -228,9 +247,13 @@ func Run(ctx context.Context, opts Options) error {
 		// order rather than all at once when ctx ends.
 		runCtx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
 		n.done = make(chan struct{})
+		own := make([]net.Listener, len(n.servers))
+		for i, srv := range n.servers {
+			own[i] = lns[srv.Addr]
+		}
 		go func() {
 			defer close(n.done)
-			n.err = n.svc.Run(runCtx, n.servers...)
+			n.err = n.svc.Serve(runCtx, own, n.servers...)
 			if n.err != nil {
 				n.err = fmt.Errorf("shop: %s: %w", name, n.err)
 				failed <- struct{}{}
@@ -272,12 +295,29 @@ func Run(ctx context.Context, opts Options) error {
 			}
 			if n.err != nil {
 				errs = append(errs, n.err)
-				// Service.Run returns before flushing when it could not
-				// listen; flushing twice is harmless otherwise.
+				// Service.Serve may return before flushing on an error;
+				// flushing twice is harmless otherwise.
 				_ = n.svc.Shutdown(context.WithoutCancel(ctx))
 			}
 		}
 	}
 	logger.Info("shop stopped")
 	return errors.Join(errs...)
+}
+
+// bindPorts listens on addr(i) for each of names, all or none; the error
+// wraps ErrListen and names the service and its port.
+func bindPorts(addr func(int) string, names []string) (map[string]net.Listener, error) {
+	lns := make(map[string]net.Listener, len(names))
+	for i, name := range names {
+		ln, err := net.Listen("tcp", addr(i))
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return nil, fmt.Errorf("%w: %s on %s: %w", ErrListen, name, addr(i), err)
+		}
+		lns[addr(i)] = ln
+	}
+	return lns, nil
 }

@@ -627,3 +627,71 @@ func TestRunRejectsUnknownFault(t *testing.T) {
 		})
 	}
 }
+
+// TestRunRefusesPortInUse: with any one of the four ports taken, Run fails
+// before starting anything: ErrListen naming the service and the port, no
+// "shop running" record, and the other ports released.
+func TestRunRefusesPortInUse(t *testing.T) {
+	for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
+		t.Run(name, func(t *testing.T) {
+			base := freePortBase(t)
+			taken, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
+			if err != nil {
+				t.Fatalf("port %d taken by someone else meanwhile: %v", base+i, err)
+			}
+			defer taken.Close()
+			var logs syncBuffer
+			err = Run(t.Context(), Options{
+				OTLPEndpoint: "127.0.0.1:1", PortBase: base, LogOutput: io.Discard,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			})
+			if !errors.Is(err, ErrListen) || !errors.Is(err, syscall.EADDRINUSE) {
+				t.Fatalf("Run = %v, want ErrListen wrapping EADDRINUSE", err)
+			}
+			if want := name + " on 127.0.0.1:" + strconv.Itoa(base+i); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+			if strings.Contains(logs.String(), "shop running") {
+				t.Errorf("claimed to run:\n%s", logs.String())
+			}
+			for p := base; p < base+4; p++ {
+				if p == base+i {
+					continue
+				}
+				ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+				if err != nil {
+					t.Errorf("port %d left bound: %v", p, err)
+					continue
+				}
+				ln.Close()
+			}
+		})
+	}
+}
+
+// TestLogRecordsNameServiceOnce: every JSON log line of the shop's
+// services, its own and the SDK's (serving, stopped serving), carries the
+// service key exactly once.
+func TestLogRecordsNameServiceOnce(t *testing.T) {
+	r := startShop(t)
+	if code, body := r.get(0, "/products"); code != http.StatusOK {
+		t.Fatalf("GET /products: %d %s", code, body)
+	}
+	r.stop()
+	lines := strings.Split(strings.TrimSpace(r.out.String()), "\n")
+	seen := map[string]bool{}
+	for _, line := range lines {
+		if n := strings.Count(line, `"service":`); n != 1 {
+			t.Errorf("%d service keys in %s", n, line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err == nil {
+			seen[fmt.Sprint(m["msg"])] = true
+		}
+	}
+	for _, msg := range []string{"serving", "stopped serving; flushing telemetry"} {
+		if !seen[msg] {
+			t.Errorf("no %q record among %d lines", msg, len(lines))
+		}
+	}
+}

@@ -72,7 +72,8 @@ func (m *IngestMetrics) Receive(signal string, n int) {
 	m.Received.WithLabelValues(signal).Add(float64(n))
 }
 
-// NewLogger returns vigil's structured JSON logger writing to w.
+// NewLogger returns vigil's structured JSON logger writing to w. Each
+// top-level key appears once per line (see uniqueKeys).
 func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(&uniqueKeys{next: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
 }

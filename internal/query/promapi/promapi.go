@@ -13,17 +13,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/grafana/regexp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/exemplar"
@@ -48,6 +51,38 @@ const (
 	// vigil itself when reporting their global URL on /api/v1/targets.
 	DefaultListenAddress = "0.0.0.0:9090"
 )
+
+// Remote read's limits: Prometheus's flag defaults.
+const (
+	remoteReadSampleLimit      = 50_000_000
+	remoteReadConcurrencyLimit = 10
+	remoteReadMaxBytesInFrame  = 1 << 20
+)
+
+// effectiveFlags is /status/flags: opts.Flags plus what the handler runs
+// with, under Prometheus's flag names. Tools such as Grafana read some of
+// them (query.timeout, query.max-samples); an empty object tells them
+// nothing.
+func effectiveFlags(opts Options, extURL *url.URL) map[string]string {
+	flags := make(map[string]string, len(opts.Flags)+10)
+	maps.Copy(flags, opts.Flags)
+	// What the handler runs with wins over what the caller says.
+	maps.Copy(flags, map[string]string{
+		"query.timeout":                          model.Duration(cmpOr(opts.QueryTimeout, DefaultQueryTimeout)).String(),
+		"query.max-samples":                      strconv.Itoa(cmpOr(opts.MaxSamples, DefaultMaxSamples)),
+		"query.lookback-delta":                   model.Duration(cmpOr(opts.LookbackDelta, DefaultLookbackDelta)).String(),
+		"web.enable-admin-api":                   strconv.FormatBool(opts.EnableAdmin),
+		"web.cors.origin":                        opts.CORSOrigin,
+		"web.external-url":                       extURL.String(),
+		"storage.remote.read-sample-limit":       strconv.Itoa(remoteReadSampleLimit),
+		"storage.remote.read-concurrent-limit":   strconv.Itoa(remoteReadConcurrencyLimit),
+		"storage.remote.read-max-bytes-in-frame": strconv.Itoa(remoteReadMaxBytesInFrame),
+	})
+	if opts.ListenAddress != "" {
+		flags["web.listen-address"] = opts.ListenAddress
+	}
+	return flags
+}
 
 // PathPrefix is where the handler expects to be mounted: it routes requests
 // whose path starts with it, e.g. /api/v1/query.
@@ -103,7 +138,12 @@ type Options struct {
 	// Rules serves /rules and /alerts (a *rules.Manager); nil means vigil
 	// evaluates no rules and both answer empty lists.
 	Rules apiv1.RulesRetriever
-	// Flags is shown by /status/flags; nil shows an empty object.
+	// Flags are shown by /status/flags beside the settings the handler
+	// knows itself (query.timeout, query.max-samples, query.lookback-delta,
+	// web.listen-address, web.enable-admin-api, web.cors.origin and remote
+	// read's limits), under Prometheus's flag names: the caller adds what
+	// it configures (e.g. storage.tsdb.retention.time). Values are strings,
+	// as Prometheus shows them.
 	Flags map[string]string
 	// CORSOrigin is the regular expression (anchored at both ends, as
 	// Prometheus's --web.cors.origin) of the origins the API sends CORS
@@ -179,10 +219,6 @@ func New(opts Options) (h http.Handler, err error) {
 	if cfgFunc == nil {
 		cfgFunc = func() config.Config { return config.DefaultConfig }
 	}
-	flags := opts.Flags
-	if flags == nil {
-		flags = map[string]string{}
-	}
 	listen := opts.ListenAddress
 	if listen == "" {
 		listen = DefaultListenAddress
@@ -191,6 +227,7 @@ func New(opts Options) (h http.Handler, err error) {
 	if err != nil {
 		return nil, err
 	}
+	flags := effectiveFlags(opts, extURL)
 	corsOrigin, err := regexp.Compile("^(?:" + opts.CORSOrigin + ")$")
 	if err != nil {
 		return nil, fmt.Errorf("promapi: CORS origin %q: %w", opts.CORSOrigin, err)
@@ -285,9 +322,9 @@ func New(opts Options) (h http.Handler, err error) {
 		0,
 		logger.With("component", "api"),
 		func(context.Context) apiv1.RulesRetriever { return rulesOf(opts.Rules) },
-		5e7, // Remote read sample limit, concurrency and frame size:
-		10,  // Prometheus's flag defaults.
-		1048576,
+		remoteReadSampleLimit,
+		remoteReadConcurrencyLimit,
+		remoteReadMaxBytesInFrame,
 		false, // Not an agent.
 		corsOrigin,
 		runtimeInfo,

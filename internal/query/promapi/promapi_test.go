@@ -321,7 +321,9 @@ func TestOptionalDependenciesAbsent(t *testing.T) {
 	}{
 		{"/targets", http.StatusOK, `{"status":"success","data":{"activeTargets":[],"droppedTargets":[],"droppedTargetCounts":{}}}`},
 		{"/scrape_pools", http.StatusOK, `{"status":"success","data":{"scrapePools":[]}}`},
-		{"/status/flags", http.StatusOK, `{"status":"success","data":{}}`},
+		// The engine's settings under Prometheus's flag names, even with
+		// no Flags given.
+		{"/status/flags", http.StatusOK, `"query.max-samples":"50000000","query.timeout":"2m"`},
 		{"/status/tsdb", http.StatusInternalServerError, ErrNoTSDB.Error()},
 		// Prometheus itself panics on a nil ExemplarQueryable.
 		{"/query_exemplars?query=vigil_test_requests_total", http.StatusOK, `{"status":"success","data":[]}`},
