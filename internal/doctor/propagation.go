@@ -85,12 +85,20 @@ func (c PropagationCheck) Run(ctx context.Context) ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
+	minSpans := cmp.Or(c.MinSpans, defaultMinSpans)
+	// Clocks minutes apart put children outside the spans read: judge on
+	// one clock, over a range wide enough for the offsets.
+	if clock := serviceClocks(measureOffsets(w, minSpans)); len(clock) > 0 {
+		if w, err = correctedSpanWindow(ctx, c.Spans, w, now(), cmp.Or(c.Grace, defaultSpanGrace), cmp.Or(c.Limit, defaultSpanLimit), clock); err != nil {
+			return nil, err
+		}
+	}
 	a := &propagation{w: w, tol: cmp.Or(c.Tolerance, 5*time.Millisecond).Nanoseconds(), hops: map[hop]*hopEvidence{}}
 	a.index()
 	a.newTraces()
 	a.orphans()
 	a.unansweredCalls()
-	return a.findings(cmp.Or(c.MinSpans, defaultMinSpans), cmp.Or(c.MinRatio, defaultMinRatio)), nil
+	return a.findings(minSpans, cmp.Or(c.MinRatio, defaultMinRatio)), nil
 }
 
 // spanKey identifies a span.
@@ -143,15 +151,20 @@ func readSpanWindow(ctx context.Context, r SpanShapeReader, now time.Time, windo
 				limit, judgeStart.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
 	}
-	w.byID = make(map[spanKey]int, len(spans))
-	w.hasChild = make(map[spanKey]bool, len(spans))
-	for i, s := range spans {
+	w.index()
+	return w, nil
+}
+
+// index builds byID and hasChild from spans.
+func (w *spanWindow) index() {
+	w.byID = make(map[spanKey]int, len(w.spans))
+	w.hasChild = make(map[spanKey]bool, len(w.spans))
+	for i, s := range w.spans {
 		w.byID[spanKey{s.TraceID, s.SpanID}] = i
 		if !s.ParentSpanID.IsEmpty() {
 			w.hasChild[spanKey{s.TraceID, s.ParentSpanID}] = true
 		}
 	}
-	return w, nil
 }
 
 func (w *spanWindow) judged(s *storage.SpanShape) bool {

@@ -88,6 +88,22 @@ func TestPropagationCheck(t *testing.T) {
 			text:     []string{"defer span.End()"},
 		},
 		{scenario: "healthy demo", spans: shopSpans(demo)},
+		// Clocks minutes apart: every trace holds the callee's spans, stamped
+		// minutes away from the calls (span_timing names the offset).
+		{scenario: "catalog's clock runs 3 minutes behind", spans: shopSpans(shopOptions{seed: 22, rps: 10, skew: map[string]time.Duration{"catalog": -3 * time.Minute}})},
+		{scenario: "catalog's clock runs 2 minutes ahead", spans: shopSpans(shopOptions{seed: 23, rps: 10, skew: map[string]time.Duration{"catalog": 2 * time.Minute}})},
+		{scenario: "orders' clock runs 90s behind, payments' 4 minutes ahead", spans: shopSpans(shopOptions{seed: 24, rps: 10, skew: map[string]time.Duration{"orders": -90 * time.Second, "payments": 4 * time.Minute}})},
+		{
+			scenario: "payments' clock runs 4 minutes behind while gateway drops context to catalog",
+			spans:    shopSpans(shopOptions{seed: 25, rps: 10, skew: map[string]time.Duration{"payments": -4 * time.Minute}, dropContext: map[string]bool{"gateway>catalog": true}}),
+			want:     []string{"broken_propagation gateway → catalog"},
+		},
+		{
+			scenario: "catalog's clock runs 3 minutes behind and it samples on its own",
+			spans:    shopSpans(shopOptions{seed: 26, rps: 10, skew: map[string]time.Duration{"catalog": -3 * time.Minute}, calleeDrops: map[string]float64{"gateway>catalog": 0.5}}),
+			want:     []string{"broken_propagation gateway → catalog"},
+			text:     []string{"have no server span of catalog under them", "ParentBased"},
+		},
 		{scenario: "healthy heavy concurrency", spans: shopSpans(shopOptions{seed: 9, rps: 80, slowPayments: true})},
 		{scenario: "healthy periodic load with slow payments", spans: shopSpans(shopOptions{seed: 10, rps: 40, periodic: true, slowPayments: true})},
 		{scenario: "healthy heavy concurrency since a minute ago", spans: shopSpans(shopOptions{seed: 18, rps: 80, slowPayments: true, since: time.Minute})},
