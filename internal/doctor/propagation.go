@@ -216,6 +216,9 @@ type hopEvidence struct {
 	// downstream serves, unanswered those without a child.
 	calls, unanswered int
 	orphans           int
+	// containers counts, per upstream span holding new traces, how many it
+	// holds: whether they track the upstream's spans one-to-one.
+	containers map[int]int
 	// ops counts the upstream operations involved; rpc and named the
 	// downstream span names that look like RPC methods, of those seen.
 	ops        map[string]int
@@ -277,6 +280,29 @@ type propagation struct {
 	// alone, which orphans reports.
 	orphaned map[orphanedIn]bool
 	hops     map[hop]*hopEvidence
+	// groups counts the judged spans of each kind of span, per part of the
+	// judged window: the spans a caller's span could have been.
+	groups map[spanGroup]*[trackBins]int
+}
+
+// spanGroup is one kind of span of one service: the spans that run the
+// same code.
+type spanGroup struct {
+	service, name string
+	kind          ptrace.SpanKind
+}
+
+func groupOf(s *storage.SpanShape) spanGroup { return spanGroup{s.Service, s.Name, s.Kind} }
+
+// trackBins is how many parts of the judged window call counts are
+// compared in: a caller's spans track the callee's roots over time when
+// they do in each part, not just on the whole.
+const trackBins = 5
+
+// bin returns the part of the judged window t falls in.
+func (a *propagation) bin(t int64) int {
+	n := (t - a.w.judgeStart) * trackBins / max(1, a.w.judgeEnd-a.w.judgeStart)
+	return int(max(0, min(trackBins-1, n)))
 }
 
 type orphanedIn struct {
@@ -317,6 +343,7 @@ func (a *propagation) index() {
 	}
 	a.serverSpans, a.localSpans = map[string]int{}, map[string]int{}
 	a.peers = map[string]string{}
+	a.groups = map[spanGroup]*[trackBins]int{}
 	m := int64(0)
 	for i := range spans {
 		s := &spans[i]
@@ -335,6 +362,12 @@ func (a *propagation) index() {
 		if !a.w.judged(s) {
 			continue
 		}
+		g := a.groups[groupOf(s)]
+		if g == nil {
+			g = new([trackBins]int)
+			a.groups[groupOf(s)] = g
+		}
+		g[a.bin(s.Start)]++
 		if server {
 			a.serverSpans[s.Service]++
 		} else {
@@ -347,7 +380,7 @@ func (a *propagation) hop(from, to string) *hopEvidence {
 	h := hop{from, to}
 	e := a.hops[h]
 	if e == nil {
-		e = &hopEvidence{ops: map[string]int{}}
+		e = &hopEvidence{ops: map[string]int{}, containers: map[int]int{}}
 		a.hops[h] = e
 	}
 	return e
@@ -442,6 +475,7 @@ func (a *propagation) newTraces() {
 			up := &spans[c]
 			e := a.hop(up.Service, r.Service)
 			e.newTraces++
+			e.containers[c]++
 			e.ops[a.operation(c)]++
 			e.name(r.Name)
 			if up.Kind == ptrace.SpanKindClient && !a.w.hasChild[spanKey{up.TraceID, up.SpanID}] {
@@ -588,6 +622,82 @@ func (a *propagation) usualParents(orphans []int) map[opKey]string {
 	return out
 }
 
+// minTracked is the share of a caller's spans that must each hold a root
+// of the callee for the roots to track the caller one-to-one: a call made
+// on every request is missed only where it fails before the callee starts.
+// The share is taken at the lower end of its 95% confidence interval, so
+// that a few dozen spans nested by a shared schedule do not pass by luck;
+// in each fifth of the window with traffic it must be at least
+// minTrackedPart, so that calls which stopped halfway do not pass either.
+const (
+	minTracked     = 0.8
+	minTrackedPart = 0.6
+)
+
+// minPossible is the smallest share of the downstream's server spans that
+// nest in the upstream's, beyond chance, for an uncorroborated possibility
+// to be worth an info finding: below it, services that clients call side
+// by side nest in each other's spans now and then.
+const minPossible = 0.5
+
+// wilsonLower is the lower bound of the 95% Wilson score interval of k
+// successes in n trials.
+func wilsonLower(k, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	const z = 1.96
+	p, fn := float64(k)/float64(n), float64(n)
+	return (p + z*z/(2*fn) - z*math.Sqrt(p*(1-p)/fn+z*z/(4*fn*fn))) / (1 + z*z/fn)
+}
+
+// tracking returns the share of the upstream's spans, of the kinds that
+// hold most of the downstream's new traces, that hold one, and whether it
+// is high in each part of the judged window with traffic. Calls track
+// their caller's spans one-to-one over time; a client calling both
+// services at once (a browser, a BFF, a batch job) makes the callee's
+// roots land inside the other's spans only when the timing happens to
+// fit, so only some of them hold one.
+func (a *propagation) tracking(e *hopEvidence, minSpans int) (float64, bool) {
+	held := map[spanGroup]*[trackBins]int{}
+	byGroup := map[spanGroup]int{}
+	for c := range e.containers {
+		s := &a.w.spans[c]
+		if !a.w.judged(s) {
+			continue
+		}
+		g := groupOf(s)
+		if held[g] == nil {
+			held[g] = new([trackBins]int)
+		}
+		held[g][a.bin(s.Start)]++
+		byGroup[g]++
+	}
+	var h, n [trackBins]int
+	for g, k := range byGroup {
+		// Kinds of span holding a few by chance do not count.
+		if k < max(minSpans, e.newTraces/10) {
+			continue
+		}
+		for b := range trackBins {
+			h[b] += held[g][b]
+			n[b] += a.groups[g][b]
+		}
+	}
+	var hs, ns int
+	ok := true
+	for b := range trackBins {
+		hs, ns = hs+h[b], ns+n[b]
+		if n[b] >= minSpans && float64(h[b]) < minTrackedPart*float64(n[b]) {
+			ok = false
+		}
+	}
+	if ns == 0 {
+		return 0, false
+	}
+	return float64(hs) / float64(ns), ok && wilsonLower(hs, ns) >= minTracked
+}
+
 func (a *propagation) findings(minSpans int, minRatio float64) []Finding {
 	var out []Finding
 	for _, h := range slices.SortedFunc(maps.Keys(a.hops), func(x, y hop) int {
@@ -616,6 +726,18 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	if !newOK && !callsOK && !orphansOK {
 		return Finding{}, false
 	}
+	// Nesting in time alone is what one client calling both services at
+	// once looks like too: a warning needs a client span of the upstream
+	// to the downstream's address, or the new traces tracking the
+	// upstream's spans one-to-one.
+	tracked, tracks := 0.0, false
+	if newOK {
+		tracked, tracks = a.tracking(e, minSpans)
+	}
+	possible := newOK && !callsOK && !orphansOK && e.calls == 0 && !tracks
+	if possible && excess/float64(down) < minPossible {
+		return Finding{}, false
+	}
 	values := map[string]float64{"downstream_spans": float64(down)}
 	var seen []string
 	ratio := 0.0
@@ -633,8 +755,12 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 		values["new_traces"] = float64(e.newTraces)
 		values["expected_by_chance"] = e.chance
 		values["new_traces_in_client_spans"] = float64(e.viaClient)
+		values["tracked_share"] = tracked
 		seen = append(seen, fmt.Sprintf("%d of %s's %d server spans (%.0f%%) started new traces while nested in %s's spans (%.1f expected by chance)%s",
 			e.newTraces, h.to, down, 100*float64(e.newTraces)/float64(down), h.from, e.chance, from()))
+		if possible {
+			seen = append(seen, fmt.Sprintf("nothing else links them: no client span of %s goes to %s's address, and only %.0f%% of the %s spans of the kinds they nest in hold one", h.from, h.to, 100*tracked, h.from))
+		}
 		samples = mergeSamples(samples, e.newSamples...)
 	}
 	if callsOK {
@@ -673,16 +799,33 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	// instrumented, the context does not get through.
 	uninjected := (newOK || callsOK) && e.viaClient >= minSpans && (2*e.viaClient >= e.newTraces || 2*e.viaClient >= e.unanswered)
 	cause, fix := propagationAdvice(h, e, op, uninjected, newOK, callsOK)
+	// Not critical: traces are cut or incomplete, but the spans that
+	// arrive still feed metrics and alerts.
+	sev := Warning
+	if possible {
+		sev = Info
+		cause, fix = coOccurrenceAdvice(h, op)
+	}
 	return Finding{
-		Code: "broken_propagation",
-		// Not critical: traces are cut or incomplete, but the spans that
-		// arrive still feed metrics and alerts.
-		Severity: Warning,
+		Code:     "broken_propagation",
+		Severity: sev,
 		Subject:  h.subject(),
 		Evidence: Evidence{Summary: strings.Join(seen, "; "), Values: values, Window: a.w.window(), Samples: samples},
 		Cause:    cause,
 		Fix:      fix,
 	}, true
+}
+
+// coOccurrenceAdvice says what nesting in time alone may mean, and what
+// would settle it.
+func coOccurrenceAdvice(h hop, op string) (cause, fix string) {
+	where := h.from + "'s code"
+	if op != "" {
+		where = "the code behind " + h.from + "'s " + op
+	}
+	cause = fmt.Sprintf("possibly %s calls %s without trace context; but the new traces only nest in time inside %s's spans, which is also what one client (a browser, a BFF, a batch job) calling both services at once looks like", h.from, h.to, h.from)
+	fix = fmt.Sprintf("settle it in %s: if it calls %s, call it with the instrumented client (the vigil SDK's svc.HTTPClient(), or otelhttp.NewTransport; for gRPC, the otelgrpc stats handler) and the request's context: its client spans then name %s's address, and the doctor either finds the context lost (a warning) or nothing; if it does not, %s's callers are outside your traces and nothing is broken", where, h.to, h.to, h.to)
+	return cause, fix
 }
 
 // propagationAdvice says why context is lost on the hop and what to change,

@@ -107,6 +107,9 @@ func (g *spanGen) traceID() pcommon.TraceID {
 	g.next++
 	var id pcommon.TraceID
 	binary.BigEndian.PutUint64(id[8:], g.next)
+	// Generators with other seeds add to the same fixture: their ids must
+	// not collide.
+	binary.BigEndian.PutUint64(id[:8], uint64(g.o.seed))
 	id[0] = 0xa1
 	return id
 }
@@ -114,7 +117,7 @@ func (g *spanGen) traceID() pcommon.TraceID {
 func (g *spanGen) spanID() pcommon.SpanID {
 	g.next++
 	var id pcommon.SpanID
-	binary.BigEndian.PutUint64(id[:], g.next)
+	binary.BigEndian.PutUint64(id[:], g.next|uint64(g.o.seed)<<48)
 	return id
 }
 
