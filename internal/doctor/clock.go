@@ -176,7 +176,7 @@ func correctedSpanWindow(ctx context.Context, r SpanShapeReader, w *spanWindow, 
 		}
 	}
 	slices.SortStableFunc(spans, func(a, b storage.SpanShape) int { return cmp.Compare(a.Start, b.Start) })
-	cw := &spanWindow{spans: spans, judgeStart: w.judgeStart, judgeEnd: w.judgeEnd}
+	cw := &spanWindow{spans: spans, judgeStart: w.judgeStart, judgeEnd: w.judgeEnd, readStart: w.readStart}
 	if cut {
 		// The latest spans read are those of the clock furthest ahead:
 		// judge only what every clock had time to send around.

@@ -112,6 +112,8 @@ type spanKey struct {
 type spanWindow struct {
 	spans                []storage.SpanShape // by start
 	judgeStart, judgeEnd int64               // Unix ns
+	// readStart is where the spans read begin, on the judging clock.
+	readStart int64
 	byID                 map[spanKey]int
 	// hasChild holds the spans some read span names as parent.
 	hasChild map[spanKey]bool
@@ -141,7 +143,7 @@ func readSpanWindow(ctx context.Context, r SpanShapeReader, now time.Time, windo
 	if !slices.IsSortedFunc(spans, less) {
 		slices.SortStableFunc(spans, less)
 	}
-	w := &spanWindow{spans: spans, judgeStart: judgeStart.UnixNano(), judgeEnd: judgeEnd.UnixNano()}
+	w := &spanWindow{spans: spans, judgeStart: judgeStart.UnixNano(), judgeEnd: judgeEnd.UnixNano(), readStart: judgeStart.Add(-spanLookback).UnixNano()}
 	if len(spans) == limit {
 		// The latest spans were cut: judge only those whose children and
 		// callers had time to be read.
@@ -283,6 +285,18 @@ type propagation struct {
 	// groups counts the judged spans of each kind of span, per part of the
 	// judged window: the spans a caller's span could have been.
 	groups map[spanGroup]*[trackBins]int
+	// lastStart is, per service, the latest start of its spans read: a
+	// service that exports in batches minutes apart has sent nothing
+	// after it yet, so calls to it after then cannot be judged.
+	lastStart map[string]int64
+	// horizon is the first span read when the data begins after the start
+	// of the range read (retention cut the older spans, or vigil started
+	// then): parents before it are gone, not lost.
+	horizon int64
+	// dropping holds the services whose spans go missing one by one
+	// (their export queue drops spans): orphans of their own and, in the
+	// same traces, orphans of their callees.
+	dropping map[string]bool
 }
 
 // spanGroup is one kind of span of one service: the spans that run the
@@ -315,6 +329,10 @@ type orphanedIn struct {
 // the search short.
 const maxContainer = time.Minute
 
+// horizonGap is how long after the start of the range read the first span
+// may start before the data is taken to begin there.
+const horizonGap = 10 * time.Second
+
 // maxWalk bounds the spans one container search looks at.
 const maxWalk = 4096
 
@@ -344,6 +362,10 @@ func (a *propagation) index() {
 	a.serverSpans, a.localSpans = map[string]int{}, map[string]int{}
 	a.peers = map[string]string{}
 	a.groups = map[spanGroup]*[trackBins]int{}
+	a.lastStart = map[string]int64{}
+	if len(spans) > 0 && spans[0].Start > a.w.readStart+horizonGap.Nanoseconds() {
+		a.horizon = spans[0].Start
+	}
 	m := int64(0)
 	for i := range spans {
 		s := &spans[i]
@@ -351,6 +373,7 @@ func (a *propagation) index() {
 			m = max(m, s.End)
 		}
 		a.maxEnd[i] = m
+		a.lastStart[s.Service] = max(a.lastStart[s.Service], s.Start)
 		server := s.Kind == ptrace.SpanKindServer || s.Kind == ptrace.SpanKindConsumer
 		if server && s.Peer != "" {
 			if svc, ok := a.peers[s.Peer]; !ok {
@@ -514,7 +537,9 @@ func (a *propagation) unansweredCalls() {
 			continue
 		}
 		to := a.peers[c.Peer]
-		if to == "" || to == c.Service {
+		if to == "" || to == c.Service || c.Start > a.lastStart[to] {
+			// Nothing of to after the call arrived yet: its spans come
+			// in late batches, and the answer may be among them.
 			continue
 		}
 		e := a.hop(c.Service, to)
@@ -556,6 +581,10 @@ func (a *propagation) orphans() {
 	for _, i := range orphans {
 		o := &spans[i]
 		if spans[traces[o.TraceID][0]].Start < a.w.judgeStart {
+			continue
+		}
+		if a.horizon != 0 && o.Start < a.horizon+maxContainer.Nanoseconds() {
+			// Its parent may have started before the oldest span kept.
 			continue
 		}
 		a.orphaned[orphanedIn{o.TraceID, o.Service}] = true
@@ -699,6 +728,16 @@ func (a *propagation) tracking(e *hopEvidence, minSpans int) (float64, bool) {
 }
 
 func (a *propagation) findings(minSpans int, minRatio float64) []Finding {
+	// A service whose own spans lose their parents while, in the same
+	// traces, its callees' spans lose theirs inside its spans drops spans
+	// one by one: neither a sampler (whole traces) nor a span never ended
+	// (one operation, whose callees' parents, its client spans, arrive).
+	a.dropping = map[string]bool{}
+	for h, e := range a.hops {
+		if self := a.hops[hop{h.from, h.from}]; h.from != "" && h.from != h.to && e.orphans >= minSpans && self != nil && self.orphans >= minSpans {
+			a.dropping[h.from] = true
+		}
+	}
 	var out []Finding
 	for _, h := range slices.SortedFunc(maps.Keys(a.hops), func(x, y hop) int {
 		return cmp.Or(cmp.Compare(x.to, y.to), cmp.Compare(x.from, y.from))
@@ -799,6 +838,9 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	// instrumented, the context does not get through.
 	uninjected := (newOK || callsOK) && e.viaClient >= minSpans && (2*e.viaClient >= e.newTraces || 2*e.viaClient >= e.unanswered)
 	cause, fix := propagationAdvice(h, e, op, uninjected, newOK, callsOK)
+	if !newOK && !callsOK && h.from != "" && a.dropping[h.from] {
+		cause, fix = queueDropAdvice(h)
+	}
 	// Not critical: traces are cut or incomplete, but the spans that
 	// arrive still feed metrics and alerts.
 	sev := Warning
@@ -814,6 +856,13 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 		Cause:    cause,
 		Fix:      fix,
 	}, true
+}
+
+// queueDropAdvice names an exporter that drops spans one by one.
+func queueDropAdvice(h hop) (cause, fix string) {
+	cause = fmt.Sprintf("%s's spans go missing one by one, not whole traces and not one operation's: its exporter drops spans (the batch span processor's queue fills up and drops what does not fit), so spans of %s and of its callees name parents that never arrive", h.from, h.from)
+	fix = fmt.Sprintf("in %s, give the batch span processor room: a larger queue (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default) and batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), or a shorter delay between exports (OTEL_BSP_SCHEDULE_DELAY); its SDK logs the spans it drops; check vigil_rejected_total{signal=\"traces\"} for spans vigil refused", h.from)
+	return cause, fix
 }
 
 // coOccurrenceAdvice says what nesting in time alone may mean, and what

@@ -152,3 +152,112 @@ func withQueueConsumers(spans []storage.SpanShape) []storage.SpanShape {
 		}
 	})
 }
+
+// Faults that look like lost spans, each named for what it is: a clock
+// off (span_timing), a callee sampling on its own, an exporter dropping
+// spans; and data not lost at all: spans older than what the store keeps,
+// spans that arrive in batches minutes late.
+func TestFaultsThatLookLikeLostSpans(t *testing.T) {
+	tests := []struct {
+		scenario string
+		spans    []storage.SpanShape
+		want     []string
+		// text is, per subject, what its finding's summary, cause or fix
+		// says.
+		text map[string][]string
+	}{
+		{
+			scenario: "catalog's clock runs 4 minutes behind",
+			spans:    shopSpans(shopOptions{seed: 50, rps: 10, skew: map[string]time.Duration{"catalog": -4 * time.Minute}}),
+			want:     []string{"span_timing gateway → catalog"},
+			text:     map[string][]string{"gateway → catalog": {"clock is about 4m0s behind", "NTP"}},
+		},
+		{
+			scenario: "catalog samples on its own",
+			spans:    shopSpans(shopOptions{seed: 51, rps: 10, calleeDrops: map[string]float64{"gateway>catalog": 0.3}}),
+			want:     []string{"broken_propagation gateway → catalog"},
+			text:     map[string][]string{"gateway → catalog": {"sampler drops traces gateway keeps", "ParentBased"}},
+		},
+		{
+			scenario: "orders' export queue drops spans",
+			spans:    shopSpans(shopOptions{seed: 52, rps: 10, queueDrops: map[string]float64{"orders": 0.3}}),
+			want:     []string{"broken_propagation orders", "broken_propagation orders → payments"},
+			text: map[string][]string{
+				"orders":            {"its exporter drops spans", "OTEL_BSP_MAX_QUEUE_SIZE"},
+				"orders → payments": {"its exporter drops spans", "OTEL_BSP_MAX_QUEUE_SIZE"},
+			},
+		},
+		{
+			scenario: "a handler span never ended is not an export queue",
+			spans:    shopSpans(shopOptions{seed: 53, rps: 10, unended: map[string]float64{"orders": 0.3}}),
+			want:     []string{"broken_propagation orders"},
+			text:     map[string][]string{"orders": {"never ended", "defer span.End()"}},
+		},
+		{
+			scenario: "retention cut the oldest spans, long jobs among them",
+			spans:    keepFrom(withJobs(shopSpans(shopOptions{seed: 54, rps: 10})), testNow.Add(-5*time.Minute-29*time.Second)),
+		},
+		{
+			scenario: "catalog's spans arrive in batches two minutes late",
+			spans:    shopSpans(shopOptions{seed: 55, rps: 10, late: map[string]time.Duration{"catalog": 2 * time.Minute}}),
+		},
+		{
+			scenario: "payments' spans arrive late and it samples on its own",
+			spans:    shopSpans(shopOptions{seed: 56, rps: 10, late: map[string]time.Duration{"payments": 90 * time.Second}, calleeDrops: map[string]float64{"orders>payments": 0.5}}),
+			want:     []string{"broken_propagation orders → payments"},
+			text:     map[string][]string{"orders → payments": {"sampler drops traces orders keeps"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.scenario, func(t *testing.T) {
+			now := func() time.Time { return testNow }
+			src := &fakeDiagnosis{spans: tt.spans}
+			d, err := New(Options{Checks: []Check{PropagationCheck{Spans: src, Now: now}, TimingCheck{Spans: src, Now: now}}, Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep := d.Check(t.Context())
+			if len(rep.Errors) > 0 {
+				t.Fatalf("errors: %v", rep.Errors)
+			}
+			expectFindings(t, rep.Findings, tt.want...)
+			for _, f := range rep.Findings {
+				t.Logf("%s %s: %s\n  cause %s\n  fix %s", f.Code, f.Subject, f.Evidence.Summary, f.Cause, f.Fix)
+				checkTraceFinding(t, f)
+				all := f.Evidence.Summary + " " + f.Cause + " " + f.Fix
+				for _, want := range tt.text[f.Subject] {
+					if !strings.Contains(all, want) {
+						t.Errorf("%s %s lacks %q:\n%s", f.Code, f.Subject, want, all)
+					}
+				}
+			}
+		})
+	}
+}
+
+// withJobs adds a worker whose jobs run 40s each, one after another, each
+// calling catalog every two seconds.
+func withJobs(spans []storage.SpanShape) []storage.SpanShape {
+	g := newSpanGen(shopOptions{seed: 64})
+	for t := testNow.Add(-7 * time.Minute); t.Before(testNow); t = t.Add(45 * time.Second) {
+		g.serve(ctx{trace: g.traceID(), emit: true}, "worker", "export", ptrace.SpanKindConsumer, t, func(c ctx, t time.Time) time.Time {
+			for range 20 {
+				t = g.call(c, "worker", "catalog", "GET", "GET /products", t, g.work(time.Millisecond, 3*time.Millisecond)).Add(2 * time.Second)
+			}
+			return t
+		})
+	}
+	return append(spans, g.spans...)
+}
+
+// keepFrom drops the spans that started before t, as a store's retention
+// does.
+func keepFrom(spans []storage.SpanShape, t time.Time) []storage.SpanShape {
+	var out []storage.SpanShape
+	for _, s := range spans {
+		if s.Start >= t.UnixNano() {
+			out = append(out, s)
+		}
+	}
+	return out
+}
