@@ -114,7 +114,7 @@ type spanWindow struct {
 	judgeStart, judgeEnd int64               // Unix ns
 	// readStart is where the spans read begin, on the judging clock.
 	readStart int64
-	byID                 map[spanKey]int
+	byID      map[spanKey]int
 	// hasChild holds the spans some read span names as parent.
 	hasChild map[spanKey]bool
 }
