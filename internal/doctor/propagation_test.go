@@ -141,6 +141,11 @@ func TestPropagationCheck(t *testing.T) {
 			expectFindings(t, got, tt.want...)
 			for _, f := range got {
 				checkTraceFinding(t, f)
+				// Each of these faults leaves more than time nesting behind:
+				// a client span, or new traces that track every call.
+				if f.Severity != Warning {
+					t.Errorf("%s: severity %s, want warning", f.Subject, f.Severity)
+				}
 				t.Logf("%s: %s\n  values %v\n  cause %s\n  fix %s", f.Subject, f.Evidence.Summary, f.Evidence.Values, f.Cause, f.Fix)
 			}
 			if len(got) > 0 {
