@@ -218,6 +218,9 @@ type hopEvidence struct {
 	// downstream serves, unanswered those without a child.
 	calls, unanswered int
 	orphans           int
+	// between counts, per other service with spans in an orphan's trace,
+	// the orphans it may be the lost caller of.
+	between map[string]int
 	// containers counts, per upstream span holding new traces, how many it
 	// holds: whether they track the upstream's spans one-to-one.
 	containers map[int]int
@@ -403,7 +406,7 @@ func (a *propagation) hop(from, to string) *hopEvidence {
 	h := hop{from, to}
 	e := a.hops[h]
 	if e == nil {
-		e = &hopEvidence{ops: map[string]int{}, containers: map[int]int{}}
+		e = &hopEvidence{ops: map[string]int{}, containers: map[int]int{}, between: map[string]int{}}
 		a.hops[h] = e
 	}
 	return e
@@ -618,6 +621,15 @@ func (a *propagation) orphans() {
 		}
 		e.name(o.Name)
 		e.orphanSamples = addSamples(e.orphanSamples, o.TraceID)
+		// The services between: one that dropped both its spans around
+		// the call leaves the orphan inside its own caller's span.
+		seen := map[string]bool{from: true, o.Service: true}
+		for _, j := range traces[o.TraceID] {
+			if svc := spans[j].Service; !seen[svc] {
+				seen[svc] = true
+				e.between[svc]++
+			}
+		}
 	}
 }
 
@@ -838,8 +850,8 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	// instrumented, the context does not get through.
 	uninjected := (newOK || callsOK) && e.viaClient >= minSpans && (2*e.viaClient >= e.newTraces || 2*e.viaClient >= e.unanswered)
 	cause, fix := propagationAdvice(h, e, op, uninjected, newOK, callsOK)
-	if !newOK && !callsOK && h.from != "" && a.dropping[h.from] {
-		cause, fix = queueDropAdvice(h)
+	if dropper := a.dropper(h, e); !newOK && !callsOK && dropper != "" {
+		cause, fix = queueDropAdvice(dropper)
 	}
 	// Not critical: traces are cut or incomplete, but the spans that
 	// arrive still feed metrics and alerts.
@@ -858,8 +870,25 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	}, true
 }
 
+// dropper names the service whose export queue explains the hop's
+// orphans: the upstream, or a service between with spans in the same
+// traces, most often; "" when none drops spans.
+func (a *propagation) dropper(h hop, e *hopEvidence) string {
+	if h.from != "" && a.dropping[h.from] {
+		return h.from
+	}
+	best, n := "", 0
+	for _, svc := range slices.Sorted(maps.Keys(e.between)) {
+		if a.dropping[svc] && e.between[svc] > n {
+			best, n = svc, e.between[svc]
+		}
+	}
+	return best
+}
+
 // queueDropAdvice names an exporter that drops spans one by one.
-func queueDropAdvice(h hop) (cause, fix string) {
+func queueDropAdvice(svc string) (cause, fix string) {
+	h := hop{from: svc}
 	cause = fmt.Sprintf("%s's spans go missing one by one, not whole traces and not one operation's: its exporter drops spans (the batch span processor's queue fills up and drops what does not fit), so spans of %s and of its callees name parents that never arrive", h.from, h.from)
 	fix = fmt.Sprintf("in %s, give the batch span processor room: a larger queue (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default) and batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), or a shorter delay between exports (OTEL_BSP_SCHEDULE_DELAY); its SDK logs the spans it drops; check vigil_rejected_total{signal=\"traces\"} for spans vigil refused", h.from)
 	return cause, fix

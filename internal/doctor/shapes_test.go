@@ -188,6 +188,18 @@ func TestFaultsThatLookLikeLostSpans(t *testing.T) {
 			},
 		},
 		{
+			// Where orders dropped both its spans around a charge, the
+			// orphan lies in gateway's span: still orders' queue.
+			scenario: "orders' export queue drops spans, some charges inside gateway's spans only",
+			spans:    shopSpans(shopOptions{seed: 103, rps: 10, queueDrops: map[string]float64{"orders": 0.3}}),
+			want:     []string{"broken_propagation orders", "broken_propagation orders → payments", "broken_propagation gateway → payments"},
+			text: map[string][]string{
+				"orders":             {"its exporter drops spans"},
+				"orders → payments":  {"its exporter drops spans"},
+				"gateway → payments": {"orders's spans go missing one by one", "OTEL_BSP_MAX_QUEUE_SIZE"},
+			},
+		},
+		{
 			scenario: "a handler span never ended is not an export queue",
 			spans:    shopSpans(shopOptions{seed: 53, rps: 10, unended: map[string]float64{"orders": 0.3}}),
 			want:     []string{"broken_propagation orders"},
