@@ -285,9 +285,9 @@ type propagation struct {
 	// alone, which orphans reports.
 	orphaned map[orphanedIn]bool
 	hops     map[hop]*hopEvidence
-	// groups counts the judged spans of each kind of span, per part of the
-	// judged window: the spans a caller's span could have been.
-	groups map[spanGroup]*[trackBins]int
+	// groups holds the starts of the judged spans of each kind of span, in
+	// order: the spans a caller's span could have been.
+	groups map[spanGroup][]int64
 	// lastStart is, per service, the latest start of its spans read: a
 	// service that exports in batches minutes apart has sent nothing
 	// after it yet, so calls to it after then cannot be judged.
@@ -310,17 +310,6 @@ type spanGroup struct {
 }
 
 func groupOf(s *storage.SpanShape) spanGroup { return spanGroup{s.Service, s.Name, s.Kind} }
-
-// trackBins is how many parts of the judged window call counts are
-// compared in: a caller's spans track the callee's roots over time when
-// they do in each part, not just on the whole.
-const trackBins = 5
-
-// bin returns the part of the judged window t falls in.
-func (a *propagation) bin(t int64) int {
-	n := (t - a.w.judgeStart) * trackBins / max(1, a.w.judgeEnd-a.w.judgeStart)
-	return int(max(0, min(trackBins-1, n)))
-}
 
 type orphanedIn struct {
 	trace   pcommon.TraceID
@@ -364,7 +353,7 @@ func (a *propagation) index() {
 	}
 	a.serverSpans, a.localSpans = map[string]int{}, map[string]int{}
 	a.peers = map[string]string{}
-	a.groups = map[spanGroup]*[trackBins]int{}
+	a.groups = map[spanGroup][]int64{}
 	a.lastStart = map[string]int64{}
 	if len(spans) > 0 && spans[0].Start > a.w.readStart+horizonGap.Nanoseconds() {
 		a.horizon = spans[0].Start
@@ -388,12 +377,7 @@ func (a *propagation) index() {
 		if !a.w.judged(s) {
 			continue
 		}
-		g := a.groups[groupOf(s)]
-		if g == nil {
-			g = new([trackBins]int)
-			a.groups[groupOf(s)] = g
-		}
-		g[a.bin(s.Start)]++
+		a.groups[groupOf(s)] = append(a.groups[groupOf(s)], s.Start)
 		if server {
 			a.serverSpans[s.Service]++
 		} else {
@@ -667,13 +651,11 @@ func (a *propagation) usualParents(orphans []int) map[opKey]string {
 // of the callee for the roots to track the caller one-to-one: a call made
 // on every request is missed only where it fails before the callee starts.
 // The share is taken at the lower end of its 95% confidence interval, so
-// that a few dozen spans nested by a shared schedule do not pass by luck;
-// in each fifth of the window with traffic it must be at least
-// minTrackedPart, so that calls which stopped halfway do not pass either.
-const (
-	minTracked     = 0.8
-	minTrackedPart = 0.6
-)
+// that a few dozen spans nested by a shared schedule do not pass by luck,
+// and over the caller's spans since the first that holds one, so that a
+// call that lost its context in a deployment a minute ago is judged on the
+// minute since.
+const minTracked = 0.8
 
 // minPossible is the smallest share of the downstream's server spans that
 // nest in the upstream's, beyond chance, for an uncorroborated possibility
@@ -693,50 +675,39 @@ func wilsonLower(k, n int) float64 {
 }
 
 // tracking returns the share of the upstream's spans, of the kinds that
-// hold most of the downstream's new traces, that hold one, and whether it
-// is high in each part of the judged window with traffic. Calls track
-// their caller's spans one-to-one over time; a client calling both
-// services at once (a browser, a BFF, a batch job) makes the callee's
-// roots land inside the other's spans only when the timing happens to
-// fit, so only some of them hold one.
+// hold most of the downstream's new traces, that hold one since the first
+// did, and whether it is high enough. Calls track their caller's spans one
+// to one; a client calling both services at once (a browser, a BFF, a
+// batch job) makes the callee's roots land inside the other's spans only
+// when the timing happens to fit, so only some of them hold one.
 func (a *propagation) tracking(e *hopEvidence, minSpans int) (float64, bool) {
-	held := map[spanGroup]*[trackBins]int{}
-	byGroup := map[spanGroup]int{}
+	held := map[spanGroup]int{}
+	onset := map[spanGroup]int64{}
 	for c := range e.containers {
 		s := &a.w.spans[c]
 		if !a.w.judged(s) {
 			continue
 		}
 		g := groupOf(s)
-		if held[g] == nil {
-			held[g] = new([trackBins]int)
+		if held[g] == 0 || s.Start < onset[g] {
+			onset[g] = s.Start
 		}
-		held[g][a.bin(s.Start)]++
-		byGroup[g]++
+		held[g]++
 	}
-	var h, n [trackBins]int
-	for g, k := range byGroup {
+	var h, n int
+	for g, k := range held {
 		// Kinds of span holding a few by chance do not count.
 		if k < max(minSpans, e.newTraces/10) {
 			continue
 		}
-		for b := range trackBins {
-			h[b] += held[g][b]
-			n[b] += a.groups[g][b]
-		}
+		starts := a.groups[g]
+		i, _ := slices.BinarySearch(starts, onset[g])
+		h, n = h+k, n+len(starts)-i
 	}
-	var hs, ns int
-	ok := true
-	for b := range trackBins {
-		hs, ns = hs+h[b], ns+n[b]
-		if n[b] >= minSpans && float64(h[b]) < minTrackedPart*float64(n[b]) {
-			ok = false
-		}
-	}
-	if ns == 0 {
+	if n == 0 {
 		return 0, false
 	}
-	return float64(hs) / float64(ns), ok && wilsonLower(hs, ns) >= minTracked
+	return float64(h) / float64(n), wilsonLower(h, n) >= minTracked
 }
 
 func (a *propagation) findings(minSpans int, minRatio float64) []Finding {

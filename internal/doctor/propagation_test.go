@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"testing"
@@ -114,6 +115,18 @@ func TestPropagationCheck(t *testing.T) {
 			want:     []string{"broken_propagation gateway → catalog"},
 		},
 		{
+			scenario: "drop-context deployed two minutes ago",
+			spans:    deployedAt(shopOptions{seed: 27, rps: 10}, testNow.Add(-2*time.Minute), func(o *shopOptions) { o.dropContext = map[string]bool{"gateway>catalog": true} }),
+			want:     []string{"broken_propagation gateway → catalog"},
+		},
+		{
+			// Before, nothing showed the call: no client span, no root of
+			// catalog in gateway's spans.
+			scenario: "catalog traced since two minutes ago, gateway's client never was",
+			spans:    notBefore(shopSpans(shopOptions{seed: 28, rps: 10, dropContext: map[string]bool{"gateway>catalog": true}}), "catalog", testNow.Add(-2*time.Minute)),
+			want:     []string{"broken_propagation gateway → catalog"},
+		},
+		{
 			scenario: "drop-context at one request every five seconds",
 			spans:    shopSpans(shopOptions{seed: 20, rps: 0.2, dropContext: map[string]bool{"gateway>catalog": true}}),
 			want:     []string{"broken_propagation gateway → catalog"},
@@ -210,6 +223,22 @@ func TestPropagationLimitTooSmall(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "raise the check's span limit") {
 		t.Fatalf("err %v, want the limit named", err)
 	}
+}
+
+// deployedAt simulates the shop with o until at, and with fault applied to
+// o from then on, as a deployment that brings a fault does.
+func deployedAt(o shopOptions, at time.Time, fault func(*shopOptions)) []storage.SpanShape {
+	g := newSpanGen(o)
+	g.run(testNow.Add(-cmp.Or(o.since, 7*time.Minute)), at)
+	fault(&g.o)
+	g.run(at, testNow)
+	return g.spans
+}
+
+// notBefore drops svc's spans that started before t, as if it exported
+// nothing until then.
+func notBefore(spans []storage.SpanShape, svc string, t time.Time) []storage.SpanShape {
+	return slices.DeleteFunc(spans, func(s storage.SpanShape) bool { return s.Service == svc && s.Start < t.UnixNano() })
 }
 
 // withConsumers adds a shipping service that consumes orders' messages
