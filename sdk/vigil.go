@@ -70,6 +70,10 @@ type Config struct {
 	// Sampler decides which new traces are recorded. Nil means
 	// OTEL_TRACES_SAMPLER when set, else parent-based always-on.
 	Sampler sdktrace.Sampler
+	// WrapSpanExporter, when set, wraps the OTLP span exporter, so that
+	// spans can be filtered or rewritten before they leave the process
+	// (the demo shop shifts one service's clock this way).
+	WrapSpanExporter func(sdktrace.SpanExporter) sdktrace.SpanExporter
 
 	// LogLevel is the minimum level logged (default Info).
 	LogLevel slog.Leveler
@@ -164,6 +168,9 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	spanExp, err := newSpanExporter(ctx, target)
 	if err != nil {
 		return nil, fmt.Errorf("vigil: span exporter: %w", err)
+	}
+	if cfg.WrapSpanExporter != nil {
+		spanExp = cfg.WrapSpanExporter(spanExp)
 	}
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithBatcher(spanExp), sdktrace.WithResource(res)}
 	if cfg.Sampler != nil {

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	vigil "github.com/vigil-observability/vigil/sdk"
 )
 
@@ -87,6 +89,9 @@ const (
 	// faultUnregisteredMetrics: catalog serves /metrics from its own fresh
 	// registry, without the SDK's runtime and RED collectors.
 	faultUnregisteredMetrics = "unregistered-metrics"
+	// faultClockSkew: catalog's clock runs minutes behind the others', so
+	// its spans are stamped minutes before the calls that caused them.
+	faultClockSkew = "clock-skew"
 )
 
 var faultHelp = map[string]string{
@@ -96,6 +101,7 @@ var faultHelp = map[string]string{
 	faultErrors:              "every fifth charge fails (gRPC Unavailable): orders and gateway answer 502",
 	faultPanic:               "catalog panics on GET /products/{id} for every tenth id",
 	faultUnregisteredMetrics: "catalog serves /metrics from a fresh registry: runtime and RED series missing",
+	faultClockSkew:           "catalog's clock runs 3 minutes behind: its spans are stamped 3 minutes before the calls that caused them",
 }
 
 // Faults returns the fault names Options.Faults accepts, sorted.
@@ -204,14 +210,18 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 	for _, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
-		s, err := vigil.Start(ctx, vigil.Config{
+		cfg := vigil.Config{
 			ServiceName:    name,
 			ServiceVersion: "demo",
 			Endpoint:       opts.OTLPEndpoint,
 			Protocol:       opts.Protocol,
 			LogOutput:      out,
 			ShutdownGrace:  shutdownGrace,
-		})
+		}
+		if faults[faultClockSkew] && name == nameCatalog {
+			cfg.WrapSpanExporter = func(e sdktrace.SpanExporter) sdktrace.SpanExporter { return skewedExporter{e, clockSkew} }
+		}
+		s, err := vigil.Start(ctx, cfg)
 		if err != nil {
 			closeListeners()
 			shutdownAll()

@@ -432,6 +432,33 @@ func TestShopFaults(t *testing.T) {
 				t.Errorf("gateway recorded %d client spans with a plain http.Client", len(got))
 			}
 		}},
+		{faultClockSkew, func(t *testing.T, r *shopRun) {
+			if code := r.gateway(http.MethodGet, "/products/3", nil); code != http.StatusOK {
+				t.Fatalf("GET /products/3: %d", code)
+			}
+			r.stop()
+			all := r.recv.spans()
+			call := only(t, all, nameGateway, tracepb.Span_SPAN_KIND_CLIENT, "GET")
+			cat := only(t, all, nameCatalog, tracepb.Span_SPAN_KIND_SERVER, "GET /products/{id}")
+			if cat.traceID() != call.traceID() || cat.parentID() != call.spanID() {
+				t.Errorf("catalog span is not the child of the gateway's call: context must still propagate")
+			}
+			// Stamped by a clock 3 minutes behind: it starts and ends 3
+			// minutes (give or take the call's own second) before the call.
+			for what, d := range map[string]int64{
+				"start": int64(cat.StartTimeUnixNano) - int64(call.StartTimeUnixNano),
+				"end":   int64(cat.EndTimeUnixNano) - int64(call.EndTimeUnixNano),
+			} {
+				if off := time.Duration(d); (off - clockSkew).Abs() > time.Second {
+					t.Errorf("catalog's %s is %s from the call's, want about %s", what, off, clockSkew)
+				}
+			}
+			// The others' clocks are right.
+			gw := only(t, all, nameGateway, tracepb.Span_SPAN_KIND_SERVER, "GET /products/{id}")
+			if d := time.Duration(int64(call.StartTimeUnixNano) - int64(gw.StartTimeUnixNano)); d < 0 || d > time.Second {
+				t.Errorf("gateway's call starts %s after its handler", d)
+			}
+		}},
 		{faultLogWithoutContext, func(t *testing.T, r *shopRun) {
 			if code := r.order(4); code != http.StatusCreated {
 				t.Fatalf("POST /orders: %d", code)
@@ -597,7 +624,7 @@ func TestLoadGenerator(t *testing.T) {
 
 func TestFaults(t *testing.T) {
 	got := Faults()
-	want := []string{"drop-context", "errors", "log-without-context", "panic", "slow-payments", "unregistered-metrics"}
+	want := []string{"clock-skew", "drop-context", "errors", "log-without-context", "panic", "slow-payments", "unregistered-metrics"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Faults() = %v, want %v", got, want)
 	}

@@ -85,12 +85,20 @@ func (c PropagationCheck) Run(ctx context.Context) ([]Finding, error) {
 	if err != nil {
 		return nil, err
 	}
+	minSpans := cmp.Or(c.MinSpans, defaultMinSpans)
+	// Clocks minutes apart put children outside the spans read: judge on
+	// one clock, over a range wide enough for the offsets.
+	if clock := serviceClocks(measureOffsets(w, minSpans)); len(clock) > 0 {
+		if w, err = correctedSpanWindow(ctx, c.Spans, w, now(), cmp.Or(c.Grace, defaultSpanGrace), cmp.Or(c.Limit, defaultSpanLimit), clock); err != nil {
+			return nil, err
+		}
+	}
 	a := &propagation{w: w, tol: cmp.Or(c.Tolerance, 5*time.Millisecond).Nanoseconds(), hops: map[hop]*hopEvidence{}}
 	a.index()
 	a.newTraces()
 	a.orphans()
 	a.unansweredCalls()
-	return a.findings(cmp.Or(c.MinSpans, defaultMinSpans), cmp.Or(c.MinRatio, defaultMinRatio)), nil
+	return a.findings(minSpans, cmp.Or(c.MinRatio, defaultMinRatio)), nil
 }
 
 // spanKey identifies a span.
@@ -104,7 +112,9 @@ type spanKey struct {
 type spanWindow struct {
 	spans                []storage.SpanShape // by start
 	judgeStart, judgeEnd int64               // Unix ns
-	byID                 map[spanKey]int
+	// readStart is where the spans read begin, on the judging clock.
+	readStart int64
+	byID      map[spanKey]int
 	// hasChild holds the spans some read span names as parent.
 	hasChild map[spanKey]bool
 }
@@ -133,7 +143,7 @@ func readSpanWindow(ctx context.Context, r SpanShapeReader, now time.Time, windo
 	if !slices.IsSortedFunc(spans, less) {
 		slices.SortStableFunc(spans, less)
 	}
-	w := &spanWindow{spans: spans, judgeStart: judgeStart.UnixNano(), judgeEnd: judgeEnd.UnixNano()}
+	w := &spanWindow{spans: spans, judgeStart: judgeStart.UnixNano(), judgeEnd: judgeEnd.UnixNano(), readStart: judgeStart.Add(-spanLookback).UnixNano()}
 	if len(spans) == limit {
 		// The latest spans were cut: judge only those whose children and
 		// callers had time to be read.
@@ -143,15 +153,20 @@ func readSpanWindow(ctx context.Context, r SpanShapeReader, now time.Time, windo
 				limit, judgeStart.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 		}
 	}
-	w.byID = make(map[spanKey]int, len(spans))
-	w.hasChild = make(map[spanKey]bool, len(spans))
-	for i, s := range spans {
+	w.index()
+	return w, nil
+}
+
+// index builds byID and hasChild from spans.
+func (w *spanWindow) index() {
+	w.byID = make(map[spanKey]int, len(w.spans))
+	w.hasChild = make(map[spanKey]bool, len(w.spans))
+	for i, s := range w.spans {
 		w.byID[spanKey{s.TraceID, s.SpanID}] = i
 		if !s.ParentSpanID.IsEmpty() {
 			w.hasChild[spanKey{s.TraceID, s.ParentSpanID}] = true
 		}
 	}
-	return w, nil
 }
 
 func (w *spanWindow) judged(s *storage.SpanShape) bool {
@@ -203,6 +218,12 @@ type hopEvidence struct {
 	// downstream serves, unanswered those without a child.
 	calls, unanswered int
 	orphans           int
+	// between counts, per other service with spans in an orphan's trace,
+	// the orphans it may be the lost caller of.
+	between map[string]int
+	// containers counts, per upstream span holding new traces, how many it
+	// holds: whether they track the upstream's spans one-to-one.
+	containers map[int]int
 	// ops counts the upstream operations involved; rpc and named the
 	// downstream span names that look like RPC methods, of those seen.
 	ops        map[string]int
@@ -264,7 +285,31 @@ type propagation struct {
 	// alone, which orphans reports.
 	orphaned map[orphanedIn]bool
 	hops     map[hop]*hopEvidence
+	// groups holds the starts of the judged spans of each kind of span, in
+	// order: the spans a caller's span could have been.
+	groups map[spanGroup][]int64
+	// lastStart is, per service, the latest start of its spans read: a
+	// service that exports in batches minutes apart has sent nothing
+	// after it yet, so calls to it after then cannot be judged.
+	lastStart map[string]int64
+	// horizon is the first span read when the data begins after the start
+	// of the range read (retention cut the older spans, or vigil started
+	// then): parents before it are gone, not lost.
+	horizon int64
+	// dropping holds the services whose spans go missing one by one
+	// (their export queue drops spans): orphans of their own and, in the
+	// same traces, orphans of their callees.
+	dropping map[string]bool
 }
+
+// spanGroup is one kind of span of one service: the spans that run the
+// same code.
+type spanGroup struct {
+	service, name string
+	kind          ptrace.SpanKind
+}
+
+func groupOf(s *storage.SpanShape) spanGroup { return spanGroup{s.Service, s.Name, s.Kind} }
 
 type orphanedIn struct {
 	trace   pcommon.TraceID
@@ -275,6 +320,10 @@ type orphanedIn struct {
 // that lasts minutes says little about who made a call, and the bound keeps
 // the search short.
 const maxContainer = time.Minute
+
+// horizonGap is how long after the start of the range read the first span
+// may start before the data is taken to begin there.
+const horizonGap = 10 * time.Second
 
 // maxWalk bounds the spans one container search looks at.
 const maxWalk = 4096
@@ -304,6 +353,11 @@ func (a *propagation) index() {
 	}
 	a.serverSpans, a.localSpans = map[string]int{}, map[string]int{}
 	a.peers = map[string]string{}
+	a.groups = map[spanGroup][]int64{}
+	a.lastStart = map[string]int64{}
+	if len(spans) > 0 && spans[0].Start > a.w.readStart+horizonGap.Nanoseconds() {
+		a.horizon = spans[0].Start
+	}
 	m := int64(0)
 	for i := range spans {
 		s := &spans[i]
@@ -311,6 +365,7 @@ func (a *propagation) index() {
 			m = max(m, s.End)
 		}
 		a.maxEnd[i] = m
+		a.lastStart[s.Service] = max(a.lastStart[s.Service], s.Start)
 		server := s.Kind == ptrace.SpanKindServer || s.Kind == ptrace.SpanKindConsumer
 		if server && s.Peer != "" {
 			if svc, ok := a.peers[s.Peer]; !ok {
@@ -322,6 +377,7 @@ func (a *propagation) index() {
 		if !a.w.judged(s) {
 			continue
 		}
+		a.groups[groupOf(s)] = append(a.groups[groupOf(s)], s.Start)
 		if server {
 			a.serverSpans[s.Service]++
 		} else {
@@ -334,7 +390,7 @@ func (a *propagation) hop(from, to string) *hopEvidence {
 	h := hop{from, to}
 	e := a.hops[h]
 	if e == nil {
-		e = &hopEvidence{ops: map[string]int{}}
+		e = &hopEvidence{ops: map[string]int{}, containers: map[int]int{}, between: map[string]int{}}
 		a.hops[h] = e
 	}
 	return e
@@ -429,6 +485,7 @@ func (a *propagation) newTraces() {
 			up := &spans[c]
 			e := a.hop(up.Service, r.Service)
 			e.newTraces++
+			e.containers[c]++
 			e.ops[a.operation(c)]++
 			e.name(r.Name)
 			if up.Kind == ptrace.SpanKindClient && !a.w.hasChild[spanKey{up.TraceID, up.SpanID}] {
@@ -467,7 +524,9 @@ func (a *propagation) unansweredCalls() {
 			continue
 		}
 		to := a.peers[c.Peer]
-		if to == "" || to == c.Service {
+		if to == "" || to == c.Service || c.Start > a.lastStart[to] {
+			// Nothing of to after the call arrived yet: its spans come
+			// in late batches, and the answer may be among them.
 			continue
 		}
 		e := a.hop(c.Service, to)
@@ -511,6 +570,10 @@ func (a *propagation) orphans() {
 		if spans[traces[o.TraceID][0]].Start < a.w.judgeStart {
 			continue
 		}
+		if a.horizon != 0 && o.Start < a.horizon+maxContainer.Nanoseconds() {
+			// Its parent may have started before the oldest span kept.
+			continue
+		}
 		a.orphaned[orphanedIn{o.TraceID, o.Service}] = true
 		if o.Kind != ptrace.SpanKindServer && o.Kind != ptrace.SpanKindConsumer {
 			e := a.hop(o.Service, o.Service)
@@ -542,6 +605,15 @@ func (a *propagation) orphans() {
 		}
 		e.name(o.Name)
 		e.orphanSamples = addSamples(e.orphanSamples, o.TraceID)
+		// The services between: one that dropped both its spans around
+		// the call leaves the orphan inside its own caller's span.
+		seen := map[string]bool{from: true, o.Service: true}
+		for _, j := range traces[o.TraceID] {
+			if svc := spans[j].Service; !seen[svc] {
+				seen[svc] = true
+				e.between[svc]++
+			}
+		}
 	}
 }
 
@@ -575,7 +647,80 @@ func (a *propagation) usualParents(orphans []int) map[opKey]string {
 	return out
 }
 
+// minTracked is the share of a caller's spans that must each hold a root
+// of the callee for the roots to track the caller one-to-one: a call made
+// on every request is missed only where it fails before the callee starts.
+// The share is taken at the lower end of its 95% confidence interval, so
+// that a few dozen spans nested by a shared schedule do not pass by luck,
+// and over the caller's spans since the first that holds one, so that a
+// call that lost its context in a deployment a minute ago is judged on the
+// minute since.
+const minTracked = 0.8
+
+// minPossible is the smallest share of the downstream's server spans that
+// nest in the upstream's, beyond chance, for an uncorroborated possibility
+// to be worth an info finding: below it, services that clients call side
+// by side nest in each other's spans now and then.
+const minPossible = 0.5
+
+// wilsonLower is the lower bound of the 95% Wilson score interval of k
+// successes in n trials.
+func wilsonLower(k, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	const z = 1.96
+	p, fn := float64(k)/float64(n), float64(n)
+	return (p + z*z/(2*fn) - z*math.Sqrt(p*(1-p)/fn+z*z/(4*fn*fn))) / (1 + z*z/fn)
+}
+
+// tracking returns the share of the upstream's spans, of the kinds that
+// hold most of the downstream's new traces, that hold one since the first
+// did, and whether it is high enough. Calls track their caller's spans one
+// to one; a client calling both services at once (a browser, a BFF, a
+// batch job) makes the callee's roots land inside the other's spans only
+// when the timing happens to fit, so only some of them hold one.
+func (a *propagation) tracking(e *hopEvidence, minSpans int) (float64, bool) {
+	held := map[spanGroup]int{}
+	onset := map[spanGroup]int64{}
+	for c := range e.containers {
+		s := &a.w.spans[c]
+		if !a.w.judged(s) {
+			continue
+		}
+		g := groupOf(s)
+		if held[g] == 0 || s.Start < onset[g] {
+			onset[g] = s.Start
+		}
+		held[g]++
+	}
+	var h, n int
+	for g, k := range held {
+		// Kinds of span holding a few by chance do not count.
+		if k < max(minSpans, e.newTraces/10) {
+			continue
+		}
+		starts := a.groups[g]
+		i, _ := slices.BinarySearch(starts, onset[g])
+		h, n = h+k, n+len(starts)-i
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return float64(h) / float64(n), wilsonLower(h, n) >= minTracked
+}
+
 func (a *propagation) findings(minSpans int, minRatio float64) []Finding {
+	// A service whose own spans lose their parents while, in the same
+	// traces, its callees' spans lose theirs inside its spans drops spans
+	// one by one: neither a sampler (whole traces) nor a span never ended
+	// (one operation, whose callees' parents, its client spans, arrive).
+	a.dropping = map[string]bool{}
+	for h, e := range a.hops {
+		if self := a.hops[hop{h.from, h.from}]; h.from != "" && h.from != h.to && e.orphans >= minSpans && self != nil && self.orphans >= minSpans {
+			a.dropping[h.from] = true
+		}
+	}
 	var out []Finding
 	for _, h := range slices.SortedFunc(maps.Keys(a.hops), func(x, y hop) int {
 		return cmp.Or(cmp.Compare(x.to, y.to), cmp.Compare(x.from, y.from))
@@ -603,6 +748,18 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	if !newOK && !callsOK && !orphansOK {
 		return Finding{}, false
 	}
+	// Nesting in time alone is what one client calling both services at
+	// once looks like too: a warning needs a client span of the upstream
+	// to the downstream's address, or the new traces tracking the
+	// upstream's spans one-to-one.
+	tracked, tracks := 0.0, false
+	if newOK {
+		tracked, tracks = a.tracking(e, minSpans)
+	}
+	possible := newOK && !callsOK && !orphansOK && e.calls == 0 && !tracks
+	if possible && excess/float64(down) < minPossible {
+		return Finding{}, false
+	}
 	values := map[string]float64{"downstream_spans": float64(down)}
 	var seen []string
 	ratio := 0.0
@@ -620,8 +777,12 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 		values["new_traces"] = float64(e.newTraces)
 		values["expected_by_chance"] = e.chance
 		values["new_traces_in_client_spans"] = float64(e.viaClient)
+		values["tracked_share"] = tracked
 		seen = append(seen, fmt.Sprintf("%d of %s's %d server spans (%.0f%%) started new traces while nested in %s's spans (%.1f expected by chance)%s",
 			e.newTraces, h.to, down, 100*float64(e.newTraces)/float64(down), h.from, e.chance, from()))
+		if possible {
+			seen = append(seen, fmt.Sprintf("nothing else links them: no client span of %s goes to %s's address, and only %.0f%% of the %s spans of the kinds they nest in hold one", h.from, h.to, 100*tracked, h.from))
+		}
 		samples = mergeSamples(samples, e.newSamples...)
 	}
 	if callsOK {
@@ -660,16 +821,60 @@ func (a *propagation) finding(h hop, e *hopEvidence, minSpans int, minRatio floa
 	// instrumented, the context does not get through.
 	uninjected := (newOK || callsOK) && e.viaClient >= minSpans && (2*e.viaClient >= e.newTraces || 2*e.viaClient >= e.unanswered)
 	cause, fix := propagationAdvice(h, e, op, uninjected, newOK, callsOK)
+	if dropper := a.dropper(h, e); !newOK && !callsOK && dropper != "" {
+		cause, fix = queueDropAdvice(dropper)
+	}
+	// Not critical: traces are cut or incomplete, but the spans that
+	// arrive still feed metrics and alerts.
+	sev := Warning
+	if possible {
+		sev = Info
+		cause, fix = coOccurrenceAdvice(h, op)
+	}
 	return Finding{
-		Code: "broken_propagation",
-		// Not critical: traces are cut or incomplete, but the spans that
-		// arrive still feed metrics and alerts.
-		Severity: Warning,
+		Code:     "broken_propagation",
+		Severity: sev,
 		Subject:  h.subject(),
 		Evidence: Evidence{Summary: strings.Join(seen, "; "), Values: values, Window: a.w.window(), Samples: samples},
 		Cause:    cause,
 		Fix:      fix,
 	}, true
+}
+
+// dropper names the service whose export queue explains the hop's
+// orphans: the upstream, or a service between with spans in the same
+// traces, most often; "" when none drops spans.
+func (a *propagation) dropper(h hop, e *hopEvidence) string {
+	if h.from != "" && a.dropping[h.from] {
+		return h.from
+	}
+	best, n := "", 0
+	for _, svc := range slices.Sorted(maps.Keys(e.between)) {
+		if a.dropping[svc] && e.between[svc] > n {
+			best, n = svc, e.between[svc]
+		}
+	}
+	return best
+}
+
+// queueDropAdvice names an exporter that drops spans one by one.
+func queueDropAdvice(svc string) (cause, fix string) {
+	h := hop{from: svc}
+	cause = fmt.Sprintf("%s's spans go missing one by one, not whole traces and not one operation's: its exporter drops spans (the batch span processor's queue fills up and drops what does not fit), so spans of %s and of its callees name parents that never arrive", h.from, h.from)
+	fix = fmt.Sprintf("in %s, give the batch span processor room: a larger queue (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default) and batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE), or a shorter delay between exports (OTEL_BSP_SCHEDULE_DELAY); its SDK logs the spans it drops; check vigil_rejected_total{signal=\"traces\"} for spans vigil refused", h.from)
+	return cause, fix
+}
+
+// coOccurrenceAdvice says what nesting in time alone may mean, and what
+// would settle it.
+func coOccurrenceAdvice(h hop, op string) (cause, fix string) {
+	where := h.from + "'s code"
+	if op != "" {
+		where = "the code behind " + h.from + "'s " + op
+	}
+	cause = fmt.Sprintf("possibly %s calls %s without trace context; but the new traces only nest in time inside %s's spans, which is also what one client (a browser, a BFF, a batch job) calling both services at once looks like", h.from, h.to, h.from)
+	fix = fmt.Sprintf("settle it in %s: if it calls %s, call it with the instrumented client (the vigil SDK's svc.HTTPClient(), or otelhttp.NewTransport; for gRPC, the otelgrpc stats handler) and the request's context: its client spans then name %s's address, and the doctor either finds the context lost (a warning) or nothing; if it does not, %s's callers are outside your traces and nothing is broken", where, h.to, h.to, h.to)
+	return cause, fix
 }
 
 // propagationAdvice says why context is lost on the hop and what to change,

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"testing"
@@ -88,6 +89,22 @@ func TestPropagationCheck(t *testing.T) {
 			text:     []string{"defer span.End()"},
 		},
 		{scenario: "healthy demo", spans: shopSpans(demo)},
+		// Clocks minutes apart: every trace holds the callee's spans, stamped
+		// minutes away from the calls (span_timing names the offset).
+		{scenario: "catalog's clock runs 3 minutes behind", spans: shopSpans(shopOptions{seed: 22, rps: 10, skew: map[string]time.Duration{"catalog": -3 * time.Minute}})},
+		{scenario: "catalog's clock runs 2 minutes ahead", spans: shopSpans(shopOptions{seed: 23, rps: 10, skew: map[string]time.Duration{"catalog": 2 * time.Minute}})},
+		{scenario: "orders' clock runs 90s behind, payments' 4 minutes ahead", spans: shopSpans(shopOptions{seed: 24, rps: 10, skew: map[string]time.Duration{"orders": -90 * time.Second, "payments": 4 * time.Minute}})},
+		{
+			scenario: "payments' clock runs 4 minutes behind while gateway drops context to catalog",
+			spans:    shopSpans(shopOptions{seed: 25, rps: 10, skew: map[string]time.Duration{"payments": -4 * time.Minute}, dropContext: map[string]bool{"gateway>catalog": true}}),
+			want:     []string{"broken_propagation gateway → catalog"},
+		},
+		{
+			scenario: "catalog's clock runs 3 minutes behind and it samples on its own",
+			spans:    shopSpans(shopOptions{seed: 26, rps: 10, skew: map[string]time.Duration{"catalog": -3 * time.Minute}, calleeDrops: map[string]float64{"gateway>catalog": 0.5}}),
+			want:     []string{"broken_propagation gateway → catalog"},
+			text:     []string{"have no server span of catalog under them", "ParentBased"},
+		},
 		{scenario: "healthy heavy concurrency", spans: shopSpans(shopOptions{seed: 9, rps: 80, slowPayments: true})},
 		{scenario: "healthy periodic load with slow payments", spans: shopSpans(shopOptions{seed: 10, rps: 40, periodic: true, slowPayments: true})},
 		{scenario: "healthy heavy concurrency since a minute ago", spans: shopSpans(shopOptions{seed: 18, rps: 80, slowPayments: true, since: time.Minute})},
@@ -95,6 +112,18 @@ func TestPropagationCheck(t *testing.T) {
 		{
 			scenario: "demo drop-context since a minute ago",
 			spans:    shopSpans(with(demo, func(o *shopOptions) { o.since = time.Minute; o.dropContext = map[string]bool{"gateway>catalog": true} })),
+			want:     []string{"broken_propagation gateway → catalog"},
+		},
+		{
+			scenario: "drop-context deployed two minutes ago",
+			spans:    deployedAt(shopOptions{seed: 27, rps: 10}, testNow.Add(-2*time.Minute), func(o *shopOptions) { o.dropContext = map[string]bool{"gateway>catalog": true} }),
+			want:     []string{"broken_propagation gateway → catalog"},
+		},
+		{
+			// Before, nothing showed the call: no client span, no root of
+			// catalog in gateway's spans.
+			scenario: "catalog traced since two minutes ago, gateway's client never was",
+			spans:    notBefore(shopSpans(shopOptions{seed: 28, rps: 10, dropContext: map[string]bool{"gateway>catalog": true}}), "catalog", testNow.Add(-2*time.Minute)),
 			want:     []string{"broken_propagation gateway → catalog"},
 		},
 		{
@@ -125,6 +154,11 @@ func TestPropagationCheck(t *testing.T) {
 			expectFindings(t, got, tt.want...)
 			for _, f := range got {
 				checkTraceFinding(t, f)
+				// Each of these faults leaves more than time nesting behind:
+				// a client span, or new traces that track every call.
+				if f.Severity != Warning {
+					t.Errorf("%s: severity %s, want warning", f.Subject, f.Severity)
+				}
 				t.Logf("%s: %s\n  values %v\n  cause %s\n  fix %s", f.Subject, f.Evidence.Summary, f.Evidence.Values, f.Cause, f.Fix)
 			}
 			if len(got) > 0 {
@@ -142,7 +176,7 @@ func TestPropagationCheck(t *testing.T) {
 // checkTraceFinding holds a trace finding to the house rules.
 func checkTraceFinding(t *testing.T, f Finding) {
 	t.Helper()
-	if f.Severity != Warning || f.Cause == "" || f.Fix == "" || f.Evidence.Summary == "" || f.Evidence.Window == "" || len(f.Evidence.Values) == 0 {
+	if (f.Severity != Warning && f.Severity != Info) || f.Cause == "" || f.Fix == "" || f.Evidence.Summary == "" || f.Evidence.Window == "" || len(f.Evidence.Values) == 0 {
 		t.Errorf("incomplete finding %+v", f)
 	}
 	if len(f.Evidence.Samples) == 0 || len(f.Evidence.Samples) > MaxSamples {
@@ -189,6 +223,22 @@ func TestPropagationLimitTooSmall(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "raise the check's span limit") {
 		t.Fatalf("err %v, want the limit named", err)
 	}
+}
+
+// deployedAt simulates the shop with o until at, and with fault applied to
+// o from then on, as a deployment that brings a fault does.
+func deployedAt(o shopOptions, at time.Time, fault func(*shopOptions)) []storage.SpanShape {
+	g := newSpanGen(o)
+	g.run(testNow.Add(-cmp.Or(o.since, 7*time.Minute)), at)
+	fault(&g.o)
+	g.run(at, testNow)
+	return g.spans
+}
+
+// notBefore drops svc's spans that started before t, as if it exported
+// nothing until then.
+func notBefore(spans []storage.SpanShape, svc string, t time.Time) []storage.SpanShape {
+	return slices.DeleteFunc(spans, func(s storage.SpanShape) bool { return s.Service == svc && s.Start < t.UnixNano() })
 }
 
 // withConsumers adds a shipping service that consumes orders' messages

@@ -76,6 +76,13 @@ type shopOptions struct {
 	// failedCalls is the share of gateway's calls to catalog that fail
 	// before catalog starts a span (connection refused).
 	failedCalls float64
+	// late is, per service, how long after they end its spans arrive (a
+	// batch exported every few minutes): those ending later than that
+	// before testNow are not stored yet.
+	late map[string]time.Duration
+	// queueDrops is, per service, the share of its spans its exporter's
+	// queue drops, each on its own (a full queue drops spans, not traces).
+	queueDrops map[string]float64
 	// skew shifts the clocks of services.
 	skew map[string]time.Duration
 	// noEnd and tooLong make the spans of an operation ("service name")
@@ -107,6 +114,9 @@ func (g *spanGen) traceID() pcommon.TraceID {
 	g.next++
 	var id pcommon.TraceID
 	binary.BigEndian.PutUint64(id[8:], g.next)
+	// Generators with other seeds add to the same fixture: their ids must
+	// not collide.
+	binary.BigEndian.PutUint64(id[:8], uint64(g.o.seed))
 	id[0] = 0xa1
 	return id
 }
@@ -114,7 +124,7 @@ func (g *spanGen) traceID() pcommon.TraceID {
 func (g *spanGen) spanID() pcommon.SpanID {
 	g.next++
 	var id pcommon.SpanID
-	binary.BigEndian.PutUint64(id[:], g.next)
+	binary.BigEndian.PutUint64(id[:], g.next|uint64(g.o.seed)<<48)
 	return id
 }
 
@@ -127,7 +137,10 @@ func (g *spanGen) between(lo, hi time.Duration) time.Duration {
 // it has not ended by testNow (an SDK exports a span when it ends); it
 // applies the service's clock skew and the operation's timing faults.
 func (g *spanGen) add(s storage.SpanShape, emit bool) {
-	if !emit || g.dropped[s.TraceID][s.Service] || s.End > testNow.UnixNano() {
+	if !emit || g.dropped[s.TraceID][s.Service] || s.End > testNow.Add(-g.o.late[s.Service]).UnixNano() {
+		return
+	}
+	if p := g.o.queueDrops[s.Service]; p > 0 && g.rng.Float64() < p {
 		return
 	}
 	if d := g.o.skew[s.Service]; d != 0 {

@@ -128,7 +128,7 @@ func skewFindings(w *spanWindow, tol int64, minSpans int, minRatio float64) []Fi
 		if offset < 0 {
 			dir = "behind"
 		}
-		abs := offset.Abs().Round(time.Millisecond)
+		abs := roundOffset(offset.Abs())
 		f.Evidence.Summary = fmt.Sprintf("%d of %s's %d spans called from %s (%.0f%%) lie outside the %s span that called them; %s's clock is about %s %s %s's",
 			n, h.to, st.pairs, h.from, 100*ratio, h.from, h.to, abs, dir, h.from)
 		f.Cause = fmt.Sprintf("the clocks of the hosts running %s and %s disagree by about %s, so %s's spans are drawn outside the calls that caused them and trace timings across the hop are wrong", h.from, h.to, abs, h.to)
@@ -136,6 +136,15 @@ func skewFindings(w *spanWindow, tol int64, minSpans int, minRatio float64) []Fi
 		out = append(out, f)
 	}
 	return out
+}
+
+// roundOffset rounds a clock offset to what its estimate can tell: a
+// median of minutes is not known to the millisecond.
+func roundOffset(d time.Duration) time.Duration {
+	if d >= 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 type endStats struct {

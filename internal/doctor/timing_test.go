@@ -36,6 +36,13 @@ func TestTimingCheck(t *testing.T) {
 			offset:   -300 * time.Millisecond,
 		},
 		{
+			scenario: "catalog's clock runs 3 minutes behind",
+			spans:    shopSpans(shopOptions{seed: 22, rps: 10, skew: map[string]time.Duration{"catalog": -3 * time.Minute}}),
+			want:     []string{"span_timing gateway → catalog"},
+			text:     []string{"catalog's clock is about 3m0s behind gateway's"},
+			offset:   -3 * time.Minute,
+		},
+		{
 			scenario: "child spans timestamped by hand start before their parent",
 			spans:    shiftSpans(shopSpans(shopOptions{seed: 3, rps: 10}), "validate order", -time.Second),
 			want:     []string{"span_timing orders"},
