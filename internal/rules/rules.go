@@ -72,6 +72,7 @@ type Manager struct {
 	url    string
 	mu     sync.Mutex
 	stop   sync.Once
+	cancel context.CancelFunc // ends evaluations in flight
 }
 
 // New returns a Manager; call Apply with the rules, then Run.
@@ -100,11 +101,14 @@ func New(opts Options) (*Manager, error) {
 	if opts.ExternalURL != nil {
 		extURL = opts.ExternalURL.String()
 	}
+	// Evaluations run under a context Stop cancels: a slow rule query
+	// would otherwise hold a stop for up to the engine's timeout.
+	ctx, cancel := context.WithCancel(context.Background())
 	m := promrules.NewManager(&promrules.ManagerOptions{
 		ExternalURL:     opts.ExternalURL,
 		QueryFunc:       promrules.EngineQueryFunc(engine, opts.Queryable),
 		NotifyFunc:      notify,
-		Context:         context.Background(),
+		Context:         ctx,
 		Appendable:      v1Appendable{opts.Appendable},
 		Queryable:       opts.Queryable,
 		Logger:          logger.With("component", "rules"),
@@ -113,7 +117,7 @@ func New(opts Options) (*Manager, error) {
 		ForGracePeriod:  DefaultForGracePeriod,
 		ResendDelay:     DefaultResendDelay,
 	})
-	return &Manager{Manager: m, dir: opts.Dir, logger: logger, url: extURL}, nil
+	return &Manager{Manager: m, dir: opts.Dir, logger: logger, url: extURL, cancel: cancel}, nil
 }
 
 // Config is what a (re)load applies.
@@ -180,5 +184,11 @@ func (m *Manager) Apply(c Config) error {
 	return nil
 }
 
-// Stop stops evaluation; it is safe to call more than once.
-func (m *Manager) Stop() { m.stop.Do(m.Manager.Stop) }
+// Stop stops evaluation, cancelling the queries of evaluations in flight
+// rather than waiting for them; it is safe to call more than once.
+func (m *Manager) Stop() {
+	m.stop.Do(func() {
+		m.cancel()
+		m.Manager.Stop()
+	})
+}
