@@ -662,9 +662,13 @@ func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
 			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
 	}
 	s.scraper.Stop()
-	s.rules.Stop() // cancels evaluations in flight
 	drain, cancelDrain := budget.All(context.Background())
 	defer cancelDrain()
+	// Stopping the rules cancels evaluations in flight, but the engine
+	// notices only between series: one slow series may outlast the
+	// budget, and its result is not worth holding the stop for.
+	rulesStopped := make(chan error, 1)
+	go func() { rulesStopped <- shutdown.Wait(drain, "rules", s.rules.Stop) }()
 	for _, q := range []struct {
 		name  string
 		queue interface{ Close(context.Context) error }
@@ -676,5 +680,9 @@ func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
 				"queue", q.name, "err", err, "shutdown_timeout", cfg.ShutdownTimeout)
 		}
 	}
-	logger.Info("listeners stopped and queues drained", "took", budget.Elapsed().Round(time.Millisecond))
+	if err := <-rulesStopped; err != nil {
+		logger.Warn("a rule evaluation was still running at the shutdown deadline; its result is dropped and the rule evaluates again after the restart",
+			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
+	}
+	logger.Info("listeners stopped and queues drained", "took", budget.Elapsed().Round(time.Millisecond).String())
 }

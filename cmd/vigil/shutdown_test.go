@@ -7,6 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,4 +190,67 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// slowExpr takes tens of seconds to evaluate (345,600 outer steps, each
+// over 21,600 inner ones) without holding much memory.
+const slowExpr = `sum_over_time((sum_over_time(vector(time())[6h:1s]))[4d:1s])`
+
+// TestReliabilitySIGTERMDuringSlowWork: a query or rule evaluation that
+// would run for tens of seconds neither holds a stop past shutdown_timeout
+// nor makes it log an error: nothing acknowledged was lost.
+func TestReliabilitySIGTERMDuringSlowWork(t *testing.T) {
+	const budget, margin = 3 * time.Second, 5 * time.Second
+	for _, tc := range []struct {
+		name  string
+		rules string // a rule file, evaluated every second
+		query bool   // a query in flight at SIGTERM
+	}{
+		{name: "slow query", query: true},
+		{name: "slow rule evaluation", rules: "groups:\n  - name: slow\n    rules:\n      - record: vigil:slow\n        expr: " + slowExpr + "\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			yaml := fmt.Sprintf("shutdown_timeout: %s\n", budget)
+			if tc.rules != "" {
+				yaml += "global:\n  evaluation_interval: 1s\nrule_files: [\"slow.rules.yml\"]\n"
+			}
+			cfg := writeConfig(t, yaml)
+			if tc.rules != "" {
+				if err := os.WriteFile(filepath.Join(filepath.Dir(cfg), "slow.rules.yml"), []byte(tc.rules), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := startServer(t, t.TempDir(), "--config", cfg)
+			if tc.query {
+				go func() {
+					resp, err := http.Get(s.httpURL + "/api/v1/query?query=" + url.QueryEscape(slowExpr))
+					if err == nil {
+						resp.Body.Close()
+					}
+				}()
+			}
+			time.Sleep(2 * time.Second) // the query or the first evaluation is under way
+			begin := time.Now()
+			if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-s.done:
+				took := time.Since(begin)
+				t.Logf("exited %v after SIGTERM (shutdown_timeout %v)", took.Round(10*time.Millisecond), budget)
+				if err != nil {
+					t.Errorf("exit: %v", err)
+				}
+				if took > budget+margin {
+					t.Errorf("took %v to exit; want within shutdown_timeout %v (+%v)", took, budget, margin)
+				}
+			case <-time.After(2 * time.Minute):
+				t.Fatal("still running 2m after SIGTERM")
+			}
+			if logs := s.logs.String(); strings.Contains(logs, `"level":"ERROR"`) {
+				t.Errorf("errors logged by a stop that lost nothing:\n%s", grepLines(logs, `"level":"ERROR"`))
+			}
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,12 +68,12 @@ type Options struct {
 // Manager runs the rule groups of a configuration.
 type Manager struct {
 	*promrules.Manager
-	dir    string
-	logger *slog.Logger
-	url    string
-	mu     sync.Mutex
-	stop   sync.Once
-	cancel context.CancelFunc // ends evaluations in flight
+	dir      string
+	logger   *slog.Logger
+	url      string
+	mu       sync.Mutex
+	stopping atomic.Bool
+	cancel   context.CancelFunc // ends evaluations in flight
 }
 
 // New returns a Manager; call Apply with the rules, then Run.
@@ -184,11 +185,14 @@ func (m *Manager) Apply(c Config) error {
 	return nil
 }
 
-// Stop stops evaluation, cancelling the queries of evaluations in flight
-// rather than waiting for them; it is safe to call more than once.
+// Stop stops evaluation, cancelling the queries of evaluations in flight,
+// and returns once they have ended. Calls after the first return at once,
+// even while the first still waits: a stop that gave up waiting (its
+// shutdown budget spent) must not be held up by a later one.
 func (m *Manager) Stop() {
-	m.stop.Do(func() {
-		m.cancel()
-		m.Manager.Stop()
-	})
+	if !m.stopping.CompareAndSwap(false, true) {
+		return
+	}
+	m.cancel()
+	m.Manager.Stop()
 }

@@ -13,6 +13,10 @@ import (
 	"time"
 )
 
+// ErrAbandoned is returned by Wait when the deadline came first: the stop
+// goes on in the background and ends with the process.
+var ErrAbandoned = errors.New("shutdown: deadline reached, still stopping")
+
 // ErrForced is returned when the deadline came before the clients left and
 // their connections were closed under them. Their requests were not
 // answered; senders retry them.
@@ -106,4 +110,22 @@ func Parallel(stops ...func() error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// Wait runs stop and waits for it until ctx ends. Some work cannot be
+// interrupted at every step (the query engine checks for cancellation
+// between series, not within one), so past the deadline Wait returns
+// ErrAbandoned and leaves stop to finish, or not, before the process exits.
+func Wait(ctx context.Context, name string, stop func()) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", name, ErrAbandoned)
+	}
 }

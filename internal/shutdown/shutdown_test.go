@@ -101,3 +101,30 @@ func TestBudgetSharesDeadline(t *testing.T) {
 		t.Errorf("the drain keeps %v of a 3s budget, want 1s", got)
 	}
 }
+
+func TestWait(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		stop    time.Duration // how long the stop takes
+		wantErr error
+	}{
+		{name: "stops in time", stop: 0},
+		{name: "stops too late", stop: time.Hour, wantErr: ErrAbandoned},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+			defer cancel()
+			release := make(chan struct{})
+			defer close(release)
+			err := Wait(ctx, "test", func() {
+				select {
+				case <-time.After(tc.stop):
+				case <-release:
+				}
+			})
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Errorf("Wait = %v, want %v", err, tc.wantErr)
+			}
+		})
+	}
+}
