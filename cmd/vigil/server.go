@@ -651,6 +651,7 @@ type stoppables struct {
 func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
 	budget := shutdown.NewBudget(time.Duration(cfg.ShutdownTimeout))
 	s.gate.Close()
+	logger.Info("ingest refused from now on; stopping the listeners", "shutdown_timeout", cfg.ShutdownTimeout)
 	listeners, cancel := budget.Listeners(context.Background())
 	defer cancel()
 	if err := shutdown.Parallel(
@@ -658,7 +659,7 @@ func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
 		func() error { return shutdown.HTTP(listeners, "otlp http", s.otlpHTTP) },
 		func() error { return shutdown.HTTP(listeners, "http", s.http) },
 	); err != nil {
-		logger.Warn("clients still connected at the shutdown deadline were cut off; what they were sending was not acknowledged and will be retried",
+		logger.Warn("connections still open at the listeners' shutdown deadline were closed: their requests (stalled uploads, slow queries) got no answer, and nothing they sent was acknowledged, so senders retry it",
 			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
 	}
 	s.scraper.Stop()

@@ -122,9 +122,9 @@ func TestReliabilitySIGTERMWithStuckClients(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for !strings.Contains(s.logs.String(), "shutting down") {
+	for !strings.Contains(s.logs.String(), "ingest refused from now on") {
 		if time.Since(begin) > budget {
-			t.Fatal("no shutdown logged")
+			t.Fatalf("no sign within %v of SIGTERM that ingest is refused", budget)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
