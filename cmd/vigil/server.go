@@ -32,6 +32,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
+	"github.com/vigil-observability/vigil/internal/ingest/gate"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
@@ -45,6 +46,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/red"
 	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/shutdown"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 	"github.com/vigil-observability/vigil/internal/ui"
@@ -136,9 +138,10 @@ func runServer(args []string, stderr io.Writer) int {
 }
 
 // serve builds every component, runs them until ctx ends, and shuts down in
-// order: listeners first (no new data), then scraping, then the write queues
-// (drained), then storage. Nothing acknowledged is lost on a clean stop, and
-// the stores' WALs cover an unclean one.
+// order within cfg.ShutdownTimeout: the ingest gate first (no new
+// acknowledgements), then the listeners, then scraping and rules, then the
+// write queues (drained), then storage. Nothing acknowledged is lost on a
+// clean stop, and the stores' WALs cover an unclean one.
 //
 // reload reads the configuration again; SIGHUP and POST /-/reload (an admin
 // endpoint) apply what can change while running: scrape configs and rules.
@@ -211,6 +214,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}()
 	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.ConsumeTraces)
 	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.ConsumeLogs)
+	// Closed when the stop begins: from then on every receiver answers
+	// "retry later" instead of acknowledging what the drain may not store.
+	ingestGate := gate.New(gate.Options{})
 	// Metric metadata for /api/v1/metadata beside the scrape targets':
 	// vigil's own series from the start, senders' as they arrive.
 	metricMeta := metricmeta.New(metricmeta.Options{Registerer: reg})
@@ -402,11 +408,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// of the heap, whichever listener they came through.
 	decodeBudget := decodecost.NewBudget(decodecost.SizeFor(memGuard.Headroom()))
 	decodeBudget.Register(reg)
-	webSrv.Handle("POST "+promremote.Path, promremote.NewHandler(promremote.Options{
+	webSrv.Handle("POST "+promremote.Path, ingestGate.Wrap(promremote.NewHandler(promremote.Options{
 		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Memory: memGuard,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
-	}))
+	})))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger})
 	if err != nil {
 		return err
@@ -418,14 +424,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg}))
 
 	otlpOpts := otlp.Options{
-		Traces: traces, Logs: logs, Metrics: metrics, Limits: lim, Ingest: ingestMetrics, Logger: logger,
+		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),
+		Limits: lim, Ingest: ingestMetrics, Logger: logger,
 		MaxConcurrentRequests: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard, DecodeBudget: decodeBudget,
 	}
 	otlpHTTPLn, err := net.Listen("tcp", cfg.OTLPHTTPAddr)
 	if err != nil {
 		return fmt.Errorf("otlp http listener: %w", err)
 	}
-	otlpHTTP := newHTTPServer(browsers.Wrap(cfg.OTLPHTTPAddr, cfg.Auth.Wrap(otlp.NewHTTPHandler(otlpOpts))), cfg.Auth, logger)
+	otlpHTTP := newHTTPServer(browsers.Wrap(cfg.OTLPHTTPAddr, cfg.Auth.Wrap(ingestGate.Wrap(otlp.NewHTTPHandler(otlpOpts)))), cfg.Auth, logger)
 	go func() { errc <- serveHTTP(otlpHTTP, otlpHTTPLn, "otlp http") }()
 	grpcLn, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
 	if err != nil {
@@ -449,19 +456,10 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	case runErr = <-errc:
 	}
 
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// Ingest stops first: requests in flight finish and are acknowledged.
-	grpcSrv.GracefulStop()
-	_ = otlpHTTP.Shutdown(shutdownCtx)
-	_ = httpServer.Shutdown(shutdownCtx)
-	scraper.Stop()
-	if err := traces.Close(shutdownCtx); err != nil {
-		logger.Error("drain traces queue", "err", err)
-	}
-	if err := logs.Close(shutdownCtx); err != nil {
-		logger.Error("drain logs queue", "err", err)
-	}
+	stopServing(cfg, logger, stoppables{
+		gate: ingestGate, grpc: grpcSrv, otlpHTTP: otlpHTTP, http: httpServer,
+		scraper: scraper, rules: ruleMgr, traces: traces, logs: logs,
+	})
 	// The recorder flushes once more when stopped, before the TSDB closes.
 	stopRecorder()
 	<-recorderDone
@@ -631,4 +629,61 @@ func scheme(a *auth.Authenticator) string {
 		return "https"
 	}
 	return "http"
+}
+
+// stoppables are the parts stopServing stops, in its order.
+type stoppables struct {
+	gate         *gate.Gate
+	grpc         shutdown.GRPCServer
+	otlpHTTP     *http.Server
+	http         *http.Server
+	scraper      *scrape.Manager
+	rules        *rules.Manager
+	traces, logs interface{ Close(context.Context) error }
+}
+
+// stopServing stops everything that admits or produces data, within
+// cfg.ShutdownTimeout. Acknowledgements stop first (the gate), so nothing
+// is acknowledged that the drain might not store; the listeners then get
+// their share of the budget to let requests in flight finish, after which
+// stalled clients are cut off (unacknowledged: they retry); the write
+// queues drain in what is left.
+func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
+	budget := shutdown.NewBudget(time.Duration(cfg.ShutdownTimeout))
+	s.gate.Close()
+	logger.Info("ingest refused from now on; stopping the listeners", "shutdown_timeout", cfg.ShutdownTimeout)
+	listeners, cancel := budget.Listeners(context.Background())
+	defer cancel()
+	if err := shutdown.Parallel(
+		func() error { return shutdown.GRPC(listeners, s.grpc) },
+		func() error { return shutdown.HTTP(listeners, "otlp http", s.otlpHTTP) },
+		func() error { return shutdown.HTTP(listeners, "http", s.http) },
+	); err != nil {
+		logger.Warn("connections still open at the listeners' shutdown deadline were closed: their requests (stalled uploads, slow queries) got no answer, and nothing they sent was acknowledged, so senders retry it",
+			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
+	}
+	s.scraper.Stop()
+	drain, cancelDrain := budget.All(context.Background())
+	defer cancelDrain()
+	// Stopping the rules cancels evaluations in flight, but the engine
+	// notices only between series: one slow series may outlast the
+	// budget, and its result is not worth holding the stop for.
+	rulesStopped := make(chan error, 1)
+	go func() { rulesStopped <- shutdown.Wait(drain, "rules", s.rules.Stop) }()
+	for _, q := range []struct {
+		name  string
+		queue interface{ Close(context.Context) error }
+	}{{"traces", s.traces}, {"logs", s.logs}} {
+		if err := q.queue.Close(drain); err != nil {
+			// A request is acknowledged only once its batch is durable, so
+			// what was left in the queue was never acknowledged.
+			logger.Warn("shutdown_timeout ended before the write queue drained; its remaining requests were never acknowledged and their senders will retry them",
+				"queue", q.name, "err", err, "shutdown_timeout", cfg.ShutdownTimeout)
+		}
+	}
+	if err := <-rulesStopped; err != nil {
+		logger.Warn("a rule evaluation was still running at the shutdown deadline; its result is dropped and the rule evaluates again after the restart",
+			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
+	}
+	logger.Info("listeners stopped and queues drained", "took", budget.Elapsed().Round(time.Millisecond).String())
 }

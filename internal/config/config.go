@@ -41,9 +41,13 @@ type Config struct {
 	// DataDir holds the embedded stores (tsdb/ and spanlogs/).
 	DataDir   string         `yaml:"data_dir"`
 	Retention model.Duration `yaml:"retention"`
-	Storage   Storage        `yaml:"storage"`
-	Limits    Limits         `yaml:"limits"`
-	Ingest    Ingest         `yaml:"ingest"`
+	// ShutdownTimeout bounds a stop (SIGTERM, Ctrl-C) from the signal to
+	// the write queues drained: listeners stop within it even with clients
+	// stuck mid-request, so a supervisor's kill never lands first.
+	ShutdownTimeout model.Duration `yaml:"shutdown_timeout"`
+	Storage         Storage        `yaml:"storage"`
+	Limits          Limits         `yaml:"limits"`
+	Ingest          Ingest         `yaml:"ingest"`
 
 	// Admin turns on endpoints that change the server (POST /-/reload).
 	Admin Admin `yaml:"admin"`
@@ -131,6 +135,16 @@ func (c *Config) BrowserOptions(readOnly func(method, path string) bool) web.Bro
 	}
 }
 
+// DefaultShutdownTimeout is ShutdownTimeout when the file does not set it:
+// what vigil always allowed. A supervisor must wait longer than this plus
+// the stores' closing (Kubernetes' terminationGracePeriodSeconds is 30 s by
+// default, so set shutdown_timeout lower there).
+const DefaultShutdownTimeout = 30 * time.Second
+
+// MinShutdownTimeout is the shortest ShutdownTimeout accepted: below it
+// requests in flight at a stop would rarely get their answer.
+const MinShutdownTimeout = time.Second
+
 // MinDoctorInterval is the shortest Doctor.Interval accepted.
 const MinDoctorInterval = 10 * time.Second
 
@@ -208,13 +222,14 @@ type Ingest struct {
 // Defaults returns the configuration used without a file.
 func Defaults() *Config {
 	return &Config{
-		HTTPAddr:     "localhost:7070",
-		OTLPGRPCAddr: "localhost:4317",
-		OTLPHTTPAddr: "localhost:4318",
-		DataDir:      "./data",
-		Retention:    model.Duration(7 * 24 * time.Hour),
-		Storage:      Storage{Backend: BackendEmbedded},
-		Doctor:       Doctor{Interval: model.Duration(time.Minute)},
+		HTTPAddr:        "localhost:7070",
+		OTLPGRPCAddr:    "localhost:4317",
+		OTLPHTTPAddr:    "localhost:4318",
+		DataDir:         "./data",
+		Retention:       model.Duration(7 * 24 * time.Hour),
+		ShutdownTimeout: model.Duration(DefaultShutdownTimeout),
+		Storage:         Storage{Backend: BackendEmbedded},
+		Doctor:          Doctor{Interval: model.Duration(time.Minute)},
 		Ingest: Ingest{
 			MaxQueueItems:       200_000,
 			MaxBatchItems:       20_000,
@@ -409,6 +424,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		return fmt.Errorf("%w: storage.backend %q: use \"embedded\" or \"clickhouse\"", ErrInvalid, c.Storage.Backend)
+	}
+	if d := time.Duration(c.ShutdownTimeout); d < MinShutdownTimeout {
+		return fmt.Errorf("%w: shutdown_timeout %s: must be at least %s", ErrInvalid, d, MinShutdownTimeout)
 	}
 	if d := time.Duration(c.Doctor.Interval); d < MinDoctorInterval {
 		return fmt.Errorf("%w: doctor.interval %s: must be at least %s", ErrInvalid, d, MinDoctorInterval)

@@ -72,6 +72,9 @@ func TestDefaultsWithoutFile(t *testing.T) {
 	if d := time.Duration(c.Doctor.Interval); d != time.Minute {
 		t.Errorf("doctor.interval = %v, want 1m", d)
 	}
+	if d := time.Duration(c.ShutdownTimeout); d != DefaultShutdownTimeout {
+		t.Errorf("shutdown_timeout = %v, want %v", d, DefaultShutdownTimeout)
+	}
 }
 
 func TestEmptyFileMeansDefaults(t *testing.T) {
@@ -100,6 +103,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad_duplicate_job.yaml", "found multiple scrape configs with job name"},
 		{"bad_negative_limit.yaml", "must not be negative"},
 		{"bad_doctor_interval.yaml", "doctor.interval 2s"},
+		{"bad_shutdown_timeout.yaml", "shutdown_timeout 100ms"},
 		{"bad_clickhouse_dsn.yaml", "storage.clickhouse.dsn"},
 		{"bad_web_config_no_users.yaml", "no basic_auth_users and no bearer_tokens"},
 		{"bad_web_config_missing.yaml", "no_such_web.yml"},

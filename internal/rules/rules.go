@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,11 +68,12 @@ type Options struct {
 // Manager runs the rule groups of a configuration.
 type Manager struct {
 	*promrules.Manager
-	dir    string
-	logger *slog.Logger
-	url    string
-	mu     sync.Mutex
-	stop   sync.Once
+	dir      string
+	logger   *slog.Logger
+	url      string
+	mu       sync.Mutex
+	stopping atomic.Bool
+	cancel   context.CancelFunc // ends evaluations in flight
 }
 
 // New returns a Manager; call Apply with the rules, then Run.
@@ -100,11 +102,14 @@ func New(opts Options) (*Manager, error) {
 	if opts.ExternalURL != nil {
 		extURL = opts.ExternalURL.String()
 	}
+	// Evaluations run under a context Stop cancels: a slow rule query
+	// would otherwise hold a stop for up to the engine's timeout.
+	ctx, cancel := context.WithCancel(context.Background())
 	m := promrules.NewManager(&promrules.ManagerOptions{
 		ExternalURL:     opts.ExternalURL,
 		QueryFunc:       promrules.EngineQueryFunc(engine, opts.Queryable),
 		NotifyFunc:      notify,
-		Context:         context.Background(),
+		Context:         ctx,
 		Appendable:      v1Appendable{opts.Appendable},
 		Queryable:       opts.Queryable,
 		Logger:          logger.With("component", "rules"),
@@ -113,7 +118,7 @@ func New(opts Options) (*Manager, error) {
 		ForGracePeriod:  DefaultForGracePeriod,
 		ResendDelay:     DefaultResendDelay,
 	})
-	return &Manager{Manager: m, dir: opts.Dir, logger: logger, url: extURL}, nil
+	return &Manager{Manager: m, dir: opts.Dir, logger: logger, url: extURL, cancel: cancel}, nil
 }
 
 // Config is what a (re)load applies.
@@ -180,5 +185,14 @@ func (m *Manager) Apply(c Config) error {
 	return nil
 }
 
-// Stop stops evaluation; it is safe to call more than once.
-func (m *Manager) Stop() { m.stop.Do(m.Manager.Stop) }
+// Stop stops evaluation, cancelling the queries of evaluations in flight,
+// and returns once they have ended. Calls after the first return at once,
+// even while the first still waits: a stop that gave up waiting (its
+// shutdown budget spent) must not be held up by a later one.
+func (m *Manager) Stop() {
+	if !m.stopping.CompareAndSwap(false, true) {
+		return
+	}
+	m.cancel()
+	m.Manager.Stop()
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
 )
 
@@ -137,5 +138,62 @@ func TestGeneratedGroupsAreWrittenAndLoaded(t *testing.T) {
 	bad := []rulefmt.RuleGroup{{Name: "x", Rules: []rulefmt.Rule{{Record: "slo:bad", Expr: "sum("}}}}
 	if err := m.Apply(Config{Interval: time.Second, Generated: bad}); !errors.Is(err, ErrInvalidRules) {
 		t.Errorf("generated group with a bad expression: %v", err)
+	}
+}
+
+// blockingQueryable's queries wait for their context, as a query over far
+// more data than the engine can read quickly would.
+type blockingQueryable struct {
+	storage.Queryable
+	started chan struct{}
+}
+
+func (b blockingQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	q, err := b.Queryable.Querier(mint, maxt)
+	return blockingQuerier{Querier: q, started: b.started}, err
+}
+
+type blockingQuerier struct {
+	storage.Querier
+	started chan struct{}
+}
+
+func (b blockingQuerier) Select(ctx context.Context, sort bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	select {
+	case b.started <- struct{}{}:
+	default:
+	}
+	select {
+	case <-ctx.Done():
+		return storage.ErrSeriesSet(ctx.Err())
+	case <-time.After(time.Minute):
+		return storage.EmptySeriesSet()
+	}
+}
+
+// A stop must not wait for a slow evaluation: it holds the process past its
+// shutdown budget otherwise.
+func TestStopCancelsEvaluationInFlight(t *testing.T) {
+	st := teststorage.New(t)
+	t.Cleanup(func() { _ = st.Close() })
+	started := make(chan struct{}, 1)
+	m, err := New(Options{Appendable: st, Queryable: blockingQueryable{Queryable: st, started: started}, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go m.Run()
+	t.Cleanup(m.Stop)
+	if err := m.Apply(Config{Interval: time.Second, Files: []string{"testdata/shop.rules.yml"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no evaluation started")
+	}
+	begin := time.Now()
+	m.Stop()
+	if took := time.Since(begin); took > 5*time.Second {
+		t.Errorf("Stop took %v with an evaluation in flight; want it cancelled", took)
 	}
 }

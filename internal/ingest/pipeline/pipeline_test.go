@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,5 +184,40 @@ func TestCanceledCallerDoesNotBlockWriter(t *testing.T) {
 	}
 	if len(w.writes) != 1 {
 		t.Fatalf("the canceled caller's data must still be written (at-least-once), writes=%v", w.writes)
+	}
+}
+
+// A shutdown budget already spent (by a slow query, say) must not turn a
+// drain into an error when there was nothing to drain; when there was, the
+// error says how much was left and that it was never acknowledged.
+func TestCloseAfterBudgetSpent(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		queued   int // spans waiting behind a write that does not finish
+		wantErr  error
+		wantLeft string
+	}{
+		{name: "empty queue", wantErr: nil},
+		{name: "write in progress", queued: 3, wantErr: ErrDrainCutShort, wantLeft: "3 traces not written"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newGatedWriter()
+			p := NewTraces(w, Options{})
+			defer func() { w.release <- struct{}{} }() // let the writer finish after the test
+			errs := make(chan error, 1)
+			if tc.queued > 0 {
+				go func() { errs <- p.ConsumeTraces(t.Context(), traces(tc.queued)) }()
+				<-w.started
+			}
+			spent, cancel := context.WithCancel(t.Context())
+			cancel()
+			err := p.Close(spent)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("Close = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil && !strings.Contains(err.Error(), tc.wantLeft) {
+				t.Errorf("Close = %q, want it to say %q", err, tc.wantLeft)
+			}
+		})
 	}
 }

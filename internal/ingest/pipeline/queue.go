@@ -17,8 +17,15 @@ import (
 	"github.com/vigil-observability/vigil/internal/selfobs"
 )
 
-// ErrClosed is returned for requests submitted after Close.
-var ErrClosed = errors.New("pipeline: closed")
+var (
+	// ErrClosed is returned for requests submitted after Close.
+	ErrClosed = errors.New("pipeline: closed")
+	// ErrDrainCutShort is returned by Close when its context ended before
+	// everything admitted was written. What was left had not been
+	// acknowledged (a request is answered only once its batch is durable),
+	// so its senders retry it: it is late, not lost.
+	ErrDrainCutShort = errors.New("pipeline: drain cut short")
+)
 
 // Options configures a queue. Zero values take the defaults.
 type Options struct {
@@ -201,7 +208,9 @@ func (q *queue[T]) flush(batch []*request[T]) {
 }
 
 // close stops admitting requests, writes everything already admitted, and
-// returns when the writer has finished or ctx ends.
+// returns when the writer has finished or ctx ends. An empty queue is
+// drained even if ctx has already ended: a shutdown budget spent elsewhere
+// (a slow query) must not report a drain that had nothing to do as failed.
 func (q *queue[T]) close(ctx context.Context) error {
 	q.mu.Lock()
 	q.closed = true
@@ -214,6 +223,12 @@ func (q *queue[T]) close(ctx context.Context) error {
 	case <-q.stopped:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("pipeline: drain: %w", ctx.Err())
 	}
+	q.mu.Lock()
+	left := q.items
+	q.mu.Unlock()
+	if left == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %d %s not written: %w", ErrDrainCutShort, left, q.ops.signal, ctx.Err())
 }

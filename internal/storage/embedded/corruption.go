@@ -88,11 +88,22 @@ func quarantineBadBlocks(dir, qdir string, log *slog.Logger, corruptions *promet
 	// The TSDB's own lock: a block another process is compacting or
 	// deleting may fail to open without being damaged. tsdb.Open takes
 	// the lock again right after.
-	lock, _, err := fileutil.Flock(filepath.Join(dir, "lock"))
+	lockPath := filepath.Join(dir, "lock")
+	lock, existed, err := fileutil.Flock(lockPath)
 	if err != nil {
 		return fmt.Errorf("embedded: lock %s (is another vigil using this data directory?): %w", dir, err)
 	}
-	defer func() { _ = lock.Release() }()
+	defer func() {
+		// tsdb.Open takes a lock file it finds as the sign of an unclean
+		// stop (a warning, prometheus_tsdb_clean_start 0), so a file this
+		// check created goes again; one left by a crash stays for it to
+		// report. Removed while still held, so no other process can have
+		// taken it in between.
+		if !existed {
+			_ = os.Remove(lockPath)
+		}
+		_ = lock.Release()
+	}()
 	for _, e := range entries {
 		if !e.IsDir() || !isULID(e.Name()) {
 			continue

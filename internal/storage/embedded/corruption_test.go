@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/tsdb/fileutil"
 )
 
@@ -92,4 +94,65 @@ func TestBlocksLeftAloneUnderAnotherLock(t *testing.T) {
 	if _, err := os.Stat(block); err != nil {
 		t.Errorf("block moved while another process held the lock: %v", err)
 	}
+}
+
+// The block check before tsdb.Open takes the TSDB's lock; it must not leave
+// the file behind, or every start after a clean stop looks like one after a
+// crash (a lock file warning, prometheus_tsdb_clean_start 0). A file a crash
+// left must still be reported.
+func TestCleanStartAfterCleanStop(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		crash     bool // leave the lock file as a killed process would
+		wantClean float64
+	}{
+		{name: "clean stop", wantClean: 1},
+		{name: "crash", crash: true, wantClean: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "tsdb")
+			db, err := OpenMetrics(MetricsOptions{Dir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.crash {
+				if err := os.WriteFile(filepath.Join(dir, "lock"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var logs strings.Builder
+			reg := prometheus.NewRegistry()
+			db, err = OpenMetrics(MetricsOptions{Dir: dir, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = db.Close() }()
+			if got := testutil.ToFloat64(gaugeNamed(t, reg, "prometheus_tsdb_clean_start")); got != tc.wantClean {
+				t.Errorf("prometheus_tsdb_clean_start = %v, want %v", got, tc.wantClean)
+			}
+			if warned := strings.Contains(logs.String(), "lockfile"); warned != tc.crash {
+				t.Errorf("lock file warning logged = %v, want %v; logs:\n%s", warned, tc.crash, logs.String())
+			}
+		})
+	}
+}
+
+// gaugeNamed finds a registered metric by name, as a collector testutil
+// can read.
+func gaugeNamed(t *testing.T, g prometheus.Gatherer, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: "copy"}, func() float64 { return mf.GetMetric()[0].GetGauge().GetValue() })
+		}
+	}
+	t.Fatalf("%s not registered", name)
+	return nil
 }
