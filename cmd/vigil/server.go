@@ -457,7 +457,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 
 	stopServing(cfg, logger, stoppables{
-		gate: ingestGate, grpc: grpcSrv, otlpHTTP: otlpHTTP, http: httpServer,
+		web: webSrv, gate: ingestGate, grpc: grpcSrv, otlpHTTP: otlpHTTP, http: httpServer,
 		scraper: scraper, rules: ruleMgr, traces: traces, logs: logs,
 	})
 	// The recorder flushes once more when stopped, before the TSDB closes.
@@ -633,6 +633,7 @@ func scheme(a *auth.Authenticator) string {
 
 // stoppables are the parts stopServing stops, in its order.
 type stoppables struct {
+	web          interface{ SetStopping() }
 	gate         *gate.Gate
 	grpc         shutdown.GRPCServer
 	otlpHTTP     *http.Server
@@ -650,6 +651,7 @@ type stoppables struct {
 // queues drain in what is left.
 func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
 	budget := shutdown.NewBudget(time.Duration(cfg.ShutdownTimeout))
+	s.web.SetStopping()
 	s.gate.Close()
 	logger.Info("ingest refused from now on; stopping the listeners", "shutdown_timeout", cfg.ShutdownTimeout)
 	listeners, cancel := budget.Listeners(context.Background())

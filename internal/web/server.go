@@ -33,10 +33,13 @@ type Options struct {
 // while it is serving; until SetReady, every path not yet mounted answers
 // 503 so that clients arriving during WAL replay are told to retry.
 type Server struct {
-	mux    *http.ServeMux
-	ready  atomic.Bool
-	logger *slog.Logger
-	ui     http.Handler
+	mux   *http.ServeMux
+	ready atomic.Bool
+	// stopping turns /-/ready to 503 once shutdown begins, so a load
+	// balancer sends new requests elsewhere while this one drains.
+	stopping atomic.Bool
+	logger   *slog.Logger
+	ui       http.Handler
 
 	routesMu sync.Mutex
 	routes   []string // every pattern mounted, for GET /-/routes
@@ -57,6 +60,11 @@ func New(opts Options) *Server {
 		if !s.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("vigil is not ready: storage is opening (WAL replay).\n"))
+			return
+		}
+		if s.stopping.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("vigil is not ready: shutting down.\n"))
 			return
 		}
 		_, _ = w.Write([]byte("vigil is Ready.\n"))
@@ -106,6 +114,10 @@ func (s *Server) MountPprof() {
 
 // SetReady marks storage open and every API mounted.
 func (s *Server) SetReady() { s.ready.Store(true) }
+
+// SetStopping marks the start of shutdown: /-/ready answers 503 from now
+// on, while the APIs keep answering the requests that still arrive.
+func (s *Server) SetStopping() { s.stopping.Store(true) }
 
 // Ready reports whether SetReady was called.
 func (s *Server) Ready() bool { return s.ready.Load() }

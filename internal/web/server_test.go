@@ -61,6 +61,22 @@ func TestReadinessGatesAPIs(t *testing.T) {
 			t.Errorf("after ready: GET %s = %d %q, want %d containing %q", tc.path, resp.StatusCode, body, tc.code, tc.body)
 		}
 	}
+
+	s.SetStopping()
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/-/ready", 503, "shutting down"},
+		{"/-/healthy", 200, "Healthy"},
+		{"/api/v1/query?query=up", 200, "api"},
+	} {
+		resp, body := get(t, s, tc.path)
+		if resp.StatusCode != tc.code || !strings.Contains(body, tc.body) {
+			t.Errorf("stopping: GET %s = %d %q, want %d containing %q", tc.path, resp.StatusCode, body, tc.code, tc.body)
+		}
+	}
 }
 
 // stubUI stands in for the web UI (internal/ui, tested there).
