@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -450,5 +451,54 @@ func TestProcessDeduplication(t *testing.T) {
 	}
 	if len(tr.Processes) != 4 || tr.Processes["p3"].ServiceName != "b" || len(tr.Processes["p4"].Tags) != 0 {
 		t.Errorf("processes = %+v", tr.Processes)
+	}
+}
+
+// A trace past query.max_trace_spans keeps its earliest spans and says it
+// was truncated, on the trace and on its first span; a search shares one
+// budget over all the traces it returns.
+func TestTraceTruncated(t *testing.T) {
+	fixture := loadFixture(t)
+	total := fixture.SpanCount()
+	for _, tc := range []struct {
+		name      string
+		maxSpans  int
+		wantSpans int
+		truncated bool
+	}{
+		{"under the limit", total, total, false},
+		{"over the limit", 2, 2, true},
+		{"no limit", 0, total, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHandler(Options{Traces: newStore(t, fixture), MaxTraceSpans: tc.maxSpans})
+			rec := get(t, h, http.MethodGet, "/api/traces/"+fixtureTraceID)
+			var r struct {
+				Data []struct {
+					Spans []struct {
+						StartTime int64    `json:"startTime"`
+						Warnings  []string `json:"warnings"`
+					} `json:"spans"`
+					Warnings []string `json:"warnings"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != http.StatusOK || len(r.Data) != 1 {
+				t.Fatalf("HTTP %d %s (%v)", rec.Code, rec.Body, err)
+			}
+			tr := r.Data[0]
+			if len(tr.Spans) != tc.wantSpans {
+				t.Errorf("%d spans, want %d", len(tr.Spans), tc.wantSpans)
+			}
+			marked := len(tr.Warnings) > 0 && strings.Contains(tr.Warnings[0], "truncated") &&
+				slices.ContainsFunc(tr.Spans[0].Warnings, func(w string) bool { return strings.Contains(w, "truncated") })
+			if marked != tc.truncated {
+				t.Errorf("truncation marked %v (trace warnings %q), want %v", marked, tr.Warnings, tc.truncated)
+			}
+			for i := 1; i < len(tr.Spans); i++ {
+				if tr.Spans[i].StartTime < tr.Spans[i-1].StartTime {
+					t.Errorf("span %d starts before span %d: the earliest must be kept, in order", i, i-1)
+				}
+			}
+		})
 	}
 }

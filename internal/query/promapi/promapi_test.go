@@ -192,7 +192,7 @@ func TestOptionsReachTheEngine(t *testing.T) {
 		},
 		{
 			name:     "max samples",
-			mutate:   func(o *Options) { o.MaxSamples = 10 },
+			mutate:   func(o *Options) { o.Limits.MaxSamples = 10 },
 			path:     q("vigil_test_requests_total[10m]", tEnd),
 			wantCode: http.StatusUnprocessableEntity,
 			wantBody: "too many samples",

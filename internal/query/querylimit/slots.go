@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 )
 
@@ -50,4 +51,32 @@ func (s *Slots) Acquire(ctx context.Context) (context.Context, func(), error) {
 	case <-ctx.Done():
 		return ctx, nil, ctx.Err()
 	}
+}
+
+// RetryAfterSeconds is the Retry-After sent with ErrBusy answers: about
+// the queue wait, when slots have likely turned over.
+const RetryAfterSeconds = "5"
+
+// StatusClientClosedRequest is what a request whose client went away while
+// it waited is answered (nginx's and Prometheus's 499).
+const StatusClientClosedRequest = 499
+
+// Handler serves next under a slot. When none frees up in time it sets
+// Retry-After and answers 503 through writeError, in the caller's own
+// error shape; a client that left while waiting gets 499.
+func (s *Slots) Handler(next http.Handler, writeError func(w http.ResponseWriter, code int, msg string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, release, err := s.Acquire(r.Context())
+		if err != nil {
+			if errors.Is(err, ErrBusy) {
+				w.Header().Set("Retry-After", RetryAfterSeconds)
+				writeError(w, http.StatusServiceUnavailable, err.Error())
+				return
+			}
+			writeError(w, StatusClientClosedRequest, err.Error())
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }

@@ -52,13 +52,22 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
 			spanColumns, r.alias, r.min, r.max, key.hi, key.lo)
 	}
-	rows, err := s.db.QueryContext(ctx, q.String())
+	stmt := q.String()
+	lim := storage.TraceReadLimitFrom(ctx)
+	if lim != nil && lim.MaxSpans > 0 {
+		// The earliest spans are the ones kept: the root and the start of
+		// the story. One more than allowed tells that some were left out.
+		stmt = fmt.Sprintf("SELECT * FROM (%s) ORDER BY start_ns LIMIT %d", stmt, lim.MaxSpans+1)
+	}
+	rows, err := s.db.QueryContext(ctx, stmt)
 	if err != nil {
 		return ptrace.Traces{}, fmt.Errorf("embedded: query trace: %w", err)
 	}
 	defer rows.Close()
 
 	td := ptrace.NewTraces()
+	var spans int
+	var read int64
 	resources := map[string]ptrace.ResourceSpans{}
 	scopes := map[string]ptrace.ScopeSpans{}
 	for rows.Next() {
@@ -77,6 +86,15 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 			&sc.name, &sc.version, &sc.attrs, &sc.dropped, &sc.schemaURL); err != nil {
 			return ptrace.Traces{}, fmt.Errorf("embedded: scan span: %w", err)
 		}
+		if lim != nil {
+			read += int64(len(attrs) + len(events) + len(links) + len(res.attrs) + len(sc.attrs) + len(r.name) + len(r.statusMsg) + 64)
+			if (lim.MaxSpans > 0 && spans >= lim.MaxSpans) || (lim.MaxBytes > 0 && spans > 0 && read > lim.MaxBytes) {
+				lim.Truncated = true
+				break
+			}
+			lim.ReadBytes = read
+		}
+		spans++
 		rk := res.service + "\x00" + res.attrs + "\x00" + res.schemaURL + "\x00" + strconv.FormatUint(uint64(res.dropped), 10)
 		rs, ok := resources[rk]
 		if !ok {
