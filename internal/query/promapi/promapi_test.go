@@ -323,7 +323,7 @@ func TestOptionalDependenciesAbsent(t *testing.T) {
 		{"/scrape_pools", http.StatusOK, `{"status":"success","data":{"scrapePools":[]}}`},
 		// The engine's settings under Prometheus's flag names, even with
 		// no Flags given.
-		{"/status/flags", http.StatusOK, `"query.max-samples":"50000000","query.timeout":"2m"`},
+		{"/status/flags", http.StatusOK, `"query.max-samples":"50000000","query.max-series":"0","query.max-trace-spans":"100000","query.timeout":"2m"`},
 		{"/status/tsdb", http.StatusInternalServerError, ErrNoTSDB.Error()},
 		// Prometheus itself panics on a nil ExemplarQueryable.
 		{"/query_exemplars?query=vigil_test_requests_total", http.StatusOK, `{"status":"success","data":[]}`},
