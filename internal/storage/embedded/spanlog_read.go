@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,23 +44,40 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 	if len(where[key]) == 0 {
 		return ptrace.Traces{}, storage.ErrTraceNotFound
 	}
-	var q strings.Builder
-	for i, r := range where[key] {
-		if i > 0 {
-			q.WriteString(" UNION ALL ")
+	union := func(columns string, upTo int64) string {
+		var q strings.Builder
+		for i, r := range where[key] {
+			if i > 0 {
+				q.WriteString(" UNION ALL ")
+			}
+			// Literals rather than parameters so the filters are constant
+			// comparisons DuckDB pushes into the scan.
+			fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
+				columns, r.alias, r.min, min(r.max, upTo), key.hi, key.lo)
 		}
-		// Literals rather than parameters so the filters are constant
-		// comparisons DuckDB pushes into the scan.
-		fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
-			spanColumns, r.alias, r.min, r.max, key.hi, key.lo)
+		return q.String()
 	}
-	stmt := q.String()
+	upTo := int64(math.MaxInt64)
 	lim := storage.TraceReadLimitFrom(ctx)
 	if lim != nil && lim.MaxSpans > 0 {
 		// The earliest spans are the ones kept: the root and the start of
-		// the story. One more than allowed tells that some were left out.
-		stmt = fmt.Sprintf("SELECT * FROM (%s) ORDER BY start_ns LIMIT %d", stmt, lim.MaxSpans+1)
+		// the story. Their last start time is found from the start times
+		// alone, so that DuckDB never sorts whole spans (a trace of
+		// large spans would not fit its memory), then the spans up to it
+		// are streamed as without a limit.
+		var cutoff sql.NullInt64
+		err := s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT start_ns FROM (%s) ORDER BY start_ns LIMIT 1 OFFSET %d",
+			union("start_ns", upTo), lim.MaxSpans)).Scan(&cutoff)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return ptrace.Traces{}, fmt.Errorf("embedded: query trace: %w", err)
+		case cutoff.Valid:
+			upTo = cutoff.Int64
+			lim.Truncated = true
+		}
 	}
+	stmt := union(spanColumns, upTo)
 	rows, err := s.db.QueryContext(ctx, stmt)
 	if err != nil {
 		return ptrace.Traces{}, fmt.Errorf("embedded: query trace: %w", err)
@@ -88,6 +107,7 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		}
 		if lim != nil {
 			read += int64(len(attrs) + len(events) + len(links) + len(res.attrs) + len(sc.attrs) + len(r.name) + len(r.statusMsg) + 64)
+			// Spans starting at the cutoff itself may be one too many.
 			if (lim.MaxSpans > 0 && spans >= lim.MaxSpans) || (lim.MaxBytes > 0 && spans > 0 && read > lim.MaxBytes) {
 				lim.Truncated = true
 				break
