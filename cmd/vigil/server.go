@@ -421,7 +421,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	mountAll(webSrv, red.Routes, redSvc.Handler())
 	mountAll(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
 		Traces: spanLogs, Dependencies: redSvc, Logger: logger, Registerer: reg,
-		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.MaxResponseBytes, Slots: querySlots,
+		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.TraceBytes(), Slots: querySlots,
 	}))
 	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
 

@@ -87,6 +87,12 @@ func DefaultsFor(memoryLimit int64) Limits {
 	return l
 }
 
+// TraceBytes is the budget of stored span data one trace answer may read:
+// a quarter of MaxResponseBytes, since spans take about four times their
+// stored size on the way out (pdata, Jaeger's model, the JSON encoding).
+// 0 means no bound.
+func (l Limits) TraceBytes() int64 { return l.MaxResponseBytes / 4 }
+
 // Fill returns l with its zero fields taken from d.
 func (l Limits) Fill(d Limits) Limits {
 	if l.Timeout == 0 {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"iter"
 	"math"
@@ -59,22 +58,37 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 	}
 	upTo := int64(math.MaxInt64)
 	lim := storage.TraceReadLimitFrom(ctx)
-	if lim != nil && lim.MaxSpans > 0 {
+	if lim != nil && (lim.MaxSpans > 0 || lim.MaxBytes > 0) {
 		// The earliest spans are the ones kept: the root and the start of
-		// the story. Their last start time is found from the start times
-		// alone, so that DuckDB never sorts whole spans (a trace of
-		// large spans would not fit its memory), then the spans up to it
-		// are streamed as without a limit.
-		var cutoff sql.NullInt64
-		err := s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT start_ns FROM (%s) ORDER BY start_ns LIMIT 1 OFFSET %d",
-			union("start_ns", upTo), lim.MaxSpans)).Scan(&cutoff)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return ptrace.Traces{}, fmt.Errorf("embedded: query trace: %w", err)
-		case cutoff.Valid:
-			upTo = cutoff.Int64
+		// the story. The last start time within both bounds is found from
+		// start times and sizes alone, then only the spans up to it are
+		// read: DuckDB never sorts or even produces the large spans past
+		// the bounds (20k spans of 15 KiB, read 8 at a time, took it far
+		// past its memory limit).
+		maxSpans, maxBytes := int64(lim.MaxSpans), lim.MaxBytes
+		if maxSpans <= 0 {
+			maxSpans = math.MaxInt64
+		}
+		if maxBytes <= 0 {
+			maxBytes = math.MaxInt64
+		}
+		var total, kept int64
+		var last, first sql.NullInt64
+		err := s.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*), count(*) FILTER (WHERE n <= %[2]d AND bytes <= %[3]d),
+	max(start_ns) FILTER (WHERE n <= %[2]d AND bytes <= %[3]d), min(start_ns)
+FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes FROM (%[1]s) WINDOW w AS (ORDER BY start_ns ROWS UNBOUNDED PRECEDING))`,
+			union("start_ns, strlen(attributes) + strlen(events) + strlen(links) + strlen(resource_attributes) + strlen(name) + 64 AS size", upTo),
+			maxSpans, maxBytes)).Scan(&total, &kept, &last, &first)
+		if err != nil {
+			return ptrace.Traces{}, fmt.Errorf("embedded: size trace: %w", err)
+		}
+		if kept < total {
 			lim.Truncated = true
+			upTo = last.Int64
+			if !last.Valid {
+				// One span larger than the whole budget: it alone is sent.
+				upTo = first.Int64
+			}
 		}
 	}
 	stmt := union(spanColumns, upTo)
@@ -106,8 +120,9 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 			return ptrace.Traces{}, fmt.Errorf("embedded: scan span: %w", err)
 		}
 		if lim != nil {
-			read += int64(len(attrs) + len(events) + len(links) + len(res.attrs) + len(sc.attrs) + len(r.name) + len(r.statusMsg) + 64)
-			// Spans starting at the cutoff itself may be one too many.
+			read += int64(len(attrs) + len(events) + len(links) + len(res.attrs) + len(r.name) + 64)
+			// Spans starting at the same time as the last one kept may be
+			// one too many.
 			if (lim.MaxSpans > 0 && spans >= lim.MaxSpans) || (lim.MaxBytes > 0 && spans > 0 && read > lim.MaxBytes) {
 				lim.Truncated = true
 				break
