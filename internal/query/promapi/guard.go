@@ -37,9 +37,14 @@ type queryGuard struct {
 	maxSeries int
 }
 
-// readsStorage are the endpoints whose cost grows with the data: they run
-// under a query slot.
-var readsStorage = []string{"/query", "/query_range", "/series", "/labels", "/query_exemplars", "/read"}
+// readsStorage are the endpoints whose cost grows with the data and that
+// do not go through the engine: they run under a query slot.
+var readsStorage = []string{"/series", "/labels", "/query_exemplars", "/read"}
+
+// evaluates are the endpoints that run PromQL: the engine takes their slot
+// once it has checked the query, so that a query it refuses is refused at
+// once however busy the server is.
+var evaluates = []string{"/query", "/query_range"}
 
 func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == PathPrefix+"/read" {
@@ -71,6 +76,10 @@ func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // limited serves r under a query slot if it reads storage.
 func (g queryGuard) limited(w http.ResponseWriter, r *http.Request) {
 	p := strings.TrimPrefix(r.URL.Path, PathPrefix)
+	if slices.Contains(evaluates, p) {
+		g.next.ServeHTTP(retryAfter{w}, r)
+		return
+	}
 	if !slices.Contains(readsStorage, p) && !(strings.HasPrefix(p, "/label/") && strings.HasSuffix(p, "/values")) {
 		g.next.ServeHTTP(w, r)
 		return
@@ -165,3 +174,16 @@ const maxFormMemory = 32 << 20
 // maxReadRequestBytes bounds the remote read requests the guard decodes;
 // real ones are a few kilobytes of matchers.
 const maxReadRequestBytes = 4 << 20
+
+// retryAfter adds Retry-After to the API's 503 answers (a query that found
+// no slot, or timed out): Prometheus's handler sets none.
+type retryAfter struct{ http.ResponseWriter }
+
+func (w retryAfter) WriteHeader(code int) {
+	if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", querylimit.RetryAfterSeconds)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w retryAfter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -131,10 +131,16 @@ func TestQuerySlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, PathPrefix+"/query?query=1&time="+tMid, nil))
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"errorType":"unavailable"`) {
-		t.Errorf("query with every slot busy: HTTP %d %s (Retry-After %q), want 503 unavailable with Retry-After", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	for _, path := range []string{"/query?query=1&time=" + tMid, "/series?match[]=up"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, PathPrefix+path, nil))
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "query slots stayed busy") {
+			t.Errorf("%s with every slot busy: HTTP %d %s (Retry-After %q), want 503 with Retry-After", path, rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+		}
+	}
+	// A query the engine refuses is refused at once, busy or not.
+	if code, body := get(t, h, "", "/query?"+url.Values{"query": {"up[100000d:1ms]"}, "time": {tMid}}.Encode()); code != http.StatusBadRequest {
+		t.Errorf("refused query with every slot busy: %s, want 400", describe(code, body))
 	}
 	if code, body := get(t, h, "", "/format_query?query=up"); code != http.StatusOK {
 		t.Errorf("format_query with every slot busy: %s, want 200", describe(code, body))

@@ -109,6 +109,11 @@ type query struct {
 func (q *query) Exec(ctx context.Context) *promql.Result {
 	ctx, release, err := q.e.slots.Acquire(ctx)
 	if err != nil {
+		if errors.Is(err, ErrBusy) {
+			// The engine's own timeout error, so that the Prometheus API
+			// answers it as it answers an overloaded Prometheus: 503.
+			err = fmt.Errorf("%w: %w", promql.ErrQueryTimeout("waiting for a query slot"), err)
+		}
 		return &promql.Result{Err: err}
 	}
 	if q.release != nil {
