@@ -85,6 +85,12 @@ func (g queryGuard) limited(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.slots.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p == "/read" {
+			// Remote read is bounded by its sample limit (query.max_samples);
+			// a series error would reach its clients as a 500.
+			g.next.ServeHTTP(w, r)
+			return
+		}
 		g.next.ServeHTTP(w, r.WithContext(querylimit.WithSeriesBudget(r.Context(), g.maxSeries)))
 	}), func(w http.ResponseWriter, code int, msg string) {
 		typ := "unavailable"
