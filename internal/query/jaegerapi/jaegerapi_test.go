@@ -502,3 +502,56 @@ func TestTraceTruncated(t *testing.T) {
 		})
 	}
 }
+
+// Traces read together (by several traceID parameters, or found by a
+// search) share one span budget: past it, the last trace is truncated and
+// the rest are left out, so 1,500 large traces cost what one would.
+func TestTraceSearchSharesTheBudget(t *testing.T) {
+	mk := func(first byte) ptrace.Traces {
+		td := ptrace.NewTraces()
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", "svc")
+		ss := rs.ScopeSpans().AppendEmpty().Spans()
+		for i := range 5 {
+			sp := ss.AppendEmpty()
+			sp.SetTraceID(pcommon.TraceID{first})
+			sp.SetSpanID(pcommon.SpanID{first, byte(i + 1)})
+			sp.SetName("op")
+			sp.SetStartTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + i))
+			sp.SetEndTimestamp(pcommon.Timestamp(1_700_000_000_000_000_100 + i))
+		}
+		return td
+	}
+	store := newStore(t, mk(1), mk(2))
+	path := "/api/traces?traceID=01" + strings.Repeat("0", 30) + "&traceID=02" + strings.Repeat("0", 30)
+	for _, tc := range []struct {
+		maxSpans int
+		want     []int // spans per trace returned
+	}{
+		{0, []int{5, 5}},
+		{10, []int{5, 5}},
+		{7, []int{5, 2}},
+		{5, []int{5}},
+	} {
+		rec := get(t, NewHandler(Options{Traces: store, MaxTraceSpans: tc.maxSpans}), http.MethodGet, path)
+		var r struct {
+			Data []struct {
+				Spans    []json.RawMessage `json:"spans"`
+				Warnings []string          `json:"warnings"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("max %d: HTTP %d %s (%v)", tc.maxSpans, rec.Code, rec.Body, err)
+		}
+		var got []int
+		for _, d := range r.Data {
+			got = append(got, len(d.Spans))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("max %d: spans per trace %v, want %v", tc.maxSpans, got, tc.want)
+		}
+		if n := len(r.Data); n > 0 && got[n-1] < 5 && len(r.Data[n-1].Warnings) == 0 {
+			t.Errorf("max %d: the truncated trace carries no warning", tc.maxSpans)
+		}
+	}
+}
