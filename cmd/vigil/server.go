@@ -43,6 +43,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/query/red"
 	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/selfobs"
@@ -270,9 +271,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	defer func() { stopAM(); am.Stop(); <-amDone }()
 	webSrv.Handle("/api/v2/", am.Handler())
 
+	// One set of query slots for every query path (API, rules, RED,
+	// traces, logs, the doctor), so their sum stays inside the memory limit.
+	queryLimits := cfg.QueryLimits()
+	querySlots := querylimit.NewSlots(queryLimits.MaxConcurrency, queryLimits.QueueWait)
 	ruleMgr, err := rules.New(rules.Options{
 		Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
 		Notify: am.Notify, Logger: logger, Registerer: reg,
+		Limits: queryLimits, Slots: querySlots,
 	})
 	if err != nil {
 		return err
@@ -367,6 +373,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin, Metadata: metricMeta,
+		Limits: queryLimits, Slots: querySlots,
 	})
 	if err != nil {
 		return err
@@ -388,7 +395,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.TraceLogsCheck{Coverage: spanLogs},
 			doctor.SuppressionCheck{Alerts: am},
 			doctor.NotifyCheck{Deliveries: am},
-			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB},
+			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Limits: queryLimits, Slots: querySlots},
 			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.head()},
@@ -413,15 +420,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	})))
-	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger})
+	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Limits: queryLimits, Slots: querySlots})
 	if err != nil {
 		return err
 	}
 	mountAll(webSrv, red.Routes, redSvc.Handler())
 	mountAll(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
 		Traces: spanLogs, Dependencies: redSvc, Logger: logger, Registerer: reg,
+		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.TraceBytes(), Slots: querySlots,
 	}))
-	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg}))
+	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),

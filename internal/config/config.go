@@ -24,6 +24,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/web"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	Storage         Storage        `yaml:"storage"`
 	Limits          Limits         `yaml:"limits"`
 	Ingest          Ingest         `yaml:"ingest"`
+	// Query bounds what one query may cost; unset bounds are derived from
+	// limits.memory_limit.
+	Query Query `yaml:"query"`
 
 	// Admin turns on endpoints that change the server (POST /-/reload).
 	Admin Admin `yaml:"admin"`
@@ -206,6 +210,42 @@ const DefaultMaxSeries = 1_000_000
 
 // MinMemoryLimit is the smallest limits.memory_limit accepted.
 const MinMemoryLimit = 256 << 20
+
+// Query bounds each query, so that no query or burst of them takes the
+// process past limits.memory_limit. Every field left 0 is derived from
+// limits.memory_limit (Prometheus's defaults without one); see
+// querylimit.DefaultsFor and docs/api.md.
+type Query struct {
+	// Timeout ends a query's evaluation (Prometheus's --query.timeout).
+	Timeout model.Duration `yaml:"timeout"`
+	// MaxSamples is the most samples one query may hold at once
+	// (--query.max-samples); remote read is bounded by it too.
+	MaxSamples int `yaml:"max_samples"`
+	// MaxSeries is the most series one query or request may select.
+	MaxSeries int `yaml:"max_series"`
+	// MaxResponseBytes bounds one answer's estimated size.
+	MaxResponseBytes units.Base2Bytes `yaml:"max_response_bytes"`
+	// MaxConcurrency is how many queries run at once
+	// (--query.max-concurrency); more wait up to 5s, then get 503.
+	MaxConcurrency int `yaml:"max_concurrency"`
+	// MaxTraceSpans is the most spans a trace read by id returns; the
+	// answer says when spans were left out.
+	MaxTraceSpans int `yaml:"max_trace_spans"`
+}
+
+// QueryLimits is the query section with what is unset derived from
+// limits.memory_limit.
+func (c *Config) QueryLimits() querylimit.Limits {
+	q := c.Query
+	return querylimit.Limits{
+		Timeout:          time.Duration(q.Timeout),
+		MaxSamples:       q.MaxSamples,
+		MaxSeries:        q.MaxSeries,
+		MaxResponseBytes: int64(q.MaxResponseBytes),
+		MaxConcurrency:   q.MaxConcurrency,
+		MaxTraceSpans:    q.MaxTraceSpans,
+	}.Fill(querylimit.DefaultsFor(int64(c.Limits.MemoryLimit)))
+}
 
 // Ingest sizes the write path.
 type Ingest struct {
@@ -448,6 +488,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Ingest.MaxQueueItems < 0 || c.Ingest.MaxBatchItems < 0 || c.Ingest.MaxRequestsInFlight < 0 {
 		return fmt.Errorf("%w: ingest sizes must not be negative", ErrInvalid)
+	}
+	if q := c.Query; q.Timeout < 0 || q.MaxSamples < 0 || q.MaxSeries < 0 || q.MaxResponseBytes < 0 ||
+		q.MaxConcurrency < 0 || q.MaxTraceSpans < 0 {
+		return fmt.Errorf("%w: query limits must not be negative", ErrInvalid)
 	}
 	l := c.Limits
 	if l.MaxRequestBytes < 0 || l.MaxAttributeValueLength < 0 || l.MaxAttributesPerItem < 0 ||

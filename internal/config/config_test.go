@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/discovery/file"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 func TestLoadGood(t *testing.T) {
@@ -111,6 +113,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad_memory_limit_small.yaml", "below the minimum of 256MiB"},
 		{"bad_memory_limit_duckdb.yaml", "leaves nothing of limits.memory_limit"},
 		{"bad_duckdb_memory.yaml", `duckdb_memory_limit "lots"`},
+		{"bad_negative_query_limit.yaml", "query limits must not be negative"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)
@@ -151,6 +154,31 @@ func TestMemoryAndSeriesLimits(t *testing.T) {
 		if c.Storage.DuckDBMemoryLimit != tc.duckdb || c.SeriesLimit() != tc.maxSeries || int64(c.Limits.MemoryLimit) != tc.memoryLimit {
 			t.Errorf("%q: duckdb %q, series %d, memory %d; want %q, %d, %d", tc.yaml,
 				c.Storage.DuckDBMemoryLimit, c.SeriesLimit(), c.Limits.MemoryLimit, tc.duckdb, tc.maxSeries, tc.memoryLimit)
+		}
+	}
+}
+
+// Query limits left unset are derived from limits.memory_limit; set ones win.
+func TestQueryLimits(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want querylimit.Limits
+	}{
+		{"", querylimit.DefaultsFor(0)},
+		{"limits: {memory_limit: 1GiB}", querylimit.DefaultsFor(1 << 30)},
+		{"limits: {memory_limit: 1GiB}\nquery: {timeout: 30s, max_samples: 1000, max_concurrency: 3, max_series: 10, max_response_bytes: 1MiB, max_trace_spans: 50}",
+			querylimit.Limits{Timeout: 30 * time.Second, MaxSamples: 1000, MaxConcurrency: 3, MaxSeries: 10, MaxResponseBytes: 1 << 20, MaxTraceSpans: 50, QueueWait: querylimit.DefaultQueueWait}},
+	} {
+		path := filepath.Join(t.TempDir(), "vigil.yaml")
+		if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(path, nil)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := c.QueryLimits(); got != tc.want {
+			t.Errorf("%q: %+v, want %+v", tc.yaml, got, tc.want)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 )
@@ -35,6 +36,11 @@ type SLOCheck struct {
 	// Window is how far back an SLI must have data (1h if 0).
 	Window time.Duration
 	Now    func() time.Time
+	// Limits and Slots bound the SLI queries as the API's are bounded
+	// (zero Limits: 10M samples, one minute); nil Slots: no concurrency
+	// bound.
+	Limits querylimit.Limits
+	Slots  *querylimit.Slots
 }
 
 // Name implements Check.
@@ -49,14 +55,18 @@ func (c SLOCheck) Run(ctx context.Context) ([]Finding, error) {
 	now := clockOf(c.Now)
 	end := now()
 	var q storage.Querier
-	var engine *promql.Engine
+	var engine promql.QueryEngine
 	if c.Metrics != nil {
 		var err error
 		if q, err = c.Metrics.Querier(end.Add(-window).UnixMilli(), end.UnixMilli()); err != nil {
 			return nil, fmt.Errorf("doctor: open querier: %w", err)
 		}
 		defer q.Close()
-		engine = promql.NewEngine(promql.EngineOpts{MaxSamples: 10_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
+		engine = querylimit.NewEngine(querylimit.Options{
+			EngineOpts: promql.EngineOpts{LookbackDelta: 5 * time.Minute},
+			Limits:     c.Limits.Fill(querylimit.Limits{MaxSamples: 10_000_000, Timeout: time.Minute}),
+			Slots:      c.Slots,
+		})
 	}
 	var out []Finding
 	for _, s := range c.SLOs() {
@@ -300,7 +310,7 @@ func spanBoundLabels() []string {
 	return append(out, "+Inf")
 }
 
-func sloInstant(ctx context.Context, engine *promql.Engine, q storage.Queryable, query string, at time.Time) (promql.Vector, error) {
+func sloInstant(ctx context.Context, engine promql.QueryEngine, q storage.Queryable, query string, at time.Time) (promql.Vector, error) {
 	qry, err := engine.NewInstantQuery(ctx, q, nil, query, at)
 	if err != nil {
 		return nil, err

@@ -27,6 +27,8 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 	"gopkg.in/yaml.v3"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 // ErrInvalidRules wraps every rule file that does not validate; nothing of
@@ -63,6 +65,11 @@ type Options struct {
 	ExternalURL *url.URL
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
+	// Limits bound each rule's query as they bound the API's; zero fields
+	// mean Prometheus's defaults. Slots is the process's query concurrency
+	// limiter (nil: none), so rules and users share one memory budget.
+	Limits querylimit.Limits
+	Slots  *querylimit.Slots
 }
 
 // Manager runs the rule groups of a configuration.
@@ -74,6 +81,9 @@ type Manager struct {
 	mu       sync.Mutex
 	stopping atomic.Bool
 	cancel   context.CancelFunc // ends evaluations in flight
+	// interval is the global evaluation interval in milliseconds: the step
+	// of subqueries written without one, as in Prometheus.
+	interval atomic.Int64
 }
 
 // New returns a Manager; call Apply with the rules, then Run.
@@ -88,11 +98,19 @@ func New(opts Options) (*Manager, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
-	engine := promql.NewEngine(promql.EngineOpts{
-		Logger:        logger.With("component", "rule query engine"),
-		MaxSamples:    50_000_000,
-		Timeout:       2 * time.Minute,
-		LookbackDelta: 5 * time.Minute,
+	m := &Manager{dir: opts.Dir, logger: logger}
+	m.interval.Store(time.Minute.Milliseconds())
+	engine := querylimit.NewEngine(querylimit.Options{
+		EngineOpts: promql.EngineOpts{
+			Logger:        logger.With("component", "rule query engine"),
+			LookbackDelta: 5 * time.Minute,
+		},
+		Limits: opts.Limits.Fill(querylimit.DefaultsFor(0)),
+		Slots:  opts.Slots,
+		Plan: querylimit.Plan{
+			Parser:      parser.NewParser(parser.Options{}),
+			DefaultStep: func(int64) int64 { return m.interval.Load() },
+		},
 	})
 	notify := opts.Notify
 	if notify == nil {
@@ -105,7 +123,7 @@ func New(opts Options) (*Manager, error) {
 	// Evaluations run under a context Stop cancels: a slow rule query
 	// would otherwise hold a stop for up to the engine's timeout.
 	ctx, cancel := context.WithCancel(context.Background())
-	m := promrules.NewManager(&promrules.ManagerOptions{
+	m.Manager = promrules.NewManager(&promrules.ManagerOptions{
 		ExternalURL:     opts.ExternalURL,
 		QueryFunc:       promrules.EngineQueryFunc(engine, opts.Queryable),
 		NotifyFunc:      notify,
@@ -118,7 +136,9 @@ func New(opts Options) (*Manager, error) {
 		ForGracePeriod:  DefaultForGracePeriod,
 		ResendDelay:     DefaultResendDelay,
 	})
-	return &Manager{Manager: m, dir: opts.Dir, logger: logger, url: extURL, cancel: cancel}, nil
+	m.url = extURL
+	m.cancel = cancel
+	return m, nil
 }
 
 // Config is what a (re)load applies.
@@ -177,6 +197,9 @@ func (m *Manager) Apply(c Config) error {
 	}
 	if err := Validate(c.Files, m.logger); err != nil {
 		return err
+	}
+	if c.Interval > 0 {
+		m.interval.Store(c.Interval.Milliseconds())
 	}
 	if err := m.Update(c.Interval, files, c.ExternalLabels, m.url, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRules, err)

@@ -197,3 +197,50 @@ func TestStopCancelsEvaluationInFlight(t *testing.T) {
 		t.Errorf("Stop took %v with an evaluation in flight; want it cancelled", took)
 	}
 }
+
+// Rule queries go through the same checks as the API's: a subquery of more
+// steps than allowed fails its evaluation instead of taking the process
+// down, and a subquery without a step gets the global evaluation interval
+// (at 1s, 2000h is 7.2 million steps; at the engine's default of a minute
+// it would be 120,000 and pass).
+func TestRuleSubqueriesAreChecked(t *testing.T) {
+	m, _ := newManager(t, &notified{})
+	gen := []rulefmt.RuleGroup{{Name: "hostile", Rules: []rulefmt.Rule{
+		{Record: "huge", Expr: "count_over_time(vector(1)[100000d:1ms])"},
+		{Record: "default_step", Expr: "count_over_time(vector(1)[2000h:])"},
+		{Record: "fine", Expr: "count_over_time(vector(1)[1h:1m])"},
+	}}}
+	if err := m.Apply(Config{Interval: time.Second, Generated: gen}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"huge": "more than the 1000000 allowed", "default_step": "more than the 1000000 allowed", "fine": ""}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := map[string]string{}
+		evaluated := 0
+		for _, g := range m.RuleGroups() {
+			for _, r := range g.Rules() {
+				if r.Health() != promrules.HealthUnknown {
+					evaluated++
+				}
+				if err := r.LastError(); err != nil {
+					got[r.Name()] = err.Error()
+				} else {
+					got[r.Name()] = ""
+				}
+			}
+		}
+		if evaluated == len(want) {
+			for name, w := range want {
+				if (w == "") != (got[name] == "") || !strings.Contains(got[name], w) {
+					t.Errorf("rule %s: error %q, want %q", name, got[name], w)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rules not evaluated within 10s: %v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -422,3 +422,35 @@ type SpanLogStore interface {
 	LogReader
 	Close() error
 }
+
+// TraceReadLimit bounds what GetTrace reads of one trace, so that a trace
+// of tens of thousands of large spans cannot take the process past its
+// memory limit. Put it in GetTrace's context with WithTraceReadLimit.
+// Backends that honour it read spans in start order and stop before either
+// bound is passed, setting Truncated; a backend that does not returns the
+// whole trace and the caller trims it.
+type TraceReadLimit struct {
+	// MaxSpans bounds the spans returned (0: no bound).
+	MaxSpans int
+	// MaxBytes bounds the encoded size of the spans read (0: no bound);
+	// at least one span is always returned.
+	MaxBytes int64
+	// Truncated is set by the backend when spans were left out.
+	Truncated bool
+	// ReadBytes is set by the backend to the encoded size it read, so
+	// that a caller reading several traces can share one budget.
+	ReadBytes int64
+}
+
+type traceReadLimitKey struct{}
+
+// WithTraceReadLimit returns ctx carrying l for GetTrace.
+func WithTraceReadLimit(ctx context.Context, l *TraceReadLimit) context.Context {
+	return context.WithValue(ctx, traceReadLimitKey{}, l)
+}
+
+// TraceReadLimitFrom returns the limit WithTraceReadLimit put in ctx, or nil.
+func TraceReadLimitFrom(ctx context.Context) *TraceReadLimit {
+	l, _ := ctx.Value(traceReadLimitKey{}).(*TraceReadLimit)
+	return l
+}

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
@@ -63,6 +64,14 @@ type Options struct {
 	// Registerer receives vigil_query_requests_total{api="jaeger",code};
 	// nil means the metric is not registered (tests).
 	Registerer prometheus.Registerer
+	// MaxTraceSpans and MaxTraceBytes bound what one trace read by id
+	// returns (0: no bound): the earliest spans are kept and the trace's
+	// warnings say that the rest were left out.
+	MaxTraceSpans int
+	MaxTraceBytes int64
+	// Slots is the process's query concurrency limiter: each request runs
+	// under one slot (nil: no bound).
+	Slots *querylimit.Slots
 }
 
 // Routes lists the path patterns NewHandler serves, for mounting.
@@ -91,7 +100,8 @@ func NewHandler(opts Options) http.Handler {
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(requests)
 	}
-	h := &handler{traces: opts.Traces, deps: opts.Dependencies, logger: logger, requests: requests, now: opts.Now}
+	h := &handler{traces: opts.Traces, deps: opts.Dependencies, logger: logger, requests: requests, now: opts.Now,
+		maxSpans: opts.MaxTraceSpans, maxBytes: opts.MaxTraceBytes}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -110,7 +120,10 @@ func NewHandler(opts Options) http.Handler {
 			h.writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
 		})
 	}
-	return mux
+	if opts.Slots == nil {
+		return mux
+	}
+	return opts.Slots.Handler(mux, h.writeError)
 }
 
 type handler struct {
@@ -119,6 +132,8 @@ type handler struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	requests *prometheus.CounterVec
+	maxSpans int
+	maxBytes int64
 }
 
 // response is the envelope every Jaeger query API answer uses.
@@ -141,8 +156,10 @@ func (h *handler) getTrace(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	td, err := h.traces.GetTrace(r.Context(), id)
-	if errors.Is(err, storage.ErrTraceNotFound) {
+	trace, _, err := h.readTrace(r.Context(), id, h.maxSpans, h.maxBytes)
+	if errors.Is(err, storage.ErrTraceNotFound) || (err == nil && len(trace.Spans) == 0) {
+		// A backend that returns an empty result instead of
+		// ErrTraceNotFound still means "not found" to the UI.
 		h.writeError(w, http.StatusNotFound, "trace not found")
 		return
 	}
@@ -150,14 +167,33 @@ func (h *handler) getTrace(w http.ResponseWriter, r *http.Request) {
 		h.storageError(w, r, err, "reading the trace", "trace_id", hex.EncodeToString(id[:]))
 		return
 	}
-	trace := convertTrace(id, td)
-	if len(trace.Spans) == 0 {
-		// A backend that returns an empty result instead of
-		// ErrTraceNotFound still means "not found" to the UI.
-		h.writeError(w, http.StatusNotFound, "trace not found")
-		return
-	}
 	h.writeJSON(w, http.StatusOK, response{Data: []jsonTrace{trace}})
+}
+
+// readTrace reads and converts one trace, keeping at most maxSpans spans
+// and about maxBytes of encoded span data (0: no bound). It returns the
+// encoded size read, for callers sharing one budget over several traces.
+// A truncated trace says so in its warnings, Jaeger's own marker for a
+// partial trace, and on its first span, which the UI shows.
+func (h *handler) readTrace(ctx context.Context, id pcommon.TraceID, maxSpans int, maxBytes int64) (jsonTrace, int64, error) {
+	lim := &storage.TraceReadLimit{MaxSpans: maxSpans, MaxBytes: maxBytes}
+	td, err := h.traces.GetTrace(storage.WithTraceReadLimit(ctx, lim), id)
+	if err != nil {
+		return jsonTrace{}, 0, err
+	}
+	trace := convertTrace(id, td)
+	if maxSpans > 0 && len(trace.Spans) > maxSpans {
+		// A backend that does not honour the limit: trim what it read.
+		trace.Spans = trace.Spans[:maxSpans]
+		lim.Truncated = true
+	}
+	if lim.Truncated && len(trace.Spans) > 0 {
+		msg := fmt.Sprintf("trace truncated: showing its first %d spans by start time; the rest exceed the query limits (query.max_trace_spans %d, query.max_response_bytes %d)",
+			len(trace.Spans), h.maxSpans, h.maxBytes)
+		trace.Warnings = append(trace.Warnings, msg)
+		trace.Spans[0].Warnings = append(trace.Spans[0].Warnings, msg)
+	}
+	return trace, lim.ReadBytes, nil
 }
 
 // storageError answers a failed storage call: 400 for a query the store

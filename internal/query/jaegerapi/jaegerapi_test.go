@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -450,5 +451,107 @@ func TestProcessDeduplication(t *testing.T) {
 	}
 	if len(tr.Processes) != 4 || tr.Processes["p3"].ServiceName != "b" || len(tr.Processes["p4"].Tags) != 0 {
 		t.Errorf("processes = %+v", tr.Processes)
+	}
+}
+
+// A trace past query.max_trace_spans keeps its earliest spans and says it
+// was truncated, on the trace and on its first span; a search shares one
+// budget over all the traces it returns.
+func TestTraceTruncated(t *testing.T) {
+	fixture := loadFixture(t)
+	total := fixture.SpanCount()
+	for _, tc := range []struct {
+		name      string
+		maxSpans  int
+		wantSpans int
+		truncated bool
+	}{
+		{"under the limit", total, total, false},
+		{"over the limit", 2, 2, true},
+		{"no limit", 0, total, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHandler(Options{Traces: newStore(t, fixture), MaxTraceSpans: tc.maxSpans})
+			rec := get(t, h, http.MethodGet, "/api/traces/"+fixtureTraceID)
+			var r struct {
+				Data []struct {
+					Spans []struct {
+						StartTime int64    `json:"startTime"`
+						Warnings  []string `json:"warnings"`
+					} `json:"spans"`
+					Warnings []string `json:"warnings"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != http.StatusOK || len(r.Data) != 1 {
+				t.Fatalf("HTTP %d %s (%v)", rec.Code, rec.Body, err)
+			}
+			tr := r.Data[0]
+			if len(tr.Spans) != tc.wantSpans {
+				t.Errorf("%d spans, want %d", len(tr.Spans), tc.wantSpans)
+			}
+			marked := len(tr.Warnings) > 0 && strings.Contains(tr.Warnings[0], "truncated") &&
+				slices.ContainsFunc(tr.Spans[0].Warnings, func(w string) bool { return strings.Contains(w, "truncated") })
+			if marked != tc.truncated {
+				t.Errorf("truncation marked %v (trace warnings %q), want %v", marked, tr.Warnings, tc.truncated)
+			}
+			for i := 1; i < len(tr.Spans); i++ {
+				if tr.Spans[i].StartTime < tr.Spans[i-1].StartTime {
+					t.Errorf("span %d starts before span %d: the earliest must be kept, in order", i, i-1)
+				}
+			}
+		})
+	}
+}
+
+// Traces read together (by several traceID parameters, or found by a
+// search) share one span budget: past it, the last trace is truncated and
+// the rest are left out, so 1,500 large traces cost what one would.
+func TestTraceSearchSharesTheBudget(t *testing.T) {
+	mk := func(first byte) ptrace.Traces {
+		td := ptrace.NewTraces()
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", "svc")
+		ss := rs.ScopeSpans().AppendEmpty().Spans()
+		for i := range 5 {
+			sp := ss.AppendEmpty()
+			sp.SetTraceID(pcommon.TraceID{first})
+			sp.SetSpanID(pcommon.SpanID{first, byte(i + 1)})
+			sp.SetName("op")
+			sp.SetStartTimestamp(pcommon.Timestamp(1_700_000_000_000_000_000 + i))
+			sp.SetEndTimestamp(pcommon.Timestamp(1_700_000_000_000_000_100 + i))
+		}
+		return td
+	}
+	store := newStore(t, mk(1), mk(2))
+	path := "/api/traces?traceID=01" + strings.Repeat("0", 30) + "&traceID=02" + strings.Repeat("0", 30)
+	for _, tc := range []struct {
+		maxSpans int
+		want     []int // spans per trace returned
+	}{
+		{0, []int{5, 5}},
+		{10, []int{5, 5}},
+		{7, []int{5, 2}},
+		{5, []int{5}},
+	} {
+		rec := get(t, NewHandler(Options{Traces: store, MaxTraceSpans: tc.maxSpans}), http.MethodGet, path)
+		var r struct {
+			Data []struct {
+				Spans    []json.RawMessage `json:"spans"`
+				Warnings []string          `json:"warnings"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &r); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("max %d: HTTP %d %s (%v)", tc.maxSpans, rec.Code, rec.Body, err)
+		}
+		var got []int
+		for _, d := range r.Data {
+			got = append(got, len(d.Spans))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("max %d: spans per trace %v, want %v", tc.maxSpans, got, tc.want)
+		}
+		if n := len(r.Data); n > 0 && got[n-1] < 5 && len(r.Data[n-1].Warnings) == 0 {
+			t.Errorf("max %d: the truncated trace carries no warning", tc.maxSpans)
+		}
 	}
 }

@@ -182,9 +182,14 @@ func (h *handler) findTraces(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, s.TraceID)
 		}
 	}
+	// The traces of one answer share one budget of spans and bytes, as
+	// one trace read by id has: a search of 1,500 traces of thousands of
+	// spans each must not take more than one large trace would. Traces
+	// past the budget are left out; the last one read may be truncated.
 	traces := make([]jsonTrace, 0, len(ids))
+	spansLeft, bytesLeft := h.maxSpans, h.maxBytes
 	for _, id := range ids {
-		td, err := h.traces.GetTrace(r.Context(), id)
+		t, read, err := h.readTrace(r.Context(), id, spansLeft, bytesLeft)
 		if errors.Is(err, storage.ErrTraceNotFound) {
 			continue // dropped by retention since the search, or never stored
 		}
@@ -192,8 +197,19 @@ func (h *handler) findTraces(w http.ResponseWriter, r *http.Request) {
 			h.storageError(w, r, err, "reading a trace", "trace_id", traceIDString(id))
 			return
 		}
-		if t := convertTrace(id, td); len(t.Spans) > 0 {
-			traces = append(traces, t)
+		if len(t.Spans) == 0 {
+			continue
+		}
+		traces = append(traces, t)
+		if h.maxSpans > 0 {
+			if spansLeft -= len(t.Spans); spansLeft <= 0 {
+				break
+			}
+		}
+		if h.maxBytes > 0 {
+			if bytesLeft -= read; bytesLeft <= 0 {
+				break
+			}
 		}
 	}
 	h.writeJSON(w, http.StatusOK, response{Data: traces, Total: len(traces)})

@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/vigil-observability/vigil/internal/query/apitime"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
@@ -58,6 +59,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now returns the current time, for the default range; nil means time.Now.
 	Now func() time.Time
+	// Slots is the process's query concurrency limiter: each search runs
+	// under one slot (nil: no bound).
+	Slots *querylimit.Slots
 }
 
 // Routes lists the path patterns NewHandler serves, for mounting.
@@ -96,7 +100,12 @@ func NewHandler(opts Options) http.Handler {
 			h.writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method not allowed; use GET"})
 		})
 	}
-	return mux
+	if opts.Slots == nil {
+		return mux
+	}
+	return opts.Slots.Handler(mux, func(w http.ResponseWriter, code int, msg string) {
+		h.writeJSON(w, code, errorResponse{Error: msg})
+	})
 }
 
 type handler struct {

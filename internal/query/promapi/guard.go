@@ -5,15 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"strconv"
-	"time"
+	"slices"
+	"strings"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage/remote"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 // MaxQueryDepth bounds the nesting of brackets in a query. The engine's
@@ -22,23 +22,29 @@ import (
 // levels.
 const MaxQueryDepth = 200
 
-// MaxSubquerySteps bounds the steps one subquery may evaluate. The engine
-// allocates per-step arrays for every subquery before any sample limit
-// applies, so `up[100000d:1ms]` would ask for terabytes and take the whole
-// process down. A million steps is a month at a 3 s resolution.
-const MaxSubquerySteps = 1_000_000
-
 // queryGuard refuses, with the API's own bad_data error shape, what would
 // cost the process far more than the request is worth: queries nested past
-// MaxQueryDepth, subqueries of more than MaxSubquerySteps steps, and remote
-// read requests with matchers that do not compile (Prometheus answers those
-// with a 500). Anything it cannot read it passes on: the API reports those
-// errors itself.
+// MaxQueryDepth and remote read requests with matchers that do not compile
+// (Prometheus answers those with a 500). It runs every request that reads
+// storage under a query slot, answering 503 with Retry-After when none
+// frees up in time, and gives it a series budget. What the engine will
+// evaluate (subquery steps, times, ranges) is judged by the engine itself
+// (querylimit.Engine): it sees the values after parsing, whichever form
+// the request came in.
 type queryGuard struct {
-	next        http.Handler
-	parser      parser.Parser
-	defaultStep func() time.Duration
+	next      http.Handler
+	slots     *querylimit.Slots
+	maxSeries int
 }
+
+// readsStorage are the endpoints whose cost grows with the data and that
+// do not go through the engine: they run under a query slot.
+var readsStorage = []string{"/series", "/labels", "/query_exemplars", "/read"}
+
+// evaluates are the endpoints that run PromQL: the engine takes their slot
+// once it has checked the query, so that a query it refuses is refused at
+// once however busy the server is.
+var evaluates = []string{"/query", "/query_range"}
 
 func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == PathPrefix+"/read" {
@@ -46,7 +52,7 @@ func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			badData(w, msg)
 			return
 		}
-		g.next.ServeHTTP(w, r)
+		g.limited(w, r)
 		return
 	}
 	// The API reads its parameters with FormValue, which parses URL,
@@ -54,48 +60,56 @@ func (g queryGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// way (the parsed form is kept, so the API reads what was checked).
 	// A body that does not parse still leaves the URL's values in Form.
 	_ = r.ParseMultipartForm(maxFormMemory)
-	if r.Form == nil {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	for _, key := range []string{"query", "match[]"} {
-		for _, q := range r.Form[key] {
-			if d := bracketDepth(q); d > MaxQueryDepth {
-				badData(w, fmt.Sprintf("%s nests %d levels deep, more than the %d allowed", key, d, MaxQueryDepth))
-				return
+	if r.Form != nil {
+		for _, key := range []string{"query", "match[]"} {
+			for _, q := range r.Form[key] {
+				if d := bracketDepth(q); d > MaxQueryDepth {
+					badData(w, fmt.Sprintf("%s nests %d levels deep, more than the %d allowed", key, d, MaxQueryDepth))
+					return
+				}
 			}
 		}
 	}
-	if r.URL.Path != PathPrefix+"/query" && r.URL.Path != PathPrefix+"/query_range" {
+	g.limited(w, r)
+}
+
+// limited serves r under a query slot if it reads storage.
+func (g queryGuard) limited(w http.ResponseWriter, r *http.Request) {
+	p := strings.TrimPrefix(r.URL.Path, PathPrefix)
+	if slices.Contains(evaluates, p) {
+		g.next.ServeHTTP(retryAfter{w}, r)
+		return
+	}
+	if !slices.Contains(readsStorage, p) && !(strings.HasPrefix(p, "/label/") && strings.HasSuffix(p, "/values")) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	expr, err := g.parser.ParseExpr(r.Form.Get("query")) // FormValue's choice: the first
-	if err != nil {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	var outer time.Duration
-	if r.URL.Path == PathPrefix+"/query_range" {
-		start, err1 := parseAPITime(r.Form.Get("start"))
-		end, err2 := parseAPITime(r.Form.Get("end"))
-		if err1 != nil || err2 != nil || end.Before(start) {
+	g.slots.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p == "/read" {
+			// Remote read is bounded by its sample limit (query.max_samples);
+			// a series error would reach its clients as a 500.
 			g.next.ServeHTTP(w, r)
 			return
 		}
-		outer = end.Sub(start)
-	}
-	if msg := g.checkSubqueries(expr, outer); msg != "" {
-		badData(w, msg)
-		return
-	}
-	g.next.ServeHTTP(w, r)
+		g.next.ServeHTTP(w, r.WithContext(querylimit.WithSeriesBudget(r.Context(), g.maxSeries)))
+	}), func(w http.ResponseWriter, code int, msg string) {
+		typ := "unavailable"
+		if code != http.StatusServiceUnavailable {
+			typ = "canceled"
+		}
+		writeError(w, code, typ, msg)
+	}).ServeHTTP(w, r)
 }
 
 func badData(w http.ResponseWriter, msg string) {
+	writeError(w, http.StatusBadRequest, "bad_data", msg)
+}
+
+// writeError answers in the API's error shape.
+func writeError(w http.ResponseWriter, code int, typ, msg string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadRequest)
-	b, _ := json.Marshal(map[string]string{"status": "error", "errorType": "bad_data", "error": msg})
+	w.WriteHeader(code)
+	b, _ := json.Marshal(map[string]string{"status": "error", "errorType": typ, "error": msg})
 	_, _ = w.Write(b)
 }
 
@@ -167,46 +181,15 @@ const maxFormMemory = 32 << 20
 // real ones are a few kilobytes of matchers.
 const maxReadRequestBytes = 4 << 20
 
-// check walks the expression with the time span each node is evaluated
-// over: a subquery runs over its parent's span plus its own range.
-func (g queryGuard) checkSubqueries(expr parser.Expr, outer time.Duration) string {
-	var msg string
-	var walk func(n parser.Node, span time.Duration)
-	walk = func(n parser.Node, span time.Duration) {
-		if msg != "" || n == nil {
-			return
-		}
-		if sq, ok := n.(*parser.SubqueryExpr); ok {
-			step := sq.Step
-			if step <= 0 {
-				step = g.defaultStep()
-			}
-			span += sq.Range
-			if step > 0 {
-				if steps := float64(span) / float64(step); steps > MaxSubquerySteps {
-					msg = fmt.Sprintf("subquery %s would evaluate %.3g steps, more than the %d allowed: use a coarser resolution or a shorter range",
-						sq.String(), steps, MaxSubquerySteps)
-					return
-				}
-			}
-		}
-		for _, c := range parser.Children(n) {
-			walk(c, span)
-		}
+// retryAfter adds Retry-After to the API's 503 answers (a query that found
+// no slot, or timed out): Prometheus's handler sets none.
+type retryAfter struct{ http.ResponseWriter }
+
+func (w retryAfter) WriteHeader(code int) {
+	if code == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", querylimit.RetryAfterSeconds)
 	}
-	walk(expr, outer)
-	return msg
+	w.ResponseWriter.WriteHeader(code)
 }
 
-// parseAPITime reads a time as the Prometheus API does: Unix seconds
-// (fractions allowed) or RFC 3339.
-func parseAPITime(s string) (time.Time, error) {
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e12 {
-			return time.Time{}, fmt.Errorf("time %q out of range", s)
-		}
-		sec, frac := math.Modf(f)
-		return time.Unix(int64(sec), int64(frac*1e9)), nil
-	}
-	return time.Parse(time.RFC3339Nano, s)
-}
+func (w retryAfter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

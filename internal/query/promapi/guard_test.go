@@ -7,9 +7,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 // A subquery with billions of steps is refused before the engine allocates
@@ -27,6 +30,11 @@ func TestSubqueryStepLimit(t *testing.T) {
 		{"a month at 1m", "/query?" + url.Values{"query": {"max_over_time(vigil_test_requests_total[30d:1m])"}, "time": {tMid}}.Encode(), http.StatusOK, `"status":"success"`},
 		{"range query adds its span", "/query_range?" + url.Values{"query": {"max_over_time(up[1h:1s])"}, "start": {"1690000000"}, "end": {"1700000000"}, "step": {"86400"}}.Encode(), http.StatusBadRequest, "more than"},
 		{"range query, fine", "/query_range?" + url.Values{"query": {"max_over_time(vigil_test_requests_total[10m:1m])"}, "start": {"1700000000"}, "end": {"1700000600"}, "step": {"60"}}.Encode(), http.StatusOK, `"status":"success"`},
+		{"duration expression hides the range", "/query?" + url.Values{"query": {"count_over_time(vector(1)[(100000d):1ms])"}, "time": {tMid}}.Encode(), http.StatusBadRequest, "more than the 1000000 allowed"},
+		{"step() as the subquery step", "/query_range?" + url.Values{"query": {"count_over_time(vector(1)[30d:step()])"}, "start": {"1700000000"}, "end": {"1700000001"}, "step": {"0.001"}}.Encode(), http.StatusBadRequest, "more than"},
+		{"@ end() does not hide it", "/query?" + url.Values{"query": {"count_over_time(vector(1)[100000d:1ms] @ end())"}, "time": {tMid}}.Encode(), http.StatusBadRequest, "more than"},
+		{"offset does not hide it", "/query?" + url.Values{"query": {"count_over_time(vector(1)[100000d:1ms] offset 1h)"}, "time": {tMid}}.Encode(), http.StatusBadRequest, "more than"},
+		{"times the old guard could not parse", "/query_range?" + url.Values{"query": {"count_over_time(vector(1)[100d:1s])"}, "start": {"999000000000"}, "end": {"1000000100000"}, "step": {"100010"}}.Encode(), http.StatusBadRequest, "out of the range"},
 		{"unparsable goes to the API", "/query?" + url.Values{"query": {"up[1d:"}}.Encode(), http.StatusBadRequest, `"errorType":"bad_data"`},
 	} {
 		code, body := get(t, h, "", tc.path)
@@ -59,7 +67,7 @@ func TestSubqueryStepLimit(t *testing.T) {
 	for _, tc := range []struct {
 		query    string
 		wantCode int
-	}{{"up[100000d:1ms]", http.StatusBadRequest}, {"count(vigil_test_requests_total)", http.StatusOK}} {
+	}{{"up[100000d:1ms]", http.StatusBadRequest}, {"count_over_time(vector(1)[(100000d):1ms])", http.StatusBadRequest}, {"count(vigil_test_requests_total)", http.StatusOK}} {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, PathPrefix+"/query", strings.NewReader(url.Values{"query": {tc.query}, "time": {tMid}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -110,5 +118,52 @@ func TestQueryDepthAndReadMatchers(t *testing.T) {
 	}
 	if code, body := read(&prompb.LabelMatcher{Type: prompb.LabelMatcher_EQ, Name: "__name__", Value: "vigil_test_requests_total"}); code != http.StatusOK {
 		t.Errorf("remote read: HTTP %d %.200s, want 200 (the guard must hand the body on intact)", code, body)
+	}
+}
+
+// With every query slot taken, a query waits its turn, then is told to come
+// back later; queries that need no storage are not held up.
+func TestQuerySlots(t *testing.T) {
+	opts := testOptions(t)
+	opts.Slots = querylimit.NewSlots(1, 20*time.Millisecond)
+	h := newHandler(t, opts)
+	_, release, err := opts.Slots.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/query?query=1&time=" + tMid, "/series?match[]=up"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, PathPrefix+path, nil))
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "query slots stayed busy") {
+			t.Errorf("%s with every slot busy: HTTP %d %s (Retry-After %q), want 503 with Retry-After", path, rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+		}
+	}
+	// A query the engine refuses is refused at once, busy or not.
+	if code, body := get(t, h, "", "/query?"+url.Values{"query": {"up[100000d:1ms]"}, "time": {tMid}}.Encode()); code != http.StatusBadRequest {
+		t.Errorf("refused query with every slot busy: %s, want 400", describe(code, body))
+	}
+	if code, body := get(t, h, "", "/format_query?query=up"); code != http.StatusOK {
+		t.Errorf("format_query with every slot busy: %s, want 200", describe(code, body))
+	}
+	release()
+	if code, body := get(t, h, "", "/query?query=1&time="+tMid); code != http.StatusOK {
+		t.Errorf("query once a slot is free: %s, want 200", describe(code, body))
+	}
+}
+
+// Too many series for one request is an execution error, as Prometheus
+// answers its own sample limit.
+func TestQueryMaxSeries(t *testing.T) {
+	opts := testOptions(t)
+	opts.Limits.MaxSeries = 1
+	h := newHandler(t, opts)
+	for _, path := range []string{
+		"/query?" + url.Values{"query": {"{__name__=~\".+\"}"}, "time": {tMid}}.Encode(),
+		"/series?" + url.Values{"match[]": {"{__name__=~\".+\"}"}}.Encode(),
+	} {
+		code, body := get(t, h, "", path)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "too many series") {
+			t.Errorf("%s: %s, want 422 too many series", path, describe(code, body))
+		}
 	}
 }

@@ -40,42 +40,43 @@ import (
 	"github.com/prometheus/prometheus/util/features"
 	"github.com/prometheus/prometheus/util/notifications"
 	apiv1 "github.com/prometheus/prometheus/web/api/v1"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 // Defaults, the same as the Prometheus server's flags.
 const (
-	DefaultQueryTimeout  = 2 * time.Minute
-	DefaultMaxSamples    = 50_000_000
 	DefaultLookbackDelta = 5 * time.Minute
 	// DefaultListenAddress is only used to recognise targets that are
 	// vigil itself when reporting their global URL on /api/v1/targets.
 	DefaultListenAddress = "0.0.0.0:9090"
 )
 
-// Remote read's limits: Prometheus's flag defaults.
-const (
-	remoteReadSampleLimit      = 50_000_000
-	remoteReadConcurrencyLimit = 10
-	remoteReadMaxBytesInFrame  = 1 << 20
-)
+// remoteReadMaxBytesInFrame is Prometheus's flag default; remote read's
+// sample and concurrency limits are the query limits.
+const remoteReadMaxBytesInFrame = 1 << 20
 
 // effectiveFlags is /status/flags: opts.Flags plus what the handler runs
 // with, under Prometheus's flag names. Tools such as Grafana read some of
 // them (query.timeout, query.max-samples); an empty object tells them
 // nothing.
-func effectiveFlags(opts Options, extURL *url.URL) map[string]string {
+func effectiveFlags(opts Options, lim querylimit.Limits, extURL *url.URL) map[string]string {
 	flags := make(map[string]string, len(opts.Flags)+10)
 	maps.Copy(flags, opts.Flags)
 	// What the handler runs with wins over what the caller says.
 	maps.Copy(flags, map[string]string{
-		"query.timeout":                          model.Duration(cmpOr(opts.QueryTimeout, DefaultQueryTimeout)).String(),
-		"query.max-samples":                      strconv.Itoa(cmpOr(opts.MaxSamples, DefaultMaxSamples)),
+		"query.timeout":                          model.Duration(lim.Timeout).String(),
+		"query.max-samples":                      strconv.Itoa(lim.MaxSamples),
+		"query.max-concurrency":                  strconv.Itoa(lim.MaxConcurrency),
+		"query.max-series":                       strconv.Itoa(lim.MaxSeries),
+		"query.max-response-bytes":               strconv.FormatInt(lim.MaxResponseBytes, 10),
+		"query.max-trace-spans":                  strconv.Itoa(lim.MaxTraceSpans),
 		"query.lookback-delta":                   model.Duration(cmpOr(opts.LookbackDelta, DefaultLookbackDelta)).String(),
 		"web.enable-admin-api":                   strconv.FormatBool(opts.EnableAdmin),
 		"web.cors.origin":                        opts.CORSOrigin,
 		"web.external-url":                       extURL.String(),
-		"storage.remote.read-sample-limit":       strconv.Itoa(remoteReadSampleLimit),
-		"storage.remote.read-concurrent-limit":   strconv.Itoa(remoteReadConcurrencyLimit),
+		"storage.remote.read-sample-limit":       strconv.Itoa(lim.MaxSamples),
+		"storage.remote.read-concurrent-limit":   strconv.Itoa(lim.MaxConcurrency),
 		"storage.remote.read-max-bytes-in-frame": strconv.Itoa(remoteReadMaxBytesInFrame),
 	})
 	if opts.ListenAddress != "" {
@@ -153,8 +154,12 @@ type Options struct {
 	// carries an Origin header.
 	CORSOrigin string
 
-	QueryTimeout  time.Duration // Zero means DefaultQueryTimeout.
-	MaxSamples    int           // Zero means DefaultMaxSamples.
+	// Limits bound each query (and remote read); zero fields mean
+	// querylimit.DefaultsFor(0), Prometheus's defaults.
+	Limits querylimit.Limits
+	// Slots is the query concurrency limiter shared with vigil's other
+	// query paths; nil gives the API its own of Limits.MaxConcurrency.
+	Slots         *querylimit.Slots
 	LookbackDelta time.Duration // Zero means DefaultLookbackDelta.
 
 	// ListenAddress and ExternalURL are how vigil is reached; the targets
@@ -227,7 +232,12 @@ func New(opts Options) (h http.Handler, err error) {
 	if err != nil {
 		return nil, err
 	}
-	flags := effectiveFlags(opts, extURL)
+	lim := opts.Limits.Fill(querylimit.DefaultsFor(0))
+	slots := opts.Slots
+	if slots == nil {
+		slots = querylimit.NewSlots(lim.MaxConcurrency, lim.QueueWait)
+	}
+	flags := effectiveFlags(opts, lim, extURL)
 	corsOrigin, err := regexp.Compile("^(?:" + opts.CORSOrigin + ")$")
 	if err != nil {
 		return nil, fmt.Errorf("promapi: CORS origin %q: %w", opts.CORSOrigin, err)
@@ -239,23 +249,30 @@ func New(opts Options) (h http.Handler, err error) {
 
 	featureReg := features.NewRegistry()
 	promParser := parser.NewParser(parser.Options{ExperimentalDurationExpr: true})
-	engine := promql.NewEngine(promql.EngineOpts{
-		Logger:        logger.With("component", "query engine"),
-		Reg:           reg,
-		MaxSamples:    cmpOr(opts.MaxSamples, DefaultMaxSamples),
-		Timeout:       cmpOr(opts.QueryTimeout, DefaultQueryTimeout),
-		LookbackDelta: cmpOr(opts.LookbackDelta, DefaultLookbackDelta),
-		// Prometheus uses the global evaluation interval as the step of
-		// subqueries written without one.
-		NoStepSubqueryIntervalFn: func(int64) int64 {
-			return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval).Milliseconds()
+	engine := querylimit.NewEngine(querylimit.Options{
+		EngineOpts: promql.EngineOpts{
+			Logger:        logger.With("component", "query engine"),
+			Reg:           reg,
+			LookbackDelta: cmpOr(opts.LookbackDelta, DefaultLookbackDelta),
+			// Always on in Prometheus since v2.33.
+			EnableAtModifier:     true,
+			EnableNegativeOffset: true,
+			FeatureRegistry:      featureReg,
 		},
-		// Always on in Prometheus since v2.33.
-		EnableAtModifier:     true,
-		EnableNegativeOffset: true,
-		FeatureRegistry:      featureReg,
-		Parser:               promParser,
+		Limits: lim,
+		Slots:  slots,
+		Plan: querylimit.Plan{
+			Parser: promParser,
+			// Prometheus uses the global evaluation interval as the step of
+			// subqueries written without one.
+			DefaultStep: func(int64) int64 {
+				return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval).Milliseconds()
+			},
+		},
 	})
+	// Every read of the API counts the series it selects against the
+	// request's budget (the engine's queries, /series, remote read).
+	queryable := querylimit.LimitSeries(opts.Queryable)
 
 	start := time.Now()
 	cwd, _ := os.Getwd() // Informational only (/status/runtimeinfo).
@@ -305,7 +322,7 @@ func New(opts Options) (h http.Handler, err error) {
 
 	api := apiv1.NewAPI(
 		engine,
-		opts.Queryable,
+		queryable,
 		nil, nil, // No appenders: the write receivers are off.
 		exemplars,
 		func(context.Context) apiv1.ScrapePoolsRetriever { return targets },
@@ -322,8 +339,8 @@ func New(opts Options) (h http.Handler, err error) {
 		0,
 		logger.With("component", "api"),
 		func(context.Context) apiv1.RulesRetriever { return rulesOf(opts.Rules) },
-		remoteReadSampleLimit,
-		remoteReadConcurrencyLimit,
+		lim.MaxSamples,
+		lim.MaxConcurrency,
 		remoteReadMaxBytesInFrame,
 		false, // Not an agent.
 		corsOrigin,
@@ -358,9 +375,7 @@ func New(opts Options) (h http.Handler, err error) {
 
 	router := route.New()
 	api.Register(router.WithPrefix(PathPrefix))
-	guarded := queryGuard{next: router, parser: promParser, defaultStep: func() time.Duration {
-		return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval)
-	}}
+	guarded := queryGuard{next: router, slots: slots, maxSeries: lim.MaxSeries}
 	// Endpoints Prometheus's handler registers but vigil does not serve:
 	// Prometheus answers them 500 ("disabled") or names its own flags;
 	// nothing failed, they are simply not here.

@@ -192,7 +192,7 @@ func TestOptionsReachTheEngine(t *testing.T) {
 		},
 		{
 			name:     "max samples",
-			mutate:   func(o *Options) { o.MaxSamples = 10 },
+			mutate:   func(o *Options) { o.Limits.MaxSamples = 10 },
 			path:     q("vigil_test_requests_total[10m]", tEnd),
 			wantCode: http.StatusUnprocessableEntity,
 			wantBody: "too many samples",
@@ -323,7 +323,7 @@ func TestOptionalDependenciesAbsent(t *testing.T) {
 		{"/scrape_pools", http.StatusOK, `{"status":"success","data":{"scrapePools":[]}}`},
 		// The engine's settings under Prometheus's flag names, even with
 		// no Flags given.
-		{"/status/flags", http.StatusOK, `"query.max-samples":"50000000","query.timeout":"2m"`},
+		{"/status/flags", http.StatusOK, `"query.max-samples":"50000000","query.max-series":"0","query.max-trace-spans":"100000","query.timeout":"2m"`},
 		{"/status/tsdb", http.StatusInternalServerError, ErrNoTSDB.Error()},
 		// Prometheus itself panics on a nil ExemplarQueryable.
 		{"/query_exemplars?query=vigil_test_requests_total", http.StatusOK, `{"status":"success","data":[]}`},

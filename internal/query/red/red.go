@@ -28,6 +28,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/query/apitime"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
@@ -57,6 +58,11 @@ type Options struct {
 	Now func() time.Time
 	// Timeout bounds each PromQL evaluation (30s if 0).
 	Timeout time.Duration
+	// Limits bound each PromQL evaluation (Timeout aside); zero fields
+	// mean Prometheus's defaults. Slots is the process's query
+	// concurrency limiter: each request runs under one slot (nil: none).
+	Limits querylimit.Limits
+	Slots  *querylimit.Slots
 }
 
 // Routes lists the path patterns Handler serves.
@@ -65,10 +71,11 @@ var Routes = []string{"/api/red/services", "/api/red/operations", "/api/servicem
 // Service computes RED figures and the service graph.
 type Service struct {
 	spans     vstorage.REDReader
-	engine    *promql.Engine
+	engine    promql.QueryEngine
 	queryable storage.Queryable
 	logger    *slog.Logger
 	now       func() time.Time
+	slots     *querylimit.Slots
 }
 
 // New returns a Service with its own PromQL engine.
@@ -76,7 +83,7 @@ func New(opts Options) (*Service, error) {
 	if opts.Queryable == nil || opts.Spans == nil {
 		return nil, errors.New("red: Options.Spans and Options.Queryable are required")
 	}
-	s := &Service{spans: opts.Spans, queryable: opts.Queryable, logger: opts.Logger, now: opts.Now}
+	s := &Service{spans: opts.Spans, queryable: opts.Queryable, logger: opts.Logger, now: opts.Now, slots: opts.Slots}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -87,10 +94,15 @@ func New(opts Options) (*Service, error) {
 	if timeout == 0 {
 		timeout = 30 * time.Second
 	}
-	s.engine = promql.NewEngine(promql.EngineOpts{
-		Logger:     s.logger.With("component", "red query engine"),
-		MaxSamples: 50_000_000, Timeout: timeout,
-		LookbackDelta: 5 * time.Minute,
+	lim := opts.Limits.Fill(querylimit.DefaultsFor(0))
+	lim.Timeout = timeout
+	s.engine = querylimit.NewEngine(querylimit.Options{
+		EngineOpts: promql.EngineOpts{
+			Logger:        s.logger.With("component", "red query engine"),
+			LookbackDelta: 5 * time.Minute,
+		},
+		Limits: lim,
+		Slots:  opts.Slots,
 	})
 	return s, nil
 }
@@ -107,7 +119,10 @@ func (s *Service) Handler() http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
 		})
 	}
-	return mux
+	if s.slots == nil {
+		return mux
+	}
+	return s.slots.Handler(mux, writeError)
 }
 
 // window is a request's time range.

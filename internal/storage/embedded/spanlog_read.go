@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"iter"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,23 +43,64 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 	if len(where[key]) == 0 {
 		return ptrace.Traces{}, storage.ErrTraceNotFound
 	}
-	var q strings.Builder
-	for i, r := range where[key] {
-		if i > 0 {
-			q.WriteString(" UNION ALL ")
+	union := func(columns string, upTo int64) string {
+		var q strings.Builder
+		for i, r := range where[key] {
+			if i > 0 {
+				q.WriteString(" UNION ALL ")
+			}
+			// Literals rather than parameters so the filters are constant
+			// comparisons DuckDB pushes into the scan.
+			fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
+				columns, r.alias, r.min, min(r.max, upTo), key.hi, key.lo)
 		}
-		// Literals rather than parameters so the filters are constant
-		// comparisons DuckDB pushes into the scan.
-		fmt.Fprintf(&q, "SELECT %s FROM %s.spans WHERE start_ns BETWEEN %d AND %d AND trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT",
-			spanColumns, r.alias, r.min, r.max, key.hi, key.lo)
+		return q.String()
 	}
-	rows, err := s.db.QueryContext(ctx, q.String())
+	upTo := int64(math.MaxInt64)
+	lim := storage.TraceReadLimitFrom(ctx)
+	if lim != nil && (lim.MaxSpans > 0 || lim.MaxBytes > 0) {
+		// The earliest spans are the ones kept: the root and the start of
+		// the story. The last start time within both bounds is found from
+		// start times and sizes alone, then only the spans up to it are
+		// read: DuckDB never sorts or even produces the large spans past
+		// the bounds (20k spans of 15 KiB, read 8 at a time, took it far
+		// past its memory limit).
+		maxSpans, maxBytes := int64(lim.MaxSpans), lim.MaxBytes
+		if maxSpans <= 0 {
+			maxSpans = math.MaxInt64
+		}
+		if maxBytes <= 0 {
+			maxBytes = math.MaxInt64
+		}
+		var total, kept int64
+		var last, first sql.NullInt64
+		err := s.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*), count(*) FILTER (WHERE n <= %[2]d AND bytes <= %[3]d),
+	max(start_ns) FILTER (WHERE n <= %[2]d AND bytes <= %[3]d), min(start_ns)
+FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes FROM (%[1]s) WINDOW w AS (ORDER BY start_ns ROWS UNBOUNDED PRECEDING))`,
+			union("start_ns, strlen(attributes) + strlen(events) + strlen(links) + strlen(resource_attributes) + strlen(name) + 64 AS size", upTo),
+			maxSpans, maxBytes)).Scan(&total, &kept, &last, &first)
+		if err != nil {
+			return ptrace.Traces{}, fmt.Errorf("embedded: size trace: %w", err)
+		}
+		if kept < total {
+			lim.Truncated = true
+			upTo = last.Int64
+			if !last.Valid {
+				// One span larger than the whole budget: it alone is sent.
+				upTo = first.Int64
+			}
+		}
+	}
+	stmt := union(spanColumns, upTo)
+	rows, err := s.db.QueryContext(ctx, stmt)
 	if err != nil {
 		return ptrace.Traces{}, fmt.Errorf("embedded: query trace: %w", err)
 	}
 	defer rows.Close()
 
 	td := ptrace.NewTraces()
+	var spans int
+	var read int64
 	resources := map[string]ptrace.ResourceSpans{}
 	scopes := map[string]ptrace.ScopeSpans{}
 	for rows.Next() {
@@ -77,6 +119,17 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 			&sc.name, &sc.version, &sc.attrs, &sc.dropped, &sc.schemaURL); err != nil {
 			return ptrace.Traces{}, fmt.Errorf("embedded: scan span: %w", err)
 		}
+		if lim != nil {
+			read += int64(len(attrs) + len(events) + len(links) + len(res.attrs) + len(r.name) + 64)
+			// Spans starting at the same time as the last one kept may be
+			// one too many.
+			if (lim.MaxSpans > 0 && spans >= lim.MaxSpans) || (lim.MaxBytes > 0 && spans > 0 && read > lim.MaxBytes) {
+				lim.Truncated = true
+				break
+			}
+			lim.ReadBytes = read
+		}
+		spans++
 		rk := res.service + "\x00" + res.attrs + "\x00" + res.schemaURL + "\x00" + strconv.FormatUint(uint64(res.dropped), 10)
 		rs, ok := resources[rk]
 		if !ok {
