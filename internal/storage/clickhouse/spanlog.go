@@ -59,8 +59,9 @@ type SpanLogOptions struct {
 // Each WriteTraces or WriteLogs call is one INSERT block per table,
 // returning nil only once ClickHouse acknowledged it (in a cluster, once
 // every shard did: inserts are synchronous). A write that failed may still
-// have been stored, so a retry can store spans or logs twice; reads do not
-// merge such duplicates.
+// have been stored, so a retry can store spans or logs twice. Trace reads
+// and summaries keep one copy of each span (package traceassembly); log
+// reads return both copies.
 type SpanLogStore struct {
 	c    *Client
 	opts SpanLogOptions

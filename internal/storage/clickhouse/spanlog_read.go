@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 const spanReadColumns = `span_id, parent_span_id, start_ns, duration_ns, service, name, kind,
@@ -62,89 +63,28 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		return ptrace.Traces{}, classify(ctx, "read trace", err)
 	}
 	defer rows.Close()
-	td := ptrace.NewTraces()
-	resources := map[string]ptrace.ResourceSpans{}
-	scopes := map[string]ptrace.ScopeSpans{}
-	// A retried write whose first attempt was partly stored leaves
-	// duplicate rows; a span is its id and start.
-	seen := map[[2]int64]bool{}
+	// This store does not honour a TraceReadLimit (rows come in no
+	// order); the caller trims what it returns.
+	asm := traceassembly.New(id, traceassembly.Limits{})
 	for rows.Next() {
-		var (
-			r                    slSpan
-			res                  slResource
-			sc                   slScope
-			attrs, events, links string
-		)
-		if err := rows.Scan(&r.spanID, &r.parentID, &r.start, &r.duration, &res.service, &r.name, &r.kind,
-			&r.statusCode, &r.statusMsg, &r.state, &r.flags, &attrs, &r.droppedAttrs, &events,
-			&r.droppedEv, &links, &r.droppedLk, &res.attrs, &res.dropped, &res.schemaURL,
-			&sc.name, &sc.version, &sc.attrs, &sc.dropped, &sc.schemaURL); err != nil {
+		var r traceassembly.Row
+		if err := rows.Scan(&r.SpanID, &r.ParentID, &r.Start, &r.Duration, &r.Service, &r.Name, &r.Kind,
+			&r.StatusCode, &r.StatusMessage, &r.TraceState, &r.Flags, &r.Attributes, &r.DroppedAttributes, &r.Events,
+			&r.DroppedEvents, &r.Links, &r.DroppedLinks, &r.ResourceAttributes, &r.ResourceDropped, &r.ResourceSchemaURL,
+			&r.ScopeName, &r.ScopeVersion, &r.ScopeAttributes, &r.ScopeDropped, &r.ScopeSchemaURL); err != nil {
 			return ptrace.Traces{}, classify(ctx, "scan span", err)
 		}
-		k := [2]int64{int64(r.spanID), r.start}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		rk := res.service + "\x00" + res.attrs + "\x00" + res.schemaURL + "\x00" + strconv.FormatUint(uint64(res.dropped), 10)
-		rs, ok := resources[rk]
-		if !ok {
-			rs = td.ResourceSpans().AppendEmpty()
-			rs.SetSchemaUrl(res.schemaURL)
-			if err := restoreResource(res.service, res.attrs, res.dropped, rs.Resource()); err != nil {
-				return ptrace.Traces{}, fmt.Errorf("clickhouse: resource: %w", err)
-			}
-			resources[rk] = rs
-		}
-		sk := rk + "\x01" + sc.name + "\x00" + sc.version + "\x00" + sc.attrs + "\x00" + sc.schemaURL + "\x00" + strconv.FormatUint(uint64(sc.dropped), 10)
-		ss, ok := scopes[sk]
-		if !ok {
-			ss = rs.ScopeSpans().AppendEmpty()
-			ss.SetSchemaUrl(sc.schemaURL)
-			scope := ss.Scope()
-			scope.SetName(sc.name)
-			scope.SetVersion(sc.version)
-			scope.SetDroppedAttributesCount(sc.dropped)
-			if err := attrenc.DecodeMap(sc.attrs, scope.Attributes()); err != nil {
-				return ptrace.Traces{}, fmt.Errorf("clickhouse: scope: %w", err)
-			}
-			scopes[sk] = ss
-		}
-		sp := ss.Spans().AppendEmpty()
-		sp.SetTraceID(id)
-		sp.SetSpanID(attrenc.UintToSpanID(r.spanID))
-		sp.SetParentSpanID(attrenc.UintToSpanID(r.parentID))
-		sp.TraceState().FromRaw(r.state)
-		sp.SetFlags(r.flags)
-		sp.SetName(r.name)
-		sp.SetKind(ptrace.SpanKind(r.kind))
-		sp.SetStartTimestamp(pcommon.Timestamp(r.start))
-		sp.SetEndTimestamp(pcommon.Timestamp(r.start + r.duration))
-		sp.Status().SetCode(ptrace.StatusCode(r.statusCode))
-		sp.Status().SetMessage(r.statusMsg)
-		sp.SetDroppedAttributesCount(r.droppedAttrs)
-		sp.SetDroppedEventsCount(r.droppedEv)
-		sp.SetDroppedLinksCount(r.droppedLk)
-		if err := attrenc.DecodeMap(attrs, sp.Attributes()); err != nil {
-			return ptrace.Traces{}, fmt.Errorf("clickhouse: span attributes: %w", err)
-		}
-		if err := attrenc.DecodeEvents(events, sp); err != nil {
-			return ptrace.Traces{}, err
-		}
-		if err := attrenc.DecodeLinks(links, sp); err != nil {
-			return ptrace.Traces{}, err
-		}
+		asm.Add(r)
 	}
 	if err := rows.Err(); err != nil {
 		return ptrace.Traces{}, classify(ctx, "read trace", err)
 	}
-	if td.ResourceSpans().Len() == 0 {
+	if asm.Spans() == 0 {
 		return ptrace.Traces{}, storage.ErrTraceNotFound
 	}
-	for _, rs := range td.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			ss.Spans().Sort(func(a, b ptrace.Span) bool { return a.StartTimestamp() < b.StartTimestamp() })
-		}
+	td, err := asm.Traces()
+	if err != nil {
+		return ptrace.Traces{}, fmt.Errorf("clickhouse: %w", err)
 	}
 	return td, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 type slTraceKey struct{ hi, lo uint64 }
@@ -249,70 +250,30 @@ func (s *SpanLogStore) summarize(ctx context.Context, ids []slTraceKey) (map[slT
 		return nil, classify(ctx, "summarize traces", err)
 	}
 	defer rows.Close()
-	type acc struct {
-		sum         storage.TraceSummary
-		first, last int64
-		svcs        map[string]*storage.ServiceSpans
-	}
-	accs := map[slTraceKey]*acc{}
-	// Duplicates of a retried write count once, as in GetTrace.
-	type spanKey struct {
-		trace       slTraceKey
-		span, start int64
-	}
-	seen := map[spanKey]bool{}
+	// Copies of a retried write count once, as in GetTrace.
+	sums := traceassembly.NewSummarizer()
 	for rows.Next() {
 		var (
-			k             slTraceKey
-			start, dur    int64
-			service, name string
-			status        uint8
-			parent, sid   uint64
+			hi, lo uint64
+			r      traceassembly.SummaryRow
 		)
-		if err := rows.Scan(&k.hi, &k.lo, &start, &dur, &service, &name, &status, &parent, &sid); err != nil {
+		if err := rows.Scan(&hi, &lo, &r.Start, &r.Duration, &r.Service, &r.Name, &r.StatusCode, &r.ParentID, &r.SpanID); err != nil {
 			return nil, classify(ctx, "summarize traces", err)
 		}
-		sk := spanKey{k, int64(sid), start}
-		if seen[sk] {
-			continue
-		}
-		seen[sk] = true
-		a := accs[k]
-		if a == nil {
-			a = &acc{first: start, last: start + dur, svcs: map[string]*storage.ServiceSpans{}}
-			a.sum.TraceID = attrenc.UintsToTraceID(k.hi, k.lo)
-			accs[k] = a
-		}
-		a.first, a.last = min(a.first, start), max(a.last, start+dur)
-		ss := a.svcs[service]
-		if ss == nil {
-			ss = &storage.ServiceSpans{Name: service}
-			a.svcs[service] = ss
-		}
-		ss.Spans++
-		a.sum.SpanCount++
-		if status == uint8(ptrace.StatusCodeError) {
-			ss.Errors++
-			a.sum.ErrorCount++
-		}
-		if parent == 0 {
-			a.sum.RootService, a.sum.RootName = service, name
-		}
+		r.TraceID = attrenc.UintsToTraceID(hi, lo)
+		sums.Add(r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, classify(ctx, "summarize traces", err)
 	}
-	out := make(map[slTraceKey]*storage.TraceSummary, len(accs))
-	for k, a := range accs {
-		a.sum.Start = time.Unix(0, a.first).UTC()
-		if a.last > a.first {
-			a.sum.Duration = time.Duration(a.last - a.first)
-		}
-		for _, ss := range a.svcs {
-			a.sum.Services = append(a.sum.Services, *ss)
-		}
-		slices.SortFunc(a.sum.Services, func(x, y storage.ServiceSpans) int { return cmp.Compare(x.Name, y.Name) })
-		out[k] = &a.sum
+	tids := make([]pcommon.TraceID, len(ids))
+	for i, k := range ids {
+		tids[i] = attrenc.UintsToTraceID(k.hi, k.lo)
+	}
+	out := make(map[slTraceKey]*storage.TraceSummary, len(ids))
+	for _, sum := range sums.Summaries(tids) {
+		hi, lo := attrenc.TraceIDToUints(sum.TraceID)
+		out[slTraceKey{hi: hi, lo: lo}] = &sum
 	}
 	return out, nil
 }

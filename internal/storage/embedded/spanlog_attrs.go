@@ -27,7 +27,3 @@ func appendEvents(b []byte, evs ptrace.SpanEventSlice, start pcommon.Timestamp) 
 }
 
 func appendLinks(b []byte, links ptrace.SpanLinkSlice) []byte { return attrenc.AppendLinks(b, links) }
-
-func decodeEvents(src string, sp ptrace.Span) error { return attrenc.DecodeEvents(src, sp) }
-
-func decodeLinks(src string, sp ptrace.Span) error { return attrenc.DecodeLinks(src, sp) }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 const spanColumns = `span_id, parent_span_id, start_ns, duration_ns, service, name, kind,
@@ -76,8 +77,12 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		var last, first sql.NullInt64
 		err := s.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*), count(*) FILTER (WHERE n <= %[2]d AND bytes <= %[3]d),
 	max(start_ns) FILTER (WHERE n <= %[2]d AND bytes <= %[3]d), min(start_ns)
-FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes FROM (%[1]s) WINDOW w AS (ORDER BY start_ns ROWS UNBOUNDED PRECEDING))`,
-			union("start_ns, strlen(attributes) + strlen(events) + strlen(links) + strlen(resource_attributes) + strlen(name) + 64 AS size", upTo),
+FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes
+	FROM (SELECT min(start_ns) AS start_ns, max(size) AS size FROM (%[1]s) GROUP BY span_id)
+	WINDOW w AS (ORDER BY start_ns ROWS UNBOUNDED PRECEDING))`,
+			// Copies of a retried write count once, as the assembler
+			// counts them; the size is traceassembly.Row.Size.
+			union(fmt.Sprintf("span_id, start_ns, strlen(attributes) + strlen(events) + strlen(links) + strlen(resource_attributes) + strlen(name) + %d AS size", traceassembly.RowOverhead), upTo),
 			maxSpans, maxBytes)).Scan(&total, &kept, &last, &first)
 		if err != nil {
 			return ptrace.Traces{}, fmt.Errorf("embedded: size trace: %w", err)
@@ -98,115 +103,68 @@ FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes FROM 
 	}
 	defer rows.Close()
 
-	td := ptrace.NewTraces()
-	var spans int
-	var read int64
-	resources := map[string]ptrace.ResourceSpans{}
-	scopes := map[string]ptrace.ScopeSpans{}
+	var limits traceassembly.Limits
+	if lim != nil {
+		limits = traceassembly.Limits{MaxSpans: lim.MaxSpans, MaxBytes: lim.MaxBytes}
+	}
+	asm := traceassembly.New(id, limits)
 	for rows.Next() {
 		var (
-			r                    spanRow
-			res                  encodedResource
-			sc                   encodedScope
-			attrs, events, links string
-			colMethod, colRoute  sql.NullString
-			colStatus            sql.Null[uint16]
+			r                   traceassembly.Row
+			colMethod, colRoute sql.NullString
+			colStatus           sql.Null[uint16]
+			httpKeys            uint8
 		)
-		if err := rows.Scan(&r.spanID, &r.parentID, &r.start, &r.duration, &res.service, &r.name, &r.kind,
-			&r.statusCode, &r.statusMsg, &colMethod, &colRoute, &colStatus, &r.httpKeys,
-			&r.traceState, &r.flags, &attrs, &r.droppedAttrs, &events, &r.droppedEv, &links,
-			&r.droppedLk, &res.attrs, &res.dropped, &res.schemaURL,
-			&sc.name, &sc.version, &sc.attrs, &sc.dropped, &sc.schemaURL); err != nil {
+		if err := rows.Scan(&r.SpanID, &r.ParentID, &r.Start, &r.Duration, &r.Service, &r.Name, &r.Kind,
+			&r.StatusCode, &r.StatusMessage, &colMethod, &colRoute, &colStatus, &httpKeys,
+			&r.TraceState, &r.Flags, &r.Attributes, &r.DroppedAttributes, &r.Events, &r.DroppedEvents, &r.Links,
+			&r.DroppedLinks, &r.ResourceAttributes, &r.ResourceDropped, &r.ResourceSchemaURL,
+			&r.ScopeName, &r.ScopeVersion, &r.ScopeAttributes, &r.ScopeDropped, &r.ScopeSchemaURL); err != nil {
 			return ptrace.Traces{}, fmt.Errorf("embedded: scan span: %w", err)
 		}
-		if lim != nil {
-			read += int64(len(attrs) + len(events) + len(links) + len(res.attrs) + len(r.name) + 64)
-			// Spans starting at the same time as the last one kept may be
-			// one too many.
-			if (lim.MaxSpans > 0 && spans >= lim.MaxSpans) || (lim.MaxBytes > 0 && spans > 0 && read > lim.MaxBytes) {
-				lim.Truncated = true
-				break
-			}
-			lim.ReadBytes = read
+		if httpKeys != 0 {
+			r.Restore = func(a pcommon.Map) { restoreHTTP(a, httpKeys, colMethod.String, colRoute.String, colStatus.V) }
 		}
-		spans++
-		rk := res.service + "\x00" + res.attrs + "\x00" + res.schemaURL + "\x00" + strconv.FormatUint(uint64(res.dropped), 10)
-		rs, ok := resources[rk]
-		if !ok {
-			rs = td.ResourceSpans().AppendEmpty()
-			rs.SetSchemaUrl(res.schemaURL)
-			if err := restoreResource(res, rs.Resource()); err != nil {
-				return ptrace.Traces{}, err
-			}
-			resources[rk] = rs
-		}
-		sk := rk + "\x01" + sc.name + "\x00" + sc.version + "\x00" + sc.attrs + "\x00" + sc.schemaURL + "\x00" + strconv.FormatUint(uint64(sc.dropped), 10)
-		ss, ok := scopes[sk]
-		if !ok {
-			ss = rs.ScopeSpans().AppendEmpty()
-			ss.SetSchemaUrl(sc.schemaURL)
-			scope := ss.Scope()
-			scope.SetName(sc.name)
-			scope.SetVersion(sc.version)
-			scope.SetDroppedAttributesCount(sc.dropped)
-			if err := decodeMap(sc.attrs, scope.Attributes()); err != nil {
-				return ptrace.Traces{}, err
-			}
-			scopes[sk] = ss
-		}
-		sp := ss.Spans().AppendEmpty()
-		sp.SetTraceID(id)
-		sp.SetSpanID(attrenc.UintToSpanID(r.spanID))
-		sp.SetParentSpanID(attrenc.UintToSpanID(r.parentID))
-		sp.TraceState().FromRaw(r.traceState)
-		sp.SetFlags(r.flags)
-		sp.SetName(r.name)
-		sp.SetKind(ptrace.SpanKind(r.kind))
-		sp.SetStartTimestamp(pcommon.Timestamp(r.start))
-		sp.SetEndTimestamp(pcommon.Timestamp(r.start + r.duration))
-		sp.Status().SetCode(ptrace.StatusCode(r.statusCode))
-		sp.Status().SetMessage(r.statusMsg)
-		sp.SetDroppedAttributesCount(r.droppedAttrs)
-		sp.SetDroppedEventsCount(r.droppedEv)
-		sp.SetDroppedLinksCount(r.droppedLk)
-		a := sp.Attributes()
-		if err := decodeMap(attrs, a); err != nil {
-			return ptrace.Traces{}, err
-		}
-		if r.httpKeys&httpMethodStable != 0 {
-			a.PutStr(keyHTTPMethod, colMethod.String)
-		}
-		if r.httpKeys&httpMethodLegacy != 0 {
-			a.PutStr(keyHTTPMethodLegacy, colMethod.String)
-		}
-		if r.httpKeys&httpRoute != 0 {
-			a.PutStr(keyHTTPRoute, colRoute.String)
-		}
-		if r.httpKeys&httpStatusStable != 0 {
-			a.PutInt(keyHTTPStatus, int64(colStatus.V))
-		}
-		if r.httpKeys&httpStatusLegacy != 0 {
-			a.PutInt(keyHTTPStatusLegacy, int64(colStatus.V))
-		}
-		if err := decodeEvents(events, sp); err != nil {
-			return ptrace.Traces{}, err
-		}
-		if err := decodeLinks(links, sp); err != nil {
-			return ptrace.Traces{}, err
+		// Spans starting at the same time as the last one kept may be
+		// one too many.
+		if !asm.Add(r) {
+			lim.Truncated = true
+			break
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return ptrace.Traces{}, fmt.Errorf("embedded: read trace: %w", err)
 	}
-	if td.ResourceSpans().Len() == 0 {
+	if lim != nil {
+		lim.ReadBytes = asm.Bytes()
+	}
+	if asm.Spans() == 0 {
 		return ptrace.Traces{}, storage.ErrTraceNotFound
 	}
-	for _, rs := range td.ResourceSpans().All() {
-		for _, ss := range rs.ScopeSpans().All() {
-			ss.Spans().Sort(func(a, b ptrace.Span) bool { return a.StartTimestamp() < b.StartTimestamp() })
-		}
+	td, err := asm.Traces()
+	if err != nil {
+		return ptrace.Traces{}, fmt.Errorf("embedded: %w", err)
 	}
 	return td, nil
+}
+
+// restoreHTTP puts back the HTTP attributes kept in columns of their own.
+func restoreHTTP(a pcommon.Map, keys uint8, method, route string, status uint16) {
+	if keys&httpMethodStable != 0 {
+		a.PutStr(keyHTTPMethod, method)
+	}
+	if keys&httpMethodLegacy != 0 {
+		a.PutStr(keyHTTPMethodLegacy, method)
+	}
+	if keys&httpRoute != 0 {
+		a.PutStr(keyHTTPRoute, route)
+	}
+	if keys&httpStatusStable != 0 {
+		a.PutInt(keyHTTPStatus, int64(status))
+	}
+	if keys&httpStatusLegacy != 0 {
+		a.PutInt(keyHTTPStatusLegacy, int64(status))
+	}
 }
 
 // restoreResource rebuilds a resource, putting service.name back when

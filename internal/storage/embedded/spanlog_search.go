@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 var _ storage.TraceSearcher = (*SpanLogStore)(nil)
@@ -200,7 +201,7 @@ func (s *SpanLogStore) summarize(ctx context.Context, parts []partition, ids []t
 	var args []any
 	for _, alias := range order {
 		d := days[alias]
-		sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns
+		sub = append(sub, fmt.Sprintf(`SELECT trace_hi, trace_lo, service, name, parent_span_id, status_code, start_ns, duration_ns, span_id
 			FROM %s.spans %s WHERE start_ns BETWEEN %d AND %d`, alias, idJoin, d.min, d.max))
 		his, los := idLists(d.ids)
 		args = append(args, his, los)
@@ -210,64 +211,28 @@ func (s *SpanLogStore) summarize(ctx context.Context, parts []partition, ids []t
 		return nil, fmt.Errorf("embedded: summarize traces: %w", err)
 	}
 	defer rows.Close()
-	type acc struct {
-		sum        storage.TraceSummary
-		first, end int64
-		svcs       map[string]*storage.ServiceSpans
-	}
-	accs := map[traceKey]*acc{}
+	// Copies of a retried write count once, as in GetTrace.
+	sums := traceassembly.NewSummarizer()
 	for rows.Next() {
 		var (
-			k              traceKey
-			service, name  string
-			parent         uint64
-			status         uint8
-			startNs, durNs int64
+			k traceKey
+			r traceassembly.SummaryRow
 		)
-		if err := rows.Scan(&k.hi, &k.lo, &service, &name, &parent, &status, &startNs, &durNs); err != nil {
+		if err := rows.Scan(&k.hi, &k.lo, &r.Service, &r.Name, &r.ParentID, &r.StatusCode, &r.Start, &r.Duration, &r.SpanID); err != nil {
 			return nil, fmt.Errorf("embedded: summarize traces: %w", err)
 		}
-		a := accs[k]
-		if a == nil {
-			a = &acc{first: startNs, end: startNs + durNs, svcs: map[string]*storage.ServiceSpans{}}
-			accs[k] = a
-		}
-		a.first = min(a.first, startNs)
-		a.end = max(a.end, startNs+durNs)
-		ss := a.svcs[service]
-		if ss == nil {
-			ss = &storage.ServiceSpans{Name: service}
-			a.svcs[service] = ss
-		}
-		ss.Spans++
-		a.sum.SpanCount++
-		if ptrace.StatusCode(status) == ptrace.StatusCodeError {
-			ss.Errors++
-			a.sum.ErrorCount++
-		}
-		if parent == 0 {
-			a.sum.RootService, a.sum.RootName = service, name
-		}
+		r.TraceID = attrenc.UintsToTraceID(k.hi, k.lo)
+		sums.Add(r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: summarize traces: %w", err)
 	}
-	out := make([]storage.TraceSummary, 0, len(ids))
-	for _, id := range ids {
-		a := accs[id]
-		if a == nil {
-			continue // dropped by retention between the two steps
-		}
-		a.sum.TraceID = attrenc.UintsToTraceID(id.hi, id.lo)
-		a.sum.Start = time.Unix(0, a.first).UTC()
-		a.sum.Duration = time.Duration(max(0, a.end-a.first))
-		for _, ss := range a.svcs {
-			a.sum.Services = append(a.sum.Services, *ss)
-		}
-		slices.SortFunc(a.sum.Services, func(x, y storage.ServiceSpans) int { return cmp.Compare(x.Name, y.Name) })
-		out = append(out, a.sum)
+	tids := make([]pcommon.TraceID, len(ids))
+	for i, id := range ids {
+		tids[i] = attrenc.UintsToTraceID(id.hi, id.lo)
 	}
-	return out, nil
+	// A trace dropped by retention between the two steps has no summary.
+	return sums.Summaries(tids), nil
 }
 
 // nanosRange converts a query's time range; zero times are unbounded.

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +13,15 @@ import (
 )
 
 // GetTrace under a TraceReadLimit reads the earliest spans up to either
-// bound and says it left the rest out.
+// bound and says it left the rest out. The copies a retried write stores
+// count once: a trace written twice is not cut at half the bound.
 func TestGetTraceReadLimit(t *testing.T) {
+	for _, writes := range []int{1, 2} {
+		t.Run(fmt.Sprintf("written %d times", writes), func(t *testing.T) { testGetTraceReadLimit(t, writes) })
+	}
+}
+
+func testGetTraceReadLimit(t *testing.T, writes int) {
 	clock := &fixedClock{time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)}
 	s := openAt(t, t.TempDir(), clock, nil)
 	id := pcommon.TraceID{9, 9, 9}
@@ -32,8 +40,10 @@ func TestGetTraceReadLimit(t *testing.T) {
 		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(clock.t.Add(time.Duration(i+1) * time.Millisecond)))
 		sp.Attributes().PutStr("payload", strings.Repeat("x", 1000))
 	}
-	if err := s.WriteTraces(t.Context(), td); err != nil {
-		t.Fatal(err)
+	for range writes {
+		if err := s.WriteTraces(t.Context(), td); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, tc := range []struct {
 		name      string

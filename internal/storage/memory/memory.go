@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 // Store is a memory-only span and log store. The zero value is not usable;
@@ -121,28 +122,13 @@ func (s *Store) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace.Traces
 	if len(entries) == 0 {
 		return ptrace.Traces{}, storage.ErrTraceNotFound
 	}
-	td := ptrace.NewTraces()
-	resIdx := map[string]ptrace.ResourceSpans{}
-	scopeIdx := map[[2]string]ptrace.ScopeSpans{}
+	// The spans go through the assembler the other backends use, so that
+	// copies of a retried write merge here exactly as they do there.
+	asm := traceassembly.New(id, traceassembly.Limits{})
 	for _, e := range entries {
-		rs, ok := resIdx[e.res.key]
-		if !ok {
-			rs = td.ResourceSpans().AppendEmpty()
-			e.res.resource.CopyTo(rs.Resource())
-			rs.SetSchemaUrl(e.res.schemaURL)
-			resIdx[e.res.key] = rs
-		}
-		sk := [2]string{e.res.key, e.scope.key}
-		ss, ok := scopeIdx[sk]
-		if !ok {
-			ss = rs.ScopeSpans().AppendEmpty()
-			e.scope.scope.CopyTo(ss.Scope())
-			ss.SetSchemaUrl(e.scope.schemaURL)
-			scopeIdx[sk] = ss
-		}
-		e.span.CopyTo(ss.Spans().AppendEmpty())
+		asm.Add(traceassembly.Encode(e.res.resource, e.res.schemaURL, e.scope.scope, e.scope.schemaURL, e.span))
 	}
-	return td, nil
+	return asm.Traces()
 }
 
 // WriteLogs stores a copy of every log record in ld.

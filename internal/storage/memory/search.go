@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 // FindTraces scans every stored span.
@@ -60,40 +62,21 @@ func (s *Store) FindTraces(ctx context.Context, q storage.TraceQuery) ([]storage
 }
 
 func summarize(id pcommon.TraceID, entries []spanEntry) storage.TraceSummary {
-	sum := storage.TraceSummary{TraceID: id}
-	var first, last pcommon.Timestamp
-	bySvc := map[string]*storage.ServiceSpans{}
-	for i, e := range entries {
+	sums := traceassembly.NewSummarizer()
+	for _, e := range entries {
 		sp := e.span
-		if i == 0 || sp.StartTimestamp() < first {
-			first = sp.StartTimestamp()
-		}
-		last = max(last, sp.EndTimestamp())
-		svc := serviceOf(e)
-		ss := bySvc[svc]
-		if ss == nil {
-			ss = &storage.ServiceSpans{Name: svc}
-			bySvc[svc] = ss
-		}
-		ss.Spans++
-		sum.SpanCount++
-		if sp.Status().Code() == ptrace.StatusCodeError {
-			ss.Errors++
-			sum.ErrorCount++
-		}
-		if sp.ParentSpanID().IsEmpty() {
-			sum.RootService, sum.RootName = svc, sp.Name()
-		}
+		sums.Add(traceassembly.SummaryRow{
+			TraceID:    id,
+			SpanID:     attrenc.SpanIDToUint(sp.SpanID()),
+			ParentID:   attrenc.SpanIDToUint(sp.ParentSpanID()),
+			Start:      int64(sp.StartTimestamp()),
+			Duration:   int64(sp.EndTimestamp()) - int64(sp.StartTimestamp()),
+			Service:    serviceOf(e),
+			Name:       sp.Name(),
+			StatusCode: uint8(sp.Status().Code()),
+		})
 	}
-	sum.Start = first.AsTime()
-	if last > first {
-		sum.Duration = last.AsTime().Sub(sum.Start)
-	}
-	for _, ss := range bySvc {
-		sum.Services = append(sum.Services, *ss)
-	}
-	slices.SortFunc(sum.Services, func(a, b storage.ServiceSpans) int { return cmp.Compare(a.Name, b.Name) })
-	return sum
+	return sums.Summaries([]pcommon.TraceID{id})[0]
 }
 
 func serviceOf(e spanEntry) string {
