@@ -225,30 +225,6 @@ func localName(c *Client, name string) string {
 	return name + "_local"
 }
 
-// eachShard runs fn with a connection to every shard of the cluster in
-// turn, or with the client's pool on a single server.
-func (c *Client) eachShard(ctx context.Context, fn func(driver.Conn) error) error {
-	if c.Cluster == "" {
-		return fn(c.Conn)
-	}
-	addrs, err := c.shardAddrs(ctx)
-	if err != nil {
-		return err
-	}
-	for _, addr := range addrs {
-		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return fmt.Errorf("shard %s: %w", addr, err)
-		}
-		err = fn(conn)
-		conn.Close()
-		if err != nil {
-			return fmt.Errorf("shard %s: %w", addr, err)
-		}
-	}
-	return nil
-}
-
 // dayOf routes a timestamp (ns) to a day partition. Days are clamped to
 // the window retention can hold, [now-Retention, now+1 day] (routingWindow
 // without a Retention), so that
