@@ -21,7 +21,7 @@ type retentionOptions struct {
 	Now   func() time.Time // time.Now when nil
 	// Rounded, when set, is called after each round (tests wait on it).
 	Rounded func()
-	Logger  *slog.Logger
+	Logger  *slog.Logger // discarded when nil
 }
 
 // runRetention is the retention of the stores that leave it to their
@@ -35,6 +35,9 @@ func runRetention(ctx context.Context, opts retentionOptions) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := time.NewTicker(opts.Every)
 	defer t.Stop()

@@ -44,8 +44,8 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 	}
 	s.metrics = ms // it holds nothing of its own: closing the client ends it
 
-	// ClickHouse drops nothing by itself on every server (TTL needs 19.6),
-	// so vigil drops old partitions.
+	// The tables have no TTL (old servers have none), so vigil drops old
+	// partitions itself.
 	retCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
