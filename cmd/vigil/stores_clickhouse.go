@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/clickhouse"
 )
 
@@ -43,32 +44,17 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 	}
 	s.metrics = ms // it holds nothing of its own: closing the client ends it
 
-	// Every node may drop old partitions: dropping one that another node
-	// dropped already is a no-op.
-	retention := time.Duration(cfg.Retention)
+	// The tables have no TTL (old servers have none), so vigil drops old
+	// partitions itself.
 	retCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(time.Hour)
-		defer t.Stop()
-		for {
-			before := time.Now().Add(-retention)
-			for name, r := range map[string]interface {
-				DropBefore(context.Context, time.Time) (int, error)
-			}{"spans and logs": sl, "metrics": ms} {
-				if n, err := r.DropBefore(retCtx, before); err != nil {
-					logger.Warn("clickhouse retention", "store", name, "err", err)
-				} else if n > 0 {
-					logger.Info("clickhouse retention dropped partitions", "store", name, "partitions", n)
-				}
-			}
-			select {
-			case <-retCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
+		runRetention(retCtx, retentionOptions{
+			Retainers: map[string]storage.Retainer{"spans and logs": sl, "metrics": ms},
+			Keep:      time.Duration(cfg.Retention),
+			Logger:    logger.With("component", "clickhouse"),
+		})
 	}()
 	s.closers = append(s.closers, func() error { stop(); <-done; return nil })
 	return nil

@@ -89,6 +89,10 @@ type Client struct {
 	Cluster  string
 	Features Features
 	Logger   *slog.Logger
+
+	// opts are the options the pool was opened with; connections to single
+	// shards derive theirs from them (see shardOptions).
+	opts *clickhouse.Options
 }
 
 // Connect opens the pool, learns the server's version and creates the
@@ -122,7 +126,7 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: open: %w", err)
 	}
-	c := &Client{Conn: conn, Database: db, Cluster: opts.Cluster, Logger: opts.Logger}
+	c := &Client{Conn: conn, Database: db, Cluster: opts.Cluster, Logger: opts.Logger, opts: co}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -168,14 +172,9 @@ func (c *Client) ExecEverywhere(ctx context.Context, ddl string) error {
 		}
 		return nil
 	}
-	shards, err := c.shardAddrs(ctx)
+	err := c.eachShard(ctx, func(conn driver.Conn) error { return conn.Exec(ctx, ddl) })
 	if err != nil {
-		return err
-	}
-	for _, addr := range shards {
-		if err := c.execOn(ctx, addr, ddl); err != nil {
-			return fmt.Errorf("clickhouse: shard %s: %s: %w", addr, firstWords(ddl), err)
-		}
+		return fmt.Errorf("clickhouse: %s: %w", firstWords(ddl), err)
 	}
 	return nil
 }
@@ -206,13 +205,42 @@ func (c *Client) shardAddrs(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (c *Client) execOn(ctx context.Context, addr, ddl string) error {
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
+// eachShard runs fn with a connection to every shard of the cluster in
+// turn, or with the client's pool on a single server: system tables and
+// ALTER TABLE are per server.
+func (c *Client) eachShard(ctx context.Context, fn func(driver.Conn) error) error {
+	if c.Cluster == "" {
+		return fn(c.Conn)
+	}
+	addrs, err := c.shardAddrs(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	return conn.Exec(ctx, ddl)
+	for _, addr := range addrs {
+		conn, err := clickhouse.Open(shardOptions(c.opts, addr))
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", addr, err)
+		}
+		err = fn(conn)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", addr, err)
+		}
+	}
+	return nil
+}
+
+// shardOptions are the options for a connection to the one shard at addr:
+// those of the pool, so that the DSN's user, password, TLS, timeouts,
+// settings and compression reach every shard (a cluster with a password
+// or TLS works on all of them, not only the first), with only the address
+// replaced. system.clusters lists native ports, so the protocol is native
+// whatever the DSN's.
+func shardOptions(base *clickhouse.Options, addr string) *clickhouse.Options {
+	o := *base
+	o.Addr = []string{addr}
+	o.Protocol = clickhouse.Native
+	return &o
 }
 
 func firstWords(s string) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -16,7 +15,7 @@ import (
 func (s *MetricStore) DropBefore(ctx context.Context, t time.Time) (int, error) {
 	cutoff := metricDay(t.UnixMilli()) // days before this one end by t
 	dropped := 0
-	err := s.onEachShard(ctx, func(conn driver.Conn) error {
+	err := s.c.eachShard(ctx, func(conn driver.Conn) error {
 		for _, table := range []string{metricSeriesTable, metricSamplesTable} {
 			local := s.c.LocalTable(table)
 			rows, err := conn.Query(ctx, fmt.Sprintf(
@@ -65,29 +64,4 @@ func (s *MetricStore) DropBefore(ctx context.Context, t time.Time) (int, error) 
 		return dropped, metricsErr("drop old partitions", err)
 	}
 	return dropped, nil
-}
-
-// onEachShard runs fn with a connection to every shard of the cluster, or
-// with the pool of the one server: system tables and ALTER TABLE are per
-// server.
-func (s *MetricStore) onEachShard(ctx context.Context, fn func(driver.Conn) error) error {
-	if s.c.Cluster == "" {
-		return fn(s.c.Conn)
-	}
-	addrs, err := s.c.shardAddrs(ctx)
-	if err != nil {
-		return err
-	}
-	for _, addr := range addrs {
-		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return fmt.Errorf("shard %s: %w", addr, err)
-		}
-		err = fn(conn)
-		conn.Close()
-		if err != nil {
-			return fmt.Errorf("shard %s: %w", addr, err)
-		}
-	}
-	return nil
 }

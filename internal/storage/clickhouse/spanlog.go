@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -19,11 +18,6 @@ import (
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
-// spanLogRetentionInterval is how often the store drops expired days when
-// it applies Retention itself. Partitions are days, so hourly is precise
-// enough.
-const spanLogRetentionInterval = time.Hour
-
 // routingWindow is how far back rows are routed to their own day when no
 // Retention is set; older timestamps go to the window's first day.
 const routingWindow = 90 * 24 * time.Hour
@@ -32,10 +26,11 @@ const dayNanos = int64(24 * time.Hour)
 
 // SpanLogOptions configures the ClickHouse span and log store.
 type SpanLogOptions struct {
-	// Retention, when positive, makes the store expire data itself: TTL
-	// on servers that have it, else an hourly DropBefore. Zero leaves it to
-	// the caller's DropBefore (vigil's server drops every ClickHouse
-	// store's partitions on one schedule). Several processes on one
+	// Retention, when positive, sets a TTL on servers that have it and
+	// bounds the days rows are routed to (see dayOf). Dropping expired days
+	// is the caller's, through DropBefore (storage.Retainer), which works on
+	// every server: vigil's server runs one schedule for all its stores, so
+	// the store has no loop of its own. Several processes on one
 	// ClickHouse may all drop: dropping a gone partition is harmless.
 	Retention time.Duration
 	// MaxFutureSkew is how far ahead of now the timestamps written may lie
@@ -44,8 +39,6 @@ type SpanLogOptions struct {
 	// dayOf), so a search's lower date bound is widened by this much when
 	// it exceeds a day; zero means at most a day, where nothing is moved.
 	MaxFutureSkew time.Duration
-	// Logger receives the store's own logs; nil uses the client's.
-	Logger *slog.Logger
 	// Now is the clock for retention and partition routing (time.Now if
 	// nil); tests set it.
 	Now func() time.Time
@@ -65,14 +58,10 @@ type SpanLogOptions struct {
 type SpanLogStore struct {
 	c    *Client
 	opts SpanLogOptions
-	log  *slog.Logger
 
 	// mu orders calls against Close: every call holds it shared.
 	mu     sync.RWMutex
 	closed bool
-
-	stop context.CancelFunc
-	done chan struct{}
 }
 
 var (
@@ -91,13 +80,6 @@ func OpenSpanLogs(ctx context.Context, c *Client, opts SpanLogOptions) (*SpanLog
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	log := opts.Logger
-	if log == nil {
-		log = c.Logger
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	for _, t := range spanLogTables {
 		if err := c.ExecEverywhere(ctx, t.localDDL(c, opts.Retention)); err != nil {
 			return nil, classify(ctx, "create "+t.name, err)
@@ -108,49 +90,15 @@ func OpenSpanLogs(ctx context.Context, c *Client, opts SpanLogOptions) (*SpanLog
 			}
 		}
 	}
-	s := &SpanLogStore{c: c, opts: opts, log: log, done: make(chan struct{})}
-	loopCtx, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	if opts.Retention > 0 {
-		go s.retentionLoop(loopCtx)
-	} else {
-		close(s.done)
-	}
-	return s, nil
+	return &SpanLogStore{c: c, opts: opts}, nil
 }
 
-func (s *SpanLogStore) retentionLoop(ctx context.Context) {
-	defer close(s.done)
-	t := time.NewTicker(spanLogRetentionInterval)
-	defer t.Stop()
-	for {
-		n, err := s.DropBefore(ctx, s.opts.Now().Add(-s.opts.Retention))
-		switch {
-		case err != nil && !errors.Is(err, storage.ErrClosed) && ctx.Err() == nil:
-			s.log.Error("span/log retention failed", "err", err)
-		case n > 0:
-			s.log.Info("dropped expired span/log partitions", "count", n)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// Close stops the retention loop. Later calls of any method return
+// Close ends the store: later calls of any method return
 // storage.ErrClosed; closing twice is harmless. The client stays open.
 func (s *SpanLogStore) Close() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
+	defer s.mu.Unlock()
 	s.closed = true
-	s.mu.Unlock()
-	s.stop()
-	<-s.done
 	return nil
 }
 
@@ -224,30 +172,6 @@ func localName(c *Client, name string) string {
 		return name
 	}
 	return name + "_local"
-}
-
-// eachShard runs fn with a connection to every shard of the cluster in
-// turn, or with the client's pool on a single server.
-func (c *Client) eachShard(ctx context.Context, fn func(driver.Conn) error) error {
-	if c.Cluster == "" {
-		return fn(c.Conn)
-	}
-	addrs, err := c.shardAddrs(ctx)
-	if err != nil {
-		return err
-	}
-	for _, addr := range addrs {
-		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: 5 * time.Second})
-		if err != nil {
-			return fmt.Errorf("shard %s: %w", addr, err)
-		}
-		err = fn(conn)
-		conn.Close()
-		if err != nil {
-			return fmt.Errorf("shard %s: %w", addr, err)
-		}
-	}
-	return nil
 }
 
 // dayOf routes a timestamp (ns) to a day partition. Days are clamped to

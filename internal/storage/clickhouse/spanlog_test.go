@@ -339,39 +339,6 @@ func TestSpanLogShardDown(t *testing.T) {
 	}
 }
 
-// With a Retention the store drops expired days itself, as soon as it
-// opens and hourly after.
-func TestSpanLogRetentionLoop(t *testing.T) {
-	srv := chtest.Start(t)
-	s, c := openSpanLogs(t, srv, "", SpanLogOptions{})
-	ctx := t.Context()
-	base := storagetest.Base(time.Now())
-	if err := s.WriteTraces(ctx, storagetest.LoadTraces(t, "traces_rich.json", base)); err != nil {
-		t.Fatal(err)
-	}
-	// No Retention: nothing is dropped by itself.
-	if _, err := s.GetTrace(ctx, storagetest.RichTraceID); err != nil {
-		t.Fatal(err)
-	}
-	later := func() time.Time { return time.Now().Add(5 * 24 * time.Hour) }
-	s2, err := OpenSpanLogs(ctx, c, SpanLogOptions{Retention: 48 * time.Hour, Now: later})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := s.GetTrace(ctx, storagetest.RichTraceID)
-		if errors.Is(err, storage.ErrTraceNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trace still there 10s after a store with 48h retention opened 5 days later: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // Writers keep ingesting while ClickHouse is killed and restarted: every
 // write that returned nil is readable afterwards, and every other one
 // failed as unavailable.

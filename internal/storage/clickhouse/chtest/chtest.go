@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,11 +37,31 @@ type Server struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	cluster []string // TCP addresses of the cluster's shards, this one included
+	opts    Options
 }
 
-// DSN is a clickhouse-go DSN for database db on this server.
+// Options configure the servers of StartClusterWith.
+type Options struct {
+	// Shards is the number of servers (1 when zero).
+	Shards int
+	// User and Password, when User is set, are the one account that can
+	// log in: the default user gets a password nothing knows, so that a
+	// connection without these credentials is refused. The cluster's
+	// remote_servers carry them too, for the Distributed tables.
+	User, Password string
+}
+
+// DSN is a clickhouse-go DSN for database db on this server, with the
+// server's credentials when it has some.
 func (s *Server) DSN(db string) string {
-	return "clickhouse://" + s.TCPAddr + "/" + db
+	return "clickhouse://" + s.userInfo() + s.TCPAddr + "/" + db
+}
+
+func (s *Server) userInfo() string {
+	if s.opts.User == "" {
+		return ""
+	}
+	return url.UserPassword(s.opts.User, s.opts.Password).String() + "@"
 }
 
 // Start runs a clickhouse-server for the test; it stops when the test ends.
@@ -53,12 +74,19 @@ func Start(t testing.TB) *Server {
 // ClusterName of n shards (one server each), for Distributed tables.
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
+	return StartClusterWith(t, Options{Shards: n})
+}
+
+// StartClusterWith runs the servers opts describe, as StartCluster does.
+func StartClusterWith(t testing.TB, opts Options) []*Server {
+	t.Helper()
+	n := max(opts.Shards, 1)
 	bin := binary(t)
 	servers := make([]*Server, n)
 	addrs := make([]string, n)
 	for i := range n {
 		addrs[i] = freeAddr(t)
-		servers[i] = &Server{TCPAddr: addrs[i], Dir: t.TempDir(), t: t}
+		servers[i] = &Server{TCPAddr: addrs[i], Dir: t.TempDir(), t: t, opts: opts}
 	}
 	for _, s := range servers {
 		s.cluster = addrs
@@ -117,23 +145,33 @@ var configTemplate = template.Must(template.New("config").Parse(`<yandex>
   <max_concurrent_queries>100</max_concurrent_queries>
   <remote_servers>
     <{{.Cluster}}>{{range .Shards}}
-      <shard><replica><host>{{.Host}}</host><port>{{.Port}}</port></replica></shard>{{end}}
+      <shard><replica><host>{{.Host}}</host><port>{{.Port}}</port>{{if $.User}}<user>{{$.User}}</user><password>{{$.Password}}</password>{{end}}</replica></shard>{{end}}
     </{{.Cluster}}>
   </remote_servers>
 </yandex>
 `))
 
-const usersXML = `<yandex>
+// usersTemplate has the default user without a password, or, with a User,
+// that user and a default user nobody can log in as.
+var usersTemplate = template.Must(template.New("users").Parse(`<yandex>
   <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
-  <users><default>
-    <password></password>
-    <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-    <profile>default</profile>
-    <quota>default</quota>
-  </default></users>
+  <users>
+    <default>
+      <password>{{if .User}}{{.Locked}}{{end}}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>{{if .User}}
+    <{{.User}}>
+      <password>{{.Password}}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </{{.User}}>{{end}}
+  </users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
-`
+`))
 
 type shard struct{ Host, Port string }
 
@@ -157,13 +195,20 @@ func (s *Server) writeConfig() error {
 	var b bytes.Buffer
 	if err := configTemplate.Execute(&b, map[string]any{
 		"Dir": s.Dir, "Port": port, "HTTPPort": httpPort, "Cluster": ClusterName, "Shards": shards,
+		"User": s.opts.User, "Password": s.opts.Password,
 	}); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(s.Dir, "config.xml"), b.Bytes(), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(s.Dir, "users.xml"), []byte(usersXML), 0o644)
+	b.Reset()
+	if err := usersTemplate.Execute(&b, map[string]any{
+		"User": s.opts.User, "Password": s.opts.Password, "Locked": fmt.Sprintf("locked-%d", time.Now().UnixNano()),
+	}); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(s.Dir, "users.xml"), b.Bytes(), 0o644)
 }
 
 func (s *Server) start(bin string) {
@@ -211,7 +256,8 @@ func (s *Server) waitReady() {
 }
 
 func (s *Server) ping() error {
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.TCPAddr}, DialTimeout: time.Second})
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.TCPAddr}, DialTimeout: time.Second,
+		Auth: clickhouse.Auth{Username: s.opts.User, Password: s.opts.Password}})
 	if err != nil {
 		return err
 	}
