@@ -213,8 +213,8 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			logger.Error("span metrics recorder", "err", err)
 		}
 	}()
-	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.ConsumeTraces)
-	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.ConsumeLogs)
+	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.RecordSpans)
+	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.RecordLogs)
 	// Closed when the stop begins: from then on every receiver answers
 	// "retry later" instead of acknowledging what the drain may not store.
 	ingestGate := gate.New(gate.Options{})

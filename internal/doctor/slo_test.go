@@ -72,7 +72,7 @@ func sloWorld(t *testing.T) (*teststorage.TestStorage, time.Time) {
 			sp.SetStartTimestamp(end - pcommon.Timestamp(d))
 			sp.SetEndTimestamp(end)
 		}
-		rec.ConsumeTraces(td)
+		rec.RecordSpans(td)
 		now = now.Add(time.Minute)
 		if err := rec.Flush(t.Context()); err != nil {
 			t.Fatal(err)

@@ -61,7 +61,7 @@ func TestSpanSLIsOverRecordedSpans(t *testing.T) {
 				span.SetEndTimestamp(start + pcommon.Timestamp(s.dur))
 			}
 		}
-		rec.ConsumeTraces(td)
+		rec.RecordSpans(td)
 		now = now.Add(time.Minute)
 		if err := rec.Flush(t.Context()); err != nil {
 			t.Fatal(err)

@@ -104,7 +104,7 @@ func benchBatches(n int) []ptrace.Traces {
 	return batches
 }
 
-// BenchmarkConsumeTraces measures the cost ConsumeTraces adds to each
+// BenchmarkConsumeTraces measures the cost RecordSpans adds to each
 // stored span.
 func BenchmarkConsumeTraces(b *testing.B) {
 	batches := benchBatches(16)
@@ -113,7 +113,7 @@ func BenchmarkConsumeTraces(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, td := range batches { // warm: series exist, as in a steady state
-		rec.ConsumeTraces(td)
+		rec.RecordSpans(td)
 	}
 	b.ReportAllocs()
 	var before, after runtime.MemStats
@@ -121,7 +121,7 @@ func BenchmarkConsumeTraces(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		rec.ConsumeTraces(batches[i%len(batches)])
+		rec.RecordSpans(batches[i%len(batches)])
 		i++
 	}
 	b.StopTimer()
@@ -143,14 +143,14 @@ func BenchmarkConsumeTracesParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, td := range batches {
-		rec.ConsumeTraces(td)
+		rec.RecordSpans(td)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			rec.ConsumeTraces(batches[i%len(batches)])
+			rec.RecordSpans(batches[i%len(batches)])
 			i++
 		}
 	})
@@ -175,7 +175,7 @@ func BenchmarkConsumeLogs(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		rec.ConsumeLogs(ld)
+		rec.RecordLogs(ld)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatchSpans), "ns/record")
 }
@@ -198,9 +198,9 @@ func BenchmarkFlush(b *testing.B) {
 		s.SetKind(ptrace.SpanKindServer)
 	}
 	for _, td := range benchBatches(2) {
-		rec.ConsumeTraces(td)
+		rec.RecordSpans(td)
 	}
-	rec.ConsumeTraces(td)
+	rec.RecordSpans(td)
 	b.ReportAllocs()
 	for b.Loop() {
 		c.Advance(15 * time.Second)

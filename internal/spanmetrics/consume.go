@@ -74,10 +74,10 @@ func overflowLogKeys(k logKey) (logKey, logKey) {
 	return k, k
 }
 
-// ConsumeTraces counts td's spans and pairs client and server spans into
+// RecordSpans counts td's spans and pairs client and server spans into
 // service graph edges. Call it once the spans are stored; it does not keep
 // td.
-func (r *Recorder) ConsumeTraces(td ptrace.Traces) {
+func (r *Recorder) RecordSpans(td ptrace.Traces) {
 	rss := td.ResourceSpans()
 	if rss.Len() == 0 {
 		return
@@ -138,9 +138,9 @@ func (r *Recorder) observeSpan(service string, sp ptrace.Span, now int64) {
 	}
 }
 
-// ConsumeLogs counts ld's log records by service and severity. Call it once
+// RecordLogs counts ld's log records by service and severity. Call it once
 // the records are stored; it does not keep ld.
-func (r *Recorder) ConsumeLogs(ld plog.Logs) {
+func (r *Recorder) RecordLogs(ld plog.Logs) {
 	rls := ld.ResourceLogs()
 	if rls.Len() == 0 {
 		return

@@ -86,7 +86,7 @@ type Options struct {
 }
 
 // Recorder aggregates spans and log records into series and appends them
-// periodically. ConsumeTraces, ConsumeLogs and Flush are safe for concurrent
+// periodically. RecordSpans, RecordLogs and Flush are safe for concurrent
 // use.
 type Recorder struct {
 	app            storage.AppendableV2

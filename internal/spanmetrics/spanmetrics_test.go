@@ -118,8 +118,8 @@ func TestSpanMetrics(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, Options{})
-			e.rec.ConsumeTraces(traces(tc.spans[:len(tc.spans)/2]...))
-			e.rec.ConsumeTraces(traces(tc.spans[len(tc.spans)/2:]...))
+			e.rec.RecordSpans(traces(tc.spans[:len(tc.spans)/2]...))
+			e.rec.RecordSpans(traces(tc.spans[len(tc.spans)/2:]...))
 			at := e.flushAt(15 * time.Second)
 			e.wantValues(tc.query, at, tc.want)
 		})
@@ -138,12 +138,12 @@ func TestCumulativeAcrossFlushes(t *testing.T) {
 		}
 		return traces(spans...)
 	}
-	e.rec.ConsumeTraces(batch(10))
+	e.rec.RecordSpans(batch(10))
 	t1 := e.flushAt(15 * time.Second)
-	e.rec.ConsumeTraces(batch(20))
+	e.rec.RecordSpans(batch(20))
 	t2 := e.flushAt(15 * time.Second)
 	t3 := e.flushAt(15 * time.Second) // nothing new: the total repeats
-	e.rec.ConsumeTraces(traces(span{service: "gateway", name: "GET /new", kind: server}))
+	e.rec.RecordSpans(traces(span{service: "gateway", name: "GET /new", kind: server}))
 	t4 := e.flushAt(15 * time.Second)
 
 	calls := `traces_span_metrics_calls_total{span_name="GET /"}`
@@ -176,7 +176,7 @@ func TestRestart(t *testing.T) {
 		}
 		return traces(spans...)
 	}
-	e.rec.ConsumeTraces(batch(5))
+	e.rec.RecordSpans(batch(5))
 	t1 := e.flushAt(15 * time.Second)
 
 	restart := e.clock.Advance(5 * time.Second)
@@ -185,7 +185,7 @@ func TestRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.rec = rec2
-	e.rec.ConsumeTraces(batch(3))
+	e.rec.RecordSpans(batch(3))
 	t2 := e.flushAt(10 * time.Second)
 	wantSamples(t, e, `traces_span_metrics_calls_total{span_name="op"}`, [][2]float64{
 		{float64(t0.UnixMilli()), 0}, {float64(t1.UnixMilli()), 5},
@@ -369,7 +369,7 @@ func TestServiceGraph(t *testing.T) {
 			for _, s := range tc.steps {
 				e.clock.Advance(s.advance)
 				if len(s.spans) > 0 {
-					e.rec.ConsumeTraces(traces(s.spans...))
+					e.rec.RecordSpans(traces(s.spans...))
 				}
 			}
 			at := e.flushAt(time.Second)
@@ -411,11 +411,11 @@ func orEmpty(m map[string]float64) map[string]float64 {
 func TestPendingStoreReusesSlots(t *testing.T) {
 	e := newEnv(t, Options{MaxPendingEdges: 3})
 	for i := range uint64(1000) {
-		e.rec.ConsumeTraces(traces(
+		e.rec.RecordSpans(traces(
 			span{service: "a", kind: client, trace: i, id: 1},
 			span{service: "a", kind: client, trace: i, id: 2},
 		))
-		e.rec.ConsumeTraces(traces(span{service: "b", kind: server, trace: i, id: 3, parent: 1}))
+		e.rec.RecordSpans(traces(span{service: "b", kind: server, trace: i, id: 3, parent: 1}))
 	}
 	p := &e.rec.pending
 	if len(p.slots) > 3 || p.len() != 2 {
@@ -436,7 +436,7 @@ func TestPendingStoreReusesSlots(t *testing.T) {
 
 func TestLogRecords(t *testing.T) {
 	e := newEnv(t, Options{})
-	e.rec.ConsumeLogs(logs("orders",
+	e.rec.RecordLogs(logs("orders",
 		plog.SeverityNumberUnspecified,
 		plog.SeverityNumberTrace, plog.SeverityNumberTrace4,
 		plog.SeverityNumberDebug,
@@ -446,7 +446,7 @@ func TestLogRecords(t *testing.T) {
 		plog.SeverityNumberFatal4,
 		plog.SeverityNumber(25), plog.SeverityNumber(-1),
 	))
-	e.rec.ConsumeLogs(logs("", plog.SeverityNumberInfo))
+	e.rec.RecordLogs(logs("", plog.SeverityNumberInfo))
 	at := e.flushAt(15 * time.Second)
 	e.wantValues(`vigil_log_records_total`, at, map[string]float64{
 		`{__name__="vigil_log_records_total", service_name="orders", severity="UNSET"}`:         3,
@@ -462,7 +462,7 @@ func TestLogRecords(t *testing.T) {
 
 func TestSeriesCap(t *testing.T) {
 	e := newEnv(t, Options{MaxSeries: 2})
-	e.rec.ConsumeTraces(traces(
+	e.rec.RecordSpans(traces(
 		span{service: "a", name: "op1", kind: server},
 		span{service: "a", name: "op2", kind: server},
 		span{service: "a", name: "op3", kind: server},                 // a's overflow label set
@@ -472,10 +472,10 @@ func TestSeriesCap(t *testing.T) {
 		span{service: "c", name: "op1", kind: server},                 // overflow sets full too
 		span{service: "d", name: "op1", kind: server},
 	))
-	e.rec.ConsumeLogs(logs("a", plog.SeverityNumberInfo, plog.SeverityNumberWarn))
-	e.rec.ConsumeLogs(logs("b", plog.SeverityNumberInfo, plog.SeverityNumberInfo))
+	e.rec.RecordLogs(logs("a", plog.SeverityNumberInfo, plog.SeverityNumberWarn))
+	e.rec.RecordLogs(logs("b", plog.SeverityNumberInfo, plog.SeverityNumberInfo))
 	for i, srv := range []string{"s1", "s2", "s3", "s4"} {
-		e.rec.ConsumeTraces(traces(
+		e.rec.RecordSpans(traces(
 			span{service: "gw", kind: client, trace: uint64(i), id: 1},
 			span{service: srv, kind: server, trace: uint64(i), id: 2, parent: 1},
 		))
@@ -516,8 +516,8 @@ func TestOverflowDoesNotAllocate(t *testing.T) {
 		spans[i] = span{service: "a", name: fmt.Sprintf("GET /user/%d", i), kind: internal}
 	}
 	td := traces(spans...)
-	e.rec.ConsumeTraces(td)
-	if n := testing.AllocsPerRun(10, func() { e.rec.ConsumeTraces(td) }); n != 0 {
+	e.rec.RecordSpans(td)
+	if n := testing.AllocsPerRun(10, func() { e.rec.RecordSpans(td) }); n != 0 {
 		t.Errorf("%v allocations per batch of overflowing spans, want 0", n)
 	}
 	if got := len(e.rec.spans.index); got != 2 {
@@ -549,7 +549,7 @@ func counterValue(t *testing.T, e *env, name, label, value string) float64 {
 
 func TestLabelValuesAreValidUTF8(t *testing.T) {
 	e := newEnv(t, Options{})
-	e.rec.ConsumeTraces(traces(
+	e.rec.RecordSpans(traces(
 		span{service: "caf\xe9", name: "GET /\xff", kind: server},
 		span{service: "caf\xe9", name: "GET /\xff", kind: server},
 	))
@@ -573,12 +573,12 @@ func TestConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for b := range batches {
 				trace := uint64(w*batches + b)
-				e.rec.ConsumeTraces(traces(
+				e.rec.RecordSpans(traces(
 					span{service: "gw", name: "GET /", kind: server, trace: trace, id: 1},
 					span{service: "gw", name: "call", kind: client, trace: trace, id: 2, parent: 1},
 				))
-				e.rec.ConsumeTraces(traces(span{service: "api", name: "GET /", kind: server, trace: trace, id: 3, parent: 2}))
-				e.rec.ConsumeLogs(logs("gw", plog.SeverityNumberInfo))
+				e.rec.RecordSpans(traces(span{service: "api", name: "GET /", kind: server, trace: trace, id: 3, parent: 2}))
+				e.rec.RecordLogs(logs("gw", plog.SeverityNumberInfo))
 				if b%10 == 0 {
 					e.clock.Advance(time.Millisecond)
 					if err := e.rec.Flush(t.Context()); err != nil {
@@ -608,7 +608,7 @@ func TestRunFlushesOnStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- e.rec.Run(ctx) }()
-	e.rec.ConsumeTraces(traces(span{service: "s", name: "op", kind: server}))
+	e.rec.RecordSpans(traces(span{service: "s", name: "op", kind: server}))
 	at := e.clock.Advance(time.Second)
 	cancel()
 	if err := <-done; err != nil {
@@ -656,11 +656,11 @@ func TestMetadataWithEverySample(t *testing.T) {
 		app = &recordingAppendable{AppendableV2: db}
 		return app
 	})
-	e.rec.ConsumeTraces(traces(
+	e.rec.RecordSpans(traces(
 		span{service: "a", kind: client, trace: 1, id: 1},
 		span{service: "b", kind: server, trace: 1, id: 2, parent: 1},
 	))
-	e.rec.ConsumeLogs(logs("a", plog.SeverityNumberInfo))
+	e.rec.RecordLogs(logs("a", plog.SeverityNumberInfo))
 	e.flushAt(time.Second)
 	want := Metadata()
 	if len(want) != 7 {
@@ -688,7 +688,7 @@ func TestFlushFailureIsRetried(t *testing.T) {
 		app = &recordingAppendable{AppendableV2: db, failing: errors.New("disk on fire")}
 		return app
 	})
-	e.rec.ConsumeTraces(traces(span{service: "s", name: "op", kind: server}))
+	e.rec.RecordSpans(traces(span{service: "s", name: "op", kind: server}))
 	e.clock.Advance(15 * time.Second)
 	if err := e.rec.Flush(t.Context()); err == nil || !strings.Contains(err.Error(), "disk on fire") {
 		t.Fatalf("Flush = %v, want the storage error", err)
@@ -696,7 +696,7 @@ func TestFlushFailureIsRetried(t *testing.T) {
 	app.mu.Lock()
 	app.failing = nil
 	app.mu.Unlock()
-	e.rec.ConsumeTraces(traces(span{service: "s", name: "op", kind: server}))
+	e.rec.RecordSpans(traces(span{service: "s", name: "op", kind: server}))
 	at := e.flushAt(15 * time.Second)
 	wantSamples(t, e, `traces_span_metrics_calls_total{span_name="op"}`, [][2]float64{
 		{float64(t0.UnixMilli()), 0}, {float64(at.UnixMilli()), 2},
@@ -726,7 +726,7 @@ func TestNew(t *testing.T) {
 // Each vigil node sharing a metric store writes its own series.
 func TestExternalLabels(t *testing.T) {
 	e := newEnv(t, Options{ExternalLabels: labels.FromStrings("vigil_node", "a:7070")})
-	e.rec.ConsumeLogs(logs("orders", plog.SeverityNumberInfo))
+	e.rec.RecordLogs(logs("orders", plog.SeverityNumberInfo))
 	at := e.flushAt(15 * time.Second)
 	e.wantValues(`vigil_log_records_total`, at, map[string]float64{
 		`{__name__="vigil_log_records_total", service_name="orders", severity="INFO", vigil_node="a:7070"}`: 1,

@@ -240,7 +240,7 @@ func generate(c genConfig) (*meta, error) {
 				break
 			}
 			writeBusy += time.Since(t0)
-			rec.ConsumeTraces(b.td)
+			rec.RecordSpans(b.td)
 			spansDone += int64(b.n)
 		} else {
 			if err := store.WriteLogs(ctx, b.ld); err != nil {
@@ -248,7 +248,7 @@ func generate(c genConfig) (*meta, error) {
 				break
 			}
 			writeBusy += time.Since(t0)
-			rec.ConsumeLogs(b.ld)
+			rec.RecordLogs(b.ld)
 			logsDone += int64(b.n)
 		}
 		if now := time.Now(); now.Sub(lastReport) >= 10*time.Second {
