@@ -41,18 +41,9 @@ func TestClockSkewNamedOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
-			now := func() time.Time { return testNow }
-			src := &fakeDiagnosis{spans: tt.spans}
-			d, err := New(Options{Checks: []Check{PropagationCheck{Spans: src, Now: now}, TimingCheck{Spans: src, Now: now}}, Now: now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := d.Check(t.Context())
-			if len(rep.Errors) > 0 {
-				t.Fatalf("errors: %v", rep.Errors)
-			}
-			expectFindings(t, rep.Findings, tt.want...)
-			for _, f := range rep.Findings {
+			findings := runTraceChecks(t, tt.spans)
+			expectFindings(t, findings, tt.want...)
+			for _, f := range findings {
 				t.Logf("%s %s: %s", f.Code, f.Subject, f.Evidence.Summary)
 				if f.Code == "span_timing" && !strings.Contains(f.Evidence.Summary, tt.summary) {
 					t.Errorf("summary %q lacks %q", f.Evidence.Summary, tt.summary)
@@ -128,4 +119,22 @@ func TestServiceClocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runTraceChecks runs the two checks that read spans, propagation and
+// timing, together over spans as one doctor run does, and returns their
+// findings.
+func runTraceChecks(t *testing.T, spans []storage.SpanShape) []Finding {
+	t.Helper()
+	now := func() time.Time { return testNow }
+	src := &fakeDiagnosis{spans: spans}
+	d, err := New(Options{Checks: []Check{PropagationCheck{Spans: src, Now: now}, TimingCheck{Spans: src, Now: now}}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := d.Check(t.Context())
+	if len(rep.Errors) > 0 {
+		t.Fatalf("errors: %v", rep.Errors)
+	}
+	return rep.Findings
 }

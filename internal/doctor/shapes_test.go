@@ -222,18 +222,9 @@ func TestFaultsThatLookLikeLostSpans(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
-			now := func() time.Time { return testNow }
-			src := &fakeDiagnosis{spans: tt.spans}
-			d, err := New(Options{Checks: []Check{PropagationCheck{Spans: src, Now: now}, TimingCheck{Spans: src, Now: now}}, Now: now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := d.Check(t.Context())
-			if len(rep.Errors) > 0 {
-				t.Fatalf("errors: %v", rep.Errors)
-			}
-			expectFindings(t, rep.Findings, tt.want...)
-			for _, f := range rep.Findings {
+			findings := runTraceChecks(t, tt.spans)
+			expectFindings(t, findings, tt.want...)
+			for _, f := range findings {
 				t.Logf("%s %s: %s\n  cause %s\n  fix %s", f.Code, f.Subject, f.Evidence.Summary, f.Cause, f.Fix)
 				checkTraceFinding(t, f)
 				all := f.Evidence.Summary + " " + f.Cause + " " + f.Fix
