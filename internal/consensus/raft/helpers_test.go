@@ -1,0 +1,321 @@
+package raft
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/vigil-observability/vigil/internal/consensus"
+)
+
+// listSM is a state machine that keeps every command in the order applied,
+// so tests can compare the order across nodes.
+type listSM struct {
+	mu       sync.Mutex
+	cmds     []string
+	restores int
+}
+
+var _ consensus.StateMachine = (*listSM)(nil)
+
+func (s *listSM) Apply(cmd []byte) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if string(cmd) == "fail" {
+		return nil, errRefused
+	}
+	s.cmds = append(s.cmds, string(cmd))
+	return []byte(strconv.Itoa(len(s.cmds))), nil
+}
+
+var errRefused = errors.New("refused by the state machine")
+
+func (s *listSM) Snapshot() (consensus.SnapshotFunc, error) {
+	s.mu.Lock()
+	cmds := slices.Clone(s.cmds)
+	s.mu.Unlock()
+	return func(w io.Writer) error { return json.NewEncoder(w).Encode(cmds) }, nil
+}
+
+func (s *listSM) Restore(r io.Reader) error {
+	var cmds []string
+	if err := json.NewDecoder(r).Decode(&cmds); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cmds = cmds
+	s.restores++
+	return nil
+}
+
+func (s *listSM) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.cmds)
+}
+
+func (s *listSM) restoreCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restores
+}
+
+// freeAddrs finds n free loopback ports. The nodes must know each other's
+// addresses before any starts, so the ports are chosen by listening and
+// closing; another process taking one in between is unlikely.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = ln.Addr().String()
+		_ = ln.Close()
+	}
+	return addrs
+}
+
+// testCluster runs nodes n1..nN on loopback TCP, with timeouts short enough
+// for a test and long enough for a loaded machine running the race detector.
+type testCluster struct {
+	t     *testing.T
+	opts  []Options
+	sms   []*listSM
+	nodes []*Node
+	// faults[i] sits between node i and the network.
+	faults []*faultyStream
+}
+
+func testOptions() Options {
+	return Options{
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond,
+		CommitTimeout:      10 * time.Millisecond,
+		DialTimeout:        time.Second,
+	}
+}
+
+func newCluster(t *testing.T, size int, tweak func(*Options)) *testCluster {
+	t.Helper()
+	addrs := freeAddrs(t, size)
+	peers := make([]consensus.Peer, size)
+	for i := range peers {
+		peers[i] = consensus.Peer{ID: "n" + strconv.Itoa(i+1), Address: addrs[i]}
+	}
+	c := &testCluster{t: t, nodes: make([]*Node, size), sms: make([]*listSM, size), faults: make([]*faultyStream, size)}
+	dir := t.TempDir()
+	for i := range peers {
+		o := testOptions()
+		o.NodeID = peers[i].ID
+		o.BindAddr = peers[i].Address
+		o.Peers = peers
+		o.DataDir = filepath.Join(dir, peers[i].ID)
+		if tweak != nil {
+			tweak(&o)
+		}
+		c.opts = append(c.opts, o)
+	}
+	for i := range peers {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+// start opens node i on its data directory with a fresh state machine, as
+// a restarted process would.
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	o := c.opts[i]
+	c.sms[i] = &listSM{}
+	o.StateMachine = c.sms[i]
+	c.faults[i] = &faultyStream{}
+	f := c.faults[i]
+	o.wrapStream = func(s hraft.StreamLayer) hraft.StreamLayer { f.StreamLayer = s; return f }
+	n, err := Open(o)
+	if err != nil {
+		c.t.Fatalf("open %s: %v", o.NodeID, err)
+	}
+	c.nodes[i] = n
+}
+
+func (c *testCluster) stop(i int) {
+	c.t.Helper()
+	if c.nodes[i] == nil {
+		return
+	}
+	if err := c.nodes[i].Close(); err != nil {
+		c.t.Errorf("close %s: %v", c.opts[i].NodeID, err)
+	}
+	c.nodes[i] = nil
+}
+
+func (c *testCluster) running() []int {
+	var idx []int
+	for i, n := range c.nodes {
+		if n != nil {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+// waitLeader polls until the nodes in idx (all running ones when nil)
+// agree on one leader among them that leads in a term above minTerm, and
+// returns its index.
+func (c *testCluster) waitLeader(idx []int, minTerm uint64, within time.Duration) int {
+	c.t.Helper()
+	if idx == nil {
+		idx = c.running()
+	}
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if l, ok := c.agreedLeader(idx, minTerm); ok {
+			return l
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, i := range idx {
+		c.t.Logf("%s sees %+v", c.opts[i].NodeID, c.nodes[i].Leader())
+	}
+	c.t.Fatalf("no leader agreed on within %s", within)
+	return -1
+}
+
+func (c *testCluster) agreedLeader(idx []int, minTerm uint64) (int, bool) {
+	leader, id := -1, ""
+	for _, i := range idx {
+		info := c.nodes[i].Leader()
+		if info.ID == "" || info.Term <= minTerm || (id != "" && info.ID != id) {
+			return -1, false
+		}
+		id = info.ID
+		if info.Self {
+			leader = i
+		}
+	}
+	return leader, leader >= 0
+}
+
+// waitState polls until node i's state machine holds want.
+func (c *testCluster) waitState(i int, want []string, within time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if slices.Equal(c.sms[i].list(), want) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := c.sms[i].list()
+	c.t.Fatalf("%s holds %d commands, want %d: %v", c.opts[i].NodeID, len(got), len(want), firstDiff(got, want))
+}
+
+func firstDiff(got, want []string) string {
+	for i := range min(len(got), len(want)) {
+		if got[i] != want[i] {
+			return "first difference at " + strconv.Itoa(i) + ": " + got[i] + " != " + want[i]
+		}
+	}
+	return "one is a prefix of the other"
+}
+
+// propose proposes cmds one after the other on node i.
+func (c *testCluster) propose(i int, cmds ...string) {
+	c.t.Helper()
+	for _, cmd := range cmds {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.nodes[i].Propose(ctx, []byte(cmd))
+		cancel()
+		if err != nil {
+			c.t.Fatalf("propose %q on %s: %v", cmd, c.opts[i].NodeID, err)
+		}
+	}
+}
+
+func numbered(prefix string, n int) []string {
+	cmds := make([]string, n)
+	for i := range cmds {
+		cmds[i] = prefix + strconv.Itoa(i)
+	}
+	return cmds
+}
+
+// faultyStream can cut a node off: every connection it holds is closed and
+// new ones are refused both ways until it heals.
+type faultyStream struct {
+	hraft.StreamLayer
+
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+var errPartitioned = errors.New("partitioned by the test")
+
+func (f *faultyStream) track(c net.Conn) (net.Conn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		_ = c.Close()
+		return nil, errPartitioned
+	}
+	f.conns = append(f.conns, c)
+	return c, nil
+}
+
+func (f *faultyStream) Accept() (net.Conn, error) {
+	for {
+		c, err := f.StreamLayer.Accept()
+		if err != nil {
+			return nil, err
+		}
+		// A refused connection is dropped here and the next one awaited: an
+		// error from Accept would make raft back off or stop listening.
+		if c, err := f.track(c); err == nil {
+			return c, nil
+		}
+	}
+}
+
+func (f *faultyStream) Dial(addr hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := f.StreamLayer.Dial(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return f.track(c)
+}
+
+func (f *faultyStream) partition() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut = true
+	for _, c := range f.conns {
+		_ = c.Close()
+	}
+	f.conns = nil
+}
+
+func (f *faultyStream) heal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut = false
+}

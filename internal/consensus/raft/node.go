@@ -1,0 +1,467 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/vigil-observability/vigil/internal/consensus"
+)
+
+// Node is one member of an embedded Raft cluster.
+type Node struct {
+	opts  Options
+	raft  *hraft.Raft
+	fsm   *fsm
+	store *raftboltdb.BoltStore
+
+	observer *hraft.Observer
+	leaders  leaderHub
+	stop     chan struct{}
+	done     chan struct{}
+
+	// fencedTerm is the latest term in which this node, as leader, has
+	// applied everything committed before it (one barrier per term).
+	fenceMu    sync.Mutex
+	fencedTerm uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ consensus.Leadership = (*Node)(nil)
+	_ consensus.Replicated = (*Node)(nil)
+	_ consensus.Membership = (*Node)(nil)
+)
+
+// Open starts a node: it resumes from the data directory if that holds
+// state, and otherwise bootstraps the cluster from Peers (every node given
+// the same Peers may do so) unless Join is set. Bad options, a data
+// directory of another cluster (consensus.ErrClusterMismatch) or an address
+// that cannot be bound fail here.
+func Open(opts Options) (*Node, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft data dir: %w", err)
+	}
+	logger := newHclog(opts.Logger.With("node", opts.NodeID))
+
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opts.DataDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raft log store: %w", err)
+	}
+	n := &Node{opts: opts, store: store, stop: make(chan struct{}), done: make(chan struct{})}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = store.Close()
+		}
+	}()
+	snaps, err := hraft.NewFileSnapshotStoreWithLogger(opts.DataDir, opts.RetainSnapshots, logger.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("raft snapshot store: %w", err)
+	}
+	hasState, err := hraft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raft state: %w", err)
+	}
+	if err := checkClusterID(&opts, hasState, store, snaps); err != nil {
+		return nil, err
+	}
+	logs, err := hraft.NewLogCache(512, store)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", opts.BindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raft bind_addr: %w", err)
+	}
+	var stream hraft.StreamLayer = newStreamLayer(ln, opts.AdvertiseAddr)
+	if opts.wrapStream != nil {
+		stream = opts.wrapStream(stream)
+	}
+	trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 3,
+		Timeout: opts.DialTimeout,
+		Logger:  logger.Named("transport"),
+	})
+
+	cfg := hraft.DefaultConfig()
+	cfg.LocalID = hraft.ServerID(opts.NodeID)
+	cfg.Logger = logger
+	cfg.HeartbeatTimeout = opts.HeartbeatTimeout
+	cfg.ElectionTimeout = opts.ElectionTimeout
+	cfg.LeaderLeaseTimeout = opts.LeaderLeaseTimeout
+	cfg.CommitTimeout = opts.CommitTimeout
+	cfg.SnapshotInterval = opts.SnapshotInterval
+	cfg.SnapshotThreshold = opts.SnapshotThreshold
+	cfg.TrailingLogs = opts.TrailingLogs
+	cfg.NoLegacyTelemetry = true
+	if err := hraft.ValidateConfig(cfg); err != nil {
+		_ = trans.Close()
+		return nil, invalid("%v", err)
+	}
+
+	n.fsm = newFSM(opts.StateMachine)
+	r, err := hraft.NewRaft(cfg, n.fsm, logs, store, snaps, trans)
+	if err != nil {
+		_ = trans.Close()
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	n.raft = r
+	if !hasState && !opts.Join {
+		servers := make([]hraft.Server, 0, len(opts.Peers))
+		for _, p := range opts.Peers {
+			servers = append(servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(p.ID), Address: hraft.ServerAddress(p.Address)})
+		}
+		// Every node given the same peers bootstraps the same configuration;
+		// raft refuses only when there is already state, which was checked.
+		if err := r.BootstrapCluster(hraft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
+			_ = r.Shutdown().Error()
+			return nil, fmt.Errorf("raft bootstrap: %w", err)
+		}
+	}
+
+	obs := make(chan hraft.Observation, 64)
+	n.observer = hraft.NewObserver(obs, false, func(o *hraft.Observation) bool {
+		switch o.Data.(type) {
+		case hraft.LeaderObservation, hraft.RaftState:
+			return true
+		}
+		return false
+	})
+	n.leaders.init(n.leaderInfo())
+	r.RegisterObserver(n.observer)
+	go n.watchLeader(obs)
+	ok = true
+	return n, nil
+}
+
+// Close leaves the cluster's work to the others (without removing this
+// node from the membership) and releases the data directory.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		<-n.done
+		n.raft.DeregisterObserver(n.observer)
+		err := n.raft.Shutdown().Error()
+		n.fsm.close()
+		n.leaders.close()
+		n.closeErr = errors.Join(err, n.store.Close())
+	})
+	return n.closeErr
+}
+
+// ID is this node's id.
+func (n *Node) ID() string { return n.opts.NodeID }
+
+// Address is the address other nodes reach this node at.
+func (n *Node) Address() string { return n.opts.AdvertiseAddr }
+
+// watchLeader turns raft's observations into LeaderInfo changes. Raft drops
+// observations for a full channel, so the state is re-read now and then too.
+func (n *Node) watchLeader(obs <-chan hraft.Observation) {
+	defer close(n.done)
+	tick := time.NewTicker(n.opts.HeartbeatTimeout)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-obs:
+		case <-tick.C:
+		}
+		n.leaders.set(n.leaderInfo())
+	}
+}
+
+func (n *Node) leaderInfo() consensus.LeaderInfo {
+	addr, id := n.raft.LeaderWithID()
+	info := consensus.LeaderInfo{ID: string(id), Address: string(addr), Term: n.raft.CurrentTerm()}
+	info.Self = info.ID == n.opts.NodeID && n.raft.State() == hraft.Leader
+	return info
+}
+
+// Leader implements consensus.Leadership.
+func (n *Node) Leader() consensus.LeaderInfo { return n.leaderInfo() }
+
+// WatchLeader implements consensus.Leadership.
+func (n *Node) WatchLeader() (<-chan consensus.LeaderInfo, func()) { return n.leaders.watch() }
+
+func (n *Node) notLeader() error {
+	addr, id := n.raft.LeaderWithID()
+	return &consensus.NotLeaderError{LeaderID: string(id), LeaderAddress: string(addr)}
+}
+
+// mapErr turns raft's errors into the package's sentinels.
+func (n *Node) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, hraft.ErrNotLeader), errors.Is(err, hraft.ErrLeadershipTransferInProgress):
+		return n.notLeader()
+	case errors.Is(err, hraft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %w", consensus.ErrLeadershipLost, err)
+	case errors.Is(err, hraft.ErrRaftShutdown):
+		return consensus.ErrClosed
+	}
+	return fmt.Errorf("raft: %w", err)
+}
+
+// wait waits for a raft future or the context. Raft futures cannot be
+// cancelled; one left behind resolves on its own timeout or at shutdown.
+func wait(ctx context.Context, f hraft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// timeout is what raft's calls that take a timeout get from a context: the
+// time left, or none.
+func timeout(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return 0
+}
+
+// Propose implements consensus.Replicated.
+func (n *Node) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
+	if n.raft.State() != hraft.Leader {
+		return nil, n.notLeader()
+	}
+	f := n.raft.Apply(cmd, timeout(ctx))
+	if err := wait(ctx, f); err != nil {
+		return nil, n.mapErr(err)
+	}
+	resp, _ := f.Response().(fsmResponse)
+	return resp.result, resp.err
+}
+
+// Barrier implements consensus.Replicated.
+func (n *Node) Barrier(ctx context.Context) error {
+	if n.raft.State() != hraft.Leader {
+		return n.notLeader()
+	}
+	return n.mapErr(wait(ctx, n.raft.Barrier(timeout(ctx))))
+}
+
+// Subscribe implements consensus.Replicated.
+func (n *Node) Subscribe(buffer int) (<-chan consensus.Applied, func()) {
+	return n.fsm.subscribe(buffer)
+}
+
+// Fence implements consensus.Fencer: VerifyLeader each time (heartbeats to
+// a majority, no log write), a barrier once per term.
+func (n *Node) Fence(ctx context.Context) (uint64, error) {
+	if n.raft.State() != hraft.Leader {
+		return 0, n.notLeader()
+	}
+	term := n.raft.CurrentTerm()
+	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
+		return 0, n.mapErr(err)
+	}
+	n.fenceMu.Lock()
+	fenced := n.fencedTerm
+	n.fenceMu.Unlock()
+	if fenced != term {
+		if err := wait(ctx, n.raft.Barrier(timeout(ctx))); err != nil {
+			return 0, n.mapErr(err)
+		}
+		n.fenceMu.Lock()
+		n.fencedTerm = max(n.fencedTerm, term)
+		n.fenceMu.Unlock()
+	}
+	// A newer term since the check means this node lost (and maybe won
+	// again) in between; the token read before would be stale.
+	if n.raft.CurrentTerm() != term || n.raft.State() != hraft.Leader {
+		return 0, n.notLeader()
+	}
+	return term, nil
+}
+
+// Campaign implements consensus.Leadership. Every Raft voter stands for
+// election all the time, so this only waits until this node wins.
+func (n *Node) Campaign(ctx context.Context) (uint64, error) {
+	changes, cancel := n.WatchLeader()
+	defer cancel()
+	retry := time.NewTicker(n.opts.HeartbeatTimeout)
+	defer retry.Stop()
+	for {
+		if n.leaderInfo().Self {
+			token, err := n.Fence(ctx)
+			if err == nil {
+				return token, nil
+			}
+			if !errors.Is(err, consensus.ErrNotLeader) {
+				return 0, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case _, open := <-changes:
+			if !open {
+				return 0, consensus.ErrClosed
+			}
+		case <-retry.C:
+		}
+	}
+}
+
+// Resign implements consensus.Leadership.
+func (n *Node) Resign(ctx context.Context) error {
+	if n.raft.State() != hraft.Leader {
+		return nil
+	}
+	return n.mapErr(wait(ctx, n.raft.LeadershipTransfer()))
+}
+
+// Status implements consensus.Membership.
+func (n *Node) Status(ctx context.Context) (consensus.Status, error) {
+	f := n.raft.GetConfiguration()
+	if err := wait(ctx, f); err != nil {
+		return consensus.Status{}, n.mapErr(err)
+	}
+	info := n.leaderInfo()
+	st := consensus.Status{Leader: info.ID, Term: info.Term}
+	for _, s := range f.Configuration().Servers {
+		m := consensus.Member{ID: string(s.ID), Address: string(s.Address), State: consensus.StateUnknown, Voter: s.Suffrage == hraft.Voter}
+		switch {
+		case m.ID == n.opts.NodeID:
+			m.Local = true
+			m.State = stateName(n.raft.State())
+			m.CommitIndex = n.raft.CommitIndex()
+			m.AppliedIndex = n.raft.AppliedIndex()
+			if m.State != consensus.StateLeader {
+				m.LastContact = n.raft.LastContact()
+			}
+		case m.ID == info.ID:
+			m.State = consensus.StateLeader
+		}
+		st.Members = append(st.Members, m)
+	}
+	return st, nil
+}
+
+func stateName(s hraft.RaftState) string {
+	switch s {
+	case hraft.Leader:
+		return consensus.StateLeader
+	case hraft.Follower:
+		return consensus.StateFollower
+	case hraft.Candidate:
+		return consensus.StateCandidate
+	case hraft.Shutdown:
+		return consensus.StateShutdown
+	}
+	return consensus.StateUnknown
+}
+
+// Join implements consensus.Membership.
+func (n *Node) Join(ctx context.Context, p consensus.Peer) error {
+	if p.ID == "" || p.Address == "" {
+		return invalid("join: id and address are both required")
+	}
+	if n.raft.State() != hraft.Leader {
+		return n.notLeader()
+	}
+	return n.mapErr(wait(ctx, n.raft.AddVoter(hraft.ServerID(p.ID), hraft.ServerAddress(p.Address), 0, timeout(ctx))))
+}
+
+// Remove implements consensus.Membership.
+func (n *Node) Remove(ctx context.Context, id string) error {
+	if n.raft.State() != hraft.Leader {
+		return n.notLeader()
+	}
+	return n.mapErr(wait(ctx, n.raft.RemoveServer(hraft.ServerID(id), 0, timeout(ctx))))
+}
+
+// Snapshot takes a snapshot now (the log before it is then compacted as
+// TrailingLogs allows); snapshots are otherwise taken on their own.
+func (n *Node) Snapshot(ctx context.Context) error {
+	return n.mapErr(wait(ctx, n.raft.Snapshot()))
+}
+
+// leaderHub fans LeaderInfo out to watchers, latest value wins.
+type leaderHub struct {
+	mu       sync.Mutex
+	last     consensus.LeaderInfo
+	watchers map[chan consensus.LeaderInfo]struct{}
+	closed   bool
+}
+
+func (h *leaderHub) init(info consensus.LeaderInfo) {
+	h.last = info
+	h.watchers = make(map[chan consensus.LeaderInfo]struct{})
+}
+
+func (h *leaderHub) set(info consensus.LeaderInfo) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if info == h.last {
+		return
+	}
+	h.last = info
+	for ch := range h.watchers {
+		offer(ch, info)
+	}
+}
+
+// offer replaces whatever the reader has not taken yet.
+func offer(ch chan consensus.LeaderInfo, info consensus.LeaderInfo) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- info
+}
+
+func (h *leaderHub) watch() (<-chan consensus.LeaderInfo, func()) {
+	ch := make(chan consensus.LeaderInfo, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		close(ch)
+		return ch, func() {}
+	}
+	ch <- h.last
+	h.watchers[ch] = struct{}{}
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.watchers[ch]; ok {
+			delete(h.watchers, ch)
+			close(ch)
+		}
+	}
+}
+
+func (h *leaderHub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for ch := range h.watchers {
+		delete(h.watchers, ch)
+		close(ch)
+	}
+}

@@ -1,0 +1,345 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/vigil-observability/vigil/internal/consensus"
+)
+
+// Every node a test opens is closed by then, and Close must stop all of
+// raft's goroutines.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func ctxTimeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestThreeNodesElectOneLeader(t *testing.T) {
+	start := time.Now()
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader(nil, 0, 10*time.Second)
+	t.Logf("election: %s from start to a leader all three agree on", time.Since(start).Round(time.Millisecond))
+
+	info := c.nodes[l].Leader()
+	for i, n := range c.nodes {
+		got := n.Leader()
+		if got.Self != (i == l) {
+			t.Errorf("%s: Self = %v, leader is %s", c.opts[i].NodeID, got.Self, info.ID)
+		}
+		if got.Address != c.opts[l].BindAddr {
+			t.Errorf("%s: leader address %q, want %q", c.opts[i].NodeID, got.Address, c.opts[l].BindAddr)
+		}
+	}
+	token, err := c.nodes[l].Fence(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatalf("fence on the leader: %v", err)
+	}
+	if token == 0 || token > c.nodes[l].Leader().Term {
+		t.Errorf("token %d, leader's term %d", token, c.nodes[l].Leader().Term)
+	}
+	for i := range c.nodes {
+		if i == l {
+			continue
+		}
+		if _, err := c.nodes[i].Fence(ctxTimeout(t, time.Second)); !errors.Is(err, consensus.ErrNotLeader) {
+			t.Errorf("fence on follower %s: %v, want ErrNotLeader", c.opts[i].NodeID, err)
+		}
+	}
+
+	st, err := c.nodes[l].Status(ctxTimeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Leader != info.ID || len(st.Members) != 3 {
+		t.Fatalf("status %+v", st)
+	}
+	for _, m := range st.Members {
+		if m.Local != (m.ID == info.ID) || (m.ID == info.ID && m.State != consensus.StateLeader) || !m.Voter {
+			t.Errorf("member %+v", m)
+		}
+		if m.Local && (m.CommitIndex == 0 || m.AppliedIndex == 0) {
+			t.Errorf("leader's indexes: %+v", m)
+		}
+	}
+}
+
+func TestProposeAppliesInOrderOnEveryNode(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader(nil, 0, 10*time.Second)
+
+	applied, cancel := c.nodes[(l+1)%3].Subscribe(100)
+	defer cancel()
+
+	// Concurrent proposals: the log, not the callers, decides the order, and
+	// each caller gets its own command's position back.
+	const n = 40
+	results := make([]int, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			res, err := c.nodes[l].Propose(ctxTimeout(t, 10*time.Second), []byte("c"+strconv.Itoa(i)))
+			if err != nil {
+				errs <- err
+				return
+			}
+			results[i], err = strconv.Atoi(string(res))
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	order := c.sms[l].list()
+	if len(order) != n {
+		t.Fatalf("leader applied %d commands, want %d", len(order), n)
+	}
+	for i, pos := range results {
+		if order[pos-1] != "c"+strconv.Itoa(i) {
+			t.Errorf("Propose of c%d returned position %d, which holds %s", i, pos, order[pos-1])
+		}
+	}
+	for i := range c.nodes {
+		c.waitState(i, order, 10*time.Second)
+	}
+
+	// A follower's subscriber saw the same commands in the same order.
+	var seen []string
+	var lastIndex uint64
+	for len(seen) < n {
+		select {
+		case a, ok := <-applied:
+			if !ok {
+				t.Fatalf("subscription closed after %d changes", len(seen))
+			}
+			if a.Index <= lastIndex {
+				t.Errorf("index %d after %d", a.Index, lastIndex)
+			}
+			lastIndex = a.Index
+			seen = append(seen, string(a.Cmd))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscriber saw %d of %d changes", len(seen), n)
+		}
+	}
+	if !slices.Equal(seen, order) {
+		t.Errorf("subscriber saw %v, state holds %v", seen, order)
+	}
+
+	// The state machine's own error comes back as it was returned.
+	if _, err := c.nodes[l].Propose(ctxTimeout(t, 10*time.Second), []byte("fail")); !errors.Is(err, errRefused) {
+		t.Errorf("propose of a refused command: %v, want the state machine's error", err)
+	}
+	// After a barrier the leader's state holds everything proposed.
+	if err := c.nodes[l].Barrier(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(c.sms[l].list()); got != n {
+		t.Errorf("after barrier the leader holds %d, want %d", got, n)
+	}
+}
+
+func TestSlowSubscriberIsDropped(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	l := c.waitLeader(nil, 0, 10*time.Second)
+	slow, cancelSlow := c.nodes[l].Subscribe(2)
+	defer cancelSlow()
+	c.propose(l, numbered("x", 5)...)
+	var got int
+	for range slow {
+		got++
+	}
+	if got != 2 {
+		t.Errorf("a subscriber with room for 2 received %d before being dropped", got)
+	}
+	// The log went on without it.
+	if n := len(c.sms[l].list()); n != 5 {
+		t.Errorf("applied %d, want 5", n)
+	}
+}
+
+func TestFollowerProposeReturnsLeader(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader(nil, 0, 10*time.Second)
+	f := (l + 1) % 3
+	calls := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"propose", func(ctx context.Context) error { _, err := c.nodes[f].Propose(ctx, []byte("x")); return err }},
+		{"barrier", c.nodes[f].Barrier},
+		{"join", func(ctx context.Context) error {
+			return c.nodes[f].Join(ctx, consensus.Peer{ID: "n9", Address: "127.0.0.1:1"})
+		}},
+		{"remove", func(ctx context.Context) error { return c.nodes[f].Remove(ctx, "n1") }},
+	}
+	for _, tc := range calls {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call(ctxTimeout(t, 5*time.Second))
+			var nl *consensus.NotLeaderError
+			if !errors.Is(err, consensus.ErrNotLeader) || !errors.As(err, &nl) {
+				t.Fatalf("got %v, want a NotLeaderError", err)
+			}
+			if nl.LeaderID != c.opts[l].NodeID || nl.LeaderAddress != c.opts[l].BindAddr {
+				t.Errorf("error names %s at %s, leader is %s at %s", nl.LeaderID, nl.LeaderAddress, c.opts[l].NodeID, c.opts[l].BindAddr)
+			}
+		})
+	}
+	if n := len(c.sms[f].list()); n != 0 {
+		t.Errorf("follower's refused proposal was applied: %d commands", n)
+	}
+}
+
+func TestLeaderShutdownElectsNewLeaderWithHigherTerm(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	old := c.waitLeader(nil, 0, 10*time.Second)
+	oldToken, err := c.nodes[old].Fence(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.propose(old, "before")
+
+	follower := (old + 1) % 3
+	changes, cancel := c.nodes[follower].WatchLeader()
+	defer cancel()
+
+	start := time.Now()
+	c.stop(old)
+	nl := c.waitLeader(nil, oldToken, 10*time.Second)
+	t.Logf("failover: %s from the leader's shutdown to a new leader both survivors agree on", time.Since(start).Round(time.Millisecond))
+
+	token, err := c.nodes[nl].Fence(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token <= oldToken {
+		t.Errorf("new token %d not above the old %d", token, oldToken)
+	}
+	c.propose(nl, "after")
+	for _, i := range c.running() {
+		c.waitState(i, []string{"before", "after"}, 10*time.Second)
+	}
+
+	// The watcher's latest value is the new leader; its terms never went back.
+	var last consensus.LeaderInfo
+	deadline := time.After(10 * time.Second)
+	for last.ID != c.opts[nl].NodeID || last.Term < token {
+		select {
+		case info := <-changes:
+			if info.Term < last.Term {
+				t.Fatalf("watch went from term %d back to %d", last.Term, info.Term)
+			}
+			last = info
+		case <-deadline:
+			t.Fatalf("watcher's last value %+v, want %s in term %d", last, c.opts[nl].NodeID, token)
+		}
+	}
+}
+
+func TestFenceFailsOnDeposedLeader(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	old := c.waitLeader(nil, 0, 10*time.Second)
+	oldToken, err := c.nodes[old].Fence(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c.faults[old].partition()
+	rest := []int{(old + 1) % 3, (old + 2) % 3}
+	nl := c.waitLeader(rest, oldToken, 10*time.Second)
+	newToken, err := c.nodes[nl].Fence(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The old leader, cut off, may still believe it leads; Fence must not
+	// confirm it.
+	if tok, err := c.nodes[old].Fence(ctxTimeout(t, 10*time.Second)); err == nil {
+		t.Fatalf("fence on the deposed leader succeeded with token %d (new leader's is %d)", tok, newToken)
+	}
+	if _, err := c.nodes[old].Propose(ctxTimeout(t, 10*time.Second), []byte("stale")); err == nil {
+		t.Fatal("the deposed leader committed a proposal")
+	}
+
+	// Healed, it follows the new leader and its fence keeps failing.
+	c.faults[old].heal()
+	c.waitLeader(nil, oldToken, 10*time.Second)
+	if _, err := c.nodes[old].Fence(ctxTimeout(t, 5*time.Second)); !errors.Is(err, consensus.ErrNotLeader) {
+		t.Errorf("fence on the healed old leader: %v, want ErrNotLeader", err)
+	}
+	c.propose(c.waitLeader(nil, oldToken, 10*time.Second), "after-heal")
+	for i := range c.nodes {
+		c.waitState(i, []string{"after-heal"}, 10*time.Second)
+	}
+}
+
+func TestRestartedNodeCatchesUp(t *testing.T) {
+	tests := []struct {
+		name  string
+		tweak func(*Options)
+		// snapshot forces one on the leader while the follower is down,
+		// compacting the log past what the follower has.
+		snapshot bool
+	}{
+		{name: "from the log"},
+		{name: "from a snapshot", snapshot: true, tweak: func(o *Options) {
+			o.SnapshotThreshold = 5
+			o.TrailingLogs = 2
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3, tc.tweak)
+			l := c.waitLeader(nil, 0, 10*time.Second)
+			first := numbered("a", 10)
+			c.propose(l, first...)
+			f := (l + 1) % 3
+			c.waitState(f, first, 10*time.Second)
+			c.stop(f)
+
+			second := numbered("b", 20)
+			c.propose(l, second...)
+			if tc.snapshot {
+				if err := c.nodes[l].Snapshot(ctxTimeout(t, 10*time.Second)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.start(f)
+			want := append(slices.Clone(first), second...)
+			c.waitState(f, want, 10*time.Second)
+			if got := c.sms[f].restoreCount(); tc.snapshot != (got > 0) {
+				t.Errorf("restores on the restarted node: %d", got)
+			}
+
+			// A whole-cluster restart keeps everything, from the durable
+			// log and snapshots alone.
+			for i := range c.nodes {
+				c.stop(i)
+			}
+			for i := range c.nodes {
+				c.start(i)
+			}
+			l = c.waitLeader(nil, 0, 10*time.Second)
+			c.propose(l, "c")
+			want = append(want, "c")
+			for i := range c.nodes {
+				c.waitState(i, want, 10*time.Second)
+			}
+		})
+	}
+}
