@@ -203,6 +203,9 @@ func (n *Node) Leader() consensus.LeaderInfo { return n.leaderInfo() }
 func (n *Node) WatchLeader() (<-chan consensus.LeaderInfo, func()) { return n.leaders.watch() }
 
 func (n *Node) notLeader() error {
+	if n.raft.State() == hraft.Shutdown {
+		return consensus.ErrClosed
+	}
 	addr, id := n.raft.LeaderWithID()
 	return &consensus.NotLeaderError{LeaderID: string(id), LeaderAddress: string(addr)}
 }
@@ -278,6 +281,10 @@ func (n *Node) Fence(ctx context.Context) (uint64, error) {
 	}
 	term := n.raft.CurrentTerm()
 	if err := wait(ctx, n.raft.VerifyLeader()); err != nil {
+		if errors.Is(err, hraft.ErrLeadershipLost) {
+			// For a fence there is no command in doubt: it simply lost.
+			return 0, n.notLeader()
+		}
 		return 0, n.mapErr(err)
 	}
 	n.fenceMu.Lock()

@@ -161,8 +161,16 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	defer cancelSlow()
 	c.propose(l, numbered("x", 5)...)
 	var got int
-	for range slow {
-		got++
+	timeout := time.After(5 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-slow:
+			if open {
+				got++
+			}
+		case <-timeout:
+			t.Fatal("a full subscription was not closed")
+		}
 	}
 	if got != 2 {
 		t.Errorf("a subscriber with room for 2 received %d before being dropped", got)
@@ -260,6 +268,13 @@ func TestFenceFailsOnDeposedLeader(t *testing.T) {
 	}
 
 	c.faults[old].partition()
+	// At once, before its lease runs out, the old leader still believes it
+	// leads; only the check with a majority can tell it otherwise.
+	if tok, err := c.nodes[old].Fence(ctxTimeout(t, 10*time.Second)); err == nil {
+		t.Fatalf("fence on the partitioned leader succeeded with token %d", tok)
+	} else if !errors.Is(err, consensus.ErrNotLeader) {
+		t.Errorf("fence on the partitioned leader: %v, want ErrNotLeader", err)
+	}
 	rest := []int{(old + 1) % 3, (old + 2) % 3}
 	nl := c.waitLeader(rest, oldToken, 10*time.Second)
 	newToken, err := c.nodes[nl].Fence(ctxTimeout(t, 10*time.Second))
@@ -341,5 +356,96 @@ func TestRestartedNodeCatchesUp(t *testing.T) {
 				c.waitState(i, want, 10*time.Second)
 			}
 		})
+	}
+}
+
+func TestJoinAndRemove(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader(nil, 0, 10*time.Second)
+	c.propose(l, numbered("a", 5)...)
+
+	addr := freeAddrs(t, 1)[0]
+	sm := &listSM{}
+	o := testOptions()
+	o.NodeID, o.BindAddr, o.DataDir, o.StateMachine, o.Join = "n4", addr, t.TempDir(), sm, true
+	joiner, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer joiner.Close()
+	if got := joiner.Leader(); got.ID != "" {
+		t.Fatalf("a node waiting to join sees leader %+v", got)
+	}
+
+	if err := c.nodes[l].Join(ctxTimeout(t, 10*time.Second), consensus.Peer{ID: "n4", Address: addr}); err != nil {
+		t.Fatal(err)
+	}
+	c.propose(l, "b")
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sm.list()) != 6 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := sm.list(); !slices.Equal(got, c.sms[l].list()) {
+		t.Fatalf("joined node holds %v, leader %v", got, c.sms[l].list())
+	}
+	st, err := joiner.Status(ctxTimeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Members) != 4 || st.Leader != c.opts[l].NodeID {
+		t.Fatalf("status on the joined node: %+v", st)
+	}
+	for _, m := range st.Members {
+		if m.Local != (m.ID == "n4") || (m.Local && (m.State != consensus.StateFollower || m.AppliedIndex == 0 || m.LastContact.IsZero())) {
+			t.Errorf("member %+v", m)
+		}
+	}
+
+	if err := c.nodes[l].Remove(ctxTimeout(t, 10*time.Second), "n4"); err != nil {
+		t.Fatal(err)
+	}
+	st, err = c.nodes[l].Status(ctxTimeout(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range st.Members {
+		if m.ID == "n4" {
+			t.Errorf("n4 still a member after removal: %+v", st)
+		}
+	}
+}
+
+func TestClosedNodeSaysClosed(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	n := c.nodes[c.waitLeader(nil, 0, 10*time.Second)]
+	changes, _ := n.WatchLeader()
+	applied, _ := n.Subscribe(1)
+	c.stop(0)
+	if _, err := n.Propose(ctxTimeout(t, time.Second), []byte("x")); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("propose after close: %v", err)
+	}
+	if _, err := n.Fence(ctxTimeout(t, time.Second)); !errors.Is(err, consensus.ErrClosed) {
+		t.Errorf("fence after close: %v", err)
+	}
+	if !drained(changes, 5*time.Second) {
+		t.Error("leader watch still open after close")
+	}
+	if !drained(applied, 5*time.Second) {
+		t.Error("subscription still open after close")
+	}
+}
+
+// drained reports whether ch is closed within d, reading what is left.
+func drained[T any](ch <-chan T, d time.Duration) bool {
+	timeout := time.After(d)
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return true
+			}
+		case <-timeout:
+			return false
+		}
 	}
 }
