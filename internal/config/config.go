@@ -72,6 +72,9 @@ type Config struct {
 	AlertmanagerConfigFile string `yaml:"alertmanager_config_file"`
 	// Alerting tunes the built-in Alertmanager's outbound connections.
 	Alerting Alerting `yaml:"alerting"`
+	// Cluster, when set, makes this node one of a cluster; without it vigil
+	// runs single-node.
+	Cluster *Cluster `yaml:"cluster"`
 	// SLOs are service level objectives in Sloth's prometheus/v1 format
 	// (plus span-based SLIs), turned into recording and alerting rules.
 	SLOs yaml.Node `yaml:"slos"`
@@ -476,6 +479,11 @@ func (c *Config) Validate() error {
 			if _, err := netip.ParseAddr(a); err != nil {
 				return fmt.Errorf("%w: alerting.allow_outbound %q: want a CIDR range (169.254.10.0/24) or an address", ErrInvalid, a)
 			}
+		}
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.validate(); err != nil {
+			return err
 		}
 	}
 	if _, err := web.CompileOrigin(c.Web.CORSOrigin); err != nil {

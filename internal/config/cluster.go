@@ -1,0 +1,103 @@
+package config
+
+import (
+	"fmt"
+	"net"
+
+	promcommon "github.com/prometheus/common/config"
+)
+
+// Cluster makes this node one of several sharing silences, the
+// notification log and leader-only work through a consensus backend.
+// Without it vigil runs single-node.
+type Cluster struct {
+	// Backend is "raft" (embedded; the nodes talk to each other) or "etcd".
+	Backend string `yaml:"backend"`
+
+	// For raft: this node's id, the host:port it listens on for the other
+	// nodes and, when they reach it elsewhere, the host:port they use.
+	NodeID        string `yaml:"node_id"`
+	BindAddr      string `yaml:"bind_addr"`
+	AdvertiseAddr string `yaml:"advertise_addr"`
+	// Peers lists every member, this node included, the same on every node.
+	Peers []ClusterPeer `yaml:"peers"`
+	// ClusterID names the cluster; a data directory of another cluster is
+	// refused. Empty: derived from the peers.
+	ClusterID string `yaml:"cluster_id"`
+
+	// For etcd: the endpoints, the key prefix vigil keeps its state under,
+	// and TLS in Prometheus's tls_config format.
+	Endpoints []string             `yaml:"endpoints"`
+	Prefix    string               `yaml:"prefix"`
+	TLS       promcommon.TLSConfig `yaml:"tls_config"`
+}
+
+// ClusterPeer is one member of a raft cluster.
+type ClusterPeer struct {
+	ID      string `yaml:"id"`
+	Address string `yaml:"address"`
+}
+
+// Backends of Cluster.Backend.
+const (
+	ClusterRaft = "raft"
+	ClusterEtcd = "etcd"
+)
+
+func (c *Cluster) validate() error {
+	switch c.Backend {
+	case ClusterRaft:
+		return c.validateRaft()
+	case ClusterEtcd:
+		if len(c.Endpoints) == 0 {
+			return fmt.Errorf("%w: cluster.backend etcd needs cluster.endpoints", ErrInvalid)
+		}
+		return fmt.Errorf("%w: cluster.backend etcd is not yet supported; use raft", ErrInvalid)
+	case "":
+		return fmt.Errorf("%w: cluster.backend is empty: use \"raft\" or \"etcd\"", ErrInvalid)
+	default:
+		return fmt.Errorf("%w: cluster.backend %q: use \"raft\" or \"etcd\"", ErrInvalid, c.Backend)
+	}
+}
+
+// validateRaft checks the shape of the section; what needs the data
+// directory or the network (another cluster's state, a port in use) is
+// checked when the node starts.
+func (c *Cluster) validateRaft() error {
+	if c.NodeID == "" {
+		return fmt.Errorf("%w: cluster.node_id is empty", ErrInvalid)
+	}
+	for name, addr := range map[string]string{"bind_addr": c.BindAddr, "advertise_addr": c.AdvertiseAddr} {
+		if addr == "" && name == "advertise_addr" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%w: cluster.%s %q: %w", ErrInvalid, name, addr, err)
+		}
+	}
+	if len(c.Peers) == 0 {
+		return fmt.Errorf("%w: cluster.peers is empty: list every member, this node included", ErrInvalid)
+	}
+	ids := map[string]bool{}
+	addrs := map[string]string{}
+	for i, p := range c.Peers {
+		if p.ID == "" {
+			return fmt.Errorf("%w: cluster.peers[%d] has no id", ErrInvalid, i)
+		}
+		if _, _, err := net.SplitHostPort(p.Address); err != nil {
+			return fmt.Errorf("%w: cluster.peers %s: address %q: %w", ErrInvalid, p.ID, p.Address, err)
+		}
+		if ids[p.ID] {
+			return fmt.Errorf("%w: cluster.peers lists %s twice", ErrInvalid, p.ID)
+		}
+		ids[p.ID] = true
+		if other, ok := addrs[p.Address]; ok {
+			return fmt.Errorf("%w: cluster.peers %s and %s share the address %s", ErrInvalid, other, p.ID, p.Address)
+		}
+		addrs[p.Address] = p.ID
+	}
+	if !ids[c.NodeID] {
+		return fmt.Errorf("%w: cluster.node_id %s is not in cluster.peers", ErrInvalid, c.NodeID)
+	}
+	return nil
+}

@@ -1,0 +1,65 @@
+package config
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestClusterAbsentMeansSingleNode(t *testing.T) {
+	c, err := Load("testdata/good.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster != nil {
+		t.Errorf("cluster = %+v without a cluster section", c.Cluster)
+	}
+}
+
+func TestClusterRaft(t *testing.T) {
+	c, err := Load("testdata/cluster_raft.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Cluster
+	if cl == nil || cl.Backend != ClusterRaft || cl.NodeID != "n2" || cl.BindAddr != "0.0.0.0:7946" || cl.AdvertiseAddr != "vigil-1.vigil:7946" {
+		t.Fatalf("cluster = %+v", cl)
+	}
+	want := []ClusterPeer{{"n1", "vigil-0.vigil:7946"}, {"n2", "vigil-1.vigil:7946"}, {"n3", "vigil-2.vigil:7946"}}
+	if !slices.Equal(cl.Peers, want) {
+		t.Errorf("peers = %+v, want %+v", cl.Peers, want)
+	}
+}
+
+func TestClusterBad(t *testing.T) {
+	tests := []struct {
+		file string
+		want string
+	}{
+		{"bad_cluster_backend.yaml", `cluster.backend "zookeeper"`},
+		{"bad_cluster_no_backend.yaml", "cluster.backend is empty"},
+		{"bad_cluster_no_node_id.yaml", "cluster.node_id is empty"},
+		{"bad_cluster_bind_addr.yaml", "cluster.bind_addr"},
+		{"bad_cluster_no_peers.yaml", "cluster.peers is empty"},
+		{"bad_cluster_not_in_peers.yaml", "n4 is not in cluster.peers"},
+		{"bad_cluster_duplicate_id.yaml", "lists n1 twice"},
+		{"bad_cluster_duplicate_address.yaml", "share the address 10.0.0.1:7946"},
+		{"bad_cluster_peer_address.yaml", `n2: address "10.0.0.2"`},
+		{"bad_cluster_unknown_field.yaml", "field nodeid not found"},
+		{"bad_cluster_etcd_no_endpoints.yaml", "needs cluster.endpoints"},
+		// Parsed in full, refused until the backend exists.
+		{"bad_cluster_etcd.yaml", "etcd is not yet supported"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := Load("testdata/"+tc.file, nil)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("got %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}
