@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"path/filepath"
@@ -19,10 +20,14 @@ import (
 )
 
 // listSM is a state machine that keeps every command in the order applied,
-// so tests can compare the order across nodes.
+// so tests can compare the order across nodes. A command already applied
+// is not applied again: a proposal whose leader was lost in flight may have
+// been committed, and the tests retry it (as a real consumer would, with
+// idempotent commands).
 type listSM struct {
 	mu       sync.Mutex
 	cmds     []string
+	pos      map[string]int
 	restores int
 }
 
@@ -34,7 +39,14 @@ func (s *listSM) Apply(cmd []byte) ([]byte, error) {
 	if string(cmd) == "fail" {
 		return nil, errRefused
 	}
+	if p, ok := s.pos[string(cmd)]; ok {
+		return []byte(strconv.Itoa(p)), nil
+	}
+	if s.pos == nil {
+		s.pos = make(map[string]int)
+	}
 	s.cmds = append(s.cmds, string(cmd))
+	s.pos[string(cmd)] = len(s.cmds)
 	return []byte(strconv.Itoa(len(s.cmds))), nil
 }
 
@@ -55,6 +67,10 @@ func (s *listSM) Restore(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cmds = cmds
+	s.pos = make(map[string]int, len(cmds))
+	for i, c := range cmds {
+		s.pos[c] = i + 1
+	}
 	s.restores++
 	return nil
 }
@@ -101,9 +117,9 @@ type testCluster struct {
 
 func testOptions() Options {
 	return Options{
-		HeartbeatTimeout:   300 * time.Millisecond,
-		ElectionTimeout:    300 * time.Millisecond,
-		LeaderLeaseTimeout: 150 * time.Millisecond,
+		HeartbeatTimeout:   400 * time.Millisecond,
+		ElectionTimeout:    400 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
 		CommitTimeout:      10 * time.Millisecond,
 		DialTimeout:        time.Second,
 	}
@@ -238,15 +254,50 @@ func firstDiff(got, want []string) string {
 	return "one is a prefix of the other"
 }
 
-// propose proposes cmds one after the other on node i.
-func (c *testCluster) propose(i int, cmds ...string) {
+// propose proposes cmds one after the other on whichever node leads,
+// retrying through leader changes (a loaded machine can depose a leader
+// at any time).
+func (c *testCluster) propose(cmds ...string) {
 	c.t.Helper()
 	for _, cmd := range cmds {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := c.nodes[i].Propose(ctx, []byte(cmd))
+		if _, err := c.proposeRetry(cmd); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func (c *testCluster) proposeRetry(cmd string) ([]byte, error) {
+	var res []byte
+	err := c.onLeader(func(ctx context.Context, n *Node) error {
+		var err error
+		res, err = n.Propose(ctx, []byte(cmd))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("propose %q: %w", cmd, err)
+	}
+	return res, nil
+}
+
+// onLeader runs call on the node that leads, again on the next leader
+// while it fails for want of leadership, for up to 10 seconds.
+func (c *testCluster) onLeader(call func(context.Context, *Node) error) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		i, ok := c.agreedLeader(c.running(), 0)
+		if !ok {
+			if time.Now().After(deadline) {
+				return errors.New("no leader")
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := call(ctx, c.nodes[i])
 		cancel()
-		if err != nil {
-			c.t.Fatalf("propose %q on %s: %v", cmd, c.opts[i].NodeID, err)
+		if err == nil || time.Now().After(deadline) ||
+			!(errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrLeadershipLost)) {
+			return err
 		}
 	}
 }
