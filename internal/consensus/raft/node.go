@@ -25,6 +25,7 @@ type Node struct {
 
 	observer *hraft.Observer
 	leaders  leaderHub
+	metrics  *metrics
 	stop     chan struct{}
 	done     chan struct{}
 
@@ -80,7 +81,8 @@ func Open(opts Options) (*Node, error) {
 	if err := checkClusterID(&opts, hasState, store, snaps); err != nil {
 		return nil, err
 	}
-	logs, err := hraft.NewLogCache(512, store)
+	n.metrics = newMetrics()
+	logs, err := hraft.NewLogCache(512, timedLogStore{LogStore: store, h: n.metrics.logStore})
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
@@ -123,6 +125,11 @@ func Open(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
 	n.raft = r
+	n.metrics.state.raft = r
+	if err := n.metrics.register(opts.Registerer); err != nil {
+		_ = r.Shutdown().Error()
+		return nil, fmt.Errorf("raft metrics: %w", err)
+	}
 	if !hasState && !opts.Join {
 		servers := make([]hraft.Server, 0, len(opts.Peers))
 		for _, p := range opts.Peers {
@@ -131,6 +138,7 @@ func Open(opts Options) (*Node, error) {
 		// Every node given the same peers bootstraps the same configuration;
 		// raft refuses only when there is already state, which was checked.
 		if err := r.BootstrapCluster(hraft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
+			n.metrics.unregister(opts.Registerer)
 			_ = r.Shutdown().Error()
 			return nil, fmt.Errorf("raft bootstrap: %w", err)
 		}
@@ -161,6 +169,7 @@ func (n *Node) Close() error {
 		err := n.raft.Shutdown().Error()
 		n.fsm.close()
 		n.leaders.close()
+		n.metrics.unregister(n.opts.Registerer)
 		n.closeErr = errors.Join(err, n.store.Close())
 	})
 	return n.closeErr
@@ -178,6 +187,7 @@ func (n *Node) watchLeader(obs <-chan hraft.Observation) {
 	defer close(n.done)
 	tick := time.NewTicker(n.opts.HeartbeatTimeout)
 	defer tick.Stop()
+	var elected consensus.LeaderInfo
 	for {
 		select {
 		case <-n.stop:
@@ -185,7 +195,12 @@ func (n *Node) watchLeader(obs <-chan hraft.Observation) {
 		case <-obs:
 		case <-tick.C:
 		}
-		n.leaders.set(n.leaderInfo())
+		info := n.leaderInfo()
+		if info.ID != "" && (info.ID != elected.ID || info.Term != elected.Term) {
+			elected = info
+			n.metrics.leaderChanges.Inc()
+		}
+		n.leaders.set(info)
 	}
 }
 

@@ -469,3 +469,32 @@ func drained[T any](ch <-chan T, d time.Duration) bool {
 		}
 	}
 }
+
+func TestResignHandsLeadershipOver(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	old := c.waitLeader(nil, 0, 10*time.Second)
+	oldToken, err := c.nodes[old].Fence(ctxTimeout(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.nodes[old].Resign(ctxTimeout(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	nl := c.waitLeader(nil, oldToken, 10*time.Second)
+	if nl == old {
+		// A later election may hand it back, but only in a newer term.
+		t.Logf("%s leads again after resigning, in a newer term", c.opts[old].NodeID)
+	}
+	if tok, err := c.nodes[old].Fence(ctxTimeout(t, 5*time.Second)); err == nil && tok <= oldToken {
+		t.Errorf("fence after resigning returned the old token %d", tok)
+	}
+	// Resigning as a follower does nothing.
+	if err := c.nodes[(nl+1)%3].Resign(ctxTimeout(t, 5*time.Second)); err != nil {
+		t.Errorf("resign on a follower: %v", err)
+	}
+	// Campaign on the node that leads returns its token at once.
+	tok, err := c.nodes[nl].Campaign(ctxTimeout(t, 10*time.Second))
+	if err != nil || tok <= oldToken {
+		t.Errorf("campaign on the leader: token %d, %v; old token %d", tok, err, oldToken)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
 )
@@ -48,6 +49,9 @@ type Options struct {
 	StateMachine consensus.StateMachine
 	// Logger receives the node's and raft's logs; nil discards.
 	Logger *slog.Logger
+	// Registerer takes the node's metrics (vigil_cluster_*); nil: none.
+	// One node per registry.
+	Registerer prometheus.Registerer
 
 	// HeartbeatTimeout: a follower that has not heard from the leader for
 	// this long (1 s) starts an election. ElectionTimeout (1 s) bounds a
