@@ -115,7 +115,8 @@ type Applied struct {
 	// Index and Term are the command's position in the log; zero for a
 	// restore.
 	Index, Term uint64
-	// Cmd is the command applied; nil for a restore.
+	// Cmd is the command applied (shared with every subscriber: read it,
+	// do not change it); nil for a restore.
 	Cmd []byte
 	// Restored is true when the whole state was replaced from a snapshot.
 	Restored bool
