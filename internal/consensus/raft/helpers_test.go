@@ -370,3 +370,45 @@ func (f *faultyStream) heal() {
 	defer f.mu.Unlock()
 	f.cut = false
 }
+
+// recordLeaders watches every running node's view of the leader until the
+// returned check runs, which fails the test if two nodes ever named
+// different leaders for one term: Raft's election safety, and what makes
+// the term usable as a fencing token.
+func (c *testCluster) recordLeaders() (check func()) {
+	var mu sync.Mutex
+	seen := map[uint64]string{}
+	var conflicts []string
+	var wg sync.WaitGroup
+	var cancels []func()
+	for _, i := range c.running() {
+		changes, cancel := c.nodes[i].WatchLeader()
+		cancels = append(cancels, cancel)
+		wg.Go(func() {
+			for info := range changes {
+				if info.ID == "" {
+					continue
+				}
+				mu.Lock()
+				if prev, ok := seen[info.Term]; ok && prev != info.ID {
+					conflicts = append(conflicts, fmt.Sprintf("term %d: %s and %s", info.Term, prev, info.ID))
+				}
+				seen[info.Term] = info.ID
+				mu.Unlock()
+			}
+		})
+	}
+	return func() {
+		c.t.Helper()
+		for _, cancel := range cancels {
+			cancel()
+		}
+		wg.Wait()
+		if len(conflicts) > 0 {
+			c.t.Errorf("two leaders in one term: %v", conflicts)
+		}
+		if len(seen) == 0 {
+			c.t.Error("no leader seen while recording")
+		}
+	}
+}

@@ -232,6 +232,7 @@ func TestLeaderShutdownElectsNewLeaderWithHigherTerm(t *testing.T) {
 	follower := (old + 1) % 3
 	changes, cancel := c.nodes[follower].WatchLeader()
 	defer cancel()
+	checkTerms := c.recordLeaders()
 
 	start := time.Now()
 	c.stop(old)
@@ -267,6 +268,7 @@ func TestLeaderShutdownElectsNewLeaderWithHigherTerm(t *testing.T) {
 			t.Fatalf("watcher's last value %+v, want a new leader in term %d or later", last, token)
 		}
 	}
+	checkTerms()
 }
 
 func TestFenceFailsOnDeposedLeader(t *testing.T) {
@@ -277,6 +279,7 @@ func TestFenceFailsOnDeposedLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	checkTerms := c.recordLeaders()
 	c.faults[old].partition()
 	// At once, before its lease runs out, the old leader still believes it
 	// leads; only the check with a majority can tell it otherwise.
@@ -311,6 +314,7 @@ func TestFenceFailsOnDeposedLeader(t *testing.T) {
 	for i := range c.nodes {
 		c.waitState(i, []string{"after-heal"}, 10*time.Second)
 	}
+	checkTerms()
 }
 
 func TestRestartedNodeCatchesUp(t *testing.T) {
@@ -493,7 +497,11 @@ func TestResignHandsLeadershipOver(t *testing.T) {
 		t.Errorf("resign on a follower: %v", err)
 	}
 	// Campaign on the node that leads returns its token at once.
-	tok, err := c.nodes[nl].Campaign(ctxTimeout(t, 10*time.Second))
+	var tok uint64
+	err = c.onLeader(func(ctx context.Context, n *Node) (err error) {
+		tok, err = n.Campaign(ctx)
+		return err
+	})
 	if err != nil || tok <= oldToken {
 		t.Errorf("campaign on the leader: token %d, %v; old token %d", tok, err, oldToken)
 	}
