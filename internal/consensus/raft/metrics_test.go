@@ -15,7 +15,7 @@ func TestMetrics(t *testing.T) {
 		o.Registerer = regs[i]
 		i++
 	})
-	l := c.waitLeader(nil, 0, 10*time.Second)
+	c.waitLeader(nil, 0, 10*time.Second)
 	c.propose("x")
 	for i := range c.nodes {
 		c.waitState(i, []string{"x"}, 10*time.Second)
@@ -23,6 +23,7 @@ func TestMetrics(t *testing.T) {
 	// Which node leads may change under load; read it together with the
 	// metrics and try again if it moved.
 	deadline := time.Now().Add(10 * time.Second)
+	var l int
 	for {
 		l = c.waitLeader(nil, 0, 10*time.Second)
 		got := make([]map[string]float64, len(regs))

@@ -369,7 +369,7 @@ func TestRestartedNodeCatchesUp(t *testing.T) {
 			for i := range c.nodes {
 				c.start(i)
 			}
-			l = c.waitLeader(nil, 0, 10*time.Second)
+			c.waitLeader(nil, 0, 10*time.Second)
 			c.propose("c")
 			want = append(want, "c")
 			for i := range c.nodes {
