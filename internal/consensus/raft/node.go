@@ -12,6 +12,7 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
 )
@@ -59,7 +60,15 @@ func Open(opts Options) (*Node, error) {
 	}
 	logger := newHclog(opts.Logger.With("node", opts.NodeID))
 
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(opts.DataDir, "raft.db")})
+	// bbolt waits for its file lock forever by default; a second process on
+	// the same data directory must fail instead.
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(opts.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: raft log store in %s is locked by another process", ErrDataDirInUse, opts.DataDir)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
 	}

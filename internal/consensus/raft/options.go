@@ -21,6 +21,9 @@ import (
 // field and why).
 var ErrInvalidOptions = errors.New("raft: invalid options")
 
+// ErrDataDirInUse: another process (or node) has the data directory open.
+var ErrDataDirInUse = errors.New("raft: data directory in use")
+
 // Options configure one node. Zero durations take the defaults below, which
 // suit 3 to 5 nodes on one network: a lost leader is replaced in about 1 to
 // 3 seconds.

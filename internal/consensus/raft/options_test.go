@@ -154,3 +154,20 @@ func TestOpenRefusesAnotherClustersDataDir(t *testing.T) {
 		t.Errorf("state after reopening: %v", got)
 	}
 }
+
+func TestOpenRefusesADataDirInUse(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.waitLeader(nil, 0, 10*time.Second)
+	o := c.opts[0]
+	o.BindAddr = freeAddrs(t, 1)[0]
+	o.AdvertiseAddr = c.opts[0].BindAddr
+	o.StateMachine = &listSM{}
+	n, err := Open(o)
+	if err == nil {
+		_ = n.Close()
+		t.Fatal("a second node opened a data directory in use")
+	}
+	if !errors.Is(err, ErrDataDirInUse) {
+		t.Errorf("got %v, want ErrDataDirInUse", err)
+	}
+}
