@@ -84,6 +84,7 @@ func checkClusterID(o *Options, hasState bool, logs hraft.LogStore, snaps hraft.
 		return writeClusterID(o.DataDir, want)
 	}
 	if stored == want || want == "" {
+		warnIfMembersDiffer(o, logs, snaps)
 		return nil
 	}
 	if o.ClusterID != "" {
@@ -146,4 +147,16 @@ func latestConfiguration(logs hraft.LogStore, snaps hraft.SnapshotStore) (hraft.
 		return hraft.Configuration{}, nil
 	}
 	return metas[0].Configuration, nil
+}
+
+// warnIfMembersDiffer says so when the peers given are not the membership
+// the log holds (a join or remove not yet copied into the configuration):
+// raft goes by the log, and the configured list will mislead whoever reads it.
+func warnIfMembersDiffer(o *Options, logs hraft.LogStore, snaps hraft.SnapshotStore) {
+	if len(o.Peers) == 0 {
+		return
+	}
+	if err := sameMembers(o, logs, snaps); err != nil {
+		o.Logger.Warn("the peers configured differ from the cluster's membership; the membership in the log is used", "err", err)
+	}
 }
