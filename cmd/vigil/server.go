@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
@@ -251,8 +252,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
+	// Every link vigil hands out to itself starts with this one URL:
+	// notifications, alerts' generator URLs, rule templates' $externalURL
+	// and the Prometheus API's.
+	externalURL, err := cfg.ExternalURL()
+	if err != nil {
+		return err
+	}
 	am, err := alerting.New(alerting.Options{
-		ConfigFile: amFile, DataDir: amDir, ExternalURL: scheme(cfg.Auth) + "://" + cfg.HTTPAddr,
+		ConfigFile: amFile, DataDir: amDir, ExternalURL: externalURL,
 		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
 		Logger:         logger.With("component", "alertmanager"), Registerer: reg,
 		AllowOutbound: allowOutbound,
@@ -275,10 +283,21 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// traces, logs, the doctor), so their sum stays inside the memory limit.
 	queryLimits := cfg.QueryLimits()
 	querySlots := querylimit.NewSlots(queryLimits.MaxConcurrency, queryLimits.QueueWait)
+	var promCfg atomic.Pointer[promconfig.Config] // what /api/v1/status/config shows
+	promCfg.Store(cfg.Prometheus)
+	// One PromQL engine for the API, rules, RED and the doctor: one set of
+	// limits and engine metrics. As in Prometheus, a subquery without a
+	// step steps by the global evaluation interval, also after a reload.
+	queryEngine := querylimit.NewEngine(querylimit.Options{
+		EngineOpts: promql.EngineOpts{Logger: logger.With("component", "query engine"), Reg: reg},
+		Limits:     queryLimits, Slots: querySlots,
+		Plan: querylimit.Plan{DefaultStep: func(int64) int64 {
+			return time.Duration(promCfg.Load().GlobalConfig.EvaluationInterval).Milliseconds()
+		}},
+	})
 	ruleMgr, err := rules.New(rules.Options{
 		Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-		Notify: am.Notify, Logger: logger, Registerer: reg,
-		Limits: queryLimits, Slots: querySlots,
+		Notify: am.Notify, Logger: logger, Registerer: reg, Engine: queryEngine, ExternalURL: externalURL,
 	})
 	if err != nil {
 		return err
@@ -293,8 +312,6 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	go ruleMgr.Run()
 	defer ruleMgr.Stop()
 
-	var promCfg atomic.Pointer[promconfig.Config] // what /api/v1/status/config shows
-	promCfg.Store(cfg.Prometheus)
 	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
 	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
 	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
@@ -366,14 +383,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	promAPI, err := promapi.New(promapi.Options{
 		ExemplarQueryable: exemplars,
-		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
+		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, ExternalURL: externalURL, Rules: ruleMgr,
 		EnableAdmin: cfg.Admin.Enabled && st.tsdb != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Flags:  prometheusFlags(cfg), Branch: branch,
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin, Metadata: metricMeta,
-		Limits: queryLimits, Slots: querySlots,
+		Engine: queryEngine,
 	})
 	if err != nil {
 		return err
@@ -395,7 +412,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.TraceLogsCheck{Coverage: spanLogs},
 			doctor.SuppressionCheck{Alerts: am},
 			doctor.NotifyCheck{Deliveries: am},
-			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Limits: queryLimits, Slots: querySlots},
+			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Engine: queryEngine},
 			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.head()},
@@ -420,7 +437,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	})))
-	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Limits: queryLimits, Slots: querySlots})
+	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err
 	}
@@ -628,15 +645,6 @@ func serveHTTP(s *http.Server, ln net.Listener, name string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-// scheme is how clients reach the HTTP address: https when the web config
-// turns TLS on.
-func scheme(a *auth.Authenticator) string {
-	if a != nil && a.TLSConfig() != nil {
-		return "https"
-	}
-	return "http"
 }
 
 // stoppables are the parts stopServing stops, in its order.

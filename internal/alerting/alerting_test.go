@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -97,6 +98,9 @@ type instance struct {
 	done chan struct{}
 }
 
+// testExternalURL is the external URL the tests' Alertmanagers run with.
+var testExternalURL = &url.URL{Scheme: "http", Host: "vigil.example:7070"}
+
 // start opens an Alertmanager on configFile and dataDir and runs it until
 // the test ends.
 func start(t *testing.T, configFile, dataDir string) *instance {
@@ -105,7 +109,7 @@ func start(t *testing.T, configFile, dataDir string) *instance {
 	am, err := New(Options{
 		ConfigFile:  configFile,
 		DataDir:     dataDir,
-		ExternalURL: "http://vigil.example:9090",
+		ExternalURL: testExternalURL,
 		Logger:      slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Registerer:  in.reg,
 	})
@@ -277,6 +281,10 @@ func TestOneNotificationPerGroup(t *testing.T) {
 	if lat.Data == nil || len(lat.Alerts) != 2 || lat.Status != "firing" || lat.Receiver != "hook" || lat.Version != "4" {
 		t.Fatalf("HighLatency group: %+v", lat)
 	}
+	// Notifications link to vigil ({{ .ExternalURL }} in templates).
+	if lat.ExternalURL != testExternalURL.String() {
+		t.Errorf("notification externalURL %q, want %q", lat.ExternalURL, testExternalURL)
+	}
 	summaries := map[string]string{}
 	for _, a := range lat.Alerts {
 		summaries[a.Labels["service"]] = a.Annotations["summary"]
@@ -293,7 +301,9 @@ func TestOneNotificationPerGroup(t *testing.T) {
 	if a.Labels["service"] != "payments" || a.Annotations["summary"] != "payments errors" || a.Status != "firing" {
 		t.Errorf("ErrorsHigh alert: %+v", a)
 	}
-	wantURL := "http://vigil.example:9090/graph?g0.expr=rate%28errors_total%5B5m%5D%29+%3E+1&g0.tab=1"
+	// The page of vigil's UI that runs the expression, on vigil's external
+	// URL: not Prometheus's /graph, which vigil does not serve.
+	wantURL := "http://vigil.example:7070/explore?query=rate%28errors_total%5B5m%5D%29+%3E+1"
 	if a.GeneratorURL != wantURL {
 		t.Errorf("generator URL %q, want %q", a.GeneratorURL, wantURL)
 	}
