@@ -41,6 +41,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
@@ -441,12 +442,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
-	mountAll(webSrv, red.Routes, redSvc.Handler())
-	mountAll(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
+	httpapi.Mount(webSrv, red.Routes, redSvc.Handler())
+	httpapi.Mount(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
 		Traces: spanLogs, Dependencies: redSvc, Logger: logger, Registerer: reg,
 		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.TraceBytes(), Slots: querySlots,
 	}))
-	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
+	httpapi.Mount(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),
@@ -609,13 +610,6 @@ func reloadHandler(apply func() error) http.Handler {
 		}
 		fmt.Fprintln(w, "configuration reloaded")
 	})
-}
-
-// mountAll mounts h at each of the routes it serves.
-func mountAll(s *web.Server, routes []string, h http.Handler) {
-	for _, r := range routes {
-		s.Handle(r, h)
-	}
 }
 
 // newHTTPServer returns a server for h, with TLS when a's web config sets

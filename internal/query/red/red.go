@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/query/apitime"
-	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
@@ -108,12 +108,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/red/services", s.services)
 	mux.HandleFunc("GET /api/red/operations", s.operations)
 	mux.HandleFunc("GET /api/servicemap", s.serviceMap)
-	for _, r := range Routes {
-		mux.HandleFunc(r, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
-		})
-	}
+	httpapi.MethodNotAllowed(mux, Routes, writeError)
 	if s.slots == nil {
 		return mux
 	}
@@ -213,16 +208,16 @@ func (n nullable) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
 }
 
-// Dependencies implements jaegerapi.DependencyReader from the service
-// graph series: the calls between each pair of services in the window.
-func (s *Service) Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]jaegerapi.Dependency, error) {
+// Dependencies returns, from the service graph series, the calls between
+// each pair of services in the window (the Jaeger API's dependencies).
+func (s *Service) Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]vstorage.Dependency, error) {
 	v, err := s.instant(ctx, fmt.Sprintf(`sum by (client, server) (increase(%s[%s]))`, GraphRequests, promDuration(lookback)), end)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]jaegerapi.Dependency, 0, len(v))
+	out := make([]vstorage.Dependency, 0, len(v))
 	for _, smp := range v {
-		out = append(out, jaegerapi.Dependency{
+		out = append(out, vstorage.Dependency{
 			Parent: smp.Metric.Get("client"), Child: smp.Metric.Get("server"),
 			CallCount: uint64(math.Round(max(0, smp.F))),
 		})
