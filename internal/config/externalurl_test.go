@@ -2,7 +2,13 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/testcert"
 )
 
 func TestExternalURL(t *testing.T) {
@@ -35,5 +41,33 @@ func TestExternalURL(t *testing.T) {
 	}
 	if _, err := externalURL("http", "no-port", named); err == nil {
 		t.Error("an address without a port gave an external URL")
+	}
+}
+
+// The scheme follows the web config: https once it turns TLS on.
+func TestExternalURLScheme(t *testing.T) {
+	dir := t.TempDir()
+	testcert.Write(t, dir)
+	web := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(web, []byte("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbearer_tokens: [{name: c, sha256: "+strings.Repeat("ab", 32)+", roles: [read]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withTLS, err := auth.Load(web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		auth *auth.Authenticator
+		want string
+	}{
+		{nil, "http://127.0.0.1:7070"},
+		{withTLS, "https://127.0.0.1:7070"},
+	} {
+		c := Defaults()
+		c.HTTPAddr, c.Auth = "127.0.0.1:7070", tc.auth
+		got, err := c.ExternalURL()
+		if err != nil || got.String() != tc.want {
+			t.Errorf("ExternalURL() = %v, %v; want %s", got, err, tc.want)
+		}
 	}
 }
