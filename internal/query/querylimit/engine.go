@@ -62,8 +62,9 @@ type Engine struct {
 var _ promql.QueryEngine = (*Engine)(nil)
 
 // NewEngine builds the engine and its wrapper. With EngineOpts.Reg set it
-// registers the engine's metrics there, which fails on a second engine:
-// build one per process.
+// registers the engine's metrics there, as Prometheus's engine does: it
+// panics on a second engine with the same registry, so build one per
+// process.
 func NewEngine(opts Options) *Engine {
 	eo := opts.EngineOpts
 	if opts.Plan.Parser == nil {
