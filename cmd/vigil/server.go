@@ -384,14 +384,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	promAPI, err := promapi.New(promapi.Options{
 		ExemplarQueryable: exemplars,
-		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, ExternalURL: externalURL, Rules: ruleMgr,
+		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
 		EnableAdmin: cfg.Admin.Enabled && st.tsdb != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Flags:  prometheusFlags(cfg), Branch: branch,
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin, Metadata: metricMeta,
-		Engine: queryEngine,
+		Engine: queryEngine, ExternalURL: externalURL,
 	})
 	if err != nil {
 		return err

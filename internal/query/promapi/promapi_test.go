@@ -94,9 +94,9 @@ func testOptions(t *testing.T) Options {
 	return Options{
 		Registerer:    reg,
 		Queryable:     db,
-		Engine:        querylimit.NewEngine(querylimit.Options{}),
 		TSDB:          db,
 		Targets:       newFakeTargets(),
+		Engine:        querylimit.NewEngine(querylimit.Options{}),
 		Flags:         map[string]string{"storage.tsdb.path": "data/"},
 		ListenAddress: "127.0.0.1:9090",
 		ExternalURL:   &url.URL{Scheme: "https", Host: "vigil.example.com"},
