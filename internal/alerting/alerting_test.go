@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -693,5 +694,23 @@ func TestApplyConfigDuringAPIReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// Without the server's external URL every link would be wrong: New and
+// the template check refuse rather than make one up.
+func TestExternalURLRequired(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, "route: {receiver: none}\nreceivers: [{name: none}]\n", "")
+	if _, err := New(Options{ConfigFile: conf, DataDir: dir}); !errors.Is(err, ErrNoExternalURL) {
+		t.Errorf("New without ExternalURL: %v, want ErrNoExternalURL", err)
+	}
+	if _, err := CheckTemplates(conf, nil); !errors.Is(err, ErrNoExternalURL) {
+		t.Errorf("CheckTemplates without an external URL: %v, want ErrNoExternalURL", err)
+	}
+	// A trailing slash does not double the generator URL's.
+	slash := &url.URL{Scheme: "https", Host: "vigil.example", Path: "/vigil/"}
+	if got, want := GeneratorURL(slash, "up"), "https://vigil.example/vigil/explore?query=up"; got != want {
+		t.Errorf("GeneratorURL = %s, want %s", got, want)
 	}
 }

@@ -258,3 +258,17 @@ func TestRuleSubqueriesAreChecked(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// The engine and the external URL are the server's, never made up here.
+func TestNewNeedsEngineAndExternalURL(t *testing.T) {
+	st := teststorage.New(t)
+	t.Cleanup(func() { _ = st.Close() })
+	for name, opts := range map[string]Options{
+		"no engine":       {Appendable: st, Queryable: st, Dir: t.TempDir(), ExternalURL: testURL},
+		"no external URL": {Appendable: st, Queryable: st, Dir: t.TempDir(), Engine: testEngine()},
+	} {
+		if _, err := New(opts); !errors.Is(err, ErrMissingOption) {
+			t.Errorf("%s: %v, want ErrMissingOption", name, err)
+		}
+	}
+}
