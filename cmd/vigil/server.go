@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
@@ -40,6 +41,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
@@ -251,8 +253,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
+	// Every link vigil hands out to itself starts with this one URL:
+	// notifications, alerts' generator URLs, rule templates' $externalURL
+	// and the Prometheus API's.
+	externalURL, err := cfg.ExternalURL()
+	if err != nil {
+		return err
+	}
 	am, err := alerting.New(alerting.Options{
-		ConfigFile: amFile, DataDir: amDir, ExternalURL: scheme(cfg.Auth) + "://" + cfg.HTTPAddr,
+		ConfigFile: amFile, DataDir: amDir, ExternalURL: externalURL,
 		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
 		Logger:         logger.With("component", "alertmanager"), Registerer: reg,
 		AllowOutbound: allowOutbound,
@@ -275,10 +284,21 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// traces, logs, the doctor), so their sum stays inside the memory limit.
 	queryLimits := cfg.QueryLimits()
 	querySlots := querylimit.NewSlots(queryLimits.MaxConcurrency, queryLimits.QueueWait)
+	var promCfg atomic.Pointer[promconfig.Config] // what /api/v1/status/config shows
+	promCfg.Store(cfg.Prometheus)
+	// One PromQL engine for the API, rules, RED and the doctor: one set of
+	// limits and engine metrics. As in Prometheus, a subquery without a
+	// step steps by the global evaluation interval, also after a reload.
+	queryEngine := querylimit.NewEngine(querylimit.Options{
+		EngineOpts: promql.EngineOpts{Logger: logger.With("component", "query engine"), Reg: reg},
+		Limits:     queryLimits, Slots: querySlots,
+		Plan: querylimit.Plan{DefaultStep: func(int64) int64 {
+			return time.Duration(promCfg.Load().GlobalConfig.EvaluationInterval).Milliseconds()
+		}},
+	})
 	ruleMgr, err := rules.New(rules.Options{
 		Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-		Notify: am.Notify, Logger: logger, Registerer: reg,
-		Limits: queryLimits, Slots: querySlots,
+		Notify: am.Notify, Logger: logger, Registerer: reg, Engine: queryEngine, ExternalURL: externalURL,
 	})
 	if err != nil {
 		return err
@@ -293,8 +313,6 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	go ruleMgr.Run()
 	defer ruleMgr.Stop()
 
-	var promCfg atomic.Pointer[promconfig.Config] // what /api/v1/status/config shows
-	promCfg.Store(cfg.Prometheus)
 	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
 	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
 	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
@@ -373,7 +391,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Logger: logger, Registerer: reg, Gatherer: reg,
 		Version: version, Revision: commit, GoVersion: runtime.Version(),
 		Ready: webSrv.Ready, CORSOrigin: cfg.Web.CORSOrigin, Metadata: metricMeta,
-		Limits: queryLimits, Slots: querySlots,
+		Engine: queryEngine, ExternalURL: externalURL,
 	})
 	if err != nil {
 		return err
@@ -395,7 +413,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.TraceLogsCheck{Coverage: spanLogs},
 			doctor.SuppressionCheck{Alerts: am},
 			doctor.NotifyCheck{Deliveries: am},
-			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Limits: queryLimits, Slots: querySlots},
+			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Engine: queryEngine},
 			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.head()},
@@ -420,16 +438,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	})))
-	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Limits: queryLimits, Slots: querySlots})
+	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err
 	}
-	mountAll(webSrv, red.Routes, redSvc.Handler())
-	mountAll(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
+	httpapi.Mount(webSrv, red.Routes, redSvc.Handler())
+	httpapi.Mount(webSrv, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{
 		Traces: spanLogs, Dependencies: redSvc, Logger: logger, Registerer: reg,
 		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.TraceBytes(), Slots: querySlots,
 	}))
-	mountAll(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
+	httpapi.Mount(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),
@@ -594,13 +612,6 @@ func reloadHandler(apply func() error) http.Handler {
 	})
 }
 
-// mountAll mounts h at each of the routes it serves.
-func mountAll(s *web.Server, routes []string, h http.Handler) {
-	for _, r := range routes {
-		s.Handle(r, h)
-	}
-}
-
 // newHTTPServer returns a server for h, with TLS when a's web config sets
 // it up (a may be nil).
 func newHTTPServer(h http.Handler, a *auth.Authenticator, logger *slog.Logger) *http.Server {
@@ -628,15 +639,6 @@ func serveHTTP(s *http.Server, ln net.Listener, name string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
-}
-
-// scheme is how clients reach the HTTP address: https when the web config
-// turns TLS on.
-func scheme(a *auth.Authenticator) string {
-	if a != nil && a.TLSConfig() != nil {
-		return "https"
-	}
-	return "http"
 }
 
 // stoppables are the parts stopServing stops, in its order.

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +44,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/rules"
+
+	"github.com/vigil-observability/vigil/internal/ui"
 )
 
 // Names of the blobs in the StateStore; the same as the files Alertmanager
@@ -64,8 +65,9 @@ type Options struct {
 	// State replaces the local files in DataDir (a replicated store).
 	State StateStore
 	// ExternalURL is where vigil is reachable: links in notifications
-	// (silence links, .ExternalURL) and the base of alerts' generator URLs.
-	ExternalURL string
+	// (silence links, .ExternalURL) and the base of the generator URLs
+	// Notify gives alerts. Required.
+	ExternalURL *url.URL
 	// ExternalLabels are added to alerts from Send and Notify that do not
 	// have them, as Prometheus's notifier does.
 	ExternalLabels labels.Labels
@@ -187,6 +189,9 @@ func New(opts Options) (*Alertmanager, error) {
 	if opts.ConfigFile == "" {
 		return nil, errors.New("alerting: no alertmanager config file")
 	}
+	if opts.ExternalURL == nil {
+		return nil, ErrNoExternalURL
+	}
 	if opts.Retention <= 0 {
 		opts.Retention = 120 * time.Hour
 	}
@@ -221,11 +226,7 @@ func New(opts Options) (*Alertmanager, error) {
 		}
 		am.state = fs
 	}
-	extURL, err := externalURL(opts.ExternalURL)
-	if err != nil {
-		return nil, err
-	}
-	am.externalURL = extURL
+	am.externalURL = externalURL(opts.ExternalURL)
 
 	conf, err := config.LoadFile(opts.ConfigFile)
 	if err != nil {
@@ -297,23 +298,16 @@ func New(opts Options) (*Alertmanager, error) {
 	return am, nil
 }
 
-func externalURL(s string) (*url.URL, error) {
-	if s == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			host = "localhost"
-		}
-		s = "http://" + host + ":9090"
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, fmt.Errorf("alerting: external URL %q: %w", s, err)
-	}
-	if u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("alerting: external URL %q needs a scheme and a host", s)
-	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	return u, nil
+// ErrNoExternalURL is returned by New without Options.ExternalURL: every
+// link the Alertmanager hands out would be wrong without it.
+var ErrNoExternalURL = errors.New("alerting: Options.ExternalURL is required")
+
+// externalURL is u without a trailing slash, so that links appended to it
+// do not start with two.
+func externalURL(u *url.URL) *url.URL {
+	c := *u
+	c.Path = strings.TrimRight(c.Path, "/")
+	return &c
 }
 
 // load opens a saved state blob, or returns nil if there is none yet.
@@ -603,10 +597,31 @@ func (am *Alertmanager) Send(alerts ...*notifier.Alert) {
 }
 
 // Notify is a rules.NotifyFunc: it converts the rules manager's alerts as
-// Prometheus does for an Alertmanager (rules.SendAlerts, generator URLs on
-// ExternalURL) and Sends them.
-func (am *Alertmanager) Notify(ctx context.Context, expr string, alerts ...*rules.Alert) {
-	rules.SendAlerts(am, am.externalURL.String())(ctx, expr, alerts...)
+// Prometheus does for an Alertmanager (rules.SendAlerts) and Sends them,
+// but with generator URLs that open the expression in vigil's UI:
+// Prometheus's point at its own /graph page, which vigil does not have.
+func (am *Alertmanager) Notify(_ context.Context, expr string, alerts ...*rules.Alert) {
+	if len(alerts) == 0 {
+		return
+	}
+	generator := GeneratorURL(am.externalURL, expr)
+	out := make([]*notifier.Alert, 0, len(alerts))
+	for _, a := range alerts {
+		na := &notifier.Alert{StartsAt: a.FiredAt, Labels: a.Labels, Annotations: a.Annotations, GeneratorURL: generator}
+		if !a.ResolvedAt.IsZero() {
+			na.EndsAt = a.ResolvedAt
+		} else {
+			na.EndsAt = a.ValidUntil
+		}
+		out = append(out, na)
+	}
+	am.Send(out...)
+}
+
+// GeneratorURL is the link of an alert of expr: the page of vigil's UI at
+// ext that runs a query (the metrics explorer).
+func GeneratorURL(ext *url.URL, expr string) string {
+	return externalURL(ext).String() + ui.ExploreLink(expr)
 }
 
 var _ rules.NotifyFunc = (*Alertmanager)(nil).Notify

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -97,6 +99,9 @@ type instance struct {
 	done chan struct{}
 }
 
+// testExternalURL is the external URL the tests' Alertmanagers run with.
+var testExternalURL = &url.URL{Scheme: "http", Host: "vigil.example:7070"}
+
 // start opens an Alertmanager on configFile and dataDir and runs it until
 // the test ends.
 func start(t *testing.T, configFile, dataDir string) *instance {
@@ -105,7 +110,7 @@ func start(t *testing.T, configFile, dataDir string) *instance {
 	am, err := New(Options{
 		ConfigFile:  configFile,
 		DataDir:     dataDir,
-		ExternalURL: "http://vigil.example:9090",
+		ExternalURL: testExternalURL,
 		Logger:      slog.New(slog.NewTextHandler(in.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		Registerer:  in.reg,
 	})
@@ -277,6 +282,10 @@ func TestOneNotificationPerGroup(t *testing.T) {
 	if lat.Data == nil || len(lat.Alerts) != 2 || lat.Status != "firing" || lat.Receiver != "hook" || lat.Version != "4" {
 		t.Fatalf("HighLatency group: %+v", lat)
 	}
+	// Notifications link to vigil ({{ .ExternalURL }} in templates).
+	if lat.ExternalURL != testExternalURL.String() {
+		t.Errorf("notification externalURL %q, want %q", lat.ExternalURL, testExternalURL)
+	}
 	summaries := map[string]string{}
 	for _, a := range lat.Alerts {
 		summaries[a.Labels["service"]] = a.Annotations["summary"]
@@ -293,7 +302,9 @@ func TestOneNotificationPerGroup(t *testing.T) {
 	if a.Labels["service"] != "payments" || a.Annotations["summary"] != "payments errors" || a.Status != "firing" {
 		t.Errorf("ErrorsHigh alert: %+v", a)
 	}
-	wantURL := "http://vigil.example:9090/graph?g0.expr=rate%28errors_total%5B5m%5D%29+%3E+1&g0.tab=1"
+	// The page of vigil's UI that runs the expression, on vigil's external
+	// URL: not Prometheus's /graph, which vigil does not serve.
+	wantURL := "http://vigil.example:7070/explore?query=rate%28errors_total%5B5m%5D%29+%3E+1"
 	if a.GeneratorURL != wantURL {
 		t.Errorf("generator URL %q, want %q", a.GeneratorURL, wantURL)
 	}
@@ -683,5 +694,23 @@ func TestApplyConfigDuringAPIReads(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+	}
+}
+
+// Without the server's external URL every link would be wrong: New and
+// the template check refuse rather than make one up.
+func TestExternalURLRequired(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, "route: {receiver: none}\nreceivers: [{name: none}]\n", "")
+	if _, err := New(Options{ConfigFile: conf, DataDir: dir}); !errors.Is(err, ErrNoExternalURL) {
+		t.Errorf("New without ExternalURL: %v, want ErrNoExternalURL", err)
+	}
+	if _, err := CheckTemplates(conf, nil); !errors.Is(err, ErrNoExternalURL) {
+		t.Errorf("CheckTemplates without an external URL: %v, want ErrNoExternalURL", err)
+	}
+	// A trailing slash does not double the generator URL's.
+	slash := &url.URL{Scheme: "https", Host: "vigil.example", Path: "/vigil/"}
+	if got, want := GeneratorURL(slash, "up"), "https://vigil.example/vigil/explore?query=up"; got != want {
+		t.Errorf("GeneratorURL = %s, want %s", got, want)
 	}
 }

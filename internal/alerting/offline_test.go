@@ -36,7 +36,7 @@ receivers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	am, err := New(Options{ConfigFile: conf, DataDir: dir})
+	am, err := New(Options{ConfigFile: conf, DataDir: dir, ExternalURL: testExternalURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -260,10 +260,11 @@ receivers:
       text: '{{ template "no.such.template" . }}'
 `)
 	am, err := New(Options{
-		ConfigFile: writeConfig(t, dir, cfg, ""),
-		DataDir:    filepath.Join(dir, "data"),
-		Logger:     slog.New(slog.DiscardHandler),
-		Registerer: prometheus.NewRegistry(),
+		ConfigFile:  writeConfig(t, dir, cfg, ""),
+		DataDir:     filepath.Join(dir, "data"),
+		ExternalURL: testExternalURL,
+		Logger:      slog.New(slog.DiscardHandler),
+		Registerer:  prometheus.NewRegistry(),
 		// Allowing another link-local range leaves the metadata address refused.
 		AllowOutbound: []netip.Prefix{netip.MustParsePrefix("169.254.10.0/24")},
 	})

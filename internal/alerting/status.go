@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -482,7 +483,12 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 //
 // A config that does not load is an error; template files that do not
 // parse are a problem without receiver, since vigil refuses to apply them.
-func CheckTemplates(configPath string) ([]TemplateProblem, error) {
+// ext is the external URL the server would run with: templates render the
+// links they would send.
+func CheckTemplates(configPath string, ext *url.URL) ([]TemplateProblem, error) {
+	if ext == nil {
+		return nil, ErrNoExternalURL
+	}
 	conf, err := config.LoadFile(configPath)
 	if err != nil {
 		return nil, fmt.Errorf("alerting: load %s: %w", configPath, err)
@@ -492,11 +498,11 @@ func CheckTemplates(configPath string) ([]TemplateProblem, error) {
 		return []TemplateProblem{{Field: "templates", Err: err.Error(),
 			Fallback: "none: vigil does not apply a configuration whose template files fail to parse"}}, nil
 	}
-	tmpl.ExternalURL, _ = externalURL("http://localhost:9090")
+	tmpl.ExternalURL = externalURL(ext)
 	var out []TemplateProblem
 	for i := range conf.Receivers {
 		rcv := &conf.Receivers[i]
-		data := sampleData(tmpl, rcv.Name)
+		data := sampleData(tmpl, rcv.Name, ext)
 		configs := integrationConfigs(rcv)
 		keys := make([]integrationKey, 0, len(configs))
 		for k := range configs {
@@ -515,7 +521,7 @@ func CheckTemplates(configPath string) ([]TemplateProblem, error) {
 
 // sampleData is the template data of a notification of one firing alert
 // with the labels and annotations rules usually set.
-func sampleData(tmpl *template.Template, receiver string) *template.Data {
+func sampleData(tmpl *template.Template, receiver string, ext *url.URL) *template.Data {
 	now := time.Now()
 	a := &alert.Alert{Alert: model.Alert{
 		Labels: model.LabelSet{
@@ -528,7 +534,7 @@ func sampleData(tmpl *template.Template, receiver string) *template.Data {
 		},
 		StartsAt:     now.Add(-5 * time.Minute),
 		EndsAt:       now.Add(5 * time.Minute),
-		GeneratorURL: "http://localhost:9090/graph",
+		GeneratorURL: GeneratorURL(ext, `sum(rate(http_requests_total{code=~"5.."}[5m])) > 1`),
 	}, UpdatedAt: now}
 	data := tmpl.Data(receiver, model.LabelSet{"alertname": "ExampleAlert"}, nil, notify.ReasonFirstNotification.String(), a)
 	template.MarkRouteLabelsRendered(data)

@@ -343,7 +343,7 @@ receivers:
 					t.Fatal(err)
 				}
 			}
-			got, err := CheckTemplates(writeConfig(t, dir, tc.config, ""))
+			got, err := CheckTemplates(writeConfig(t, dir, tc.config, ""), testExternalURL)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -366,7 +366,7 @@ receivers:
 			}
 		})
 	}
-	if _, err := CheckTemplates(filepath.Join(t.TempDir(), "missing.yml")); err == nil {
+	if _, err := CheckTemplates(filepath.Join(t.TempDir(), "missing.yml"), testExternalURL); err == nil {
 		t.Error("CheckTemplates of a missing file: no error")
 	}
 }

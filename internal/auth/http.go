@@ -58,7 +58,10 @@ func remoteAddr(r *http.Request) netip.Addr {
 	return ap.Addr()
 }
 
-// writeError answers in the JSON error shape vigil's APIs use.
+// writeError answers in the Prometheus API's error shape, whatever API was
+// asked: authentication runs before any API is reached (the Jaeger and log
+// APIs have shapes of their own), and most clients of vigil's API paths
+// (Grafana, promtool, the UI) read Prometheus's.
 func writeError(w http.ResponseWriter, code int, errType, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

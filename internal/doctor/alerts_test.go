@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -219,7 +220,7 @@ receivers:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	am, err := alerting.New(alerting.Options{ConfigFile: conf, DataDir: dir})
+	am, err := alerting.New(alerting.Options{ConfigFile: conf, DataDir: dir, ExternalURL: &url.URL{Scheme: "http", Host: "localhost:7070"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,9 @@ receivers:
 			if err := os.WriteFile(path, []byte(tc.config), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := TemplateCheck{Problems: func() ([]alerting.TemplateProblem, error) { return alerting.CheckTemplates(path) }}.Run(t.Context())
+			got, err := TemplateCheck{Problems: func() ([]alerting.TemplateProblem, error) {
+				return alerting.CheckTemplates(path, &url.URL{Scheme: "http", Host: "localhost:7070"})
+			}}.Run(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -49,7 +49,18 @@ func (o *Offline) Checks() []Check {
 		out = append(out, RoutingCheck{Rules: o.Rules, Router: o.Routes, Unconfigured: func() bool { return o.AlertmanagerFile == "" }})
 	}
 	if o.AlertmanagerFile != "" {
-		out = append(out, TemplateCheck{Problems: func() ([]alerting.TemplateProblem, error) { return alerting.CheckTemplates(o.AlertmanagerFile) }})
+		out = append(out, TemplateCheck{Problems: func() ([]alerting.TemplateProblem, error) {
+			// The links the server's notifications would carry.
+			cfg := o.Config
+			if cfg == nil {
+				cfg = config.Defaults()
+			}
+			ext, err := cfg.ExternalURL()
+			if err != nil {
+				return nil, err
+			}
+			return alerting.CheckTemplates(o.AlertmanagerFile, ext)
+		}})
 	}
 	if len(o.SLOs) > 0 {
 		// Without Metrics, only what needs no data: latency thresholds

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,7 +36,7 @@ receivers:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	am, err := alerting.New(alerting.Options{ConfigFile: conf, DataDir: dir})
+	am, err := alerting.New(alerting.Options{ConfigFile: conf, DataDir: dir, ExternalURL: &url.URL{Scheme: "http", Host: "localhost:7070"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package doctor
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -16,7 +17,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 
-	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 )
@@ -36,12 +36,15 @@ type SLOCheck struct {
 	// Window is how far back an SLI must have data (1h if 0).
 	Window time.Duration
 	Now    func() time.Time
-	// Limits and Slots bound the SLI queries as the API's are bounded
-	// (zero Limits: 10M samples, one minute); nil Slots: no concurrency
-	// bound.
-	Limits querylimit.Limits
-	Slots  *querylimit.Slots
+	// Engine evaluates the SLI queries; required with Metrics. The
+	// server's is its one engine (a querylimit.Engine), so these queries
+	// are bounded as the API's and take the same query slots.
+	Engine promql.QueryEngine
 }
+
+// ErrNoEngine is returned by SLOCheck.Run when it has Metrics to query
+// but no Engine to query them with.
+var ErrNoEngine = errors.New("doctor: SLOCheck.Metrics needs an Engine")
 
 // Name implements Check.
 func (c SLOCheck) Name() string { return "slo" }
@@ -57,16 +60,15 @@ func (c SLOCheck) Run(ctx context.Context) ([]Finding, error) {
 	var q storage.Querier
 	var engine promql.QueryEngine
 	if c.Metrics != nil {
+		if c.Engine == nil {
+			return nil, ErrNoEngine
+		}
+		engine = c.Engine
 		var err error
 		if q, err = c.Metrics.Querier(end.Add(-window).UnixMilli(), end.UnixMilli()); err != nil {
 			return nil, fmt.Errorf("doctor: open querier: %w", err)
 		}
 		defer q.Close()
-		engine = querylimit.NewEngine(querylimit.Options{
-			EngineOpts: promql.EngineOpts{LookbackDelta: 5 * time.Minute},
-			Limits:     c.Limits.Fill(querylimit.Limits{MaxSamples: 10_000_000, Timeout: time.Minute}),
-			Slots:      c.Slots,
-		})
 	}
 	var out []Finding
 	for _, s := range c.SLOs() {

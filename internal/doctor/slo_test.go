@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 )
@@ -83,6 +85,7 @@ func sloWorld(t *testing.T) (*teststorage.TestStorage, time.Time) {
 
 func TestSLOCheck(t *testing.T) {
 	st, now := sloWorld(t)
+	engine := querylimit.NewEngine(querylimit.Options{})
 	spec := func(sli string) []slo.Spec {
 		t.Helper()
 		specs, err := slo.Parse([]byte("version: prometheus/v1\nservice: api\nslos:\n- name: s\n  objective: 99\n  alerting: {name: A}\n  sli:\n" + sli))
@@ -181,7 +184,7 @@ func TestSLOCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, offline := range []bool{false, true} {
-				c := SLOCheck{SLOs: func() []slo.Spec { return tc.specs }, Metrics: st, Now: func() time.Time { return now }}
+				c := SLOCheck{SLOs: func() []slo.Spec { return tc.specs }, Metrics: st, Engine: engine, Now: func() time.Time { return now }}
 				want := tc.want
 				if offline {
 					c.Metrics = nil
@@ -206,6 +209,16 @@ func TestSLOCheck(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Querying metrics takes the server's engine; without one the check says
+// so rather than building its own on every run.
+func TestSLOCheckNeedsAnEngineForMetrics(t *testing.T) {
+	st, now := sloWorld(t)
+	c := SLOCheck{SLOs: func() []slo.Spec { return nil }, Metrics: st, Now: func() time.Time { return now }}
+	if _, err := c.Run(t.Context()); !errors.Is(err, ErrNoEngine) {
+		t.Errorf("Run with Metrics and no Engine: %v, want ErrNoEngine", err)
 	}
 }
 

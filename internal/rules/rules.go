@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/rulefmt"
-	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
@@ -61,16 +60,21 @@ type Options struct {
 	Notify promrules.NotifyFunc
 	// Dir holds the rule file of generated groups. Required.
 	Dir string
-	// ExternalURL is the base of alerts' generator URLs.
+	// ExternalURL is where vigil is reached: rule templates read it as
+	// $externalURL. Alerts' generator URLs are made by Notify, on the same
+	// URL. Required.
 	ExternalURL *url.URL
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
-	// Limits bound each rule's query as they bound the API's; zero fields
-	// mean Prometheus's defaults. Slots is the process's query concurrency
-	// limiter (nil: none), so rules and users share one memory budget.
-	Limits querylimit.Limits
-	Slots  *querylimit.Slots
+	// Engine evaluates the rules: the process's one engine, so that rules
+	// and users share its limits and query slots (one memory budget), and
+	// a subquery without a step uses the global evaluation interval the
+	// engine was built with, as in Prometheus. Required.
+	Engine *querylimit.Engine
 }
+
+// ErrMissingOption is returned by New when a required option is not set.
+var ErrMissingOption = errors.New("rules: Options.Appendable, Queryable, Dir, Engine and ExternalURL are required")
 
 // Manager runs the rule groups of a configuration.
 type Manager struct {
@@ -81,15 +85,12 @@ type Manager struct {
 	mu       sync.Mutex
 	stopping atomic.Bool
 	cancel   context.CancelFunc // ends evaluations in flight
-	// interval is the global evaluation interval in milliseconds: the step
-	// of subqueries written without one, as in Prometheus.
-	interval atomic.Int64
 }
 
 // New returns a Manager; call Apply with the rules, then Run.
 func New(opts Options) (*Manager, error) {
-	if opts.Appendable == nil || opts.Queryable == nil || opts.Dir == "" {
-		return nil, errors.New("rules: Options.Appendable, Queryable and Dir are required")
+	if opts.Appendable == nil || opts.Queryable == nil || opts.Dir == "" || opts.Engine == nil || opts.ExternalURL == nil {
+		return nil, ErrMissingOption
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -99,33 +100,16 @@ func New(opts Options) (*Manager, error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	m := &Manager{dir: opts.Dir, logger: logger}
-	m.interval.Store(time.Minute.Milliseconds())
-	engine := querylimit.NewEngine(querylimit.Options{
-		EngineOpts: promql.EngineOpts{
-			Logger:        logger.With("component", "rule query engine"),
-			LookbackDelta: 5 * time.Minute,
-		},
-		Limits: opts.Limits.Fill(querylimit.DefaultsFor(0)),
-		Slots:  opts.Slots,
-		Plan: querylimit.Plan{
-			Parser:      parser.NewParser(parser.Options{}),
-			DefaultStep: func(int64) int64 { return m.interval.Load() },
-		},
-	})
 	notify := opts.Notify
 	if notify == nil {
 		notify = func(context.Context, string, ...*promrules.Alert) {}
-	}
-	extURL := ""
-	if opts.ExternalURL != nil {
-		extURL = opts.ExternalURL.String()
 	}
 	// Evaluations run under a context Stop cancels: a slow rule query
 	// would otherwise hold a stop for up to the engine's timeout.
 	ctx, cancel := context.WithCancel(context.Background())
 	m.Manager = promrules.NewManager(&promrules.ManagerOptions{
 		ExternalURL:     opts.ExternalURL,
-		QueryFunc:       promrules.EngineQueryFunc(engine, opts.Queryable),
+		QueryFunc:       promrules.EngineQueryFunc(opts.Engine, opts.Queryable),
 		NotifyFunc:      notify,
 		Context:         ctx,
 		Appendable:      v1Appendable{opts.Appendable},
@@ -136,7 +120,7 @@ func New(opts Options) (*Manager, error) {
 		ForGracePeriod:  DefaultForGracePeriod,
 		ResendDelay:     DefaultResendDelay,
 	})
-	m.url = extURL
+	m.url = opts.ExternalURL.String()
 	m.cancel = cancel
 	return m, nil
 }
@@ -197,9 +181,6 @@ func (m *Manager) Apply(c Config) error {
 	}
 	if err := Validate(c.Files, m.logger); err != nil {
 		return err
-	}
-	if c.Interval > 0 {
-		m.interval.Store(c.Interval.Milliseconds())
 	}
 	if err := m.Update(c.Interval, files, c.ExternalLabels, m.url, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRules, err)

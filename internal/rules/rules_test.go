@@ -3,6 +3,7 @@ package rules
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/teststorage"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 // appendErrors writes a counter growing by perSecond for the last two
@@ -56,11 +59,22 @@ func (n *notified) firing(name string) []*promrules.Alert {
 	return out
 }
 
+// testEngine is built as the server builds its engine, whose default
+// subquery step is the global evaluation interval: here 1s, the interval
+// the tests apply.
+func testEngine() *querylimit.Engine {
+	return querylimit.NewEngine(querylimit.Options{Plan: querylimit.Plan{
+		DefaultStep: func(int64) int64 { return time.Second.Milliseconds() },
+	}})
+}
+
+var testURL = &url.URL{Scheme: "http", Host: "vigil.example:7070"}
+
 func newManager(t *testing.T, n *notified) (*Manager, *teststorage.TestStorage) {
 	t.Helper()
 	st := teststorage.New(t)
 	t.Cleanup(func() { _ = st.Close() })
-	m, err := New(Options{Appendable: st, Queryable: st, Notify: n.notify, Dir: t.TempDir()})
+	m, err := New(Options{Appendable: st, Queryable: st, Notify: n.notify, Dir: t.TempDir(), Engine: testEngine(), ExternalURL: testURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +191,7 @@ func TestStopCancelsEvaluationInFlight(t *testing.T) {
 	st := teststorage.New(t)
 	t.Cleanup(func() { _ = st.Close() })
 	started := make(chan struct{}, 1)
-	m, err := New(Options{Appendable: st, Queryable: blockingQueryable{Queryable: st, started: started}, Dir: t.TempDir()})
+	m, err := New(Options{Appendable: st, Queryable: blockingQueryable{Queryable: st, started: started}, Dir: t.TempDir(), Engine: testEngine(), ExternalURL: testURL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,9 +214,9 @@ func TestStopCancelsEvaluationInFlight(t *testing.T) {
 
 // Rule queries go through the same checks as the API's: a subquery of more
 // steps than allowed fails its evaluation instead of taking the process
-// down, and a subquery without a step gets the global evaluation interval
-// (at 1s, 2000h is 7.2 million steps; at the engine's default of a minute
-// it would be 120,000 and pass).
+// down, and a subquery without a step gets the engine's default step, the
+// global evaluation interval (at 1s, 2000h is 7.2 million steps; at a
+// minute it would be 120,000 and pass).
 func TestRuleSubqueriesAreChecked(t *testing.T) {
 	m, _ := newManager(t, &notified{})
 	gen := []rulefmt.RuleGroup{{Name: "hostile", Rules: []rulefmt.Rule{
@@ -242,5 +256,19 @@ func TestRuleSubqueriesAreChecked(t *testing.T) {
 			t.Fatalf("rules not evaluated within 10s: %v", got)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The engine and the external URL are the server's, never made up here.
+func TestNewNeedsEngineAndExternalURL(t *testing.T) {
+	st := teststorage.New(t)
+	t.Cleanup(func() { _ = st.Close() })
+	for name, opts := range map[string]Options{
+		"no engine":       {Appendable: st, Queryable: st, Dir: t.TempDir(), ExternalURL: testURL},
+		"no external URL": {Appendable: st, Queryable: st, Dir: t.TempDir(), Engine: testEngine()},
+	} {
+		if _, err := New(opts); !errors.Is(err, ErrMissingOption) {
+			t.Errorf("%s: %v, want ErrMissingOption", name, err)
+		}
 	}
 }

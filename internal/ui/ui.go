@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -35,6 +36,15 @@ const notBuilt = `<!doctype html>
 <p>The APIs answer without it: <a href="/api/v1/query?query=up">/api/v1/query</a>, /api/traces/{id}, <a href="/api/logs">/api/logs</a>, <a href="/metrics">/metrics</a>.</p>
 </body></html>
 `
+
+// ExploreLink is the path, with its query, of the UI page that runs the
+// PromQL expression expr: the metrics explorer, which web/src/App.tsx
+// routes at /explore and which reads the expression from ?query=. Links
+// vigil hands out to show an expression (alerts' generator URLs) are built
+// with it, so that they open vigil's UI rather than a Prometheus's.
+func ExploreLink(expr string) string {
+	return "/explore?" + url.Values{"query": {expr}}.Encode()
+}
 
 // Handler serves the UI embedded at build time.
 func Handler() http.Handler {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -137,5 +139,35 @@ func TestEmbedded(t *testing.T) {
 	resp, body := do(t, Handler(), http.MethodGet, "/")
 	if resp.StatusCode != 200 || !strings.Contains(body, "<html") && !strings.Contains(body, "<!doctype html>") {
 		t.Errorf("GET / = %d %.80q", resp.StatusCode, body)
+	}
+}
+
+// Alerts' generator URLs open ExploreLink: the app must serve it, and the
+// explorer must read the expression back exactly from the query string.
+func TestExploreLink(t *testing.T) {
+	expr := `sum by (code) (rate(http_requests_total{code=~"5..", path="/a&b"}[5m])) > 0.5`
+	link := ExploreLink(expr)
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Path != "/explore" || u.Query().Get("query") != expr {
+		t.Errorf("ExploreLink = %s: path %q, query %q; want /explore with %q", link, u.Path, u.Query().Get("query"), expr)
+	}
+	if resp, body := do(t, New(built), http.MethodGet, link); resp.StatusCode != http.StatusOK || !strings.Contains(body, `<div id="root">`) {
+		t.Errorf("GET %s = %d, want the app", link, resp.StatusCode)
+	}
+	// The route and its parameter are the app's (web/src).
+	for file, want := range map[string]string{
+		"../../web/src/App.tsx":                   `path="/explore" component={MetricsExplorer}`,
+		"../../web/src/pages/MetricsExplorer.tsx": `q.get('query')`,
+	} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(src), want) {
+			t.Errorf("%s no longer has %s: ExploreLink must follow the app", file, want)
+		}
 	}
 }

@@ -184,8 +184,12 @@ func apiPath(p string) bool {
 	return false
 }
 
-// writeJSONError answers in the Prometheus API's error shape, which is also
-// what vigil's other JSON APIs use.
+// writeJSONError answers in the Prometheus API's error shape. The APIs do
+// not share one (the Jaeger and log APIs answer their own errors in their
+// own shapes, internal/query/httpapi), but an answer given before any API
+// is reached (not ready, no such path) cannot know which API the client
+// speaks, and most clients of vigil's API paths (Grafana, promtool, the UI)
+// read Prometheus's.
 func writeJSONError(w http.ResponseWriter, code int, errType, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

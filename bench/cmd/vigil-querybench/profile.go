@@ -12,8 +12,10 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/query/red"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
 )
@@ -48,20 +50,16 @@ func runProfile(args []string) error {
 		return err
 	}
 	defer store.Close()
-	redSvc, err := red.New(red.Options{Spans: store, Queryable: tsdb})
+	// One engine, as the server has, with the default limits.
+	redSvc, err := red.New(red.Options{Spans: store, Queryable: tsdb, Engine: querylimit.NewEngine(querylimit.Options{})})
 	if err != nil {
 		return err
 	}
 	// The routes cmd/vigil/server.go mounts for these APIs.
 	mux := http.NewServeMux()
-	mount := func(routes []string, h http.Handler) {
-		for _, r := range routes {
-			mux.Handle(r, h)
-		}
-	}
-	mount(red.Routes, redSvc.Handler())
-	mount(jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{Traces: store, Dependencies: redSvc}))
-	mount(logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: store}))
+	httpapi.Mount(mux, red.Routes, redSvc.Handler())
+	httpapi.Mount(mux, jaegerapi.Routes, jaegerapi.NewHandler(jaegerapi.Options{Traces: store, Dependencies: redSvc}))
+	httpapi.Mount(mux, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: store}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

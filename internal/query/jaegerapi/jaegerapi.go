@@ -6,10 +6,8 @@
 package jaegerapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +20,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/storage"
 )
@@ -40,11 +39,11 @@ type TraceStore interface {
 type DependencyReader interface {
 	// Dependencies returns the service-to-service call counts in the
 	// window of length lookback ending at end.
-	Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]Dependency, error)
+	Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]storage.Dependency, error)
 }
 
-// Dependency is one edge of Jaeger's dependency graph.
-type Dependency struct {
+// dependency is one edge of Jaeger's dependency graph.
+type dependency struct {
 	Parent    string `json:"parent"`
 	Child     string `json:"child"`
 	CallCount uint64 `json:"callCount"`
@@ -92,15 +91,7 @@ func NewHandler(opts Options) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name:        "vigil_query_requests_total",
-		Help:        "HTTP requests answered by vigil's query APIs, by API and status code.",
-		ConstLabels: prometheus.Labels{"api": "jaeger"},
-	}, []string{"code"})
-	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(requests)
-	}
-	h := &handler{traces: opts.Traces, deps: opts.Dependencies, logger: logger, requests: requests, now: opts.Now,
+	h := &handler{traces: opts.Traces, deps: opts.Dependencies, logger: logger, requests: httpapi.NewRequestCounter("jaeger", opts.Registerer), now: opts.Now,
 		maxSpans: opts.MaxTraceSpans, maxBytes: opts.MaxTraceBytes}
 	if h.now == nil {
 		h.now = time.Now
@@ -113,13 +104,7 @@ func NewHandler(opts Options) http.Handler {
 	mux.HandleFunc("GET /api/services/{service}/operations", h.serviceOperations)
 	mux.HandleFunc("GET /api/operations", h.operations)
 	mux.HandleFunc("GET /api/dependencies", h.dependencies)
-	for _, route := range Routes {
-		// Without this the mux would answer other methods in plain text.
-		mux.HandleFunc(route, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Allow", "GET, HEAD")
-			h.writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
-		})
-	}
+	httpapi.MethodNotAllowed(mux, Routes, h.writeError)
 	if opts.Slots == nil {
 		return mux
 	}
@@ -196,46 +181,29 @@ func (h *handler) readTrace(ctx context.Context, id pcommon.TraceID, maxSpans in
 	return trace, lim.ReadBytes, nil
 }
 
-// storageError answers a failed storage call: 400 for a query the store
-// rejects, 503 (retryable) when it is unavailable or the client left, 500
-// otherwise.
+// storageError answers a failed storage call as every query API does
+// (httpapi.ReadFailure); what the store did not foresee is a 500.
 func (h *handler) storageError(w http.ResponseWriter, r *http.Request, err error, doing string, logArgs ...any) {
-	logArgs = append(logArgs, "err", err)
-	switch {
-	case errors.Is(err, storage.ErrInvalidQuery):
-		h.writeError(w, http.StatusBadRequest, err.Error())
-	case r.Context().Err() != nil:
-		// The client went away; nobody reads the answer and it is not a
-		// storage fault worth logging as one.
-		h.logger.Debug("jaegerapi: request cancelled", logArgs...)
-		h.writeError(w, http.StatusServiceUnavailable, "request cancelled")
-	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrClosed):
-		h.logger.Warn("jaegerapi: storage unavailable while "+doing, logArgs...)
-		w.Header().Set("Retry-After", "1")
-		h.writeError(w, http.StatusServiceUnavailable, "storage unavailable, retry later")
-	default:
-		h.logger.Error("jaegerapi: "+doing+" failed", logArgs...)
-		h.writeError(w, http.StatusInternalServerError, "internal error "+doing)
-	}
+	f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{
+		Code: http.StatusInternalServerError, Msg: "internal error " + doing, Level: slog.LevelError,
+	})
+	h.logger.Log(r.Context(), f.Level, "jaegerapi: "+doing+" failed", append(logArgs, "err", err)...)
+	f.Write(w, h.writeError)
 }
 
 func (h *handler) writeError(w http.ResponseWriter, code int, msg string) {
 	h.writeJSON(w, code, response{Errors: []responseError{{Code: code, Msg: msg}}})
 }
 
+// encodingFailed is the answer to a value that does not encode.
+var encodingFailed = []byte(`{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":500,"msg":"internal error encoding the response"}]}` + "\n")
+
 func (h *handler) writeJSON(w http.ResponseWriter, code int, v any) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
-		// Conversion produces only encodable values, so this is a bug; answer
-		// with a well-formed error rather than half a document.
+	code, err := httpapi.WriteJSON(w, code, v, encodingFailed)
+	if err != nil {
+		// Conversion produces only encodable values, so this is a bug.
 		h.logger.Error("jaegerapi: encoding response failed", "err", err)
-		code = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"data":null,"total":0,"limit":0,"offset":0,"errors":[{"code":500,"msg":"internal error encoding the response"}]}` + "\n")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
 	h.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 

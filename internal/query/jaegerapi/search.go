@@ -349,14 +349,16 @@ func (h *handler) dependencies(w http.ResponseWriter, r *http.Request) {
 		}
 		lookback = time.Duration(ms) * time.Millisecond
 	}
-	deps := []Dependency{}
+	deps := []dependency{}
 	if h.deps != nil {
 		got, err := h.deps.Dependencies(r.Context(), end, lookback)
 		if err != nil {
 			h.storageError(w, r, err, "computing dependencies")
 			return
 		}
-		deps = append(deps, got...)
+		for _, d := range got {
+			deps = append(deps, dependency(d))
+		}
 	}
 	h.writeJSON(w, http.StatusOK, response{Data: deps, Total: len(deps)})
 }

@@ -30,12 +30,12 @@ func searchStore(t *testing.T) *memory.Store {
 	return st
 }
 
-type fixedDeps []Dependency
+type fixedDeps []storage.Dependency
 
-func (d fixedDeps) Dependencies(_ context.Context, end time.Time, lookback time.Duration) ([]Dependency, error) {
+func (d fixedDeps) Dependencies(_ context.Context, end time.Time, lookback time.Duration) ([]storage.Dependency, error) {
 	// Encode the window into the answer so the test sees what was asked.
-	out := append([]Dependency(nil), d...)
-	out = append(out, Dependency{Parent: end.UTC().Format(time.RFC3339), Child: lookback.String()})
+	out := append([]storage.Dependency(nil), d...)
+	out = append(out, storage.Dependency{Parent: end.UTC().Format(time.RFC3339), Child: lookback.String()})
 	return out, nil
 }
 

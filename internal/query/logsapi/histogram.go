@@ -41,7 +41,7 @@ func (h *handler) histogram(w http.ResponseWriter, r *http.Request) {
 	v := r.URL.Query()
 	q, err := parseQuery(v, h.now(), true)
 	if err != nil {
-		h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
+		h.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	span := q.End.Sub(q.Start)
@@ -49,13 +49,13 @@ func (h *handler) histogram(w http.ResponseWriter, r *http.Request) {
 	if s := v.Get("step"); s != "" {
 		sec, err := strconv.ParseFloat(s, 64)
 		if err != nil || sec < 1 || sec > 86400*31 {
-			h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("invalid step %q: seconds between 1 and 2678400", s)})
+			h.writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid step %q: seconds between 1 and 2678400", s))
 			return
 		}
 		step = time.Duration(sec * float64(time.Second)).Truncate(time.Second)
 	}
 	if span/step > maxBins {
-		h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: fmt.Sprintf("step %s splits the range into more than %d bins; use a larger step", step, maxBins)})
+		h.writeError(w, http.StatusBadRequest, fmt.Sprintf("step %s splits the range into more than %d bins; use a larger step", step, maxBins))
 		return
 	}
 	got, err := h.logs.LogHistogram(r.Context(), q, step)

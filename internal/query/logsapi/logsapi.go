@@ -4,10 +4,8 @@
 package logsapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -24,6 +22,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/vigil-observability/vigil/internal/query/apitime"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/storage"
 )
@@ -82,30 +81,15 @@ func NewHandler(opts Options) http.Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	h.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name:        "vigil_query_requests_total",
-		Help:        "HTTP requests answered by vigil's query APIs, by API and status code.",
-		ConstLabels: prometheus.Labels{"api": "logs"},
-	}, []string{"code"})
-	if opts.Registerer != nil {
-		opts.Registerer.MustRegister(h.requests)
-	}
+	h.requests = httpapi.NewRequestCounter("logs", opts.Registerer)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/logs", h.findLogs)
 	mux.HandleFunc("GET /api/logs/histogram", h.histogram)
-	for _, route := range Routes {
-		// Without this the mux would answer other methods in plain text.
-		mux.HandleFunc(route, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Allow", "GET, HEAD")
-			h.writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method not allowed; use GET"})
-		})
-	}
+	httpapi.MethodNotAllowed(mux, Routes, h.writeError)
 	if opts.Slots == nil {
 		return mux
 	}
-	return opts.Slots.Handler(mux, func(w http.ResponseWriter, code int, msg string) {
-		h.writeJSON(w, code, errorResponse{Error: msg})
-	})
+	return opts.Slots.Handler(mux, h.writeError)
 }
 
 type handler struct {
@@ -143,7 +127,7 @@ type errorResponse struct {
 func (h *handler) findLogs(w http.ResponseWriter, r *http.Request) {
 	q, err := parseQuery(r.URL.Query(), h.now(), false)
 	if err != nil {
-		h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
+		h.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	// Collect everything before answering so that a storage error found
@@ -163,35 +147,30 @@ func (h *handler) findLogs(w http.ResponseWriter, r *http.Request) {
 	h.writeJSON(w, http.StatusOK, out)
 }
 
+// storageError answers a failed read as every query API does
+// (httpapi.ReadFailure); what the store did not foresee is a 500.
 func (h *handler) storageError(w http.ResponseWriter, ctx context.Context, err error) {
-	switch {
-	case errors.Is(err, storage.ErrInvalidQuery):
-		h.writeJSON(w, http.StatusBadRequest, errorResponse{Error: err.Error()})
-	case ctx.Err() != nil:
-		h.logger.Debug("logsapi: request cancelled", "err", err)
-		h.writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: "request cancelled"})
-	case errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrClosed):
-		h.logger.Warn("logsapi: storage unavailable", "err", err)
-		w.Header().Set("Retry-After", "1")
-		h.writeJSON(w, http.StatusServiceUnavailable, errorResponse{Error: "storage unavailable, retry later"})
-	default:
-		h.logger.Error("logsapi: reading logs failed", "err", err)
-		h.writeJSON(w, http.StatusInternalServerError, errorResponse{Error: "internal error reading logs"})
-	}
+	f := httpapi.ReadFailure(ctx, err, httpapi.Failure{
+		Code: http.StatusInternalServerError, Msg: "internal error reading logs", Level: slog.LevelError,
+	})
+	h.logger.Log(ctx, f.Level, "logsapi: reading logs failed", "err", err)
+	f.Write(w, h.writeError)
 }
 
+// writeError answers in the log API's error shape, {"error": msg}.
+func (h *handler) writeError(w http.ResponseWriter, code int, msg string) {
+	h.writeJSON(w, code, errorResponse{Error: msg})
+}
+
+// encodingFailed is the answer to a value that does not encode.
+var encodingFailed = []byte(`{"error":"internal error encoding the response"}` + "\n")
+
 func (h *handler) writeJSON(w http.ResponseWriter, code int, v any) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
+	code, err := httpapi.WriteJSON(w, code, v, encodingFailed)
+	if err != nil {
 		// convert only produces encodable values, so this is a bug.
 		h.logger.Error("logsapi: encoding response failed", "err", err)
-		code = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(`{"error":"internal error encoding the response"}` + "\n")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
 	h.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 }
 

@@ -125,9 +125,10 @@ func TestQueryDepthAndReadMatchers(t *testing.T) {
 // back later; queries that need no storage are not held up.
 func TestQuerySlots(t *testing.T) {
 	opts := testOptions(t)
-	opts.Slots = querylimit.NewSlots(1, 20*time.Millisecond)
+	slots := querylimit.NewSlots(1, 20*time.Millisecond)
+	opts.Engine = querylimit.NewEngine(querylimit.Options{Slots: slots})
 	h := newHandler(t, opts)
-	_, release, err := opts.Slots.Acquire(t.Context())
+	_, release, err := slots.Acquire(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +156,7 @@ func TestQuerySlots(t *testing.T) {
 // answers its own sample limit.
 func TestQueryMaxSeries(t *testing.T) {
 	opts := testOptions(t)
-	opts.Limits.MaxSeries = 1
+	opts.Engine = querylimit.NewEngine(querylimit.Options{Limits: querylimit.Limits{MaxSeries: 1}})
 	h := newHandler(t, opts)
 	for _, path := range []string{
 		"/query?" + url.Values{"query": {"{__name__=~\".+\"}"}, "time": {tMid}}.Encode(),

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,8 +30,6 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
@@ -44,13 +41,9 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
-// Defaults, the same as the Prometheus server's flags.
-const (
-	DefaultLookbackDelta = 5 * time.Minute
-	// DefaultListenAddress is only used to recognise targets that are
-	// vigil itself when reporting their global URL on /api/v1/targets.
-	DefaultListenAddress = "0.0.0.0:9090"
-)
+// DefaultListenAddress is only used to recognise targets that are vigil
+// itself when reporting their global URL on /api/v1/targets.
+const DefaultListenAddress = "0.0.0.0:9090"
 
 // remoteReadMaxBytesInFrame is Prometheus's flag default; remote read's
 // sample and concurrency limits are the query limits.
@@ -60,7 +53,8 @@ const remoteReadMaxBytesInFrame = 1 << 20
 // with, under Prometheus's flag names. Tools such as Grafana read some of
 // them (query.timeout, query.max-samples); an empty object tells them
 // nothing.
-func effectiveFlags(opts Options, lim querylimit.Limits, extURL *url.URL) map[string]string {
+func effectiveFlags(opts Options, engine *querylimit.Engine, extURL *url.URL) map[string]string {
+	lim := engine.Limits()
 	flags := make(map[string]string, len(opts.Flags)+10)
 	maps.Copy(flags, opts.Flags)
 	// What the handler runs with wins over what the caller says.
@@ -71,7 +65,7 @@ func effectiveFlags(opts Options, lim querylimit.Limits, extURL *url.URL) map[st
 		"query.max-series":                       strconv.Itoa(lim.MaxSeries),
 		"query.max-response-bytes":               strconv.FormatInt(lim.MaxResponseBytes, 10),
 		"query.max-trace-spans":                  strconv.Itoa(lim.MaxTraceSpans),
-		"query.lookback-delta":                   model.Duration(cmpOr(opts.LookbackDelta, DefaultLookbackDelta)).String(),
+		"query.lookback-delta":                   model.Duration(engine.LookbackDelta()).String(),
 		"web.enable-admin-api":                   strconv.FormatBool(opts.EnableAdmin),
 		"web.cors.origin":                        opts.CORSOrigin,
 		"web.external-url":                       extURL.String(),
@@ -89,8 +83,13 @@ func effectiveFlags(opts Options, lim querylimit.Limits, extURL *url.URL) map[st
 // whose path starts with it, e.g. /api/v1/query.
 const PathPrefix = "/api/v1"
 
-// ErrNoQueryable is returned by New when Options.Queryable is nil.
-var ErrNoQueryable = errors.New("promapi: Options.Queryable is required")
+// ErrNoQueryable, ErrNoEngine and ErrNoExternalURL are returned by New
+// when Options.Queryable, Engine or ExternalURL is nil.
+var (
+	ErrNoQueryable   = errors.New("promapi: Options.Queryable is required")
+	ErrNoEngine      = errors.New("promapi: Options.Engine is required")
+	ErrNoExternalURL = errors.New("promapi: Options.ExternalURL is required")
+)
 
 // ErrNoTSDB is reported by the TSDB status endpoints when Options.TSDB is
 // not set.
@@ -133,8 +132,9 @@ type Options struct {
 	// targets' alone.
 	Metadata MetadataSource
 	// Config returns the current Prometheus-format configuration, for
-	// /status/config, remote read's external labels and the default
-	// subquery step (global evaluation_interval); nil means the defaults.
+	// /status/config and remote read's external labels; nil means the
+	// defaults. (The default subquery step, the global
+	// evaluation_interval, is the Engine's.)
 	Config func() config.Config
 	// Rules serves /rules and /alerts (a *rules.Manager); nil means vigil
 	// evaluates no rules and both answer empty lists.
@@ -154,24 +154,24 @@ type Options struct {
 	// carries an Origin header.
 	CORSOrigin string
 
-	// Limits bound each query (and remote read); zero fields mean
-	// querylimit.DefaultsFor(0), Prometheus's defaults.
-	Limits querylimit.Limits
-	// Slots is the query concurrency limiter shared with vigil's other
-	// query paths; nil gives the API its own of Limits.MaxConcurrency.
-	Slots         *querylimit.Slots
-	LookbackDelta time.Duration // Zero means DefaultLookbackDelta.
+	// Engine evaluates the queries: the process's one engine, shared with
+	// rules, RED and the doctor. Its limits also bound remote read and the
+	// endpoints that read storage without it, which run under its slots;
+	// /status/flags shows its settings. Required.
+	Engine *querylimit.Engine
 
 	// ListenAddress and ExternalURL are how vigil is reached; the targets
-	// endpoint uses them to compute a target's globalUrl. Empty means
-	// DefaultListenAddress and http://<hostname>:<listen port>.
+	// endpoint uses them to compute a target's globalUrl, /status/flags
+	// shows them. Empty ListenAddress means DefaultListenAddress.
+	// ExternalURL is required: the one vigil's other links start with.
 	ListenAddress string
 	ExternalURL   *url.URL
 
 	// Logger may be nil (logs are discarded).
 	Logger *slog.Logger
-	// Registerer receives the PromQL engine and remote-read metrics; nil
-	// keeps them in a private registry.
+	// Registerer receives the API's and remote read's metrics (the engine
+	// registers its own where it was built); nil keeps them in a private
+	// registry.
 	Registerer prometheus.Registerer
 	// Gatherer is exposed by /status/self_metrics; nil uses Registerer if
 	// it is a Gatherer, otherwise an empty registry.
@@ -190,8 +190,8 @@ type Options struct {
 // Registerer.
 var ErrRegistration = errors.New("promapi: registering metrics")
 
-// New builds the /api/v1 handler. Call it once per Registerer: the PromQL
-// engine and remote-read metrics it registers have fixed names.
+// New builds the /api/v1 handler. Call it once per Registerer: the
+// remote-read metrics it registers have fixed names.
 func New(opts Options) (h http.Handler, err error) {
 	// Prometheus's constructors register their metrics with MustRegister;
 	// a conflict must reach the caller as an error, not crash vigil.
@@ -204,6 +204,14 @@ func New(opts Options) (h http.Handler, err error) {
 	if opts.Queryable == nil {
 		return nil, ErrNoQueryable
 	}
+	if opts.Engine == nil {
+		return nil, ErrNoEngine
+	}
+	if opts.ExternalURL == nil {
+		return nil, ErrNoExternalURL
+	}
+	extURL := opts.ExternalURL
+	engine := opts.Engine
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -228,16 +236,8 @@ func New(opts Options) (h http.Handler, err error) {
 	if listen == "" {
 		listen = DefaultListenAddress
 	}
-	extURL, err := externalURL(opts.ExternalURL, listen)
-	if err != nil {
-		return nil, err
-	}
-	lim := opts.Limits.Fill(querylimit.DefaultsFor(0))
-	slots := opts.Slots
-	if slots == nil {
-		slots = querylimit.NewSlots(lim.MaxConcurrency, lim.QueueWait)
-	}
-	flags := effectiveFlags(opts, lim, extURL)
+	lim := engine.Limits()
+	flags := effectiveFlags(opts, engine, extURL)
 	corsOrigin, err := regexp.Compile("^(?:" + opts.CORSOrigin + ")$")
 	if err != nil {
 		return nil, fmt.Errorf("promapi: CORS origin %q: %w", opts.CORSOrigin, err)
@@ -247,29 +247,8 @@ func New(opts Options) (h http.Handler, err error) {
 		targets = opts.Targets
 	}
 
-	featureReg := features.NewRegistry()
-	promParser := parser.NewParser(parser.Options{ExperimentalDurationExpr: true})
-	engine := querylimit.NewEngine(querylimit.Options{
-		EngineOpts: promql.EngineOpts{
-			Logger:        logger.With("component", "query engine"),
-			Reg:           reg,
-			LookbackDelta: cmpOr(opts.LookbackDelta, DefaultLookbackDelta),
-			// Always on in Prometheus since v2.33.
-			EnableAtModifier:     true,
-			EnableNegativeOffset: true,
-			FeatureRegistry:      featureReg,
-		},
-		Limits: lim,
-		Slots:  slots,
-		Plan: querylimit.Plan{
-			Parser: promParser,
-			// Prometheus uses the global evaluation interval as the step of
-			// subqueries written without one.
-			DefaultStep: func(int64) int64 {
-				return time.Duration(cfgFunc().GlobalConfig.EvaluationInterval).Milliseconds()
-			},
-		},
-	})
+	featureReg := engine.Features()
+	promParser := engine.Parser()
 	// Every read of the API counts the series it selects against the
 	// request's budget (the engine's queries, /series, remote read).
 	queryable := querylimit.LimitSeries(opts.Queryable)
@@ -361,7 +340,7 @@ func New(opts Options) (h http.Handler, err error) {
 		false, nil, // Remote-write receiver off: vigil has its own.
 		false, false, false, // OTLP receiver off: vigil has its own.
 		false, // No start-timestamp zero ingestion (no writes here).
-		cmpOr(opts.LookbackDelta, DefaultLookbackDelta),
+		engine.LookbackDelta(),
 		false, // Type-and-unit labels off, as in Prometheus by default.
 		false, // No metadata appending (no writes here).
 		nil,   // Prometheus's own error-code mapping.
@@ -375,7 +354,7 @@ func New(opts Options) (h http.Handler, err error) {
 
 	router := route.New()
 	api.Register(router.WithPrefix(PathPrefix))
-	guarded := queryGuard{next: router, slots: slots, maxSeries: lim.MaxSeries}
+	guarded := queryGuard{next: router, slots: engine.Slots(), maxSeries: lim.MaxSeries}
 	// Endpoints Prometheus's handler registers but vigil does not serve:
 	// Prometheus answers them 500 ("disabled") or names its own flags;
 	// nothing failed, they are simply not here.
@@ -403,31 +382,6 @@ func New(opts Options) (h http.Handler, err error) {
 		}
 		routed.ServeHTTP(w, r)
 	}), nil
-}
-
-// externalURL mirrors how Prometheus derives its external URL when none is
-// configured: the host name and the listen port.
-func externalURL(u *url.URL, listen string) (*url.URL, error) {
-	if u != nil {
-		return u, nil
-	}
-	_, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("promapi: listen address %q: %w", listen, err)
-	}
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("promapi: host name for the external URL: %w", err)
-	}
-	return &url.URL{Scheme: "http", Host: net.JoinHostPort(host, port)}, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // noTargets stands for a vigil that scrapes nothing.

@@ -20,10 +20,12 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/scrape"
 	apiv1 "github.com/prometheus/prometheus/web/api/v1"
 
 	vigilscrape "github.com/vigil-observability/vigil/internal/ingest/scrape"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -94,6 +96,7 @@ func testOptions(t *testing.T) Options {
 		Queryable:     db,
 		TSDB:          db,
 		Targets:       newFakeTargets(),
+		Engine:        querylimit.NewEngine(querylimit.Options{}),
 		Flags:         map[string]string{"storage.tsdb.path": "data/"},
 		ListenAddress: "127.0.0.1:9090",
 		ExternalURL:   &url.URL{Scheme: "https", Host: "vigil.example.com"},
@@ -106,8 +109,16 @@ func testOptions(t *testing.T) Options {
 	}
 }
 
+// newHandler builds the handler of opts, on an engine of default settings
+// and a local external URL when opts has none.
 func newHandler(t *testing.T, opts Options) http.Handler {
 	t.Helper()
+	if opts.Engine == nil {
+		opts.Engine = querylimit.NewEngine(querylimit.Options{})
+	}
+	if opts.ExternalURL == nil {
+		opts.ExternalURL = &url.URL{Scheme: "http", Host: "localhost:7070"}
+	}
 	h, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -169,10 +180,10 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-func TestOptionsReachTheEngine(t *testing.T) {
+func TestEngineSettingsReachTheAPI(t *testing.T) {
 	tests := []struct {
 		name     string
-		mutate   func(*Options)
+		engine   querylimit.Options
 		path     string
 		wantCode int
 		wantBody string
@@ -185,14 +196,14 @@ func TestOptionsReachTheEngine(t *testing.T) {
 		},
 		{
 			name:     "a 10s lookback does not",
-			mutate:   func(o *Options) { o.LookbackDelta = 10 * time.Second },
+			engine:   querylimit.Options{EngineOpts: promql.EngineOpts{LookbackDelta: 10 * time.Second}},
 			path:     q("vigil_test_odd_values", "1700000630"),
 			wantCode: http.StatusOK,
 			wantBody: `"result":[]`,
 		},
 		{
 			name:     "max samples",
-			mutate:   func(o *Options) { o.Limits.MaxSamples = 10 },
+			engine:   querylimit.Options{Limits: querylimit.Limits{MaxSamples: 10}},
 			path:     q("vigil_test_requests_total[10m]", tEnd),
 			wantCode: http.StatusUnprocessableEntity,
 			wantBody: "too many samples",
@@ -208,9 +219,7 @@ func TestOptionsReachTheEngine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			opts := testOptions(t)
-			if tt.mutate != nil {
-				tt.mutate(&opts)
-			}
+			opts.Engine = querylimit.NewEngine(tt.engine)
 			code, body := get(t, newHandler(t, opts), "", tt.path)
 			if code != tt.wantCode || !strings.Contains(string(body), tt.wantBody) {
 				t.Errorf("GET %s: %s, want HTTP %d containing %s", tt.path, describe(code, body), tt.wantCode, tt.wantBody)
@@ -312,6 +321,12 @@ func TestOptionalDependenciesAbsent(t *testing.T) {
 		t.Fatalf("New without Queryable: %v, want ErrNoQueryable", err)
 	}
 	db := openLoadedTSDB(t, nil)
+	if _, err := New(Options{Queryable: db}); !errors.Is(err, ErrNoEngine) {
+		t.Fatalf("New without Engine: %v, want ErrNoEngine", err)
+	}
+	if _, err := New(Options{Queryable: db, Engine: querylimit.NewEngine(querylimit.Options{})}); !errors.Is(err, ErrNoExternalURL) {
+		t.Fatalf("New without ExternalURL: %v, want ErrNoExternalURL", err)
+	}
 	h := newHandler(t, Options{Queryable: db})
 
 	tests := []struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
+	"github.com/prometheus/prometheus/util/features"
 )
 
 // ErrTooManySeries and ErrResponseTooLarge end a query that would hold more
@@ -26,8 +27,12 @@ var (
 type Options struct {
 	// EngineOpts are the wrapped engine's options; Timeout, MaxSamples,
 	// Parser and NoStepSubqueryIntervalFn are set from Limits and Plan.
+	// The @ modifier and negative offsets are always on, as in every
+	// Prometheus since v2.33; FeatureRegistry is a new one when nil, so
+	// that the Prometheus API can report the engine's features.
 	EngineOpts promql.EngineOpts
-	Limits     Limits
+	// Limits bound each query; zero fields are taken from DefaultsFor(0).
+	Limits Limits
 	// Plan must describe EngineOpts: the parser and default subquery step
 	// the engine is built with are taken from it.
 	Plan Plan
@@ -40,16 +45,26 @@ type Options struct {
 // runs each query under a slot of Slots, and ends queries that select more
 // than Limits.MaxSeries series or whose answer would exceed
 // Limits.MaxResponseBytes.
+//
+// A process builds one and hands it to every path that evaluates PromQL
+// (the Prometheus API, rules, RED, the doctor): the engine's metrics are
+// registered once, and what the API reports as its settings is what every
+// path runs with. Safe for concurrent use.
 type Engine struct {
-	ng     *promql.Engine
-	plan   Plan
-	limits Limits
-	slots  *Slots
+	ng       *promql.Engine
+	plan     Plan
+	limits   Limits
+	slots    *Slots
+	lookback time.Duration
+	features features.Collector
 }
 
 var _ promql.QueryEngine = (*Engine)(nil)
 
-// NewEngine builds the engine and its wrapper.
+// NewEngine builds the engine and its wrapper. With EngineOpts.Reg set it
+// registers the engine's metrics there, as Prometheus's engine does: it
+// panics on a second engine with the same registry, so build one per
+// process.
 func NewEngine(opts Options) *Engine {
 	eo := opts.EngineOpts
 	if opts.Plan.Parser == nil {
@@ -58,18 +73,44 @@ func NewEngine(opts Options) *Engine {
 	if opts.Plan.DefaultStep == nil {
 		opts.Plan.DefaultStep = func(int64) int64 { return time.Minute.Milliseconds() }
 	}
+	lim := opts.Limits.Fill(DefaultsFor(0))
 	eo.Parser = opts.Plan.Parser
 	eo.NoStepSubqueryIntervalFn = opts.Plan.DefaultStep
-	eo.Timeout = opts.Limits.Timeout
-	if eo.Timeout <= 0 {
-		eo.Timeout = DefaultTimeout
+	eo.Timeout = lim.Timeout
+	eo.MaxSamples = lim.MaxSamples
+	eo.EnableAtModifier = true
+	eo.EnableNegativeOffset = true
+	if eo.LookbackDelta <= 0 {
+		eo.LookbackDelta = DefaultLookbackDelta
 	}
-	eo.MaxSamples = opts.Limits.MaxSamples
-	if eo.MaxSamples <= 0 {
-		eo.MaxSamples = DefaultMaxSamples
+	if eo.FeatureRegistry == nil {
+		eo.FeatureRegistry = features.NewRegistry()
 	}
-	return &Engine{ng: promql.NewEngine(eo), plan: opts.Plan, limits: opts.Limits, slots: opts.Slots}
+	return &Engine{
+		ng: promql.NewEngine(eo), plan: opts.Plan, limits: lim, slots: opts.Slots,
+		lookback: eo.LookbackDelta, features: eo.FeatureRegistry,
+	}
 }
+
+// DefaultLookbackDelta is how far back an instant selector looks for a
+// sample, Prometheus's --query.lookback-delta default.
+const DefaultLookbackDelta = 5 * time.Minute
+
+// Limits are the bounds each query runs under, defaults filled in.
+func (e *Engine) Limits() Limits { return e.limits }
+
+// Slots is the concurrency limiter queries run under; nil means none.
+func (e *Engine) Slots() *Slots { return e.slots }
+
+// LookbackDelta is how far back an instant selector looks.
+func (e *Engine) LookbackDelta() time.Duration { return e.lookback }
+
+// Parser reads queries the way the engine does.
+func (e *Engine) Parser() parser.Parser { return e.plan.Parser }
+
+// Features is the registry the engine reported its PromQL features to;
+// the Prometheus API adds its own and serves them.
+func (e *Engine) Features() features.Collector { return e.features }
 
 // NewInstantQuery implements promql.QueryEngine.
 func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, ts time.Time) (promql.Query, error) {

@@ -1,11 +1,9 @@
 package red
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
-	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -15,7 +13,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
@@ -216,8 +214,8 @@ func (s *Service) serviceMap(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"data": map[string]any{"nodes": nodeList, "edges": edges, "covered": secs}})
 }
 
-func sortDeps(d []jaegerapi.Dependency) {
-	slices.SortFunc(d, func(a, b jaegerapi.Dependency) int {
+func sortDeps(d []vstorage.Dependency) {
+	slices.SortFunc(d, func(a, b vstorage.Dependency) int {
 		return cmp.Or(cmp.Compare(a.Parent, b.Parent), cmp.Compare(a.Child, b.Child))
 	})
 }
@@ -232,40 +230,25 @@ func kindName(k ptrace.SpanKind) string {
 
 func unix(t interface{ UnixMilli() int64 }) float64 { return float64(t.UnixMilli()) / 1000 }
 
+// queryError answers a failed read as every query API does
+// (httpapi.ReadFailure). What neither the store nor PromQL foresaw is
+// answered as retryable: the usual cause is a query that ran out of time
+// or slots while the server is busy.
 func (s *Service) queryError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case r.Context().Err() != nil:
-		writeError(w, http.StatusServiceUnavailable, "request cancelled")
-	case errors.Is(err, vstorage.ErrInvalidQuery):
-		writeError(w, http.StatusBadRequest, err.Error())
-	default:
-		s.logger.Error("red: query failed", "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "querying span metrics failed; retry later")
-	}
+	f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{
+		Code: http.StatusServiceUnavailable, Msg: "querying span metrics failed; retry later", RetryAfter: "1", Level: slog.LevelError,
+	})
+	s.logger.Log(r.Context(), f.Level, "red: query failed", "err", err)
+	f.Write(w, writeError)
 }
+
+// encodingFailed is the answer to a value that does not encode.
+var encodingFailed = []byte(`{"error":"internal error encoding the response","errorType":"unavailable","status":"error"}` + "\n")
 
 func writeJSON(w http.ResponseWriter, v any) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
-		writeError(w, http.StatusInternalServerError, "internal error encoding the response")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(buf.Bytes())
+	_, _ = httpapi.WriteJSON(w, http.StatusOK, v, encodingFailed)
 }
 
-// writeError answers in the Prometheus API's error shape, as vigil's other
-// JSON APIs do.
-func writeError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": errType(code), "error": msg})
-}
-
-func errType(code int) string {
-	if code == http.StatusBadRequest {
-		return "bad_data"
-	}
-	return "unavailable"
-}
+// writeError answers in the Prometheus API's error shape, which the UI
+// and Grafana read already.
+var writeError httpapi.ErrorWriter = httpapi.PrometheusError

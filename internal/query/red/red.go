@@ -13,6 +13,7 @@
 package red
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,7 +28,7 @@ import (
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/query/apitime"
-	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	vstorage "github.com/vigil-observability/vigil/internal/storage"
 )
@@ -56,14 +57,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for default ranges; nil means time.Now.
 	Now func() time.Time
-	// Timeout bounds each PromQL evaluation (30s if 0).
+	// Engine evaluates the service graph queries: the process's one
+	// engine, whose limits and slots bound them; each request runs under
+	// one of its slots. Required.
+	Engine *querylimit.Engine
+	// Timeout bounds each PromQL evaluation (30s if 0), within the
+	// engine's own: the service map is an overview, not worth holding a
+	// slot for the engine's full query timeout.
 	Timeout time.Duration
-	// Limits bound each PromQL evaluation (Timeout aside); zero fields
-	// mean Prometheus's defaults. Slots is the process's query
-	// concurrency limiter: each request runs under one slot (nil: none).
-	Limits querylimit.Limits
-	Slots  *querylimit.Slots
 }
+
+// ErrMissingOption is returned by New when a required option is nil.
+var ErrMissingOption = errors.New("red: Options.Spans, Queryable and Engine are required")
 
 // Routes lists the path patterns Handler serves.
 var Routes = []string{"/api/red/services", "/api/red/operations", "/api/servicemap"}
@@ -76,34 +81,24 @@ type Service struct {
 	logger    *slog.Logger
 	now       func() time.Time
 	slots     *querylimit.Slots
+	timeout   time.Duration
 }
 
-// New returns a Service with its own PromQL engine.
+// New returns a Service.
 func New(opts Options) (*Service, error) {
-	if opts.Queryable == nil || opts.Spans == nil {
-		return nil, errors.New("red: Options.Spans and Options.Queryable are required")
+	if opts.Queryable == nil || opts.Spans == nil || opts.Engine == nil {
+		return nil, ErrMissingOption
 	}
-	s := &Service{spans: opts.Spans, queryable: opts.Queryable, logger: opts.Logger, now: opts.Now, slots: opts.Slots}
+	s := &Service{
+		spans: opts.Spans, queryable: opts.Queryable, logger: opts.Logger, now: opts.Now,
+		engine: opts.Engine, slots: opts.Engine.Slots(), timeout: cmp.Or(opts.Timeout, 30*time.Second),
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	lim := opts.Limits.Fill(querylimit.DefaultsFor(0))
-	lim.Timeout = timeout
-	s.engine = querylimit.NewEngine(querylimit.Options{
-		EngineOpts: promql.EngineOpts{
-			Logger:        s.logger.With("component", "red query engine"),
-			LookbackDelta: 5 * time.Minute,
-		},
-		Limits: lim,
-		Slots:  opts.Slots,
-	})
 	return s, nil
 }
 
@@ -113,12 +108,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("GET /api/red/services", s.services)
 	mux.HandleFunc("GET /api/red/operations", s.operations)
 	mux.HandleFunc("GET /api/servicemap", s.serviceMap)
-	for _, r := range Routes {
-		mux.HandleFunc(r, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method not allowed; use GET")
-		})
-	}
+	httpapi.MethodNotAllowed(mux, Routes, writeError)
 	if s.slots == nil {
 		return mux
 	}
@@ -167,6 +157,10 @@ func (s *Service) parseWindow(r *http.Request) (window, error) {
 
 // instant evaluates q at t and returns its vector.
 func (s *Service) instant(ctx context.Context, q string, t time.Time) (promql.Vector, error) {
+	// The engine reports this deadline as its own timeout, as it did when
+	// RED had an engine of its own with this timeout.
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	qry, err := s.engine.NewInstantQuery(ctx, s.queryable, nil, q, t)
 	if err != nil {
 		return nil, fmt.Errorf("red: %s: %w", q, err)
@@ -214,16 +208,16 @@ func (n nullable) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
 }
 
-// Dependencies implements jaegerapi.DependencyReader from the service
-// graph series: the calls between each pair of services in the window.
-func (s *Service) Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]jaegerapi.Dependency, error) {
+// Dependencies returns, from the service graph series, the calls between
+// each pair of services in the window (the Jaeger API's dependencies).
+func (s *Service) Dependencies(ctx context.Context, end time.Time, lookback time.Duration) ([]vstorage.Dependency, error) {
 	v, err := s.instant(ctx, fmt.Sprintf(`sum by (client, server) (increase(%s[%s]))`, GraphRequests, promDuration(lookback)), end)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]jaegerapi.Dependency, 0, len(v))
+	out := make([]vstorage.Dependency, 0, len(v))
 	for _, smp := range v {
-		out = append(out, jaegerapi.Dependency{
+		out = append(out, vstorage.Dependency{
 			Parent: smp.Metric.Get("client"), Child: smp.Metric.Get("server"),
 			CallCount: uint64(math.Round(max(0, smp.F))),
 		})

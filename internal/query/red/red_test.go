@@ -2,6 +2,7 @@ package red
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -9,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/goldentest"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/storage/memory"
 )
 
@@ -69,11 +72,31 @@ func newService(t *testing.T) *Service {
 	if err := spans.WriteTraces(t.Context(), shopSpans()); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Spans: spans, Queryable: st, Now: func() time.Time { return time.Unix(3600, 0) }})
+	s, err := New(Options{Spans: spans, Queryable: st, Engine: querylimit.NewEngine(querylimit.Options{}), Now: func() time.Time { return time.Unix(3600, 0) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// The engine is shared with the Prometheus API, whose timeout is minutes;
+// the service graph keeps its own, shorter one.
+func TestTimeoutWithinTheSharedEngine(t *testing.T) {
+	st := promqltest.LoadedStorage(t, graphSeries)
+	t.Cleanup(func() { _ = st.Close() })
+	engine := querylimit.NewEngine(querylimit.Options{Limits: querylimit.Limits{Timeout: time.Hour}})
+	if _, err := New(Options{Spans: memory.New(), Queryable: st}); !errors.Is(err, ErrMissingOption) {
+		t.Errorf("New without Engine: %v, want ErrMissingOption", err)
+	}
+	s, err := New(Options{Spans: memory.New(), Queryable: st, Engine: engine, Timeout: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Dependencies(t.Context(), time.Unix(3600, 0), time.Hour)
+	var timeout promql.ErrQueryTimeout
+	if !errors.As(err, &timeout) {
+		t.Errorf("Dependencies with a 1ns timeout: %v, want the engine's timeout error", err)
+	}
 }
 
 func get(t *testing.T, h http.Handler, path string) *httptest.ResponseRecorder {
