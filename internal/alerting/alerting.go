@@ -63,6 +63,11 @@ type Options struct {
 	DataDir string
 	// State replaces the local files in DataDir (a replicated store).
 	State StateStore
+	// Replication, when set, makes silences and the notification log the
+	// cluster's: they are read from its ReplicatedState (not loaded from
+	// State) and silence writes through Handler are committed to the
+	// cluster before the answer. The local saves continue as a cache.
+	Replication *Replicator
 	// ExternalURL is where vigil is reachable: links in notifications
 	// (silence links, .ExternalURL) and the base of alerts' generator URLs.
 	ExternalURL string
@@ -236,33 +241,10 @@ func New(opts Options) (*Alertmanager, error) {
 	am.metrics = newMetrics(reg)
 	ff := flags{}
 
-	snap, err := am.load(stateNflog)
-	if err != nil {
+	if r := opts.Replication; r != nil {
+		am.silences, am.nflog = r.state.silences, r.state.nflog
+	} else if err := am.loadState(); err != nil {
 		return nil, err
-	}
-	am.nflog, err = nflog.New(nflog.Options{
-		SnapshotReader: snap,
-		Retention:      opts.Retention,
-		Logger:         am.logger.With("component", "nflog"),
-		Metrics:        reg,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("alerting: notification log: %w", err)
-	}
-
-	snap, err = am.load(stateSilences)
-	if err != nil {
-		return nil, err
-	}
-	am.silences, err = silence.New(silence.Options{
-		SnapshotReader: snap,
-		Retention:      opts.Retention,
-		Logger:         am.logger.With("component", "silences"),
-		Metrics:        reg,
-		EventRecorder:  am.recorder,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("alerting: silences: %w", err)
 	}
 	am.silencer = silence.NewSilencer(am.silences, am.logger, am.recorder)
 
@@ -286,6 +268,9 @@ func New(opts Options) (*Alertmanager, error) {
 		return nil, fmt.Errorf("alerting: api: %w", err)
 	}
 	am.handler = am.persistSilenceChanges(am.api.Register(route.New(), "/"))
+	if opts.Replication != nil {
+		am.handler = opts.Replication.Handler(am.handler)
+	}
 
 	am.pipelines = notify.NewPipelineBuilder(reg, ff, am.recorder)
 	am.dispMetrics = dispatch.NewDispatcherMetrics(false, reg, ff)
@@ -295,6 +280,41 @@ func New(opts Options) (*Alertmanager, error) {
 		return nil, err
 	}
 	return am, nil
+}
+
+// loadState builds the silences and the notification log from the state
+// store.
+func (am *Alertmanager) loadState() error {
+	reg := am.opts.Registerer
+	snap, err := am.load(stateNflog)
+	if err != nil {
+		return err
+	}
+	am.nflog, err = nflog.New(nflog.Options{
+		SnapshotReader: snap,
+		Retention:      am.opts.Retention,
+		Logger:         am.logger.With("component", "nflog"),
+		Metrics:        reg,
+	})
+	if err != nil {
+		return fmt.Errorf("alerting: notification log: %w", err)
+	}
+
+	snap, err = am.load(stateSilences)
+	if err != nil {
+		return err
+	}
+	am.silences, err = silence.New(silence.Options{
+		SnapshotReader: snap,
+		Retention:      am.opts.Retention,
+		Logger:         am.logger.With("component", "silences"),
+		Metrics:        reg,
+		EventRecorder:  am.recorder,
+	})
+	if err != nil {
+		return fmt.Errorf("alerting: silences: %w", err)
+	}
+	return nil
 }
 
 func externalURL(s string) (*url.URL, error) {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/alertmanager/eventrecorder"
 	"github.com/prometheus/alertmanager/nflog"
 	"github.com/prometheus/alertmanager/silence"
 	"github.com/prometheus/alertmanager/silence/silencepb"
@@ -103,9 +104,10 @@ func NewReplicatedState(opts ReplicatedStateOptions) (*ReplicatedState, error) {
 		return nil, fmt.Errorf("alerting: notification log: %w", err)
 	}
 	s.silences, err = silence.New(silence.Options{
-		Retention: opts.Retention,
-		Logger:    opts.Logger.With("component", "silences"),
-		Metrics:   opts.Registerer,
+		Retention:     opts.Retention,
+		Logger:        opts.Logger.With("component", "silences"),
+		Metrics:       opts.Registerer,
+		EventRecorder: eventrecorder.NopRecorder(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("alerting: silences: %w", err)
@@ -227,6 +229,7 @@ func (s *ReplicatedState) scratch() (*silence.Silences, *bytes.Buffer, error) {
 		SnapshotReader: bytes.NewReader(b),
 		Retention:      s.retention,
 		Metrics:        prometheus.NewRegistry(),
+		EventRecorder:  eventrecorder.NopRecorder(),
 	})
 	if err != nil {
 		return nil, nil, err
