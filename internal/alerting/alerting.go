@@ -45,6 +45,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/rules"
+
+	"github.com/vigil-observability/vigil/internal/consensus"
 )
 
 // Names of the blobs in the StateStore; the same as the files Alertmanager
@@ -68,6 +70,10 @@ type Options struct {
 	// State) and silence writes through Handler are committed to the
 	// cluster before the answer. The local saves continue as a cache.
 	Replication *Replicator
+	// Fencer, when set, makes this a clustered node: a notification is sent
+	// only while Fence succeeds, and webhooks carry its token in the
+	// LeaderTermHeader.
+	Fencer consensus.Fencer
 	// ExternalURL is where vigil is reachable: links in notifications
 	// (silence links, .ExternalURL) and the base of alerts' generator URLs.
 	ExternalURL string
@@ -218,6 +224,9 @@ func New(opts Options) (*Alertmanager, error) {
 		nflogDirty:  make(chan struct{}, 1),
 		stopc:       make(chan struct{}),
 		done:        make(chan struct{}),
+	}
+	if opts.Fencer != nil {
+		am.outbound.fence = NewLeaderFence(opts.Fencer)
 	}
 	if am.state == nil {
 		fs, err := NewFileStore(opts.DataDir)
