@@ -67,8 +67,10 @@ type Options struct {
 	State StateStore
 	// Replication, when set, makes silences and the notification log the
 	// cluster's: they are read from its ReplicatedState (not loaded from
-	// State) and silence writes through Handler are committed to the
-	// cluster before the answer. The local saves continue as a cache.
+	// State), silence writes through Handler are committed to the cluster
+	// before the answer, and Run proposes the notification log entries
+	// this node logs. State is still written, but not read back: the
+	// cluster's log and snapshots are what a restarted node starts from.
 	Replication *Replicator
 	// Fencer, when set, makes this a clustered node: a notification is sent
 	// only while Fence succeeds, and webhooks carry its token in the
@@ -536,6 +538,10 @@ func (am *Alertmanager) Run(ctx context.Context) error {
 		})
 	})
 	wg.Go(func() { am.nflogSaveLoop(maint) })
+	replCtx, stopRepl := context.WithCancel(context.Background())
+	if r := am.opts.Replication; r != nil {
+		wg.Go(func() { r.Run(replCtx) })
+	}
 
 	select {
 	case <-ctx.Done():
@@ -552,6 +558,7 @@ func (am *Alertmanager) Run(ctx context.Context) error {
 		d.Stop()
 	}
 	am.mtx.Unlock()
+	stopRepl()
 	close(maint)
 	wg.Wait()
 	am.alerts.Close()

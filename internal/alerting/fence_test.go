@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -141,15 +142,23 @@ receivers:
 
 func TestNotificationsAreFencedByTerm(t *testing.T) {
 	rcv := newTermReceiver(t)
-	leader := consensustest.NewMemory(newReplState(t))
+	state := newReplState(t)
+	leader := consensustest.NewMemory(state)
+	repl, err := NewReplicator(ReplicatorOptions{State: state, Log: leader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, cancel := leader.Subscribe(64)
+	defer cancel()
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	am, err := New(Options{
-		ConfigFile: writeConfig(t, dir, fastConfig, rcv.srv.URL),
-		DataDir:    filepath.Join(dir, "data"),
-		Fencer:     leader,
-		Registerer: reg,
-		Logger:     slog.New(slog.DiscardHandler),
+		ConfigFile:  writeConfig(t, dir, fastConfig, rcv.srv.URL),
+		DataDir:     filepath.Join(dir, "data"),
+		Fencer:      leader,
+		Replication: repl,
+		Registerer:  reg,
+		Logger:      slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,6 +171,15 @@ func TestNotificationsAreFencedByTerm(t *testing.T) {
 	waitFor(t, "the leader's notification", func() bool { return len(rcv.got()) == 1 })
 	if got := rcv.got(); got[0] != "1" {
 		t.Fatalf("first notification carries term %q, want 1", got[0])
+	}
+	// The running Alertmanager proposes what it logged for the group.
+	select {
+	case a := <-applied:
+		if len(a.Cmd) == 0 || a.Cmd[0] != cmdNflog {
+			t.Fatalf("applied %q, want a notification log command", a.Cmd)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the notification was not logged to the cluster")
 	}
 
 	leader.Depose()

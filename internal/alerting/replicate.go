@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/alertmanager/silence"
 	"github.com/prometheus/alertmanager/silence/silencepb"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -127,7 +128,9 @@ func (s *ReplicatedState) nflogBroadcast(b []byte) {
 	}
 }
 
-// Apply implements consensus.StateMachine.
+// Apply implements consensus.StateMachine. Merge reads the clock in one
+// place: it skips entries already past their retention, which every node's
+// garbage collection removes anyway; the state a read can see is the same.
 func (s *ReplicatedState) Apply(cmd []byte) ([]byte, error) {
 	if len(cmd) == 0 {
 		return nil, fmt.Errorf("%w: empty command", ErrBadCommand)
@@ -155,7 +158,10 @@ func (s *ReplicatedState) Apply(cmd []byte) ([]byte, error) {
 
 // Snapshot implements consensus.StateMachine: both states in Alertmanager's
 // snapshot format (the bytes of its silences and nflog files), each
-// preceded by its length.
+// preceded by its length. On the leader the notification log also holds
+// entries its pipeline logged that are not committed yet (they are written
+// locally first, then proposed); a snapshot may carry them early, which a
+// last-writer-wins merge makes the same as carrying them later.
 func (s *ReplicatedState) Snapshot() (consensus.SnapshotFunc, error) {
 	sil, err := s.silences.MarshalBinary()
 	if err != nil {
@@ -259,6 +265,8 @@ type ReplicatorOptions struct {
 	// proposed (1024); beyond it entries are dropped and counted, as a
 	// notification must never wait on the log.
 	NflogQueue int
+	// Registerer takes the replication metrics; nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Replicator makes silence writes cluster-wide and proposes the leader's
@@ -269,8 +277,9 @@ type Replicator struct {
 
 	writeMu sync.Mutex // one silence write at a time, so each sees the last
 
-	nflogc  chan []byte
-	dropped atomic.Uint64
+	nflogc      chan []byte
+	nflogLost   *prometheus.CounterVec
+	silenceErrs prometheus.Counter
 }
 
 // NewReplicator returns a Replicator; Run proposes notification log entries.
@@ -284,9 +293,20 @@ func NewReplicator(opts ReplicatorOptions) (*Replicator, error) {
 	if opts.NflogQueue <= 0 {
 		opts.NflogQueue = 1024
 	}
-	r := &Replicator{opts: opts, state: opts.State, nflogc: make(chan []byte, opts.NflogQueue)}
-	f := r.enqueueNflog
-	opts.State.onNflog.Store(&f)
+	f := promauto.With(opts.Registerer)
+	r := &Replicator{
+		opts: opts, state: opts.State, nflogc: make(chan []byte, opts.NflogQueue),
+		nflogLost: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_alertmanager_nflog_replication_lost_total",
+			Help: "Notification log entries logged on this node but not replicated, by reason (queue_full, propose_failed).",
+		}, []string{"reason"}),
+		silenceErrs: f.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_alertmanager_silence_replication_errors_total",
+			Help: "Silence writes that failed to be committed to the cluster (refusals of invalid silences are not counted).",
+		}),
+	}
+	enqueue := r.enqueueNflog
+	opts.State.onNflog.Store(&enqueue)
 	return r, nil
 }
 
@@ -296,13 +316,14 @@ func (r *Replicator) enqueueNflog(b []byte) {
 	select {
 	case r.nflogc <- append([]byte{cmdNflog}, b...):
 	default:
-		r.dropped.Add(1)
+		r.nflogLost.WithLabelValues("queue_full").Inc()
 	}
 }
 
-// Run proposes the notification log entries this node logs until ctx ends.
-// Only the leader notifies; an entry a deposed node logs is refused by the
-// log and dropped, which costs at most a repeated notification.
+// Run proposes the notification log entries this node logs until ctx ends;
+// Alertmanager.Run runs it for Options.Replication. Only the leader
+// notifies; an entry a deposed node logs is refused by the log and
+// dropped, which costs at most a repeated notification.
 func (r *Replicator) Run(ctx context.Context) {
 	for {
 		select {
@@ -310,6 +331,7 @@ func (r *Replicator) Run(ctx context.Context) {
 			return
 		case cmd := <-r.nflogc:
 			if _, err := r.opts.Log.Propose(ctx, cmd); err != nil && ctx.Err() == nil {
+				r.nflogLost.WithLabelValues("propose_failed").Inc()
 				r.opts.Logger.Warn("notification log entry not replicated", "err", err)
 			}
 		}
@@ -334,8 +356,13 @@ type SilenceWrite struct {
 // Do applies op cluster-wide and returns once it is committed and applied
 // on this node: on the leader directly, on a follower through the
 // Forwarder.
-func (r *Replicator) Do(ctx context.Context, op SilenceOp) (SilenceWrite, error) {
-	res, err := r.DoLocal(ctx, op)
+func (r *Replicator) Do(ctx context.Context, op SilenceOp) (res SilenceWrite, err error) {
+	defer func() {
+		if err != nil && !errors.Is(err, ErrInvalidSilence) && !errors.Is(err, silence.ErrNotFound) {
+			r.silenceErrs.Inc()
+		}
+	}()
+	res, err = r.DoLocal(ctx, op)
 	var nl *consensus.NotLeaderError
 	if !errors.As(err, &nl) || r.opts.Forwarder == nil {
 		return res, err
