@@ -385,3 +385,50 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestReplicatedSilenceUpdates(t *testing.T) {
+	state := newReplState(t)
+	log := consensustest.NewMemory(state)
+	leader := startReplNode(t, state, log, nil)
+	other := newReplState(t)
+	follow(t, log, other)
+
+	_, id := leader.post(t, silenceBody("alertname", "DiskFull"))
+	orig, err := state.Silences().QueryOne(context.Background(), silence.QIDs(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An active silence is updated in place only if its start stays.
+	startsAt := orig.StartsAt.AsTime().Format(time.RFC3339Nano)
+	body := func(value, comment string) string {
+		return fmt.Sprintf(`{"id":%q,"matchers":[{"name":"alertname","value":%q,"isRegex":false,"isEqual":true}],
+			"startsAt":%q,"endsAt":%q,"createdBy":"test","comment":%q}`,
+			id, value, startsAt, time.Now().Add(2*time.Hour).Format(time.RFC3339), comment)
+	}
+	get := func(s *ReplicatedState, id string) (comment string, active bool) {
+		sil, err := s.Silences().QueryOne(context.Background(), silence.QIDs(id))
+		if err != nil {
+			return "", false
+		}
+		return sil.Comment, sil.EndsAt.AsTime().After(time.Now())
+	}
+
+	// Same matchers: updated in place, same id, everywhere.
+	code, got := leader.post(t, body("DiskFull", "longer"))
+	if code != http.StatusOK || got != id {
+		t.Fatalf("update: status %d, id %q, want 200 and %q", code, got, id)
+	}
+	waitFor(t, "the update on the other node", func() bool { c, _ := get(other, id); return c == "longer" })
+
+	// Other matchers: Alertmanager expires the old silence and creates a
+	// new one; both changes are one command, so no node sees one alone.
+	code, replaced := leader.post(t, body("CPUHigh", "moved"))
+	if code != http.StatusOK || replaced == id {
+		t.Fatalf("replace: status %d, id %q, want 200 and a new id", code, replaced)
+	}
+	waitFor(t, "the replacement on the other node", func() bool {
+		_, oldActive := get(other, id)
+		c, newActive := get(other, replaced)
+		return !oldActive && newActive && c == "moved"
+	})
+}
