@@ -45,6 +45,7 @@ import (
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/rules"
 
+	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/ui"
 )
 
@@ -64,6 +65,17 @@ type Options struct {
 	DataDir string
 	// State replaces the local files in DataDir (a replicated store).
 	State StateStore
+	// Replication, when set, makes silences and the notification log the
+	// cluster's: they are read from its ReplicatedState (not loaded from
+	// State), silence writes through Handler are committed to the cluster
+	// before the answer, and Run proposes the notification log entries
+	// this node logs. State is still written, but not read back: the
+	// cluster's log and snapshots are what a restarted node starts from.
+	Replication *Replicator
+	// Fencer, when set, makes this a clustered node: a notification is sent
+	// only while Fence succeeds, and webhooks carry its token in the
+	// LeaderTermHeader.
+	Fencer consensus.Fencer
 	// ExternalURL is where vigil is reachable: links in notifications
 	// (silence links, .ExternalURL) and the base of the generator URLs
 	// Notify gives alerts. Required.
@@ -219,6 +231,9 @@ func New(opts Options) (*Alertmanager, error) {
 		stopc:       make(chan struct{}),
 		done:        make(chan struct{}),
 	}
+	if opts.Fencer != nil {
+		am.outbound.fence = NewLeaderFence(opts.Fencer)
+	}
 	if am.state == nil {
 		fs, err := NewFileStore(opts.DataDir)
 		if err != nil {
@@ -237,33 +252,10 @@ func New(opts Options) (*Alertmanager, error) {
 	am.metrics = newMetrics(reg)
 	ff := flags{}
 
-	snap, err := am.load(stateNflog)
-	if err != nil {
+	if r := opts.Replication; r != nil {
+		am.silences, am.nflog = r.state.silences, r.state.nflog
+	} else if err := am.loadState(); err != nil {
 		return nil, err
-	}
-	am.nflog, err = nflog.New(nflog.Options{
-		SnapshotReader: snap,
-		Retention:      opts.Retention,
-		Logger:         am.logger.With("component", "nflog"),
-		Metrics:        reg,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("alerting: notification log: %w", err)
-	}
-
-	snap, err = am.load(stateSilences)
-	if err != nil {
-		return nil, err
-	}
-	am.silences, err = silence.New(silence.Options{
-		SnapshotReader: snap,
-		Retention:      opts.Retention,
-		Logger:         am.logger.With("component", "silences"),
-		Metrics:        reg,
-		EventRecorder:  am.recorder,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("alerting: silences: %w", err)
 	}
 	am.silencer = silence.NewSilencer(am.silences, am.logger, am.recorder)
 
@@ -287,6 +279,9 @@ func New(opts Options) (*Alertmanager, error) {
 		return nil, fmt.Errorf("alerting: api: %w", err)
 	}
 	am.handler = am.persistSilenceChanges(am.api.Register(route.New(), "/"))
+	if opts.Replication != nil {
+		am.handler = opts.Replication.Handler(am.handler)
+	}
 
 	am.pipelines = notify.NewPipelineBuilder(reg, ff, am.recorder)
 	am.dispMetrics = dispatch.NewDispatcherMetrics(false, reg, ff)
@@ -308,6 +303,41 @@ func externalURL(u *url.URL) *url.URL {
 	c := *u
 	c.Path = strings.TrimRight(c.Path, "/")
 	return &c
+}
+
+// loadState builds the silences and the notification log from the state
+// store.
+func (am *Alertmanager) loadState() error {
+	reg := am.opts.Registerer
+	snap, err := am.load(stateNflog)
+	if err != nil {
+		return err
+	}
+	am.nflog, err = nflog.New(nflog.Options{
+		SnapshotReader: snap,
+		Retention:      am.opts.Retention,
+		Logger:         am.logger.With("component", "nflog"),
+		Metrics:        reg,
+	})
+	if err != nil {
+		return fmt.Errorf("alerting: notification log: %w", err)
+	}
+
+	snap, err = am.load(stateSilences)
+	if err != nil {
+		return err
+	}
+	am.silences, err = silence.New(silence.Options{
+		SnapshotReader: snap,
+		Retention:      am.opts.Retention,
+		Logger:         am.logger.With("component", "silences"),
+		Metrics:        reg,
+		EventRecorder:  am.recorder,
+	})
+	if err != nil {
+		return fmt.Errorf("alerting: silences: %w", err)
+	}
+	return nil
 }
 
 // load opens a saved state blob, or returns nil if there is none yet.
@@ -501,6 +531,10 @@ func (am *Alertmanager) Run(ctx context.Context) error {
 		})
 	})
 	wg.Go(func() { am.nflogSaveLoop(maint) })
+	replCtx, stopRepl := context.WithCancel(context.Background())
+	if r := am.opts.Replication; r != nil {
+		wg.Go(func() { r.Run(replCtx) })
+	}
 
 	select {
 	case <-ctx.Done():
@@ -517,6 +551,7 @@ func (am *Alertmanager) Run(ctx context.Context) error {
 		d.Stop()
 	}
 	am.mtx.Unlock()
+	stopRepl()
 	close(maint)
 	wg.Wait()
 	am.alerts.Close()

@@ -58,6 +58,8 @@ var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 // such an address, or a redirect to one, is refused too.
 type outboundPolicy struct {
 	allow []netip.Prefix
+	// fence, when set, guards every notification (see fenceIntegrations).
+	fence *LeaderFence
 }
 
 func newOutboundPolicy(allow []netip.Prefix) *outboundPolicy {
@@ -139,6 +141,9 @@ func (p *outboundPolicy) buildIntegrations(rcv config.Receiver, tmpl *template.T
 		}
 		g := &emailGuard{next: in, host: rcv.EmailConfigs[in.Index()].Smarthost.Host, policy: p, resolver: net.DefaultResolver}
 		integrations[i] = notify.NewIntegration(g, &g.next, in.Name(), in.Index(), rcv.Name)
+	}
+	if p.fence != nil {
+		return p.fenceIntegrations(rcv, integrations, tmpl, logger)
 	}
 	return integrations, nil
 }
