@@ -3,9 +3,10 @@
 //
 // Writes speak pdata, the OpenTelemetry Collector's data model, so receivers
 // hand over what they decoded without another copy. Reads return plain Go
-// values and iterators. Metrics do not appear here: they use Prometheus's own
-// storage.Appendable and storage.Queryable so that PromQL, rules and the
-// Prometheus API never know which backend is below.
+// values and iterators. Metrics use Prometheus's own storage.AppendableV2
+// and storage.Queryable (together a MetricStore) so that PromQL, rules and
+// the Prometheus API never know which backend is below; what only some
+// metric backends offer is found once, as MetricCapabilities.
 package storage
 
 import (

@@ -24,6 +24,7 @@ import (
 	apiv1 "github.com/prometheus/prometheus/web/api/v1"
 
 	vigilscrape "github.com/vigil-observability/vigil/internal/ingest/scrape"
+	vigilstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -92,7 +93,7 @@ func testOptions(t *testing.T) Options {
 	return Options{
 		Registerer:    reg,
 		Queryable:     db,
-		TSDB:          db,
+		TSDB:          vigilstorage.TSDBCapabilities(db).Admin,
 		Targets:       newFakeTargets(),
 		Flags:         map[string]string{"storage.tsdb.path": "data/"},
 		ListenAddress: "127.0.0.1:9090",

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb"
 
 	vigilscrape "github.com/vigil-observability/vigil/internal/ingest/scrape"
+	vigilstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
 // TestWithScrapeManager wires the API to vigil's real scrape manager, as
@@ -62,7 +63,7 @@ scrape_configs:
 
 	h := newHandler(t, Options{
 		Queryable:     db,
-		TSDB:          db,
+		TSDB:          vigilstorage.TSDBCapabilities(db).Admin,
 		Registerer:    reg,
 		Targets:       sm,
 		Config:        func() config.Config { return *cfg },
