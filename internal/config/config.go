@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
@@ -273,7 +274,7 @@ func Defaults() *Config {
 		Ingest: Ingest{
 			MaxQueueItems:       200_000,
 			MaxBatchItems:       20_000,
-			MaxRequestsInFlight: 16,
+			MaxRequestsInFlight: ingest.DefaultMaxRequestsInFlight,
 		},
 	}
 }
