@@ -297,8 +297,9 @@ func (s *SpanLogStore) DiskBytes() int64 {
 }
 
 // Checkpoint folds every day's WAL into its compressed database file. The
-// store does this on its own (DuckDB checkpoints when a WAL grows past 16MB
-// and on Close); it is exported for tests and benchmarks that measure size.
+// store does this on its own (DuckDB checkpoints when a WAL grows past
+// SpanLogOptions.CheckpointThreshold, 128MB by default, and on Close); it
+// is exported for tests and benchmarks that measure size.
 func (s *SpanLogStore) Checkpoint(ctx context.Context) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
