@@ -21,6 +21,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
+// DefaultRetention is how long every backend keeps data unless configured
+// otherwise (retention in vigil.yaml): a week.
+const DefaultRetention = 7 * 24 * time.Hour
+
 // Sentinel errors shared by every backend. Callers test them with errors.Is.
 var (
 	// ErrTraceNotFound is returned by GetTrace when no span of the trace is stored.
