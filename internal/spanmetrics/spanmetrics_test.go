@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 const (
@@ -710,7 +712,7 @@ func TestNew(t *testing.T) {
 	if _, err := New(Options{}); !errors.Is(err, ErrNoAppendable) {
 		t.Errorf("New without Appendable = %v, want ErrNoAppendable", err)
 	}
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	if _, err := New(Options{Appendable: db, EdgeTTL: -time.Second}); err == nil {
 		t.Error("New with a negative EdgeTTL succeeded")
 	}
