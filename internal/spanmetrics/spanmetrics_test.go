@@ -709,9 +709,14 @@ func TestFlushFailureIsRetried(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	if _, err := New(Options{}); !errors.Is(err, ErrNoAppendable) {
-		t.Errorf("New without Appendable = %v, want ErrNoAppendable", err)
-	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("New without Appendable did not panic")
+			}
+		}()
+		_, _ = New(Options{})
+	}()
 	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	if _, err := New(Options{Appendable: db, EdgeTTL: -time.Second}); err == nil {
 		t.Error("New with a negative EdgeTTL succeeded")
