@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 
@@ -61,7 +62,7 @@ func TestTSDBCapabilitiesReadTheStore(t *testing.T) {
 	if n := caps.Head.NumSeries(); n != 1 {
 		t.Errorf("Head.NumSeries = %d, want 1", n)
 	}
-	stats, err := caps.Admin.Stats(labels.MetricName, 10)
+	stats, err := caps.Admin.Stats(model.MetricNameLabel, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
