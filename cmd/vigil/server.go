@@ -26,7 +26,6 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
-	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
@@ -195,7 +194,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	lim := cfg.IngestLimits()
 	// Senders' samples count against the series limit; what vigil derives
 	// itself (rules, span metrics) and scrapes (sample_limit) do not.
-	senderMetrics := limits.LimitSeries(metricsDB, st.seriesHead(), cfg.SeriesLimit())
+	senderMetrics := limits.LimitSeries(metricsDB, st.metricCaps.Head, cfg.SeriesLimit())
 	queueOpts := pipeline.Options{
 		MaxQueueItems: cfg.Ingest.MaxQueueItems, MaxBatchItems: cfg.Ingest.MaxBatchItems,
 		Ingest: ingestMetrics, Logger: logger,
@@ -378,14 +377,10 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		webSrv.MountPprof()
 	}
 
-	var exemplars promstorage.ExemplarQueryable // a nil *tsdb.DB must stay an untyped nil
-	if st.tsdb != nil {
-		exemplars = st.tsdb
-	}
 	promAPI, err := promapi.New(promapi.Options{
-		ExemplarQueryable: exemplars,
-		Queryable:         metricsDB, TSDB: st.tsdb, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
-		EnableAdmin: cfg.Admin.Enabled && st.tsdb != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
+		ExemplarQueryable: st.metricCaps.Exemplars,
+		Queryable:         metricsDB, TSDB: st.metricCaps.Admin, Targets: scraper, ListenAddress: cfg.HTTPAddr, Rules: ruleMgr,
+		EnableAdmin: cfg.Admin.Enabled && st.metricCaps.Admin != nil, TSDBDir: filepath.Join(cfg.DataDir, "tsdb"),
 		Config: func() promconfig.Config { return *promCfg.Load() },
 		Flags:  prometheusFlags(cfg), Branch: branch,
 		Logger: logger, Registerer: reg, Gatherer: reg,
@@ -416,7 +411,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Engine: queryEngine},
 			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
-			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.head()},
+			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.metricCaps.Head},
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),

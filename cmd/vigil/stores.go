@@ -9,31 +9,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
-	promstorage "github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
 
 	"github.com/vigil-observability/vigil/internal/config"
-	"github.com/vigil-observability/vigil/internal/doctor"
-	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/memlimit"
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/embedded"
 )
 
-// metricStore is what the server needs of a metric backend: ingest paths
-// and rules append, PromQL and the Prometheus API read.
-type metricStore interface {
-	promstorage.AppendableV2
-	promstorage.SampleAndChunkQueryable
-}
-
 // stores are the opened backends.
 type stores struct {
-	metrics  metricStore
-	spanLogs storage.SpanLogStore
-	// tsdb is the embedded TSDB, nil on other backends: its status pages
-	// and the doctor's growth figures read it directly.
-	tsdb *tsdb.DB
+	metrics storage.MetricStore
+	// metricCaps are what the metric backend offers beyond appending and
+	// querying (the embedded TSDB's exemplars, head and status pages),
+	// resolved once here; each is nil on a backend without it.
+	metricCaps storage.MetricCapabilities
+	spanLogs   storage.SpanLogStore
 	// external labels every series vigil derives itself carries: on a
 	// shared store, the node that counted it.
 	external labels.Labels
@@ -62,7 +52,6 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 		if err != nil {
 			return nil, fmt.Errorf("open metrics store: %w", err)
 		}
-		s.tsdb = db
 		s.closers = append(s.closers, db.Close)
 		// Appends go through the disk guard: below the free-space reserve
 		// they are refused (503) instead of failing half way on ENOSPC.
@@ -87,6 +76,7 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 		s.spanLogs = sl
 		s.closers = append(s.closers, sl.Close)
 	}
+	s.metricCaps = storage.CapabilitiesOf(s.metrics)
 	logger.Info("storage open", "backend", cfg.Storage.Backend, "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
 	return s, nil
 }
@@ -99,15 +89,6 @@ func (s *stores) close() {
 		}
 	}
 	s.closers = nil
-}
-
-// seriesHead is the embedded TSDB's head for the series limit, or nil
-// (untyped: no limit) on other backends.
-func (s *stores) seriesHead() limits.SeriesHead {
-	if s.tsdb == nil {
-		return nil
-	}
-	return s.tsdb.Head()
 }
 
 // newMemoryGuard applies limits.memory_limit: DuckDB's buffer pool, when
@@ -130,13 +111,4 @@ func newMemoryGuard(cfg *config.Config, logger *slog.Logger, reg prometheus.Regi
 	})
 	logger.Info("memory limit", "limit", cfg.Limits.MemoryLimit.String(), "duckdb", cfg.Storage.DuckDBMemoryLimit, "go_soft_limit_bytes", g.GoLimit())
 	return g, nil
-}
-
-// head is the embedded TSDB's head for the doctor's cardinality check, or
-// nil (an untyped nil, so the check sees none) on other backends.
-func (s *stores) head() doctor.HeadStats {
-	if s.tsdb == nil {
-		return nil
-	}
-	return s.tsdb.Head()
 }

@@ -23,9 +23,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
+	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/web"
 )
 
@@ -269,14 +272,14 @@ func Defaults() *Config {
 		OTLPGRPCAddr:    "localhost:4317",
 		OTLPHTTPAddr:    "localhost:4318",
 		DataDir:         "./data",
-		Retention:       model.Duration(7 * 24 * time.Hour),
+		Retention:       model.Duration(storage.DefaultRetention),
 		ShutdownTimeout: model.Duration(DefaultShutdownTimeout),
 		Storage:         Storage{Backend: BackendEmbedded},
 		Doctor:          Doctor{Interval: model.Duration(time.Minute)},
 		Ingest: Ingest{
-			MaxQueueItems:       200_000,
-			MaxBatchItems:       20_000,
-			MaxRequestsInFlight: 16,
+			MaxQueueItems:       pipeline.DefaultMaxQueueItems,
+			MaxBatchItems:       pipeline.DefaultMaxBatchItems,
+			MaxRequestsInFlight: ingest.DefaultMaxRequestsInFlight,
 		},
 	}
 }

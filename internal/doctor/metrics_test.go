@@ -182,6 +182,25 @@ func codesAndSubjects(fs []Finding) []string {
 	return out
 }
 
+// expectExactly holds got to want ("code subject" each) in that order,
+// each once, counting them on the scorecard as expectFindings does, and
+// checks the shape of every finding. It returns the first finding, or ok
+// false when there is none.
+func expectExactly(t *testing.T, got []Finding, want ...string) (first Finding, ok bool) {
+	t.Helper()
+	expectFindings(t, got, want...)
+	if g := codesAndSubjects(got); !slices.Equal(g, want) {
+		t.Fatalf("findings %q, want %q in this order, once each\n%+v", g, want, got)
+	}
+	for _, f := range got {
+		checkFinding(t, f)
+	}
+	if len(got) == 0 {
+		return Finding{}, false
+	}
+	return got[0], true
+}
+
 // checkFinding asserts the shape every finding must have.
 func checkFinding(t *testing.T, f Finding) {
 	t.Helper()
@@ -295,15 +314,10 @@ func TestMetricsCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			expectFindings(t, got, tt.want...)
-			if g := codesAndSubjects(got); !slices.Equal(g, append([]string{}, tt.want...)) {
-				t.Fatalf("findings %q, want %q in this order, once each\n%+v", g, tt.want, got)
-			}
-			if len(got) == 0 {
+			f, ok := expectExactly(t, got, tt.want...)
+			if !ok {
 				return
 			}
-			f := got[0]
-			checkFinding(t, f)
 			if f.Severity != tt.severity || !strings.Contains(f.Evidence.Summary, tt.seen) || !strings.Contains(f.Fix, tt.fix) ||
 				(tt.absent != "" && strings.Contains(f.Evidence.Summary, tt.absent)) {
 				t.Errorf("finding %+v\nwant severity %s, %q (and not %q) in the summary, %q in the fix", f, tt.severity, tt.seen, tt.absent, tt.fix)

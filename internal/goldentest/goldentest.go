@@ -1,5 +1,5 @@
-// Package goldentest compares JSON answers of vigil's HTTP APIs with golden
-// files in a test's testdata directory.
+// Package goldentest compares what a test produced (JSON answers of vigil's
+// HTTP APIs, generated files) with golden files in its testdata directory.
 package goldentest
 
 import (
@@ -25,12 +25,19 @@ func CompareJSON(t testing.TB, name string, body []byte) {
 	if err := json.Indent(&pretty, body, "", "  "); err != nil {
 		t.Fatalf("response is not JSON: %v\n%s", err, body)
 	}
+	Compare(t, name, pretty.Bytes())
+}
+
+// Compare compares got byte for byte with testdata/name, or writes it there
+// when -update is given.
+func Compare(t testing.TB, name string, got []byte) {
+	t.Helper()
 	path := filepath.Join("testdata", name)
 	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,7 +45,7 @@ func CompareJSON(t testing.TB, name string, body []byte) {
 	if err != nil {
 		t.Fatalf("%v (run go test -update to create it)", err)
 	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("response differs from %s (run go test -update if the change is intended)\ngot:\n%s", path, pretty.Bytes())
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run go test -update if the change is intended)\ngot:\n%s", path, got)
 	}
 }

@@ -9,7 +9,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 func md(typ model.MetricType, help string) metadata.Metadata {
@@ -74,11 +75,7 @@ func TestStoreCopies(t *testing.T) {
 // Recording keeps the metadata appenders pass with their samples, for
 // committed transactions only, over a real TSDB.
 func TestRecording(t *testing.T) {
-	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	s := New(Options{})
 	rec := Recording(db, s)
 

@@ -1,7 +1,6 @@
 package slo
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -171,24 +170,8 @@ func TestGolden(t *testing.T) {
 			if _, errs := rulefmt.Parse(got, false, model.UTF8Validation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler)); len(errs) > 0 {
 				t.Fatalf("rulefmt rejects the rules: %v", errs)
 			}
-			compareGolden(t, name+".rules.yaml", got)
+			goldentest.Compare(t, name+".rules.yaml", got)
 		})
 	}
 }
 
-func compareGolden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if goldentest.Updating() {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("rules differ from %s (run go test -update if the change is intended)\ngot:\n%s", path, got)
-	}
-}

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/tsdb"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // TestSpanSLIsOverRecordedSpans feeds spans through the recorder that
@@ -20,11 +20,7 @@ import (
 // what it wrote: the label names and values, the kinds counted and the
 // bucket bounds must be the recorder's.
 func TestSpanSLIsOverRecordedSpans(t *testing.T) {
-	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	now := time.Now().Truncate(time.Minute)
 	rec, err := spanmetrics.New(spanmetrics.Options{Appendable: db, Now: func() time.Time { return now }})
 	if err != nil {

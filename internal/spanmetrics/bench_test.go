@@ -9,6 +9,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 const benchBatchSpans = 512
@@ -108,7 +110,7 @@ func benchBatches(n int) []ptrace.Traces {
 // stored span.
 func BenchmarkConsumeTraces(b *testing.B) {
 	batches := benchBatches(16)
-	rec, err := New(Options{Appendable: openTSDB(b)})
+	rec, err := New(Options{Appendable: storagetest.OpenTSDB(b, storagetest.TSDBOptions{})})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +140,7 @@ func BenchmarkConsumeTraces(b *testing.B) {
 // GOMAXPROCS goroutines at once, for the cost of contention on the lock.
 func BenchmarkConsumeTracesParallel(b *testing.B) {
 	batches := benchBatches(16)
-	rec, err := New(Options{Appendable: openTSDB(b)})
+	rec, err := New(Options{Appendable: storagetest.OpenTSDB(b, storagetest.TSDBOptions{})})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func BenchmarkConsumeLogs(b *testing.B) {
 			lr.Body().SetStr("request served")
 		}
 	}
-	rec, err := New(Options{Appendable: openTSDB(b)})
+	rec, err := New(Options{Appendable: storagetest.OpenTSDB(b, storagetest.TSDBOptions{})})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func BenchmarkConsumeLogs(b *testing.B) {
 // edges and log counts per flush.
 func BenchmarkFlush(b *testing.B) {
 	c := &clock{t: time.Now()}
-	rec, err := New(Options{Appendable: openTSDB(b), Now: c.Now})
+	rec, err := New(Options{Appendable: storagetest.OpenTSDB(b, storagetest.TSDBOptions{}), Now: c.Now})
 	if err != nil {
 		b.Fatal(err)
 	}

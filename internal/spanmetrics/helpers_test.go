@@ -18,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // t0 is when every test's clock starts: a whole second, so that flush times
@@ -45,16 +47,6 @@ func (c *clock) Advance(d time.Duration) time.Time {
 	return c.t
 }
 
-func openTSDB(t testing.TB) *tsdb.DB {
-	t.Helper()
-	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // env is a Recorder on a fresh TSDB with a fake clock and its own registry.
 type env struct {
 	t     *testing.T
@@ -73,7 +65,7 @@ func newEnv(t *testing.T, opts Options) *env {
 // TSDB.
 func newEnvWith(t *testing.T, opts Options, wrap func(storage.AppendableV2) storage.AppendableV2) *env {
 	t.Helper()
-	e := &env{t: t, db: openTSDB(t), clock: newClock(), reg: prometheus.NewRegistry()}
+	e := &env{t: t, db: storagetest.OpenTSDB(t, storagetest.TSDBOptions{}), clock: newClock(), reg: prometheus.NewRegistry()}
 	opts.Appendable = e.db
 	if wrap != nil {
 		opts.Appendable = wrap(e.db)

@@ -46,9 +46,6 @@ const (
 	DefaultMaxSeries = 5_000
 )
 
-// ErrNoAppendable is returned by New when Options.Appendable is nil.
-var ErrNoAppendable = errors.New("spanmetrics: Options.Appendable is required")
-
 // Options configures a Recorder. Zero fields mean the defaults.
 type Options struct {
 	// Appendable receives the series; *tsdb.DB satisfies it. Required.
@@ -130,10 +127,11 @@ type Recorder struct {
 	flushFailures prometheus.Counter
 }
 
-// New returns a Recorder. Start its flush loop with Run.
+// New returns a Recorder. Start its flush loop with Run. It panics if
+// opts.Appendable is nil, a wiring mistake that no configuration can fix.
 func New(opts Options) (*Recorder, error) {
 	if opts.Appendable == nil {
-		return nil, ErrNoAppendable
+		panic("spanmetrics: Options.Appendable is required")
 	}
 	if opts.Interval < 0 || opts.EdgeTTL < 0 || opts.MaxPendingEdges < 0 || opts.MaxSeries < 0 {
 		return nil, errors.New("spanmetrics: Options durations and sizes must not be negative")

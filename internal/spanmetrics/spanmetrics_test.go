@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 const (
@@ -707,10 +709,15 @@ func TestFlushFailureIsRetried(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	if _, err := New(Options{}); !errors.Is(err, ErrNoAppendable) {
-		t.Errorf("New without Appendable = %v, want ErrNoAppendable", err)
-	}
-	db := openTSDB(t)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("New without Appendable did not panic")
+			}
+		}()
+		_, _ = New(Options{})
+	}()
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	if _, err := New(Options{Appendable: db, EdgeTTL: -time.Second}); err == nil {
 		t.Error("New with a negative EdgeTTL succeeded")
 	}

@@ -3,9 +3,10 @@
 //
 // Writes speak pdata, the OpenTelemetry Collector's data model, so receivers
 // hand over what they decoded without another copy. Reads return plain Go
-// values and iterators. Metrics do not appear here: they use Prometheus's own
-// storage.Appendable and storage.Queryable so that PromQL, rules and the
-// Prometheus API never know which backend is below.
+// values and iterators. Metrics use Prometheus's own storage.AppendableV2
+// and storage.Queryable (together a MetricStore) so that PromQL, rules and
+// the Prometheus API never know which backend is below; what only some
+// metric backends offer is found once, as MetricCapabilities.
 package storage
 
 import (
@@ -19,6 +20,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 )
+
+// DefaultRetention is how long every backend keeps data unless configured
+// otherwise (retention in vigil.yaml): a week.
+const DefaultRetention = 7 * 24 * time.Hour
 
 // Sentinel errors shared by every backend. Callers test them with errors.Is.
 var (

@@ -4,7 +4,11 @@
 // tells an operator exactly what was lost and why.
 package limits
 
-import "time"
+import (
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+)
 
 // Limits bounds what one item may carry. The zero value of a field means
 // "use the default"; Defaults fills them.
@@ -37,7 +41,7 @@ func Defaults() Limits {
 		MaxLabelsPerSeries:      64,
 		MaxLabelNameLength:      1024,
 		MaxLabelValueLength:     16 << 10,
-		MaxPastAge:              7 * 24 * time.Hour,
+		MaxPastAge:              storage.DefaultRetention,
 		MaxFutureSkew:           time.Hour,
 	}
 }

@@ -9,7 +9,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // opaque hides everything but AppendableV2, as a wrapping store does: the
@@ -21,11 +22,7 @@ func (o opaque) AppenderV2(ctx context.Context) storage.AppenderV2 {
 }
 
 func TestLimitSeries(t *testing.T) {
-	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	const limit = 5
 	app := LimitSeries(opaque{db}, db.Head(), limit)
 	now := time.Now().UnixMilli()

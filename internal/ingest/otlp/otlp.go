@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/ingest"
@@ -49,11 +48,11 @@ type Options struct {
 	// or the gRPC server) reads, decodes and hands on at once. Past it,
 	// requests are refused as overloaded before their body is read, so
 	// memory stays bounded however many clients push at once. Zero means
-	// DefaultMaxConcurrentRequests.
+	// ingest.DefaultMaxRequestsInFlight.
 	MaxConcurrentRequests int
 	// Memory refuses requests, as overloaded, while the process is near
 	// its memory cap; nil never refuses.
-	Memory MemoryPressure
+	Memory ingest.MemoryPressure
 	// DecodeBudget bounds the estimated decoded size of the requests
 	// being decoded at once; share one between receivers to bound them
 	// together. A request that alone exceeds it is refused as too large,
@@ -61,15 +60,6 @@ type Options struct {
 	// decodecost.DefaultSize for this receiver alone.
 	DecodeBudget *decodecost.Budget
 }
-
-// MemoryPressure says when to refuse new requests to stay under the memory
-// cap; *memlimit.Guard satisfies it.
-type MemoryPressure interface {
-	Pressure() bool
-}
-
-// DefaultMaxConcurrentRequests is the receiver's default admission cap.
-var DefaultMaxConcurrentRequests = max(16, 4*runtime.GOMAXPROCS(0))
 
 // DefaultRetryAfter is the retry delay suggested to clients by default.
 const DefaultRetryAfter = 2 * time.Second
@@ -81,9 +71,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.MaxConcurrentRequests <= 0 {
-		o.MaxConcurrentRequests = DefaultMaxConcurrentRequests
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = DefaultRetryAfter
@@ -115,20 +102,20 @@ func (e wireEncoding) String() string {
 
 // receiver is what the HTTP handler and the gRPC server share.
 type receiver struct {
-	opts    Options
-	slots   chan struct{} // admission: one token per request in progress
-	bodies  *httpbody.Reader
-	traces  *endpoint[tracesBatch]
-	logs    *endpoint[logsBatch]
-	metrics *endpoint[metricsBatch]
+	opts      Options
+	admission *ingest.Admission
+	bodies    *httpbody.Reader
+	traces    *endpoint[tracesBatch]
+	logs      *endpoint[logsBatch]
+	metrics   *endpoint[metricsBatch]
 }
 
 func newReceiver(opts Options) *receiver {
 	opts = opts.withDefaults()
 	r := &receiver{
-		opts:   opts,
-		slots:  make(chan struct{}, opts.MaxConcurrentRequests),
-		bodies: httpbody.NewReader(opts.Limits.MaxRequestBytes),
+		opts:      opts,
+		admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: opts.MaxConcurrentRequests, Memory: opts.Memory}),
+		bodies:    httpbody.NewReader(opts.Limits.MaxRequestBytes),
 	}
 	if opts.Traces != nil {
 		r.traces = &endpoint[tracesBatch]{r: r, codec: tracesCodec{}, consume: func(ctx context.Context, b tracesBatch) error {
@@ -151,17 +138,12 @@ func newReceiver(opts Options) *receiver {
 // admit takes a request slot without waiting. When none is free the
 // request is counted as refused and ok is false.
 func (r *receiver) admit(signal string) (release func(), ok bool) {
-	if r.opts.Memory != nil && r.opts.Memory.Pressure() {
+	release, err := r.admission.Admit()
+	if err != nil {
 		r.opts.Ingest.Reject(signal, limits.ReasonOverloaded, 1)
 		return nil, false
 	}
-	select {
-	case r.slots <- struct{}{}:
-		return func() { <-r.slots }, true
-	default:
-		r.opts.Ingest.Reject(signal, limits.ReasonOverloaded, 1)
-		return nil, false
-	}
+	return release, true
 }
 
 // exporter is one signal's export operation, independent of transport.

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -23,21 +22,8 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
-
-func openTSDB(t *testing.T) *tsdb.DB {
-	t.Helper()
-	opts := tsdb.DefaultOptions()
-	opts.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
-	opts.EnableExemplarStorage = true
-	opts.MaxExemplars = 1000
-	db, err := tsdb.Open(t.TempDir(), nil, nil, opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
 
 type fixture struct {
 	md    pmetric.Metrics
@@ -181,7 +167,7 @@ func allSeries(t *testing.T, db storage.Queryable) map[string][]sample {
 const id = `instance="id-1", job="ns/svc"`
 
 func TestConsumeMetricsTranslation(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 	reg := prometheus.NewRegistry()
 	im := selfobs.NewIngestMetrics(reg)
 	c := NewConsumer(Options{Appendable: db, Ingest: im, Registerer: reg})
@@ -376,7 +362,7 @@ func TestConsumeMetricsRefusals(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openTSDB(t)
+			db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 			reg := prometheus.NewRegistry()
 			im := selfobs.NewIngestMetrics(reg)
 			c := NewConsumer(Options{Appendable: limits.LimitSeries(db, db.Head(), tc.maxSeries), Ingest: im, Limits: tc.limits})
@@ -451,7 +437,7 @@ func (a failingAppender) Commit() error {
 }
 
 func TestConsumeMetricsStorageFailure(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 	reg := prometheus.NewRegistry()
 	im := selfobs.NewIngestMetrics(reg)
 	c := NewConsumer(Options{Appendable: failingAppendable{db}, Ingest: im})
@@ -470,7 +456,7 @@ func TestConsumeMetricsStorageFailure(t *testing.T) {
 }
 
 func TestConsumeMetricsCanceled(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 	c := NewConsumer(Options{Appendable: db})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

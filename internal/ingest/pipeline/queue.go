@@ -27,6 +27,13 @@ var (
 	ErrDrainCutShort = errors.New("pipeline: drain cut short")
 )
 
+// Defaults of Options, also the configuration's (ingest.max_queue_items,
+// ingest.max_batch_items).
+const (
+	DefaultMaxQueueItems = 200_000
+	DefaultMaxBatchItems = 20_000
+)
+
 // Options configures a queue. Zero values take the defaults.
 type Options struct {
 	// MaxQueueItems bounds the items (spans, log records) accepted and not
@@ -44,10 +51,10 @@ type Options struct {
 
 func (o Options) withDefaults() Options {
 	if o.MaxQueueItems <= 0 {
-		o.MaxQueueItems = 200_000
+		o.MaxQueueItems = DefaultMaxQueueItems
 	}
 	if o.MaxBatchItems <= 0 {
-		o.MaxBatchItems = 20_000
+		o.MaxBatchItems = DefaultMaxBatchItems
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 30 * time.Second

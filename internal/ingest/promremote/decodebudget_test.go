@@ -15,6 +15,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // lengthPrefixed encodes field 1 (wire type bytes) holding v.
@@ -71,7 +72,7 @@ func TestHandlerDecodeAmplification(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			im := selfobs.NewIngestMetrics(prometheus.NewRegistry())
 			h := NewHandler(Options{
-				Appendable: openTSDB(t, t.TempDir()), Ingest: im,
+				Appendable: storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true}), Ingest: im,
 				Limits:       limits.Limits{MaxRequestBytes: maxBytes},
 				DecodeBudget: decodecost.NewBudget(64 << 20),
 			})
@@ -92,7 +93,7 @@ func TestHandlerDecodeAmplification(t *testing.T) {
 // other receivers left of it, is refused as retryable (503 Retry-After).
 func TestHandlerDecodeBudgetBusy(t *testing.T) {
 	budget := decodecost.NewBudget(8 << 20)
-	h := NewHandler(Options{Appendable: openTSDB(t, t.TempDir()), DecodeBudget: budget})
+	h := NewHandler(Options{Appendable: storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true}), DecodeBudget: budget})
 	body := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
 		Labels: series("budget"), Samples: []prompb.Sample{{Timestamp: time.Now().UnixMilli(), Value: 1}},
 	}}})

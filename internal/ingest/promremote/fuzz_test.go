@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // FuzzRemoteWrite feeds arbitrary bodies to the handler over a real TSDB.
@@ -40,7 +41,7 @@ func FuzzRemoteWrite(f *testing.F) {
 	f.Add([]byte{}, true)
 	f.Add([]byte("\x0a\x02\x0a\x00"), true)
 
-	db := openTSDB(f, f.TempDir())
+	db := storagetest.OpenTSDB(f, storagetest.TSDBOptions{LikeEmbedded: true})
 	handler := NewHandler(Options{Appendable: db, Limits: limits.Limits{MaxRequestBytes: 64 << 10}})
 
 	f.Fuzz(func(t *testing.T, data []byte, wrap bool) {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 const prometheusBinary = "/usr/bin/prometheus"
@@ -32,7 +33,7 @@ func TestRealPrometheusRemoteWrite(t *testing.T) {
 		t.Fatalf("%s not found (%v): this test needs the real Prometheus server; install it with `apt-get install prometheus`", prometheusBinary, err)
 	}
 
-	db := openTSDB(t, t.TempDir())
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 	reg := prometheus.NewRegistry()
 	im := selfobs.NewIngestMetrics(reg)
 	srv := httptest.NewServer(NewHandler(Options{Appendable: db, Ingest: im, Registerer: reg}))

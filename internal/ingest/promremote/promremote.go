@@ -28,7 +28,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,11 +69,11 @@ type Options struct {
 	Ingest *selfobs.IngestMetrics
 	// MaxInFlight caps concurrently processed requests, and so the memory
 	// held by decoded bodies (at most MaxInFlight × MaxRequestBytes plus
-	// the decoded protobuf). Default 2×GOMAXPROCS.
+	// the decoded protobuf). Zero means ingest.DefaultMaxRequestsInFlight.
 	MaxInFlight int
 	// Memory refuses requests, as overloaded, while the process is near
 	// its memory cap; nil never refuses.
-	Memory MemoryPressure
+	Memory ingest.MemoryPressure
 	// DecodeBudget bounds the estimated decoded size of the requests being
 	// decoded at once (shared with the other receivers); a request that
 	// alone exceeds it is refused with 413, one that does not fit now with
@@ -91,20 +90,11 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// MemoryPressure says when to refuse new requests to stay under the memory
-// cap; *memlimit.Guard satisfies it.
-type MemoryPressure interface {
-	Pressure() bool
-}
-
 // NewHandler returns the http.Handler for POST /api/v1/write. It panics if
 // opts.Appendable is nil, a wiring mistake that no request can fix.
 func NewHandler(opts Options) http.Handler {
 	if opts.Appendable == nil {
 		panic("promremote: Options.Appendable is required")
-	}
-	if opts.MaxInFlight <= 0 {
-		opts.MaxInFlight = 2 * runtime.GOMAXPROCS(0)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -117,8 +107,7 @@ func NewHandler(opts Options) http.Handler {
 		limits:     opts.Limits.WithDefaults(),
 		ingest:     opts.Ingest,
 		logger:     opts.Logger,
-		inFlight:   make(chan struct{}, opts.MaxInFlight),
-		memory:     opts.Memory,
+		admission:  ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: opts.MaxInFlight, Memory: opts.Memory}),
 		budget:     opts.DecodeBudget,
 		metadata:   opts.Metadata,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -138,8 +127,7 @@ type handler struct {
 	limits     limits.Limits
 	ingest     *selfobs.IngestMetrics
 	logger     *slog.Logger
-	inFlight   chan struct{}
-	memory     MemoryPressure
+	admission  *ingest.Admission
 	budget     *decodecost.Budget
 	metadata   *metricmeta.Store
 	requests   *prometheus.CounterVec
@@ -171,21 +159,18 @@ func (h *handler) serve(r *http.Request) (int, string) {
 		return code, msg
 	}
 
-	// Acquire before reading the body: the point of the bound is the memory
-	// a request holds, and waiting would let slow senders pile up.
-	if h.memory != nil && h.memory.Pressure() {
-		h.ingest.Reject(ingest.SignalMetrics, limits.ReasonOverloaded, 1)
-		return http.StatusServiceUnavailable, "vigil is near its memory limit, retry later"
-	}
-	select {
-	case h.inFlight <- struct{}{}:
-		defer func() { <-h.inFlight }()
-	default:
+	// Admitted before the body is read, which is what bounds memory.
+	release, err := h.admission.Admit()
+	if err != nil {
 		// The number of samples is unknown before decoding; one request
 		// counts as one refused item.
 		h.ingest.Reject(ingest.SignalMetrics, limits.ReasonOverloaded, 1)
+		if errors.Is(err, ingest.ErrNearMemoryLimit) {
+			return http.StatusServiceUnavailable, "vigil is near its memory limit, retry later"
+		}
 		return http.StatusServiceUnavailable, "too many remote_write requests in flight, retry later"
 	}
+	defer release()
 
 	res := h.budget.Start()
 	defer res.Release()

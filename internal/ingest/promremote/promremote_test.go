@@ -23,29 +23,13 @@ import (
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
-
-// openTSDB opens a real TSDB configured like the embedded store (ten-minute
-// out-of-order window, exemplars on).
-func openTSDB(t testing.TB, dir string) *tsdb.DB {
-	t.Helper()
-	opts := tsdb.DefaultOptions()
-	opts.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()
-	opts.EnableExemplarStorage = true
-	opts.MaxExemplars = 1000
-	db, err := tsdb.Open(dir, nil, nil, opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
 
 func series(name string, kv ...string) []prompb.Label {
 	out := []prompb.Label{{Name: "__name__", Value: name}}
@@ -284,7 +268,7 @@ func TestHandlerRequests(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openTSDB(t, t.TempDir())
+			db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 			reg := prometheus.NewRegistry()
 			im := selfobs.NewIngestMetrics(reg)
 			h := NewHandler(Options{
@@ -329,7 +313,7 @@ func TestHandlerRequests(t *testing.T) {
 }
 
 func TestHandlerStoresValuesAndExemplars(t *testing.T) {
-	db := openTSDB(t, t.TempDir())
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 	h := NewHandler(Options{Appendable: db})
 	now := time.Now().UnixMilli()
 	hp := nativeHistogram()
@@ -368,7 +352,7 @@ func TestHandlerStoresValuesAndExemplars(t *testing.T) {
 }
 
 func TestHandlerMethod(t *testing.T) {
-	h := NewHandler(Options{Appendable: openTSDB(t, t.TempDir())})
+	h := NewHandler(Options{Appendable: storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})})
 	r := httptest.NewRequest(http.MethodGet, Path, nil)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
@@ -409,7 +393,7 @@ func TestHandlerSnappyBomb(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			im := selfobs.NewIngestMetrics(reg)
-			h := NewHandler(Options{Appendable: openTSDB(t, t.TempDir()), Limits: limits.Limits{MaxRequestBytes: maxBytes}, Ingest: im})
+			h := NewHandler(Options{Appendable: storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true}), Limits: limits.Limits{MaxRequestBytes: maxBytes}, Ingest: im})
 			w := post(h, tc.body, nil)
 			if w.Code != tc.wantCode {
 				t.Fatalf("status = %d (%s), want %d", w.Code, strings.TrimSpace(w.Body.String()), tc.wantCode)
@@ -437,7 +421,7 @@ func (g *gatedAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
 }
 
 func TestHandlerOverload(t *testing.T) {
-	db := openTSDB(t, t.TempDir())
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 	gate := &gatedAppendable{AppendableV2: db, entered: make(chan struct{}), release: make(chan struct{})}
 	reg := prometheus.NewRegistry()
 	im := selfobs.NewIngestMetrics(reg)
@@ -508,7 +492,7 @@ func (a *failingAppender) Commit() error {
 func TestHandlerStorageFailure(t *testing.T) {
 	for _, tc := range []failingAppendable{{failAppend: true}, {failCommit: true}} {
 		t.Run(map[bool]string{true: "append", false: "commit"}[tc.failAppend], func(t *testing.T) {
-			db := openTSDB(t, t.TempDir())
+			db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true})
 			tc.AppendableV2 = db
 			reg := prometheus.NewRegistry()
 			im := selfobs.NewIngestMetrics(reg)
@@ -535,7 +519,7 @@ func TestHandlerStorageFailure(t *testing.T) {
 // /api/v1/metadata.
 func TestHandlerMetadata(t *testing.T) {
 	meta := metricmeta.New(metricmeta.Options{})
-	h := NewHandler(Options{Appendable: openTSDB(t, t.TempDir()), Metadata: meta})
+	h := NewHandler(Options{Appendable: storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true}), Metadata: meta})
 	reqs := []*prompb.WriteRequest{
 		{Metadata: []prompb.MetricMetadata{
 			{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "http_requests_total", Help: "Requests."},

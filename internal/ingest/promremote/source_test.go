@@ -9,12 +9,13 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/selfobs"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // Rejected samples name the remote_write client that sent them.
 func TestRejectionSources(t *testing.T) {
 	im := selfobs.NewIngestMetrics(nil)
-	h := NewHandler(Options{Appendable: openTSDB(t, t.TempDir()), Limits: limits.Limits{MaxLabelValueLength: 10}, Ingest: im})
+	h := NewHandler(Options{Appendable: storagetest.OpenTSDB(t, storagetest.TSDBOptions{LikeEmbedded: true}), Limits: limits.Limits{MaxLabelValueLength: 10}, Ingest: im})
 	body := encode(t, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
 		Labels:  []prompb.Label{{Name: "__name__", Value: "m"}, {Name: "path", Value: strings.Repeat("x", 20)}},
 		Samples: []prompb.Sample{{Value: 1, Timestamp: 1}},

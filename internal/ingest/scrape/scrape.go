@@ -31,9 +31,6 @@ import (
 // changes are handed to the scrape manager. It is Prometheus's default.
 const DefaultDiscoveryUpdateInterval = 5 * time.Second
 
-// ErrNoAppendable is returned by New when Options.Appendable is nil.
-var ErrNoAppendable = errors.New("scrape: Options.Appendable is required")
-
 // Options configure a Manager.
 type Options struct {
 	// Appendable receives the scraped samples. A *tsdb.DB satisfies it; it
@@ -75,10 +72,11 @@ type Manager struct {
 }
 
 // New builds a Manager. Nothing is scraped until ApplyConfig and Run are
-// called.
+// called. It panics if opts.Appendable is nil, a wiring mistake that no
+// configuration can fix.
 func New(opts Options) (*Manager, error) {
 	if opts.Appendable == nil {
-		return nil, ErrNoAppendable
+		panic("scrape: Options.Appendable is required")
 	}
 	logger := opts.Logger
 	if logger == nil {

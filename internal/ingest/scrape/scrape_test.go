@@ -3,7 +3,6 @@ package scrape
 import (
 	"crypto/subtle"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -20,6 +19,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // pollDeadline bounds every wait for scraped data. It is a failure bound,
@@ -83,20 +84,6 @@ func closedAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return addr
-}
-
-func openTSDB(t *testing.T) *tsdb.DB {
-	t.Helper()
-	db, err := tsdb.Open(t.TempDir(), nil, nil, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatalf("open tsdb: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Errorf("close tsdb: %v", err)
-		}
-	})
-	return db
 }
 
 // loadConfig writes a Prometheus configuration to a file and loads it the
@@ -203,14 +190,16 @@ const global = `global:
 `
 
 func TestNewRequiresAppendable(t *testing.T) {
-	_, err := New(Options{})
-	if !errors.Is(err, ErrNoAppendable) {
-		t.Fatalf("New without appendable: got %v, want ErrNoAppendable", err)
-	}
+	defer func() {
+		if recover() == nil {
+			t.Error("New without Appendable did not panic")
+		}
+	}()
+	_, _ = New(Options{})
 }
 
 func TestStaticTargetProducesPrometheusSeries(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	tg := newTarget(t, false, nil)
 	cfg := loadConfig(t, t.TempDir(), global+fmt.Sprintf(`scrape_configs:
   - job_name: static
@@ -264,7 +253,7 @@ func TestStaticTargetProducesPrometheusSeries(t *testing.T) {
 }
 
 func TestDownTargetIsUpZero(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	addr := closedAddr(t)
 	cfg := loadConfig(t, t.TempDir(), global+fmt.Sprintf(`scrape_configs:
   - job_name: down
@@ -281,7 +270,7 @@ func TestDownTargetIsUpZero(t *testing.T) {
 }
 
 func TestRelabelling(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	tg := newTarget(t, false, nil)
 	dropped := closedAddr(t)
 	cfg := loadConfig(t, t.TempDir(), global+fmt.Sprintf(`scrape_configs:
@@ -368,7 +357,7 @@ func TestAuthenticatedTargets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			db := openTSDB(t)
+			db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 			tg := newTarget(t, false, tt.allow)
 			// Two jobs on the same target: one with credentials, one without.
 			// The target answers 401 to the latter, which must be up == 0.
@@ -399,7 +388,7 @@ func TestAuthenticatedTargets(t *testing.T) {
 }
 
 func TestFileSD(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	first := newTarget(t, false, nil)
 	second := newTarget(t, false, nil)
 	dir := t.TempDir()
@@ -441,7 +430,7 @@ func TestFileSD(t *testing.T) {
 }
 
 func TestTLSTarget(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	tg := newTarget(t, true, nil)
 	dir := t.TempDir()
 	caFile := filepath.Join(dir, "ca.pem")
@@ -474,7 +463,7 @@ func TestTLSTarget(t *testing.T) {
 }
 
 func TestStopWithoutRunAndTwice(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	m, err := New(Options{Appendable: db})
 	if err != nil {
 		t.Fatal(err)
@@ -487,7 +476,7 @@ func TestStopWithoutRunAndTwice(t *testing.T) {
 }
 
 func TestApplyConfigNil(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	m, err := New(Options{Appendable: db})
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +488,7 @@ func TestApplyConfigNil(t *testing.T) {
 }
 
 func TestApplyConfigWhileRunning(t *testing.T) {
-	db := openTSDB(t)
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	tg := newTarget(t, false, nil)
 	dir := t.TempDir()
 	jobCfg := func(job string) *config.Config {

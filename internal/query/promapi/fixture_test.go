@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/tsdb"
+
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // sample is one fixed data point of testdata/samples.txt.
@@ -74,15 +76,7 @@ func loadSamples(t *testing.T) []sample {
 // samples; its metrics go to reg (may be nil).
 func openLoadedTSDB(t *testing.T, reg prometheus.Registerer) *tsdb.DB {
 	t.Helper()
-	db, err := tsdb.Open(t.TempDir(), nil, reg, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatalf("open tsdb: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Errorf("close tsdb: %v", err)
-		}
-	})
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{Registerer: reg})
 	app := db.Appender(t.Context())
 	for _, s := range loadSamples(t) {
 		if _, err := app.Append(0, s.series, s.t, s.v); err != nil {

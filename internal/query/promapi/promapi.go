@@ -108,22 +108,20 @@ type Targets interface {
 
 // Options configure the API handler.
 type Options struct {
-	// Queryable is the metric storage the queries read (a *tsdb.DB).
+	// Queryable is the metric storage the queries read.
 	Queryable storage.SampleAndChunkQueryable
-	// ExemplarQueryable serves /query_exemplars (a *tsdb.DB); nil answers
-	// with no exemplars.
+	// ExemplarQueryable serves /query_exemplars; nil answers with no
+	// exemplars.
 	ExemplarQueryable storage.ExemplarQueryable
 	// TSDB, if set, backs /status/tsdb, /status/tsdb/blocks and
-	// /status/walreplay; without it they answer with ErrNoTSDB.
-	TSDB *tsdb.DB
+	// /status/walreplay (vigil's storage.TSDBAdmin); without it they
+	// answer with ErrNoTSDB.
+	TSDB apiv1.TSDBAdminStats
 	// EnableAdmin serves the TSDB admin endpoints (/admin/tsdb/delete_series,
 	// clean_tombstones, snapshot) against TSDB; snapshots go under
 	// TSDBDir/snapshots. Off, they answer 404 saying how to turn them on.
 	EnableAdmin bool
 	TSDBDir     string
-	// TSDBStats is the *tsdb.DBStats the TSDB was opened with, for
-	// /status/walreplay; optional (replay is then reported as finished).
-	TSDBStats *tsdb.DBStats
 	// Targets reports scrape targets; nil means vigil scrapes nothing and
 	// the target endpoints return empty lists.
 	Targets Targets
@@ -296,7 +294,7 @@ func New(opts Options) (h http.Handler, err error) {
 	}
 	var adminStats apiv1.TSDBAdminStats = noTSDB{}
 	if opts.TSDB != nil {
-		adminStats = tsdbAdmin{db: opts.TSDB, stats: opts.TSDBStats}
+		adminStats = opts.TSDB
 	}
 
 	api := apiv1.NewAPI(
@@ -414,28 +412,6 @@ type noRules struct{}
 func (noRules) RuleGroups() []*rules.Group           { return nil }
 func (noRules) AlertingRules() []*rules.AlertingRule { return nil }
 
-// tsdbAdmin adapts a *tsdb.DB to what the status and admin endpoints use.
-type tsdbAdmin struct {
-	db    *tsdb.DB
-	stats *tsdb.DBStats
-}
-
-func (a tsdbAdmin) CleanTombstones() error { return a.db.CleanTombstones() }
-func (a tsdbAdmin) Delete(ctx context.Context, mint, maxt int64, ms ...*labels.Matcher) error {
-	return a.db.Delete(ctx, mint, maxt, ms...)
-}
-func (a tsdbAdmin) Snapshot(dir string, withHead bool) error { return a.db.Snapshot(dir, withHead) }
-func (a tsdbAdmin) Stats(statsByLabelName string, limit int) (*tsdb.Stats, error) {
-	return a.db.Head().Stats(statsByLabelName, limit), nil
-}
-func (a tsdbAdmin) BlockMetas() ([]tsdb.BlockMeta, error) { return a.db.BlockMetas(), nil }
-func (a tsdbAdmin) WALReplayStatus() (tsdb.WALReplayStatus, error) {
-	if a.stats == nil || a.stats.Head == nil || a.stats.Head.WALReplayStatus == nil {
-		return tsdb.WALReplayStatus{}, nil
-	}
-	return a.stats.Head.WALReplayStatus.GetWALReplayStatus(), nil
-}
-
 // noExemplars answers /query_exemplars on a store that keeps none (Prometheus
 // itself dereferences a nil ExemplarQueryable).
 type noExemplars struct{}
@@ -462,7 +438,6 @@ func (noTSDB) WALReplayStatus() (tsdb.WALReplayStatus, error) {
 
 // Compile-time checks that the adapters fit the handler's interfaces.
 var (
-	_ apiv1.TSDBAdminStats        = tsdbAdmin{}
 	_ apiv1.TSDBAdminStats        = noTSDB{}
 	_ apiv1.TargetRetriever       = noTargets{}
 	_ apiv1.ScrapePoolsRetriever  = noTargets{}

@@ -26,6 +26,7 @@ import (
 
 	vigilscrape "github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
+	vigilstorage "github.com/vigil-observability/vigil/internal/storage"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -94,7 +95,7 @@ func testOptions(t *testing.T) Options {
 	return Options{
 		Registerer:    reg,
 		Queryable:     db,
-		TSDB:          db,
+		TSDB:          vigilstorage.TSDBCapabilities(db).Admin,
 		Targets:       newFakeTargets(),
 		Engine:        querylimit.NewEngine(querylimit.Options{}),
 		Flags:         map[string]string{"storage.tsdb.path": "data/"},

@@ -10,9 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/config"
-	"github.com/prometheus/prometheus/tsdb"
 
 	vigilscrape "github.com/vigil-observability/vigil/internal/ingest/scrape"
+	vigilstorage "github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // TestWithScrapeManager wires the API to vigil's real scrape manager, as
@@ -27,11 +28,7 @@ func TestWithScrapeManager(t *testing.T) {
 	// One registry for everything, as in vigil: the metric names of the
 	// TSDB, the scrape and discovery managers and the API must not clash.
 	reg := prometheus.NewRegistry()
-	db, err := tsdb.Open(t.TempDir(), nil, reg, tsdb.DefaultOptions(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{Registerer: reg})
 
 	cfg, err := config.Load(fmt.Sprintf(`global:
   scrape_interval: 300ms
@@ -62,7 +59,7 @@ scrape_configs:
 
 	h := newHandler(t, Options{
 		Queryable:     db,
-		TSDB:          db,
+		TSDB:          vigilstorage.TSDBCapabilities(db).Admin,
 		Registerer:    reg,
 		Targets:       sm,
 		Config:        func() config.Config { return *cfg },

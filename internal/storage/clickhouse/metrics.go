@@ -62,8 +62,7 @@ type metricSeriesKey struct {
 }
 
 var (
-	_ storage.AppendableV2 = (*MetricStore)(nil)
-	_ storage.Queryable    = (*MetricStore)(nil)
+	_ vstorage.MetricStore = (*MetricStore)(nil)
 	_ vstorage.Retainer    = (*MetricStore)(nil)
 )
 

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	vstorage "github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/clickhouse/chtest"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
@@ -30,7 +31,7 @@ func openMetricStore(t testing.TB, srv *chtest.Server, cluster string, opts Metr
 
 func TestMetricStoreConformance(t *testing.T) {
 	srv := chtest.Start(t)
-	storagetest.RunMetricStore(t, func(t *testing.T) storagetest.MetricStore {
+	storagetest.RunMetricStore(t, func(t *testing.T) vstorage.MetricStore {
 		s, _ := openMetricStore(t, srv, "", MetricsOptions{})
 		return s
 	})
@@ -38,7 +39,7 @@ func TestMetricStoreConformance(t *testing.T) {
 
 func TestMetricStoreConformanceCluster(t *testing.T) {
 	srv := chtest.StartCluster(t, 2)
-	storagetest.RunMetricStore(t, func(t *testing.T) storagetest.MetricStore {
+	storagetest.RunMetricStore(t, func(t *testing.T) vstorage.MetricStore {
 		s, _ := openMetricStore(t, srv[0], chtest.ClusterName, MetricsOptions{})
 		return s
 	})

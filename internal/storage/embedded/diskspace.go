@@ -113,6 +113,8 @@ type GuardedMetrics struct {
 	guard *diskGuard
 }
 
+var _ storage.MetricStore = (*GuardedMetrics)(nil)
+
 // GuardMetricsOptions configures GuardMetrics.
 type GuardMetricsOptions struct {
 	// Dir is the TSDB directory, whose filesystem is watched.
@@ -141,6 +143,12 @@ func GuardMetrics(db *tsdb.DB, opts GuardMetricsOptions) (*GuardedMetrics, error
 		}
 	}
 	return &GuardedMetrics{DB: db, guard: g}, nil
+}
+
+// Capabilities are the TSDB's: exemplars, its head and its status and
+// admin surface.
+func (m *GuardedMetrics) Capabilities() storage.MetricCapabilities {
+	return storage.TSDBCapabilities(m.DB)
 }
 
 // AppenderV2 returns the DB's appender, whose Commit first checks the disk.

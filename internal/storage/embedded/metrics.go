@@ -11,13 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/compression"
+
+	"github.com/vigil-observability/vigil/internal/storage"
 )
 
 // Defaults of MetricsOptions.
 const (
-	// DefaultMetricsRetention keeps a week of metrics, matching the span and
-	// log retention and limits.Limits.MaxPastAge.
-	DefaultMetricsRetention = 7 * 24 * time.Hour
 	// DefaultOutOfOrderTimeWindow lets the TSDB accept a sample up to ten
 	// minutes older than the newest sample it has seen for the head. Pushed
 	// data arrives out of order for ordinary reasons: an OTel Collector's
@@ -44,7 +43,7 @@ const StorageBytesHelp = "Bytes the store occupies on disk."
 type MetricsOptions struct {
 	// Dir holds the WAL, the WBL, head chunks and blocks. Required.
 	Dir string
-	// Retention is how long samples are kept (DefaultMetricsRetention if 0).
+	// Retention is how long samples are kept (storage.DefaultRetention if 0).
 	Retention time.Duration
 	// OutOfOrderTimeWindow is how far behind the newest sample a sample may
 	// still be accepted (DefaultOutOfOrderTimeWindow if 0; negative disables
@@ -81,7 +80,7 @@ func OpenMetrics(opts MetricsOptions) (*tsdb.DB, error) {
 	}
 	retention := opts.Retention
 	if retention <= 0 {
-		retention = DefaultMetricsRetention
+		retention = storage.DefaultRetention
 	}
 	ooo := opts.OutOfOrderTimeWindow
 	switch {

@@ -3,11 +3,13 @@ package embedded
 import (
 	"testing"
 
+	"github.com/vigil-observability/vigil/internal/storage"
+
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 func TestMetricStoreConformance(t *testing.T) {
-	storagetest.RunMetricStore(t, func(t *testing.T) storagetest.MetricStore {
+	storagetest.RunMetricStore(t, func(t *testing.T) storage.MetricStore {
 		db, err := OpenMetrics(MetricsOptions{Dir: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)

@@ -30,8 +30,6 @@ import (
 
 // Defaults of SpanLogOptions.
 const (
-	// DefaultSpanLogRetention keeps a week of spans and logs.
-	DefaultSpanLogRetention = 7 * 24 * time.Hour
 	// DefaultMemoryLimit caps DuckDB's buffer pool. DuckDB's own default
 	// (80% of RAM) would starve the Prometheus TSDB sharing the process.
 	DefaultMemoryLimit = "1GB"
@@ -51,7 +49,7 @@ const (
 type SpanLogOptions struct {
 	// Dir holds one DuckDB file (plus its WAL) per UTC day. Required.
 	Dir string
-	// Retention is how long spans and logs are kept (DefaultSpanLogRetention
+	// Retention is how long spans and logs are kept (storage.DefaultRetention
 	// if 0). Whole days are dropped once all of their data is older.
 	Retention time.Duration
 	// MemoryLimit is DuckDB's memory_limit, e.g. "512MB" (DefaultMemoryLimit
@@ -149,7 +147,7 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 		return nil, errors.New("embedded: SpanLogOptions.Dir is required")
 	}
 	if opts.Retention <= 0 {
-		opts.Retention = DefaultSpanLogRetention
+		opts.Retention = storage.DefaultRetention
 	}
 	if opts.MemoryLimit == "" {
 		opts.MemoryLimit = DefaultMemoryLimit
@@ -297,8 +295,9 @@ func (s *SpanLogStore) DiskBytes() int64 {
 }
 
 // Checkpoint folds every day's WAL into its compressed database file. The
-// store does this on its own (DuckDB checkpoints when a WAL grows past 16MB
-// and on Close); it is exported for tests and benchmarks that measure size.
+// store does this on its own (DuckDB checkpoints when a WAL grows past
+// SpanLogOptions.CheckpointThreshold, 128MB by default, and on Close); it
+// is exported for tests and benchmarks that measure size.
 func (s *SpanLogStore) Checkpoint(ctx context.Context) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -12,15 +12,9 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/tsdbutil"
-)
 
-// MetricStore is what a metrics backend provides: Prometheus's own storage
-// interfaces, so that PromQL, rules and the Prometheus API run unchanged on
-// any backend.
-type MetricStore interface {
-	storage.AppendableV2
-	storage.Queryable
-}
+	vstorage "github.com/vigil-observability/vigil/internal/storage"
+)
 
 // metricEpoch is the fixed time the metric fixtures start at, recent enough
 // for any backend's retention.
@@ -28,7 +22,7 @@ func metricEpoch() time.Time { return time.Now().Add(-time.Hour).Truncate(time.M
 
 // RunMetricStore is the conformance suite for metrics backends. Each subtest
 // opens a fresh store; open must register its cleanup with t.
-func RunMetricStore(t *testing.T, open func(t *testing.T) MetricStore) {
+func RunMetricStore(t *testing.T, open func(t *testing.T) vstorage.MetricStore) {
 	t.Run("PromQLOverAppendedSeries", func(t *testing.T) { testPromQL(t, open(t)) })
 	t.Run("RollbackDiscards", func(t *testing.T) { testRollback(t, open(t)) })
 	t.Run("LabelNamesAndValues", func(t *testing.T) { testLabels(t, open(t)) })
@@ -38,7 +32,7 @@ func RunMetricStore(t *testing.T, open func(t *testing.T) MetricStore) {
 
 // appendSeries appends one float per minute for n minutes from start for
 // every series, value = series index * 10 + minute, and commits.
-func appendSeries(t *testing.T, s MetricStore, start time.Time, minutes int, series ...labels.Labels) {
+func appendSeries(t *testing.T, s vstorage.MetricStore, start time.Time, minutes int, series ...labels.Labels) {
 	t.Helper()
 	app := s.AppenderV2(t.Context())
 	for m := range minutes {
@@ -54,7 +48,7 @@ func appendSeries(t *testing.T, s MetricStore, start time.Time, minutes int, ser
 	}
 }
 
-func instantQuery(t *testing.T, s MetricStore, q string, at time.Time) promql.Vector {
+func instantQuery(t *testing.T, s vstorage.MetricStore, q string, at time.Time) promql.Vector {
 	t.Helper()
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 1e6, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	qry, err := engine.NewInstantQuery(t.Context(), s, nil, q, at)
@@ -74,7 +68,7 @@ func instantQuery(t *testing.T, s MetricStore, q string, at time.Time) promql.Ve
 	return v
 }
 
-func testPromQL(t *testing.T, s MetricStore) {
+func testPromQL(t *testing.T, s vstorage.MetricStore) {
 	start := metricEpoch()
 	series := []labels.Labels{
 		labels.FromStrings("__name__", "http_requests_total", "job", "shop", "code", "200"),
@@ -113,7 +107,7 @@ func testPromQL(t *testing.T, s MetricStore) {
 	}
 }
 
-func testRollback(t *testing.T, s MetricStore) {
+func testRollback(t *testing.T, s vstorage.MetricStore) {
 	start := metricEpoch()
 	app := s.AppenderV2(t.Context())
 	ls := labels.FromStrings("__name__", "rolled_back", "job", "x")
@@ -128,7 +122,7 @@ func testRollback(t *testing.T, s MetricStore) {
 	}
 }
 
-func testLabels(t *testing.T, s MetricStore) {
+func testLabels(t *testing.T, s vstorage.MetricStore) {
 	start := metricEpoch()
 	appendSeries(t, s, start, 1,
 		labels.FromStrings("__name__", "up", "job", "shop", "instance", "a:1"),
@@ -174,7 +168,7 @@ func testLabels(t *testing.T, s MetricStore) {
 	}
 }
 
-func testHistograms(t *testing.T, s MetricStore) {
+func testHistograms(t *testing.T, s vstorage.MetricStore) {
 	start := metricEpoch()
 	ls := labels.FromStrings("__name__", "request_duration_seconds", "job", "shop")
 	app := s.AppenderV2(t.Context())
@@ -198,7 +192,7 @@ func testHistograms(t *testing.T, s MetricStore) {
 	}
 }
 
-func testConcurrentAppenders(t *testing.T, s MetricStore) {
+func testConcurrentAppenders(t *testing.T, s vstorage.MetricStore) {
 	start := metricEpoch()
 	const writers, per = 4, 50
 	errc := make(chan error, writers)
