@@ -202,7 +202,7 @@ func New(opts Options) (*Alertmanager, error) {
 		return nil, errors.New("alerting: no alertmanager config file")
 	}
 	if opts.ExternalURL == nil {
-		return nil, ErrNoExternalURL
+		panic(ErrNoExternalURL)
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = 120 * time.Hour
@@ -293,8 +293,9 @@ func New(opts Options) (*Alertmanager, error) {
 	return am, nil
 }
 
-// ErrNoExternalURL is returned by New without Options.ExternalURL: every
-// link the Alertmanager hands out would be wrong without it.
+// ErrNoExternalURL is what New panics with, and CheckTemplates returns,
+// without an external URL: every link the Alertmanager hands out would be
+// wrong without it.
 var ErrNoExternalURL = errors.New("alerting: Options.ExternalURL is required")
 
 // externalURL is u without a trailing slash, so that links appended to it

@@ -702,9 +702,14 @@ func TestApplyConfigDuringAPIReads(t *testing.T) {
 func TestExternalURLRequired(t *testing.T) {
 	dir := t.TempDir()
 	conf := writeConfig(t, dir, "route: {receiver: none}\nreceivers: [{name: none}]\n", "")
-	if _, err := New(Options{ConfigFile: conf, DataDir: dir}); !errors.Is(err, ErrNoExternalURL) {
-		t.Errorf("New without ExternalURL: %v, want ErrNoExternalURL", err)
-	}
+	func() {
+		defer func() {
+			if r := recover(); r != ErrNoExternalURL {
+				t.Errorf("New without ExternalURL panicked with %v, want ErrNoExternalURL", r)
+			}
+		}()
+		_, _ = New(Options{ConfigFile: conf, DataDir: dir})
+	}()
 	if _, err := CheckTemplates(conf, nil); !errors.Is(err, ErrNoExternalURL) {
 		t.Errorf("CheckTemplates without an external URL: %v, want ErrNoExternalURL", err)
 	}

@@ -154,6 +154,7 @@ func TestNotificationsAreFencedByTerm(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	am, err := New(Options{
 		ConfigFile:  writeConfig(t, dir, fastConfig, rcv.srv.URL),
+		ExternalURL: testExternalURL,
 		DataDir:     filepath.Join(dir, "data"),
 		Fencer:      leader,
 		Replication: repl,

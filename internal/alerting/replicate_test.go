@@ -53,6 +53,7 @@ func startReplNode(t *testing.T, state *ReplicatedState, log Proposer, fwd Forwa
 	dir := t.TempDir()
 	am, err := New(Options{
 		ConfigFile:  writeConfig(t, dir, onceConfig, "http://127.0.0.1:1/"),
+		ExternalURL: testExternalURL,
 		DataDir:     filepath.Join(dir, "data"),
 		Replication: repl,
 		Registerer:  prometheus.NewRegistry(),

@@ -73,9 +73,6 @@ type Options struct {
 	Engine *querylimit.Engine
 }
 
-// ErrMissingOption is returned by New when a required option is not set.
-var ErrMissingOption = errors.New("rules: Options.Appendable, Queryable, Dir, Engine and ExternalURL are required")
-
 // Manager runs the rule groups of a configuration.
 type Manager struct {
 	*promrules.Manager
@@ -87,10 +84,12 @@ type Manager struct {
 	cancel   context.CancelFunc // ends evaluations in flight
 }
 
-// New returns a Manager; call Apply with the rules, then Run.
+// New returns a Manager; call Apply with the rules, then Run. It panics
+// if Options.Appendable, Queryable, Dir, Engine or ExternalURL is unset, a
+// wiring mistake.
 func New(opts Options) (*Manager, error) {
 	if opts.Appendable == nil || opts.Queryable == nil || opts.Dir == "" || opts.Engine == nil || opts.ExternalURL == nil {
-		return nil, ErrMissingOption
+		panic("rules: Options.Appendable, Queryable, Dir, Engine and ExternalURL are required")
 	}
 	logger := opts.Logger
 	if logger == nil {

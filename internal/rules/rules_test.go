@@ -267,8 +267,13 @@ func TestNewNeedsEngineAndExternalURL(t *testing.T) {
 		"no engine":       {Appendable: st, Queryable: st, Dir: t.TempDir(), ExternalURL: testURL},
 		"no external URL": {Appendable: st, Queryable: st, Dir: t.TempDir(), Engine: testEngine()},
 	} {
-		if _, err := New(opts); !errors.Is(err, ErrMissingOption) {
-			t.Errorf("%s: %v, want ErrMissingOption", name, err)
-		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("New with %s did not panic", name)
+				}
+			}()
+			_, _ = New(opts)
+		}()
 	}
 }

@@ -174,4 +174,3 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
-

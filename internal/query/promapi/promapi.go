@@ -83,14 +83,6 @@ func effectiveFlags(opts Options, engine *querylimit.Engine, extURL *url.URL) ma
 // whose path starts with it, e.g. /api/v1/query.
 const PathPrefix = "/api/v1"
 
-// ErrNoQueryable, ErrNoEngine and ErrNoExternalURL are returned by New
-// when Options.Queryable, Engine or ExternalURL is nil.
-var (
-	ErrNoQueryable   = errors.New("promapi: Options.Queryable is required")
-	ErrNoEngine      = errors.New("promapi: Options.Engine is required")
-	ErrNoExternalURL = errors.New("promapi: Options.ExternalURL is required")
-)
-
 // ErrNoTSDB is reported by the TSDB status endpoints when Options.TSDB is
 // not set.
 var ErrNoTSDB = errors.New("TSDB status not available")
@@ -189,8 +181,17 @@ type Options struct {
 var ErrRegistration = errors.New("promapi: registering metrics")
 
 // New builds the /api/v1 handler. Call it once per Registerer: the
-// remote-read metrics it registers have fixed names.
+// remote-read metrics it registers have fixed names. It panics if
+// Options.Queryable, Engine or ExternalURL is nil, a wiring mistake.
 func New(opts Options) (h http.Handler, err error) {
+	switch {
+	case opts.Queryable == nil:
+		panic("promapi: Options.Queryable is required")
+	case opts.Engine == nil:
+		panic("promapi: Options.Engine is required")
+	case opts.ExternalURL == nil:
+		panic("promapi: Options.ExternalURL is required")
+	}
 	// Prometheus's constructors register their metrics with MustRegister;
 	// a conflict must reach the caller as an error, not crash vigil.
 	defer func() {
@@ -199,15 +200,6 @@ func New(opts Options) (h http.Handler, err error) {
 		}
 	}()
 
-	if opts.Queryable == nil {
-		return nil, ErrNoQueryable
-	}
-	if opts.Engine == nil {
-		return nil, ErrNoEngine
-	}
-	if opts.ExternalURL == nil {
-		return nil, ErrNoExternalURL
-	}
 	extURL := opts.ExternalURL
 	engine := opts.Engine
 	logger := opts.Logger

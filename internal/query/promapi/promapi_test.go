@@ -318,15 +318,20 @@ func TestOriginHeader(t *testing.T) {
 }
 
 func TestOptionalDependenciesAbsent(t *testing.T) {
-	if _, err := New(Options{}); !errors.Is(err, ErrNoQueryable) {
-		t.Fatalf("New without Queryable: %v, want ErrNoQueryable", err)
-	}
 	db := openLoadedTSDB(t, nil)
-	if _, err := New(Options{Queryable: db}); !errors.Is(err, ErrNoEngine) {
-		t.Fatalf("New without Engine: %v, want ErrNoEngine", err)
-	}
-	if _, err := New(Options{Queryable: db, Engine: querylimit.NewEngine(querylimit.Options{})}); !errors.Is(err, ErrNoExternalURL) {
-		t.Fatalf("New without ExternalURL: %v, want ErrNoExternalURL", err)
+	for name, opts := range map[string]Options{
+		"no queryable":    {},
+		"no engine":       {Queryable: db},
+		"no external URL": {Queryable: db, Engine: querylimit.NewEngine(querylimit.Options{})},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("New with %s did not panic", name)
+				}
+			}()
+			_, _ = New(opts)
+		}()
 	}
 	h := newHandler(t, Options{Queryable: db})
 

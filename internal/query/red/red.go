@@ -67,9 +67,6 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// ErrMissingOption is returned by New when a required option is nil.
-var ErrMissingOption = errors.New("red: Options.Spans, Queryable and Engine are required")
-
 // Routes lists the path patterns Handler serves.
 var Routes = []string{"/api/red/services", "/api/red/operations", "/api/servicemap"}
 
@@ -84,10 +81,11 @@ type Service struct {
 	timeout   time.Duration
 }
 
-// New returns a Service.
+// New returns a Service. It panics if Options.Spans, Queryable or Engine
+// is nil, a wiring mistake.
 func New(opts Options) (*Service, error) {
 	if opts.Queryable == nil || opts.Spans == nil || opts.Engine == nil {
-		return nil, ErrMissingOption
+		panic("red: Options.Spans, Queryable and Engine are required")
 	}
 	s := &Service{
 		spans: opts.Spans, queryable: opts.Queryable, logger: opts.Logger, now: opts.Now,

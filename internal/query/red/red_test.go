@@ -85,9 +85,14 @@ func TestTimeoutWithinTheSharedEngine(t *testing.T) {
 	st := promqltest.LoadedStorage(t, graphSeries)
 	t.Cleanup(func() { _ = st.Close() })
 	engine := querylimit.NewEngine(querylimit.Options{Limits: querylimit.Limits{Timeout: time.Hour}})
-	if _, err := New(Options{Spans: memory.New(), Queryable: st}); !errors.Is(err, ErrMissingOption) {
-		t.Errorf("New without Engine: %v, want ErrMissingOption", err)
-	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("New without Engine did not panic")
+			}
+		}()
+		_, _ = New(Options{Spans: memory.New(), Queryable: st})
+	}()
 	s, err := New(Options{Spans: memory.New(), Queryable: st, Engine: engine, Timeout: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
