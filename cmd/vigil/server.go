@@ -138,11 +138,13 @@ func runServer(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// serve builds every component, runs them until ctx ends, and shuts down in
-// order within cfg.ShutdownTimeout: the ingest gate first (no new
-// acknowledgements), then the listeners, then scraping and rules, then the
-// write queues (drained), then storage. Nothing acknowledged is lost on a
-// clean stop, and the stores' WALs cover an unclean one.
+// serve builds every component, runs them in one lifecycle group until ctx
+// ends or one fails, and shuts down stage by stage within
+// cfg.ShutdownTimeout (components.go): the ingest gate first (no new
+// acknowledgements), then the listeners, then scraping, then rules and the
+// write queues (drained), then the span metrics' last flush, the
+// Alertmanager, and storage. Nothing acknowledged is lost on a clean stop,
+// and the stores' WALs cover an unclean one.
 //
 // reload reads the configuration again; SIGHUP and POST /-/reload (an admin
 // endpoint) apply what can change while running: scrape configs and rules.
