@@ -117,12 +117,18 @@ func drainQueue(cfg *config.Config, logger *slog.Logger, name string, q interfac
 // outlast the budget, and its result is not worth holding the stop for.
 func runRules(cfg *config.Config, logger *slog.Logger, m *rules.Manager) lifecycle.Component {
 	return lifecycle.Func(func(ctx context.Context) error {
-		go m.Run()
+		ran := make(chan struct{})
+		go func() {
+			defer close(ran)
+			m.Run()
+		}()
 		<-ctx.Done()
 		if err := shutdown.Wait(lifecycle.StopContext(ctx), "rules", m.Stop); err != nil {
 			logger.Warn("a rule evaluation was still running at the shutdown deadline; its result is dropped and the rule evaluates again after the restart",
 				"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
+			return nil
 		}
+		<-ran // returns once Stop has
 		return nil
 	})
 }

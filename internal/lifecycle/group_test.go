@@ -101,6 +101,24 @@ func TestGroupStopsStageAfterStage(t *testing.T) {
 	}
 }
 
+// TestGroupStartsEachComponentWhenAdded: a component runs from its Go on,
+// before the next is even built, as a server's HTTP listener answers
+// /-/ready while its storage still opens.
+func TestGroupStartsEachComponentWhenAdded(t *testing.T) {
+	var j journal
+	g := NewGroup(Options{Stages: threeStages})
+	defer g.Stop()
+	for _, name := range []string{"http", "storage", "grpc"} {
+		g.Go("first", name, recording(&j, name))
+		waitUntil(t, name+" to start before the next is added", func() bool {
+			return slices.Contains(j.get(), "start "+name)
+		})
+	}
+	if got, want := j.get(), []string{"start http", "start storage", "start grpc"}; !slices.Equal(got, want) {
+		t.Errorf("journal %v, want %v", got, want)
+	}
+}
+
 func TestGroupFailureStopsEveryComponent(t *testing.T) {
 	var j journal
 	g := NewGroup(Options{Stages: threeStages, Budget: time.Second})

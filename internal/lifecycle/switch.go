@@ -109,7 +109,8 @@ func (s *Switch) stopLocked(ctx context.Context) error {
 	return r.err
 }
 
-// Running reports whether c is running now.
+// Running reports whether c is running now; it waits for an On or Off in
+// progress.
 func (s *Switch) Running() bool {
 	s.toggle.Lock()
 	defer s.toggle.Unlock()
