@@ -106,16 +106,6 @@ func (g *Group) exited(r *run, err error) {
 // stop): the owner should then Stop the group.
 func (g *Group) Failed() <-chan struct{} { return g.failed }
 
-// Wait returns once ctx ends or a component fails, having stopped the
-// group: Wait is Run for a whole group.
-func (g *Group) Wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-	case <-g.failed:
-	}
-	return g.Stop()
-}
-
 // Stop stops every component, stage after stage in the order of
 // Options.Stages, the components of a stage in parallel, and returns the
 // first failure (nil when none failed). Later calls wait for nothing and

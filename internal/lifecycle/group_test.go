@@ -133,13 +133,13 @@ func TestGroupFailureStopsEveryComponent(t *testing.T) {
 	waitUntil(t, "the components to start", func() bool { return len(j.get()) == 2 })
 	close(fail)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := g.Wait(ctx); !errors.Is(err, boom) {
-		t.Fatalf("Wait = %v, want the failure %v", err, boom)
+	select {
+	case <-g.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Failed not closed by a component's failure")
 	}
-	if ctx.Err() != nil {
-		t.Fatal("Wait returned only when its context ended, not on the failure")
+	if err := g.Stop(); !errors.Is(err, boom) {
+		t.Fatalf("Stop = %v, want the failure %v", err, boom)
 	}
 	got := stopOrder(j.get(), map[string]string{"http": "first", "storage": "third"})
 	if want := []string{"first", "third"}; !slices.Equal(got, want) {
