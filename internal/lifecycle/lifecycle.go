@@ -121,6 +121,7 @@ func start(c Component, exited func(*run, error)) *run {
 	r.cancel = cancel
 	go func() {
 		err := c.Run(ctx)
+		cancel() // a run that ended on its own holds nothing
 		r.err = err
 		close(r.done)
 		if exited != nil {
