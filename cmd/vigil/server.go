@@ -39,6 +39,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
+	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
@@ -48,7 +49,6 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/red"
 	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/selfobs"
-	"github.com/vigil-observability/vigil/internal/shutdown"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/spanmetrics"
 	"github.com/vigil-observability/vigil/internal/ui"
@@ -139,11 +139,13 @@ func runServer(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// serve builds every component, runs them until ctx ends, and shuts down in
-// order within cfg.ShutdownTimeout: the ingest gate first (no new
-// acknowledgements), then the listeners, then scraping and rules, then the
-// write queues (drained), then storage. Nothing acknowledged is lost on a
-// clean stop, and the stores' WALs cover an unclean one.
+// serve builds every component, runs them in one lifecycle group until ctx
+// ends or one fails, and shuts down stage by stage within
+// cfg.ShutdownTimeout (components.go): the ingest gate first (no new
+// acknowledgements), then the listeners, then scraping, then rules and the
+// write queues (drained), then the span metrics' last flush, the
+// Alertmanager, and storage. Nothing acknowledged is lost on a clean stop,
+// and the stores' WALs cover an unclean one.
 //
 // reload reads the configuration again; SIGHUP and POST /-/reload (an admin
 // endpoint) apply what can change while running: scrape configs and rules.
@@ -160,7 +162,13 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
-	go memGuard.Run(ctx)
+	// Every long-running component runs in grp from the line that adds it
+	// until the stop, which goes by stage (components.go): a component is
+	// one grp.Go line. A return before the end (a failure half way through
+	// the build) stops what already runs.
+	grp := newServerGroup(cfg, logger)
+	defer grp.Stop()
+	grp.Go(stageDrain, "memory guard", lifecycle.Loop(memGuard.Run))
 
 	// The HTTP listener comes up first so that /-/ready can answer 503
 	// while the stores replay their WALs.
@@ -180,15 +188,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		return err
 	}
 	httpServer := newHTTPServer(browsers.Wrap(cfg.HTTPAddr, browsers.CrossOriginProtect(cfg.Auth.Wrap(webSrv))), cfg.Auth, logger)
-	errc := make(chan error, 4)
-	go func() { errc <- serveHTTP(httpServer, httpLn, "http") }()
+	grp.Go(stageListeners, "http", httpListener(cfg, logger, "http", httpServer, httpLn))
 	logger.Info("listening", "http", httpLn.Addr().String())
 
 	st, err := openStores(ctx, cfg, logger, reg)
 	if err != nil {
 		return err
 	}
-	defer st.close()
+	grp.Go(stageStorage, "storage", lifecycle.OnStop(func(context.Context) error { st.close(); return nil }))
 	metricsDB, spanLogs := st.metrics, st.spanLogs
 
 	lim := cfg.IngestLimits()
@@ -205,20 +212,19 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
-	recorderCtx, stopRecorder := context.WithCancel(context.Background())
-	defer stopRecorder()
-	recorderDone := make(chan struct{})
-	go func() {
-		defer close(recorderDone)
-		if err := recorder.Run(recorderCtx); err != nil {
-			logger.Error("span metrics recorder", "err", err)
-		}
-	}()
+	// It flushes once more when stopped, after the queues that feed it
+	// have drained and before the TSDB closes.
+	grp.Go(stageFlush, "span metrics recorder", recorder)
 	traces := pipeline.NewTraces(spanLogs, queueOpts, recorder.RecordSpans)
+	grp.Go(stageDrain, "traces queue", drainQueue(cfg, logger, "traces", traces))
 	logs := pipeline.NewLogs(spanLogs, queueOpts, recorder.RecordLogs)
+	grp.Go(stageDrain, "logs queue", drainQueue(cfg, logger, "logs", logs))
 	// Closed when the stop begins: from then on every receiver answers
 	// "retry later" instead of acknowledging what the drain may not store.
 	ingestGate := gate.New(gate.Options{})
+	var stopBegan time.Time
+	grp.Go(stageIngest, "ingest gate", refuseIngest(cfg, logger, webSrv, ingestGate, &stopBegan))
+	grp.Go(stageFlush, "drained", drained(logger, &stopBegan))
 	// Metric metadata for /api/v1/metadata beside the scrape targets':
 	// vigil's own series from the start, senders' as they arrive.
 	metricMeta := metricmeta.New(metricmeta.Options{Registerer: reg})
@@ -234,11 +240,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err := scraper.ApplyConfig(cfg.Prometheus); err != nil {
 		return fmt.Errorf("scrape config: %w", err)
 	}
-	go func() {
-		if err := scraper.Run(); err != nil {
-			errc <- fmt.Errorf("scrape: %w", err)
-		}
-	}()
+	grp.Go(stageScrape, "scrape", lifecycle.RunStop(scraper.Run, scraper.Stop))
 
 	// The built-in Alertmanager always runs, so silences and the
 	// Alertmanager API (amtool, the UI) work; without an alertmanager.yml
@@ -268,15 +270,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return fmt.Errorf("alertmanager: %w", err)
 	}
-	amCtx, stopAM := context.WithCancel(context.Background())
-	amDone := make(chan struct{})
-	go func() {
-		defer close(amDone)
-		if err := am.Run(amCtx); err != nil {
-			logger.Error("alertmanager", "err", err)
-		}
-	}()
-	defer func() { stopAM(); am.Stop(); <-amDone }()
+	grp.Go(stageAlerting, "alertmanager", am)
 	webSrv.Handle("/api/v2/", am.Handler())
 
 	// One set of query slots for every query path (API, rules, RED,
@@ -309,8 +303,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err := ruleMgr.Apply(initial); err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
-	go ruleMgr.Run()
-	defer ruleMgr.Stop()
+	grp.Go(stageDrain, "rules", runRules(cfg, logger, ruleMgr))
 
 	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
 	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
@@ -370,7 +363,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		logger.Info("configuration reloaded")
 		return nil
 	}
-	go reloadOnSIGHUP(ctx, apply, logger)
+	grp.Go(stageIngest, "reloader", reloadOnSIGHUP(apply, logger))
 	if cfg.Admin.Enabled {
 		webSrv.Handle("POST /-/reload", reloadHandler(apply))
 		// Behind the admin role when authentication is on.
@@ -420,9 +413,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
-	docCtx, stopDoc := context.WithCancel(ctx)
-	defer stopDoc()
-	go doc.Run(docCtx)
+	grp.Go(stageDrain, "doctor", lifecycle.Loop(doc.Run))
 	webSrv.Handle("/api/doctor", doc.Handler())
 	// One budget for every receiver: what requests being decoded may take
 	// of the heap, whichever listener they came through.
@@ -454,37 +445,24 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		return fmt.Errorf("otlp http listener: %w", err)
 	}
 	otlpHTTP := newHTTPServer(browsers.Wrap(cfg.OTLPHTTPAddr, cfg.Auth.Wrap(ingestGate.Wrap(otlp.NewHTTPHandler(otlpOpts)))), cfg.Auth, logger)
-	go func() { errc <- serveHTTP(otlpHTTP, otlpHTTPLn, "otlp http") }()
+	grp.Go(stageListeners, "otlp http", httpListener(cfg, logger, "otlp http", otlpHTTP, otlpHTTPLn))
 	grpcLn, err := net.Listen("tcp", cfg.OTLPGRPCAddr)
 	if err != nil {
 		return fmt.Errorf("otlp grpc listener: %w", err)
 	}
 	grpcLn = otlp.LimitGRPCListener(grpcLn)
 	grpcSrv := otlp.NewGRPCServer(otlpOpts, cfg.Auth.GRPCOptions()...)
-	go func() {
-		if err := grpcSrv.Serve(grpcLn); err != nil {
-			errc <- fmt.Errorf("otlp grpc: %w", err)
-		}
-	}()
+	grp.Go(stageListeners, "otlp grpc", grpcListener(cfg, logger, grpcSrv, grpcLn))
 	webSrv.SetReady()
 	logger.Info("ready", "http", httpLn.Addr().String(), "otlp_grpc", grpcLn.Addr().String(),
 		"otlp_http", otlpHTTPLn.Addr().String(), "data_dir", cfg.DataDir, "version", version)
 
-	var runErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
-	case runErr = <-errc:
+	case <-grp.Failed():
 	}
-
-	stopServing(cfg, logger, stoppables{
-		web: webSrv, gate: ingestGate, grpc: grpcSrv, otlpHTTP: otlpHTTP, http: httpServer,
-		scraper: scraper, rules: ruleMgr, traces: traces, logs: logs,
-	})
-	// The recorder flushes once more when stopped, before the TSDB closes.
-	stopRecorder()
-	<-recorderDone
-	return runErr // deferred closes run next: storage closes last
+	return grp.Stop()
 }
 
 // prometheusFlags are the settings of cfg that have a Prometheus flag, by
@@ -575,22 +553,24 @@ func rulesConfig(cfg *config.Config) (rules.Config, error) {
 	}, nil
 }
 
-// reloadOnSIGHUP applies the configuration again at every SIGHUP until ctx
-// ends; a failed reload keeps what runs.
-func reloadOnSIGHUP(ctx context.Context, apply func() error, logger *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := apply(); err != nil {
-				logger.Error("reload failed; the previous configuration keeps running", "err", err)
+// reloadOnSIGHUP applies the configuration again at every SIGHUP until it
+// is stopped; a failed reload keeps what runs.
+func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component {
+	return lifecycle.Loop(func(ctx context.Context) {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := apply(); err != nil {
+					logger.Error("reload failed; the previous configuration keeps running", "err", err)
+				}
 			}
 		}
-	}
+	})
 }
 
 // reloadHandler serves POST /-/reload: 200 when the configuration was
@@ -636,61 +616,3 @@ func serveHTTP(s *http.Server, ln net.Listener, name string) error {
 	return nil
 }
 
-// stoppables are the parts stopServing stops, in its order.
-type stoppables struct {
-	web          interface{ SetStopping() }
-	gate         *gate.Gate
-	grpc         shutdown.GRPCServer
-	otlpHTTP     *http.Server
-	http         *http.Server
-	scraper      *scrape.Manager
-	rules        *rules.Manager
-	traces, logs interface{ Close(context.Context) error }
-}
-
-// stopServing stops everything that admits or produces data, within
-// cfg.ShutdownTimeout. Acknowledgements stop first (the gate), so nothing
-// is acknowledged that the drain might not store; the listeners then get
-// their share of the budget to let requests in flight finish, after which
-// stalled clients are cut off (unacknowledged: they retry); the write
-// queues drain in what is left.
-func stopServing(cfg *config.Config, logger *slog.Logger, s stoppables) {
-	budget := shutdown.NewBudget(time.Duration(cfg.ShutdownTimeout))
-	s.web.SetStopping()
-	s.gate.Close()
-	logger.Info("ingest refused from now on; stopping the listeners", "shutdown_timeout", cfg.ShutdownTimeout)
-	listeners, cancel := budget.Listeners(context.Background())
-	defer cancel()
-	if err := shutdown.Parallel(
-		func() error { return shutdown.GRPC(listeners, s.grpc) },
-		func() error { return shutdown.HTTP(listeners, "otlp http", s.otlpHTTP) },
-		func() error { return shutdown.HTTP(listeners, "http", s.http) },
-	); err != nil {
-		logger.Warn("connections still open at the listeners' shutdown deadline were closed: their requests (stalled uploads, slow queries) got no answer, and nothing they sent was acknowledged, so senders retry it",
-			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
-	}
-	s.scraper.Stop()
-	drain, cancelDrain := budget.All(context.Background())
-	defer cancelDrain()
-	// Stopping the rules cancels evaluations in flight, but the engine
-	// notices only between series: one slow series may outlast the
-	// budget, and its result is not worth holding the stop for.
-	rulesStopped := make(chan error, 1)
-	go func() { rulesStopped <- shutdown.Wait(drain, "rules", s.rules.Stop) }()
-	for _, q := range []struct {
-		name  string
-		queue interface{ Close(context.Context) error }
-	}{{"traces", s.traces}, {"logs", s.logs}} {
-		if err := q.queue.Close(drain); err != nil {
-			// A request is acknowledged only once its batch is durable, so
-			// what was left in the queue was never acknowledged.
-			logger.Warn("shutdown_timeout ended before the write queue drained; its remaining requests were never acknowledged and their senders will retry them",
-				"queue", q.name, "err", err, "shutdown_timeout", cfg.ShutdownTimeout)
-		}
-	}
-	if err := <-rulesStopped; err != nil {
-		logger.Warn("a rule evaluation was still running at the shutdown deadline; its result is dropped and the rule evaluates again after the restart",
-			"err", err, "shutdown_timeout", cfg.ShutdownTimeout)
-	}
-	logger.Info("listeners stopped and queues drained", "took", budget.Elapsed().Round(time.Millisecond).String())
-}
