@@ -309,36 +309,41 @@ func externalURL(u *url.URL) *url.URL {
 // loadState builds the silences and the notification log from the state
 // store.
 func (am *Alertmanager) loadState() error {
-	reg := am.opts.Registerer
-	snap, err := am.load(stateNflog)
+	nflogSnap, err := am.load(stateNflog)
 	if err != nil {
 		return err
 	}
-	am.nflog, err = nflog.New(nflog.Options{
-		SnapshotReader: snap,
-		Retention:      am.opts.Retention,
-		Logger:         am.logger.With("component", "nflog"),
-		Metrics:        reg,
-	})
+	silencesSnap, err := am.load(stateSilences)
 	if err != nil {
-		return fmt.Errorf("alerting: notification log: %w", err)
+		return err
 	}
+	am.nflog, am.silences, err = openState(nflogSnap, silencesSnap, am.opts.Retention, am.logger, am.opts.Registerer, am.recorder)
+	return err
+}
 
-	snap, err = am.load(stateSilences)
-	if err != nil {
-		return err
-	}
-	am.silences, err = silence.New(silence.Options{
-		SnapshotReader: snap,
-		Retention:      am.opts.Retention,
-		Logger:         am.logger.With("component", "silences"),
+// openState builds a notification log and silences, each from its
+// snapshot (nil: empty).
+func openState(nflogSnap, silencesSnap io.Reader, retention time.Duration, logger *slog.Logger, reg prometheus.Registerer, rec eventrecorder.Recorder) (*nflog.Log, *silence.Silences, error) {
+	nl, err := nflog.New(nflog.Options{
+		SnapshotReader: nflogSnap,
+		Retention:      retention,
+		Logger:         logger.With("component", "nflog"),
 		Metrics:        reg,
-		EventRecorder:  am.recorder,
 	})
 	if err != nil {
-		return fmt.Errorf("alerting: silences: %w", err)
+		return nil, nil, fmt.Errorf("alerting: notification log: %w", err)
 	}
-	return nil
+	sil, err := silence.New(silence.Options{
+		SnapshotReader: silencesSnap,
+		Retention:      retention,
+		Logger:         logger.With("component", "silences"),
+		Metrics:        reg,
+		EventRecorder:  rec,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("alerting: silences: %w", err)
+	}
+	return nl, sil, nil
 }
 
 // load opens a saved state blob, or returns nil if there is none yet.

@@ -96,22 +96,9 @@ func NewReplicatedState(opts ReplicatedStateOptions) (*ReplicatedState, error) {
 	}
 	s := &ReplicatedState{retention: opts.Retention, logger: opts.Logger}
 	var err error
-	s.nflog, err = nflog.New(nflog.Options{
-		Retention: opts.Retention,
-		Logger:    opts.Logger.With("component", "nflog"),
-		Metrics:   opts.Registerer,
-	})
+	s.nflog, s.silences, err = openState(nil, nil, opts.Retention, opts.Logger, opts.Registerer, eventrecorder.NopRecorder())
 	if err != nil {
-		return nil, fmt.Errorf("alerting: notification log: %w", err)
-	}
-	s.silences, err = silence.New(silence.Options{
-		Retention:     opts.Retention,
-		Logger:        opts.Logger.With("component", "silences"),
-		Metrics:       opts.Registerer,
-		EventRecorder: eventrecorder.NopRecorder(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("alerting: silences: %w", err)
+		return nil, err
 	}
 	s.nflog.SetBroadcast(s.nflogBroadcast)
 	return s, nil
