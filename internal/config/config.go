@@ -155,6 +155,9 @@ const DefaultShutdownTimeout = 30 * time.Second
 // requests in flight at a stop would rarely get their answer.
 const MinShutdownTimeout = time.Second
 
+// DefaultDoctorInterval is doctor.interval when it is not set.
+const DefaultDoctorInterval = time.Minute
+
 // MinDoctorInterval is the shortest Doctor.Interval accepted.
 const MinDoctorInterval = 10 * time.Second
 
@@ -275,7 +278,7 @@ func Defaults() *Config {
 		Retention:       model.Duration(storage.DefaultRetention),
 		ShutdownTimeout: model.Duration(DefaultShutdownTimeout),
 		Storage:         Storage{Backend: BackendEmbedded},
-		Doctor:          Doctor{Interval: model.Duration(time.Minute)},
+		Doctor:          Doctor{Interval: model.Duration(DefaultDoctorInterval)},
 		Ingest: Ingest{
 			MaxQueueItems:       pipeline.DefaultMaxQueueItems,
 			MaxBatchItems:       pipeline.DefaultMaxBatchItems,
@@ -356,7 +359,7 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 
 // DefaultDuckDBMemoryLimit is storage.duckdb_memory_limit when neither it
 // nor limits.memory_limit is set.
-const DefaultDuckDBMemoryLimit = "1GB"
+const DefaultDuckDBMemoryLimit = storage.DefaultDuckDBMemoryLimit
 
 // loadPrometheus hands the Prometheus sections to Prometheus's loader, which
 // applies its defaults (scrape interval, timeout, ...) and validation.

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
+
+	"github.com/vigil-observability/vigil/internal/config"
 )
 
 // Severity ranks findings.
@@ -87,8 +89,8 @@ type Options struct {
 	Now        func() time.Time
 }
 
-// DefaultInterval between continuous runs.
-const DefaultInterval = time.Minute
+// DefaultInterval between continuous runs: doctor.interval's default.
+const DefaultInterval = config.DefaultDoctorInterval
 
 // Doctor runs the checks and keeps their latest findings.
 type Doctor struct {

@@ -25,6 +25,12 @@ import (
 // otherwise (retention in vigil.yaml): a week.
 const DefaultRetention = 7 * 24 * time.Hour
 
+// DefaultDuckDBMemoryLimit caps the embedded store's DuckDB buffer pool
+// (DuckDB's syntax). DuckDB's own default, 80% of RAM, would starve the
+// Prometheus TSDB sharing the process. It lives here, not in the embedded
+// package, so that the configuration can name it without linking DuckDB.
+const DefaultDuckDBMemoryLimit = "1GB"
+
 // Sentinel errors shared by every backend. Callers test them with errors.Is.
 var (
 	// ErrTraceNotFound is returned by GetTrace when no span of the trace is stored.

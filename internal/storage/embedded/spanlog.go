@@ -30,9 +30,8 @@ import (
 
 // Defaults of SpanLogOptions.
 const (
-	// DefaultMemoryLimit caps DuckDB's buffer pool. DuckDB's own default
-	// (80% of RAM) would starve the Prometheus TSDB sharing the process.
-	DefaultMemoryLimit = "1GB"
+	// DefaultMemoryLimit caps DuckDB's buffer pool.
+	DefaultMemoryLimit = storage.DefaultDuckDBMemoryLimit
 	// DefaultCheckpointThreshold is the WAL size at which DuckDB folds a
 	// day's WAL into its compressed file. DuckDB's 16MB default checkpoints
 	// so often that each checkpoint rewrites the still-growing last row
