@@ -615,4 +615,3 @@ func serveHTTP(s *http.Server, ln net.Listener, name string) error {
 	}
 	return nil
 }
-
