@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 
 	promcommon "github.com/prometheus/common/config"
 )
@@ -36,6 +37,12 @@ type Cluster struct {
 type ClusterPeer struct {
 	ID      string `yaml:"id"`
 	Address string `yaml:"address"`
+	// APIURL is the base URL of this member's vigil HTTP API, where the
+	// other members forward silence writes to it while it leads. Empty:
+	// the host of Address with this node's http_addr port, over https when
+	// web_config_file sets up TLS (every member listening on the same HTTP
+	// port, as in a StatefulSet); see Config.ClusterAPIURLs.
+	APIURL string `yaml:"api_url"`
 }
 
 // Backends of Cluster.Backend.
@@ -87,6 +94,15 @@ func (c *Cluster) validateRaft() error {
 		if _, _, err := net.SplitHostPort(p.Address); err != nil {
 			return fmt.Errorf("%w: cluster.peers %s: address %q: %w", ErrInvalid, p.ID, p.Address, err)
 		}
+		if p.APIURL != "" {
+			u, err := url.Parse(p.APIURL)
+			if err != nil {
+				return fmt.Errorf("%w: cluster.peers %s: api_url %q: %w", ErrInvalid, p.ID, p.APIURL, err)
+			}
+			if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%w: cluster.peers %s: api_url %q: want http:// or https:// and a host", ErrInvalid, p.ID, p.APIURL)
+			}
+		}
 		if ids[p.ID] {
 			return fmt.Errorf("%w: cluster.peers lists %s twice", ErrInvalid, p.ID)
 		}
@@ -100,4 +116,27 @@ func (c *Cluster) validateRaft() error {
 		return fmt.Errorf("%w: cluster.node_id %s is not in cluster.peers", ErrInvalid, c.NodeID)
 	}
 	return nil
+}
+
+// ClusterAPIURLs maps each raft peer's id to the base URL of its vigil API
+// (ClusterPeer.APIURL, or its default); nil without a raft cluster.
+func (c *Config) ClusterAPIURLs() map[string]string {
+	if c.Cluster == nil || c.Cluster.Backend != ClusterRaft {
+		return nil
+	}
+	scheme := "http"
+	if c.Auth != nil && c.Auth.TLSConfig() != nil {
+		scheme = "https"
+	}
+	_, port, _ := net.SplitHostPort(c.HTTPAddr)
+	urls := make(map[string]string, len(c.Cluster.Peers))
+	for _, p := range c.Cluster.Peers {
+		if p.APIURL != "" {
+			urls[p.ID] = p.APIURL
+			continue
+		}
+		host, _, _ := net.SplitHostPort(p.Address) // checked by validate
+		urls[p.ID] = (&url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}).String()
+	}
+	return urls
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -26,9 +27,25 @@ func TestClusterRaft(t *testing.T) {
 	if cl == nil || cl.Backend != ClusterRaft || cl.NodeID != "n2" || cl.BindAddr != "0.0.0.0:7946" || cl.AdvertiseAddr != "vigil-1.vigil:7946" {
 		t.Fatalf("cluster = %+v", cl)
 	}
-	want := []ClusterPeer{{"n1", "vigil-0.vigil:7946"}, {"n2", "vigil-1.vigil:7946"}, {"n3", "vigil-2.vigil:7946"}}
+	want := []ClusterPeer{
+		{ID: "n1", Address: "vigil-0.vigil:7946"},
+		{ID: "n2", Address: "vigil-1.vigil:7946"},
+		{ID: "n3", Address: "vigil-2.vigil:7946", APIURL: "https://vigil-2.example:9443"},
+	}
 	if !slices.Equal(cl.Peers, want) {
 		t.Errorf("peers = %+v, want %+v", cl.Peers, want)
+	}
+	// Without api_url, a peer's API is its raft host on this node's HTTP
+	// port: the StatefulSet case, where every pod listens alike.
+	c.HTTPAddr = "0.0.0.0:9090"
+	urls := c.ClusterAPIURLs()
+	wantURLs := map[string]string{
+		"n1": "http://vigil-0.vigil:9090",
+		"n2": "http://vigil-1.vigil:9090",
+		"n3": "https://vigil-2.example:9443",
+	}
+	if !maps.Equal(urls, wantURLs) {
+		t.Errorf("api urls = %v, want %v", urls, wantURLs)
 	}
 }
 
@@ -46,6 +63,7 @@ func TestClusterBad(t *testing.T) {
 		{"bad_cluster_duplicate_id.yaml", "lists n1 twice"},
 		{"bad_cluster_duplicate_address.yaml", "share the address 10.0.0.1:7946"},
 		{"bad_cluster_peer_address.yaml", `n2: address "10.0.0.2"`},
+		{"bad_cluster_api_url.yaml", `n2: api_url "10.0.0.2/vigil": want http:// or https://`},
 		{"bad_cluster_unknown_field.yaml", "field nodeid not found"},
 		{"bad_cluster_etcd_no_endpoints.yaml", "needs cluster.endpoints"},
 		// Parsed in full, refused until the backend exists.
