@@ -66,6 +66,11 @@ type Options struct {
 	ExternalURL *url.URL
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
+	// Metrics, when set, are the rule group metrics to use instead of
+	// registering new ones with Registerer: a process that builds a
+	// Manager more than once (a cluster's leader, one per term it leads)
+	// shares one set, which a registry takes only once.
+	Metrics *promrules.Metrics
 	// Engine evaluates the rules: the process's one engine, so that rules
 	// and users share its limits and query slots (one memory budget), and
 	// a subquery without a step uses the global evaluation interval the
@@ -115,6 +120,7 @@ func New(opts Options) (*Manager, error) {
 		Queryable:       opts.Queryable,
 		Logger:          logger.With("component", "rules"),
 		Registerer:      opts.Registerer,
+		Metrics:         opts.Metrics,
 		OutageTolerance: DefaultOutageTolerance,
 		ForGracePeriod:  DefaultForGracePeriod,
 		ResendDelay:     DefaultResendDelay,

@@ -38,8 +38,11 @@ type Server struct {
 	// stopping turns /-/ready to 503 once shutdown begins, so a load
 	// balancer sends new requests elsewhere while this one drains.
 	stopping atomic.Bool
-	logger   *slog.Logger
-	ui       http.Handler
+	// readyCheck, when set, is one more condition of /-/ready, checked
+	// after storage (a clustered node's known leader).
+	readyCheck atomic.Pointer[func() error]
+	logger     *slog.Logger
+	ui         http.Handler
 
 	routesMu sync.Mutex
 	routes   []string // every pattern mounted, for GET /-/routes
@@ -66,6 +69,13 @@ func New(opts Options) *Server {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("vigil is not ready: shutting down.\n"))
 			return
+		}
+		if check := s.readyCheck.Load(); check != nil {
+			if err := (*check)(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte("vigil is not ready: " + err.Error() + "\n"))
+				return
+			}
 		}
 		_, _ = w.Write([]byte("vigil is Ready.\n"))
 	}))
@@ -114,6 +124,11 @@ func (s *Server) MountPprof() {
 
 // SetReady marks storage open and every API mounted.
 func (s *Server) SetReady() { s.ready.Store(true) }
+
+// SetReadyCheck adds a condition to /-/ready: while check returns an
+// error, /-/ready answers 503 with it. Only /-/ready consults it; the APIs
+// keep answering, since a node can serve its own data without it.
+func (s *Server) SetReadyCheck(check func() error) { s.readyCheck.Store(&check) }
 
 // SetStopping marks the start of shutdown: /-/ready answers 503 from now
 // on, while the APIs keep answering the requests that still arrive.

@@ -1,10 +1,12 @@
 package web
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -140,5 +142,31 @@ func TestUIRouting(t *testing.T) {
 	bare.SetReady()
 	if resp, body := get(t, bare, "/"); resp.StatusCode != 404 || !strings.Contains(body, "no such endpoint") {
 		t.Errorf("no UI: GET / = %d %q", resp.StatusCode, body)
+	}
+}
+
+// A ready check (a clustered node's leader) holds /-/ready at 503 with its
+// reason while it fails, and only /-/ready: the APIs keep answering.
+func TestReadyCheck(t *testing.T) {
+	s := New(Options{UI: stubUI})
+	s.Handle("/api/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("api")) }))
+	s.SetReady()
+	var noLeader atomic.Bool
+	noLeader.Store(true)
+	s.SetReadyCheck(func() error {
+		if noLeader.Load() {
+			return errors.New("no cluster leader known")
+		}
+		return nil
+	})
+	if resp, body := get(t, s, "/-/ready"); resp.StatusCode != 503 || !strings.Contains(body, "no cluster leader known") {
+		t.Errorf("check failing: GET /-/ready = %d %q, want 503 with the reason", resp.StatusCode, body)
+	}
+	if resp, _ := get(t, s, "/api/v1/query"); resp.StatusCode != 200 {
+		t.Errorf("check failing: GET /api/v1/query = %d, want 200", resp.StatusCode)
+	}
+	noLeader.Store(false)
+	if resp, body := get(t, s, "/-/ready"); resp.StatusCode != 200 {
+		t.Errorf("check passing: GET /-/ready = %d %q, want 200", resp.StatusCode, body)
 	}
 }
