@@ -29,6 +29,7 @@ const (
 	stageDrain     = "drain"     // within the whole shutdown_timeout
 	stageFlush     = "flush"     // the span metrics' last flush into the TSDB
 	stageAlerting  = "alerting"  // after the rules' last notifications
+	stageConsensus = "consensus" // after the Alertmanager's last notification log entries
 	stageStorage   = "storage"   // last
 )
 
@@ -42,6 +43,7 @@ func newServerGroup(cfg *config.Config, logger *slog.Logger) *lifecycle.Group {
 			{Name: stageDrain, Share: 1},
 			{Name: stageFlush},
 			{Name: stageAlerting},
+			{Name: stageConsensus},
 			{Name: stageStorage},
 		},
 		Budget: time.Duration(cfg.ShutdownTimeout),

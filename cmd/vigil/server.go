@@ -26,10 +26,12 @@ import (
 	promconfig "github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
+	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/gate"
@@ -144,7 +146,7 @@ func runServer(args []string, stderr io.Writer) int {
 // cfg.ShutdownTimeout (components.go): the ingest gate first (no new
 // acknowledgements), then the listeners, then scraping, then rules and the
 // write queues (drained), then the span metrics' last flush, the
-// Alertmanager, and storage. Nothing acknowledged is lost on a clean stop,
+// Alertmanager, the consensus node (in a cluster), and storage. Nothing acknowledged is lost on a clean stop,
 // and the stores' WALs cover an unclean one.
 //
 // reload reads the configuration again; SIGHUP and POST /-/reload (an admin
@@ -261,17 +263,40 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err != nil {
 		return err
 	}
-	am, err := alerting.New(alerting.Options{
+	amOpts := alerting.Options{
 		ConfigFile: amFile, DataDir: amDir, ExternalURL: externalURL,
 		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
 		Logger:         logger.With("component", "alertmanager"), Registerer: reg,
 		AllowOutbound: allowOutbound,
-	})
+	}
+	// With cluster: in vigil.yaml this node is one of several
+	// (docs/cluster.md): silences and the notification log are the
+	// cluster's, committed before the API answers, and only the leader
+	// evaluates rules and notifies, each notification fenced by its term.
+	// Without it nothing below changes.
+	var cluster *clusterNode
+	if cfg.Cluster != nil {
+		if cluster, err = openCluster(cfg, logger, reg); err != nil {
+			return err
+		}
+		grp.Go(stageConsensus, "consensus", closeConsensus(logger, cluster.node))
+		webSrv.SetReadyCheck(cluster.readyCheck)
+		amOpts.Replication, amOpts.Fencer = cluster.repl, cluster.node
+	}
+	am, err := alerting.New(amOpts)
 	if err != nil {
 		return fmt.Errorf("alertmanager: %w", err)
 	}
 	grp.Go(stageAlerting, "alertmanager", am)
 	webSrv.Handle("/api/v2/", am.Handler())
+	var membership consensus.Membership // nil: /api/v1/cluster says single-node
+	if cluster != nil {
+		// Node to node; a POST outside the listed paths, so it needs the
+		// admin role when authentication is on, as a silence write does.
+		webSrv.Handle("POST "+alerting.InternalSilencesPath, cluster.repl.InternalHandler())
+		membership = cluster.node
+	}
+	webSrv.Handle("GET /api/v1/cluster", clusterHandler(membership))
 
 	// One set of query slots for every query path (API, rules, RED,
 	// traces, logs, the doctor), so their sum stays inside the memory limit.
@@ -289,21 +314,39 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return time.Duration(promCfg.Load().GlobalConfig.EvaluationInterval).Milliseconds()
 		}},
 	})
-	ruleMgr, err := rules.New(rules.Options{
-		Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-		Notify: am.Notify, Logger: logger, Registerer: reg, Engine: queryEngine, ExternalURL: externalURL,
-	})
-	if err != nil {
-		return err
+	newRules := func(metrics *promrules.Metrics) (*rules.Manager, error) {
+		return rules.New(rules.Options{
+			Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
+			Notify: am.Notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
+		})
 	}
 	initial, err := rulesConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if err := ruleMgr.Apply(initial); err != nil {
-		return fmt.Errorf("rules: %w", err)
+	var ruleMgr ruleSet
+	if cluster == nil {
+		m, err := newRules(nil)
+		if err != nil {
+			return err
+		}
+		if err := m.Apply(initial); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+		ruleMgr = m
+		grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
+	} else {
+		// Rules (alerting, recording, SLOs) run on the leader only,
+		// switched on and off as leadership comes and goes.
+		lr := newLeaderRules(cfg, logger, reg, newRules)
+		if err := lr.Apply(initial); err != nil {
+			return fmt.Errorf("rules: %w", err)
+		}
+		ruleMgr = lr
+		leaderOnly := lifecycle.NewSwitch(lr)
+		grp.Go(stageDrain, "rules", leaderOnly)
+		grp.Go(stageIngest, "leadership", followLeader(logger, cluster.node, leaderOnly))
 	}
-	grp.Go(stageDrain, "rules", runRules(cfg, logger, ruleMgr))
 
 	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
 	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
@@ -463,6 +506,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	case <-grp.Failed():
 	}
 	return grp.Stop()
+}
+
+// ruleSet is what serve's consumers of the rules use: the reload applies
+// to it, the API and the doctor read its groups. A *rules.Manager on a
+// single node, a *leaderRules in a cluster.
+type ruleSet interface {
+	Apply(rules.Config) error
+	RuleGroups() []*promrules.Group
+	AlertingRules() []*promrules.AlertingRule
 }
 
 // prometheusFlags are the settings of cfg that have a Prometheus flag, by

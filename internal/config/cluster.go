@@ -140,3 +140,14 @@ func (c *Config) ClusterAPIURLs() map[string]string {
 	}
 	return urls
 }
+
+// clusterAPIHosts are the host names of ClusterAPIURLs.
+func (c *Config) clusterAPIHosts() []string {
+	var hosts []string
+	for _, u := range c.ClusterAPIURLs() {
+		if pu, err := url.Parse(u); err == nil {
+			hosts = append(hosts, pu.Hostname())
+		}
+	}
+	return hosts
+}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,8 +137,10 @@ type Web struct {
 // readOnly tells requests that only read.
 func (c *Config) BrowserOptions(readOnly func(method, path string) bool) web.BrowserOptions {
 	return web.BrowserOptions{
-		CORSOrigin:   c.Web.CORSOrigin,
-		AllowedHosts: c.Web.AllowedHosts,
+		CORSOrigin: c.Web.CORSOrigin,
+		// The cluster's peers name each other in the Host header of the
+		// silence writes they forward.
+		AllowedHosts: append(slices.Clone(c.Web.AllowedHosts), c.clusterAPIHosts()...),
 		// With authentication on, a page rebound to vigil's address has no
 		// credentials to send; the check still runs if names are listed.
 		CheckHost: c.Auth == nil || len(c.Web.AllowedHosts) > 0,

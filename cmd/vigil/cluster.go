@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promrules "github.com/prometheus/prometheus/rules"
+
+	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/raft"
+	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/rules"
+	"github.com/vigil-observability/vigil/internal/shutdown"
+)
+
+// clusterNode is this server's membership of a cluster (cluster: in
+// vigil.yaml): the consensus node, and the replicated alerting state it
+// applies to.
+type clusterNode struct {
+	node *raft.Node
+	repl *alerting.Replicator
+}
+
+// openCluster opens the raft node under <data_dir>/cluster, with the
+// cluster's silences and notification log as its state machine. The node
+// restores and replays that state before it returns.
+func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*clusterNode, error) {
+	c := cfg.Cluster
+	if c.Backend != config.ClusterRaft {
+		return nil, fmt.Errorf("cluster: backend %q is not supported", c.Backend)
+	}
+	state, err := alerting.NewReplicatedState(alerting.ReplicatedStateOptions{
+		Logger: logger.With("component", "alerting state"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	peers := make([]consensus.Peer, len(c.Peers))
+	for i, p := range c.Peers {
+		peers[i] = consensus.Peer{ID: p.ID, Address: p.Address}
+	}
+	node, err := raft.Open(raft.Options{
+		NodeID: c.NodeID, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
+		Peers: peers, ClusterID: c.ClusterID,
+		DataDir:      filepath.Join(cfg.DataDir, "cluster"),
+		StateMachine: state,
+		Logger:       logger.With("component", "consensus"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	// A follower's silence write goes to the leader's vigil API; raft
+	// names the leader by id only.
+	repl, err := alerting.NewReplicator(alerting.ReplicatorOptions{
+		State: state, Log: node,
+		Forwarder: &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs()},
+		Logger:    logger.With("component", "alerting replication"), Registerer: reg,
+	})
+	if err != nil {
+		_ = node.Close()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	return &clusterNode{node: node, repl: repl}, nil
+}
+
+// readyCheck fails while this node knows no leader: without a quorum its
+// silence writes fail and nobody evaluates the rules, so a load balancer
+// is better off elsewhere.
+func (c *clusterNode) readyCheck() error {
+	if c.node.Leader().ID == "" {
+		return errors.New("no cluster leader known (no quorum, or an election under way)")
+	}
+	return nil
+}
+
+// closeConsensus hands leadership on if this node has it, so the others
+// need not wait out a heartbeat timeout, then closes the node. It runs
+// after the Alertmanager, whose last notification log entries go through
+// the node, and before storage.
+func closeConsensus(logger *slog.Logger, n *raft.Node) lifecycle.Component {
+	return lifecycle.OnStop(func(ctx context.Context) error {
+		if n.Leader().Self {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := n.Resign(ctx)
+			cancel()
+			if err != nil {
+				logger.Warn("leadership not handed on before stopping; the others elect a leader after their heartbeat timeout", "err", err)
+			}
+		}
+		if err := n.Close(); err != nil {
+			return fmt.Errorf("consensus: %w", err)
+		}
+		return nil
+	})
+}
+
+// offTimeout bounds how long a deposed leader waits for its rule
+// evaluations to end; one outlasting it is left to finish on its own.
+const offTimeout = 10 * time.Second
+
+// followLeader turns sw on while this node leads and off while it does
+// not, until the stop (the group's stop then turns sw off itself).
+func followLeader(logger *slog.Logger, l consensus.Leadership, sw *lifecycle.Switch) lifecycle.Component {
+	return lifecycle.Loop(func(ctx context.Context) {
+		changes, cancel := l.WatchLeader()
+		defer cancel()
+		leading := false
+		for {
+			var info consensus.LeaderInfo
+			var ok bool
+			select {
+			case <-ctx.Done():
+				return
+			case info, ok = <-changes:
+				if !ok {
+					return
+				}
+			}
+			switch {
+			case info.Self && !leading:
+				if err := sw.On(); err != nil {
+					logger.Error("leading, but rule evaluation did not start", "term", info.Term, "err", err)
+					continue
+				}
+				leading = true
+				logger.Info("leading the cluster: evaluating rules", "term", info.Term)
+			case !info.Self && leading:
+				leading = false
+				offCtx, cancelOff := context.WithTimeout(context.Background(), offTimeout)
+				err := sw.Off(offCtx)
+				cancelOff()
+				logger.Info("no longer leading: rule evaluation stopped", "leader", info.ID, "term", info.Term, "err", err)
+			}
+		}
+	})
+}
+
+// leaderRules evaluates rules only while this node leads. Each term it
+// leads runs a new rules.Manager, built from the latest configuration,
+// because a Prometheus rule manager cannot run again once stopped. Between
+// terms the API and the doctor see the groups of the last term's manager,
+// none before the first. Safe for concurrent use.
+type leaderRules struct {
+	cfg        *config.Config
+	logger     *slog.Logger
+	newManager func(*promrules.Metrics) (*rules.Manager, error)
+	// metrics are shared by every term's manager: a registry takes a set
+	// of collectors only once.
+	metrics *promrules.Metrics
+
+	mu   sync.Mutex
+	conf rules.Config
+	cur  *rules.Manager // running; nil between terms
+	last *rules.Manager // what RuleGroups reads; nil before the first term
+}
+
+func newLeaderRules(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, newManager func(*promrules.Metrics) (*rules.Manager, error)) *leaderRules {
+	return &leaderRules{cfg: cfg, logger: logger, newManager: newManager, metrics: promrules.NewGroupMetrics(reg)}
+}
+
+// Apply sets the rules every later term runs, and the running term's.
+func (l *leaderRules) Apply(c rules.Config) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cur != nil {
+		if err := l.cur.Apply(c); err != nil {
+			return err
+		}
+	} else if err := rules.Validate(c.Files, l.logger); err != nil {
+		return err
+	}
+	l.conf = c
+	return nil
+}
+
+// RuleGroups implements the API's and the doctor's view of the rules.
+func (l *leaderRules) RuleGroups() []*promrules.Group {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		return nil
+	}
+	return l.last.RuleGroups()
+}
+
+// AlertingRules implements the API's view of the alerting rules.
+func (l *leaderRules) AlertingRules() []*promrules.AlertingRule {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		return nil
+	}
+	return l.last.AlertingRules()
+}
+
+// Run evaluates rules for one term, until ctx ends: the lifecycle.Switch
+// followLeader turns runs it.
+func (l *leaderRules) Run(ctx context.Context) error {
+	m, err := l.newManager(l.metrics)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	if err := m.Apply(l.conf); err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.cur, l.last = m, m
+	l.mu.Unlock()
+
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		m.Run()
+	}()
+	<-ctx.Done()
+	// A reload from here on applies to the next term only: Apply on a
+	// manager being stopped would start its groups again.
+	l.mu.Lock()
+	l.cur = nil
+	l.mu.Unlock()
+	if err := shutdown.Wait(lifecycle.StopContext(ctx), "rules", m.Stop); err != nil {
+		l.logger.Warn("a rule evaluation was still running when leadership or the process ended; its result is dropped",
+			"err", err, "shutdown_timeout", l.cfg.ShutdownTimeout)
+		return nil
+	}
+	<-ran
+	return nil
+}
+
+// clusterStatus is GET /api/v1/cluster's data.
+type clusterStatus struct {
+	Leader  string          `json:"leader"`
+	Term    uint64          `json:"term"`
+	Members []clusterMember `json:"members"`
+}
+
+// clusterMember is consensus.Member with "unknown" as null rather than a
+// zero time.
+type clusterMember struct {
+	ID           string     `json:"id"`
+	Address      string     `json:"address"`
+	State        string     `json:"state"`
+	Voter        bool       `json:"voter"`
+	CommitIndex  uint64     `json:"commit_index"`
+	AppliedIndex uint64     `json:"applied_index"`
+	LastContact  *time.Time `json:"last_contact"`
+}
+
+// clusterHandler serves GET /api/v1/cluster in the Prometheus API's
+// envelope: the cluster as this node sees it (m), or, on a single node (m
+// nil), a 404 saying so, since there is no leader or term to report.
+func clusterHandler(m consensus.Membership) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if m == nil {
+			w.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(w).Encode(map[string]string{
+				"status": "error", "errorType": "not_found",
+				"error": "vigil runs single-node: vigil.yaml has no cluster: section",
+			})
+			return
+		}
+		st, err := m.Status(r.Context())
+		if err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": "unavailable", "error": err.Error()})
+			return
+		}
+		data := clusterStatus{Leader: st.Leader, Term: st.Term, Members: make([]clusterMember, 0, len(st.Members))}
+		for _, mb := range st.Members {
+			cm := clusterMember{
+				ID: mb.ID, Address: mb.Address, State: mb.State, Voter: mb.Voter,
+				CommitIndex: mb.CommitIndex, AppliedIndex: mb.AppliedIndex,
+			}
+			if !mb.LastContact.IsZero() {
+				lc := mb.LastContact.UTC()
+				cm.LastContact = &lc
+			}
+			data.Members = append(data.Members, cm)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
+	})
+}
