@@ -78,9 +78,9 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startServer runs vigil on dataDir with fresh loopback ports and waits
-// until /-/ready answers 200.
-func startServer(t *testing.T, dataDir string, extra ...string) *server {
+// launchServer starts vigil on dataDir with fresh loopback ports, without
+// waiting for it: a cluster's first node is not ready until others join.
+func launchServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
 	h, oh, g := freeAddr(t), freeAddr(t), freeAddr(t)
 	// A caller that must know the address before (to write it into a
@@ -109,6 +109,21 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 			t.Logf("vigil output:\n%s", s.logs.String())
 		}
 	})
+	return s
+}
+
+// startServer runs vigil on dataDir with fresh loopback ports and waits
+// until /-/ready answers 200.
+func startServer(t *testing.T, dataDir string, extra ...string) *server {
+	t.Helper()
+	s := launchServer(t, dataDir, extra...)
+	s.waitReady(t)
+	return s
+}
+
+// waitReady waits until /-/ready answers 200, failing if vigil exits.
+func (s *server) waitReady(t *testing.T) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		select {
@@ -120,13 +135,12 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return s
+				return
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("vigil not ready within 2m\n%s", s.logs.String())
-	return nil
 }
 
 func (s *server) kill9(t *testing.T) {
