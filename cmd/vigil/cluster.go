@@ -109,27 +109,33 @@ func closeConsensus(logger *slog.Logger, n *raft.Node) lifecycle.Component {
 const offTimeout = 10 * time.Second
 
 // followLeader turns sw on while this node leads and off while it does
-// not, until the stop (the group's stop then turns sw off itself).
+// not, until the stop (the group's stop then turns sw off itself). An On
+// refused because the last term's run is still stopping is tried again
+// every retryOn while this node still leads.
 func followLeader(logger *slog.Logger, l consensus.Leadership, sw *lifecycle.Switch) lifecycle.Component {
 	return lifecycle.Loop(func(ctx context.Context) {
 		changes, cancel := l.WatchLeader()
 		defer cancel()
+		var info consensus.LeaderInfo
+		var retry <-chan time.Time
 		leading := false
 		for {
-			var info consensus.LeaderInfo
-			var ok bool
 			select {
 			case <-ctx.Done():
 				return
-			case info, ok = <-changes:
+			case next, ok := <-changes:
 				if !ok {
 					return
 				}
+				info = next
+			case <-retry:
 			}
+			retry = nil
 			switch {
 			case info.Self && !leading:
 				if err := sw.On(); err != nil {
-					logger.Error("leading, but rule evaluation did not start", "term", info.Term, "err", err)
+					logger.Error("leading, but rule evaluation did not start; trying again", "term", info.Term, "err", err)
+					retry = time.After(retryOn)
 					continue
 				}
 				leading = true
@@ -144,6 +150,9 @@ func followLeader(logger *slog.Logger, l consensus.Leadership, sw *lifecycle.Swi
 		}
 	})
 }
+
+// retryOn is how often followLeader tries again to start rule evaluation.
+const retryOn = time.Second
 
 // leaderRules evaluates rules only while this node leads. Each term it
 // leads runs a new rules.Manager, built from the latest configuration,

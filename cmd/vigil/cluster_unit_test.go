@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
+	"github.com/vigil-observability/vigil/internal/lifecycle"
+)
+
+// followLeader runs the switched component exactly while the node leads:
+// from the start (the stand-in leads in term 1), not after Depose, and in
+// a new run after Elect.
+func TestFollowLeaderSwitchesWithLeadership(t *testing.T) {
+	node := consensustest.NewMemory(nil)
+	var running, runs atomic.Int32
+	sw := lifecycle.NewSwitch(lifecycle.Func(func(ctx context.Context) error {
+		runs.Add(1)
+		running.Store(1)
+		<-ctx.Done()
+		running.Store(0)
+		return nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	swDone, followDone := make(chan error, 1), make(chan error, 1)
+	go func() { swDone <- sw.Run(ctx) }()
+	go func() { followDone <- followLeader(slog.New(slog.DiscardHandler), node, sw).Run(ctx) }()
+
+	waitFor(t, "the component running while leading", 5*time.Second, func() bool { return running.Load() == 1 })
+	node.Depose()
+	waitFor(t, "the component stopped once deposed", 5*time.Second, func() bool { return running.Load() == 0 })
+	node.Elect()
+	waitFor(t, "a second run once elected again", 5*time.Second, func() bool { return running.Load() == 1 && runs.Load() == 2 })
+
+	cancel()
+	for _, done := range []chan error{swDone, followDone} {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("not stopped within 5s of the cancel")
+		}
+	}
+	if running.Load() != 0 {
+		t.Error("the component still runs after the stop")
+	}
+}
+
+func TestClusterHandler(t *testing.T) {
+	get := func(h http.Handler) (int, map[string]any) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/cluster", nil))
+		var body map[string]any
+		if err := json.NewDecoder(rec.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Code, body
+	}
+	// Single node: a 404 in the API's envelope, not an empty cluster.
+	if code, body := get(clusterHandler(nil)); code != http.StatusNotFound || body["status"] != "error" || body["errorType"] != "not_found" {
+		t.Errorf("single node: %d %v, want 404 not_found", code, body)
+	}
+	code, body := get(clusterHandler(consensustest.NewMemory(nil)))
+	data, _ := body["data"].(map[string]any)
+	if code != http.StatusOK || body["status"] != "success" || data["leader"] != "n1" || data["term"] != 1.0 {
+		t.Fatalf("cluster: %d %v, want success with leader n1 in term 1", code, body)
+	}
+	members, _ := data["members"].([]any)
+	if len(members) != 1 {
+		t.Fatalf("members %v, want one", members)
+	}
+	m, _ := members[0].(map[string]any)
+	for _, k := range []string{"id", "address", "state", "commit_index", "applied_index", "last_contact"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("member %v has no %q", m, k)
+		}
+	}
+}
