@@ -316,6 +316,20 @@ cluster:
 	if quiet := sink.of("Quiet", resumed, time.Now()); len(quiet) > 0 {
 		t.Errorf("%d notifications for Quiet from the new leader: the silence was lost", len(quiet))
 	}
+
+	// SIGTERM the new leader, then the last node: each stops cleanly, the
+	// leader after handing leadership to the other, which still has the
+	// votes of two nodes.
+	leaderNow := nodes[indexOf(ids, newLeader)]
+	leaderNow.stop(t)
+	if strings.Contains(leaderNow.logs.String(), "leadership not handed on") {
+		t.Errorf("the leader stopped without handing leadership on:\n%s", tail(leaderNow.logs.String(), 2000))
+	}
+	for _, n := range followers {
+		if n != leaderNow {
+			n.stop(t)
+		}
+	}
 }
 
 func indexOf(ids []string, id string) int {
