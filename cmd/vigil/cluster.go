@@ -63,7 +63,7 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	// names the leader by id only.
 	repl, err := alerting.NewReplicator(alerting.ReplicatorOptions{
 		State: state, Log: node,
-		Forwarder: &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs()},
+		Forwarder: &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Authorize: forwardCallerAuth},
 		Logger:    logger.With("component", "alerting replication"), Registerer: reg,
 	})
 	if err != nil {
@@ -71,6 +71,30 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	return &clusterNode{node: node, repl: repl}, nil
+}
+
+// callerAuthKey keeps a silence write's Authorization header in its
+// context (withCallerAuth).
+type callerAuthKey struct{}
+
+// withCallerAuth keeps each request's Authorization header in its context,
+// so that a follower forwards a silence write to the leader with the
+// caller's own credentials: the leader checks them again, and every node
+// of a cluster has the same users.
+func withCallerAuth(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a := r.Header.Get("Authorization"); a != "" {
+			r = r.WithContext(context.WithValue(r.Context(), callerAuthKey{}, a))
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// forwardCallerAuth is the forwarder's half of withCallerAuth.
+func forwardCallerAuth(ctx context.Context, req *http.Request) {
+	if a, ok := ctx.Value(callerAuthKey{}).(string); ok {
+		req.Header.Set("Authorization", a)
+	}
 }
 
 // readyCheck fails while this node knows no leader: without a quorum its

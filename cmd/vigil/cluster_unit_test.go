@@ -84,3 +84,19 @@ func TestClusterHandler(t *testing.T) {
 		}
 	}
 }
+
+// A silence write's credentials reach the request forwarded to the leader.
+func TestCallerAuthForwarded(t *testing.T) {
+	var forwarded string
+	h := withCallerAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		out := httptest.NewRequest(http.MethodPost, "/internal/alerting/silences", nil)
+		forwardCallerAuth(r.Context(), out)
+		forwarded = out.Header.Get("Authorization")
+	}))
+	req := httptest.NewRequest(http.MethodPost, "/api/v2/silences", nil)
+	req.Header.Set("Authorization", "Basic b3BlcmF0b3I6c2VjcmV0")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if forwarded != "Basic b3BlcmF0b3I6c2VjcmV0" {
+		t.Errorf("forwarded Authorization %q, want the caller's", forwarded)
+	}
+}

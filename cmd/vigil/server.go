@@ -288,9 +288,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		return fmt.Errorf("alertmanager: %w", err)
 	}
 	grp.Go(stageAlerting, "alertmanager", am)
-	webSrv.Handle("/api/v2/", am.Handler())
 	var membership consensus.Membership // nil: /api/v1/cluster says single-node
-	if cluster != nil {
+	if cluster == nil {
+		webSrv.Handle("/api/v2/", am.Handler())
+	} else {
+		webSrv.Handle("/api/v2/", withCallerAuth(am.Handler()))
 		// Node to node; a POST outside the listed paths, so it needs the
 		// admin role when authentication is on, as a silence write does.
 		webSrv.Handle("POST "+alerting.InternalSilencesPath, cluster.repl.InternalHandler())

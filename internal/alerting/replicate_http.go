@@ -189,6 +189,11 @@ type HTTPForwarder struct {
 	// Client carries the TLS and credentials node-to-node calls need;
 	// nil: http.DefaultClient.
 	Client *http.Client
+	// Authorize, when set, adds credentials to each forwarded request,
+	// from the context of the write being forwarded: the internal
+	// endpoint is behind the same authentication as a silence write, so
+	// the caller's own credentials, valid on every node, can carry it.
+	Authorize func(ctx context.Context, req *http.Request)
 }
 
 var _ Forwarder = (*HTTPForwarder)(nil)
@@ -222,6 +227,9 @@ func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeader
 		return SilenceWrite{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if f.Authorize != nil {
+		f.Authorize(ctx, req)
+	}
 	client := f.Client
 	if client == nil {
 		client = http.DefaultClient

@@ -433,3 +433,31 @@ func TestReplicatedSilenceUpdates(t *testing.T) {
 		return !oldActive && newActive && c == "moved"
 	})
 }
+
+// Authorize puts credentials on the forwarded request, from the context of
+// the write: the leader's internal endpoint is behind authentication.
+func TestHTTPForwarderAuthorize(t *testing.T) {
+	type callerKey struct{}
+	got := make(chan string, 1)
+	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+		writeJSON(w, http.StatusOK, forwardedResult{ID: "s1", UpdatedAt: time.Now()})
+	}))
+	defer leader.Close()
+	fwd := &HTTPForwarder{
+		APIURLs: map[string]string{"n1": leader.URL},
+		Authorize: func(ctx context.Context, req *http.Request) {
+			if v, ok := ctx.Value(callerKey{}).(string); ok {
+				req.Header.Set("Authorization", v)
+			}
+		},
+	}
+	ctx := context.WithValue(context.Background(), callerKey{}, "Bearer caller-token")
+	res, err := fwd.Forward(ctx, &consensus.NotLeaderError{LeaderID: "n1"}, SilenceOp{ExpireID: "s1"})
+	if err != nil || res.ID != "s1" {
+		t.Fatalf("Forward = %+v, %v", res, err)
+	}
+	if h := <-got; h != "Bearer caller-token" {
+		t.Errorf("leader got Authorization %q, want the caller's", h)
+	}
+}
