@@ -239,13 +239,17 @@ func (l *leaderRules) AlertingRules() []*promrules.AlertingRule {
 // Run evaluates rules for one term, until ctx ends: the lifecycle.Switch
 // followLeader turns runs it.
 func (l *leaderRules) Run(ctx context.Context) error {
+	// Nobody waits on this run's error until leadership ends, so a rule
+	// evaluation that cannot start says so now.
 	m, err := l.newManager(l.metrics)
 	if err != nil {
+		l.logger.Error("leading, but the rules cannot run this term", "err", err)
 		return err
 	}
 	l.mu.Lock()
 	if err := m.Apply(l.conf); err != nil {
 		l.mu.Unlock()
+		l.logger.Error("leading, but the rules cannot run this term", "err", err)
 		return err
 	}
 	l.cur, l.last = m, m
