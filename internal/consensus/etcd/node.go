@@ -368,6 +368,8 @@ func (n *Node) waitOtherLeader(token int64) {
 			}
 		case <-t.C:
 			return
+		case <-n.ctx.Done():
+			return
 		}
 	}
 }

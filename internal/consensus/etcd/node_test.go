@@ -286,3 +286,28 @@ func TestClosedNodeSaysClosed(t *testing.T) {
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+// A leader cut off from etcd cannot renew its lease; it must stop counting
+// itself the leader within the session TTL, as etcd gives the leadership
+// away by then.
+func TestLeaderCutOffFromEtcdStepsDown(t *testing.T) {
+	c := newCluster(t, 1, 1, nil)
+	l := c.waitLeader(0, 10*time.Second)
+	n := c.nodes[l]
+	start := time.Now()
+	c.etcd.Kill(0)
+	ttl := 2 * time.Second // testOptions' SessionTTL
+	deadline := start.Add(ttl + 2*time.Second)
+	for n.current() != nil || n.Leader().Self {
+		if time.Now().After(deadline) {
+			t.Fatalf("still leading %s after etcd went away, with a %s session", time.Since(start), ttl)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("stepped down %s after etcd went away", time.Since(start).Round(10*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := n.Fence(ctx); err == nil {
+		t.Fatal("Fence succeeded without etcd")
+	}
+}
