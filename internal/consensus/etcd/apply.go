@@ -54,10 +54,13 @@ func (n *Node) catchUp() (int64, error) {
 			return 0, err
 		}
 	}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+	kvs := resp.Responses[1].GetResponseRange().Kvs
+	if len(kvs) > 0 {
+		n.noteCommit(kvs[len(kvs)-1].ModRevision)
+	}
+	for _, kv := range kvs {
 		n.apply(string(kv.Key), kv.Value, kv.ModRevision)
 	}
-	n.commit.Store(max(n.commit.Load(), n.applied.Load()))
 	return resp.Header.Revision, nil
 }
 
@@ -89,6 +92,7 @@ func (n *Node) restore(snapRev int64) error {
 	// snapshot, where their results are not to be had.
 	n.failPending(errResultInSnapshot)
 	n.sinceSnap = 0
+	n.noteCommit(rev)
 	n.setApplied(rev)
 	n.hub.publish(consensus.Applied{Restored: true})
 	n.opts.Logger.Info("restored snapshot", "revision", rev)
@@ -111,10 +115,12 @@ func (n *Node) watchLog(rev int64) {
 				return
 			}
 			n.touch()
+			if len(wr.Events) > 0 {
+				n.noteCommit(wr.Events[len(wr.Events)-1].Kv.ModRevision)
+			}
 			for _, ev := range wr.Events {
 				n.apply(string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision)
 			}
-			n.commit.Store(max(n.commit.Load(), n.applied.Load()))
 		case reply := <-n.snapReqs:
 			reply <- n.takeSnapshot()
 		case <-n.ctx.Done():

@@ -34,7 +34,7 @@ type Node struct {
 	resign chan chan error
 
 	applied     atomic.Int64 // revision of the last command applied
-	commit      atomic.Int64 // revision of the newest command seen
+	commit      atomic.Int64 // revision of the newest command known to exist
 	lastContact atomic.Int64 // unix nanoseconds of the last answer from etcd
 	appliedCond *sync.Cond   // broadcast when applied moves
 	appliedMu   sync.Mutex
@@ -201,6 +201,16 @@ func (n *Node) checkCluster() error {
 			consensus.ErrClusterMismatch, n.opts.Prefix, got, n.opts.ClusterID)
 	}
 	return nil
+}
+
+// noteCommit records that the log reaches at least rev.
+func (n *Node) noteCommit(rev int64) {
+	for {
+		c := n.commit.Load()
+		if rev <= c || n.commit.CompareAndSwap(c, rev) {
+			return
+		}
+	}
 }
 
 func (n *Node) touch() { n.lastContact.Store(time.Now().UnixNano()) }
@@ -504,6 +514,7 @@ func (n *Node) barrier(ctx context.Context, l *leadership) error {
 		rev, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64)
 		target = max(target, rev)
 	}
+	n.noteCommit(target)
 	return n.waitApplied(ctx, target)
 }
 
