@@ -311,3 +311,27 @@ func TestLeaderCutOffFromEtcdStepsDown(t *testing.T) {
 		t.Fatal("Fence succeeded without etcd")
 	}
 }
+
+func TestSlowSubscriberIsDropped(t *testing.T) {
+	c := newCluster(t, 1, 1, nil)
+	c.waitLeader(0, 10*time.Second)
+	slow, cancelSlow := c.nodes[0].Subscribe(1)
+	defer cancelSlow()
+	fast, cancelFast := c.nodes[0].Subscribe(16)
+	defer cancelFast()
+	c.propose("a", "b", "c")
+	for _, want := range []string{"a", "b", "c"} {
+		if a := <-fast; string(a.Cmd) != want {
+			t.Fatalf("fast subscriber got %q, want %q", a.Cmd, want)
+		}
+	}
+	// The slow one took nothing: it got the first change and was then
+	// dropped, not waited for.
+	got := 0
+	for range slow {
+		got++
+	}
+	if got != 1 {
+		t.Fatalf("slow subscriber got %d changes before its channel closed, want 1", got)
+	}
+}
