@@ -6,6 +6,7 @@ package etcdtest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,6 +36,7 @@ func Binary() string {
 type Cluster struct {
 	t       testing.TB
 	members []*member
+	certs   *certs
 }
 
 type member struct {
@@ -53,17 +55,38 @@ type member struct {
 // is absent, and fails it when etcd does not come up.
 func Start(t testing.TB, size int) *Cluster {
 	t.Helper()
+	return start(t, size, nil)
+}
+
+// StartTLS is Start with the members' client URLs served over TLS, with a
+// certificate for 127.0.0.1 from a CA made for the test; the tls.Config
+// returned trusts that CA.
+func StartTLS(t testing.TB, size int) (*Cluster, *tls.Config) {
+	t.Helper()
+	if Binary() == "" {
+		t.Skip("etcd server binary not found on PATH (install etcd-server, or set ETCD_BIN)")
+	}
+	certs := newCerts(t)
+	return start(t, size, certs), certs.client
+}
+
+func start(t testing.TB, size int, certs *certs) *Cluster {
+	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		t.Skip("etcd server binary not found on PATH (install etcd-server, or set ETCD_BIN)")
 	}
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, certs: certs}
+	scheme := "http://"
+	if certs != nil {
+		scheme = "https://"
+	}
 	var initial []string
 	for i := range size {
 		m := &member{
 			name:      fmt.Sprintf("etcd%d", i),
 			dir:       t.TempDir(),
-			clientURL: "http://" + freeAddr(t),
+			clientURL: scheme + freeAddr(t),
 			peerURL:   "http://" + freeAddr(t),
 		}
 		c.members = append(c.members, m)
@@ -86,6 +109,9 @@ func Start(t testing.TB, size int) *Cluster {
 			"--logger", "zap",
 			"--log-level", "warn",
 		}
+		if certs != nil {
+			m.args = append(m.args, "--cert-file", certs.certFile, "--key-file", certs.keyFile)
+		}
 	}
 	t.Cleanup(c.stopAll)
 	for _, m := range c.members {
@@ -95,11 +121,19 @@ func Start(t testing.TB, size int) *Cluster {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for _, m := range c.members {
-		if err := m.waitHealthy(deadline); err != nil {
+		if err := m.waitHealthy(deadline, c.httpClient()); err != nil {
 			t.Fatalf("%s did not become healthy: %v\n%s", m.name, err, m.output())
 		}
 	}
 	return c
+}
+
+func (c *Cluster) httpClient() *http.Client {
+	client := &http.Client{Timeout: time.Second}
+	if c.certs != nil {
+		client.Transport = &http.Transport{TLSClientConfig: c.certs.client}
+	}
+	return client
 }
 
 // freeAddr is a loopback address nothing listens on at the moment; etcd
@@ -150,8 +184,7 @@ func (m *member) output() string {
 	return "(still running)"
 }
 
-func (m *member) waitHealthy(deadline time.Time) error {
-	client := &http.Client{Timeout: time.Second}
+func (m *member) waitHealthy(deadline time.Time, client *http.Client) error {
 	var last error
 	for time.Now().Before(deadline) {
 		select {
@@ -222,7 +255,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 			continue
 		default:
 		}
-		if err := m.waitHealthy(deadline); err != nil {
+		if err := m.waitHealthy(deadline, c.httpClient()); err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
 	}
