@@ -699,7 +699,8 @@ func (n *Node) Remove(context.Context, string) error { return errMembershipByLea
 
 // Status implements consensus.Membership: the members are the live member
 // keys, each with the progress its node last wrote; this node's own entry
-// is current.
+// is current. A member's LastContact is when it last heard from etcd (the
+// leader of the consensus here), zero on the leader as with Raft.
 func (n *Node) Status(ctx context.Context) (consensus.Status, error) {
 	resp, err := n.client.Get(ctx, n.keys.members, clientv3.WithPrefix())
 	if err != nil {
