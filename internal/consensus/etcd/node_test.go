@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -346,4 +347,51 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	if got != 1 {
 		t.Fatalf("slow subscriber got %d changes before its channel closed, want 1", got)
 	}
+}
+
+// A node cut off from etcd while the others go on (snapshots taken, log
+// keys deleted, etcd's history compacted) catches up when it is back: its
+// watch cannot resume, so it restores the snapshot and reads the rest.
+func TestNodeBehindCompactionCatchesUp(t *testing.T) {
+	var eps []string
+	c := newCluster(t, 3, 0, func(o *Options) {
+		o.SnapshotThreshold = 10
+		if o.NodeID == "n1" {
+			// n1 talks to the member the test will kill; the others not.
+			o.Endpoints = eps[:1]
+		} else {
+			o.Endpoints = eps[1:]
+		}
+	})
+	eps = c.etcd.Endpoints()
+	c.add()
+	c.add()
+	c.waitLeader(0, 10*time.Second)
+	c.propose("a")
+	c.waitState(1, []string{"a"}, 5*time.Second)
+
+	c.etcd.Kill(0)
+	// Leadership may have been n1's; whoever leads on the live members
+	// takes the proposals.
+	cmds := append([]string{"a"}, numbered("x", 30)...)
+	c.propose(cmds[1:]...)
+	c.waitState(0, cmds, 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.nodes[0].client.Get(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes[0].client.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+
+	restores := c.sms[1].restoreCount()
+	c.etcd.Restart(0)
+	c.waitState(1, cmds, 15*time.Second)
+	if c.sms[1].restoreCount() <= restores {
+		t.Fatalf("n1 caught up without restoring the snapshot")
+	}
+	c.propose("after")
+	c.waitState(1, append(cmds, "after"), 5*time.Second)
 }

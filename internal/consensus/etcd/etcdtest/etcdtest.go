@@ -220,6 +220,19 @@ func (c *Cluster) Kill(i int) {
 	c.members[i].kill()
 }
 
+// Restart starts a killed member i again on its data directory and
+// waits until it answers its health check.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	m := c.members[i]
+	if err := m.start(Binary()); err != nil {
+		c.t.Fatalf("restart %s: %v", m.name, err)
+	}
+	if err := m.waitHealthy(time.Now().Add(20*time.Second), c.httpClient()); err != nil {
+		c.t.Fatalf("%s did not become healthy: %v", m.name, err)
+	}
+}
+
 func (m *member) kill() {
 	m.mu.Lock()
 	cmd, done := m.cmd, m.done
