@@ -258,7 +258,7 @@ func (c ConsensusCheck) judge(k consensusKind, job string, s *clusterState, wind
 	}
 	if inst, n := maxOf(s.changes); n >= cmp.Or(c.LeaderChanges, 4) {
 		ps = append(ps, problem{cause: flapCause, fix: flapFix, value: "leader_changes", n: math.Round(n),
-			summary: fmt.Sprintf("%.0f leader changes in the %s", n, lastWindow(window)),
+			summary: fmt.Sprintf("%.0f leader change%s in the %s", n, pluralS(math.Round(n)), lastWindow(window)),
 			samples: []string{fmt.Sprintf("increase(%s{job=%q, instance=%q}[%s]) %s", k.changes, job, inst, model.Duration(window), formatValue(n))}})
 	}
 	slowSync := cmp.Or(c.SlowSync, 10*time.Millisecond).Seconds()
@@ -364,6 +364,13 @@ func syncText(s float64) string {
 }
 
 func formatValue(v float64) string { return model.SampleValue(v).String() }
+
+func pluralS(n float64) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
 
 func verbS(n int) string {
 	if n == 1 {
