@@ -3,6 +3,7 @@ package doctor
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -52,49 +53,59 @@ type ConsensusCheck struct {
 // Name implements Check.
 func (c ConsensusCheck) Name() string { return "consensus" }
 
-// consensusKind says how one kind of cluster exposes its state; each query
-// is by job and instance.
+// consensusKind says which series of one kind of cluster tell its state.
 type consensusKind struct {
 	name string // in subjects: "etcd", "vigil"
-	// members selects every member seen in the window ({{w}} is the
-	// window), hasLeader 1 or 0 per answering member.
-	members, hasLeader            string
-	changes, syncBucket, syncName string
-	pending, failed               string // empty where not exported
-	commit, applied               string
+	// members selects every member seen in the window ({{w}} stands for
+	// it), hasLeader is 1 or 0 per member that answers, by job and
+	// instance.
+	members, hasLeader string
+	// noLeader is the series shown for a member without a leader.
+	noLeader string
+	// Metric names; pending and failed are empty where not exported.
+	changes, syncBucket, pending, failed, commit, applied string
+	syncName                                              string
 }
 
 func consensusKinds(leaderTimeout time.Duration) []consensusKind {
 	return []consensusKind{{
-		name:       "etcd",
-		members:    `group by (job, instance) (last_over_time(etcd_server_has_leader[{{w}}]))`,
-		hasLeader:  `max by (job, instance) (etcd_server_has_leader)`,
-		changes:    `etcd_server_leader_changes_seen_total`,
-		syncBucket: `etcd_disk_wal_fsync_duration_seconds_bucket`, syncName: "WAL fsync",
-		pending: `etcd_server_proposals_pending`, failed: `etcd_server_proposals_failed_total`,
-		commit: `etcd_server_proposals_committed_total`, applied: `etcd_server_proposals_applied_total`,
+		name:      "etcd",
+		members:   `group by (job, instance) (last_over_time(etcd_server_has_leader[{{w}}]))`,
+		hasLeader: `max by (job, instance) (etcd_server_has_leader)`,
+		noLeader:  "etcd_server_has_leader",
+		changes:   "etcd_server_leader_changes_seen_total",
+		pending:   "etcd_server_proposals_pending", failed: "etcd_server_proposals_failed_total",
+		commit: "etcd_server_proposals_committed_total", applied: "etcd_server_proposals_applied_total",
+		syncBucket: "etcd_disk_wal_fsync_duration_seconds_bucket", syncName: "WAL fsync",
 	}, {
 		name:    "vigil",
 		members: `group by (job, instance) (last_over_time(vigil_cluster_term[{{w}}]))`,
-		// A follower has a leader as long as it hears from one; scraping
-		// only followers (each node scraping itself) must not read as no
-		// leader.
+		// A follower has a leader as long as it hears from one, so that
+		// scraping only followers (each node scraping itself) does not
+		// read as a cluster without a leader.
 		hasLeader: fmt.Sprintf(`max by (job, instance) (vigil_cluster_leader == 1) or max by (job, instance) (vigil_cluster_last_contact_seconds < bool %g)`,
 			leaderTimeout.Seconds()),
-		changes:    `vigil_cluster_leader_changes_total`,
-		syncBucket: `vigil_cluster_log_store_duration_seconds_bucket`, syncName: "Raft log store",
-		commit: `vigil_cluster_commit_index`, applied: `vigil_cluster_applied_index`,
+		noLeader: "vigil_cluster_last_contact_seconds",
+		changes:  "vigil_cluster_leader_changes_total",
+		commit:   "vigil_cluster_commit_index", applied: "vigil_cluster_applied_index",
+		syncBucket: "vigil_cluster_log_store_duration_seconds_bucket", syncName: "Raft log store",
 	}}
 }
 
+// ErrConsensusNoEngine is returned by ConsensusCheck.Run when it has
+// Metrics to query but no Engine to query them with.
+var ErrConsensusNoEngine = errors.New("doctor: ConsensusCheck.Metrics needs an Engine")
+
 type memberKey struct{ job, instance string }
 
-// clusterState is what was read of one cluster, by member.
+// clusterState is what was read of one cluster, by member (instance).
 type clusterState struct {
-	members                              map[string]bool
-	down                                 []string
-	hasLeader, changes, sync             map[string]float64
-	pending, failed, commit, applied, up map[string]float64
+	members map[string]bool
+	down    []string
+	// noLeader holds every member's consensusKind.noLeader series, shown
+	// for those without a leader.
+	hasLeader, noLeader, changes, sync map[string]float64
+	pending, failed, commit, applied   map[string]float64
 }
 
 // Run implements Check.
@@ -103,87 +114,97 @@ func (c ConsensusCheck) Run(ctx context.Context) ([]Finding, error) {
 		return nil, nil
 	}
 	if c.Engine == nil {
-		return nil, fmt.Errorf("doctor: ConsensusCheck.Metrics needs an Engine")
+		return nil, ErrConsensusNoEngine
 	}
 	window := cmp.Or(c.Window, 15*time.Minute)
 	now := clockOf(c.Now)()
 	w := model.Duration(window).String()
 	eval := func(query string) (map[memberKey]float64, error) {
+		out := map[memberKey]float64{}
+		if query == "" {
+			return out, nil
+		}
 		v, err := sloInstant(ctx, c.Engine, c.Metrics, strings.ReplaceAll(query, "{{w}}", w), now)
 		if err != nil {
 			return nil, fmt.Errorf("doctor: %s: %w", query, err)
 		}
-		out := map[memberKey]float64{}
 		for _, s := range v {
 			out[memberKey{s.Metric.Get(model.JobLabel), s.Metric.Get(model.InstanceLabel)}] = s.F
 		}
 		return out, nil
 	}
-	up, err := eval(`up`)
+	increase := func(metric string) string {
+		if metric == "" {
+			return ""
+		}
+		return "increase(" + metric + "[{{w}}])"
+	}
+	up, err := eval("up")
 	if err != nil {
 		return nil, err
 	}
 	var out []Finding
 	for _, k := range consensusKinds(cmp.Or(c.LeaderTimeout, 10*time.Second)) {
-		queries := []string{
-			k.members, k.hasLeader,
-			`increase(` + k.changes + `[{{w}}])`,
-			`histogram_quantile(0.99, sum by (job, instance, le) (rate(` + k.syncBucket + `[{{w}}])))`,
-			k.commit, k.applied, k.pending,
-			`increase(` + k.failed + `[{{w}}])`,
+		members, err := eval(k.members)
+		if err != nil {
+			return nil, err
 		}
-		if k.pending == "" {
-			queries = queries[:len(queries)-2]
+		if len(members) == 0 {
+			continue // no cluster of this kind
 		}
-		results := make([]map[memberKey]float64, len(queries))
-		for i, q := range queries {
-			if results[i], err = eval(q); err != nil {
+		var all struct{ hasLeader, noLeader, changes, sync, pending, failed, commit, applied map[memberKey]float64 }
+		for _, r := range []struct {
+			dst   *map[memberKey]float64
+			query string
+		}{
+			{&all.hasLeader, k.hasLeader},
+			{&all.noLeader, k.noLeader},
+			{&all.changes, increase(k.changes)},
+			{&all.sync, "histogram_quantile(0.99, sum by (job, instance, le) (rate(" + k.syncBucket + "[{{w}}])))"},
+			{&all.pending, k.pending},
+			{&all.failed, increase(k.failed)},
+			{&all.commit, k.commit},
+			{&all.applied, k.applied},
+		} {
+			if *r.dst, err = eval(r.query); err != nil {
 				return nil, err
 			}
-			if i == 0 && len(results[0]) == 0 {
-				break // no cluster of this kind
-			}
-		}
-		if len(results[0]) == 0 {
-			continue
 		}
 		clusters := map[string]*clusterState{}
-		for m := range results[0] {
+		for m := range members {
 			if clusters[m.job] == nil {
 				clusters[m.job] = &clusterState{members: map[string]bool{}}
 			}
 			clusters[m.job].members[m.instance] = true
 		}
-		byJob := func(r map[memberKey]float64, job string) map[string]float64 {
-			out := map[string]float64{}
-			for m, v := range r {
-				if m.job == job {
-					out[m.instance] = v
-				}
-			}
-			return out
-		}
 		for _, job := range slices.Sorted(maps.Keys(clusters)) {
 			s := clusters[job]
-			s.up = byJob(up, job)
-			for inst, v := range s.up {
+			for inst, v := range ofJob(up, job) {
 				if v == 0 {
 					s.members[inst] = true
 					s.down = append(s.down, inst)
 				}
 			}
 			slices.Sort(s.down)
-			s.hasLeader, s.changes, s.sync = byJob(results[1], job), byJob(results[2], job), byJob(results[3], job)
-			s.commit, s.applied = byJob(results[4], job), byJob(results[5], job)
-			if len(results) > 6 {
-				s.pending, s.failed = byJob(results[6], job), byJob(results[7], job)
-			}
+			s.hasLeader, s.noLeader, s.changes, s.sync = ofJob(all.hasLeader, job), ofJob(all.noLeader, job), ofJob(all.changes, job), ofJob(all.sync, job)
+			s.pending, s.failed, s.commit, s.applied = ofJob(all.pending, job), ofJob(all.failed, job), ofJob(all.commit, job), ofJob(all.applied, job)
 			if f, ok := c.judge(k, job, s, window); ok {
 				out = append(out, f)
 			}
 		}
 	}
 	return out, nil
+}
+
+// ofJob returns the values of the job's members, by instance.
+func ofJob(r map[memberKey]float64, job string) map[string]float64 {
+	out := map[string]float64{}
+	for m, v := range r {
+		if m.job == job {
+			out[m.instance] = v
+		}
+	}
+	return out
 }
 
 // problem is one thing wrong with a cluster.
@@ -225,26 +246,22 @@ func (c ConsensusCheck) judge(k consensusKind, job string, s *clusterState, wind
 			leaderless = append(leaderless, inst)
 		}
 	}
-	leaderMetric := "etcd_server_has_leader"
-	if k.name == "vigil" {
-		leaderMetric = "vigil_cluster_leader"
-	}
 	switch {
 	case len(answering) == 0 && len(s.down) > 0:
-		ps = append(ps, problem{critical: true, cause: quorumCause, fix: quorumFix, value: "members_without_leader", n: float64(len(s.down)),
+		ps = append(ps, problem{critical: true, cause: quorumCause, fix: quorumFix, value: "members_down", n: float64(len(s.down)),
 			summary: fmt.Sprintf("no member answers (up 0 on all %d)", len(s.down))})
 	case len(answering) > 0 && len(leaderless) == len(answering):
 		p := problem{critical: true, cause: quorumCause, fix: quorumFix, value: "members_without_leader", n: float64(len(leaderless)),
 			summary: fmt.Sprintf("no leader: none of the %d members that answer has one", len(answering))}
 		for _, inst := range leaderless {
-			p.samples = append(p.samples, series(leaderMetric, inst, 0))
+			p.samples = append(p.samples, series(k.noLeader, inst, s.noLeader[inst]))
 		}
 		ps = append(ps, p)
 	case len(leaderless) > 0:
 		p := problem{cause: isolatedCause, fix: isolatedFix, value: "members_without_leader", n: float64(len(leaderless)),
 			summary: fmt.Sprintf("%s see%s no leader while %d other members do", strings.Join(leaderless, ", "), verbS(len(leaderless)), len(answering)-len(leaderless))}
 		for _, inst := range leaderless {
-			p.samples = append(p.samples, series(leaderMetric, inst, 0))
+			p.samples = append(p.samples, series(k.noLeader, inst, s.noLeader[inst]))
 		}
 		ps = append(ps, p)
 	}

@@ -1,8 +1,10 @@
 package doctor
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,8 @@ func TestConsensusCheck(t *testing.T) {
 		seen     []string
 		values   map[string]float64
 		fix      string
+		// sample is one of the finding's samples.
+		sample string
 	}{
 		{fixture: ""},
 		{fixture: "vigil_self_scraped_follower"},
@@ -83,6 +87,7 @@ func TestConsensusCheck(t *testing.T) {
 		{
 			fixture: "vigil_no_leader", want: []string{"consensus_unhealthy vigil cluster vigil-ha"}, severity: Critical,
 			seen: []string{"no leader: none of the 2 members that answer has one"}, fix: "vigil cluster status",
+			sample: `vigil_cluster_last_contact_seconds{job="vigil-ha", instance="v1:7070"} 40`,
 		},
 		{
 			fixture: "vigil_flapping", want: []string{"consensus_unhealthy vigil cluster vigil-ha"}, severity: Warning,
@@ -116,11 +121,23 @@ func TestConsensusCheck(t *testing.T) {
 					t.Errorf("summary %q lacks %q", f.Evidence.Summary, s)
 				}
 			}
+			if tc.sample != "" && !slices.Contains(f.Evidence.Samples, tc.sample) {
+				t.Errorf("samples %q lack %q", f.Evidence.Samples, tc.sample)
+			}
 			for k, v := range tc.values {
 				if f.Evidence.Values[k] != v {
 					t.Errorf("values[%s] = %v, want %v (values %v)", k, f.Evidence.Values[k], v, f.Evidence.Values)
 				}
 			}
 		})
+	}
+}
+
+func TestConsensusCheckNeedsAnEngineForMetrics(t *testing.T) {
+	if _, err := (ConsensusCheck{Metrics: loadConsensus(t)}).Run(t.Context()); !errors.Is(err, ErrConsensusNoEngine) {
+		t.Errorf("Run with Metrics and no Engine: %v, want ErrConsensusNoEngine", err)
+	}
+	if got, err := (ConsensusCheck{}).Run(t.Context()); err != nil || len(got) != 0 {
+		t.Errorf("Run without Metrics: %v, %v; want nothing", got, err)
 	}
 }
