@@ -219,11 +219,11 @@ type problem struct {
 
 const (
 	quorumCause   = "the cluster lost quorum: fewer than a majority of its members run and reach each other, so it cannot elect a leader and accepts no writes"
-	quorumFix     = "bring members back until a majority runs (check each member's process, disk and peer port), look for a network partition between them, and compare the member list (etcdctl member list; vigil cluster status) with the members that run"
+	quorumFix     = "bring members back until a majority runs (check each member's process, disk and peer port), look for a network partition between them, and compare the member list (etcdctl member list; the peers under cluster: in vigil.yaml) with the members that run"
 	isolatedCause = "those members cannot reach the leader: a network partition, a firewall on the peer port, or a wrong advertised peer address"
-	isolatedFix   = "check connectivity from those members to the others' peer ports and their advertised peer URLs (etcd --initial-advertise-peer-urls; vigil cluster advertise_addr)"
+	isolatedFix   = "check connectivity from those members to the others' peer ports and their advertised peer URLs (etcd --initial-advertise-peer-urls; advertise_addr under cluster: in vigil.yaml)"
 	downCause     = "the member does not answer its scrape: its process stopped or its metrics port is unreachable; the cluster runs one failure closer to losing quorum"
-	downFix       = "restart the member or fix its metrics listener (read its logs); if it is gone for good, remove it and add a replacement (etcdctl member remove/add; vigil cluster remove/join)"
+	downFix       = "restart the member or fix its metrics listener (read its logs); if it is gone for good, remove it and add a replacement (etcdctl member remove and member add; for vigil, the peers under cluster: in vigil.yaml)"
 	flapCause     = "elections keep happening: members miss the leader's heartbeats because of network latency or loss, CPU starvation, or a slow disk stalling the leader"
 	flapFix       = "check latency and packet loss between members and their disk latency; if the network is slow by nature, raise etcd's election timeout (--heartbeat-interval near the round-trip time between members, --election-timeout about 10 times that)"
 	syncCause     = "the disk under the consensus log is slow or shared: every write waits for its fsync, and slow fsyncs delay heartbeats until followers start elections"

@@ -61,7 +61,7 @@ func TestConsensusCheck(t *testing.T) {
 		},
 		{
 			fixture: "etcd_member_down", want: []string{"consensus_unhealthy etcd cluster etcd-orders"}, severity: Warning,
-			seen: []string{"o-3:2381 is down (up 0) of 3 members"}, values: map[string]float64{"members_down": 1}, fix: "etcdctl member remove/add",
+			seen: []string{"o-3:2381 is down (up 0) of 3 members"}, values: map[string]float64{"members_down": 1}, fix: "etcdctl member remove and member add",
 		},
 		{
 			fixture: "etcd_isolated", want: []string{"consensus_unhealthy etcd cluster etcd-orders"}, severity: Warning,
@@ -86,7 +86,7 @@ func TestConsensusCheck(t *testing.T) {
 		},
 		{
 			fixture: "vigil_no_leader", want: []string{"consensus_unhealthy vigil cluster vigil-ha"}, severity: Critical,
-			seen: []string{"no leader: none of the 2 members that answer has one"}, fix: "vigil cluster status",
+			seen: []string{"no leader: none of the 2 members that answer has one"}, fix: "the peers under cluster: in vigil.yaml",
 			sample: `vigil_cluster_last_contact_seconds{job="vigil-ha", instance="v1:7070"} 40`,
 		},
 		{
