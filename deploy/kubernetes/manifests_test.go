@@ -655,17 +655,28 @@ func TestHostCheckAdmitsServiceNames(t *testing.T) {
 	h := b.Wrap(cfg.HTTPAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	port := strconv.Itoa(d.containerPort(t, "http"))
 	ns := d.sts.Namespace
-	for _, tc := range []struct {
+	type hostCase struct {
 		host string
 		ok   bool
-	}{
+	}
+	cases := []hostCase{
 		{d.client.Name, true},
 		{d.client.Name + "." + ns + ".svc", true},
 		{d.client.Name + "." + ns + ".svc.cluster.local", true},
 		{d.podName(1) + "." + d.headless.Name + "." + ns + ".svc.cluster.local", true},
 		{"10.244.1.7", true}, // a pod IP: probes and scrapes
 		{"attacker.example.com", false},
-	} {
+	}
+	// A node reaches another's API (silence writes forwarded to the
+	// leader) at the host of its raft address, on the HTTP port.
+	for _, p := range cfg.Cluster.Peers {
+		host, _, err := net.SplitHostPort(p.Address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, hostCase{host, true})
+	}
+	for _, tc := range cases {
 		t.Run(tc.host, func(t *testing.T) {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest(http.MethodGet, "/api/v1/query", nil)
