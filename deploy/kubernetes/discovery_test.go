@@ -30,8 +30,6 @@ import (
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
-type promScrapeConfig = promconfig.ScrapeConfig
-
 // scrapeJob is the ConfigMap's example kubernetes_sd_configs job.
 const scrapeJob = "kubernetes-service-endpoints"
 

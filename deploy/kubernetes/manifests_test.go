@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	promconfig "github.com/prometheus/prometheus/config"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -518,7 +519,7 @@ func TestConfigMapLoadsForEveryPod(t *testing.T) {
 			if cl.AdvertiseAddr != wantPeers[i].Address {
 				t.Errorf("advertise_addr %s, want %s", cl.AdvertiseAddr, wantPeers[i].Address)
 			}
-			if cfg.Prometheus == nil || !slices.ContainsFunc(cfg.Prometheus.ScrapeConfigs, func(sc *promScrapeConfig) bool {
+			if cfg.Prometheus == nil || !slices.ContainsFunc(cfg.Prometheus.ScrapeConfigs, func(sc *promconfig.ScrapeConfig) bool {
 				return sc.JobName == scrapeJob
 			}) {
 				t.Errorf("no scrape job %s", scrapeJob)
