@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
@@ -388,6 +389,23 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	for kind := range kinds {
 		if !slices.ContainsFunc(objs, func(o object) bool { return o.kind == kind }) {
 			t.Errorf("no %s in the manifests", kind)
+		}
+	}
+	// The manifests name their namespace themselves rather than rely on
+	// kubectl's current one: the ClusterRoleBinding's subject has to.
+	var ns string
+	for _, o := range objs {
+		if o.kind == "Namespace" {
+			ns = o.name
+		}
+	}
+	for _, o := range objs {
+		switch o.kind {
+		case "Namespace", "ClusterRole", "ClusterRoleBinding":
+			continue
+		}
+		if got := o.obj.(metav1.Object).GetNamespace(); got != ns {
+			t.Errorf("%s %s is in namespace %q, want %q", o.kind, o.name, got, ns)
 		}
 	}
 }
