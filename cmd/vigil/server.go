@@ -447,6 +447,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.SuppressionCheck{Alerts: am},
 			doctor.NotifyCheck{Deliveries: am},
 			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Engine: queryEngine},
+			doctor.ConsensusCheck{Metrics: metricsDB, Engine: queryEngine},
 			doctor.MetricsCheck{Targets: scraper, Metrics: metricsDB, Spans: spanLogs},
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.metricCaps.Head},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 
 	promcommon "github.com/prometheus/common/config"
 )
@@ -26,8 +27,9 @@ type Cluster struct {
 	// refused. Empty: derived from the peers.
 	ClusterID string `yaml:"cluster_id"`
 
-	// For etcd: the endpoints, the key prefix vigil keeps its state under,
-	// and TLS in Prometheus's tls_config format.
+	// For etcd: the endpoints, the key prefix vigil keeps its state under
+	// (empty: /vigil), and TLS in Prometheus's tls_config format. NodeID
+	// names the node there too.
 	Endpoints []string             `yaml:"endpoints"`
 	Prefix    string               `yaml:"prefix"`
 	TLS       promcommon.TLSConfig `yaml:"tls_config"`
@@ -56,10 +58,7 @@ func (c *Cluster) validate() error {
 	case ClusterRaft:
 		return c.validateRaft()
 	case ClusterEtcd:
-		if len(c.Endpoints) == 0 {
-			return fmt.Errorf("%w: cluster.backend etcd needs cluster.endpoints", ErrInvalid)
-		}
-		return fmt.Errorf("%w: cluster.backend etcd is not yet supported; use raft", ErrInvalid)
+		return c.validateEtcd()
 	case "":
 		return fmt.Errorf("%w: cluster.backend is empty: use \"raft\" or \"etcd\"", ErrInvalid)
 	default:
@@ -114,6 +113,46 @@ func (c *Cluster) validateRaft() error {
 	}
 	if !ids[c.NodeID] {
 		return fmt.Errorf("%w: cluster.node_id %s is not in cluster.peers", ErrInvalid, c.NodeID)
+	}
+	return nil
+}
+
+// validateEtcd checks the shape of the section; whether etcd answers, and
+// whether the prefix holds another cluster, is checked when the node starts.
+func (c *Cluster) validateEtcd() error {
+	if len(c.Endpoints) == 0 {
+		return fmt.Errorf("%w: cluster.backend etcd needs cluster.endpoints", ErrInvalid)
+	}
+	for _, e := range c.Endpoints {
+		if err := validateEtcdEndpoint(e); err != nil {
+			return fmt.Errorf("%w: cluster.endpoints %q: %w", ErrInvalid, e, err)
+		}
+	}
+	// The keys are built below the prefix; the root would share the
+	// keyspace with everything else in that etcd.
+	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.Trim(c.Prefix, "/") == "") {
+		return fmt.Errorf("%w: cluster.prefix %q: use an absolute path below the root, such as /vigil", ErrInvalid, c.Prefix)
+	}
+	// tls_config validates itself as it is decoded.
+	return nil
+}
+
+// validateEtcdEndpoint takes what etcd's client takes: a URL with an http
+// or https scheme, or a bare host:port.
+func validateEtcdEndpoint(e string) error {
+	if !strings.Contains(e, "://") {
+		_, _, err := net.SplitHostPort(e)
+		return err
+	}
+	u, err := url.Parse(e)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme %q: use http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("no host")
 	}
 	return nil
 }

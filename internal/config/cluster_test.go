@@ -49,6 +49,21 @@ func TestClusterRaft(t *testing.T) {
 	}
 }
 
+func TestClusterEtcd(t *testing.T) {
+	c, err := Load("testdata/cluster_etcd.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Cluster
+	if cl == nil || cl.Backend != ClusterEtcd || cl.Prefix != "/vigil/prod" || cl.TLS.CAFile == "" || cl.TLS.KeyFile == "" {
+		t.Fatalf("cluster = %+v", cl)
+	}
+	want := []string{"https://etcd-0:2379", "https://etcd-1:2379", "etcd-2:2379"}
+	if !slices.Equal(cl.Endpoints, want) {
+		t.Errorf("endpoints = %v, want %v", cl.Endpoints, want)
+	}
+}
+
 func TestClusterBad(t *testing.T) {
 	tests := []struct {
 		file string
@@ -66,8 +81,11 @@ func TestClusterBad(t *testing.T) {
 		{"bad_cluster_api_url.yaml", `n2: api_url "10.0.0.2/vigil": want http:// or https://`},
 		{"bad_cluster_unknown_field.yaml", "field nodeid not found"},
 		{"bad_cluster_etcd_no_endpoints.yaml", "needs cluster.endpoints"},
-		// Parsed in full, refused until the backend exists.
-		{"bad_cluster_etcd.yaml", "etcd is not yet supported"},
+		{"bad_cluster_etcd_endpoint.yaml", `cluster.endpoints "unix:///run/etcd.sock": scheme "unix"`},
+		{"bad_cluster_etcd_bare_endpoint.yaml", `cluster.endpoints "etcd-0"`},
+		{"bad_cluster_etcd_prefix.yaml", `cluster.prefix "vigil"`},
+		{"bad_cluster_etcd_root_prefix.yaml", `cluster.prefix "/"`},
+		{"bad_cluster_etcd_tls.yaml", "exactly one of key or key_file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package consensus is the interface vigil's cluster-wide state and its
 // leader-only work are built on, whatever keeps the consensus below it
-// (embedded Raft in the raft subpackage; etcd later).
+// (embedded Raft in the raft subpackage; an etcd cluster in the etcd
+// subpackage).
 //
 // # The model
 //
@@ -20,19 +21,21 @@
 // # Fencing tokens
 //
 // Leadership is held for a term. Terms only grow, and each has at most one
-// leader, so the term a node leads in is a fencing token: anything a leader
-// does on the outside (a notification, a write to shared storage) carries
-// it, and a receiver that has seen token N drops anything carrying less than
-// N. A node learns it was deposed late (it may be partitioned away); the
-// token is what keeps its late actions harmless.
+// leader, so the term a node leads in is a fencing token (with Raft the term
+// itself; with etcd the revision the leader's election key was created at):
+// anything a leader does on the outside (a notification, a write to shared
+// storage) carries it, and a receiver that has seen token N drops anything
+// carrying less than N. A node learns it was deposed late (it may be
+// partitioned away); the token is what keeps its late actions harmless.
 //
 // [Fencer.Fence] is the check a leader-only action makes just before acting:
 // it confirms with a majority that this node still leads (Raft's
-// VerifyLeader) and that this node has applied everything committed before
-// its term began (a barrier), and returns the token. It fails on a node that
-// has been deposed even if that node has not yet heard of the new leader.
-// Leadership can still be lost the instant after Fence returns; the token is
-// what makes that safe, not the check.
+// VerifyLeader; with etcd, a transaction that compares the election key) and
+// that this node has applied everything committed before its term began (a
+// barrier), and returns the token. It fails on a node that has been deposed
+// even if that node has not yet heard of the new leader. Leadership can
+// still be lost the instant after Fence returns; the token is what makes
+// that safe, not the check.
 //
 // # What is linearizable
 //

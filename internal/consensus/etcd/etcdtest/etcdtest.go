@@ -1,0 +1,276 @@
+// Package etcdtest runs real etcd servers for tests: one or three
+// processes of the etcd binary on free loopback ports, each in its own
+// temporary directory, stopped when the test ends.
+package etcdtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Binary is the etcd server the tests start; ETCD_BIN overrides the one
+// found on PATH.
+func Binary() string {
+	if b := os.Getenv("ETCD_BIN"); b != "" {
+		return b
+	}
+	b, err := exec.LookPath("etcd")
+	if err != nil {
+		return ""
+	}
+	return b
+}
+
+// Cluster is a running etcd cluster.
+type Cluster struct {
+	t       testing.TB
+	members []*member
+	certs   *certs
+}
+
+type member struct {
+	name, dir          string
+	clientURL, peerURL string
+	args               []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	done chan struct{}
+}
+
+// Start starts an etcd cluster of size members and waits until every
+// member answers its health check. It skips the test when the etcd binary
+// is absent, and fails it when etcd does not come up.
+func Start(t testing.TB, size int) *Cluster {
+	t.Helper()
+	return start(t, size, nil)
+}
+
+// StartTLS is Start with the members' client URLs served over TLS, with a
+// certificate for 127.0.0.1 from a CA made for the test; the tls.Config
+// returned trusts that CA.
+func StartTLS(t testing.TB, size int) (*Cluster, *tls.Config) {
+	t.Helper()
+	if Binary() == "" {
+		t.Skip("etcd server binary not found on PATH (install etcd-server, or set ETCD_BIN)")
+	}
+	certs := newCerts(t)
+	return start(t, size, certs), certs.client
+}
+
+func start(t testing.TB, size int, certs *certs) *Cluster {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		t.Skip("etcd server binary not found on PATH (install etcd-server, or set ETCD_BIN)")
+	}
+	c := &Cluster{t: t, certs: certs}
+	scheme := "http://"
+	if certs != nil {
+		scheme = "https://"
+	}
+	var initial []string
+	for i := range size {
+		m := &member{
+			name:      fmt.Sprintf("etcd%d", i),
+			dir:       t.TempDir(),
+			clientURL: scheme + freeAddr(t),
+			peerURL:   "http://" + freeAddr(t),
+		}
+		c.members = append(c.members, m)
+		initial = append(initial, m.name+"="+m.peerURL)
+	}
+	for _, m := range c.members {
+		m.args = []string{
+			"--name", m.name,
+			"--data-dir", filepath.Join(m.dir, "data"),
+			"--listen-client-urls", m.clientURL,
+			"--advertise-client-urls", m.clientURL,
+			"--listen-peer-urls", m.peerURL,
+			"--initial-advertise-peer-urls", m.peerURL,
+			"--initial-cluster", strings.Join(initial, ","),
+			"--initial-cluster-state", "new",
+			"--initial-cluster-token", "vigil-test",
+			// Short timeouts: a killed member is noticed within a second.
+			"--heartbeat-interval", "50",
+			"--election-timeout", "500",
+			"--logger", "zap",
+			"--log-level", "warn",
+		}
+		if certs != nil {
+			m.args = append(m.args, "--cert-file", certs.certFile, "--key-file", certs.keyFile)
+		}
+	}
+	t.Cleanup(c.stopAll)
+	for _, m := range c.members {
+		if err := m.start(bin); err != nil {
+			t.Fatalf("start %s: %v", m.name, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, m := range c.members {
+		if err := m.waitHealthy(deadline, c.httpClient()); err != nil {
+			t.Fatalf("%s did not become healthy: %v\n%s", m.name, err, m.output())
+		}
+	}
+	return c
+}
+
+func (c *Cluster) httpClient() *http.Client {
+	client := &http.Client{Timeout: time.Second}
+	if c.certs != nil {
+		client.Transport = &http.Transport{TLSClientConfig: c.certs.client}
+	}
+	return client
+}
+
+// freeAddr is a loopback address nothing listens on at the moment; etcd
+// binds it soon after, and a clash (rare) fails the start loudly.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (m *member) start(bin string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cmd := exec.Command(bin, m.args...)
+	m.out = &bytes.Buffer{}
+	cmd.Stdout = m.out
+	cmd.Stderr = m.out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	m.cmd = cmd
+	m.done = make(chan struct{})
+	done := m.done
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return nil
+}
+
+func (m *member) output() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.out == nil {
+		return ""
+	}
+	if m.done != nil {
+		select {
+		case <-m.done:
+			return m.out.String()
+		default:
+		}
+	}
+	return "(still running)"
+}
+
+func (m *member) waitHealthy(deadline time.Time, client *http.Client) error {
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-m.done:
+			return fmt.Errorf("exited")
+		default:
+		}
+		resp, err := client.Get(m.clientURL + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("health: %s", resp.Status)
+		}
+		last = err
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("deadline passed: %w", last)
+}
+
+// Endpoints are the client URLs of every member, stopped ones included.
+func (c *Cluster) Endpoints() []string {
+	eps := make([]string, len(c.members))
+	for i, m := range c.members {
+		eps[i] = m.clientURL
+	}
+	return eps
+}
+
+// Kill stops member i at once (SIGKILL), as a crash would.
+func (c *Cluster) Kill(i int) {
+	c.members[i].kill()
+}
+
+// Restart starts a killed member i again on its data directory and
+// waits until it answers its health check.
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	m := c.members[i]
+	if err := m.start(Binary()); err != nil {
+		c.t.Fatalf("restart %s: %v", m.name, err)
+	}
+	if err := m.waitHealthy(time.Now().Add(20*time.Second), c.httpClient()); err != nil {
+		c.t.Fatalf("%s did not become healthy: %v", m.name, err)
+	}
+}
+
+func (m *member) kill() {
+	m.mu.Lock()
+	cmd, done := m.cmd, m.done
+	m.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+func (c *Cluster) stopAll() {
+	for _, m := range c.members {
+		m.kill()
+	}
+	if c.t.Failed() {
+		for _, m := range c.members {
+			c.t.Logf("%s output:\n%s", m.name, m.output())
+		}
+	}
+}
+
+// WaitHealthy waits until every member not killed answers its health
+// check, or ctx ends.
+func (c *Cluster) WaitHealthy(ctx context.Context) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(20 * time.Second)
+	}
+	for _, m := range c.members {
+		select {
+		case <-m.done:
+			continue
+		default:
+		}
+		if err := m.waitHealthy(deadline, c.httpClient()); err != nil {
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+	}
+	return nil
+}
