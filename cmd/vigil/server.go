@@ -146,8 +146,9 @@ func runServer(args []string, stderr io.Writer) int {
 // cfg.ShutdownTimeout (components.go): the ingest gate first (no new
 // acknowledgements), then the listeners, then scraping, then rules and the
 // write queues (drained), then the span metrics' last flush, the
-// Alertmanager, the consensus node (in a cluster), and storage. Nothing acknowledged is lost on a clean stop,
-// and the stores' WALs cover an unclean one.
+// Alertmanager, the consensus node (in a cluster), and storage. Nothing
+// acknowledged is lost on a clean stop, and the stores' WALs cover an
+// unclean one.
 //
 // reload reads the configuration again; SIGHUP and POST /-/reload (an admin
 // endpoint) apply what can change while running: scrape configs and rules.
