@@ -7,72 +7,133 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promcommon "github.com/prometheus/common/config"
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/etcd"
 	"github.com/vigil-observability/vigil/internal/consensus/raft"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/shutdown"
 )
 
+// consensusNode is what the server uses of a consensus backend's node.
+type consensusNode interface {
+	consensus.Leadership
+	consensus.Replicated
+	consensus.Membership
+	Close() error
+}
+
 // clusterNode is this server's membership of a cluster (cluster: in
 // vigil.yaml): the consensus node, and the replicated alerting state it
 // applies to.
 type clusterNode struct {
-	node *raft.Node
+	node consensusNode
 	repl *alerting.Replicator
 }
 
-// openCluster opens the raft node under <data_dir>/cluster, with the
-// cluster's silences and notification log as its state machine. The node
-// restores and replays that state before it returns.
+// openCluster opens the consensus node (raft: under <data_dir>/cluster;
+// etcd: under cluster.prefix), with the cluster's silences and
+// notification log as its state machine. The node restores and replays
+// that state before it returns.
 func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*clusterNode, error) {
 	c := cfg.Cluster
-	if c.Backend != config.ClusterRaft {
-		// internal/consensus/etcd exists; the server is not wired to it yet
-		// (no way to name each node's API address for forwarding).
-		return nil, fmt.Errorf("cluster.backend %q: the server runs on raft only so far; use backend: raft", c.Backend)
-	}
 	state, err := alerting.NewReplicatedState(alerting.ReplicatedStateOptions{
 		Logger: logger.With("component", "alerting state"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	peers := make([]consensus.Peer, len(c.Peers))
-	for i, p := range c.Peers {
-		peers[i] = consensus.Peer{ID: p.ID, Address: p.Address}
+	var node consensusNode
+	var fwd alerting.Forwarder
+	switch c.Backend {
+	case config.ClusterRaft:
+		peers := make([]consensus.Peer, len(c.Peers))
+		for i, p := range c.Peers {
+			peers[i] = consensus.Peer{ID: p.ID, Address: p.Address}
+		}
+		node, err = raft.Open(raft.Options{
+			NodeID: c.NodeID, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
+			Peers: peers, ClusterID: c.ClusterID,
+			DataDir:      filepath.Join(cfg.DataDir, "cluster"),
+			StateMachine: state,
+			Logger:       logger.With("component", "consensus"), Registerer: reg,
+		})
+		// Raft names the leader by id and its Raft address: the API
+		// addresses are configuration.
+		fwd = &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Authorize: forwardCallerAuth}
+	case config.ClusterEtcd:
+		node, err = openEtcd(cfg, state, logger, reg)
+		// Each node publishes its API address beside its id in etcd.
+		fwd = leaderAddressForwarder{}
+	default:
+		return nil, fmt.Errorf("cluster.backend %q: use raft or etcd", c.Backend)
 	}
-	node, err := raft.Open(raft.Options{
-		NodeID: c.NodeID, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
-		Peers: peers, ClusterID: c.ClusterID,
-		DataDir:      filepath.Join(cfg.DataDir, "cluster"),
-		StateMachine: state,
-		Logger:       logger.With("component", "consensus"), Registerer: reg,
-	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	// A follower's silence write goes to the leader's vigil API; raft
-	// names the leader by id only.
 	repl, err := alerting.NewReplicator(alerting.ReplicatorOptions{
-		State: state, Log: node,
-		Forwarder: &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Authorize: forwardCallerAuth},
-		Logger:    logger.With("component", "alerting replication"), Registerer: reg,
+		State: state, Log: node, Forwarder: fwd,
+		Logger: logger.With("component", "alerting replication"), Registerer: reg,
 	})
 	if err != nil {
 		_ = node.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	return &clusterNode{node: node, repl: repl}, nil
+}
+
+// openEtcd opens a node on etcd, named cluster.node_id (this machine's
+// name when empty) and reachable at ClusterSelfAPIURL.
+func openEtcd(cfg *config.Config, state consensus.StateMachine, logger *slog.Logger, reg prometheus.Registerer) (consensusNode, error) {
+	c := cfg.Cluster
+	id := c.NodeID
+	if id == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("cluster.node_id is empty and the host name unknown: %w", err)
+		}
+		id = h
+	}
+	opts := etcd.Options{
+		Endpoints: c.Endpoints, Prefix: c.Prefix, NodeID: id, Address: cfg.ClusterSelfAPIURL(),
+		ClusterID: c.ClusterID, StateMachine: state,
+		Logger: logger.With("component", "consensus"), Registerer: reg,
+	}
+	// A TLS config, even an empty one, would make the client speak TLS to
+	// http:// endpoints.
+	if slices.ContainsFunc(c.Endpoints, func(e string) bool { return strings.HasPrefix(e, "https://") }) {
+		tc, err := promcommon.NewTLSConfig(&c.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.tls_config: %w", err)
+		}
+		opts.TLS = tc
+	}
+	return etcd.Open(opts)
+}
+
+// leaderAddressForwarder forwards to the API address the backend names
+// with the leader (etcd's nodes publish theirs).
+type leaderAddressForwarder struct{}
+
+func (leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
+	f := alerting.HTTPForwarder{Authorize: forwardCallerAuth}
+	if leader.LeaderID != "" && leader.LeaderAddress != "" {
+		f.APIURLs = map[string]string{leader.LeaderID: leader.LeaderAddress}
+	}
+	return f.Forward(ctx, leader, op)
 }
 
 // callerAuthKey keeps a silence write's Authorization header in its
@@ -113,7 +174,7 @@ func (c *clusterNode) readyCheck() error {
 // need not wait out a heartbeat timeout, then closes the node. It runs
 // after the Alertmanager, whose last notification log entries go through
 // the node, and before storage.
-func closeConsensus(logger *slog.Logger, n *raft.Node) lifecycle.Component {
+func closeConsensus(logger *slog.Logger, n consensusNode) lifecycle.Component {
 	return lifecycle.OnStop(func(ctx context.Context) error {
 		if n.Leader().Self {
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

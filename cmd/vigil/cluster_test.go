@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
 )
 
 // termSink records each webhook notification's group and fencing token.
@@ -78,13 +79,13 @@ func (s *server) cluster() (clusterAnswer, error) {
 }
 
 // agreedLeader is the leader and term every node in nodes reports, or ""
-// while they disagree or know none.
-func agreedLeader(nodes []*server) (string, uint64) {
+// while they disagree, know none, or list other than members members.
+func agreedLeader(nodes []*server, members int) (string, uint64) {
 	var leader string
 	var term uint64
 	for i, n := range nodes {
 		a, err := n.cluster()
-		if err != nil || a.Status != "success" || a.Data.Leader == "" || len(a.Data.Members) != 3 {
+		if err != nil || a.Status != "success" || a.Data.Leader == "" || len(a.Data.Members) != members {
 			return "", 0
 		}
 		if i > 0 && (a.Data.Leader != leader || a.Data.Term != term) {
@@ -181,7 +182,7 @@ cluster:
 	settle := func() {
 		t.Helper()
 		waitFor(t, "the same leader and term from every live node's /api/v1/cluster", 30*time.Second, func() bool {
-			leaderID, term = agreedLeader(nodes)
+			leaderID, term = agreedLeader(nodes, 3)
 			return leaderID != ""
 		})
 		leader, followers = nodes[indexOf(ids, leaderID)], nil
@@ -286,7 +287,7 @@ cluster:
 	var newLeader string
 	var newTerm uint64
 	waitFor(t, "a new leader agreed on by the survivors", 15*time.Second, func() bool {
-		newLeader, newTerm = agreedLeader(followers)
+		newLeader, newTerm = agreedLeader(followers, 3)
 		return newLeader != "" && newLeader != leaderID
 	})
 	failover := time.Since(killedAt)
@@ -343,3 +344,86 @@ func indexOf(ids []string, id string) int {
 
 // amDuration prints d as Alertmanager's config reads durations.
 func amDuration(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) + "s" }
+
+// TestClusterEtcd: two vigil nodes on one etcd agree on a leader, only it
+// notifies, with its fencing token, and a silence posted to the other is
+// forwarded to it (at the address it published in etcd) and suppresses.
+func TestClusterEtcd(t *testing.T) {
+	etcdCluster := etcdtest.Start(t, 1) // skips without the etcd binary
+	sink := &termSink{}
+	hook := httptest.NewServer(sink)
+	defer hook.Close()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	write("rules.yml", "groups:\n  - name: e\n    rules:\n      - {alert: Loud, expr: vector(1)}\n      - {alert: Quiet, expr: vector(1)}\n")
+	write("alertmanager.yml", fmt.Sprintf(`route: {receiver: hook, group_by: [alertname], group_wait: 1s, group_interval: 1s, repeat_interval: 3s}
+receivers:
+  - name: hook
+    webhook_configs: [{url: %q, send_resolved: false}]
+`, hook.URL))
+	ids := []string{"e1", "e2"}
+	nodes := make([]*server, len(ids))
+	for i, id := range ids {
+		h := freeAddr(t)
+		cfg := write(id+".yaml", fmt.Sprintf(`global: {evaluation_interval: 1s}
+rule_files: [rules.yml]
+alertmanager_config_file: alertmanager.yml
+cluster: {backend: etcd, endpoints: [%q], prefix: /vigil-e2e, node_id: %s}
+`, etcdCluster.Endpoints()[0], id))
+		nodes[i] = launchServer(t, filepath.Join(dir, id), "--config", cfg, "--http-addr", h)
+	}
+	for _, n := range nodes {
+		n.waitReady(t)
+	}
+	var leaderID string
+	var term uint64
+	waitFor(t, "both nodes naming the same leader and term", 30*time.Second, func() bool {
+		leaderID, term = agreedLeader(nodes, 2)
+		return leaderID != ""
+	})
+	follower := nodes[1-indexOf(ids, leaderID)]
+	waitFor(t, "a notification for Loud", 30*time.Second, func() bool {
+		return len(sink.of("Loud", time.Time{}, time.Now())) > 0
+	})
+	for _, n := range sink.of("Loud", time.Time{}, time.Now()) {
+		if n.term != term {
+			t.Errorf("notification with term %d, want the leader's %d", n.term, term)
+		}
+	}
+	var silenceID string
+	waitFor(t, "a silence created through the follower", 15*time.Second, func() bool {
+		body := fmt.Sprintf(`{"matchers":[{"name":"alertname","value":"Quiet","isRegex":false,"isEqual":true}],
+			"startsAt":%q,"endsAt":%q,"createdBy":"test","comment":"etcd"}`,
+			time.Now().Format(time.RFC3339), time.Now().Add(time.Hour).Format(time.RFC3339))
+		resp, err := http.Post(follower.httpURL+"/api/v2/silences", "application/json", strings.NewReader(body))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct{ SilenceID string }
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&r) != nil {
+			return false
+		}
+		silenceID = r.SilenceID
+		return silenceID != ""
+	})
+	silencedAt := time.Now()
+	time.Sleep(7 * time.Second) // Quiet would be repeated twice in this window
+	if quiet := sink.of("Quiet", silencedAt.Add(time.Second), time.Now()); len(quiet) > 0 {
+		t.Errorf("%d notifications for Quiet after silence %s was committed", len(quiet), silenceID)
+	}
+	loud := sink.of("Loud", silencedAt, time.Now())
+	if len(loud) == 0 || len(loud) > 3 {
+		t.Errorf("%d notifications for Loud in 7s with repeat_interval 3s, want 1 to 3 (one stream)", len(loud))
+	}
+	for _, n := range nodes {
+		n.stop(t)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 
 	promcommon "github.com/prometheus/common/config"
@@ -33,6 +34,11 @@ type Cluster struct {
 	Endpoints []string             `yaml:"endpoints"`
 	Prefix    string               `yaml:"prefix"`
 	TLS       promcommon.TLSConfig `yaml:"tls_config"`
+	// APIURL, for etcd, is this node's vigil API as the other nodes reach
+	// it: etcd tells them the leader's, where they forward silence writes.
+	// Empty: http_addr's host (this machine's name when it is a wildcard)
+	// and port; see Config.ClusterSelfAPIURL.
+	APIURL string `yaml:"api_url"`
 }
 
 // ClusterPeer is one member of a raft cluster.
@@ -133,7 +139,24 @@ func (c *Cluster) validateEtcd() error {
 	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || strings.Trim(c.Prefix, "/") == "") {
 		return fmt.Errorf("%w: cluster.prefix %q: use an absolute path below the root, such as /vigil", ErrInvalid, c.Prefix)
 	}
+	if c.APIURL != "" {
+		if err := validateAPIURL(c.APIURL); err != nil {
+			return fmt.Errorf("%w: cluster.api_url %q: %w", ErrInvalid, c.APIURL, err)
+		}
+	}
 	// tls_config validates itself as it is decoded.
+	return nil
+}
+
+// validateAPIURL checks an api_url: the base URL of a vigil API.
+func validateAPIURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want http:// or https:// and a host")
+	}
 	return nil
 }
 
@@ -178,6 +201,24 @@ func (c *Config) ClusterAPIURLs() map[string]string {
 		urls[p.ID] = (&url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}).String()
 	}
 	return urls
+}
+
+// ClusterSelfAPIURL is this node's vigil API as other nodes reach it
+// (cluster.api_url, or http_addr's host and port, this machine's name
+// standing in for a wildcard host).
+func (c *Config) ClusterSelfAPIURL() string {
+	if c.Cluster != nil && c.Cluster.APIURL != "" {
+		return c.Cluster.APIURL
+	}
+	scheme := "http"
+	if c.Auth != nil && c.Auth.TLSConfig() != nil {
+		scheme = "https"
+	}
+	host, port, _ := net.SplitHostPort(c.HTTPAddr)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host, _ = os.Hostname()
+	}
+	return (&url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}).String()
 }
 
 // clusterAPIHosts are the host names of ClusterAPIURLs.
