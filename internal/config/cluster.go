@@ -100,12 +100,8 @@ func (c *Cluster) validateRaft() error {
 			return fmt.Errorf("%w: cluster.peers %s: address %q: %w", ErrInvalid, p.ID, p.Address, err)
 		}
 		if p.APIURL != "" {
-			u, err := url.Parse(p.APIURL)
-			if err != nil {
+			if err := validateAPIURL(p.APIURL); err != nil {
 				return fmt.Errorf("%w: cluster.peers %s: api_url %q: %w", ErrInvalid, p.ID, p.APIURL, err)
-			}
-			if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("%w: cluster.peers %s: api_url %q: want http:// or https:// and a host", ErrInvalid, p.ID, p.APIURL)
 			}
 		}
 		if ids[p.ID] {

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"maps"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -78,6 +80,7 @@ func TestClusterBad(t *testing.T) {
 		{"bad_cluster_duplicate_id.yaml", "lists n1 twice"},
 		{"bad_cluster_duplicate_address.yaml", "share the address 10.0.0.1:7946"},
 		{"bad_cluster_peer_address.yaml", `n2: address "10.0.0.2"`},
+		{"bad_cluster_etcd_api_url.yaml", `cluster.api_url "vigil-0:7070"`},
 		{"bad_cluster_api_url.yaml", `n2: api_url "10.0.0.2/vigil": want http:// or https://`},
 		{"bad_cluster_unknown_field.yaml", "field nodeid not found"},
 		{"bad_cluster_etcd_no_endpoints.yaml", "needs cluster.endpoints"},
@@ -97,5 +100,27 @@ func TestClusterBad(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// On etcd a node publishes its own API URL: cluster.api_url, else
+// http_addr's host and port, the machine's name for a wildcard host.
+func TestClusterSelfAPIURL(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, tc := range []struct {
+		httpAddr, apiURL, want string
+	}{
+		{"10.0.0.5:7070", "", "http://10.0.0.5:7070"},
+		{"0.0.0.0:7070", "", "http://" + net.JoinHostPort(host, "7070")},
+		{":7070", "", "http://" + net.JoinHostPort(host, "7070")},
+		{"0.0.0.0:7070", "https://vigil-0.example:443", "https://vigil-0.example:443"},
+	} {
+		c := &Config{HTTPAddr: tc.httpAddr, Cluster: &Cluster{Backend: ClusterEtcd, APIURL: tc.apiURL}}
+		if got := c.ClusterSelfAPIURL(); got != tc.want {
+			t.Errorf("http_addr %q, api_url %q: %q, want %q", tc.httpAddr, tc.apiURL, got, tc.want)
+		}
 	}
 }
