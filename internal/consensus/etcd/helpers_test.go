@@ -80,15 +80,7 @@ func (c *testCluster) stop(i int) {
 	c.nodes[i] = nil
 }
 
-func (c *testCluster) running() []int {
-	var idx []int
-	for i, n := range c.nodes {
-		if n != nil {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
+func (c *testCluster) running() []int { return consensustest.Running(c.nodes) }
 
 // waitLeader waits until exactly one running node leads with a token above
 // minToken and every running node names it.
@@ -110,22 +102,7 @@ func (c *testCluster) waitLeader(minToken uint64, within time.Duration) int {
 }
 
 func (c *testCluster) agreedLeader(minToken uint64) (int, bool) {
-	leader := -1
-	var id string
-	for _, i := range c.running() {
-		info := c.nodes[i].Leader()
-		if info.ID == "" || info.Term <= minToken || (id != "" && info.ID != id) {
-			return -1, false
-		}
-		id = info.ID
-		if info.Self {
-			if leader != -1 {
-				return -1, false
-			}
-			leader = i
-		}
-	}
-	return leader, leader != -1
+	return consensustest.AgreedLeader(c.nodes, c.running(), minToken)
 }
 
 // waitState waits until node i has applied exactly want.

@@ -114,15 +114,7 @@ func (c *testCluster) stop(i int) {
 	c.nodes[i] = nil
 }
 
-func (c *testCluster) running() []int {
-	var idx []int
-	for i, n := range c.nodes {
-		if n != nil {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
+func (c *testCluster) running() []int { return consensustest.Running(c.nodes) }
 
 // waitLeader polls until the nodes in idx (all running ones when nil)
 // agree on one leader among them that leads in a term above minTerm, and
@@ -147,18 +139,7 @@ func (c *testCluster) waitLeader(idx []int, minTerm uint64, within time.Duration
 }
 
 func (c *testCluster) agreedLeader(idx []int, minTerm uint64) (int, bool) {
-	leader, id := -1, ""
-	for _, i := range idx {
-		info := c.nodes[i].Leader()
-		if info.ID == "" || info.Term <= minTerm || (id != "" && info.ID != id) {
-			return -1, false
-		}
-		id = info.ID
-		if info.Self {
-			leader = i
-		}
-	}
-	return leader, leader >= 0
+	return consensustest.AgreedLeader(c.nodes, idx, minTerm)
 }
 
 // waitState waits until node i has applied exactly want.
