@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/fanout"
 )
 
 // Memory is one node that applies each proposal at once, in the order
@@ -23,8 +24,8 @@ type Memory struct {
 	term   uint64
 	leader bool
 	index  uint64
-	subs   map[chan consensus.Applied]struct{}
-	watch  map[chan consensus.LeaderInfo]struct{}
+	subs   *fanout.Subscribers[consensus.Applied]
+	watch  *fanout.Latest[consensus.LeaderInfo]
 }
 
 var (
@@ -35,11 +36,9 @@ var (
 
 // NewMemory returns a node named "n1" leading over sm.
 func NewMemory(sm consensus.StateMachine) *Memory {
-	return &Memory{
-		sm: sm, id: "n1", term: 1, leader: true,
-		subs:  make(map[chan consensus.Applied]struct{}),
-		watch: make(map[chan consensus.LeaderInfo]struct{}),
-	}
+	m := &Memory{sm: sm, id: "n1", term: 1, leader: true, subs: fanout.NewSubscribers[consensus.Applied]()}
+	m.watch = fanout.NewLatest(m.infoLocked(), fanout.StaleLeader)
+	return m
 }
 
 // otherLeader is who leads while this node is deposed.
@@ -78,16 +77,7 @@ func (m *Memory) notLeaderLocked() error {
 
 // notifyLocked gives every watcher the latest LeaderInfo, replacing one it
 // has not read yet.
-func (m *Memory) notifyLocked() {
-	info := m.infoLocked()
-	for ch := range m.watch {
-		select {
-		case <-ch:
-		default:
-		}
-		ch <- info
-	}
-}
+func (m *Memory) notifyLocked() { m.watch.Set(m.infoLocked()) }
 
 // Fence implements consensus.Fencer.
 func (m *Memory) Fence(ctx context.Context) (uint64, error) {
@@ -138,19 +128,7 @@ func (m *Memory) Leader() consensus.LeaderInfo {
 
 // WatchLeader implements consensus.Leadership.
 func (m *Memory) WatchLeader() (<-chan consensus.LeaderInfo, func()) {
-	ch := make(chan consensus.LeaderInfo, 1)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ch <- m.infoLocked()
-	m.watch[ch] = struct{}{}
-	return ch, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if _, ok := m.watch[ch]; ok {
-			delete(m.watch, ch)
-			close(ch)
-		}
-	}
+	return m.watch.Watch()
 }
 
 // Propose implements consensus.Replicated.
@@ -180,30 +158,10 @@ func (m *Memory) Barrier(ctx context.Context) error {
 
 // Subscribe implements consensus.Replicated.
 func (m *Memory) Subscribe(buffer int) (<-chan consensus.Applied, func()) {
-	ch := make(chan consensus.Applied, max(buffer, 1))
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.subs[ch] = struct{}{}
-	return ch, func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if _, ok := m.subs[ch]; ok {
-			delete(m.subs, ch)
-			close(ch)
-		}
-	}
+	return m.subs.Subscribe(buffer)
 }
 
-func (m *Memory) publishLocked(a consensus.Applied) {
-	for ch := range m.subs {
-		select {
-		case ch <- a:
-		default:
-			delete(m.subs, ch)
-			close(ch)
-		}
-	}
-}
+func (m *Memory) publishLocked(a consensus.Applied) { m.subs.Publish(a) }
 
 // Restart runs the state machine through a snapshot, as a node restarting
 // from one would: Snapshot, then Restore of what it wrote. Subscribers see

@@ -94,7 +94,7 @@ func (n *Node) restore(snapRev int64) error {
 	n.sinceSnap = 0
 	n.noteCommit(rev)
 	n.setApplied(rev)
-	n.hub.publish(consensus.Applied{Restored: true})
+	n.hub.Publish(consensus.Applied{Restored: true})
 	n.opts.Logger.Info("restored snapshot", "revision", rev)
 	return nil
 }
@@ -135,7 +135,7 @@ func (n *Node) apply(key string, cmd []byte, rev int64) {
 	}
 	res, err := n.opts.StateMachine.Apply(cmd)
 	n.setApplied(rev)
-	n.hub.publish(consensus.Applied{Index: uint64(rev), Term: tokenOf(key, n.keys.log), Cmd: cmd})
+	n.hub.Publish(consensus.Applied{Index: uint64(rev), Term: tokenOf(key, n.keys.log), Cmd: cmd})
 	n.pendingMu.Lock()
 	if ch, ok := n.pending[key]; ok {
 		ch <- result{res: res, err: err}

@@ -2,95 +2,24 @@ package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
 )
-
-// listSM keeps every command in the order applied, so tests can compare
-// the order across nodes. A command already applied is not applied again:
-// a proposal whose outcome was unknown is retried, as a real consumer with
-// idempotent commands would.
-type listSM struct {
-	mu       sync.Mutex
-	cmds     []string
-	pos      map[string]int
-	restores int
-}
-
-var _ consensus.StateMachine = (*listSM)(nil)
-
-var errRefused = errors.New("refused by the state machine")
-
-func (s *listSM) Apply(cmd []byte) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if string(cmd) == "fail" {
-		return nil, errRefused
-	}
-	if p, ok := s.pos[string(cmd)]; ok {
-		return []byte(strconv.Itoa(p)), nil
-	}
-	if s.pos == nil {
-		s.pos = make(map[string]int)
-	}
-	s.cmds = append(s.cmds, string(cmd))
-	s.pos[string(cmd)] = len(s.cmds)
-	return []byte(strconv.Itoa(len(s.cmds))), nil
-}
-
-func (s *listSM) Snapshot() (consensus.SnapshotFunc, error) {
-	s.mu.Lock()
-	cmds := slices.Clone(s.cmds)
-	s.mu.Unlock()
-	return func(w io.Writer) error { return json.NewEncoder(w).Encode(cmds) }, nil
-}
-
-func (s *listSM) Restore(r io.Reader) error {
-	var cmds []string
-	if err := json.NewDecoder(r).Decode(&cmds); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cmds = cmds
-	s.pos = make(map[string]int, len(cmds))
-	for i, c := range cmds {
-		s.pos[c] = i + 1
-	}
-	s.restores++
-	return nil
-}
-
-func (s *listSM) list() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.cmds)
-}
-
-func (s *listSM) restoreCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.restores
-}
 
 // testCluster is vigil nodes on one etcd cluster.
 type testCluster struct {
 	t     *testing.T
 	etcd  *etcdtest.Cluster
 	nodes []*Node
-	sms   []*listSM
+	sms   []*consensustest.Recorder
 	tweak func(*Options)
 }
 
@@ -129,7 +58,7 @@ func newCluster(t *testing.T, etcdSize, size int, tweak func(*Options)) *testClu
 func (c *testCluster) add() int {
 	c.t.Helper()
 	i := len(c.nodes)
-	sm := &listSM{}
+	sm := &consensustest.Recorder{}
 	o := testOptions(c.etcd.Endpoints(), fmt.Sprintf("n%d", i), sm)
 	if c.tweak != nil {
 		c.tweak(&o)
@@ -151,15 +80,7 @@ func (c *testCluster) stop(i int) {
 	c.nodes[i] = nil
 }
 
-func (c *testCluster) running() []int {
-	var idx []int
-	for i, n := range c.nodes {
-		if n != nil {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
+func (c *testCluster) running() []int { return consensustest.Running(c.nodes) }
 
 // waitLeader waits until exactly one running node leads with a token above
 // minToken and every running node names it.
@@ -181,45 +102,13 @@ func (c *testCluster) waitLeader(minToken uint64, within time.Duration) int {
 }
 
 func (c *testCluster) agreedLeader(minToken uint64) (int, bool) {
-	leader := -1
-	var id string
-	for _, i := range c.running() {
-		info := c.nodes[i].Leader()
-		if info.ID == "" || info.Term <= minToken || (id != "" && info.ID != id) {
-			return -1, false
-		}
-		id = info.ID
-		if info.Self {
-			if leader != -1 {
-				return -1, false
-			}
-			leader = i
-		}
-	}
-	return leader, leader != -1
+	return consensustest.AgreedLeader(c.nodes, c.running(), minToken)
 }
 
 // waitState waits until node i has applied exactly want.
 func (c *testCluster) waitState(i int, want []string, within time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if slices.Equal(c.sms[i].list(), want) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	got := c.sms[i].list()
-	c.t.Fatalf("n%d applied %d commands, want %d; first difference: %s", i, len(got), len(want), firstDiff(got, want))
-}
-
-func firstDiff(got, want []string) string {
-	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			return fmt.Sprintf("at %d got %q want %q", i, got[i], want[i])
-		}
-	}
-	return fmt.Sprintf("lengths %d and %d", len(got), len(want))
+	consensustest.WaitCommands(c.t, fmt.Sprintf("n%d", i), c.sms[i], want, within)
 }
 
 // propose proposes on whichever node leads, retrying across an election.
@@ -240,7 +129,7 @@ func (c *testCluster) proposeRetry(cmd string) ([]byte, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			res, err := c.nodes[i].Propose(ctx, []byte(cmd))
 			cancel()
-			if err == nil || errors.Is(err, errRefused) {
+			if err == nil || errors.Is(err, consensustest.ErrRefused) {
 				return res, err
 			}
 			last = err
@@ -248,14 +137,6 @@ func (c *testCluster) proposeRetry(cmd string) ([]byte, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil, last
-}
-
-func numbered(prefix string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("%s-%03d", prefix, i)
-	}
-	return out
 }
 
 func clientPrefixCount() []clientv3.OpOption {

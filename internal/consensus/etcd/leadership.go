@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/internal/backend"
 )
 
 // campaignLoop keeps this node a candidate: like every Raft voter, every
@@ -115,7 +115,7 @@ func (n *Node) campaignOnce(s *concurrency.Session, val string) error {
 // waitOtherLeader waits, up to a session TTL, for a leader other than the
 // term given up.
 func (n *Node) waitOtherLeader(token int64) {
-	changes, cancel := n.leaders.watch()
+	changes, cancel := n.leaders.Watch()
 	defer cancel()
 	t := time.NewTimer(n.opts.SessionTTL)
 	defer t.Stop()
@@ -181,12 +181,12 @@ func (n *Node) setObserved(resp *clientv3.GetResponse) {
 		_ = json.Unmarshal(kv.Value, &v)
 		info = consensus.LeaderInfo{ID: v.ID, Address: v.Address, Term: uint64(kv.CreateRevision)}
 	}
-	n.leaders.mu.Lock()
-	prev := n.leaders.observed
-	n.leaders.observed = observed{info: info, seen: true}
-	n.leaders.mu.Unlock()
+	n.observedMu.Lock()
+	prev := n.observed
+	n.observed = observed{info: info, seen: true}
+	n.observedMu.Unlock()
 	if info.ID != "" && (info.ID != prev.info.ID || info.Term != prev.info.Term) {
-		n.metrics.leaderChanges.Inc()
+		n.metrics.LeaderChanges.Inc()
 	}
 	n.refreshLeader()
 }
@@ -194,24 +194,24 @@ func (n *Node) setObserved(resp *clientv3.GetResponse) {
 // refreshLeader combines what etcd says with this node's own leadership:
 // Self only while this node holds the key the others see as the leader's.
 func (n *Node) refreshLeader() {
-	n.leaders.mu.Lock()
-	info := n.leaders.observed.info
-	n.leaders.mu.Unlock()
+	n.observedMu.Lock()
+	info := n.observed.info
+	n.observedMu.Unlock()
 	if info.ID == "" {
 		// Term stays the last known one, as with Raft between elections.
-		info.Term = n.leaders.get().Term
+		info.Term = n.leaders.Get().Term
 	}
 	if l := n.current(); l != nil && uint64(l.token) == info.Term {
 		info.Self = true
 	}
-	n.leaders.set(info)
+	n.leaders.Set(info)
 }
 
 // Leader implements consensus.Leadership.
-func (n *Node) Leader() consensus.LeaderInfo { return n.leaders.get() }
+func (n *Node) Leader() consensus.LeaderInfo { return n.leaders.Get() }
 
 // WatchLeader implements consensus.Leadership.
-func (n *Node) WatchLeader() (<-chan consensus.LeaderInfo, func()) { return n.leaders.watch() }
+func (n *Node) WatchLeader() (<-chan consensus.LeaderInfo, func()) { return n.leaders.Watch() }
 
 // Fence implements consensus.Fencer: a transaction that succeeds only while
 // this node's election key exists with its token as CreateRevision (so the
@@ -313,30 +313,7 @@ func (n *Node) waitApplied(ctx context.Context, rev int64) error {
 // Campaign implements consensus.Leadership. Every node stands for election
 // all the time, so this only waits until this node wins.
 func (n *Node) Campaign(ctx context.Context) (uint64, error) {
-	changes, cancel := n.WatchLeader()
-	defer cancel()
-	retry := time.NewTicker(n.opts.SessionTTL / 2)
-	defer retry.Stop()
-	for {
-		if n.current() != nil {
-			token, err := n.Fence(ctx)
-			if err == nil {
-				return token, nil
-			}
-			if !errors.Is(err, consensus.ErrNotLeader) {
-				return 0, err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case _, open := <-changes:
-			if !open {
-				return 0, consensus.ErrClosed
-			}
-		case <-retry.C:
-		}
-	}
+	return backend.Campaign(ctx, n, func() bool { return n.current() != nil }, n.opts.SessionTTL/2)
 }
 
 // Resign implements consensus.Leadership: the election key is deleted, the

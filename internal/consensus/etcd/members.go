@@ -33,7 +33,7 @@ func (n *Node) Status(ctx context.Context) (consensus.Status, error) {
 		return consensus.Status{}, n.mapErr(ctx, err)
 	}
 	n.touch()
-	info := n.leaders.get()
+	info := n.leaders.Get()
 	st := consensus.Status{Leader: info.ID, Term: info.Term}
 	self := false
 	for _, kv := range resp.Kvs {

@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/fanout"
+	"github.com/vigil-observability/vigil/internal/consensus/internal/backend"
 )
 
 // Node is one vigil node of a cluster kept in etcd.
@@ -22,9 +24,14 @@ type Node struct {
 	client *clientv3.Client
 	keys   keys
 
-	hub     hub
-	leaders leaderHub
-	metrics *metrics
+	hub     *fanout.Subscribers[consensus.Applied]
+	leaders *fanout.Latest[consensus.LeaderInfo]
+	metrics *backend.Metrics
+
+	// observed is the leader as last read from etcd, before this node's own
+	// view is added to it.
+	observedMu sync.Mutex
+	observed   observed
 
 	// lead is this node's leadership while it holds it, nil otherwise.
 	lead atomic.Pointer[leadership]
@@ -141,8 +148,8 @@ func Open(opts Options) (*Node, error) {
 		cancel:         cancel,
 	}
 	n.appliedCond = sync.NewCond(&n.appliedMu)
-	n.hub.init()
-	n.leaders.init(consensus.LeaderInfo{})
+	n.hub = fanout.NewSubscribers[consensus.Applied]()
+	n.leaders = fanout.NewLatest(consensus.LeaderInfo{}, fanout.StaleLeader)
 	fail := func(err error) (*Node, error) {
 		cancel()
 		_ = client.Close()
@@ -152,7 +159,7 @@ func Open(opts Options) (*Node, error) {
 		return fail(err)
 	}
 	n.metrics = newMetrics(n)
-	if err := n.metrics.register(opts.Registerer); err != nil {
+	if err := n.metrics.Register(opts.Registerer); err != nil {
 		return fail(fmt.Errorf("etcd metrics: %w", err))
 	}
 	n.wg.Add(4)
@@ -219,10 +226,10 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
 		n.wg.Wait()
-		n.hub.close()
-		n.leaders.close()
+		n.hub.Close()
+		n.leaders.Close()
 		n.failPending(consensus.ErrClosed)
-		n.metrics.unregister(n.opts.Registerer)
+		n.metrics.Unregister(n.opts.Registerer)
 		n.closeErr = n.client.Close()
 	})
 	return n.closeErr
@@ -241,7 +248,7 @@ func (n *Node) notLeader() error {
 	if n.closed() {
 		return consensus.ErrClosed
 	}
-	info := n.leaders.get()
+	info := n.leaders.Get()
 	if info.Self {
 		info = consensus.LeaderInfo{}
 	}
@@ -322,7 +329,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 
 // Subscribe implements consensus.Replicated.
 func (n *Node) Subscribe(buffer int) (<-chan consensus.Applied, func()) {
-	return n.hub.subscribe(buffer)
+	return n.hub.Subscribe(buffer)
 }
 
 func (n *Node) failPending(err error) {

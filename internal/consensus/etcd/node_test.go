@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 )
 
 func TestThreeNodesElectOneLeader(t *testing.T) {
@@ -75,7 +76,7 @@ func TestProposeAppliesInOrderOnEveryNode(t *testing.T) {
 	defer cancel()
 
 	// Concurrent proposals: the order is etcd's, and the same everywhere.
-	cmds := numbered("c", 60)
+	cmds := consensustest.Numbered("c", 60)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(cmds))
 	for _, cmd := range cmds {
@@ -92,7 +93,7 @@ func TestProposeAppliesInOrderOnEveryNode(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	want := c.sms[l].list()
+	want := c.sms[l].Commands()
 	if len(want) != len(cmds) {
 		t.Fatalf("leader applied %d commands, want %d", len(want), len(cmds))
 	}
@@ -114,7 +115,7 @@ func TestProposeAppliesInOrderOnEveryNode(t *testing.T) {
 	// Apply's error is the proposer's result, and the log goes on.
 	ctx, cancelCtx := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelCtx()
-	if _, err := c.nodes[l].Propose(ctx, []byte("fail")); !errors.Is(err, errRefused) {
+	if _, err := c.nodes[l].Propose(ctx, []byte("fail")); !errors.Is(err, consensustest.ErrRefused) {
 		t.Fatalf("Propose(fail) = %v, want the state machine's error", err)
 	}
 	if res, err := c.nodes[l].Propose(ctx, []byte("after")); err != nil || string(res) != "61" {
@@ -206,7 +207,7 @@ func (n *Node) barrierToken(ctx context.Context, l *leadership) (uint64, error) 
 func TestLateNodeRestoresFromSnapshot(t *testing.T) {
 	c := newCluster(t, 1, 2, func(o *Options) { o.SnapshotThreshold = 25 })
 	c.waitLeader(0, 10*time.Second)
-	cmds := numbered("s", 60)
+	cmds := consensustest.Numbered("s", 60)
 	c.propose(cmds...)
 	for _, i := range c.running() {
 		c.waitState(i, cmds, 5*time.Second)
@@ -232,10 +233,10 @@ func TestLateNodeRestoresFromSnapshot(t *testing.T) {
 
 	late := c.add()
 	c.waitState(late, cmds, 5*time.Second)
-	if c.sms[late].restoreCount() != 1 {
-		t.Fatalf("late node restored %d times, want 1", c.sms[late].restoreCount())
+	if c.sms[late].Restores() != 1 {
+		t.Fatalf("late node restored %d times, want 1", c.sms[late].Restores())
 	}
-	more := numbered("t", 5)
+	more := consensustest.Numbered("t", 5)
 	c.propose(more...)
 	c.waitState(late, append(slices.Clone(cmds), more...), 5*time.Second)
 }
@@ -373,7 +374,7 @@ func TestNodeBehindCompactionCatchesUp(t *testing.T) {
 	c.etcd.Kill(0)
 	// Leadership may have been n1's; whoever leads on the live members
 	// takes the proposals.
-	cmds := append([]string{"a"}, numbered("x", 30)...)
+	cmds := append([]string{"a"}, consensustest.Numbered("x", 30)...)
 	c.propose(cmds[1:]...)
 	c.waitState(0, cmds, 5*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -386,10 +387,10 @@ func TestNodeBehindCompactionCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	restores := c.sms[1].restoreCount()
+	restores := c.sms[1].Restores()
 	c.etcd.Restart(0)
 	c.waitState(1, cmds, 15*time.Second)
-	if c.sms[1].restoreCount() <= restores {
+	if c.sms[1].Restores() <= restores {
 		t.Fatalf("n1 caught up without restoring the snapshot")
 	}
 	c.propose("after")

@@ -10,11 +10,12 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
 )
 
 func TestOpenRejectsBadOptions(t *testing.T) {
-	good := func() Options { return testOptions([]string{"http://127.0.0.1:1"}, "n0", &listSM{}) }
+	good := func() Options { return testOptions([]string{"http://127.0.0.1:1"}, "n0", &consensustest.Recorder{}) }
 	for _, tc := range []struct {
 		name  string
 		edit  func(*Options)
@@ -63,7 +64,7 @@ func TestOpenFailsQuicklyOnUnreachableEtcd(t *testing.T) {
 		{"no answer", []string{"http://192.0.2.1:2379"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := testOptions(tc.eps, "n0", &listSM{})
+			o := testOptions(tc.eps, "n0", &consensustest.Recorder{})
 			o.DialTimeout = time.Second
 			start := time.Now()
 			n, err := Open(o)
@@ -86,7 +87,7 @@ func TestOpenFailsQuicklyOnUnreachableEtcd(t *testing.T) {
 func TestOpenRefusesAnotherClustersPrefix(t *testing.T) {
 	e := etcdtest.Start(t, 1)
 	open := func(clusterID, prefix string) (*Node, error) {
-		o := testOptions(e.Endpoints(), "n0", &listSM{})
+		o := testOptions(e.Endpoints(), "n0", &consensustest.Recorder{})
 		o.ClusterID, o.Prefix = clusterID, prefix
 		return Open(o)
 	}
@@ -130,7 +131,7 @@ func TestTLS(t *testing.T) {
 		{"untrusted", &tls.Config{MinVersion: tls.VersionTLS12}, ErrUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := testOptions(e.Endpoints(), "n0", &listSM{})
+			o := testOptions(e.Endpoints(), "n0", &consensustest.Recorder{})
 			o.TLS = tc.tls
 			o.DialTimeout = time.Second
 			n, err := Open(o)

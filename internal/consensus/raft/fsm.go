@@ -2,21 +2,18 @@ package raft
 
 import (
 	"io"
-	"sync"
 
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/fanout"
 )
 
 // fsm adapts a consensus.StateMachine to raft's FSM and fans applied
 // changes out to subscribers.
 type fsm struct {
-	sm consensus.StateMachine
-
-	mu     sync.Mutex
-	subs   map[chan consensus.Applied]struct{}
-	closed bool
+	sm   consensus.StateMachine
+	subs *fanout.Subscribers[consensus.Applied]
 }
 
 var (
@@ -25,7 +22,7 @@ var (
 )
 
 func newFSM(sm consensus.StateMachine) *fsm {
-	return &fsm{sm: sm, subs: make(map[chan consensus.Applied]struct{})}
+	return &fsm{sm: sm, subs: fanout.NewSubscribers[consensus.Applied]()}
 }
 
 // fsmResponse carries Apply's result through raft's untyped response.
@@ -36,7 +33,7 @@ type fsmResponse struct {
 
 func (f *fsm) Apply(l *hraft.Log) any {
 	res, err := f.sm.Apply(l.Data)
-	f.publish(consensus.Applied{Index: l.Index, Term: l.Term, Cmd: l.Data})
+	f.subs.Publish(consensus.Applied{Index: l.Index, Term: l.Term, Cmd: l.Data})
 	return fsmResponse{result: res, err: err}
 }
 
@@ -53,7 +50,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.sm.Restore(rc); err != nil {
 		return err
 	}
-	f.publish(consensus.Applied{Restored: true})
+	f.subs.Publish(consensus.Applied{Restored: true})
 	return nil
 }
 
@@ -68,47 +65,3 @@ func (s fsmSnapshot) Persist(sink hraft.SnapshotSink) error {
 }
 
 func (s fsmSnapshot) Release() {}
-
-// publish never blocks: the log must not wait for a slow subscriber, so
-// one that is full is dropped and learns it from its closed channel.
-func (f *fsm) publish(a consensus.Applied) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for ch := range f.subs {
-		select {
-		case ch <- a:
-		default:
-			delete(f.subs, ch)
-			close(ch)
-		}
-	}
-}
-
-func (f *fsm) subscribe(buffer int) (<-chan consensus.Applied, func()) {
-	ch := make(chan consensus.Applied, max(buffer, 1))
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	f.subs[ch] = struct{}{}
-	return ch, func() {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if _, ok := f.subs[ch]; ok {
-			delete(f.subs, ch)
-			close(ch)
-		}
-	}
-}
-
-func (f *fsm) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = true
-	for ch := range f.subs {
-		delete(f.subs, ch)
-		close(ch)
-	}
-}

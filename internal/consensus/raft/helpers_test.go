@@ -2,13 +2,10 @@ package raft
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,75 +14,8 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 )
-
-// listSM is a state machine that keeps every command in the order applied,
-// so tests can compare the order across nodes. A command already applied
-// is not applied again: a proposal whose leader was lost in flight may have
-// been committed, and the tests retry it (as a real consumer would, with
-// idempotent commands).
-type listSM struct {
-	mu       sync.Mutex
-	cmds     []string
-	pos      map[string]int
-	restores int
-}
-
-var _ consensus.StateMachine = (*listSM)(nil)
-
-func (s *listSM) Apply(cmd []byte) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if string(cmd) == "fail" {
-		return nil, errRefused
-	}
-	if p, ok := s.pos[string(cmd)]; ok {
-		return []byte(strconv.Itoa(p)), nil
-	}
-	if s.pos == nil {
-		s.pos = make(map[string]int)
-	}
-	s.cmds = append(s.cmds, string(cmd))
-	s.pos[string(cmd)] = len(s.cmds)
-	return []byte(strconv.Itoa(len(s.cmds))), nil
-}
-
-var errRefused = errors.New("refused by the state machine")
-
-func (s *listSM) Snapshot() (consensus.SnapshotFunc, error) {
-	s.mu.Lock()
-	cmds := slices.Clone(s.cmds)
-	s.mu.Unlock()
-	return func(w io.Writer) error { return json.NewEncoder(w).Encode(cmds) }, nil
-}
-
-func (s *listSM) Restore(r io.Reader) error {
-	var cmds []string
-	if err := json.NewDecoder(r).Decode(&cmds); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.cmds = cmds
-	s.pos = make(map[string]int, len(cmds))
-	for i, c := range cmds {
-		s.pos[c] = i + 1
-	}
-	s.restores++
-	return nil
-}
-
-func (s *listSM) list() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.cmds)
-}
-
-func (s *listSM) restoreCount() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.restores
-}
 
 // freeAddrs finds n free loopback ports. The nodes must know each other's
 // addresses before any starts, so the ports are chosen by listening and
@@ -109,7 +39,7 @@ func freeAddrs(t *testing.T, n int) []string {
 type testCluster struct {
 	t     *testing.T
 	opts  []Options
-	sms   []*listSM
+	sms   []*consensustest.Recorder
 	nodes []*Node
 	// faults[i] sits between node i and the network.
 	faults []*faultyStream
@@ -132,7 +62,7 @@ func newCluster(t *testing.T, size int, tweak func(*Options)) *testCluster {
 	for i := range peers {
 		peers[i] = consensus.Peer{ID: "n" + strconv.Itoa(i+1), Address: addrs[i]}
 	}
-	c := &testCluster{t: t, nodes: make([]*Node, size), sms: make([]*listSM, size), faults: make([]*faultyStream, size)}
+	c := &testCluster{t: t, nodes: make([]*Node, size), sms: make([]*consensustest.Recorder, size), faults: make([]*faultyStream, size)}
 	dir := t.TempDir()
 	for i := range peers {
 		o := testOptions()
@@ -161,7 +91,7 @@ func newCluster(t *testing.T, size int, tweak func(*Options)) *testCluster {
 func (c *testCluster) start(i int) {
 	c.t.Helper()
 	o := c.opts[i]
-	c.sms[i] = &listSM{}
+	c.sms[i] = &consensustest.Recorder{}
 	o.StateMachine = c.sms[i]
 	c.faults[i] = &faultyStream{}
 	f := c.faults[i]
@@ -184,15 +114,7 @@ func (c *testCluster) stop(i int) {
 	c.nodes[i] = nil
 }
 
-func (c *testCluster) running() []int {
-	var idx []int
-	for i, n := range c.nodes {
-		if n != nil {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
+func (c *testCluster) running() []int { return consensustest.Running(c.nodes) }
 
 // waitLeader polls until the nodes in idx (all running ones when nil)
 // agree on one leader among them that leads in a term above minTerm, and
@@ -217,41 +139,13 @@ func (c *testCluster) waitLeader(idx []int, minTerm uint64, within time.Duration
 }
 
 func (c *testCluster) agreedLeader(idx []int, minTerm uint64) (int, bool) {
-	leader, id := -1, ""
-	for _, i := range idx {
-		info := c.nodes[i].Leader()
-		if info.ID == "" || info.Term <= minTerm || (id != "" && info.ID != id) {
-			return -1, false
-		}
-		id = info.ID
-		if info.Self {
-			leader = i
-		}
-	}
-	return leader, leader >= 0
+	return consensustest.AgreedLeader(c.nodes, idx, minTerm)
 }
 
-// waitState polls until node i's state machine holds want.
+// waitState waits until node i has applied exactly want.
 func (c *testCluster) waitState(i int, want []string, within time.Duration) {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if slices.Equal(c.sms[i].list(), want) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	got := c.sms[i].list()
-	c.t.Fatalf("%s holds %d commands, want %d: %v", c.opts[i].NodeID, len(got), len(want), firstDiff(got, want))
-}
-
-func firstDiff(got, want []string) string {
-	for i := range min(len(got), len(want)) {
-		if got[i] != want[i] {
-			return "first difference at " + strconv.Itoa(i) + ": " + got[i] + " != " + want[i]
-		}
-	}
-	return "one is a prefix of the other"
+	consensustest.WaitCommands(c.t, c.opts[i].NodeID, c.sms[i], want, within)
 }
 
 // propose proposes cmds one after the other on whichever node leads,
@@ -300,14 +194,6 @@ func (c *testCluster) onLeader(call func(context.Context, *Node) error) error {
 			return err
 		}
 	}
-}
-
-func numbered(prefix string, n int) []string {
-	cmds := make([]string, n)
-	for i := range cmds {
-		cmds[i] = prefix + strconv.Itoa(i)
-	}
-	return cmds
 }
 
 // faultyStream can cut a node off: every connection it holds is closed and

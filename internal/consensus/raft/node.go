@@ -12,9 +12,12 @@ import (
 
 	hraft "github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/fanout"
+	"github.com/vigil-observability/vigil/internal/consensus/internal/backend"
 )
 
 // Node is one member of an embedded Raft cluster.
@@ -25,8 +28,8 @@ type Node struct {
 	store *raftboltdb.BoltStore
 
 	observer *hraft.Observer
-	leaders  leaderHub
-	metrics  *metrics
+	leaders  *fanout.Latest[consensus.LeaderInfo]
+	metrics  *backend.Metrics
 	stop     chan struct{}
 	done     chan struct{}
 
@@ -90,8 +93,9 @@ func Open(opts Options) (*Node, error) {
 	if err := checkClusterID(&opts, hasState, store, snaps); err != nil {
 		return nil, err
 	}
-	n.metrics = newMetrics()
-	logs, err := hraft.NewLogCache(512, timedLogStore{LogStore: store, h: n.metrics.logStore})
+	var logStore prometheus.Histogram
+	n.metrics, logStore = newMetrics(n)
+	logs, err := hraft.NewLogCache(512, timedLogStore{LogStore: store, h: logStore})
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
@@ -134,8 +138,7 @@ func Open(opts Options) (*Node, error) {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
 	n.raft = r
-	n.metrics.state.raft = r
-	if err := n.metrics.register(opts.Registerer); err != nil {
+	if err := n.metrics.Register(opts.Registerer); err != nil {
 		_ = r.Shutdown().Error()
 		return nil, fmt.Errorf("raft metrics: %w", err)
 	}
@@ -147,7 +150,7 @@ func Open(opts Options) (*Node, error) {
 		// Every node given the same peers bootstraps the same configuration;
 		// raft refuses only when there is already state, which was checked.
 		if err := r.BootstrapCluster(hraft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
-			n.metrics.unregister(opts.Registerer)
+			n.metrics.Unregister(opts.Registerer)
 			_ = r.Shutdown().Error()
 			return nil, fmt.Errorf("raft bootstrap: %w", err)
 		}
@@ -161,7 +164,7 @@ func Open(opts Options) (*Node, error) {
 		}
 		return false
 	})
-	n.leaders.init(n.leaderInfo())
+	n.leaders = fanout.NewLatest(n.leaderInfo(), fanout.StaleLeader)
 	r.RegisterObserver(n.observer)
 	go n.watchLeader(obs)
 	ok = true
@@ -176,9 +179,9 @@ func (n *Node) Close() error {
 		<-n.done
 		n.raft.DeregisterObserver(n.observer)
 		err := n.raft.Shutdown().Error()
-		n.fsm.close()
-		n.leaders.close()
-		n.metrics.unregister(n.opts.Registerer)
+		n.fsm.subs.Close()
+		n.leaders.Close()
+		n.metrics.Unregister(n.opts.Registerer)
 		n.closeErr = errors.Join(err, n.store.Close())
 	})
 	return n.closeErr
@@ -207,9 +210,9 @@ func (n *Node) watchLeader(obs <-chan hraft.Observation) {
 		info := n.leaderInfo()
 		if info.ID != "" && (info.ID != elected.ID || info.Term != elected.Term) {
 			elected = info
-			n.metrics.leaderChanges.Inc()
+			n.metrics.LeaderChanges.Inc()
 		}
-		n.leaders.set(info)
+		n.leaders.Set(info)
 	}
 }
 
@@ -224,7 +227,7 @@ func (n *Node) leaderInfo() consensus.LeaderInfo {
 func (n *Node) Leader() consensus.LeaderInfo { return n.leaderInfo() }
 
 // WatchLeader implements consensus.Leadership.
-func (n *Node) WatchLeader() (<-chan consensus.LeaderInfo, func()) { return n.leaders.watch() }
+func (n *Node) WatchLeader() (<-chan consensus.LeaderInfo, func()) { return n.leaders.Watch() }
 
 func (n *Node) notLeader() error {
 	if n.raft.State() == hraft.Shutdown {
@@ -294,7 +297,7 @@ func (n *Node) Barrier(ctx context.Context) error {
 
 // Subscribe implements consensus.Replicated.
 func (n *Node) Subscribe(buffer int) (<-chan consensus.Applied, func()) {
-	return n.fsm.subscribe(buffer)
+	return n.fsm.subs.Subscribe(buffer)
 }
 
 // Fence implements consensus.Fencer: VerifyLeader each time (heartbeats to
@@ -333,30 +336,7 @@ func (n *Node) Fence(ctx context.Context) (uint64, error) {
 // Campaign implements consensus.Leadership. Every Raft voter stands for
 // election all the time, so this only waits until this node wins.
 func (n *Node) Campaign(ctx context.Context) (uint64, error) {
-	changes, cancel := n.WatchLeader()
-	defer cancel()
-	retry := time.NewTicker(n.opts.HeartbeatTimeout)
-	defer retry.Stop()
-	for {
-		if n.leaderInfo().Self {
-			token, err := n.Fence(ctx)
-			if err == nil {
-				return token, nil
-			}
-			if !errors.Is(err, consensus.ErrNotLeader) {
-				return 0, err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case _, open := <-changes:
-			if !open {
-				return 0, consensus.ErrClosed
-			}
-		case <-retry.C:
-		}
-	}
+	return backend.Campaign(ctx, n, func() bool { return n.leaderInfo().Self }, n.opts.HeartbeatTimeout)
 }
 
 // Resign implements consensus.Leadership.
@@ -431,68 +411,4 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 // TrailingLogs allows); snapshots are otherwise taken on their own.
 func (n *Node) Snapshot(ctx context.Context) error {
 	return n.mapErr(wait(ctx, n.raft.Snapshot()))
-}
-
-// leaderHub fans LeaderInfo out to watchers, latest value wins.
-type leaderHub struct {
-	mu       sync.Mutex
-	last     consensus.LeaderInfo
-	watchers map[chan consensus.LeaderInfo]struct{}
-	closed   bool
-}
-
-func (h *leaderHub) init(info consensus.LeaderInfo) {
-	h.last = info
-	h.watchers = make(map[chan consensus.LeaderInfo]struct{})
-}
-
-func (h *leaderHub) set(info consensus.LeaderInfo) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if info == h.last {
-		return
-	}
-	h.last = info
-	for ch := range h.watchers {
-		offer(ch, info)
-	}
-}
-
-// offer replaces whatever the reader has not taken yet.
-func offer(ch chan consensus.LeaderInfo, info consensus.LeaderInfo) {
-	select {
-	case <-ch:
-	default:
-	}
-	ch <- info
-}
-
-func (h *leaderHub) watch() (<-chan consensus.LeaderInfo, func()) {
-	ch := make(chan consensus.LeaderInfo, 1)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		close(ch)
-		return ch, func() {}
-	}
-	ch <- h.last
-	h.watchers[ch] = struct{}{}
-	return ch, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if _, ok := h.watchers[ch]; ok {
-			delete(h.watchers, ch)
-			close(ch)
-		}
-	}
-}
-
-func (h *leaderHub) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.closed = true
-	for ch := range h.watchers {
-		delete(h.watchers, ch)
-		close(ch)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 )
 
 // Every node a test opens is closed by then, and Close must stop all of
@@ -113,7 +114,7 @@ func TestProposeAppliesInOrderOnEveryNode(t *testing.T) {
 		if err := n.Barrier(ctx); err != nil {
 			return err
 		}
-		order = c.sms[slices.Index(c.nodes, n)].list()
+		order = c.sms[slices.Index(c.nodes, n)].Commands()
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestProposeAppliesInOrderOnEveryNode(t *testing.T) {
 	}
 
 	// The state machine's own error comes back as it was returned.
-	if _, err := c.proposeRetry("fail"); !errors.Is(err, errRefused) {
+	if _, err := c.proposeRetry("fail"); !errors.Is(err, consensustest.ErrRefused) {
 		t.Errorf("propose of a refused command: %v, want the state machine's error", err)
 	}
 }
@@ -166,7 +167,7 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 	l := c.waitLeader(nil, 0, 10*time.Second)
 	slow, cancelSlow := c.nodes[l].Subscribe(2)
 	defer cancelSlow()
-	c.propose(numbered("x", 5)...)
+	c.propose(consensustest.Numbered("x", 5)...)
 	var got int
 	timeout := time.After(5 * time.Second)
 	for open := true; open; {
@@ -183,7 +184,7 @@ func TestSlowSubscriberIsDropped(t *testing.T) {
 		t.Errorf("a subscriber with room for 2 received %d before being dropped", got)
 	}
 	// The log went on without it.
-	if n := len(c.sms[l].list()); n != 5 {
+	if n := len(c.sms[l].Commands()); n != 5 {
 		t.Errorf("applied %d, want 5", n)
 	}
 }
@@ -215,7 +216,7 @@ func TestFollowerProposeReturnsLeader(t *testing.T) {
 			}
 		})
 	}
-	if n := len(c.sms[f].list()); n != 0 {
+	if n := len(c.sms[f].Commands()); n != 0 {
 		t.Errorf("follower's refused proposal was applied: %d commands", n)
 	}
 }
@@ -335,13 +336,13 @@ func TestRestartedNodeCatchesUp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 3, tc.tweak)
 			l := c.waitLeader(nil, 0, 10*time.Second)
-			first := numbered("a", 10)
+			first := consensustest.Numbered("a", 10)
 			c.propose(first...)
 			f := (l + 1) % 3
 			c.waitState(f, first, 10*time.Second)
 			c.stop(f)
 
-			second := numbered("b", 20)
+			second := consensustest.Numbered("b", 20)
 			c.propose(second...)
 			if tc.snapshot {
 				// On the leader, so that the log it would send from is gone.
@@ -357,7 +358,7 @@ func TestRestartedNodeCatchesUp(t *testing.T) {
 			c.start(f)
 			want := append(slices.Clone(first), second...)
 			c.waitState(f, want, 10*time.Second)
-			if got := c.sms[f].restoreCount(); tc.snapshot != (got > 0) {
+			if got := c.sms[f].Restores(); tc.snapshot != (got > 0) {
 				t.Errorf("restores on the restarted node: %d", got)
 			}
 
@@ -382,10 +383,10 @@ func TestRestartedNodeCatchesUp(t *testing.T) {
 func TestJoinAndRemove(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	c.waitLeader(nil, 0, 10*time.Second)
-	c.propose(numbered("a", 5)...)
+	c.propose(consensustest.Numbered("a", 5)...)
 
 	addr := freeAddrs(t, 1)[0]
-	sm := &listSM{}
+	sm := &consensustest.Recorder{}
 	o := testOptions()
 	o.NodeID, o.BindAddr, o.DataDir, o.StateMachine, o.Join = "n4", addr, t.TempDir(), sm, true
 	joiner, err := Open(o)
@@ -404,10 +405,10 @@ func TestJoinAndRemove(t *testing.T) {
 	}
 	c.propose("b")
 	deadline := time.Now().Add(10 * time.Second)
-	for len(sm.list()) != 6 && time.Now().Before(deadline) {
+	for len(sm.Commands()) != 6 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got, want := sm.list(), append(numbered("a", 5), "b"); !slices.Equal(got, want) {
+	if got, want := sm.Commands(), append(consensustest.Numbered("a", 5), "b"); !slices.Equal(got, want) {
 		t.Fatalf("joined node holds %v, want %v", got, want)
 	}
 	st, err := joiner.Status(ctxTimeout(t, 5*time.Second))

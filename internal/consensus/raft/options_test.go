@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 )
 
 func TestOpenRejectsBadInput(t *testing.T) {
@@ -25,7 +26,7 @@ func TestOpenRejectsBadInput(t *testing.T) {
 		o.BindAddr = a
 		o.Peers = []consensus.Peer{{ID: "n1", Address: a}, {ID: "n2", Address: b}}
 		o.DataDir = t.TempDir()
-		o.StateMachine = &listSM{}
+		o.StateMachine = &consensustest.Recorder{}
 		return o
 	}
 	tests := []struct {
@@ -85,7 +86,7 @@ func TestOpenRefusesAnotherClustersDataDir(t *testing.T) {
 		o := testOptions()
 		o.NodeID, o.BindAddr, o.DataDir = "n1", addrs[0], dir
 		o.Peers, o.ClusterID = peers, clusterID
-		o.StateMachine = &listSM{}
+		o.StateMachine = &consensustest.Recorder{}
 		return Open(o)
 	}
 	// A one-node cluster with some state.
@@ -136,7 +137,7 @@ func TestOpenRefusesAnotherClustersDataDir(t *testing.T) {
 	}
 
 	// The state survived the refusals.
-	sm := &listSM{}
+	sm := &consensustest.Recorder{}
 	o := testOptions()
 	o.NodeID, o.BindAddr, o.DataDir, o.Peers, o.StateMachine = "n1", addrs[0], dir, single, sm
 	n, err = Open(o)
@@ -150,7 +151,7 @@ func TestOpenRefusesAnotherClustersDataDir(t *testing.T) {
 	if err := n.Barrier(ctxTimeout(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if got := sm.list(); len(got) != 1 || got[0] != "x" {
+	if got := sm.Commands(); len(got) != 1 || got[0] != "x" {
 		t.Errorf("state after reopening: %v", got)
 	}
 }
@@ -161,7 +162,7 @@ func TestOpenRefusesADataDirInUse(t *testing.T) {
 	o := c.opts[0]
 	o.BindAddr = freeAddrs(t, 1)[0]
 	o.AdvertiseAddr = c.opts[0].BindAddr
-	o.StateMachine = &listSM{}
+	o.StateMachine = &consensustest.Recorder{}
 	n, err := Open(o)
 	if err == nil {
 		_ = n.Close()
