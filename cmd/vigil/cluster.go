@@ -19,6 +19,7 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd"
@@ -66,7 +67,7 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		}
 		node, err = raft.Open(raft.Options{
 			NodeID: c.NodeID, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
-			Peers: peers, ClusterID: c.ClusterID,
+			Peers: peers, Join: c.Join, ClusterID: c.ClusterID,
 			DataDir:      filepath.Join(cfg.DataDir, "cluster"),
 			StateMachine: state,
 			Logger:       logger.With("component", "consensus"), Registerer: reg,
@@ -338,25 +339,6 @@ func (l *leaderRules) Run(ctx context.Context) error {
 	return nil
 }
 
-// clusterStatus is GET /api/v1/cluster's data.
-type clusterStatus struct {
-	Leader  string          `json:"leader"`
-	Term    uint64          `json:"term"`
-	Members []clusterMember `json:"members"`
-}
-
-// clusterMember is consensus.Member with "unknown" as null rather than a
-// zero time.
-type clusterMember struct {
-	ID           string     `json:"id"`
-	Address      string     `json:"address"`
-	State        string     `json:"state"`
-	Voter        bool       `json:"voter"`
-	CommitIndex  uint64     `json:"commit_index"`
-	AppliedIndex uint64     `json:"applied_index"`
-	LastContact  *time.Time `json:"last_contact"`
-}
-
 // clusterHandler serves GET /api/v1/cluster in the Prometheus API's
 // envelope: the cluster as this node sees it (m), or, on a single node (m
 // nil), a 404 saying so, since there is no leader or term to report.
@@ -367,7 +349,7 @@ func clusterHandler(m consensus.Membership) http.Handler {
 			w.WriteHeader(http.StatusNotFound)
 			_ = json.NewEncoder(w).Encode(map[string]string{
 				"status": "error", "errorType": "not_found",
-				"error": "vigil runs single-node: vigil.yaml has no cluster: section",
+				"error": clusterapi.SingleNode,
 			})
 			return
 		}
@@ -377,18 +359,7 @@ func clusterHandler(m consensus.Membership) http.Handler {
 			_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": "unavailable", "error": err.Error()})
 			return
 		}
-		data := clusterStatus{Leader: st.Leader, Term: st.Term, Members: make([]clusterMember, 0, len(st.Members))}
-		for _, mb := range st.Members {
-			cm := clusterMember{
-				ID: mb.ID, Address: mb.Address, State: mb.State, Voter: mb.Voter,
-				CommitIndex: mb.CommitIndex, AppliedIndex: mb.AppliedIndex,
-			}
-			if !mb.LastContact.IsZero() {
-				lc := mb.LastContact.UTC()
-				cm.LastContact = &lc
-			}
-			data.Members = append(data.Members, cm)
-		}
+		data := clusterapi.NewStatus(st)
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
 	})
 }

@@ -26,18 +26,12 @@ import (
 func runDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("vigil doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("server", "http://localhost:7070", "the vigil server to diagnose")
+	var sf apiFlags
+	sf.add(fs, "the vigil server to diagnose", "read")
 	offline := fs.Bool("offline", false, "diagnose the --config file without a server: the checks that need no live data (scrape configs, rules against routes)")
 	configFile := fs.String("config", "", "with --offline, the vigil.yaml to diagnose")
 	format := fs.String("format", "text", "text or json")
 	timeout := fs.Duration("timeout", time.Minute, "how long the checks may take")
-	// A server with a web config (docs/security.md) wants a read credential
-	// and, for a private CA, its certificate.
-	var httpCfg commoncfg.HTTPClientConfig
-	tokenFile := fs.String("bearer-token-file", "", "a file holding a bearer token with the read role")
-	user := fs.String("basic-auth-user", "", "a user with the read role (with --basic-auth-password-file)")
-	passFile := fs.String("basic-auth-password-file", "", "a file holding --basic-auth-user's password")
-	fs.StringVar(&httpCfg.TLSConfig.CAFile, "ca-file", "", "the CA certificate that signed the server's TLS certificate")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -56,15 +50,10 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil doctor: --offline and --config go together: vigil doctor --offline --config vigil.yaml (without them, it asks --server)")
 		return 2
 	}
-	if (*user == "") != (*passFile == "") || (*user != "" && *tokenFile != "") {
-		fmt.Fprintln(stderr, "vigil doctor: give --basic-auth-user with --basic-auth-password-file, or --bearer-token-file, not both")
+	httpCfg, err := sf.httpConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil doctor: %v\n", err)
 		return 2
-	}
-	if *tokenFile != "" {
-		httpCfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: *tokenFile}
-	}
-	if *user != "" {
-		httpCfg.BasicAuth = &commoncfg.BasicAuth{Username: *user, PasswordFile: *passFile}
 	}
 	var rep doctor.Report
 	var body []byte
@@ -83,11 +72,10 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		body = append(body, '\n')
 	} else {
 		var code int
-		if rep, body, code = askServer(*server, httpCfg, *timeout, stderr); code != 0 {
+		if rep, body, code = askServer(sf.server, httpCfg, *timeout, stderr); code != 0 {
 			return code
 		}
 	}
-	var err error
 	if *format == "json" {
 		_, err = stdout.Write(body)
 	} else {

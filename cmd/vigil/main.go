@@ -14,6 +14,8 @@ Usage:
   vigil server [flags]   run the server (vigil server -h lists flags)
   vigil demo [flags]     run the demo shop against a server (vigil demo -h)
   vigil doctor [flags]   find where telemetry silently breaks (vigil doctor -h)
+  vigil cluster status|join|remove [flags]
+                         show or change a cluster's members (vigil cluster -h)
   vigil version          print version, commit and Go version
 `
 
@@ -34,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDemo(args[1:], stderr)
 	case "doctor":
 		return runDoctor(args[1:], stdout, stderr)
+	case "cluster":
+		return runCluster(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return 0

@@ -29,6 +29,7 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -300,6 +301,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		membership = cluster.node
 	}
 	webSrv.Handle("GET /api/v1/cluster", clusterHandler(membership))
+	if cfg.Admin.Enabled {
+		// Membership changes, like the reload, only with admin endpoints
+		// on, and behind the admin role when authentication is on (a
+		// DELETE, and a POST outside the listed paths). A follower names
+		// the leader and its API from the peers' api_url.
+		members := clusterapi.MembersOptions{Membership: membership, APIURLs: cfg.ClusterAPIURLs()}
+		webSrv.Handle("POST "+clusterapi.MembersPath, clusterapi.JoinHandler(members))
+		webSrv.Handle("DELETE "+clusterapi.MembersPath+"/{id}", clusterapi.RemoveHandler(members))
+	}
 
 	// One set of query slots for every query path (API, rules, RED,
 	// traces, logs, the doctor), so their sum stays inside the memory limit.

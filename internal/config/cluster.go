@@ -24,6 +24,11 @@ type Cluster struct {
 	AdvertiseAddr string `yaml:"advertise_addr"`
 	// Peers lists every member, this node included, the same on every node.
 	Peers []ClusterPeer `yaml:"peers"`
+	// Join starts a node with an empty data directory without founding a
+	// cluster: it waits until the leader adds it (vigil cluster join).
+	// Peers may then omit this node (they still give the others' api_url).
+	// A node that already has state ignores it.
+	Join bool `yaml:"join"`
 	// ClusterID names the cluster; a data directory of another cluster is
 	// refused. Empty: derived from the peers.
 	ClusterID string `yaml:"cluster_id"`
@@ -87,7 +92,7 @@ func (c *Cluster) validateRaft() error {
 			return fmt.Errorf("%w: cluster.%s %q: %w", ErrInvalid, name, addr, err)
 		}
 	}
-	if len(c.Peers) == 0 {
+	if len(c.Peers) == 0 && !c.Join {
 		return fmt.Errorf("%w: cluster.peers is empty: list every member, this node included", ErrInvalid)
 	}
 	ids := map[string]bool{}
@@ -113,7 +118,7 @@ func (c *Cluster) validateRaft() error {
 		}
 		addrs[p.Address] = p.ID
 	}
-	if !ids[c.NodeID] {
+	if !ids[c.NodeID] && !c.Join {
 		return fmt.Errorf("%w: cluster.node_id %s is not in cluster.peers", ErrInvalid, c.NodeID)
 	}
 	return nil

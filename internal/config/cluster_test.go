@@ -124,3 +124,19 @@ func TestClusterSelfAPIURL(t *testing.T) {
 		}
 	}
 }
+
+// join: true lets a node's peers omit it: it waits to be added rather than
+// founding the cluster, which the same file without join refuses.
+func TestClusterRaftJoin(t *testing.T) {
+	c, err := Load("testdata/cluster_raft_join.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl := c.Cluster; cl == nil || !cl.Join || cl.NodeID != "n4" || len(cl.Peers) != 3 {
+		t.Fatalf("cluster = %+v", c.Cluster)
+	}
+	c.Cluster.Join = false
+	if err := c.Cluster.validate(); err == nil || !strings.Contains(err.Error(), "n4 is not in cluster.peers") {
+		t.Errorf("the same section without join: %v, want n4 not in the peers", err)
+	}
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/clusterapi"
+)
+
+const clusterUsage = `Usage:
+  vigil cluster status [--server URL] [--output text|json]
+  vigil cluster join --id ID --address HOST:PORT [--server URL]
+  vigil cluster remove --id ID [--server URL]
+
+status prints the cluster as --server sees it (GET /api/v1/cluster).
+join and remove change its membership through the leader (the server
+needs admin endpoints on, and an admin credential when authentication is
+on); sent to a follower, they go to the leader it names. Each takes
+--bearer-token-file, --basic-auth-user with --basic-auth-password-file,
+--ca-file and --timeout (vigil cluster <command> -h).
+`
+
+// runCluster reads and changes a running cluster's membership through a
+// server's API. It exits 2 on a usage error, 1 when the server could not
+// be asked or refused.
+func runCluster(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, clusterUsage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd := args[0]
+	role := "admin"
+	switch cmd {
+	case "status":
+		role = "read"
+	case "join", "remove":
+	default:
+		fmt.Fprintf(stderr, "vigil cluster: unknown command %q\n\n%s", cmd, clusterUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("vigil cluster "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf apiFlags
+	sf.add(fs, "the vigil server to ask", role)
+	timeout := fs.Duration("timeout", 30*time.Second, "how long the request may take")
+	output := fs.String("output", "text", "text or json (the API's data)")
+	var id, addr string
+	if cmd != "status" {
+		fs.StringVar(&id, "id", "", "the member's cluster.node_id")
+	}
+	if cmd == "join" {
+		fs.StringVar(&addr, "address", "", "the new member's Raft host:port (its cluster.advertise_addr, or bind_addr)")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usageErr := func(msg string) int {
+		fmt.Fprintf(stderr, "vigil cluster %s: %s\n", cmd, msg)
+		return 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageErr(fmt.Sprintf("unexpected arguments: %v", fs.Args()))
+	case *output != "text" && *output != "json":
+		return usageErr(fmt.Sprintf("--output must be text or json, not %q", *output))
+	case cmd != "status" && id == "":
+		return usageErr("--id is required")
+	case cmd == "join" && addr == "":
+		return usageErr("--address is required: the new member's Raft host:port")
+	}
+	hc, err := sf.client("vigil-cluster", *timeout)
+	if err != nil {
+		return usageErr(err.Error())
+	}
+	c := &clusterapi.Client{URL: sf.server, HTTP: hc, Redirected: func(leader, apiURL string) {
+		fmt.Fprintf(stderr, "vigil cluster %s: %s is not the leader; sending to the leader, %s at %s\n", cmd, sf.server, leader, apiURL)
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	var st clusterapi.Status
+	switch cmd {
+	case "status":
+		st, err = c.Status(ctx)
+	case "join":
+		st, err = c.Join(ctx, id, addr)
+	case "remove":
+		st, err = c.Remove(ctx, id)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil cluster %s: %v\n", cmd, err)
+		return 1
+	}
+	if *output == "json" {
+		b, err := json.MarshalIndent(st, "", "  ")
+		if err == nil {
+			_, err = fmt.Fprintf(stdout, "%s\n", b)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "vigil cluster %s: %v\n", cmd, err)
+			return 1
+		}
+		return 0
+	}
+	if err := clusterapi.WriteText(stdout, st, time.Now()); err != nil {
+		fmt.Fprintf(stderr, "vigil cluster %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
