@@ -29,8 +29,8 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
-	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
