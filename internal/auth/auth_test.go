@@ -61,6 +61,9 @@ func TestClassify(t *testing.T) {
 		{"POST", "/api/v2/silences", RoleAdmin},
 		{"DELETE", "/api/v2/silence/123", RoleAdmin},
 		{"POST", "/api/v2/alerts", RoleAdmin},
+		{"GET", "/api/v1/cluster", RoleRead},
+		{"POST", "/api/v1/cluster/members", RoleAdmin}, // vigil cluster join
+		{"DELETE", "/api/v1/cluster/members/n3", RoleAdmin},
 		{"POST", "/api/some-new-endpoint", RoleAdmin},
 		{"DELETE", "/api/traces/abc", RoleAdmin},
 		{"POST", "/v1/traces/../../-/reload", RoleAdmin},

@@ -18,7 +18,7 @@ const (
 	// RoleRead reads: every query API, the UI, /metrics.
 	RoleRead Role = "read"
 	// RoleAdmin changes the server: reload, deletion, silences and
-	// alerts through the Alertmanager API, pprof.
+	// alerts through the Alertmanager API, cluster membership, pprof.
 	RoleAdmin Role = "admin"
 	// Open marks a route served without credentials (health and
 	// readiness). It is not a role a credential can hold.
