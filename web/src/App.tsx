@@ -20,6 +20,7 @@ const Alerts = lazy(() => import('./pages/Alerts'))
 const Silences = lazy(() => import('./pages/Silences'))
 const SLOs = lazy(() => import('./pages/SLOs'))
 const Doctor = lazy(() => import('./pages/Doctor'))
+const Cluster = lazy(() => import('./pages/Cluster'))
 
 function NavLink({ to, children, match }: { to: string; children: ReactNode; match: (p: string) => boolean }) {
   const [location] = useLocation()
@@ -94,6 +95,9 @@ function Shell() {
             Doctor
             <DoctorCount />
           </NavLink>
+          <NavLink to="/cluster" match={(p) => p.startsWith('/cluster')}>
+            Cluster
+          </NavLink>
         </nav>
         <TimePicker />
       </header>
@@ -111,6 +115,7 @@ function Shell() {
             <Route path="/silences" component={Silences} />
             <Route path="/slos" component={SLOs} />
             <Route path="/doctor" component={Doctor} />
+            <Route path="/cluster" component={Cluster} />
             <Route>
               <div className="state empty">
                 No such page. <Link href="/">Go to the services overview</Link>.

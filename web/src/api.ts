@@ -293,3 +293,21 @@ export function newerReport(a: DoctorReport | undefined, b: DoctorReport | undef
   if (!a || !b) return a ?? b
   return Date.parse(b.checked_at) > Date.parse(a.checked_at) ? b : a
 }
+
+// ---- The cluster (GET /api/v1/cluster) ----
+
+export interface ClusterMember {
+  id: string
+  address: string
+  state: 'leader' | 'follower' | 'candidate' | 'shutdown' | 'unknown' | string
+  voter: boolean
+  // Known only for the member answering; 0 for the others.
+  commit_index: number
+  applied_index: number
+  last_contact: string | null
+}
+
+export interface ClusterStatus {
+  status: 'success'
+  data: { leader: string; term: number; members: ClusterMember[] }
+}
