@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestClusterJoinRemove runs three vigil processes on embedded Raft with
+// admin endpoints on, and a fourth started with cluster.join: `vigil
+// cluster join` sent to a follower reaches the leader, after which all four
+// agree on the leader and list four members; `vigil cluster remove` takes
+// the fourth out again.
+func TestClusterJoinRemove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four vigil processes")
+	}
+	dir := t.TempDir()
+	ids := []string{"n1", "n2", "n3", "n4"}
+	httpAddrs, raftAddrs := make([]string, 4), make([]string, 4)
+	var peers strings.Builder
+	for i, id := range ids {
+		httpAddrs[i], raftAddrs[i] = freeAddr(t), freeAddr(t)
+		if i < 3 {
+			fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, raftAddrs[i], "http://"+httpAddrs[i])
+		}
+	}
+	nodes, cfgs := make([]*server, 4), make([]string, 4)
+	for i, id := range ids {
+		join := ""
+		if id == "n4" {
+			join = "  join: true\n"
+		}
+		cfgs[i] = filepath.Join(dir, id+".yaml")
+		body := fmt.Sprintf("cluster:\n  backend: raft\n  node_id: %s\n  bind_addr: %q\n%s  peers:\n%s", id, raftAddrs[i], join, peers.String())
+		if err := os.WriteFile(cfgs[i], []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n4 starts only once the others lead, as an operator would.
+	for i, id := range ids[:3] {
+		nodes[i] = launchServer(t, filepath.Join(dir, id), "--config", cfgs[i], "--http-addr", httpAddrs[i], "--enable-admin")
+	}
+	for _, n := range nodes[:3] {
+		n.waitReady(t)
+	}
+	var leader string
+	waitFor(t, "the three nodes to agree on a leader", 30*time.Second, func() bool {
+		leader, _ = agreedLeader(nodes[:3], 3)
+		return leader != ""
+	})
+	nodes[3] = launchServer(t, filepath.Join(dir, "n4"), "--config", cfgs[3], "--http-addr", httpAddrs[3], "--enable-admin")
+
+	follower := nodes[0]
+	if leader == "n1" {
+		follower = nodes[1]
+	}
+	cli := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"cluster"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	code, out, errOut := cli("join", "--server", follower.httpURL, "--id", "n4", "--address", raftAddrs[3])
+	if code != 0 || !strings.Contains(errOut, "sending to the leader, "+leader) || !strings.Contains(out, "n4  "+raftAddrs[3]) {
+		t.Fatalf("join through a follower: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	nodes[3].waitReady(t) // ready once it knows the leader
+	waitFor(t, "all four nodes to agree on the leader and list four members", 30*time.Second, func() bool {
+		l, _ := agreedLeader(nodes, 4)
+		return l != ""
+	})
+
+	var leaderNode *server
+	for i, id := range ids[:3] {
+		if id == leader {
+			leaderNode = nodes[i]
+		}
+	}
+	if code, out, errOut = cli("remove", "--server", leaderNode.httpURL, "--id", "n4", "--output", "json"); code != 0 || strings.Contains(out, `"n4"`) {
+		t.Fatalf("remove n4 on the leader: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	waitFor(t, "the three nodes to list three members again", 30*time.Second, func() bool {
+		l, _ := agreedLeader(nodes[:3], 3)
+		return l != ""
+	})
+	if code, _, errOut = cli("remove", "--server", leaderNode.httpURL, "--id", "n4"); code != 1 || !strings.Contains(errOut, "n4 is not a member") {
+		t.Errorf("removing n4 twice: exit %d, stderr %s; want 1 and not a member", code, errOut)
+	}
+}
