@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +91,31 @@ func TestClusterJoinRemove(t *testing.T) {
 	})
 	if code, _, errOut = cli("remove", "--server", leaderNode.httpURL, "--id", "n4"); code != 1 || !strings.Contains(errOut, "n4 is not a member") {
 		t.Errorf("removing n4 twice: exit %d, stderr %s; want 1 and not a member", code, errOut)
+	}
+}
+
+// On a single node without admin endpoints, vigil cluster status says
+// vigil runs single-node, and the membership endpoints are not mounted.
+func TestClusterCommandSingleNode(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"cluster", "status", "--server", s.httpURL}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "vigil runs single-node") {
+		t.Errorf("status of a single node: exit %d, stderr %q; want 1 and single-node", code, &stderr)
+	}
+	for _, r := range []struct{ method, path string }{
+		{http.MethodPost, "/api/v1/cluster/members"},
+		{http.MethodDelete, "/api/v1/cluster/members/n1"},
+	} {
+		req, _ := http.NewRequest(r.method, s.httpURL+r.path, strings.NewReader(`{"id":"n4","address":"127.0.0.1:1"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		// Mounted, they would answer 404 too, but saying single-node.
+		if (resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed) || strings.Contains(string(body), "single-node") {
+			t.Errorf("%s %s without admin: %d %s, want 404 or 405 from no route", r.method, r.path, resp.StatusCode, body)
+		}
 	}
 }
