@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/clusterapi"
@@ -14,7 +15,7 @@ import (
 
 const clusterUsage = `Usage:
   vigil cluster status [--server URL] [--output text|json]
-  vigil cluster join --id ID --address HOST:PORT [--server URL]
+  vigil cluster join --id ID --address HOST:PORT [--api-url URL] [--server URL]
   vigil cluster remove --id ID [--server URL]
 
 status prints the cluster as --server sees it (GET /api/v1/cluster).
@@ -56,8 +57,10 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 	if cmd != "status" {
 		fs.StringVar(&id, "id", "", "the member's cluster.node_id")
 	}
+	var apiURL string
 	if cmd == "join" {
 		fs.StringVar(&addr, "address", "", "the new member's Raft host:port (its cluster.advertise_addr, or bind_addr)")
+		fs.StringVar(&apiURL, "api-url", "", "the new member's vigil API base URL, for the peers line printed after the join (Raft keeps no API address: every node reads it from its peers)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -78,6 +81,8 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 		return usageErr("--id is required")
 	case cmd == "join" && addr == "":
 		return usageErr("--address is required: the new member's Raft host:port")
+	case apiURL != "" && !validAPIURL(apiURL):
+		return usageErr(fmt.Sprintf("--api-url %q: want http:// or https:// and a host", apiURL))
 	}
 	hc, err := sf.client("vigil-cluster", *timeout)
 	if err != nil {
@@ -101,6 +106,15 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vigil cluster %s: %v\n", cmd, err)
 		return 1
 	}
+	if cmd == "join" {
+		// The membership is in the log; the peers list each node starts
+		// with (and finds the members' APIs in) is the operator's to edit.
+		peer := fmt.Sprintf("{id: %s, address: %q}", id, addr)
+		if apiURL != "" {
+			peer = fmt.Sprintf("{id: %s, address: %q, api_url: %q}", id, addr, apiURL)
+		}
+		fmt.Fprintf(stderr, "vigil cluster join: %s joined; add it to cluster.peers in every node's vigil.yaml:\n    - %s\n", id, peer)
+	}
 	if *output == "json" {
 		b, err := json.MarshalIndent(st, "", "  ")
 		if err == nil {
@@ -117,4 +131,10 @@ func runCluster(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// validAPIURL reports whether s looks like a vigil API base URL.
+func validAPIURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
