@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -339,27 +338,6 @@ func (l *leaderRules) Run(ctx context.Context) error {
 	return nil
 }
 
-// clusterHandler serves GET /api/v1/cluster in the Prometheus API's
-// envelope: the cluster as this node sees it (m), or, on a single node (m
-// nil), a 404 saying so, since there is no leader or term to report.
-func clusterHandler(m consensus.Membership) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if m == nil {
-			w.WriteHeader(http.StatusNotFound)
-			_ = json.NewEncoder(w).Encode(map[string]string{
-				"status": "error", "errorType": "not_found",
-				"error": clusterapi.SingleNode,
-			})
-			return
-		}
-		st, err := m.Status(r.Context())
-		if err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "errorType": "unavailable", "error": err.Error()})
-			return
-		}
-		data := clusterapi.NewStatus(st)
-		_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": data})
-	})
-}
+// clusterHandler serves GET /api/v1/cluster: m's status, or on a single
+// node (m nil) a 404 saying so.
+func clusterHandler(m consensus.Membership) http.Handler { return clusterapi.StatusHandler(m) }

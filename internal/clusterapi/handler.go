@@ -12,6 +12,24 @@ import (
 	"github.com/vigil-observability/vigil/internal/consensus"
 )
 
+// StatusHandler serves GET /api/v1/cluster: the cluster as this node sees
+// it (m), or, on a single node (m nil), a 404 saying so, since there is no
+// leader or term to report; 503 when m cannot read its membership.
+func StatusHandler(m consensus.Membership) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m == nil {
+			writeError(w, http.StatusNotFound, "not_found", SingleNode, nil)
+			return
+		}
+		st, err := m.Status(r.Context())
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error(), nil)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": NewStatus(st)})
+	})
+}
+
 // MembersOptions configures the membership change endpoints.
 type MembersOptions struct {
 	// Membership is this node's; nil on a single node, which answers 404.
@@ -58,7 +76,7 @@ func JoinHandler(o MembersOptions) http.Handler {
 
 // RemoveHandler serves DELETE /api/v1/cluster/members/{id}: it takes the
 // member out of the cluster and answers the cluster's status after the
-// change; 404 for an id that is not a member. A follower answers as
+// change; 404 for an id the leader does not list. A follower answers as
 // JoinHandler's does.
 func RemoveHandler(o MembersOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -76,7 +94,11 @@ func RemoveHandler(o MembersOptions) http.Handler {
 			o.answer(w, r.Context(), "remove "+id, err)
 			return
 		}
-		if !slices.ContainsFunc(st.Members, func(m consensus.Member) bool { return m.ID == id }) {
+		// Only the leader's view of the membership is current: a follower
+		// that has not applied a join yet would call the new member a
+		// stranger. It leaves the check, and the change, to the leader.
+		leads := slices.ContainsFunc(st.Members, func(m consensus.Member) bool { return m.Local && m.State == consensus.StateLeader })
+		if leads && !slices.ContainsFunc(st.Members, func(m consensus.Member) bool { return m.ID == id }) {
 			writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("%s is not a member of the cluster", id), nil)
 			return
 		}

@@ -44,7 +44,7 @@ func (f *fakeMembership) Remove(_ context.Context, id string) error {
 
 func threeMembers() []consensus.Member {
 	return []consensus.Member{
-		{ID: "n1", Address: "10.0.0.1:7946", State: consensus.StateLeader, Voter: true},
+		{ID: "n1", Address: "10.0.0.1:7946", State: consensus.StateLeader, Voter: true, Local: true},
 		{ID: "n2", Address: "10.0.0.2:7946", State: consensus.StateFollower, Voter: true},
 		{ID: "n3", Address: "10.0.0.3:7946", State: consensus.StateUnknown, Voter: true},
 	}
@@ -62,6 +62,7 @@ func TestMembersHandlers(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		single     bool
+		follower   bool // the node answering is not the leader
 		err        error
 		method     string
 		path, body string
@@ -84,6 +85,9 @@ func TestMembersHandlers(t *testing.T) {
 		{name: "address without port", method: "POST", path: MembersPath, body: `{"id":"n4","address":"10.0.0.4"}`,
 			wantCode: 400, wantType: "bad_data", wantError: "host:port"},
 		{name: "remove a stranger", method: "DELETE", path: MembersPath + "/n9", wantCode: 404, wantType: "not_found", wantError: "n9 is not a member"},
+		// A follower's view can lag a join: the leader decides who is a stranger.
+		{name: "remove on a follower", err: notLeader, method: "DELETE", path: MembersPath + "/n9", follower: true,
+			wantCode: 421, wantType: ErrorNotLeader, wantError: "send it to the leader, n1"},
 		{name: "join on a follower", err: notLeader, method: "POST", path: MembersPath, body: `{"id":"n4","address":"h:1"}`,
 			wantCode: 421, wantType: ErrorNotLeader, wantError: "the leader, n1 at http://10.0.0.1:7070",
 			wantData: `"leader_api_url":"http://10.0.0.1:7070"`},
@@ -96,6 +100,9 @@ func TestMembersHandlers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := &fakeMembership{members: threeMembers(), err: tc.err}
+			if tc.follower {
+				fake.members[0].Local, fake.members[1].Local = false, true
+			}
 			o := MembersOptions{Membership: fake, APIURLs: map[string]string{"n1": "http://10.0.0.1:7070"}}
 			if tc.single {
 				o.Membership = nil

@@ -57,14 +57,7 @@ func TestMembershipOnRaft(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.Handle("POST "+MembersPath, JoinHandler(o))
 		mux.Handle("DELETE "+MembersPath+"/{id}", RemoveHandler(o))
-		mux.Handle("GET "+StatusPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			st, err := n.Status(r.Context())
-			if err != nil {
-				writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error(), nil)
-				return
-			}
-			writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": NewStatus(st)})
-		}))
+		mux.Handle("GET "+StatusPath, StatusHandler(n))
 		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
 		apiURLs[id] = srv.URL
