@@ -6,6 +6,8 @@ import { Empty, ErrorBox, Loading } from '../components/States'
 import { fmtDurationMs, fmtTime } from '../format'
 import { useEvery, useFetch, useOnRefresh } from '../hooks'
 
+const noop = () => {}
+
 const index = (i: number) => (i > 0 ? String(i) : '–')
 
 function LastContact({ at, now }: { at: string | null; now: number }) {
@@ -36,9 +38,10 @@ function MemberRow({ m, now }: { m: ClusterMember; now: number }) {
 
 export default function Cluster() {
   const cluster = useFetch<ClusterStatus>('/api/v1/cluster')
-  useEvery(5_000, cluster.reload)
-  useOnRefresh(cluster.reload)
   const singleNode = cluster.error instanceof ApiError && cluster.error.status === 404
+  // A single node stays one until it restarts: no point asking every 5 s.
+  useEvery(5_000, singleNode ? noop : cluster.reload)
+  useOnRefresh(cluster.reload)
   const data = cluster.data?.data
   const now = Date.now()
 
