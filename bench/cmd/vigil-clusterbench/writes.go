@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// writeSilences posts n silences to baseURL's /api/v2/silences from conc
+// writers and returns each write's latency, from sending the request to
+// the answer with the new silence's id (a write the cluster answers only
+// after it is committed to the Raft log).
+func writeSilences(baseURL string, n, conc int) ([]time.Duration, error) {
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		lat      = make([]time.Duration, 0, n)
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				d, err := writeSilence(baseURL, fmt.Sprintf("w%d-%d", w, i))
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				lat = append(lat, d)
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, firstErr
+}
+
+func writeSilence(baseURL, tag string) (time.Duration, error) {
+	now := time.Now()
+	body := fmt.Sprintf(`{"matchers":[{"name":"bench","value":%q,"isRegex":false,"isEqual":true}],`+
+		`"startsAt":%q,"endsAt":%q,"createdBy":"vigil-clusterbench","comment":"write latency"}`,
+		tag, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
+	t0 := time.Now()
+	resp, err := client.Post(baseURL+"/api/v2/silences", "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		SilenceID string `json:"silenceID"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return 0, fmt.Errorf("POST /api/v2/silences: %s: %s", resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.SilenceID == "" {
+		return 0, fmt.Errorf("POST /api/v2/silences: no silence id in the answer (%v)", err)
+	}
+	return time.Since(t0), nil
+}
+
+// quantile is the q-quantile of ds by the nearest-rank method.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
