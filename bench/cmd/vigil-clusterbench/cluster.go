@@ -246,6 +246,8 @@ type failoverRound struct {
 	// the killed node until it is ready, names the leader and has applied
 	// everything the leader had committed when it restarted.
 	elected, ready, rejoin time.Duration
+	// caughtUpTo is the leader's commit index the restarted node had to apply.
+	caughtUpTo uint64
 }
 
 // pollEvery is how often the failover phase asks the survivors; it bounds
@@ -292,6 +294,7 @@ func (c *cluster) failover(logw io.Writer) (failoverRound, error) {
 		return f, err
 	}
 	target, _ := lst.self(leader.id)
+	f.caughtUpTo = target
 	t1 := time.Now()
 	if err := victim.start(); err != nil {
 		return f, err

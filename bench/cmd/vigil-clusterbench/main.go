@@ -144,8 +144,8 @@ func run(o options) error {
 		if err != nil {
 			return fmt.Errorf("failover round %d: %w", i+1, err)
 		}
-		fmt.Fprintf(logw, "round %d: killed %s (term %d): new leader %s (term %d) agreed after %v, all ready after %v; rejoined and caught up in %v\n",
-			i+1, f.killed, f.oldTerm, f.newLeader, f.newTerm, f.elected.Round(time.Millisecond), f.ready.Round(time.Millisecond), f.rejoin.Round(time.Millisecond))
+		fmt.Fprintf(logw, "round %d: killed %s (term %d): new leader %s (term %d) agreed after %v, all ready after %v; rejoined and applied index %d in %v\n",
+			i+1, f.killed, f.oldTerm, f.newLeader, f.newTerm, f.elected.Round(time.Millisecond), f.ready.Round(time.Millisecond), f.caughtUpTo, f.rejoin.Round(time.Millisecond))
 		r.failovers = append(r.failovers, f)
 	}
 	r.loadAfter = loadAvg()
