@@ -16,6 +16,13 @@ import (
 	"time"
 )
 
+// The targets of the silence writes.
+const (
+	targetLeader   = "cluster, to the leader"
+	targetFollower = "cluster, to a follower (forwarded)"
+	targetSingle   = "single node (no cluster)"
+)
+
 type options struct {
 	vigil       string
 	workDir     string
@@ -93,26 +100,32 @@ func run(o options) error {
 		return err
 	}
 	fmt.Fprintf(logw, "cluster up: leader %s, term %d\n", st.Leader, st.Term)
+	r.termStart = st.Term
 
-	// 1. Silence writes.
-	leader := c.byID(st.Leader)
-	follower := c.followers(st.Leader)[0]
-	targets := []struct {
-		name string
-		url  string
-	}{
-		{"cluster, to the leader", leader.httpURL},
-		{"cluster, to a follower (forwarded)", follower.httpURL},
-		{"single node (no cluster)", single.httpURL},
-	}
+	// 1. Silence writes. The leader and a follower are found again before
+	// each row, since leadership may move on a loaded machine.
 	for _, conc := range []int{1, o.concurrency} {
-		for _, t := range targets {
-			lat, err := writeSilences(t.url, o.writes, conc)
-			if err != nil {
-				return fmt.Errorf("silence writes, %s: %w", t.name, err)
+		for _, target := range []string{targetLeader, targetFollower, targetSingle} {
+			url := single.httpURL
+			if target != targetSingle {
+				st, err := c.settle(time.Minute, nil)
+				if err != nil {
+					return err
+				}
+				url = c.byID(st.Leader).httpURL
+				if target == targetFollower {
+					url = c.followers(st.Leader)[0].httpURL
+				}
 			}
-			fmt.Fprintf(logw, "writes %s, %d writers: p50 %v p99 %v\n", t.name, conc, quantile(lat, 0.5), quantile(lat, 0.99))
-			r.writeRows = append(r.writeRows, writeRow{target: t.name, concurrency: conc, lat: lat})
+			lat, failed, err := writeSilences(url, o.writes, conc)
+			if err != nil {
+				return fmt.Errorf("silence writes, %s: %w", target, err)
+			}
+			for _, e := range failed {
+				fmt.Fprintf(logw, "write failed (%s, %d writers): %v\n", target, conc, e)
+			}
+			fmt.Fprintf(logw, "writes %s, %d writers: p50 %v p99 %v, %d failed\n", target, conc, quantile(lat, 0.5), quantile(lat, 0.99), len(failed))
+			r.writeRows = append(r.writeRows, writeRow{target: target, concurrency: conc, lat: lat, failed: len(failed)})
 		}
 	}
 
@@ -123,6 +136,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	r.termAfterWrites = st.Term
 	procs := []idleTarget{}
 	for _, n := range c.nodes {
 		role := "follower"

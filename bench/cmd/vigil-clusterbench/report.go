@@ -60,6 +60,7 @@ type writeRow struct {
 	target      string
 	concurrency int
 	lat         []time.Duration
+	failed      int
 }
 
 type report struct {
@@ -68,6 +69,7 @@ type report struct {
 	cpus                            int
 	loadBefore, loadIdle, loadAfter string
 	writes, concurrency             int
+	termStart, termAfterWrites      uint64
 	idle                            time.Duration
 	writeRows                       []writeRow
 	idleRows                        []idleRow
@@ -83,8 +85,9 @@ func (r *report) markdown(o options) string {
 	fmt.Fprintf(&b, "Run %s, %d CPUs, load average %s before, %s after the idle window, %s at the end; took %v.\n\n",
 		r.started.Format(time.RFC3339), r.cpus, r.loadBefore, r.loadIdle, r.loadAfter, r.took.Round(time.Second))
 
-	fmt.Fprintf(&b, "Silence writes (POST /api/v2/silences, %d per row):\n\n", r.writes)
-	b.WriteString("| target | writers | p50 | p90 | p99 | max | writes/s |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "Silence writes (POST /api/v2/silences, %d per row; the Raft term went from %d to %d during them):\n\n",
+		r.writes, r.termStart, r.termAfterWrites)
+	b.WriteString("| target | writers | p50 | p90 | p99 | max | writes/s | failed |\n|---|---|---|---|---|---|---|---|\n")
 	for _, w := range r.writeRows {
 		var sum time.Duration
 		for _, d := range w.lat {
@@ -93,8 +96,8 @@ func (r *report) markdown(o options) string {
 		// Writes per second from the latencies: each writer runs its
 		// writes back to back.
 		rate := float64(len(w.lat)) / (sum.Seconds() / float64(w.concurrency))
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.0f |\n", w.target, w.concurrency,
-			ms(quantile(w.lat, 0.5)), ms(quantile(w.lat, 0.9)), ms(quantile(w.lat, 0.99)), ms(quantile(w.lat, 1)), rate)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.0f | %d |\n", w.target, w.concurrency,
+			ms(quantile(w.lat, 0.5)), ms(quantile(w.lat, 0.9)), ms(quantile(w.lat, 0.99)), ms(quantile(w.lat, 1)), rate, w.failed)
 	}
 
 	var el, rd, rj []time.Duration
