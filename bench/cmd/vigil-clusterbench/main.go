@@ -117,15 +117,15 @@ func run(o options) error {
 					url = c.followers(st.Leader)[0].httpURL
 				}
 			}
-			lat, failed, err := writeSilences(url, o.writes, conc)
+			lat, retried, errs, err := writeSilences(url, o.writes, conc)
 			if err != nil {
 				return fmt.Errorf("silence writes, %s: %w", target, err)
 			}
-			for _, e := range failed {
-				fmt.Fprintf(logw, "write failed (%s, %d writers): %v\n", target, conc, e)
+			if len(errs) > 0 {
+				fmt.Fprintf(logw, "%d attempts failed (%s, %d writers), the first: %v\n", len(errs), target, conc, errs[0])
 			}
-			fmt.Fprintf(logw, "writes %s, %d writers: p50 %v p99 %v, %d failed\n", target, conc, quantile(lat, 0.5), quantile(lat, 0.99), len(failed))
-			r.writeRows = append(r.writeRows, writeRow{target: target, concurrency: conc, lat: lat, failed: len(failed)})
+			fmt.Fprintf(logw, "writes %s, %d writers: p50 %v p99 %v, %d retried\n", target, conc, quantile(lat, 0.5), quantile(lat, 0.99), retried)
+			r.writeRows = append(r.writeRows, writeRow{target: target, concurrency: conc, lat: lat, retried: retried})
 		}
 	}
 

@@ -13,19 +13,22 @@ import (
 )
 
 // writeSilences posts n silences to baseURL's /api/v2/silences from conc
-// writers and returns each successful write's latency, from sending the
-// request to the answer with the new silence's id (a write the cluster
-// answers only after it is committed to the Raft log), and the failed
-// writes. A write can fail when leadership changes under it (a loaded
-// machine can delay heartbeats past the timeout); a client would retry,
-// the harness counts it. It gives up when more than a tenth fail.
-func writeSilences(baseURL string, n, conc int) ([]time.Duration, []error, error) {
+// writers and returns each write's latency, from sending the request to
+// the answer with the new silence's id (a write the cluster answers only
+// after it is committed to the Raft log), and how many writes needed more
+// than one attempt. A write fails when leadership changes under it (on a
+// loaded machine heartbeats can be late past the timeout), with a 503;
+// the writer then tries again every retryEvery, as a client would, and
+// the write's latency runs from its first attempt to its success.
+func writeSilences(baseURL string, n, conc int) ([]time.Duration, int, []error, error) {
 	var (
-		next   atomic.Int64
-		mu     sync.Mutex
-		lat    = make([]time.Duration, 0, n)
-		failed []error
-		wg     sync.WaitGroup
+		next    atomic.Int64
+		mu      sync.Mutex
+		lat     = make([]time.Duration, 0, n)
+		retried int
+		errs    []error
+		giveUp  error
+		wg      sync.WaitGroup
 	)
 	for w := range conc {
 		wg.Add(1)
@@ -36,37 +39,51 @@ func writeSilences(baseURL string, n, conc int) ([]time.Duration, []error, error
 				if i > int64(n) {
 					return
 				}
-				d, err := writeSilence(baseURL, fmt.Sprintf("w%d-%d", w, i))
-				mu.Lock()
-				if err != nil {
+				tag := fmt.Sprintf("w%d-%d", w, i)
+				t0 := time.Now()
+				var failed []error
+				for {
+					err := writeSilence(baseURL, tag)
+					if err == nil {
+						break
+					}
 					failed = append(failed, err)
-				} else {
-					lat = append(lat, d)
+					if time.Since(t0) > retryFor {
+						mu.Lock()
+						giveUp = fmt.Errorf("a write failed for %v, the last attempt: %w", retryFor, err)
+						mu.Unlock()
+						return
+					}
+					time.Sleep(retryEvery)
 				}
-				tooMany := len(failed) > n/10
+				d := time.Since(t0)
+				mu.Lock()
+				lat = append(lat, d)
+				if len(failed) > 0 {
+					retried++
+					errs = append(errs, failed...)
+				}
 				mu.Unlock()
-				if tooMany {
-					return
-				}
 			}
 		}()
 	}
 	wg.Wait()
-	if len(failed) > n/10 {
-		return lat, failed, fmt.Errorf("%d of %d writes failed, the first: %w", len(failed), n, failed[0])
-	}
-	return lat, failed, nil
+	return lat, retried, errs, giveUp
 }
 
-func writeSilence(baseURL, tag string) (time.Duration, error) {
+const (
+	retryEvery = 50 * time.Millisecond
+	retryFor   = 30 * time.Second
+)
+
+func writeSilence(baseURL, tag string) error {
 	now := time.Now()
 	body := fmt.Sprintf(`{"matchers":[{"name":"bench","value":%q,"isRegex":false,"isEqual":true}],`+
 		`"startsAt":%q,"endsAt":%q,"createdBy":"vigil-clusterbench","comment":"write latency"}`,
 		tag, now.Format(time.RFC3339), now.Add(time.Hour).Format(time.RFC3339))
-	t0 := time.Now()
 	resp, err := client.Post(baseURL+"/api/v2/silences", "application/json", strings.NewReader(body))
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer resp.Body.Close()
 	var r struct {
@@ -74,12 +91,12 @@ func writeSilence(baseURL, tag string) (time.Duration, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		return 0, fmt.Errorf("POST /api/v2/silences: %s: %s", resp.Status, b)
+		return fmt.Errorf("POST /api/v2/silences: %s: %s", resp.Status, b)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || r.SilenceID == "" {
-		return 0, fmt.Errorf("POST /api/v2/silences: no silence id in the answer (%v)", err)
+		return fmt.Errorf("POST /api/v2/silences: no silence id in the answer (%v)", err)
 	}
-	return time.Since(t0), nil
+	return nil
 }
 
 // quantile is the q-quantile of ds by the nearest-rank method.
