@@ -18,7 +18,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 10s
 
-.PHONY: all build build-go ui ui-test run version test test-reliability vet unit fuzz bench bench-peers clean
+.PHONY: all build build-go ui ui-test run version test test-reliability vet unit fuzz bench bench-peers bench-cluster clean
 
 all: build
 
@@ -147,6 +147,17 @@ bench-peers: build-go
 	bench/bin/vigil-peers -vigil $(BIN) -telemetrygen bench/bin/telemetrygen -telemetrygen-version $(TELEMETRYGEN_VERSION) \
 	  -vigil-load bench/bin/vigil-load -jaeger "$(JAEGER_BIN)" -prometheus "$(PROMETHEUS_BIN)" -victoria "$(VICTORIA_BIN)" \
 	  -duration $(BENCH_DURATION) -step $(BENCH_STEP) -out docs/benchmarks.md
+
+# A three-node cluster on embedded Raft on loopback (bench/cmd/vigil-clusterbench):
+# silence write latency through the leader and a follower, failover over
+# CLUSTER_KILLS kill -9 of the leader, and an idle follower's CPU and memory
+# next to a single node over CLUSTER_IDLE. About 6 minutes with the defaults.
+CLUSTER_WRITES ?= 500
+CLUSTER_KILLS ?= 20
+CLUSTER_IDLE ?= 60s
+bench-cluster: build-go
+	cd bench && $(GO) build -o ../bin/vigil-clusterbench ./cmd/vigil-clusterbench
+	bin/vigil-clusterbench -vigil $(BIN) -writes $(CLUSTER_WRITES) -kills $(CLUSTER_KILLS) -idle $(CLUSTER_IDLE)
 
 clean:
 	rm -rf bin
