@@ -29,6 +29,11 @@ const InternalSilencesPath = "/internal/alerting/silences"
 // ErrNoLeaderAPI: the leader is known but not how to reach its API.
 var ErrNoLeaderAPI = errors.New("alerting: leader's API address unknown")
 
+// ErrLeaderUnavailable: the leader could not take a forwarded write now
+// (it answered "retry later", or could not be reached, as when it has just
+// died); the write was not acknowledged, and a retry finds the next leader.
+var ErrLeaderUnavailable = errors.New("alerting: the leader could not take the write; retry")
+
 // maxSilenceBody bounds a silence write's body; Alertmanager's own limit on
 // a silence is far below it.
 const maxSilenceBody = 1 << 20
@@ -110,7 +115,7 @@ func silenceStatus(err error) int {
 	case errors.Is(err, silence.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost),
-		errors.Is(err, ErrNoLeaderAPI):
+		errors.Is(err, ErrNoLeaderAPI), errors.Is(err, ErrLeaderUnavailable):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -236,7 +241,7 @@ func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeader
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return SilenceWrite{}, fmt.Errorf("alerting: forward silence write to %s: %w", leader.LeaderID, err)
+		return SilenceWrite{}, fmt.Errorf("%w: forward silence write to %s: %w", ErrLeaderUnavailable, leader.LeaderID, err)
 	}
 	defer resp.Body.Close()
 	var res forwardedResult
@@ -252,6 +257,8 @@ func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeader
 		return SilenceWrite{}, fmt.Errorf("%w: %s", ErrInvalidSilence, res.Error)
 	case http.StatusNotFound:
 		return SilenceWrite{}, fmt.Errorf("%w: %s", silence.ErrNotFound, res.Error)
+	case http.StatusServiceUnavailable:
+		return SilenceWrite{}, fmt.Errorf("%w: %s: %s", ErrLeaderUnavailable, leader.LeaderID, res.Error)
 	default:
 		return SilenceWrite{}, fmt.Errorf("%w: %s: status %d: %s", errForwardStatus, leader.LeaderID, resp.StatusCode, res.Error)
 	}

@@ -273,6 +273,21 @@ func TestFollowerForwardsSilenceWritesToTheLeader(t *testing.T) {
 	if !errors.Is(err, ErrNoLeaderAPI) {
 		t.Errorf("unknown leader API: %v, want ErrNoLeaderAPI", err)
 	}
+	// A leader that answers "retry later", or cannot be reached (it has
+	// just died), is a retry for the client too, not a server error.
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"leadership lost"}`))
+	}))
+	defer busy.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	for name, url := range map[string]string{"a leader answering 503": busy.URL, "an unreachable leader": gone.URL} {
+		fwd.APIURLs = map[string]string{"n1": url}
+		if code, _ := follower.post(t, silenceBody("alertname", "CPUHigh")); code != http.StatusServiceUnavailable {
+			t.Errorf("%s: status %d through the follower, want 503", name, code)
+		}
+	}
 }
 
 func TestReplicatedStateSnapshotRestore(t *testing.T) {
