@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -65,11 +66,44 @@ cluster:
 	for i := range c.ids {
 		c.launch(i)
 	}
-	for _, s := range c.nodes {
-		s.waitReady(t)
+	for i := range c.ids {
+		c.waitReady(i)
 	}
 	c.settle(c.all(), 30*time.Second)
 	return c
+}
+
+// waitReady waits until node i is ready. A node that could not bind one of
+// the fresh ports launchServer chose for it (taken in between by another
+// socket) is launched again on others.
+func (c *faultCluster) waitReady(i int) {
+	c.t.Helper()
+	for attempt := 1; ; attempt++ {
+		s := c.nodes[i]
+		deadline := time.Now().Add(2 * time.Minute)
+		for time.Now().Before(deadline) {
+			select {
+			case err := <-s.done:
+				s.done <- err // for whoever waits next
+				if attempt < 3 && strings.Contains(s.logs.String(), "address already in use") {
+					c.t.Logf("%s could not bind a port (%v); launching it again", c.ids[i], err)
+					c.launch(i)
+					goto next
+				}
+				c.t.Fatalf("%s exited during start-up: %v\n%s", c.ids[i], err, s.logs.String())
+			default:
+			}
+			if resp, err := http.Get(s.httpURL + "/-/ready"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c.t.Fatalf("%s not ready within 2m\n%s", c.ids[i], s.logs.String())
+	next:
+	}
 }
 
 func (c *faultCluster) write(name, body string) string {
@@ -150,30 +184,39 @@ var silenceClient = &http.Client{Timeout: 15 * time.Second}
 // createSilence posts a silence muting alertname for an hour to s; the
 // status is 0 when no answer came.
 func createSilence(s *server, alertname, comment string) (string, int) {
+	id, code, _ := createSilenceVerbose(s, alertname, comment)
+	return id, code
+}
+
+// createSilenceVerbose is createSilence, with the body of a failed answer.
+func createSilenceVerbose(s *server, alertname, comment string) (string, int, string) {
 	body := fmt.Sprintf(`{"matchers":[{"name":"alertname","value":%q,"isRegex":false,"isEqual":true}],
 		"startsAt":%q,"endsAt":%q,"createdBy":"test","comment":%q}`,
 		alertname, time.Now().Add(-time.Minute).Format(time.RFC3339), time.Now().Add(time.Hour).Format(time.RFC3339), comment)
 	resp, err := silenceClient.Post(s.httpURL+"/api/v2/silences", "application/json", strings.NewReader(body))
 	if err != nil {
-		return "", 0
+		return "", 0, err.Error()
 	}
 	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
 	var r struct{ SilenceID string }
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&r) != nil {
-		return "", resp.StatusCode
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &r) != nil {
+		return "", resp.StatusCode, string(b)
 	}
-	return r.SilenceID, resp.StatusCode
+	return r.SilenceID, resp.StatusCode, ""
 }
 
-// expireSilence expires id through s; the status is 0 when no answer came.
-func expireSilence(s *server, id string) int {
+// expireSilence expires id through s; the status is 0 when no answer
+// came, and the body of a failed answer is returned.
+func expireSilence(s *server, id string) (int, string) {
 	req, _ := http.NewRequest(http.MethodDelete, s.httpURL+"/api/v2/silence/"+id, nil)
 	resp, err := silenceClient.Do(req)
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 type listedSilence struct {
@@ -446,8 +489,8 @@ func TestClusterFaults(t *testing.T) {
 	for i := range c.ids {
 		c.launch(i)
 	}
-	for _, s := range c.nodes {
-		s.waitReady(t)
+	for i := range c.ids {
+		c.waitReady(i)
 	}
 	leader, term = c.settle(c.all(), 30*time.Second)
 	t.Logf("restarted: %s leads, term %d, %s after the stop", c.ids[leader], term, time.Since(stopped).Round(10*time.Millisecond))
@@ -491,7 +534,7 @@ func TestClusterFaults(t *testing.T) {
 		return heldID != ""
 	})
 	c.launch(killed)
-	c.nodes[killed].waitReady(t)
+	c.waitReady(killed)
 	waitFor(t, c.ids[killed]+" catching up on silence "+heldID, 30*time.Second, func() bool {
 		return silenceState(c.nodes[killed], heldID) == "active" && silenceState(c.nodes[killed], quietID) == "active"
 	})
