@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -540,6 +541,57 @@ func TestClusterFaults(t *testing.T) {
 	})
 	leader, term = c.settle(c.all(), 30*time.Second)
 	t.Logf("%s rejoined; %s leads, term %d", c.ids[killed], c.ids[leader], term)
+
+	// At full size, more failovers: the leader partitioned and healed, or
+	// killed and started again, in turn. Each must elect a new leader
+	// within 10 s whose notifications resume.
+	rounds := 0
+	if fullReliability() {
+		rounds = 10
+	}
+	var elections, resumptions []time.Duration
+	for r := 0; r < rounds; r++ {
+		old, oldTerm := c.settle(c.all(), 30*time.Second)
+		time.Sleep(repeat) // a stream to interrupt
+		at := time.Now()
+		kill := r%2 == 1
+		if kill {
+			c.nodes[old].kill9(t)
+		} else {
+			c.net.isolate(c.ids[old])
+		}
+		leader, term = c.settleAway(c.except(old), old, 20*time.Second)
+		failovers++
+		elections = append(elections, time.Since(at))
+		if term <= oldTerm {
+			t.Errorf("round %d: term %d after the failover, want above %d", r, term, oldTerm)
+		}
+		waitFor(t, fmt.Sprintf("round %d: Loud notified with term %d", r, term), 20*time.Second, func() bool {
+			for _, n := range sink.of("Loud", at, time.Now()) {
+				if n.term == term {
+					return true
+				}
+			}
+			return false
+		})
+		resumptions = append(resumptions, time.Since(at))
+		if kill {
+			c.launch(old)
+			c.waitReady(old)
+		} else {
+			c.net.heal(c.ids[old])
+		}
+	}
+	if rounds > 0 {
+		slices.Sort(elections)
+		slices.Sort(resumptions)
+		t.Logf("%d more failovers: new leader after min %s, median %s, max %s; notifications resumed after min %s, median %s, max %s",
+			rounds, elections[0].Round(10*time.Millisecond), elections[rounds/2].Round(10*time.Millisecond), elections[rounds-1].Round(10*time.Millisecond),
+			resumptions[0].Round(10*time.Millisecond), resumptions[rounds/2].Round(10*time.Millisecond), resumptions[rounds-1].Round(10*time.Millisecond))
+		if elections[rounds-1] > 10*time.Second {
+			t.Errorf("the slowest failover took %s, want within 10s", elections[rounds-1])
+		}
+	}
 
 	// Over the whole run: the receiver never saw a stale term, and Steady
 	// was notified at most once, plus one per failover in flight.
