@@ -174,6 +174,11 @@ func TestClusterLinearizableSilences(t *testing.T) {
 
 	var wg sync.WaitGroup
 	var nemesisOver atomic.Bool
+	// Should the test stop early, the clients stop before the nodes do.
+	t.Cleanup(func() {
+		nemesisOver.Store(true)
+		wg.Wait()
+	})
 	stats := struct {
 		sync.Mutex
 		created, expired, reads, unknown, skippedReads int
@@ -187,7 +192,7 @@ func TestClusterLinearizableSilences(t *testing.T) {
 			var mine []string // this client's active silences: only it expires them
 			// At least opsPerClient operations, and on until the nemesis
 			// has recovered from its last fault.
-			for op := 0; op < opsPerClient || !nemesisOver.Load(); op++ {
+			for op := 0; !nemesisOver.Load() || (op < opsPerClient && !t.Failed()); op++ {
 				time.Sleep(time.Duration(r.IntN(100)) * time.Millisecond)
 				_, s := pickLive(r)
 				switch x := r.Float64(); {
@@ -266,55 +271,39 @@ func TestClusterLinearizableSilences(t *testing.T) {
 		}()
 	}
 
-	// The nemesis: faults spread over the run, each followed by recovery.
-	stopNemesis := make(chan struct{})
-	nemesisDone := make(chan struct{})
-	go func() {
-		defer close(nemesisDone)
-		defer nemesisOver.Store(true)
-		pause := func(d time.Duration) bool {
-			select {
-			case <-stopNemesis:
-				return false
-			case <-time.After(d):
-				return true
-			}
+	// The nemesis, on the test's goroutine: faults spread over the run,
+	// each followed by recovery.
+	for _, f := range faults {
+		time.Sleep(time.Second)
+		leader, _ := c.settle(c.all(), 30*time.Second)
+		victim := leader
+		if strings.HasSuffix(f, "follower") {
+			victim = c.except(leader)[0]
 		}
-		for _, f := range faults {
-			if !pause(time.Second) {
-				return
-			}
-			leader, _ := c.settle(c.all(), 30*time.Second)
-			victim := leader
-			if strings.HasSuffix(f, "follower") {
-				victim = c.except(leader)[0]
-			}
-			switch {
-			case strings.HasPrefix(f, "kill"):
-				mu.Lock()
-				live[victim] = false
-				mu.Unlock()
-				c.nodes[victim].kill9(t)
-				t.Logf("nemesis: kill -9 %s (%s) at %s", c.ids[victim], f, time.Since(start).Round(time.Millisecond))
-				pause(3 * time.Second)
-				c.launch(victim)
-				c.waitReady(victim)
-				mu.Lock()
-				live[victim] = true
-				mu.Unlock()
-			case strings.HasPrefix(f, "partition"):
-				c.net.isolate(c.ids[victim])
-				t.Logf("nemesis: partition %s (%s) at %s", c.ids[victim], f, time.Since(start).Round(time.Millisecond))
-				pause(3 * time.Second)
-				c.net.heal(c.ids[victim])
-			}
-			t.Logf("nemesis: %s recovered at %s", c.ids[victim], time.Since(start).Round(time.Millisecond))
+		switch {
+		case strings.HasPrefix(f, "kill"):
+			mu.Lock()
+			live[victim] = false
+			mu.Unlock()
+			c.nodes[victim].kill9(t)
+			t.Logf("nemesis: kill -9 %s (%s) at %s", c.ids[victim], f, time.Since(start).Round(time.Millisecond))
+			time.Sleep(3 * time.Second)
+			c.launch(victim)
+			c.waitReady(victim)
+			mu.Lock()
+			live[victim] = true
+			mu.Unlock()
+		case strings.HasPrefix(f, "partition"):
+			c.net.isolate(c.ids[victim])
+			t.Logf("nemesis: partition %s (%s) at %s", c.ids[victim], f, time.Since(start).Round(time.Millisecond))
+			time.Sleep(3 * time.Second)
+			c.net.heal(c.ids[victim])
 		}
-		pause(2 * time.Second) // operations on the recovered cluster
-	}()
+		t.Logf("nemesis: %s recovered at %s", c.ids[victim], time.Since(start).Round(time.Millisecond))
+	}
+	time.Sleep(2 * time.Second) // operations on the recovered cluster
+	nemesisOver.Store(true)
 	wg.Wait()
-	close(stopNemesis)
-	<-nemesisDone
 
 	stats.Lock()
 	t.Logf("%d operations in %s: %d creates and %d expiries acknowledged, %d writes with unknown outcome (by status, 0 for none: %v), %d leader reads checked, %d reads dropped (no agreed leader before or after them)",
