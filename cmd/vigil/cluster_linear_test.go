@@ -393,3 +393,45 @@ func TestClusterLinearizableSilences(t *testing.T) {
 		}
 	}
 }
+
+// TestSilenceModel pins that the model behind the linearizability check
+// can reject: a stale read after an acknowledged expiry, a create that
+// reads as absent after it returned, a silence expired twice.
+func TestSilenceModel(t *testing.T) {
+	create := func(id string, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{Input: silInput{op: "create"}, Output: silOutput{id: id, ok: true}, Call: call, Return: ret}
+	}
+	expire := func(id string, out silOutput, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: 1, Input: silInput{op: "expire", id: id}, Output: out, Call: call, Return: ret}
+	}
+	read := func(call, ret int64, active ...string) porcupine.Operation {
+		return porcupine.Operation{ClientId: 2, Input: silInput{op: "read"}, Output: silOutput{active: active}, Call: call, Return: ret}
+	}
+	const unbounded = math.MaxInt64 / 2
+	for _, tc := range []struct {
+		name    string
+		history []porcupine.Operation
+		want    porcupine.CheckResult
+	}{
+		{"create, read, expire, read", []porcupine.Operation{
+			create("a", 0, 1), read(2, 3, "a"), expire("a", silOutput{ok: true}, 4, 5), read(6, 7)}, porcupine.Ok},
+		{"a read concurrent with the expiry may see either", []porcupine.Operation{
+			create("a", 0, 1), expire("a", silOutput{ok: true}, 2, 5), read(3, 4, "a"), read(3, 4)}, porcupine.Ok},
+		{"stale read after an acknowledged expiry", []porcupine.Operation{
+			create("a", 0, 1), expire("a", silOutput{ok: true}, 2, 3), read(4, 5, "a")}, porcupine.Illegal},
+		{"a created silence missing after the create returned", []porcupine.Operation{
+			create("a", 0, 1), read(2, 3)}, porcupine.Illegal},
+		{"expired twice", []porcupine.Operation{
+			create("a", 0, 1), expire("a", silOutput{ok: true}, 2, 3), expire("a", silOutput{ok: true}, 4, 5)}, porcupine.Illegal},
+		{"an expiry of unknown outcome that happened", []porcupine.Operation{
+			create("a", 0, 1), expire("a", silOutput{unknown: true}, 2, unbounded), read(4, 5, "a"), read(6, 7)}, porcupine.Ok},
+		{"an expiry of unknown outcome that did not", []porcupine.Operation{
+			create("a", 0, 1), expire("a", silOutput{unknown: true}, 2, unbounded), read(4, 5, "a"), read(6, 7, "a")}, porcupine.Ok},
+		{"flapping after an expiry of unknown outcome", []porcupine.Operation{
+			create("a", 0, 1), expire("a", silOutput{unknown: true}, 2, unbounded), read(4, 5), read(6, 7, "a")}, porcupine.Illegal},
+	} {
+		if got := porcupine.CheckOperationsTimeout(silenceModel, tc.history, 10*time.Second); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
