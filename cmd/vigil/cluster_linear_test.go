@@ -34,7 +34,7 @@ type silOutput struct {
 
 var silenceModel = porcupine.Model{
 	Partition: partitionBySilence,
-	Init: func() interface{} { return "" },
+	Init:      func() interface{} { return "" },
 	Step: func(state, input, output interface{}) (bool, interface{}) {
 		set := splitIDs(state.(string))
 		in, out := input.(silInput), output.(silOutput)
