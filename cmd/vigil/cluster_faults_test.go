@@ -358,7 +358,13 @@ receivers:
 //     is still active everywhere and Steady, notified once an hour, is not
 //     notified again;
 //  4. a node killed with SIGKILL and started again catches up on a silence
-//     created while it was down.
+//     created while it was down;
+//  5. at full size (VIGIL_RELIABILITY=full), ten more failovers of the
+//     leader, partitioned or killed in turn, each within 10 s.
+//
+// Over the whole run no notification arrives with a term below one already
+// received for its group, and none comes within repeat_interval of the
+// previous one of its group more than once per failover.
 func TestClusterFaults(t *testing.T) {
 	sink := &nodeSink{}
 	hook := httptest.NewServer(sink)
