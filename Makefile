@@ -120,7 +120,7 @@ test: vet build unit fuzz ui-test
 # minute against the series limit, every route fuzzed 400 times, plus kill -9
 # under load, disk full, damaged files, bombs and slow clients. `make test`
 # runs the same tests at a smaller size.
-RELIABILITY_TESTS := TestReliability|TestKill9|TestDiskFull|TestCorrupt|TestOverloadIsRetryable|TestBombAndPartialSuccess|TestSlowClients|TestAuthEveryRoute|TestRestartAfterCleanStop
+RELIABILITY_TESTS := TestReliability|TestKill9|TestDiskFull|TestCorrupt|TestOverloadIsRetryable|TestBombAndPartialSuccess|TestSlowClients|TestAuthEveryRoute|TestRestartAfterCleanStop|TestClusterFaults|TestClusterLinearizableSilences
 test-reliability:
 	VIGIL_RELIABILITY=full $(GO) test -count=1 -timeout 60m -v -run '$(RELIABILITY_TESTS)' ./cmd/vigil
 
