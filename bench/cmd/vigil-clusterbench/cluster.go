@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/vigil-observability/vigil/bench/internal/procfs"
 )
 
 var client = &http.Client{Timeout: 5 * time.Second}
@@ -120,7 +122,7 @@ const baseConfig = "global:\n  evaluation_interval: 15s\n"
 
 func newCluster(bin, work string, size int) (*cluster, error) {
 	// Per node: HTTP, OTLP/HTTP, OTLP/gRPC, Raft.
-	addrs, err := freeAddrs(4 * size)
+	addrs, err := procfs.FreeAddrs(4 * size)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +151,7 @@ func newCluster(bin, work string, size int) (*cluster, error) {
 // newSingle starts a single-node vigil with the cluster's config minus
 // cluster:.
 func newSingle(bin, work string) (*node, error) {
-	addrs, err := freeAddrs(3)
+	addrs, err := procfs.FreeAddrs(3)
 	if err != nil {
 		return nil, err
 	}

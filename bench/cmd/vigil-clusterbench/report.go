@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/vigil-observability/vigil/bench/internal/procfs"
 )
 
 type idleTarget struct {
@@ -26,7 +28,7 @@ func measureIdle(ps []idleTarget, d time.Duration) ([]idleRow, error) {
 	cpu0 := make([]float64, len(ps))
 	rss := make([][]int64, len(ps))
 	for i, p := range ps {
-		c, err := cpuSeconds(p.pid)
+		c, err := procfs.CPUSeconds(p.pid)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -35,7 +37,7 @@ func measureIdle(ps []idleTarget, d time.Duration) ([]idleRow, error) {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		for i, p := range ps {
-			b, err := statusBytes(p.pid, "VmRSS")
+			b, err := procfs.StatusBytes(p.pid, "VmRSS")
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -45,7 +47,7 @@ func measureIdle(ps []idleTarget, d time.Duration) ([]idleRow, error) {
 	}
 	rows := make([]idleRow, len(ps))
 	for i, p := range ps {
-		c, err := cpuSeconds(p.pid)
+		c, err := procfs.CPUSeconds(p.pid)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.name, err)
 		}

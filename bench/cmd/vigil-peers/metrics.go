@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/vigil-observability/vigil/bench/internal/procfs"
 	"github.com/vigil-observability/vigil/internal/loadgen"
 )
 
@@ -119,7 +120,7 @@ func (h *harness) metricsSystem(name string, start func() (*server, error)) *met
 		return r
 	}
 	defer stopAfter(s)
-	r.idleRSS, _ = statusBytes(s.p.pid(), "VmRSS")
+	r.idleRSS, _ = procfs.StatusBytes(s.p.pid(), "VmRSS")
 	stream := newRWStream(h.opts.series)
 	r.series = len(stream.labels)
 	var profErr chan error
@@ -133,9 +134,9 @@ func (h *harness) metricsSystem(name string, start func() (*server, error)) *met
 	}
 	origin := time.Now().Add(-originBackoff).Truncate(time.Minute)
 	s0 := s.sample()
-	self0, _ := cpuSeconds(os.Getpid())
+	self0, _ := procfs.CPUSeconds(os.Getpid())
 	h.sendRemoteWrite(s.writeURL, stream, origin, h.opts.duration, r, func() {
-		self1, _ := cpuSeconds(os.Getpid())
+		self1, _ := procfs.CPUSeconds(os.Getpid())
 		r.cpu = s.sample().cpu - s0.cpu
 		r.loadCPU = (self1 - self0) / r.elapsed.Seconds()
 	})

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-observability/vigil/bench/internal/procfs"
 )
 
 // server is one running system under test with the addresses the load
@@ -192,12 +194,12 @@ type sample struct {
 }
 
 func (s *server) sample() sample {
-	c, _ := cpuSeconds(s.p.pid())
+	c, _ := procfs.CPUSeconds(s.p.pid())
 	return sample{cpu: c, at: time.Now()}
 }
 
 func (s *server) peakRSS() int64 {
-	v, _ := statusBytes(s.p.pid(), "VmHWM")
+	v, _ := procfs.StatusBytes(s.p.pid(), "VmHWM")
 	return v
 }
 
@@ -320,7 +322,7 @@ func (h *harness) workspace(tag string, n int) (string, []string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", nil, err
 	}
-	addrs, err := freeAddrs(n)
+	addrs, err := procfs.FreeAddrs(n)
 	return dir, addrs, err
 }
 
