@@ -9,13 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/vigil-observability/vigil/internal/alerting"
 )
 
 // faultCluster is three vigil processes on embedded Raft whose Raft
@@ -254,53 +250,10 @@ func silenceState(s *server, id string) string {
 	return ""
 }
 
-// nodeSink records each webhook notification's group, fencing token and
-// sender (from the notification's externalURL, which is the sender's HTTP
-// address).
-type nodeSink struct {
-	mu    sync.Mutex
-	notes []nodeNote
-}
-
-type nodeNote struct {
-	at          time.Time
-	group       string
-	term        uint64
-	externalURL string
-}
-
-func (s *nodeSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var p struct {
-		GroupLabels map[string]string
-		ExternalURL string `json:"externalURL"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&p); err == nil {
-		term, _ := strconv.ParseUint(r.Header.Get(alerting.LeaderTermHeader), 10, 64)
-		s.mu.Lock()
-		s.notes = append(s.notes, nodeNote{at: time.Now(), group: p.GroupLabels["alertname"], term: term, externalURL: p.ExternalURL})
-		s.mu.Unlock()
-	}
-	w.WriteHeader(http.StatusOK)
-}
-
-// of returns the notifications of group received in [from, to); every
-// group for "".
-func (s *nodeSink) of(group string, from, to time.Time) []nodeNote {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []nodeNote
-	for _, n := range s.notes {
-		if (group == "" || n.group == group) && !n.at.Before(from) && n.at.Before(to) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // checkTermsMonotonic fails the test if, for any group, a notification
 // arrived with a term below one already received for that group: the
 // receiver-side rule of the fencing token.
-func checkTermsMonotonic(t *testing.T, notes []nodeNote) {
+func checkTermsMonotonic(t *testing.T, notes []termNote) {
 	t.Helper()
 	highest := map[string]uint64{}
 	for _, n := range notes {
@@ -366,7 +319,7 @@ receivers:
 // received for its group, and none comes within repeat_interval of the
 // previous one of its group more than once per failover.
 func TestClusterFaults(t *testing.T) {
-	sink := &nodeSink{}
+	sink := &termSink{}
 	hook := httptest.NewServer(sink)
 	defer hook.Close()
 	const repeat = 3 * time.Second

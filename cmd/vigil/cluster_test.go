@@ -18,7 +18,8 @@ import (
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
 )
 
-// termSink records each webhook notification's group and fencing token.
+// termSink records each webhook notification's group, fencing token and
+// sender (its externalURL, which is the sender's HTTP address).
 type termSink struct {
 	mu    sync.Mutex
 	notes []termNote
@@ -28,26 +29,32 @@ type termNote struct {
 	at    time.Time
 	group string // the alertname it is grouped by
 	term  uint64 // X-Vigil-Leader-Term; 0 when missing
+	// externalURL is the sending node's.
+	externalURL string
 }
 
 func (s *termSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var p webhookPayload
+	var p struct {
+		GroupLabels map[string]string
+		ExternalURL string `json:"externalURL"`
+	}
 	if err := json.NewDecoder(r.Body).Decode(&p); err == nil {
 		term, _ := strconv.ParseUint(r.Header.Get(alerting.LeaderTermHeader), 10, 64)
 		s.mu.Lock()
-		s.notes = append(s.notes, termNote{at: time.Now(), group: p.GroupLabels["alertname"], term: term})
+		s.notes = append(s.notes, termNote{at: time.Now(), group: p.GroupLabels["alertname"], term: term, externalURL: p.ExternalURL})
 		s.mu.Unlock()
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// of returns the notifications of group received in [from, to).
+// of returns the notifications of group received in [from, to); every
+// group's for "".
 func (s *termSink) of(group string, from, to time.Time) []termNote {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []termNote
 	for _, n := range s.notes {
-		if n.group == group && !n.at.Before(from) && n.at.Before(to) {
+		if (group == "" || n.group == group) && !n.at.Before(from) && n.at.Before(to) {
 			out = append(out, n)
 		}
 	}
