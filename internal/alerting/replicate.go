@@ -234,10 +234,12 @@ func (s *ReplicatedState) scratch() (*silence.Silences, *bytes.Buffer, error) {
 	return sc, captured, nil
 }
 
-// Proposer is the part of consensus.Replicated a Replicator uses.
+// Proposer is the part of consensus.Replicated and consensus.Fencer a
+// Replicator uses.
 type Proposer interface {
 	Propose(ctx context.Context, cmd []byte) ([]byte, error)
 	Barrier(ctx context.Context) error
+	Fence(ctx context.Context) (uint64, error)
 }
 
 // ReplicatorOptions configure a Replicator.
@@ -263,6 +265,10 @@ type Replicator struct {
 	state *ReplicatedState
 
 	writeMu sync.Mutex // one silence write at a time, so each sees the last
+	// inDoubt (under writeMu): a proposal failed without saying whether
+	// it was committed, so it may still be applied; the next write waits
+	// for the log with a barrier instead of trusting the fence's.
+	inDoubt bool
 
 	nflogc      chan []byte
 	nflogLost   *prometheus.CounterVec
@@ -387,9 +393,18 @@ func (r *Replicator) waitApplied(ctx context.Context, res SilenceWrite) error {
 func (r *Replicator) DoLocal(ctx context.Context, op SilenceOp) (SilenceWrite, error) {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	// Barrier: a new leader may not have applied its predecessor's last
-	// writes yet; the scratch copy must include them.
-	if err := r.opts.Log.Barrier(ctx); err != nil {
+	// The scratch copy must include every committed write. A new leader
+	// may not have applied its predecessor's last ones yet: the fence
+	// waits for them once per term. Within a term only this node
+	// proposes, one write at a time, each applied here before Propose
+	// returns; only one whose outcome is in doubt needs a barrier, which
+	// costs a log write where the fence costs a heartbeat.
+	if r.inDoubt {
+		if err := r.opts.Log.Barrier(ctx); err != nil {
+			return SilenceWrite{}, err
+		}
+		r.inDoubt = false
+	} else if _, err := r.opts.Log.Fence(ctx); err != nil {
 		return SilenceWrite{}, err
 	}
 	sc, captured, err := r.state.scratch()
@@ -422,6 +437,7 @@ func (r *Replicator) DoLocal(ctx context.Context, op SilenceOp) (SilenceWrite, e
 	}
 	cmd := append([]byte{cmdSilences}, captured.Bytes()...)
 	if _, err := r.opts.Log.Propose(ctx, cmd); err != nil {
+		r.inDoubt = true
 		return SilenceWrite{}, err
 	}
 	return res, nil

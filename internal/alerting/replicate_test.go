@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,6 +229,10 @@ func (followerLog) Propose(context.Context, []byte) ([]byte, error) {
 
 func (followerLog) Barrier(context.Context) error {
 	return &consensus.NotLeaderError{LeaderID: "n1", LeaderAddress: "raft-n1"}
+}
+
+func (followerLog) Fence(context.Context) (uint64, error) {
+	return 0, &consensus.NotLeaderError{LeaderID: "n1", LeaderAddress: "raft-n1"}
 }
 
 func TestFollowerForwardsSilenceWritesToTheLeader(t *testing.T) {
@@ -474,5 +479,52 @@ func TestHTTPForwarderAuthorize(t *testing.T) {
 	}
 	if h := <-got; h != "Bearer caller-token" {
 		t.Errorf("leader got Authorization %q, want the caller's", h)
+	}
+}
+
+// doubtfulLog fails chosen proposals after they were applied (a commit
+// whose answer was lost) and counts the barriers asked for.
+type doubtfulLog struct {
+	*consensustest.Memory
+	failNext atomic.Bool
+	barriers atomic.Int32
+}
+
+func (l *doubtfulLog) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
+	res, err := l.Memory.Propose(ctx, cmd)
+	if err == nil && l.failNext.Swap(false) {
+		return nil, consensus.ErrLeadershipLost
+	}
+	return res, err
+}
+
+func (l *doubtfulLog) Barrier(ctx context.Context) error {
+	l.barriers.Add(1)
+	return l.Memory.Barrier(ctx)
+}
+
+// A write normally costs a fence, not a barrier; after a proposal whose
+// outcome is in doubt, the next write waits for the log first.
+func TestSilenceWriteBarrierOnlyAfterDoubt(t *testing.T) {
+	state := newReplState(t)
+	log := &doubtfulLog{Memory: consensustest.NewMemory(state)}
+	n := startReplNode(t, state, log, nil)
+	for range 3 {
+		if code, _ := n.post(t, silenceBody("alertname", "DiskFull")); code != http.StatusOK {
+			t.Fatalf("POST: status %d", code)
+		}
+	}
+	if b := log.barriers.Load(); b != 0 {
+		t.Errorf("%d barriers for three plain writes, want 0", b)
+	}
+	log.failNext.Store(true)
+	if code, _ := n.post(t, silenceBody("alertname", "CPUHigh")); code != http.StatusServiceUnavailable {
+		t.Fatalf("POST whose commit answer was lost: status %d, want 503", code)
+	}
+	if code, _ := n.post(t, silenceBody("alertname", "CPUHigh")); code != http.StatusOK {
+		t.Fatalf("POST after it: status %d", code)
+	}
+	if b := log.barriers.Load(); b != 1 {
+		t.Errorf("%d barriers after a write in doubt, want 1", b)
 	}
 }
