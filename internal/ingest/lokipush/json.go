@@ -43,7 +43,9 @@ func (b *batch) jsonStream(i int, raw json.RawMessage) {
 	}
 	ls := make([]Label, 0, len(js.Stream))
 	for name, value := range js.Stream {
-		ls = append(ls, Label{Name: name, Value: value})
+		if value != "" { // as in ParseLabels: empty is absent
+			ls = append(ls, Label{Name: name, Value: value})
+		}
 	}
 	slices.SortFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 	desc := labelString(ls)
@@ -116,14 +118,11 @@ func jsonEntry(raw json.RawMessage) (Entry, Reason, error) {
 // JSON object.
 func checkLabelSet(ls []Label) error {
 	if len(ls) == 0 {
-		return fmt.Errorf("at least one label pair is required")
+		return errNoLabels
 	}
 	for _, l := range ls {
 		if !validLabelName(l.Name) {
 			return fmt.Errorf("invalid label name %q", l.Name)
-		}
-		if l.Value == "" {
-			return fmt.Errorf("label %q has an empty value", l.Name)
 		}
 	}
 	return nil

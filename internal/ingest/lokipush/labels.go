@@ -13,6 +13,8 @@ import (
 // {job="x", host="y"}.
 var ErrBadLabels = errors.New("lokipush: bad stream labels")
 
+var errNoLabels = errors.New("at least one label pair with a non-empty value is required")
+
 // Label is one name/value pair of a stream's label set or of an entry's
 // structured metadata.
 type Label struct {
@@ -24,8 +26,10 @@ type Label struct {
 // it: a brace-enclosed, comma-separated list of name="value" pairs, values
 // quoted with double quotes, single quotes or backticks as in Prometheus,
 // with Go escapes inside double and single quotes. The result is sorted by
-// name; an empty set, a repeated name and an empty value are refused
-// because a store keyed by label set could not tell such streams apart.
+// name. A label with an empty value is left out, as Prometheus does: it is
+// the same as no label, and refusing it would cost the stream's lines. A
+// set left empty, and a repeated name, are refused because a store keyed
+// by label set could not tell such streams apart.
 func ParseLabels(s string) ([]Label, error) {
 	p := labelParser{s: s}
 	ls, err := p.parse()
@@ -48,7 +52,7 @@ func (p *labelParser) parse() ([]Label, error) {
 	var ls []Label
 	p.space()
 	if p.eat('}') {
-		return nil, p.errorf("at least one label pair is required")
+		return nil, errNoLabels
 	}
 	for {
 		p.space()
@@ -65,10 +69,9 @@ func (p *labelParser) parse() ([]Label, error) {
 		if err != nil {
 			return nil, err
 		}
-		if value == "" {
-			return nil, p.errorf("label %q has an empty value", name)
+		if value != "" {
+			ls = append(ls, Label{Name: name, Value: value})
 		}
-		ls = append(ls, Label{Name: name, Value: value})
 		p.space()
 		if p.eat('}') {
 			break
@@ -80,6 +83,9 @@ func (p *labelParser) parse() ([]Label, error) {
 	p.space()
 	if p.pos != len(p.s) {
 		return nil, p.errorf("unexpected text after '}'")
+	}
+	if len(ls) == 0 {
+		return nil, errNoLabels
 	}
 	slices.SortFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 	for i := 1; i < len(ls); i++ {

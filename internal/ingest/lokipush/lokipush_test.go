@@ -69,6 +69,7 @@ func TestDecode(t *testing.T) {
 				pbStream{labels: `{}`, entries: []pbEntry{{sec: t0, line: "a"}}},
 				pbStream{labels: `{a="1",a="2"}`, entries: []pbEntry{{sec: t0, line: "a"}}},
 				pbStream{labels: `{a=""}`, entries: []pbEntry{{sec: t0, line: "a"}}},
+				pbStream{labels: `{job="empty dropped", host=""}`, entries: []pbEntry{{sec: t0, line: "kept"}}},
 				pbStream{labels: `{job="second"}`, entries: []pbEntry{{sec: t0, line: "kept too"}}},
 			),
 		},
@@ -115,6 +116,7 @@ func TestDecode(t *testing.T) {
 				{"stream":{"job":"ok"},"values":"not an array"},
 				{"stream":{"bad-name":"x"},"values":[["1767323045000000000","a"]]},
 				{"stream":{},"values":[["1767323045000000000","a"]]},
+				{"stream":{"job":"empty dropped","host":""},"values":[["1767323045000000000","kept"]]},
 				{"stream":{"a":"1","b":"2","c":"3","d":"4"},"values":[["1767323045000000000","a"]]}
 			]}`),
 		},
@@ -263,7 +265,9 @@ func TestParseLabels(t *testing.T) {
 		{in: `{a="\q"}`, err: "bad escape"},
 		{in: `{a="x"} extra`, err: "unexpected text after '}'"},
 		{in: `{a="x",a="y"}`, err: "duplicate label name \"a\""},
-		{in: `{}`, err: "at least one label pair is required"},
+		{in: `{}`, err: "at least one label pair with a non-empty value is required"},
+		{in: `{a="", b=''}`, err: "at least one label pair with a non-empty value is required"},
+		{in: `{a="x", b=""}`, want: `{a="x"}`},
 		{in: "{a=\"x\ny\"}", err: "newline in quoted label value"},
 	} {
 		ls, err := ParseLabels(tc.in)
