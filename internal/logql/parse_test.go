@@ -17,6 +17,7 @@ var parseCases = []struct {
 	{"grafana_health_check", `vector(1)+vector(1)`},
 	{"grafana_log_volume", `sum by (level) (count_over_time({app="x"} | drop __error__[1m]))`},
 	{"grafana_log_volume_detected_level", `sum by (level, detected_level) (count_over_time({service_name="checkout", env=~"prod|staging"} | drop __error__[1m]))`},
+	{"grafana_log_volume_with_filter", "sum by (level) (count_over_time({service_name=\"load-generator\"} |= `` | drop __error__[15s]))"},
 	{"grafana_builder_empty_filter", "{app=\"x\"} |= ``"},
 	{"grafana_builder_json_error", "{app=\"x\"} | json | __error__=``"},
 	{"grafana_builder_logfmt_level", `{app="x"} | logfmt | level=~"error|warn" | __error__=""`},
