@@ -1,6 +1,7 @@
 package lokipush
 
 import (
+	"os"
 	"testing"
 	"unicode/utf8"
 
@@ -61,6 +62,9 @@ func FuzzDecodeProto(f *testing.F) {
 func FuzzDecodeSnappy(f *testing.F) {
 	f.Add(snappyPush(pbStream{labels: `{a="b"}`, entries: []pbEntry{{sec: t0, line: "x"}}}))
 	f.Add([]byte{0x80, 0x80, 0x80, 0x80, 0x04, 0x00})
+	if body, err := os.ReadFile("testdata/schema_push.pb.snappy"); err == nil {
+		f.Add(body)
+	}
 	d := testDecoder(fuzzOpts)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		res, err := d.Decode(body, "")
