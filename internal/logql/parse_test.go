@@ -208,3 +208,13 @@ func FuzzParse(f *testing.F) {
 		checkRoundTrip(t, q, e)
 	})
 }
+
+func BenchmarkParse(b *testing.B) {
+	const q = `sum by (level, detected_level) (count_over_time({service_name="checkout", env=~"prod|staging"} |= "error" | json | status >= 500 | drop __error__[1m]))`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -284,8 +284,9 @@ func (b *batch) checkLabels(ls []Label) ([]Label, Reason, error) {
 	return ls, "", nil
 }
 
-// entry checks one entry and reports whether it is kept; lines and metadata
-// have had valid applied by the caller only if kept, to spare the work.
+// keep checks one entry against the limits and reports whether it is kept.
+// Only a kept entry has its invalid UTF-8 repaired, to spare the work on
+// entries that are dropped anyway.
 func (b *batch) keep(streamLabels string, e *Entry) bool {
 	o := &b.d.opts
 	switch {
