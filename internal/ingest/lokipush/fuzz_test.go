@@ -1,6 +1,7 @@
 package lokipush
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 	"unicode/utf8"
@@ -101,6 +102,34 @@ func FuzzParseLabels(f *testing.F) {
 		again, err := ParseLabels(labelString(ls))
 		if err != nil || labelString(again) != labelString(ls) {
 			t.Fatalf("%q parsed to %s, which reparses to %v, %v", s, labelString(ls), again, err)
+		}
+	})
+}
+
+// FuzzFastJSONEntry pins that the fast path decodes exactly what
+// encoding/json does, whenever it takes an entry.
+func FuzzFastJSONEntry(f *testing.F) {
+	for _, s := range []string{
+		`["1767323045000000000","line"]`, ` [ "1" , "a b" ] `, `["9223372036854775807","x"]`,
+		`["9223372036854775808","x"]`, `["1","a\"b"]`, `["1","\u00e9"]`, `["","x"]`, `["1","x",{}]`,
+		`["01","x"]`, "[\"1\",\"\xff\"]", `["1","\ud83d\ude00 \ud83d x \ude00\n\/\\"]`, `["1","\ud83d\u0041"]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) {
+			return
+		}
+		fast, ok := fastJSONEntry(raw)
+		if !ok {
+			return
+		}
+		slow, _, err := jsonEntry(raw)
+		if err != nil {
+			t.Fatalf("fast path took %q, which jsonEntry refuses: %v", raw, err)
+		}
+		if !fast.Time.Equal(slow.Time) || fast.Line != slow.Line || len(slow.Metadata) != 0 {
+			t.Fatalf("%q: fast %v %q, slow %v %q %v", raw, fast.Time, fast.Line, slow.Time, slow.Line, slow.Metadata)
 		}
 	})
 }

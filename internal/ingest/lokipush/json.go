@@ -3,10 +3,13 @@ package lokipush
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 type jsonPush struct {
@@ -60,7 +63,12 @@ func (b *batch) jsonStream(i int, raw json.RawMessage) {
 	}
 	s := Stream{Labels: ls, Entries: make([]Entry, 0, min(len(js.Values), max(b.d.opts.MaxEntries-b.res.Entries, 0)))}
 	for _, v := range js.Values {
-		e, reason, err := jsonEntry(v)
+		e, ok := fastJSONEntry(v)
+		var reason Reason
+		var err error
+		if !ok {
+			e, reason, err = jsonEntry(v)
+		}
 		if err != nil {
 			b.res.reject(reason, 1, "stream %s: entry: %v", desc, err)
 			continue
@@ -156,4 +164,140 @@ func labelString(ls []Label) string {
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// fastJSONEntry decodes the common shape ["<unix ns>", "<line>"], with no
+// escapes in the line, without reflection: it is most of what JSON clients
+// send, and encoding/json costs several allocations per entry. It reports
+// false for anything else, which jsonEntry then decodes. raw has been
+// validated as JSON by the decoding of its stream, so a line without
+// backslashes is its bytes as they stand.
+func fastJSONEntry(raw []byte) (Entry, bool) {
+	var e Entry
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return e, false
+	}
+	i = skipSpace(raw, i+1)
+	if i >= len(raw) || raw[i] != '"' {
+		return e, false
+	}
+	i++
+	var ns int64
+	start := i
+	for ; i < len(raw) && '0' <= raw[i] && raw[i] <= '9'; i++ {
+		d := int64(raw[i] - '0')
+		if ns > (math.MaxInt64-d)/10 {
+			return e, false // overflow: ParseInt words the error
+		}
+		ns = ns*10 + d
+	}
+	if i == start || i >= len(raw) || raw[i] != '"' {
+		return e, false
+	}
+	i = skipSpace(raw, i+1)
+	if i >= len(raw) || raw[i] != ',' {
+		return e, false
+	}
+	i = skipSpace(raw, i+1)
+	if i >= len(raw) || raw[i] != '"' {
+		return e, false
+	}
+	i++
+	start = i
+	escaped := false
+	for ; i < len(raw) && raw[i] != '"'; i++ {
+		if raw[i] == '\\' {
+			escaped = true
+			i++
+		}
+	}
+	if i >= len(raw) {
+		return e, false
+	}
+	line := raw[start:i]
+	if !utf8.Valid(line) {
+		return e, false // encoding/json's repair, not ours, as on the slow path
+	}
+	i = skipSpace(raw, i+1)
+	if i >= len(raw) || raw[i] != ']' || skipSpace(raw, i+1) != len(raw) {
+		return e, false
+	}
+	e.Time = time.Unix(0, ns).UTC()
+	if escaped {
+		e.Line = unescapeJSON(line)
+	} else {
+		e.Line = string(line)
+	}
+	return e, true
+}
+
+// unescapeJSON undoes the escapes of the inside of a valid JSON string, as
+// encoding/json does: a surrogate pair makes one rune, a lone surrogate
+// becomes U+FFFD.
+func unescapeJSON(s []byte) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			b = append(b, c)
+			continue
+		}
+		i++
+		switch s[i] {
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r := hex4(s[i+1 : i+5])
+			i += 4
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if i+6 < len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+					r2 = hex4(s[i+3 : i+7])
+				}
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			b = utf8.AppendRune(b, r)
+		default: // '"', '\\', '/'
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+// hex4 reads four hex digits, which a valid JSON \u escape has.
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
 }
