@@ -41,8 +41,10 @@ func pbStreamBytes(s pbStream) []byte {
 		b = protowire.AppendTag(b, fieldStreamEntries, protowire.BytesType)
 		b = protowire.AppendBytes(b, pbEntryBytes(e))
 	}
-	b = protowire.AppendTag(b, fieldStreamLabels, protowire.BytesType)
-	b = protowire.AppendString(b, s.labels)
+	if s.labels != "" { // proto3 leaves an empty string out
+		b = protowire.AppendTag(b, fieldStreamLabels, protowire.BytesType)
+		b = protowire.AppendString(b, s.labels)
+	}
 	if s.hash != 0 {
 		b = protowire.AppendTag(b, 3, protowire.VarintType)
 		b = protowire.AppendVarint(b, s.hash)

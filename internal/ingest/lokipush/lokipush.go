@@ -195,6 +195,9 @@ func (r *Result) Err() error {
 // first drop of a reason, since a flood of bad entries should not cost a
 // string each.
 func (r *Result) reject(reason Reason, n int, format string, args ...any) {
+	if n == 0 {
+		return // a bad stream without entries loses nothing
+	}
 	if r.rejected == nil {
 		r.rejected = make(map[Reason]*Rejection)
 	}

@@ -71,6 +71,8 @@ func TestDecode(t *testing.T) {
 				pbStream{labels: `{a=""}`, entries: []pbEntry{{sec: t0, line: "a"}}},
 				pbStream{labels: `{job="empty dropped", host=""}`, entries: []pbEntry{{sec: t0, line: "kept"}}},
 				pbStream{labels: `{job="second"}`, entries: []pbEntry{{sec: t0, line: "kept too"}}},
+				pbStream{labels: `{no entries`},
+				pbStream{entries: []pbEntry{{sec: t0, line: "no labels"}}},
 			),
 		},
 		{

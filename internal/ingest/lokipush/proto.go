@@ -97,19 +97,26 @@ func (d *Decoder) decodePushRequest(raw []byte) (*Result, error) {
 // so a first pass finds the labels and checks the framing, a second
 // decodes the entries.
 func (b *batch) protoStream(w *wireBuf, msg []byte, index int) {
-	labelStr := fmt.Sprintf("#%d", index) // until the labels are found
+	var labelStr string
 	hasLabels := false
+	// desc names the stream in rejections; called on those paths only.
+	desc := func() string {
+		if hasLabels {
+			return labelStr
+		}
+		return fmt.Sprintf("#%d", index)
+	}
 	entries := 0
 	for m := msg; len(m) > 0; {
 		num, typ, n := protowire.ConsumeTag(m)
 		if n < 0 {
-			b.res.reject(ReasonMalformed, max(entries, 1), "stream %s: %v", labelStr, errTruncated)
+			b.res.reject(ReasonMalformed, max(entries, 1), "stream %s: %v", desc(), errTruncated)
 			return
 		}
 		m = m[n:]
 		n = protowire.ConsumeFieldValue(num, typ, m)
 		if n < 0 {
-			b.res.reject(ReasonMalformed, max(entries, 1), "stream %s: %v", labelStr, errTruncated)
+			b.res.reject(ReasonMalformed, max(entries, 1), "stream %s: %v", desc(), errTruncated)
 			return
 		}
 		if typ == protowire.BytesType {
@@ -124,12 +131,9 @@ func (b *batch) protoStream(w *wireBuf, msg []byte, index int) {
 		}
 		m = m[n:]
 	}
-	if !hasLabels {
-		labelStr = ""
-	}
 	ls, reason, err := b.labels(labelStr)
 	if err != nil {
-		b.res.reject(reason, entries, "stream %s: %v", labelStr, err)
+		b.res.reject(reason, entries, "stream %s: %v", desc(), err)
 		return
 	}
 	s := Stream{Labels: ls, Entries: make([]Entry, 0, min(entries, max(b.d.opts.MaxEntries-b.res.Entries, 0)))}
