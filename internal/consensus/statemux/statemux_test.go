@@ -119,7 +119,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	a, b := newKV(), newKV()
 	m := newMux(t, map[string]consensus.StateMachine{"a": a, "b": b}, "")
 	big := strings.Repeat("v", 200<<10) // several chunks
-	for _, cmd := range [][]byte{statemux.Command("a", []byte("x=1")), statemux.Command("b", []byte("big=" + big))} {
+	for _, cmd := range [][]byte{statemux.Command("a", []byte("x=1")), statemux.Command("b", []byte("big="+big))} {
 		if _, err := m.Apply(cmd); err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +247,7 @@ func writeLegacy(t *testing.T, cmdFile, snapFile string) {
 	end := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 	_, err = repl.Do(context.Background(), alerting.SilenceOp{Silence: &silencepb.Silence{
 		Matchers: []*silencepb.Matcher{{Name: "alertname", Pattern: "Legacy", Type: silencepb.Matcher_EQUAL}},
-		StartsAt:    timestamppb.Now(), EndsAt: timestamppb.New(end), CreatedBy: "test", Comment: legacyComment,
+		StartsAt: timestamppb.Now(), EndsAt: timestamppb.New(end), CreatedBy: "test", Comment: legacyComment,
 	}})
 	if err != nil {
 		t.Fatal(err)
