@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
+	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 )
@@ -298,5 +300,51 @@ func TestSyncerBootstrapsAndFollows(t *testing.T) {
 	}
 	if got := m.Current(); got.Digest() != local.Digest() || got.Origin != "n1" {
 		t.Errorf("committed %s from %q, want the local files %s from n1", got.Digest(), got.Origin, local.Digest())
+	}
+}
+
+// Two nodes laid out alike under different directories hold the same
+// configuration; a file outside the configuration's directory keeps its
+// absolute name.
+func TestCollectNamesFilesRelativeToTheConfig(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "shared.yml")
+	if err := os.WriteFile(outside, read(t, "rules.yml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var docs []clusterconfig.Doc
+	for range 2 {
+		dir := t.TempDir()
+		for name, body := range map[string][]byte{
+			"rules/a.yml": read(t, "rules.yml"), "alertmanager.yml": read(t, "alertmanager.yml"),
+			"vigil.yaml": []byte("rule_files: [rules/*.yml, " + outside + "]\nalertmanager_config_file: alertmanager.yml\nslos:\n" +
+				"  " + strings.ReplaceAll(string(read(t, "slos.yml")), "\n", "\n  ")),
+		} {
+			_ = os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+			if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg, err := config.Load(filepath.Join(dir, "vigil.yaml"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := clusterconfig.Collect(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, d)
+	}
+	if docs[0].Digest() != docs[1].Digest() {
+		t.Errorf("same layout, other directories: %s", clusterconfig.Diff(docs[0], docs[1]))
+	}
+	var names []string
+	for _, f := range docs[0].RuleFiles {
+		names = append(names, f.Name)
+	}
+	if want := []string{outside, "rules/a.yml"}; !slices.Equal(names, want) {
+		t.Errorf("rule files named %q, want %q", names, want)
+	}
+	if len(docs[0].Alertmanager) == 0 || len(docs[0].SLOs) == 0 {
+		t.Errorf("alertmanager %d bytes, slos %d bytes; want both read", len(docs[0].Alertmanager), len(docs[0].SLOs))
 	}
 }

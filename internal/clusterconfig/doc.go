@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -118,6 +119,20 @@ func Diff(from, to Doc) string {
 	return strings.Join(parts, "; ")
 }
 
+// ruleFileKey names a rule file in a Doc: relative to the configuration's
+// directory when it is inside it, so that two nodes with the same layout
+// under different directories agree; its absolute path otherwise.
+func ruleFileKey(dir, path string) string {
+	if dir == "" {
+		return path
+	}
+	rel, err := filepath.Rel(dir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return path
+	}
+	return filepath.ToSlash(rel)
+}
+
 // Collect reads cfg's cluster-wide documents from this node's files.
 func Collect(cfg *config.Config) (Doc, error) {
 	paths, err := cfg.RuleFilePaths()
@@ -130,7 +145,7 @@ func Collect(cfg *config.Config) (Doc, error) {
 		if err != nil {
 			return Doc{}, fmt.Errorf("rule file: %w", err)
 		}
-		d.RuleFiles = append(d.RuleFiles, File{Name: p, Content: b})
+		d.RuleFiles = append(d.RuleFiles, File{Name: ruleFileKey(cfg.Dir, p), Content: b})
 	}
 	slices.SortFunc(d.RuleFiles, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
 	// Glob results of two patterns can name one file twice; the rules

@@ -307,3 +307,15 @@ func (s *Syncer) Status() Status {
 	}
 	return st
 }
+
+// Reinstall puts the configuration in service into service again: the
+// node's own settings it is installed with (the evaluation interval, say)
+// changed.
+func (s *Syncer) Reinstall() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.install(s.installed); err != nil {
+		return fmt.Errorf("%w: generation %d: %w", ErrNotInstalled, s.installed.Generation, err)
+	}
+	return nil
+}
