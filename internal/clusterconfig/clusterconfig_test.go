@@ -348,3 +348,50 @@ func TestCollectNamesFilesRelativeToTheConfig(t *testing.T) {
 		t.Errorf("alertmanager %d bytes, slos %d bytes; want both read", len(docs[0].Alertmanager), len(docs[0].SLOs))
 	}
 }
+
+// A node restarting before its log is replayed runs what it ran before,
+// not its own (stale) files, and does not go back through the older
+// generations the log replays.
+func TestSyncerRestartRunsWhatItRanBefore(t *testing.T) {
+	dir := t.TempDir()
+	gens := []clusterconfig.Doc{doc(t, "rules.yml"), doc(t, "rules.yml", "am:alertmanager.yml")}
+	start := func(m *clusterconfig.Machine, inst *installs) *clusterconfig.Syncer {
+		s, err := clusterconfig.NewSyncer(clusterconfig.SyncerOptions{
+			Machine: m, Log: consensustest.NewMemory(m), Dir: dir, Install: inst.install, NodeID: "n1",
+			Leader: func() consensus.LeaderInfo { return consensus.LeaderInfo{} },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start(clusterconfig.Doc{}) // its own files: none
+		return s
+	}
+	before := clusterconfig.NewMachine()
+	s := start(before, &installs{})
+	for _, d := range gens {
+		cmd, err := clusterconfig.EncodeSet(d)
+		apply(t, before, cmd, err)
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	m := clusterconfig.NewMachine()
+	var inst installs
+	s = start(m, &inst)
+	if len(inst.got) != 1 || inst.got[0].Doc.Generation != 2 {
+		t.Fatalf("installed at restart: %+v, want generation 2 from the data directory", inst.got)
+	}
+	cmd, err := clusterconfig.EncodeSet(gens[0])
+	apply(t, m, cmd, err) // the log replaying generation 1
+	if err := s.Sync(); err != nil || len(inst.got) != 1 {
+		t.Errorf("the replay of generation 1 installed %d times (%v), want not at all", len(inst.got)-1, err)
+	}
+	cmd, err = clusterconfig.EncodeSet(gens[1])
+	apply(t, m, cmd, err)
+	cmd, err = clusterconfig.EncodeSet(doc(t, "am:alertmanager.yml"))
+	apply(t, m, cmd, err)
+	if err := s.Sync(); err != nil || s.Status().Installed.Generation != 3 {
+		t.Errorf("after the replay and a new generation: %+v, %v; want generation 3 in service", s.Status(), err)
+	}
+}

@@ -3,6 +3,7 @@ package clusterconfig
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -70,13 +71,37 @@ func Write(d Doc, dir string) (Files, error) {
 		if err := os.Remove(am); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return Files{}, err
 		}
-		return out, nil
+	} else {
+		if err := os.Rename(staged.Alertmanager, am); err != nil {
+			return Files{}, err
+		}
+		out.Alertmanager = am
 	}
-	if err := os.Rename(staged.Alertmanager, am); err != nil {
+	b, err := json.Marshal(d)
+	if err != nil {
 		return Files{}, err
 	}
-	out.Alertmanager = am
-	return out, nil
+	tmp := filepath.Join(dir, docFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return Files{}, err
+	}
+	return out, os.Rename(tmp, filepath.Join(dir, docFile))
+}
+
+// docFile keeps, under Write's directory, the Doc it last wrote.
+const docFile = "config.json"
+
+// Written is the Doc Write last wrote under dir; an error when none.
+func Written(dir string) (Doc, error) {
+	b, err := os.ReadFile(filepath.Join(dir, docFile))
+	if err != nil {
+		return Doc{}, err
+	}
+	var d Doc
+	if err := json.Unmarshal(b, &d); err != nil {
+		return Doc{}, fmt.Errorf("%w: %s: %w", ErrBadCommand, docFile, err)
+	}
+	return d, nil
 }
 
 // Check is what Write checks, in a temporary directory: that the rule

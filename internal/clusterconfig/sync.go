@@ -57,6 +57,14 @@ type Syncer struct {
 	installed  Doc        // in service here; generation 0: this node's own files
 	installErr error      // the last committed one failed to install
 	local      Doc        // this node's own files, at start or its last reload
+	// compared: the first committed configuration installed since the
+	// start was compared with this node's files.
+	compared bool
+	// floor: the generation Start took from the data directory; the log
+	// replaying older ones toward it is not installed (a flicker back to
+	// an older configuration). Cleared once the log reaches it, or when
+	// the log turns out to hold none (a new cluster).
+	floor uint64
 
 	generation, committed, installFailed, localDiffers prometheus.Gauge
 }
@@ -91,27 +99,32 @@ func NewSyncer(opts SyncerOptions) (*Syncer, error) {
 	}, nil
 }
 
-// Start puts into service the committed configuration if there is one
-// (this node's own local files otherwise), before the node may lead. A
-// failure is logged and leaves what runs.
+// Start puts into service the committed configuration if there is one,
+// before the node may lead. A restarted node may learn what is committed
+// only from the leader, after the start: until then it runs what it ran
+// before, kept in the data directory, and only a node that never ran a
+// committed one runs its own files. A failure is logged and leaves what
+// runs.
 func (s *Syncer) Start(local Doc) {
 	s.mu.Lock()
 	s.local = local
 	cur := s.opts.Machine.Current()
 	s.mu.Unlock()
 	if cur.Generation == 0 {
-		// Written like a committed one, so that rule files keep their
-		// paths (and their groups' state) when it is committed.
 		s.mu.Lock()
 		defer s.mu.Unlock()
+		if last, err := Written(s.opts.Dir); err == nil && last.Generation > 0 {
+			if err := s.installLocked(last); err == nil {
+				s.floor = last.Generation
+				return
+			}
+		}
+		// Written like a committed one, so that rule files keep their
+		// paths (and their groups' state) when it is committed.
 		if err := s.installLocked(local); err != nil {
 			s.opts.Logger.Error("this node's configuration could not be put into service from the data directory; its files as read keep running", "err", err)
 		}
 		return
-	}
-	if diff := Diff(cur, local); diff != "" {
-		s.opts.Logger.Warn("this node's configuration files differ from the cluster's; the cluster's runs until a reload on some node",
-			"generation", cur.Generation, "digest", cur.Digest(), "local_digest", local.Digest(), "difference", diff)
 	}
 	if err := s.Sync(); err != nil {
 		s.opts.Logger.Error("the cluster's configuration could not be put into service on this node; its own files keep running", "err", err)
@@ -125,9 +138,10 @@ func (s *Syncer) Sync() error {
 	defer s.mu.Unlock()
 	cur := s.opts.Machine.Current()
 	s.committed.Set(float64(cur.Generation))
-	if cur.Generation == 0 || cur.Generation == s.installed.Generation {
+	if cur.Generation == 0 || cur.Generation == s.installed.Generation || cur.Generation < s.floor {
 		return nil
 	}
+	s.floor = 0
 	return s.installLocked(cur)
 }
 
@@ -141,6 +155,16 @@ func (s *Syncer) installLocked(d Doc) error {
 				"generation", d.Generation, "digest", d.Digest(), "running_generation", s.installed.Generation, "err", err)
 		}
 		return s.installErr
+	}
+	if d.Generation > 0 && !s.compared {
+		// A restarted node learns the committed configuration at start
+		// from a snapshot, or only once the leader tells it what is
+		// committed: whichever comes first is compared.
+		s.compared = true
+		if diff := Diff(d, s.local); diff != "" {
+			s.opts.Logger.Warn("this node's configuration files differ from the cluster's; the cluster's runs until a reload on some node",
+				"generation", d.Generation, "digest", d.Digest(), "local_digest", s.local.Digest(), "difference", diff)
+		}
 	}
 	if d.Generation > 0 {
 		s.opts.Logger.Info("cluster configuration in service", "generation", d.Generation, "digest", d.Digest(), "origin", d.Origin,
@@ -191,6 +215,7 @@ func (s *Syncer) bootstrap(ctx context.Context) {
 	}
 	s.mu.Lock()
 	local := s.local
+	s.floor = 0
 	s.mu.Unlock()
 	local.Origin = s.opts.NodeID
 	cmd, err := EncodeInit(local)
