@@ -48,17 +48,17 @@ func (s *Syncer) InternalHandler() http.Handler {
 		case errors.As(err, &nl):
 			writeJSON(w, http.StatusMisdirectedRequest, forwardedResult{Error: err.Error(), LeaderID: nl.LeaderID})
 		case err != nil:
-			writeJSON(w, ReloadStatus(err), forwardedResult{Error: err.Error()})
+			writeJSON(w, internalStatus(err), forwardedResult{Error: err.Error()})
 		default:
 			writeJSON(w, http.StatusOK, forwardedResult{Result: res})
 		}
 	})
 }
 
-// ReloadStatus is the HTTP status of a failed reload: 400 for a
-// configuration refused, 503 when no leader could take it (a retry may
-// work), 500 otherwise (committed but not installed here, among others).
-func ReloadStatus(err error) int {
+// internalStatus is the status of a forwarded proposal that failed: 400
+// for a configuration refused, 503 when this node could not take it (a
+// retry may work), 500 otherwise.
+func internalStatus(err error) int {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		return http.StatusBadRequest
