@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
 )
 
 // newConfigCluster is three vigil processes on embedded Raft with admin
@@ -231,4 +233,52 @@ func TestClusterConfigReload(t *testing.T) {
 	if logs := c.nodes[leader].logs.String(); !strings.Contains(logs, "differ from the cluster's") || !strings.Contains(logs, "rules.yml changed") {
 		t.Errorf("%s restarted on a stale rule file did not warn naming it", c.ids[leader])
 	}
+}
+
+// TestClusterConfigReloadEtcd: on etcd, a follower finds the leader's API
+// by the address the leader published, and its reload reaches both nodes.
+func TestClusterConfigReloadEtcd(t *testing.T) {
+	etcdCluster := etcdtest.Start(t, 1) // skips without the etcd binary
+	sink := &termSink{}
+	hook := httptest.NewServer(sink)
+	defer hook.Close()
+	c := &faultCluster{t: t, dir: t.TempDir(), ids: []string{"e1", "e2"}}
+	c.httpAddrs, c.cfgs, c.nodes = make([]string, 2), make([]string, 2), make([]*server, 2)
+	for i, id := range c.ids {
+		if err := os.MkdirAll(filepath.Join(c.dir, id+"-conf"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c.httpAddrs[i] = freeAddr(t)
+		writeFor(c, i, "rules.yml", alertRules("Before"))
+		writeFor(c, i, "alertmanager.yml", faultAlertmanager(hook.URL))
+		c.cfgs[i] = c.write(id+"-conf/vigil.yaml", fmt.Sprintf(`global: {evaluation_interval: 1s}
+rule_files: [rules.yml]
+alertmanager_config_file: alertmanager.yml
+cluster: {backend: etcd, endpoints: [%q], prefix: /vigil-config, node_id: %s}
+`, etcdCluster.Endpoints()[0], id))
+		launchConfigNode(c, i)
+	}
+	for i := range c.ids {
+		c.waitReady(i)
+	}
+	leader, term := c.settle([]int{0, 1}, 30*time.Second)
+	first := sameConfig(c, []int{0, 1}, 1)
+	via := 1 - leader
+	writeFor(c, via, "rules.yml", alertRules("After"))
+	if code, body := reloadNode(c.nodes[via]); code != http.StatusOK {
+		t.Fatalf("reload on the follower %s: %d %s", c.ids[via], code, body)
+	}
+	reloaded := sameConfig(c, []int{0, 1}, first.Committed.Generation+1)
+	if reloaded.Committed.Origin != c.ids[via] {
+		t.Errorf("after the reload on %s: %+v, want it the origin", c.ids[via], reloaded.Committed)
+	}
+	reloadedAt := time.Now()
+	waitFor(t, "After notified by the leader", 20*time.Second, func() bool {
+		for _, n := range sink.of("After", reloadedAt, time.Now()) {
+			if c.nodeOf(n.externalURL) == c.ids[leader] && n.term == term {
+				return true
+			}
+		}
+		return false
+	})
 }
