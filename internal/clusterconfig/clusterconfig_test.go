@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	amconfig "github.com/prometheus/alertmanager/config"
+
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -393,5 +395,57 @@ func TestSyncerRestartRunsWhatItRanBefore(t *testing.T) {
 	apply(t, m, cmd, err)
 	if err := s.Sync(); err != nil || s.Status().Installed.Generation != 3 {
 		t.Errorf("after the replay and a new generation: %+v, %v; want generation 3 in service", s.Status(), err)
+	}
+}
+
+// The Alertmanager's templates travel with its config: read where its
+// templates: globs point, written beside the copy, and the copy names them.
+func TestAlertmanagerTemplates(t *testing.T) {
+	dir := t.TempDir()
+	amFile := filepath.Join(dir, "alertmanager.yml")
+	if err := os.MkdirAll(filepath.Join(dir, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string][]byte{
+		"alertmanager.yml": read(t, "alertmanager_templates.yml"), "templates/vigil.tmpl": read(t, "templates/vigil.tmpl"),
+		"vigil.yaml": []byte("alertmanager_config_file: alertmanager.yml\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(filepath.Join(dir, "vigil.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := clusterconfig.Collect(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Templates) != 1 || d.Templates[0].Name != "templates/vigil.tmpl" {
+		t.Fatalf("templates collected from %s: %+v, want templates/vigil.tmpl", amFile, d.Templates)
+	}
+	out, err := clusterconfig.Write(d, filepath.Join(t.TempDir(), "cluster-config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := amconfig.LoadFile(out.Alertmanager)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conf.Templates) != 1 {
+		t.Fatalf("the copy's templates: %q, want the one template written", conf.Templates)
+	}
+	if b, err := os.ReadFile(conf.Templates[0]); err != nil || !bytes.Equal(b, d.Templates[0].Content) {
+		t.Errorf("the copy names %s: %q, %v; want the template", conf.Templates[0], b, err)
+	}
+
+	bad := d
+	bad.Templates = []clusterconfig.File{{Name: "templates/vigil.tmpl", Content: read(t, "bad_template.tmpl")}}
+	if err := clusterconfig.Check(bad); !errors.Is(err, clusterconfig.ErrInvalid) {
+		t.Errorf("Check of a template that does not parse: %v, want ErrInvalid", err)
+	}
+	if got := clusterconfig.Diff(d, bad); got != "alertmanager template templates/vigil.tmpl changed" {
+		t.Errorf("Diff = %q", got)
 	}
 }

@@ -64,6 +64,9 @@ type Doc struct {
 	// Alertmanager is the alertmanager_config_file's content; empty: none
 	// configured (alerts route to a receiver that sends nothing).
 	Alertmanager []byte `json:"alertmanager,omitempty"`
+	// Templates are the files the Alertmanager config's templates: globs
+	// matched, sorted by name (relative to its directory when inside it).
+	Templates []File `json:"templates,omitempty"`
 	// Origin is the node that proposed it, for the logs and the API.
 	Origin string `json:"origin,omitempty"`
 }
@@ -83,46 +86,56 @@ func (d Doc) Digest() string {
 	}
 	field("s", d.SLOs)
 	field("a", d.Alertmanager)
+	for _, f := range d.Templates {
+		field("t", []byte(f.Name))
+		field("c", f.Content)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // Diff names what changes from one configuration to another, for a log
 // line; empty when the content is the same.
 func Diff(from, to Doc) string {
-	var parts []string
-	before := map[string][]byte{}
-	for _, f := range from.RuleFiles {
-		before[f.Name] = f.Content
-	}
-	after := map[string]bool{}
-	for _, f := range to.RuleFiles {
-		after[f.Name] = true
-		c, ok := before[f.Name]
-		switch {
-		case !ok:
-			parts = append(parts, "rule file "+f.Name+" added")
-		case !bytes.Equal(c, f.Content):
-			parts = append(parts, "rule file "+f.Name+" changed")
-		}
-	}
-	for _, f := range from.RuleFiles {
-		if !after[f.Name] {
-			parts = append(parts, "rule file "+f.Name+" removed")
-		}
-	}
+	parts := diffFiles("rule file ", from.RuleFiles, to.RuleFiles)
 	if !bytes.Equal(from.SLOs, to.SLOs) {
 		parts = append(parts, "slos changed")
 	}
 	if !bytes.Equal(from.Alertmanager, to.Alertmanager) {
 		parts = append(parts, "alertmanager config changed")
 	}
+	parts = append(parts, diffFiles("alertmanager template ", from.Templates, to.Templates)...)
 	return strings.Join(parts, "; ")
 }
 
-// ruleFileKey names a rule file in a Doc: relative to the configuration's
-// directory when it is inside it, so that two nodes with the same layout
+func diffFiles(what string, from, to []File) []string {
+	var parts []string
+	before := map[string][]byte{}
+	for _, f := range from {
+		before[f.Name] = f.Content
+	}
+	after := map[string]bool{}
+	for _, f := range to {
+		after[f.Name] = true
+		c, ok := before[f.Name]
+		switch {
+		case !ok:
+			parts = append(parts, what+f.Name+" added")
+		case !bytes.Equal(c, f.Content):
+			parts = append(parts, what+f.Name+" changed")
+		}
+	}
+	for _, f := range from {
+		if !after[f.Name] {
+			parts = append(parts, what+f.Name+" removed")
+		}
+	}
+	return parts
+}
+
+// fileKey names a file in a Doc: relative to dir (the configuration's
+// directory) when it is inside it, so that two nodes with the same layout
 // under different directories agree; its absolute path otherwise.
-func ruleFileKey(dir, path string) string {
+func fileKey(dir, path string) string {
 	if dir == "" {
 		return path
 	}
@@ -140,17 +153,9 @@ func Collect(cfg *config.Config) (Doc, error) {
 		return Doc{}, err
 	}
 	var d Doc
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return Doc{}, fmt.Errorf("rule file: %w", err)
-		}
-		d.RuleFiles = append(d.RuleFiles, File{Name: ruleFileKey(cfg.Dir, p), Content: b})
+	if d.RuleFiles, err = readFiles(cfg.Dir, paths); err != nil {
+		return Doc{}, fmt.Errorf("rule file: %w", err)
 	}
-	slices.SortFunc(d.RuleFiles, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
-	// Glob results of two patterns can name one file twice; the rules
-	// manager would load it twice too, but one copy is what it holds.
-	d.RuleFiles = slices.CompactFunc(d.RuleFiles, func(a, b File) bool { return a.Name == b.Name })
 	if cfg.SLOs.Kind != 0 {
 		if d.SLOs, err = yaml.Marshal(&cfg.SLOs); err != nil {
 			return Doc{}, fmt.Errorf("slos: %w", err)
@@ -160,6 +165,49 @@ func Collect(cfg *config.Config) (Doc, error) {
 		if d.Alertmanager, err = os.ReadFile(cfg.AlertmanagerConfigFile); err != nil {
 			return Doc{}, fmt.Errorf("alertmanager config: %w", err)
 		}
+		if d.Templates, err = collectTemplates(cfg.AlertmanagerConfigFile, d.Alertmanager); err != nil {
+			return Doc{}, fmt.Errorf("alertmanager templates: %w", err)
+		}
 	}
 	return d, nil
+}
+
+// collectTemplates reads the files the templates: globs of the
+// Alertmanager config at path match, resolved as Alertmanager does:
+// relative to the config's directory.
+func collectTemplates(path string, conf []byte) ([]File, error) {
+	var c struct {
+		Templates []string `yaml:"templates"`
+	}
+	if err := yaml.Unmarshal(conf, &c); err != nil {
+		return nil, nil // the config check reports it
+	}
+	dir := filepath.Dir(path)
+	var paths []string
+	for _, pat := range c.Templates {
+		if !filepath.IsAbs(pat) {
+			pat = filepath.Join(dir, pat)
+		}
+		m, err := filepath.Glob(pat)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, m...)
+	}
+	return readFiles(dir, paths)
+}
+
+// readFiles reads paths, named relative to dir when inside it, sorted and
+// each once (two globs can match one file).
+func readFiles(dir string, paths []string) ([]File, error) {
+	var out []File
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, File{Name: fileKey(dir, p), Content: b})
+	}
+	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
+	return slices.CompactFunc(out, func(a, b File) bool { return a.Name == b.Name }), nil
 }
