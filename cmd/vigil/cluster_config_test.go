@@ -156,6 +156,7 @@ func alertRules(names ...string) string {
 //     evaluates the replicated rules.
 //  5. The old leader restarted on its stale file runs the cluster's
 //     configuration and says its files differ.
+//  6. A node restarted on an invalid rule file starts, on the cluster's.
 func TestClusterConfigReload(t *testing.T) {
 	sink := &termSink{}
 	hook := httptest.NewServer(sink)
@@ -232,6 +233,15 @@ func TestClusterConfigReload(t *testing.T) {
 	}
 	if logs := c.nodes[leader].logs.String(); !strings.Contains(logs, "differ from the cluster's") || !strings.Contains(logs, "rules.yml changed") {
 		t.Errorf("%s restarted on a stale rule file did not warn naming it", c.ids[leader])
+	}
+
+	// 6. The node whose own rule file is invalid (step 3) restarts too:
+	// it runs the cluster's configuration rather than refusing to start.
+	c.nodes[bad].kill9(t)
+	launchConfigNode(c, bad)
+	c.waitReady(bad)
+	if again := sameConfig(c, c.all(), reloaded.Committed.Generation); again.Committed != reloaded.Committed {
+		t.Errorf("after %s restarted on an invalid rule file: %+v, want generation %d still", c.ids[bad], again.Committed, reloaded.Committed.Generation)
 	}
 }
 

@@ -97,8 +97,10 @@ func (s *sharedInstaller) install(f clusterconfig.Files) error {
 
 // startClusterConfig makes this node run the cluster's configuration (or,
 // when there is none yet, its own files, from the data directory) before
-// it may lead, and returns the Syncer that keeps it so; Run it.
-func startClusterConfig(cfg *config.Config, c *clusterNode, inst *sharedInstaller, logger *slog.Logger, reg prometheus.Registerer) (*clusterconfig.Syncer, error) {
+// it may lead, and returns the Syncer that keeps it so; Run it. localErr is
+// why this node's own rule files could not be loaded: it may still start
+// on the cluster's, and only fails to when there is nothing else to run.
+func startClusterConfig(cfg *config.Config, c *clusterNode, inst *sharedInstaller, localErr error, logger *slog.Logger, reg prometheus.Registerer) (*clusterconfig.Syncer, error) {
 	local, err := clusterconfig.Collect(cfg)
 	if err != nil {
 		return nil, err
@@ -123,7 +125,9 @@ func startClusterConfig(cfg *config.Config, c *clusterNode, inst *sharedInstalle
 	if err != nil {
 		return nil, err
 	}
-	s.Start(local)
+	if err := s.Start(local); err != nil && localErr != nil {
+		return nil, fmt.Errorf("rules: %w", localErr)
+	}
 	return s, nil
 }
 

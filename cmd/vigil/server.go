@@ -362,15 +362,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		// Rules (alerting, recording, SLOs) run on the leader only,
 		// switched on and off as leadership comes and goes.
 		lr := newLeaderRules(cfg, logger, reg, newRules)
-		if err := lr.Apply(initial); err != nil {
-			return fmt.Errorf("rules: %w", err)
-		}
+		// This node's own rule files failing is not fatal yet: the
+		// cluster's replace them (clusterconfig.go), from before this
+		// node may lead.
+		localErr := lr.Apply(initial)
 		ruleMgr = lr
-		// The cluster's rules and Alertmanager config, not this node's
-		// files, from before this node may lead (clusterconfig.go).
 		configSync, err = startClusterConfig(cfg, cluster, &sharedInstaller{
 			rules: lr, am: am, amDir: amDir, prom: &promCfg, slos: &sloSpecs, amUnconfigured: &amUnconfigured,
-		}, logger, reg)
+		}, localErr, logger, reg)
 		if err != nil {
 			return fmt.Errorf("cluster configuration: %w", err)
 		}

@@ -449,3 +449,19 @@ func TestAlertmanagerTemplates(t *testing.T) {
 		t.Errorf("Diff = %q", got)
 	}
 }
+
+// A first leader whose own files are invalid commits nothing: the cluster
+// waits for a reload rather than replicating what no node can run.
+func TestSyncerDoesNotBootstrapInvalidFiles(t *testing.T) {
+	m := clusterconfig.NewMachine()
+	s := newSyncer(t, m, consensustest.NewMemory(m), true, nil, &installs{})
+	if err := s.Start(doc(t, "bad_rules.yml")); !errors.Is(err, clusterconfig.ErrInvalid) {
+		t.Errorf("Start on invalid files with nothing committed: %v, want ErrInvalid", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	s.Run(ctx)
+	if g := m.Current().Generation; g != 0 {
+		t.Errorf("generation %d committed from invalid files, want none", g)
+	}
+}

@@ -60,6 +60,9 @@ type Syncer struct {
 	// compared: the first committed configuration installed since the
 	// start was compared with this node's files.
 	compared bool
+	// bootstrapRefused: this node's files failed the check, so it does not
+	// commit them as the first configuration (said once).
+	bootstrapRefused bool
 	// floor: the generation Start took from the data directory; the log
 	// replaying older ones toward it is not installed (a flicker back to
 	// an older configuration). Cleared once the log reaches it, or when
@@ -103,9 +106,10 @@ func NewSyncer(opts SyncerOptions) (*Syncer, error) {
 // before the node may lead. A restarted node may learn what is committed
 // only from the leader, after the start: until then it runs what it ran
 // before, kept in the data directory, and only a node that never ran a
-// committed one runs its own files. A failure is logged and leaves what
-// runs.
-func (s *Syncer) Start(local Doc) {
+// committed one runs its own files. A failure is logged, leaves what runs,
+// and is returned: the caller decides whether a node whose own files could
+// not be put into service either may run.
+func (s *Syncer) Start(local Doc) error {
 	s.mu.Lock()
 	s.local = local
 	cur := s.opts.Machine.Current()
@@ -116,19 +120,22 @@ func (s *Syncer) Start(local Doc) {
 		if last, err := Written(s.opts.Dir); err == nil && last.Generation > 0 {
 			if err := s.installLocked(last); err == nil {
 				s.floor = last.Generation
-				return
+				return nil
 			}
 		}
 		// Written like a committed one, so that rule files keep their
 		// paths (and their groups' state) when it is committed.
 		if err := s.installLocked(local); err != nil {
 			s.opts.Logger.Error("this node's configuration could not be put into service from the data directory; its files as read keep running", "err", err)
+			return err
 		}
-		return
+		return nil
 	}
 	if err := s.Sync(); err != nil {
 		s.opts.Logger.Error("the cluster's configuration could not be put into service on this node; its own files keep running", "err", err)
+		return err
 	}
+	return nil
 }
 
 // Sync puts the committed configuration into service here if it is not
@@ -216,7 +223,17 @@ func (s *Syncer) bootstrap(ctx context.Context) {
 	s.mu.Lock()
 	local := s.local
 	s.floor = 0
+	refused := s.bootstrapRefused
 	s.mu.Unlock()
+	if err := Check(local); err != nil {
+		if !refused {
+			s.opts.Logger.Error("leading a cluster with no configuration, but this node's files are invalid: none is committed until a reload", "err", err)
+			s.mu.Lock()
+			s.bootstrapRefused = true
+			s.mu.Unlock()
+		}
+		return
+	}
 	local.Origin = s.opts.NodeID
 	cmd, err := EncodeInit(local)
 	if err != nil {
