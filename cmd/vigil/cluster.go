@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/clusterapi"
+	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd"
@@ -37,17 +38,20 @@ type consensusNode interface {
 }
 
 // clusterNode is this server's membership of a cluster (cluster: in
-// vigil.yaml): the consensus node, and the replicated alerting state it
-// applies to.
+// vigil.yaml): the consensus node, and the replicated alerting state and
+// configuration it applies to.
 type clusterNode struct {
-	node consensusNode
-	repl *alerting.Replicator
+	node   consensusNode
+	repl   *alerting.Replicator
+	config *clusterconfig.Machine
+	// client calls the other nodes' APIs (cluster.api_tls_config).
+	client *http.Client
 }
 
 // openCluster opens the consensus node (raft: under <data_dir>/cluster;
 // etcd: under cluster.prefix), with the cluster's silences and
-// notification log as its state machine. The node restores and replays
-// that state before it returns.
+// notification log, and its configuration, as its state machines. The
+// node restores and replays that state before it returns.
 func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*clusterNode, error) {
 	c := cfg.Cluster
 	state, err := alerting.NewReplicatedState(alerting.ReplicatedStateOptions{
@@ -59,6 +63,11 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	client, err := clusterAPIClient(c)
 	if err != nil {
 		return nil, err
+	}
+	conf := clusterconfig.NewMachine()
+	machines, err := clusterStateMachine(state, conf)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	var node consensusNode
 	var fwd alerting.Forwarder
@@ -72,14 +81,14 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 			NodeID: c.NodeID, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
 			Peers: peers, Join: c.Join, ClusterID: c.ClusterID,
 			DataDir:      filepath.Join(cfg.DataDir, "cluster"),
-			StateMachine: state,
+			StateMachine: machines,
 			Logger:       logger.With("component", "consensus"), Registerer: reg,
 		})
 		// Raft names the leader by id and its Raft address: the API
 		// addresses are configuration.
 		fwd = &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Client: client, Authorize: forwardCallerAuth}
 	case config.ClusterEtcd:
-		node, err = openEtcd(cfg, state, logger, reg)
+		node, err = openEtcd(cfg, machines, logger, reg)
 		// Each node publishes its API address beside its id in etcd.
 		fwd = leaderAddressForwarder{client: client}
 	default:
@@ -89,14 +98,14 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	repl, err := alerting.NewReplicator(alerting.ReplicatorOptions{
-		State: state, Log: node, Forwarder: fwd,
+		State: state, Log: machineLog{node, alertingMachine}, Forwarder: fwd,
 		Logger: logger.With("component", "alerting replication"), Registerer: reg,
 	})
 	if err != nil {
 		_ = node.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	return &clusterNode{node: node, repl: repl}, nil
+	return &clusterNode{node: node, repl: repl, config: conf, client: client}, nil
 }
 
 // clusterAPIClient is the client for calls to the other nodes' APIs:

@@ -19,6 +19,7 @@ import (
 	promcommon "github.com/prometheus/common/config"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
@@ -163,5 +164,17 @@ func TestForwardOverTLSWithPrivateCA(t *testing.T) {
 	}
 	if _, err := clusterAPIClient(&config.Cluster{APITLS: promcommon.TLSConfig{CAFile: filepath.Join(dir, "missing.crt")}}); err == nil || !strings.Contains(err.Error(), "cluster.api_tls_config") {
 		t.Errorf("a missing ca_file: %v, want an error naming cluster.api_tls_config", err)
+	}
+}
+
+// With admin endpoints off the leader takes no configuration over HTTP:
+// a follower's forwarded reload fails, saying why and what to do.
+func TestForwardedReloadRefusedWithoutAdmin(t *testing.T) {
+	leader := httptest.NewServer(refuseForwardedConfig)
+	defer leader.Close()
+	fwd := &clusterconfig.HTTPForwarder{LeaderURL: func(*consensus.NotLeaderError) (string, bool) { return leader.URL, true }}
+	_, err := fwd.Forward(context.Background(), &consensus.NotLeaderError{LeaderID: "n1"}, clusterconfig.Doc{})
+	if err == nil || !strings.Contains(err.Error(), "admin.enabled") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("forwarded reload: %v, want a 403 naming admin.enabled", err)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/clusterapi"
+	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
@@ -333,11 +334,20 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			Notify: am.Notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
 		})
 	}
+	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
+	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
+	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
+	specs, err := cfg.SLOSpecs()
+	if err != nil {
+		return err
+	}
+	sloSpecs.Store(&specs)
 	initial, err := rulesConfig(cfg)
 	if err != nil {
 		return err
 	}
 	var ruleMgr ruleSet
+	var configSync *clusterconfig.Syncer // in a cluster: the replicated rules and Alertmanager config
 	if cluster == nil {
 		m, err := newRules(nil)
 		if err != nil {
@@ -352,27 +362,31 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		// Rules (alerting, recording, SLOs) run on the leader only,
 		// switched on and off as leadership comes and goes.
 		lr := newLeaderRules(cfg, logger, reg, newRules)
-		if err := lr.Apply(initial); err != nil {
-			return fmt.Errorf("rules: %w", err)
-		}
+		// This node's own rule files failing is not fatal yet: the
+		// cluster's replace them (clusterconfig.go), from before this
+		// node may lead.
+		localErr := lr.Apply(initial)
 		ruleMgr = lr
+		configSync, err = startClusterConfig(cfg, cluster, &sharedInstaller{
+			rules: lr, am: am, amDir: amDir, prom: &promCfg, slos: &sloSpecs, amUnconfigured: &amUnconfigured,
+		}, localErr, logger, reg)
+		if err != nil {
+			return fmt.Errorf("cluster configuration: %w", err)
+		}
+		grp.Go(stageIngest, "cluster config", lifecycle.Loop(configSync.Run))
+		mountClusterConfig(webSrv, configSync, cfg.Admin.Enabled)
 		leaderOnly := lifecycle.NewSwitch(lr)
 		grp.Go(stageDrain, "rules", leaderOnly)
 		grp.Go(stageIngest, "leadership", followLeader(logger, cluster.node, leaderOnly))
 	}
 
-	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
-	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
-	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
-	specs, err := cfg.SLOSpecs()
-	if err != nil {
-		return err
-	}
-	sloSpecs.Store(&specs)
 	// apply installs a reloaded configuration: what can change while
 	// running (scrape configs, rules) changes, the rest needs a restart.
+	// In a cluster the rules, SLOs and Alertmanager config are the
+	// cluster's: committed through the log, then put into service on every
+	// node; the rest is this node's own.
 	var applyMu sync.Mutex
-	apply := func() error {
+	apply := func(ctx context.Context) error {
 		applyMu.Lock()
 		defer applyMu.Unlock()
 		next, err := reload()
@@ -398,11 +412,17 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		if err := alerting.ValidateConfig(nextAM); err != nil {
 			return err
 		}
-		if err := ruleMgr.Apply(rc); err != nil {
-			return err
-		}
-		if err := am.ApplyConfig(nextAM); err != nil {
-			return fmt.Errorf("alertmanager: %w", err)
+		if configSync != nil {
+			if err := reloadClusterConfig(ctx, configSync, next); err != nil {
+				return err
+			}
+		} else {
+			if err := ruleMgr.Apply(rc); err != nil {
+				return err
+			}
+			if err := am.ApplyConfig(nextAM); err != nil {
+				return fmt.Errorf("alertmanager: %w", err)
+			}
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
 			return fmt.Errorf("scrape config: %w", err)
@@ -412,16 +432,24 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return fmt.Errorf("web_config_file: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
-		amUnconfigured.Store(next.AlertmanagerConfigFile == "")
-		if specs, err := next.SLOSpecs(); err == nil { // checked by rulesConfig above
-			sloSpecs.Store(&specs)
+		if configSync != nil {
+			// Again, for this node's evaluation interval and external
+			// labels, which the rules take from the new global: section.
+			if err := configSync.Reinstall(); err != nil {
+				return err
+			}
+		} else {
+			amUnconfigured.Store(next.AlertmanagerConfigFile == "")
+			if specs, err := next.SLOSpecs(); err == nil { // checked by rulesConfig above
+				sloSpecs.Store(&specs)
+			}
 		}
 		logger.Info("configuration reloaded")
 		return nil
 	}
 	grp.Go(stageIngest, "reloader", reloadOnSIGHUP(apply, logger))
 	if cfg.Admin.Enabled {
-		webSrv.Handle("POST /-/reload", reloadHandler(apply))
+		webSrv.Handle("POST /-/reload", withCallerAuth(reloadHandler(apply)))
 		// Behind the admin role when authentication is on.
 		webSrv.MountPprof()
 	}
@@ -621,7 +649,7 @@ func rulesConfig(cfg *config.Config) (rules.Config, error) {
 
 // reloadOnSIGHUP applies the configuration again at every SIGHUP until it
 // is stopped; a failed reload keeps what runs.
-func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component {
+func reloadOnSIGHUP(apply func(context.Context) error, logger *slog.Logger) lifecycle.Component {
 	return lifecycle.Loop(func(ctx context.Context) {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -631,7 +659,7 @@ func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := apply(); err != nil {
+				if err := apply(ctx); err != nil {
 					logger.Error("reload failed; the previous configuration keeps running", "err", err)
 				}
 			}
@@ -640,12 +668,13 @@ func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component
 }
 
 // reloadHandler serves POST /-/reload: 200 when the configuration was
-// applied, 400 with the reason when it was not (nothing changed then).
-func reloadHandler(apply func() error) http.Handler {
+// applied, 400 with the reason when it was refused (nothing changed then);
+// in a cluster also 503 or 500 (reloadStatus).
+func reloadHandler(apply func(context.Context) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := apply(); err != nil {
-			w.WriteHeader(http.StatusBadRequest)
+		if err := apply(r.Context()); err != nil {
+			w.WriteHeader(reloadStatus(err))
 			fmt.Fprintf(w, "reload failed, the previous configuration keeps running: %v\n", err)
 			return
 		}
