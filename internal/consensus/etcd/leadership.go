@@ -115,6 +115,7 @@ func (n *Node) campaignOnce(s *concurrency.Session, val string) error {
 	case <-n.ctx.Done():
 	case reply = <-n.resign:
 	}
+	n.endedLeadership(l)
 	n.lead.Store(nil)
 	n.refreshLeader()
 	rctx, rcancel := context.WithTimeout(context.Background(), n.opts.DialTimeout)
@@ -260,6 +261,13 @@ func (n *Node) refreshLeader() {
 	}
 	if l := n.current(); l != nil && uint64(l.token) == info.Term {
 		info.Self = true
+	} else if info.ID == n.opts.NodeID && (int64(info.Term) <= n.openRev.Load() || int64(info.Term) <= n.gaveUp.Load()) {
+		// etcd still names this node, by a key it does not lead with: a
+		// previous run's, or a leadership this node ended (cut off from
+		// etcd) that etcd has not expired yet. Naming itself would send
+		// the others' silence writes here, to be refused; name none, as
+		// during an election, until etcd names the next leader.
+		info = consensus.LeaderInfo{Term: info.Term}
 	}
 	n.leaders.Set(info)
 }
@@ -324,9 +332,20 @@ func (n *Node) barrier(ctx context.Context, l *leadership) error {
 	return n.waitApplied(ctx, target)
 }
 
+// endedLeadership records l's token as one this node no longer leads with.
+func (n *Node) endedLeadership(l *leadership) {
+	for {
+		g := n.gaveUp.Load()
+		if l.token <= g || n.gaveUp.CompareAndSwap(g, l.token) {
+			return
+		}
+	}
+}
+
 // lost ends a leadership that etcd no longer holds (its key is gone while
 // the session still looks alive, as after a revoked lease).
 func (n *Node) lost(l *leadership) {
+	n.endedLeadership(l)
 	if n.lead.CompareAndSwap(l, nil) {
 		n.opts.Logger.Warn("leadership lost", "token", l.token)
 		// Ending the session makes the campaign loop start a new one.

@@ -2,6 +2,8 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -95,7 +97,7 @@ func (p *cutProxy) partition() {
 // TestCutOffLeaderStepsDownBeforeItsLeaseExpires pins the leader's side of
 // the lease: a leader cut off from etcd must stop counting itself the
 // leader before etcd expires its lease, since from then on another node
-// may lead. etcd expires a lease TTL after the last keepalive it received;
+// may lead; nor may it name itself leader by the key etcd still holds. etcd expires a lease TTL after the last keepalive it received;
 // the client's session ends TTL after the last answer it got, and checks
 // that only every half second, so by the session alone the old leader
 // still counts itself leader after etcd has given the leadership away.
@@ -165,6 +167,9 @@ func TestCutOffLeaderStepsDownBeforeItsLeaseExpires(t *testing.T) {
 				t.Fatal("neither a step-down nor an expiry within 15s")
 			}
 		}
+		if info := old.Leader(); info.ID == old.ID() {
+			t.Errorf("round %d: stepped down, the cut-off node still names itself leader: %+v", round, info)
+		}
 		at := <-expired
 		t.Logf("round %d: the cut-off leader stepped down %s after the cut, %s before etcd expired its lease",
 			round, steppedDown.Sub(cutAt).Round(time.Millisecond), at.Sub(steppedDown).Round(time.Millisecond))
@@ -174,5 +179,60 @@ func TestCutOffLeaderStepsDownBeforeItsLeaseExpires(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// TestNodeDoesNotNameAPreviousRunsKeyAsItself: a node that crashed while
+// leading leaves its election key until etcd expires the lease. Started
+// again, the node must not name itself leader by that key (the others'
+// silence writes would come to it, to be refused), and leads once the
+// key is gone, with a higher token.
+func TestNodeDoesNotNameAPreviousRunsKeyAsItself(t *testing.T) {
+	etcdCluster := etcdtest.Start(t, 1)
+	raw, err := clientv3.New(clientv3.Config{Endpoints: etcdCluster.Endpoints(), DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = raw.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	lease, err := raw.Grant(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, _ := json.Marshal(nodeInfo{ID: "n0", Address: "n0.example:9090"})
+	put, err := raw.Put(ctx, fmt.Sprintf("%s/%x", newKeys("/vigil-test").election, lease.ID), string(val), clientv3.WithLease(lease.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	previous := uint64(put.Header.Revision)
+
+	n, err := Open(testOptions(etcdCluster.Endpoints(), "n0", &consensustest.Recorder{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	observedOld := false
+	for n.current() == nil {
+		info := n.Leader()
+		// Its own new key may show a moment before the node learns it won.
+		if info.ID == "n0" && info.Term == previous {
+			t.Fatalf("the restarted node names itself leader by its previous run's key: %+v", info)
+		}
+		observedOld = observedOld || (info.ID == "" && info.Term == previous)
+		if ctx.Err() != nil {
+			t.Fatal("the restarted node did not lead within 15s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !observedOld {
+		t.Error("the node never saw the previous run's key: the test checked nothing")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for info := n.Leader(); !info.Self || info.ID != "n0" || info.Term <= previous; info = n.Leader() {
+		if time.Now().After(deadline) {
+			t.Fatalf("leading, it reports %+v, want itself with a token above %d", info, previous)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
