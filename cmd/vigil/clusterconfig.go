@@ -190,7 +190,7 @@ const clusterReloadTimeout = 30 * time.Second
 // into service.
 func reloadStatus(err error) int {
 	switch {
-	case errors.Is(err, clusterconfig.ErrUnavailable), errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost):
+	case errors.Is(err, clusterconfig.ErrUnavailable), errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost), errors.Is(err, consensus.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, clusterconfig.ErrNotInstalled):
 		return http.StatusInternalServerError

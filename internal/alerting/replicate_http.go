@@ -114,7 +114,7 @@ func silenceStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, silence.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost),
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost), errors.Is(err, consensus.ErrUnavailable),
 		errors.Is(err, ErrNoLeaderAPI), errors.Is(err, ErrLeaderUnavailable):
 		return http.StatusServiceUnavailable
 	default:

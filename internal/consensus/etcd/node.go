@@ -284,7 +284,7 @@ func (n *Node) mapErr(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	return fmt.Errorf("etcd: %w", err)
+	return fmt.Errorf("%w: etcd: %w", consensus.ErrUnavailable, err)
 }
 
 // Propose implements consensus.Replicated. The command is put under log/
