@@ -274,7 +274,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// With cluster: in vigil.yaml this node is one of several
 	// (docs/cluster.md): silences and the notification log are the
 	// cluster's, committed before the API answers, and only the leader
-	// evaluates rules and notifies, each notification fenced by its term.
+	// notifies, each notification fenced by its term.
 	// Without it nothing below changes.
 	var cluster *clusterNode
 	if cfg.Cluster != nil {
@@ -327,10 +327,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return time.Duration(promCfg.Load().GlobalConfig.EvaluationInterval).Milliseconds()
 		}},
 	})
+	notify, notifyGate := rulesNotify(cfg, cluster, am.Notify)
 	newRules := func(metrics *promrules.Metrics) (*rules.Manager, error) {
 		return rules.New(rules.Options{
 			Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-			Notify: am.Notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
+			Notify: notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
 		})
 	}
 	initial, err := rulesConfig(cfg)
@@ -349,16 +350,10 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		ruleMgr = m
 		grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
 	} else {
-		// Rules (alerting, recording, SLOs) run on the leader only,
-		// switched on and off as leadership comes and goes.
-		lr := newLeaderRules(cfg, logger, reg, newRules)
-		if err := lr.Apply(initial); err != nil {
-			return fmt.Errorf("rules: %w", err)
+		// Which node evaluates which rules depends on the store: cluster_writers.go.
+		if ruleMgr, err = clusterRules(grp, cfg, logger, reg, cluster, notifyGate, newRules, initial); err != nil {
+			return err
 		}
-		ruleMgr = lr
-		leaderOnly := lifecycle.NewSwitch(lr)
-		grp.Go(stageDrain, "rules", leaderOnly)
-		grp.Go(stageIngest, "leadership", followLeader(logger, cluster.node, leaderOnly))
 	}
 
 	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promrules "github.com/prometheus/prometheus/rules"
+
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/rules"
+)
+
+// Who writes what in a cluster depends on the store (docs/cluster.md,
+// "What runs where"). On the embedded store each node has its own data,
+// like a Prometheus HA pair: every node evaluates every rule on it, and
+// only the leader's alerts reach an Alertmanager. On a store the nodes
+// share (ClickHouse) one writer per series: the leader evaluates the
+// rules, and what every node derives itself carries its node label.
+
+// sharedStore reports whether the nodes of a cluster write one store.
+func sharedStore(cfg *config.Config) bool {
+	return cfg.Storage.Backend == config.BackendClickHouse
+}
+
+// rulesNotify is the NotifyFunc for the rules manager: next itself, or on a
+// cluster node of the embedded store a gate in front of it that
+// clusterRules opens while this node leads.
+func rulesNotify(cfg *config.Config, cluster *clusterNode, next promrules.NotifyFunc) (promrules.NotifyFunc, *rules.NotifyGate) {
+	if cluster == nil || sharedStore(cfg) {
+		return next, nil
+	}
+	g := rules.NewNotifyGate(next)
+	return g.Notify, g
+}
+
+// clusterRules starts the rules of a cluster node. With gate (the embedded
+// store) one manager evaluates every rule for the life of the process and
+// gate passes its alerts on while this node leads. Without (a shared
+// store) the rules run on the leader only, a manager per term.
+func clusterRules(grp *lifecycle.Group, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer, cluster *clusterNode,
+	gate *rules.NotifyGate, newRules func(*promrules.Metrics) (*rules.Manager, error), initial rules.Config) (ruleSet, error) {
+	if gate == nil {
+		lr := newLeaderRules(cfg, logger, reg, newRules)
+		if err := lr.Apply(initial); err != nil {
+			return nil, fmt.Errorf("rules: %w", err)
+		}
+		leaderOnly := lifecycle.NewSwitch(lr)
+		grp.Go(stageDrain, "rules", leaderOnly)
+		grp.Go(stageIngest, "leadership", followLeader(logger, cluster.node, leaderOnly))
+		return lr, nil
+	}
+	m, err := newRules(nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Apply(initial); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
+	grp.Go(stageIngest, "leadership", gateOnLeader(logger, cluster.node, gate, m))
+	return m, nil
+}
+
+// gateOnLeader opens gate while this node leads and closes it while it
+// does not, until the stop. The fence before each notification still
+// decides; the gate keeps a follower's Alertmanager free of alerts it
+// would only fail to send.
+func gateOnLeader(logger *slog.Logger, l consensus.Leadership, gate *rules.NotifyGate, m interface {
+	AlertingRules() []*promrules.AlertingRule
+}) lifecycle.Component {
+	return lifecycle.Loop(func(ctx context.Context) {
+		changes, cancel := l.WatchLeader()
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case info, ok := <-changes:
+				if !ok {
+					return
+				}
+				switch {
+				case info.Self && !gate.IsOpen():
+					gate.Open(m.AlertingRules())
+					logger.Info("leading the cluster: sending alerts", "term", info.Term)
+				case !info.Self && gate.IsOpen():
+					gate.Close()
+					logger.Info("no longer leading: alerts evaluated, not sent", "leader", info.ID, "term", info.Term)
+				}
+			}
+		}
+	})
+}
