@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/rules"
 )
@@ -94,4 +95,43 @@ func gateOnLeader(logger *slog.Logger, l consensus.Leadership, gate *rules.Notif
 			}
 		}
 	})
+}
+
+// doctorLeading is doctor.Options.Leading: on a cluster node of a shared
+// store, whether this node leads; nil (every check on every node, each on
+// its own data) otherwise.
+func doctorLeading(cfg *config.Config, cluster *clusterNode) func() bool {
+	if cluster == nil || !sharedStore(cfg) {
+		return nil
+	}
+	return func() bool { return cluster.node.Leader().Self }
+}
+
+// recheckOnLeader runs the doctor's checks again whenever this node gains
+// or loses the leadership of a cluster on a shared store, so that the
+// checks of the shared data move with it at once, instead of being raised
+// by two nodes (or none) until the next interval.
+func recheckOnLeader(grp *lifecycle.Group, cfg *config.Config, cluster *clusterNode, doc *doctor.Doctor) {
+	if doctorLeading(cfg, cluster) == nil {
+		return
+	}
+	grp.Go(stageDrain, "doctor leadership", lifecycle.Loop(func(ctx context.Context) {
+		changes, cancel := cluster.node.WatchLeader()
+		defer cancel()
+		leading := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case info, ok := <-changes:
+				if !ok {
+					return
+				}
+				if info.Self != leading {
+					leading = info.Self
+					doc.Check(ctx)
+				}
+			}
+		}
+	}))
 }

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,9 +186,10 @@ cluster:
 	for _, n := range nodes {
 		n.waitReady(t)
 	}
+	var leaderID string
 	waitFor(t, "both nodes naming one leader", 30*time.Second, func() bool {
-		l, _ := agreedLeader(nodes, 2)
-		return l != ""
+		leaderID, _ = agreedLeader(nodes, 2)
+		return leaderID != ""
 	})
 
 	// Spans to both nodes: 3 traces of 4 spans to n1, 5 of 4 to n2.
@@ -222,6 +224,26 @@ cluster:
 	for i, n := range nodes {
 		if got := promValue(t, n, fmt.Sprintf(`sum(traces_span_metrics_calls_total{vigil_node=%q})`, ids[i])); got != float64(spans[i]) {
 			t.Errorf("span metrics under vigil_node=%q: %v calls, want %d (the spans it ingested)", ids[i], got, spans[i])
+		}
+	}
+
+	// The doctor: the follower leaves the checks of the shared store to the
+	// leader (one finding, not one per node) and runs its own.
+	for i, n := range nodes {
+		var rep struct {
+			Skipped []string `json:"skipped"`
+		}
+		if code := n.getJSON(t, "/api/doctor?refresh=1", &rep); code != http.StatusOK {
+			t.Fatalf("/api/doctor on %s: HTTP %d", ids[i], code)
+		}
+		if ids[i] == leaderID {
+			if len(rep.Skipped) != 0 {
+				t.Errorf("the leader %s skipped %v, want every check", ids[i], rep.Skipped)
+			}
+			continue
+		}
+		if !slices.Contains(rep.Skipped, "rules") || !slices.Contains(rep.Skipped, "logs") || slices.Contains(rep.Skipped, "ingest") {
+			t.Errorf("the follower %s skipped %v, want the shared store's checks (rules, logs...), not its own (ingest)", ids[i], rep.Skipped)
 		}
 	}
 }

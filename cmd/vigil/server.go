@@ -460,12 +460,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
+		Leading:  doctorLeading(cfg, cluster),
 		Logger:   logger, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 	grp.Go(stageDrain, "doctor", lifecycle.Loop(doc.Run))
+	recheckOnLeader(grp, cfg, cluster, doc)
 	webSrv.Handle("/api/doctor", doc.Handler())
 	// One budget for every receiver: what requests being decoded may take
 	// of the heap, whichever listener they came through.
