@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	promrules "github.com/prometheus/prometheus/rules"
@@ -134,4 +135,39 @@ func recheckOnLeader(grp *lifecycle.Group, cfg *config.Config, cluster *clusterN
 			}
 		}
 	}))
+}
+
+// leaderWrites says whether this node writes the series that one node of a
+// cluster on a shared store writes alone (the scraped ones): the leader.
+// The scraper starts before the cluster is open; until then this node
+// does not write.
+type leaderWrites struct {
+	leadership atomic.Value // consensus.Leadership, once attached
+}
+
+// newLeaderWrites is nil, which writes always, except on a cluster node of
+// a shared store.
+func newLeaderWrites(cfg *config.Config) *leaderWrites {
+	if cfg.Cluster == nil || !sharedStore(cfg) {
+		return nil
+	}
+	return &leaderWrites{}
+}
+
+// attach makes l's leadership decide.
+func (w *leaderWrites) attach(l consensus.Leadership) {
+	if w != nil {
+		w.leadership.Store(l)
+	}
+}
+
+// writing is scrape.Options.Writing: nil on a node that always writes.
+func (w *leaderWrites) writing() func() bool {
+	if w == nil {
+		return nil
+	}
+	return func() bool {
+		l, ok := w.leadership.Load().(consensus.Leadership)
+		return ok && l.Leader().Self
+	}
 }

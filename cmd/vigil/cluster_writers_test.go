@@ -145,8 +145,9 @@ receivers:
 }
 
 // TestClusterWritersClickHouse: two nodes of a cluster on one
-// clickhouse-server. The leader alone evaluates the rules, so a series
-// recorded every second has one sample a second, not two; each node
+// clickhouse-server. The leader alone evaluates the rules and writes what
+// both scrape, so a series recorded (or a target scraped) every second has
+// one sample a second, not two; each node
 // writes the span metrics of the spans it ingested under its own
 // vigil_node, so their sum across nodes counts every span once.
 func TestClusterWritersClickHouse(t *testing.T) {
@@ -162,12 +163,20 @@ func TestClusterWritersClickHouse(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(writersRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "writers_target_value 1")
+	}))
+	defer target.Close()
 	nodes := make([]*server, 2)
 	for i, id := range ids {
 		cfg := filepath.Join(dir, id+".yaml")
 		body := fmt.Sprintf(`global:
   evaluation_interval: 1s
+  scrape_interval: 1s
 rule_files: [rules.yml]
+scrape_configs:
+  - job_name: writers
+    static_configs: [{targets: [%q]}]
 storage:
   backend: clickhouse
   clickhouse:
@@ -177,7 +186,7 @@ cluster:
   node_id: %s
   bind_addr: %q
   peers:
-%s`, ch.DSN("vigil"), id, raftAddrs[i], peers.String())
+%s`, strings.TrimPrefix(target.URL, "http://"), ch.DSN("vigil"), id, raftAddrs[i], peers.String())
 		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -205,12 +214,17 @@ cluster:
 
 	// One writer: a series recorded each second has about ten samples in
 	// ten seconds, from either node (two writers would give twenty).
-	waitFor(t, "writers_recorded recorded for 12s", 30*time.Second, func() bool {
-		return promValue(t, nodes[0], "count_over_time(writers_recorded[12s])") >= 10
+	waitFor(t, "writers_recorded recorded and the target scraped for 12s", 40*time.Second, func() bool {
+		return promValue(t, nodes[0], "count_over_time(writers_recorded[12s])") >= 10 &&
+			promValue(t, nodes[0], `count_over_time(up{job="writers"}[12s])`) >= 10
 	})
 	for i, n := range nodes {
-		if got := promValue(t, n, "count_over_time(writers_recorded[10s])"); got < 8 || got > 12 {
+		if got := promValue(t, n, "count_over_time(writers_recorded[10s])"); got < 8 || got > 11 {
 			t.Errorf("writers_recorded has %v samples in 10s on %s, want about 10: one evaluator", got, ids[i])
+		}
+		// Both nodes scrape the target each second; the leader writes.
+		if got := promValue(t, n, `count_over_time(up{job="writers"}[10s])`); got < 8 || got > 11 {
+			t.Errorf("up of the scraped target has %v samples in 10s on %s, want about 10: one writer", got, ids[i])
 		}
 		if got := promValue(t, n, `count(ALERTS{alertname="Steady"})`); got != 1 {
 			t.Errorf("%v ALERTS series for Steady on %s, want 1", got, ids[i])

@@ -237,7 +237,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Appendable: metricmeta.Recording(senderMetrics, metricMeta), Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
 	})
 
-	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
+	// In a cluster on a shared store every node scrapes, the leader writes.
+	scrapeWrites := newLeaderWrites(cfg)
+	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -284,6 +286,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		grp.Go(stageConsensus, "consensus", closeConsensus(logger, cluster.node))
 		webSrv.SetReadyCheck(cluster.readyCheck)
 		amOpts.Replication, amOpts.Fencer = cluster.repl, cluster.node
+		scrapeWrites.attach(cluster.node)
 	}
 	am, err := alerting.New(amOpts)
 	if err != nil {
