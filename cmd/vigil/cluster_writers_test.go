@@ -129,7 +129,7 @@ receivers:
 		t.Errorf("Warm active on the new leader %s since %s, want %s, before the kill at %s: its for timer restarted",
 			c.ids[next], at, activeAt[next], killedAt)
 	}
-	waitFor(t, "Warm notified by the new leader", 30*time.Second, func() bool {
+	waitFor(t, "Warm notified by the new leader", 45*time.Second, func() bool {
 		for _, n := range sink.of("Warm", killedAt, time.Now()) {
 			if n.term == newTerm {
 				return true
