@@ -56,6 +56,10 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
+	client, err := clusterAPIClient(c)
+	if err != nil {
+		return nil, err
+	}
 	var node consensusNode
 	var fwd alerting.Forwarder
 	switch c.Backend {
@@ -73,11 +77,11 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		})
 		// Raft names the leader by id and its Raft address: the API
 		// addresses are configuration.
-		fwd = &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Authorize: forwardCallerAuth}
+		fwd = &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Client: client, Authorize: forwardCallerAuth}
 	case config.ClusterEtcd:
 		node, err = openEtcd(cfg, state, logger, reg)
 		// Each node publishes its API address beside its id in etcd.
-		fwd = leaderAddressForwarder{}
+		fwd = leaderAddressForwarder{client: client}
 	default:
 		return nil, fmt.Errorf("cluster.backend %q: use raft or etcd", c.Backend)
 	}
@@ -93,6 +97,19 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	return &clusterNode{node: node, repl: repl}, nil
+}
+
+// clusterAPIClient is the client for calls to the other nodes' APIs:
+// cluster.api_tls_config, and a bound on each call so that a node that
+// accepts the connection and never answers cannot hold a write forever.
+func clusterAPIClient(c *config.Cluster) (*http.Client, error) {
+	tc, err := promcommon.NewTLSConfig(&c.APITLS)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.api_tls_config: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
 }
 
 // openEtcd opens a node on etcd, named cluster.node_id (this machine's
@@ -126,10 +143,10 @@ func openEtcd(cfg *config.Config, state consensus.StateMachine, logger *slog.Log
 
 // leaderAddressForwarder forwards to the API address the backend names
 // with the leader (etcd's nodes publish theirs).
-type leaderAddressForwarder struct{}
+type leaderAddressForwarder struct{ client *http.Client }
 
-func (leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
-	f := alerting.HTTPForwarder{Authorize: forwardCallerAuth}
+func (l leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
+	f := alerting.HTTPForwarder{Client: l.client, Authorize: forwardCallerAuth}
 	if leader.LeaderID != "" && leader.LeaderAddress != "" {
 		f.APIURLs = map[string]string{leader.LeaderID: leader.LeaderAddress}
 	}
