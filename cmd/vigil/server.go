@@ -238,7 +238,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Appendable: metricmeta.Recording(senderMetrics, metricMeta), Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
 	})
 
-	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
+	// In a cluster on a shared store every node scrapes, the leader writes.
+	scrapeWrites := newLeaderWrites(cfg)
+	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -275,7 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// With cluster: in vigil.yaml this node is one of several
 	// (docs/cluster.md): silences and the notification log are the
 	// cluster's, committed before the API answers, and only the leader
-	// evaluates rules and notifies, each notification fenced by its term.
+	// notifies, each notification fenced by its term.
 	// Without it nothing below changes.
 	var cluster *clusterNode
 	if cfg.Cluster != nil {
@@ -285,6 +287,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		grp.Go(stageConsensus, "consensus", closeConsensus(logger, cluster.node))
 		webSrv.SetReadyCheck(cluster.readyCheck)
 		amOpts.Replication, amOpts.Fencer = cluster.repl, cluster.node
+		scrapeWrites.attach(cluster.node)
 	}
 	am, err := alerting.New(amOpts)
 	if err != nil {
@@ -328,10 +331,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return time.Duration(promCfg.Load().GlobalConfig.EvaluationInterval).Milliseconds()
 		}},
 	})
+	notify, notifyGate := rulesNotify(cfg, cluster, am.Notify)
 	newRules := func(metrics *promrules.Metrics) (*rules.Manager, error) {
 		return rules.New(rules.Options{
 			Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-			Notify: am.Notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
+			Notify: notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
 		})
 	}
 	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
@@ -359,25 +363,24 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		ruleMgr = m
 		grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
 	} else {
-		// Rules (alerting, recording, SLOs) run on the leader only,
-		// switched on and off as leadership comes and goes.
-		lr := newLeaderRules(cfg, logger, reg, newRules)
-		// This node's own rule files failing is not fatal yet: the
-		// cluster's replace them (clusterconfig.go), from before this
-		// node may lead.
-		localErr := lr.Apply(initial)
-		ruleMgr = lr
+		// Which node evaluates which rules depends on the store
+		// (cluster_writers.go). This node's own rule files failing is not
+		// fatal yet: the cluster's replace them (clusterconfig.go), before
+		// the rules start.
+		rs, startRules, localErr, err := clusterRules(grp, cfg, logger, reg, cluster, notifyGate, newRules, initial)
+		if err != nil {
+			return err
+		}
+		ruleMgr = rs
 		configSync, err = startClusterConfig(cfg, cluster, &sharedInstaller{
-			rules: lr, am: am, amDir: amDir, prom: &promCfg, slos: &sloSpecs, amUnconfigured: &amUnconfigured,
+			rules: rs, am: am, amDir: amDir, prom: &promCfg, slos: &sloSpecs, amUnconfigured: &amUnconfigured,
 		}, localErr, logger, reg)
 		if err != nil {
 			return fmt.Errorf("cluster configuration: %w", err)
 		}
 		grp.Go(stageIngest, "cluster config", lifecycle.Loop(configSync.Run))
 		mountClusterConfig(webSrv, configSync, cfg.Admin.Enabled)
-		leaderOnly := lifecycle.NewSwitch(lr)
-		grp.Go(stageDrain, "rules", leaderOnly)
-		grp.Go(stageIngest, "leadership", followLeader(logger, cluster.node, leaderOnly))
+		startRules()
 	}
 
 	// apply installs a reloaded configuration: what can change while
@@ -493,12 +496,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
+		Leading:  doctorLeading(cfg, cluster),
 		Logger:   logger, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 	grp.Go(stageDrain, "doctor", lifecycle.Loop(doc.Run))
+	recheckOnLeader(grp, cfg, cluster, doc)
 	webSrv.Handle("/api/doctor", doc.Handler())
 	// One budget for every receiver: what requests being decoded may take
 	// of the heap, whichever listener they came through.

@@ -57,6 +57,9 @@ type signalReason struct{ signal, reason string }
 // Name implements Check.
 func (c *IngestCheck) Name() string { return "ingest" }
 
+// NodeLocal implements NodeLocal: it judges what this node received.
+func (c *IngestCheck) NodeLocal() bool { return true }
+
 // Run implements Check.
 func (c *IngestCheck) Run(context.Context) ([]Finding, error) {
 	window := cmp.Or(c.Window, 15*time.Minute)
