@@ -60,8 +60,12 @@ func clusterRules(grp *lifecycle.Group, cfg *config.Config, logger *slog.Logger,
 		return nil, nil, nil, err
 	}
 	localErr = m.Apply(initial)
+	// Running now, before the cluster's configuration replaces this
+	// node's: Prometheus's manager waits, in an update, for the groups it
+	// replaces to stop, which groups that never ran never do. The gate is
+	// closed until start watches the leadership.
+	grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
 	return m, func() {
-		grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
 		grp.Go(stageIngest, "leadership", gateOnLeader(logger, cluster.node, gate, m))
 	}, localErr, nil
 }

@@ -225,6 +225,9 @@ test('without an Alertmanager the alerts and silences pages say so', async ({ pa
 })
 
 test('SLO page: objective, SLIs, budget, burn-rate chart and alerts of an SLO', async ({ page }) => {
+  // Its waits (the page, then a whole minute of recorded SLI) add up to
+  // more than the default test timeout on a busy machine.
+  test.setTimeout(180_000)
   const row = page.getByTestId('slo-row').filter({ hasText: 'charge-errors' })
   await expect(async () => {
     await page.goto('/slos?from=now-15m')
