@@ -43,9 +43,10 @@ type Node struct {
 }
 
 var (
-	_ consensus.Leadership = (*Node)(nil)
-	_ consensus.Replicated = (*Node)(nil)
-	_ consensus.Membership = (*Node)(nil)
+	_ consensus.Leadership  = (*Node)(nil)
+	_ consensus.Replicated  = (*Node)(nil)
+	_ consensus.Membership  = (*Node)(nil)
+	_ consensus.ReadIndexer = (*Node)(nil)
 )
 
 // Open starts a node: it resumes from the data directory if that holds
@@ -131,7 +132,12 @@ func Open(opts Options) (*Node, error) {
 		return nil, invalid("%v", err)
 	}
 
-	n.fsm = newFSM(opts.StateMachine)
+	n.fsm = newFSM(opts.StateMachine, func() uint64 {
+		if list, err := snaps.List(); err == nil && len(list) > 0 {
+			return list[0].Index
+		}
+		return 0
+	})
 	r, err := hraft.NewRaft(cfg, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		_ = trans.Close()
@@ -293,6 +299,26 @@ func (n *Node) Barrier(ctx context.Context) error {
 		return n.notLeader()
 	}
 	return n.mapErr(wait(ctx, n.raft.Barrier(timeout(ctx))))
+}
+
+// ReadIndex implements consensus.ReadIndexer, on the leader only: the
+// index of the last command applied here, once Fence has confirmed that a
+// majority still follows this node (after the call began) and that
+// everything committed in earlier terms is applied. Every write
+// acknowledged before the call is then at or below it: this node applied
+// its own term's before acknowledging them. A follower cannot tell what
+// the leader has committed and returns a *NotLeaderError.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	if _, err := n.Fence(ctx); err != nil {
+		return 0, err
+	}
+	index, _ := n.fsm.appliedIndex()
+	return index, nil
+}
+
+// WaitApplied implements consensus.ReadIndexer.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	return n.fsm.waitApplied(ctx, index, n.stop)
 }
 
 // Subscribe implements consensus.Replicated.
