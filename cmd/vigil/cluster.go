@@ -128,12 +128,22 @@ func openEtcd(cfg *config.Config, state consensus.StateMachine, logger *slog.Log
 // with the leader (etcd's nodes publish theirs).
 type leaderAddressForwarder struct{}
 
-func (leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
-	f := alerting.HTTPForwarder{Authorize: forwardCallerAuth}
+// ReadIndex implements alerting.ReadIndexForwarder. etcd gives every node
+// a read index itself, so this is only asked when a backend does not.
+func (leaderAddressForwarder) ReadIndex(ctx context.Context, leader *consensus.NotLeaderError) (uint64, error) {
+	return leaderAddressForwarder{}.forwarder(leader).ReadIndex(ctx, leader)
+}
+
+func (leaderAddressForwarder) forwarder(leader *consensus.NotLeaderError) *alerting.HTTPForwarder {
+	f := &alerting.HTTPForwarder{Authorize: forwardCallerAuth}
 	if leader.LeaderID != "" && leader.LeaderAddress != "" {
 		f.APIURLs = map[string]string{leader.LeaderID: leader.LeaderAddress}
 	}
-	return f.Forward(ctx, leader, op)
+	return f
+}
+
+func (leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
+	return leaderAddressForwarder{}.forwarder(leader).Forward(ctx, leader, op)
 }
 
 // callerAuthKey keeps a silence write's Authorization header in its
