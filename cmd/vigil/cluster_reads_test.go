@@ -98,6 +98,9 @@ func TestClusterReadsAreLinearizable(t *testing.T) {
 	reads := 0
 	for time.Now().Before(deadline) {
 		ids, code, retry, err := readSilenceIDs(c.nodes[cut])
+		if reads == 0 {
+			t.Logf("first read on the cut-off %s: %v", c.ids[cut], err)
+		}
 		reads++
 		switch {
 		case code == http.StatusOK && !slices.Contains(ids, id):
