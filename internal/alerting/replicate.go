@@ -355,6 +355,16 @@ type SilenceOp struct {
 type SilenceWrite struct {
 	ID        string
 	UpdatedAt time.Time
+	// Index, when not zero, is a log position at or after the write's (the
+	// leader's last applied command when it answered), for a
+	// consensus.ReadIndexer's WaitApplied.
+	Index uint64
+}
+
+// appliedIndexer is a backend's position of the last command its local
+// state machine applied, as a consensus.ReadIndexer counts positions.
+type appliedIndexer interface {
+	AppliedIndex() uint64
 }
 
 // Do applies op cluster-wide and returns once it is committed and applied
@@ -377,11 +387,18 @@ func (r *Replicator) Do(ctx context.Context, op SilenceOp) (res SilenceWrite, er
 	}
 	// The leader answered once the write was committed, but this node may
 	// not have applied it yet; wait, so that a read here right after the
-	// answer sees the write.
+	// answer sees the write even without a read barrier.
+	if rd, ok := r.opts.Log.(consensus.ReadIndexer); ok && res.Index > 0 {
+		if err := rd.WaitApplied(ctx, res.Index); err != nil {
+			return SilenceWrite{}, fmt.Errorf("alerting: silence %s committed but not yet applied here: %w", res.ID, err)
+		}
+		return res, nil
+	}
 	return res, r.waitApplied(ctx, res)
 }
 
-// waitApplied polls the local silences until the write res shows.
+// waitApplied polls the local silences until the write res shows, for a
+// leader that does not say where its write is in the log.
 func (r *Replicator) waitApplied(ctx context.Context, res SilenceWrite) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()

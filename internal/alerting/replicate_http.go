@@ -170,6 +170,7 @@ type forwardedOp struct {
 type forwardedResult struct {
 	ID        string    `json:"id"`
 	UpdatedAt time.Time `json:"updated_at"`
+	Index     uint64    `json:"index,omitempty"`
 	Error     string    `json:"error,omitempty"`
 	// LeaderID is set when the node asked is not the leader either.
 	LeaderID string `json:"leader_id,omitempty"`
@@ -207,7 +208,12 @@ func (r *Replicator) InternalHandler() http.Handler {
 		case err != nil:
 			writeJSON(w, silenceStatus(err), forwardedResult{Error: err.Error()})
 		default:
-			writeJSON(w, http.StatusOK, forwardedResult{ID: res.ID, UpdatedAt: res.UpdatedAt})
+			out := forwardedResult{ID: res.ID, UpdatedAt: res.UpdatedAt}
+			// Read after the write was applied here, so at or after it.
+			if ai, ok := r.opts.Log.(appliedIndexer); ok {
+				out.Index = ai.AppliedIndex()
+			}
+			writeJSON(w, http.StatusOK, out)
 		}
 	})
 }
@@ -356,7 +362,7 @@ func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeader
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return SilenceWrite{ID: res.ID, UpdatedAt: res.UpdatedAt}, nil
+		return SilenceWrite{ID: res.ID, UpdatedAt: res.UpdatedAt, Index: res.Index}, nil
 	case http.StatusMisdirectedRequest:
 		return SilenceWrite{}, &consensus.NotLeaderError{LeaderID: res.LeaderID}
 	case http.StatusBadRequest:

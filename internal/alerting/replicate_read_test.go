@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/alertmanager/silence"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -78,6 +79,7 @@ type gatedFollower struct {
 	pending []consensus.Applied
 	applied uint64
 	moved   chan struct{}
+	waits   []uint64 // WaitApplied's indexes
 }
 
 func newGatedFollower(t *testing.T, leader *consensustest.Memory, state *ReplicatedState) *gatedFollower {
@@ -124,6 +126,9 @@ func (g *gatedFollower) ReadIndex(context.Context) (uint64, error) {
 }
 
 func (g *gatedFollower) WaitApplied(ctx context.Context, index uint64) error {
+	g.mu.Lock()
+	g.waits = append(g.waits, index)
+	g.mu.Unlock()
 	for {
 		g.mu.Lock()
 		applied, moved := g.applied, g.moved
@@ -181,6 +186,23 @@ func TestFollowerReadRefusesStaleState(t *testing.T) {
 	gate.setOpen(t, true)
 	if ids, code, _ := follower.getSilences(t); code != http.StatusOK || !slices.Contains(ids, second) {
 		t.Fatalf("follower after catching up: status %d, silences %v, want %s", code, ids, second)
+	}
+
+	// A write forwarded by the follower: the leader says where it is in
+	// the log, and the follower waits for that position, not by polling.
+	g := gate
+	g.mu.Lock()
+	g.waits = nil
+	g.mu.Unlock()
+	third := follower.postOK(t, silenceBody("alertname", "Third"))
+	if _, err := fstate.Silences().QueryOne(context.Background(), silence.QIDs(third)); err != nil {
+		t.Fatalf("the follower answered a forwarded write before applying it: %v", err)
+	}
+	g.mu.Lock()
+	waits := slices.Clone(g.waits)
+	g.mu.Unlock()
+	if want := log.AppliedIndex(); len(waits) != 1 || waits[0] != want {
+		t.Errorf("forwarded write waited for positions %v, want [%d]", waits, want)
 	}
 
 	// The leader unreachable: no read index, no answer from the copy.

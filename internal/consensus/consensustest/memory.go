@@ -185,6 +185,13 @@ func (m *Memory) WaitApplied(ctx context.Context, index uint64) error {
 	return nil
 }
 
+// AppliedIndex is the index of the last proposal, applied by now.
+func (m *Memory) AppliedIndex() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.index
+}
+
 // Subscribe implements consensus.Replicated.
 func (m *Memory) Subscribe(buffer int) (<-chan consensus.Applied, func()) {
 	return m.subs.Subscribe(buffer)

@@ -285,6 +285,10 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 	return n.waitApplied(ctx, int64(index))
 }
 
+// AppliedIndex is the revision of the last command (or snapshot) the
+// local state machine applied, as ReadIndex and WaitApplied count.
+func (n *Node) AppliedIndex() uint64 { return uint64(n.applied.Load()) }
+
 // headRevision is the revision a barrier or a read waits for: the newest
 // command's, or the snapshot's when it covers more (the log keys it
 // covers are deleted). resp holds the log's newest key and the snapshot
