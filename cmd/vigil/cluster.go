@@ -69,7 +69,12 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 			Peers: peers, Join: c.Join, ClusterID: c.ClusterID,
 			DataDir:      filepath.Join(cfg.DataDir, "cluster"),
 			StateMachine: state,
-			Logger:       logger.With("component", "consensus"), Registerer: reg,
+			// Filled in by the config's validation.
+			HeartbeatTimeout:   time.Duration(c.Raft.HeartbeatTimeout),
+			ElectionTimeout:    time.Duration(c.Raft.ElectionTimeout),
+			LeaderLeaseTimeout: time.Duration(c.Raft.LeaderLeaseTimeout),
+			CommitTimeout:      time.Duration(c.Raft.CommitTimeout),
+			Logger:             logger.With("component", "consensus"), Registerer: reg,
 		})
 		// Raft names the leader by id and its Raft address: the API
 		// addresses are configuration.
