@@ -33,6 +33,10 @@ type consensusNode interface {
 	consensus.Leadership
 	consensus.Replicated
 	consensus.Membership
+	// Silence reads take a read index (alerting.Replicator.ReadBarrier),
+	// and a leader names where a forwarded write is in the log.
+	consensus.ReadIndexer
+	AppliedIndex() uint64
 	Close() error
 }
 
