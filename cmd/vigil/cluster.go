@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/clusterapi"
+	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd"
@@ -41,22 +42,34 @@ type consensusNode interface {
 }
 
 // clusterNode is this server's membership of a cluster (cluster: in
-// vigil.yaml): the consensus node, and the replicated alerting state it
-// applies to.
+// vigil.yaml): the consensus node, and the replicated alerting state and
+// configuration it applies to.
 type clusterNode struct {
-	node consensusNode
-	repl *alerting.Replicator
+	node   consensusNode
+	repl   *alerting.Replicator
+	config *clusterconfig.Machine
+	// client calls the other nodes' APIs (cluster.api_tls_config).
+	client *http.Client
 }
 
 // openCluster opens the consensus node (raft: under <data_dir>/cluster;
 // etcd: under cluster.prefix), with the cluster's silences and
-// notification log as its state machine. The node restores and replays
-// that state before it returns.
+// notification log, and its configuration, as its state machines. The
+// node restores and replays that state before it returns.
 func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*clusterNode, error) {
 	c := cfg.Cluster
 	state, err := alerting.NewReplicatedState(alerting.ReplicatedStateOptions{
 		Logger: logger.With("component", "alerting state"), Registerer: reg,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	client, err := clusterAPIClient(c)
+	if err != nil {
+		return nil, err
+	}
+	conf := clusterconfig.NewMachine()
+	machines, err := clusterStateMachine(state, conf)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -72,7 +85,7 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 			NodeID: c.NodeID, BindAddr: c.BindAddr, AdvertiseAddr: c.AdvertiseAddr,
 			Peers: peers, Join: c.Join, ClusterID: c.ClusterID,
 			DataDir:      filepath.Join(cfg.DataDir, "cluster"),
-			StateMachine: state,
+			StateMachine: machines,
 			// Filled in by the config's validation.
 			HeartbeatTimeout:   time.Duration(c.Raft.HeartbeatTimeout),
 			ElectionTimeout:    time.Duration(c.Raft.ElectionTimeout),
@@ -82,11 +95,11 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		})
 		// Raft names the leader by id and its Raft address: the API
 		// addresses are configuration.
-		fwd = &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Authorize: forwardCallerAuth}
+		fwd = &alerting.HTTPForwarder{APIURLs: cfg.ClusterAPIURLs(), Client: client, Authorize: forwardCallerAuth}
 	case config.ClusterEtcd:
-		node, err = openEtcd(cfg, state, logger, reg)
+		node, err = openEtcd(cfg, machines, logger, reg)
 		// Each node publishes its API address beside its id in etcd.
-		fwd = leaderAddressForwarder{}
+		fwd = leaderAddressForwarder{client: client}
 	default:
 		return nil, fmt.Errorf("cluster.backend %q: use raft or etcd", c.Backend)
 	}
@@ -94,14 +107,27 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	repl, err := alerting.NewReplicator(alerting.ReplicatorOptions{
-		State: state, Log: node, Forwarder: fwd,
+		State: state, Log: machineLog{node, alertingMachine}, Forwarder: fwd,
 		Logger: logger.With("component", "alerting replication"), Registerer: reg,
 	})
 	if err != nil {
 		_ = node.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	return &clusterNode{node: node, repl: repl}, nil
+	return &clusterNode{node: node, repl: repl, config: conf, client: client}, nil
+}
+
+// clusterAPIClient is the client for calls to the other nodes' APIs:
+// cluster.api_tls_config, and a bound on each call so that a node that
+// accepts the connection and never answers cannot hold a write forever.
+func clusterAPIClient(c *config.Cluster) (*http.Client, error) {
+	tc, err := promcommon.NewTLSConfig(&c.APITLS)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.api_tls_config: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
 }
 
 // openEtcd opens a node on etcd, named cluster.node_id (this machine's
@@ -135,24 +161,24 @@ func openEtcd(cfg *config.Config, state consensus.StateMachine, logger *slog.Log
 
 // leaderAddressForwarder forwards to the API address the backend names
 // with the leader (etcd's nodes publish theirs).
-type leaderAddressForwarder struct{}
+type leaderAddressForwarder struct{ client *http.Client }
 
 // ReadIndex implements alerting.ReadIndexForwarder. etcd gives every node
 // a read index itself, so this is only asked when a backend does not.
-func (leaderAddressForwarder) ReadIndex(ctx context.Context, leader *consensus.NotLeaderError) (uint64, error) {
-	return leaderAddressForwarder{}.forwarder(leader).ReadIndex(ctx, leader)
+func (l leaderAddressForwarder) ReadIndex(ctx context.Context, leader *consensus.NotLeaderError) (uint64, error) {
+	return l.forwarder(leader).ReadIndex(ctx, leader)
 }
 
-func (leaderAddressForwarder) forwarder(leader *consensus.NotLeaderError) *alerting.HTTPForwarder {
-	f := &alerting.HTTPForwarder{Authorize: forwardCallerAuth}
+func (l leaderAddressForwarder) forwarder(leader *consensus.NotLeaderError) *alerting.HTTPForwarder {
+	f := &alerting.HTTPForwarder{Client: l.client, Authorize: forwardCallerAuth}
 	if leader.LeaderID != "" && leader.LeaderAddress != "" {
 		f.APIURLs = map[string]string{leader.LeaderID: leader.LeaderAddress}
 	}
 	return f
 }
 
-func (leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
-	return leaderAddressForwarder{}.forwarder(leader).Forward(ctx, leader, op)
+func (l leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
+	return l.forwarder(leader).Forward(ctx, leader, op)
 }
 
 // callerAuthKey keeps a silence write's Authorization header in its

@@ -12,35 +12,51 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
 )
 
-// faultCluster is three vigil processes on embedded Raft whose Raft
-// traffic passes through a faultNet, so that a test can partition a node
-// as well as kill and restart it on its data directory.
+// faultCluster is three vigil processes on one consensus backend whose
+// consensus traffic passes through a faultNet, so that a test can
+// partition a node as well as kill and restart it on its data directory.
+// On etcd the test also runs the three etcd members, each node reaching
+// them through proxies of its own.
 type faultCluster struct {
 	t         *testing.T
+	backend   string // "raft" or "etcd"
 	dir       string
 	ids       []string
 	httpAddrs []string
 	cfgs      []string
 	nodes     []*server // nil while a node is down
 	net       *faultNet
+	etcd      *etcdtest.Cluster // etcd only
 }
 
-// newFaultCluster writes the configs and starts the three nodes, waiting
-// until they agree on a leader. alertmanagerYAML is written as
-// alertmanager.yml and rulesYAML (when not empty) as rules.yml.
-func newFaultCluster(t *testing.T, rulesYAML, alertmanagerYAML string) *faultCluster {
+// backends are the consensus backends the fault tests run on, each as a
+// subtest of its name.
+var backends = []string{config.ClusterRaft, config.ClusterEtcd}
+
+// newFaultCluster writes the configs and starts the three nodes on
+// backend, waiting until they agree on a leader. alertmanagerYAML is
+// written as alertmanager.yml and rulesYAML (when not empty) as rules.yml.
+// On etcd it first starts three etcd members (and skips the test without
+// the etcd binary, as etcdtest does).
+func newFaultCluster(t *testing.T, backend, rulesYAML, alertmanagerYAML string) *faultCluster {
 	t.Helper()
-	c := &faultCluster{t: t, dir: t.TempDir(), ids: []string{"n1", "n2", "n3"}, net: newFaultNet(t)}
+	c := &faultCluster{t: t, backend: backend, dir: t.TempDir(), ids: []string{"n1", "n2", "n3"}, net: newFaultNet(t)}
 	n := len(c.ids)
 	c.httpAddrs, c.cfgs, c.nodes = make([]string, n), make([]string, n), make([]*server, n)
-	binds, advs := make([]string, n), make([]string, n)
-	var peers strings.Builder
-	for i, id := range c.ids {
-		c.httpAddrs[i], binds[i] = freeAddr(t), freeAddr(t)
-		advs[i] = c.net.listen(t, id, binds[i])
-		fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, advs[i], "http://"+c.httpAddrs[i])
+	// etcd and the proxies bind their ports first: a port picked for a
+	// node's HTTP API is free only until something else binds it, and a
+	// node cannot move to another, which its config names.
+	var endpoints [][]string
+	if backend == config.ClusterEtcd {
+		endpoints = c.startEtcd()
+	}
+	for i := range c.ids {
+		c.httpAddrs[i] = freeAddr(t)
 	}
 	rules := ""
 	if rulesYAML != "" {
@@ -48,17 +64,17 @@ func newFaultCluster(t *testing.T, rulesYAML, alertmanagerYAML string) *faultClu
 		rules = "rule_files: [rules.yml]\n"
 	}
 	c.write("alertmanager.yml", alertmanagerYAML)
+	var clusterYAML []string
+	switch backend {
+	case config.ClusterRaft:
+		clusterYAML = c.raftConfigs()
+	case config.ClusterEtcd:
+		clusterYAML = c.etcdConfigs(endpoints)
+	default:
+		t.Fatalf("backend %q", backend)
+	}
 	for i, id := range c.ids {
-		c.cfgs[i] = c.write(id+".yaml", fmt.Sprintf(`global:
-  evaluation_interval: 1s
-%salertmanager_config_file: alertmanager.yml
-cluster:
-  backend: raft
-  node_id: %s
-  bind_addr: %q
-  advertise_addr: %q
-  peers:
-%s`, rules, id, binds[i], advs[i], peers.String()))
+		c.cfgs[i] = c.write(id+".yaml", fmt.Sprintf("global:\n  evaluation_interval: 1s\n%salertmanager_config_file: alertmanager.yml\n%s", rules, clusterYAML[i]))
 	}
 	for i := range c.ids {
 		c.launch(i)
@@ -68,6 +84,62 @@ cluster:
 	}
 	c.settle(c.all(), 30*time.Second)
 	return c
+}
+
+// raftConfigs are the nodes' cluster sections on Raft: each advertises its
+// proxy, and the peers list names the proxies.
+func (c *faultCluster) raftConfigs() []string {
+	binds, advs := make([]string, len(c.ids)), make([]string, len(c.ids))
+	var peers strings.Builder
+	for i, id := range c.ids {
+		binds[i] = freeAddr(c.t)
+		advs[i] = c.net.listen(c.t, id, binds[i])
+		fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, advs[i], "http://"+c.httpAddrs[i])
+	}
+	out := make([]string, len(c.ids))
+	for i, id := range c.ids {
+		out[i] = fmt.Sprintf(`cluster:
+  backend: raft
+  node_id: %s
+  bind_addr: %q
+  advertise_addr: %q
+  peers:
+%s`, id, binds[i], advs[i], peers.String())
+	}
+	return out
+}
+
+// startEtcd starts three etcd members and, for each node, a proxy in front
+// of each member; it returns each node's endpoints, its proxies.
+func (c *faultCluster) startEtcd() [][]string {
+	c.etcd = etcdtest.Start(c.t, 3)
+	out := make([][]string, len(c.ids))
+	for i, id := range c.ids {
+		for j, ep := range c.etcd.Endpoints() {
+			out[i] = append(out[i], "http://"+c.net.listenFor(c.t, id, fmt.Sprintf("etcd%d", j), strings.TrimPrefix(ep, "http://")))
+		}
+	}
+	return out
+}
+
+// etcdConfigs are the nodes' cluster sections on etcd, each node with its
+// own endpoints.
+func (c *faultCluster) etcdConfigs(endpoints [][]string) []string {
+	out := make([]string, len(c.ids))
+	for i, id := range c.ids {
+		var eps []string
+		for _, ep := range endpoints[i] {
+			eps = append(eps, fmt.Sprintf("%q", ep))
+		}
+		out[i] = fmt.Sprintf(`cluster:
+  backend: etcd
+  node_id: %s
+  endpoints: [%s]
+  prefix: /vigil-faults
+  api_url: %q
+`, id, strings.Join(eps, ", "), "http://"+c.httpAddrs[i])
+	}
+	return out
 }
 
 // waitReady waits until node i is ready. A node that could not bind one of
@@ -163,7 +235,14 @@ func (c *faultCluster) agreed(among []int) (string, uint64) {
 	for _, i := range among {
 		nodes = append(nodes, c.nodes[i])
 	}
-	return agreedLeader(nodes, len(c.ids))
+	// Raft's members are configured and stay three; etcd's are the nodes
+	// whose leases live, so a node cut off or killed drops out once its
+	// lease runs out, which is also when another node can lead.
+	members := len(c.ids)
+	if c.backend == config.ClusterEtcd {
+		members = len(among)
+	}
+	return agreedLeader(nodes, members)
 }
 
 // nodeOf maps a notification's externalURL to the node that sent it.
@@ -298,7 +377,10 @@ receivers:
 }
 
 // TestClusterFaults runs issue 17's fault scenarios against three real
-// vigil processes whose Raft links pass through a fault-injecting proxy:
+// vigil processes, on each backend (subtests raft and etcd), whose
+// consensus links pass through a fault-injecting proxy: on Raft the links
+// between the nodes, on etcd each node's links to the three etcd members
+// the test runs, so that a partitioned node is cut off from etcd:
 //
 //  1. the leader partitioned from the others stops notifying; the majority
 //     elects a new leader whose notifications carry a higher term, and no
@@ -312,18 +394,27 @@ receivers:
 //     notified again;
 //  4. a node killed with SIGKILL and started again catches up on a silence
 //     created while it was down;
-//  5. at full size (VIGIL_RELIABILITY=full), ten more failovers of the
+//  5. on etcd, the member etcd's own Raft leads killed with SIGKILL: the
+//     nodes go on with two members of three (the same leader notifies, a
+//     silence write succeeds), and the member restarts;
+//  6. at full size (VIGIL_RELIABILITY=full), ten more failovers of the
 //     leader, partitioned or killed in turn, each within 10 s.
 //
 // Over the whole run no notification arrives with a term below one already
 // received for its group, and none comes within repeat_interval of the
 // previous one of its group more than once per failover.
 func TestClusterFaults(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testClusterFaults(t, backend) })
+	}
+}
+
+func testClusterFaults(t *testing.T, backend string) {
 	sink := &termSink{}
 	hook := httptest.NewServer(sink)
 	defer hook.Close()
 	const repeat = 3 * time.Second
-	c := newFaultCluster(t, faultRules, faultAlertmanager(hook.URL))
+	c := newFaultCluster(t, backend, faultRules, faultAlertmanager(hook.URL))
 	leader, term := c.settle(c.all(), 30*time.Second)
 	t.Logf("leader %s, term %d", c.ids[leader], term)
 	waitFor(t, "notifications for Loud and Steady", 30*time.Second, func() bool {
@@ -501,6 +592,11 @@ func TestClusterFaults(t *testing.T) {
 	leader, term = c.settle(c.all(), 30*time.Second)
 	t.Logf("%s rejoined; %s leads, term %d", c.ids[killed], c.ids[leader], term)
 
+	// 5. On etcd, kill -9 the etcd member that leads etcd's own Raft.
+	if c.etcd != nil {
+		c.killEtcdLeader(sink, leader, term)
+	}
+
 	// At full size, more failovers: the leader partitioned and healed, or
 	// killed and started again, in turn. Each must elect a new leader
 	// within 10 s whose notifications resume.
@@ -580,4 +676,50 @@ func TestClusterFaults(t *testing.T) {
 	for _, s := range c.nodes {
 		s.stop(t)
 	}
+}
+
+// killEtcdLeader kills (SIGKILL) the etcd member that leads etcd's Raft
+// while vigil node leader leads with term, checks that the nodes go on
+// with the other two members, and restarts it. etcd's new leader keeps
+// the leases (it extends them), so vigil's leader need not change; should
+// it change, the new term must be higher.
+func (c *faultCluster) killEtcdLeader(sink *termSink, leader int, term uint64) {
+	t := c.t
+	t.Helper()
+	var member int
+	waitFor(t, "etcd naming its leader", 10*time.Second, func() bool {
+		member = c.etcd.Leader()
+		return member >= 0
+	})
+	at := time.Now()
+	c.etcd.Kill(member)
+	var next int
+	waitFor(t, "etcd electing another leader", 20*time.Second, func() bool {
+		next = c.etcd.Leader()
+		return next >= 0 && next != member
+	})
+	etcdElected := time.Since(at)
+	var id string
+	waitFor(t, "a silence for Held written with an etcd member down", 20*time.Second, func() bool {
+		id, _ = createSilence(c.nodes[c.except(leader)[0]], "Held", "etcd member down")
+		return id != ""
+	})
+	written := time.Since(at)
+	waitFor(t, "Loud notified with an etcd member down", 20*time.Second, func() bool {
+		return len(sink.of("Loud", at.Add(time.Second), time.Now())) > 0
+	})
+	notified := time.Since(at)
+	now, nowTerm := c.settle(c.all(), 30*time.Second)
+	if nowTerm < term || (now != leader && nowTerm == term) {
+		t.Errorf("after etcd's leader was killed %s leads with term %d, before %s with term %d", c.ids[now], nowTerm, c.ids[leader], term)
+	}
+	for i := range c.ids {
+		waitFor(t, fmt.Sprintf("silence %s active on %s", id, c.ids[i]), 20*time.Second, func() bool {
+			return silenceState(c.nodes[i], id) == "active"
+		})
+	}
+	c.etcd.Restart(member)
+	t.Logf("kill -9 of etcd member %d (etcd's leader): etcd%d elected after %s; a silence written after %s, Loud notified after %s; vigil's leader %s term %d (before %s term %d); the member restarted",
+		member, next, etcdElected.Round(10*time.Millisecond), written.Round(10*time.Millisecond), notified.Round(10*time.Millisecond),
+		c.ids[now], nowTerm, c.ids[leader], term)
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/vigil-observability/vigil/internal/config"
 )
 
 // The silence set as a sequential object, for porcupine. Its state is the
@@ -135,9 +137,12 @@ func joinIDs(ids []string) string {
 }
 
 // TestClusterLinearizableSilences runs clients that create, expire and
-// read silences against three vigil nodes while a nemesis kills the
-// leader (kill -9) and starts it again, and at full size also partitions
-// a follower and kills a follower. The history, with each operation's
+// read silences against three vigil nodes, on each backend (subtests raft
+// and etcd), while a nemesis kills the leader (kill -9) and starts it
+// again, and at full size also partitions a follower and kills a
+// follower. On etcd it also partitions the leader from etcd for longer
+// than its lease, and kills etcd's own leader member (at full size another
+// member too) and restarts it. The history, with each operation's
 // call and return times, is checked by porcupine against the silence set
 // as a sequential object, one silence at a time (partitionBySilence).
 //
@@ -149,15 +154,31 @@ func joinIDs(ids []string) string {
 // reads are not part of the checked history. A write without an answer, or answered 5xx, may or may
 // not have happened; the model allows both.
 func TestClusterLinearizableSilences(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testLinearizableSilences(t, backend) })
+	}
+}
+
+func testLinearizableSilences(t *testing.T, backend string) {
 	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer hook.Close()
-	c := newFaultCluster(t, "", fmt.Sprintf("route: {receiver: hook}\nreceivers:\n  - name: hook\n    webhook_configs: [{url: %q}]\n", hook.URL))
+	c := newFaultCluster(t, backend, "", fmt.Sprintf("route: {receiver: hook}\nreceivers:\n  - name: hook\n    webhook_configs: [{url: %q}]\n", hook.URL))
 
 	clients, opsPerClient := 3, 25
 	faults := []string{"kill-leader"}
+	// How long a fault lasts. On etcd a partition shorter than the lease
+	// (5 s) only stalls the leader; a longer one deposes it.
+	hold := map[string]time.Duration{"kill": 3 * time.Second, "partition": 3 * time.Second}
+	if backend == config.ClusterEtcd {
+		faults = []string{"kill-leader", "partition-leader-heal", "kill-etcd-leader"}
+		hold["partition"] = 7 * time.Second
+	}
 	if fullReliability() {
 		clients, opsPerClient = 4, 120
 		faults = []string{"kill-leader", "partition-follower", "kill-follower", "partition-leader-heal", "kill-leader"}
+		if backend == config.ClusterEtcd {
+			faults = append(faults, "kill-etcd-leader", "kill-etcd-member", "partition-leader-heal")
+		}
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s, err := strconv.ParseUint(os.Getenv("VIGIL_FUZZ_SEED"), 10, 64); err == nil {
@@ -319,13 +340,25 @@ func TestClusterLinearizableSilences(t *testing.T) {
 			victim = c.except(leader)[0]
 		}
 		switch {
+		case strings.HasPrefix(f, "kill-etcd"):
+			// etcd's members, not vigil's nodes: the victim is a member.
+			member := c.etcd.Leader()
+			if f == "kill-etcd-member" || member < 0 {
+				member = (max(member, 0) + 1) % len(c.etcd.Endpoints())
+			}
+			c.etcd.Kill(member)
+			t.Logf("nemesis: kill -9 etcd member %d (%s) at %s", member, f, time.Since(start).Round(time.Millisecond))
+			time.Sleep(hold["kill"])
+			c.etcd.Restart(member)
+			t.Logf("nemesis: etcd member %d recovered at %s", member, time.Since(start).Round(time.Millisecond))
+			continue
 		case strings.HasPrefix(f, "kill"):
 			mu.Lock()
 			live[victim] = false
 			mu.Unlock()
 			c.nodes[victim].kill9(t)
 			t.Logf("nemesis: kill -9 %s (%s) at %s", c.ids[victim], f, time.Since(start).Round(time.Millisecond))
-			time.Sleep(3 * time.Second)
+			time.Sleep(hold["kill"])
 			c.launch(victim)
 			c.waitReady(victim)
 			mu.Lock()
@@ -334,7 +367,7 @@ func TestClusterLinearizableSilences(t *testing.T) {
 		case strings.HasPrefix(f, "partition"):
 			c.net.isolate(c.ids[victim])
 			t.Logf("nemesis: partition %s (%s) at %s", c.ids[victim], f, time.Since(start).Round(time.Millisecond))
-			time.Sleep(3 * time.Second)
+			time.Sleep(hold["partition"])
 			c.net.heal(c.ids[victim])
 		}
 		t.Logf("nemesis: %s recovered at %s", c.ids[victim], time.Since(start).Round(time.Millisecond))

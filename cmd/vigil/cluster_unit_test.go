@@ -2,16 +2,29 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	promcommon "github.com/prometheus/common/config"
+
+	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/clusterconfig"
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/testcert"
 )
 
 // followLeader runs the switched component exactly while the node leads:
@@ -98,5 +111,70 @@ func TestCallerAuthForwarded(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), req)
 	if forwarded != "Basic b3BlcmF0b3I6c2VjcmV0" {
 		t.Errorf("forwarded Authorization %q, want the caller's", forwarded)
+	}
+}
+
+// A follower forwards a silence write to a leader whose API is served over
+// TLS with a private CA: trusted through cluster.api_tls_config's ca_file,
+// refused without it.
+func TestForwardOverTLSWithPrivateCA(t *testing.T) {
+	dir := t.TempDir()
+	testcert.Write(t, dir)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != alerting.InternalSilencesPath {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"s1","updated_at":"2026-01-02T03:04:05Z"}`)
+	}))
+	leader.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	leader.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	leader.StartTLS()
+	defer leader.Close()
+
+	op := alerting.SilenceOp{ExpireID: "s1"}
+	nl := &consensus.NotLeaderError{LeaderID: "n1"}
+	for _, tc := range []struct {
+		name   string
+		caFile string
+		ok     bool
+	}{
+		{"system CAs only", "", false},
+		{"api_tls_config.ca_file", filepath.Join(dir, "tls.crt"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &config.Cluster{APITLS: promcommon.TLSConfig{CAFile: tc.caFile}}
+			client, err := clusterAPIClient(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fwd := &alerting.HTTPForwarder{APIURLs: map[string]string{"n1": leader.URL}, Client: client}
+			res, err := fwd.Forward(context.Background(), nl, op)
+			if tc.ok && (err != nil || res.ID != "s1") {
+				t.Fatalf("forward with the CA trusted: (%+v, %v), want silence s1", res, err)
+			}
+			if !tc.ok && (err == nil || !errors.Is(err, alerting.ErrLeaderUnavailable)) {
+				t.Fatalf("forward without the CA: %v, want a certificate error as leader unavailable", err)
+			}
+		})
+	}
+	if _, err := clusterAPIClient(&config.Cluster{APITLS: promcommon.TLSConfig{CAFile: filepath.Join(dir, "missing.crt")}}); err == nil || !strings.Contains(err.Error(), "cluster.api_tls_config") {
+		t.Errorf("a missing ca_file: %v, want an error naming cluster.api_tls_config", err)
+	}
+}
+
+// With admin endpoints off the leader takes no configuration over HTTP:
+// a follower's forwarded reload fails, saying why and what to do.
+func TestForwardedReloadRefusedWithoutAdmin(t *testing.T) {
+	leader := httptest.NewServer(refuseForwardedConfig)
+	defer leader.Close()
+	fwd := &clusterconfig.HTTPForwarder{LeaderURL: func(*consensus.NotLeaderError) (string, bool) { return leader.URL, true }}
+	_, err := fwd.Forward(context.Background(), &consensus.NotLeaderError{LeaderID: "n1"}, clusterconfig.Doc{})
+	if err == nil || !strings.Contains(err.Error(), "admin.enabled") || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("forwarded reload: %v, want a 403 naming admin.enabled", err)
 	}
 }

@@ -10,18 +10,22 @@ import (
 	"time"
 )
 
-// faultNet stands between the Raft nodes of a test cluster: every node
+// faultNet stands between the nodes of a test cluster and what they talk
+// consensus with. On Raft it stands between the nodes: every node
 // advertises (and every peers list names) a proxy address, and the proxy
-// forwards to the address the node binds. Cutting a node refuses and
-// closes every Raft connection to or from it, in both directions, until it
-// is healed. Only Raft traffic passes through it: the nodes' HTTP APIs
-// (silence writes forwarded to the leader, the webhook receiver) stay
-// reachable, so a cut node is partitioned from the consensus, not from its
-// clients.
+// forwards to the address the node binds. On etcd the nodes talk to etcd,
+// not to each other: each node has a proxy of its own in front of every
+// etcd member and is given those as its endpoints. Cutting a node refuses
+// and closes every consensus connection to or from it, in both
+// directions, until it is healed. Only consensus traffic passes through
+// it: the nodes' HTTP APIs (silence writes forwarded to the leader, the
+// webhook receiver) stay reachable, so a cut node is partitioned from the
+// consensus, not from its clients.
 //
-// Raft dials without choosing its source address, so a connection's sender
-// is found in its first request: every Raft RPC header carries the
+// Raft dials without choosing its source address, so a Raft connection's
+// sender is found in its first request: every Raft RPC header carries the
 // sender's advertised address, which here is its proxy's, unique per node.
+// An etcd proxy serves one node only, so it knows its sender.
 type faultNet struct {
 	mu    sync.Mutex
 	byAdv map[string]string // advertised (proxy) address -> node id
@@ -70,10 +74,33 @@ func (f *faultNet) listen(t *testing.T, id, target string) string {
 			if err != nil {
 				return
 			}
-			go f.handle(c, id, target)
+			go f.handle(c, "", id, target)
 		}
 	}()
 	return adv
+}
+
+// listenFor starts a proxy that only node from dials, in front of to
+// (an etcd member), which listens on target, and returns its address.
+func (f *faultNet) listenFor(t *testing.T, from, to, target string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.lns = append(f.lns, ln)
+	f.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go f.handle(c, from, to, target)
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // sender finds the node whose advertised address comes first in b.
@@ -92,26 +119,29 @@ func (f *faultNet) sender(b []byte, to string) string {
 	return from
 }
 
-func (f *faultNet) handle(client net.Conn, to, target string) {
-	// The first request names its sender within its first few hundred
-	// bytes; read until it does.
-	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+// handle forwards client's connection to target; from is its sender, or
+// "" when it must be found in the first bytes (Raft).
+func (f *faultNet) handle(client net.Conn, from, to, target string) {
 	var first []byte
-	buf := make([]byte, 4096)
-	from := ""
-	for from == "" && len(first) < 64<<10 {
-		n, err := client.Read(buf)
-		first = append(first, buf[:n]...)
-		from = f.sender(first, to)
-		if err != nil {
-			break
-		}
-	}
-	_ = client.SetReadDeadline(time.Time{})
 	if from == "" {
-		f.unidentified.Add(1)
-		_ = client.Close()
-		return
+		// The first request names its sender within its first few hundred
+		// bytes; read until it does.
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 4096)
+		for from == "" && len(first) < 64<<10 {
+			n, err := client.Read(buf)
+			first = append(first, buf[:n]...)
+			from = f.sender(first, to)
+			if err != nil {
+				break
+			}
+		}
+		_ = client.SetReadDeadline(time.Time{})
+		if from == "" {
+			f.unidentified.Add(1)
+			_ = client.Close()
+			return
+		}
 	}
 	f.mu.Lock()
 	blocked := f.cut[from] || f.cut[to]

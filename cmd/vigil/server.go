@@ -31,6 +31,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/clusterapi"
+	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
@@ -237,7 +238,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Appendable: metricmeta.Recording(senderMetrics, metricMeta), Limits: lim, Ingest: ingestMetrics, Logger: logger, Registerer: reg,
 	})
 
-	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Logger: logger, Registerer: reg})
+	// In a cluster on a shared store every node scrapes, the leader writes.
+	scrapeWrites := newLeaderWrites(cfg)
+	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -274,7 +277,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// With cluster: in vigil.yaml this node is one of several
 	// (docs/cluster.md): silences and the notification log are the
 	// cluster's, committed before the API answers, and only the leader
-	// evaluates rules and notifies, each notification fenced by its term.
+	// notifies, each notification fenced by its term.
 	// Without it nothing below changes.
 	var cluster *clusterNode
 	if cfg.Cluster != nil {
@@ -284,6 +287,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		grp.Go(stageConsensus, "consensus", closeConsensus(logger, cluster.node))
 		webSrv.SetReadyCheck(cluster.readyCheck)
 		amOpts.Replication, amOpts.Fencer = cluster.repl, cluster.node
+		scrapeWrites.attach(cluster.node)
 	}
 	am, err := alerting.New(amOpts)
 	if err != nil {
@@ -330,17 +334,27 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return time.Duration(promCfg.Load().GlobalConfig.EvaluationInterval).Milliseconds()
 		}},
 	})
+	notify, notifyGate := rulesNotify(cfg, cluster, am.Notify)
 	newRules := func(metrics *promrules.Metrics) (*rules.Manager, error) {
 		return rules.New(rules.Options{
 			Appendable: metricsDB, Queryable: metricsDB, Dir: filepath.Join(cfg.DataDir, "rules"),
-			Notify: am.Notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
+			Notify: notify, Logger: logger, Registerer: reg, Metrics: metrics, Engine: queryEngine, ExternalURL: externalURL,
 		})
 	}
+	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
+	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
+	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
+	specs, err := cfg.SLOSpecs()
+	if err != nil {
+		return err
+	}
+	sloSpecs.Store(&specs)
 	initial, err := rulesConfig(cfg)
 	if err != nil {
 		return err
 	}
 	var ruleMgr ruleSet
+	var configSync *clusterconfig.Syncer // in a cluster: the replicated rules and Alertmanager config
 	if cluster == nil {
 		m, err := newRules(nil)
 		if err != nil {
@@ -352,30 +366,33 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		ruleMgr = m
 		grp.Go(stageDrain, "rules", runRules(cfg, logger, m))
 	} else {
-		// Rules (alerting, recording, SLOs) run on the leader only,
-		// switched on and off as leadership comes and goes.
-		lr := newLeaderRules(cfg, logger, reg, newRules)
-		if err := lr.Apply(initial); err != nil {
-			return fmt.Errorf("rules: %w", err)
+		// Which node evaluates which rules depends on the store
+		// (cluster_writers.go). This node's own rule files failing is not
+		// fatal yet: the cluster's replace them (clusterconfig.go), before
+		// the rules start.
+		rs, startRules, localErr, err := clusterRules(grp, cfg, logger, reg, cluster, notifyGate, newRules, initial)
+		if err != nil {
+			return err
 		}
-		ruleMgr = lr
-		leaderOnly := lifecycle.NewSwitch(lr)
-		grp.Go(stageDrain, "rules", leaderOnly)
-		grp.Go(stageIngest, "leadership", followLeader(logger, cluster.node, leaderOnly))
+		ruleMgr = rs
+		configSync, err = startClusterConfig(cfg, cluster, &sharedInstaller{
+			rules: rs, am: am, amDir: amDir, prom: &promCfg, slos: &sloSpecs, amUnconfigured: &amUnconfigured,
+		}, localErr, logger, reg)
+		if err != nil {
+			return fmt.Errorf("cluster configuration: %w", err)
+		}
+		grp.Go(stageIngest, "cluster config", lifecycle.Loop(configSync.Run))
+		mountClusterConfig(webSrv, configSync, cfg.Admin.Enabled)
+		startRules()
 	}
 
-	var amUnconfigured atomic.Bool // no alertmanager.yml: alerts notify no one on purpose
-	amUnconfigured.Store(cfg.AlertmanagerConfigFile == "")
-	var sloSpecs atomic.Pointer[[]slo.Spec] // what the doctor's SLO check judges
-	specs, err := cfg.SLOSpecs()
-	if err != nil {
-		return err
-	}
-	sloSpecs.Store(&specs)
 	// apply installs a reloaded configuration: what can change while
 	// running (scrape configs, rules) changes, the rest needs a restart.
+	// In a cluster the rules, SLOs and Alertmanager config are the
+	// cluster's: committed through the log, then put into service on every
+	// node; the rest is this node's own.
 	var applyMu sync.Mutex
-	apply := func() error {
+	apply := func(ctx context.Context) error {
 		applyMu.Lock()
 		defer applyMu.Unlock()
 		next, err := reload()
@@ -401,11 +418,17 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		if err := alerting.ValidateConfig(nextAM); err != nil {
 			return err
 		}
-		if err := ruleMgr.Apply(rc); err != nil {
-			return err
-		}
-		if err := am.ApplyConfig(nextAM); err != nil {
-			return fmt.Errorf("alertmanager: %w", err)
+		if configSync != nil {
+			if err := reloadClusterConfig(ctx, configSync, next); err != nil {
+				return err
+			}
+		} else {
+			if err := ruleMgr.Apply(rc); err != nil {
+				return err
+			}
+			if err := am.ApplyConfig(nextAM); err != nil {
+				return fmt.Errorf("alertmanager: %w", err)
+			}
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
 			return fmt.Errorf("scrape config: %w", err)
@@ -415,16 +438,24 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			return fmt.Errorf("web_config_file: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
-		amUnconfigured.Store(next.AlertmanagerConfigFile == "")
-		if specs, err := next.SLOSpecs(); err == nil { // checked by rulesConfig above
-			sloSpecs.Store(&specs)
+		if configSync != nil {
+			// Again, for this node's evaluation interval and external
+			// labels, which the rules take from the new global: section.
+			if err := configSync.Reinstall(); err != nil {
+				return err
+			}
+		} else {
+			amUnconfigured.Store(next.AlertmanagerConfigFile == "")
+			if specs, err := next.SLOSpecs(); err == nil { // checked by rulesConfig above
+				sloSpecs.Store(&specs)
+			}
 		}
 		logger.Info("configuration reloaded")
 		return nil
 	}
 	grp.Go(stageIngest, "reloader", reloadOnSIGHUP(apply, logger))
 	if cfg.Admin.Enabled {
-		webSrv.Handle("POST /-/reload", reloadHandler(apply))
+		webSrv.Handle("POST /-/reload", withCallerAuth(reloadHandler(apply)))
 		// Behind the admin role when authentication is on.
 		webSrv.MountPprof()
 	}
@@ -468,12 +499,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
+		Leading:  doctorLeading(cfg, cluster),
 		Logger:   logger, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
 	grp.Go(stageDrain, "doctor", lifecycle.Loop(doc.Run))
+	recheckOnLeader(grp, cfg, cluster, doc)
 	webSrv.Handle("/api/doctor", doc.Handler())
 	// One budget for every receiver: what requests being decoded may take
 	// of the heap, whichever listener they came through.
@@ -624,7 +657,7 @@ func rulesConfig(cfg *config.Config) (rules.Config, error) {
 
 // reloadOnSIGHUP applies the configuration again at every SIGHUP until it
 // is stopped; a failed reload keeps what runs.
-func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component {
+func reloadOnSIGHUP(apply func(context.Context) error, logger *slog.Logger) lifecycle.Component {
 	return lifecycle.Loop(func(ctx context.Context) {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -634,7 +667,7 @@ func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := apply(); err != nil {
+				if err := apply(ctx); err != nil {
 					logger.Error("reload failed; the previous configuration keeps running", "err", err)
 				}
 			}
@@ -643,12 +676,13 @@ func reloadOnSIGHUP(apply func() error, logger *slog.Logger) lifecycle.Component
 }
 
 // reloadHandler serves POST /-/reload: 200 when the configuration was
-// applied, 400 with the reason when it was not (nothing changed then).
-func reloadHandler(apply func() error) http.Handler {
+// applied, 400 with the reason when it was refused (nothing changed then);
+// in a cluster also 503 or 500 (reloadStatus).
+func reloadHandler(apply func(context.Context) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := apply(); err != nil {
-			w.WriteHeader(http.StatusBadRequest)
+		if err := apply(r.Context()); err != nil {
+			w.WriteHeader(reloadStatus(err))
 			fmt.Fprintf(w, "reload failed, the previous configuration keeps running: %v\n", err)
 			return
 		}

@@ -27,7 +27,7 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 		return fmt.Errorf("open clickhouse: %w", err)
 	}
 	s.closers = append(s.closers, client.Close)
-	node := nodeName(cfg.HTTPAddr)
+	node := nodeName(cfg)
 	s.external = labels.FromStrings("vigil_node", node)
 	logger.Info("clickhouse connected", "version", client.Features.Version, "database", client.Database, "cluster", client.Cluster, "node", node)
 	sl, err := clickhouse.OpenSpanLogs(ctx, client, clickhouse.SpanLogOptions{
@@ -61,13 +61,17 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 }
 
 // nodeName tells this process apart from the others sharing the store:
-// the host's name and the HTTP port.
-func nodeName(httpAddr string) string {
+// in a cluster its node id, which stays when the node moves (and which
+// /api/v1/cluster lists), otherwise the host's name and the HTTP port.
+func nodeName(cfg *config.Config) string {
+	if cfg.Cluster != nil && cfg.Cluster.NodeID != "" {
+		return cfg.Cluster.NodeID
+	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {
 		host = "localhost"
 	}
-	if _, port, err := net.SplitHostPort(httpAddr); err == nil {
+	if _, port, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
 		return host + ":" + port
 	}
 	return host

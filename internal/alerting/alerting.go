@@ -45,7 +45,6 @@ import (
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/rules"
 
-	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/ui"
 )
 
@@ -74,8 +73,9 @@ type Options struct {
 	Replication *Replicator
 	// Fencer, when set, makes this a clustered node: a notification is sent
 	// only while Fence succeeds, and webhooks carry its token in the
-	// LeaderTermHeader.
-	Fencer consensus.Fencer
+	// LeaderTermHeader. While Leader says another node leads, groups are
+	// not even tried: see leaderGate.
+	Fencer ClusterLeader
 	// ExternalURL is where vigil is reachable: links in notifications
 	// (silence links, .ExternalURL) and the base of the generator URLs
 	// Notify gives alerts. Required.
@@ -154,6 +154,7 @@ type metrics struct {
 	templateErrors  *prometheus.CounterVec
 	stateSaveErrors *prometheus.CounterVec
 	invalidAlerts   prometheus.Counter
+	leftToLeader    prometheus.Counter
 	reloadSuccess   prometheus.Gauge
 	reloadTime      prometheus.Gauge
 	requestDuration *prometheus.HistogramVec
@@ -173,6 +174,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		invalidAlerts: f.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_alertmanager_alerts_invalid_total",
 			Help: "Alerts from the rules manager rejected as invalid.",
+		}),
+		leftToLeader: f.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_alertmanager_flushes_left_to_leader_total",
+			Help: "Alert group flushes a clustered node skipped because another node leads and notifies.",
 		}),
 		reloadSuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_alertmanager_config_last_reload_successful",
@@ -431,7 +436,7 @@ func (am *Alertmanager) applyConfig(conf *config.Config) (err error) {
 	}
 
 	inhibitor := inhibit.NewInhibitor(am.alerts, conf.InhibitRules, am.logger, am.recorder)
-	pipeline := am.pipelines.New(
+	var pipeline notify.Stage = am.pipelines.New(
 		receivers,
 		func() time.Duration { return 0 }, // no cluster peers to wait for
 		inhibitor,
@@ -441,6 +446,9 @@ func (am *Alertmanager) applyConfig(conf *config.Config) (err error) {
 		nflogSaver{am.nflog, am.nflogDirty},
 		nil,
 	)
+	if am.opts.Fencer != nil {
+		pipeline = &leaderGate{next: pipeline, leader: am.opts.Fencer, skipped: am.metrics.leftToLeader}
+	}
 	gen := &generation{routes: routes, pipeline: pipeline, inhibitor: inhibitor, tmpl: tmpl}
 
 	am.applyMtx.Lock()

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/alertmanager/notify"
 	"github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
+	"github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -32,6 +33,37 @@ const LeaderTermHeader = "X-Vigil-Leader-Term"
 // used, so another node has led since; sending with it would undo the
 // fencing the receiver relies on.
 var ErrStaleToken = errors.New("alerting: fencing token older than one already used")
+
+// ClusterLeader is what a clustered Alertmanager uses of the consensus
+// node: Fence before each notification, and Leader to leave groups to the
+// leader without trying them.
+type ClusterLeader interface {
+	consensus.Fencer
+	Leader() consensus.LeaderInfo
+}
+
+// leaderGate ends the pipeline quietly, before the receivers, while this
+// node does not know itself the leader. Without it a follower holding firing
+// alerts (a deposed leader's until they time out, or alerts posted to it
+// directly) would try each group at every flush and log each refusal by
+// the fence as a failed notification, for as long as the alerts last. The
+// gate only saves that work: Leader can be stale, so the fence, with its
+// network round trip, stays the check that keeps a deposed node silent.
+type leaderGate struct {
+	next    notify.Stage
+	leader  ClusterLeader
+	skipped prometheus.Counter
+}
+
+func (g *leaderGate) Exec(ctx context.Context, l *slog.Logger, alerts ...*alert.Alert) (context.Context, []*alert.Alert, error) {
+	if !g.leader.Leader().Self {
+		g.skipped.Inc()
+		// No alerts and no error: the dispatcher counts the flush done,
+		// and nothing is written to the notification log.
+		return ctx, nil, nil
+	}
+	return g.next.Exec(ctx, l, alerts...)
+}
 
 // LeaderFence is the check before each notification: the token from
 // consensus.Fencer, never lower than one already handed out. Safe for

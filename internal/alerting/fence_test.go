@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +53,21 @@ func TestLeaderFenceNeverGoesBack(t *testing.T) {
 			t.Errorf("call %d: (%d, %v), want (%d, %v)", i, tok, err, w.tok, w.err)
 		}
 	}
+}
+
+// staleLeader is a node whose view of the leader is stale while stale is
+// set: it still believes it leads.
+type staleLeader struct {
+	*consensustest.Memory
+	stale *atomic.Bool
+}
+
+func (s staleLeader) Leader() consensus.LeaderInfo {
+	li := s.Memory.Leader()
+	if s.stale.Load() {
+		li.Self = true
+	}
+	return li
 }
 
 // termReceiver records the LeaderTermHeader of each request.
@@ -150,13 +166,14 @@ func TestNotificationsAreFencedByTerm(t *testing.T) {
 	}
 	applied, cancel := leader.Subscribe(64)
 	defer cancel()
+	var stale atomic.Bool
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	am, err := New(Options{
 		ConfigFile:  writeConfig(t, dir, fastConfig, rcv.srv.URL),
 		ExternalURL: testExternalURL,
 		DataDir:     filepath.Join(dir, "data"),
-		Fencer:      leader,
+		Fencer:      staleLeader{leader, &stale},
 		Replication: repl,
 		Registerer:  reg,
 		Logger:      slog.New(slog.DiscardHandler),
@@ -183,13 +200,31 @@ func TestNotificationsAreFencedByTerm(t *testing.T) {
 		t.Fatal("the notification was not logged to the cluster")
 	}
 
-	leader.Depose()
-	am.Send(firing(map[string]string{"alertname": "DiskFull"}, nil))
-	// The deposed node tries (the failure is counted) and sends nothing.
 	failed := func() float64 {
 		return metricValue(t, reg, "alertmanager_notifications_failed_total", map[string]string{"integration": "webhook"})
 	}
+	skipped := func() float64 { return metricValue(t, reg, "vigil_alertmanager_flushes_left_to_leader_total", nil) }
+
+	// Deposed without knowing it (its view of the leader is stale): the
+	// gate lets the group through, the fence refuses it, and the failure
+	// is counted.
+	leader.Depose()
+	stale.Store(true)
+	am.Send(firing(map[string]string{"alertname": "DiskFull"}, nil))
 	waitFor(t, "a refused notification", func() bool { return failed() > 0 })
+	if got := rcv.got(); len(got) != 1 {
+		t.Fatalf("a deposed node sent: receiver saw %q", got)
+	}
+	// Once it knows another node leads, its groups are left to the leader
+	// without an attempt: no more failures, nothing sent.
+	stale.Store(false)
+	failures := failed()
+	am.Send(firing(map[string]string{"alertname": "MemoryLow"}, nil))
+	waitFor(t, "a flush left to the leader", func() bool { return skipped() > 0 })
+	time.Sleep(300 * time.Millisecond) // a few more flushes at fastConfig's group_interval
+	if f := failed(); f != failures {
+		t.Errorf("a follower that knows it does not lead tried to notify: failures went from %v to %v", failures, f)
+	}
 	if got := rcv.got(); len(got) != 1 {
 		t.Fatalf("a deposed node sent: receiver saw %q", got)
 	}

@@ -141,7 +141,7 @@ func silenceStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, silence.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost),
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost), errors.Is(err, consensus.ErrUnavailable),
 		errors.Is(err, ErrNoLeaderAPI), errors.Is(err, ErrLeaderUnavailable), errors.Is(err, ErrReadUnavailable):
 		return http.StatusServiceUnavailable
 	default:

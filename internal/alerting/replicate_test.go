@@ -529,3 +529,25 @@ func TestSilenceWriteBarrierOnlyAfterDoubt(t *testing.T) {
 		t.Errorf("%d barriers after a write in doubt, want 1", b)
 	}
 }
+
+// A failed silence write whose outcome is unknown, or that no leader
+// could take, is a 503 the client retries; only a bad silence is its own
+// fault.
+func TestSilenceStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("%w: ends before it starts", ErrInvalidSilence), http.StatusBadRequest},
+		{fmt.Errorf("expire: %w", silence.ErrNotFound), http.StatusNotFound},
+		{&consensus.NotLeaderError{}, http.StatusServiceUnavailable},
+		{fmt.Errorf("propose: %w", consensus.ErrLeadershipLost), http.StatusServiceUnavailable},
+		{fmt.Errorf("propose: %w: etcd: leader changed", consensus.ErrUnavailable), http.StatusServiceUnavailable},
+		{fmt.Errorf("%w: n2", ErrLeaderUnavailable), http.StatusServiceUnavailable},
+		{errors.New("disk on fire"), http.StatusInternalServerError},
+	} {
+		if got := silenceStatus(tc.err); got != tc.want {
+			t.Errorf("%v: %d, want %d", tc.err, got, tc.want)
+		}
+	}
+}

@@ -49,6 +49,12 @@ type Cluster struct {
 	// Empty: http_addr's host (this machine's name when it is a wildcard)
 	// and port; see Config.ClusterSelfAPIURL.
 	APIURL string `yaml:"api_url"`
+	// APITLS is how this node checks the other nodes' vigil APIs over
+	// https when it forwards to them (ca_file for a private CA;
+	// cert_file/key_file when their web_config_file asks for client
+	// certificates), in Prometheus's tls_config format. Empty: the
+	// system's certificate authorities.
+	APITLS promcommon.TLSConfig `yaml:"api_tls_config"`
 }
 
 // ClusterRaftTimeouts are the embedded Raft's timeouts, the same on every

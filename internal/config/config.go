@@ -44,7 +44,12 @@ type Config struct {
 	OTLPGRPCAddr string `yaml:"otlp_grpc_addr"`
 	OTLPHTTPAddr string `yaml:"otlp_http_addr"`
 	// DataDir holds the embedded stores (tsdb/ and spanlogs/).
-	DataDir   string         `yaml:"data_dir"`
+	DataDir string `yaml:"data_dir"`
+	// Dir is the directory of the file this configuration was read from,
+	// against which its relative paths were resolved; empty without one.
+	// A cluster names rule files relative to it, so that nodes laid out
+	// alike under different directories hold the same configuration.
+	Dir       string         `yaml:"-"`
 	Retention model.Duration `yaml:"retention"`
 	// ShutdownTimeout bounds a stop (SIGTERM, Ctrl-C) from the signal to
 	// the write queues drained: listeners stop within it even with clients
@@ -325,6 +330,7 @@ func Parse(data []byte, dir string, logger *slog.Logger) (*Config, error) {
 	} else if dir != "" && !filepath.IsAbs(c.DataDir) {
 		c.DataDir = filepath.Join(dir, c.DataDir)
 	}
+	c.Dir = dir
 	return c, c.finish(dir, logger)
 }
 

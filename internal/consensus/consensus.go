@@ -17,6 +17,11 @@ var (
 	// flight; the command may or may not have been committed, so a caller
 	// must not assume either (make commands idempotent, or read back).
 	ErrLeadershipLost = errors.New("consensus: leadership lost while the command was in flight")
+	// ErrUnavailable: the backend could not be asked, or did not answer
+	// (an etcd whose own leader changed, a timeout). As for
+	// ErrLeadershipLost, a proposal may or may not have been committed;
+	// the same call may succeed when retried.
+	ErrUnavailable = errors.New("consensus: backend unavailable")
 	// ErrClosed: the node is shut down.
 	ErrClosed = errors.New("consensus: node is closed")
 	// ErrClusterMismatch: the data directory belongs to another cluster, or

@@ -34,6 +34,9 @@ type SuppressionCheck struct {
 // Name implements Check.
 func (c SuppressionCheck) Name() string { return "suppressed" }
 
+// NodeLocal implements NodeLocal: it judges this node's Alertmanager.
+func (c SuppressionCheck) NodeLocal() bool { return true }
+
 // Run implements Check.
 func (c SuppressionCheck) Run(ctx context.Context) ([]Finding, error) {
 	threshold := cmp.Or(c.Threshold, time.Hour)
@@ -241,6 +244,10 @@ type NotifyCheck struct {
 
 // Name implements Check.
 func (c NotifyCheck) Name() string { return "notify" }
+
+// NodeLocal implements NodeLocal: it judges what this node's Alertmanager
+// sent.
+func (c NotifyCheck) NodeLocal() bool { return true }
 
 // Run implements Check.
 func (c NotifyCheck) Run(context.Context) ([]Finding, error) {

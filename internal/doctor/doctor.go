@@ -79,9 +79,28 @@ type Check interface {
 	Run(ctx context.Context) ([]Finding, error)
 }
 
+// NodeLocal is implemented by checks that judge only this process: what
+// it received, what its own Alertmanager holds and sent. Where several
+// vigil nodes share one store, each node runs these, while the checks of
+// the shared data and configuration run on one node (Options.Leading), so
+// that a finding is not raised once per node.
+type NodeLocal interface {
+	NodeLocal() bool
+}
+
+func isNodeLocal(c Check) bool {
+	l, ok := c.(NodeLocal)
+	return ok && l.NodeLocal()
+}
+
 // Options configures a Doctor.
 type Options struct {
 	Checks []Check
+	// Leading, when set, makes this one of several nodes on a shared
+	// store: the checks that are not NodeLocal run only while it reports
+	// true (the cluster's leader), and are listed as skipped otherwise.
+	// Nil runs every check.
+	Leading func() bool
 	// Interval between runs of Run's loop (DefaultInterval if 0).
 	Interval   time.Duration
 	Logger     *slog.Logger
@@ -110,6 +129,9 @@ type Report struct {
 	CheckedAt time.Time `json:"checked_at"`
 	// Errors lists checks that could not run, by name.
 	Errors []string `json:"errors,omitempty"`
+	// Skipped lists the checks this node left to another: on a store
+	// several nodes share, the leader runs the checks of the shared data.
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // New returns a Doctor; start its loop with Run.
@@ -167,7 +189,12 @@ func (d *Doctor) Check(ctx context.Context) Report {
 	defer d.runMu.Unlock()
 	r := Report{Findings: []Finding{}}
 	ctx = withRunMemo(ctx)
+	leading := d.opts.Leading == nil || d.opts.Leading()
 	for _, c := range d.opts.Checks {
+		if !leading && !isNodeLocal(c) {
+			r.Skipped = append(r.Skipped, c.Name())
+			continue
+		}
 		fs, err := c.Run(ctx)
 		if err != nil {
 			if ctx.Err() != nil {

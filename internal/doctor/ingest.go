@@ -57,6 +57,9 @@ type signalReason struct{ signal, reason string }
 // Name implements Check.
 func (c *IngestCheck) Name() string { return "ingest" }
 
+// NodeLocal implements NodeLocal: it judges what this node received.
+func (c *IngestCheck) NodeLocal() bool { return true }
+
 // Run implements Check.
 func (c *IngestCheck) Run(context.Context) ([]Finding, error) {
 	window := cmp.Or(c.Window, 15*time.Minute)
@@ -233,6 +236,12 @@ var reasonHelp = map[string]struct {
 	"series_limit": {dropped,
 		"samples of new series were refused because the TSDB head holds limits.max_series series: a sender creates series without bound (an id, a timestamp or a URL in a label)",
 		"find the label that grows (the cardinality_risk findings, /api/v1/status/tsdb) and drop it at the sender; raise limits.max_series in vigil.yaml only if the growth is expected and memory allows"},
+	"unsupported": {dropped,
+		"items asked for something vigil does not do with logs, such as an Elasticsearch bulk update or delete, or a bulk action without an index",
+		"configure the shipper to index (append) documents, which is what log agents do by default; name the index in the action or the path (/{index}/_bulk)"},
+	"item_too_large": {dropped,
+		"single documents were larger than vigil decodes one by one (an Elasticsearch bulk document above 1 MiB), while the rest of their request was kept",
+		"cap the size of a log line at the shipper (a multiline rule that joins too much, or a whole file sent as one event), or split it"},
 	"undecodable": {requests,
 		"request bodies were not valid OTLP or remote_write for their Content-Type: typically OTLP/gRPC sent to the HTTP port (or the reverse), JSON sent as protobuf, or an unsupported compression",
 		"check the sender's endpoint and protocol: OTLP/gRPC to vigil's otlp_grpc_addr (4317), OTLP/HTTP (http/protobuf or http/json) to otlp_http_addr (4318) at /v1/traces, /v1/logs or /v1/metrics, remote_write to /api/v1/write with snappy"},

@@ -28,6 +28,9 @@ func WriteText(w io.Writer, r Report) error {
 	for _, e := range r.Errors {
 		fmt.Fprintf(&b, "\ncould not check: %s\n", e)
 	}
+	if len(r.Skipped) > 0 {
+		fmt.Fprintf(&b, "\nleft to the cluster's leader, which checks the shared store: %s\n", strings.Join(r.Skipped, ", "))
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

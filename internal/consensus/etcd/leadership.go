@@ -80,6 +80,14 @@ func (n *Node) campaignOnce(s *concurrency.Session, val string) error {
 		return err
 	}
 	l := &leadership{key: e.Key(), token: e.Rev(), session: s}
+	// The lease's deadline as this node can vouch for it: renewed now, it
+	// lives in etcd at least TTL from when the renewal was sent.
+	sent := time.Now()
+	ka, err := n.client.KeepAliveOnce(ctx, s.Lease())
+	if err != nil {
+		return err
+	}
+	valid := sent.Add(time.Duration(ka.TTL) * time.Second)
 	// Campaign can return after the lease expired (it waits for the keys
 	// before ours, not for ours); leadership starts only if the key holds.
 	resp, err := n.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.token)).Commit()
@@ -92,12 +100,22 @@ func (n *Node) campaignOnce(s *concurrency.Session, val string) error {
 	n.lead.Store(l)
 	n.opts.Logger.Info("leading", "token", l.token)
 	n.refreshLeader()
+	guarded := make(chan struct{})
+	go func() {
+		defer close(guarded)
+		n.leaseGuard(ctx, l, valid)
+	}()
+	defer func() {
+		cancel()
+		<-guarded
+	}()
 	var reply chan error
 	select {
 	case <-s.Done():
 	case <-n.ctx.Done():
 	case reply = <-n.resign:
 	}
+	n.endedLeadership(l)
 	n.lead.Store(nil)
 	n.refreshLeader()
 	rctx, rcancel := context.WithTimeout(context.Background(), n.opts.DialTimeout)
@@ -110,6 +128,46 @@ func (n *Node) campaignOnce(s *concurrency.Session, val string) error {
 		n.waitOtherLeader(l.token)
 	}
 	return nil
+}
+
+// leaseGuard ends leadership l before etcd can expire its lease, which
+// would let another node lead. The session alone does not: it counts the
+// lease alive until TTL after the last keepalive answer it got, and checks
+// that only every half second, while etcd expires it TTL after the last
+// keepalive it received; a leader cut off from etcd would go on calling
+// itself leader after another was elected. So the guard renews the lease
+// itself every quarter TTL, and holds that it lives TTL from when the
+// newest successful renewal was sent, less a fifth of the TTL for a timer
+// that fires late on a busy machine; valid is that deadline for the
+// renewal made before leading began. It returns when ctx ends.
+func (n *Node) leaseGuard(ctx context.Context, l *leadership, valid time.Time) {
+	margin := n.opts.SessionTTL / 5
+	for {
+		left := time.Until(valid) - margin
+		if left <= 0 {
+			n.opts.Logger.Warn("etcd did not renew the leader's lease in time; no longer leading", "token", l.token)
+			n.lost(l)
+			return
+		}
+		t := time.NewTimer(min(left, n.opts.SessionTTL/4))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		// A renewal still unanswered when the lease may be gone is moot.
+		rctx, cancel := context.WithDeadline(ctx, valid.Add(-margin))
+		sent := time.Now()
+		ka, err := n.client.KeepAliveOnce(rctx, l.session.Lease())
+		cancel()
+		if err == nil && ka.TTL > 0 {
+			n.touch()
+			if until := sent.Add(time.Duration(ka.TTL) * time.Second); until.After(valid) {
+				valid = until
+			}
+		}
+	}
 }
 
 // waitOtherLeader waits, up to a session TTL, for a leader other than the
@@ -203,6 +261,13 @@ func (n *Node) refreshLeader() {
 	}
 	if l := n.current(); l != nil && uint64(l.token) == info.Term {
 		info.Self = true
+	} else if info.ID == n.opts.NodeID && (int64(info.Term) <= n.openRev.Load() || int64(info.Term) <= n.gaveUp.Load()) {
+		// etcd still names this node, by a key it does not lead with: a
+		// previous run's, or a leadership this node ended (cut off from
+		// etcd) that etcd has not expired yet. Naming itself would send
+		// the others' silence writes here, to be refused; name none, as
+		// during an election, until etcd names the next leader.
+		info = consensus.LeaderInfo{Term: info.Term}
 	}
 	n.leaders.Set(info)
 }
@@ -305,9 +370,20 @@ func headRevision(resp *clientv3.TxnResponse) int64 {
 	return target
 }
 
+// endedLeadership records l's token as one this node no longer leads with.
+func (n *Node) endedLeadership(l *leadership) {
+	for {
+		g := n.gaveUp.Load()
+		if l.token <= g || n.gaveUp.CompareAndSwap(g, l.token) {
+			return
+		}
+	}
+}
+
 // lost ends a leadership that etcd no longer holds (its key is gone while
 // the session still looks alive, as after a revoked lease).
 func (n *Node) lost(l *leadership) {
+	n.endedLeadership(l)
 	if n.lead.CompareAndSwap(l, nil) {
 		n.opts.Logger.Warn("leadership lost", "token", l.token)
 		// Ending the session makes the campaign loop start a new one.

@@ -35,6 +35,11 @@ type Node struct {
 
 	// lead is this node's leadership while it holds it, nil otherwise.
 	lead atomic.Pointer[leadership]
+	// openRev is etcd's revision when this node opened, and gaveUp the
+	// token of its last leadership, once ended: an election key with this
+	// node's id and a revision up to either is not one it leads with (a
+	// previous run's, or one it gave up that etcd has not expired yet).
+	openRev, gaveUp atomic.Int64
 	// resign asks the campaign loop to give leadership up.
 	resign chan chan error
 
@@ -193,6 +198,7 @@ func (n *Node) checkCluster() error {
 		return fmt.Errorf("etcd: %v: %w", n.opts.Endpoints, err)
 	}
 	n.touch()
+	n.openRev.Store(resp.Header.Revision)
 	if resp.Succeeded {
 		n.opts.Logger.Info("recorded the cluster id on a fresh prefix", "prefix", n.opts.Prefix, "cluster_id", want)
 		return nil
@@ -279,7 +285,7 @@ func (n *Node) mapErr(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	return fmt.Errorf("etcd: %w", err)
+	return fmt.Errorf("%w: etcd: %w", consensus.ErrUnavailable, err)
 }
 
 // Propose implements consensus.Replicated. The command is put under log/

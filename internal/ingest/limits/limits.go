@@ -96,4 +96,6 @@ const (
 	ReasonUndecodable       = "undecodable"          // whole request rejected
 	ReasonRequestTooLarge   = "request_too_large"    // whole request rejected
 	ReasonOverloaded        = "overloaded"           // whole request refused, retryable
+	ReasonUnsupported       = "unsupported"          // item asked for what vigil does not do (a bulk update)
+	ReasonItemTooLarge      = "item_too_large"       // item rejected, the rest of its request kept
 )

@@ -190,3 +190,21 @@ func (w timeWindow) check(start, end uint64) string {
 	}
 	return ""
 }
+
+// CheckTime returns the rejection reason for an item at t (its
+// timestamp, or now when it has none), or "" when l keeps it: the test
+// SanitizeLogs applies, for receivers that answer per item.
+func (l Limits) CheckTime(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	// UnixNano is undefined outside 1678 to 2262.
+	switch {
+	case t.Year() < 1970:
+		return ReasonTimestampTooOld
+	case t.Year() > 2200:
+		return ReasonTimestampInFuture
+	}
+	ns := t.UnixNano()
+	return l.WithDefaults().window(now).check(uint64(ns), uint64(ns))
+}

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
 	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/storage"
 
@@ -37,6 +39,13 @@ type Options struct {
 	// is the appender interface the Prometheus server itself hands its
 	// scrape manager.
 	Appendable storage.AppendableV2
+	// Writing, when set, lets a scrape's samples reach Appendable only
+	// while it reports true: several nodes of a cluster scrape the same
+	// targets into one shared store, where two writers of a series would
+	// double its samples and one node's staleness markers would hide the
+	// other's samples. Each node still scrapes (its targets' health, the
+	// doctor) and one node writes. Nil writes always.
+	Writing func() bool
 	// Logger may be nil (logs are discarded).
 	Logger *slog.Logger
 	// Registerer receives the discovery and scrape managers' metrics
@@ -110,7 +119,7 @@ func New(opts Options) (*Manager, error) {
 		&promscrape.Options{DiscoveryReloadInterval: model.Duration(interval)},
 		logger.With("component", "scrape manager"),
 		nil, // No per-job scrape failure log files.
-		nil, opts.Appendable,
+		nil, whileWriting(opts.Appendable, opts.Writing),
 		reg,
 	)
 	if err != nil {
@@ -220,3 +229,37 @@ func (m *Manager) ScrapePools() []string {
 func (m *Manager) ScrapePoolConfig(pool string) (*config.ScrapeConfig, error) {
 	return m.scrape.ScrapePoolConfig(pool)
 }
+
+// whileWriting is app, or with writing a gate in front of it.
+func whileWriting(app storage.AppendableV2, writing func() bool) storage.AppendableV2 {
+	if writing == nil {
+		return app
+	}
+	return gatedAppendable{next: app, writing: writing}
+}
+
+// gatedAppendable decides once per scrape, when the scrape loop asks for
+// its appender, so that a scrape is written whole or not at all.
+type gatedAppendable struct {
+	next    storage.AppendableV2
+	writing func() bool
+}
+
+func (g gatedAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	if g.writing() {
+		return g.next.AppenderV2(ctx)
+	}
+	return discardAppender{}
+}
+
+// discardAppender accepts and drops every sample. Its series reference is
+// 0, which the scrape loop takes as "unknown": it neither caches a
+// reference the real store never issued nor tracks the series for
+// staleness markers, so a node that starts writing again begins clean.
+type discardAppender struct{}
+
+func (discardAppender) Append(storage.SeriesRef, labels.Labels, int64, int64, float64, *histogram.Histogram, *histogram.FloatHistogram, storage.AppendV2Options) (storage.SeriesRef, error) {
+	return 0, nil
+}
+func (discardAppender) Commit() error   { return nil }
+func (discardAppender) Rollback() error { return nil }

@@ -510,3 +510,42 @@ func TestApplyConfigWhileRunning(t *testing.T) {
 		return len(p) == 1 && p[0] == "after"
 	})
 }
+
+// A node that is not the one writing the shared store still scrapes (the
+// target is known and scraped) but appends nothing; once it writes, the
+// scrapes reach the store.
+func TestWritingGatesAppends(t *testing.T) {
+	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
+	tg := newTarget(t, false, nil)
+	cfg := loadConfig(t, t.TempDir(), global+fmt.Sprintf(`scrape_configs:
+  - job_name: gated
+    static_configs:
+      - targets: [%q]
+`, tg.addr()))
+	var writing atomic.Bool
+	m, err := New(Options{Appendable: db, Writing: writing.Load, DiscoveryUpdateInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ApplyConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- m.Run() }()
+	t.Cleanup(func() {
+		m.Stop()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+
+	waitFor(t, "three scrapes of the target", func() bool { return tg.served.Load() >= 3 })
+	if got := latest(t, db, eq("job", "gated")); len(got) != 0 {
+		t.Fatalf("series written while not writing: %v", got)
+	}
+	writing.Store(true)
+	waitUp(t, db, "gated", tg.addr(), 1)
+	if got := latest(t, db, eq("__name__", "test_requests_total"), eq("job", "gated")); len(got) != 2 {
+		t.Errorf("test_requests_total series %v, want the target's two", got)
+	}
+}

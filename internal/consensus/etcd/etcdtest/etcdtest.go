@@ -7,12 +7,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -213,6 +215,55 @@ func (c *Cluster) Endpoints() []string {
 		eps[i] = m.clientURL
 	}
 	return eps
+}
+
+// Leader is the index of the member etcd's own Raft names leader, as the
+// first live member that answers says; -1 when none answers or none leads.
+func (c *Cluster) Leader() int {
+	for _, m := range c.members {
+		select {
+		case <-m.done:
+			continue
+		default:
+		}
+		id, leader, err := m.status(c.httpClient())
+		if err != nil || leader == 0 {
+			continue
+		}
+		if id == leader {
+			return slices.Index(c.members, m)
+		}
+		for i, o := range c.members {
+			if oid, _, err := o.status(c.httpClient()); err == nil && oid == leader {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// status asks the member for its own id and its leader's through the
+// JSON gateway of the maintenance API, which every etcd v3 serves.
+func (m *member) status(client *http.Client) (id, leader uint64, err error) {
+	resp, err := client.Post(m.clientURL+"/v3/maintenance/status", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("status: %s", resp.Status)
+	}
+	// The gateway prints 64-bit integers as strings.
+	var st struct {
+		Header struct {
+			MemberID uint64 `json:"member_id,string"`
+		} `json:"header"`
+		Leader uint64 `json:"leader,string"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, 0, err
+	}
+	return st.Header.MemberID, st.Leader, nil
 }
 
 // Kill stops member i at once (SIGKILL), as a crash would.
