@@ -34,6 +34,10 @@ type consensusNode interface {
 	consensus.Leadership
 	consensus.Replicated
 	consensus.Membership
+	// Silence reads take a read index (alerting.Replicator.ReadBarrier),
+	// and a leader names where a forwarded write is in the log.
+	consensus.ReadIndexer
+	AppliedIndex() uint64
 	Close() error
 }
 
@@ -82,7 +86,12 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 			Peers: peers, Join: c.Join, ClusterID: c.ClusterID,
 			DataDir:      filepath.Join(cfg.DataDir, "cluster"),
 			StateMachine: machines,
-			Logger:       logger.With("component", "consensus"), Registerer: reg,
+			// Filled in by the config's validation.
+			HeartbeatTimeout:   time.Duration(c.Raft.HeartbeatTimeout),
+			ElectionTimeout:    time.Duration(c.Raft.ElectionTimeout),
+			LeaderLeaseTimeout: time.Duration(c.Raft.LeaderLeaseTimeout),
+			CommitTimeout:      time.Duration(c.Raft.CommitTimeout),
+			Logger:             logger.With("component", "consensus"), Registerer: reg,
 		})
 		// Raft names the leader by id and its Raft address: the API
 		// addresses are configuration.
@@ -154,12 +163,22 @@ func openEtcd(cfg *config.Config, state consensus.StateMachine, logger *slog.Log
 // with the leader (etcd's nodes publish theirs).
 type leaderAddressForwarder struct{ client *http.Client }
 
-func (l leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
-	f := alerting.HTTPForwarder{Client: l.client, Authorize: forwardCallerAuth}
+// ReadIndex implements alerting.ReadIndexForwarder. etcd gives every node
+// a read index itself, so this is only asked when a backend does not.
+func (l leaderAddressForwarder) ReadIndex(ctx context.Context, leader *consensus.NotLeaderError) (uint64, error) {
+	return l.forwarder(leader).ReadIndex(ctx, leader)
+}
+
+func (l leaderAddressForwarder) forwarder(leader *consensus.NotLeaderError) *alerting.HTTPForwarder {
+	f := &alerting.HTTPForwarder{Client: l.client, Authorize: forwardCallerAuth}
 	if leader.LeaderID != "" && leader.LeaderAddress != "" {
 		f.APIURLs = map[string]string{leader.LeaderID: leader.LeaderAddress}
 	}
-	return f.Forward(ctx, leader, op)
+	return f
+}
+
+func (l leaderAddressForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op alerting.SilenceOp) (alerting.SilenceWrite, error) {
+	return l.forwarder(leader).Forward(ctx, leader, op)
 }
 
 // callerAuthKey keeps a silence write's Authorization header in its

@@ -41,6 +41,10 @@ var (
 	ErrInvalidSilence = errors.New("alerting: invalid silence")
 	// ErrBadCommand: a log entry or snapshot this version cannot read.
 	ErrBadCommand = errors.New("alerting: unreadable replicated state")
+	// ErrReadUnavailable: a silence read cannot be linearizable now (no
+	// leader confirmed the log's position, or this node has not caught up
+	// with it); the local copy may be stale, so it is not served.
+	ErrReadUnavailable = errors.New("alerting: silences cannot be read consistently now (no leader reachable, or this node is behind); retry")
 )
 
 // Command kinds: the first byte of every command.
@@ -256,6 +260,10 @@ type ReplicatorOptions struct {
 	NflogQueue int
 	// Registerer takes the replication metrics; nil: none.
 	Registerer prometheus.Registerer
+	// ReadTimeout bounds how long a silence read waits for the leader's
+	// read index and for this node to apply up to it (2s); after it the
+	// read fails with ErrReadUnavailable rather than answer stale.
+	ReadTimeout time.Duration
 }
 
 // Replicator makes silence writes cluster-wide and proposes the leader's
@@ -285,6 +293,9 @@ func NewReplicator(opts ReplicatorOptions) (*Replicator, error) {
 	}
 	if opts.NflogQueue <= 0 {
 		opts.NflogQueue = 1024
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 2 * time.Second
 	}
 	f := promauto.With(opts.Registerer)
 	r := &Replicator{
@@ -344,6 +355,16 @@ type SilenceOp struct {
 type SilenceWrite struct {
 	ID        string
 	UpdatedAt time.Time
+	// Index, when not zero, is a log position at or after the write's (the
+	// leader's last applied command when it answered), for a
+	// consensus.ReadIndexer's WaitApplied.
+	Index uint64
+}
+
+// appliedIndexer is a backend's position of the last command its local
+// state machine applied, as a consensus.ReadIndexer counts positions.
+type appliedIndexer interface {
+	AppliedIndex() uint64
 }
 
 // Do applies op cluster-wide and returns once it is committed and applied
@@ -366,11 +387,18 @@ func (r *Replicator) Do(ctx context.Context, op SilenceOp) (res SilenceWrite, er
 	}
 	// The leader answered once the write was committed, but this node may
 	// not have applied it yet; wait, so that a read here right after the
-	// answer sees the write.
+	// answer sees the write even without a read barrier.
+	if rd, ok := r.opts.Log.(consensus.ReadIndexer); ok && res.Index > 0 {
+		if err := rd.WaitApplied(ctx, res.Index); err != nil {
+			return SilenceWrite{}, fmt.Errorf("alerting: silence %s committed but not yet applied here: %w", res.ID, err)
+		}
+		return res, nil
+	}
 	return res, r.waitApplied(ctx, res)
 }
 
-// waitApplied polls the local silences until the write res shows.
+// waitApplied polls the local silences until the write res shows, for a
+// leader that does not say where its write is in the log.
 func (r *Replicator) waitApplied(ctx context.Context, res SilenceWrite) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
@@ -441,6 +469,37 @@ func (r *Replicator) DoLocal(ctx context.Context, op SilenceOp) (SilenceWrite, e
 		return SilenceWrite{}, err
 	}
 	return res, nil
+}
+
+// ReadBarrier returns once a read of the local silences is linearizable:
+// it reflects every silence write acknowledged, on any node, before the
+// call. It learns the log position that covers them (consensus.ReadIndexer;
+// on a raft follower, from the leader through the Forwarder, which must
+// then be a ReadIndexForwarder) and waits until this node has applied up
+// to it. Without a leader to confirm the position, or when this node does
+// not catch up within ReadTimeout, it fails with ErrReadUnavailable. A Log
+// that is no ReadIndexer makes reads local, as before clusters had this.
+func (r *Replicator) ReadBarrier(ctx context.Context) error {
+	rd, ok := r.opts.Log.(consensus.ReadIndexer)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.ReadTimeout)
+	defer cancel()
+	index, err := rd.ReadIndex(ctx)
+	var nl *consensus.NotLeaderError
+	if errors.As(err, &nl) {
+		if f, ok := r.opts.Forwarder.(ReadIndexForwarder); ok {
+			index, err = f.ReadIndex(ctx, nl)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: no read index: %w", ErrReadUnavailable, err)
+	}
+	if err := rd.WaitApplied(ctx, index); err != nil {
+		return fmt.Errorf("%w: this node has not applied the log up to the read index %d: %w", ErrReadUnavailable, index, err)
+	}
+	return nil
 }
 
 func cloneSilencePB(s *silencepb.Silence) *silencepb.Silence {

@@ -26,6 +26,12 @@ import (
 // wiring must give it the same authorisation as a silence write.
 const InternalSilencesPath = "/internal/alerting/silences"
 
+// InternalReadIndexPath is where a leader gives followers the read index
+// for a linearizable silence read (Replicator.InternalReadIndexHandler).
+// It is node-to-node only: the wiring must give it the same authorisation
+// as a silence read.
+const InternalReadIndexPath = "/internal/alerting/read-index"
+
 // ErrNoLeaderAPI: the leader is known but not how to reach its API.
 var ErrNoLeaderAPI = errors.New("alerting: leader's API address unknown")
 
@@ -45,14 +51,35 @@ type Forwarder interface {
 	Forward(ctx context.Context, leader *consensus.NotLeaderError, op SilenceOp) (SilenceWrite, error)
 }
 
+// ReadIndexForwarder asks the leader for a read index (the leader's
+// consensus.ReadIndexer.ReadIndex), for a follower that cannot tell it
+// itself. A Forwarder may implement it; implementations must be safe for
+// concurrent use.
+type ReadIndexForwarder interface {
+	ReadIndex(ctx context.Context, leader *consensus.NotLeaderError) (uint64, error)
+}
+
 // Handler wraps the Alertmanager API handler: silence creations and
 // expiries (POST /api/v2/silences, DELETE /api/v2/silence/{id}) are
-// committed to the cluster's log before the response; everything else,
-// reads included, goes to next and is served from this node's copy.
+// committed to the cluster's log before the response; silence reads (GET
+// /api/v2/silences, GET /api/v2/silence/{id}) pass ReadBarrier first, so
+// that they are served from this node's copy only once it holds every
+// write acknowledged before them, and answer 503 when that cannot be
+// known; everything else goes to next as it is.
 func (r *Replicator) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		path := strings.TrimRight(req.URL.Path, "/")
 		switch {
+		case (req.Method == http.MethodGet || req.Method == http.MethodHead) &&
+			(strings.HasSuffix(path, "/api/v2/silences") || strings.Contains(path, "/api/v2/silence/")):
+			if err := r.ReadBarrier(req.Context()); err != nil {
+				// Long enough for an election to end, or a lagging node to
+				// catch up.
+				w.Header().Set("Retry-After", "1")
+				writeSilenceError(w, err)
+				return
+			}
+			next.ServeHTTP(w, req)
 		case req.Method == http.MethodPost && strings.HasSuffix(path, "/api/v2/silences"):
 			r.servePost(w, req)
 		case req.Method == http.MethodDelete && strings.Contains(path, "/api/v2/silence/"):
@@ -115,7 +142,7 @@ func silenceStatus(err error) int {
 	case errors.Is(err, silence.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, consensus.ErrLeadershipLost), errors.Is(err, consensus.ErrUnavailable),
-		errors.Is(err, ErrNoLeaderAPI), errors.Is(err, ErrLeaderUnavailable):
+		errors.Is(err, ErrNoLeaderAPI), errors.Is(err, ErrLeaderUnavailable), errors.Is(err, ErrReadUnavailable):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError
@@ -143,6 +170,7 @@ type forwardedOp struct {
 type forwardedResult struct {
 	ID        string    `json:"id"`
 	UpdatedAt time.Time `json:"updated_at"`
+	Index     uint64    `json:"index,omitempty"`
 	Error     string    `json:"error,omitempty"`
 	// LeaderID is set when the node asked is not the leader either.
 	LeaderID string `json:"leader_id,omitempty"`
@@ -180,7 +208,49 @@ func (r *Replicator) InternalHandler() http.Handler {
 		case err != nil:
 			writeJSON(w, silenceStatus(err), forwardedResult{Error: err.Error()})
 		default:
-			writeJSON(w, http.StatusOK, forwardedResult{ID: res.ID, UpdatedAt: res.UpdatedAt})
+			out := forwardedResult{ID: res.ID, UpdatedAt: res.UpdatedAt}
+			// Read after the write was applied here, so at or after it.
+			if ai, ok := r.opts.Log.(appliedIndexer); ok {
+				out.Index = ai.AppliedIndex()
+			}
+			writeJSON(w, http.StatusOK, out)
+		}
+	})
+}
+
+type readIndexResult struct {
+	Index    uint64 `json:"index"`
+	Error    string `json:"error,omitempty"`
+	LeaderID string `json:"leader_id,omitempty"`
+}
+
+// InternalReadIndexHandler gives followers this node's read index, on
+// InternalReadIndexPath, while it leads. Like InternalHandler it does not
+// ask another node: one that does not lead answers 421 naming the leader
+// it knows, and the follower's read fails (a client retries).
+func (r *Replicator) InternalReadIndexHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		rd, ok := r.opts.Log.(consensus.ReadIndexer)
+		if !ok {
+			writeJSON(w, http.StatusNotImplemented, readIndexResult{Error: "this node's consensus backend has no read index"})
+			return
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), r.opts.ReadTimeout)
+		defer cancel()
+		index, err := rd.ReadIndex(ctx)
+		var nl *consensus.NotLeaderError
+		switch {
+		case errors.As(err, &nl):
+			writeJSON(w, http.StatusMisdirectedRequest, readIndexResult{Error: err.Error(), LeaderID: nl.LeaderID})
+		case err != nil:
+			writeJSON(w, http.StatusServiceUnavailable, readIndexResult{Error: err.Error()})
+		default:
+			writeJSON(w, http.StatusOK, readIndexResult{Index: index})
 		}
 	})
 }
@@ -206,15 +276,65 @@ var _ Forwarder = (*HTTPForwarder)(nil)
 // errForwardStatus wraps an answer the leader gave that has no sentinel.
 var errForwardStatus = errors.New("alerting: forwarded silence write failed")
 
-// Forward implements Forwarder.
-func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op SilenceOp) (SilenceWrite, error) {
+var _ ReadIndexForwarder = (*HTTPForwarder)(nil)
+
+// request builds a request to path on the leader's API, with the
+// credentials of the call it is made for.
+func (f *HTTPForwarder) request(ctx context.Context, leader *consensus.NotLeaderError, method, path string, body io.Reader) (*http.Request, error) {
 	if leader.LeaderID == "" {
-		return SilenceWrite{}, leader
+		return nil, leader
 	}
 	base, ok := f.APIURLs[leader.LeaderID]
 	if !ok {
-		return SilenceWrite{}, fmt.Errorf("%w: node %q", ErrNoLeaderAPI, leader.LeaderID)
+		return nil, fmt.Errorf("%w: node %q", ErrNoLeaderAPI, leader.LeaderID)
 	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if f.Authorize != nil {
+		f.Authorize(ctx, req)
+	}
+	return req, nil
+}
+
+func (f *HTTPForwarder) client() *http.Client {
+	if f.Client == nil {
+		return http.DefaultClient
+	}
+	return f.Client
+}
+
+// ReadIndex implements ReadIndexForwarder.
+func (f *HTTPForwarder) ReadIndex(ctx context.Context, leader *consensus.NotLeaderError) (uint64, error) {
+	req, err := f.request(ctx, leader, http.MethodGet, InternalReadIndexPath, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := f.client().Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%w: read index from %s: %w", ErrLeaderUnavailable, leader.LeaderID, err)
+	}
+	defer resp.Body.Close()
+	var res readIndexResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxSilenceBody)).Decode(&res); err != nil {
+		return 0, fmt.Errorf("%w: read index from %s: status %d: %w", ErrLeaderUnavailable, leader.LeaderID, resp.StatusCode, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return res.Index, nil
+	case http.StatusMisdirectedRequest:
+		return 0, &consensus.NotLeaderError{LeaderID: res.LeaderID}
+	default:
+		return 0, fmt.Errorf("%w: read index from %s: status %d: %s", ErrLeaderUnavailable, leader.LeaderID, resp.StatusCode, res.Error)
+	}
+}
+
+// Forward implements Forwarder.
+func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeaderError, op SilenceOp) (SilenceWrite, error) {
 	fo := forwardedOp{ExpireID: op.ExpireID}
 	if op.Silence != nil {
 		b, err := protojson.Marshal(op.Silence)
@@ -227,19 +347,11 @@ func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeader
 	if err != nil {
 		return SilenceWrite{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+InternalSilencesPath, bytes.NewReader(body))
+	req, err := f.request(ctx, leader, http.MethodPost, InternalSilencesPath, bytes.NewReader(body))
 	if err != nil {
 		return SilenceWrite{}, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if f.Authorize != nil {
-		f.Authorize(ctx, req)
-	}
-	client := f.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := f.client().Do(req)
 	if err != nil {
 		return SilenceWrite{}, fmt.Errorf("%w: forward silence write to %s: %w", ErrLeaderUnavailable, leader.LeaderID, err)
 	}
@@ -250,7 +362,7 @@ func (f *HTTPForwarder) Forward(ctx context.Context, leader *consensus.NotLeader
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return SilenceWrite{ID: res.ID, UpdatedAt: res.UpdatedAt}, nil
+		return SilenceWrite{ID: res.ID, UpdatedAt: res.UpdatedAt, Index: res.Index}, nil
 	case http.StatusMisdirectedRequest:
 		return SilenceWrite{}, &consensus.NotLeaderError{LeaderID: res.LeaderID}
 	case http.StatusBadRequest:

@@ -66,6 +66,7 @@ func startReplNode(t *testing.T, state *ReplicatedState, log Proposer, fwd Forwa
 	mux := http.NewServeMux()
 	mux.Handle("/api/v2/", am.Handler())
 	mux.Handle(InternalSilencesPath, repl.InternalHandler())
+	mux.Handle(InternalReadIndexPath, repl.InternalReadIndexHandler())
 	n.api = httptest.NewServer(mux)
 	t.Cleanup(func() {
 		n.api.Close()

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 func TestClusterAbsentMeansSingleNode(t *testing.T) {
@@ -51,6 +54,31 @@ func TestClusterRaft(t *testing.T) {
 	}
 }
 
+// cluster.raft's timeouts: what is given is kept, the rest defaults.
+func TestClusterRaftTimeouts(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		want ClusterRaftTimeouts
+	}{
+		{"cluster_raft.yaml", ClusterRaftTimeouts{
+			HeartbeatTimeout: model.Duration(time.Second), ElectionTimeout: model.Duration(time.Second),
+			LeaderLeaseTimeout: model.Duration(500 * time.Millisecond), CommitTimeout: model.Duration(50 * time.Millisecond),
+		}},
+		{"cluster_raft_timeouts.yaml", ClusterRaftTimeouts{
+			HeartbeatTimeout: model.Duration(2 * time.Second), ElectionTimeout: model.Duration(3 * time.Second),
+			LeaderLeaseTimeout: model.Duration(500 * time.Millisecond), CommitTimeout: model.Duration(20 * time.Millisecond),
+		}},
+	} {
+		c, err := Load("testdata/"+tc.file, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		if got := c.Cluster.Raft; got != tc.want {
+			t.Errorf("%s: raft timeouts %+v, want %+v", tc.file, got, tc.want)
+		}
+	}
+}
+
 func TestClusterEtcd(t *testing.T) {
 	c, err := Load("testdata/cluster_etcd.yaml", nil)
 	if err != nil {
@@ -89,6 +117,10 @@ func TestClusterBad(t *testing.T) {
 		{"bad_cluster_etcd_prefix.yaml", `cluster.prefix "vigil"`},
 		{"bad_cluster_etcd_root_prefix.yaml", `cluster.prefix "/"`},
 		{"bad_cluster_etcd_tls.yaml", "exactly one of key or key_file"},
+		{"bad_cluster_raft_lease_over_heartbeat.yaml", "leader_lease_timeout 300ms exceeds heartbeat_timeout 200ms"},
+		{"bad_cluster_raft_election_below_heartbeat.yaml", "election_timeout 500ms is below heartbeat_timeout 1s"},
+		{"bad_cluster_raft_heartbeat_too_low.yaml", "heartbeat_timeout 2ms is below the minimum 5ms"},
+		{"bad_cluster_etcd_raft.yaml", "cluster.raft is for backend raft"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {

@@ -147,6 +147,23 @@ type Replicated interface {
 	Subscribe(buffer int) (applied <-chan Applied, cancel func())
 }
 
+// ReadIndexer is how a node serves linearizable reads from its local state
+// machine (the read index of the Raft paper, section 6.4): ReadIndex names a
+// position in the log that every command committed before the call is at
+// or below, confirmed with a quorum after the call began; once WaitApplied
+// returns for it, a read of the local state machine reflects every write
+// acknowledged before the ReadIndex call. Positions are the backend's and
+// comparable between its nodes. Safe for concurrent use.
+type ReadIndexer interface {
+	// ReadIndex returns the position. Where only the leader can tell (raft),
+	// a follower returns a *NotLeaderError naming the leader to ask, which
+	// answers for it with its own ReadIndex.
+	ReadIndex(ctx context.Context) (uint64, error)
+	// WaitApplied returns once the local state machine has applied the log
+	// up to index, or when ctx ends.
+	WaitApplied(ctx context.Context, index uint64) error
+}
+
 // Member is one node of the cluster as seen from the node answering.
 type Member struct {
 	ID      string `json:"id"`

@@ -40,12 +40,16 @@
 // # What is linearizable
 //
 // Propose is: a command is applied once, at one position in the log, and
-// Propose returns only after that. Reads of the local state machine are not:
-// a follower, or a deposed leader, can serve a stale state. A read becomes
-// linearizable when it follows [Replicated.Barrier] on the leader, which
-// confirms leadership and waits until everything committed before the call
-// is applied locally. Followers answer Barrier with ErrNotLeader; they may
-// serve their local state knowing it can lag.
+// Propose returns only after that. Reads of the local state machine are not
+// by themselves: a follower, or a deposed leader, can serve a stale state.
+// A read becomes linearizable on any node with a read index
+// ([ReadIndexer]): a log position, confirmed with a quorum after the read
+// began, that covers every command committed before it; once the node has
+// applied up to it ([ReadIndexer.WaitApplied]), its local state holds every
+// acknowledged write. On Raft only the leader can name it (after a Fence,
+// which costs a heartbeat round, not a log write), so a follower asks the
+// leader; on etcd any node reads it from etcd. [Replicated.Barrier] on the
+// leader does the same with a log write.
 //
 // # Snapshots
 //

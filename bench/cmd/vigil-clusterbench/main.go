@@ -129,6 +129,29 @@ func run(o options) error {
 		}
 	}
 
+	// Silence reads, once the writes have made some.
+	for _, what := range []string{readOne, readList} {
+		for _, target := range []string{targetLeader, targetFollower, targetSingle} {
+			url := single.httpURL
+			if target != targetSingle {
+				st, err := c.settle(time.Minute, nil)
+				if err != nil {
+					return err
+				}
+				url = c.byID(st.Leader).httpURL
+				if target == targetFollower {
+					url = c.followers(st.Leader)[0].httpURL
+				}
+			}
+			lat, err := readSilences(url, what, o.writes)
+			if err != nil {
+				return fmt.Errorf("silence reads, %s: %w", target, err)
+			}
+			fmt.Fprintf(logw, "reads %s, %s: p50 %v p99 %v\n", what, target, quantile(lat, 0.5), quantile(lat, 0.99))
+			r.readRows = append(r.readRows, readRow{target: target, what: what, lat: lat})
+		}
+	}
+
 	// 3. Idle cost, before the kills, while the processes are as young as
 	// they are after a normal start. A moment to let the writes' work end.
 	time.Sleep(10 * time.Second)

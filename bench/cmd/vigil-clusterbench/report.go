@@ -74,6 +74,7 @@ type report struct {
 	termStart, termAfterWrites      uint64
 	idle                            time.Duration
 	writeRows                       []writeRow
+	readRows                        []readRow
 	idleRows                        []idleRow
 	failovers                       []failoverRound
 }
@@ -101,6 +102,14 @@ func (r *report) markdown(o options) string {
 		rate := float64(len(w.lat)) / (sum.Seconds() / float64(w.concurrency))
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %.0f | %d |\n", w.target, w.concurrency,
 			ms(quantile(w.lat, 0.5)), ms(quantile(w.lat, 0.9)), ms(quantile(w.lat, 0.99)), ms(quantile(w.lat, 1)), rate, w.retried)
+	}
+
+	fmt.Fprintf(&b, "\nSilence reads (%d per row, one after the other, after the writes):\n\n", r.writes)
+	b.WriteString("| target | read | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|\n")
+	for _, rr := range r.readRows {
+		// A read is served where it is sent; nothing is forwarded.
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", strings.TrimSuffix(rr.target, " (forwarded)"), rr.what,
+			ms(quantile(rr.lat, 0.5)), ms(quantile(rr.lat, 0.9)), ms(quantile(rr.lat, 0.99)), ms(quantile(rr.lat, 1)))
 	}
 
 	var el, rd, rj []time.Duration

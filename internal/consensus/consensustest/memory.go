@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -29,9 +30,10 @@ type Memory struct {
 }
 
 var (
-	_ consensus.Leadership = (*Memory)(nil)
-	_ consensus.Replicated = (*Memory)(nil)
-	_ consensus.Membership = (*Memory)(nil)
+	_ consensus.Leadership  = (*Memory)(nil)
+	_ consensus.Replicated  = (*Memory)(nil)
+	_ consensus.Membership  = (*Memory)(nil)
+	_ consensus.ReadIndexer = (*Memory)(nil)
 )
 
 // NewMemory returns a node named "n1" leading over sm.
@@ -154,6 +156,40 @@ func (m *Memory) Propose(ctx context.Context, cmd []byte) ([]byte, error) {
 func (m *Memory) Barrier(ctx context.Context) error {
 	_, err := m.Fence(ctx)
 	return err
+}
+
+// ReadIndex implements consensus.ReadIndexer: on the leader the index of
+// the last proposal, which is applied; deposed, a NotLeaderError, as a
+// raft follower answers.
+func (m *Memory) ReadIndex(ctx context.Context) (uint64, error) {
+	if _, err := m.Fence(ctx); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.index, nil
+}
+
+// WaitApplied implements consensus.ReadIndexer. Every index this node
+// handed out is applied; a later one was never proposed here, so it fails
+// at once rather than wait for nothing.
+func (m *Memory) WaitApplied(ctx context.Context, index uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if index > m.index {
+		return fmt.Errorf("consensustest: index %d was never proposed (last %d)", index, m.index)
+	}
+	return nil
+}
+
+// AppliedIndex is the index of the last proposal, applied by now.
+func (m *Memory) AppliedIndex() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.index
 }
 
 // Subscribe implements consensus.Replicated.

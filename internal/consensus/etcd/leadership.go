@@ -318,8 +318,47 @@ func (n *Node) barrier(ctx context.Context, l *leadership) error {
 		n.lost(l)
 		return n.notLeader()
 	}
-	// The newest command, or the snapshot when it covers more (the log
-	// keys it covers are deleted), is what must be applied here first.
+	// The newest command, or the snapshot when it covers more, is what
+	// must be applied here first.
+	target := headRevision(resp)
+	n.noteCommit(target)
+	return n.waitApplied(ctx, target)
+}
+
+// ReadIndex implements consensus.ReadIndexer on every node, leader or
+// not: etcd itself is the log, and its revisions are the same for every
+// node. A linearizable read of the log's head (and of the snapshot's
+// revision, when it covers more) is a revision at or after every command
+// committed before the call.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	resp, err := n.client.Txn(ctx).Then(
+		clientv3.OpGet(n.keys.log, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1)),
+		clientv3.OpGet(n.keys.snapshotRev),
+	).Commit()
+	if err != nil {
+		return 0, n.mapErr(ctx, err)
+	}
+	n.touch()
+	target := headRevision(resp)
+	n.noteCommit(target)
+	return uint64(target), nil
+}
+
+// WaitApplied implements consensus.ReadIndexer.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	return n.waitApplied(ctx, int64(index))
+}
+
+// AppliedIndex is the revision of the last command (or snapshot) the
+// local state machine applied, as ReadIndex and WaitApplied count.
+func (n *Node) AppliedIndex() uint64 { return uint64(n.applied.Load()) }
+
+// headRevision is the revision a barrier or a read waits for: the newest
+// command's, or the snapshot's when it covers more (the log keys it
+// covers are deleted). resp holds the log's newest key and the snapshot
+// revision, in that order.
+func headRevision(resp *clientv3.TxnResponse) int64 {
 	var target int64
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 		target = kvs[0].ModRevision
@@ -328,8 +367,7 @@ func (n *Node) barrier(ctx context.Context, l *leadership) error {
 		rev, _ := strconv.ParseInt(string(kvs[0].Value), 10, 64)
 		target = max(target, rev)
 	}
-	n.noteCommit(target)
-	return n.waitApplied(ctx, target)
+	return target
 }
 
 // endedLeadership records l's token as one this node no longer leads with.

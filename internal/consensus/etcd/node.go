@@ -70,9 +70,10 @@ type Node struct {
 }
 
 var (
-	_ consensus.Leadership = (*Node)(nil)
-	_ consensus.Replicated = (*Node)(nil)
-	_ consensus.Membership = (*Node)(nil)
+	_ consensus.Leadership  = (*Node)(nil)
+	_ consensus.Replicated  = (*Node)(nil)
+	_ consensus.Membership  = (*Node)(nil)
+	_ consensus.ReadIndexer = (*Node)(nil)
 )
 
 // leadership is one term of this node's: the election key and its
