@@ -146,13 +146,13 @@ func joinIDs(ids []string) string {
 // call and return times, is checked by porcupine against the silence set
 // as a sequential object, one silence at a time (partitionBySilence).
 //
-// Writes go to any node (a follower forwards them to the leader). Reads go
-// to the leader, and count only when every live node names it leader with
-// the same term both before and after the read: followers serve reads from
-// their own copy, which may lag by design (docs/cluster.md), and so may a
-// partitioned leader that has not yet learnt it was deposed, so those
-// reads are not part of the checked history. A write without an answer, or answered 5xx, may or may
-// not have happened; the model allows both.
+// Writes and reads go to any live node: a follower forwards a write to
+// the leader, and serves a read from its own copy once it has applied
+// the log up to the leader's read index (docs/cluster.md), so every
+// answered read, on the leader, a follower or a node cut off, is part of
+// the checked history. A read refused (503: no leader to confirm it) has
+// no effect and is left out. A write without an answer, or answered 5xx,
+// may or may not have happened; the model allows both.
 func TestClusterLinearizableSilences(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) { testLinearizableSilences(t, backend) })
@@ -208,26 +208,6 @@ func testLinearizableSilences(t *testing.T, backend string) {
 				return i, c.nodes[i]
 			}
 		}
-	}
-	nodeByID := func(id string) *server {
-		mu.Lock()
-		defer mu.Unlock()
-		if i := indexOf(c.ids, id); i >= 0 && live[i] {
-			return c.nodes[i]
-		}
-		return nil
-	}
-	// liveAgreed is the leader and term every live node names, or "".
-	liveAgreed := func() (string, uint64) {
-		mu.Lock()
-		var nodes []*server
-		for i, up := range live {
-			if up {
-				nodes = append(nodes, c.nodes[i])
-			}
-		}
-		mu.Unlock()
-		return agreedLeader(nodes, len(c.ids))
 	}
 	const unbounded = math.MaxInt64 / 2
 
@@ -300,16 +280,10 @@ func testLinearizableSilences(t *testing.T, backend string) {
 					}
 					stats.Unlock()
 				default:
-					leaderID, term := liveAgreed()
-					ls := nodeByID(leaderID)
-					if ls == nil {
-						continue
-					}
 					call := now()
-					sils, err := listSilences(ls)
+					sils, err := listSilences(s)
 					ret := now()
-					afterID, afterTerm := liveAgreed()
-					if err != nil || afterID != leaderID || afterTerm != term {
+					if err != nil {
 						stats.Lock()
 						stats.skippedReads++
 						stats.Unlock()
@@ -377,7 +351,7 @@ func testLinearizableSilences(t *testing.T, backend string) {
 	wg.Wait()
 
 	stats.Lock()
-	t.Logf("%d operations in %s: %d creates and %d expiries acknowledged, %d writes with unknown outcome (by status, 0 for none: %v), %d leader reads checked, %d reads dropped (no agreed leader before or after them)",
+	t.Logf("%d operations in %s: %d creates and %d expiries acknowledged, %d writes with unknown outcome (by status, 0 for none: %v), %d reads checked (on any node), %d reads refused (503, no leader to confirm them)",
 		len(history), time.Since(start).Round(time.Millisecond), stats.created, stats.expired, stats.unknown, stats.codes, stats.reads, stats.skippedReads)
 	stats.Unlock()
 	if stats.created == 0 || stats.reads == 0 {
