@@ -383,6 +383,21 @@ func (l *leaderRules) Run(ctx context.Context) error {
 	return nil
 }
 
-// clusterHandler serves GET /api/v1/cluster: m's status, or on a single
-// node (m nil) a 404 saying so.
-func clusterHandler(m consensus.Membership) http.Handler { return clusterapi.StatusHandler(m) }
+// clusterHandler serves GET /api/v1/cluster: the cluster's status, or on
+// a single node (c nil), a 404 saying so. On Raft each member's own state
+// and progress are asked of it through its api_url; etcd already holds
+// what each member reports of itself.
+func clusterHandler(cfg *config.Config, c *clusterNode) http.Handler {
+	if c == nil {
+		return clusterapi.NewStatusHandler(clusterapi.StatusOptions{})
+	}
+	o := clusterapi.StatusOptions{Membership: c.node, Client: c.client}
+	if cfg.Cluster.Backend == config.ClusterRaft {
+		urls := cfg.ClusterAPIURLs()
+		o.APIURL = func(id string) (string, bool) {
+			u, ok := urls[id]
+			return u, ok
+		}
+	}
+	return clusterapi.NewStatusHandler(o)
+}

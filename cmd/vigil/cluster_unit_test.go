@@ -19,6 +19,7 @@ import (
 	promcommon "github.com/prometheus/common/config"
 
 	"github.com/vigil-observability/vigil/internal/alerting"
+	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -78,10 +79,10 @@ func TestClusterHandler(t *testing.T) {
 		return rec.Code, body
 	}
 	// Single node: a 404 in the API's envelope, not an empty cluster.
-	if code, body := get(clusterHandler(nil)); code != http.StatusNotFound || body["status"] != "error" || body["errorType"] != "not_found" {
+	if code, body := get(clusterHandler(nil, nil)); code != http.StatusNotFound || body["status"] != "error" || body["errorType"] != "not_found" {
 		t.Errorf("single node: %d %v, want 404 not_found", code, body)
 	}
-	code, body := get(clusterHandler(consensustest.NewMemory(nil)))
+	code, body := get(clusterapi.NewStatusHandler(clusterapi.StatusOptions{Membership: consensustest.NewMemory(nil)}))
 	data, _ := body["data"].(map[string]any)
 	if code != http.StatusOK || body["status"] != "success" || data["leader"] != "n1" || data["term"] != 1.0 {
 		t.Fatalf("cluster: %d %v, want success with leader n1 in term 1", code, body)

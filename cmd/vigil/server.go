@@ -307,7 +307,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		webSrv.Handle("GET "+alerting.InternalReadIndexPath, cluster.repl.InternalReadIndexHandler())
 		membership = cluster.node
 	}
-	webSrv.Handle("GET /api/v1/cluster", clusterHandler(membership))
+	webSrv.Handle("GET /api/v1/cluster", clusterHandler(cfg, cluster))
 	if cfg.Admin.Enabled {
 		// Membership changes, like the reload, only with admin endpoints
 		// on, and behind the admin role when authentication is on (a

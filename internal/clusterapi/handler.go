@@ -12,24 +12,6 @@ import (
 	"github.com/vigil-observability/vigil/internal/consensus"
 )
 
-// StatusHandler serves GET /api/v1/cluster: the cluster as this node sees
-// it (m), or, on a single node (m nil), a 404 saying so, since there is no
-// leader or term to report; 503 when m cannot read its membership.
-func StatusHandler(m consensus.Membership) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if m == nil {
-			writeError(w, http.StatusNotFound, "not_found", SingleNode, nil)
-			return
-		}
-		st, err := m.Status(r.Context())
-		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error(), nil)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": NewStatus(st)})
-	})
-}
-
 // MembersOptions configures the membership change endpoints.
 type MembersOptions struct {
 	// Membership is this node's; nil on a single node, which answers 404.

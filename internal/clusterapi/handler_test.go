@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -130,5 +131,97 @@ func TestMembersHandlers(t *testing.T) {
 				t.Errorf("joined %v removed %v, want %v and %v", fake.joined, fake.removed, tc.wantJoined, tc.wantRemove)
 			}
 		})
+	}
+}
+
+// selfOnly is a member's own membership: it knows its own state and
+// progress, and only guesses the others'.
+type selfOnly struct {
+	id, leader string
+	commit     uint64
+}
+
+func (s selfOnly) Status(context.Context) (consensus.Status, error) {
+	st := consensus.Status{Leader: s.leader, Term: 3}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		m := consensus.Member{ID: id, Address: id + ":7946", State: consensus.StateUnknown, Voter: true}
+		if id == s.leader {
+			m.State = consensus.StateLeader
+		}
+		if id == s.id {
+			m.Local, m.CommitIndex, m.AppliedIndex = true, s.commit, s.commit-1
+			if id != s.leader {
+				m.State = consensus.StateFollower
+			}
+		}
+		st.Members = append(st.Members, m)
+	}
+	return st, nil
+}
+func (selfOnly) Join(context.Context, consensus.Peer) error { return nil }
+func (selfOnly) Remove(context.Context, string) error       { return nil }
+
+// Every node answers the same: each member as it reports itself, asked of
+// it with the caller's credentials; a member that does not answer is
+// unreachable.
+func TestStatusIsTheSameFromEveryNode(t *testing.T) {
+	urls := map[string]string{}
+	var mu sync.Mutex
+	var auths []string
+	servers := map[string]*httptest.Server{}
+	for i, id := range []string{"n1", "n2", "n3"} {
+		h := NewStatusHandler(StatusOptions{
+			Membership: selfOnly{id: id, leader: "n1", commit: uint64(100 + i)},
+			APIURL:     func(id string) (string, bool) { u, ok := urls[id]; return u, ok },
+		})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Query().Get("local") == "true" {
+				mu.Lock()
+				auths = append(auths, r.Header.Get("Authorization"))
+				mu.Unlock()
+			}
+			h.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		urls[id], servers[id] = srv.URL, srv
+	}
+	get := func(id string) Status {
+		req, _ := http.NewRequest(http.MethodGet, urls[id]+StatusPath, nil)
+		req.Header.Set("Authorization", "Bearer reader")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var env struct{ Data Status }
+		if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+			t.Fatal(err)
+		}
+		return env.Data
+	}
+	first := get("n1")
+	want := map[string]string{"n1": "leader 100", "n2": "follower 101", "n3": "follower 102"}
+	for _, m := range first.Members {
+		if got := fmt.Sprintf("%s %d", m.State, m.CommitIndex); got != want[m.ID] {
+			t.Errorf("member %s: %s, want %s (its own report)", m.ID, got, want[m.ID])
+		}
+	}
+	for _, id := range []string{"n2", "n3"} {
+		if got := get(id); fmt.Sprint(got) != fmt.Sprint(first) {
+			t.Errorf("%s answers %+v, n1 %+v: want the same", id, got, first)
+		}
+	}
+	mu.Lock()
+	for _, a := range auths {
+		if a != "Bearer reader" {
+			t.Errorf("a member was asked with Authorization %q, want the caller's", a)
+		}
+	}
+	mu.Unlock()
+	servers["n3"].Close()
+	for _, m := range get("n1").Members {
+		if want := map[string]string{"n1": "leader", "n2": "follower", "n3": StateUnreachable}[m.ID]; m.State != want {
+			t.Errorf("n3 down: %s is %q, want %q", m.ID, m.State, want)
+		}
 	}
 }

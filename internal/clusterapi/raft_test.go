@@ -57,7 +57,7 @@ func TestMembershipOnRaft(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.Handle("POST "+MembersPath, JoinHandler(o))
 		mux.Handle("DELETE "+MembersPath+"/{id}", RemoveHandler(o))
-		mux.Handle("GET "+StatusPath, StatusHandler(n))
+		mux.Handle("GET "+StatusPath, NewStatusHandler(StatusOptions{Membership: n}))
 		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
 		apiURLs[id] = srv.URL

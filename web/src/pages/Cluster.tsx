@@ -1,5 +1,5 @@
-// Cluster: the consensus cluster as the node serving the UI sees it (GET
-// /api/v1/cluster): who leads, in which term, and each member. A node
+// Cluster: the consensus cluster (GET /api/v1/cluster): who leads, in
+// which term, and each member as it reports itself. A node
 // without cluster: in vigil.yaml answers 404, shown as a note, not an error.
 import { ApiError, type ClusterMember, type ClusterStatus } from '../api'
 import { Empty, ErrorBox, Loading } from '../components/States'
@@ -24,7 +24,11 @@ function MemberRow({ m, now }: { m: ClusterMember; now: number }) {
         <code>{m.address}</code>
       </td>
       <td>
-        <span className={`state-badge ${m.state === 'leader' ? 'active' : m.state === 'unknown' ? 'none' : ''}`}>{m.state}</span>
+        <span
+          className={`state-badge ${m.state === 'leader' ? 'active' : m.state === 'unreachable' ? 'firing' : m.state === 'unknown' ? 'none' : ''}`}
+        >
+          {m.state}
+        </span>
       </td>
       <td>{m.voter ? 'yes' : 'no'}</td>
       <td className="num">{index(m.commit_index)}</td>
@@ -49,8 +53,8 @@ export default function Cluster() {
     <section>
       <h1>Cluster</h1>
       <p className="hint">
-        The consensus cluster as this node sees it. Commit and applied indexes and the last contact with the leader are known only for
-        the node answering; <code>vigil cluster status --server</code> another node for its view.
+        The consensus cluster: the leader and term as this node knows them, and each member's state, commit and applied indexes and
+        last contact with the leader as that member reports them (<em>unreachable</em>: it did not answer within a second).
       </p>
       {cluster.loading && !data && !cluster.error && <Loading what="the cluster" />}
       {singleNode && (
