@@ -68,6 +68,7 @@ type clusterAnswer struct {
 		Term    uint64
 		Members []struct {
 			ID, Address, State string
+			CommitIndex        uint64 `json:"commit_index"`
 		}
 	}
 }
@@ -201,6 +202,30 @@ cluster:
 	}
 	settle()
 	t.Logf("leader %s, term %d", leaderID, term)
+	// Every node gives the same picture of the members, each as it
+	// reports itself: a state and progress for all three, from any node.
+	waitFor(t, "the same members' states and progress from every node", 30*time.Second, func() bool {
+		var first string
+		for i, n := range nodes {
+			a, err := n.cluster()
+			if err != nil {
+				return false
+			}
+			var b strings.Builder
+			for _, m := range a.Data.Members {
+				if m.CommitIndex == 0 || (m.State != "leader") != (m.ID != leaderID) || (m.State != "leader" && m.State != "follower") {
+					return false
+				}
+				fmt.Fprintf(&b, "%s=%s ", m.ID, m.State)
+			}
+			if i == 0 {
+				first = b.String()
+			} else if b.String() != first {
+				return false
+			}
+		}
+		return true
+	})
 
 	// Steady state: one stream, the leader's, repeat_interval apart. On a
 	// machine loaded enough to miss a leader lease the leadership may move
