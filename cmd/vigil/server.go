@@ -35,7 +35,9 @@ import (
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
+	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
+	"github.com/vigil-observability/vigil/internal/ingest/elasticsearch"
 	"github.com/vigil-observability/vigil/internal/ingest/gate"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
@@ -517,6 +519,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	})))
+	// Logs from agents that ship to Elasticsearch, under a path prefix
+	// (docs/api.md): an ingest route whatever the method.
+	webSrv.Handle(elasticsearch.PathPrefix+"/", ingestGate.Wrap(http.StripPrefix(elasticsearch.PathPrefix, elasticsearch.NewHandler(elasticsearch.Options{
+		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
+		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
+	}))))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err

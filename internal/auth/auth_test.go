@@ -46,6 +46,10 @@ func TestClassify(t *testing.T) {
 		{"POST", "/v1/logs", RoleIngest},
 		{"POST", "/v1/metrics", RoleIngest},
 		{"PUT", "/api/v1/write", RoleAdmin}, // not a write the receiver accepts
+		{"GET", "/elasticsearch/", RoleIngest},
+		{"POST", "/elasticsearch/_bulk", RoleIngest},
+		{"PUT", "/elasticsearch/_index_template/logs", RoleIngest},
+		{"POST", "/elasticsearch-other/_bulk", RoleAdmin},
 		{"POST", "/api/v1/query", RoleRead},
 		{"POST", "/api/v1/query_range", RoleRead},
 		{"POST", "/api/v1/read", RoleRead},

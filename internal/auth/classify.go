@@ -36,6 +36,12 @@ var ingestPaths = map[string]bool{
 	"/v1/metrics":   true,
 }
 
+// ingestPrefixes are subtrees that are ingest whatever the method: the
+// Elasticsearch-compatible API under /elasticsearch, whose agents check
+// the version (GET /) and set up templates (PUT) with the same credential
+// they ship logs with, and which serves nothing else.
+var ingestPrefixes = []string{"/elasticsearch"}
+
 // readPOSTPaths are the POST routes that only read: the Prometheus API
 // accepts its queries as form posts (long PromQL does not fit a URL), and
 // remote read is a POST.
@@ -64,7 +70,8 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 //     orchestrators probe them without credentials, and they reveal only
 //     that the process is up.
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
-//   - POST to the remote_write and OTLP paths needs ingest.
+//   - POST to the remote_write and OTLP paths needs ingest, and so does
+//     any request under /elasticsearch/.
 //   - POST to the Prometheus query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side
@@ -81,6 +88,11 @@ func Classify(method, p string) Role {
 	for _, prefix := range adminPrefixes {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") {
 			return RoleAdmin
+		}
+	}
+	for _, prefix := range ingestPrefixes {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return RoleIngest
 		}
 	}
 	if safe {

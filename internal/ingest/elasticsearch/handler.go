@@ -27,6 +27,10 @@ import (
 // expect.
 const Version = "8.15.0"
 
+// PathPrefix is where vigil serves the API on its web listener: agents
+// are configured with it as the Elasticsearch URL's path.
+const PathPrefix = "/elasticsearch"
+
 // ProductHeader is the header Elasticsearch 8 clients check on every
 // answer before they trust it came from Elasticsearch.
 const ProductHeader = "X-Elastic-Product"
