@@ -265,7 +265,11 @@ func (*DurationFilter) labelFilter() {}
 // Position returns where the label name is.
 func (f *DurationFilter) Position() Pos { return f.Pos }
 
-func (f *DurationFilter) String() string { return f.Name + f.Op.String() + f.Value.String() }
+// String prints the duration as Go does, but microseconds as "us": the
+// lexer reads ASCII units only.
+func (f *DurationFilter) String() string {
+	return f.Name + f.Op.String() + strings.Replace(f.Value.String(), "µs", "us", 1)
+}
 
 // LabelFilterBinary is "and" or "or" of two label filters; a comma or
 // plain juxtaposition means "and" and is printed so.
