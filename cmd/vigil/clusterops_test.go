@@ -44,12 +44,40 @@ func TestClusterJoinRemove(t *testing.T) {
 		}
 	}
 	// n4 starts only once the others lead, as an operator would.
-	for i, id := range ids[:3] {
-		nodes[i] = launchServer(t, filepath.Join(dir, id), "--config", cfgs[i], "--http-addr", httpAddrs[i], "--enable-admin")
+	launch := func(i int) {
+		nodes[i] = launchServer(t, filepath.Join(dir, ids[i]), "--config", cfgs[i], "--http-addr", httpAddrs[i], "--enable-admin")
 	}
-	for _, n := range nodes[:3] {
-		n.waitReady(t)
+	for i := range ids[:3] {
+		launch(i)
 	}
+	// A node that lost one of the fresh ports launchServer chose for it
+	// to another socket in between is launched again, on others; a node
+	// alone is not ready, so the three are waited for together.
+	relaunched := 0
+	waitFor(t, "the three nodes ready", 2*time.Minute, func() bool {
+		ready := 0
+		for i, n := range nodes[:3] {
+			select {
+			case err := <-n.done:
+				n.done <- err // for whoever waits next (the cleanup)
+				if relaunched < 3 && strings.Contains(n.logs.String(), "address already in use") {
+					relaunched++
+					t.Logf("%s could not bind a port (%v); launching it again", ids[i], err)
+					launch(i)
+					return false
+				}
+				t.Fatalf("%s exited during start-up: %v\n%s", ids[i], err, n.logs.String())
+			default:
+			}
+			if resp, err := http.Get(n.httpURL + "/-/ready"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					ready++
+				}
+			}
+		}
+		return ready == 3
+	})
 	var leader string
 	waitFor(t, "the three nodes to agree on a leader", 30*time.Second, func() bool {
 		leader, _ = agreedLeader(nodes[:3], 3)
