@@ -305,6 +305,12 @@ func (b *batch) keep(streamLabels string, e *Entry) bool {
 		b.res.reject(ReasonTooManyEntries, 1, "more than %d entries in one request", o.MaxEntries)
 	default:
 		e.Line = b.valid(e.Line)
+		// A repair can lengthen a line (U+FFFD takes three bytes where an
+		// invalid one took one): the limit holds for what is kept.
+		if o.MaxLineBytes > 0 && len(e.Line) > o.MaxLineBytes {
+			b.res.reject(ReasonLineTooLong, 1, "stream %s: line of %d bytes once its invalid UTF-8 is replaced, more than %d", streamLabels, len(e.Line), o.MaxLineBytes)
+			return false
+		}
 		for i := range e.Metadata {
 			e.Metadata[i].Name = b.valid(e.Metadata[i].Name)
 			e.Metadata[i].Value = b.valid(e.Metadata[i].Value)
