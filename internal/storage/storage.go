@@ -311,6 +311,32 @@ type LogQuery struct {
 	// After continues a previous search: only records that come after the
 	// record whose Cursor it is, in FindLogs' order, are returned.
 	After string
+	// Streams keeps only the records of these resources, given as the
+	// LogStream.Key values LogStreams returned; empty means all.
+	Streams []string
+	// Forward asks FindLogs for the oldest records first.
+	Forward bool
+}
+
+// LogStream is one resource (one set of resource attributes) that log
+// records were written with, as the Loki API sees a stream.
+type LogStream struct {
+	// Key identifies the resource among the store's logs, to be passed
+	// back in LogQuery.Streams. It is opaque to callers.
+	Key     string
+	Service string
+	// Resource holds the resource attributes, with pcommon's raw Go types.
+	Resource map[string]any
+	// Entries counts the matching records of the resource, Bytes the
+	// bytes of their bodies.
+	Entries, Bytes int64
+}
+
+// LogStreamReader lists the streams of stored logs.
+type LogStreamReader interface {
+	// LogStreams groups the records q matches (ignoring Limit, After and
+	// Forward) by resource, sorted by Key.
+	LogStreams(ctx context.Context, q LogQuery) ([]LogStream, error)
 }
 
 // Severity is a band of OpenTelemetry severity numbers, as logs are
