@@ -29,6 +29,9 @@ var (
 	// ErrTooManySeries is a metric query with more series than
 	// EngineOptions.MaxSeries.
 	ErrTooManySeries = errors.New("logql: query returns too many series")
+	// ErrTooManySamples is a metric query that would hold more samples
+	// (series times steps) at once than EngineOptions.MaxSamples.
+	ErrTooManySamples = errors.New("logql: query holds too many samples")
 	// ErrTooManyPoints is a range query with more steps than
 	// EngineOptions.MaxPoints.
 	ErrTooManyPoints = errors.New("logql: query has too many points per series")
@@ -46,9 +49,15 @@ type EngineOptions struct {
 	MaxEntries int64
 	// MaxStreams is how many streams a selector may match; default 10,000.
 	MaxStreams int
-	// MaxSeries is how many series a metric query may hold; default 500,
-	// Loki's max_query_series.
+	// MaxSeries is how many series a metric query may return; default
+	// 500, Loki's max_query_series.
 	MaxSeries int
+	// MaxSamples bounds the samples (series times steps) a metric query
+	// holds at once, before aggregations reduce them: the inner series of
+	// sum by (level) (count_over_time({...} | json [5m])) are as many as
+	// the distinct label sets the parser finds. Default 10,000,000, about
+	// 90 MB.
+	MaxSamples int
 	// MaxPoints is how many steps a range query may have; default 11,000,
 	// Loki's and Prometheus's limit.
 	MaxPoints int
@@ -68,6 +77,9 @@ func (o *EngineOptions) setDefaults() {
 	}
 	if o.MaxSeries <= 0 {
 		o.MaxSeries = 500
+	}
+	if o.MaxSamples <= 0 {
+		o.MaxSamples = 10_000_000
 	}
 	if o.MaxPoints <= 0 {
 		o.MaxPoints = 11_000

@@ -91,6 +91,9 @@ func (s *memSource) Entries(_ context.Context, q EntryQuery) iter.Seq2[Entry, er
 }
 
 func containsAll(line string, subs []string) bool {
+	if len(subs) == 0 {
+		return true
+	}
 	l := strings.ToLower(line)
 	for _, s := range subs {
 		if !strings.Contains(l, strings.ToLower(s)) {

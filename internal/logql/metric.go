@@ -41,9 +41,20 @@ func (ev *evaluator) eval(x MetricExpr, steps []int64) (value, error) {
 		}
 		return value{series: []series{s}}, nil
 	case *RangeAggregation:
-		return ev.rangeAggregation(x, steps)
+		return ev.rangeAggregation(x, steps, nil)
 	case *VectorAggregation:
-		v, err := ev.eval(x.Expr, steps)
+		var (
+			v   value
+			err error
+		)
+		if ra, ok := x.Expr.(*RangeAggregation); ok && x.Op == Sum {
+			// The range aggregations add up, so a sum of them can count
+			// the entries by group directly: the inner series, which a
+			// parser can make one per line, are never held.
+			v, err = ev.rangeAggregation(ra, steps, groupOrAll(x.Grouping))
+		} else {
+			v, err = ev.eval(x.Expr, steps)
+		}
 		if err != nil {
 			return value{}, err
 		}
@@ -62,11 +73,21 @@ func (ev *evaluator) eval(x MetricExpr, steps []int64) (value, error) {
 	return value{}, fmt.Errorf("%w: expression %s", ErrUnsupported, x)
 }
 
+// groupOrAll is the grouping of an aggregation; nil, which aggregates
+// everything, groups by no label.
+func groupOrAll(g *Grouping) *Grouping {
+	if g == nil {
+		return &Grouping{}
+	}
+	return g
+}
+
 // rangeAggregation reads the log query's entries once, over the union of
 // every step's window, keeps each output series' timestamps (and line
 // sizes) in time order, then slides the window (t-offset-range,
-// t-offset] over them step by step.
-func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64) (value, error) {
+// t-offset] over them step by step. With a grouping, an entry counts for
+// the series of its group's labels instead of its own.
+func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64, group *Grouping) (value, error) {
 	rng, off := x.Range.Nanoseconds(), x.Offset.Nanoseconds()
 	first, last := steps[0]*1e6-off, steps[len(steps)-1]*1e6-off
 	// The source's range is [start, end); the windows are open at the
@@ -86,15 +107,20 @@ func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64) (value
 		err   error
 	)
 	scanErr := ev.scan(x.Query, start, end, true, 0, func(ts int64, line string, lbs *entryLabels) bool {
+		if v, bad := lbs.get(errorLabel); bad {
+			// Checked before grouping, which may leave __error__ out, as
+			// Loki checks the range aggregation's own series.
+			err = fmt.Errorf("%w: %s on series %s; skip such lines with | %s=\"\" or | drop %s", ErrPipeline, v, labelsString(lbs.labels()), errorLabel, errorLabel)
+			return false
+		}
+		if group != nil {
+			lbs.group(group)
+		}
 		key, order = lbs.key(key[:0], order)
 		a, ok := index[string(key)]
 		if !ok {
-			if v, bad := lbs.get(errorLabel); bad {
-				err = fmt.Errorf("%w: %s on series %s; skip such lines with | %s=\"\" or | drop %s", ErrPipeline, v, labelsString(lbs.labels()), errorLabel, errorLabel)
-				return false
-			}
-			if len(accs) >= ev.opts.MaxSeries {
-				err = fmt.Errorf("%w: %s has more than %d; aggregate with sum by (...) or narrow the selector", ErrTooManySeries, x, ev.opts.MaxSeries)
+			if (len(accs)+1)*len(steps) > ev.opts.MaxSamples {
+				err = fmt.Errorf("%w: %s has %d series over %d steps, more than %d samples; aggregate with sum by (...), narrow the selector or increase the step", ErrTooManySamples, x, len(accs)+1, len(steps), ev.opts.MaxSamples)
 				return false
 			}
 			a = &acc{lbls: lbs.labels()}

@@ -92,6 +92,22 @@ func (l *entryLabels) del(i int) {
 	}
 }
 
+// group keeps only the labels of a by grouping, or drops those of a
+// without grouping.
+func (l *entryLabels) group(g *Grouping) {
+	n, base := 0, 0
+	for i, name := range l.names {
+		if slices.Contains(g.Labels, name) != g.Without {
+			l.names[n], l.values[n] = name, l.values[i]
+			n++
+			if i < l.base {
+				base++
+			}
+		}
+	}
+	l.names, l.values, l.base = l.names[:n], l.values[:n], base
+}
+
 func (l *entryLabels) hasErr() bool {
 	_, ok := l.get(errorLabel)
 	return ok
@@ -476,7 +492,9 @@ func jsonPathValue(v any, path []any) string {
 func parseLogfmt(_ int64, line string, lbs *entryLabels) (string, bool) {
 	s := line
 	for {
-		s = strings.TrimLeft(s, " \t\r\n")
+		for s != "" && (s[0] == ' ' || s[0] == '\t' || s[0] == '\r' || s[0] == '\n') {
+			s = s[1:]
+		}
 		if s == "" {
 			return line, true
 		}
