@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -119,11 +118,13 @@ type Params struct {
 	Query string
 	Expr  Expr
 	// Start and End bound a range query; Start == End makes an instant
-	// query. Log queries read [Start, End), as Loki does.
+	// query. Log queries read [Start, End), as Loki does; an instant log
+	// query reads the Lookback before its time, and the time itself.
 	Start, End time.Time
 	// Step is a range metric query's resolution.
 	Step time.Duration
-	// Limit caps the entries of a log query's answer; 0 means no cap.
+	// Limit caps the entries of a log query's answer; 0 means no cap
+	// (Loki's API defaults it to 100, which is the caller's to apply).
 	Limit int
 	// Direction orders a log query's entries.
 	Direction Direction
@@ -208,12 +209,10 @@ func (e *Engine) Query(ctx context.Context, src Source, p Params) (Result, error
 	default:
 		err = fmt.Errorf("%w: query %s", ErrUnsupported, expr)
 	}
+	// The stats go with an error too: what a failed query read.
 	res.Stats = ev.stats
 	res.Stats.ExecTime = time.Since(began)
-	if err != nil {
-		return res, err
-	}
-	return res, nil
+	return res, err
 }
 
 // evaluator is the state of one query's run.
@@ -275,7 +274,11 @@ func (ev *evaluator) scan(q *LogQuery, start, end time.Time, forward bool, limit
 			return nil
 		}
 	}
-	return ev.ctx.Err()
+	if err := ev.ctx.Err(); err != nil {
+		// A source may end its sequence early when the context ends.
+		return fmt.Errorf("logql: query stopped: %w", err)
+	}
+	return nil
 }
 
 func (ev *evaluator) logQuery(q *LogQuery, p Params) (Result, error) {
@@ -348,7 +351,7 @@ func (ev *evaluator) metricQuery(x MetricExpr, p Params) (Result, error) {
 		if instant {
 			return Result{Type: ResultScalar, Scalar: promql.Scalar{T: steps[0], V: v.scalar}}, nil
 		}
-		s := series{vals: make([]float64, len(steps)), ok: make([]bool, len(steps))}
+		s := newSeries(labels.EmptyLabels(), len(steps))
 		for i := range steps {
 			s.vals[i], s.ok[i] = v.scalar, true
 		}
@@ -380,13 +383,4 @@ func (ev *evaluator) metricQuery(x MetricExpr, p Params) (Result, error) {
 		}
 	}
 	return Result{Type: ResultMatrix, Matrix: m}, nil
-}
-
-// labelsString is for error messages.
-func labelsString(l labels.Labels) string {
-	s := l.String()
-	if strings.TrimSpace(s) == "" {
-		return "{}"
-	}
-	return s
 }

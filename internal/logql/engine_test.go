@@ -278,3 +278,40 @@ func TestLogfmt(t *testing.T) {
 		}
 	}
 }
+
+func TestLineFormatFuncs(t *testing.T) {
+	for _, tc := range []struct{ tmpl, want string }{
+		{`{{ .msg | ToUpper }} {{ .msg | lower }}`, `PAYMENT OK payment ok`},
+		{`{{ .msg | title }}|{{ .pad | trim }}|{{ .pad | trimSpace }}`, `Payment Ok|x|x`},
+		{`{{ .path | trimPrefix "/api" | trimSuffix "/1" }}`, `/items`},
+		{`{{ .path | trimAll "/" }} {{ .path | replace "/" ":" }}`, `api/items/1 :api:items:1`},
+		{`{{ .none | default "-" }} {{ .msg | default "-" }} {{ .none }}.`, `- payment ok .`},
+		{`{{ if .msg | contains "ok" }}ok{{ end }}{{ if .path | hasPrefix "/api" }}!{{ end }}{{ if .path | hasSuffix "1" }}?{{ end }}`, `ok!?`},
+		{`{{ .msg | substr 0 7 }} {{ .msg | substr 8 100 }} {{ .pad | trim | repeat 3 }}`, `payment ok xxx`},
+		{`{{ regexReplaceAll "[0-9]+" .path "N" }}`, `/api/items/N`},
+		{`{{ __timestamp__ | date "2006-01-02T15:04" }} {{ __timestamp__ | unixEpoch }} {{ __line__ }}`, `2026-01-01T00:00 1767225600 the line`},
+	} {
+		lf, err := compileLineFormat(&LineFormat{Template: tc.tmpl})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.tmpl, err)
+		}
+		var l entryLabels
+		l.reset(labels.FromStrings("msg", "payment ok", "pad", "  x ", "path", "/api/items/1"))
+		got, _ := lf(t0.UnixNano(), "the line", &l)
+		if got != tc.want || l.hasErr() {
+			t.Errorf("%s: %q (error label %v), want %q", tc.tmpl, got, l.hasErr(), tc.want)
+		}
+	}
+}
+
+func TestLineFormatError(t *testing.T) {
+	lf, err := compileLineFormat(&LineFormat{Template: `{{ regexReplaceAll "(" .a "x" }}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l entryLabels
+	l.reset(labels.FromStrings("a", "b"))
+	if got, ok := lf(0, "kept", &l); got != "kept" || !ok || l.labels().Get(errorLabel) != errTemplateFormat {
+		t.Errorf("failing template: line %q kept %v labels %s", got, ok, l.labels())
+	}
+}

@@ -110,7 +110,7 @@ func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64, group 
 		if v, bad := lbs.get(errorLabel); bad {
 			// Checked before grouping, which may leave __error__ out, as
 			// Loki checks the range aggregation's own series.
-			err = fmt.Errorf("%w: %s on series %s; skip such lines with | %s=\"\" or | drop %s", ErrPipeline, v, labelsString(lbs.labels()), errorLabel, errorLabel)
+			err = fmt.Errorf("%w: %s on series %s; skip such lines with | %s=\"\" or | drop %s", ErrPipeline, v, lbs.labels(), errorLabel, errorLabel)
 			return false
 		}
 		if group != nil {

@@ -123,7 +123,8 @@ func (l *entryLabels) setErr(v string) {
 
 // key appends a canonical encoding of the labels to buf, sorted by name,
 // to find the entry's output stream or series without building a
-// labels.Labels for every entry.
+// labels.Labels for every entry. The separators 0xff and 0xfe never occur
+// in UTF-8 text.
 func (l *entryLabels) key(buf []byte, order []int) ([]byte, []int) {
 	order = order[:0]
 	for i := range l.names {
@@ -593,6 +594,8 @@ var templateFuncs = template.FuncMap{
 		}
 		return r.ReplaceAllString(s, repl), nil
 	},
+	"date":      func(layout string, t time.Time) string { return t.UTC().Format(layout) },
+	"unixEpoch": func(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) },
 	// __line__ and __timestamp__ are replaced per entry.
 	"__line__":      func() string { return "" },
 	"__timestamp__": func() time.Time { return time.Time{} },
