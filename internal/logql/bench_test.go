@@ -47,7 +47,10 @@ func (s *sliceSource) Entries(_ context.Context, q EntryQuery) iter.Seq2[Entry, 
 
 // benchSource is 100,000 logfmt lines over an hour in 10 streams, one in
 // 50 an error, a quarter with structured metadata.
-func benchSource() *sliceSource {
+func benchSource() *sliceSource { return benchLines(false) }
+
+// benchLines makes benchSource's lines, in JSON when asked.
+func benchLines(asJSON bool) *sliceSource {
 	src := &sliceSource{}
 	for i := range 10 {
 		src.streams = append(src.streams, Stream{ID: fmt.Sprint(i), Labels: labels.FromStrings("app", fmt.Sprintf("app%d", i%5), "env", "prod", "pod", fmt.Sprintf("pod-%d", i))})
@@ -63,10 +66,14 @@ func benchSource() *sliceSource {
 		if i%4 == 0 {
 			md = labels.FromStrings("detected_level", level)
 		}
+		line := fmt.Sprintf(`ts=2026-01-01T00:00:00Z level=%s msg="handled request %d" path=/api/items status=%d duration=%dms`, level, i, status, i%300)
+		if asJSON {
+			line = fmt.Sprintf(`{"ts":"2026-01-01T00:00:00Z","level":%q,"msg":"handled request %d","http":{"path":"/api/items","status":%d},"duration":"%dms"}`, level, i, status, i%300)
+		}
 		src.entries = append(src.entries, Entry{
 			Stream:    i % 10,
 			Timestamp: t0.UnixNano() + int64(i)*step,
-			Line:      fmt.Sprintf(`ts=2026-01-01T00:00:00Z level=%s msg="handled request %d" path=/api/items status=%d duration=%dms`, level, i, status, i%300),
+			Line:      line,
 			Metadata:  md,
 		})
 		src.lower = append(src.lower, strings.ToLower(src.entries[i].Line))
@@ -75,16 +82,19 @@ func benchSource() *sliceSource {
 }
 
 func BenchmarkQuery(b *testing.B) {
-	src := benchSource()
+	logfmt, json := benchSource(), benchLines(true)
 	hour := Params{Start: t0, End: t0.Add(time.Hour), Step: time.Minute}
 	for _, bc := range []struct {
 		name  string
+		src   *sliceSource
 		query string
 		limit int
 	}{
-		{"count_over_time_100k", `sum by (app) (count_over_time({env="prod"}[1m]))`, 0},
-		{"count_over_time_logfmt_100k", `sum by (level) (count_over_time({env="prod"} | logfmt | drop __error__ [5m]))`, 0},
-		{"filtered_log_query", `{env="prod"} |= "error" | logfmt | status >= 502`, 100},
+		{"count_over_time_100k", logfmt, `sum by (app) (count_over_time({env="prod"}[1m]))`, 0},
+		{"count_over_time_logfmt_100k", logfmt, `sum by (level) (count_over_time({env="prod"} | logfmt | drop __error__ [5m]))`, 0},
+		{"count_over_time_json_100k", json, `sum by (level) (count_over_time({env="prod"} | json | drop __error__ [5m]))`, 0},
+		{"filtered_log_query", logfmt, `{env="prod"} |= "error" | logfmt | status >= 502`, 100},
+		{"filtered_log_query_json", json, `{env="prod"} |= "error" | json | http_status >= 502`, 100},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			e := NewEngine(EngineOptions{})
@@ -93,7 +103,7 @@ func BenchmarkQuery(b *testing.B) {
 			b.ReportAllocs()
 			var scanned int64
 			for b.Loop() {
-				res, err := e.Query(context.Background(), src, p)
+				res, err := e.Query(context.Background(), bc.src, p)
 				if err != nil {
 					b.Fatal(err)
 				}

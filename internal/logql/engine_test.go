@@ -254,7 +254,7 @@ func TestPushDown(t *testing.T) {
 
 func TestSanitizeLabelName(t *testing.T) {
 	for in, want := range map[string]string{
-		"level": "level", "user-agent": "user_agent", "a.b": "a_b", "1st": "_1st", "ünï": "__n__", "": "",
+		"level": "level", "user-agent": "user_agent", "a.b": "a_b", "1st": "_1st", "ünï": "_n_", "a b": "a_b", "": "",
 	} {
 		if got := sanitizeLabelName(in); got != want {
 			t.Errorf("sanitizeLabelName(%q) = %q, want %q", in, got, want)

@@ -313,8 +313,8 @@ func compileDropKeep(d *DropKeep) stageFunc {
 }
 
 // sanitizeLabelName makes a parsed key a valid label name as Loki does:
-// every character but letters, digits and '_' becomes '_', and a leading
-// digit gets a '_' before it.
+// every character but ASCII letters, digits and '_' becomes '_', and a
+// leading digit gets a '_' before it.
 func sanitizeLabelName(key string) string {
 	ok := key != "" && !(key[0] >= '0' && key[0] <= '9')
 	for i := 0; ok && i < len(key); i++ {
@@ -323,31 +323,31 @@ func sanitizeLabelName(key string) string {
 	if ok {
 		return key
 	}
-	var b strings.Builder
-	if key != "" && key[0] >= '0' && key[0] <= '9' {
-		b.WriteByte('_')
-	}
-	for i := 0; i < len(key); i++ {
-		if isLabelChar(key[i]) {
-			b.WriteByte(key[i])
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
+	return string(appendSanitized(nil, key))
 }
 
 func isLabelChar(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
+// compileParser returns | logfmt, or | json: every string, number and
+// boolean of the line's JSON object, nested keys joined with '_' as Loki
+// does, arrays and nulls left out as Loki leaves them (of keys that
+// flatten to one name the last wins); or with parameters, the values at
+// their paths.
 func compileParser(p *Parser) (stageFunc, error) {
 	switch p.Kind {
 	case "logfmt":
 		return parseLogfmt, nil
 	case "json":
 		if len(p.Params) == 0 {
-			return parseJSON, nil
+			sc := &jsonScanner{names: map[string]string{}}
+			return func(_ int64, line string, lbs *entryLabels) (string, bool) {
+				if err := sc.parse(line, lbs); err != nil {
+					lbs.setErr(errJSONParser)
+				}
+				return line, true
+			}, nil
 		}
 		paths := make([][]any, len(p.Params))
 		for i, prm := range p.Params {
@@ -383,38 +383,6 @@ func decodeJSON(line string) (map[string]any, bool) {
 		return nil, false // more than one value on the line
 	}
 	return v, true
-}
-
-// parseJSON extracts every string, number and boolean of the line's JSON
-// object, nested keys joined with '_' as Loki does; arrays and nulls are
-// left out, as Loki leaves them.
-func parseJSON(_ int64, line string, lbs *entryLabels) (string, bool) {
-	v, ok := decodeJSON(line)
-	if !ok {
-		lbs.setErr(errJSONParser)
-		return line, true
-	}
-	addJSONObject(lbs, "", v)
-	return line, true
-}
-
-func addJSONObject(lbs *entryLabels, prefix string, obj map[string]any) {
-	for k, v := range obj {
-		name := sanitizeLabelName(k)
-		if prefix != "" {
-			name = prefix + "_" + name
-		}
-		switch v := v.(type) {
-		case map[string]any:
-			addJSONObject(lbs, name, v)
-		case string:
-			lbs.add(name, v)
-		case json.Number:
-			lbs.add(name, string(v))
-		case bool:
-			lbs.add(name, strconv.FormatBool(v))
-		}
-	}
 }
 
 // parseJSONPath reads Loki's JSON path expressions: a.b, a[0], a["b c"].
