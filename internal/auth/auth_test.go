@@ -53,6 +53,10 @@ func TestClassify(t *testing.T) {
 		{"POST", "/api/v1/query", RoleRead},
 		{"POST", "/api/v1/query_range", RoleRead},
 		{"POST", "/api/v1/read", RoleRead},
+		{"POST", "/loki/api/v1/query_range", RoleRead},
+		{"POST", "/loki/api/v1/index/volume", RoleRead},
+		{"GET", "/loki/api/v1/label/job/values", RoleRead},
+		{"POST", "/loki/api/v1/label/job/values", RoleAdmin}, // only GET reads it
 		{"GET", "/api/v1/query", RoleRead},
 		{"GET", "/api/v1/status/config", RoleRead},
 		{"GET", "/api/traces/abc", RoleRead},

@@ -42,9 +42,9 @@ var ingestPaths = map[string]bool{
 // they ship logs with, and which serves nothing else.
 var ingestPrefixes = []string{"/elasticsearch"}
 
-// readPOSTPaths are the POST routes that only read: the Prometheus API
-// accepts its queries as form posts (long PromQL does not fit a URL), and
-// remote read is a POST.
+// readPOSTPaths are the POST routes that only read: the Prometheus and
+// Loki APIs accept their queries as form posts (a long query does not fit
+// a URL), and remote read is a POST.
 var readPOSTPaths = map[string]bool{
 	"/api/v1/query":           true,
 	"/api/v1/query_range":     true,
@@ -54,6 +54,14 @@ var readPOSTPaths = map[string]bool{
 	"/api/v1/format_query":    true,
 	"/api/v1/parse_query":     true,
 	"/api/v1/read":            true,
+	// Loki's query API takes its queries as form posts as well.
+	"/loki/api/v1/query":              true,
+	"/loki/api/v1/query_range":        true,
+	"/loki/api/v1/labels":             true,
+	"/loki/api/v1/series":             true,
+	"/loki/api/v1/index/stats":        true,
+	"/loki/api/v1/index/volume":       true,
+	"/loki/api/v1/index/volume_range": true,
 }
 
 // adminPrefixes are subtrees that are admin whatever the method, so that
@@ -72,7 +80,7 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
 //   - POST to the remote_write and OTLP paths needs ingest, and so does
 //     any request under /elasticsearch/.
-//   - POST to the Prometheus query endpoints needs read.
+//   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side
 //     routes), so there is no finite list of read routes to check against.
