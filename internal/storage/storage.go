@@ -457,6 +457,7 @@ type SpanLogStore interface {
 	DiagnosisReader
 	LogWriter
 	LogReader
+	LogStreamReader
 	Close() error
 }
 
