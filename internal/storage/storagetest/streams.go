@@ -3,6 +3,7 @@ package storagetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -78,8 +79,12 @@ func streamLogs(t *testing.T, base time.Time, recs map[*streamResource][]streamR
 	ld := plog.NewLogs()
 	for res, rs := range recs {
 		rl := ld.ResourceLogs().AppendEmpty()
-		if err := rl.Resource().Attributes().FromRaw(res.attrs); err != nil {
-			t.Fatal(err)
+		// In sorted order, not the map's: the stores may tell resources
+		// apart by the order of their attributes (see LogStreams).
+		for _, k := range slices.Sorted(maps.Keys(res.attrs)) {
+			if err := rl.Resource().Attributes().PutEmpty(k).FromRaw(res.attrs[k]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
 		for _, r := range rs {
