@@ -46,10 +46,12 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/logql"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
+	"github.com/vigil-observability/vigil/internal/query/lokiapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/query/red"
@@ -535,6 +537,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.TraceBytes(), Slots: querySlots,
 	}))
 	httpapi.Mount(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
+	httpapi.Mount(webSrv, lokiapi.Routes, lokiapi.NewHandler(lokiapi.Options{
+		Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots,
+		// A LogQL query runs as long as a PromQL one may; its other bounds
+		// are Loki's.
+		Engine: logql.NewEngine(logql.EngineOptions{Timeout: queryLimits.Timeout}),
+	}))
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),

@@ -22,13 +22,13 @@ import (
 // clock stands ten minutes later.
 var fixtureBase = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 
-// fixture is a shop's logs: JSON lines from two checkout hosts, logfmt
-// lines from payments, and a line without a service.
-func fixture() *fakeStore {
+// fixture is a shop's logs from base on: JSON lines from two checkout
+// hosts, logfmt lines from payments, and a line without a service.
+func fixture(base time.Time) []storage.LogRecord {
 	var recs []storage.LogRecord
 	add := func(offset time.Duration, service string, res map[string]any, sev plog.SeverityNumber, body string, attrs map[string]any) {
 		r := storage.LogRecord{
-			Timestamp: fixtureBase.Add(offset), Service: service, ResourceAttributes: res,
+			Timestamp: base.Add(offset), Service: service, ResourceAttributes: res,
 			SeverityNumber: sev, Body: body, Attributes: attrs,
 		}
 		if tid, ok := attrs["trace"].(string); ok {
@@ -64,30 +64,41 @@ func fixture() *fakeStore {
 			"level="+lvl+` msg="charge card" amount=`+strconv.Itoa(10*(i+1))+" took="+strconv.Itoa(i+1)+"00ms", map[string]any{"tenant": "fake"})
 	}
 	add(5*time.Minute, "", map[string]any{"job": "cron"}, 0, "nightly job started", nil)
-	return newFakeStore(recs...)
+	return recs
 }
 
-func newTestServer(t *testing.T) *httptest.Server {
+// newServer serves store with the clock ten minutes after base.
+func newServer(t *testing.T, store LogStore, base time.Time) *httptest.Server {
 	t.Helper()
-	h := NewHandler(Options{Logs: fixture(), Now: func() time.Time { return fixtureBase.Add(10 * time.Minute) }})
+	h := NewHandler(Options{Logs: store, Now: func() time.Time { return base.Add(10 * time.Minute) }})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }
 
-func ns(d time.Duration) string { return strconv.FormatInt(fixtureBase.Add(d).UnixNano(), 10) }
+func newTestServer(t *testing.T) *httptest.Server {
+	return newServer(t, newFakeStore(fixture(fixtureBase)...), fixtureBase)
+}
 
-// TestGrafanaCalls replays the calls Grafana's Loki data source makes, in
-// the form its backend builds them (nanosecond start and end, step in
-// milliseconds, direction always set), and compares the answers with
-// golden files. Query statistics hold timings; they are checked apart.
-func TestGrafanaCalls(t *testing.T) {
-	start, end := ns(-time.Minute), ns(10*time.Minute)
-	tests := []struct {
-		name, path string
-		params     url.Values
-		header     http.Header
-	}{
+func ns(d time.Duration) string { return nsAt(fixtureBase, d) }
+
+func nsAt(base time.Time, d time.Duration) string {
+	return strconv.FormatInt(base.Add(d).UnixNano(), 10)
+}
+
+// grafanaCall is one request Grafana's Loki data source makes.
+type grafanaCall struct {
+	name, path string
+	params     url.Values
+	header     http.Header
+}
+
+// grafanaCalls are the calls Grafana's Loki data source makes, in the
+// form its backend builds them (nanosecond start and end, step in
+// milliseconds, direction always set), over the fixture written at base.
+func grafanaCalls(base time.Time) []grafanaCall {
+	start, end := nsAt(base, -time.Minute), nsAt(base, 10*time.Minute)
+	return []grafanaCall{
 		{"health_check", "/loki/api/v1/query", url.Values{"direction": {"backward"}, "query": {"vector(1)+vector(1)"}, "time": {"4000000000"}}, nil},
 		{"explore_range", "/loki/api/v1/query_range", url.Values{"direction": {"backward"}, "query": {`{service_name="checkout"}`}, "limit": {"1000"}, "start": {start}, "end": {end}, "step": {"2000ms"}}, nil},
 		{"explore_forward_limit", "/loki/api/v1/query_range", url.Values{"direction": {"forward"}, "query": {`{service_name=~"checkout|payments"} |= ""`}, "limit": {"3"}, "start": {start}, "end": {end}, "step": {"2000ms"}}, nil},
@@ -106,29 +117,40 @@ func TestGrafanaCalls(t *testing.T) {
 		{"detected_labels", "/loki/api/v1/detected_labels", url.Values{"query": {`{service_name=~".+"}`}, "start": {start}, "end": {end}}, nil},
 		{"detected_fields", "/loki/api/v1/detected_fields", url.Values{"query": {`{service_name=~".+"}`}, "start": {start}, "end": {end}}, nil},
 	}
+}
+
+// call makes c against srv and returns the answer without its stats.
+func (c grafanaCall) do(t *testing.T, srv *httptest.Server) []byte {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+c.path+"?"+c.params.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: %d %s", c.path, resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	return withoutStats(t, body)
+}
+
+// TestGrafanaCalls replays Grafana's calls and compares the answers with
+// golden files. Query statistics hold timings; they are checked apart.
+func TestGrafanaCalls(t *testing.T) {
 	srv := newTestServer(t)
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, srv.URL+tc.path+"?"+tc.params.Encode(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, v := range tc.header {
-				req.Header[k] = v
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("%s: %d %s", tc.path, resp.StatusCode, body)
-			}
-			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-				t.Errorf("Content-Type = %q", ct)
-			}
-			goldentest.CompareJSON(t, "grafana/"+tc.name+".json", withoutStats(t, body))
+	for _, c := range grafanaCalls(fixtureBase) {
+		t.Run(c.name, func(t *testing.T) {
+			goldentest.CompareJSON(t, "grafana/"+c.name+".json", c.do(t, srv))
 		})
 	}
 }
