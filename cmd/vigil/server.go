@@ -38,6 +38,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/decodecost"
 	"github.com/vigil-observability/vigil/internal/ingest/elasticsearch"
+	"github.com/vigil-observability/vigil/internal/ingest/lokipush"
 	"github.com/vigil-observability/vigil/internal/ingest/gate"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
@@ -527,6 +528,22 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
 		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
 	}))))
+	// Logs from agents that ship to Loki (Promtail, Alloy, the Node and
+	// Python Loki clients), at Loki's own paths so that the agent's Loki
+	// URL is vigil's web address. The push shares the ingest gate,
+	// admission and decode budget of the other receivers; /ready and
+	// buildinfo are the probes agents and Grafana make first.
+	streamTracker := limits.NewStreamTracker(cfg.StreamLimits())
+	loki := lokipush.NewHandler(lokipush.HandlerOptions{
+		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
+		MaxLineBytes: int(cfg.Limits.MaxLineBytes), MaxLabelsPerStream: cfg.Limits.MaxLabelsPerStream, Streams: streamTracker,
+		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
+		Ready:     webSrv.NotReady,
+		Build:     lokipush.BuildInfo{Revision: commit, Branch: branch},
+	})
+	webSrv.Handle("POST "+lokipush.PushPath, ingestGate.Wrap(loki))
+	webSrv.Handle("GET "+lokipush.ReadyPath, loki)
+	webSrv.Handle("GET "+lokipush.BuildInfoPath, loki)
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err

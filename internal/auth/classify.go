@@ -13,7 +13,8 @@ type Role string
 
 // The roles a credential can hold, and Open for the routes that need none.
 const (
-	// RoleIngest writes telemetry: OTLP (HTTP and gRPC) and remote_write.
+	// RoleIngest writes telemetry: OTLP (HTTP and gRPC), remote_write and
+	// the Elasticsearch and Loki log APIs.
 	RoleIngest Role = "ingest"
 	// RoleRead reads: every query API, the UI, /metrics.
 	RoleRead Role = "read"
@@ -34,6 +35,9 @@ var ingestPaths = map[string]bool{
 	"/v1/traces":    true, // OTLP/HTTP
 	"/v1/logs":      true,
 	"/v1/metrics":   true,
+	// The Loki push API. Its probes (/ready, buildinfo) are GETs, judged
+	// below; the rest of /loki/ is the query API, which reads.
+	"/loki/api/v1/push": true,
 }
 
 // ingestPrefixes are subtrees that are ingest whatever the method: the
@@ -74,11 +78,11 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 // alone. It is the single place that decides access for every HTTP route
 // vigil serves, on every listener:
 //
-//   - GET/HEAD /-/healthy and /-/ready are Open: load balancers and
-//     orchestrators probe them without credentials, and they reveal only
-//     that the process is up.
+//   - GET/HEAD /-/healthy, /-/ready and /ready (Loki's) are Open: load
+//     balancers, orchestrators and log agents probe them without
+//     credentials, and they reveal only that the process is up.
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
-//   - POST to the remote_write and OTLP paths needs ingest, and so does
+//   - POST to the remote_write, OTLP and Loki push paths needs ingest, and so does
 //     any request under /elasticsearch/.
 //   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
@@ -90,7 +94,7 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 func Classify(method, p string) Role {
 	p = cleanPath(p)
 	safe := method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
-	if safe && (p == "/-/healthy" || p == "/-/ready") {
+	if safe && (p == "/-/healthy" || p == "/-/ready" || p == "/ready") {
 		return Open
 	}
 	for _, prefix := range adminPrefixes {

@@ -151,6 +151,32 @@ func (r *Result) Logs(now time.Time) plog.Logs {
 	return ld
 }
 
+// UnknownService names the service of a stream without any of the labels
+// that name one, as OpenTelemetry's unknown_service does.
+const UnknownService = "unknown_service"
+
+// Service names the stream's service as Logs does for service.name: from
+// service_name, else the first of service, app, application, job and
+// container, else UnknownService.
+func (s *Stream) Service() string {
+	if v, ok := lookup(s.Labels, "service_name"); ok {
+		return v
+	}
+	if v, ok := lookupAny(s.Labels, serviceFallbacks); ok {
+		return v
+	}
+	return UnknownService
+}
+
+// labelPairs yields the stream's labels, in order, as name and value.
+func (s *Stream) labelPairs(yield func(string, string) bool) {
+	for _, l := range s.Labels {
+		if !yield(l.Name, l.Value) {
+			return
+		}
+	}
+}
+
 func setTrace(lr plog.LogRecord, v string) bool {
 	if id, ok := parseTraceID(v); ok {
 		lr.SetTraceID(id)
