@@ -481,6 +481,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
 
+	// The Loki push API's active streams, bounded by the limits and read
+	// by the doctor for the labels that multiply them.
+	streamTracker := limits.NewStreamTracker(cfg.StreamLimits())
 	prober := doctor.NewProber(doctor.ProberOptions{})
 	tlsCheck := doctor.TLSCheck{Config: promCfg.Load, Targets: scraper, Prober: prober}
 	doc, err := doctor.New(doctor.Options{
@@ -502,6 +505,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.metricCaps.Head},
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
+			doctor.LogStreamsCheck{Streams: streamTracker},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
 		Leading:  doctorLeading(cfg, cluster),
@@ -533,7 +537,6 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// URL is vigil's web address. The push shares the ingest gate,
 	// admission and decode budget of the other receivers; /ready and
 	// buildinfo are the probes agents and Grafana make first.
-	streamTracker := limits.NewStreamTracker(cfg.StreamLimits())
 	loki := lokipush.NewHandler(lokipush.HandlerOptions{
 		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
 		MaxLineBytes: int(cfg.Limits.MaxLineBytes), MaxLabelsPerStream: cfg.Limits.MaxLabelsPerStream, Streams: streamTracker,
