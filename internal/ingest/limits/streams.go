@@ -31,6 +31,16 @@ type StreamLimits struct {
 	Window time.Duration
 }
 
+// maxTotal bounds the streams of all tenants together, since the tenant
+// is whatever X-Scope-OrgID an ingest client sends: ten tenants at their
+// limit, or a million streams with the per-tenant limit off.
+func (l StreamLimits) maxTotal() int {
+	if l.MaxPerTenant <= 0 {
+		return 1_000_000
+	}
+	return 10 * l.MaxPerTenant
+}
+
 // Defaults of StreamLimits.
 const (
 	DefaultMaxStreamsPerTenant  = 10_000
@@ -63,8 +73,8 @@ const (
 // StreamTracker keeps the active streams of every tenant and refuses new
 // streams past the limits. It holds, per active stream, its last-seen time,
 // its service and a hash per label value (not the values), so its memory is
-// bounded by the limits: at most MaxPerTenant streams per tenant, each of
-// at most the labels a stream may carry. Streams unseen for Window are
+// bounded by the limits: at most MaxPerTenant streams per tenant and ten
+// times that in all, each of at most the labels a stream may carry. Streams unseen for Window are
 // pruned as lines arrive. It is safe for concurrent use.
 type StreamTracker struct {
 	limits StreamLimits
@@ -72,6 +82,7 @@ type StreamTracker struct {
 
 	mu        sync.Mutex
 	tenants   map[string]*tenantStreams
+	total     int // active streams of every tenant
 	lastPrune time.Time
 }
 
@@ -115,13 +126,13 @@ func (t *StreamTracker) Limits() StreamLimits { return t.limits }
 func (t *StreamTracker) Admit(tenant, service string, labels iter.Seq2[string, string], now time.Time) (reason, detail string) {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
-	var refs []labelRef
+	var pairs [][2]string // this call's only: what is kept are hashes
 	for name, value := range labels {
 		h.WriteString(name)
 		h.WriteByte(0xff)
 		h.WriteString(value)
 		h.WriteByte(0xff)
-		refs = append(refs, labelRef{name: name, value: maphash.String(t.seed, value)})
+		pairs = append(pairs, [2]string{name, value})
 	}
 	key := h.Sum64()
 
@@ -129,37 +140,33 @@ func (t *StreamTracker) Admit(tenant, service string, labels iter.Seq2[string, s
 	defer t.mu.Unlock()
 	t.pruneLocked(now)
 	ts := t.tenants[tenant]
+	if ts != nil {
+		if s, ok := ts.streams[key]; ok {
+			s.lastSeen = now
+			return "", ""
+		}
+	}
+	switch {
+	case ts != nil && t.limits.MaxPerTenant > 0 && len(ts.streams) >= t.limits.MaxPerTenant:
+		return ReasonStreamLimit, "tenant " + tenant + " has " + strconv.Itoa(len(ts.streams)) + " active streams, the limit (limits.max_streams_per_tenant)"
+	case ts != nil && t.limits.MaxPerService > 0 && ts.services[service] >= t.limits.MaxPerService:
+		return ReasonStreamLimit, "service " + service + " has " + strconv.Itoa(ts.services[service]) + " active streams, the limit (limits.max_streams_per_service)"
+	case t.total >= t.limits.maxTotal():
+		return ReasonStreamLimit, "vigil tracks " + strconv.Itoa(t.total) + " active streams across all tenants, the most it holds (10 tenants' limits.max_streams_per_tenant)"
+	}
 	if ts == nil {
 		ts = &tenantStreams{streams: map[uint64]*activeStream{}, services: map[string]int{}, examples: map[string][]string{}, names: map[string]string{}}
 		t.tenants[strings.Clone(tenant)] = ts
 	}
-	if s, ok := ts.streams[key]; ok {
-		s.lastSeen = now
-		return "", ""
-	}
-	if max := t.limits.MaxPerTenant; max > 0 && len(ts.streams) >= max {
-		return ReasonStreamLimit, "tenant " + tenant + " has " + strconv.Itoa(len(ts.streams)) + " active streams, the limit (limits.max_streams_per_tenant)"
-	}
-	if max := t.limits.MaxPerService; max > 0 && ts.services[service] >= max {
-		return ReasonStreamLimit, "service " + service + " has " + strconv.Itoa(ts.services[service]) + " active streams, the limit (limits.max_streams_per_service)"
-	}
-	for i := range refs {
-		refs[i].name = ts.example(refs[i].name, labelValue(labels, refs[i].name))
+	refs := make([]labelRef, len(pairs))
+	for i, p := range pairs {
+		refs[i] = labelRef{name: ts.example(p[0], p[1]), value: maphash.String(t.seed, p[1])}
 	}
 	service = strings.Clone(service) // not a reference into the request body
 	ts.streams[key] = &activeStream{lastSeen: now, service: service, labels: refs}
 	ts.services[service]++
+	t.total++
 	return "", ""
-}
-
-// labelValue finds name's value again; it runs only for new streams.
-func labelValue(labels iter.Seq2[string, string], name string) string {
-	for n, v := range labels {
-		if n == name {
-			return v
-		}
-	}
-	return ""
 }
 
 // example keeps value among name's examples and returns the name as the
@@ -201,6 +208,7 @@ func (t *StreamTracker) pruneLocked(now time.Time) {
 		for key, s := range ts.streams {
 			if s.lastSeen.Before(cutoff) {
 				delete(ts.streams, key)
+				t.total--
 				if ts.services[s.service]--; ts.services[s.service] <= 0 {
 					delete(ts.services, s.service)
 				}
@@ -228,7 +236,8 @@ type StreamUsage struct {
 }
 
 // LabelUsage tells how many distinct values a label takes among a
-// service's active streams, with a few recent examples of them.
+// service's active streams, with a few recent examples of its values: those
+// of the tenant's newest streams, which may be of another service.
 type LabelUsage struct {
 	Name     string
 	Values   int

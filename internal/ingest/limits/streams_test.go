@@ -79,3 +79,27 @@ func TestStreamTrackerUsageLabels(t *testing.T) {
 		t.Errorf("examples %q, want the %d latest", ex, maxExamplesPerLabel)
 	}
 }
+
+// Tenants are whatever X-Scope-OrgID a client sends: all of them together
+// hold at most ten tenants' limit, so inventing tenants cannot grow the
+// tracker without bound.
+func TestStreamTrackerBoundsTenants(t *testing.T) {
+	tr := NewStreamTracker(StreamLimits{MaxPerTenant: 2, MaxPerService: -1})
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	refused := 0
+	for i := range 30 {
+		r, detail := tr.Admit(fmt.Sprint("tenant-", i), "api", pairs("service_name", "api", "n", "1"), now)
+		if r != "" {
+			refused++
+			if r != ReasonStreamLimit || detail == "" {
+				t.Fatalf("refused as %q (%s)", r, detail)
+			}
+		}
+	}
+	if refused != 10 {
+		t.Errorf("%d of 30 tenants' first streams refused, want 10 past the 20 streams held", refused)
+	}
+	if u := tr.Usage(now); len(u) != 20 {
+		t.Errorf("%d tenants tracked, want 20 (none kept for a refused stream)", len(u))
+	}
+}

@@ -141,8 +141,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ready(w)
 	case r.URL.Path == BuildInfoPath && read:
 		h.buildInfo(w)
-	case r.URL.Path == PushPath || r.URL.Path == ReadyPath || r.URL.Path == BuildInfoPath:
-		w.Header().Set("Allow", map[bool]string{true: "POST", false: "GET, HEAD"}[r.URL.Path == PushPath])
+	case r.URL.Path == PushPath:
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	case r.URL.Path == ReadyPath || r.URL.Path == BuildInfoPath:
+		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	default:
 		http.NotFound(w, r)
@@ -261,12 +264,19 @@ func (h *Handler) push(w http.ResponseWriter, r *http.Request) {
 	tenant := r.Header.Get(TenantHeader)
 	received := result.Entries + result.Rejected()
 	h.opts.Ingest.Receive(signal, received)
-	streamLimited, streamDetail := h.admitStreams(result, tenantOrDefault(tenant))
+	streamLimited, streamDetail, limitedService := h.admitStreams(result, tenantOrDefault(tenant))
 
 	for _, rj := range result.Rejections() {
 		h.opts.Ingest.RejectFrom(signal, reasons[rj.Reason], src, rj.Entries)
 	}
-	h.opts.Ingest.RejectFrom(signal, limits.ReasonStreamLimit, src, streamLimited)
+	if streamLimited > 0 {
+		// Who fills the limit matters more than the client's address.
+		limitedSrc := "service.name=" + limitedService
+		if tenant != "" {
+			limitedSrc += " (tenant " + tenant + ")"
+		}
+		h.opts.Ingest.RejectFrom(signal, limits.ReasonStreamLimit, limitedSrc+" via "+clientHost(r), streamLimited)
+	}
 
 	now := h.opts.Now()
 	ld := result.Logs(now)
@@ -333,28 +343,30 @@ func (h *Handler) charge(w http.ResponseWriter, res *decodecost.Reservation, src
 }
 
 // admitStreams drops from result the streams the stream limits refuse,
-// returning how many entries they had and the first refusal's detail.
-func (h *Handler) admitStreams(result *Result, tenant string) (dropped int, detail string) {
+// returning how many entries they had, and the first refusal's detail and
+// service.
+func (h *Handler) admitStreams(result *Result, tenant string) (dropped int, detail, service string) {
 	now := h.opts.Now()
 	kept := result.Streams[:0]
 	for _, s := range result.Streams {
 		if len(s.Entries) == 0 {
 			continue // every line dropped: not worth a place among the active streams
 		}
-		reason, d := h.opts.Streams.Admit(tenant, s.Service(), s.labelPairs, now)
+		svc := s.Service()
+		reason, d := h.opts.Streams.Admit(tenant, svc, s.labelPairs, now)
 		if reason == "" {
 			kept = append(kept, s)
 			continue
 		}
 		dropped += len(s.Entries)
 		if detail == "" {
-			detail = d
+			detail, service = d, svc
 		}
 	}
 	clear(result.Streams[len(kept):])
 	result.Streams = kept
 	result.Entries -= dropped
-	return dropped, detail
+	return dropped, detail, service
 }
 
 func tenantOrDefault(t string) string {
@@ -364,10 +376,12 @@ func tenantOrDefault(t string) string {
 	return t
 }
 
-func clientSource(r *http.Request) string {
+func clientSource(r *http.Request) string { return "client " + clientHost(r) }
+
+func clientHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		host = r.RemoteAddr
+		return r.RemoteAddr
 	}
-	return "client " + host
+	return host
 }

@@ -223,6 +223,9 @@ func TestHandlerStreamLimits(t *testing.T) {
 	if got := env.rejected(limits.ReasonStreamLimit); got != 4 {
 		t.Errorf("stream_limit rejections %v, want 4", got)
 	}
+	if src := env.metrics.Sources.Recent(signal, limits.ReasonStreamLimit); len(src) != 1 || src[0].Source != "service.name=api via 192.0.2.1" {
+		t.Errorf("stream_limit sources %+v, want the service that filled its limit", src)
+	}
 	if n := len(env.sink.records()); n != 3 {
 		t.Errorf("%d records stored, want 3", n)
 	}
