@@ -178,6 +178,15 @@ func TestLokiPushIntoVigil(t *testing.T) {
 	if count["checkout"] != 40 || count["cart"] != 31 {
 		t.Errorf("records per service %v, want checkout 40, cart 31", count)
 	}
+	// The same lines read back through the Loki query API, under the
+	// labels they were pushed with.
+	pushed := s.lokiLines(t, `{service_name="checkout", env="prod"}`)
+	if len(pushed) != 40 {
+		t.Errorf("Loki query of checkout: %d lines, want 40", len(pushed))
+	}
+	if labels := pushed["order 7 paid"]; labels["loki_tenant"] != "team-a" || labels["trace_id"] != traceID {
+		t.Errorf("Loki query of checkout: \"order 7 paid\" has labels %v, want loki_tenant team-a and its trace_id", labels)
+	}
 	if m := s.metricValue(t, `vigil_rejected_total{reason="invalid_label",signal="logs"}`); m != 1 {
 		t.Errorf("invalid_label rejections %v, want 1", m)
 	}

@@ -82,8 +82,8 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 //     balancers, orchestrators and log agents probe them without
 //     credentials, and they reveal only that the process is up.
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
-//   - POST to the remote_write, OTLP and Loki push paths needs ingest, and so does
-//     any request under /elasticsearch/.
+//   - POST to the remote_write, OTLP and Loki push paths needs ingest,
+//     and so does any request under /elasticsearch/.
 //   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side

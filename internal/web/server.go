@@ -177,7 +177,7 @@ var apiPrefixes = []string{
 var pathHints = []struct{ prefix, hint string }{
 	{"/v1/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default)"},
 	{"/otlp/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default) at /v1/traces, /v1/logs and /v1/metrics"},
-	{"/loki/", "; of the Loki API vigil serves the push (POST /loki/api/v1/push) and /loki/api/v1/status/buildinfo: search logs with GET /api/logs"},
+	{"/loki/", "; of Loki's API vigil serves the push (POST /loki/api/v1/push), buildinfo and the query routes listed in docs/api.md"},
 	{"/tempo/", "; vigil serves traces through the Jaeger query API: GET /api/traces/{traceID}"},
 	{"/prometheus/", "; the Prometheus API is at /api/v1/, without a prefix"},
 }
