@@ -244,7 +244,7 @@ var reasonHelp = map[string]struct {
 		"cap the size of a log line at the shipper (a multiline rule that joins too much, or a whole file sent as one event), or split it"},
 	"line_too_long": {dropped,
 		"log lines pushed through the Loki API were longer than limits.max_line_bytes (256KiB unless set) and were refused, while the rest of their request was kept: usually a multiline rule that joins too much, or a whole file or payload logged as one line",
-		"cap lines at the agent (Alloy: stage.limit or a tighter multiline max_lines; Promtail: limits_config.max_line_size with max_line_size_truncate), or raise limits.max_line_bytes in vigil.yaml; lines above limits.max_attribute_value_length are kept truncated"},
+		"cap lines at the agent (a tighter max_lines in a multiline stage; Promtail: limits_config.max_line_size with max_line_size_truncate), or raise limits.max_line_bytes in vigil.yaml; lines above limits.max_attribute_value_length are kept truncated"},
 	"malformed_stream": {dropped,
 		"streams or entries of a Loki push did not decode (a truncated protobuf stream, a JSON entry that is not [\"<unix ns>\", \"<line>\"] or [..., {metadata}], a timestamp that is not a number of nanoseconds) and were refused, while the rest of their request was kept",
 		"check the client that builds the push: JSON values are [string nanoseconds, string line, optional object of string metadata], as Loki's API documents; an agent's own Loki output writes them right"},

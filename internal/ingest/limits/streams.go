@@ -74,8 +74,9 @@ const (
 // streams past the limits. It holds, per active stream, its last-seen time,
 // its service and a hash per label value (not the values), so its memory is
 // bounded by the limits: at most MaxPerTenant streams per tenant and ten
-// times that in all, each of at most the labels a stream may carry. Streams unseen for Window are
-// pruned as lines arrive. It is safe for concurrent use.
+// times that in all, each of at most the labels a stream may carry.
+// Streams unseen for Window are pruned as lines arrive. It is safe for
+// concurrent use.
 type StreamTracker struct {
 	limits StreamLimits
 	seed   maphash.Seed
@@ -249,7 +250,7 @@ type LabelUsage struct {
 func (t *StreamTracker) Usage(now time.Time) []StreamUsage {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.lastPrune = time.Time{}
+	t.lastPrune = time.Time{} // a report counts only the streams active now
 	t.pruneLocked(now)
 	limit := func(n int) int { return max(n, 0) }
 	var out []StreamUsage
