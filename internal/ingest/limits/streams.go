@@ -118,7 +118,8 @@ func NewStreamTracker(l StreamLimits) *StreamTracker {
 func (t *StreamTracker) Limits() StreamLimits { return t.limits }
 
 // Admit records that a stream of tenant and service, with the given labels
-// (name, value pairs in a stable order, as a parsed label set is sorted),
+// (name, value pairs in a stable order, as a parsed label set is sorted;
+// read twice for a new stream),
 // received lines at now. It returns "" when the stream may be written, or
 // ReasonStreamLimit with a description of the limit reached when the
 // stream is new and its tenant or service is full. An existing stream is
@@ -127,13 +128,13 @@ func (t *StreamTracker) Limits() StreamLimits { return t.limits }
 func (t *StreamTracker) Admit(tenant, service string, labels iter.Seq2[string, string], now time.Time) (reason, detail string) {
 	var h maphash.Hash
 	h.SetSeed(t.seed)
-	var pairs [][2]string // this call's only: what is kept are hashes
+	n := 0
 	for name, value := range labels {
 		h.WriteString(name)
 		h.WriteByte(0xff)
 		h.WriteString(value)
 		h.WriteByte(0xff)
-		pairs = append(pairs, [2]string{name, value})
+		n++
 	}
 	key := h.Sum64()
 
@@ -159,9 +160,10 @@ func (t *StreamTracker) Admit(tenant, service string, labels iter.Seq2[string, s
 		ts = &tenantStreams{streams: map[uint64]*activeStream{}, services: map[string]int{}, examples: map[string][]string{}, names: map[string]string{}}
 		t.tenants[strings.Clone(tenant)] = ts
 	}
-	refs := make([]labelRef, len(pairs))
-	for i, p := range pairs {
-		refs[i] = labelRef{name: ts.example(p[0], p[1]), value: maphash.String(t.seed, p[1])}
+	// Only a new stream's labels are read again, for what is kept of them.
+	refs := make([]labelRef, 0, n)
+	for name, value := range labels {
+		refs = append(refs, labelRef{name: ts.example(name, value), value: maphash.String(t.seed, value)})
 	}
 	service = strings.Clone(service) // not a reference into the request body
 	ts.streams[key] = &activeStream{lastSeen: now, service: service, labels: refs}

@@ -103,3 +103,21 @@ func TestStreamTrackerBoundsTenants(t *testing.T) {
 		t.Errorf("%d tenants tracked, want 20 (none kept for a refused stream)", len(u))
 	}
 }
+
+// BenchmarkStreamTrackerAdmit measures a push's per-stream cost: mostly
+// streams already active, as a steady agent sends them.
+func BenchmarkStreamTrackerAdmit(b *testing.B) {
+	tr := NewStreamTracker(StreamLimits{})
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	labels := make([][]string, 1000)
+	for i := range labels {
+		labels[i] = []string{"env", "prod", "host", fmt.Sprint("host-", i%50), "job", "varlogs", "filename", fmt.Sprint("/var/log/app", i, ".log"), "service_name", fmt.Sprint("svc", i%20)}
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		kv := labels[i%len(labels)]
+		if r, _ := tr.Admit("fake", kv[9], pairs(kv...), now); r != "" {
+			b.Fatal(r)
+		}
+	}
+}
