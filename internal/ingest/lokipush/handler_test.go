@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/plog"
@@ -334,4 +335,37 @@ func TestHandlerProbes(t *testing.T) {
 	if w := get(PushPath); w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "POST" {
 		t.Errorf("GET push: %d %q", w.Code, w.Header().Get("Allow"))
 	}
+}
+
+// FuzzHandlerPush sends arbitrary bodies through the whole handler, as
+// protobuf and as JSON: whatever arrives, the answer is one a Loki client
+// understands, and what is stored is what the answer says (nothing
+// unless 204 or 400).
+func FuzzHandlerPush(f *testing.F) {
+	f.Add(pbPush(pbStream{labels: `{job="api", request_id="1"}`, entries: []pbEntry{{sec: sec(), line: "x"}}}), false)
+	f.Add([]byte(`{"streams":[{"stream":{"app":"a"},"values":[["1767323045000000000","hello",{"trace_id":"0af7651916cd43dd8448eb211c80319c"}]]}]}`), true)
+	f.Add([]byte(`{"streams":[{"stream":{},"values":[["x","y"]]}]}`), true)
+	tracker := limits.NewStreamTracker(limits.StreamLimits{MaxPerTenant: 5, MaxPerService: 3})
+	f.Fuzz(func(t *testing.T, body []byte, asJSON bool) {
+		env := newHandlerEnv(t, HandlerOptions{Streams: tracker, MaxLineBytes: 64, MaxLabelsPerStream: 4, Limits: limits.Limits{MaxRequestBytes: 1 << 16}})
+		ct := "application/x-protobuf"
+		if asJSON {
+			ct = "application/json"
+		} else {
+			body = snappy.Encode(nil, body)
+		}
+		w := env.push(t, ct, body)
+		switch w.Code {
+		case http.StatusNoContent, http.StatusBadRequest:
+		case http.StatusRequestEntityTooLarge:
+			if n := len(env.sink.records()); n != 0 {
+				t.Fatalf("413 with %d records stored", n)
+			}
+		default:
+			t.Fatalf("status %d: %q", w.Code, w.Body)
+		}
+		if w.Code == http.StatusNoContent && w.Body.Len() != 0 {
+			t.Fatalf("204 with a body %q", w.Body)
+		}
+	})
 }
