@@ -62,8 +62,10 @@ var (
 //   - structured metadata becomes record attributes;
 //   - the line is the record body, the entry time its timestamp, now its
 //     observed timestamp;
-//   - a level, detected_level, severity or lvl in metadata or labels sets
-//     the severity text and number (the lowest of its band);
+//   - a level, detected_level, severity or lvl in metadata or labels, or
+//     else in the line (a top-level JSON field, pino's numbers included,
+//     or a logfmt key) when vigil knows it as a level, sets the severity
+//     text and number (the lowest of its band);
 //   - a trace id is lifted from metadata (where the attribute is then
 //     dropped, being the record's trace id), from labels, or from the line
 //     (a top-level JSON field, or a logfmt key), tried in that order. It
@@ -136,8 +138,10 @@ func (r *Result) Logs(now time.Time) plog.Logs {
 			if !spanSet {
 				spanSet = setSpan(lr, streamSpan)
 			}
-			if !traceSet || !spanSet {
-				liftFromLine(lr, e.Line, !traceSet, !spanSet)
+			if !traceSet || !spanSet || level == "" {
+				if l := liftFromLine(lr, e.Line, !traceSet, !spanSet, level == ""); l != "" {
+					level = l
+				}
 			}
 			if level != "" {
 				lr.SetSeverityText(level)
@@ -193,15 +197,18 @@ func setSpan(lr plog.LogRecord, v string) bool {
 	return false
 }
 
-// liftFromLine looks for a trace or span id in the line itself. The
-// substring test first keeps the common line, which has neither, from
-// being parsed at all.
-func liftFromLine(lr plog.LogRecord, line string, trace, span bool) {
+// liftFromLine looks for a trace or span id in the line itself, and for
+// a level, which it returns: Grafana's log volume groups lines by the
+// level Loki detects in them, and most shippers send it only in the line.
+// The substring tests first keep a line that has none of them from being
+// parsed at all.
+func liftFromLine(lr plog.LogRecord, line string, trace, span, level bool) string {
 	lower := strings.ToLower(line)
 	trace = trace && strings.Contains(lower, "trace")
 	span = span && strings.Contains(lower, "span")
-	if !trace && !span {
-		return
+	level = level && (strings.Contains(lower, "level") || strings.Contains(lower, "severity") || strings.Contains(lower, "lvl"))
+	if !trace && !span && !level {
+		return ""
 	}
 	fields := lineFields(line)
 	if trace {
@@ -214,7 +221,18 @@ func liftFromLine(lr plog.LogRecord, line string, trace, span bool) {
 			setSpan(lr, v)
 		}
 	}
+	if level {
+		if v, ok := lookupAny(fields, levelKeys); ok {
+			if _, known := storage.ParseSeverity(v); known {
+				return v
+			}
+		}
+	}
+	return ""
 }
+
+// pinoLevels are the numbers pino and bunyan write as a JSON line's level.
+var pinoLevels = map[string]string{"10": "trace", "20": "debug", "30": "info", "40": "warn", "50": "error", "60": "fatal"}
 
 // lineFields returns the top-level string fields of a JSON object line, or
 // else the key=value pairs of a logfmt line.
@@ -230,6 +248,8 @@ func lineFields(line string) []Label {
 			var s string
 			if json.Unmarshal(raw, &s) == nil {
 				out = append(out, Label{Name: k, Value: s})
+			} else if name, ok := pinoLevels[string(raw)]; ok && contains(levelKeys, k) {
+				out = append(out, Label{Name: k, Value: name})
 			}
 		}
 		return out
