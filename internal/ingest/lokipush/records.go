@@ -22,7 +22,9 @@ const ScopeName = "loki.push"
 // become underscores), so a stream that went OTLP → Loki label → vigil
 // gets its attribute back. Other labels keep their own name (job, app,
 // namespace, pod, container, filename...), as inventing semantics for
-// them would be a guess.
+// them would be a guess. A label whose twin the Loki query API would name
+// otherwise (host is host.name, read back as host_name) is kept under its
+// own name as well.
 var resourceKeys = map[string]string{
 	"service_name":           "service.name",
 	"service_namespace":      "service.namespace",
@@ -86,6 +88,13 @@ func (r *Result) Logs(now time.Time) plog.Logs {
 			}
 			hasService = hasService || key == "service.name"
 			attrs.PutStr(key, l.Value)
+			if key != l.Name && strings.ReplaceAll(key, ".", "_") != l.Name {
+				// host is host.name to vigil, but the Loki API names that
+				// host_name: keep the label as sent too, so that the
+				// selectors of existing dashboards ({host="h1"}) still
+				// find the stream.
+				attrs.PutStr(l.Name, l.Value)
+			}
 		}
 		if !hasService {
 			for _, k := range serviceFallbacks {
