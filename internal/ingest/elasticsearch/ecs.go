@@ -27,19 +27,23 @@ const IndexAttribute = "elasticsearch.index"
 var resourcePrefixes = []string{"service.", "host.", "container.", "cloud.", "kubernetes.", "orchestrator.", "agent."}
 
 // Field names, by ECS and by the common non-ECS spellings agents use, in
-// the order they are tried.
+// the order they are tried. The syslog daemons' default templates name
+// their own: rsyslog's omelasticsearch sends timereported, fromhost and
+// priority (a severity name); syslog-ng's elasticsearch-http() sends its
+// macros' names, MESSAGE, HOST, PROGRAM and PRIORITY (journald's PRIORITY
+// is a number, which severityNumber reads too).
 var (
-	timestampFields = []string{"@timestamp", "timestamp", "time"}
-	messageFields   = []string{"message", "msg", "log", "event.original"}
-	levelFields     = []string{"log.level", "level", "severity", "log.syslog.severity.name", "syslog.severity"}
+	timestampFields = []string{"@timestamp", "timestamp", "time", "timereported"}
+	messageFields   = []string{"message", "msg", "log", "event.original", "MESSAGE"}
+	levelFields     = []string{"log.level", "level", "severity", "log.syslog.severity.name", "syslog.severity", "priority", "PRIORITY"}
 	traceIDFields   = []string{"trace.id", "trace_id", "traceId", "traceID"}
 	spanIDFields    = []string{"span.id", "span_id", "spanId", "spanID"}
 	// serviceFields name the service when service.name is absent: syslog's
 	// application name is what a syslog line has for it.
-	serviceFields = []string{"service.name", "log.syslog.appname", "process.name", "syslog.appname", "programname", "appname"}
+	serviceFields = []string{"service.name", "log.syslog.appname", "process.name", "syslog.appname", "programname", "appname", "PROGRAM"}
 	// hostFields name the host when host.name is absent: syslog templates
 	// and older Logstash pipelines write a plain "host" string.
-	hostFields = []string{"host.name", "host.hostname", "host", "hostname"}
+	hostFields = []string{"host.name", "host.hostname", "host", "hostname", "fromhost", "HOST"}
 )
 
 // Document is one bulk document mapped onto vigil's log model.

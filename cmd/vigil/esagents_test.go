@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests run real log agents, configured as docs/logs.md shows, that
+// ship to vigil as they would to Elasticsearch: at the web listener's
+// root, as an agent given a bare host and port calls it.
+
+// esRecord is a record read back through the logs API.
+type esRecord struct {
+	Timestamp string         `json:"timestamp"`
+	Severity  string         `json:"severity"`
+	Body      string         `json:"body"`
+	Service   string         `json:"service"`
+	Resource  map[string]any `json:"resource"`
+	Attrs     map[string]any `json:"attributes"`
+}
+
+// indexLogs waits until the logs API holds want records written to index
+// and returns them; it fails the test if they do not all arrive in time.
+func indexLogs(t *testing.T, s *server, index string, want int, within time.Duration) []esRecord {
+	t.Helper()
+	q := url.Values{"limit": {"1000"}, "attr.elasticsearch.index": {index}}
+	var got []esRecord
+	deadline := time.Now().Add(within)
+	for {
+		var lr struct {
+			Data []esRecord `json:"data"`
+		}
+		if code := s.getJSON(t, "/api/logs?"+q.Encode(), &lr); code != http.StatusOK {
+			t.Fatalf("logs of index %s: HTTP %d", index, code)
+		}
+		got = lr.Data
+		if len(got) >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(got) != want {
+		t.Fatalf("index %s: %d records read back within %s, want %d: %+v", index, len(got), within, want, got)
+	}
+	return got
+}
+
+// agent is a log agent's process, stopped (SIGTERM, then killed) when the
+// test ends; its output is shown if the test failed.
+type agent struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+func startAgent(t *testing.T, name string, cmd *exec.Cmd) *agent {
+	t.Helper()
+	a := &agent{cmd: cmd, out: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = a.out, a.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { a.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-a.done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, a.out.String())
+		}
+	})
+	return a
+}
+
+// running fails the test if the agent has exited.
+func (a *agent) running(t *testing.T, name string) {
+	t.Helper()
+	select {
+	case err := <-a.done:
+		a.done <- err
+		t.Fatalf("%s exited: %v\n%s", name, err, a.out.String())
+	default:
+	}
+}
+
+// lookAgent finds an agent's binary: the environment variable env (a path)
+// if set, else name in PATH; the test is skipped when there is none.
+func lookAgent(t *testing.T, env, name string) string {
+	t.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		for _, dir := range []string{"/usr/sbin", "/sbin"} {
+			if _, serr := os.Stat(filepath.Join(dir, name)); serr == nil {
+				return filepath.Join(dir, name)
+			}
+		}
+		t.Skipf("%s is not installed (or set %s to its path): %v", name, env, err)
+	}
+	return p
+}
+
+func hostPort(t *testing.T, s *server) (string, string) {
+	t.Helper()
+	u, err := url.Parse(s.httpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Hostname(), u.Port()
+}
+
+// TestRsyslogIntoVigil runs rsyslogd with omelasticsearch in bulk mode,
+// pointed at vigil's host and port, and logs through it with logger(1):
+// every line is readable back, once through the ECS template docs/logs.md
+// gives (host, service and level mapped) and once through the module's
+// default template (host and level mapped from its own field names).
+func TestRsyslogIntoVigil(t *testing.T) {
+	bin := lookAgent(t, "VIGIL_RSYSLOGD", "rsyslogd")
+	loggerBin, err := exec.LookPath("logger")
+	if err != nil {
+		t.Skip("logger(1) is not installed")
+	}
+	s := startServer(t, filepath.Join(t.TempDir(), "data"))
+	host, port := hostPort(t, s)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "log.sock")
+	conf := filepath.Join(dir, "rsyslog.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(rsyslogConf, dir, sock, host, port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so"); err != nil {
+		if out, err := exec.Command(bin, "-N1", "-f", conf).CombinedOutput(); err != nil && bytes.Contains(out, []byte("omelasticsearch")) {
+			t.Skipf("rsyslog's omelasticsearch module is not installed (Debian: rsyslog-elasticsearch): %s", out)
+		}
+	}
+	start := time.Now()
+	a := startAgent(t, "rsyslogd", exec.Command(bin, "-n", "-f", conf, "-i", filepath.Join(dir, "rsyslogd.pid")))
+	waitFor(t, "rsyslogd's socket", 10*time.Second, func() bool {
+		a.running(t, "rsyslogd")
+		_, err := os.Stat(sock)
+		return err == nil
+	})
+
+	const n = 50
+	var lines strings.Builder
+	for i := range n {
+		fmt.Fprintf(&lines, "payment %d declined: card expired\n", i)
+	}
+	cmd := exec.Command(loggerBin, "-u", sock, "-t", "checkout", "-p", "user.warning")
+	cmd.Stdin = strings.NewReader(lines.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("logger: %v\n%s", err, out)
+	}
+
+	for _, index := range []string{"rsyslog-ecs", "rsyslog-default"} {
+		seen := map[string]bool{}
+		for _, r := range indexLogs(t, s, index, n, 20*time.Second) {
+			seen[r.Body] = true
+			ts, err := time.Parse(time.RFC3339Nano, r.Timestamp)
+			if err != nil || ts.Before(start.Add(-2*time.Second)) || ts.After(time.Now().Add(2*time.Second)) {
+				t.Errorf("%s: timestamp %q is not the time it was logged (%v)", index, r.Timestamp, err)
+			}
+			if r.Resource["host.name"] != "web-01" || r.Severity == "" || !strings.HasPrefix(strings.ToLower(r.Severity), "warn") {
+				t.Errorf("%s: host or level not mapped: %+v", index, r)
+			}
+			if index == "rsyslog-ecs" && r.Service != "checkout" {
+				t.Errorf("%s: service %q, want checkout: %+v", index, r.Service, r)
+			}
+		}
+		for i := range n {
+			want := fmt.Sprintf("payment %d declined: card expired", i)
+			if index == "rsyslog-default" {
+				// The default template sends rsyslog's MSG as it is, with
+				// the space that follows the tag ("checkout: ..."), and
+				// vigil keeps a message as sent, as Elasticsearch does.
+				want = " " + want
+			}
+			if !seen[want] {
+				t.Errorf("%s: line %q not read back as sent (have %d distinct bodies: %q)", index, want, len(seen), slices.Collect(maps.Keys(seen)))
+			}
+		}
+	}
+	t.Logf("rsyslog: %d lines through two actions in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// rsyslogConf is a private rsyslog configuration: work directory, a unix
+// socket of its own (not /dev/log), vigil's host and port. The ECS
+// template is docs/logs.md's.
+const rsyslogConf = `global(workDirectory=%q localHostname="web-01")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket=%q)
+module(load="omelasticsearch")
+
+template(name="ecs" type="list" option.jsonf="on") {
+  property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="host.name" name="hostname" format="jsonf")
+  property(outname="service.name" name="programname" format="jsonf")
+  property(outname="log.level" name="syslogseverity-text" format="jsonf")
+  property(outname="message" name="msg" format="jsonf"
+           regex.type="ERE" regex.expression="^ ?(.*)$" regex.submatch="1")
+}
+
+ruleset(name="vigil") {
+  action(type="omelasticsearch" server=%[3]q serverport=%[4]q
+         searchIndex="rsyslog-ecs" template="ecs" bulkmode="on" esVersion.major="8")
+  action(type="omelasticsearch" server=%[3]q serverport=%[4]q
+         searchIndex="rsyslog-default" bulkmode="on" esVersion.major="8")
+}
+*.* call vigil
+`
+
+// TestSyslogNGIntoVigil runs syslog-ng with its elasticsearch-http()
+// destination pointed at vigil's /_bulk, as a relay that receives syslog
+// over TCP: every line is readable back, with its sender's host and
+// program as host and service, from syslog-ng's default template (its
+// macros' names: HOST, PROGRAM, MESSAGE, PRIORITY).
+func TestSyslogNGIntoVigil(t *testing.T) {
+	bin := lookAgent(t, "VIGIL_SYSLOG_NG", "syslog-ng")
+	// Found relative to the binary, so that a copy unpacked outside /usr
+	// (Debian's syslog-ng conflicts with rsyslog: .ci/run unpacks it)
+	// runs as well as an installed one.
+	prefix := filepath.Dir(filepath.Dir(bin))
+	modules, _ := filepath.Glob(filepath.Join(prefix, "lib", "syslog-ng", "3.*", "libhttp.so"))
+	scl := filepath.Join(prefix, "share", "syslog-ng", "include", "scl", "elasticsearch", "elastic-http.conf")
+	if len(modules) == 0 {
+		t.Skipf("syslog-ng's http module is not installed (Debian: syslog-ng-mod-http) under %s", prefix)
+	}
+	if _, err := os.Stat(scl); err != nil {
+		t.Skipf("syslog-ng's elasticsearch-http() block is not installed (Debian: syslog-ng-scl): %v", err)
+	}
+	s := startServer(t, filepath.Join(t.TempDir(), "data"))
+	host, port := hostPort(t, s)
+	dir := t.TempDir()
+	src := freeAddr(t)
+	_, srcPort, _ := net.SplitHostPort(src)
+	conf := filepath.Join(dir, "syslog-ng.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(syslogNGConf, scl, srcPort, "http://"+net.JoinHostPort(host, port)+"/_bulk")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-F", "-e", "--no-caps", "-f", conf,
+		"--module-path", filepath.Dir(modules[0]),
+		"-R", filepath.Join(dir, "persist"), "-p", filepath.Join(dir, "pid"), "-c", filepath.Join(dir, "ctl"))
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Join(prefix, "lib", "syslog-ng"))
+	start := time.Now()
+	a := startAgent(t, "syslog-ng", cmd)
+	var conn net.Conn
+	waitFor(t, "syslog-ng's TCP source", 10*time.Second, func() bool {
+		a.running(t, "syslog-ng")
+		c, err := net.Dial("tcp", src)
+		conn = c
+		return err == nil
+	})
+	const n = 40
+	w := bufio.NewWriter(conn)
+	for i := range n {
+		// RFC 3164, as a host's syslog daemon forwards it.
+		fmt.Fprintf(w, "<12>%s web-02 checkout[4242]: refund %d queued for review\n", time.Now().Format(time.Stamp), i)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := map[string]bool{}
+	for _, r := range indexLogs(t, s, "syslog-ng", n, 20*time.Second) {
+		seen[r.Body] = true
+		ts, err := time.Parse(time.RFC3339Nano, r.Timestamp)
+		if err != nil || ts.Before(start.Add(-2*time.Second)) || ts.After(time.Now().Add(2*time.Second)) {
+			t.Errorf("timestamp %q is not the time it was logged (%v)", r.Timestamp, err)
+		}
+		if r.Resource["host.name"] != "web-02" || r.Service != "checkout" || !strings.HasPrefix(strings.ToLower(r.Severity), "warn") {
+			t.Errorf("host, service or level not mapped: %+v", r)
+		}
+		if r.Attrs["PID"] != "4242" {
+			t.Errorf("PID not kept as an attribute: %+v", r)
+		}
+	}
+	for i := range n {
+		if want := fmt.Sprintf("refund %d queued for review", i); !seen[want] {
+			t.Errorf("line %q not read back as sent (have %q)", want, slices.Collect(maps.Keys(seen)))
+		}
+	}
+	t.Logf("syslog-ng: %d lines in %s", n, time.Since(start).Round(time.Millisecond))
+}
+
+// syslogNGConf is a private syslog-ng configuration: a TCP source on a
+// free port and docs/logs.md's destination, with the block included from
+// the installation's SCL.
+const syslogNGConf = `@version: 3.38
+@include %q
+options { keep-hostname(yes); use-dns(no); stats-freq(0); };
+source s_net { network(ip("127.0.0.1") port(%s) transport("tcp")); };
+destination d_vigil {
+  elasticsearch-http(url(%q) index("syslog-ng") type(""));
+};
+log { source(s_net); destination(d_vigil); };
+`
