@@ -3,6 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
@@ -316,3 +319,124 @@ destination d_vigil {
 };
 log { source(s_net); destination(d_vigil); };
 `
+
+// TestElasticsearchNodeClientIntoVigil ships logs with the official
+// Elasticsearch Node.js client (@elastic/elasticsearch 8, its bulk helper
+// and its single-document index call) pointed at vigil's web address: its
+// product check passes on vigil's answers, and every document is readable
+// back with its service and host.
+func TestElasticsearchNodeClientIntoVigil(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed")
+	}
+	dir := installNodeModules(t, filepath.Join("testdata", "esnode"))
+	s := startServer(t, filepath.Join(t.TempDir(), "data"))
+	const n = 200
+	start := time.Now()
+	cmd := exec.Command(node, "ship.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "VIGIL_URL="+s.httpURL, fmt.Sprintf("LINES=%d", n), "INDEX=node-app")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ship.js: %v\n%s", err, stderr.String())
+	}
+	var sum struct {
+		Version                   string
+		Total, Successful, Failed int
+		Dropped                   []any
+		Single                    string
+	}
+	if err := json.Unmarshal(out, &sum); err != nil {
+		t.Fatalf("ship.js printed %q: %v", out, err)
+	}
+	if sum.Version == "" || sum.Total != n || sum.Successful != n || sum.Failed != 0 || len(sum.Dropped) != 0 || sum.Single != "created" {
+		t.Fatalf("client summary %+v: want version, %d of %d acknowledged, the single document created", sum, n, n)
+	}
+	seen := map[string]bool{}
+	for _, r := range indexLogs(t, s, "node-app", n+1, 10*time.Second) {
+		seen[r.Body] = true
+		if r.Service != "cart" || r.Resource["host.name"] != "web-03" {
+			t.Errorf("service or host not mapped: %+v", r)
+		}
+	}
+	for i := range n {
+		if want := fmt.Sprintf("cart %d checked out", i); !seen[want] {
+			t.Errorf("document %q not read back", want)
+		}
+	}
+	if !seen["cart single document"] {
+		t.Error("the single document (POST /node-app/_doc) not read back")
+	}
+	t.Logf("@elastic/elasticsearch: %d documents in %s", n+1, time.Since(start).Round(time.Millisecond))
+}
+
+// installNodeModules runs npm ci for the package in src (its
+// package-lock.json) once per lock file: in a cache directory named by the
+// hash of the package's files, reused by later runs, and made afresh on a
+// new machine. It returns the directory, which holds src's files too.
+func installNodeModules(t *testing.T, src string) string {
+	t.Helper()
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Skip("npm is not installed")
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	files := map[string][]byte{}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[e.Name()] = b
+		fmt.Fprintf(h, "%s\x00%d\x00", e.Name(), len(b))
+		h.Write(b)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "vigil-test", filepath.Base(src)+"-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); err == nil {
+		return dir
+	}
+	// Installed beside, then renamed into place: a run that stops
+	// half-way, or one running at the same time, leaves no half-installed
+	// directory behind at dir.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), filepath.Base(dir)+".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	cmd := exec.Command(npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund")
+	cmd.Dir = tmp
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", src, err, out)
+	}
+	t.Logf("npm ci for %s: %s (cached in %s)", src, time.Since(start).Round(time.Millisecond), dir)
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json")); serr != nil {
+			t.Fatal(err)
+		}
+		// Another run installed it first.
+	}
+	return dir
+}
