@@ -39,11 +39,16 @@ var (
 	traceIDFields   = []string{"trace.id", "trace_id", "traceId", "traceID"}
 	spanIDFields    = []string{"span.id", "span_id", "spanId", "spanID"}
 	// serviceFields name the service when service.name is absent: syslog's
-	// application name is what a syslog line has for it.
-	serviceFields = []string{"service.name", "log.syslog.appname", "process.name", "syslog.appname", "programname", "appname", "PROGRAM"}
+	// application name is what a syslog line has for it; on Kubernetes,
+	// the app's label or else its container's name, as Fluent Bit's
+	// kubernetes filter (labels, container_name) and Filebeat's
+	// add_kubernetes_metadata (container.name) write them.
+	serviceFields = []string{"service.name", "log.syslog.appname", "process.name", "syslog.appname", "programname", "appname", "PROGRAM",
+		"kubernetes.labels.app.kubernetes.io/name", "kubernetes.labels.app", "kubernetes.container_name", "kubernetes.container.name"}
 	// hostFields name the host when host.name is absent: syslog templates
-	// and older Logstash pipelines write a plain "host" string.
-	hostFields = []string{"host.name", "host.hostname", "host", "hostname", "fromhost", "HOST"}
+	// and older Logstash pipelines write a plain "host" string; on
+	// Kubernetes, the node's name is the host.
+	hostFields = []string{"host.name", "host.hostname", "host", "hostname", "fromhost", "HOST", "kubernetes.host", "kubernetes.node.name"}
 )
 
 // Document is one bulk document mapped onto vigil's log model.
