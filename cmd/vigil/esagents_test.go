@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vigil-observability/vigil/internal/auth"
 	"time"
 )
 
@@ -439,4 +442,61 @@ func installNodeModules(t *testing.T, src string) string {
 		// Another run installed it first.
 	}
 	return dir
+}
+
+// Elasticsearch's API at the root of a listener with authentication:
+// every call an agent makes there needs the ingest role, whatever the
+// method, while a browser's GET / is the UI's and needs read.
+func TestAuthElasticsearchRoot(t *testing.T) {
+	a := startAuthServer(t)
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+	bulk := []byte("{\"create\":{\"_index\":\"authed\"}}\n{\"message\":\"hello\"}\n")
+	for _, c := range []struct {
+		method, path, accept string
+		body                 []byte
+		need                 auth.Role
+		status               int // with the role
+	}{
+		{"GET", "/", "", nil, auth.RoleIngest, http.StatusOK},
+		{"HEAD", "/", "", nil, auth.RoleIngest, http.StatusOK},
+		{"GET", "/", browser, nil, auth.RoleRead, http.StatusOK},
+		{"GET", "/_license", "", nil, auth.RoleIngest, http.StatusOK},
+		{"PUT", "/_index_template/authed", "", []byte(`{"index_patterns":["authed-*"]}`), auth.RoleIngest, http.StatusOK},
+		{"DELETE", "/_ilm/policy/authed", "", nil, auth.RoleIngest, http.StatusOK},
+		{"POST", "/_bulk", "", bulk, auth.RoleIngest, http.StatusOK},
+		{"POST", "/authed/_doc", "", []byte(`{"message":"one"}`), auth.RoleIngest, http.StatusCreated},
+	} {
+		for _, cred := range append([]authCred{{name: "nobody"}}, a.creds...) {
+			req, err := http.NewRequest(c.method, a.httpsURL+c.path, bytes.NewReader(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.accept != "" {
+				req.Header.Set("Accept", c.accept)
+			}
+			if cred.header != "" {
+				req.Header.Set("Authorization", cred.header)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := a.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			want := c.status
+			switch {
+			case cred.header == "":
+				want = http.StatusUnauthorized
+			case !cred.has(c.need):
+				want = http.StatusForbidden
+			}
+			if resp.StatusCode != want {
+				t.Errorf("%s %s (Accept %q) as %s: %d, want %d", c.method, c.path, c.accept, cred.name, resp.StatusCode, want)
+			}
+			if want/100 == 2 && (c.need == auth.RoleIngest) != (resp.Header.Get("X-Elastic-Product") == "Elasticsearch") {
+				t.Errorf("%s %s (Accept %q) as %s: answered by the wrong handler (X-Elastic-Product %q)", c.method, c.path, c.accept, cred.name, resp.Header.Get("X-Elastic-Product"))
+			}
+		}
+	}
 }
