@@ -107,22 +107,23 @@ func (a *agent) running(t *testing.T, name string) {
 }
 
 // lookAgent finds an agent's binary: the environment variable env (a path)
-// if set, else name in PATH; the test is skipped when there is none.
-func lookAgent(t *testing.T, env, name string) string {
+// if set, else name in PATH, in /usr/sbin or /sbin, else the first of
+// also that exists; the test is skipped when there is none.
+func lookAgent(t *testing.T, env, name string, also ...string) string {
 	t.Helper()
 	if p := os.Getenv(env); p != "" {
 		return p
 	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin"} {
-			if _, serr := os.Stat(filepath.Join(dir, name)); serr == nil {
-				return filepath.Join(dir, name)
-			}
-		}
-		t.Skipf("%s is not installed (or set %s to its path): %v", name, env, err)
+	if p, err := exec.LookPath(name); err == nil {
+		return p
 	}
-	return p
+	for _, p := range append([]string{filepath.Join("/usr/sbin", name), filepath.Join("/sbin", name)}, also...) {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skipf("%s is not installed (or set %s to its path)", name, env)
+	return ""
 }
 
 func hostPort(t *testing.T, s *server) (string, string) {
@@ -240,10 +241,14 @@ ruleset(name="vigil") {
 // program as host and service, from syslog-ng's default template (its
 // macros' names: HOST, PROGRAM, MESSAGE, PRIORITY).
 func TestSyslogNGIntoVigil(t *testing.T) {
-	bin := lookAgent(t, "VIGIL_SYSLOG_NG", "syslog-ng")
-	// Found relative to the binary, so that a copy unpacked outside /usr
-	// (Debian's syslog-ng conflicts with rsyslog: .ci/run unpacks it)
-	// runs as well as an installed one.
+	// .ci/run unpacks it there: Debian's syslog-ng conflicts with rsyslog.
+	var unpacked []string
+	if cache, err := os.UserCacheDir(); err == nil {
+		unpacked = append(unpacked, filepath.Join(cache, "vigil-ci", "syslog-ng", "usr", "sbin", "syslog-ng"))
+	}
+	bin := lookAgent(t, "VIGIL_SYSLOG_NG", "syslog-ng", unpacked...)
+	// Its modules and SCL are found relative to the binary, so that a copy
+	// unpacked outside /usr runs as well as an installed one.
 	prefix := filepath.Dir(filepath.Dir(bin))
 	modules, _ := filepath.Glob(filepath.Join(prefix, "lib", "syslog-ng", "3.*", "libhttp.so"))
 	scl := filepath.Join(prefix, "share", "syslog-ng", "include", "scl", "elasticsearch", "elastic-http.conf")

@@ -95,8 +95,12 @@ func MapDocument(src json.RawMessage) (Document, *ItemError) {
 		}
 		d.Timestamp = t
 	}
-	if _, v, ok := take(flat, levelFields); ok {
-		d.Severity = text(v)
+	if k, v, ok := take(flat, levelFields); ok {
+		if (k == "priority" || k == "PRIORITY") && severityNumber(text(v)) == plog.SeverityNumberUnspecified {
+			flat[k] = v // a priority that is no syslog severity ("high"): the event's own field
+		} else {
+			d.Severity = text(v)
+		}
 	}
 	if k, v, ok := take(flat, traceIDFields); ok {
 		if id, ok := hexID(text(v), 16); ok {
