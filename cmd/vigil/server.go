@@ -40,16 +40,19 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/elasticsearch"
 	"github.com/vigil-observability/vigil/internal/ingest/gate"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/ingest/lokipush"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/logql"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
+	"github.com/vigil-observability/vigil/internal/query/lokiapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/query/red"
@@ -478,6 +481,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
 
+	// The Loki push API's active streams, bounded by the limits and read
+	// by the doctor for the labels that multiply them.
+	streamTracker := limits.NewStreamTracker(cfg.StreamLimits())
 	prober := doctor.NewProber(doctor.ProberOptions{})
 	tlsCheck := doctor.TLSCheck{Config: promCfg.Load, Targets: scraper, Prober: prober}
 	doc, err := doctor.New(doctor.Options{
@@ -499,6 +505,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.metricCaps.Head},
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
+			doctor.LogStreamsCheck{Streams: streamTracker},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
 		Leading:  doctorLeading(cfg, cluster),
@@ -529,6 +536,21 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}))
 	webSrv.Handle(elasticsearch.PathPrefix+"/", http.StripPrefix(elasticsearch.PathPrefix, esAPI))
 	webSrv.HandleRoot(func(r *http.Request) bool { return elasticsearch.RootRequest(r.Method, r.URL.Path, r.Header) }, esAPI)
+	// Logs from agents that ship to Loki (Promtail, Alloy, the Node and
+	// Python Loki clients), at Loki's own paths so that the agent's Loki
+	// URL is vigil's web address. The push shares the ingest gate,
+	// admission and decode budget of the other receivers; /ready and
+	// buildinfo are the probes agents and Grafana make first.
+	loki := lokipush.NewHandler(lokipush.HandlerOptions{
+		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
+		MaxLineBytes: int(cfg.Limits.MaxLineBytes), MaxLabelsPerStream: cfg.Limits.MaxLabelsPerStream, Streams: streamTracker,
+		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
+		Ready:     webSrv.NotReady,
+		Build:     lokipush.BuildInfo{Revision: commit, Branch: branch},
+	})
+	webSrv.Handle("POST "+lokipush.PushPath, ingestGate.Wrap(loki))
+	webSrv.Handle("GET "+lokipush.ReadyPath, loki)
+	webSrv.Handle("GET "+lokipush.BuildInfoPath, loki)
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err
@@ -539,6 +561,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxTraceSpans: queryLimits.MaxTraceSpans, MaxTraceBytes: queryLimits.TraceBytes(), Slots: querySlots,
 	}))
 	httpapi.Mount(webSrv, logsapi.Routes, logsapi.NewHandler(logsapi.Options{Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots}))
+	httpapi.Mount(webSrv, lokiapi.Routes, lokiapi.NewHandler(lokiapi.Options{
+		Logs: spanLogs, Logger: logger, Registerer: reg, Slots: querySlots,
+		// A LogQL query runs as long as a PromQL one may; its other bounds
+		// are Loki's.
+		Engine: logql.NewEngine(logql.EngineOptions{Timeout: queryLimits.Timeout}),
+	}))
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),

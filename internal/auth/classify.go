@@ -15,7 +15,8 @@ type Role string
 
 // The roles a credential can hold, and Open for the routes that need none.
 const (
-	// RoleIngest writes telemetry: OTLP (HTTP and gRPC) and remote_write.
+	// RoleIngest writes telemetry: OTLP (HTTP and gRPC), remote_write and
+	// the Elasticsearch and Loki log APIs.
 	RoleIngest Role = "ingest"
 	// RoleRead reads: every query API, the UI, /metrics.
 	RoleRead Role = "read"
@@ -36,6 +37,9 @@ var ingestPaths = map[string]bool{
 	"/v1/traces":    true, // OTLP/HTTP
 	"/v1/logs":      true,
 	"/v1/metrics":   true,
+	// The Loki push API. Its probes (/ready, buildinfo) are GETs, judged
+	// below; the rest of /loki/ is the query API, which reads.
+	"/loki/api/v1/push": true,
 }
 
 // ingestPrefixes are subtrees that are ingest whatever the method: the
@@ -44,9 +48,9 @@ var ingestPaths = map[string]bool{
 // they ship logs with, and which serves nothing else.
 var ingestPrefixes = []string{"/elasticsearch"}
 
-// readPOSTPaths are the POST routes that only read: the Prometheus API
-// accepts its queries as form posts (long PromQL does not fit a URL), and
-// remote read is a POST.
+// readPOSTPaths are the POST routes that only read: the Prometheus and
+// Loki APIs accept their queries as form posts (a long query does not fit
+// a URL), and remote read is a POST.
 var readPOSTPaths = map[string]bool{
 	"/api/v1/query":           true,
 	"/api/v1/query_range":     true,
@@ -56,6 +60,14 @@ var readPOSTPaths = map[string]bool{
 	"/api/v1/format_query":    true,
 	"/api/v1/parse_query":     true,
 	"/api/v1/read":            true,
+	// Loki's query API takes its queries as form posts as well.
+	"/loki/api/v1/query":              true,
+	"/loki/api/v1/query_range":        true,
+	"/loki/api/v1/labels":             true,
+	"/loki/api/v1/series":             true,
+	"/loki/api/v1/index/stats":        true,
+	"/loki/api/v1/index/volume":       true,
+	"/loki/api/v1/index/volume_range": true,
 }
 
 // adminPrefixes are subtrees that are admin whatever the method, so that
@@ -68,13 +80,13 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 // alone. It is the single place that decides access for every HTTP route
 // vigil serves, on every listener:
 //
-//   - GET/HEAD /-/healthy and /-/ready are Open: load balancers and
-//     orchestrators probe them without credentials, and they reveal only
-//     that the process is up.
+//   - GET/HEAD /-/healthy, /-/ready and /ready (Loki's) are Open: load
+//     balancers, orchestrators and log agents probe them without
+//     credentials, and they reveal only that the process is up.
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
-//   - POST to the remote_write and OTLP paths needs ingest, and so does
-//     any request under /elasticsearch/.
-//   - POST to the Prometheus query endpoints needs read.
+//   - POST to the remote_write, OTLP and Loki push paths needs ingest,
+//     and so does any request under /elasticsearch/.
+//   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side
 //     routes), so there is no finite list of read routes to check against.
@@ -84,7 +96,7 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 func Classify(method, p string) Role {
 	p = cleanPath(p)
 	safe := method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
-	if safe && (p == "/-/healthy" || p == "/-/ready") {
+	if safe && (p == "/-/healthy" || p == "/-/ready" || p == "/ready") {
 		return Open
 	}
 	if adminPath(p) {

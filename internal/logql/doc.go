@@ -38,6 +38,13 @@
 // "or" chains. Regexps are RE2 (Go's regexp), compiled at parse time:
 // label matchers anchored at both ends, line filters not.
 //
+// Engine evaluates the subset over a Source (engine.go): log queries to
+// streams whose labels are the stream labels, structured metadata and
+// parsed labels, metric queries to promql matrices, vectors and scalars.
+// It follows Loki where Loki's behaviour shows: stages mark the lines they
+// fail on with __error__ instead of dropping them, and a metric query over
+// such lines fails unless the query drops or filters them.
+//
 // Every node's String prints canonical LogQL that parses back to the same
 // tree; nested binary operations are parenthesized, so the tree need not
 // record the parentheses of the query.

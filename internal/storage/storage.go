@@ -319,7 +319,10 @@ type LogQuery struct {
 }
 
 // LogStream is one resource (one set of resource attributes) that log
-// records were written with, as the Loki API sees a stream.
+// records were written with, as the Loki API sees a stream. Backends that
+// keep attributes in the order they were sent (embedded, ClickHouse) see
+// the same attributes sent in two orders as two streams; a caller that
+// maps resources to labels merges those like any others that map alike.
 type LogStream struct {
 	// Key identifies the resource among the store's logs, to be passed
 	// back in LogQuery.Streams. It is opaque to callers.
@@ -457,6 +460,7 @@ type SpanLogStore interface {
 	DiagnosisReader
 	LogWriter
 	LogReader
+	LogStreamReader
 	Close() error
 }
 

@@ -5,6 +5,7 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -62,22 +63,10 @@ func New(opts Options) *Server {
 	}))
 	s.Handle("GET /-/ready", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !s.ready.Load() {
+		if err := s.NotReady(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("vigil is not ready: storage is opening (WAL replay).\n"))
+			_, _ = w.Write([]byte("vigil is not ready: " + err.Error() + "\n"))
 			return
-		}
-		if s.stopping.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("vigil is not ready: shutting down.\n"))
-			return
-		}
-		if check := s.readyCheck.Load(); check != nil {
-			if err := (*check)(); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte("vigil is not ready: " + err.Error() + "\n"))
-				return
-			}
 		}
 		_, _ = w.Write([]byte("vigil is Ready.\n"))
 	}))
@@ -151,6 +140,21 @@ func (s *Server) SetReadyCheck(check func() error) { s.readyCheck.Store(&check) 
 // on, while the APIs keep answering the requests that still arrive.
 func (s *Server) SetStopping() { s.stopping.Store(true) }
 
+// NotReady says why /-/ready answers 503, or returns nil when it answers
+// 200. Other readiness probes (Loki's /ready) answer by it too.
+func (s *Server) NotReady() error {
+	if !s.ready.Load() {
+		return errors.New("storage is opening (WAL replay)")
+	}
+	if s.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if check := s.readyCheck.Load(); check != nil {
+		return (*check)()
+	}
+	return nil
+}
+
 // Ready reports whether SetReady was called.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
@@ -193,7 +197,7 @@ var apiPrefixes = []string{
 var pathHints = []struct{ prefix, hint string }{
 	{"/v1/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default)"},
 	{"/otlp/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default) at /v1/traces, /v1/logs and /v1/metrics"},
-	{"/loki/", "; vigil does not serve the Loki API: search logs with GET /api/logs"},
+	{"/loki/", "; of Loki's API vigil serves the push (POST /loki/api/v1/push), buildinfo and the query routes listed in docs/api.md"},
 	{"/tempo/", "; vigil serves traces through the Jaeger query API: GET /api/traces/{traceID}"},
 	{"/prometheus/", "; the Prometheus API is at /api/v1/, without a prefix"},
 }

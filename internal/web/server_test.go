@@ -116,7 +116,7 @@ func TestUIRouting(t *testing.T) {
 		{"GET", "/metrics/x", 404, "no such endpoint"},
 		{"GET", "/v1/traces", 404, "no such endpoint"},
 		// Other systems' APIs, sent to vigil by mistake.
-		{"GET", "/loki/api/v1/labels", 404, "no such endpoint: /loki/api/v1/labels; vigil does not serve the Loki API: search logs with GET /api/logs"},
+		{"GET", "/loki/api/v1/labels", 404, "no such endpoint: /loki/api/v1/labels; of Loki's API vigil serves the push (POST /loki/api/v1/push), buildinfo and the query routes listed in docs/api.md"},
 		{"POST", "/v1/traces", 404, "OTLP/HTTP is received on vigil's OTLP/HTTP address"},
 		{"POST", "/loki/api/v1/push", 404, "no such endpoint"},
 		{"GET", "/otlp/v1/traces", 404, "no such endpoint"},

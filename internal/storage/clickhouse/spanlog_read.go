@@ -89,22 +89,13 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 	return td, nil
 }
 
-// FindLogs yields matching records newest first (ties by a random row id,
-// stable across calls). The records are read before the first is yielded:
-// the consumer may take its time or call the store again meanwhile.
+// FindLogs yields matching records newest first (oldest first with
+// q.Forward; ties by a random row id, stable across calls). Records are
+// read a page (storage.LogPageSize) at a time, and each page before its
+// first record is yielded: the consumer may take its time or call the
+// store again meanwhile, and a large Limit costs one page of memory.
 func (s *SpanLogStore) FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error] {
-	return func(yield func(storage.LogRecord, error) bool) {
-		recs, err := s.findLogs(ctx, q)
-		if err != nil {
-			yield(storage.LogRecord{}, err)
-			return
-		}
-		for _, r := range recs {
-			if !yield(r, nil) {
-				return
-			}
-		}
-	}
+	return storage.PageLogs(ctx, q, storage.LogPageSize, s.findLogs)
 }
 
 // logFilter is a log query as SQL, plus the attribute filters SQL can only
@@ -120,6 +111,13 @@ type logFilter struct {
 func (s *SpanLogStore) logConditions(q storage.LogQuery) (logFilter, error) {
 	conds := []string{"1"}
 	var f logFilter
+	if len(q.Streams) > 0 {
+		in, err := streamKeyList(q.Streams)
+		if err != nil {
+			return logFilter{}, err
+		}
+		conds = append(conds, streamKeyExpr+" IN ("+in+")")
+	}
 	if !q.TraceID.IsEmpty() {
 		hi, lo := attrenc.TraceIDToUints(q.TraceID)
 		conds = append(conds, fmt.Sprintf("trace_hi = %d AND trace_lo = %d", hi, lo))
@@ -256,23 +254,39 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 	}
 	defer s.mu.RUnlock()
 	limit := q.Limit
-	if limit <= 0 {
-		limit = storage.DefaultLogLimit
+	var (
+		afterCond string
+		order     = "ts_ns DESC, row_id DESC"
+	)
+	if q.Forward {
+		order = "ts_ns, row_id"
 	}
-	f, err := s.logConditions(q)
-	if err != nil {
-		return nil, err
-	}
-	where := f.where
 	if q.After != "" {
 		ts, id, err := parseLogCursor(q.After)
 		if err != nil {
 			return nil, err
 		}
-		where += fmt.Sprintf(" AND (ts_ns < %d OR (ts_ns = %d AND row_id < %d))", ts, ts, id)
+		// Narrowing the time range to the cursor's side also narrows the
+		// days (partitions) read.
+		if q.Forward {
+			afterCond = fmt.Sprintf(" AND (ts_ns > %d OR (ts_ns = %d AND row_id > %d))", ts, ts, id)
+			if q.Start.IsZero() || q.Start.UnixNano() < ts {
+				q.Start = time.Unix(0, ts)
+			}
+		} else {
+			afterCond = fmt.Sprintf(" AND (ts_ns < %d OR (ts_ns = %d AND row_id < %d))", ts, ts, id)
+			if ts < maxNanos && (q.End.IsZero() || q.End.UnixNano() > ts+1) {
+				q.End = time.Unix(0, ts+1)
+			}
+		}
 	}
+	f, err := s.logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	where := f.where + afterCond
 	query := "SELECT " + logReadColumns + " FROM " + s.c.Table(logsTable.name) + " WHERE " + where +
-		" ORDER BY ts_ns DESC, row_id DESC"
+		" ORDER BY " + order
 	// With attribute filters SQL only narrows down, so the limit is
 	// applied while reading; the rest of the stream is abandoned.
 	if f.attrs == nil {
@@ -329,6 +343,102 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 			return nil, classify(ctx, "read logs", err)
 		}
 	}
+	return out, nil
+}
+
+// streamKeyExpr is a log row's stream key as SQL. A stream is one
+// (service, encoded resource attributes) pair, and its key their
+// cityHash64: a pure function of the stored text that ClickHouse keeps
+// fixed across versions, so one resource has the same key on every shard
+// and in every day partition, and filtering by keys compares one UInt64
+// per row instead of the resource's text. Two resources whose hashes
+// collide (one chance in 2^64 per pair) share a stream.
+const streamKeyExpr = "cityHash64(service, resource_attributes)"
+
+func formatStreamKey(h uint64) string { return fmt.Sprintf("%016x", h) }
+
+// streamKeyList renders keys as a SQL list of UInt64 literals; a key
+// formatStreamKey did not make is an invalid query.
+func streamKeyList(keys []string) (string, error) {
+	var b strings.Builder
+	for i, k := range keys {
+		h, err := strconv.ParseUint(k, 16, 64)
+		if err != nil || len(k) != 16 {
+			return "", fmt.Errorf("%w: malformed stream key %q", storage.ErrInvalidQuery, k)
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.FormatUint(h, 10))
+	}
+	return b.String(), nil
+}
+
+// LogStreams counts the matching records and their body bytes per stream.
+// Without attribute filters ClickHouse groups (across shards, through the
+// Distributed table); with them it groups by the records' own attributes
+// as well, so that Go, which decides those filters (attrMatches), checks
+// each distinct attribute set once rather than each record.
+func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]storage.LogStream, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	f, err := s.logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	cols, group := "''", "service, resource_attributes"
+	if f.attrs != nil {
+		cols, group = "attributes", group+", attributes"
+	}
+	// length counts bytes (lengthUTF8 would count characters).
+	rows, err := s.c.Conn.Query(ctx, "SELECT "+streamKeyExpr+", service, resource_attributes, "+cols+", count(), sum(length(body)) FROM "+
+		s.c.Table(logsTable.name)+" WHERE "+f.where+" GROUP BY "+group, f.args...)
+	if err != nil {
+		return nil, classify(ctx, "log streams", err)
+	}
+	defer rows.Close()
+	byKey := map[uint64]*storage.LogStream{}
+	for rows.Next() {
+		var (
+			k, n, bytes              uint64
+			service, resAttrs, attrs string
+		)
+		if err := rows.Scan(&k, &service, &resAttrs, &attrs, &n, &bytes); err != nil {
+			return nil, classify(ctx, "log streams", err)
+		}
+		st := byKey[k]
+		if st == nil || f.attrs != nil {
+			res := pcommon.NewResource()
+			if err := restoreResource(service, resAttrs, 0, res); err != nil {
+				return nil, fmt.Errorf("clickhouse: log stream resource: %w", err)
+			}
+			if f.attrs != nil {
+				own := pcommon.NewMap()
+				if err := attrenc.DecodeMap(attrs, own); err != nil {
+					return nil, fmt.Errorf("clickhouse: log attributes: %w", err)
+				}
+				if !attrMatches(f.attrs, own, res.Attributes()) {
+					continue
+				}
+			}
+			if st == nil {
+				st = &storage.LogStream{Key: formatStreamKey(k), Service: service, Resource: res.Attributes().AsRaw()}
+				byKey[k] = st
+			}
+		}
+		st.Entries += int64(n)
+		st.Bytes += int64(bytes)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(ctx, "log streams", err)
+	}
+	out := make([]storage.LogStream, 0, len(byKey))
+	for _, st := range byKey {
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b storage.LogStream) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 

@@ -158,3 +158,100 @@ func BenchmarkFindTracesLimit(b *testing.B) {
 		})
 	}
 }
+
+// openLogBenchStore returns a store holding n generated log records
+// (SpanGen's, one stream per service), checkpointed.
+func openLogBenchStore(b *testing.B, n int) *SpanLogStore {
+	b.Helper()
+	s := openBenchStore(b)
+	gen := storagetest.NewSpanGen(6, time.Now().Add(-time.Hour))
+	ctx := context.Background()
+	for range n / benchBatch {
+		if err := s.WriteLogs(ctx, gen.Logs(benchBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkLogStreams lists the streams of about 100k records, as the Loki
+// API does before it reads any entry: all of them, and those with a term
+// in their bodies.
+func BenchmarkLogStreams(b *testing.B) {
+	s := openLogBenchStore(b, 100_000)
+	ctx := context.Background()
+	start := time.Now().Add(-2 * time.Hour)
+	for _, c := range []struct {
+		name string
+		q    storage.LogQuery
+	}{
+		{"all", storage.LogQuery{Start: start}},
+		{"term", storage.LogQuery{Start: start, Terms: []string{"card declined"}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				got, err := s.LogStreams(ctx, c.q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got) == 0 {
+					b.Fatal("no streams")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFindLogsStreams reads the entries of one stream of about 100k
+// records: the newest 100 (the Loki API's default limit), and all of them
+// (about a tenth of the store) with a limit of a million, in both
+// directions, which FindLogs reads a page at a time.
+func BenchmarkFindLogsStreams(b *testing.B) {
+	s := openLogBenchStore(b, 100_000)
+	ctx := context.Background()
+	streams, err := s.LogStreams(ctx, storage.LogQuery{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	one := streams[0]
+	for _, c := range []struct {
+		name    string
+		limit   int
+		forward bool
+		service bool
+	}{
+		{"limit=100", 100, false, false},
+		{"limit=100/forward", 100, true, false},
+		// The same records selected by their service column, for scale.
+		{"limit=100/by-service", 100, false, true},
+		{"limit=1000000", 1_000_000, false, false},
+		{"limit=1000000/forward", 1_000_000, true, false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			q := storage.LogQuery{Streams: []string{one.Key}, Limit: c.limit, Forward: c.forward}
+			if c.service {
+				q = storage.LogQuery{Service: one.Service, Limit: c.limit}
+			}
+			want := min(int64(c.limit), one.Entries)
+			var n int64
+			b.ReportAllocs()
+			for b.Loop() {
+				n = 0
+				for _, err := range s.FindLogs(ctx, q) {
+					if err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				if n != want {
+					b.Fatalf("%d records, want %d", n, want)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}

@@ -182,24 +182,15 @@ func restoreResource(e encodedResource, r pcommon.Resource) error {
 	return nil
 }
 
-// FindLogs yields matching records newest first. Days are read newest
-// first and reading stops as soon as no older day can contribute, so the
-// usual "latest N" query touches one or two files. The records are read
-// before the first is yielded: the consumer may take its time or call the
-// store again without holding anything open.
+// FindLogs yields matching records newest first (oldest first with
+// q.Forward). Days are read in that order and reading stops as soon as no
+// further day can contribute, so the usual "latest N" query touches one or
+// two files. Records are read a page (storage.LogPageSize) at a time, and
+// each page before its first record is yielded: the consumer may take its
+// time or call the store again without holding anything open, and a large
+// Limit costs one page of memory.
 func (s *SpanLogStore) FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error] {
-	return func(yield func(storage.LogRecord, error) bool) {
-		recs, err := s.findLogs(ctx, q)
-		if err != nil {
-			yield(storage.LogRecord{}, err)
-			return
-		}
-		for _, r := range recs {
-			if !yield(r, nil) {
-				return
-			}
-		}
-	}
+	return storage.PageLogs(ctx, q, storage.LogPageSize, s.findLogs)
 }
 
 type foundLog struct {
@@ -207,11 +198,14 @@ type foundLog struct {
 	rec            storage.LogRecord
 }
 
-// after reports whether a comes after b in FindLogs' order: newest first,
-// then the later day file, then the later row.
+// logOrder compares a and b in FindLogs' order: newest first, then the
+// later day file, then the later row.
 func logOrder(a, b foundLog) int {
 	return cmp.Or(cmp.Compare(b.ts, a.ts), cmp.Compare(b.day, a.day), cmp.Compare(b.rowid, a.rowid))
 }
+
+// logOrderForward is logOrder reversed, for LogQuery.Forward.
+func logOrderForward(a, b foundLog) int { return logOrder(b, a) }
 
 // logCursor is a record's position: its time, day file and row id, which
 // DuckDB keeps stable because rows are never deleted from a day file.
@@ -240,6 +234,13 @@ func parseLogCursor(c string) (foundLog, error) {
 func logConditions(q storage.LogQuery) (string, []any, error) {
 	conds := []string{"true"}
 	var args []any
+	if len(q.Streams) > 0 {
+		in, err := streamKeyList(q.Streams)
+		if err != nil {
+			return "", nil, err
+		}
+		conds = append(conds, streamKeyExpr+" IN ("+in+")")
+	}
 	if !q.TraceID.IsEmpty() {
 		hi, lo := attrenc.TraceIDToUints(q.TraceID)
 		conds = append(conds, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
@@ -299,9 +300,6 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		return nil, storage.ErrClosed
 	}
 	limit := q.Limit
-	if limit <= 0 {
-		limit = storage.DefaultLogLimit
-	}
 	cond, args, err := logConditions(q)
 	if err != nil {
 		return nil, err
@@ -315,38 +313,40 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		after = &c
 	}
 	start, end := nanosRange(q.Start, q.End)
-	if after != nil {
-		end = min(end, after.ts+1)
-	}
+	order := logOrder
 	parts := s.snapshot()
-	slices.SortFunc(parts, func(a, b partition) int { return cmp.Compare(b.logMax, a.logMax) })
+	if q.Forward {
+		order = logOrderForward
+		if after != nil {
+			start = max(start, after.ts)
+		}
+		slices.SortFunc(parts, func(a, b partition) int { return cmp.Compare(a.logMin, b.logMin) })
+	} else {
+		if after != nil {
+			end = min(end, after.ts+1)
+		}
+		slices.SortFunc(parts, func(a, b partition) int { return cmp.Compare(b.logMax, a.logMax) })
+	}
 	var found []foundLog
 	for _, p := range parts {
 		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
 			continue
 		}
-		if len(found) >= limit && p.logMax < found[limit-1].ts {
-			break // everything in this and older days is older than what we hold
+		// Everything in this and the remaining days comes after what we
+		// hold.
+		if len(found) >= limit && (!q.Forward && p.logMax < found[limit-1].ts || q.Forward && p.logMin > found[limit-1].ts) {
+			break
 		}
 		pcond := cond
 		if after != nil {
-			// Rows at the cursor's time come after it only in older days,
-			// or earlier in its own day.
-			switch {
-			case p.day < after.day:
-				pcond += fmt.Sprintf(" AND ts_ns <= %d", after.ts)
-			case p.day == after.day:
-				pcond += fmt.Sprintf(" AND (ts_ns < %d OR (ts_ns = %d AND rowid < %d))", after.ts, after.ts, after.rowid)
-			default:
-				pcond += fmt.Sprintf(" AND ts_ns < %d", after.ts)
-			}
+			pcond += afterCond(*after, p.day, q.Forward)
 		}
-		got, err := s.queryLogs(ctx, p, pcond, args, limit)
+		got, err := s.queryLogs(ctx, p, pcond, args, limit, q.Forward)
 		if err != nil {
 			return nil, err
 		}
 		found = append(found, got...)
-		slices.SortStableFunc(found, logOrder)
+		slices.SortStableFunc(found, order)
 		found = found[:min(len(found), limit)]
 	}
 	out := make([]storage.LogRecord, len(found))
@@ -354,6 +354,124 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		out[i] = f.rec
 		out[i].Cursor = logCursor(f)
 	}
+	return out, nil
+}
+
+// afterCond keeps the rows of day's file that come after the cursor c in
+// FindLogs' order. Rows at the cursor's time come after it only in later
+// days (in that order), or later in its own day.
+func afterCond(c foundLog, day int64, forward bool) string {
+	if forward {
+		switch {
+		case day > c.day:
+			return fmt.Sprintf(" AND ts_ns >= %d", c.ts)
+		case day == c.day:
+			return fmt.Sprintf(" AND (ts_ns > %d OR (ts_ns = %d AND rowid > %d))", c.ts, c.ts, c.rowid)
+		default:
+			return fmt.Sprintf(" AND ts_ns > %d", c.ts)
+		}
+	}
+	switch {
+	case day < c.day:
+		return fmt.Sprintf(" AND ts_ns <= %d", c.ts)
+	case day == c.day:
+		return fmt.Sprintf(" AND (ts_ns < %d OR (ts_ns = %d AND rowid < %d))", c.ts, c.ts, c.rowid)
+	default:
+		return fmt.Sprintf(" AND ts_ns < %d", c.ts)
+	}
+}
+
+// streamKeyExpr is a log row's stream key as SQL. A stream is one
+// (service, encoded resource attributes) pair, and its key DuckDB's hash of
+// the two: a pure function of the stored text, so one resource has the
+// same key in every day file, and filtering by keys compares one UBIGINT
+// per row instead of the resource's text. Keys live as long as the DuckDB
+// version that made them (the Loki API hands them back within one query).
+// Two resources whose hashes collide (one chance in 2^64 per pair) share a
+// stream.
+const streamKeyExpr = "hash(service, resource_attributes)"
+
+func formatStreamKey(h uint64) string { return fmt.Sprintf("%016x", h) }
+
+// streamKeyList renders keys as a SQL list of UBIGINT literals; a key
+// formatStreamKey did not make is an invalid query.
+func streamKeyList(keys []string) (string, error) {
+	var b strings.Builder
+	for i, k := range keys {
+		h, err := strconv.ParseUint(k, 16, 64)
+		if err != nil || len(k) != 16 {
+			return "", fmt.Errorf("%w: malformed stream key %q", storage.ErrInvalidQuery, k)
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d::UBIGINT", h)
+	}
+	return b.String(), nil
+}
+
+// LogStreams counts the matching records and their body bytes per stream
+// in SQL, the day files' counts merged by key.
+func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]storage.LogStream, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	cond, args, err := logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	start, end := nanosRange(q.Start, q.End)
+	var sub []string
+	var allArgs []any
+	for _, p := range s.snapshot() {
+		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
+			continue
+		}
+		// strlen counts bytes (length would count characters).
+		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, count(*) AS n, sum(strlen(body))::BIGINT AS bytes FROM "+
+			p.alias+".logs WHERE "+cond+" GROUP BY service, resource_attributes")
+		allArgs = append(allArgs, args...)
+	}
+	if len(sub) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "), allArgs...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: log streams: %w", err)
+	}
+	defer rows.Close()
+	byKey := map[uint64]*storage.LogStream{}
+	for rows.Next() {
+		var (
+			k        uint64
+			res      encodedResource
+			n, bytes int64
+		)
+		if err := rows.Scan(&k, &res.service, &res.attrs, &n, &bytes); err != nil {
+			return nil, fmt.Errorf("embedded: log streams: %w", err)
+		}
+		st := byKey[k]
+		if st == nil {
+			r := pcommon.NewResource()
+			if err := restoreResource(res, r); err != nil {
+				return nil, fmt.Errorf("embedded: log stream resource: %w", err)
+			}
+			st = &storage.LogStream{Key: formatStreamKey(k), Service: res.service, Resource: r.Attributes().AsRaw()}
+			byKey[k] = st
+		}
+		st.Entries += n
+		st.Bytes += bytes
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: log streams: %w", err)
+	}
+	out := make([]storage.LogStream, 0, len(byKey))
+	for _, st := range byKey {
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b storage.LogStream) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
@@ -423,11 +541,15 @@ const (
 	maxNanos = 1<<63 - 1
 )
 
-func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, limit int) ([]foundLog, error) {
+func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, limit int, forward bool) ([]foundLog, error) {
 	alias := p.alias
+	order := "ts_ns DESC, rowid DESC"
+	if forward {
+		order = "ts_ns, rowid"
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id,
 		severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name, rowid
-		FROM `+alias+`.logs WHERE `+cond+` ORDER BY ts_ns DESC, rowid DESC LIMIT `+strconv.Itoa(limit), args...)
+		FROM `+alias+`.logs WHERE `+cond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: query logs in %s: %w", alias, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"iter"
 	"slices"
 	"strconv"
@@ -60,6 +61,7 @@ type scopeCopy struct {
 type logEntry struct {
 	seq    uint64
 	at     time.Time // Timestamp, or ObservedTimestamp when Timestamp is unset
+	stream string    // streamKey of the record's resource
 	record storage.LogRecord
 }
 
@@ -139,6 +141,7 @@ func (s *Store) WriteLogs(ctx context.Context, ld plog.Logs) error {
 	var batch []logEntry
 	for _, rl := range ld.ResourceLogs().All() {
 		resAttrs := rl.Resource().Attributes()
+		stream := streamKey(resAttrs)
 		service := ""
 		if v, ok := resAttrs.Get("service.name"); ok {
 			service = v.AsString()
@@ -162,7 +165,7 @@ func (s *Store) WriteLogs(ctx context.Context, ld plog.Logs) error {
 				if at.IsZero() {
 					at = rec.ObservedTimestamp
 				}
-				batch = append(batch, logEntry{at: at, record: rec})
+				batch = append(batch, logEntry{at: at, stream: stream, record: rec})
 			}
 		}
 	}
@@ -179,31 +182,16 @@ func (s *Store) WriteLogs(ctx context.Context, ld plog.Logs) error {
 	return nil
 }
 
-// FindLogs yields matching records newest first. Records with equal
-// timestamps come latest-written first.
+// FindLogs yields matching records newest first (oldest first with
+// q.Forward). Records with equal timestamps come latest-written first
+// (earliest-written first with q.Forward).
 func (s *Store) FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error] {
-	return func(yield func(storage.LogRecord, error) bool) {
-		if err := ctx.Err(); err != nil {
-			yield(storage.LogRecord{}, err)
-			return
-		}
-		matches, err := s.findLogs(q)
-		if err != nil {
-			yield(storage.LogRecord{}, err)
-			return
-		}
-		for _, r := range matches {
-			if !yield(r, nil) {
-				return
-			}
-		}
-	}
+	return storage.PageLogs(ctx, q, storage.LogPageSize, s.findLogs)
 }
 
-func (s *Store) findLogs(q storage.LogQuery) ([]storage.LogRecord, error) {
-	limit := q.Limit
-	if limit <= 0 {
-		limit = storage.DefaultLogLimit
+func (s *Store) findLogs(ctx context.Context, q storage.LogQuery) ([]storage.LogRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	var after *logEntry
 	if q.After != "" {
@@ -213,20 +201,28 @@ func (s *Store) findLogs(q storage.LogQuery) ([]storage.LogRecord, error) {
 		}
 		after = &c
 	}
+	if err := checkStreamKeys(q.Streams); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return nil, storage.ErrClosed
 	}
+	order := newestFirst
+	if q.Forward {
+		order = func(a, b logEntry) int { return newestFirst(b, a) }
+	}
 	hits := s.matchLogs(q)
-	slices.SortFunc(hits, newestFirst)
+	slices.SortFunc(hits, order)
 	if after != nil {
-		i, _ := slices.BinarySearchFunc(hits, *after, newestFirst)
-		for i < len(hits) && newestFirst(hits[i], *after) <= 0 {
+		i, _ := slices.BinarySearchFunc(hits, *after, order)
+		for i < len(hits) && order(hits[i], *after) <= 0 {
 			i++
 		}
 		hits = hits[i:]
 	}
+	limit := q.Limit
 	out := make([]storage.LogRecord, 0, min(limit, len(hits)))
 	for _, e := range hits[:min(limit, len(hits))] {
 		r := cloneRecord(e.record)
@@ -262,11 +258,19 @@ func (s *Store) matchLogs(q storage.LogQuery) []logEntry {
 	for i, t := range q.Terms {
 		terms[i] = strings.ToLower(t)
 	}
+	var streams map[string]bool
+	if len(q.Streams) > 0 {
+		streams = make(map[string]bool, len(q.Streams))
+		for _, k := range q.Streams {
+			streams[k] = true
+		}
+	}
 	var hits []logEntry
 	for _, e := range s.logs {
 		r := &e.record
 		switch {
-		case !q.TraceID.IsEmpty() && r.TraceID != q.TraceID,
+		case streams != nil && !streams[e.stream],
+			!q.TraceID.IsEmpty() && r.TraceID != q.TraceID,
 			q.Service != "" && r.Service != q.Service,
 			!q.Start.IsZero() && e.at.Before(q.Start),
 			!q.End.IsZero() && !e.at.Before(q.End),
@@ -306,6 +310,57 @@ func logAttrsMatch(r *storage.LogRecord, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// LogStreams groups the records q matches by resource.
+func (s *Store) LogStreams(ctx context.Context, q storage.LogQuery) ([]storage.LogStream, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkStreamKeys(q.Streams); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	byKey := map[string]*storage.LogStream{}
+	for _, e := range s.matchLogs(q) {
+		st := byKey[e.stream]
+		if st == nil {
+			st = &storage.LogStream{Key: e.stream, Service: e.record.Service, Resource: cloneRaw(e.record.ResourceAttributes)}
+			byKey[e.stream] = st
+		}
+		st.Entries++
+		st.Bytes += int64(len(e.record.Body))
+	}
+	out := make([]storage.LogStream, 0, len(byKey))
+	for _, st := range byKey {
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b storage.LogStream) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// streamKey identifies a resource's logs: a hash of its attributes in
+// typed JSON, which encoding/json writes with sorted keys, so the key does
+// not depend on the order the attributes were sent in.
+func streamKey(attrs pcommon.Map) string {
+	h := fnv.New64a()
+	h.Write([]byte(typedKey(attrs)))
+	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// checkStreamKeys rejects what streamKey cannot have made, so that a key
+// from another backend or a typo fails loudly instead of matching nothing.
+func checkStreamKeys(keys []string) error {
+	for _, k := range keys {
+		if _, err := strconv.ParseUint(k, 16, 64); err != nil || len(k) != 16 {
+			return fmt.Errorf("%w: malformed stream key %q", storage.ErrInvalidQuery, k)
+		}
+	}
+	return nil
 }
 
 // LogHistogram counts matching records per step-aligned bin and severity band.

@@ -1,0 +1,303 @@
+package lokiapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-observability/vigil/internal/logql"
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+// LogStore is what the Loki API reads: the streams of stored logs, then
+// their records. Every storage.SpanLogStore satisfies it.
+type LogStore interface {
+	storage.LogStreamReader
+	FindLogs(ctx context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error]
+}
+
+// Label names vigil adds to what the store holds.
+const (
+	// serviceLabel is on every stream, as Loki 3 puts it there: the
+	// record's service, or unknownService.
+	serviceLabel   = "service_name"
+	unknownService = "unknown_service"
+	// levelLabel is the structured metadata Loki 3 derives from a line's
+	// severity, and Grafana's log volume groups by.
+	levelLabel = "detected_level"
+)
+
+// Source reads a storage.SpanLogStore as LogQL streams. A stream is one
+// resource: its labels are the resource attributes, named as Loki names
+// the attributes of OTLP logs (every character a label name cannot hold
+// becomes '_': service.name is service_name), values as text. Structured
+// metadata is the record's attributes, its trace and span id (trace_id,
+// span_id) and detected_level from its severity. Resources whose labels
+// come out equal are one stream.
+type Source struct {
+	store LogStore
+}
+
+var _ logql.Source = (*Source)(nil)
+
+// NewSource returns a Source over store.
+func NewSource(store LogStore) *Source { return &Source{store: store} }
+
+// Streams implements logql.Source.
+func (s *Source) Streams(ctx context.Context, matchers []*logql.Matcher, start, end time.Time) ([]logql.Stream, error) {
+	q := storage.LogQuery{Start: start, End: end}
+	for _, m := range matchers {
+		// The service is a column every backend filters on cheaply; the
+		// matcher is checked again below like every other.
+		if m.Name == serviceLabel && m.Op == logql.MatchEqual && m.Value != unknownService {
+			q.Service = m.Value
+		}
+	}
+	found, err := s.store.LogStreams(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []logql.Stream
+	keys := make(map[uint64][]int) // labels hash → indexes into out
+	var ids [][]string
+next:
+	for _, ls := range found {
+		lbls := streamLabels(ls.Service, ls.Resource)
+		for _, m := range matchers {
+			if !m.Matches(lbls.Get(m.Name)) {
+				continue next
+			}
+		}
+		h := lbls.Hash()
+		merged := false
+		for _, i := range keys[h] {
+			if labels.Equal(out[i].Labels, lbls) {
+				out[i].Entries += ls.Entries
+				out[i].Bytes += ls.Bytes
+				ids[i] = append(ids[i], ls.Key)
+				merged = true
+				break
+			}
+		}
+		if !merged {
+			keys[h] = append(keys[h], len(out))
+			out = append(out, logql.Stream{Labels: lbls, Entries: ls.Entries, Bytes: ls.Bytes})
+			ids = append(ids, []string{ls.Key})
+		}
+	}
+	for i := range out {
+		id, err := json.Marshal(ids[i])
+		if err != nil {
+			return nil, fmt.Errorf("lokiapi: encoding stream id: %w", err)
+		}
+		out[i].ID = string(id)
+	}
+	slices.SortFunc(out, func(a, b logql.Stream) int { return labels.Compare(a.Labels, b.Labels) })
+	return out, nil
+}
+
+// Entries implements logql.Source.
+func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logql.Entry, error] {
+	return func(yield func(logql.Entry, error) bool) {
+		if len(q.Streams) == 0 {
+			return
+		}
+		var keys []string
+		byHash := make(map[uint64][]int)
+		for i, st := range q.Streams {
+			var ids []string
+			if err := json.Unmarshal([]byte(st.ID), &ids); err != nil {
+				yield(logql.Entry{}, fmt.Errorf("lokiapi: stream id %q: %w", st.ID, err))
+				return
+			}
+			keys = append(keys, ids...)
+			h := st.Labels.Hash()
+			byHash[h] = append(byHash[h], i)
+		}
+		limit := q.Limit
+		if limit <= 0 {
+			limit = math.MaxInt32
+		}
+		sq := storage.LogQuery{
+			Streams: keys, Start: q.Start, End: q.End,
+			Terms: q.Contains, Forward: q.Forward, Limit: limit,
+		}
+		for rec, err := range s.store.FindLogs(ctx, sq) {
+			if err != nil {
+				yield(logql.Entry{}, err)
+				return
+			}
+			lbls := streamLabels(rec.Service, rec.ResourceAttributes)
+			idx := -1
+			for _, i := range byHash[lbls.Hash()] {
+				if labels.Equal(q.Streams[i].Labels, lbls) {
+					idx = i
+					break
+				}
+			}
+			if idx < 0 {
+				// A resource whose labels changed meaning between the two
+				// reads cannot happen with stored data; skip rather than
+				// attribute the line to the wrong stream.
+				continue
+			}
+			ts := rec.Timestamp
+			if ts.IsZero() {
+				ts = rec.ObservedTimestamp
+			}
+			if !yield(logql.Entry{Stream: idx, Timestamp: ts.UnixNano(), Line: rec.Body, Metadata: metadata(rec)}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// streamLabels names a resource's attributes as stream labels. When two
+// attributes come out as one name the first, in key order, wins.
+func streamLabels(service string, res map[string]any) labels.Labels {
+	keys := make([]string, 0, len(res))
+	for k := range res {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := labels.NewScratchBuilder(len(res) + 1)
+	seen := make(map[string]bool, len(res)+1)
+	for _, k := range keys {
+		name := LabelName(k)
+		if seen[name] {
+			continue
+		}
+		v := valueString(res[k])
+		if v == "" {
+			continue // an empty label is no label, in Loki as in Prometheus
+		}
+		seen[name] = true
+		b.Add(name, v)
+	}
+	if !seen[serviceLabel] {
+		if service == "" {
+			service = unknownService
+		}
+		b.Add(serviceLabel, service)
+	}
+	b.Sort()
+	return b.Labels()
+}
+
+// metadata is a record's structured metadata.
+func metadata(rec storage.LogRecord) labels.Labels {
+	b := labels.NewScratchBuilder(len(rec.Attributes) + 3)
+	seen := make(map[string]bool, len(rec.Attributes)+3)
+	add := func(name, v string) {
+		if v == "" || seen[name] {
+			return
+		}
+		seen[name] = true
+		b.Add(name, v)
+	}
+	if !rec.TraceID.IsEmpty() {
+		add("trace_id", rec.TraceID.String())
+	}
+	if !rec.SpanID.IsEmpty() {
+		add("span_id", rec.SpanID.String())
+	}
+	if lvl := detectedLevel(rec); lvl != "" {
+		add(levelLabel, lvl)
+	}
+	keys := make([]string, 0, len(rec.Attributes))
+	for k := range rec.Attributes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		add(LabelName(k), valueString(rec.Attributes[k]))
+	}
+	b.Sort()
+	return b.Labels()
+}
+
+// detectedLevel is the level Loki 3 would detect: from the severity
+// number's band, else from the severity text.
+func detectedLevel(rec storage.LogRecord) string {
+	switch storage.SeverityOf(rec.SeverityNumber) {
+	case storage.SeverityTrace:
+		return "trace"
+	case storage.SeverityDebug:
+		return "debug"
+	case storage.SeverityInfo:
+		return "info"
+	case storage.SeverityWarn:
+		return "warn"
+	case storage.SeverityError:
+		return "error"
+	case storage.SeverityFatal:
+		return "fatal"
+	}
+	if sev, ok := storage.ParseSeverity(rec.SeverityText); ok && sev != storage.SeverityUnset {
+		return strings.ToLower(sev.String())
+	}
+	return ""
+}
+
+// LabelName turns an attribute key into a label name: every character
+// outside [a-zA-Z0-9_] becomes '_', and a leading digit gets a '_' before
+// it, as Loki names the attributes of OTLP logs.
+func LabelName(k string) string {
+	if k == "" {
+		return "_"
+	}
+	ok := k[0] < '0' || k[0] > '9'
+	for i := 0; ok && i < len(k); i++ {
+		c := k[i]
+		ok = c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	if ok {
+		return k
+	}
+	var sb strings.Builder
+	if k[0] >= '0' && k[0] <= '9' {
+		sb.WriteByte('_')
+	}
+	for _, r := range k {
+		if r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String()
+}
+
+// valueString is an attribute value as label text: strings as they are,
+// numbers and booleans as Go prints them, bytes in base64 (as OTLP/JSON
+// does), arrays and maps as JSON.
+func valueString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case bool:
+		return strconv.FormatBool(x)
+	case []byte:
+		return base64.StdEncoding.EncodeToString(x)
+	case nil:
+		return ""
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}

@@ -1,0 +1,147 @@
+package lokiapi
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/vigil-observability/vigil/internal/logql"
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+func TestLabelName(t *testing.T) {
+	for in, want := range map[string]string{
+		"service.name":       "service_name",
+		"job":                "job",
+		"k8s.pod.name":       "k8s_pod_name",
+		"http-status":        "http_status",
+		"1st":                "_1st",
+		"":                   "_",
+		"naïve":              "na_ve",
+		"already_fine_Name9": "already_fine_Name9",
+	} {
+		if got := LabelName(in); got != want {
+			t.Errorf("LabelName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStreamLabels(t *testing.T) {
+	got := streamLabels("checkout", map[string]any{
+		"service.name": "checkout",
+		"host.name":    "h1",
+		"pid":          int64(42),
+		"ratio":        0.5,
+		"canary":       true,
+		"tags":         []any{"a", "b"},
+		"empty":        "",
+	})
+	want := labels.FromStrings("service_name", "checkout", "host_name", "h1", "pid", "42", "ratio", "0.5", "canary", "true", "tags", `["a","b"]`)
+	if !labels.Equal(got, want) {
+		t.Errorf("streamLabels = %s, want %s", got, want)
+	}
+	// A resource without service.name still gets service_name, as Loki 3
+	// gives every stream one.
+	if got := streamLabels("", map[string]any{"job": "x"}); got.Get("service_name") != "unknown_service" {
+		t.Errorf("streamLabels without a service = %s", got)
+	}
+	if got := streamLabels("api", map[string]any{"job": "x"}); got.Get("service_name") != "api" {
+		t.Errorf("streamLabels with the service column only = %s", got)
+	}
+}
+
+func TestSourceStreamsAndEntries(t *testing.T) {
+	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	store := newFakeStore(
+		rec(base, "checkout", map[string]any{"service.name": "checkout", "host.name": "a"}, "GET /cart 200", plog.SeverityNumberInfo),
+		rec(base.Add(time.Second), "checkout", map[string]any{"service.name": "checkout", "host.name": "b"}, "GET /cart 500", plog.SeverityNumberError),
+		rec(base.Add(2*time.Second), "checkout", map[string]any{"service.name": "checkout", "host.name": "a"}, "POST /pay 200", plog.SeverityNumberWarn),
+		rec(base.Add(3*time.Second), "web", map[string]any{"service.name": "web"}, "hello", 0),
+		// Two resources whose attributes come out as the same labels are one
+		// stream.
+		rec(base.Add(4*time.Second), "web", map[string]any{"service.name": "web", "x.y": "1"}, "dot", 0),
+		rec(base.Add(5*time.Second), "web", map[string]any{"service.name": "web", "x_y": "1"}, "underscore", 0),
+	)
+	src := NewSource(store)
+	ctx := context.Background()
+	sel, err := logql.ParseLogQuery(`{service_name="checkout", host_name=~"a|b"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams, err := src.Streams(ctx, sel.Matchers, base, base.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(streams) != 2 {
+		t.Fatalf("streams = %v, want the two checkout hosts", streams)
+	}
+	if streams[0].Labels.Get("host_name") != "a" || streams[0].Entries != 2 || streams[0].Bytes != int64(len("GET /cart 200")+len("POST /pay 200")) {
+		t.Errorf("first stream = %+v", streams[0])
+	}
+	if store.lastQuery.Service != "checkout" {
+		t.Errorf("service matcher not pushed down: %+v", store.lastQuery)
+	}
+
+	var got []logql.Entry
+	for e, err := range src.Entries(ctx, logql.EntryQuery{Streams: streams, Start: base, End: base.Add(time.Minute), Forward: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if len(got) != 3 {
+		t.Fatalf("entries = %+v, want 3", got)
+	}
+	wantStream := []int{0, 1, 0}
+	for i, e := range got {
+		if e.Stream != wantStream[i] {
+			t.Errorf("entry %d (%q) in stream %d, want %d", i, e.Line, e.Stream, wantStream[i])
+		}
+	}
+	if lvl := got[1].Metadata.Get("detected_level"); lvl != "error" {
+		t.Errorf("detected_level = %q, want error", lvl)
+	}
+	if tid := got[0].Metadata.Get("trace_id"); tid != "0102030405060708090a0b0c0d0e0f10" {
+		t.Errorf("trace_id = %q", tid)
+	}
+	if got[0].Metadata.Get("http_route") != "/cart" {
+		t.Errorf("record attribute not in metadata: %s", got[0].Metadata)
+	}
+
+	web, err := logql.ParseLogQuery(`{service_name="web", x_y="1"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams, err = src.Streams(ctx, web.Matchers, base, base.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(streams) != 1 || streams[0].Entries != 2 {
+		t.Fatalf("x.y and x_y should be one stream: %+v", streams)
+	}
+	n := 0
+	for _, err := range src.Entries(ctx, logql.EntryQuery{Streams: streams, Start: base, End: base.Add(time.Minute)}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("merged stream yielded %d entries, want 2", n)
+	}
+	// No stream: nothing read, rather than everything.
+	for range src.Entries(ctx, logql.EntryQuery{Start: base, End: base.Add(time.Minute)}) {
+		t.Fatal("entries of no stream")
+	}
+}
+
+func rec(ts time.Time, service string, res map[string]any, body string, sev plog.SeverityNumber) storage.LogRecord {
+	return storage.LogRecord{
+		Timestamp: ts, Service: service, ResourceAttributes: res, Body: body, SeverityNumber: sev,
+		TraceID:    [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+		Attributes: map[string]any{"http.route": "/cart"},
+	}
+}
