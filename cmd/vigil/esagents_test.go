@@ -19,9 +19,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vigil-observability/vigil/internal/auth"
-	"time"
 )
 
 // These tests run real log agents, configured as docs/logs.md shows, that
