@@ -104,7 +104,13 @@ func lokiPost(t *testing.T, url, contentType, encoding string, body []byte, head
 func TestLokiPushIntoVigil(t *testing.T) {
 	s := startServer(t, filepath.Join(t.TempDir(), "data"))
 	for path, want := range map[string]string{"/ready": "ready\n", "/": "<"} {
-		resp, err := http.Get(s.httpURL + path)
+		// As a browser asks: without text/html, / is Elasticsearch's.
+		req, err := http.NewRequest(http.MethodGet, s.httpURL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", "text/html")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -526,12 +526,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	})))
-	// Logs from agents that ship to Elasticsearch, under a path prefix
-	// (docs/api.md): an ingest route whatever the method.
-	webSrv.Handle(elasticsearch.PathPrefix+"/", ingestGate.Wrap(http.StripPrefix(elasticsearch.PathPrefix, elasticsearch.NewHandler(elasticsearch.Options{
+	// Logs from agents that ship to Elasticsearch (docs/logs.md): an
+	// ingest route whatever the method, under a path prefix and at the
+	// root, where agents configured with a bare host and port call it
+	// (elasticsearch.RootRequest: a browser there gets the UI).
+	esAPI := ingestGate.Wrap(elasticsearch.NewHandler(elasticsearch.Options{
 		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
 		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
-	}))))
+	}))
+	webSrv.Handle(elasticsearch.PathPrefix+"/", http.StripPrefix(elasticsearch.PathPrefix, esAPI))
+	webSrv.HandleRoot(func(r *http.Request) bool { return elasticsearch.RootRequest(r.Method, r.URL.Path, r.Header) }, esAPI)
 	// Logs from agents that ship to Loki (Promtail, Alloy, the Node and
 	// Python Loki clients), at Loki's own paths so that the agent's Loki
 	// URL is vigil's web address. The push shares the ingest gate,

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/vigil-observability/vigil/internal/ingest/elasticsearch"
 )
 
 // Role is what a credential may do. A credential holds any set of roles;
@@ -97,10 +99,8 @@ func Classify(method, p string) Role {
 	if safe && (p == "/-/healthy" || p == "/-/ready" || p == "/ready") {
 		return Open
 	}
-	for _, prefix := range adminPrefixes {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") {
-			return RoleAdmin
-		}
+	if adminPath(p) {
+		return RoleAdmin
 	}
 	for _, prefix := range ingestPrefixes {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") {
@@ -119,6 +119,34 @@ func Classify(method, p string) Role {
 		}
 	}
 	return RoleAdmin
+}
+
+// adminPath reports whether p is under one of adminPrefixes.
+func adminPath(p string) bool {
+	for _, prefix := range adminPrefixes {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// ClassifyRequest is Classify with the one rule a method and a path
+// cannot decide alone: the web listener serves Elasticsearch's API at its
+// root beside the UI, and a request elasticsearch.RootRequest claims for
+// it (which looks at the Accept header too: a browser's GET / is the UI's)
+// needs ingest whatever the method, as under /elasticsearch. The admin
+// subtrees stay admin, and routing agrees: the web server never hands
+// their paths to the API.
+func ClassifyRequest(r *http.Request) Role {
+	role := Classify(r.Method, r.URL.Path)
+	if role == Open {
+		return role
+	}
+	if p := cleanPath(r.URL.Path); !adminPath(p) && elasticsearch.RootRequest(r.Method, p, r.Header) {
+		return RoleIngest
+	}
+	return role
 }
 
 // ReadOnly reports whether a request only reads, from its method and path:

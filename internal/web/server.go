@@ -44,6 +44,8 @@ type Server struct {
 	readyCheck atomic.Pointer[func() error]
 	logger     *slog.Logger
 	ui         http.Handler
+	// root is an API served at the root beside the UI (HandleRoot).
+	root atomic.Pointer[rootAPI]
 
 	routesMu sync.Mutex
 	routes   []string // every pattern mounted, for GET /-/routes
@@ -99,6 +101,21 @@ func (s *Server) Routes() []string {
 	return r
 }
 
+// rootAPI is an API that shares the listener's root with the UI.
+type rootAPI struct {
+	claims func(*http.Request) bool
+	h      http.Handler
+}
+
+// HandleRoot serves with h the requests claims accepts among those no
+// pattern is mounted for, before the UI sees them: an API whose clients
+// call the listener's root and paths of their own there (Elasticsearch's
+// agents call "/", "/_bulk", "/_license"). Paths of vigil's APIs (see
+// apiPath) are never passed to it. It is safe to call while serving.
+func (s *Server) HandleRoot(claims func(*http.Request) bool, h http.Handler) {
+	s.root.Store(&rootAPI{claims: claims, h: h})
+}
+
 // MountPprof serves net/http/pprof under /debug/pprof/. The caller decides
 // who may reach it (an admin endpoint: profiles reveal internals and cost
 // CPU).
@@ -151,7 +168,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
+	root := s.root.Load()
 	switch {
+	case root != nil && !apiPath(r.URL.Path) && root.claims(r):
+		root.h.ServeHTTP(w, r)
 	case s.ui != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !apiPath(r.URL.Path):
 		s.ui.ServeHTTP(w, r)
 	case !s.ready.Load():
