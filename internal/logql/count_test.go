@@ -133,7 +133,7 @@ func TestCountOnlyWhenExact(t *testing.T) {
 	e := NewEngine(EngineOptions{})
 	src := &countingSource{memSource: randomSource(rand.New(rand.NewPCG(1, 1)))}
 	for _, q := range []string{
-		`count_over_time({app=~"app.*"}[5m])`,                           // no sum: one series per metadata set
+		`count_over_time({app=~"app.*"}[5m])`,                            // no sum: one series per metadata set
 		`sum without (n) (count_over_time({app=~"app.*"}[5m]))`,          // without keeps the metadata
 		`avg by (app) (count_over_time({app=~"app.*"}[5m]))`,             // not a sum
 		`sum by (app) (count_over_time({app=~"app.*"} |~ "x1.*" [5m]))`,  // a regexp
