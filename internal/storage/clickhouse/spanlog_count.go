@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -77,28 +78,23 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 // q.Streams as streamKeyList renders them.
 func (s *SpanLogStore) countSQL(q storage.LogCountQuery, streams string) (string, []any) {
 	origin, step := q.Origin.UnixNano(), q.Step.Nanoseconds()
-	var args []any
 	// flat: no object nested in the map (a '{' past the first byte; one
 	// inside a string value sends the row down the slow path for nothing,
 	// which is only slower).
 	fast := []string{"position(substring(attributes, 2), '{') = 0"}
 	var vals []string
+	var nameArgs, fastArgs []any
 	for i, a := range q.Attributes {
-		needle := string(attrenc.AppendString(nil, a)) + ":"
+		enc := string(attrenc.AppendString(nil, a))
+		needle := enc + ":"
 		// The first match starts the text after '{' or follows a ',', or
 		// there is none (the record lacks the key).
 		fast = append(fast, "(position(attributes, ?) = 0 OR substring(attributes, position(attributes, ?) - 1, 1) IN ('{', ','))")
-		args = append(args, needle, needle)
+		fastArgs = append(fastArgs, needle, needle)
 		// visitParamExtractRaw wants the key as it stands in the text,
 		// escaped, without its quotes.
 		vals = append(vals, fmt.Sprintf("if(fast, visitParamExtractRaw(attributes, ?), '') AS v%d", i))
-	}
-	fastExpr := strings.Join(fast, " AND ")
-	fastArgs := args
-	args = nil
-	for _, a := range q.Attributes {
-		enc := string(attrenc.AppendString(nil, a))
-		args = append(args, enc[1:len(enc)-1])
+		nameArgs = append(nameArgs, enc[1:len(enc)-1])
 	}
 	// Bins are closed at their end, so a record on an edge belongs to the
 	// earlier bin: hence the -1; floored as LogHistogram's.
@@ -125,9 +121,11 @@ func (s *SpanLogStore) countSQL(q storage.LogCountQuery, streams string) (string
 	}
 	var condArgs []any
 	for _, c := range q.Contains {
-		if s.c.Features.SkipIndexes {
+		if s.c.Features.SkipIndexes && isASCII(c) {
 			// Only for the token bloom filter on lowerUTF8(body), to
-			// skip granules; position decides, case-sensitively.
+			// skip granules; position decides, case-sensitively. ASCII
+			// only, where lowerUTF8 and strings.ToLower surely agree, so
+			// that the filter never drops a record position keeps.
 			conds = append(conds, "lowerUTF8(body) LIKE ?")
 			condArgs = append(condArgs, "%"+likeEscaper.Replace(strings.ToLower(c))+"%")
 		}
@@ -140,11 +138,11 @@ func (s *SpanLogStore) countSQL(q storage.LogCountQuery, streams string) (string
 	}
 	// fast is a column of its own so that each extraction can test it;
 	// ClickHouse resolves aliases across the SELECT list.
-	query := "SELECT " + strings.Join(sel, ", ") + ", " + fastExpr + " AS fast FROM " + s.c.Table(logsTable.name) +
+	query := "SELECT " + strings.Join(sel, ", ") + ", " + strings.Join(fast, " AND ") + " AS fast FROM " + s.c.Table(logsTable.name) +
 		" WHERE " + strings.Join(conds, " AND ") + s.dateCond(q.Start.UnixNano(), q.End.UnixNano()) +
 		" GROUP BY " + strings.Join(group, ", ") + ", fast"
-	all := append(append(append([]any{}, args...), fastArgs...), condArgs...)
-	return query, all
+	// Arguments bind in the order their ? stand in the text.
+	return query, slices.Concat(nameArgs, fastArgs, condArgs)
 }
 
 // countMerger sums groups by their LogCount key and turns what ClickHouse
@@ -238,4 +236,13 @@ func (m *countMerger) result() []storage.LogCount {
 		out = append(out, *c)
 	}
 	return out
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

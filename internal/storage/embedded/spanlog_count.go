@@ -100,12 +100,15 @@ func countSQL(q storage.LogCountQuery, streams string) (cols, where string, args
 		"sum(strlen(body))::BIGINT",
 	}
 	for _, a := range q.Attributes {
-		// An empty map is stored as "", which is not JSON; NULL stands
-		// for a record without the key, as json_extract gives for one
-		// whose map lacks it. The path is a literal so that GROUP BY ALL
-		// sees one expression per attribute. ::VARCHAR keeps the JSON
-		// text: the driver would decode a JSON column into Go values.
-		sel = append(sel, "CASE WHEN attributes = '' THEN NULL ELSE json_extract(attributes, "+sqlString(jsonPointer(a))+")::VARCHAR END")
+		// A row whose text lacks the key as attrenc writes it lacks the
+		// key, and is not parsed; that includes an empty map, stored as
+		// "", which is not JSON. NULL stands for a record without the
+		// key, as json_extract gives for one whose map lacks it. The
+		// path is a literal so that GROUP BY ALL sees one expression per
+		// attribute. ::VARCHAR keeps the JSON text: the driver would
+		// decode a JSON column into Go values.
+		needle := string(attrenc.AppendString(nil, a)) + ":"
+		sel = append(sel, "CASE WHEN NOT contains(attributes, "+sqlString(needle)+") THEN NULL ELSE json_extract(attributes, "+sqlString(jsonPointer(a))+")::VARCHAR END")
 	}
 	conds := []string{
 		streamKeyExpr + " IN (" + streams + ")",

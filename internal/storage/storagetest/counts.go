@@ -119,6 +119,8 @@ func testLogCounts(t *testing.T, s storage.SpanLogStore, base time.Time) {
 			Start: base.Add(-31 * time.Hour), End: base.Add(time.Hour), Contains: []string{"ERROR"}, NotContains: []string{"timeout"}}},
 		{"contains both", storage.LogCountQuery{Streams: all, Origin: base.Add(-time.Hour), Step: time.Minute,
 			Start: base.Add(-time.Hour), End: base.Add(time.Hour), Contains: []string{"GET", "/cart"}, Attributes: []string{"http.route"}}},
+		{"contains non-ASCII", storage.LogCountQuery{Streams: all, Origin: base.Add(-time.Hour), Step: time.Minute,
+			Start: base.Add(-time.Hour), End: base.Add(time.Hour), Contains: []string{"Timeout on /pay ün"}}},
 		{"one stream", storage.LogCountQuery{Streams: []string{keyOf[resCheckoutProd.name]}, Origin: base.Add(-31 * time.Hour), Step: 5 * time.Minute,
 			Start: base.Add(-30 * time.Hour), End: base.Add(3 * time.Minute), Attributes: []string{"ratio"}}},
 		{"no streams", storage.LogCountQuery{Origin: base.Add(-31 * time.Hour), Step: time.Minute,
