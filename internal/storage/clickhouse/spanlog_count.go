@@ -21,8 +21,9 @@ var _ storage.LogCounter = (*SpanLogStore)(nil)
 // Attribute values are taken with visitParamExtractRaw, the one JSON
 // function 18.16 has. It finds the first `"key":` anywhere in the text,
 // which is the top-level key only when no object is nested in the map and
-// the match is not inside another key (it then follows '{' or ','). Rows
-// where either could fail are grouped by their whole attribute text
+// the match is not inside another key (it then follows '{' or ','), and
+// it misreads a string ending in a backslash. Rows where any of these
+// could fail are grouped by their whole attribute text
 // instead, and Go reads their values: exact always, fast for the flat
 // attribute maps most logs have.
 func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) ([]storage.LogCount, error) {
@@ -78,12 +79,15 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 // q.Streams as streamKeyList renders them.
 func (s *SpanLogStore) countSQL(q storage.LogCountQuery, streams string) (string, []any) {
 	origin, step := q.Origin.UnixNano(), q.Step.Nanoseconds()
-	// flat: no object nested in the map (a '{' past the first byte; one
+	// fast: no object nested in the map (no '{' past the first byte; one
 	// inside a string value sends the row down the slow path for nothing,
-	// which is only slower).
-	fast := []string{"position(substring(attributes, 2), '{') = 0"}
+	// which is only slower), and no escaped backslash, since 18.16's
+	// visitParamExtractRaw takes the quote of `\\"` (a string ending in a
+	// backslash) for an escaped one and reads on past the value.
+	fast := []string{"position(substring(attributes, 2), '{') = 0", "position(attributes, ?) = 0"}
 	var vals []string
-	var nameArgs, fastArgs []any
+	var nameArgs []any
+	fastArgs := []any{`\\`}
 	for i, a := range q.Attributes {
 		enc := string(attrenc.AppendString(nil, a))
 		needle := enc + ":"

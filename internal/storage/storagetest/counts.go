@@ -181,6 +181,9 @@ func testLogCountValues(t *testing.T, s storage.SpanLogStore, base time.Time) {
 		func(v pcommon.Value) { v.SetStr("text") },
 		func(v pcommon.Value) { v.SetStr("") },
 		func(v pcommon.Value) { v.SetStr("quote\" back\\ nl\n tab\t ctl\x01 {ünï} €/ \"v\":1") },
+		// No '{': a flat map, whose value ClickHouse extracts in SQL.
+		func(v pcommon.Value) { v.SetStr(`close} bracket] comma, "quoted", "v":2,`) },
+		func(v pcommon.Value) { v.SetStr(`ends in a backslash\`) },
 		func(v pcommon.Value) { v.SetStr("\x00starts with NUL") },
 		func(v pcommon.Value) { v.SetStr("bad utf8 \xff") },
 		func(v pcommon.Value) { v.SetInt(42) },
