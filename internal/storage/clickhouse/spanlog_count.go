@@ -23,9 +23,9 @@ var _ storage.LogCounter = (*SpanLogStore)(nil)
 // which is the top-level key only when no object is nested in the map and
 // the match is not inside another key (it then follows '{' or ','), and
 // it misreads a string ending in a backslash. Rows where any of these
-// could fail are grouped by their whole attribute text
-// instead, and Go reads their values: exact always, fast for the flat
-// attribute maps most logs have.
+// could fail are grouped by their whole attribute text instead, and Go
+// reads their values: exact always, fast for the flat attribute maps most
+// logs have.
 func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) ([]storage.LogCount, error) {
 	if q.Step <= 0 {
 		return nil, fmt.Errorf("%w: count step must be positive", storage.ErrInvalidQuery)

@@ -206,6 +206,11 @@ func testLogCountValues(t *testing.T, s storage.SpanLogStore, base time.Time) {
 			sl.AppendEmpty().SetDouble(1)
 			sl.AppendEmpty().SetStr("x")
 		},
+		func(v pcommon.Value) {
+			sl := v.SetEmptySlice()
+			sl.AppendEmpty().SetStr(`x"],`)
+			sl.AppendEmpty().SetEmptySlice().AppendEmpty().SetBool(true)
+		},
 		// One key: the memory store keeps maps as Go maps, in no order.
 		func(v pcommon.Value) { v.SetEmptyMap().PutDouble("v", 3) },
 	}
