@@ -23,8 +23,9 @@ type countKey struct {
 	attrs   string
 }
 
-// CountLogs counts the records q selects, the reference the other backends'
-// SQL is checked against.
+// CountLogs counts the records q selects in one pass over them. A value
+// that is a map with several keys comes out in the order Go's map gives,
+// since the store keeps attributes as raw Go values, not as written.
 func (s *Store) CountLogs(ctx context.Context, q storage.LogCountQuery) ([]storage.LogCount, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -112,9 +113,9 @@ func containsAny(s string, subs []string) bool {
 	return false
 }
 
-// floorDiv divides rounding down, so that records before Origin (which a
-// query whose Origin is after Start could not ask for, but a careless one
-// might) fall in negative bins rather than bin 0.
+// floorDiv divides rounding down, as the SQL stores do, so that records
+// before Origin (there are some only when a query puts Origin after Start,
+// against LogCountQuery's rule) fall in negative bins rather than bin 0.
 func floorDiv(a, b int64) int64 {
 	q := a / b
 	if a%b != 0 && (a < 0) != (b < 0) {

@@ -54,13 +54,7 @@ func countFixture(t *testing.T, s storage.SpanLogStore, base time.Time) {
 	ld := plog.NewLogs()
 	for _, res := range []*streamResource{&resCheckoutProd, &resCheckoutDev, &resPayments} {
 		rl := ld.ResourceLogs().AppendEmpty()
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range res.attrs {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
+		for _, k := range slices.Sorted(maps.Keys(res.attrs)) {
 			if err := rl.Resource().Attributes().PutEmpty(k).FromRaw(res.attrs[k]); err != nil {
 				t.Fatal(err)
 			}
