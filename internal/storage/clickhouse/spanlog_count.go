@@ -61,11 +61,17 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 		dest = append(dest, &raw[i])
 	}
 	dest = append(dest, &fast)
+	keys := map[uint64]string{} // formatted once per stream, not per group
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, classify(ctx, "count logs", err)
 		}
-		if err := m.add(formatStreamKey(k), bin, storage.Severity(band), text, whole, raw, int64(n), int64(bytes)); err != nil {
+		key, ok := keys[k]
+		if !ok {
+			key = formatStreamKey(k)
+			keys[k] = key
+		}
+		if err := m.add(key, bin, storage.Severity(band), text, whole, raw, int64(n), int64(bytes)); err != nil {
 			return nil, fmt.Errorf("clickhouse: count logs: %w", err)
 		}
 	}

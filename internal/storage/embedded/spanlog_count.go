@@ -65,11 +65,17 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 	for i := range raw {
 		dest = append(dest, &raw[i])
 	}
+	keys := map[uint64]string{} // formatted once per stream, not per group
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("embedded: count logs: %w", err)
 		}
-		if err := m.add(formatStreamKey(k), bin, storage.Severity(band), text, raw, n, b); err != nil {
+		key, ok := keys[k]
+		if !ok {
+			key = formatStreamKey(k)
+			keys[k] = key
+		}
+		if err := m.add(key, bin, storage.Severity(band), text, raw, n, b); err != nil {
 			return nil, fmt.Errorf("embedded: count logs: %w", err)
 		}
 	}
