@@ -298,3 +298,52 @@ func TestLokiNodeClients(t *testing.T) {
 		t.Errorf("%d records of the trace, want %d", len(got), 3*lines)
 	}
 }
+
+// Lines vigil acknowledged over the Loki push and Elasticsearch bulk APIs
+// are all there after vigil is killed with SIGKILL right after the last
+// acknowledgement and started again on the same data.
+func TestAgentLinesSurviveKill9(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	s := startServer(t, dir)
+	now := time.Now()
+	want := map[string]bool{}
+	for batch := range 20 {
+		var lines []string
+		for i := range 50 {
+			line := fmt.Sprintf("loki batch %d line %d", batch, i)
+			lines = append(lines, line)
+			want[line] = true
+		}
+		body := lokiProtoPush(`{service_name="durable", via="loki"}`, lines, nil, now.Add(time.Duration(batch)*time.Millisecond))
+		if code, msg := lokiPost(t, s.httpURL, "application/x-protobuf", "", body); code != http.StatusNoContent {
+			t.Fatalf("push %d: %d %s", batch, code, msg)
+		}
+		var bulk strings.Builder
+		for i := range 50 {
+			line := fmt.Sprintf("bulk batch %d doc %d", batch, i)
+			want[line] = true
+			fmt.Fprintf(&bulk, "{\"create\":{\"_index\":\"durable\"}}\n{\"@timestamp\":%q,\"message\":%q,\"service\":{\"name\":\"durable\"}}\n", now.Format(time.RFC3339Nano), line)
+		}
+		resp, err := http.Post(s.httpURL+"/_bulk", "application/x-ndjson", strings.NewReader(bulk.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || strings.Contains(string(b), `"errors":true`) {
+			t.Fatalf("bulk %d: %d %s", batch, resp.StatusCode, b)
+		}
+	}
+	s.kill9(t)
+
+	s = startServer(t, dir)
+	got := s.lokiLines(t, `{service_name="durable"}`)
+	for line := range want {
+		if _, ok := got[line]; !ok {
+			t.Fatalf("acknowledged %q lost after kill -9 (%d of %d lines read back)", line, len(got), len(want))
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read back %d lines, sent %d", len(got), len(want))
+	}
+}
