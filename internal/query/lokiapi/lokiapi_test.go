@@ -39,8 +39,8 @@ func fixture(base time.Time) []storage.LogRecord {
 		}
 		recs = append(recs, r)
 	}
-	checkoutA := map[string]any{"service.name": "checkout", "host.name": "a", "deployment.environment.name": "prod"}
-	checkoutB := map[string]any{"service.name": "checkout", "host.name": "b", "deployment.environment.name": "prod"}
+	checkoutA := map[string]any{"service.name": "checkout", "k8s.pod.name": "checkout-a", "host.name": "a", "deployment.environment.name": "prod"}
+	checkoutB := map[string]any{"service.name": "checkout", "k8s.pod.name": "checkout-b", "host.name": "b", "deployment.environment.name": "prod"}
 	payments := map[string]any{"service.name": "payments", "job": "payments"}
 	for i := range 6 {
 		status := 200
@@ -110,11 +110,11 @@ func grafanaCalls(base time.Time) []grafanaCall {
 		{"instant_rate", "/loki/api/v1/query", url.Values{"query": {`sum by (service_name) (rate({service_name=~".+"}[10m]))`}, "time": {end}}, nil},
 		{"labels", "/loki/api/v1/labels", url.Values{"start": {start}, "end": {end}}, nil},
 		{"label_values", "/loki/api/v1/label/service_name/values", url.Values{"start": {start}, "end": {end}}, nil},
-		{"label_values_selector", "/loki/api/v1/label/host_name/values", url.Values{"query": {`{service_name="checkout"}`}, "start": {start}, "end": {end}}, nil},
+		{"label_values_selector", "/loki/api/v1/label/k8s_pod_name/values", url.Values{"query": {`{service_name="checkout"}`}, "start": {start}, "end": {end}}, nil},
 		{"series", "/loki/api/v1/series", url.Values{"match[]": {`{service_name="checkout"}`, `{job=~"pay.*"}`}, "start": {start}, "end": {end}}, nil},
 		{"index_stats", "/loki/api/v1/index/stats", url.Values{"query": {`{service_name="checkout"}`}, "start": {start}, "end": {end}}, nil},
 		{"index_volume", "/loki/api/v1/index/volume", url.Values{"query": {`{service_name=~".+"}`}, "start": {start}, "end": {end}, "limit": {"10"}}, nil},
-		{"index_volume_target", "/loki/api/v1/index/volume", url.Values{"query": {`{service_name="checkout"}`}, "targetLabels": {"host_name"}, "start": {start}, "end": {end}}, nil},
+		{"index_volume_target", "/loki/api/v1/index/volume", url.Values{"query": {`{service_name="checkout"}`}, "targetLabels": {"k8s_pod_name"}, "start": {start}, "end": {end}}, nil},
 		{"index_volume_range", "/loki/api/v1/index/volume_range", url.Values{"query": {`{service_name=~".+"}`}, "start": {start}, "end": {end}, "step": {"300000ms"}}, nil},
 		{"detected_labels", "/loki/api/v1/detected_labels", url.Values{"query": {`{service_name=~".+"}`}, "start": {start}, "end": {end}}, nil},
 		{"detected_fields", "/loki/api/v1/detected_fields", url.Values{"query": {`{service_name=~".+"}`}, "start": {start}, "end": {end}}, nil},

@@ -40,12 +40,13 @@ const (
 )
 
 // Source reads a storage.SpanLogStore as LogQL streams. A stream is one
-// resource: its labels are the resource attributes, named as Loki names
-// the attributes of OTLP logs (every character a label name cannot hold
-// becomes '_': service.name is service_name), values as text. Structured
-// metadata is the record's attributes, its trace and span id (trace_id,
-// span_id) and detected_level from its severity. Resources whose labels
-// come out equal are one stream.
+// resource: its labels are the resource attributes that are stream
+// labels (see isStreamLabel), named as Loki names the attributes of OTLP
+// logs (every character a label name cannot hold becomes '_':
+// service.name is service_name), values as text. Structured metadata is
+// the record's attributes, its trace and span id (trace_id, span_id),
+// detected_level from its severity, then the resource's other
+// attributes. Resources whose labels come out equal are one stream.
 type Source struct {
 	store LogStore
 }
@@ -164,12 +165,36 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 	}
 }
 
-// streamLabels names a resource's attributes as stream labels. When two
-// attributes come out as one name the first, in key order, wins.
+// indexedResource are the OpenTelemetry resource attributes Loki makes
+// stream labels of by default when it takes OTLP logs; it keeps the
+// others as structured metadata, so that a process id or an SDK version
+// does not make streams of its own or crowd Grafana's label browser.
+var indexedResource = map[string]bool{
+	"service.name": true, "service.namespace": true, "service.instance.id": true,
+	"deployment.environment": true, "deployment.environment.name": true,
+	"cloud.region": true, "cloud.availability_zone": true,
+	"k8s.cluster.name": true, "k8s.namespace.name": true, "k8s.pod.name": true,
+	"k8s.container.name": true, "container.name": true, "k8s.replicaset.name": true,
+	"k8s.deployment.name": true, "k8s.statefulset.name": true, "k8s.daemonset.name": true,
+	"k8s.cronjob.name": true, "k8s.job.name": true,
+}
+
+// isStreamLabel reports whether a resource attribute is a stream label:
+// one Loki indexes by default, or one without a dot, which no
+// OpenTelemetry semantic convention names and which is what the labels a
+// Loki or Elasticsearch agent sends become (job, app, filename...).
+func isStreamLabel(key string) bool {
+	return indexedResource[key] || !strings.Contains(key, ".")
+}
+
+// streamLabels names a resource's stream-label attributes as labels. When
+// two attributes come out as one name the first, in key order, wins.
 func streamLabels(service string, res map[string]any) labels.Labels {
 	keys := make([]string, 0, len(res))
 	for k := range res {
-		keys = append(keys, k)
+		if isStreamLabel(k) {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
 	b := labels.NewScratchBuilder(len(res) + 1)
@@ -198,8 +223,8 @@ func streamLabels(service string, res map[string]any) labels.Labels {
 
 // metadata is a record's structured metadata.
 func metadata(rec storage.LogRecord) labels.Labels {
-	b := labels.NewScratchBuilder(len(rec.Attributes) + 3)
-	seen := make(map[string]bool, len(rec.Attributes)+3)
+	b := labels.NewScratchBuilder(len(rec.Attributes) + len(rec.ResourceAttributes) + 3)
+	seen := make(map[string]bool, len(rec.Attributes)+len(rec.ResourceAttributes)+3)
 	add := func(name, v string) {
 		if v == "" || seen[name] {
 			return
@@ -223,6 +248,16 @@ func metadata(rec storage.LogRecord) labels.Labels {
 	slices.Sort(keys)
 	for _, k := range keys {
 		add(LabelName(k), valueString(rec.Attributes[k]))
+	}
+	keys = keys[:0]
+	for k := range rec.ResourceAttributes {
+		if !isStreamLabel(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		add(LabelName(k), valueString(rec.ResourceAttributes[k]))
 	}
 	b.Sort()
 	return b.Labels()

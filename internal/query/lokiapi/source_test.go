@@ -39,9 +39,13 @@ func TestStreamLabels(t *testing.T) {
 		"tags":         []any{"a", "b"},
 		"empty":        "",
 	})
-	want := labels.FromStrings("service_name", "checkout", "host_name", "h1", "pid", "42", "ratio", "0.5", "canary", "true", "tags", `["a","b"]`)
+	// host.name is no label Loki indexes: it is structured metadata.
+	want := labels.FromStrings("service_name", "checkout", "pid", "42", "ratio", "0.5", "canary", "true", "tags", `["a","b"]`)
 	if !labels.Equal(got, want) {
 		t.Errorf("streamLabels = %s, want %s", got, want)
+	}
+	if md := metadata(storage.LogRecord{ResourceAttributes: map[string]any{"host.name": "h1", "job": "x"}}); md.Get("host_name") != "h1" || md.Has("job") {
+		t.Errorf("metadata of a resource = %s, want host_name and no job", md)
 	}
 	// A resource without service.name still gets service_name, as Loki 3
 	// gives every stream one.
@@ -56,18 +60,18 @@ func TestStreamLabels(t *testing.T) {
 func TestSourceStreamsAndEntries(t *testing.T) {
 	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	store := newFakeStore(
-		rec(base, "checkout", map[string]any{"service.name": "checkout", "host.name": "a"}, "GET /cart 200", plog.SeverityNumberInfo),
-		rec(base.Add(time.Second), "checkout", map[string]any{"service.name": "checkout", "host.name": "b"}, "GET /cart 500", plog.SeverityNumberError),
-		rec(base.Add(2*time.Second), "checkout", map[string]any{"service.name": "checkout", "host.name": "a"}, "POST /pay 200", plog.SeverityNumberWarn),
+		rec(base, "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "a"}, "GET /cart 200", plog.SeverityNumberInfo),
+		rec(base.Add(time.Second), "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "b"}, "GET /cart 500", plog.SeverityNumberError),
+		rec(base.Add(2*time.Second), "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "a"}, "POST /pay 200", plog.SeverityNumberWarn),
 		rec(base.Add(3*time.Second), "web", map[string]any{"service.name": "web"}, "hello", 0),
 		// Two resources whose attributes come out as the same labels are one
 		// stream.
-		rec(base.Add(4*time.Second), "web", map[string]any{"service.name": "web", "x.y": "1"}, "dot", 0),
-		rec(base.Add(5*time.Second), "web", map[string]any{"service.name": "web", "x_y": "1"}, "underscore", 0),
+		rec(base.Add(4*time.Second), "web", map[string]any{"service.name": "web", "k8s.pod.name": "1"}, "dot", 0),
+		rec(base.Add(5*time.Second), "web", map[string]any{"service.name": "web", "k8s_pod_name": "1"}, "underscore", 0),
 	)
 	src := NewSource(store)
 	ctx := context.Background()
-	sel, err := logql.ParseLogQuery(`{service_name="checkout", host_name=~"a|b"}`)
+	sel, err := logql.ParseLogQuery(`{service_name="checkout", k8s_pod_name=~"a|b"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,7 @@ func TestSourceStreamsAndEntries(t *testing.T) {
 	if len(streams) != 2 {
 		t.Fatalf("streams = %v, want the two checkout hosts", streams)
 	}
-	if streams[0].Labels.Get("host_name") != "a" || streams[0].Entries != 2 || streams[0].Bytes != int64(len("GET /cart 200")+len("POST /pay 200")) {
+	if streams[0].Labels.Get("k8s_pod_name") != "a" || streams[0].Entries != 2 || streams[0].Bytes != int64(len("GET /cart 200")+len("POST /pay 200")) {
 		t.Errorf("first stream = %+v", streams[0])
 	}
 	if store.lastQuery.Service != "checkout" {
@@ -111,7 +115,7 @@ func TestSourceStreamsAndEntries(t *testing.T) {
 		t.Errorf("record attribute not in metadata: %s", got[0].Metadata)
 	}
 
-	web, err := logql.ParseLogQuery(`{service_name="web", x_y="1"}`)
+	web, err := logql.ParseLogQuery(`{service_name="web", k8s_pod_name="1"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +124,7 @@ func TestSourceStreamsAndEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(streams) != 1 || streams[0].Entries != 2 {
-		t.Fatalf("x.y and x_y should be one stream: %+v", streams)
+		t.Fatalf("k8s.pod.name and k8s_pod_name should be one stream: %+v", streams)
 	}
 	n := 0
 	for _, err := range src.Entries(ctx, logql.EntryQuery{Streams: streams, Start: base, End: base.Add(time.Minute)}) {
