@@ -205,6 +205,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 		}
 		newOps := p.newOperations(day)
+		s.noteTraces(p, day)
 		_, err = s.appendDay(ctx, day[0].day, tableFill{"spans", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]

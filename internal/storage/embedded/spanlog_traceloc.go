@@ -1,0 +1,180 @@
+package embedded
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+)
+
+// DefaultTraceLocations is SpanLogOptions.TraceLocations' default: about
+// 30-60 MB of memory, the traces of some 10-15 million spans of ordinary
+// size.
+const DefaultTraceLocations = 1 << 20
+
+// traceLocs is a day's trace index held in memory: for each trace, the
+// range of its spans' start times in that day's file. A lookup in it
+// replaces the scan of the day's trace_index table, which over millions of
+// spans was most of a trace read (the ids are random, so no zonemap helps),
+// and the SQL text, parsing and planning that came with it.
+//
+// It is keyed by the low 64 bits of the trace id alone, the random ones in
+// W3C, X-Ray and 64-bit ids alike: two traces sharing them share one,
+// wider, range, which only makes the span read scan a little more, since
+// that read compares the whole id. Ranges only ever widen, and they widen
+// before the spans they cover are committed, so a range always covers
+// every committed span of its trace.
+type traceLocs struct {
+	mu sync.RWMutex
+	m  map[uint64]startRange
+	// off means the map is not held (it did not fit the store's budget):
+	// readers look in the day's trace_index table instead.
+	off bool
+}
+
+type startRange struct{ min, max int64 }
+
+// newTraceLocs returns an empty index, or one that is off.
+func newTraceLocs(on bool) *traceLocs {
+	if !on {
+		return &traceLocs{off: true}
+	}
+	return &traceLocs{m: map[uint64]startRange{}}
+}
+
+// each calls fn with the range of every trace of ids the day holds, and
+// returns false, calling nothing, when the index is off and the day's
+// trace_index table must be read instead.
+func (t *traceLocs) each(ids []traceKey, fn func(traceKey, startRange)) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.off {
+		return false
+	}
+	for _, id := range ids {
+		if r, ok := t.m[id.lo]; ok {
+			fn(id, r)
+		}
+	}
+	return true
+}
+
+// add widens the ranges of a day's rows, sorted by trace id and then start
+// time as WriteTraces sorts them, and returns how many traces are new.
+func (t *traceLocs) add(rows []spanRow) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.off {
+		return 0
+	}
+	n := 0
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && rows[j].traceHi == rows[i].traceHi && rows[j].traceLo == rows[i].traceLo {
+			j++
+		}
+		n += t.widen(rows[i].traceLo, rows[i].start, rows[j-1].start)
+		i = j
+	}
+	return n
+}
+
+// widen merges [lo, hi] into the trace's range and returns 1 if the trace
+// was not held before. The caller holds mu.
+func (t *traceLocs) widen(id uint64, lo, hi int64) int {
+	r, ok := t.m[id]
+	if !ok {
+		t.m[id] = startRange{lo, hi}
+		return 1
+	}
+	t.m[id] = startRange{min(r.min, lo), max(r.max, hi)}
+	return 0
+}
+
+// drop turns the index off and returns how many traces it held.
+func (t *traceLocs) drop() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(t.m)
+	t.m, t.off = nil, true
+	return n
+}
+
+// size returns how many traces the index holds, and false when it is off.
+func (t *traceLocs) size() (int, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m), !t.off
+}
+
+// loadTraceLocs fills p's in-memory index from its trace_index table if it
+// fits what is left of the budget, and leaves it off otherwise. It runs
+// while the day is being attached, before any write can reach it.
+func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
+	left := int64(s.opts.TraceLocations) - s.locCount.Load()
+	if left <= 0 {
+		p.locs = newTraceLocs(false)
+		return nil
+	}
+	var n int64
+	if err := s.db.QueryRowContext(ctx, "SELECT count(DISTINCT trace_lo) FROM "+p.alias+".trace_index").Scan(&n); err != nil {
+		return fmt.Errorf("embedded: count traces of %s: %w", p.path, err)
+	}
+	if n > left {
+		p.locs = newTraceLocs(false)
+		return nil
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max) FROM "+p.alias+".trace_index GROUP BY trace_lo")
+	if err != nil {
+		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
+	}
+	defer rows.Close()
+	t := &traceLocs{m: make(map[uint64]startRange, n)}
+	for rows.Next() {
+		var id uint64
+		var r startRange
+		if err := rows.Scan(&id, &r.min, &r.max); err != nil {
+			return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
+		}
+		t.m[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
+	}
+	p.locs = t
+	s.locCount.Add(int64(len(t.m)))
+	return nil
+}
+
+// noteTraces records where a day's rows (sorted as WriteTraces sorts them)
+// lie, before they are committed: a reader in between looks where nothing
+// is yet, as it would have before the write, and a failed commit leaves a
+// range covering nothing. Past the budget, the oldest days' indexes are let
+// go, so memory stays bounded and those days are read as before.
+func (s *SpanLogStore) noteTraces(p *partition, rows []spanRow) {
+	if n := p.locs.add(rows); n > 0 && s.locCount.Add(int64(n)) > int64(s.opts.TraceLocations) {
+		s.shedTraceLocs()
+	}
+}
+
+// shedTraceLocs turns off the in-memory indexes of the oldest days until
+// the rest fit the budget.
+func (s *SpanLogStore) shedTraceLocs() {
+	s.pmu.Lock()
+	held := make([]*partition, 0, len(s.parts))
+	for _, p := range s.parts {
+		held = append(held, p)
+	}
+	s.pmu.Unlock()
+	slices.SortFunc(held, func(a, b *partition) int { return cmp.Compare(a.day, b.day) })
+	for _, p := range held {
+		if s.locCount.Load() <= int64(s.opts.TraceLocations) {
+			return
+		}
+		if n := p.locs.drop(); n > 0 {
+			s.locCount.Add(-int64(n))
+			s.log.Info("trace index of a day no longer held in memory: over the budget", "file", p.path, "traces", n)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package embedded
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
+)
+
+func openWithLocations(t *testing.T, dir string, clock *fixedClock, locations int) *SpanLogStore {
+	t.Helper()
+	s, err := OpenSpanLogStore(t.Context(), SpanLogOptions{
+		Dir: dir, MemoryLimit: "256MB", Threads: 1, Now: clock.now, TraceLocations: locations,
+	})
+	if err != nil {
+		t.Fatalf("OpenSpanLogStore: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// The store without any trace index in memory reads every day's
+// trace_index table, as it did before the index existed: that path stays
+// conformant too.
+func TestSpanLogConformanceWithoutTraceLocations(t *testing.T) {
+	storagetest.RunSpanLogStore(t, func(t *testing.T) storage.SpanLogStore {
+		return openWithLocations(t, t.TempDir(), &fixedClock{time.Now()}, -1)
+	})
+}
+
+func spanAt(id pcommon.TraceID, span byte, at time.Time) ptrace.Traces {
+	td := oneSpan(id, at, nil)
+	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).SetSpanID(pcommon.SpanID{span})
+	return td
+}
+
+func spanCount(t *testing.T, s *SpanLogStore, id pcommon.TraceID) int {
+	t.Helper()
+	td, err := s.GetTrace(t.Context(), id)
+	if errors.Is(err, storage.ErrTraceNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("GetTrace(%s): %v", id, err)
+	}
+	return td.SpanCount()
+}
+
+// A span written later to a trace already read, hours away from its other
+// spans, widens the trace's range: the next read finds it. Traces whose
+// ids share their low half share a range but keep their own spans.
+func TestTraceLocationsWidenOnLaterWrites(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := &fixedClock{at}
+	for _, c := range []struct {
+		name      string
+		locations int
+	}{{"in memory", 0}, {"tables only", -1}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openWithLocations(t, t.TempDir(), clock, c.locations)
+			ctx := t.Context()
+			id := pcommon.TraceID{1, 15: 7}
+			twin := pcommon.TraceID{2, 15: 7} // same low 64 bits
+			if err := s.WriteTraces(ctx, spanAt(id, 1, at)); err != nil {
+				t.Fatal(err)
+			}
+			if n := spanCount(t, s, id); n != 1 {
+				t.Fatalf("%d spans, want 1", n)
+			}
+			for _, w := range []ptrace.Traces{spanAt(id, 2, at.Add(-3*time.Hour)), spanAt(id, 3, at.Add(5*time.Hour)), spanAt(twin, 9, at.Add(time.Minute))} {
+				if err := s.WriteTraces(ctx, w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := spanCount(t, s, id); n != 3 {
+				t.Errorf("%d spans after later writes, want 3", n)
+			}
+			if n := spanCount(t, s, twin); n != 1 {
+				t.Errorf("twin trace has %d spans, want 1", n)
+			}
+			if n := spanCount(t, s, pcommon.TraceID{3, 15: 7}); n != 0 {
+				t.Errorf("unwritten trace sharing the low half has %d spans", n)
+			}
+		})
+	}
+}
+
+// Past its budget the store lets go of the oldest days' indexes, which are
+// then read from their tables; reopening loads the newest days first; and
+// retention takes a dropped day's entries with it.
+func TestTraceLocationsBudgetReopenAndRetention(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2025, 3, d, 12, 0, 0, 0, time.UTC) }
+	clock := &fixedClock{day(10)}
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openWithLocations(t, dir, clock, 4)
+	// Three traces on 8 March, two on 9 March, two on 10 March: seven in
+	// all, over the budget of four.
+	ids := map[int][]pcommon.TraceID{}
+	for d, n := range map[int]int{8: 3, 9: 2, 10: 2} {
+		for i := range n {
+			id := pcommon.TraceID{byte(d), 15: byte(i + 1)}
+			ids[d] = append(ids[d], id)
+			if err := s.WriteTraces(ctx, spanAt(id, 1, day(d))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := s.locCount.Load(); n > 4 {
+		t.Errorf("%d traces held in memory, budget 4", n)
+	}
+	all := func(s *SpanLogStore, days ...int) {
+		t.Helper()
+		for _, d := range days {
+			for _, id := range ids[d] {
+				if n := spanCount(t, s, id); n != 1 {
+					t.Errorf("trace %s: %d spans, want 1", id, n)
+				}
+			}
+		}
+	}
+	all(s, 8, 9, 10)
+	held := func(s *SpanLogStore) map[int64]int {
+		out := map[int64]int{}
+		for _, p := range s.snapshot() {
+			if n, ok := p.locs.size(); ok {
+				out[p.day-day(1).Unix()/86400+1] = n
+			}
+		}
+		return out
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openWithLocations(t, dir, clock, 4)
+	if got := held(s); len(got) != 2 || got[10] != 2 || got[9] != 2 {
+		t.Errorf("after reopen, days held in memory = %v, want the two newest with 2 traces each", got)
+	}
+	all(s, 8, 9, 10)
+	// A later write to a day not held still lands in its table and is read.
+	late := pcommon.TraceID{8, 15: 9}
+	if err := s.WriteTraces(ctx, spanAt(late, 1, day(8).Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if n := spanCount(t, s, late); n != 1 {
+		t.Errorf("late trace on a day not held: %d spans, want 1", n)
+	}
+
+	if _, err := s.DropBefore(ctx, day(10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.locCount.Load(); n != 2 {
+		t.Errorf("%d traces held in memory after dropping 8 and 9 March, want 2", n)
+	}
+	for _, id := range append(ids[8], ids[9]...) {
+		if n := spanCount(t, s, id); n != 0 {
+			t.Errorf("trace %s of a dropped day still has %d spans", id, n)
+		}
+	}
+	all(s, 10)
+}
