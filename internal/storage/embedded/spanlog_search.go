@@ -22,10 +22,12 @@ var _ storage.TraceSearcher = (*SpanLogStore)(nil)
 
 type traceKey struct{ hi, lo uint64 }
 
-// spanRange is where a trace's spans lie in one day file.
+// spanRange is where a trace's spans lie in one day file, and how many
+// spans and bytes it holds there (copies included; -1 when not known).
 type spanRange struct {
-	alias    string
-	min, max int64
+	alias        string
+	min, max     int64
+	spans, bytes int64
 }
 
 // locateTraces finds in the trace index of every day where the traces'
@@ -49,8 +51,8 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 			cold = append(cold, p)
 			continue
 		}
-		held := p.locs.each(ids, func(id traceKey, r startRange) {
-			out[id] = append(out[id], spanRange{alias: p.alias, min: r.min, max: r.max})
+		held := p.locs.each(ids, func(id traceKey, r traceLoc) {
+			out[id] = append(out[id], spanRange{alias: p.alias, min: r.min, max: r.max, spans: knownCount(r.spans), bytes: knownCount(r.bytes)})
 		})
 		if !held {
 			cold = append(cold, p)
@@ -74,8 +76,8 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 		if i > 0 {
 			q.WriteString(" UNION ALL ")
 		}
-		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max) FROM %s.trace_index %s GROUP BY ALL",
-			sqlString(p.alias), p.alias, filter)
+		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max), %s FROM %s.trace_index %s GROUP BY trace_hi, trace_lo",
+			sqlString(p.alias), traceCountsSQL, p.alias, filter)
 		args = append(args, lists...)
 	}
 	rows, err := s.db.QueryContext(ctx, q.String(), args...)
@@ -86,7 +88,7 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 	for rows.Next() {
 		var r spanRange
 		var k traceKey
-		if err := rows.Scan(&r.alias, &k.hi, &k.lo, &r.min, &r.max); err != nil {
+		if err := rows.Scan(&r.alias, &k.hi, &k.lo, &r.min, &r.max, &r.spans, &r.bytes); err != nil {
 			return nil, fmt.Errorf("embedded: read trace index: %w", err)
 		}
 		out[k] = append(out[k], r)

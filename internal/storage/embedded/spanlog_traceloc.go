@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 )
@@ -27,26 +28,52 @@ const DefaultTraceLocations = 1 << 20
 // every committed span of its trace.
 type traceLocs struct {
 	mu sync.RWMutex
-	m  map[uint64]startRange
+	m  map[uint64]traceLoc
 	// off means the map is not held (it did not fit the store's budget):
 	// readers look in the day's trace_index table instead.
 	off bool
 }
 
-type startRange struct{ min, max int64 }
+// traceLoc is where a trace's spans lie in one day file, and how many
+// there are and how large (traceSizeSQL), counting every copy a retried
+// write stored, which the reader counts once: both only ever overstate.
+// Counts that do not fit, or that files written before the trace index
+// counted them lack, are unknownCount.
+type traceLoc struct {
+	min, max     int64
+	spans, bytes uint32
+}
+
+const unknownCount = math.MaxUint32
+
+// knownCount is c as a spanRange count: -1 when unknown.
+func knownCount(c uint32) int64 {
+	if c == unknownCount {
+		return -1
+	}
+	return int64(c)
+}
+
+// addCount adds n to a count, saturating at unknownCount.
+func addCount(c uint32, n int64) uint32 {
+	if n < 0 || int64(c)+n >= unknownCount {
+		return unknownCount
+	}
+	return c + uint32(n)
+}
 
 // newTraceLocs returns an empty index, or one that is off.
 func newTraceLocs(on bool) *traceLocs {
 	if !on {
 		return &traceLocs{off: true}
 	}
-	return &traceLocs{m: map[uint64]startRange{}}
+	return &traceLocs{m: map[uint64]traceLoc{}}
 }
 
 // each calls fn with the range of every trace of ids the day holds, and
 // returns false, calling nothing, when the index is off and the day's
 // trace_index table must be read instead.
-func (t *traceLocs) each(ids []traceKey, fn func(traceKey, startRange)) bool {
+func (t *traceLocs) each(ids []traceKey, fn func(traceKey, traceLoc)) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.off {
@@ -74,21 +101,25 @@ func (t *traceLocs) add(rows []spanRow) int {
 		for j < len(rows) && rows[j].traceHi == rows[i].traceHi && rows[j].traceLo == rows[i].traceLo {
 			j++
 		}
-		n += t.widen(rows[i].traceLo, rows[i].start, rows[j-1].start)
+		var size int64
+		for k := i; k < j; k++ {
+			size += rows[k].size
+		}
+		n += t.widen(rows[i].traceLo, traceLoc{rows[i].start, rows[j-1].start, addCount(0, int64(j-i)), addCount(0, size)})
 		i = j
 	}
 	return n
 }
 
-// widen merges [lo, hi] into the trace's range and returns 1 if the trace
-// was not held before. The caller holds mu.
-func (t *traceLocs) widen(id uint64, lo, hi int64) int {
+// widen merges a batch's part of a trace into its location and returns 1
+// if the trace was not held before. The caller holds mu.
+func (t *traceLocs) widen(id uint64, b traceLoc) int {
 	r, ok := t.m[id]
 	if !ok {
-		t.m[id] = startRange{lo, hi}
+		t.m[id] = b
 		return 1
 	}
-	t.m[id] = startRange{min(r.min, lo), max(r.max, hi)}
+	t.m[id] = traceLoc{min(r.min, b.min), max(r.max, b.max), addCount(r.spans, int64(b.spans)), addCount(r.bytes, int64(b.bytes))}
 	return 0
 }
 
@@ -125,18 +156,20 @@ func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 		p.locs = newTraceLocs(false)
 		return nil
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max) FROM "+p.alias+".trace_index GROUP BY trace_lo")
+	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max), "+traceCountsSQL+" FROM "+p.alias+".trace_index GROUP BY trace_lo")
 	if err != nil {
 		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 	}
 	defer rows.Close()
-	t := &traceLocs{m: make(map[uint64]startRange, n)}
+	t := &traceLocs{m: make(map[uint64]traceLoc, n)}
 	for rows.Next() {
 		var id uint64
-		var r startRange
-		if err := rows.Scan(&id, &r.min, &r.max); err != nil {
+		var r traceLoc
+		var spans, bytes int64
+		if err := rows.Scan(&id, &r.min, &r.max, &spans, &bytes); err != nil {
 			return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 		}
+		r.spans, r.bytes = addCount(0, spans), addCount(0, bytes)
 		t.m[id] = r
 	}
 	if err := rows.Err(); err != nil {
@@ -146,6 +179,11 @@ func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 	s.locCount.Add(int64(len(t.m)))
 	return nil
 }
+
+// traceCountsSQL sums the spans and bytes columns of trace_index rows, -1
+// when a row predates them.
+const traceCountsSQL = `CASE WHEN count(spans) = count(*) THEN sum(spans) ELSE -1 END::BIGINT,
+	CASE WHEN count(bytes) = count(*) THEN sum(bytes) ELSE -1 END::BIGINT`
 
 // noteTraces records where a day's rows (sorted as WriteTraces sorts them)
 // lie, before they are committed: a reader in between looks where nothing

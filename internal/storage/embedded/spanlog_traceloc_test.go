@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -164,4 +165,101 @@ func TestTraceLocationsBudgetReopenAndRetention(t *testing.T) {
 		}
 	}
 	all(s, 10)
+}
+
+// The spans and bytes the trace index counts at write time are what the
+// read's sizing query measures in the stored rows, in memory and in the
+// tables alike; a file whose trace index predates the counts gets them
+// rebuilt when it is attached.
+func TestTraceIndexCounts(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	clock := &fixedClock{time.Now()}
+	base := storagetest.Base(clock.t)
+	s := openWithLocations(t, dir, clock, 0)
+	var ids []pcommon.TraceID
+	for _, f := range []string{"traces_rich.json", "traces_split_a.json", "traces_split_b.json", "traces_split_a.json"} {
+		td := storagetest.LoadTraces(t, f, base)
+		if err := s.WriteTraces(ctx, td); err != nil {
+			t.Fatal(err)
+		}
+		for i := range td.ResourceSpans().Len() {
+			ss := td.ResourceSpans().At(i).ScopeSpans()
+			for j := range ss.Len() {
+				for k := range ss.At(j).Spans().Len() {
+					ids = append(ids, ss.At(j).Spans().At(k).TraceID())
+				}
+			}
+		}
+	}
+	check := func(s *SpanLogStore, what string) {
+		t.Helper()
+		for _, id := range ids {
+			key := traceIDKey(id)
+			where, err := s.locateTraces(ctx, s.snapshot(), []traceKey{key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spans, bytes int64
+			for _, r := range where[key] {
+				if r.spans < 0 || r.bytes < 0 {
+					t.Fatalf("%s: trace %s has unknown counts", what, id)
+				}
+				spans, bytes = spans+r.spans, bytes+r.bytes
+			}
+			var wantSpans, wantBytes int64
+			for _, p := range s.snapshot() {
+				var n, b int64
+				if err := s.db.QueryRowContext(ctx, "SELECT count(*), coalesce(sum("+traceSizeSQL+"), 0)::BIGINT FROM "+p.alias+
+					fmt.Sprintf(".spans WHERE trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", key.hi, key.lo)).Scan(&n, &b); err != nil {
+					t.Fatal(err)
+				}
+				wantSpans, wantBytes = wantSpans+n, wantBytes+b
+			}
+			if spans != wantSpans || bytes != wantBytes {
+				t.Errorf("%s: trace %s counted %d spans, %d bytes; stored %d, %d", what, id, spans, bytes, wantSpans, wantBytes)
+			}
+		}
+	}
+	check(s, "in memory")
+	for _, p := range s.snapshot() {
+		for _, col := range []string{"spans", "bytes"} {
+			if _, err := s.db.ExecContext(ctx, "ALTER TABLE "+p.alias+".trace_index DROP COLUMN "+col); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, -1)
+	check(s, "tables rebuilt")
+	if n := spanCount(t, s, storagetest.SplitTraceID); n != 4 {
+		t.Errorf("split trace has %d spans after the rebuild, want 4", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, 0)
+	check(s, "loaded into memory")
+}
+
+func TestFitsLimit(t *testing.T) {
+	day := func(spans, bytes int64) spanRange { return spanRange{spans: spans, bytes: bytes} }
+	for _, c := range []struct {
+		name  string
+		where []spanRange
+		lim   storage.TraceReadLimit
+		want  bool
+	}{
+		{"within both", []spanRange{day(3, 300), day(2, 200)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, true},
+		{"spans over across days", []spanRange{day(3, 300), day(3, 200)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, false},
+		{"bytes over", []spanRange{day(1, 501)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, false},
+		{"no byte bound", []spanRange{day(1, 1<<40)}, storage.TraceReadLimit{MaxSpans: 5}, true},
+		{"unknown counts", []spanRange{day(1, 10), day(-1, -1)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, false},
+	} {
+		if got := fitsLimit(c.where, &c.lim); got != c.want {
+			t.Errorf("%s: fitsLimit = %v, want %v", c.name, got, c.want)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 // spansDDL creates a day's span table. Hot fields are real columns;
@@ -163,6 +164,8 @@ type spanRow struct {
 	flags                              uint32
 	droppedAttrs, droppedEv, droppedLk uint32
 	attrs, events, links               [2]int32 // arena offsets
+	// size is the row's size as traceassembly.Row.Size counts it.
+	size int64
 }
 
 // WriteTraces appends every span of td in one transaction per UTC day it
@@ -300,6 +303,8 @@ func (s *SpanLogStore) spanRows(td ptrace.Traces) ([]spanRow, []byte) {
 				o = len(arena)
 				arena = appendLinks(arena, sp.Links())
 				r.links = mark(o)
+				r.size = int64(r.attrs[1]-r.attrs[0]+r.events[1]-r.events[0]+r.links[1]-r.links[0]) +
+					int64(len(r.res.attrs)+len(r.name)) + traceassembly.RowOverhead
 				rows = append(rows, r)
 			}
 		}
