@@ -61,7 +61,7 @@ type SpanLogOptions struct {
 	// Threads is DuckDB's worker thread count (GOMAXPROCS if 0).
 	Threads int
 	// TraceLocations bounds how many traces' locations the store holds in
-	// memory (spanlog_traceloc.go), 30 to 60 bytes each
+	// memory (spanlog_traceloc.go), 25 to 60 bytes each
 	// (DefaultTraceLocations if 0; negative holds none). Days that do not
 	// fit, the oldest first, are looked up in their files instead, about
 	// ten times slower.

@@ -22,8 +22,8 @@ var _ storage.TraceSearcher = (*SpanLogStore)(nil)
 
 type traceKey struct{ hi, lo uint64 }
 
-// spanRange is where a trace's spans lie in one day file, and how many
-// spans and bytes it holds there (copies included; -1 when not known).
+// spanRange is where a trace's spans lie in one day file, and at most how
+// many spans and bytes it holds there (copies included; -1 when not known).
 type spanRange struct {
 	alias        string
 	min, max     int64
@@ -52,7 +52,7 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 			continue
 		}
 		held := p.locs.each(ids, func(id traceKey, r traceLoc) {
-			out[id] = append(out[id], spanRange{alias: p.alias, min: r.min, max: r.max, spans: knownCount(r.spans), bytes: knownCount(r.bytes)})
+			out[id] = append(out[id], r.spanRange(p.alias))
 		})
 		if !held {
 			cold = append(cold, p)
@@ -77,7 +77,7 @@ func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids 
 			q.WriteString(" UNION ALL ")
 		}
 		fmt.Fprintf(&q, "SELECT %s AS part, trace_hi, trace_lo, min(start_min), max(start_max), %s FROM %s.trace_index %s GROUP BY trace_hi, trace_lo",
-			sqlString(p.alias), traceCountsSQL, p.alias, filter)
+			sqlString(p.alias), traceSpansSQL+", "+traceBytesSQL, p.alias, filter)
 		args = append(args, lists...)
 	}
 	rows, err := s.db.QueryContext(ctx, q.String(), args...)

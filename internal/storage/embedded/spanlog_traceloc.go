@@ -7,12 +7,14 @@ import (
 	"math"
 	"slices"
 	"sync"
+
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
-// DefaultTraceLocations is SpanLogOptions.TraceLocations' default: about
-// 30-60 MB of memory, the traces of some 10-15 million spans of ordinary
-// size.
-const DefaultTraceLocations = 1 << 20
+// DefaultTraceLocations is SpanLogOptions.TraceLocations' default: 4
+// million traces (those of 20-30 million spans of ordinary size), 100-240
+// MB of memory when all are held.
+const DefaultTraceLocations = 4 << 20
 
 // traceLocs is a day's trace index held in memory: for each trace, the
 // range of its spans' start times in that day's file. A lookup in it
@@ -34,27 +36,68 @@ type traceLocs struct {
 	off bool
 }
 
-// traceLoc is where a trace's spans lie in one day file, and how many
-// there are and how large (traceSizeSQL), counting every copy a retried
-// write stored, which the reader counts once: both only ever overstate.
-// Counts that do not fit, or that files written before the trace index
-// counted them lack, are unknownCount.
+// traceLoc is where a trace's spans lie in one day file, in 16 bytes: the
+// earliest start time, the latest as whole milliseconds after it (rounded
+// up, which only widens the range), and the size of the spans
+// (traceSizeSQL), counting every copy a retried write stored, which the
+// reader counts once: it only ever overstates. A size that does not fit, or
+// that a file written before the trace index counted lacks, is
+// unknownCount; a range too long for its milliseconds runs to the end of
+// time.
 type traceLoc struct {
-	min, max     int64
-	spans, bytes uint32
+	start int64
+	ms    uint32
+	bytes uint32
 }
 
-const unknownCount = math.MaxUint32
+const (
+	unknownCount = math.MaxUint32
+	unboundedMs  = math.MaxUint32
+)
 
-// knownCount is c as a spanRange count: -1 when unknown.
-func knownCount(c uint32) int64 {
-	if c == unknownCount {
-		return -1
+// makeTraceLoc is the location of spans starting from lo to hi (ns) of
+// the given size (negative: unknown).
+func makeTraceLoc(lo, hi, bytes int64) traceLoc {
+	// Unsigned, so that no difference of two int64s overflows.
+	ms := (uint64(hi) - uint64(lo) + 999_999) / 1_000_000
+	if hi < lo || ms >= unboundedMs {
+		ms = unboundedMs
 	}
-	return int64(c)
+	return traceLoc{start: lo, ms: uint32(ms), bytes: addCount(0, bytes)}
 }
 
-// addCount adds n to a count, saturating at unknownCount.
+// end is the latest start time the location covers.
+func (l traceLoc) end() int64 {
+	d := int64(l.ms) * 1_000_000
+	if l.ms == unboundedMs || l.start > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return l.start + d
+}
+
+// merge is the location covering both a and b.
+func (l traceLoc) merge(b traceLoc) traceLoc {
+	m := makeTraceLoc(min(l.start, b.start), max(l.end(), b.end()), 0)
+	if l.end() == math.MaxInt64 || b.end() == math.MaxInt64 {
+		m.ms = unboundedMs
+	}
+	m.bytes = addCount(l.bytes, int64(b.bytes))
+	return m
+}
+
+// spanRange is l as locateTraces returns it. Every span row is at least
+// traceassembly.RowOverhead bytes, which bounds the spans by the size.
+func (l traceLoc) spanRange(alias string) spanRange {
+	r := spanRange{alias: alias, min: l.start, max: l.end(), spans: -1, bytes: -1}
+	if l.bytes != unknownCount {
+		r.bytes = int64(l.bytes)
+		r.spans = r.bytes / traceassembly.RowOverhead
+	}
+	return r
+}
+
+// addCount adds n to a count, saturating at unknownCount; a negative n is
+// unknown.
 func addCount(c uint32, n int64) uint32 {
 	if n < 0 || int64(c)+n >= unknownCount {
 		return unknownCount
@@ -105,7 +148,7 @@ func (t *traceLocs) add(rows []spanRow) int {
 		for k := i; k < j; k++ {
 			size += rows[k].size
 		}
-		n += t.widen(rows[i].traceLo, traceLoc{rows[i].start, rows[j-1].start, addCount(0, int64(j-i)), addCount(0, size)})
+		n += t.widen(rows[i].traceLo, makeTraceLoc(rows[i].start, rows[j-1].start, size))
 		i = j
 	}
 	return n
@@ -119,7 +162,7 @@ func (t *traceLocs) widen(id uint64, b traceLoc) int {
 		t.m[id] = b
 		return 1
 	}
-	t.m[id] = traceLoc{min(r.min, b.min), max(r.max, b.max), addCount(r.spans, int64(b.spans)), addCount(r.bytes, int64(b.bytes))}
+	t.m[id] = r.merge(b)
 	return 0
 }
 
@@ -156,7 +199,7 @@ func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 		p.locs = newTraceLocs(false)
 		return nil
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max), "+traceCountsSQL+" FROM "+p.alias+".trace_index GROUP BY trace_lo")
+	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max), "+traceBytesSQL+" FROM "+p.alias+".trace_index GROUP BY trace_lo")
 	if err != nil {
 		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 	}
@@ -164,13 +207,11 @@ func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 	t := &traceLocs{m: make(map[uint64]traceLoc, n)}
 	for rows.Next() {
 		var id uint64
-		var r traceLoc
-		var spans, bytes int64
-		if err := rows.Scan(&id, &r.min, &r.max, &spans, &bytes); err != nil {
+		var lo, hi, bytes int64
+		if err := rows.Scan(&id, &lo, &hi, &bytes); err != nil {
 			return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 		}
-		r.spans, r.bytes = addCount(0, spans), addCount(0, bytes)
-		t.m[id] = r
+		t.m[id] = makeTraceLoc(lo, hi, bytes)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
@@ -180,10 +221,12 @@ func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 	return nil
 }
 
-// traceCountsSQL sums the spans and bytes columns of trace_index rows, -1
-// when a row predates them.
-const traceCountsSQL = `CASE WHEN count(spans) = count(*) THEN sum(spans) ELSE -1 END::BIGINT,
-	CASE WHEN count(bytes) = count(*) THEN sum(bytes) ELSE -1 END::BIGINT`
+// traceSpansSQL and traceBytesSQL sum the spans and bytes columns of
+// trace_index rows, -1 when a row predates them.
+const (
+	traceSpansSQL = "CASE WHEN count(spans) = count(*) THEN sum(spans) ELSE -1 END::BIGINT"
+	traceBytesSQL = "CASE WHEN count(bytes) = count(*) THEN sum(bytes) ELSE -1 END::BIGINT"
+)
 
 // noteTraces records where a day's rows (sorted as WriteTraces sorts them)
 // lie, before they are committed: a reader in between looks where nothing
