@@ -191,21 +191,18 @@ func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 		p.locs = newTraceLocs(false)
 		return nil
 	}
-	var n int64
-	if err := s.db.QueryRowContext(ctx, "SELECT count(DISTINCT trace_lo) FROM "+p.alias+".trace_index").Scan(&n); err != nil {
-		return fmt.Errorf("embedded: count traces of %s: %w", p.path, err)
-	}
-	if n > left {
-		p.locs = newTraceLocs(false)
-		return nil
-	}
 	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max), "+traceBytesSQL+" FROM "+p.alias+".trace_index GROUP BY trace_lo")
 	if err != nil {
 		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 	}
 	defer rows.Close()
-	t := &traceLocs{m: make(map[uint64]traceLoc, n)}
+	t := &traceLocs{m: map[uint64]traceLoc{}}
 	for rows.Next() {
+		if int64(len(t.m)) >= left {
+			// Counting the traces first took as long as loading them.
+			p.locs = newTraceLocs(false)
+			return nil
+		}
 		var id uint64
 		var lo, hi, bytes int64
 		if err := rows.Scan(&id, &lo, &hi, &bytes); err != nil {
