@@ -61,10 +61,10 @@ type SpanLogOptions struct {
 	// Threads is DuckDB's worker thread count (GOMAXPROCS if 0).
 	Threads int
 	// TraceLocations bounds how many traces' locations the store holds in
-	// memory (spanlog_traceloc.go), 25 to 60 bytes each
+	// memory (spanlog_traceloc.go), 35 to 55 bytes each
 	// (DefaultTraceLocations if 0; negative holds none). Days that do not
-	// fit, the oldest first, are looked up in their files instead, about
-	// ten times slower.
+	// fit, the oldest first, are looked up in their files instead, several
+	// times slower.
 	TraceLocations int
 	// DiskReserve is the free space on Dir's filesystem below which writes
 	// are refused with ErrDiskFull (DiskReserve(Dir) if 0; negative

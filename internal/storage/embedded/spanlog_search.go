@@ -34,10 +34,10 @@ type spanRange struct {
 // spans are: in memory for the days held there (spanlog_traceloc.go), in
 // the days' trace_index tables for the rest. The caller holds mu shared.
 //
-// For the tables, the ids go in as two list parameters joined against the index, so the
-// query's text is the same for one trace or thousands: a literal per id
-// made its size, and with the summaries' one branch per trace DuckDB's
-// expression depth, grow with the search limit.
+// For the tables, the ids go in as two list parameters joined against the
+// index, so the query's text is the same for one trace or thousands: a
+// literal per id made its size, and with the summaries' one branch per
+// trace DuckDB's expression depth, grow with the search limit.
 func (s *SpanLogStore) locateTraces(ctx context.Context, parts []partition, ids []traceKey) (map[traceKey][]spanRange, error) {
 	if len(ids) == 0 || len(parts) == 0 {
 		return nil, nil

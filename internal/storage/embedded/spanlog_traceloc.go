@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultTraceLocations is SpanLogOptions.TraceLocations' default: 4
-// million traces (those of 20-30 million spans of ordinary size), 100-240
+// million traces (those of 20-30 million spans of ordinary size), 140-220
 // MB of memory when all are held.
 const DefaultTraceLocations = 4 << 20
 
@@ -184,13 +184,11 @@ func (t *traceLocs) size() (int, bool) {
 
 // loadTraceLocs fills p's in-memory index from its trace_index table if it
 // fits what is left of the budget, and leaves it off otherwise. It runs
-// while the day is being attached, before any write can reach it.
+// while the day is being attached, before any write can reach it. A new
+// day's empty file always gets its index: the writes that fill it let the
+// oldest days' go (noteTraces), since the newest are read most.
 func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
 	left := int64(s.opts.TraceLocations) - s.locCount.Load()
-	if left <= 0 {
-		p.locs = newTraceLocs(false)
-		return nil
-	}
 	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max), "+traceBytesSQL+" FROM "+p.alias+".trace_index GROUP BY trace_lo")
 	if err != nil {
 		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)

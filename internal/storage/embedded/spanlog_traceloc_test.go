@@ -93,8 +93,9 @@ func TestTraceLocationsWidenOnLaterWrites(t *testing.T) {
 }
 
 // Past its budget the store lets go of the oldest days' indexes, which are
-// then read from their tables; reopening loads the newest days first; and
-// retention takes a dropped day's entries with it.
+// then read from their tables; reopening loads the newest days first; a new
+// day is indexed in place of the oldest; and retention takes a dropped
+// day's entries with it.
 func TestTraceLocationsBudgetReopenAndRetention(t *testing.T) {
 	day := func(d int) time.Time { return time.Date(2025, 3, d, 12, 0, 0, 0, time.UTC) }
 	clock := &fixedClock{day(10)}
@@ -154,11 +155,24 @@ func TestTraceLocationsBudgetReopenAndRetention(t *testing.T) {
 		t.Errorf("late trace on a day not held: %d spans, want 1", n)
 	}
 
+	// A new day gets its index even with the budget spent: the oldest day
+	// held lets go of its own.
+	next := pcommon.TraceID{11, 15: 1}
+	if err := s.WriteTraces(ctx, spanAt(next, 1, day(11))); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(s); len(got) != 2 || got[10] != 2 || got[11] != 1 {
+		t.Errorf("after a write to a new day, days held in memory = %v, want 10 March with 2 traces and 11 March with 1", got)
+	}
+	if n := spanCount(t, s, next); n != 1 {
+		t.Errorf("trace of the new day: %d spans, want 1", n)
+	}
+
 	if _, err := s.DropBefore(ctx, day(10)); err != nil {
 		t.Fatal(err)
 	}
-	if n := s.locCount.Load(); n != 2 {
-		t.Errorf("%d traces held in memory after dropping 8 and 9 March, want 2", n)
+	if n := s.locCount.Load(); n != 3 {
+		t.Errorf("%d traces held in memory after dropping 8 and 9 March, want 3", n)
 	}
 	for _, id := range append(ids[8], ids[9]...) {
 		if n := spanCount(t, s, id); n != 0 {
