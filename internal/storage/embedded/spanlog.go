@@ -111,6 +111,11 @@ type SpanLogStore struct {
 	parts map[int64]*partition // by day number since the Unix epoch
 	// locCount is how many traces the days' in-memory indexes hold.
 	locCount atomic.Int64
+	// deferLocs is set while the store opens: the days attached then load
+	// their trace indexes afterwards (loadTraceLocsLater), and locsLoaded
+	// is closed once they have.
+	deferLocs  bool
+	locsLoaded chan struct{}
 
 	guard       *diskGuard
 	corruptions *prometheus.CounterVec
@@ -210,7 +215,10 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 	// around instead of reconnecting per batch.
 	s.db.SetMaxIdleConns(max(4, opts.Threads))
 
-	if err := s.attachExisting(ctx); err != nil {
+	s.deferLocs, s.locsLoaded = true, make(chan struct{})
+	err = s.attachExisting(ctx)
+	s.deferLocs = false
+	if err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
@@ -251,6 +259,7 @@ func (s *SpanLogStore) retentionCut() time.Time {
 
 func (s *SpanLogStore) retentionLoop(ctx context.Context) {
 	defer close(s.done)
+	s.loadTraceLocsLater(ctx)
 	t := time.NewTicker(retentionInterval)
 	defer t.Stop()
 	for {
@@ -504,7 +513,9 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 		p.spanMin, p.spanMax = lo.Int64, hi.Int64
 	}
 	// Last, so that a failure before it leaves nothing counted.
-	if err := s.loadTraceLocs(ctx, p); err != nil {
+	if s.deferLocs {
+		p.locs = &traceLocs{m: map[uint64]traceLoc{}, loading: true}
+	} else if err := s.loadTraceLocs(ctx, p); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 		return nil, err
 	}

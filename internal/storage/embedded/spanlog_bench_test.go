@@ -169,6 +169,7 @@ func BenchmarkGetTraceTwoDays(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			<-s.locsLoaded
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				ctx := ctx

@@ -3,11 +3,13 @@ package embedded
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
 
+	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
@@ -34,6 +36,10 @@ type traceLocs struct {
 	// off means the map is not held (it did not fit the store's budget):
 	// readers look in the day's trace_index table instead.
 	off bool
+	// loading means the table is being read into the map in the background
+	// (loadTraceLocsLater): readers look in the table meanwhile, and writes
+	// add to the map, which the loaded entries are merged into.
+	loading bool
 }
 
 // traceLoc is where a trace's spans lie in one day file, in 16 bytes: the
@@ -119,7 +125,7 @@ func newTraceLocs(on bool) *traceLocs {
 func (t *traceLocs) each(ids []traceKey, fn func(traceKey, traceLoc)) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	if t.off {
+	if t.off || t.loading {
 		return false
 	}
 	for _, id := range ids {
@@ -179,7 +185,7 @@ func (t *traceLocs) drop() int {
 func (t *traceLocs) size() (int, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.m), !t.off
+	return len(t.m), !t.off && !t.loading
 }
 
 // loadTraceLocs fills p's in-memory index from its trace_index table if it
@@ -188,31 +194,98 @@ func (t *traceLocs) size() (int, bool) {
 // day's empty file always gets its index: the writes that fill it let the
 // oldest days' go (noteTraces), since the newest are read most.
 func (s *SpanLogStore) loadTraceLocs(ctx context.Context, p *partition) error {
-	left := int64(s.opts.TraceLocations) - s.locCount.Load()
+	m, err := s.readTraceLocs(ctx, p, int64(s.opts.TraceLocations)-s.locCount.Load())
+	if err != nil {
+		return err
+	}
+	p.locs = newTraceLocs(m != nil)
+	if m != nil {
+		p.locs.m = m
+		s.locCount.Add(int64(len(m)))
+	}
+	return nil
+}
+
+// readTraceLocs reads p's trace_index table into a map, or returns nil if
+// it holds more than left traces.
+func (s *SpanLogStore) readTraceLocs(ctx context.Context, p *partition, left int64) (map[uint64]traceLoc, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT trace_lo, min(start_min), max(start_max), "+traceBytesSQL+" FROM "+p.alias+".trace_index GROUP BY trace_lo")
 	if err != nil {
-		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
+		return nil, fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 	}
 	defer rows.Close()
-	t := &traceLocs{m: map[uint64]traceLoc{}}
+	m := map[uint64]traceLoc{}
 	for rows.Next() {
-		if int64(len(t.m)) >= left {
+		if int64(len(m)) >= left {
 			// Counting the traces first took as long as loading them.
-			p.locs = newTraceLocs(false)
-			return nil
+			return nil, nil
 		}
 		var id uint64
 		var lo, hi, bytes int64
 		if err := rows.Scan(&id, &lo, &hi, &bytes); err != nil {
-			return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
+			return nil, fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 		}
-		t.m[id] = makeTraceLoc(lo, hi, bytes)
+		m[id] = makeTraceLoc(lo, hi, bytes)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
+		return nil, fmt.Errorf("embedded: load trace index of %s: %w", p.path, err)
 	}
-	p.locs = t
-	s.locCount.Add(int64(len(t.m)))
+	return m, nil
+}
+
+// loadTraceLocsLater loads the trace indexes of the days attached when the
+// store opened, newest first, after it has opened: reading millions of
+// them took seconds, which the server's start-up no longer waits for.
+// Until a day's are in, its traces are looked up in its table.
+func (s *SpanLogStore) loadTraceLocsLater(ctx context.Context) {
+	defer close(s.locsLoaded)
+	for _, p := range s.snapshot() {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := s.loadTraceLocsNow(ctx, &p); err != nil && ctx.Err() == nil && !errors.Is(err, storage.ErrClosed) {
+			s.log.Warn("trace index of a day not loaded into memory: its traces are looked up in the file", "file", p.path, "err", err)
+		}
+	}
+}
+
+// loadTraceLocsNow reads p's table into its loading index and merges in
+// what writes added meanwhile; writes that commit after the table was read
+// added their ranges before committing, so the merged map covers them.
+func (s *SpanLogStore) loadTraceLocsNow(ctx context.Context, p *partition) error {
+	// Shared, so that the day is not detached (DropBefore) or the store
+	// closed while its table is read.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	t := p.locs
+	t.mu.RLock()
+	pending, loading := len(t.m), t.loading && !t.off
+	t.mu.RUnlock()
+	if !loading {
+		return nil // let go or dropped meanwhile
+	}
+	m, err := s.readTraceLocs(ctx, p, int64(s.opts.TraceLocations)-s.locCount.Load()+int64(pending))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.off {
+		return nil
+	}
+	if m == nil { // over the budget, or failed
+		s.locCount.Add(-int64(len(t.m)))
+		t.m, t.off, t.loading = nil, true, false
+		return err
+	}
+	for id, b := range t.m {
+		if r, ok := m[id]; ok {
+			b = r.merge(b)
+		}
+		m[id] = b
+	}
+	s.locCount.Add(int64(len(m) - len(t.m)))
+	t.m, t.loading = m, false
 	return nil
 }
 

@@ -142,6 +142,7 @@ func TestTraceLocationsBudgetReopenAndRetention(t *testing.T) {
 	}
 
 	s = openWithLocations(t, dir, clock, 4)
+	<-s.locsLoaded
 	if got := held(s); len(got) != 2 || got[10] != 2 || got[9] != 2 {
 		t.Errorf("after reopen, days held in memory = %v, want the two newest with 2 traces each", got)
 	}
@@ -258,6 +259,10 @@ func TestTraceIndexCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = openWithLocations(t, dir, clock, 0)
+	<-s.locsLoaded
+	if n := s.locCount.Load(); n == 0 {
+		t.Error("no trace held in memory after loading")
+	}
 	check(s, "loaded into memory")
 }
 
@@ -304,5 +309,54 @@ func TestTraceLocMerge(t *testing.T) {
 	}
 	if r := a.spanRange("x"); r.spans != 100/64 || r.bytes != 100 {
 		t.Errorf("spanRange = %+v", r)
+	}
+}
+
+// While a day's trace index loads in the background, reads look in its
+// table and writes add to the index; the loaded entries and the written
+// ones are merged, so the index covers both.
+func TestTraceLocationsLoadMergesWrites(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := &fixedClock{at}
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openWithLocations(t, dir, clock, 0)
+	old, fresh := pcommon.TraceID{1, 15: 1}, pcommon.TraceID{2, 15: 2}
+	if err := s.WriteTraces(ctx, spanAt(old, 1, at)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, 0)
+	<-s.locsLoaded
+	p := s.snapshot()[0]
+	// Back to loading, as if the loader had not reached the day yet.
+	s.locCount.Add(-int64(p.locs.drop()))
+	*p.locs = traceLocs{m: map[uint64]traceLoc{}, loading: true}
+	for _, w := range []ptrace.Traces{spanAt(old, 2, at.Add(2*time.Hour)), spanAt(fresh, 1, at.Add(time.Hour))} {
+		if err := s.WriteTraces(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, held := p.locs.size(); held {
+		t.Errorf("a loading index counts as held (%d traces)", n)
+	}
+	if a, b := spanCount(t, s, old), spanCount(t, s, fresh); a != 2 || b != 1 {
+		t.Errorf("while loading: %d and %d spans, want 2 and 1", a, b)
+	}
+	if err := s.loadTraceLocsNow(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	if n, held := p.locs.size(); !held || n != 2 || s.locCount.Load() != 2 {
+		t.Errorf("after loading: %d traces held (%v), %d counted; want 2", n, held, s.locCount.Load())
+	}
+	var r traceLoc
+	p.locs.each([]traceKey{traceIDKey(old)}, func(_ traceKey, l traceLoc) { r = l })
+	if r.start != at.UnixNano() || r.end() < at.Add(2*time.Hour).UnixNano() {
+		t.Errorf("merged range %d..%d does not cover the old and the new span", r.start, r.end())
+	}
+	if a, b := spanCount(t, s, old), spanCount(t, s, fresh); a != 2 || b != 1 {
+		t.Errorf("after loading: %d and %d spans, want 2 and 1", a, b)
 	}
 }
