@@ -374,14 +374,12 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 	return n, nil
 }
 
-// attachExisting attaches every day file in Dir, the newest first, so that
-// the newest days' trace indexes are the ones held in memory.
+// attachExisting attaches every day file in Dir.
 func (s *SpanLogStore) attachExisting(ctx context.Context) error {
 	entries, err := os.ReadDir(s.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("embedded: list span/log dir: %w", err)
 	}
-	slices.Reverse(entries)
 	for _, e := range entries {
 		day, ok := parsePartName(e.Name())
 		if !ok {
