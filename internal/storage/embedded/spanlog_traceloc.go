@@ -120,8 +120,8 @@ func newTraceLocs(on bool) *traceLocs {
 }
 
 // each calls fn with the range of every trace of ids the day holds, and
-// returns false, calling nothing, when the index is off and the day's
-// trace_index table must be read instead.
+// returns false, calling nothing, when the index is off or still loading
+// and the day's trace_index table must be read instead.
 func (t *traceLocs) each(ids []traceKey, fn func(traceKey, traceLoc)) bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
