@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
@@ -59,6 +60,12 @@ type SpanLogOptions struct {
 	CheckpointThreshold string
 	// Threads is DuckDB's worker thread count (GOMAXPROCS if 0).
 	Threads int
+	// TraceLocations bounds how many traces' locations the store holds in
+	// memory (spanlog_traceloc.go), 35 to 55 bytes each
+	// (DefaultTraceLocations if 0; negative holds none). Days that do not
+	// fit, the oldest first, are looked up in their files instead, several
+	// times slower.
+	TraceLocations int
 	// DiskReserve is the free space on Dir's filesystem below which writes
 	// are refused with ErrDiskFull (DiskReserve(Dir) if 0; negative
 	// disables the check).
@@ -102,6 +109,13 @@ type SpanLogStore struct {
 	// pmu guards parts. Attaching a new day happens under mu held shared.
 	pmu   sync.Mutex
 	parts map[int64]*partition // by day number since the Unix epoch
+	// locCount is how many traces the days' in-memory indexes hold.
+	locCount atomic.Int64
+	// deferLocs is set while the store opens: the days attached then load
+	// their trace indexes afterwards (loadTraceLocsLater), and locsLoaded
+	// is closed once they have.
+	deferLocs  bool
+	locsLoaded chan struct{}
 
 	guard       *diskGuard
 	corruptions *prometheus.CounterVec
@@ -126,6 +140,8 @@ type partition struct {
 	spanMin, spanMax int64
 	// ops lists the day's operations (spanlog_index.go).
 	ops *opSet
+	// locs is the day's trace index in memory (spanlog_traceloc.go).
+	locs *traceLocs
 }
 
 var (
@@ -156,6 +172,12 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 	}
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
+	}
+	switch {
+	case opts.TraceLocations == 0:
+		opts.TraceLocations = DefaultTraceLocations
+	case opts.TraceLocations < 0:
+		opts.TraceLocations = 0
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -193,7 +215,10 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 	// around instead of reconnecting per batch.
 	s.db.SetMaxIdleConns(max(4, opts.Threads))
 
-	if err := s.attachExisting(ctx); err != nil {
+	s.deferLocs, s.locsLoaded = true, make(chan struct{})
+	err = s.attachExisting(ctx)
+	s.deferLocs = false
+	if err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
@@ -234,6 +259,7 @@ func (s *SpanLogStore) retentionCut() time.Time {
 
 func (s *SpanLogStore) retentionLoop(ctx context.Context) {
 	defer close(s.done)
+	s.loadTraceLocsLater(ctx)
 	t := time.NewTicker(retentionInterval)
 	defer t.Stop()
 	for {
@@ -337,6 +363,7 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 		s.pmu.Lock()
 		delete(s.parts, p.day)
 		s.pmu.Unlock()
+		s.locCount.Add(-int64(p.locs.drop()))
 		for _, f := range []string{p.path, p.path + ".wal"} {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return n, fmt.Errorf("embedded: remove %s: %w", f, err)
@@ -482,6 +509,13 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	}
 	if lo.Valid {
 		p.spanMin, p.spanMax = lo.Int64, hi.Int64
+	}
+	// Last, so that a failure before it leaves nothing counted.
+	if s.deferLocs {
+		p.locs = &traceLocs{m: map[uint64]traceLoc{}, loading: true}
+	} else if err := s.loadTraceLocs(ctx, p); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, err
 	}
 	s.parts[day] = p
 	return p, nil

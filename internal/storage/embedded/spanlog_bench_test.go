@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
@@ -124,6 +125,66 @@ func BenchmarkGetTrace(b *testing.B) {
 		if got.SpanCount() == 0 {
 			b.Fatal("empty trace")
 		}
+	}
+}
+
+// BenchmarkGetTraceTwoDays looks traces up in a store holding 1M spans
+// across a midnight, so in two day files, read with the trace index in
+// memory and from the day files' trace_index tables alone.
+func BenchmarkGetTraceTwoDays(b *testing.B) {
+	dir := b.TempDir()
+	midnight := time.Now().UTC().Truncate(24 * time.Hour)
+	// About 128 ms of span time per batch: half the batches on each day.
+	gen := storagetest.NewSpanGen(4, midnight.Add(-1000*128*time.Millisecond))
+	ctx := context.Background()
+	s, err := OpenSpanLogStore(ctx, SpanLogOptions{Dir: dir, Threads: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ids []pcommon.TraceID
+	for range 2000 {
+		td := gen.Traces(benchBatch)
+		if err := s.WriteTraces(ctx, td); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID())
+	}
+	if n := len(s.snapshot()); n != 2 {
+		b.Fatalf("%d day files, want 2", n)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	// "limited" reads as the Jaeger API does, under a TraceReadLimit (the
+	// bounds a server with 1 GiB of memory gets), which the trace index's
+	// counts show every trace here fits.
+	for _, c := range []struct {
+		name      string
+		locations int
+		limited   bool
+	}{{"in-memory", 0, false}, {"in-memory/limited", 0, true}, {"tables", -1, false}, {"tables/limited", -1, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			s, err := OpenSpanLogStore(ctx, SpanLogOptions{Dir: dir, Threads: 1, TraceLocations: c.locations})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			<-s.locsLoaded
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				ctx := ctx
+				if c.limited {
+					ctx = storage.WithTraceReadLimit(ctx, &storage.TraceReadLimit{MaxSpans: 4096, MaxBytes: 12 << 20})
+				}
+				got, err := s.GetTrace(ctx, ids[i*7%len(ids)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got.SpanCount() == 0 {
+					b.Fatal("empty trace")
+				}
+			}
+		})
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 // traceIndexDDL creates a day's trace index: one row per trace per written
@@ -15,12 +17,23 @@ import (
 // range hold a trace scans little; the spans themselves are then read with
 // a start_ns range that DuckDB's zonemaps prune to a few row groups, since
 // spans are appended roughly in time order.
+//
+// spans and bytes count the batch's spans of the trace and their size as
+// traceSizeSQL measures it, so that a trace read can tell from the index
+// alone that the trace fits its bounds and skip sizing it. Files written
+// before these columns existed hold NULL there: unknown.
 const traceIndexDDL = `CREATE TABLE IF NOT EXISTS %s.trace_index (
 	trace_hi  UBIGINT NOT NULL,
 	trace_lo  UBIGINT NOT NULL,
 	start_min BIGINT  NOT NULL,
-	start_max BIGINT  NOT NULL
+	start_max BIGINT  NOT NULL,
+	spans     UINTEGER,
+	bytes     UBIGINT
 )`
+
+// traceSizeSQL is a span row's size as traceassembly.Row.Size counts it,
+// which the trace read limit's byte bound applies to.
+var traceSizeSQL = fmt.Sprintf("strlen(attributes) + strlen(events) + strlen(links) + strlen(resource_attributes) + strlen(name) + %d", traceassembly.RowOverhead)
 
 // operationsDDL creates a day's list of (service, span name, kind) seen, so
 // listing services and operations reads a few hundred rows, not the spans.
@@ -111,15 +124,24 @@ func appendOperations(a *duckdb.Appender, ops []opKey) error {
 	return nil
 }
 
+// traceIndexFill rebuilds a day's trace index from its spans, one row per
+// trace.
+func traceIndexFill(alias string) string {
+	return "INSERT INTO " + alias + ".trace_index SELECT trace_hi, trace_lo, min(start_ns), max(start_ns), count(*), sum(" + traceSizeSQL +
+		") FROM " + alias + ".spans GROUP BY trace_hi, trace_lo"
+}
+
 // appendTraceIndex writes one index row per trace of a day's rows, which
 // are sorted by trace id and then start time.
 func appendTraceIndex(a *duckdb.Appender, rows []spanRow) error {
 	for i := 0; i < len(rows); {
 		j := i + 1
+		size := rows[i].size
 		for j < len(rows) && rows[j].traceHi == rows[i].traceHi && rows[j].traceLo == rows[i].traceLo {
+			size += rows[j].size
 			j++
 		}
-		if err := a.AppendRow(rows[i].traceHi, rows[i].traceLo, rows[i].start, rows[j-1].start); err != nil {
+		if err := a.AppendRow(rows[i].traceHi, rows[i].traceLo, rows[i].start, rows[j-1].start, uint32(j-i), uint64(size)); err != nil {
 			return err
 		}
 		i = j
@@ -135,16 +157,34 @@ func (s *SpanLogStore) prepareIndexes(ctx context.Context, p *partition) error {
 		WHERE database_name = ? AND table_name IN ('trace_index', 'operations')`, p.alias).Scan(&had); err != nil {
 		return fmt.Errorf("embedded: list tables of %s: %w", p.path, err)
 	}
+	var counted int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM duckdb_columns()
+		WHERE database_name = ? AND table_name = 'trace_index' AND column_name = 'bytes'`, p.alias).Scan(&counted); err != nil {
+		return fmt.Errorf("embedded: list columns of %s: %w", p.path, err)
+	}
 	stmts := []string{fmt.Sprintf(traceIndexDDL, p.alias), fmt.Sprintf(operationsDDL, p.alias)}
-	if had < 2 {
+	switch {
+	case had < 2:
 		// A file written before these tables existed (or a crash between
 		// creating them): rebuild both from the spans, in one transaction.
-		stmts = append([]string{"BEGIN TRANSACTION"}, stmts...)
+		// Dropped first, since one that exists may have an older shape.
+		stmts = append([]string{"BEGIN TRANSACTION",
+			"DROP TABLE IF EXISTS " + p.alias + ".trace_index",
+			"DROP TABLE IF EXISTS " + p.alias + ".operations"}, stmts...)
 		stmts = append(stmts,
-			"DELETE FROM "+p.alias+".trace_index",
-			"DELETE FROM "+p.alias+".operations",
-			"INSERT INTO "+p.alias+".trace_index SELECT trace_hi, trace_lo, min(start_ns), max(start_ns) FROM "+p.alias+".spans GROUP BY ALL",
+			traceIndexFill(p.alias),
 			"INSERT INTO "+p.alias+".operations SELECT DISTINCT service, name, kind FROM "+p.alias+".spans",
+			"COMMIT")
+	case counted == 0:
+		// A trace index written before it counted spans and bytes: it is
+		// rebuilt with them, once, so that reads of the file's traces can
+		// skip sizing them too.
+		stmts = append(stmts,
+			"BEGIN TRANSACTION",
+			"ALTER TABLE "+p.alias+".trace_index ADD COLUMN spans UINTEGER",
+			"ALTER TABLE "+p.alias+".trace_index ADD COLUMN bytes UBIGINT",
+			"DELETE FROM "+p.alias+".trace_index",
+			traceIndexFill(p.alias),
 			"COMMIT")
 	}
 	conn, err := s.db.Conn(ctx)

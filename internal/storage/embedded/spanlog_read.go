@@ -59,7 +59,7 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 	}
 	upTo := int64(math.MaxInt64)
 	lim := storage.TraceReadLimitFrom(ctx)
-	if lim != nil && (lim.MaxSpans > 0 || lim.MaxBytes > 0) {
+	if lim != nil && (lim.MaxSpans > 0 || lim.MaxBytes > 0) && !fitsLimit(where[key], lim) {
 		// The earliest spans are the ones kept: the root and the start of
 		// the story. The last start time within both bounds is found from
 		// start times and sizes alone, then only the spans up to it are
@@ -82,7 +82,7 @@ FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes
 	WINDOW w AS (ORDER BY start_ns ROWS UNBOUNDED PRECEDING))`,
 			// Copies of a retried write count once, as the assembler
 			// counts them; the size is traceassembly.Row.Size.
-			union(fmt.Sprintf("span_id, start_ns, strlen(attributes) + strlen(events) + strlen(links) + strlen(resource_attributes) + strlen(name) + %d AS size", traceassembly.RowOverhead), upTo),
+			union("span_id, start_ns, "+traceSizeSQL+" AS size", upTo),
 			maxSpans, maxBytes)).Scan(&total, &kept, &last, &first)
 		if err != nil {
 			return ptrace.Traces{}, fmt.Errorf("embedded: size trace: %w", err)
@@ -146,6 +146,23 @@ FROM (SELECT start_ns, row_number() OVER w AS n, sum(size) OVER w AS bytes
 		return ptrace.Traces{}, fmt.Errorf("embedded: %w", err)
 	}
 	return td, nil
+}
+
+// fitsLimit reports whether the trace index's counts show that the whole
+// trace is within lim, so that it can be read without sizing it first:
+// most traces are far smaller than the bounds, and the sizing query was a
+// second round trip, parsed and planned, for each of them. The counts
+// include the copies of retried writes, so they only ever overstate.
+func fitsLimit(where []spanRange, lim *storage.TraceReadLimit) bool {
+	var spans, bytes int64
+	for _, r := range where {
+		if r.spans < 0 || r.bytes < 0 {
+			return false
+		}
+		spans += r.spans
+		bytes += r.bytes
+	}
+	return (lim.MaxSpans <= 0 || spans <= int64(lim.MaxSpans)) && (lim.MaxBytes <= 0 || bytes <= lim.MaxBytes)
 }
 
 // restoreHTTP puts back the HTTP attributes kept in columns of their own.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/attrenc"
+	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
 // spansDDL creates a day's span table. Hot fields are real columns;
@@ -163,6 +164,8 @@ type spanRow struct {
 	flags                              uint32
 	droppedAttrs, droppedEv, droppedLk uint32
 	attrs, events, links               [2]int32 // arena offsets
+	// size is the row's size as traceassembly.Row.Size counts it.
+	size int64
 }
 
 // WriteTraces appends every span of td in one transaction per UTC day it
@@ -205,6 +208,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 		}
 		newOps := p.newOperations(day)
+		s.noteTraces(p, day)
 		_, err = s.appendDay(ctx, day[0].day, tableFill{"spans", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]
@@ -299,6 +303,8 @@ func (s *SpanLogStore) spanRows(td ptrace.Traces) ([]spanRow, []byte) {
 				o = len(arena)
 				arena = appendLinks(arena, sp.Links())
 				r.links = mark(o)
+				r.size = int64(r.attrs[1]-r.attrs[0]+r.events[1]-r.events[0]+r.links[1]-r.links[0]) +
+					int64(len(r.res.attrs)+len(r.name)) + traceassembly.RowOverhead
 				rows = append(rows, r)
 			}
 		}

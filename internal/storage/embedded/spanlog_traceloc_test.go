@@ -1,0 +1,362 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
+)
+
+func openWithLocations(t *testing.T, dir string, clock *fixedClock, locations int) *SpanLogStore {
+	t.Helper()
+	s, err := OpenSpanLogStore(t.Context(), SpanLogOptions{
+		Dir: dir, MemoryLimit: "256MB", Threads: 1, Now: clock.now, TraceLocations: locations,
+	})
+	if err != nil {
+		t.Fatalf("OpenSpanLogStore: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// The store without any trace index in memory reads every day's
+// trace_index table, as it did before the index existed: that path stays
+// conformant too.
+func TestSpanLogConformanceWithoutTraceLocations(t *testing.T) {
+	storagetest.RunSpanLogStore(t, func(t *testing.T) storage.SpanLogStore {
+		return openWithLocations(t, t.TempDir(), &fixedClock{time.Now()}, -1)
+	})
+}
+
+func spanAt(id pcommon.TraceID, span byte, at time.Time) ptrace.Traces {
+	td := oneSpan(id, at, nil)
+	td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).SetSpanID(pcommon.SpanID{span})
+	return td
+}
+
+func spanCount(t *testing.T, s *SpanLogStore, id pcommon.TraceID) int {
+	t.Helper()
+	td, err := s.GetTrace(t.Context(), id)
+	if errors.Is(err, storage.ErrTraceNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatalf("GetTrace(%s): %v", id, err)
+	}
+	return td.SpanCount()
+}
+
+// A span written later to a trace already read, hours away from its other
+// spans, widens the trace's range: the next read finds it. Traces whose
+// ids share their low half share a range but keep their own spans.
+func TestTraceLocationsWidenOnLaterWrites(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := &fixedClock{at}
+	for _, c := range []struct {
+		name      string
+		locations int
+	}{{"in memory", 0}, {"tables only", -1}} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openWithLocations(t, t.TempDir(), clock, c.locations)
+			ctx := t.Context()
+			id := pcommon.TraceID{1, 15: 7}
+			twin := pcommon.TraceID{2, 15: 7} // same low 64 bits
+			if err := s.WriteTraces(ctx, spanAt(id, 1, at)); err != nil {
+				t.Fatal(err)
+			}
+			if n := spanCount(t, s, id); n != 1 {
+				t.Fatalf("%d spans, want 1", n)
+			}
+			for _, w := range []ptrace.Traces{spanAt(id, 2, at.Add(-3*time.Hour)), spanAt(id, 3, at.Add(5*time.Hour)), spanAt(twin, 9, at.Add(time.Minute))} {
+				if err := s.WriteTraces(ctx, w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := spanCount(t, s, id); n != 3 {
+				t.Errorf("%d spans after later writes, want 3", n)
+			}
+			if n := spanCount(t, s, twin); n != 1 {
+				t.Errorf("twin trace has %d spans, want 1", n)
+			}
+			if n := spanCount(t, s, pcommon.TraceID{3, 15: 7}); n != 0 {
+				t.Errorf("unwritten trace sharing the low half has %d spans", n)
+			}
+		})
+	}
+}
+
+// Past its budget the store lets go of the oldest days' indexes, which are
+// then read from their tables; reopening loads the newest days first; a new
+// day is indexed in place of the oldest; and retention takes a dropped
+// day's entries with it.
+func TestTraceLocationsBudgetReopenAndRetention(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2025, 3, d, 12, 0, 0, 0, time.UTC) }
+	clock := &fixedClock{day(10)}
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openWithLocations(t, dir, clock, 4)
+	// Three traces on 8 March, two on 9 March, two on 10 March: seven in
+	// all, over the budget of four.
+	ids := map[int][]pcommon.TraceID{}
+	for d, n := range map[int]int{8: 3, 9: 2, 10: 2} {
+		for i := range n {
+			id := pcommon.TraceID{byte(d), 15: byte(i + 1)}
+			ids[d] = append(ids[d], id)
+			if err := s.WriteTraces(ctx, spanAt(id, 1, day(d))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := s.locCount.Load(); n > 4 {
+		t.Errorf("%d traces held in memory, budget 4", n)
+	}
+	all := func(s *SpanLogStore, days ...int) {
+		t.Helper()
+		for _, d := range days {
+			for _, id := range ids[d] {
+				if n := spanCount(t, s, id); n != 1 {
+					t.Errorf("trace %s: %d spans, want 1", id, n)
+				}
+			}
+		}
+	}
+	all(s, 8, 9, 10)
+	held := func(s *SpanLogStore) map[int64]int {
+		out := map[int64]int{}
+		for _, p := range s.snapshot() {
+			if n, ok := p.locs.size(); ok {
+				out[p.day-day(1).Unix()/86400+1] = n
+			}
+		}
+		return out
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openWithLocations(t, dir, clock, 4)
+	<-s.locsLoaded
+	if got := held(s); len(got) != 2 || got[10] != 2 || got[9] != 2 {
+		t.Errorf("after reopen, days held in memory = %v, want the two newest with 2 traces each", got)
+	}
+	all(s, 8, 9, 10)
+	// A later write to a day not held still lands in its table and is read.
+	late := pcommon.TraceID{8, 15: 9}
+	if err := s.WriteTraces(ctx, spanAt(late, 1, day(8).Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if n := spanCount(t, s, late); n != 1 {
+		t.Errorf("late trace on a day not held: %d spans, want 1", n)
+	}
+
+	// A new day gets its index even with the budget spent: the oldest day
+	// held lets go of its own.
+	next := pcommon.TraceID{11, 15: 1}
+	if err := s.WriteTraces(ctx, spanAt(next, 1, day(11))); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(s); len(got) != 2 || got[10] != 2 || got[11] != 1 {
+		t.Errorf("after a write to a new day, days held in memory = %v, want 10 March with 2 traces and 11 March with 1", got)
+	}
+	if n := spanCount(t, s, next); n != 1 {
+		t.Errorf("trace of the new day: %d spans, want 1", n)
+	}
+
+	if _, err := s.DropBefore(ctx, day(10)); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.locCount.Load(); n != 3 {
+		t.Errorf("%d traces held in memory after dropping 8 and 9 March, want 3", n)
+	}
+	for _, id := range append(ids[8], ids[9]...) {
+		if n := spanCount(t, s, id); n != 0 {
+			t.Errorf("trace %s of a dropped day still has %d spans", id, n)
+		}
+	}
+	all(s, 10)
+}
+
+// The spans and bytes the trace index counts at write time are what the
+// read's sizing query measures in the stored rows, in memory and in the
+// tables alike; a file whose trace index predates the counts gets them
+// rebuilt when it is attached.
+func TestTraceIndexCounts(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	clock := &fixedClock{time.Now()}
+	base := storagetest.Base(clock.t)
+	s := openWithLocations(t, dir, clock, 0)
+	var ids []pcommon.TraceID
+	for _, f := range []string{"traces_rich.json", "traces_split_a.json", "traces_split_b.json", "traces_split_a.json"} {
+		td := storagetest.LoadTraces(t, f, base)
+		if err := s.WriteTraces(ctx, td); err != nil {
+			t.Fatal(err)
+		}
+		for i := range td.ResourceSpans().Len() {
+			ss := td.ResourceSpans().At(i).ScopeSpans()
+			for j := range ss.Len() {
+				for k := range ss.At(j).Spans().Len() {
+					ids = append(ids, ss.At(j).Spans().At(k).TraceID())
+				}
+			}
+		}
+	}
+	check := func(s *SpanLogStore, what string) {
+		t.Helper()
+		for _, id := range ids {
+			key := traceIDKey(id)
+			where, err := s.locateTraces(ctx, s.snapshot(), []traceKey{key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var spans, bytes int64
+			for _, r := range where[key] {
+				if r.spans < 0 || r.bytes < 0 {
+					t.Fatalf("%s: trace %s has unknown counts", what, id)
+				}
+				spans, bytes = spans+r.spans, bytes+r.bytes
+			}
+			var wantSpans, wantBytes int64
+			for _, p := range s.snapshot() {
+				var n, b int64
+				if err := s.db.QueryRowContext(ctx, "SELECT count(*), coalesce(sum("+traceSizeSQL+"), 0)::BIGINT FROM "+p.alias+
+					fmt.Sprintf(".spans WHERE trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", key.hi, key.lo)).Scan(&n, &b); err != nil {
+					t.Fatal(err)
+				}
+				wantSpans, wantBytes = wantSpans+n, wantBytes+b
+			}
+			// Bytes exactly; spans at most (in memory, bounded by the
+			// bytes).
+			if spans < wantSpans || bytes != wantBytes {
+				t.Errorf("%s: trace %s counted %d spans, %d bytes; stored %d, %d", what, id, spans, bytes, wantSpans, wantBytes)
+			}
+		}
+	}
+	check(s, "in memory")
+	for _, p := range s.snapshot() {
+		for _, col := range []string{"spans", "bytes"} {
+			if _, err := s.db.ExecContext(ctx, "ALTER TABLE "+p.alias+".trace_index DROP COLUMN "+col); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, -1)
+	check(s, "tables rebuilt")
+	if n := spanCount(t, s, storagetest.SplitTraceID); n != 4 {
+		t.Errorf("split trace has %d spans after the rebuild, want 4", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, 0)
+	<-s.locsLoaded
+	if n := s.locCount.Load(); n == 0 {
+		t.Error("no trace held in memory after loading")
+	}
+	check(s, "loaded into memory")
+}
+
+func TestFitsLimit(t *testing.T) {
+	day := func(spans, bytes int64) spanRange { return spanRange{spans: spans, bytes: bytes} }
+	for _, c := range []struct {
+		name  string
+		where []spanRange
+		lim   storage.TraceReadLimit
+		want  bool
+	}{
+		{"within both", []spanRange{day(3, 300), day(2, 200)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, true},
+		{"spans over across days", []spanRange{day(3, 300), day(3, 200)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, false},
+		{"bytes over", []spanRange{day(1, 501)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, false},
+		{"no byte bound", []spanRange{day(1, 1<<40)}, storage.TraceReadLimit{MaxSpans: 5}, true},
+		{"unknown counts", []spanRange{day(1, 10), day(-1, -1)}, storage.TraceReadLimit{MaxSpans: 5, MaxBytes: 500}, false},
+	} {
+		if got := fitsLimit(c.where, &c.lim); got != c.want {
+			t.Errorf("%s: fitsLimit = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestTraceLocMerge(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	a := makeTraceLoc(10*ms, 12*ms+1, 100) // the end rounds up to 13 ms
+	if a.start != 10*ms || a.end() != 13*ms || a.bytes != 100 {
+		t.Errorf("makeTraceLoc = %d..%d, %d bytes", a.start, a.end(), a.bytes)
+	}
+	m := a.merge(makeTraceLoc(5*ms, 6*ms, 50))
+	if m.start != 5*ms || m.end() != 13*ms || m.bytes != 150 {
+		t.Errorf("merge = %d..%d, %d bytes", m.start, m.end(), m.bytes)
+	}
+	// Spans years apart in one file: the range runs to the end of time.
+	far := a.merge(makeTraceLoc(0, math.MaxInt64-1, 1))
+	if far.start != 0 || far.end() != math.MaxInt64 {
+		t.Errorf("far merge = %d..%d", far.start, far.end())
+	}
+	if far.merge(a).end() != math.MaxInt64 {
+		t.Error("an unbounded range was bounded again")
+	}
+	if u := a.merge(makeTraceLoc(0, 0, -1)); u.bytes != unknownCount || u.spanRange("x").spans != -1 {
+		t.Errorf("unknown size merged into %d bytes", u.bytes)
+	}
+	if r := a.spanRange("x"); r.spans != 100/64 || r.bytes != 100 {
+		t.Errorf("spanRange = %+v", r)
+	}
+}
+
+// While a day's trace index loads in the background, reads look in its
+// table and writes add to the index; the loaded entries and the written
+// ones are merged, so the index covers both.
+func TestTraceLocationsLoadMergesWrites(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := &fixedClock{at}
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openWithLocations(t, dir, clock, 0)
+	old, fresh := pcommon.TraceID{1, 15: 1}, pcommon.TraceID{2, 15: 2}
+	if err := s.WriteTraces(ctx, spanAt(old, 1, at)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, 0)
+	<-s.locsLoaded
+	p := s.snapshot()[0]
+	// Back to loading, as if the loader had not reached the day yet.
+	s.locCount.Add(-int64(p.locs.drop()))
+	*p.locs = traceLocs{m: map[uint64]traceLoc{}, loading: true}
+	for _, w := range []ptrace.Traces{spanAt(old, 2, at.Add(2*time.Hour)), spanAt(fresh, 1, at.Add(time.Hour))} {
+		if err := s.WriteTraces(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, held := p.locs.size(); held {
+		t.Errorf("a loading index counts as held (%d traces)", n)
+	}
+	if a, b := spanCount(t, s, old), spanCount(t, s, fresh); a != 2 || b != 1 {
+		t.Errorf("while loading: %d and %d spans, want 2 and 1", a, b)
+	}
+	if err := s.loadTraceLocsNow(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	if n, held := p.locs.size(); !held || n != 2 || s.locCount.Load() != 2 {
+		t.Errorf("after loading: %d traces held (%v), %d counted; want 2", n, held, s.locCount.Load())
+	}
+	var r traceLoc
+	p.locs.each([]traceKey{traceIDKey(old)}, func(_ traceKey, l traceLoc) { r = l })
+	if r.start != at.UnixNano() || r.end() < at.Add(2*time.Hour).UnixNano() {
+		t.Errorf("merged range %d..%d does not cover the old and the new span", r.start, r.end())
+	}
+	if a, b := spanCount(t, s, old), spanCount(t, s, fresh); a != 2 || b != 1 {
+		t.Errorf("after loading: %d and %d spans, want 2 and 1", a, b)
+	}
+}
