@@ -39,7 +39,8 @@ type esRecord struct {
 }
 
 // indexLogs waits until the logs API holds want records written to index
-// and returns them; it fails the test if they do not all arrive in time.
+// and returns them, having checked that the Loki query API answers each
+// too; it fails the test if they do not all arrive in time.
 func indexLogs(t *testing.T, s *server, index string, want int, within time.Duration) []esRecord {
 	t.Helper()
 	q := url.Values{"limit": {"1000"}, "attr.elasticsearch.index": {index}}
@@ -60,6 +61,14 @@ func indexLogs(t *testing.T, s *server, index string, want int, within time.Dura
 	}
 	if len(got) != want {
 		t.Fatalf("index %s: %d records read back within %s, want %d: %+v", index, len(got), within, want, got)
+	}
+	// Every line reads back through the Loki query API as well, as
+	// Grafana reads it.
+	lines := s.lokiLines(t, `{service_name=~".+"} | elasticsearch_index="`+index+`"`)
+	for _, r := range got {
+		if _, ok := lines[r.Body]; !ok {
+			t.Fatalf("index %s: %q is not in the Loki API's answer (%d lines)", index, r.Body, len(lines))
+		}
 	}
 	return got
 }
