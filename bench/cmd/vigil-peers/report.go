@@ -385,7 +385,10 @@ func (r *report) logsSection(b *strings.Builder) {
 	if len(vigils) > 1 {
 		w(" and, in a second run, over Loki's push API")
 	}
-	w(", to VictoriaLogs over Loki's push API (protobuf, snappy; `/insert/loki/api/v1/push`), where each resource is a stream labelled with its attributes (`service_name`, `host_name`) ")
+	if peer != nil {
+		w(", to VictoriaLogs over Loki's push API (protobuf, snappy; `/insert/loki/api/v1/push`)")
+	}
+	w(". Over Loki's push API each resource is a stream labelled with its attributes (`service_name`, `host_name`) ")
 	w("and the severity and attributes are structured metadata, as Loki's own OTLP ingestion maps them. ")
 	w("Records/s counts records acknowledged within the %v; records stored are counted afterwards by the count query below; ", r.opts.duration)
 	w("CPU is the server's over the load and until what it acknowledged is stored and searchable.\n\n")
@@ -434,7 +437,8 @@ func (r *report) logsSection(b *strings.Builder) {
 	w("- Bytes on disk: each data directory after a clean stop, over the records the count query found.\n\n")
 
 	w("Queries over the whole load's time range, each run up to %d times one after another (at most %v per query); median / p95. ", r.opts.logQueryRuns, logsQueryBudget)
-	w("vigil is asked in LogQL through its Loki API (`/loki/api/v1/query_range`, `/loki/api/v1/query`), VictoriaLogs in LogsQL (`/select/logsql/query`, `/select/logsql/stats_query_range`), each as its users would write it. ")
+	w("vigil is asked in LogQL through its Loki API (`/loki/api/v1/query_range`, `/loki/api/v1/query`), VictoriaLogs in LogsQL (`/select/logsql/query`, `/select/logsql/stats_query_range`), each as its users would write it ")
+	w("(the line filter `|=` matches a substring, LogsQL's bare word a whole word: the same lines here). A run that takes longer than %v counts as failed. ", logsQueryTimeout)
 	w("The last column is what each answered, in the order of the columns: lines, series, or the count.\n\n")
 	qcols := []string{}
 	for _, l := range ran {
