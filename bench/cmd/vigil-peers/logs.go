@@ -57,6 +57,7 @@ type logsResult struct {
 	acked              int64
 	stored             int64 // counted by a query over everything sent
 	counter            int64 // vigil: vigil_stored_total{signal="logs"}
+	storedByCounter    bool  // the count query failed: stored is counter
 	elapsed            time.Duration
 	perSec             float64
 	cpu, cpuPerMillion float64
@@ -107,6 +108,9 @@ var logQueries = []logQuery{
 type logQueryTiming struct {
 	n, errors   int
 	median, p95 time.Duration
+	// failedAfter is the longest a failed run took, firstErr its error.
+	failedAfter time.Duration
+	firstErr    string
 	// answer sums up the last answer: lines, series or the count.
 	answer int64
 }
@@ -231,7 +235,7 @@ func (h *harness) logsSystem(name string, api logsAPI, start func() (*server, er
 	if c := r.queries[len(r.queries)-1]; c.answer > 0 {
 		r.stored = c.answer
 	} else {
-		r.stored = r.counter
+		r.stored, r.storedByCounter = r.counter, true
 	}
 	if r.stored > 0 {
 		r.cpuPerMillion = r.cpu / float64(r.stored) * 1e6
@@ -307,8 +311,10 @@ func (h *harness) timeLogQuery(s *server, q logQuery, start, end time.Time) logQ
 		if err != nil {
 			if t.errors == 0 {
 				h.logf("  %s: %s: %v", s.name, q.name, err)
+				t.firstErr = err.Error()
 			}
 			t.errors++
+			t.failedAfter = max(t.failedAfter, dt)
 			continue
 		}
 		ds = append(ds, dt)

@@ -427,7 +427,9 @@ func (r *report) logsSection(b *strings.Builder) {
 	row("RSS before the load (idle)", lower, func(l *logsResult) float64 { return float64(l.idleRSS) }, mib)
 	w("\n")
 	for _, l := range ran {
-		if l.counter > 0 && l.counter != l.stored {
+		if l.storedByCounter {
+			w("- %s: the count query gave no answer, so records stored is vigil's own counter (`vigil_stored_total{signal=\"logs\"}`).\n", l.column())
+		} else if l.counter > 0 && l.counter != l.stored {
 			w("- %s: its own counter says %s records stored, the count query %s.\n", l.column(), num(float64(l.counter)), num(float64(l.stored)))
 		}
 		if l.loadCPU > 0.9 {
@@ -463,7 +465,17 @@ func (r *report) logsSection(b *strings.Builder) {
 		if peer != nil {
 			for _, v := range vigils {
 				if i < len(v.queries) && i < len(peer.queries) {
-					w(" %s |", r.ratio("log queries: "+q.name+lossAPI(v, vigils), peer.system, lower, ms(v.queries[i].median), ms(peer.queries[i].median)))
+					vq, pq := v.queries[i], peer.queries[i]
+					if vq.median == 0 && vq.failedAfter > 0 && pq.median > 0 {
+						// vigil gave no answer where the peer did: a loss
+						// by at least the time vigil took to fail.
+						x := ms(vq.failedAfter) / ms(pq.median)
+						r.losses = append(r.losses, fmt.Sprintf("log queries: %s%s: vigil failed after %s (%s), %s answered in %s: vigil / %s > %.0f× (lower is better)",
+							q.name, lossAPI(v, vigils), msStr(ms(vq.failedAfter)), mdEscape(firstLine(vq.firstErr)), peer.system, msStr(ms(pq.median)), peer.system, x))
+						w(" > %.0f× (worse) |", x)
+						continue
+					}
+					w(" %s |", r.ratio("log queries: "+q.name+lossAPI(v, vigils), peer.system, lower, ms(vq.median), ms(pq.median)))
 				} else {
 					w(" – |")
 				}
@@ -488,7 +500,7 @@ func lcell(l *logsResult, i int) string {
 	}
 	q := l.queries[i]
 	if q.n == 0 || q.errors == q.n {
-		return fmt.Sprintf("failed (%d/%d)", q.errors, q.n)
+		return fmt.Sprintf("failed after %s (%d/%d)", msStr(ms(q.failedAfter)), q.errors, q.n)
 	}
 	s := fmt.Sprintf("%s / %s", msStr(ms(q.median)), msStr(ms(q.p95)))
 	if ok := q.n - q.errors; ok < 5 {
@@ -522,6 +534,8 @@ var knownCauses = []struct{ prefix, text string }{
 	{"traces: trace by id", "Trace by id: vigil answers with two SQL queries on its DuckDB day files (the trace index for the start-time range, then the spans in it, which zone maps narrow to a few row groups), each parsed, planned and executed per request, where Jaeger's Badger store reads the trace's keys directly; the query profile below is almost all DuckDB."},
 	{"metrics: bytes on disk per sample: vigil / Prometheus", "Bytes per sample against Prometheus: both hold this short run in the TSDB write-ahead log (snappy-compressed in both) and head chunks, and the bytes counted are the whole data directory, where vigil's also holds its span and log store and its alerting state. Compacted blocks, after two hours, are the same format in both."},
 	{"metrics: samples/s acknowledged: vigil / VictoriaMetrics", "remote_write throughput against VictoriaMetrics: vigil decodes each request into Prometheus's prompb structures and appends through the TSDB, allocating per series (decode and garbage collection dominate the profile below); VictoriaMetrics parses into reused buffers and buffers samples in memory before it writes."},
+	{"log queries:", "Log queries: vigil's Loki API evaluates LogQL in Go (internal/logql) over records it reads from DuckDB in pages of 2,000 rows, one SQL query per page (storage.PageLogs), with the stream selector and `|=` filters pushed into the SQL. A count over time therefore reads every record of the range out of DuckDB, attributes included, and counts it in Go; the query profile below is almost all that read (`SpanLogStore.findLogs`/`queryLogs` in cgo). vigil's own `/api/logs/histogram` counts in one DuckDB aggregation (`SpanLogStore.LogHistogram`), which `count_over_time` over a stream selector and line filters could use instead."},
+	{"logs: RSS before", "Idle memory in the logs test: vigil's base (its DuckDB store, TSDB and other subsystems) is there before the first record, as in the metrics test."},
 	{"metrics: peak RSS", "Memory: vigil's peak RSS includes its span and log store (DuckDB) and its other subsystems even in the metrics test; the rows \"RSS before the load\" and \"above idle\" separate that base from the per-series cost."},
 }
 
