@@ -58,6 +58,7 @@ type logsResult struct {
 	stored             int64 // counted by a query over everything sent
 	counter            int64 // vigil: vigil_stored_total{signal="logs"}
 	storedByCounter    bool  // the count query failed: stored is counter
+	queryTimeouts      int   // queries the server's log says hit their deadline
 	elapsed            time.Duration
 	perSec             float64
 	cpu, cpuPerMillion float64
@@ -231,6 +232,9 @@ func (h *harness) logsSystem(name string, api logsAPI, start func() (*server, er
 	}
 	if qprofErr != nil && <-qprofErr == nil {
 		r.queryProfile = qprofPath
+	}
+	if b, err := os.ReadFile(s.logPath); err == nil {
+		r.queryTimeouts = strings.Count(string(b), "context deadline exceeded")
 	}
 	if c := r.queries[len(r.queries)-1]; c.answer > 0 {
 		r.stored = c.answer

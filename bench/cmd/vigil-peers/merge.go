@@ -120,9 +120,13 @@ func mergeReport(prev, cur string, run map[string]bool, rep *report) string {
 			if cs, ok := curBy("## Versions"); ok {
 				out.body = mergeVersions(ps.body, cs.body, ran, owned)
 			}
-		case strings.HasPrefix(ps.heading, "## Method"), strings.HasPrefix(ps.heading, "## Machine"):
+		case strings.HasPrefix(ps.heading, "## Method"):
 			if cs, ok := curBy(ps.heading); ok {
 				out = cs
+			}
+		case strings.HasPrefix(ps.heading, "## Machine"):
+			if cs, ok := curBy(ps.heading); ok {
+				out.body = mergeMachine(ps.body, cs.body, ran)
 			}
 		case strings.HasPrefix(ps.heading, "## Where vigil loses"):
 			cs, _ := curBy("## Where vigil loses")
@@ -167,6 +171,25 @@ func mergePreamble(prevPre, cur string, ran []string, rep *report) string {
 	}
 	paras = append(paras, note)
 	return curTitle + "\n\n" + strings.Join(paras, "\n\n") + "\n\n"
+}
+
+// mergeMachine keeps the full run's machine and adds what differed in
+// the partial run, a kernel update say, marked as the partial run's.
+func mergeMachine(prev, cur string, ran []string) string {
+	mark := "- " + strings.Join(ran, ", ") + " section: "
+	var prevLines []string
+	for _, l := range strings.Split(strings.TrimSpace(prev), "\n") {
+		if !strings.HasPrefix(l, mark) { // an earlier partial run's
+			prevLines = append(prevLines, l)
+		}
+	}
+	out := slices.Clone(prevLines)
+	for _, l := range strings.Split(strings.TrimSpace(cur), "\n") {
+		if l != "" && !slices.Contains(prevLines, l) {
+			out = append(out, mark+strings.TrimPrefix(l, "- "))
+		}
+	}
+	return "\n" + strings.Join(out, "\n") + "\n"
 }
 
 // mergeVersions takes the rows of the systems the run used from cur and

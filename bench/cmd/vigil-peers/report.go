@@ -427,6 +427,10 @@ func (r *report) logsSection(b *strings.Builder) {
 	row("RSS before the load (idle)", lower, func(l *logsResult) float64 { return float64(l.idleRSS) }, mib)
 	w("\n")
 	for _, l := range ran {
+		if l.queryTimeouts > 0 && l.system == "vigil" {
+			w("- %s: %d quer%s ended at vigil's query timeout (`context deadline exceeded` in its log; `query.timeout`, 2 minutes by default, as Prometheus's), answered as HTTP 500.\n",
+				l.column(), l.queryTimeouts, map[bool]string{true: "y", false: "ies"}[l.queryTimeouts == 1])
+		}
 		if l.storedByCounter {
 			w("- %s: the count query gave no answer, so records stored is vigil's own counter (`vigil_stored_total{signal=\"logs\"}`).\n", l.column())
 		} else if l.counter > 0 && l.counter != l.stored {
@@ -470,9 +474,9 @@ func (r *report) logsSection(b *strings.Builder) {
 						// vigil gave no answer where the peer did: a loss
 						// by at least the time vigil took to fail.
 						x := ms(vq.failedAfter) / ms(pq.median)
-						r.losses = append(r.losses, fmt.Sprintf("log queries: %s%s: vigil failed after %s (%s), %s answered in %s: vigil / %s > %.0f× (lower is better)",
-							q.name, lossAPI(v, vigils), msStr(ms(vq.failedAfter)), mdEscape(firstLine(vq.firstErr)), peer.system, msStr(ms(pq.median)), peer.system, x))
-						w(" > %.0f× (worse) |", x)
+						r.losses = append(r.losses, fmt.Sprintf("log queries: %s%s: vigil failed after %s (%s), %s answered in %s: vigil / %s > %s× (lower is better)",
+							q.name, lossAPI(v, vigils), secStr(vq.failedAfter), mdEscape(firstLine(vq.firstErr)), peer.system, msStr(ms(pq.median)), peer.system, num(x)))
+						w(" > %s× (worse) |", num(x))
 						continue
 					}
 					w(" %s |", r.ratio("log queries: "+q.name+lossAPI(v, vigils), peer.system, lower, ms(vq.median), ms(pq.median)))
@@ -500,7 +504,7 @@ func lcell(l *logsResult, i int) string {
 	}
 	q := l.queries[i]
 	if q.n == 0 || q.errors == q.n {
-		return fmt.Sprintf("failed after %s (%d/%d)", msStr(ms(q.failedAfter)), q.errors, q.n)
+		return fmt.Sprintf("failed after %s (%d/%d)", secStr(q.failedAfter), q.errors, q.n)
 	}
 	s := fmt.Sprintf("%s / %s", msStr(ms(q.median)), msStr(ms(q.p95)))
 	if ok := q.n - q.errors; ok < 5 {
@@ -647,6 +651,8 @@ func mib(f float64) string {
 	}
 	return fmt.Sprintf("%.0f MiB", f/(1<<20))
 }
+
+func secStr(d time.Duration) string { return fmt.Sprintf("%.0f s", d.Seconds()) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
