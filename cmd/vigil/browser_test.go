@@ -211,12 +211,12 @@ func TestDNSRebindingRefused(t *testing.T) {
 	}
 }
 
-// TestUnknownAPIPathsAnswerJSON404: a client of another API (Loki here)
-// pointed at vigil gets a JSON 404, not the UI's page with 200; the UI's
-// own routes still get the page.
+// TestUnknownAPIPathsAnswerJSON404: a client of another API (Loki's tail,
+// which vigil does not serve, here) pointed at vigil gets a JSON 404, not
+// the UI's page with 200; the UI's own routes still get the page.
 func TestUnknownAPIPathsAnswerJSON404(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	for _, p := range []string{"/loki/api/v1/labels", "/api/v1/no_such_endpoint", "/api/no_such_api", "/otlp/v1/traces"} {
+	for _, p := range []string{"/loki/api/v1/tail", "/api/v1/no_such_endpoint", "/api/no_such_api", "/otlp/v1/traces"} {
 		resp, body := browserRequest(t, http.MethodGet, s.httpURL+p, "", nil, nil)
 		var e struct{ Status, Error string }
 		if resp.StatusCode != http.StatusNotFound || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||

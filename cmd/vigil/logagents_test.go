@@ -16,7 +16,7 @@ import (
 // The official Elasticsearch Go client, pointed at vigil's
 // /elasticsearch, ships logs into it unchanged (its product check passes
 // on vigil's answers), and each line is readable back through the logs
-// API, linked to its trace.
+// API and the Loki query API, linked to its trace.
 func TestElasticsearchBulkIntoVigil(t *testing.T) {
 	s := startServer(t, filepath.Join(t.TempDir(), "data"))
 	client, err := es.NewClient(es.Config{Addresses: []string{s.httpURL + "/elasticsearch"}})
@@ -60,6 +60,17 @@ func TestElasticsearchBulkIntoVigil(t *testing.T) {
 	for _, r := range lr.Data {
 		if r.Service != "shipping" || !strings.HasPrefix(r.Body, "order ") {
 			t.Fatalf("a shipped line read back as %+v", r)
+		}
+	}
+	// And through the Loki query API, as Grafana reads them.
+	lines := s.lokiLines(t, `{service_name="shipping"} | trace_id="`+traceID+`"`)
+	for i := range n {
+		st, ok := lines[fmt.Sprintf("order %d shipped", i)]
+		if !ok {
+			t.Fatalf("order %d not in the Loki API's answer (%d lines)", i, len(lines))
+		}
+		if st["elasticsearch_index"] != "shop-logs" || st["detected_level"] != "info" {
+			t.Fatalf("order %d's labels: %v", i, st)
 		}
 	}
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/elasticsearch"
 	"github.com/vigil-observability/vigil/internal/ingest/gate"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
+	"github.com/vigil-observability/vigil/internal/ingest/lokipush"
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
@@ -480,6 +481,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 	webSrv.Handle(promapi.PathPrefix+"/", promAPI)
 
+	// The Loki push API's active streams, bounded by the limits and read
+	// by the doctor for the labels that multiply them.
+	streamTracker := limits.NewStreamTracker(cfg.StreamLimits())
 	prober := doctor.NewProber(doctor.ProberOptions{})
 	tlsCheck := doctor.TLSCheck{Config: promCfg.Load, Targets: scraper, Prober: prober}
 	doc, err := doctor.New(doctor.Options{
@@ -501,6 +505,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.SignalsCheck{Spans: spanLogs, Logs: spanLogs, Metrics: metricsDB},
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.metricCaps.Head},
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
+			doctor.LogStreamsCheck{Streams: streamTracker},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
 		Leading:  doctorLeading(cfg, cluster),
@@ -521,12 +526,31 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
 		DecodeBudget: decodeBudget, Metadata: metricMeta,
 	})))
-	// Logs from agents that ship to Elasticsearch, under a path prefix
-	// (docs/api.md): an ingest route whatever the method.
-	webSrv.Handle(elasticsearch.PathPrefix+"/", ingestGate.Wrap(http.StripPrefix(elasticsearch.PathPrefix, elasticsearch.NewHandler(elasticsearch.Options{
+	// Logs from agents that ship to Elasticsearch (docs/logs.md): an
+	// ingest route whatever the method, under a path prefix and at the
+	// root, where agents configured with a bare host and port call it
+	// (elasticsearch.RootRequest: a browser there gets the UI).
+	esAPI := ingestGate.Wrap(elasticsearch.NewHandler(elasticsearch.Options{
 		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
 		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
-	}))))
+	}))
+	webSrv.Handle(elasticsearch.PathPrefix+"/", http.StripPrefix(elasticsearch.PathPrefix, esAPI))
+	webSrv.HandleRoot(func(r *http.Request) bool { return elasticsearch.RootRequest(r.Method, r.URL.Path, r.Header) }, esAPI)
+	// Logs from agents that ship to Loki (Promtail, Alloy, the Node and
+	// Python Loki clients), at Loki's own paths so that the agent's Loki
+	// URL is vigil's web address. The push shares the ingest gate,
+	// admission and decode budget of the other receivers; /ready and
+	// buildinfo are the probes agents and Grafana make first.
+	loki := lokipush.NewHandler(lokipush.HandlerOptions{
+		Logs: ingestGate.Logs(logs), Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
+		MaxLineBytes: int(cfg.Limits.MaxLineBytes), MaxLabelsPerStream: cfg.Limits.MaxLabelsPerStream, Streams: streamTracker,
+		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
+		Ready:     webSrv.NotReady,
+		Build:     lokipush.BuildInfo{Revision: commit, Branch: branch},
+	})
+	webSrv.Handle("POST "+lokipush.PushPath, ingestGate.Wrap(loki))
+	webSrv.Handle("GET "+lokipush.ReadyPath, loki)
+	webSrv.Handle("GET "+lokipush.BuildInfoPath, loki)
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err

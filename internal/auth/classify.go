@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"path"
 	"strings"
+
+	"github.com/vigil-observability/vigil/internal/ingest/elasticsearch"
 )
 
 // Role is what a credential may do. A credential holds any set of roles;
@@ -13,7 +15,8 @@ type Role string
 
 // The roles a credential can hold, and Open for the routes that need none.
 const (
-	// RoleIngest writes telemetry: OTLP (HTTP and gRPC) and remote_write.
+	// RoleIngest writes telemetry: OTLP (HTTP and gRPC), remote_write and
+	// the Elasticsearch and Loki log APIs.
 	RoleIngest Role = "ingest"
 	// RoleRead reads: every query API, the UI, /metrics.
 	RoleRead Role = "read"
@@ -34,6 +37,9 @@ var ingestPaths = map[string]bool{
 	"/v1/traces":    true, // OTLP/HTTP
 	"/v1/logs":      true,
 	"/v1/metrics":   true,
+	// The Loki push API. Its probes (/ready, buildinfo) are GETs, judged
+	// below; the rest of /loki/ is the query API, which reads.
+	"/loki/api/v1/push": true,
 }
 
 // ingestPrefixes are subtrees that are ingest whatever the method: the
@@ -74,12 +80,12 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 // alone. It is the single place that decides access for every HTTP route
 // vigil serves, on every listener:
 //
-//   - GET/HEAD /-/healthy and /-/ready are Open: load balancers and
-//     orchestrators probe them without credentials, and they reveal only
-//     that the process is up.
+//   - GET/HEAD /-/healthy, /-/ready and /ready (Loki's) are Open: load
+//     balancers, orchestrators and log agents probe them without
+//     credentials, and they reveal only that the process is up.
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
-//   - POST to the remote_write and OTLP paths needs ingest, and so does
-//     any request under /elasticsearch/.
+//   - POST to the remote_write, OTLP and Loki push paths needs ingest,
+//     and so does any request under /elasticsearch/.
 //   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side
@@ -90,13 +96,11 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 func Classify(method, p string) Role {
 	p = cleanPath(p)
 	safe := method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
-	if safe && (p == "/-/healthy" || p == "/-/ready") {
+	if safe && (p == "/-/healthy" || p == "/-/ready" || p == "/ready") {
 		return Open
 	}
-	for _, prefix := range adminPrefixes {
-		if p == prefix || strings.HasPrefix(p, prefix+"/") {
-			return RoleAdmin
-		}
+	if adminPath(p) {
+		return RoleAdmin
 	}
 	for _, prefix := range ingestPrefixes {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") {
@@ -115,6 +119,34 @@ func Classify(method, p string) Role {
 		}
 	}
 	return RoleAdmin
+}
+
+// adminPath reports whether p is under one of adminPrefixes.
+func adminPath(p string) bool {
+	for _, prefix := range adminPrefixes {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// ClassifyRequest is Classify with the one rule a method and a path
+// cannot decide alone: the web listener serves Elasticsearch's API at its
+// root beside the UI, and a request elasticsearch.RootRequest claims for
+// it (which looks at the Accept header too: a browser's GET / is the UI's)
+// needs ingest whatever the method, as under /elasticsearch. The admin
+// subtrees stay admin, and routing agrees: the web server never hands
+// their paths to the API.
+func ClassifyRequest(r *http.Request) Role {
+	role := Classify(r.Method, r.URL.Path)
+	if role == Open {
+		return role
+	}
+	if p := cleanPath(r.URL.Path); !adminPath(p) && elasticsearch.RootRequest(r.Method, p, r.Header) {
+		return RoleIngest
+	}
+	return role
 }
 
 // ReadOnly reports whether a request only reads, from its method and path:

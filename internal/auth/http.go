@@ -10,7 +10,7 @@ import (
 )
 
 // Wrap returns next behind authentication: each request needs the role
-// Classify gives its method and path. Missing or wrong credentials get 401
+// ClassifyRequest gives it. Missing or wrong credentials get 401
 // with WWW-Authenticate (so browsers prompt for basic auth), valid
 // credentials without the role get 403. A nil Authenticator means auth is
 // off and next is returned as is.
@@ -19,7 +19,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		need := Classify(r.Method, r.URL.Path)
+		need := ClassifyRequest(r)
 		if need == Open {
 			next.ServeHTTP(w, r)
 			return

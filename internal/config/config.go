@@ -208,6 +208,23 @@ type Limits struct {
 	MaxLabelNameLength      int              `yaml:"max_label_name_length"`
 	MaxLabelValueLength     int              `yaml:"max_label_value_length"`
 	MaxFutureSkew           model.Duration   `yaml:"max_future_skew"`
+	// MaxLineBytes bounds one line pushed through the Loki API (0: 256KiB,
+	// Loki's max_line_size); a longer line is refused, the rest of its
+	// request kept. Lines past max_attribute_value_length are truncated.
+	MaxLineBytes units.Base2Bytes `yaml:"max_line_bytes"`
+	// MaxLabelsPerStream bounds the labels of a Loki stream and the
+	// structured metadata of an entry (0: 30, Loki's default).
+	MaxLabelsPerStream int `yaml:"max_labels_per_stream"`
+	// MaxStreamsPerTenant and MaxStreamsPerService bound the active Loki
+	// streams (label sets that received lines within
+	// active_stream_window) of a tenant (X-Scope-OrgID) and of one service
+	// in it; lines of new streams past them are refused (stream_limit).
+	// 0 means the default (10000 and 5000); -1 means no limit.
+	MaxStreamsPerTenant  int `yaml:"max_streams_per_tenant"`
+	MaxStreamsPerService int `yaml:"max_streams_per_service"`
+	// ActiveStreamWindow is how long a stream counts as active after its
+	// last line (0: 1h).
+	ActiveStreamWindow model.Duration `yaml:"active_stream_window"`
 	// MaxSeries bounds the series the embedded TSDB holds in memory:
 	// past it, remote_write and OTLP samples of new series are refused
 	// (series_limit) while existing series keep being written. 0 means
@@ -519,7 +536,8 @@ func (c *Config) Validate() error {
 	l := c.Limits
 	if l.MaxRequestBytes < 0 || l.MaxAttributeValueLength < 0 || l.MaxAttributesPerItem < 0 ||
 		l.MaxLabelsPerSeries < 0 || l.MaxLabelNameLength < 0 || l.MaxLabelValueLength < 0 || l.MaxFutureSkew < 0 ||
-		l.MaxSeries < -1 || l.MemoryLimit < 0 {
+		l.MaxSeries < -1 || l.MemoryLimit < 0 || l.MaxLineBytes < 0 || l.MaxLabelsPerStream < 0 ||
+		l.MaxStreamsPerTenant < -1 || l.MaxStreamsPerService < -1 || l.ActiveStreamWindow < 0 {
 		return fmt.Errorf("%w: limits must not be negative", ErrInvalid)
 	}
 	if l.MemoryLimit > 0 && l.MemoryLimit < MinMemoryLimit {
@@ -547,6 +565,17 @@ func (c *Config) SeriesLimit() uint64 {
 	default:
 		return uint64(n)
 	}
+}
+
+// StreamLimits are the limits of active Loki streams; a -1 in the file
+// (no limit) becomes the negative value limits.StreamLimits reads the same
+// way.
+func (c *Config) StreamLimits() limits.StreamLimits {
+	return limits.StreamLimits{
+		MaxPerTenant:  c.Limits.MaxStreamsPerTenant,
+		MaxPerService: c.Limits.MaxStreamsPerService,
+		Window:        time.Duration(c.Limits.ActiveStreamWindow),
+	}.WithDefaults()
 }
 
 // DuckDBMemoryBytes is storage.duckdb_memory_limit in bytes. DuckDB reads

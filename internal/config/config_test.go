@@ -32,6 +32,12 @@ func TestLoadGood(t *testing.T) {
 	if l.MaxAttributesPerItem == 0 {
 		t.Error("unset limits must take defaults")
 	}
+	if c.Limits.MaxLineBytes != 64<<10 || c.Limits.MaxLabelsPerStream != 0 {
+		t.Errorf("Loki line and label limits = %v, %d", c.Limits.MaxLineBytes, c.Limits.MaxLabelsPerStream)
+	}
+	if sl := c.StreamLimits(); sl.MaxPerTenant != 2000 || sl.MaxPerService != -1 || sl.Window != 30*time.Minute {
+		t.Errorf("stream limits = %+v, want 2000 per tenant, none per service, 30m", sl)
+	}
 	if d := time.Duration(c.Doctor.Interval); d != 30*time.Second {
 		t.Errorf("doctor.interval = %v, want 30s", d)
 	}
@@ -114,6 +120,7 @@ func TestLoadBad(t *testing.T) {
 		{"bad_memory_limit_duckdb.yaml", "leaves nothing of limits.memory_limit"},
 		{"bad_duckdb_memory.yaml", `duckdb_memory_limit "lots"`},
 		{"bad_negative_query_limit.yaml", "query limits must not be negative"},
+		{"bad_stream_limit.yaml", "limits must not be negative"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)

@@ -67,6 +67,16 @@ func TestIngestCheck(t *testing.T) {
 			severity: Warning, seen: "1 request was refused (undecodable)", fix: "otlp_grpc_addr",
 		},
 		{
+			name: "Loki lines of new streams refused", before: steady,
+			between: func(m *selfobs.IngestMetrics) {
+				steady(m)
+				m.RejectFrom("logs", "stream_limit", "client 10.0.0.4", 25)
+			},
+			want: []string{"ingest_rejections logs stream_limit"}, severity: Warning,
+			seen: "25 of 500 log records received (5.0%) were rejected (stream_limit)", fix: "log_stream_cardinality",
+			sample: "client 10.0.0.4 (25 log records since ",
+		},
+		{
 			name: "rejections before the window are old news",
 			before: func(m *selfobs.IngestMetrics) {
 				steady(m)

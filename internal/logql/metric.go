@@ -88,6 +88,9 @@ func groupOrAll(g *Grouping) *Grouping {
 // t-offset] over them step by step. With a grouping, an entry counts for
 // the series of its group's labels instead of its own.
 func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64, group *Grouping) (value, error) {
+	if v, ok, err := ev.countRange(x, steps, group); ok || err != nil {
+		return v, err
+	}
 	rng, off := x.Range.Nanoseconds(), x.Offset.Nanoseconds()
 	first, last := steps[0]*1e6-off, steps[len(steps)-1]*1e6-off
 	// The source's range is [start, end); the windows are open at the

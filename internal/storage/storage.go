@@ -442,6 +442,51 @@ type LogReader interface {
 	LogHistogram(ctx context.Context, q LogQuery, step time.Duration) ([]LogBucket, error)
 }
 
+// LogCountQuery asks a store to count log records in time bins without
+// reading them out: what a Loki metric query such as
+// sum by (level) (count_over_time({...}[1m])) needs of its lines.
+type LogCountQuery struct {
+	// Streams are the LogStream keys of the records counted; required
+	// (an empty list counts nothing).
+	Streams []string
+	// Origin and Step cut time into bins: bin k holds the records stamped
+	// in (Origin + k*Step, Origin + (k+1)*Step], closed at its end as a
+	// LogQL range is. Step is above 0, and Origin is not after Start.
+	Origin time.Time
+	Step   time.Duration
+	// Start (exclusive) and End (inclusive) bound the records counted.
+	Start, End time.Time
+	// Contains and NotContains are substrings, compared exactly (case
+	// sensitively), that the body must hold and must not hold.
+	Contains, NotContains []string
+	// Attributes are record attribute keys to count by: each count holds
+	// the attribute's value as stored (its typed JSON, see attrenc), or ""
+	// for a record without it.
+	Attributes []string
+}
+
+// LogCount is the records of one stream, bin, severity and set of
+// attribute values.
+type LogCount struct {
+	Stream string
+	Bin    int64
+	// Severity is the records' band; SeverityText is their severity text
+	// when their number is outside 1-24 (else "").
+	Severity     Severity
+	SeverityText string
+	// Attributes holds the values of LogCountQuery.Attributes, in order.
+	Attributes []string
+	// Entries counts the records, Bytes the bytes of their bodies.
+	Entries, Bytes int64
+}
+
+// LogCounter is an optional capability of backends that count log records
+// where they are stored. Callers find it by type assertion.
+type LogCounter interface {
+	// CountLogs returns the non-empty counts q asks for, in any order.
+	CountLogs(ctx context.Context, q LogCountQuery) ([]LogCount, error)
+}
+
 // Retainer is an optional capability of backends that drop old data in
 // whole partitions. Callers find it by type assertion.
 type Retainer interface {

@@ -5,6 +5,7 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -43,6 +44,8 @@ type Server struct {
 	readyCheck atomic.Pointer[func() error]
 	logger     *slog.Logger
 	ui         http.Handler
+	// root is an API served at the root beside the UI (HandleRoot).
+	root atomic.Pointer[rootAPI]
 
 	routesMu sync.Mutex
 	routes   []string // every pattern mounted, for GET /-/routes
@@ -60,22 +63,10 @@ func New(opts Options) *Server {
 	}))
 	s.Handle("GET /-/ready", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !s.ready.Load() {
+		if err := s.NotReady(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("vigil is not ready: storage is opening (WAL replay).\n"))
+			_, _ = w.Write([]byte("vigil is not ready: " + err.Error() + "\n"))
 			return
-		}
-		if s.stopping.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("vigil is not ready: shutting down.\n"))
-			return
-		}
-		if check := s.readyCheck.Load(); check != nil {
-			if err := (*check)(); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte("vigil is not ready: " + err.Error() + "\n"))
-				return
-			}
 		}
 		_, _ = w.Write([]byte("vigil is Ready.\n"))
 	}))
@@ -110,6 +101,21 @@ func (s *Server) Routes() []string {
 	return r
 }
 
+// rootAPI is an API that shares the listener's root with the UI.
+type rootAPI struct {
+	claims func(*http.Request) bool
+	h      http.Handler
+}
+
+// HandleRoot serves with h the requests claims accepts among those no
+// pattern is mounted for, before the UI sees them: an API whose clients
+// call the listener's root and paths of their own there (Elasticsearch's
+// agents call "/", "/_bulk", "/_license"). Paths of vigil's APIs (see
+// apiPath) are never passed to it. It is safe to call while serving.
+func (s *Server) HandleRoot(claims func(*http.Request) bool, h http.Handler) {
+	s.root.Store(&rootAPI{claims: claims, h: h})
+}
+
 // MountPprof serves net/http/pprof under /debug/pprof/. The caller decides
 // who may reach it (an admin endpoint: profiles reveal internals and cost
 // CPU).
@@ -134,6 +140,21 @@ func (s *Server) SetReadyCheck(check func() error) { s.readyCheck.Store(&check) 
 // on, while the APIs keep answering the requests that still arrive.
 func (s *Server) SetStopping() { s.stopping.Store(true) }
 
+// NotReady says why /-/ready answers 503, or returns nil when it answers
+// 200. Other readiness probes (Loki's /ready) answer by it too.
+func (s *Server) NotReady() error {
+	if !s.ready.Load() {
+		return errors.New("storage is opening (WAL replay)")
+	}
+	if s.stopping.Load() {
+		return errors.New("shutting down")
+	}
+	if check := s.readyCheck.Load(); check != nil {
+		return (*check)()
+	}
+	return nil
+}
+
 // Ready reports whether SetReady was called.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
@@ -147,7 +168,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) fallback(w http.ResponseWriter, r *http.Request) {
+	root := s.root.Load()
 	switch {
+	case root != nil && !apiPath(r.URL.Path) && root.claims(r):
+		root.h.ServeHTTP(w, r)
 	case s.ui != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) && !apiPath(r.URL.Path):
 		s.ui.ServeHTTP(w, r)
 	case !s.ready.Load():
@@ -173,7 +197,7 @@ var apiPrefixes = []string{
 var pathHints = []struct{ prefix, hint string }{
 	{"/v1/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default)"},
 	{"/otlp/", "; OTLP/HTTP is received on vigil's OTLP/HTTP address (otlp_http_addr, port 4318 by default) at /v1/traces, /v1/logs and /v1/metrics"},
-	{"/loki/", "; vigil does not serve the Loki API: search logs with GET /api/logs"},
+	{"/loki/", "; of Loki's API vigil serves the push (POST /loki/api/v1/push), buildinfo and the query routes listed in docs/api.md"},
 	{"/tempo/", "; vigil serves traces through the Jaeger query API: GET /api/traces/{traceID}"},
 	{"/prometheus/", "; the Prometheus API is at /api/v1/, without a prefix"},
 }

@@ -116,7 +116,7 @@ func TestUIRouting(t *testing.T) {
 		{"GET", "/metrics/x", 404, "no such endpoint"},
 		{"GET", "/v1/traces", 404, "no such endpoint"},
 		// Other systems' APIs, sent to vigil by mistake.
-		{"GET", "/loki/api/v1/labels", 404, "no such endpoint: /loki/api/v1/labels; vigil does not serve the Loki API: search logs with GET /api/logs"},
+		{"GET", "/loki/api/v1/labels", 404, "no such endpoint: /loki/api/v1/labels; of Loki's API vigil serves the push (POST /loki/api/v1/push), buildinfo and the query routes listed in docs/api.md"},
 		{"POST", "/v1/traces", 404, "OTLP/HTTP is received on vigil's OTLP/HTTP address"},
 		{"POST", "/loki/api/v1/push", 404, "no such endpoint"},
 		{"GET", "/otlp/v1/traces", 404, "no such endpoint"},
@@ -168,5 +168,43 @@ func TestReadyCheck(t *testing.T) {
 	noLeader.Store(false)
 	if resp, body := get(t, s, "/-/ready"); resp.StatusCode != 200 {
 		t.Errorf("check passing: GET /-/ready = %d %q, want 200", resp.StatusCode, body)
+	}
+}
+
+// An API at the root (HandleRoot) gets what it claims of the paths no
+// pattern serves, before the UI; vigil's own API paths and mounted
+// patterns never reach it.
+func TestHandleRoot(t *testing.T) {
+	s := New(Options{UI: stubUI})
+	s.Handle("GET /api/logs", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("logs")) }))
+	s.SetReady()
+	// Claims everything not asking for HTML: the path rules are the API's
+	// (internal/ingest/elasticsearch tests them); the server's are tested here.
+	claims := func(r *http.Request) bool { return !strings.Contains(r.Header.Get("Accept"), "text/html") }
+	s.HandleRoot(claims, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("root " + r.URL.Path)) }))
+	for _, tc := range []struct {
+		method, path, accept string
+		code                 int
+		body                 string
+	}{
+		{"GET", "/", "application/json", 200, "root /"},
+		{"GET", "/", "text/html,application/xhtml+xml", 200, "ui /"},
+		{"POST", "/_bulk", "", 200, "root /_bulk"},
+		{"GET", "/logs", "text/html", 200, "ui /logs"},
+		{"GET", "/api/logs", "", 200, "logs"},
+		{"GET", "/api/other", "", 404, "no such endpoint"},
+		{"POST", "/v1/logs", "", 404, "no such endpoint"},
+		{"GET", "/metrics/_doc", "", 404, "no such endpoint"},
+		{"GET", "/-/_bulk", "", 404, "no such endpoint"},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, nil)
+		if tc.accept != "" {
+			req.Header.Set("Accept", tc.accept)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.body) {
+			t.Errorf("%s %s (Accept %q) = %d %q, want %d containing %q", tc.method, tc.path, tc.accept, rec.Code, rec.Body.String(), tc.code, tc.body)
+		}
 	}
 }

@@ -27,19 +27,28 @@ const IndexAttribute = "elasticsearch.index"
 var resourcePrefixes = []string{"service.", "host.", "container.", "cloud.", "kubernetes.", "orchestrator.", "agent."}
 
 // Field names, by ECS and by the common non-ECS spellings agents use, in
-// the order they are tried.
+// the order they are tried. The syslog daemons' default templates name
+// their own: rsyslog's omelasticsearch sends timereported, fromhost and
+// priority (a severity name); syslog-ng's elasticsearch-http() sends its
+// macros' names, MESSAGE, HOST, PROGRAM and PRIORITY (journald's PRIORITY
+// is a number, which severityNumber reads too).
 var (
-	timestampFields = []string{"@timestamp", "timestamp", "time"}
-	messageFields   = []string{"message", "msg", "log", "event.original"}
-	levelFields     = []string{"log.level", "level", "severity", "log.syslog.severity.name", "syslog.severity"}
+	timestampFields = []string{"@timestamp", "timestamp", "time", "timereported"}
+	messageFields   = []string{"message", "msg", "log", "event.original", "MESSAGE"}
+	levelFields     = []string{"log.level", "level", "severity", "log.syslog.severity.name", "syslog.severity", "priority", "PRIORITY"}
 	traceIDFields   = []string{"trace.id", "trace_id", "traceId", "traceID"}
 	spanIDFields    = []string{"span.id", "span_id", "spanId", "spanID"}
 	// serviceFields name the service when service.name is absent: syslog's
-	// application name is what a syslog line has for it.
-	serviceFields = []string{"service.name", "log.syslog.appname", "process.name", "syslog.appname", "programname", "appname"}
+	// application name is what a syslog line has for it; on Kubernetes,
+	// the app's label or else its container's name, as Fluent Bit's
+	// kubernetes filter (labels, container_name) and Filebeat's
+	// add_kubernetes_metadata (container.name) write them.
+	serviceFields = []string{"service.name", "log.syslog.appname", "process.name", "syslog.appname", "programname", "appname", "PROGRAM",
+		"kubernetes.labels.app.kubernetes.io/name", "kubernetes.labels.app", "kubernetes.container_name", "kubernetes.container.name"}
 	// hostFields name the host when host.name is absent: syslog templates
-	// and older Logstash pipelines write a plain "host" string.
-	hostFields = []string{"host.name", "host.hostname", "host", "hostname"}
+	// and older Logstash pipelines write a plain "host" string; on
+	// Kubernetes, the node's name is the host.
+	hostFields = []string{"host.name", "host.hostname", "host", "hostname", "fromhost", "HOST", "kubernetes.host", "kubernetes.node.name"}
 )
 
 // Document is one bulk document mapped onto vigil's log model.
@@ -86,8 +95,12 @@ func MapDocument(src json.RawMessage) (Document, *ItemError) {
 		}
 		d.Timestamp = t
 	}
-	if _, v, ok := take(flat, levelFields); ok {
-		d.Severity = text(v)
+	if k, v, ok := take(flat, levelFields); ok {
+		if (k == "priority" || k == "PRIORITY") && severityNumber(text(v)) == plog.SeverityNumberUnspecified {
+			flat[k] = v // a priority that is no syslog severity ("high"): the event's own field
+		} else {
+			d.Severity = text(v)
+		}
 	}
 	if k, v, ok := take(flat, traceIDFields); ok {
 		if id, ok := hexID(text(v), 16); ok {

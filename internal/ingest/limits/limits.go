@@ -98,4 +98,7 @@ const (
 	ReasonOverloaded        = "overloaded"           // whole request refused, retryable
 	ReasonUnsupported       = "unsupported"          // item asked for what vigil does not do (a bulk update)
 	ReasonItemTooLarge      = "item_too_large"       // item rejected, the rest of its request kept
+	ReasonLineTooLong       = "line_too_long"        // Loki push line rejected, the rest of its request kept
+	ReasonMalformedStream   = "malformed_stream"     // Loki push stream or entry that does not decode, the rest kept
+	ReasonTooManyEntries    = "too_many_entries"     // Loki push entries past the most one request may carry
 )

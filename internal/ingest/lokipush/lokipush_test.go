@@ -298,7 +298,14 @@ func TestLogs(t *testing.T) {
 			{sec: t0, line: `level=warn msg="logfmt line" traceid=a3ce929d0e0e4736`},
 		}},
 		pbStream{labels: `{app="web", trace_id="0af7651916cd43dd8448eb211c80319c"}`, entries: []pbEntry{{sec: t0, line: "id from label"}}},
-		pbStream{labels: `{job="varlogs", filename="/var/log/syslog"}`, entries: []pbEntry{{sec: t0, line: "job names the service"}}},
+		pbStream{labels: `{job="varlogs", filename="/var/log/syslog"}`, entries: []pbEntry{
+			{sec: t0, line: "job names the service"},
+			// Without a level label, the line's own level is the severity.
+			{sec: t0, line: `{"level":50,"msg":"pino's number"}`},
+			{sec: t0, line: `{"severity":"WARNING","msg":"json"}`},
+			{sec: t0, line: `lvl=err msg="logfmt"`},
+			{sec: t0, line: `level=verbose msg="not a level vigil knows"`},
+		}},
 	)
 	res, err := testDecoder(Options{}).Decode(body, "application/x-protobuf")
 	if err != nil {

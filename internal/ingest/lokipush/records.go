@@ -22,7 +22,9 @@ const ScopeName = "loki.push"
 // become underscores), so a stream that went OTLP → Loki label → vigil
 // gets its attribute back. Other labels keep their own name (job, app,
 // namespace, pod, container, filename...), as inventing semantics for
-// them would be a guess.
+// them would be a guess. A label whose twin the Loki query API would name
+// otherwise (host is host.name, read back as host_name) is kept under its
+// own name as well.
 var resourceKeys = map[string]string{
 	"service_name":           "service.name",
 	"service_namespace":      "service.namespace",
@@ -62,8 +64,10 @@ var (
 //   - structured metadata becomes record attributes;
 //   - the line is the record body, the entry time its timestamp, now its
 //     observed timestamp;
-//   - a level, detected_level, severity or lvl in metadata or labels sets
-//     the severity text and number (the lowest of its band);
+//   - a level, detected_level, severity or lvl in metadata or labels, or
+//     else in the line (a top-level JSON field, pino's numbers included,
+//     or a logfmt key) when vigil knows it as a level, sets the severity
+//     text and number (the lowest of its band);
 //   - a trace id is lifted from metadata (where the attribute is then
 //     dropped, being the record's trace id), from labels, or from the line
 //     (a top-level JSON field, or a logfmt key), tried in that order. It
@@ -84,6 +88,13 @@ func (r *Result) Logs(now time.Time) plog.Logs {
 			}
 			hasService = hasService || key == "service.name"
 			attrs.PutStr(key, l.Value)
+			if key != l.Name && strings.ReplaceAll(key, ".", "_") != l.Name {
+				// host is host.name to vigil, but the Loki API names that
+				// host_name: keep the label as sent too, so that the
+				// selectors of existing dashboards ({host="h1"}) still
+				// find the stream.
+				attrs.PutStr(l.Name, l.Value)
+			}
 		}
 		if !hasService {
 			for _, k := range serviceFallbacks {
@@ -136,8 +147,10 @@ func (r *Result) Logs(now time.Time) plog.Logs {
 			if !spanSet {
 				spanSet = setSpan(lr, streamSpan)
 			}
-			if !traceSet || !spanSet {
-				liftFromLine(lr, e.Line, !traceSet, !spanSet)
+			if !traceSet || !spanSet || level == "" {
+				if l := liftFromLine(lr, e.Line, !traceSet, !spanSet, level == ""); l != "" {
+					level = l
+				}
 			}
 			if level != "" {
 				lr.SetSeverityText(level)
@@ -149,6 +162,32 @@ func (r *Result) Logs(now time.Time) plog.Logs {
 		}
 	}
 	return ld
+}
+
+// UnknownService names the service of a stream without any of the labels
+// that name one, as OpenTelemetry's unknown_service does.
+const UnknownService = "unknown_service"
+
+// Service names the stream's service as Logs does for service.name: from
+// service_name, else the first of service, app, application, job and
+// container, else UnknownService.
+func (s *Stream) Service() string {
+	if v, ok := lookup(s.Labels, "service_name"); ok {
+		return v
+	}
+	if v, ok := lookupAny(s.Labels, serviceFallbacks); ok {
+		return v
+	}
+	return UnknownService
+}
+
+// labelPairs yields the stream's labels, in order, as name and value.
+func (s *Stream) labelPairs(yield func(string, string) bool) {
+	for _, l := range s.Labels {
+		if !yield(l.Name, l.Value) {
+			return
+		}
+	}
 }
 
 func setTrace(lr plog.LogRecord, v string) bool {
@@ -167,15 +206,18 @@ func setSpan(lr plog.LogRecord, v string) bool {
 	return false
 }
 
-// liftFromLine looks for a trace or span id in the line itself. The
-// substring test first keeps the common line, which has neither, from
-// being parsed at all.
-func liftFromLine(lr plog.LogRecord, line string, trace, span bool) {
+// liftFromLine looks for a trace or span id in the line itself, and for
+// a level, which it returns: Grafana's log volume groups lines by the
+// level Loki detects in them, and most shippers send it only in the line.
+// The substring tests first keep a line that has none of them from being
+// parsed at all.
+func liftFromLine(lr plog.LogRecord, line string, trace, span, level bool) string {
 	lower := strings.ToLower(line)
 	trace = trace && strings.Contains(lower, "trace")
 	span = span && strings.Contains(lower, "span")
-	if !trace && !span {
-		return
+	level = level && (strings.Contains(lower, "level") || strings.Contains(lower, "severity") || strings.Contains(lower, "lvl"))
+	if !trace && !span && !level {
+		return ""
 	}
 	fields := lineFields(line)
 	if trace {
@@ -188,7 +230,18 @@ func liftFromLine(lr plog.LogRecord, line string, trace, span bool) {
 			setSpan(lr, v)
 		}
 	}
+	if level {
+		if v, ok := lookupAny(fields, levelKeys); ok {
+			if _, known := storage.ParseSeverity(v); known {
+				return v
+			}
+		}
+	}
+	return ""
 }
+
+// pinoLevels are the numbers pino and bunyan write as a JSON line's level.
+var pinoLevels = map[string]string{"10": "trace", "20": "debug", "30": "info", "40": "warn", "50": "error", "60": "fatal"}
 
 // lineFields returns the top-level string fields of a JSON object line, or
 // else the key=value pairs of a logfmt line.
@@ -204,6 +257,8 @@ func lineFields(line string) []Label {
 			var s string
 			if json.Unmarshal(raw, &s) == nil {
 				out = append(out, Label{Name: k, Value: s})
+			} else if name, ok := pinoLevels[string(raw)]; ok && contains(levelKeys, k) {
+				out = append(out, Label{Name: k, Value: name})
 			}
 		}
 		return out

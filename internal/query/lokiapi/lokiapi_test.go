@@ -61,7 +61,7 @@ func fixture(base time.Time) []storage.LogRecord {
 			lvl, sev = "error", plog.SeverityNumberError
 		}
 		add(time.Duration(i)*time.Minute+10*time.Second, "payments", payments, sev,
-			"level="+lvl+` msg="charge card" amount=`+strconv.Itoa(10*(i+1))+" took="+strconv.Itoa(i+1)+"00ms", map[string]any{"tenant": "fake"})
+			"level="+lvl+` msg="charge card" amount=`+strconv.Itoa(10*(i+1))+" took="+strconv.Itoa(i+1)+"00ms", map[string]any{"tenant": "fake", "level": lvl, "attempt": int64(i % 2), "ratio": 0.5 * float64(i)})
 	}
 	add(5*time.Minute, "", map[string]any{"job": "cron"}, 0, "nightly job started", nil)
 	return recs
@@ -103,6 +103,8 @@ func grafanaCalls(base time.Time) []grafanaCall {
 		{"explore_range", "/loki/api/v1/query_range", url.Values{"direction": {"backward"}, "query": {`{service_name="checkout"}`}, "limit": {"1000"}, "start": {start}, "end": {end}, "step": {"2000ms"}}, nil},
 		{"explore_forward_limit", "/loki/api/v1/query_range", url.Values{"direction": {"forward"}, "query": {`{service_name=~"checkout|payments"} |= ""`}, "limit": {"3"}, "start": {start}, "end": {end}, "step": {"2000ms"}}, nil},
 		{"logs_volume", "/loki/api/v1/query_range", url.Values{"direction": {"backward"}, "query": {`sum by (level, detected_level) (count_over_time({service_name="checkout"} | drop __error__[1m]))`}, "start": {start}, "end": {end}, "step": {"60000ms"}}, http.Header{"X-Query-Tags": {"Source=logvolhist"}}},
+		{"logs_volume_metadata_level", "/loki/api/v1/query_range", url.Values{"direction": {"backward"}, "query": {`sum by (level, detected_level) (count_over_time({service_name="payments"} | drop __error__[1m]))`}, "start": {start}, "end": {end}, "step": {"60000ms"}}, http.Header{"X-Query-Tags": {"Source=logvolhist"}}},
+		{"count_by_typed_attributes", "/loki/api/v1/query_range", url.Values{"query": {`sum by (attempt, ratio, service_name) (bytes_over_time({service_name=~".+"} |= "charge" != "amount=20" [10m]))`}, "start": {start}, "end": {end}, "step": {"300000ms"}}, nil},
 		{"json_metric", "/loki/api/v1/query_range", url.Values{"direction": {"backward"}, "query": {`sum by (status) (count_over_time({service_name="checkout"} | json | status >= 500 [5m]))`}, "start": {start}, "end": {end}, "step": {"300000ms"}}, nil},
 		{"logfmt_filter", "/loki/api/v1/query_range", url.Values{"direction": {"backward"}, "query": {`{job="payments"} |= "charge" | logfmt | took > 250ms | line_format "{{.msg}} {{.amount}}"`}, "limit": {"100"}, "start": {start}, "end": {end}, "step": {"2000ms"}}, nil},
 		{"instant_rate", "/loki/api/v1/query", url.Values{"query": {`sum by (service_name) (rate({service_name=~".+"}[10m]))`}, "time": {end}}, nil},

@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 
 	"github.com/vigil-observability/vigil/internal/logql"
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/attrenc"
 )
 
 // LogStore is what the Loki API reads: the streams of stored logs, then
@@ -300,4 +303,90 @@ func valueString(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(b)
+}
+
+var _ logql.Counter = (*Source)(nil)
+
+// CountEntries implements logql.Counter when the store counts (storage.LogCounter)
+// and every name of q.Metadata is one it can count by exactly:
+// detected_level, from the severity, or a name without '_', which only
+// the attribute of that very key becomes (any other key's name would hold
+// a '_' where its dots or other characters were).
+func (s *Source) CountEntries(ctx context.Context, q logql.CountQuery) ([]logql.EntryCount, error) {
+	counter, ok := s.store.(storage.LogCounter)
+	if !ok {
+		return nil, fmt.Errorf("%w: the store does not count", logql.ErrCannotCount)
+	}
+	var attrs []string
+	for _, name := range q.Metadata {
+		if name != levelLabel && (strings.Contains(name, "_") || name == "" || name[0] >= '0' && name[0] <= '9') {
+			return nil, fmt.Errorf("%w: by %s", logql.ErrCannotCount, name)
+		}
+		if name != levelLabel {
+			attrs = append(attrs, name)
+		}
+	}
+	streamOf := map[string]int{}
+	var keys []string
+	for i, st := range q.Streams {
+		var ids []string
+		if err := json.Unmarshal([]byte(st.ID), &ids); err != nil {
+			return nil, fmt.Errorf("lokiapi: stream id %q: %w", st.ID, err)
+		}
+		for _, id := range ids {
+			streamOf[id] = i
+			keys = append(keys, id)
+		}
+	}
+	counts, err := counter.CountLogs(ctx, storage.LogCountQuery{
+		Streams: keys, Origin: q.Origin, Step: q.Step, Start: q.Origin, End: q.End,
+		Contains: q.Contains, NotContains: q.NotContains, Attributes: attrs,
+	})
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		stream int
+		bin    int64
+		meta   string
+	}
+	index := map[key]int{}
+	var out []logql.EntryCount
+	for _, c := range counts {
+		i, ok := streamOf[c.Stream]
+		if !ok || len(c.Attributes) != len(attrs) {
+			return nil, fmt.Errorf("lokiapi: the store counted stream %q with %d attributes, not one asked for with %d", c.Stream, len(c.Attributes), len(attrs))
+		}
+		meta := make([]string, len(q.Metadata))
+		a := 0
+		for j, name := range q.Metadata {
+			if name == levelLabel {
+				meta[j] = detectedLevel(storage.LogRecord{SeverityNumber: firstOf(c.Severity), SeverityText: c.SeverityText})
+				continue
+			}
+			if raw := c.Attributes[a]; raw != "" {
+				v := pcommon.NewValueEmpty()
+				if err := attrenc.DecodeValue(raw, v); err != nil {
+					return nil, fmt.Errorf("lokiapi: attribute %s counted as %q: %w", name, raw, err)
+				}
+				meta[j] = valueString(v.AsRaw())
+			}
+			a++
+		}
+		k := key{i, c.Bin, strings.Join(meta, "\xff")}
+		if at, seen := index[k]; seen {
+			out[at].Entries += c.Entries
+			out[at].Bytes += c.Bytes
+			continue
+		}
+		index[k] = len(out)
+		out = append(out, logql.EntryCount{Stream: i, Bin: c.Bin, Metadata: meta, Entries: c.Entries, Bytes: c.Bytes})
+	}
+	return out, nil
+}
+
+// firstOf is the lowest severity number of a band.
+func firstOf(s storage.Severity) plog.SeverityNumber {
+	lo, _ := s.Range()
+	return lo
 }

@@ -1,0 +1,77 @@
+package lokiapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/vigil-observability/vigil/internal/storage/embedded"
+)
+
+// BenchmarkEmbedded runs Grafana's Explore calls (the log query and the
+// log volume beside it) and a filtered metric query over 100k lines of
+// 10 streams in the last hour, in the DuckDB store.
+func BenchmarkEmbedded(b *testing.B) {
+	s, err := embedded.OpenSpanLogStore(context.Background(), embedded.SpanLogOptions{Dir: b.TempDir(), MemoryLimit: "512MB", Threads: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close() })
+	now := time.Now()
+	const n, streams = 100_000, 10
+	for batch := 0; batch < n; batch += 10_000 {
+		ld := plog.NewLogs()
+		for st := range streams {
+			rl := ld.ResourceLogs().AppendEmpty()
+			rl.Resource().Attributes().PutStr("service.name", fmt.Sprintf("svc-%d", st%3))
+			rl.Resource().Attributes().PutStr("host.name", fmt.Sprintf("host-%d", st))
+			lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
+			for i := batch + st; i < batch+10_000; i += streams {
+				lr := lrs.AppendEmpty()
+				lr.SetTimestamp(pcommon.NewTimestampFromTime(now.Add(-time.Duration(i) * 30 * time.Millisecond)))
+				sev := plog.SeverityNumberInfo
+				if i%17 == 0 {
+					sev = plog.SeverityNumberError
+				}
+				lr.SetSeverityNumber(sev)
+				lr.Body().SetStr(`level=info msg="request served" status=` + strconv.Itoa(200+i%5) + ` took=` + strconv.Itoa(i%300) + `ms user=u` + strconv.Itoa(i%1000))
+				lr.Attributes().PutStr("http.route", "/api/"+strconv.Itoa(i%7))
+			}
+		}
+		if err := s.WriteLogs(context.Background(), ld); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(NewHandler(Options{Logs: s}))
+	b.Cleanup(srv.Close)
+	start, end := strconv.FormatInt(now.Add(-time.Hour).UnixNano(), 10), strconv.FormatInt(now.Add(time.Minute).UnixNano(), 10)
+	for _, bc := range []struct{ name, query, step string }{
+		{"explore_logs", `{service_name="svc-1"}`, "2000ms"},
+		{"explore_filtered", `{service_name="svc-1"} |= "status=503"`, "2000ms"},
+		{"logs_volume", `sum by (level, detected_level) (count_over_time({service_name="svc-1"} | drop __error__[1m]))`, "60000ms"},
+		{"logfmt_metric", `sum by (status) (count_over_time({service_name=~"svc-.*"} | logfmt | took > 200ms [1m]))`, "60000ms"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			v := url.Values{"query": {bc.query}, "start": {start}, "end": {end}, "step": {bc.step}, "limit": {"1000"}, "direction": {"backward"}}
+			u := srv.URL + "/loki/api/v1/query_range?" + v.Encode()
+			for b.Loop() {
+				resp, err := http.Get(u)
+				if err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("HTTP %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+}
