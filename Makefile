@@ -138,8 +138,8 @@ bench:
 # of each step of the traces ramp; the defaults take 12 to 15 minutes.
 # BENCH_SECTIONS=logs (or traces, metrics, comma-separated) reruns those
 # sections alone and keeps the others of docs/benchmarks.md.
-# BENCH_VIGIL_LOKI_PUSH=true also sends vigil the logs load over Loki's push
-# API, as VictoriaLogs is sent it (OTLP/HTTP always runs).
+# BENCH_VIGIL_LOKI_PUSH=false leaves out the run that sends vigil the logs
+# load over Loki's push API, as VictoriaLogs is sent it (OTLP/HTTP always runs).
 TELEMETRYGEN_VERSION ?= v0.161.0
 BENCH_DURATION ?= 60s
 BENCH_STEP ?= 20s
@@ -148,7 +148,7 @@ PROMETHEUS_BIN ?= $(shell command -v prometheus)
 VICTORIA_BIN ?= $(shell command -v victoria-metrics)
 VICTORIALOGS_BIN ?=
 BENCH_SECTIONS ?=
-BENCH_VIGIL_LOKI_PUSH ?= false
+BENCH_VIGIL_LOKI_PUSH ?= true
 
 bench-peers: build-go
 	cd bench && GOBIN=$(CURDIR)/bench/bin $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)

@@ -64,7 +64,7 @@ func main() {
 	flag.StringVar(&o.prometheus, "prometheus", envOrPath("PROMETHEUS_BIN", "prometheus"), "Prometheus binary (default $PROMETHEUS_BIN or prometheus on PATH)")
 	flag.StringVar(&o.victoria, "victoria", envOrPath("VICTORIA_BIN", "victoria-metrics"), "VictoriaMetrics single-node binary (default $VICTORIA_BIN or victoria-metrics on PATH)")
 	flag.StringVar(&o.victoriaLogs, "victorialogs", os.Getenv("VICTORIALOGS_BIN"), "VictoriaLogs single-node binary (default $VICTORIALOGS_BIN); empty: the logs section has no peer")
-	flag.BoolVar(&o.vigilLokiPush, "vigil-loki-push", false, "also send vigil the logs load over Loki's push API (POST /loki/api/v1/push on its web listener), as VictoriaLogs is sent it")
+	flag.BoolVar(&o.vigilLokiPush, "vigil-loki-push", true, "also send vigil the logs load over Loki's push API (POST /loki/api/v1/push on its web listener), as VictoriaLogs is sent it")
 	flag.IntVar(&o.logQueryRuns, "log-query-runs", 20, "runs of each log query per system")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "report to write")
 	flag.StringVar(&o.workDir, "work-dir", "", "directory for data and logs (default: a new temporary directory, removed afterwards)")

@@ -25,7 +25,7 @@ var sectionOwns = map[string]struct {
 	"metrics": {"## Metrics", []string{"metrics:", "PromQL:"}, []string{"remote_write ingest"},
 		[]string{"Prometheus", "VictoriaMetrics"}, []string{"vigil-metrics", "Prometheus", "VictoriaMetrics", "remote_write"}},
 	"logs": {"## Logs", []string{"logs:", "log queries:"}, []string{"logs ingest", "log queries"},
-		[]string{"VictoriaLogs"}, []string{"vigil-logs", "VictoriaLogs", "vigil-load (logs", "log query"}},
+		[]string{"VictoriaLogs"}, []string{"vigil-logs", "vigil-logs-loki", "VictoriaLogs", "vigil-load (logs", "log query"}},
 }
 
 // selectSections turns -sections (the sections to run; empty: all) and

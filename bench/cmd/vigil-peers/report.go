@@ -101,8 +101,8 @@ func (r *report) harnessCommand() string {
 	}
 	cmd := fmt.Sprintf("bench/bin/vigil-peers -vigil %s -telemetrygen %s -vigil-load %s -jaeger \"$JAEGER_BIN\" -prometheus %s -victoria %s -victorialogs \"$VICTORIALOGS_BIN\" -duration %v -step %v -series %d -span-rates %s -out %s",
 		rel(o.vigil), rel(o.telemetrygen), rel(o.vigilLoad), orNone(o.prometheus), orNone(o.victoria), o.duration, o.step, o.series, o.spanRates, rel(o.out))
-	if o.vigilLokiPush {
-		cmd += " -vigil-loki-push"
+	if !o.vigilLokiPush {
+		cmd += " -vigil-loki-push=false"
 	}
 	if o.sections != "" {
 		cmd += " -sections " + o.sections
