@@ -305,10 +305,19 @@ func mergeLosses(prev, cur string, owned func(func(string) bool) bool) string {
 	return "\n" + strings.Join(append([]string{strings.Join(list, "\n")}, paras...), "\n\n") + "\n\n"
 }
 
-// ownedCause says whether p is the known cause of a loss of a section run.
+// ownedCause says whether p is the known cause of a loss of a section
+// run: the same paragraph, or one with the same lead-in ("Log queries:"),
+// since the text may have changed since.
 func ownedCause(p string, ownedLoss func(string) bool) bool {
+	lead := func(s string) string {
+		l, _, ok := strings.Cut(s, ": ")
+		if !ok {
+			return s
+		}
+		return l
+	}
 	for _, c := range knownCauses {
-		if c.text == p && ownedLoss(c.prefix) {
+		if (c.text == p || lead(c.text) == lead(p)) && ownedLoss(c.prefix) {
 			return true
 		}
 	}

@@ -40,6 +40,8 @@ old logs table
 
 Trace cause.
 
+Log queries: an older wording of their cause.
+
 CPU profile of vigil during trace queries (10 s):
 
 ` + "```\ntop\n```" + `
@@ -134,7 +136,7 @@ func TestMergeReportKeepsSectionsNotRun(t *testing.T) {
 			t.Errorf("merged report lacks %q\n---\n%s", want, got)
 		}
 	}
-	for _, gone := range []string{"old logs table", "vigil-load -signal logs\n", "Skipped.", "| Jaeger | not available"} {
+	for _, gone := range []string{"old logs table", "an older wording", "vigil-load -signal logs\n", "Skipped.", "| Jaeger | not available"} {
 		if strings.Contains(got, gone) {
 			t.Errorf("merged report still holds %q", gone)
 		}
