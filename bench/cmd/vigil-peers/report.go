@@ -566,27 +566,29 @@ func (r *report) profiles(b *strings.Builder) {
 		}
 		return false
 	}
-	type prof struct{ phase, path string }
+	// name is the saved file's, when the phase's first two words are not
+	// enough to tell it apart.
+	type prof struct{ phase, path, name string }
 	var ps []prof
 	for _, t := range r.traces {
 		if t.system == "vigil" && t.profile != "" && (lost("traces: highest") || lost("traces: CPU")) {
-			ps = append(ps, prof{"traces ingest (the ramp's last step)", t.profile})
+			ps = append(ps, prof{phase: "traces ingest (the ramp's last step)", path: t.profile})
 		}
 		if t.system == "vigil" && t.queryProfile != "" && (lost("traces: trace by id") || lost("traces: search")) {
-			ps = append(ps, prof{"trace queries (trace by id and both searches, 10 s)", t.queryProfile})
+			ps = append(ps, prof{phase: "trace queries (trace by id and both searches, 10 s)", path: t.queryProfile})
 		}
 	}
 	for _, m := range r.metrics {
 		if m.system == "vigil" && m.profile != "" && (lost("metrics:") || lost("PromQL:")) {
-			ps = append(ps, prof{"remote_write ingest", m.profile})
+			ps = append(ps, prof{phase: "remote_write ingest", path: m.profile})
 		}
 	}
 	for _, l := range r.logs {
 		if l.system == "vigil" && l.profile != "" && lost("logs:") {
-			ps = append(ps, prof{"logs ingest over " + l.api.name, l.profile})
+			ps = append(ps, prof{"logs ingest over " + l.api.name, l.profile, "vigil-logs-ingest-" + l.api.signal})
 		}
 		if l.system == "vigil" && l.queryProfile != "" && lost("log queries:") {
-			ps = append(ps, prof{fmt.Sprintf("log queries over %s-ingested records (the first %v)", l.api.name, logsQueryProfile), l.queryProfile})
+			ps = append(ps, prof{fmt.Sprintf("log queries over %s-ingested records (the first %v)", l.api.name, logsQueryProfile), l.queryProfile, "vigil-log-queries-" + l.api.signal})
 		}
 	}
 	if len(ps) == 0 {
@@ -596,7 +598,11 @@ func (r *report) profiles(b *strings.Builder) {
 		return
 	}
 	for _, p := range ps {
-		name := "vigil-" + strings.Join(strings.Fields(p.phase)[:2], "-") + ".cpu.pprof"
+		name := p.name
+		if name == "" {
+			name = "vigil-" + strings.Join(strings.Fields(p.phase)[:2], "-")
+		}
+		name += ".cpu.pprof"
 		dst := filepath.Join(r.opts.profileDir, name)
 		data, err := os.ReadFile(p.path)
 		if err != nil || os.WriteFile(dst, data, 0o644) != nil {
