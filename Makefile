@@ -127,25 +127,35 @@ test-reliability:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
-# Side-by-side benchmarks against Jaeger, Prometheus and VictoriaMetrics,
-# written to docs/benchmarks.md (bench/cmd/vigil-peers). Peers are taken by
-# path, never built: JAEGER_BIN (a Jaeger v2 all-in-one binary; without it
-# the traces comparison is skipped), PROMETHEUS_BIN and VICTORIA_BIN
-# (default: Debian's prometheus and victoria-metrics on PATH).
+# Side-by-side benchmarks against Jaeger, Prometheus, VictoriaMetrics and
+# VictoriaLogs, written to docs/benchmarks.md (bench/cmd/vigil-peers). Peers
+# are taken by path, never built: JAEGER_BIN (a Jaeger v2 all-in-one binary;
+# without it the traces comparison is skipped), PROMETHEUS_BIN and
+# VICTORIA_BIN (default: Debian's prometheus and victoria-metrics on PATH),
+# VICTORIALOGS_BIN (a VictoriaLogs single-node binary; without it the logs
+# section has no peer).
 # BENCH_DURATION is the length of the metrics and logs phases, BENCH_STEP
 # of each step of the traces ramp; the defaults take 12 to 15 minutes.
+# BENCH_SECTIONS=logs (or traces, metrics, comma-separated) reruns those
+# sections alone and keeps the others of docs/benchmarks.md.
+# BENCH_VIGIL_LOKI_PUSH=false leaves out the run that sends vigil the logs
+# load over Loki's push API, as VictoriaLogs is sent it (OTLP/HTTP always runs).
 TELEMETRYGEN_VERSION ?= v0.161.0
 BENCH_DURATION ?= 60s
 BENCH_STEP ?= 20s
 JAEGER_BIN ?=
 PROMETHEUS_BIN ?= $(shell command -v prometheus)
 VICTORIA_BIN ?= $(shell command -v victoria-metrics)
+VICTORIALOGS_BIN ?=
+BENCH_SECTIONS ?=
+BENCH_VIGIL_LOKI_PUSH ?= true
 
 bench-peers: build-go
 	cd bench && GOBIN=$(CURDIR)/bench/bin $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
 	cd bench && $(GO) build -o bin/vigil-peers ./cmd/vigil-peers && $(GO) build -o bin/vigil-load ./cmd/vigil-load
 	bench/bin/vigil-peers -vigil $(BIN) -telemetrygen bench/bin/telemetrygen -telemetrygen-version $(TELEMETRYGEN_VERSION) \
 	  -vigil-load bench/bin/vigil-load -jaeger "$(JAEGER_BIN)" -prometheus "$(PROMETHEUS_BIN)" -victoria "$(VICTORIA_BIN)" \
+	  -victorialogs "$(VICTORIALOGS_BIN)" -vigil-loki-push=$(BENCH_VIGIL_LOKI_PUSH) -sections "$(BENCH_SECTIONS)" \
 	  -duration $(BENCH_DURATION) -step $(BENCH_STEP) -out docs/benchmarks.md
 
 # A three-node cluster on embedded Raft on loopback (bench/cmd/vigil-clusterbench):

@@ -26,8 +26,9 @@ import (
 
 func main() {
 	var (
-		signal      = flag.String("signal", "traces", "traces, traces-grpc, logs or metrics")
+		signal      = flag.String("signal", "traces", "traces, traces-grpc, logs (OTLP/HTTP), logs-loki (Loki push) or metrics")
 		otlpHTTP    = flag.String("otlp-http", "http://localhost:4318", "OTLP/HTTP base URL")
+		lokiPush    = flag.String("loki-push", "http://localhost:7070/loki/api/v1/push", "Loki push URL (signal logs-loki)")
 		otlpGRPC    = flag.String("otlp-grpc", "localhost:4317", "OTLP/gRPC address")
 		rwURL       = flag.String("remote-write", "http://localhost:7070/api/v1/write", "remote_write URL")
 		duration    = flag.Duration("duration", 30*time.Second, "how long to send")
@@ -35,7 +36,7 @@ func main() {
 		batch       = flag.Int("batch", 500, "items per request (spans, log records or series)")
 	)
 	flag.Parse()
-	if err := run(*signal, *otlpHTTP, *otlpGRPC, *rwURL, *duration, *concurrency, *batch); err != nil {
+	if err := run(*signal, *otlpHTTP, *otlpGRPC, *lokiPush, *rwURL, *duration, *concurrency, *batch); err != nil {
 		fmt.Fprintln(os.Stderr, "vigil-load:", err)
 		os.Exit(1)
 	}
@@ -47,7 +48,7 @@ type result struct {
 	latencies                        []time.Duration
 }
 
-func run(signal, otlpHTTP, otlpGRPC, rwURL string, d time.Duration, conc, batch int) error {
+func run(signal, otlpHTTP, otlpGRPC, lokiPush, rwURL string, d time.Duration, conc, batch int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
@@ -76,6 +77,8 @@ func run(signal, otlpHTTP, otlpGRPC, rwURL string, d time.Duration, conc, batch 
 			return td.SpanCount(), err
 		case "logs":
 			return batch, loadgen.PostLogs(ctx, client, otlpHTTP, g.Logs(batch, now, nil))
+		case "logs-loki":
+			return batch, postLoki(ctx, client, lokiPush, g.Logs(batch, now, nil))
 		case "metrics":
 			// Each sender writes its own series: two senders appending to one
 			// series at the same millisecond would be duplicates, not load.

@@ -52,6 +52,7 @@ func (h *harness) versions() []version {
 		{"Jaeger", firstLine(output(o.jaeger, "version")), h.displayBin(o.jaeger)},
 		{"Prometheus", firstLine(output(o.prometheus, "--version")), h.displayBin(o.prometheus)},
 		{"VictoriaMetrics", firstLine(output(o.victoria, "-version")), h.displayBin(o.victoria)},
+		{"VictoriaLogs", firstLine(output(o.victoriaLogs, "-version")), h.displayBin(o.victoriaLogs)},
 		{"telemetrygen", o.telemetrygenVersion, o.telemetrygen},
 	}
 	for i := range vs {
@@ -98,7 +99,7 @@ func output(bin string, args ...string) string {
 
 // peerEnv names the variable each peer's binary comes from.
 func (h *harness) peerEnv() map[string]string {
-	return map[string]string{h.opts.jaeger: "$JAEGER_BIN", h.opts.prometheus: "$PROMETHEUS_BIN", h.opts.victoria: "$VICTORIA_BIN"}
+	return map[string]string{h.opts.jaeger: "$JAEGER_BIN", h.opts.prometheus: "$PROMETHEUS_BIN", h.opts.victoria: "$VICTORIA_BIN", h.opts.victoriaLogs: "$VICTORIALOGS_BIN"}
 }
 
 // displayBin is how the report names a peer binary: a packaged one by its

@@ -24,7 +24,10 @@ const pinnedEnv = "VIGIL_PEERS_PINNED"
 
 type options struct {
 	vigil, vigilLoad, telemetrygen, telemetrygenVersion string
-	jaeger, prometheus, victoria                        string
+	jaeger, prometheus, victoria, victoriaLogs          string
+	vigilLokiPush                                       bool
+	logQueryRuns                                        int
+	sections                                            string
 	out, workDir, profileDir                            string
 	duration, step                                      time.Duration
 	spanRates                                           string
@@ -60,6 +63,9 @@ func main() {
 	flag.StringVar(&o.jaeger, "jaeger", os.Getenv("JAEGER_BIN"), "Jaeger v2 all-in-one binary (default $JAEGER_BIN)")
 	flag.StringVar(&o.prometheus, "prometheus", envOrPath("PROMETHEUS_BIN", "prometheus"), "Prometheus binary (default $PROMETHEUS_BIN or prometheus on PATH)")
 	flag.StringVar(&o.victoria, "victoria", envOrPath("VICTORIA_BIN", "victoria-metrics"), "VictoriaMetrics single-node binary (default $VICTORIA_BIN or victoria-metrics on PATH)")
+	flag.StringVar(&o.victoriaLogs, "victorialogs", os.Getenv("VICTORIALOGS_BIN"), "VictoriaLogs single-node binary (default $VICTORIALOGS_BIN); empty: the logs section has no peer")
+	flag.BoolVar(&o.vigilLokiPush, "vigil-loki-push", true, "also send vigil the logs load over Loki's push API (POST /loki/api/v1/push on its web listener), as VictoriaLogs is sent it")
+	flag.IntVar(&o.logQueryRuns, "log-query-runs", 20, "runs of each log query per system")
 	flag.StringVar(&o.out, "out", "docs/benchmarks.md", "report to write")
 	flag.StringVar(&o.workDir, "work-dir", "", "directory for data and logs (default: a new temporary directory, removed afterwards)")
 	flag.StringVar(&o.profileDir, "profile-dir", "bench/results", "where vigil's CPU profiles are saved")
@@ -70,6 +76,7 @@ func main() {
 	flag.IntVar(&o.queries, "queries", 200, "trace-by-id and search queries per system")
 	flag.IntVar(&o.promqlRuns, "promql-runs", 20, "runs of each PromQL query per system")
 	flag.StringVar(&o.skip, "skip", "", "comma-separated sections to leave out: traces, metrics, logs")
+	flag.StringVar(&o.sections, "sections", "", "comma-separated sections to run (traces, metrics, logs); the other sections of an existing -out report are kept as they are")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "vigil-peers:", err)
@@ -127,17 +134,17 @@ func run(o options) error {
 	rep := &report{started: time.Now(), pin: pin, opts: h.opts}
 	rep.machine = machineInfo(pin)
 	rep.versions = h.versions()
-	skip := map[string]bool{}
-	for _, s := range strings.Split(o.skip, ",") {
-		skip[strings.TrimSpace(s)] = true
+	run, err := selectSections(o.sections, o.skip)
+	if err != nil {
+		return err
 	}
-	if !skip["traces"] {
+	if run["traces"] {
 		rep.traces = h.runTraces()
 	}
-	if !skip["metrics"] {
+	if run["metrics"] {
 		rep.metrics = h.runMetrics()
 	}
-	if !skip["logs"] {
+	if run["logs"] {
 		rep.logs = h.runLogs()
 	}
 	rep.finished = time.Now()
@@ -145,7 +152,15 @@ func run(o options) error {
 	if err := os.MkdirAll(filepath.Dir(h.opts.out), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(h.opts.out, []byte(rep.markdown()), 0o644); err != nil {
+	md := rep.markdown()
+	if o.sections != "" {
+		// A partial run replaces its own sections of the last full report
+		// and keeps the others.
+		if prev, err := os.ReadFile(h.opts.out); err == nil {
+			md = mergeReport(string(prev), md, run, rep)
+		}
+	}
+	if err := os.WriteFile(h.opts.out, []byte(md), 0o644); err != nil {
 		return err
 	}
 	h.logf("wrote %s (%v)", h.opts.out, rep.finished.Sub(rep.started).Round(time.Second))

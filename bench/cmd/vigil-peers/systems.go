@@ -26,6 +26,8 @@ type server struct {
 	// remote_write; metricsURL is the system's own Prometheus metrics.
 	otlpGRPC, otlpHTTP, httpBase, metricsURL string
 	writeURL                                 string
+	// lokiPushURL takes Loki push requests.
+	lokiPushURL string
 	// pprofURL is set for vigil only (admin endpoints on).
 	pprofURL string
 }
@@ -41,6 +43,7 @@ func (h *harness) startVigil(tag string) (*server, error) {
 	}
 	s.metricsURL = s.httpBase + "/metrics"
 	s.writeURL = s.httpBase + "/api/v1/write"
+	s.lokiPushURL = s.httpBase + "/loki/api/v1/push"
 	// Admin endpoints serve pprof, for the profiles of the phases vigil
 	// loses; the listeners are on loopback only.
 	s.pprofURL = s.httpBase + "/debug/pprof/profile"
@@ -181,6 +184,25 @@ func (h *harness) startVictoria() (*server, error) {
 	s.p, err = h.startProc("VictoriaMetrics", s.logPath, nil, h.opts.victoria,
 		"-storageDataPath="+s.dataDir, "-httpListenAddr="+addr[0], "-retentionPeriod=1y",
 		"-search.latencyOffset=0s", "-search.disableCache", "-loggerLevel=WARN")
+	if err != nil {
+		return nil, err
+	}
+	return h.ready(s, s.httpBase+"/health")
+}
+
+func (h *harness) startVictoriaLogs() (*server, error) {
+	dir, addr, err := h.workspace("victorialogs", 1)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{name: "VictoriaLogs", dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "victorialogs.log"),
+		httpBase: "http://" + addr[0]}
+	s.metricsURL = s.httpBase + "/metrics"
+	s.lokiPushURL = s.httpBase + "/insert/loki/api/v1/push"
+	// Defaults otherwise: VictoriaLogs caches no query results unless
+	// asked, so every query is computed, as vigil's are.
+	s.p, err = h.startProc("VictoriaLogs", s.logPath, nil, h.opts.victoriaLogs,
+		"-storageDataPath="+s.dataDir, "-httpListenAddr="+addr[0], "-loggerLevel=WARN")
 	if err != nil {
 		return nil, err
 	}
