@@ -51,3 +51,41 @@ test('log explorer: load more follows the cursor', async ({ page }) => {
   expect(firstOfSecondPage! <= lastOfFirstPage!).toBe(true)
   await expect(page.getByText('200 lines, newest first')).toBeVisible()
 })
+
+test('a line shipped by a Loki agent links to its trace, and the trace shows it', async ({ page, request }) => {
+  // A trace of the demo's, as an agent tailing its files would ship the
+  // line that belongs to it: over Loki's push API, the id in the line.
+  const logs = await (await request.get('/api/logs?service=gateway&limit=100')).json()
+  let traceID = ''
+  // The oldest first: their traces are surely stored by now.
+  for (const id of logs.data.map((l: { trace_id: string }) => l.trace_id).filter(Boolean).reverse()) {
+    if ((await request.get(`/api/traces/${id}`)).ok()) {
+      traceID = id
+      break
+    }
+  }
+  expect(traceID).toMatch(/^[0-9a-f]{32}$/)
+  const marker = `shipped by promtail ${Date.now()}`
+  const push = await request.post('/loki/api/v1/push', {
+    headers: { 'Content-Type': 'application/json' },
+    data: {
+      streams: [{
+        stream: { job: 'varlogs', service_name: 'gateway-sidecar', filename: '/var/log/gateway.log' },
+        values: [[String(Date.now() * 1e6), `level=warn msg="${marker}" trace_id=${traceID}`]],
+      }],
+    },
+  })
+  expect(push.status()).toBe(204)
+
+  await page.goto('/logs')
+  await page.getByRole('searchbox').fill(marker)
+  await page.getByRole('button', { name: 'Search' }).click()
+  const line = page.getByTestId('log-results').getByTestId('log-line').first()
+  await expect(line).toContainText(marker)
+  await line.locator('.body').click()
+  await line.getByTestId('log-trace-link').click()
+  await expect(page).toHaveURL(new RegExp(`/traces/${traceID}`))
+  await expect(page.getByTestId('waterfall').getByTestId('span-row').first()).toBeVisible()
+  await expect(page.getByTestId('trace-logs')).toContainText(marker)
+  await screenshot(page, 'trace-with-shipped-line')
+})
