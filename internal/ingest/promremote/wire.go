@@ -220,64 +220,79 @@ func decodeSample(buf []byte) (prompb.Sample, error) {
 
 // checkLabel validates the wire format of a Label message.
 func checkLabel(buf []byte) error {
-	return rangeLabelFields(buf, func(int, []byte) {})
+	_, _, err := parseLabel(buf)
+	return err
 }
 
-// rangeLabelFields calls f with the number (1 name, 2 value) and bytes of
-// each name and value field of a Label message.
-func rangeLabelFields(buf []byte, f func(num int, v []byte)) error {
+// parseLabel returns the name and value of a Label message; as in prompb,
+// unknown fields are skipped and a repeated field's last value counts.
+func parseLabel(buf []byte) (name, value []byte, err error) {
+	// What every sender writes: the name, then the value, each shorter
+	// than 128 bytes, decoded without the general loop.
+	if len(buf) >= 4 && buf[0] == 0x0a && buf[1] < 0x80 {
+		n := 2 + int(buf[1])
+		if len(buf) >= n+2 && buf[n] == 0x12 && buf[n+1] < 0x80 && len(buf) == n+2+int(buf[n+1]) {
+			return buf[2:n], buf[n+2:], nil
+		}
+	}
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
 		if n < 0 {
-			return errWire
+			return nil, nil, errWire
 		}
 		buf = buf[n:]
 		if num != 1 && num != 2 {
 			n = protowire.ConsumeFieldValue(num, typ, buf)
 			if n < 0 {
-				return errWire
+				return nil, nil, errWire
 			}
 			buf = buf[n:]
 			continue
 		}
 		if typ != protowire.BytesType {
-			return fmt.Errorf("%w: field %d of a Label has wire type %d", errWire, num, typ)
+			return nil, nil, fmt.Errorf("%w: field %d of a Label has wire type %d", errWire, num, typ)
 		}
 		v, n := protowire.ConsumeBytes(buf)
 		if n < 0 {
-			return errWire
+			return nil, nil, errWire
 		}
 		buf = buf[n:]
-		f(int(num), v)
-	}
-	return nil
-}
-
-// labelPair returns the name and value of a Label message whose wire
-// format was checked; as in prompb, a repeated field's last value counts.
-func labelPair(buf []byte) (name, value []byte) {
-	_ = rangeLabelFields(buf, func(num int, v []byte) {
 		if num == 1 {
 			name = v
 		} else {
 			value = v
 		}
-	})
+	}
+	return name, value, nil
+}
+
+// labelPair returns the name and value of a Label message whose wire
+// format was checked.
+func labelPair(buf []byte) (name, value []byte) {
+	name, value, _ = parseLabel(buf)
 	return name, value
 }
 
-// rangeLabels calls f with each Label of a series' label fields, as sent.
-// It stops early when f returns false.
-func rangeLabels(fields []byte, f func(name, value []byte) bool) {
+// nextLabel splits the first Label off a series' checked label fields.
+func nextLabel(fields []byte) (name, value, rest []byte) {
+	// Each field is a one-byte tag (field 1, bytes) and a Label.
+	if len(fields) >= 2 && fields[1] < 0x80 {
+		n := 2 + int(fields[1])
+		name, value = labelPair(fields[2:n])
+		return name, value, fields[n:]
+	}
+	msg, n := protowire.ConsumeBytes(fields[1:])
+	name, value = labelPair(msg)
+	return name, value, fields[1+n:]
+}
+
+// rangeLabels calls f with each Label of a series' checked label fields,
+// as sent.
+func rangeLabels(fields []byte, f func(name, value []byte)) {
 	for len(fields) > 0 {
-		// Checked by addSeries: each field is a tag 1 and a Label.
-		_, _, n := protowire.ConsumeTag(fields)
-		fields = fields[n:]
-		msg, n := protowire.ConsumeBytes(fields)
-		fields = fields[n:]
-		if !f(labelPair(msg)) {
-			return
-		}
+		var name, value []byte
+		name, value, fields = nextLabel(fields)
+		f(name, value)
 	}
 }
 
@@ -289,7 +304,7 @@ func toLabels(sb *labels.ScratchBuilder, fields []byte) (ls labels.Labels, sorte
 	sorted = true
 	var prev []byte
 	first := true
-	rangeLabels(fields, func(name, value []byte) bool {
+	rangeLabels(fields, func(name, value []byte) {
 		if !first && string(name) <= string(prev) {
 			sorted = false
 		}
@@ -297,7 +312,6 @@ func toLabels(sb *labels.ScratchBuilder, fields []byte) (ls labels.Labels, sorte
 		// ScratchBuilder copies the strings into the Labels it returns,
 		// so they may point into the request body until then.
 		sb.Add(yoloString(name), yoloString(value))
-		return true
 	})
 	if !sorted {
 		sb.Sort()
@@ -314,11 +328,8 @@ func sameLabels(fields []byte, ls labels.Labels) bool {
 			same = false
 			return
 		}
-		_, _, n := protowire.ConsumeTag(fields)
-		fields = fields[n:]
-		msg, n := protowire.ConsumeBytes(fields)
-		fields = fields[n:]
-		name, value := labelPair(msg)
+		var name, value []byte
+		name, value, fields = nextLabel(fields)
 		same = string(name) == l.Name && string(value) == l.Value
 	})
 	return same && len(fields) == 0
