@@ -70,7 +70,26 @@ var errWire = errors.New("malformed protobuf")
 // unmarshal decodes a prometheus.WriteRequest from b.raw. It accepts what
 // prompb.WriteRequest.Unmarshal accepts: unknown fields are skipped, a
 // known field with the wrong wire type or a truncated field is an error.
+// Where the hand decoder is stricter than prompb (prompb skips groups
+// without matching their field numbers), prompb decides.
 func (b *batch) unmarshal() error {
+	err := b.unmarshalWire()
+	if err == nil {
+		return nil
+	}
+	var req prompb.WriteRequest
+	if req.Unmarshal(b.raw) != nil {
+		return err
+	}
+	b.series, b.samples = b.series[:0], b.samples[:0]
+	b.full, b.metadata = req.Timeseries, req.Metadata
+	for i := range b.full {
+		b.series = append(b.series, wireSeries{full: i})
+	}
+	return nil
+}
+
+func (b *batch) unmarshalWire() error {
 	buf := b.raw
 	for len(buf) > 0 {
 		num, typ, n := protowire.ConsumeTag(buf)
