@@ -89,9 +89,9 @@ type Options struct {
 	// registers nothing.
 	Registerer prometheus.Registerer
 	// SeriesCacheSize is how many series the handler remembers (their
-	// labels and storage reference, about 100 bytes each beyond the
-	// labels) to append known series by reference. Zero means
-	// DefaultSeriesCacheSize; negative caches nothing.
+	// labels, shared with the head, and storage reference: a map slot of
+	// about 40 bytes each) to append known series by reference. Zero
+	// means DefaultSeriesCacheSize; negative caches nothing.
 	SeriesCacheSize int
 }
 
