@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"sync"
-	"unsafe"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
@@ -328,9 +327,7 @@ func toLabels(sb *labels.ScratchBuilder, fields []byte) (ls labels.Labels, sorte
 			sorted = false
 		}
 		prev, first = name, false
-		// ScratchBuilder copies the strings into the Labels it returns,
-		// so they may point into the request body until then.
-		sb.Add(yoloString(name), yoloString(value))
+		sb.Add(labelString(name), labelString(value))
 	})
 	if !sorted {
 		sb.Sort()
@@ -352,11 +349,4 @@ func sameLabels(fields []byte, ls labels.Labels) bool {
 		same = string(name) == l.Name && string(value) == l.Value
 	})
 	return same && len(fields) == 0
-}
-
-func yoloString(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
 }
