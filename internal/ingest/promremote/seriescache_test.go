@@ -195,7 +195,12 @@ func TestBatchMatchesPrompb(t *testing.T) {
 	withUnknown := protowire.AppendTag(append([]byte(nil), raw...), 15, protowire.VarintType)
 	withUnknown = protowire.AppendVarint(withUnknown, 1)
 
-	for name, body := range map[string][]byte{"request": raw, "unknown field": withUnknown} {
+	// A label field whose tag is written in two bytes (0x8a 0x00, valid
+	// protobuf) is decoded the general way.
+	label := []byte{0x0a, 0x01, 'n', 0x12, 0x01, 'v'}
+	overlong := lengthPrefixed(append(append([]byte{0x8a, 0x00, byte(len(label))}, label...), 0x0a, byte(len(label)), 0x0a, 0x01, 'a', 0x12, 0x01, 'b'))
+
+	for name, body := range map[string][]byte{"request": raw, "unknown field": withUnknown, "overlong label tag": overlong} {
 		compareDecoders(t, name, body)
 	}
 	for name, body := range map[string][]byte{

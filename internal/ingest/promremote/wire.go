@@ -135,13 +135,13 @@ func (b *batch) addSeries(msg []byte) error {
 	buf := msg
 	for len(buf) > 0 {
 		at := len(msg) - len(buf)
-		num, typ, n := protowire.ConsumeTag(buf)
-		if n < 0 {
+		num, typ, tagLen := protowire.ConsumeTag(buf)
+		if tagLen < 0 {
 			return errWire
 		}
-		buf = buf[n:]
+		buf = buf[tagLen:]
 		if num < 1 || num > 4 {
-			n = protowire.ConsumeFieldValue(num, typ, buf)
+			n := protowire.ConsumeFieldValue(num, typ, buf)
 			if n < 0 {
 				return errWire
 			}
@@ -162,6 +162,10 @@ func (b *batch) addSeries(msg []byte) error {
 				return err
 			}
 			switch {
+			case tagLen != 1:
+				// An overlong tag: valid, but not what nextLabel
+				// reads.
+				contiguous = false
 			case labelsStart < 0:
 				labelsStart = at
 			case labelsEnd != at:
