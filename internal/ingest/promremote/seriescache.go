@@ -33,7 +33,7 @@ const DefaultSeriesCacheSize = 1 << 18
 // current one is full it becomes the previous one and the oldest is
 // dropped; an entry found in the previous generation moves to the current.
 // Series still being sent therefore stay, and series no longer sent age
-// out.
+// out. It is safe for concurrent use: each shard has its own lock.
 type seriesCache struct {
 	shards [seriesCacheShards]cacheShard
 	// perGeneration bounds each generation of each shard.
