@@ -5,6 +5,8 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -276,4 +278,37 @@ func FuzzBatchMatchesPrompb(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		compareDecoders(t, "fuzz", body)
 	})
+}
+
+// Senders posting the same series at once share the cache (and the pooled
+// request buffers); every sample is stored under its own series.
+func TestHandlerSeriesCacheConcurrent(t *testing.T) {
+	h, _, db := cachedHandler(t, 0)
+	now := time.Now().UnixMilli()
+	const senders, requests, perRequest = 4, 20, 50
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for r := range requests {
+				req := &prompb.WriteRequest{}
+				for i := range perRequest {
+					req.Timeseries = append(req.Timeseries, oneSample(series("conc_total", "sender", strconv.Itoa(s), "i", strconv.Itoa(i)), now+int64(r), float64(r)))
+				}
+				if w := post(h, encode(t, req), nil); w.Code != http.StatusNoContent {
+					t.Errorf("status %d: %s", w.Code, w.Body)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	got := readSeries(t, db, "conc_total")
+	if len(got) != senders*perRequest {
+		t.Fatalf("%d series stored, want %d", len(got), senders*perRequest)
+	}
+	for name, pts := range got {
+		if len(pts) != requests {
+			t.Errorf("%s: %d samples, want %d", name, len(pts), requests)
+		}
+	}
 }
