@@ -521,10 +521,17 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// of the heap, whichever listener they came through.
 	decodeBudget := decodecost.NewBudget(decodecost.SizeFor(memGuard.Headroom()))
 	decodeBudget.Register(reg)
+	// The remote_write series cache holds as many series as the head may
+	// (a map slot each; the labels are the head's own), so that a fleet
+	// within the series limit never cycles through it.
+	rwSeriesCache := int(min(cfg.SeriesLimit(), 1<<24))
+	if rwSeriesCache == 0 {
+		rwSeriesCache = promremote.DefaultSeriesCacheSize
+	}
 	webSrv.Handle("POST "+promremote.Path, ingestGate.Wrap(promremote.NewHandler(promremote.Options{
 		Appendable: senderMetrics, Limits: lim, Ingest: ingestMetrics, Memory: memGuard,
 		MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Logger: logger, Registerer: reg,
-		DecodeBudget: decodeBudget, Metadata: metricMeta,
+		DecodeBudget: decodeBudget, Metadata: metricMeta, SeriesCacheSize: rwSeriesCache,
 	})))
 	// Logs from agents that ship to Elasticsearch (docs/logs.md): an
 	// ingest route whatever the method, under a path prefix and at the

@@ -62,8 +62,10 @@ var (
 )
 
 func (p PackedVarints) match(path []protowire.Number) bool {
+	last := path[len(path)-1]
 	for _, q := range p {
-		if len(q) == len(path) && slices.Equal(q, path) {
+		// The last field number differs first, and most often.
+		if len(q) == len(path) && q[len(q)-1] == last && slices.Equal(q, path) {
 			return true
 		}
 	}
@@ -102,13 +104,13 @@ func protoShape(b []byte, depth, maxDepth int, packed PackedVarints, path []prot
 		return s, true
 	}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return s, false
 		}
 		b = b[n:]
 		if typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
+			v, m := consumeBytes(b)
 			if m < 0 {
 				return s, false
 			}
@@ -145,6 +147,33 @@ func protoShape(b []byte, depth, maxDepth int, packed PackedVarints, path []prot
 		b = b[m:]
 	}
 	return s, true
+}
+
+// consumeTag is protowire.ConsumeTag with the one-byte tags of field
+// numbers up to 15 decoded inline: the walk tries every string as a
+// message, so most of its time is spent on tags.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		num := protowire.Number(b[0] >> 3)
+		if num < protowire.MinValidNumber {
+			return 0, 0, -1
+		}
+		return num, protowire.Type(b[0] & 7), 1
+	}
+	return protowire.ConsumeTag(b)
+}
+
+// consumeBytes is protowire.ConsumeBytes with lengths below 128 decoded
+// inline.
+func consumeBytes(b []byte) ([]byte, int) {
+	if len(b) > 0 && b[0] < 0x80 {
+		n := 1 + int(b[0])
+		if n > len(b) {
+			return nil, -1
+		}
+		return b[1:n], n
+	}
+	return protowire.ConsumeBytes(b)
 }
 
 // JSON counts the objects of b, its array and object elements (commas: an

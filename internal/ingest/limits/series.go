@@ -57,7 +57,10 @@ type seriesLimitedAppender struct {
 }
 
 func (a *seriesLimitedAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AOptions) (storage.SeriesRef, error) {
-	if ref == 0 && a.s.head.NumSeries() >= a.s.max && !a.exists(ls) {
+	// A non-zero reference is not trusted at the limit: a cached one may
+	// name a series the head has since dropped, for which the head would
+	// create the series again from ls.
+	if a.s.head.NumSeries() >= a.s.max && !a.exists(ls) {
 		return 0, fmt.Errorf("%w: %d series in memory (limits.max_series)", ErrSeriesLimit, a.s.max)
 	}
 	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, opts)

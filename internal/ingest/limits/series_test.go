@@ -60,6 +60,11 @@ func TestLimitSeries(t *testing.T) {
 	if _, err := a.Append(0, series(99), 0, now+1000, 2, nil, nil, storage.AOptions{}); !errors.Is(err, ErrSeriesLimit) {
 		t.Errorf("new series at the limit: err = %v, want ErrSeriesLimit", err)
 	}
+	// A reference the head does not know (a cached one whose series was
+	// dropped) does not let a new series past the limit.
+	if _, err := a.Append(1<<40, series(98), 0, now+1000, 2, nil, nil, storage.AOptions{}); !errors.Is(err, ErrSeriesLimit) {
+		t.Errorf("new series with a stale reference at the limit: err = %v, want ErrSeriesLimit", err)
+	}
 	if err := a.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -88,6 +88,11 @@ type Options struct {
 	// Registerer receives vigil_remote_write_requests_total{code}; nil
 	// registers nothing.
 	Registerer prometheus.Registerer
+	// SeriesCacheSize is how many series the handler remembers (their
+	// labels, shared with the head, and storage reference: a map slot of
+	// about 40 bytes each) to append known series by reference. Zero
+	// means DefaultSeriesCacheSize; negative caches nothing.
+	SeriesCacheSize int
 }
 
 // NewHandler returns the http.Handler for POST /api/v1/write. It panics if
@@ -116,6 +121,12 @@ func NewHandler(opts Options) http.Handler {
 		}, []string{"code"}),
 		now: time.Now,
 	}
+	switch {
+	case opts.SeriesCacheSize == 0:
+		h.cache = newSeriesCache(DefaultSeriesCacheSize)
+	case opts.SeriesCacheSize > 0:
+		h.cache = newSeriesCache(opts.SeriesCacheSize)
+	}
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(h.requests)
 	}
@@ -131,6 +142,7 @@ type handler struct {
 	budget     *decodecost.Budget
 	metadata   *metricmeta.Store
 	requests   *prometheus.CounterVec
+	cache      *seriesCache // nil caches nothing
 	now        func() time.Time
 }
 
@@ -174,7 +186,9 @@ func (h *handler) serve(r *http.Request) (int, string) {
 
 	res := h.budget.Start()
 	defer res.Release()
-	req, code, msg := h.decode(r, res)
+	req := getBatch()
+	defer putBatch(req)
+	code, msg := h.decode(r, res, req)
 	if code != 0 {
 		reason := limits.ReasonUndecodable
 		switch code {
@@ -221,56 +235,58 @@ const maxNesting = 64
 // inflated, so neither a huge upload nor a snappy bomb is held in memory.
 // Before unmarshalling, the inflated body's decoded size is estimated and
 // reserved from the decode budget, since empty entries decode to about 70
-// times their size; release returns it once req is no longer needed.
-func (h *handler) decode(r *http.Request, res *decodecost.Reservation) (req *prompb.WriteRequest, code int, msg string) {
+// times their size; release returns it once req is no longer needed. The
+// body is read, inflated and decoded into req's reused buffers.
+func (h *handler) decode(r *http.Request, res *decodecost.Reservation, req *batch) (code int, msg string) {
 	maxDecoded := h.limits.MaxRequestBytes
 	maxCompressed := int64(snappy.MaxEncodedLen(int(min(maxDecoded, int64(maxInt32)))))
 	if maxCompressed < 0 {
 		maxCompressed = maxDecoded
 	}
 	if r.ContentLength > maxCompressed {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is above the limit of %d bytes", r.ContentLength, maxCompressed)
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is above the limit of %d bytes", r.ContentLength, maxCompressed)
 	}
 	// The body is paid for as it is read, a megabyte ahead.
-	compressed, err := io.ReadAll(decodecost.ChargingReader(io.LimitReader(r.Body, maxCompressed+1), res, 1<<20))
+	compressed, err := readAll(req.body[:0], decodecost.ChargingReader(io.LimitReader(r.Body, maxCompressed+1), res, 1<<20))
+	req.body = compressed
 	if code, msg := budgetRefusal(err); code != 0 {
-		return nil, code, msg
+		return code, msg
 	}
 	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err)
+		return http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err)
 	}
 	if int64(len(compressed)) > maxCompressed {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is above the limit of %d bytes", maxCompressed)
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is above the limit of %d bytes", maxCompressed)
 	}
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
+		return http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
 	}
 	if int64(n) > maxDecoded {
-		return nil, http.StatusRequestEntityTooLarge, fmt.Sprintf("body decompresses to %d bytes, above the limit of %d bytes", n, maxDecoded)
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("body decompresses to %d bytes, above the limit of %d bytes", n, maxDecoded)
 	}
 	if code, msg := budgetRefusal(res.Resize(int64(len(compressed) + n))); code != 0 {
-		return nil, code, msg
+		return code, msg
 	}
-	raw, err := snappy.Decode(nil, compressed)
+	raw, err := snappy.Decode(req.raw[:cap(req.raw)], compressed)
 	if err != nil {
-		return nil, http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
+		return http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
 	}
 	shape := decodecost.ProtoPacked(raw, maxNesting, decodecost.RemoteWritePacked)
 	if shape.Depth > maxNesting {
-		return nil, http.StatusBadRequest, fmt.Sprintf("body nests messages deeper than %d levels, which no prometheus.WriteRequest does", maxNesting)
+		return http.StatusBadRequest, fmt.Sprintf("body nests messages deeper than %d levels, which no prometheus.WriteRequest does", maxNesting)
 	}
 	if code, msg := budgetRefusal(res.Resize(shape.Cost(len(raw)))); code != 0 {
 		if code == http.StatusRequestEntityTooLarge {
 			msg = fmt.Sprintf("%s; the body holds %d messages, send smaller batches", msg, shape.Messages)
 		}
-		return nil, code, msg
+		return code, msg
 	}
-	req = new(prompb.WriteRequest)
-	if err := req.Unmarshal(raw); err != nil {
-		return nil, http.StatusBadRequest, fmt.Sprintf("body is not a prometheus.WriteRequest: %v", err)
+	req.raw = raw
+	if err := req.unmarshal(); err != nil {
+		return http.StatusBadRequest, fmt.Sprintf("body is not a prometheus.WriteRequest: %v", err)
 	}
-	return req, 0, ""
+	return 0, ""
 }
 
 // budgetRefusal maps a decode budget error to the answer: 413 for a
@@ -311,14 +327,14 @@ func metricType(t prompb.MetricMetadata_MetricType) model.MetricType {
 
 // write appends the request's samples in one transaction. Refused series and
 // samples are skipped and counted; a storage failure rolls everything back.
-func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string) {
-	received := 0
-	for _, ts := range req.Timeseries {
+func (h *handler) write(r *http.Request, req *batch) (int, string) {
+	received := len(req.samples)
+	for _, ts := range req.full {
 		received += len(ts.Samples) + len(ts.Histograms)
 	}
 	h.ingest.Receive(ingest.SignalMetrics, received)
 	if h.metadata != nil {
-		for _, m := range req.Metadata {
+		for _, m := range req.metadata {
 			h.metadata.Set(m.MetricFamilyName, metadata.Metadata{Type: metricType(m.Type), Help: m.Help, Unit: m.Unit})
 		}
 	}
@@ -336,35 +352,41 @@ func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string)
 	stored := 0
 	var storageErr error
 
-	for _, ts := range req.Timeseries {
-		n := len(ts.Samples) + len(ts.Histograms)
-		if n == 0 {
+	for i := 0; storageErr == nil && i < len(req.series); i++ {
+		ws := &req.series[i]
+		if ws.full >= 0 {
+			var n int
+			n, storageErr = h.writeFull(app, &req.full[ws.full], &sb, &eb, start, &report)
+			stored += n
 			continue
 		}
-		ls := ts.ToLabels(&sb, nil)
-		if reason, ok := h.limits.CheckLabels(ls); !ok {
-			report.Reject(reason, n)
+		if ws.first == ws.end {
 			continue
 		}
-		s := seriesWriter{h: h, app: app, ls: ls, now: start, report: &report}
-		s.exemplars = toExemplars(&eb, ts.Exemplars)
-		for _, smp := range ts.Samples {
-			storageErr = s.append(smp.Timestamp, smp.Value, nil, nil)
-			if storageErr != nil {
+		hash := hashLabelFields(ws.labels)
+		cached, known := h.cache.get(hash, ws.labels)
+		learn := false
+		if !known {
+			ls, sorted := toLabels(&sb, ws.labels)
+			if reason, ok := h.limits.CheckLabels(ls); !ok {
+				report.Reject(reason, ws.end-ws.first)
+				continue
+			}
+			cached = cacheEntry{ls: ls}
+			// Labels sent unsorted are sorted first; comparing the
+			// sent fields with them would never match, so such
+			// series are not cached.
+			learn = sorted
+		}
+		s := seriesWriter{h: h, app: app, ls: cached.ls, ref: cached.ref, now: start, report: &report}
+		for _, smp := range req.samples[ws.first:ws.end] {
+			if storageErr = s.append(smp.Timestamp, smp.Value, nil, nil); storageErr != nil {
 				break
 			}
 		}
-		for i := 0; storageErr == nil && i < len(ts.Histograms); i++ {
-			hp := ts.Histograms[i]
-			if hp.IsFloatHistogram() {
-				storageErr = s.append(hp.Timestamp, 0, nil, hp.ToFloatHistogram())
-			} else {
-				storageErr = s.append(hp.Timestamp, 0, hp.ToIntHistogram(), nil)
-			}
-		}
 		stored += s.stored
-		if storageErr != nil {
-			break
+		if s.ref != 0 && (learn || known && s.ref != cached.ref) {
+			req.learned = append(req.learned, learnedSeries{hash: hash, entry: cacheEntry{ls: cached.ls, ref: s.ref}})
 		}
 	}
 
@@ -381,6 +403,11 @@ func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string)
 		h.logger.Error("remote_write: storage failed, nothing stored", "err", err, "samples", received)
 		return http.StatusServiceUnavailable, "storage unavailable, nothing was stored; retry later"
 	}
+	// Remembered only once committed: a rolled-back series may be gone
+	// from the head sooner.
+	for _, l := range req.learned {
+		h.cache.put(l.hash, l.entry)
+	}
 	if h.ingest != nil {
 		h.ingest.Stored.WithLabelValues(ingest.SignalMetrics).Add(float64(stored))
 	}
@@ -393,6 +420,63 @@ func (h *handler) write(r *http.Request, req *prompb.WriteRequest) (int, string)
 		return http.StatusBadRequest, msg
 	}
 	return http.StatusNoContent, ""
+}
+
+// learnedSeries is a series reference to cache after the commit.
+type learnedSeries struct {
+	hash  uint64
+	entry cacheEntry
+}
+
+// writeFull appends a series decoded as a prompb.TimeSeries (one with
+// exemplars or native histograms), which is never cached. It returns the
+// number of samples stored and an error only for a storage failure.
+func (h *handler) writeFull(app storage.AppenderV2, ts *prompb.TimeSeries, sb, eb *labels.ScratchBuilder, now time.Time, report *limits.Report) (int, error) {
+	n := len(ts.Samples) + len(ts.Histograms)
+	if n == 0 {
+		return 0, nil
+	}
+	ls := ts.ToLabels(sb, nil)
+	if reason, ok := h.limits.CheckLabels(ls); !ok {
+		report.Reject(reason, n)
+		return 0, nil
+	}
+	s := seriesWriter{h: h, app: app, ls: ls, now: now, report: report}
+	s.exemplars = toExemplars(eb, ts.Exemplars)
+	for _, smp := range ts.Samples {
+		if err := s.append(smp.Timestamp, smp.Value, nil, nil); err != nil {
+			return s.stored, err
+		}
+	}
+	for _, hp := range ts.Histograms {
+		var err error
+		if hp.IsFloatHistogram() {
+			err = s.append(hp.Timestamp, 0, nil, hp.ToFloatHistogram())
+		} else {
+			err = s.append(hp.Timestamp, 0, hp.ToIntHistogram(), nil)
+		}
+		if err != nil {
+			return s.stored, err
+		}
+	}
+	return s.stored, nil
+}
+
+// readAll appends what r yields to buf, as io.ReadAll does to a new slice.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // seriesWriter appends the samples of one series, reusing its reference.
