@@ -32,14 +32,8 @@ type fieldStats struct {
 // metadata, with their type and how many values they took: what Grafana's
 // field browser lists. It reads line_limit lines (1000 by default).
 func (h *handler) detectedFields(w http.ResponseWriter, r *http.Request) {
-	v, err := form(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	start, end, err := timeRange(v, h.now())
-	if err != nil {
-		h.fail(w, r, bad(err))
+	v, start, end, ok := h.rangeParams(w, r)
+	if !ok {
 		return
 	}
 	lineLimit, err := intParam(v, "line_limit", 1000)

@@ -219,16 +219,25 @@ func (h *handler) streamsFor(ctx context.Context, query string, start, end time.
 	return h.src.Streams(ctx, matchers, start, end)
 }
 
-// metaRequest reads the range and optional selector of a metadata call.
-func (h *handler) metaStreams(w http.ResponseWriter, r *http.Request, selectorParam string) ([]logql.Stream, time.Time, time.Time, bool) {
+// rangeParams reads a request's parameters and its time range, answering
+// the client's mistakes itself; ok is false when it did.
+func (h *handler) rangeParams(w http.ResponseWriter, r *http.Request) (v map[string][]string, start, end time.Time, ok bool) {
 	v, err := form(r)
 	if err != nil {
 		h.fail(w, r, err)
-		return nil, time.Time{}, time.Time{}, false
+		return nil, start, end, false
 	}
-	start, end, err := timeRange(v, h.now())
-	if err != nil {
+	if start, end, err = timeRange(v, h.now()); err != nil {
 		h.fail(w, r, bad(err))
+		return nil, start, end, false
+	}
+	return v, start, end, true
+}
+
+// metaStreams reads the range and optional selector of a metadata call.
+func (h *handler) metaStreams(w http.ResponseWriter, r *http.Request, selectorParam string) ([]logql.Stream, time.Time, time.Time, bool) {
+	v, start, end, ok := h.rangeParams(w, r)
+	if !ok {
 		return nil, start, end, false
 	}
 	var q string
@@ -271,14 +280,8 @@ func (h *handler) labelValues(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) series(w http.ResponseWriter, r *http.Request) {
-	v, err := form(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	start, end, err := timeRange(v, h.now())
-	if err != nil {
-		h.fail(w, r, bad(err))
+	v, start, end, ok := h.rangeParams(w, r)
+	if !ok {
 		return
 	}
 	selectors := v["match[]"]
@@ -355,11 +358,16 @@ func (h *handler) detectedLabels(w http.ResponseWriter, r *http.Request) {
 	h.writeJSON(w, out)
 }
 
-// volumeGroups groups streams as index/volume does: by targetLabels when
-// given, else by the names the selector matches on.
-func volumeGroups(v map[string][]string, lq *logql.LogQuery) ([]string, error) {
+// volumeGroups reads the selector of an index/volume call and the labels
+// it groups streams by: targetLabels when given, else the names the
+// selector matches on.
+func volumeGroups(v map[string][]string) (*logql.LogQuery, []string, error) {
+	lq, err := logql.ParseLogQuery(first(v, "query"))
+	if err != nil {
+		return nil, nil, err
+	}
 	if agg := first(v, "aggregateBy"); agg != "" && agg != "series" {
-		return nil, bad(errors.New(`aggregateBy: only "series" is supported`))
+		return nil, nil, bad(errors.New(`aggregateBy: only "series" is supported`))
 	}
 	var by []string
 	if t := first(v, "targetLabels"); t != "" {
@@ -374,7 +382,7 @@ func volumeGroups(v map[string][]string, lq *logql.LogQuery) ([]string, error) {
 		}
 	}
 	slices.Sort(by)
-	return slices.Compact(by), nil
+	return lq, slices.Compact(by), nil
 }
 
 func first(v map[string][]string, name string) string {
@@ -385,14 +393,8 @@ func first(v map[string][]string, name string) string {
 }
 
 func (h *handler) volume(w http.ResponseWriter, r *http.Request) {
-	v, err := form(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	start, end, err := timeRange(v, h.now())
-	if err != nil {
-		h.fail(w, r, bad(err))
+	v, start, end, ok := h.rangeParams(w, r)
+	if !ok {
 		return
 	}
 	limit, err := intParam(v, "limit", 100)
@@ -400,12 +402,7 @@ func (h *handler) volume(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, bad(err))
 		return
 	}
-	lq, err := logql.ParseLogQuery(first(v, "query"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	by, err := volumeGroups(v, lq)
+	lq, by, err := volumeGroups(v)
 	if err != nil {
 		h.fail(w, r, err)
 		return

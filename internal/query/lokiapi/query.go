@@ -25,17 +25,12 @@ const (
 var errLogInstant = errors.New("log queries are not supported as an instant query type, please change your query to a range query type")
 
 func (h *handler) queryRange(w http.ResponseWriter, r *http.Request) {
-	v, err := form(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	start, end, err := timeRange(v, h.now())
-	if err != nil {
-		h.fail(w, r, bad(err))
+	v, start, end, ok := h.rangeParams(w, r)
+	if !ok {
 		return
 	}
 	p := logql.Params{Query: first(v, "query"), Start: start, End: end}
+	var err error
 	if p.Step, err = stepParam(first(v, "step"), start, end); err != nil {
 		h.fail(w, r, bad(err))
 		return
@@ -192,14 +187,8 @@ func summary(s logql.Stats) *stats {
 // volumeRange is index/volume over time: the bytes of each group per
 // step, evaluated as sum by (groups) (bytes_over_time(selector[step])).
 func (h *handler) volumeRange(w http.ResponseWriter, r *http.Request) {
-	v, err := form(r)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	start, end, err := timeRange(v, h.now())
-	if err != nil {
-		h.fail(w, r, bad(err))
+	v, start, end, ok := h.rangeParams(w, r)
+	if !ok {
 		return
 	}
 	step, err := stepParam(first(v, "step"), start, end)
@@ -207,12 +196,7 @@ func (h *handler) volumeRange(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, bad(err))
 		return
 	}
-	lq, err := logql.ParseLogQuery(first(v, "query"))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	by, err := volumeGroups(v, lq)
+	lq, by, err := volumeGroups(v)
 	if err != nil {
 		h.fail(w, r, err)
 		return
