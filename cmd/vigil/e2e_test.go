@@ -70,13 +70,31 @@ func (s *syncBuffer) String() string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.mu.Lock()
+	defer handedOut.mu.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		// The port is free again once closed, and the kernel may hand it
+		// out again before the server this one is for has bound it: a
+		// node's gRPC port once came back as the HTTP port chosen for it
+		// a moment before. No port goes to two callers of one test run.
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+// handedOut are the addresses freeAddr has returned.
+var handedOut = struct {
+	mu    sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 // launchServer starts vigil on dataDir with fresh loopback ports, without
 // waiting for it: a cluster's first node is not ready until others join.
