@@ -208,18 +208,11 @@ func (ev *evaluator) countRange(x *RangeAggregation, steps []int64, group *Group
 				continue
 			}
 			bytes := sum(a.bytes, hi)
-			switch x.Op {
-			case CountOverTime:
-				s.vals[i] = float64(count)
-			case Rate:
-				s.vals[i] = float64(count) / x.Range.Seconds()
-			case BytesOverTime:
-				s.vals[i] = float64(bytes)
-			case BytesRate:
-				s.vals[i] = float64(bytes) / x.Range.Seconds()
-			default:
-				return value{}, true, fmt.Errorf("%w: range aggregation %s", ErrUnsupported, x.Op)
+			v, err := rangeValue(x, int64(count), bytes)
+			if err != nil {
+				return value{}, true, err
 			}
+			s.vals[i] = v
 			s.ok[i], has = true, true
 		}
 		if has {

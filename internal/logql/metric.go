@@ -170,18 +170,11 @@ func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64, group 
 			if lo > 0 {
 				bytes -= a.sizes[lo-1]
 			}
-			switch x.Op {
-			case CountOverTime:
-				s.vals[i] = float64(count)
-			case Rate:
-				s.vals[i] = float64(count) / x.Range.Seconds()
-			case BytesOverTime:
-				s.vals[i] = float64(bytes)
-			case BytesRate:
-				s.vals[i] = float64(bytes) / x.Range.Seconds()
-			default:
-				return value{}, fmt.Errorf("%w: range aggregation %s", ErrUnsupported, x.Op)
+			v, err := rangeValue(x, int64(count), bytes)
+			if err != nil {
+				return value{}, err
 			}
+			s.vals[i] = v
 			s.ok[i], has = true, true
 		}
 		if has {
@@ -189,6 +182,22 @@ func (ev *evaluator) rangeAggregation(x *RangeAggregation, steps []int64, group 
 		}
 	}
 	return value{series: out}, nil
+}
+
+// rangeValue is a range aggregation's value over a window that holds
+// count lines of bytes bytes.
+func rangeValue(x *RangeAggregation, count, bytes int64) (float64, error) {
+	switch x.Op {
+	case CountOverTime:
+		return float64(count), nil
+	case Rate:
+		return float64(count) / x.Range.Seconds(), nil
+	case BytesOverTime:
+		return float64(bytes), nil
+	case BytesRate:
+		return float64(bytes) / x.Range.Seconds(), nil
+	}
+	return 0, fmt.Errorf("%w: range aggregation %s", ErrUnsupported, x.Op)
 }
 
 // byTime sorts timestamps with their line sizes.
