@@ -36,6 +36,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/auth"
 	"github.com/vigil-observability/vigil/internal/testcert"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // authCred is one credential of the test's web config.
@@ -113,7 +114,7 @@ bearer_tokens:
 		t.Fatal(err)
 	}
 
-	h, oh, g := freeAddr(t), freeAddr(t), freeAddr(t)
+	h, oh, g := testport.Addr(t), testport.Addr(t), testport.Addr(t)
 	cmd := exec.Command(vigilBin, "server", "--config", filepath.Join(dir, "vigil.yaml"), "--data-dir", filepath.Join(dir, "data"),
 		"--http-addr", h, "--otlp-http-addr", oh, "--otlp-grpc-addr", g)
 	logs := &syncBuffer{}
@@ -476,7 +477,7 @@ func TestDemoUnderAuth(t *testing.T) {
 	startDemoAt(t, "https://"+a.grpcAddr, []string{
 		"OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20collector-token",
 		"OTEL_EXPORTER_OTLP_CERTIFICATE=" + filepath.Join(a.dir, "tls.crt"),
-	}, freePortRun(t, 4))
+	}, testport.Run(t, 4))
 	dashboards := a.cred("dashboards")
 	waitFor(t, "the demo's traces through TLS and a bearer token", time.Minute, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, a.httpsURL+"/api/services", nil)

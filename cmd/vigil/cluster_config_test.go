@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // newConfigCluster is three vigil processes on embedded Raft with admin
@@ -27,7 +28,7 @@ func newConfigCluster(t *testing.T, rulesYAML, alertmanagerYAML string) *faultCl
 	binds := make([]string, n)
 	var peers strings.Builder
 	for i, id := range c.ids {
-		c.httpAddrs[i], binds[i] = freeAddr(t), freeAddr(t)
+		c.httpAddrs[i], binds[i] = testport.Addr(t), testport.Addr(t)
 		fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, binds[i], "http://"+c.httpAddrs[i])
 	}
 	for i, id := range c.ids {
@@ -258,7 +259,7 @@ func TestClusterConfigReloadEtcd(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(c.dir, id+"-conf"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		c.httpAddrs[i] = freeAddr(t)
+		c.httpAddrs[i] = testport.Addr(t)
 		writeFor(c, i, "rules.yml", alertRules("Before"))
 		writeFor(c, i, "alertmanager.yml", faultAlertmanager(hook.URL))
 		c.cfgs[i] = c.write(id+"-conf/vigil.yaml", fmt.Sprintf(`global: {evaluation_interval: 1s}

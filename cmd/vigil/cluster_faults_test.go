@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // faultCluster is three vigil processes on one consensus backend whose
@@ -56,7 +57,7 @@ func newFaultCluster(t *testing.T, backend, rulesYAML, alertmanagerYAML string) 
 		endpoints = c.startEtcd()
 	}
 	for i := range c.ids {
-		c.httpAddrs[i] = freeAddr(t)
+		c.httpAddrs[i] = testport.Addr(t)
 	}
 	rules := ""
 	if rulesYAML != "" {
@@ -92,7 +93,7 @@ func (c *faultCluster) raftConfigs() []string {
 	binds, advs := make([]string, len(c.ids)), make([]string, len(c.ids))
 	var peers strings.Builder
 	for i, id := range c.ids {
-		binds[i] = freeAddr(c.t)
+		binds[i] = testport.Addr(c.t)
 		advs[i] = c.net.listen(c.t, id, binds[i])
 		fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, advs[i], "http://"+c.httpAddrs[i])
 	}

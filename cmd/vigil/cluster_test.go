@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // termSink records each webhook notification's group, fencing token and
@@ -121,7 +122,7 @@ func TestClusterOneNotifier(t *testing.T) {
 	httpAddrs, raftAddrs := make([]string, 3), make([]string, 3)
 	var peers strings.Builder
 	for i, id := range ids {
-		httpAddrs[i], raftAddrs[i] = freeAddr(t), freeAddr(t)
+		httpAddrs[i], raftAddrs[i] = testport.Addr(t), testport.Addr(t)
 		fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, raftAddrs[i], "http://"+httpAddrs[i])
 	}
 	write := func(name, body string) string {
@@ -403,7 +404,7 @@ receivers:
 	ids := []string{"e1", "e2"}
 	nodes := make([]*server, len(ids))
 	for i, id := range ids {
-		h := freeAddr(t)
+		h := testport.Addr(t)
 		cfg := write(id+".yaml", fmt.Sprintf(`global: {evaluation_interval: 1s}
 rule_files: [rules.yml]
 alertmanager_config_file: alertmanager.yml

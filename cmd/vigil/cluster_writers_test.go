@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/loadgen"
 	"github.com/vigil-observability/vigil/internal/storage/clickhouse/chtest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 const writersRules = `groups:
@@ -157,7 +158,7 @@ func TestClusterWritersClickHouse(t *testing.T) {
 	httpAddrs, raftAddrs := make([]string, 2), make([]string, 2)
 	var peers strings.Builder
 	for i, id := range ids {
-		httpAddrs[i], raftAddrs[i] = freeAddr(t), freeAddr(t)
+		httpAddrs[i], raftAddrs[i] = testport.Addr(t), testport.Addr(t)
 		fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, raftAddrs[i], "http://"+httpAddrs[i])
 	}
 	if err := os.WriteFile(filepath.Join(dir, "rules.yml"), []byte(writersRules), 0o644); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // TestClusterJoinRemove runs three vigil processes on embedded Raft with
@@ -26,7 +28,7 @@ func TestClusterJoinRemove(t *testing.T) {
 	httpAddrs, raftAddrs := make([]string, 4), make([]string, 4)
 	var peers strings.Builder
 	for i, id := range ids {
-		httpAddrs[i], raftAddrs[i] = freeAddr(t), freeAddr(t)
+		httpAddrs[i], raftAddrs[i] = testport.Addr(t), testport.Addr(t)
 		if i < 3 {
 			fmt.Fprintf(&peers, "    - {id: %s, address: %q, api_url: %q}\n", id, raftAddrs[i], "http://"+httpAddrs[i])
 		}

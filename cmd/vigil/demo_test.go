@@ -11,35 +11,16 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// freePortRun finds n consecutive free loopback ports.
-func freePortRun(t *testing.T, n int) int {
-	t.Helper()
-	for base := 20000 + int(time.Now().UnixNano()%20000); base < 60000; base += n {
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no run of free ports")
-	return 0
-}
+	"github.com/vigil-observability/vigil/internal/testport"
+)
 
 // TestDemoAgainstServer runs `vigil demo` against `vigil server` and follows
 // a gateway log record to its trace: one trace across all four services,
 // with logs from each of them linked to it.
 func TestDemoAgainstServer(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	base := freePortRun(t, 4)
+	base := testport.Run(t, 4)
 	startDemo(t, s, base)
 
 	var services map[string]bool
@@ -127,7 +108,7 @@ func tail(s string, n int) string {
 // run` starts) fails at once, naming the port and --port-base, and never
 // claims to be running.
 func TestDemoPortInUse(t *testing.T) {
-	base := freePortRun(t, 4)
+	base := testport.Run(t, 4)
 	taken, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+1))
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // docFinding is the part of a doctor finding these tests read.
@@ -67,8 +69,8 @@ func startShopWithDoctor(t *testing.T, faults ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := freePortRun(t, 4)
-	httpAddr := freeAddr(t)
+	base := testport.Run(t, 4)
+	httpAddr := testport.Addr(t)
 	cfg := strings.NewReplacer(
 		"localhost:8081, localhost:8082, localhost:8083, localhost:8084",
 		fmt.Sprintf("localhost:%d, localhost:%d, localhost:%d, localhost:%d", base, base+1, base+2, base+3),

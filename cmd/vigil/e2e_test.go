@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // vigilBin is the binary under test, built once by TestMain exactly as the
@@ -68,39 +69,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	handedOut.mu.Lock()
-	defer handedOut.mu.Unlock()
-	for {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		// The port is free again once closed, and the kernel may hand it
-		// out again before the server this one is for has bound it: a
-		// node's gRPC port once came back as the HTTP port chosen for it
-		// a moment before. No port goes to two callers of one test run.
-		if !handedOut.addrs[addr] {
-			handedOut.addrs[addr] = true
-			return addr
-		}
-	}
-}
-
-// handedOut are the addresses freeAddr has returned.
-var handedOut = struct {
-	mu    sync.Mutex
-	addrs map[string]bool
-}{addrs: map[string]bool{}}
-
 // launchServer starts vigil on dataDir with fresh loopback ports, without
 // waiting for it: a cluster's first node is not ready until others join.
 func launchServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
-	h, oh, g := freeAddr(t), freeAddr(t), freeAddr(t)
+	h, oh, g := testport.Addr(t), testport.Addr(t), testport.Addr(t)
 	// A caller that must know the address before (to write it into a
 	// config) passes its own --http-addr.
 	if i := slices.Index(extra, "--http-addr"); i >= 0 && i+1 < len(extra) {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // These tests run real log agents, configured as docs/logs.md shows, that
@@ -270,7 +271,7 @@ func TestSyslogNGIntoVigil(t *testing.T) {
 	s := startServer(t, filepath.Join(t.TempDir(), "data"))
 	host, port := hostPort(t, s)
 	dir := t.TempDir()
-	src := freeAddr(t)
+	src := testport.Addr(t)
 	_, srcPort, _ := net.SplitHostPort(src)
 	conf := filepath.Join(dir, "syslog-ng.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(syslogNGConf, scl, srcPort, "http://"+net.JoinHostPort(host, port)+"/_bulk")), 0o600); err != nil {

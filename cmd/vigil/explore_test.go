@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // TestExploreAPIsOnDemoData runs the demo shop against the server and
@@ -15,7 +17,7 @@ import (
 // and the log histogram.
 func TestExploreAPIsOnDemoData(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	startDemo(t, s, freePortRun(t, 4))
+	startDemo(t, s, testport.Run(t, 4))
 	shop := []string{"catalog", "gateway", "orders", "payments"}
 
 	waitFor(t, "the four shop services in /api/services", 60*time.Second, func() bool {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // shopTrace is a trace as the Jaeger API returns it, reduced to what the
@@ -121,7 +123,7 @@ func TestDemoFaultsVisibleInVigil(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
-			base := freePortRun(t, 4)
+			base := testport.Run(t, 4)
 			cfg := filepath.Join(t.TempDir(), "vigil.yaml")
 			if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
   scrape_interval: 1s

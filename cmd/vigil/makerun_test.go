@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // TestMakeRunCtrlC runs the Makefile's run recipe with the binary under test
@@ -28,8 +30,8 @@ func TestMakeRunCtrlC(t *testing.T) {
 		}
 	}
 	dataDir := filepath.Join(t.TempDir(), "data")
-	httpAddr, grpcAddr, otlpHTTPAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	demoBase := freePortRun(t, 4)
+	httpAddr, grpcAddr, otlpHTTPAddr := testport.Addr(t), testport.Addr(t), testport.Addr(t)
+	demoBase := testport.Run(t, 4)
 	// -o build: the binary is the one TestMain built, not the Makefile's.
 	cmd := makeCommand("-s", "-o", "build", "run", "BIN="+vigilBin,
 		"RUN_DATA_DIR="+dataDir, "RUN_HTTP_ADDR="+httpAddr, "RUN_OTLP_GRPC_ADDR="+grpcAddr,

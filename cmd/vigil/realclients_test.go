@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-observability/vigil/internal/testport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
@@ -160,7 +161,7 @@ func TestPrometheusRemoteWrite(t *testing.T) {
 	}
 	s := startServer(t, t.TempDir())
 	dir := t.TempDir()
-	promAddr := freeAddr(t)
+	promAddr := testport.Addr(t)
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
 scrape_configs:

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // TestPrometheusRemoteRead runs Debian's prometheus with vigil as its
@@ -25,7 +27,7 @@ func TestPrometheusRemoteRead(t *testing.T) {
 	}
 	// vigil scrapes itself, so it holds up{job="vigil"}.
 	dir := t.TempDir()
-	httpAddr := freeAddr(t)
+	httpAddr := testport.Addr(t)
 	vigilCfg := fmt.Sprintf(`global:
   scrape_interval: 1s
 scrape_configs:
@@ -48,7 +50,7 @@ scrape_configs:
 	} {
 		t.Run(fmt.Sprintf("filter_external_labels=%v", tc.filter), func(t *testing.T) {
 			pdir := t.TempDir()
-			promAddr := freeAddr(t)
+			promAddr := testport.Addr(t)
 			cfg := fmt.Sprintf(`global:
   external_labels:
     cluster: eu-1

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // TestDemoSLOPagesUnderErrorsFault runs the example configuration (the
@@ -20,7 +22,7 @@ func TestDemoSLOPagesUnderErrorsFault(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, t.TempDir(), "--config", cfg)
-	startDemo(t, s, freePortRun(t, 4), "--fault", "errors")
+	startDemo(t, s, testport.Run(t, 4), "--fault", "errors")
 
 	type alert struct {
 		Labels map[string]string

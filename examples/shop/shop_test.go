@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-observability/vigil/internal/testport"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 )
 
@@ -73,37 +74,6 @@ type shopRun struct {
 	once   sync.Once
 }
 
-// freePortBase finds four consecutive free ports on 127.0.0.1. Another
-// process may still take one before Run listens; startShop retries then.
-func freePortBase(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		lns := []net.Listener{ln}
-		ok := p+3 <= 65535
-		for i := 1; ok && i <= 3; i++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p+i)))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, l)
-		}
-		for _, l := range lns {
-			_ = l.Close()
-		}
-		if ok {
-			return p
-		}
-	}
-	t.Fatal("no four consecutive free ports")
-	return 0
-}
-
 // startShop runs the shop with faults, an in-process OTLP receiver and no
 // load, and returns once every service is ready.
 func startShop(t *testing.T, faults ...string) *shopRun {
@@ -118,7 +88,7 @@ func startShopWith(t *testing.T, opts Options) *shopRun {
 	for range 5 {
 		r := &shopRun{
 			t:      t,
-			base:   freePortBase(t),
+			base:   testport.Run(t, 4),
 			recv:   startReceiver(t),
 			out:    &syncBuffer{},
 			client: &http.Client{Timeout: 10 * time.Second},
@@ -661,7 +631,7 @@ func TestRunRejectsUnknownFault(t *testing.T) {
 func TestRunRefusesPortInUse(t *testing.T) {
 	for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
 		t.Run(name, func(t *testing.T) {
-			base := freePortBase(t)
+			base := testport.Run(t, 4)
 			taken, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
 			if err != nil {
 				t.Fatalf("port %d taken by someone else meanwhile: %v", base+i, err)

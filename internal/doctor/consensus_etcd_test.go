@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // etcdMember is one etcd process a test started.
@@ -46,32 +46,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// freePorts reserves n loopback ports; the kernel may hand one out again
-// before etcd binds it, which is rare enough for a test.
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().String())
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return out
-}
-
 // startEtcd starts a 3-member etcd cluster on loopback with elections
 // ten times faster than etcd's defaults, so a lost leader is replaced
 // within a second.
 func startEtcd(t *testing.T, bin string) []*etcdMember {
 	t.Helper()
-	ports := freePorts(t, 9)
+	ports := testport.Addrs(t, 9)
 	var members []*etcdMember
 	var initial []string
 	for i := range 3 {

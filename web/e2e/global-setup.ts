@@ -13,7 +13,21 @@ const root = resolve(import.meta.dirname, '../..')
 const bin = join(root, 'bin/vigil')
 const logDir = resolve(import.meta.dirname, '../test-results')
 
-function freePort(): Promise<number> {
+// Ports handed out so far: a port is free again once its probe closes, and
+// the next probe may get it back before vigil has bound it.
+const taken = new Set<number>()
+
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await probePort()
+    if (!taken.has(port)) {
+      taken.add(port)
+      return port
+    }
+  }
+}
+
+function probePort(): Promise<number> {
   return new Promise((ok, fail) => {
     const s = createServer()
     s.unref()
@@ -38,8 +52,13 @@ function portFree(port: number): Promise<boolean> {
 async function freeRange(n: number): Promise<number> {
   for (let i = 0; i < 50; i++) {
     const base = 20000 + Math.floor(Math.random() * 30000)
-    const checks = await Promise.all(Array.from({ length: n }, (_, k) => portFree(base + k)))
-    if (checks.every(Boolean)) return base
+    const ports = Array.from({ length: n }, (_, k) => base + k)
+    if (ports.some((p) => taken.has(p))) continue
+    const checks = await Promise.all(ports.map(portFree))
+    if (checks.every(Boolean)) {
+      ports.forEach((p) => taken.add(p))
+      return base
+    }
   }
   throw new Error(`no ${n} consecutive free ports`)
 }

@@ -15,24 +15,8 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
-
-// freeAddrs finds n free loopback ports. The nodes must know each other's
-// addresses before any starts, so the ports are chosen by listening and
-// closing; another process taking one in between is unlikely.
-func freeAddrs(t *testing.T, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		_ = ln.Close()
-	}
-	return addrs
-}
 
 // testCluster runs nodes n1..nN on loopback TCP, with timeouts short enough
 // for a test and long enough for a loaded machine running the race detector.
@@ -57,7 +41,7 @@ func testOptions() Options {
 
 func newCluster(t *testing.T, size int, tweak func(*Options)) *testCluster {
 	t.Helper()
-	addrs := freeAddrs(t, size)
+	addrs := testport.Addrs(t, size)
 	peers := make([]consensus.Peer, size)
 	for i := range peers {
 		peers[i] = consensus.Peer{ID: "n" + strconv.Itoa(i+1), Address: addrs[i]}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // Every node a test opens is closed by then, and Close must stop all of
@@ -395,7 +396,7 @@ func TestJoinAndRemove(t *testing.T) {
 	c.waitLeader(nil, 0, 10*time.Second)
 	c.propose(consensustest.Numbered("a", 5)...)
 
-	addr := freeAddrs(t, 1)[0]
+	addr := testport.Addrs(t, 1)[0]
 	sm := &consensustest.Recorder{}
 	o := testOptions()
 	o.NodeID, o.BindAddr, o.DataDir, o.StateMachine, o.Join = "n4", addr, t.TempDir(), sm, true

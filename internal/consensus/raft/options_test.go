@@ -10,6 +10,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 func TestOpenRejectsBadInput(t *testing.T) {
@@ -18,7 +19,7 @@ func TestOpenRejectsBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	addrs := freeAddrs(t, 2)
+	addrs := testport.Addrs(t, 2)
 	a, b := addrs[0], addrs[1]
 	base := func() Options {
 		o := testOptions()
@@ -78,7 +79,7 @@ func TestOpenRejectsBadInput(t *testing.T) {
 }
 
 func TestOpenRefusesAnotherClustersDataDir(t *testing.T) {
-	addrs := freeAddrs(t, 2)
+	addrs := testport.Addrs(t, 2)
 	dir := filepath.Join(t.TempDir(), "n1")
 	single := []consensus.Peer{{ID: "n1", Address: addrs[0]}}
 	other := []consensus.Peer{{ID: "n1", Address: addrs[0]}, {ID: "n2", Address: addrs[1]}}
@@ -160,7 +161,7 @@ func TestOpenRefusesADataDirInUse(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.waitLeader(nil, 0, 10*time.Second)
 	o := c.opts[0]
-	o.BindAddr = freeAddrs(t, 1)[0]
+	o.BindAddr = testport.Addrs(t, 1)[0]
 	o.AdvertiseAddr = c.opts[0].BindAddr
 	o.StateMachine = &consensustest.Recorder{}
 	n, err := Open(o)

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/selfobs"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 const prometheusBinary = "/usr/bin/prometheus"
@@ -39,7 +38,7 @@ func TestRealPrometheusRemoteWrite(t *testing.T) {
 	srv := httptest.NewServer(NewHandler(Options{Appendable: db, Ingest: im, Registerer: reg}))
 	t.Cleanup(srv.Close)
 
-	promAddr := freeAddr(t)
+	promAddr := testport.Addr(t)
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
@@ -186,18 +185,6 @@ func requestCodes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return codes
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago; prometheus needs it up front because it scrapes itself.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 // lockedBuffer collects a child process's output while the test reads it.

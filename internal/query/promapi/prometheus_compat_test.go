@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // prometheusBinary is the Debian package's server binary.
@@ -50,19 +50,6 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // startPrometheus runs the real Prometheus with an empty scrape
 // configuration (so it ingests nothing of its own) and the remote-write
 // receiver on, and returns its base URL.
@@ -76,7 +63,7 @@ func startPrometheus(t *testing.T) string {
 	if err := os.WriteFile(cfgFile, []byte("global: {}\nscrape_configs: []\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freePort(t)
+	addr := testport.Addr(t)
 	out := &lockedBuffer{}
 	cmd := exec.Command(prometheusBinary,
 		"--config.file="+cfgFile,

@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // Binary is the etcd server the tests start; ETCD_BIN overrides the one
@@ -88,8 +89,8 @@ func start(t testing.TB, size int, certs *certs) *Cluster {
 		m := &member{
 			name:      fmt.Sprintf("etcd%d", i),
 			dir:       t.TempDir(),
-			clientURL: scheme + freeAddr(t),
-			peerURL:   "http://" + freeAddr(t),
+			clientURL: scheme + testport.Addr(t),
+			peerURL:   "http://" + testport.Addr(t),
 		}
 		c.members = append(c.members, m)
 		initial = append(initial, m.name+"="+m.peerURL)
@@ -136,18 +137,6 @@ func (c *Cluster) httpClient() *http.Client {
 		client.Transport = &http.Transport{TLSClientConfig: c.certs.client}
 	}
 	return client
-}
-
-// freeAddr is a loopback address nothing listens on at the moment; etcd
-// binds it soon after, and a clash (rare) fails the start loudly.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (m *member) start(bin string) error {

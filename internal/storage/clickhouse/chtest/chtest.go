@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // ClusterName is the cluster every server of StartCluster knows.
@@ -85,7 +86,7 @@ func StartClusterWith(t testing.TB, opts Options) []*Server {
 	servers := make([]*Server, n)
 	addrs := make([]string, n)
 	for i := range n {
-		addrs[i] = freeAddr(t)
+		addrs[i] = testport.Addr(t)
 		servers[i] = &Server{TCPAddr: addrs[i], Dir: t.TempDir(), t: t, opts: opts}
 	}
 	for _, s := range servers {
@@ -112,17 +113,6 @@ func binary(t testing.TB) string {
 	}
 	t.Fatal("clickhouse-server not found: install it (apt-get install clickhouse-server; .ci/run does)")
 	return ""
-}
-
-// freeAddr reserves a loopback port by listening on it and closing it.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 var configTemplate = template.Must(template.New("config").Parse(`<yandex>
@@ -180,7 +170,7 @@ func (s *Server) writeConfig() error {
 	if err != nil {
 		return err
 	}
-	_, httpPort, err := net.SplitHostPort(freeAddr(s.t))
+	_, httpPort, err := net.SplitHostPort(testport.Addr(s.t))
 	if err != nil {
 		return err
 	}
