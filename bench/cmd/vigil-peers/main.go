@@ -32,6 +32,7 @@ type options struct {
 	duration, step                                      time.Duration
 	spanRates                                           string
 	series, queries, promqlRuns                         int
+	historySeries                                       int
 	skip                                                string
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.DurationVar(&o.step, "step", 20*time.Second, "length of each step of the traces rate ramp")
 	flag.StringVar(&o.spanRates, "span-rates", "10000,25000,50000,75000,100000,140000", "target spans/s of the traces ramp; it stops at the first step losing 1% or more")
 	flag.IntVar(&o.series, "series", 100_000, "active series in the remote_write stream")
+	flag.IntVar(&o.historySeries, "history-series", 10_000, "series in the back-filled history whose compacted blocks give bytes per sample (0: skip it)")
 	flag.IntVar(&o.queries, "queries", 200, "trace-by-id and search queries per system")
 	flag.IntVar(&o.promqlRuns, "promql-runs", 20, "runs of each PromQL query per system")
 	flag.StringVar(&o.skip, "skip", "", "comma-separated sections to leave out: traces, metrics, logs")

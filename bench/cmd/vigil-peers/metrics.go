@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,25 +90,32 @@ type metricsResult struct {
 	disk                int64
 	queries             []queryTiming
 	profile             string
+	history             historyResult
 }
 
 func (h *harness) runMetrics() []*metricsResult {
 	var out []*metricsResult
-	h.logf("metrics: vigil")
-	out = append(out, h.metricsSystem("vigil", func() (*server, error) { return h.startVigil("vigil-metrics") }))
-	if h.opts.prometheus == "" {
-		out = append(out, &metricsResult{system: "Prometheus",
-			notRun: "not run: prometheus not found; apt-get install prometheus, or set PROMETHEUS_BIN=/path/to/prometheus"})
-	} else {
-		h.logf("metrics: Prometheus")
-		out = append(out, h.metricsSystem("Prometheus", h.startPrometheus))
+	systems := []struct {
+		name, bin, missing string
+		start              func(tag string) (*server, error)
+	}{
+		{"vigil", h.opts.vigil, "", h.startVigil},
+		{"Prometheus", h.opts.prometheus, "not run: prometheus not found; apt-get install prometheus, or set PROMETHEUS_BIN=/path/to/prometheus", h.startPrometheus},
+		{"VictoriaMetrics", h.opts.victoria, "not run: victoria-metrics not found; apt-get install victoria-metrics, or set VICTORIA_BIN=/path/to/victoria-metrics", h.startVictoria},
 	}
-	if h.opts.victoria == "" {
-		out = append(out, &metricsResult{system: "VictoriaMetrics",
-			notRun: "not run: victoria-metrics not found; apt-get install victoria-metrics, or set VICTORIA_BIN=/path/to/victoria-metrics"})
-	} else {
-		h.logf("metrics: VictoriaMetrics")
-		out = append(out, h.metricsSystem("VictoriaMetrics", h.startVictoria))
+	for _, sys := range systems {
+		if sys.bin == "" {
+			out = append(out, &metricsResult{system: sys.name, notRun: sys.missing})
+			continue
+		}
+		tag := strings.ToLower(sys.name)
+		h.logf("metrics: %s", sys.name)
+		r := h.metricsSystem(sys.name, func() (*server, error) { return sys.start(tag + "-metrics") })
+		if h.opts.historySeries > 0 && r.err == "" {
+			h.logf("metrics: %s, compacted history", sys.name)
+			r.history = h.historySystem(sys.name, func() (*server, error) { return sys.start(tag + "-history") })
+		}
+		out = append(out, r)
 	}
 	return out
 }

@@ -284,6 +284,13 @@ func (r *report) metricsSection(b *strings.Builder) {
 	row("peak RSS per active series (bytes)", lower, func(m *metricsResult) float64 { return float64(m.peakRSS) / float64(max(1, m.series)) }, num)
 	row("peak RSS above idle per active series (bytes)", lower, func(m *metricsResult) float64 { return float64(m.peakRSS-m.idleRSS) / float64(max(1, m.series)) }, num)
 	row("bytes on disk per sample", lower, func(m *metricsResult) float64 { return float64(m.disk) / float64(max(1, m.total)) }, dec2)
+	history := vigil.history.samples > 0
+	for _, p := range peers {
+		history = history && p.history.samples > 0
+	}
+	if history {
+		row("bytes on disk per sample, compacted history", lower, func(m *metricsResult) float64 { return m.history.bytesPerSample() }, dec2)
+	}
 	w("\n")
 	for _, m := range ran {
 		if m.refused > 0 || m.failed > 0 || m.loadCPU > 0.9 {
@@ -295,7 +302,18 @@ func (r *report) metricsSection(b *strings.Builder) {
 		}
 	}
 	w("- Bytes on disk: vigil's TSDB and Prometheus hold a run this short in their write-ahead log and head chunks (blocks are cut after two hours), ")
-	w("VictoriaMetrics in compressed parts after `/internal/force_flush`; long-term bytes per sample of the TSDB blocks are far lower than this.\n\n")
+	w("VictoriaMetrics in compressed parts after `/internal/force_flush`; long-term bytes per sample of the TSDB blocks are far lower than this.\n")
+	if history {
+		w("- Compacted history: each system, fresh, is sent %s series at %v intervals from a two-hour boundary at least %v ago up to now (%s samples, every one retried until acknowledged), long enough for a TSDB to cut its first two-hour block; ",
+			num(float64(r.opts.historySeries)), historySpacing, historyLength, num(float64(vigil.history.samples)))
+		w("bytes per sample are the blocks' size on disk over the samples their meta.json counts (vigil and Prometheus), and VictoriaMetrics's whole directory after `/internal/force_flush` and a clean stop over the samples sent.\n")
+	}
+	for _, m := range ran {
+		if m.history.err != "" {
+			w("- %s: compacted history failed: %s\n", m.system, m.history.err)
+		}
+	}
+	w("\n")
 
 	w("PromQL evaluated at pass %d (range queries over the %v before it, step %v), each run up to %d times one after another (at most 10 s per query); median / p95. ",
 		queryPasses-1, queryRange, queryStep, r.opts.promqlRuns)

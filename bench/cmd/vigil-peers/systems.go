@@ -148,8 +148,8 @@ global:
   scrape_interval: 1m
 `
 
-func (h *harness) startPrometheus() (*server, error) {
-	dir, addr, err := h.workspace("prometheus", 1)
+func (h *harness) startPrometheus(tag string) (*server, error) {
+	dir, addr, err := h.workspace(tag, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -170,8 +170,8 @@ func (h *harness) startPrometheus() (*server, error) {
 	return h.ready(s, s.httpBase+"/-/ready")
 }
 
-func (h *harness) startVictoria() (*server, error) {
-	dir, addr, err := h.workspace("victoria", 1)
+func (h *harness) startVictoria(tag string) (*server, error) {
+	dir, addr, err := h.workspace(tag, 1)
 	if err != nil {
 		return nil, err
 	}
