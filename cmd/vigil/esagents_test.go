@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -481,7 +482,13 @@ func TestAuthElasticsearchRoot(t *testing.T) {
 		{"POST", "/_bulk", "", bulk, auth.RoleIngest, http.StatusOK},
 		{"POST", "/authed/_doc", "", []byte(`{"message":"one"}`), auth.RoleIngest, http.StatusCreated},
 	} {
-		for _, cred := range append([]authCred{{name: "nobody"}}, a.creds...) {
+		creds := append([]authCred{{name: "nobody"}}, a.creds...)
+		// Elasticsearch's API keys: id:key is a basic user, else a token.
+		creds = append(creds,
+			authCred{"reader's API key", "ApiKey " + base64.StdEncoding.EncodeToString([]byte("reader:reader-pass")), []auth.Role{auth.RoleRead}},
+			authCred{"collector's token as an API key", "ApiKey collector-token", []auth.Role{auth.RoleIngest}},
+		)
+		for _, cred := range creds {
 			req, err := http.NewRequest(c.method, a.httpsURL+c.path, bytes.NewReader(c.body))
 			if err != nil {
 				t.Fatal(err)

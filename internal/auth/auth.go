@@ -289,8 +289,8 @@ func (a *Authenticator) TLSConfig() *tls.Config {
 	return a.tls.Clone()
 }
 
-// Authenticate checks the value of an Authorization header ("Basic ..."
-// or "Bearer ...") and returns the roles it grants, or ErrUnauthenticated.
+// Authenticate checks the value of an Authorization header ("Basic ...",
+// "Bearer ..." or Elasticsearch's "ApiKey ...") and returns the roles it grants, or ErrUnauthenticated.
 // It is AuthenticateFrom without a client address: password checks are
 // bounded at once, but not per client.
 func (a *Authenticator) Authenticate(authorization string) ([]Role, error) {
@@ -320,6 +320,18 @@ func (a *Authenticator) AuthenticateFrom(client netip.Addr, authorization string
 		}
 		return a.basic(client, name, pass)
 	case "bearer":
+		return a.bearer(cred)
+	case "apikey":
+		// Elasticsearch clients and agents send an API key as
+		// base64("id:key"): to vigil that is a basic-auth user and its
+		// password, so an agent that knows only API keys can still ship.
+		// Anything else is taken as a bearer token, for clients that send
+		// the key they were given as it is.
+		if raw, err := base64.StdEncoding.DecodeString(cred); err == nil {
+			if name, pass, ok := strings.Cut(string(raw), ":"); ok {
+				return a.basic(client, name, pass)
+			}
+		}
 		return a.bearer(cred)
 	}
 	return nil, ErrUnauthenticated

@@ -159,6 +159,10 @@ func TestAuthenticate(t *testing.T) {
 		{"bearer wrong", "Bearer tok-nope", nil},
 		{"bearer empty", "Bearer ", nil},
 		{"the hash is not the token", "Bearer " + sha("tok-ingest"), nil},
+		{"Elasticsearch API key id:key is a basic user", "ApiKey " + base64.StdEncoding.EncodeToString([]byte("bob:hunter2")), []Role{RoleRead}},
+		{"Elasticsearch API key, wrong key", "ApiKey " + base64.StdEncoding.EncodeToString([]byte("bob:hunter3")), nil},
+		{"Elasticsearch API key that is a token", "ApiKey tok-ingest", []Role{RoleIngest}},
+		{"Elasticsearch API key, unknown", "ApiKey " + base64.StdEncoding.EncodeToString([]byte("tok-ingest")), nil},
 		{"no header", "", nil},
 		{"unknown scheme", "Digest abc", nil},
 	} {
