@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/prometheus/prompb"
-
 	"github.com/vigil-observability/vigil/internal/loadgen"
 )
 
@@ -116,16 +114,7 @@ func (h *harness) sendHistory(url string, s *rwStream, origin time.Time, passes 
 	var acked atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, rwSenders)
-	for w := range rwSenders {
-		var mine []int
-		for i := range s.labels {
-			if (i/seriesPerHost)%rwSenders == w {
-				mine = append(mine, i)
-			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
+	for _, mine := range s.senders() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -134,14 +123,7 @@ func (h *harness) sendHistory(url string, s *rwStream, origin time.Time, passes 
 				ts := origin.Add(time.Duration(pass) * historySpacing).UnixMilli()
 				for off := 0; off < len(mine); off += rwSeriesPerReq {
 					end := min(off+rwSeriesPerReq, len(mine))
-					req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, end-off)}
-					for k := off; k < end; k++ {
-						vals[k] = s.value(mine[k], pass, vals[k])
-						req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
-							Labels:  s.labels[mine[k]],
-							Samples: []prompb.Sample{{Value: vals[k], Timestamp: ts}},
-						})
-					}
+					req := s.request(mine[off:end], vals[off:end], pass, ts)
 					for {
 						err := loadgen.PostRemoteWrite(ctx, client, url, req)
 						var se *loadgen.StatusError

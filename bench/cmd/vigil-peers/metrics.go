@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -252,6 +253,31 @@ func (s *rwStream) value(i int, p int, prev float64) float64 {
 // was acknowledged within d; a system slower than queryPasses passes in d
 // gets the rest of them afterwards, unmeasured, so the queries see the same
 // data everywhere.
+// senders splits the series among rwSenders senders, each host's series
+// to one sender.
+func (s *rwStream) senders() [][]int {
+	out := make([][]int, rwSenders)
+	for i := range s.labels {
+		w := (i / seriesPerHost) % rwSenders
+		out[w] = append(out[w], i)
+	}
+	return slices.DeleteFunc(out, func(m []int) bool { return len(m) == 0 })
+}
+
+// request is the write request of pass over the series ids, one sample
+// each stamped ts; vals holds each series' previous value and is updated.
+func (s *rwStream) request(ids []int, vals []float64, pass int, ts int64) *prompb.WriteRequest {
+	req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, len(ids))}
+	for k, id := range ids {
+		vals[k] = s.value(id, pass, vals[k])
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+			Labels:  s.labels[id],
+			Samples: []prompb.Sample{{Value: vals[k], Timestamp: ts}},
+		})
+	}
+	return req
+}
+
 func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d time.Duration, r *metricsResult, measured func()) {
 	h.recordCommand("remote_write load (built into vigil-peers)", nil, []string{fmt.Sprintf(
 		"%d senders, %d series per request, %d active series, closed loop for %v, to %s", rwSenders, rwSeriesPerReq, len(s.labels), d, url)})
@@ -266,16 +292,7 @@ func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d t
 	var capped atomic.Bool
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range rwSenders {
-		var mine []int
-		for i := range s.labels {
-			if (i/seriesPerHost)%rwSenders == w {
-				mine = append(mine, i)
-			}
-		}
-		if len(mine) == 0 {
-			continue
-		}
+	for _, mine := range s.senders() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -289,14 +306,7 @@ func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d t
 				ts := at.UnixMilli()
 				for off := 0; off < len(mine) && hard.Err() == nil; off += rwSeriesPerReq {
 					end := min(off+rwSeriesPerReq, len(mine))
-					req := &prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, 0, end-off)}
-					for k := off; k < end; k++ {
-						vals[k] = s.value(mine[k], pass, vals[k])
-						req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
-							Labels:  s.labels[mine[k]],
-							Samples: []prompb.Sample{{Value: vals[k], Timestamp: ts}},
-						})
-					}
+					req := s.request(mine[off:end], vals[off:end], pass, ts)
 					err := loadgen.PostRemoteWrite(hard, client, url, req)
 					measured := ctx.Err() == nil
 					var se *loadgen.StatusError
