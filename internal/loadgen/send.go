@@ -32,6 +32,12 @@ func PostTraces(ctx context.Context, c *http.Client, baseURL string, td ptrace.T
 	if err != nil {
 		return err
 	}
+	return PostEncodedTraces(ctx, c, baseURL, body)
+}
+
+// PostEncodedTraces sends an already marshalled OTLP/HTTP protobuf trace
+// request (EncodedTraces.Next) to baseURL/v1/traces; nil only for 200.
+func PostEncodedTraces(ctx context.Context, c *http.Client, baseURL string, body []byte) error {
 	return post(ctx, c, baseURL+"/v1/traces", "application/x-protobuf", "", body, http.StatusOK)
 }
 

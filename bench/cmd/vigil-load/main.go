@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
@@ -26,7 +27,7 @@ import (
 
 func main() {
 	var (
-		signal      = flag.String("signal", "traces", "traces, traces-grpc, logs (OTLP/HTTP), logs-loki (Loki push) or metrics")
+		signal      = flag.String("signal", "traces", "traces, traces-pre (OTLP/HTTP requests encoded once, ids and times rewritten per send: a generator far cheaper than the server), traces-grpc, logs (OTLP/HTTP), logs-loki (Loki push) or metrics")
 		otlpHTTP    = flag.String("otlp-http", "http://localhost:4318", "OTLP/HTTP base URL")
 		lokiPush    = flag.String("loki-push", "http://localhost:7070/loki/api/v1/push", "Loki push URL (signal logs-loki)")
 		otlpGRPC    = flag.String("otlp-grpc", "localhost:4317", "OTLP/gRPC address")
@@ -62,6 +63,17 @@ func run(signal, otlpHTTP, otlpGRPC, lokiPush, rwURL string, d time.Duration, co
 		grpcClient = ptraceotlp.NewGRPCClient(conn)
 	}
 	const spansPerTrace = 5
+	// rings[w] is sender w's pre-encoded requests (signal traces-pre).
+	rings := make([]*loadgen.EncodedTraces, conc)
+	if signal == "traces-pre" {
+		for w := range rings {
+			r, err := loadgen.New(uint64(w)+uint64(time.Now().UnixNano())).EncodeTraces(64, batch/spansPerTrace, spansPerTrace, time.Now())
+			if err != nil {
+				return err
+			}
+			rings[w] = r
+		}
+	}
 	// lastTS[w] is sender w's last remote_write timestamp: each request must
 	// move its series forward, even when two fall in one millisecond.
 	lastTS := make([]time.Time, conc)
@@ -71,6 +83,9 @@ func run(signal, otlpHTTP, otlpGRPC, lokiPush, rwURL string, d time.Duration, co
 		case "traces":
 			td, _ := g.Traces(batch/spansPerTrace, spansPerTrace, now)
 			return td.SpanCount(), loadgen.PostTraces(ctx, client, otlpHTTP, td)
+		case "traces-pre":
+			body, n := rings[sender].Next(now)
+			return n, loadgen.PostEncodedTraces(ctx, client, otlpHTTP, body)
 		case "traces-grpc":
 			td, _ := g.Traces(batch/spansPerTrace, spansPerTrace, now)
 			_, err := grpcClient.Export(ctx, ptraceotlp.NewExportRequestFromTraces(td))
@@ -137,6 +152,11 @@ func run(signal, otlpHTTP, otlpGRPC, lokiPush, rwURL string, d time.Duration, co
 	fmt.Printf("acknowledged: %d items in %d requests = %.0f items/s\n", res.items.Load(), res.requests.Load(), float64(res.items.Load())/elapsed.Seconds())
 	fmt.Printf("refused (429/503, retryable): %d  failed: %d\n", res.refused.Load(), res.failed.Load())
 	fmt.Printf("request latency: p50=%v p90=%v p99=%v\n", q(0.5), q(0.9), q(0.99))
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Printf("generator CPU: %.1fs (%.0f%% of one core)\n", cpu.Seconds(), 100*cpu.Seconds()/elapsed.Seconds())
+	}
 	if res.failed.Load() > 0 {
 		return fmt.Errorf("%d requests failed", res.failed.Load())
 	}
