@@ -221,3 +221,45 @@ func TestCloseAfterBudgetSpent(t *testing.T) {
 		})
 	}
 }
+
+// concurrentGatedWriter is a gatedWriter that asks for several writers.
+type concurrentGatedWriter struct {
+	*gatedWriter
+	n int
+}
+
+func (w concurrentGatedWriter) WriteConcurrency() int { return w.n }
+
+// A store that takes concurrent writes gets a second write started while
+// the first is still in flight, and closing drains every writer's work.
+func TestConcurrentWriterOverlapsWrites(t *testing.T) {
+	w := concurrentGatedWriter{newGatedWriter(), 3}
+	p := NewTraces(w, Options{})
+	errs := make(chan error, 3)
+	go func() { errs <- p.ConsumeTraces(t.Context(), traces(1)) }()
+	<-w.started
+	go func() { errs <- p.ConsumeTraces(t.Context(), traces(2)) }()
+	<-w.started // a second write began before the first was released
+	go func() { errs <- p.ConsumeTraces(t.Context(), traces(3)) }()
+	<-w.started
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close(t.Context()) }()
+	for range 3 {
+		w.release <- struct{}{}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.writes) != 3 {
+		t.Fatalf("writes = %v, want three separate writes", w.writes)
+	}
+	// A writer that says nothing keeps the single writer.
+	if got := withWriters(newGatedWriter(), Options{}).Writers; got != 0 {
+		t.Fatalf("plain writer: Writers = %d, want the default", got)
+	}
+}

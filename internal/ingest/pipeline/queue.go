@@ -45,6 +45,10 @@ type Options struct {
 	MaxBatchItems int
 	// WriteTimeout bounds one storage write.
 	WriteTimeout time.Duration
+	// Writers is how many storage writes may run at once (1 when zero).
+	// NewTraces and NewLogs take it from a store that is a
+	// ConcurrentWriter; an embedded store allows a single writer.
+	Writers int
 	Ingest       *selfobs.IngestMetrics
 	Logger       *slog.Logger
 }
@@ -62,6 +66,7 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.Writers = max(o.Writers, 1)
 	return o
 }
 
@@ -82,9 +87,11 @@ type request[T any] struct {
 	done chan error // buffered: the writer never blocks on a departed caller
 }
 
-// queue is the generic group-commit queue. One writer goroutine drains it,
-// which suits embedded stores that allow a single writer and lets every
-// store amortise its durable commit over many requests.
+// queue is the generic group-commit queue. Options.Writers goroutines drain
+// it, one by default, which suits embedded stores that allow a single writer
+// and lets every store amortise its durable commit over many requests; a
+// store whose every write pays a round trip (ClickHouse) takes several, so
+// that one batch is built while another is in flight.
 type queue[T any] struct {
 	ops  batchOps[T]
 	opts Options
@@ -94,7 +101,8 @@ type queue[T any] struct {
 	items   int
 	closed  bool
 	wake    chan struct{}
-	stopped chan struct{}
+	closing chan struct{} // closed by close: wakes every idle writer
+	stopped chan struct{} // closed once every writer has returned
 }
 
 func newQueue[T any](ops batchOps[T], opts Options) *queue[T] {
@@ -102,9 +110,17 @@ func newQueue[T any](ops batchOps[T], opts Options) *queue[T] {
 		ops:     ops,
 		opts:    opts.withDefaults(),
 		wake:    make(chan struct{}, 1),
+		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	go q.run()
+	var writers sync.WaitGroup
+	for range q.opts.Writers {
+		writers.Go(q.run)
+	}
+	go func() {
+		writers.Wait()
+		close(q.stopped)
+	}()
 	return q
 }
 
@@ -164,7 +180,6 @@ func (q *queue[T]) take() []*request[T] {
 }
 
 func (q *queue[T]) run() {
-	defer close(q.stopped)
 	for {
 		batch := q.take()
 		if len(batch) == 0 {
@@ -174,7 +189,10 @@ func (q *queue[T]) run() {
 			if closed {
 				return
 			}
-			<-q.wake
+			select {
+			case <-q.wake:
+			case <-q.closing: // take what is left, then return
+			}
 			continue
 		}
 		q.flush(batch)
@@ -220,12 +238,11 @@ func (q *queue[T]) flush(batch []*request[T]) {
 // (a slow query) must not report a drain that had nothing to do as failed.
 func (q *queue[T]) close(ctx context.Context) error {
 	q.mu.Lock()
-	q.closed = true
-	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
+	if !q.closed {
+		q.closed = true
+		close(q.closing)
 	}
+	q.mu.Unlock()
 	select {
 	case <-q.stopped:
 		return nil
