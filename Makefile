@@ -140,7 +140,6 @@ bench:
 # sections alone and keeps the others of docs/benchmarks.md.
 # BENCH_VIGIL_LOKI_PUSH=false leaves out the run that sends vigil the logs
 # load over Loki's push API, as VictoriaLogs is sent it (OTLP/HTTP always runs).
-TELEMETRYGEN_VERSION ?= v0.161.0
 BENCH_DURATION ?= 60s
 BENCH_STEP ?= 20s
 JAEGER_BIN ?=
@@ -151,10 +150,8 @@ BENCH_SECTIONS ?=
 BENCH_VIGIL_LOKI_PUSH ?= true
 
 bench-peers: build-go
-	cd bench && GOBIN=$(CURDIR)/bench/bin $(GO) install github.com/open-telemetry/opentelemetry-collector-contrib/cmd/telemetrygen@$(TELEMETRYGEN_VERSION)
 	cd bench && $(GO) build -o bin/vigil-peers ./cmd/vigil-peers && $(GO) build -o bin/vigil-load ./cmd/vigil-load
-	bench/bin/vigil-peers -vigil $(BIN) -telemetrygen bench/bin/telemetrygen -telemetrygen-version $(TELEMETRYGEN_VERSION) \
-	  -vigil-load bench/bin/vigil-load -jaeger "$(JAEGER_BIN)" -prometheus "$(PROMETHEUS_BIN)" -victoria "$(VICTORIA_BIN)" \
+	bench/bin/vigil-peers -vigil $(BIN) -vigil-load bench/bin/vigil-load -jaeger "$(JAEGER_BIN)" -prometheus "$(PROMETHEUS_BIN)" -victoria "$(VICTORIA_BIN)" \
 	  -victorialogs "$(VICTORIALOGS_BIN)" -vigil-loki-push=$(BENCH_VIGIL_LOKI_PUSH) -sections "$(BENCH_SECTIONS)" \
 	  -duration $(BENCH_DURATION) -step $(BENCH_STEP) -out docs/benchmarks.md
 

@@ -53,7 +53,6 @@ func (h *harness) versions() []version {
 		{"Prometheus", firstLine(output(o.prometheus, "--version")), h.displayBin(o.prometheus)},
 		{"VictoriaMetrics", firstLine(output(o.victoria, "-version")), h.displayBin(o.victoria)},
 		{"VictoriaLogs", firstLine(output(o.victoriaLogs, "-version")), h.displayBin(o.victoriaLogs)},
-		{"telemetrygen", o.telemetrygenVersion, o.telemetrygen},
 	}
 	for i := range vs {
 		v := &vs[i]

@@ -23,7 +23,7 @@ import (
 const pinnedEnv = "VIGIL_PEERS_PINNED"
 
 type options struct {
-	vigil, vigilLoad, telemetrygen, telemetrygenVersion string
+	vigil, vigilLoad string
 	jaeger, prometheus, victoria, victoriaLogs          string
 	vigilLokiPush                                       bool
 	logQueryRuns                                        int
@@ -58,9 +58,7 @@ type harness struct {
 func main() {
 	var o options
 	flag.StringVar(&o.vigil, "vigil", "bin/vigil", "vigil binary")
-	flag.StringVar(&o.vigilLoad, "vigil-load", "bench/bin/vigil-load", "vigil-load binary (logs load)")
-	flag.StringVar(&o.telemetrygen, "telemetrygen", "bench/bin/telemetrygen", "telemetrygen binary (traces load)")
-	flag.StringVar(&o.telemetrygenVersion, "telemetrygen-version", "", "the telemetrygen version installed, for the report")
+	flag.StringVar(&o.vigilLoad, "vigil-load", "bench/bin/vigil-load", "vigil-load binary (traces and logs load)")
 	flag.StringVar(&o.jaeger, "jaeger", os.Getenv("JAEGER_BIN"), "Jaeger v2 all-in-one binary (default $JAEGER_BIN)")
 	flag.StringVar(&o.prometheus, "prometheus", envOrPath("PROMETHEUS_BIN", "prometheus"), "Prometheus binary (default $PROMETHEUS_BIN or prometheus on PATH)")
 	flag.StringVar(&o.victoria, "victoria", envOrPath("VICTORIA_BIN", "victoria-metrics"), "VictoriaMetrics single-node binary (default $VICTORIA_BIN or victoria-metrics on PATH)")
@@ -72,7 +70,7 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile-dir", "bench/results", "where vigil's CPU profiles are saved")
 	flag.DurationVar(&o.duration, "duration", 60*time.Second, "length of the metrics and logs load phases")
 	flag.DurationVar(&o.step, "step", 20*time.Second, "length of each step of the traces rate ramp")
-	flag.StringVar(&o.spanRates, "span-rates", "10000,25000,50000,75000,100000,140000", "target spans/s of the traces ramp; it stops at the first step losing 1% or more")
+	flag.StringVar(&o.spanRates, "span-rates", "10000,25000,50000,75000,100000,125000,150000,200000", "target spans/s of the traces ramp; it stops at the first step losing 1% or more")
 	flag.IntVar(&o.series, "series", 100_000, "active series in the remote_write stream")
 	flag.IntVar(&o.historySeries, "history-series", 10_000, "series in the back-filled history whose compacted blocks give bytes per sample (0: skip it)")
 	flag.IntVar(&o.queries, "queries", 200, "trace-by-id and search queries per system")
@@ -112,7 +110,7 @@ func run(o options) error {
 		return syscall.Exec(pin.tasksetPath, argv, env)
 	}
 	h := &harness{opts: o, pin: pin, client: &http.Client{Timeout: 2 * time.Minute}, seen: map[string]bool{}, log: os.Stderr}
-	for _, p := range []*string{&h.opts.vigil, &h.opts.vigilLoad, &h.opts.telemetrygen, &h.opts.out, &h.opts.profileDir} {
+	for _, p := range []*string{&h.opts.vigil, &h.opts.vigilLoad, &h.opts.out, &h.opts.profileDir} {
 		if abs, err := filepath.Abs(*p); err == nil {
 			*p = abs
 		}

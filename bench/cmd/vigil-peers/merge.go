@@ -21,7 +21,7 @@ var sectionOwns = map[string]struct {
 	commands       []string
 }{
 	"traces": {"## Traces", []string{"traces:"}, []string{"traces ingest", "trace queries"},
-		[]string{"Jaeger", "telemetrygen"}, []string{"vigil-traces", "Jaeger", "telemetrygen"}},
+		[]string{"Jaeger", "telemetrygen"}, []string{"vigil-traces", "Jaeger", "telemetrygen", "vigil-load (traces"}},
 	"metrics": {"## Metrics", []string{"metrics:", "PromQL:"}, []string{"remote_write ingest"},
 		[]string{"Prometheus", "VictoriaMetrics"}, []string{"vigil-metrics", "Prometheus", "VictoriaMetrics", "remote_write"}},
 	"logs": {"## Logs", []string{"logs:", "log queries:"}, []string{"logs ingest", "log queries"},

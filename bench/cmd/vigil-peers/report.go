@@ -99,8 +99,8 @@ func (r *report) harnessCommand() string {
 		}
 		return p
 	}
-	cmd := fmt.Sprintf("bench/bin/vigil-peers -vigil %s -telemetrygen %s -vigil-load %s -jaeger \"$JAEGER_BIN\" -prometheus %s -victoria %s -victorialogs \"$VICTORIALOGS_BIN\" -duration %v -step %v -series %d -span-rates %s -out %s",
-		rel(o.vigil), rel(o.telemetrygen), rel(o.vigilLoad), orNone(o.prometheus), orNone(o.victoria), o.duration, o.step, o.series, o.spanRates, rel(o.out))
+	cmd := fmt.Sprintf("bench/bin/vigil-peers -vigil %s -vigil-load %s -jaeger \"$JAEGER_BIN\" -prometheus %s -victoria %s -victorialogs \"$VICTORIALOGS_BIN\" -duration %v -step %v -series %d -span-rates %s -out %s",
+		rel(o.vigil), rel(o.vigilLoad), orNone(o.prometheus), orNone(o.victoria), o.duration, o.step, o.series, o.spanRates, rel(o.out))
 	if !o.vigilLokiPush {
 		cmd += " -vigil-loki-push=false"
 	}
@@ -117,12 +117,12 @@ func (r *report) tracesSection(b *strings.Builder) {
 		w("Skipped.\n\n")
 		return
 	}
-	w("%d telemetrygen processes at once send traces of %d spans (one client span, %d server spans, three attributes each) over OTLP/gRPC in batches of %d, ", tgProcs, spansPerTrace, childSpans, tgBatch)
-	w("each with an SDK queue of 65,536 spans (`%s`; the default 2,048 drops spans whenever one export outlasts it), ", tgQueueEnv)
+	w("vigil-load (`-signal traces-pre`) sends the shop's traces (five services; traces of %d spans, a server span and its client calls, about ten attributes each) over OTLP/HTTP protobuf, %d spans a request, from %d senders each on its own schedule, ", spansPerTrace, loadBatch, loadSenders)
 	w("in steps of %v at rising target rates; after each step the harness waits until the system's stored count stops moving. ", r.opts.step)
-	w("Loss is 1 − stored / generated (spans the exporter dropped or the server refused or lost). ")
+	w("It encodes its requests once and only rewrites their trace ids and times per send, so it needs a few percent of its CPU where an SDK-based generator (telemetrygen) saturated near 100k spans/s. ")
+	w("Loss is 1 − stored / sent (spans the server refused, failed or lost). ")
 	w("The ramp stops at the first step losing %.0f%% or more (after one more step halfway back); the highest stored rate of a step below that is the sustained rate. ", maxLoss*100)
-	w("Generator CPU is the telemetrygen processes' CPU time over the step's length: near 100%% they, not the server, set the pace.\n\n")
+	w("Generator CPU is vigil-load's CPU time over the step's length: near 100%% it, not the server, sets the pace.\n\n")
 	var vigil, jaeger *traceResult
 	for _, t := range r.traces {
 		if t.system == "vigil" {
@@ -150,7 +150,7 @@ func (r *report) tracesSection(b *strings.Builder) {
 			w("| %s | %s | %s%s | %.2f%% | %.1f | %.0f%% |\n", num(float64(s.target)), num(s.sentRate), num(s.storedRate), mark, 100*s.loss, s.cpu, 100*s.genCPU)
 		}
 		if t.genBound {
-			w("\nThe ramp ended on a step where telemetrygen fell short or saturated its CPU, so that loss may be the generator's own (its exporters falling behind): %s's sustained rate is a lower bound.\n", t.system)
+			w("\nThe ramp ended on a step where the generator fell short or saturated its CPU, so that loss may be its own: %s's sustained rate is a lower bound.\n", t.system)
 		}
 		w("\n")
 	}

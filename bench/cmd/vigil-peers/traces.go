@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,27 +14,25 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
-// Every trace telemetrygen sends is one parent span and childSpans children.
+// The traces load is vigil-load's (-signal traces-pre): the shop's five
+// services, traces of spansPerTrace spans (a server span and its client
+// calls, about ten attributes each, as otelhttp records them), loadBatch
+// spans a request over OTLP/HTTP protobuf from loadSenders senders, each on
+// its own schedule. The requests are encoded once and only their trace ids
+// and times rewritten per send, so the generator needs a few percent of its
+// CPU where an SDK-based one (telemetrygen) saturated near 100k spans/s.
 const (
-	childSpans    = 4
-	spansPerTrace = 1 + childSpans
-	// tgProcs telemetrygen processes run at once, like as many instrumented
-	// services: each OTel SDK exports one batch at a time, so one process
-	// would measure the server's acknowledgement latency, not its throughput.
-	tgProcs    = 4
-	workerRate = 250
-	tgBatch    = 1024
-	// The SDK's default queue (2,048 spans) drops spans whenever one export
-	// takes longer than the queue lasts; a larger queue, as a collector's
-	// sending queue would give, lets the ramp measure the server instead.
-	tgQueueEnv     = "OTEL_BSP_MAX_QUEUE_SIZE=65536"
+	spansPerTrace = 5
+	loadBatch     = 500
+	loadSenders   = 32
 	maxLoss        = 0.01
-	traceService   = "telemetrygen"
-	traceOperation = "lets-go"
+	// A service and an operation of vigil-load's data: one service in five,
+	// the operation one of its spans in about twelve.
+	traceService   = "checkout"
+	traceOperation = "GET /api/cart"
 	// queryBudget bounds each kind of trace query per system.
 	queryBudget = 20 * time.Second
 )
@@ -46,9 +43,9 @@ type traceStep struct {
 	sentRate, storedRate float64
 	loss                 float64
 	cpu                  float64
-	// genCPU is the share of the load CPU the telemetrygen processes used;
-	// genLimited: telemetrygen fell short of the target or used (nearly)
-	// all of its CPU, so a loss may be its own exporter falling behind.
+	// genCPU is the share of the load CPU the generator used; genLimited:
+	// it fell short of the target or used (nearly) all of its CPU, so the
+	// step measured the generator rather than the server.
 	genCPU     float64
 	genLimited bool
 }
@@ -69,8 +66,8 @@ type traceResult struct {
 	disk                   int64
 	byID, search, searchOp latency
 	profile, queryProfile  string
-	// genBound: the ramp ended on a step where telemetrygen was saturated,
-	// so the sustained rate is a lower bound.
+	// genBound: the ramp ended on a step where the generator was
+	// saturated, so the sustained rate is a lower bound.
 	genBound bool
 }
 
@@ -94,8 +91,8 @@ func (h *harness) spanRates() []int {
 
 func (h *harness) runTraces() []*traceResult {
 	var out []*traceResult
-	if _, err := os.Stat(h.opts.telemetrygen); err != nil {
-		msg := "not run: telemetrygen not found at " + h.opts.telemetrygen + " (make bench-peers installs it)"
+	if _, err := os.Stat(h.opts.vigilLoad); err != nil {
+		msg := "not run: vigil-load not found at " + h.opts.vigilLoad + " (make bench-peers builds it)"
 		return []*traceResult{{system: "vigil", notRun: msg, best: -1}, {system: "Jaeger", notRun: msg, best: -1}}
 	}
 	h.logf("traces: vigil")
@@ -176,7 +173,7 @@ func (h *harness) traceSystem(name string, start func() (*server, error)) *trace
 		}
 		// The generator is saturated when it fell short of the target and
 		// produced hardly more than in the step before: higher targets
-		// would measure telemetrygen, not the server.
+		// would measure the generator, not the server.
 		if n := len(r.steps); st.genLimited && n > 1 && st.sentRate < 1.1*r.steps[n-2].sentRate {
 			break
 		}
@@ -206,11 +203,14 @@ func (h *harness) traceSystem(name string, start func() (*server, error)) *trace
 	return r
 }
 
-var tracesGenerated = regexp.MustCompile(`traces generated.*?"traces":\s*(\d+)`)
+var (
+	loadAttempted = regexp.MustCompile(`(?m)^attempted: (\d+) items`)
+	loadCPU       = regexp.MustCompile(`(?m)^generator CPU: ([0-9.]+)s`)
+)
 
-// traceStep sends spans at rate for one step with telemetrygen over
-// OTLP/gRPC, waits for the system to finish storing, and compares what it
-// stored with what telemetrygen generated.
+// traceStep sends spans at rate for one step with vigil-load over
+// OTLP/HTTP, waits for the system to finish storing, and compares what it
+// stored with what was sent.
 func (h *harness) traceStep(s *server, rate int, stored func() (int64, error)) (traceStep, error) {
 	st := traceStep{target: rate}
 	before, err := stored()
@@ -219,24 +219,13 @@ func (h *harness) traceStep(s *server, rate int, stored func() (int64, error)) (
 	}
 	s0 := s.sample()
 	step := h.opts.step
-	// Each process's workers are throttled to at most workerRate spans/s:
-	// telemetrygen's limiter cannot catch up after a late wake-up, so fewer,
-	// faster workers fall well short of their target on a busy CPU.
-	perProc := float64(rate) / tgProcs
-	workers := int(math.Ceil(perProc / workerRate))
-	tgArgs := func(workersArg, rateArg string) []string {
-		return h.loadCommand(h.opts.telemetrygen, "traces",
-			"--otlp-endpoint", s.otlpGRPC, "--otlp-insecure",
-			"--duration", step.String(), "--workers", workersArg, "--rate", rateArg,
-			"--child-spans", strconv.Itoa(childSpans), "--batch-size", strconv.Itoa(tgBatch),
-			"--telemetry-attributes", `http.request.method="GET"`,
-			"--telemetry-attributes", `http.route="/api/items/{id}"`,
-			"--telemetry-attributes", "http.response.status_code=200",
-		)
+	loadArgs := func(rateArg string) []string {
+		return h.loadCommand(h.opts.vigilLoad, "-signal", "traces-pre", "-otlp-http", s.otlpHTTP,
+			"-duration", step.String(), "-rate", rateArg,
+			"-concurrency", strconv.Itoa(loadSenders), "-batch", strconv.Itoa(loadBatch))
 	}
-	args := tgArgs(strconv.Itoa(workers), strconv.FormatFloat(perProc/float64(workers), 'f', 2, 64))
-	h.recordCommand(fmt.Sprintf("telemetrygen, one ramp step against %s, %d processes at once (workers = target / %d / %d, rate = target / %d / workers)",
-		s.name, tgProcs, tgProcs, workerRate, tgProcs), []string{tgQueueEnv}, tgArgs("<workers>", "<rate>"))
+	args := loadArgs(strconv.Itoa(rate))
+	h.recordCommand("vigil-load (traces), one ramp step against "+s.name, nil, loadArgs("<target spans/s>"))
 	ctx, cancel := context.WithTimeout(context.Background(), step+2*time.Minute)
 	defer cancel()
 	var profErr chan error
@@ -246,39 +235,20 @@ func (h *harness) traceStep(s *server, rate int, stored func() (int64, error)) (
 			profErr <- h.profile(s, step-5*time.Second, filepath.Join(s.dataDir, "..", "traces-step.pprof"))
 		}()
 	}
-	outs := make([][]byte, tgProcs)
-	errs := make([]error, tgProcs)
-	genCPU := make([]float64, tgProcs)
-	var wg sync.WaitGroup
-	for i := range tgProcs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-			cmd.Env = append(os.Environ(), tgQueueEnv)
-			outs[i], errs[i] = cmd.CombinedOutput()
-			if cmd.ProcessState != nil {
-				genCPU[i] = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-			}
-		}()
+	// vigil-load exits 1 when requests failed outright (not refused):
+	// its counts still hold, and the loss shows what became of them.
+	out, runErr := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	m := loadAttempted.FindSubmatch(out)
+	if m == nil {
+		return st, fmt.Errorf("vigil-load: %v\n%s", runErr, lastLines(string(out), 10))
 	}
-	wg.Wait()
-	for _, c := range genCPU {
-		st.genCPU += c / step.Seconds()
+	st.sent, _ = strconv.ParseInt(string(m[1]), 10, 64)
+	if c := loadCPU.FindSubmatch(out); c != nil {
+		cpu, _ := strconv.ParseFloat(string(c[1]), 64)
+		st.genCPU = cpu / step.Seconds()
 	}
-	var traces int64
-	for i, out := range outs {
-		if errs[i] != nil {
-			return st, fmt.Errorf("telemetrygen: %w\n%s", errs[i], lastLines(string(out), 10))
-		}
-		for _, m := range tracesGenerated.FindAllStringSubmatch(string(out), -1) {
-			n, _ := strconv.ParseInt(m[1], 10, 64)
-			traces += n
-		}
-	}
-	st.sent = traces * spansPerTrace
 	if st.sent == 0 {
-		return st, fmt.Errorf("telemetrygen reported no traces:\n%s", lastLines(string(outs[0]), 10))
+		return st, fmt.Errorf("vigil-load sent nothing:\n%s", lastLines(string(out), 10))
 	}
 	// Wait until the system has stored what it accepted: stored stops moving.
 	after := before
