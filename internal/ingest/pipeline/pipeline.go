@@ -10,21 +10,6 @@ import (
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
-// ConcurrentWriter is a store that takes several writes at once: the queue
-// in front of it runs WriteConcurrency writers instead of one.
-type ConcurrentWriter interface {
-	WriteConcurrency() int
-}
-
-// withWriters sets opts.Writers from w when w is a ConcurrentWriter and
-// opts does not say.
-func withWriters(w any, opts Options) Options {
-	if c, ok := w.(ConcurrentWriter); ok && opts.Writers == 0 {
-		opts.Writers = c.WriteConcurrency()
-	}
-	return opts
-}
-
 // Traces is the bounded group-commit queue in front of a storage.TraceWriter.
 // It implements ingest.TracesConsumer.
 type Traces struct{ q *queue[ptrace.Traces] }
@@ -40,7 +25,7 @@ func NewTraces(w storage.TraceWriter, opts Options, stored ...func(ptrace.Traces
 		merge:  func(dst, src ptrace.Traces) { src.ResourceSpans().MoveAndAppendTo(dst.ResourceSpans()) },
 		write:  w.WriteTraces,
 		stored: stored,
-	}, withWriters(w, opts))}
+	}, opts)}
 }
 
 // ConsumeTraces queues td and returns once it is durable. The queue takes
@@ -65,7 +50,7 @@ func NewLogs(w storage.LogWriter, opts Options, stored ...func(plog.Logs)) *Logs
 		merge:  func(dst, src plog.Logs) { src.ResourceLogs().MoveAndAppendTo(dst.ResourceLogs()) },
 		write:  w.WriteLogs,
 		stored: stored,
-	}, withWriters(w, opts))}
+	}, opts)}
 }
 
 // ConsumeLogs queues ld and returns once it is durable; the queue takes ownership of ld.

@@ -45,10 +45,6 @@ type Options struct {
 	MaxBatchItems int
 	// WriteTimeout bounds one storage write.
 	WriteTimeout time.Duration
-	// Writers is how many storage writes may run at once (1 when zero).
-	// NewTraces and NewLogs take it from a store that is a
-	// ConcurrentWriter; an embedded store allows a single writer.
-	Writers int
 	Ingest       *selfobs.IngestMetrics
 	Logger       *slog.Logger
 }
@@ -66,7 +62,6 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	o.Writers = max(o.Writers, 1)
 	return o
 }
 
@@ -87,11 +82,9 @@ type request[T any] struct {
 	done chan error // buffered: the writer never blocks on a departed caller
 }
 
-// queue is the generic group-commit queue. Options.Writers goroutines drain
-// it, one by default, which suits embedded stores that allow a single writer
-// and lets every store amortise its durable commit over many requests; a
-// store whose every write pays a round trip (ClickHouse) takes several, so
-// that one batch is built while another is in flight.
+// queue is the generic group-commit queue. One writer goroutine drains it,
+// which suits embedded stores that allow a single writer and lets every
+// store amortise its durable commit over many requests.
 type queue[T any] struct {
 	ops  batchOps[T]
 	opts Options
@@ -101,8 +94,7 @@ type queue[T any] struct {
 	items   int
 	closed  bool
 	wake    chan struct{}
-	closing chan struct{} // closed by close: wakes every idle writer
-	stopped chan struct{} // closed once every writer has returned
+	stopped chan struct{}
 }
 
 func newQueue[T any](ops batchOps[T], opts Options) *queue[T] {
@@ -110,17 +102,9 @@ func newQueue[T any](ops batchOps[T], opts Options) *queue[T] {
 		ops:     ops,
 		opts:    opts.withDefaults(),
 		wake:    make(chan struct{}, 1),
-		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	var writers sync.WaitGroup
-	for range q.opts.Writers {
-		writers.Go(q.run)
-	}
-	go func() {
-		writers.Wait()
-		close(q.stopped)
-	}()
+	go q.run()
 	return q
 }
 
@@ -180,6 +164,7 @@ func (q *queue[T]) take() []*request[T] {
 }
 
 func (q *queue[T]) run() {
+	defer close(q.stopped)
 	for {
 		batch := q.take()
 		if len(batch) == 0 {
@@ -189,10 +174,7 @@ func (q *queue[T]) run() {
 			if closed {
 				return
 			}
-			select {
-			case <-q.wake:
-			case <-q.closing: // take what is left, then return
-			}
+			<-q.wake
 			continue
 		}
 		q.flush(batch)
@@ -238,11 +220,12 @@ func (q *queue[T]) flush(batch []*request[T]) {
 // (a slow query) must not report a drain that had nothing to do as failed.
 func (q *queue[T]) close(ctx context.Context) error {
 	q.mu.Lock()
-	if !q.closed {
-		q.closed = true
-		close(q.closing)
-	}
+	q.closed = true
 	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 	select {
 	case <-q.stopped:
 		return nil

@@ -86,12 +86,6 @@ type slSpan struct {
 	droppedLk               uint32
 }
 
-// WriteConcurrency lets the ingest queue run this many writes at once:
-// every insert pays a round trip and a fixed cost in the server (about
-// 25 ms on 18.16), which one writer would wait out with the CPU idle while
-// the next batch grows past what the queue holds.
-func (s *SpanLogStore) WriteConcurrency() int { return 4 }
-
 // WriteTraces inserts td's spans as one block, after their trace index
 // rows: if the spans fail, the index rows point at nothing, which GetTrace
 // ignores, and the retry writes both again.
