@@ -13,14 +13,15 @@
 #       the server under the load (needs the admin listener: enabled here)
 #
 # Run from the repo root. CONCURRENCY (8) and BATCH (500 spans per request)
-# shape the load.
+# shape the load; VIGIL=path runs another vigil binary (for before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-30}
 BACKEND=${BACKEND:-embedded}
 CONCURRENCY=${CONCURRENCY:-8}
 BATCH=${BATCH:-500}
-make -s build-go
+VIGIL=${VIGIL:-bin/vigil}
+[ "$VIGIL" = bin/vigil ] && make -s build-go
 (cd bench && go build -o ../bin/vigil-load ./cmd/vigil-load)
 work=$(mktemp -d)
 pids=()
@@ -69,7 +70,7 @@ EOF
 fi
 printf 'admin:\n  enabled: true\n' >>"$cfg"
 
-GOMAXPROCS=1 taskset -c 0 ./bin/vigil server --config "$cfg" --data-dir "$work/data" --http-addr "127.0.0.1:$http" \
+GOMAXPROCS=1 taskset -c 0 "$VIGIL" server --config "$cfg" --data-dir "$work/data" --http-addr "127.0.0.1:$http" \
   --otlp-http-addr "127.0.0.1:$otlp" --otlp-grpc-addr "127.0.0.1:$grpc" --log-level warn &
 pid=$!
 pids+=("$pid")
