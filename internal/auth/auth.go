@@ -273,7 +273,7 @@ func (a *Authenticator) CheckUpdate(next *Authenticator) error {
 func checkRoles(roles []Role) error {
 	for _, r := range roles {
 		if !r.valid() {
-			return fmt.Errorf("unknown role %q: use ingest, read or admin", r)
+			return fmt.Errorf("unknown role %q: use ingest, read, admin or config", r)
 		}
 	}
 	return nil
@@ -395,7 +395,27 @@ func (a *Authenticator) bearer(tok string) ([]Role, error) {
 	return roles, nil
 }
 
-// Allowed reports whether roles include need; Open needs nothing.
+// Allowed reports whether roles include need; Open needs nothing,
+// config is also granted by admin, and ConfigRead by any role.
 func Allowed(roles []Role, need Role) bool {
-	return need == Open || slices.Contains(roles, need)
+	switch need {
+	case Open:
+		return true
+	case RoleConfig:
+		return slices.Contains(roles, RoleConfig) || slices.Contains(roles, RoleAdmin)
+	case ConfigRead:
+		return slices.ContainsFunc(roles, Role.valid)
+	}
+	return slices.Contains(roles, need)
+}
+
+// Describe names what grants need, for error messages.
+func Describe(need Role) string {
+	switch need {
+	case RoleConfig:
+		return "the config (or admin) role"
+	case ConfigRead:
+		return "any role"
+	}
+	return "the " + string(need) + " role"
 }

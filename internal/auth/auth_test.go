@@ -82,9 +82,41 @@ func TestClassify(t *testing.T) {
 		{"DELETE", "/api/traces/abc", RoleAdmin},
 		{"POST", "/v1/traces/../../-/reload", RoleAdmin},
 		{"POST", "v1/traces", RoleIngest},
+		{"GET", "/api/v1/config/shop/payment/timeout", ConfigRead},
+		{"HEAD", "/api/v1/config/shop/payment/timeout/history", ConfigRead},
+		{"PUT", "/api/v1/config/shop/payment/timeout", RoleConfig},
+		{"POST", "/api/v1/config/shop/payment/timeout/gray", RoleConfig},
+		{"POST", "/api/v1/config/shop/payment/timeout/gray/promote", RoleConfig},
+		{"DELETE", "/api/v1/config/shop/payment/timeout", RoleConfig},
+		{"POST", "/api/v1/config/../admin/tsdb/delete_series", RoleAdmin},
+		{"GET", "/api/v1/configx", RoleRead},
+		{"GET", "/api/v1/changes", RoleRead},
+		{"GET", "/api/v1/cluster/config", RoleRead},
 	} {
 		if got := Classify(tc.method, tc.path); got != tc.want {
 			t.Errorf("Classify(%s %s) = %s, want %s", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestAllowedConfig(t *testing.T) {
+	for _, tc := range []struct {
+		roles []Role
+		need  Role
+		want  bool
+	}{
+		{[]Role{RoleConfig}, RoleConfig, true},
+		{[]Role{RoleAdmin}, RoleConfig, true},
+		{[]Role{RoleRead, RoleIngest}, RoleConfig, false},
+		{[]Role{RoleIngest}, ConfigRead, true},
+		{[]Role{RoleRead}, ConfigRead, true},
+		{[]Role{RoleConfig}, ConfigRead, true},
+		{nil, ConfigRead, false},
+		{[]Role{RoleConfig}, RoleRead, false},
+		{[]Role{RoleConfig}, RoleAdmin, false},
+	} {
+		if got := Allowed(tc.roles, tc.need); got != tc.want {
+			t.Errorf("Allowed(%v, %s) = %v, want %v", tc.roles, tc.need, got, tc.want)
 		}
 	}
 }

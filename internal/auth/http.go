@@ -39,7 +39,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		if !Allowed(roles, need) {
-			writeError(w, http.StatusForbidden, "forbidden", "this credential lacks the "+string(need)+" role needed for "+r.Method+" "+r.URL.Path)
+			writeError(w, http.StatusForbidden, "forbidden", "this credential lacks "+Describe(need)+" needed for "+r.Method+" "+r.URL.Path)
 			return
 		}
 		next.ServeHTTP(w, r)
