@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/configcentre"
@@ -79,6 +80,10 @@ type Options struct {
 type Handler struct {
 	opts Options
 	mux  *http.ServeMux
+	// stopping is closed by Run's end: long polls answer 304 at once, so
+	// that they do not hold the listener's drain.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 // NewHandler returns the API's handler. It panics if a required option is
@@ -93,7 +98,7 @@ func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{opts: opts, mux: http.NewServeMux()}
+	h := &Handler{opts: opts, mux: http.NewServeMux(), stopping: make(chan struct{})}
 	item := ConfigPrefix + "{namespace}/{group}/{key}"
 	h.mux.HandleFunc("PUT "+item, h.put)
 	h.mux.HandleFunc("GET "+item, h.get)
@@ -110,6 +115,16 @@ func NewHandler(opts Options) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Run returns when ctx ends, and from then on long polls answer 304 Not
+// Modified at once (the watcher asks again, of this server once it is
+// back or of another). Run it in the stage that stops before the
+// listeners drain.
+func (h *Handler) Run(ctx context.Context) error {
+	<-ctx.Done()
+	h.stopOnce.Do(func() { close(h.stopping) })
+	return nil
+}
 
 func itemKey(r *http.Request) configcentre.Key {
 	return configcentre.Key{Namespace: r.PathValue("namespace"), Group: r.PathValue("group"), Key: r.PathValue("key")}
@@ -296,6 +311,9 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-timer.C:
+			w.WriteHeader(http.StatusNotModified)
+			return
+		case <-h.stopping:
 			w.WriteHeader(http.StatusNotModified)
 			return
 		case <-r.Context().Done():

@@ -1,6 +1,7 @@
 package configapi
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -231,6 +232,41 @@ func TestLongPoll(t *testing.T) {
 			t.Errorf("%d", code)
 		}
 	})
+}
+
+func TestStopEndsLongPolls(t *testing.T) {
+	l, err := configcentre.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	h := NewHandler(Options{Proposer: l, Reader: l.Machine()})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- h.Run(ctx) }()
+	if code, body := do(t, srv, call{method: "PUT", path: item, body: "v1"}); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := do(t, srv, call{method: "GET", path: item + "?md5=" + configcentre.MD5("v1") + "&wait=60s"})
+		done <- code
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case code := <-done:
+		if code != http.StatusNotModified {
+			t.Errorf("%d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll outlived the stop")
+	}
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestRestartKeepsState(t *testing.T) {
