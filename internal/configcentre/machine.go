@@ -1,6 +1,7 @@
 package configcentre
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -48,6 +49,25 @@ type Command struct {
 type Result struct {
 	Version uint64 `json:"version"`
 	MD5     string `json:"md5"`
+	// Seq is the machine's Seq after the command: a node that has applied
+	// as many commands has applied this one.
+	Seq uint64 `json:"-"`
+}
+
+// appliedResult is a Result as Apply returns it through the log.
+type appliedResult struct {
+	Version uint64 `json:"version"`
+	MD5     string `json:"md5"`
+	Seq     uint64 `json:"seq"`
+}
+
+// DecodeResult reads what Apply returned through a replicated log.
+func DecodeResult(b []byte) (Result, error) {
+	var r appliedResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("configcentre: result: %w", err)
+	}
+	return Result(r), nil
 }
 
 // Machine holds the state. Apply is called from one goroutine at a time;
@@ -56,6 +76,9 @@ type Machine struct {
 	mu      sync.RWMutex
 	items   map[Key]*Item
 	changes []Change
+	// seq counts the commands applied (refused ones are not): every node
+	// applying the same log counts alike.
+	seq uint64
 	// changed is closed, and replaced, after every applied command.
 	changed chan struct{}
 }
@@ -74,6 +97,30 @@ func (m *Machine) Changed() <-chan struct{} {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.changed
+}
+
+// Seq is the number of commands applied.
+func (m *Machine) Seq() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.seq
+}
+
+// WaitApplied returns once Seq is at least seq, or with ctx's error.
+func (m *Machine) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		m.mu.RLock()
+		at, changed := m.seq, m.changed
+		m.mu.RUnlock()
+		if at >= seq {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Resolve is the value the instance with this id and labels should use.
@@ -135,6 +182,8 @@ func (m *Machine) ApplyCommand(c Command) (Result, error) {
 		return Result{}, err
 	}
 	m.items[c.Item] = next
+	m.seq++
+	res.Seq = m.seq
 	m.changes = append(m.changes, Change{
 		Time: c.Time, Kind: "config", Action: c.Op, Item: c.Item.String(),
 		Version: res.Version, Author: c.Author, Message: c.Message,
@@ -245,11 +294,12 @@ func (m *Machine) Apply(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(res)
+	return json.Marshal(appliedResult(res))
 }
 
 // snapshot is the whole state as written by Snapshot.
 type snapshot struct {
+	Seq     uint64   `json:"seq"`
 	Items   []Item   `json:"items"`
 	Changes []Change `json:"changes"`
 }
@@ -257,7 +307,7 @@ type snapshot struct {
 // Snapshot implements consensus.StateMachine.
 func (m *Machine) Snapshot() (consensus.SnapshotFunc, error) {
 	m.mu.RLock()
-	s := snapshot{Changes: slices.Clone(m.changes)}
+	s := snapshot{Seq: m.seq, Changes: slices.Clone(m.changes)}
 	for _, it := range m.items {
 		// Items are replaced, never changed in place, on Apply: sharing
 		// their slices with the snapshot is safe.
@@ -279,7 +329,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		items[s.Items[i].Key] = &s.Items[i]
 	}
 	m.mu.Lock()
-	m.items, m.changes = items, s.Changes
+	m.items, m.changes, m.seq = items, s.Changes, s.Seq
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
@@ -289,7 +339,7 @@ func (m *Machine) Restore(r io.Reader) error {
 // Reset implements statemux.Resetter.
 func (m *Machine) Reset() error {
 	m.mu.Lock()
-	m.items, m.changes = map[Key]*Item{}, nil
+	m.items, m.changes, m.seq = map[Key]*Item{}, nil, 0
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()

@@ -286,13 +286,13 @@ func TestGrayLifecycle(t *testing.T) {
 
 func TestResults(t *testing.T) {
 	m := NewMachine()
-	if r := mustApply(t, m, put("a", TypeText)); r != (Result{1, MD5("a")}) {
+	if r := mustApply(t, m, put("a", TypeText)); r != (Result{1, MD5("a"), 1}) {
 		t.Errorf("put: %+v", r)
 	}
-	if r := mustApply(t, m, gray("b", Match{Percent: pct(50)})); r != (Result{2, MD5("b")}) {
+	if r := mustApply(t, m, gray("b", Match{Percent: pct(50)})); r != (Result{2, MD5("b"), 2}) {
 		t.Errorf("gray: %+v", r)
 	}
-	if r := mustApply(t, m, Command{Op: OpAbort, Item: item}); r != (Result{1, MD5("a")}) {
+	if r := mustApply(t, m, Command{Op: OpAbort, Item: item}); r != (Result{1, MD5("a"), 3}) {
 		t.Errorf("abort answers the formal version: %+v", r)
 	}
 	it, _ := m.Item(item)

@@ -5,6 +5,7 @@
 package configapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/configcentre"
+	"github.com/vigil-observability/vigil/internal/consensus"
 )
 
 // Routes lists the path patterns Handler serves; mount each on the web
@@ -64,6 +66,8 @@ type Reader interface {
 	Changes(start, end time.Time) []configcentre.Change
 	// Changed returns a channel closed at the next change.
 	Changed() <-chan struct{}
+	// WaitApplied returns once the state has applied Result.Seq commands.
+	WaitApplied(ctx context.Context, seq uint64) error
 }
 
 // Options configure a Handler.
@@ -74,7 +78,28 @@ type Options struct {
 	Now func() time.Time
 	// Logger: nil, discarded.
 	Logger *slog.Logger
+	// LeaderURL, in a cluster, is the leader's API base URL when this node
+	// is not the leader (false when unknown): a write here is forwarded to
+	// it with the caller's headers and credentials, and answered once this
+	// node has applied it too. Nil: such a write is answered 503.
+	LeaderURL func(leader *consensus.NotLeaderError) (string, bool)
+	// Client forwards writes; nil, http.DefaultClient.
+	Client *http.Client
 }
+
+// Headers between a follower and the leader.
+const (
+	// forwardedHeader marks a write a follower forwarded: it is never
+	// forwarded again, so a write cannot circle between nodes that each
+	// think the other leads.
+	forwardedHeader = "X-Vigil-Forwarded"
+	// seqHeader carries the leader's Result.Seq back to the follower.
+	seqHeader = "X-Vigil-Config-Seq"
+)
+
+// forwardApplyWait bounds how long a follower waits to apply a write the
+// leader acknowledged before answering anyway.
+const forwardApplyWait = 10 * time.Second
 
 // Handler serves the API.
 type Handler struct {
@@ -205,7 +230,7 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Content, c.ContentType = string(body), t
-	h.propose(w, r, c)
+	h.propose(w, r, c, body)
 }
 
 // grayRequest is the body of POST .../gray.
@@ -233,11 +258,11 @@ func (h *Handler) gray(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Content, c.ContentType, c.Match, c.Guard = req.Content, req.ContentType, &req.Match, req.Guard
-	h.propose(w, r, c)
+	h.propose(w, r, c, body)
 }
 
 func (h *Handler) op(op string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { h.propose(w, r, h.command(r, op)) }
+	return func(w http.ResponseWriter, r *http.Request) { h.propose(w, r, h.command(r, op), nil) }
 }
 
 func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) {
@@ -248,17 +273,73 @@ func (h *Handler) rollback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Version = v
-	h.propose(w, r, c)
+	h.propose(w, r, c, nil)
 }
 
-func (h *Handler) propose(w http.ResponseWriter, r *http.Request, c configcentre.Command) {
+// propose applies c; body is the request's, for forwarding it.
+func (h *Handler) propose(w http.ResponseWriter, r *http.Request, c configcentre.Command, body []byte) {
 	res, err := h.opts.Proposer.Propose(r.Context(), c)
+	var nl *consensus.NotLeaderError
+	if errors.As(err, &nl) && h.opts.LeaderURL != nil && r.Header.Get(forwardedHeader) == "" {
+		h.forward(w, r, body, nl)
+		return
+	}
 	if err != nil {
 		h.fail(w, err)
 		return
 	}
 	h.opts.Logger.Info("configuration changed", "item", c.Item.String(), "action", c.Op, "version", res.Version, "author", c.Author)
+	w.Header().Set(seqHeader, strconv.FormatUint(res.Seq, 10))
 	writeData(w, res)
+}
+
+// forward sends the write to the leader as the caller sent it, waits
+// until this node has applied it (so a read here after the answer sees
+// it), and answers what the leader answered.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, body []byte, leader *consensus.NotLeaderError) {
+	base, ok := h.opts.LeaderURL(leader)
+	if !ok {
+		h.fail(w, fmt.Errorf("%w: and the leader's API address is unknown", leader))
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, strings.TrimRight(base, "/")+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	for _, name := range []string{"Content-Type", "Authorization", AuthorHeader, MessageHeader} {
+		if v := r.Header.Get(name); v != "" {
+			req.Header.Set(name, v)
+		}
+	}
+	req.Header.Set(forwardedHeader, "1")
+	client := h.opts.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		h.fail(w, fmt.Errorf("forwarding to the leader %s: %w", leader.LeaderID, err))
+		return
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxGrayBody))
+	if err != nil {
+		h.fail(w, fmt.Errorf("forwarding to the leader %s: %w", leader.LeaderID, err))
+		return
+	}
+	if seq, err := strconv.ParseUint(resp.Header.Get(seqHeader), 10, 64); err == nil && resp.StatusCode == http.StatusOK {
+		ctx, cancel := context.WithTimeout(r.Context(), forwardApplyWait)
+		if err := h.opts.Reader.WaitApplied(ctx, seq); err != nil {
+			h.opts.Logger.Warn("a forwarded configuration write is not applied here yet", "leader", leader.LeaderID, "seq", seq, "err", err)
+		}
+		cancel()
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(answer)
 }
 
 // get answers the value the instance should use; with md5 it long-polls
@@ -417,6 +498,8 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, configcentre.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, consensus.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		h.opts.Logger.Error("configuration write failed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/configcentre"
+	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/goldentest"
 )
 
@@ -293,5 +294,55 @@ func TestRestartKeepsState(t *testing.T) {
 	code, body := do(t, srv, call{method: "GET", path: item + "?instance=pod-a"})
 	if code != 200 || !strings.Contains(string(body), `"gray":true`) || !strings.Contains(string(body), `"version":3`) {
 		t.Errorf("after restart: %d %s", code, body)
+	}
+}
+
+// follower is a Proposer on a node that is not the leader.
+type follower struct{}
+
+func (follower) Propose(context.Context, configcentre.Command) (configcentre.Result, error) {
+	return configcentre.Result{}, &consensus.NotLeaderError{LeaderID: "n1", LeaderAddress: "10.0.0.1:7946"}
+}
+
+func TestForwardToLeader(t *testing.T) {
+	leaderSrv, l := newServer(t, t.TempDir())
+	// The follower reads the leader's machine: as if replicated at once.
+	known := true
+	h := NewHandler(Options{Proposer: follower{}, Reader: l.Machine(), LeaderURL: func(nl *consensus.NotLeaderError) (string, bool) {
+		if nl.LeaderID != "n1" {
+			t.Errorf("leader %q", nl.LeaderID)
+		}
+		return leaderSrv.URL, known
+	}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	code, body := do(t, srv, call{method: "PUT", path: item, contentType: "application/json", body: `{"a":1}`,
+		header: map[string]string{AuthorHeader: "ann", MessageHeader: "via a follower"}})
+	if code != 200 || !strings.Contains(string(body), `"version":1`) {
+		t.Fatalf("forwarded put: %d %s", code, body)
+	}
+	code, body = do(t, srv, call{method: "POST", path: item + "/gray", body: `{"content":"{\"a\":2}","match":{"percent":100}}`})
+	if code != 200 || !strings.Contains(string(body), `"version":2`) {
+		t.Fatalf("forwarded gray: %d %s", code, body)
+	}
+	// Refusals come back as the leader answered them.
+	code, body = do(t, srv, call{method: "POST", path: item + "/gray", body: `{"content":"{}","match":{"percent":1}}`})
+	if code != http.StatusConflict {
+		t.Errorf("second gray through a follower: %d %s", code, body)
+	}
+	_, body = do(t, srv, call{method: "GET", path: item + "/history"})
+	if !strings.Contains(string(body), `"author":"ann"`) || !strings.Contains(string(body), `"message":"via a follower"`) {
+		t.Errorf("history: %s", body)
+	}
+	// A write forwarded once is never forwarded again.
+	code, body = do(t, srv, call{method: "POST", path: item + "/gray/abort", header: map[string]string{forwardedHeader: "1"}})
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "not the leader") {
+		t.Errorf("a forwarded write at a follower: %d %s", code, body)
+	}
+	known = false
+	code, body = do(t, srv, call{method: "POST", path: item + "/gray/abort"})
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "address is unknown") {
+		t.Errorf("leader unknown: %d %s", code, body)
 	}
 }
