@@ -169,3 +169,80 @@ func TestConfigCentreAuth(t *testing.T) {
 		t.Errorf("history: %d %s", code, body)
 	}
 }
+
+// TestConfigCentreCluster runs the configuration centre on a three-node
+// Raft cluster: a write through a follower reaches every node, a watcher
+// on another node wakes, and a leader killed with kill -9 loses no
+// acknowledged version.
+func TestConfigCentreCluster(t *testing.T) {
+	c := newConfigCluster(t, alertRules("Steady"), "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+	client := &http.Client{Timeout: time.Minute}
+	leader, _ := c.settle(c.all(), 30*time.Second)
+	f1, f2 := c.except(leader)[0], c.except(leader)[1]
+	path := "/api/v1/config/shop/payment/settings"
+
+	code, body := ccDo(t, client, "PUT", c.nodes[f1].httpURL+path+"?author=ann", "", "application/json", `{"timeout":"2s"}`)
+	if code != 200 || !strings.Contains(body, `"version":1`) {
+		t.Fatalf("put through a follower: %d %s", code, body)
+	}
+	// The follower answered once it applied the write: a read there sees it.
+	if _, body := ccDo(t, client, "GET", c.nodes[f1].httpURL+path, "", "", ""); !strings.Contains(body, `"version":1`) {
+		t.Errorf("read on the follower after its write: %s", body)
+	}
+	// A watcher on the other follower wakes when a write lands on the leader.
+	woke := make(chan string, 1)
+	go func() {
+		_, body := ccDo(t, client, "GET", c.nodes[f2].httpURL+path+"?instance=pod-a&md5=none&wait=1s", "", "", "")
+		woke <- body
+	}()
+	if body := <-woke; !strings.Contains(body, `"version":1`) {
+		t.Fatalf("watch on the other follower: %s", body)
+	}
+	var got struct {
+		Data struct {
+			MD5 string `json:"md5"`
+		} `json:"data"`
+	}
+	_, cur := ccDo(t, client, "GET", c.nodes[f2].httpURL+path, "", "", "")
+	if err := json.Unmarshal([]byte(cur), &got); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, body := ccDo(t, client, "GET", c.nodes[f2].httpURL+path+"?instance=pod-a&md5="+got.Data.MD5+"&wait=30s", "", "", "")
+		woke <- body
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if code, body := ccDo(t, client, "PUT", c.nodes[leader].httpURL+path, "", "application/json", `{"timeout":"3s"}`); code != 200 {
+		t.Fatalf("put on the leader: %d %s", code, body)
+	}
+	select {
+	case body := <-woke:
+		if !strings.Contains(body, `"version":2`) {
+			t.Errorf("watcher on a follower: %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher on a follower was not answered")
+	}
+
+	// kill -9 the leader right after an acknowledged write.
+	if code, body := ccDo(t, client, "POST", c.nodes[leader].httpURL+path+"/gray", "", "application/json",
+		`{"content":"{\"timeout\":\"5s\"}","match":{"percent":50}}`); code != 200 {
+		t.Fatalf("gray: %d %s", code, body)
+	}
+	c.nodes[leader].kill9(t)
+	c.nodes[leader] = nil
+	next, _ := c.settleAway(c.except(leader), leader, 30*time.Second)
+	_, history := ccDo(t, client, "GET", c.nodes[next].httpURL+path+"/history", "", "", "")
+	if !strings.Contains(history, `"version":3`) || !strings.Contains(history, `"active_gray":true`) {
+		t.Fatalf("history on the new leader: %s", history)
+	}
+	if code, body := ccDo(t, client, "POST", c.nodes[next].httpURL+path+"/gray/promote", "", "", ""); code != 200 || !strings.Contains(body, `"version":4`) {
+		t.Fatalf("promote on the new leader: %d %s", code, body)
+	}
+	for _, i := range c.except(leader) {
+		waitFor(t, "every live node to serve version 4", 10*time.Second, func() bool {
+			_, body := ccDo(t, client, "GET", c.nodes[i].httpURL+path+"?instance=pod-z", "", "", "")
+			return strings.Contains(body, `"version":4`)
+		})
+	}
+}
