@@ -233,8 +233,8 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 	h.propose(w, r, c, body)
 }
 
-// grayRequest is the body of POST .../gray.
-type grayRequest struct {
+// GrayRequest is the body of POST .../gray.
+type GrayRequest struct {
 	Content string             `json:"content"`
 	Match   configcentre.Match `json:"match"`
 	Guard   json.RawMessage    `json:"guard,omitempty"`
@@ -250,7 +250,7 @@ func (h *Handler) gray(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	var req grayRequest
+	var req GrayRequest
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -420,8 +420,8 @@ func parseWait(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// historyVersion is a version as the history lists it.
-type historyVersion struct {
+// HistoryVersion is a version as the history lists it.
+type HistoryVersion struct {
 	configcentre.Version
 	// Formal is true for the version instances outside a gray get now;
 	// Active for the active gray's.
@@ -435,10 +435,10 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	out := make([]historyVersion, 0, len(it.Versions))
+	out := make([]HistoryVersion, 0, len(it.Versions))
 	for i := len(it.Versions) - 1; i >= 0; i-- {
 		v := it.Versions[i]
-		out = append(out, historyVersion{Version: v, Formal: v.Version == it.Formal, Active: it.Gray != nil && it.Gray.Version == v.Version})
+		out = append(out, HistoryVersion{Version: v, Formal: v.Version == it.Formal, Active: it.Gray != nil && it.Gray.Version == v.Version})
 	}
 	writeData(w, out)
 }
