@@ -484,7 +484,8 @@ func parseTime(s string, def time.Time) (time.Time, error) {
 
 // fail answers err with its status: 400 invalid, 404 not found, 409 a
 // gray already active, 413 too large, 415 an unknown Content-Type, 503
-// when the request's context ended or the store failed (a retry may work).
+// with Retry-After when no leader is known, the request's context ended
+// or the store failed (nothing was acknowledged; a retry may work).
 func (h *Handler) fail(w http.ResponseWriter, err error) {
 	var unsupported errUnsupportedType
 	switch {
@@ -499,9 +500,11 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, configcentre.ErrConflict):
 		writeError(w, http.StatusConflict, "conflict", err.Error())
 	case errors.Is(err, consensus.ErrNotLeader):
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		h.opts.Logger.Error("configuration write failed", "err", err)
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -344,5 +346,42 @@ func TestForwardToLeader(t *testing.T) {
 	code, body = do(t, srv, call{method: "POST", path: item + "/gray/abort"})
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "address is unknown") {
 		t.Errorf("leader unknown: %d %s", code, body)
+	}
+}
+
+// TestWatchLatency200 holds 200 watchers on one item and measures, for
+// each, the time from the put's acknowledgement to its answer: the
+// issue's bar is a p99 under one second.
+func TestWatchLatency200(t *testing.T) {
+	const watchers = 200
+	srv, _ := newServer(t, t.TempDir())
+	srv.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = watchers
+	if code, body := do(t, srv, call{method: "PUT", path: item, body: "v1"}); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	answered := make(chan time.Time, watchers)
+	for i := range watchers {
+		go func() {
+			code, body := do(t, srv, call{method: "GET", path: item + "?instance=pod-" + strconv.Itoa(i) + "&md5=" + configcentre.MD5("v1") + "&wait=30s"})
+			if code != 200 || !strings.Contains(string(body), `"content":"v2"`) {
+				t.Errorf("watcher %d: %d %s", i, code, body)
+			}
+			answered <- time.Now()
+		}()
+	}
+	time.Sleep(time.Second) // every watcher is waiting
+	if code, body := do(t, srv, call{method: "PUT", path: item, body: "v2"}); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	acked := time.Now()
+	lat := make([]time.Duration, 0, watchers)
+	for range watchers {
+		lat = append(lat, (<-answered).Sub(acked))
+	}
+	slices.Sort(lat)
+	p99 := lat[len(lat)*99/100-1]
+	t.Logf("put to answer over %d watchers: p50 %s, p99 %s, max %s", watchers, lat[len(lat)/2], p99, lat[len(lat)-1])
+	if p99 > time.Second {
+		t.Errorf("p99 %s, want under 1s", p99)
 	}
 }
