@@ -127,6 +127,9 @@ type Version struct {
 	// From is the version a rollback republished, or the gray version a
 	// promote made formal; 0 otherwise.
 	From uint64 `json:"from,omitempty"`
+	// Match and Guard are a gray version's, as its gray was started.
+	Match *Match          `json:"match,omitempty"`
+	Guard json.RawMessage `json:"guard,omitempty"`
 }
 
 // Match is which instances a gray targets: exactly one of its fields is

@@ -246,7 +246,8 @@ func (m *Machine) prepare(c Command) (*Item, Result, error) {
 		if err := CheckContent(t, c.Content); err != nil {
 			return nil, Result{}, err
 		}
-		res = publish(Version{Content: c.Content, ContentType: t, Gray: true, Action: OpGray})
+		match := cloneMatch(*c.Match)
+		res = publish(Version{Content: c.Content, ContentType: t, Gray: true, Action: OpGray, Match: &match, Guard: slices.Clone(c.Guard)})
 		next.Gray = &Gray{
 			Version: res.Version, Match: cloneMatch(*c.Match), Guard: slices.Clone(c.Guard),
 			Author: c.Author, Message: c.Message, Started: c.Time,
