@@ -306,6 +306,10 @@ func TestWrap(t *testing.T) {
 		{"POST", "/-/reload", basicHeader("alice", "s3cret"), http.StatusTeapot},
 		{"GET", "/debug/pprof/", basicHeader("bob", "hunter2"), http.StatusForbidden},
 		{"POST", "/api/v2/silences", basicHeader("alice", "s3cret"), http.StatusTeapot},
+		{"GET", "/api/v1/config/a/b/c", "Bearer tok-ingest", http.StatusTeapot},
+		{"PUT", "/api/v1/config/a/b/c", "Bearer tok-ingest", http.StatusForbidden},
+		{"PUT", "/api/v1/config/a/b/c", basicHeader("bob", "hunter2"), http.StatusForbidden},
+		{"PUT", "/api/v1/config/a/b/c", basicHeader("alice", "s3cret"), http.StatusTeapot},
 	} {
 		req := httptest.NewRequest(tc.method, tc.path, nil)
 		if tc.header != "" {
@@ -326,6 +330,32 @@ func TestWrap(t *testing.T) {
 		ServeHTTP(rec, httptest.NewRequest("POST", "/-/reload", nil))
 	if rec.Code != http.StatusTeapot {
 		t.Errorf("auth off: %d, want the handler's answer", rec.Code)
+	}
+}
+
+func TestWrapNamesThePrincipal(t *testing.T) {
+	a := testAuthenticator(t)
+	var got string
+	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = Principal(r.Context()) }))
+	for header, want := range map[string]string{
+		basicHeader("alice", "s3cret"): "alice",
+		"Bearer tok-ingest":            "token:collector",
+		"ApiKey " + base64.StdEncoding.EncodeToString([]byte("bob:hunter2")): "bob",
+		"": "", // an open route
+	} {
+		got = "unset"
+		path := "/api/v1/config/a/b/c"
+		if header == "" {
+			path = "/-/healthy"
+		}
+		req := httptest.NewRequest("GET", path, nil)
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if got != want {
+			t.Errorf("%q: principal %q, want %q", header, got, want)
+		}
 	}
 }
 
