@@ -163,9 +163,10 @@ func TestConfigCentreAuth(t *testing.T) {
 			t.Errorf("%s as %q: %d %s, want %d", step.method, step.cred, code, body, step.want)
 		}
 	}
-	// The author defaults to the basic-auth user: the operator's put.
+	// The author defaults to the credential: the operator's put, the
+	// releaser token's; each is recorded as the principal too.
 	code, body := ccDo(t, a.client, "GET", item+"/history", a.cred("reader").header, "", "")
-	if code != 200 || !strings.Contains(body, `"author":"operator"`) {
+	if code != 200 || !strings.Contains(body, `"author":"operator"`) || !strings.Contains(body, `"principal":"token:releaser"`) {
 		t.Errorf("history: %d %s", code, body)
 	}
 }

@@ -124,6 +124,8 @@ type Version struct {
 	Author  string    `json:"author"`
 	Message string    `json:"message"`
 	Time    time.Time `json:"time"`
+	// Principal is the credential the write authenticated with.
+	Principal string `json:"principal,omitempty"`
 	// From is the version a rollback republished, or the gray version a
 	// promote made formal; 0 otherwise.
 	From uint64 `json:"from,omitempty"`
@@ -273,4 +275,6 @@ type Change struct {
 	Version uint64 `json:"version"`
 	Author  string `json:"author"`
 	Message string `json:"message"`
+	// Principal is the credential the write authenticated with.
+	Principal string `json:"principal,omitempty"`
 }

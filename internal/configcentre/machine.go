@@ -42,6 +42,9 @@ type Command struct {
 	Author  string    `json:"author"`
 	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
+	// Principal is the credential the write authenticated with (empty
+	// with authentication off): unlike Author, not the caller's claim.
+	Principal string `json:"principal,omitempty"`
 }
 
 // Result is what an applied command left: the version it published (for
@@ -186,7 +189,7 @@ func (m *Machine) ApplyCommand(c Command) (Result, error) {
 	res.Seq = m.seq
 	m.changes = append(m.changes, Change{
 		Time: c.Time, Kind: "config", Action: c.Op, Item: c.Item.String(),
-		Version: res.Version, Author: c.Author, Message: c.Message,
+		Version: res.Version, Author: c.Author, Message: c.Message, Principal: c.Principal,
 	})
 	close(m.changed)
 	m.changed = make(chan struct{})
@@ -211,7 +214,7 @@ func (m *Machine) prepare(c Command) (*Item, Result, error) {
 	publish := func(v Version) Result {
 		v.Version = uint64(len(next.Versions)) + 1
 		v.MD5 = MD5(v.Content)
-		v.Author, v.Message, v.Time = c.Author, c.Message, c.Time
+		v.Author, v.Message, v.Time, v.Principal = c.Author, c.Message, c.Time, c.Principal
 		next.Versions = append(next.Versions, v)
 		if !v.Gray {
 			next.Formal = v.Version

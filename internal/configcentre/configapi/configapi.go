@@ -85,6 +85,9 @@ type Options struct {
 	LeaderURL func(leader *consensus.NotLeaderError) (string, bool)
 	// Client forwards writes; nil, http.DefaultClient.
 	Client *http.Client
+	// Principal names the credential a request authenticated with
+	// (auth.Principal), recorded with each write; nil, none.
+	Principal func(*http.Request) string
 }
 
 // Headers between a follower and the leader.
@@ -155,9 +158,10 @@ func itemKey(r *http.Request) configcentre.Key {
 	return configcentre.Key{Namespace: r.PathValue("namespace"), Group: r.PathValue("group"), Key: r.PathValue("key")}
 }
 
-// command is a write's common part: the item, author, message and time.
-// The author is the X-Vigil-Author header, or the author query
-// parameter, or the basic-auth user name the request authenticated with.
+// command is a write's common part: the item, author, message, time and
+// principal. The author is the X-Vigil-Author header, or the author query
+// parameter, or the credential the request authenticated with, or with
+// authentication off the basic-auth user name sent.
 func (h *Handler) command(r *http.Request, op string) configcentre.Command {
 	pick := func(header, param string) string {
 		if v := r.Header.Get(header); v != "" {
@@ -165,13 +169,20 @@ func (h *Handler) command(r *http.Request, op string) configcentre.Command {
 		}
 		return r.URL.Query().Get(param)
 	}
+	var principal string
+	if h.opts.Principal != nil {
+		principal = h.opts.Principal(r)
+	}
 	author := pick(AuthorHeader, "author")
+	if author == "" {
+		author = principal
+	}
 	if author == "" {
 		author, _, _ = r.BasicAuth()
 	}
 	return configcentre.Command{
 		Op: op, Item: itemKey(r), Author: author, Message: pick(MessageHeader, "message"),
-		Time: h.opts.Now().UTC(),
+		Time: h.opts.Now().UTC(), Principal: principal,
 	}
 }
 

@@ -385,3 +385,26 @@ func TestWatchLatency200(t *testing.T) {
 		t.Errorf("p99 %s, want under 1s", p99)
 	}
 }
+
+func TestPrincipalRecorded(t *testing.T) {
+	l, err := configcentre.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	srv := httptest.NewServer(NewHandler(Options{Proposer: l, Reader: l.Machine(), Now: func() time.Time { return t0 },
+		Principal: func(r *http.Request) string { return "token:" + r.Header.Get("X-Test-Token") }}))
+	defer srv.Close()
+	do(t, srv, call{method: "PUT", path: item, body: "a", header: map[string]string{"X-Test-Token": "ci"}})
+	do(t, srv, call{method: "PUT", path: item, body: "b", header: map[string]string{"X-Test-Token": "ci", AuthorHeader: "ann"}})
+	_, body := do(t, srv, call{method: "GET", path: item + "/history"})
+	h := string(body)
+	if !strings.Contains(h, `"author":"ann","message":"","time":"2026-12-07T12:00:00Z","principal":"token:ci"`) ||
+		!strings.Contains(h, `"author":"token:ci","message":"","time":"2026-12-07T12:00:00Z","principal":"token:ci"`) {
+		t.Errorf("history: %s", h)
+	}
+	_, body = do(t, srv, call{method: "GET", path: ChangesPath + "?start=0"})
+	if strings.Count(string(body), `"principal":"token:ci"`) != 2 {
+		t.Errorf("changes: %s", body)
+	}
+}
