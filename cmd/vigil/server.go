@@ -578,8 +578,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	// The configuration centre (docs/config-centre.md).
 	if err := mountConfigCentre(cfg, cluster, grp, webSrv, configapi.Options{
-		Logger:    logger.With("component", "config centre"),
-		Principal: func(r *http.Request) string { return auth.Principal(r.Context()) },
+		Logger:     logger.With("component", "config centre"),
+		Principal:  func(r *http.Request) string { return auth.Principal(r.Context()) },
+		Registerer: reg,
 	}); err != nil {
 		return fmt.Errorf("config centre: %w", err)
 	}

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/consensus"
 )
@@ -88,6 +90,10 @@ type Options struct {
 	// Principal names the credential a request authenticated with
 	// (auth.Principal), recorded with each write; nil, none.
 	Principal func(*http.Request) string
+	// Registerer receives vigil_config_writes_total{action,result},
+	// vigil_config_watches and vigil_config_watch_answers_total{result};
+	// nil, none.
+	Registerer prometheus.Registerer
 }
 
 // Headers between a follower and the leader.
@@ -112,6 +118,10 @@ type Handler struct {
 	// that they do not hold the listener's drain.
 	stopping chan struct{}
 	stopOnce sync.Once
+
+	writes       *prometheus.CounterVec
+	watches      prometheus.Gauge
+	watchAnswers *prometheus.CounterVec
 }
 
 // NewHandler returns the API's handler. It panics if a required option is
@@ -126,7 +136,24 @@ func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{opts: opts, mux: http.NewServeMux(), stopping: make(chan struct{})}
+	h := &Handler{
+		opts: opts, mux: http.NewServeMux(), stopping: make(chan struct{}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_config_writes_total",
+			Help: "Configuration centre writes by action (put, gray, promote, abort, rollback) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).",
+		}, []string{"action", "result"}),
+		watches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_config_watches",
+			Help: "Configuration centre long polls waiting for a change.",
+		}),
+		watchAnswers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_config_watch_answers_total",
+			Help: "Configuration centre long polls answered, by result: changed (200) or not_modified (304).",
+		}, []string{"result"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(h.writes, h.watches, h.watchAnswers)
+	}
 	item := ConfigPrefix + "{namespace}/{group}/{key}"
 	h.mux.HandleFunc("PUT "+item, h.put)
 	h.mux.HandleFunc("GET "+item, h.get)
@@ -292,13 +319,19 @@ func (h *Handler) propose(w http.ResponseWriter, r *http.Request, c configcentre
 	res, err := h.opts.Proposer.Propose(r.Context(), c)
 	var nl *consensus.NotLeaderError
 	if errors.As(err, &nl) && h.opts.LeaderURL != nil && r.Header.Get(forwardedHeader) == "" {
+		h.writes.WithLabelValues(c.Op, "forwarded").Inc()
 		h.forward(w, r, body, nl)
 		return
 	}
 	if err != nil {
-		h.fail(w, err)
+		if code := h.fail(w, err); code >= 500 {
+			h.writes.WithLabelValues(c.Op, "failed").Inc()
+		} else {
+			h.writes.WithLabelValues(c.Op, "refused").Inc()
+		}
 		return
 	}
+	h.writes.WithLabelValues(c.Op, "ok").Inc()
 	h.opts.Logger.Info("configuration changed", "item", c.Item.String(), "action", c.Op, "version", res.Version, "author", c.Author)
 	w.Header().Set(seqHeader, strconv.FormatUint(res.Seq, 10))
 	writeData(w, res)
@@ -387,11 +420,14 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	h.watches.Inc()
+	defer h.watches.Dec()
 	for {
 		changed := h.opts.Reader.Changed()
 		res, err := h.opts.Reader.Resolve(k, instance, labels)
 		switch {
 		case err == nil && res.MD5 != md5:
+			h.watchAnswers.WithLabelValues("changed").Inc()
 			writeData(w, res)
 			return
 		case err != nil && !errors.Is(err, configcentre.ErrNotFound):
@@ -403,9 +439,11 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-changed:
 		case <-timer.C:
+			h.watchAnswers.WithLabelValues("not_modified").Inc()
 			w.WriteHeader(http.StatusNotModified)
 			return
 		case <-h.stopping:
+			h.watchAnswers.WithLabelValues("not_modified").Inc()
 			w.WriteHeader(http.StatusNotModified)
 			return
 		case <-r.Context().Done():
@@ -497,27 +535,29 @@ func parseTime(s string, def time.Time) (time.Time, error) {
 // gray already active, 413 too large, 415 an unknown Content-Type, 503
 // with Retry-After when no leader is known, the request's context ended
 // or the store failed (nothing was acknowledged; a retry may work).
-func (h *Handler) fail(w http.ResponseWriter, err error) {
+func (h *Handler) fail(w http.ResponseWriter, err error) int {
 	var unsupported errUnsupportedType
+	code, typ := http.StatusServiceUnavailable, "unavailable"
 	switch {
 	case errors.As(err, &unsupported):
-		writeError(w, http.StatusUnsupportedMediaType, "bad_data", err.Error())
+		code, typ = http.StatusUnsupportedMediaType, "bad_data"
 	case errors.Is(err, configcentre.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "bad_data", err.Error())
+		code, typ = http.StatusBadRequest, "bad_data"
 	case errors.Is(err, configcentre.ErrTooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, "bad_data", err.Error())
+		code, typ = http.StatusRequestEntityTooLarge, "bad_data"
 	case errors.Is(err, configcentre.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
+		code, typ = http.StatusNotFound, "not_found"
 	case errors.Is(err, configcentre.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", err.Error())
+		code, typ = http.StatusConflict, "conflict"
 	case errors.Is(err, consensus.ErrNotLeader):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	default:
 		h.opts.Logger.Error("configuration write failed", "err", err)
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
 	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, code, typ, err.Error())
+	return code
 }
 
 func writeData(w http.ResponseWriter, data any) {

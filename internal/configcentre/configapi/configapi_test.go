@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/goldentest"
@@ -406,5 +409,38 @@ func TestPrincipalRecorded(t *testing.T) {
 	_, body = do(t, srv, call{method: "GET", path: ChangesPath + "?start=0"})
 	if strings.Count(string(body), `"principal":"token:ci"`) != 2 {
 		t.Errorf("changes: %s", body)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	l, err := configcentre.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	reg := prometheus.NewRegistry()
+	srv := httptest.NewServer(NewHandler(Options{Proposer: l, Reader: l.Machine(), Registerer: reg}))
+	defer srv.Close()
+	do(t, srv, call{method: "PUT", path: item, body: "a"})
+	do(t, srv, call{method: "PUT", path: item, contentType: "application/json", body: "{"})
+	do(t, srv, call{method: "POST", path: item + "/gray/abort"})
+	do(t, srv, call{method: "GET", path: item + "?md5=" + configcentre.MD5("a") + "&wait=10ms"})
+	do(t, srv, call{method: "GET", path: item + "?md5=old&wait=10ms"})
+	want := `
+# HELP vigil_config_watch_answers_total Configuration centre long polls answered, by result: changed (200) or not_modified (304).
+# TYPE vigil_config_watch_answers_total counter
+vigil_config_watch_answers_total{result="changed"} 1
+vigil_config_watch_answers_total{result="not_modified"} 1
+# HELP vigil_config_watches Configuration centre long polls waiting for a change.
+# TYPE vigil_config_watches gauge
+vigil_config_watches 0
+# HELP vigil_config_writes_total Configuration centre writes by action (put, gray, promote, abort, rollback) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).
+# TYPE vigil_config_writes_total counter
+vigil_config_writes_total{action="abort",result="refused"} 1
+vigil_config_writes_total{action="put",result="ok"} 1
+vigil_config_writes_total{action="put",result="refused"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
 	}
 }
