@@ -46,7 +46,7 @@ type authCred struct {
 	roles  []auth.Role
 }
 
-func (c authCred) has(r auth.Role) bool { return slices.Contains(c.roles, r) }
+func (c authCred) has(r auth.Role) bool { return auth.Allowed(c.roles, r) }
 
 // authServer is a vigil started with a web config: TLS on every listener,
 // basic users and bearer tokens, one credential per role.
@@ -106,7 +106,10 @@ bearer_tokens:
   - name: dashboards
     sha256: %s
     roles: [read]
-`, hash("reader-pass"), hash("operator-pass"), sum("collector-token"), sum("dashboards-token"))
+  - name: releaser
+    sha256: %s
+    roles: [config]
+`, hash("reader-pass"), hash("operator-pass"), sum("collector-token"), sum("dashboards-token"), sum("releaser-token"))
 	if err := os.WriteFile(filepath.Join(dir, "web.yml"), []byte(webYML), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +149,7 @@ bearer_tokens:
 			{"operator", basic("operator", "operator-pass"), []auth.Role{auth.RoleAdmin}},
 			{"collector", "Bearer collector-token", []auth.Role{auth.RoleIngest}},
 			{"dashboards", "Bearer dashboards-token", []auth.Role{auth.RoleRead}},
+			{"releaser", "Bearer releaser-token", []auth.Role{auth.RoleConfig}},
 		},
 	}
 	deadline := time.Now().Add(2 * time.Minute)

@@ -21,6 +21,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd"
 	"github.com/vigil-observability/vigil/internal/consensus/raft"
@@ -48,6 +49,8 @@ type clusterNode struct {
 	node   consensusNode
 	repl   *alerting.Replicator
 	config *clusterconfig.Machine
+	// centre is the configuration centre's state (docs/config-centre.md).
+	centre *configcentre.Machine
 	// client calls the other nodes' APIs (cluster.api_tls_config).
 	client *http.Client
 }
@@ -69,7 +72,8 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		return nil, err
 	}
 	conf := clusterconfig.NewMachine()
-	machines, err := clusterStateMachine(state, conf)
+	centre := configcentre.NewMachine()
+	machines, err := clusterStateMachine(state, conf, centre)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
@@ -114,7 +118,7 @@ func openCluster(cfg *config.Config, logger *slog.Logger, reg prometheus.Registe
 		_ = node.Close()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	return &clusterNode{node: node, repl: repl, config: conf, client: client}, nil
+	return &clusterNode{node: node, repl: repl, config: conf, centre: centre, client: client}, nil
 }
 
 // clusterAPIClient is the client for calls to the other nodes' APIs:

@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/statemux"
 	"github.com/vigil-observability/vigil/internal/rules"
@@ -36,9 +37,9 @@ const (
 
 // clusterStateMachine is every state machine a cluster replicates, on one
 // log.
-func clusterStateMachine(state *alerting.ReplicatedState, conf *clusterconfig.Machine) (*statemux.Mux, error) {
+func clusterStateMachine(state *alerting.ReplicatedState, conf *clusterconfig.Machine, centre *configcentre.Machine) (*statemux.Mux, error) {
 	return statemux.New(statemux.Options{
-		Machines: map[string]consensus.StateMachine{alertingMachine: state, configMachine: conf},
+		Machines: map[string]consensus.StateMachine{alertingMachine: state, configMachine: conf, configcentre.MachineName: centre},
 		Legacy:   alertingMachine,
 	})
 }

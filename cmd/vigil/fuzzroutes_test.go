@@ -49,6 +49,12 @@ var fuzzSubroutes = map[string][]string{
 		"/api/v1/search/metric_names", "/api/v1/search/label_names", "/api/v1/search/label_values", "/api/v1/openapi.yaml",
 		"/api/v1/otlp/v1/metrics", "/api/v1/no_such_endpoint",
 	},
+	"/api/v1/config/": {
+		"/api/v1/config/shop/payment/settings", "/api/v1/config/shop/payment/settings/gray",
+		"/api/v1/config/shop/payment/settings/gray/promote", "/api/v1/config/shop/payment/settings/gray/abort",
+		"/api/v1/config/shop/payment/settings/history", "/api/v1/config/shop/payment/settings/rollback",
+		"/api/v1/config/%2e%2e/x/y", "/api/v1/config/a/b/c/d/e/f",
+	},
 	"/api/v2/": {
 		"/api/v2/status", "/api/v2/receivers", "/api/v2/alerts", "/api/v2/alerts/groups", "/api/v2/silences",
 		"/api/v2/silence/00000000-0000-0000-0000-000000000000", "/api/v2/silence/x",
@@ -72,6 +78,7 @@ var fuzzParams = []string{
 	"tags", "minDuration", "maxDuration", "traceID", "spanKind", "filter", "receiver", "active", "silenced",
 	"inhibited", "unprocessed", "q", "level", "trace_id", "severity", "refresh", "code", "endTs", "debug", "seconds",
 	"metric", "dedup", "partial_response", "skip_head", "bucket", "groupBy", "search", "target", "kind",
+	"instance", "version", "author", "message", "label.zone",
 }
 
 var fuzzContentTypes = []string{

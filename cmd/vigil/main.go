@@ -16,6 +16,8 @@ Usage:
   vigil doctor [flags]   find where telemetry silently breaks (vigil doctor -h)
   vigil cluster status|join|remove [flags]
                          show or change a cluster's members (vigil cluster -h)
+  vigil config get|put|gray|promote|abort|rollback|history NS/GROUP/KEY [flags]
+                         read and change the configuration centre (vigil config -h)
   vigil version          print version, commit and Go version
 `
 
@@ -38,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDoctor(args[1:], stdout, stderr)
 	case "cluster":
 		return runCluster(args[1:], stdout, stderr)
+	case "config":
+		return runConfig(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return 0

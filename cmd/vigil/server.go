@@ -33,6 +33,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/ingest"
@@ -574,6 +575,15 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		// are Loki's.
 		Engine: logql.NewEngine(logql.EngineOptions{Timeout: queryLimits.Timeout}),
 	}))
+
+	// The configuration centre (docs/config-centre.md).
+	if err := mountConfigCentre(cfg, cluster, grp, webSrv, configapi.Options{
+		Logger:     logger.With("component", "config centre"),
+		Principal:  func(r *http.Request) string { return auth.Principal(r.Context()) },
+		Registerer: reg,
+	}); err != nil {
+		return fmt.Errorf("config centre: %w", err)
+	}
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),

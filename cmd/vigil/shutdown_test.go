@@ -267,13 +267,13 @@ func TestReliabilitySIGTERMDuringSlowWork(t *testing.T) {
 // the order docs/architecture.md documents: a component of a stage is
 // stopped only once every component of the stages before has.
 var stopStages = [][]string{
-	{"ingest gate", "reloader"},
+	{"ingest gate", "reloader", "config watches"},
 	{"http", "otlp http", "otlp grpc"},
 	{"scrape"},
 	{"memory guard", "traces queue", "logs queue", "rules", "doctor"},
 	{"span metrics recorder", "drained"},
 	{"alertmanager"},
-	{"storage"},
+	{"storage", "config centre"},
 }
 
 // TestSIGTERMStopsInOrderAndKeepsAcknowledged: on SIGTERM under load the

@@ -273,7 +273,7 @@ func (a *Authenticator) CheckUpdate(next *Authenticator) error {
 func checkRoles(roles []Role) error {
 	for _, r := range roles {
 		if !r.valid() {
-			return fmt.Errorf("unknown role %q: use ingest, read or admin", r)
+			return fmt.Errorf("unknown role %q: use ingest, read, admin or config", r)
 		}
 	}
 	return nil
@@ -303,22 +303,30 @@ func (a *Authenticator) Authenticate(authorization string) ([]Role, error) {
 // until its budget refills; credentials that already succeeded, and bearer
 // tokens (a hash, not a bcrypt check), still pass.
 func (a *Authenticator) AuthenticateFrom(client netip.Addr, authorization string) ([]Role, error) {
+	roles, _, err := a.identify(client, authorization)
+	return roles, err
+}
+
+// identify is AuthenticateFrom that also names the credential: a user's
+// name, or "token:" and a bearer token's name.
+func (a *Authenticator) identify(client netip.Addr, authorization string) ([]Role, string, error) {
 	scheme, cred, ok := strings.Cut(strings.TrimSpace(authorization), " ")
 	if !ok {
-		return nil, ErrUnauthenticated
+		return nil, "", ErrUnauthenticated
 	}
 	cred = strings.TrimSpace(cred)
 	switch strings.ToLower(scheme) {
 	case "basic":
 		raw, err := base64.StdEncoding.DecodeString(cred)
 		if err != nil {
-			return nil, ErrUnauthenticated
+			return nil, "", ErrUnauthenticated
 		}
 		name, pass, ok := strings.Cut(string(raw), ":")
 		if !ok {
-			return nil, ErrUnauthenticated
+			return nil, "", ErrUnauthenticated
 		}
-		return a.basic(client, name, pass)
+		roles, err := a.basic(client, name, pass)
+		return roles, name, err
 	case "bearer":
 		return a.bearer(cred)
 	case "apikey":
@@ -329,12 +337,13 @@ func (a *Authenticator) AuthenticateFrom(client netip.Addr, authorization string
 		// the key they were given as it is.
 		if raw, err := base64.StdEncoding.DecodeString(cred); err == nil {
 			if name, pass, ok := strings.Cut(string(raw), ":"); ok {
-				return a.basic(client, name, pass)
+				roles, err := a.basic(client, name, pass)
+				return roles, name, err
 			}
 		}
 		return a.bearer(cred)
 	}
-	return nil, ErrUnauthenticated
+	return nil, "", ErrUnauthenticated
 }
 
 func (a *Authenticator) basic(client netip.Addr, name, pass string) ([]Role, error) {
@@ -376,26 +385,47 @@ func (a *Authenticator) basic(client netip.Addr, name, pass string) ([]Role, err
 	return u.roles, nil
 }
 
-func (a *Authenticator) bearer(tok string) ([]Role, error) {
+func (a *Authenticator) bearer(tok string) ([]Role, string, error) {
 	if tok == "" {
-		return nil, ErrUnauthenticated
+		return nil, "", ErrUnauthenticated
 	}
 	sum := sha256.Sum256([]byte(tok))
 	var roles []Role
+	var name string
 	// Every token is compared, in constant time, so the time taken does
 	// not tell which one (if any) nearly matched.
 	for _, t := range a.creds.Load().tokens {
 		if subtle.ConstantTimeCompare(sum[:], t.sum) == 1 && roles == nil {
-			roles = t.roles
+			roles, name = t.roles, t.name
 		}
 	}
 	if roles == nil {
-		return nil, ErrUnauthenticated
+		return nil, "", ErrUnauthenticated
 	}
-	return roles, nil
+	return roles, "token:" + name, nil
 }
 
-// Allowed reports whether roles include need; Open needs nothing.
+// Allowed reports whether roles include need; Open needs nothing,
+// config is also granted by admin, and ConfigRead by any role.
 func Allowed(roles []Role, need Role) bool {
-	return need == Open || slices.Contains(roles, need)
+	switch need {
+	case Open:
+		return true
+	case RoleConfig:
+		return slices.Contains(roles, RoleConfig) || slices.Contains(roles, RoleAdmin)
+	case ConfigRead:
+		return slices.ContainsFunc(roles, Role.valid)
+	}
+	return slices.Contains(roles, need)
+}
+
+// Describe names what grants need, for error messages.
+func Describe(need Role) string {
+	switch need {
+	case RoleConfig:
+		return "the config (or admin) role"
+	case ConfigRead:
+		return "any role"
+	}
+	return "the " + string(need) + " role"
 }

@@ -82,9 +82,41 @@ func TestClassify(t *testing.T) {
 		{"DELETE", "/api/traces/abc", RoleAdmin},
 		{"POST", "/v1/traces/../../-/reload", RoleAdmin},
 		{"POST", "v1/traces", RoleIngest},
+		{"GET", "/api/v1/config/shop/payment/timeout", ConfigRead},
+		{"HEAD", "/api/v1/config/shop/payment/timeout/history", ConfigRead},
+		{"PUT", "/api/v1/config/shop/payment/timeout", RoleConfig},
+		{"POST", "/api/v1/config/shop/payment/timeout/gray", RoleConfig},
+		{"POST", "/api/v1/config/shop/payment/timeout/gray/promote", RoleConfig},
+		{"DELETE", "/api/v1/config/shop/payment/timeout", RoleConfig},
+		{"POST", "/api/v1/config/../admin/tsdb/delete_series", RoleAdmin},
+		{"GET", "/api/v1/configx", RoleRead},
+		{"GET", "/api/v1/changes", RoleRead},
+		{"GET", "/api/v1/cluster/config", RoleRead},
 	} {
 		if got := Classify(tc.method, tc.path); got != tc.want {
 			t.Errorf("Classify(%s %s) = %s, want %s", tc.method, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestAllowedConfig(t *testing.T) {
+	for _, tc := range []struct {
+		roles []Role
+		need  Role
+		want  bool
+	}{
+		{[]Role{RoleConfig}, RoleConfig, true},
+		{[]Role{RoleAdmin}, RoleConfig, true},
+		{[]Role{RoleRead, RoleIngest}, RoleConfig, false},
+		{[]Role{RoleIngest}, ConfigRead, true},
+		{[]Role{RoleRead}, ConfigRead, true},
+		{[]Role{RoleConfig}, ConfigRead, true},
+		{nil, ConfigRead, false},
+		{[]Role{RoleConfig}, RoleRead, false},
+		{[]Role{RoleConfig}, RoleAdmin, false},
+	} {
+		if got := Allowed(tc.roles, tc.need); got != tc.want {
+			t.Errorf("Allowed(%v, %s) = %v, want %v", tc.roles, tc.need, got, tc.want)
 		}
 	}
 }
@@ -274,6 +306,10 @@ func TestWrap(t *testing.T) {
 		{"POST", "/-/reload", basicHeader("alice", "s3cret"), http.StatusTeapot},
 		{"GET", "/debug/pprof/", basicHeader("bob", "hunter2"), http.StatusForbidden},
 		{"POST", "/api/v2/silences", basicHeader("alice", "s3cret"), http.StatusTeapot},
+		{"GET", "/api/v1/config/a/b/c", "Bearer tok-ingest", http.StatusTeapot},
+		{"PUT", "/api/v1/config/a/b/c", "Bearer tok-ingest", http.StatusForbidden},
+		{"PUT", "/api/v1/config/a/b/c", basicHeader("bob", "hunter2"), http.StatusForbidden},
+		{"PUT", "/api/v1/config/a/b/c", basicHeader("alice", "s3cret"), http.StatusTeapot},
 	} {
 		req := httptest.NewRequest(tc.method, tc.path, nil)
 		if tc.header != "" {
@@ -294,6 +330,32 @@ func TestWrap(t *testing.T) {
 		ServeHTTP(rec, httptest.NewRequest("POST", "/-/reload", nil))
 	if rec.Code != http.StatusTeapot {
 		t.Errorf("auth off: %d, want the handler's answer", rec.Code)
+	}
+}
+
+func TestWrapNamesThePrincipal(t *testing.T) {
+	a := testAuthenticator(t)
+	var got string
+	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = Principal(r.Context()) }))
+	for header, want := range map[string]string{
+		basicHeader("alice", "s3cret"): "alice",
+		"Bearer tok-ingest":            "token:collector",
+		"ApiKey " + base64.StdEncoding.EncodeToString([]byte("bob:hunter2")): "bob",
+		"": "", // an open route
+	} {
+		got = "unset"
+		path := "/api/v1/config/a/b/c"
+		if header == "" {
+			path = "/-/healthy"
+		}
+		req := httptest.NewRequest("GET", path, nil)
+		if header != "" {
+			req.Header.Set("Authorization", header)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if got != want {
+			t.Errorf("%q: principal %q, want %q", header, got, want)
+		}
 	}
 }
 

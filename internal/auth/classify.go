@@ -23,13 +23,23 @@ const (
 	// RoleAdmin changes the server: reload, deletion, silences and
 	// alerts through the Alertmanager API, cluster membership, pprof.
 	RoleAdmin Role = "admin"
+	// RoleConfig writes the configuration centre: any PUT, POST or DELETE
+	// under /api/v1/config/. admin may do so too.
+	RoleConfig Role = "config"
+	// ConfigRead marks the configuration centre's reads (GET under
+	// /api/v1/config/), which any credential may make: services read
+	// their configuration with the ingest token they ship telemetry with.
+	// It is not a role a credential can hold.
+	ConfigRead Role = "config-read"
 	// Open marks a route served without credentials (health and
 	// readiness). It is not a role a credential can hold.
 	Open Role = "open"
 )
 
 // valid reports whether r may be granted to a credential.
-func (r Role) valid() bool { return r == RoleIngest || r == RoleRead || r == RoleAdmin }
+func (r Role) valid() bool {
+	return r == RoleIngest || r == RoleRead || r == RoleAdmin || r == RoleConfig
+}
 
 // ingestPaths are the only HTTP routes an ingest credential reaches.
 var ingestPaths = map[string]bool{
@@ -76,6 +86,9 @@ var readPOSTPaths = map[string]bool{
 // control endpoints (reload, the route listing).
 var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 
+// configPrefix is the configuration centre's subtree.
+const configPrefix = "/api/v1/config"
+
 // Classify returns the role a request needs, from its method and path
 // alone. It is the single place that decides access for every HTTP route
 // vigil serves, on every listener:
@@ -86,6 +99,9 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 //   - /debug/..., /api/v1/admin/... and the rest of /-/... need admin.
 //   - POST to the remote_write, OTLP and Loki push paths needs ingest,
 //     and so does any request under /elasticsearch/.
+//   - Under /api/v1/config/, the configuration centre: a GET or HEAD is
+//     ConfigRead (any credential), any other method needs config (or
+//     admin).
 //   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side
@@ -106,6 +122,12 @@ func Classify(method, p string) Role {
 		if p == prefix || strings.HasPrefix(p, prefix+"/") {
 			return RoleIngest
 		}
+	}
+	if p == configPrefix || strings.HasPrefix(p, configPrefix+"/") {
+		if safe {
+			return ConfigRead
+		}
+		return RoleConfig
 	}
 	if safe {
 		return RoleRead

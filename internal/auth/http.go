@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -24,7 +25,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		roles, err := a.AuthenticateFrom(remoteAddr(r), r.Header.Get("Authorization"))
+		roles, principal, err := a.identify(remoteAddr(r), r.Header.Get("Authorization"))
 		var limited *LimitError
 		if errors.As(err, &limited) {
 			// No password was checked: answering at once costs nothing.
@@ -39,11 +40,23 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		if !Allowed(roles, need) {
-			writeError(w, http.StatusForbidden, "forbidden", "this credential lacks the "+string(need)+" role needed for "+r.Method+" "+r.URL.Path)
+			writeError(w, http.StatusForbidden, "forbidden", "this credential lacks "+Describe(need)+" needed for "+r.Method+" "+r.URL.Path)
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, principal)))
 	})
+}
+
+type principalKey struct{}
+
+// Principal names the credential a request authenticated with (a user's
+// name, or "token:" and a bearer token's name), from the context Wrap
+// gives the handlers behind it; empty when authentication is off or the
+// route is open. Audit records take it from here rather than from what
+// the caller claims.
+func Principal(ctx context.Context) string {
+	p, _ := ctx.Value(principalKey{}).(string)
+	return p
 }
 
 // remoteAddr is the client's IP address; the zero Addr if unknown. It is

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/configcentre"
+	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
+	"github.com/vigil-observability/vigil/internal/consensus"
+	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
+	"github.com/vigil-observability/vigil/internal/web"
+)
+
+// configCentreDir is where a single node keeps the configuration centre.
+const configCentreDir = "configcentre"
+
+// mountConfigCentre mounts the configuration centre's API and adds its
+// parts to grp. On a single node (cluster nil) its store is under the data
+// directory and closes with the other stores; in a cluster its state is a
+// machine on the consensus log, written through the leader (a follower
+// forwards a write to it). The watches end in the ingest stage, before the
+// listeners drain, so a 30-second long poll does not hold them.
+func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.Group, webSrv *web.Server, opts configapi.Options) error {
+	if cluster != nil {
+		opts.Proposer = &configcentre.Replicated{Log: machineLog{cluster.node, configcentre.MachineName}, Machine: cluster.centre}
+		opts.Reader, opts.Client = cluster.centre, cluster.client
+		apiURLs := cfg.ClusterAPIURLs()
+		opts.LeaderURL = func(nl *consensus.NotLeaderError) (string, bool) {
+			if cfg.Cluster.Backend == config.ClusterRaft {
+				// Raft names the leader by its Raft address.
+				u, ok := apiURLs[nl.LeaderID]
+				return u, ok
+			}
+			return nl.LeaderAddress, nl.LeaderAddress != ""
+		}
+	} else {
+		local, err := configcentre.OpenLocal(filepath.Join(cfg.DataDir, configCentreDir))
+		if err != nil {
+			return err
+		}
+		if local.Dropped > 0 {
+			opts.Logger.Warn("config centre: cut a torn record from the end of its log (a write that was never acknowledged)",
+				"bytes", local.Dropped, "dir", filepath.Join(cfg.DataDir, configCentreDir))
+		}
+		grp.Go(stageStorage, "config centre", lifecycle.OnStop(func(context.Context) error { return local.Close() }))
+		opts.Proposer, opts.Reader = local, local.Machine()
+	}
+	h := configapi.NewHandler(opts)
+	grp.Go(stageIngest, "config watches", h)
+	httpapi.Mount(webSrv, configapi.Routes, h)
+	return nil
+}

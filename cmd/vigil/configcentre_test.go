@@ -1,0 +1,249 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ccDo sends one request to the configuration centre and returns the
+// status and body.
+func ccDo(t *testing.T, client *http.Client, method, url, authorization, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestConfigCentre runs the configuration centre in a real server: a
+// watcher woken by a put, a gray seen only by its cohort, a kill -9 that
+// loses no acknowledged version, and a SIGTERM that ends a long poll at
+// once.
+func TestConfigCentre(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir)
+	c := &http.Client{Timeout: time.Minute}
+	item := s.httpURL + "/api/v1/config/shop/payment/settings"
+
+	code, body := ccDo(t, c, "PUT", item+"?author=ann&message=first", "", "application/yaml", "timeout: 2s\n")
+	if code != 200 || !strings.Contains(body, `"version":1`) {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	var got struct {
+		Data struct {
+			Content string `json:"content"`
+			Version int    `json:"version"`
+			MD5     string `json:"md5"`
+			Gray    bool   `json:"gray"`
+		} `json:"data"`
+	}
+	code, body = ccDo(t, c, "GET", item+"?instance=pod-a", "", "", "")
+	if code != 200 || json.Unmarshal([]byte(body), &got) != nil || got.Data.Content != "timeout: 2s\n" {
+		t.Fatalf("get: %d %s", code, body)
+	}
+
+	// A watcher holding version 1 is answered by the next put.
+	woke := make(chan string, 1)
+	go func() {
+		_, body := ccDo(t, c, "GET", item+"?instance=pod-a&md5="+got.Data.MD5+"&wait=30s", "", "", "")
+		woke <- body
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if code, body := ccDo(t, c, "PUT", item, "", "application/yaml", "timeout: 3s\n"); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	select {
+	case body := <-woke:
+		if !strings.Contains(body, `"version":2`) {
+			t.Errorf("watcher got %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher was not answered after the put")
+	}
+
+	if code, body := ccDo(t, c, "PUT", item, "", "application/yaml", "timeout: [\n"); code != 400 || !strings.Contains(body, "not YAML") {
+		t.Errorf("invalid YAML: %d %s", code, body)
+	}
+	if code, body := ccDo(t, c, "POST", item+"/gray", "", "application/json",
+		`{"content":"timeout: 5s\n","match":{"labels":{"zone":"eu-1"}}}`); code != 200 {
+		t.Fatalf("gray: %d %s", code, body)
+	}
+	if _, body := ccDo(t, c, "GET", item+"?instance=pod-a&label.zone=eu-1", "", "", ""); !strings.Contains(body, `"gray":true`) {
+		t.Errorf("cohort: %s", body)
+	}
+	if _, body := ccDo(t, c, "GET", item+"?instance=pod-b&label.zone=us-1", "", "", ""); !strings.Contains(body, `"content":"timeout: 3s\n"`) {
+		t.Errorf("outside the cohort: %s", body)
+	}
+	_, history := ccDo(t, c, "GET", item+"/history", "", "", "")
+
+	// kill -9 right after the acknowledgements: nothing is lost.
+	s.kill9(t)
+	s = startServer(t, dir)
+	item = s.httpURL + "/api/v1/config/shop/payment/settings"
+	if _, after := ccDo(t, c, "GET", item+"/history", "", "", ""); after != history {
+		t.Fatalf("history after kill -9:\n%s\nwant\n%s", after, history)
+	}
+	if code, body := ccDo(t, c, "POST", item+"/gray/promote", "", "", ""); code != 200 || !strings.Contains(body, `"version":4`) {
+		t.Fatalf("promote after restart: %d %s", code, body)
+	}
+	if code, body := ccDo(t, c, "GET", s.httpURL+"/api/v1/changes?start=0", "", "", ""); code != 200 ||
+		strings.Count(body, `"kind":"config"`) != 4 || !strings.Contains(body, `"action":"promote"`) {
+		t.Errorf("changes: %d %s", code, body)
+	}
+
+	// A SIGTERM answers a pending long poll at once rather than holding
+	// the listeners' drain.
+	_, cur := ccDo(t, c, "GET", item+"?instance=pod-b", "", "", "")
+	if err := json.Unmarshal([]byte(cur), &got); err != nil {
+		t.Fatal(err)
+	}
+	polled := make(chan int, 1)
+	go func() {
+		code, _ := ccDo(t, c, "GET", item+"?instance=pod-b&md5="+got.Data.MD5+"&wait=60s", "", "", "")
+		polled <- code
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	s.stop(t)
+	select {
+	case code := <-polled:
+		if code != http.StatusNotModified {
+			t.Errorf("long poll at shutdown: %d", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll was not answered at shutdown")
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("shutdown took %s with a long poll pending", d)
+	}
+}
+
+// TestConfigCentreAuth checks the configuration centre's roles with
+// authentication on: writes need config (or admin), reads any role.
+func TestConfigCentreAuth(t *testing.T) {
+	a := startAuthServer(t)
+	item := a.httpsURL + "/api/v1/config/shop/payment/flag"
+	for _, step := range []struct {
+		method, cred, body string
+		want               int
+	}{
+		{"PUT", "", "on", http.StatusUnauthorized},
+		{"PUT", "collector", "on", http.StatusForbidden},
+		{"PUT", "reader", "on", http.StatusForbidden},
+		{"PUT", "releaser", "on", http.StatusOK},
+		{"PUT", "operator", "off", http.StatusOK},
+		{"GET", "", "", http.StatusUnauthorized},
+		{"GET", "collector", "", http.StatusOK},
+		{"GET", "dashboards", "", http.StatusOK},
+		{"GET", "releaser", "", http.StatusOK},
+	} {
+		var authz string
+		if step.cred != "" {
+			authz = a.cred(step.cred).header
+		}
+		code, body := ccDo(t, a.client, step.method, item, authz, "text/plain", step.body)
+		if code != step.want {
+			t.Errorf("%s as %q: %d %s, want %d", step.method, step.cred, code, body, step.want)
+		}
+	}
+	// The author defaults to the credential: the operator's put, the
+	// releaser token's; each is recorded as the principal too.
+	code, body := ccDo(t, a.client, "GET", item+"/history", a.cred("reader").header, "", "")
+	if code != 200 || !strings.Contains(body, `"author":"operator"`) || !strings.Contains(body, `"principal":"token:releaser"`) {
+		t.Errorf("history: %d %s", code, body)
+	}
+}
+
+// TestConfigCentreCluster runs the configuration centre on a three-node
+// Raft cluster: a write through a follower reaches every node, a watcher
+// on another node wakes, and a leader killed with kill -9 loses no
+// acknowledged version.
+func TestConfigCentreCluster(t *testing.T) {
+	c := newConfigCluster(t, alertRules("Steady"), "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+	client := &http.Client{Timeout: time.Minute}
+	leader, _ := c.settle(c.all(), 30*time.Second)
+	f1, f2 := c.except(leader)[0], c.except(leader)[1]
+	path := "/api/v1/config/shop/payment/settings"
+
+	code, body := ccDo(t, client, "PUT", c.nodes[f1].httpURL+path+"?author=ann", "", "application/json", `{"timeout":"2s"}`)
+	if code != 200 || !strings.Contains(body, `"version":1`) {
+		t.Fatalf("put through a follower: %d %s", code, body)
+	}
+	// The follower answered once it applied the write: a read there sees it.
+	if _, body := ccDo(t, client, "GET", c.nodes[f1].httpURL+path, "", "", ""); !strings.Contains(body, `"version":1`) {
+		t.Errorf("read on the follower after its write: %s", body)
+	}
+	// A watcher on the other follower wakes when a write lands on the leader.
+	woke := make(chan string, 1)
+	go func() {
+		_, body := ccDo(t, client, "GET", c.nodes[f2].httpURL+path+"?instance=pod-a&md5=none&wait=1s", "", "", "")
+		woke <- body
+	}()
+	if body := <-woke; !strings.Contains(body, `"version":1`) {
+		t.Fatalf("watch on the other follower: %s", body)
+	}
+	var got struct {
+		Data struct {
+			MD5 string `json:"md5"`
+		} `json:"data"`
+	}
+	_, cur := ccDo(t, client, "GET", c.nodes[f2].httpURL+path, "", "", "")
+	if err := json.Unmarshal([]byte(cur), &got); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, body := ccDo(t, client, "GET", c.nodes[f2].httpURL+path+"?instance=pod-a&md5="+got.Data.MD5+"&wait=30s", "", "", "")
+		woke <- body
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if code, body := ccDo(t, client, "PUT", c.nodes[leader].httpURL+path, "", "application/json", `{"timeout":"3s"}`); code != 200 {
+		t.Fatalf("put on the leader: %d %s", code, body)
+	}
+	select {
+	case body := <-woke:
+		if !strings.Contains(body, `"version":2`) {
+			t.Errorf("watcher on a follower: %s", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher on a follower was not answered")
+	}
+
+	// kill -9 the leader right after an acknowledged write.
+	if code, body := ccDo(t, client, "POST", c.nodes[leader].httpURL+path+"/gray", "", "application/json",
+		`{"content":"{\"timeout\":\"5s\"}","match":{"percent":50}}`); code != 200 {
+		t.Fatalf("gray: %d %s", code, body)
+	}
+	c.nodes[leader].kill9(t)
+	c.nodes[leader] = nil
+	next, _ := c.settleAway(c.except(leader), leader, 30*time.Second)
+	_, history := ccDo(t, client, "GET", c.nodes[next].httpURL+path+"/history", "", "", "")
+	if !strings.Contains(history, `"version":3`) || !strings.Contains(history, `"active_gray":true`) {
+		t.Fatalf("history on the new leader: %s", history)
+	}
+	if code, body := ccDo(t, client, "POST", c.nodes[next].httpURL+path+"/gray/promote", "", "", ""); code != 200 || !strings.Contains(body, `"version":4`) {
+		t.Fatalf("promote on the new leader: %d %s", code, body)
+	}
+	for _, i := range c.except(leader) {
+		waitFor(t, "every live node to serve version 4", 10*time.Second, func() bool {
+			_, body := ccDo(t, client, "GET", c.nodes[i].httpURL+path+"?instance=pod-z", "", "", "")
+			return strings.Contains(body, `"version":4`)
+		})
+	}
+}

@@ -1,0 +1,380 @@
+package configcentre
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/consensus"
+)
+
+// MachineName is the configuration centre's name on a log shared by
+// several state machines (statemux).
+const MachineName = "configcentre"
+
+// The operations a Command can carry; each is also the Action of the
+// change event it leaves.
+const (
+	OpPut      = "put"
+	OpGray     = "gray"
+	OpPromote  = "promote"
+	OpAbort    = "abort"
+	OpRollback = "rollback"
+)
+
+// Command is one write. Time and Author are filled in by whoever proposes
+// it (the HTTP handler), never by Apply, so every node applying it reaches
+// the same state.
+type Command struct {
+	Op          string          `json:"op"`
+	Item        Key             `json:"item"`
+	Content     string          `json:"content,omitempty"`
+	ContentType ContentType     `json:"content_type,omitempty"`
+	Match       *Match          `json:"match,omitempty"`
+	Guard       json.RawMessage `json:"guard,omitempty"`
+	// Version is the version a rollback republishes.
+	Version uint64    `json:"version,omitempty"`
+	Author  string    `json:"author"`
+	Message string    `json:"message,omitempty"`
+	Time    time.Time `json:"time"`
+	// Principal is the credential the write authenticated with (empty
+	// with authentication off): unlike Author, not the caller's claim.
+	Principal string `json:"principal,omitempty"`
+}
+
+// Result is what an applied command left: the version it published (for
+// abort, the formal version everyone is back on) and its MD5.
+type Result struct {
+	Version uint64 `json:"version"`
+	MD5     string `json:"md5"`
+	// Seq is the machine's Seq after the command: a node that has applied
+	// as many commands has applied this one.
+	Seq uint64 `json:"-"`
+}
+
+// appliedResult is a Result as Apply returns it through the log.
+type appliedResult struct {
+	Version uint64 `json:"version"`
+	MD5     string `json:"md5"`
+	Seq     uint64 `json:"seq"`
+}
+
+// DecodeResult reads what Apply returned through a replicated log.
+func DecodeResult(b []byte) (Result, error) {
+	var r appliedResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("configcentre: result: %w", err)
+	}
+	return Result(r), nil
+}
+
+// Machine holds the state. Apply is called from one goroutine at a time;
+// reads (Resolve, Item, Changes, Changed) are safe concurrently with it.
+type Machine struct {
+	mu      sync.RWMutex
+	items   map[Key]*Item
+	changes []Change
+	// seq counts the commands applied (refused ones are not): every node
+	// applying the same log counts alike.
+	seq uint64
+	// changed is closed, and replaced, after every applied command.
+	changed chan struct{}
+}
+
+var _ consensus.StateMachine = (*Machine)(nil)
+
+// NewMachine returns an empty machine.
+func NewMachine() *Machine {
+	return &Machine{items: map[Key]*Item{}, changed: make(chan struct{})}
+}
+
+// Changed returns a channel closed at the next applied command (or
+// restore). Take it before reading the state, and a change made after the
+// read cannot be missed.
+func (m *Machine) Changed() <-chan struct{} {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.changed
+}
+
+// Seq is the number of commands applied.
+func (m *Machine) Seq() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.seq
+}
+
+// WaitApplied returns once Seq is at least seq, or with ctx's error.
+func (m *Machine) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		m.mu.RLock()
+		at, changed := m.seq, m.changed
+		m.mu.RUnlock()
+		if at >= seq {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Resolve is the value the instance with this id and labels should use.
+func (m *Machine) Resolve(k Key, instance string, labels map[string]string) (Resolved, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	it, ok := m.items[k]
+	if !ok {
+		return Resolved{}, fmt.Errorf("%w: item %s", ErrNotFound, k)
+	}
+	return it.resolve(instance, labels), nil
+}
+
+// Item returns a copy of the item, for its history and gray.
+func (m *Machine) Item(k Key) (Item, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	it, ok := m.items[k]
+	if !ok {
+		return Item{}, fmt.Errorf("%w: item %s", ErrNotFound, k)
+	}
+	return cloneItem(it), nil
+}
+
+// Changes returns the change events with start <= Time <= end, oldest
+// first.
+func (m *Machine) Changes(start, end time.Time) []Change {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	// Events are appended in log order, which is time order as long as
+	// proposers' clocks agree; filter rather than search, so a clock that
+	// stepped back hides nothing.
+	var out []Change
+	for _, c := range m.changes {
+		if !c.Time.Before(start) && !c.Time.After(end) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Check reports whether c would be refused, without applying it: the
+// validation Apply does, run by a proposer before it writes the command
+// anywhere.
+func (m *Machine) Check(c Command) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, _, err := m.prepare(c)
+	return err
+}
+
+// ApplyCommand applies c. A refused command (an error matching one of the
+// package's sentinels) changes nothing.
+func (m *Machine) ApplyCommand(c Command) (Result, error) {
+	m.mu.Lock()
+	next, res, err := m.prepare(c)
+	if err != nil {
+		m.mu.Unlock()
+		return Result{}, err
+	}
+	m.items[c.Item] = next
+	m.seq++
+	res.Seq = m.seq
+	m.changes = append(m.changes, Change{
+		Time: c.Time, Kind: "config", Action: c.Op, Item: c.Item.String(),
+		Version: res.Version, Author: c.Author, Message: c.Message, Principal: c.Principal,
+	})
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	return res, nil
+}
+
+// prepare validates c against the state and returns the item as c leaves
+// it, a new value sharing nothing mutable with the current one. Called
+// with mu held.
+func (m *Machine) prepare(c Command) (*Item, Result, error) {
+	if err := c.Item.Validate(); err != nil {
+		return nil, Result{}, err
+	}
+	cur, exists := m.items[c.Item]
+	var next Item
+	if exists {
+		next = cloneItem(cur)
+	} else {
+		next = Item{Key: c.Item}
+	}
+	publish := func(v Version) Result {
+		v.Version = uint64(len(next.Versions)) + 1
+		v.MD5 = MD5(v.Content)
+		v.Author, v.Message, v.Time, v.Principal = c.Author, c.Message, c.Time, c.Principal
+		next.Versions = append(next.Versions, v)
+		if !v.Gray {
+			next.Formal = v.Version
+		}
+		return Result{Version: v.Version, MD5: v.MD5}
+	}
+	var res Result
+	switch c.Op {
+	case OpPut:
+		if err := CheckContent(c.ContentType, c.Content); err != nil {
+			return nil, Result{}, err
+		}
+		res = publish(Version{Content: c.Content, ContentType: c.ContentType, Action: OpPut})
+	case OpGray:
+		if !exists {
+			return nil, Result{}, fmt.Errorf("%w: item %s: a gray needs a published item", ErrNotFound, c.Item)
+		}
+		if next.Gray != nil {
+			return nil, Result{}, fmt.Errorf("%w: item %s already has an active gray (version %d): promote or abort it first", ErrConflict, c.Item, next.Gray.Version)
+		}
+		if c.Match == nil {
+			return nil, Result{}, fmt.Errorf("%w: gray without match", ErrInvalid)
+		}
+		if err := c.Match.Validate(); err != nil {
+			return nil, Result{}, err
+		}
+		t := c.ContentType
+		if t == "" {
+			formal, _ := next.version(next.Formal)
+			t = formal.ContentType
+		}
+		if err := CheckContent(t, c.Content); err != nil {
+			return nil, Result{}, err
+		}
+		match := cloneMatch(*c.Match)
+		res = publish(Version{Content: c.Content, ContentType: t, Gray: true, Action: OpGray, Match: &match, Guard: slices.Clone(c.Guard)})
+		next.Gray = &Gray{
+			Version: res.Version, Match: cloneMatch(*c.Match), Guard: slices.Clone(c.Guard),
+			Author: c.Author, Message: c.Message, Started: c.Time,
+		}
+	case OpPromote, OpAbort:
+		if !exists || next.Gray == nil {
+			return nil, Result{}, fmt.Errorf("%w: item %s has no active gray", ErrNotFound, c.Item)
+		}
+		g := next.Gray
+		next.Gray = nil
+		if c.Op == OpAbort {
+			formal, _ := next.version(next.Formal)
+			res = Result{Version: formal.Version, MD5: formal.MD5}
+			break
+		}
+		gv, _ := next.version(g.Version)
+		res = publish(Version{Content: gv.Content, ContentType: gv.ContentType, Action: OpPromote, From: g.Version})
+	case OpRollback:
+		if !exists {
+			return nil, Result{}, fmt.Errorf("%w: item %s", ErrNotFound, c.Item)
+		}
+		old, ok := next.version(c.Version)
+		if !ok {
+			return nil, Result{}, fmt.Errorf("%w: item %s has no version %d", ErrNotFound, c.Item, c.Version)
+		}
+		res = publish(Version{Content: old.Content, ContentType: old.ContentType, Action: OpRollback, From: old.Version})
+	default:
+		return nil, Result{}, fmt.Errorf("%w: operation %q", ErrInvalid, c.Op)
+	}
+	return &next, res, nil
+}
+
+// EncodeCommand is c as Apply reads it.
+func EncodeCommand(c Command) ([]byte, error) { return json.Marshal(c) }
+
+// Apply implements consensus.StateMachine. A refused command is returned
+// as its error (a result, the same on every node), leaving the state as
+// it was.
+func (m *Machine) Apply(b []byte) ([]byte, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: command: %v", ErrInvalid, err)
+	}
+	res, err := m.ApplyCommand(c)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(appliedResult(res))
+}
+
+// snapshot is the whole state as written by Snapshot.
+type snapshot struct {
+	Seq     uint64   `json:"seq"`
+	Items   []Item   `json:"items"`
+	Changes []Change `json:"changes"`
+}
+
+// Snapshot implements consensus.StateMachine.
+func (m *Machine) Snapshot() (consensus.SnapshotFunc, error) {
+	m.mu.RLock()
+	s := snapshot{Seq: m.seq, Changes: slices.Clone(m.changes)}
+	for _, it := range m.items {
+		// Items are replaced, never changed in place, on Apply: sharing
+		// their slices with the snapshot is safe.
+		s.Items = append(s.Items, *it)
+	}
+	m.mu.RUnlock()
+	sort.Slice(s.Items, func(i, j int) bool { return s.Items[i].Key.String() < s.Items[j].Key.String() })
+	return func(w io.Writer) error { return json.NewEncoder(w).Encode(s) }, nil
+}
+
+// Restore implements consensus.StateMachine.
+func (m *Machine) Restore(r io.Reader) error {
+	var s snapshot
+	if err := json.NewDecoder(r).Decode(&s); err != nil {
+		return fmt.Errorf("%w: snapshot: %v", ErrInvalid, err)
+	}
+	items := make(map[Key]*Item, len(s.Items))
+	for i := range s.Items {
+		items[s.Items[i].Key] = &s.Items[i]
+	}
+	m.mu.Lock()
+	m.items, m.changes, m.seq = items, s.Changes, s.Seq
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	return nil
+}
+
+// Reset implements statemux.Resetter.
+func (m *Machine) Reset() error {
+	m.mu.Lock()
+	m.items, m.changes, m.seq = map[Key]*Item{}, nil, 0
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	return nil
+}
+
+func cloneItem(it *Item) Item {
+	c := *it
+	// Versions are appended to, never changed: a clipped slice makes the
+	// next append copy rather than write into the shared array.
+	c.Versions = slices.Clip(it.Versions)
+	if it.Gray != nil {
+		g := *it.Gray
+		g.Match = cloneMatch(g.Match)
+		c.Gray = &g
+	}
+	return c
+}
+
+func cloneMatch(m Match) Match {
+	if m.Labels != nil {
+		l := make(map[string]string, len(m.Labels))
+		for k, v := range m.Labels {
+			l[k] = v
+		}
+		m.Labels = l
+	}
+	m.Instances = slices.Clone(m.Instances)
+	if m.Percent != nil {
+		p := *m.Percent
+		m.Percent = &p
+	}
+	return m
+}
