@@ -358,7 +358,11 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		if after != nil {
 			pcond += afterCond(*after, p.day, q.Forward)
 		}
-		got, err := s.queryLogs(ctx, p, pcond, args, limit, q.Forward)
+		hi := end
+		if p.logMax < end {
+			hi = p.logMax + 1
+		}
+		got, err := s.queryLogWindows(ctx, p, pcond, args, limit, q.Forward, max(start, p.logMin), hi)
 		if err != nil {
 			return nil, err
 		}
@@ -557,6 +561,51 @@ const (
 	minNanos = -1 << 63
 	maxNanos = 1<<63 - 1
 )
+
+// Windows of queryLogWindows: the first spans firstLogWindow, each next
+// one logWindowGrowth times the one before.
+const (
+	firstLogWindow  = int64(time.Second)
+	logWindowGrowth = 4
+)
+
+// queryLogWindows reads up to limit records of a day file in [lo, hi) in
+// FindLogs' order, a time window at a time from the end the order starts
+// at, each window wider than the one before, until limit records are
+// found or the range is read. One query over the whole range would make
+// DuckDB filter (and test the terms of) every record of the range before
+// it sorts them, when the newest 100 lines of a busy stream are in its
+// last second; a window's time bounds let DuckDB skip the row groups
+// outside it, since records are stored about in time order.
+func (s *SpanLogStore) queryLogWindows(ctx context.Context, p partition, cond string, args []any, limit int, forward bool, lo, hi int64) ([]foundLog, error) {
+	var out []foundLog
+	w := firstLogWindow
+	for lo < hi && len(out) < limit {
+		wlo, whi := lo, hi
+		// hi-lo as unsigned cannot overflow.
+		if uint64(hi)-uint64(lo) > uint64(w) {
+			if forward {
+				whi = lo + w
+			} else {
+				wlo = hi - w
+			}
+		}
+		got, err := s.queryLogs(ctx, p, fmt.Sprintf("%s AND ts_ns >= %d AND ts_ns < %d", cond, wlo, whi), args, limit-len(out), forward)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		if forward {
+			lo = whi
+		} else {
+			hi = wlo
+		}
+		if w < math.MaxInt64/logWindowGrowth {
+			w *= logWindowGrowth
+		}
+	}
+	return out, nil
+}
 
 func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, limit int, forward bool) ([]foundLog, error) {
 	alias := p.alias
