@@ -493,6 +493,10 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 		return nil, err
 	}
+	if err := s.prepareLogCounts(ctx, p); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, err
+	}
 	var lo, hi sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, "SELECT min(ts_ns), max(ts_ns) FROM "+p.alias+".logs").Scan(&lo, &hi); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)

@@ -444,16 +444,58 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 		return nil, err
 	}
 	start, end := nanosRange(q.Start, q.End)
+	if end <= start {
+		return nil, nil
+	}
+	// The summary has records' streams, times and severity bands: it
+	// answers a query that selects by nothing else. Its seconds are
+	// closed at their end, so [start, end) is taken as (start-1, end-1].
+	summary := q.TraceID.IsEmpty() && len(q.Severities) == 0 && len(q.Attributes) == 0 && !slices.ContainsFunc(q.Terms, func(t string) bool { return t != "" })
+	var sp countSplit
+	var scond string
+	var sargs []any
+	if summary {
+		sp = splitCountRange(start-1, end-1, start == minNanos)
+		untimed := q
+		untimed.Start, untimed.End = time.Time{}, time.Time{}
+		if cond, args, err = logConditions(untimed); err != nil {
+			return nil, err
+		}
+		if scond, sargs, err = logCountsConditions(q, sp); err != nil {
+			return nil, err
+		}
+	}
 	var sub []string
 	var allArgs []any
-	for _, p := range s.snapshot() {
-		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
-			continue
-		}
+	raw := func(p partition, cond string) {
 		// strlen counts bytes (length would count characters).
 		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, count(*) AS n, sum(strlen(body))::BIGINT AS bytes FROM "+
 			p.alias+".logs WHERE "+cond+" GROUP BY service, resource_attributes")
 		allArgs = append(allArgs, args...)
+	}
+	for _, p := range s.snapshot() {
+		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
+			continue
+		}
+		if !summary {
+			raw(p, cond)
+			continue
+		}
+		if !sp.whole {
+			raw(p, cond+fmt.Sprintf(" AND ts_ns >= %d AND ts_ns < %d", start, end))
+			continue
+		}
+		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, sum(n)::BIGINT AS n, sum(bytes)::BIGINT AS bytes FROM "+
+			p.alias+".log_counts WHERE "+scond+" GROUP BY service, resource_attributes")
+		allArgs = append(allArgs, sargs...)
+		// The edges, (start-1, edgeLo] and (edgeHi, end-1], where the
+		// file holds records there.
+		if start != minNanos && sp.edgeLo > start-1 && p.logMin <= sp.edgeLo && p.logMax >= start {
+			raw(p, cond+fmt.Sprintf(" AND ts_ns >= %d AND ts_ns <= %d", start, sp.edgeLo))
+		}
+		if end-1 > sp.edgeHi && p.logMax > sp.edgeHi && p.logMin < end {
+			raw(p, cond+fmt.Sprintf(" AND ts_ns > %d AND ts_ns < %d", sp.edgeHi, end))
+		}
 	}
 	if len(sub) == 0 {
 		return nil, nil

@@ -422,6 +422,8 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 				}
 			}
 			return nil
+		}}, tableFill{logCountsTable, func(a *duckdb.Appender) error {
+			return appendLogCounts(a, day, func(r *logRow) string { return at(r.body) })
 		}})
 		if err != nil {
 			return err
