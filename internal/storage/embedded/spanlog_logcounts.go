@@ -3,10 +3,13 @@ package embedded
 import (
 	"cmp"
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
@@ -75,6 +78,65 @@ func (s *SpanLogStore) prepareLogCounts(ctx context.Context, p *partition) error
 		}
 	}
 	return nil
+}
+
+// compactLogCountsAfter is how many records a day file takes between two
+// compactions of its count summary. A batch adds a row per stream, second
+// and band it holds, so between compactions the summary grows by a few
+// rows per batch; compacting merges them into one row per key. A variable
+// for tests.
+var compactLogCountsAfter int64 = 1 << 18
+
+// logCountState is a day file's count summary's bookkeeping.
+type logCountState struct {
+	// records counts the records written since the last compaction.
+	records atomic.Int64
+	// busy is held by the write compacting the summary.
+	busy atomic.Bool
+}
+
+// maybeCompactLogCounts compacts p's count summary once enough records
+// have been written since the last time: each batch adds its own rows, so
+// that a summary read by queries would otherwise hold about one row per
+// 100 records. One transaction replaces the rows that exist when it starts
+// by their sums per key; rows that writers commit meanwhile stay as they
+// are. The caller holds s.mu shared.
+func (s *SpanLogStore) maybeCompactLogCounts(ctx context.Context, p *partition, written int) error {
+	st := p.counts
+	if st.records.Add(int64(written)) < compactLogCountsAfter || !st.busy.CompareAndSwap(false, true) {
+		return nil
+	}
+	defer st.busy.Store(false)
+	st.records.Store(0)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
+		return err
+	}
+	// Rows inserted by this transaction have row ids above every
+	// committed row's until it commits, so the DELETE spares them.
+	var last sql.NullInt64
+	err = conn.QueryRowContext(ctx, "SELECT max(rowid) FROM "+p.alias+".log_counts").Scan(&last)
+	if err == nil && last.Valid {
+		t := p.alias + ".log_counts"
+		_, err = conn.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s SELECT service, resource_attributes, sec, band, severity_text, sum(n)::BIGINT, sum(bytes)::BIGINT FROM %s WHERE rowid <= %d GROUP BY ALL ORDER BY sec", t, t, last.Int64))
+		if err == nil {
+			_, err = conn.ExecContext(ctx, fmt.Sprintf("DELETE FROM %s WHERE rowid <= %d", t, last.Int64))
+		}
+	}
+	if err == nil {
+		_, err = conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
+		if err == nil {
+			return nil
+		}
+	}
+	if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
 }
 
 // logCountKey is one row of the summary a batch adds.

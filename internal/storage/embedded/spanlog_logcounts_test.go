@@ -197,3 +197,23 @@ func TestLogCountSummaryDroppedWithDay(t *testing.T) {
 		t.Fatalf("streams after their day was dropped: %v", got)
 	}
 }
+
+// TestLogCountSummaryCompacted pins that compacting the summary, as
+// writes go on, keeps its counts and leaves one row per key.
+func TestLogCountSummaryCompacted(t *testing.T) {
+	defer func(n int64) { compactLogCountsAfter = n }(compactLogCountsAfter)
+	compactLogCountsAfter = 1
+	s := openTestStore(t, t.TempDir())
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	recs := writeCountRecords(t, s, base)
+	checkLogCounts(t, s, base, recs)
+	for _, p := range s.snapshot() {
+		var rows, keys int
+		if err := s.db.QueryRowContext(t.Context(), "SELECT count(*), count(DISTINCT (service, resource_attributes, sec, band, severity_text)) FROM "+p.alias+".log_counts").Scan(&rows, &keys); err != nil {
+			t.Fatal(err)
+		}
+		if rows != keys {
+			t.Errorf("%s: %d summary rows for %d keys after compacting", p.alias, rows, keys)
+		}
+	}
+}

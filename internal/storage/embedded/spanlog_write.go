@@ -429,6 +429,11 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 			return err
 		}
 		s.noteLogs(p, day[0].ts, day[len(day)-1].ts)
+		if err := s.maybeCompactLogCounts(ctx, p, len(day)); err != nil {
+			// The records are stored; the summary is only larger than
+			// it could be.
+			s.log.Warn("compacting the log count summary failed", "file", p.path, "err", err)
+		}
 		i = j
 	}
 	return nil
