@@ -476,7 +476,7 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 		path:   filepath.Join(s.opts.Dir, partPrefix+date+partSuffix),
 		logMin: math.MaxInt64, logMax: math.MinInt64,
 		spanMin: math.MaxInt64, spanMax: math.MinInt64,
-		counts: &logCountState{},
+		counts: &logCountState{done: -1},
 	}
 	// STORAGE_VERSION enables per-column ZSTD compression.
 	stmts := []string{

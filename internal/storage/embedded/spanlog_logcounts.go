@@ -93,6 +93,15 @@ type logCountState struct {
 	records atomic.Int64
 	// busy is held by the write compacting the summary.
 	busy atomic.Bool
+	// done is the last row id when the last compaction committed (-1
+	// before the first): later ones read only the rows after it, so that
+	// a compaction costs what was written since, not the whole day. Keys
+	// that straddle two compactions keep a row from each, and rows a
+	// writer committed just before done was read stay as written; row
+	// ids of a table with deletions may be renumbered by a checkpoint,
+	// and then a compaction reads some rows again or leaves some. Every
+	// count stays exact either way. Guarded by busy.
+	done int64
 }
 
 // maybeCompactLogCounts compacts p's count summary once enough records
@@ -121,15 +130,19 @@ func (s *SpanLogStore) maybeCompactLogCounts(ctx context.Context, p *partition, 
 	var last sql.NullInt64
 	err = conn.QueryRowContext(ctx, "SELECT max(rowid) FROM "+p.alias+".log_counts").Scan(&last)
 	if err == nil && last.Valid {
-		t := p.alias + ".log_counts"
-		_, err = conn.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s SELECT service, resource_attributes, sec, band, severity_text, sum(n)::BIGINT, sum(bytes)::BIGINT FROM %s WHERE rowid <= %d GROUP BY ALL ORDER BY sec", t, t, last.Int64))
+		t, rows := p.alias+".log_counts", fmt.Sprintf("rowid > %d AND rowid <= %d", st.done, last.Int64)
+		_, err = conn.ExecContext(ctx, "INSERT INTO "+t+" SELECT service, resource_attributes, sec, band, severity_text, sum(n)::BIGINT, sum(bytes)::BIGINT FROM "+t+" WHERE "+rows+" GROUP BY ALL ORDER BY sec")
 		if err == nil {
-			_, err = conn.ExecContext(ctx, fmt.Sprintf("DELETE FROM %s WHERE rowid <= %d", t, last.Int64))
+			_, err = conn.ExecContext(ctx, "DELETE FROM "+t+" WHERE "+rows)
 		}
 	}
 	if err == nil {
 		_, err = conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
 		if err == nil {
+			// Past the rows just inserted, which are compacted.
+			if err := conn.QueryRowContext(ctx, "SELECT max(rowid) FROM "+p.alias+".log_counts").Scan(&last); err == nil && last.Valid {
+				st.done = last.Int64
+			}
 			return nil
 		}
 	}
