@@ -17,6 +17,7 @@ type fakeStore struct {
 	recs      []storage.LogRecord
 	lastQuery storage.LogQuery // of LogStreams
 	lastFind  storage.LogQuery // of FindLogs
+	noCursors bool             // as a store that gives no cursors
 }
 
 func newFakeStore(recs ...storage.LogRecord) *fakeStore { return &fakeStore{recs: recs} }
@@ -78,7 +79,9 @@ func (f *fakeStore) FindLogs(_ context.Context, q storage.LogQuery) iter.Seq2[st
 		// A record's cursor is its place in this order, the same for
 		// every page of one query.
 		for i := range out {
-			out[i].Cursor = strconv.Itoa(i)
+			if !f.noCursors {
+				out[i].Cursor = strconv.Itoa(i)
+			}
 		}
 		if q.After != "" {
 			i, err := strconv.Atoi(q.After)
