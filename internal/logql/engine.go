@@ -245,6 +245,8 @@ func (ev *evaluator) scan(q *LogQuery, start, end time.Time, forward bool, limit
 	if !pl.filters {
 		// Every entry read is kept, so the source need not read more.
 		eq.Limit = limit
+	} else {
+		eq.Want = limit
 	}
 	var lbs entryLabels
 	for ent, err := range ev.src.Entries(ev.ctx, eq) {

@@ -60,4 +60,10 @@ type EntryQuery struct {
 	Forward bool
 	// Limit caps the entries yielded; 0 means no cap.
 	Limit int
+	// Want is how many entries the engine means to keep when it sets no
+	// Limit because its pipeline drops some: a source that reads its store
+	// in pages may size its first page by it, so that the newest 100 lines
+	// containing a word do not cost a first page of thousands. 0 means no
+	// hint.
+	Want int
 }

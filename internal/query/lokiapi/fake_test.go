@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"iter"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vigil-observability/vigil/internal/storage"
@@ -14,7 +15,9 @@ import (
 // as the storage contract says, keyed by the resource's JSON.
 type fakeStore struct {
 	recs      []storage.LogRecord
-	lastQuery storage.LogQuery
+	lastQuery storage.LogQuery // of LogStreams
+	lastFind  storage.LogQuery // of FindLogs
+	noCursors bool             // as a store that gives no cursors
 }
 
 func newFakeStore(recs ...storage.LogRecord) *fakeStore { return &fakeStore{recs: recs} }
@@ -62,6 +65,7 @@ func (f *fakeStore) LogStreams(_ context.Context, q storage.LogQuery) ([]storage
 
 func (f *fakeStore) FindLogs(_ context.Context, q storage.LogQuery) iter.Seq2[storage.LogRecord, error] {
 	return func(yield func(storage.LogRecord, error) bool) {
+		f.lastFind = q
 		var out []storage.LogRecord
 		for _, r := range f.recs {
 			if f.matches(r, q) {
@@ -71,6 +75,21 @@ func (f *fakeStore) FindLogs(_ context.Context, q storage.LogQuery) iter.Seq2[st
 		slices.SortStableFunc(out, func(a, b storage.LogRecord) int { return a.Timestamp.Compare(b.Timestamp) })
 		if !q.Forward {
 			slices.Reverse(out)
+		}
+		// A record's cursor is its place in this order, the same for
+		// every page of one query.
+		for i := range out {
+			if !f.noCursors {
+				out[i].Cursor = strconv.Itoa(i)
+			}
+		}
+		if q.After != "" {
+			i, err := strconv.Atoi(q.After)
+			if err != nil {
+				yield(storage.LogRecord{}, err)
+				return
+			}
+			out = out[i+1:]
 		}
 		for i, r := range out {
 			if q.Limit > 0 && i >= q.Limit {

@@ -135,7 +135,7 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 			Streams: keys, Start: q.Start, End: q.End,
 			Terms: q.Contains, Forward: q.Forward, Limit: limit,
 		}
-		for rec, err := range s.store.FindLogs(ctx, sq) {
+		for rec, err := range findPaged(ctx, s.store, sq, q.Want) {
 			if err != nil {
 				yield(logql.Entry{}, err)
 				return
@@ -161,6 +161,59 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 			if !yield(logql.Entry{Stream: idx, Timestamp: ts.UnixNano(), Line: rec.Body, Metadata: metadata(rec)}, nil) {
 				return
 			}
+		}
+	}
+}
+
+// Pages of findPaged: each is this many times the one before, up to
+// maxWantPage.
+const (
+	wantPageGrowth = 4
+	maxWantPage    = 1 << 20
+)
+
+// findPaged yields q's records as store.FindLogs does, asking for want
+// records first and then for pages growing fourfold after the last one
+// yielded, when want is below q.Limit: the engine's hint of how many it
+// keeps, so that a store stops reading once it has found that many
+// instead of reading a first page of its own size.
+func findPaged(ctx context.Context, store LogStore, q storage.LogQuery, want int) iter.Seq2[storage.LogRecord, error] {
+	if want <= 0 || want >= q.Limit {
+		return store.FindLogs(ctx, q)
+	}
+	return func(yield func(storage.LogRecord, error) bool) {
+		left, page := q.Limit, want
+		for left > 0 {
+			pq := q
+			pq.Limit = min(page, left)
+			n := 0
+			for rec, err := range store.FindLogs(ctx, pq) {
+				if !yield(rec, err) || err != nil {
+					return
+				}
+				n++
+				q.After = rec.Cursor
+			}
+			if n < pq.Limit {
+				return // the store has no more
+			}
+			if q.After == "" {
+				// A store without cursors: the rest from one read, past
+				// what was yielded.
+				skip := n
+				for rec, err := range store.FindLogs(ctx, q) {
+					if skip > 0 && err == nil {
+						skip--
+						continue
+					}
+					if !yield(rec, err) || err != nil {
+						return
+					}
+				}
+				return
+			}
+			left -= n
+			page = min(page*wantPageGrowth, maxWantPage)
 		}
 	}
 }

@@ -2,6 +2,8 @@ package lokiapi
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,5 +149,45 @@ func rec(ts time.Time, service string, res map[string]any, body string, sev plog
 		Timestamp: ts, Service: service, ResourceAttributes: res, Body: body, SeverityNumber: sev,
 		TraceID:    [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 		Attributes: map[string]any{"http.route": "/cart"},
+	}
+}
+
+// TestEntriesWantPages pins that a filtered log query reads the store in
+// pages sized by what the engine keeps and goes on past a page whose
+// lines the pipeline drops: the store's case-insensitive terms let
+// "TIMEOUT" through, which |= "timeout" does not keep.
+func TestEntriesWantPages(t *testing.T) {
+	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	res := map[string]any{"service.name": "checkout"}
+	var recs []storage.LogRecord
+	for i := range 10 {
+		recs = append(recs, rec(base.Add(time.Duration(i)*time.Second), "checkout", res, fmt.Sprint("timeout ", i), 0))
+	}
+	for i := range 10 {
+		recs = append(recs, rec(base.Add(time.Duration(10+i)*time.Second), "checkout", res, fmt.Sprint("TIMEOUT ", 10+i), 0))
+	}
+	for _, noCursors := range []bool{false, true} {
+		store := newFakeStore(recs...)
+		store.noCursors = noCursors
+		res2, err := logql.NewEngine(logql.EngineOptions{}).Query(context.Background(), NewSource(store), logql.Params{
+			Query: `{service_name="checkout"} |= "timeout"`, Start: base, End: base.Add(time.Minute), Limit: 3,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, st := range res2.Streams {
+			for _, e := range st.Entries {
+				lines = append(lines, e.Line)
+			}
+		}
+		if want := []string{"timeout 9", "timeout 8", "timeout 7"}; !slices.Equal(lines, want) {
+			t.Errorf("without cursors %v: lines = %q, want %q", noCursors, lines, want)
+		}
+		// Pages of 3, 12: the second reaches past the dropped lines.
+		// Without cursors the rest is one read.
+		if !noCursors && (store.lastFind.Limit != 12 || store.lastFind.After == "") {
+			t.Errorf("last store query = %+v, want the second page of 12 after a cursor", store.lastFind)
+		}
 	}
 }

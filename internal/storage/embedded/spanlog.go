@@ -142,6 +142,9 @@ type partition struct {
 	ops *opSet
 	// locs is the day's trace index in memory (spanlog_traceloc.go).
 	locs *traceLocs
+	// counts tells when the day's log count summary is compacted
+	// (spanlog_logcounts.go).
+	counts *logCountState
 }
 
 var (
@@ -473,6 +476,7 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 		path:   filepath.Join(s.opts.Dir, partPrefix+date+partSuffix),
 		logMin: math.MaxInt64, logMax: math.MinInt64,
 		spanMin: math.MaxInt64, spanMax: math.MinInt64,
+		counts: &logCountState{done: -1},
 	}
 	// STORAGE_VERSION enables per-column ZSTD compression.
 	stmts := []string{
@@ -490,6 +494,10 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 		}
 	}
 	if err := s.prepareIndexes(ctx, p); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, err
+	}
+	if err := s.prepareLogCounts(ctx, p); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
@@ -34,15 +35,49 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 		return nil, nil
 	}
 	start, end := q.Start.UnixNano(), q.End.UnixNano()
+	if end <= start {
+		return nil, nil
+	}
 	cols, where, args := countSQL(q, in)
+	// The summary (spanlog_logcounts.go) counts streams by second and
+	// severity band: it answers for the whole seconds of the range when
+	// the query asks for nothing else and its bins are whole seconds.
+	var sp countSplit
+	origin, step := q.Origin.UnixNano(), q.Step.Nanoseconds()
+	if len(q.Contains) == 0 && len(q.NotContains) == 0 && len(q.Attributes) == 0 && origin%countSecond == 0 && step%countSecond == 0 {
+		sp = splitCountRange(start, end, false)
+	}
+	edge := func(lo, hi int64) (string, string) {
+		eq := q
+		eq.Start, eq.End = time.Unix(0, lo), time.Unix(0, hi)
+		_, w, _ := countSQL(eq, in)
+		return cols, w
+	}
 	var sub []string
 	var allArgs []any
 	for _, p := range s.snapshot() {
 		if p.logMin > p.logMax || p.logMax <= start || p.logMin > end {
 			continue
 		}
-		sub = append(sub, "SELECT "+cols+" FROM "+p.alias+".logs WHERE "+where+" GROUP BY ALL")
-		allArgs = append(allArgs, args...)
+		if !sp.whole {
+			sub = append(sub, "SELECT "+cols+" FROM "+p.alias+".logs WHERE "+where+" GROUP BY ALL")
+			allArgs = append(allArgs, args...)
+			continue
+		}
+		originSec, stepSec := floorDiv(origin, countSecond), step/countSecond
+		bin := fmt.Sprintf("(sec - 1 - %d) // %d - CASE WHEN (sec - 1 - %d) %% %d < 0 THEN 1 ELSE 0 END", originSec, stepSec, originSec, stepSec)
+		sub = append(sub, fmt.Sprintf("SELECT %s, %s, band, severity_text, sum(n)::BIGINT, sum(bytes)::BIGINT FROM %s.log_counts WHERE %s IN (%s) AND sec >= %d AND sec <= %d GROUP BY ALL",
+			streamKeyExpr, bin, p.alias, streamKeyExpr, in, sp.secLo, sp.secHi))
+		// The edges, (start, edgeLo] and (edgeHi, end], where the file
+		// holds records there (no arguments: the query has no terms).
+		if sp.edgeLo > start && p.logMin <= sp.edgeLo && p.logMax > start {
+			c, w := edge(start, sp.edgeLo)
+			sub = append(sub, "SELECT "+c+" FROM "+p.alias+".logs WHERE "+w+" GROUP BY ALL")
+		}
+		if end > sp.edgeHi && p.logMax > sp.edgeHi && p.logMin <= end {
+			c, w := edge(sp.edgeHi, end)
+			sub = append(sub, "SELECT "+c+" FROM "+p.alias+".logs WHERE "+w+" GROUP BY ALL")
+		}
 	}
 	if len(sub) == 0 {
 		return nil, nil

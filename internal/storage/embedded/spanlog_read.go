@@ -358,7 +358,11 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		if after != nil {
 			pcond += afterCond(*after, p.day, q.Forward)
 		}
-		got, err := s.queryLogs(ctx, p, pcond, args, limit, q.Forward)
+		hi := end
+		if p.logMax < end {
+			hi = p.logMax + 1
+		}
+		got, err := s.queryLogWindows(ctx, p, pcond, args, limit, q.Forward, max(start, p.logMin), hi)
 		if err != nil {
 			return nil, err
 		}
@@ -440,16 +444,58 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 		return nil, err
 	}
 	start, end := nanosRange(q.Start, q.End)
+	if end <= start {
+		return nil, nil
+	}
+	// The summary has records' streams, times and severity bands: it
+	// answers a query that selects by nothing else. Its seconds are
+	// closed at their end, so [start, end) is taken as (start-1, end-1].
+	summary := q.TraceID.IsEmpty() && len(q.Severities) == 0 && len(q.Attributes) == 0 && !slices.ContainsFunc(q.Terms, func(t string) bool { return t != "" })
+	var sp countSplit
+	var scond string
+	var sargs []any
+	if summary {
+		sp = splitCountRange(start-1, end-1, start == minNanos)
+		untimed := q
+		untimed.Start, untimed.End = time.Time{}, time.Time{}
+		if cond, args, err = logConditions(untimed); err != nil {
+			return nil, err
+		}
+		if scond, sargs, err = logCountsConditions(q, sp); err != nil {
+			return nil, err
+		}
+	}
 	var sub []string
 	var allArgs []any
-	for _, p := range s.snapshot() {
-		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
-			continue
-		}
+	raw := func(p partition, cond string) {
 		// strlen counts bytes (length would count characters).
 		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, count(*) AS n, sum(strlen(body))::BIGINT AS bytes FROM "+
 			p.alias+".logs WHERE "+cond+" GROUP BY service, resource_attributes")
 		allArgs = append(allArgs, args...)
+	}
+	for _, p := range s.snapshot() {
+		if p.logMin > p.logMax || p.logMax < start || p.logMin >= end {
+			continue
+		}
+		if !summary {
+			raw(p, cond)
+			continue
+		}
+		if !sp.whole {
+			raw(p, cond+fmt.Sprintf(" AND ts_ns >= %d AND ts_ns < %d", start, end))
+			continue
+		}
+		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, sum(n)::BIGINT AS n, sum(bytes)::BIGINT AS bytes FROM "+
+			p.alias+".log_counts WHERE "+scond+" GROUP BY service, resource_attributes")
+		allArgs = append(allArgs, sargs...)
+		// The edges, (start-1, edgeLo] and (edgeHi, end-1], where the
+		// file holds records there.
+		if start != minNanos && sp.edgeLo > start-1 && p.logMin <= sp.edgeLo && p.logMax >= start {
+			raw(p, cond+fmt.Sprintf(" AND ts_ns >= %d AND ts_ns <= %d", start, sp.edgeLo))
+		}
+		if end-1 > sp.edgeHi && p.logMax > sp.edgeHi && p.logMin < end {
+			raw(p, cond+fmt.Sprintf(" AND ts_ns > %d AND ts_ns < %d", sp.edgeHi, end))
+		}
 	}
 	if len(sub) == 0 {
 		return nil, nil
@@ -557,6 +603,51 @@ const (
 	minNanos = -1 << 63
 	maxNanos = 1<<63 - 1
 )
+
+// Windows of queryLogWindows: the first spans firstLogWindow, each next
+// one logWindowGrowth times the one before.
+const (
+	firstLogWindow  = int64(time.Second)
+	logWindowGrowth = 4
+)
+
+// queryLogWindows reads up to limit records of a day file in [lo, hi) in
+// FindLogs' order, a time window at a time from the end the order starts
+// at, each window wider than the one before, until limit records are
+// found or the range is read. One query over the whole range would make
+// DuckDB filter (and test the terms of) every record of the range before
+// it sorts them, when the newest 100 lines of a busy stream are in its
+// last second; a window's time bounds let DuckDB skip the row groups
+// outside it, since records are stored about in time order.
+func (s *SpanLogStore) queryLogWindows(ctx context.Context, p partition, cond string, args []any, limit int, forward bool, lo, hi int64) ([]foundLog, error) {
+	var out []foundLog
+	w := firstLogWindow
+	for lo < hi && len(out) < limit {
+		wlo, whi := lo, hi
+		// hi-lo as unsigned cannot overflow.
+		if uint64(hi)-uint64(lo) > uint64(w) {
+			if forward {
+				whi = lo + w
+			} else {
+				wlo = hi - w
+			}
+		}
+		got, err := s.queryLogs(ctx, p, fmt.Sprintf("%s AND ts_ns >= %d AND ts_ns < %d", cond, wlo, whi), args, limit-len(out), forward)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		if forward {
+			lo = whi
+		} else {
+			hi = wlo
+		}
+		if w < math.MaxInt64/logWindowGrowth {
+			w *= logWindowGrowth
+		}
+	}
+	return out, nil
+}
 
 func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, limit int, forward bool) ([]foundLog, error) {
 	alias := p.alias

@@ -422,11 +422,18 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 				}
 			}
 			return nil
+		}}, tableFill{logCountsTable, func(a *duckdb.Appender) error {
+			return appendLogCounts(a, day, func(r *logRow) string { return at(r.body) })
 		}})
 		if err != nil {
 			return err
 		}
 		s.noteLogs(p, day[0].ts, day[len(day)-1].ts)
+		if err := s.maybeCompactLogCounts(ctx, p, len(day)); err != nil {
+			// The records are stored; the summary is only larger than
+			// it could be.
+			s.log.Warn("compacting the log count summary failed", "file", p.path, "err", err)
+		}
 		i = j
 	}
 	return nil
