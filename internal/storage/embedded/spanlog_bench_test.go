@@ -220,6 +220,41 @@ func BenchmarkFindTracesLimit(b *testing.B) {
 	}
 }
 
+// BenchmarkFindTracesService searches a store holding 500k spans over
+// about 15 minutes for the newest 20 traces of one service, and of one
+// service and operation, over the last two hours: the Jaeger UI's search,
+// where the matching spans are spread over the whole range.
+func BenchmarkFindTracesService(b *testing.B) {
+	s := openBenchStore(b)
+	gen := storagetest.NewSpanGen(7, time.Now().Add(-30*time.Minute))
+	ctx := context.Background()
+	for range 1000 {
+		if err := s.WriteTraces(ctx, gen.Traces(benchBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, service, operation string }{
+		{"service", "payments", ""},
+		{"service+operation", "payments", "grpc.Charge"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			q := storage.TraceQuery{Service: c.service, Operation: c.operation, Start: time.Now().Add(-2 * time.Hour), Limit: 20}
+			for b.Loop() {
+				got, err := s.FindTraces(ctx, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got) != 20 {
+					b.Fatalf("%d traces, want 20", len(got))
+				}
+			}
+		})
+	}
+}
+
 // openLogBenchStore returns a store holding n generated log records
 // (SpanGen's, one stream per service), checkpointed.
 func openLogBenchStore(b *testing.B, n int) *SpanLogStore {
