@@ -101,9 +101,35 @@ func (c *recentTraces) admit(locs []*traceLocs, day []spanRow) {
 	}
 	for i, k := range fresh {
 		if !seen[i] {
-			c.traces[k] = &recentTrace{}
+			// Counted from the start, so that traces whose batches fail
+			// to commit, and never get rows, still go in their turn.
+			c.traces[k] = &recentTrace{bytes: traceOverhead}
 			c.order = append(c.order, k)
+			c.used += traceOverhead
 		}
+	}
+	c.evict()
+}
+
+// traceOverhead is what a held trace counts against the budget besides
+// its rows: its map entry, its place in the order and its struct.
+const traceOverhead = 96
+
+// evict lets the oldest traces go until the rest fit the budget. The
+// caller holds mu.
+func (c *recentTraces) evict() {
+	for c.used > c.budget && c.head < len(c.order) {
+		k := c.order[c.head]
+		c.order[c.head] = traceKey{}
+		c.head++
+		if e := c.traces[k]; e != nil {
+			c.used -= e.bytes
+			delete(c.traces, k)
+		}
+	}
+	if c.head > len(c.order)/2 {
+		c.order = append(c.order[:0], c.order[c.head:]...)
+		c.head = 0
 	}
 }
 
@@ -218,19 +244,7 @@ func (c *recentTraces) add(day []spanRow, arena []byte) {
 			c.used += n
 		}
 	}
-	for c.used > c.budget && c.head < len(c.order) {
-		k := c.order[c.head]
-		c.order[c.head] = traceKey{}
-		c.head++
-		if e := c.traces[k]; e != nil {
-			c.used -= e.bytes
-			delete(c.traces, k)
-		}
-	}
-	if c.head > len(c.order)/2 {
-		c.order = append(c.order[:0], c.order[c.head:]...)
-		c.head = 0
-	}
+	c.evict()
 }
 
 // get assembles a held trace as GetTrace would from the files, under the
@@ -247,7 +261,7 @@ func (c *recentTraces) get(id pcommon.TraceID, lim *storage.TraceReadLimit) (ptr
 	if e := c.traces[traceIDKey(id)]; e != nil {
 		// Rows are only ever appended: the ones up to this length stay
 		// as they are.
-		rows, bytes = e.rows[:len(e.rows):len(e.rows)], e.bytes
+		rows, bytes = e.rows[:len(e.rows):len(e.rows)], e.bytes-traceOverhead
 	}
 	c.mu.Unlock()
 	if len(rows) == 0 {

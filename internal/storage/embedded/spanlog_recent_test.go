@@ -273,3 +273,19 @@ func TestRecentTracesConcurrentWrites(t *testing.T) {
 		}
 	}
 }
+
+// Traces taken by batches that never commit count against the budget
+// too, so that a store failing its commits does not grow the cache.
+func TestRecentTracesUncommittedBounded(t *testing.T) {
+	c := newRecentTraces(100 * traceOverhead)
+	locs := []*traceLocs{newTraceLocs(true)}
+	for i := range 1000 {
+		c.admit(locs, []spanRow{{traceHi: 1, traceLo: uint64(i)}})
+	}
+	if n := len(c.traces); n != 100 {
+		t.Errorf("%d traces held, want 100", n)
+	}
+	if n := len(c.order) - c.head; n != 100 {
+		t.Errorf("%d traces in order, want 100", n)
+	}
+}
