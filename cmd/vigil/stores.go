@@ -65,9 +65,10 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 		s.metrics = guarded
 		sl, err := embedded.OpenSpanLogStore(ctx, embedded.SpanLogOptions{
 			Dir: filepath.Join(cfg.DataDir, "spanlogs"), Retention: retention,
-			MemoryLimit:   cfg.Storage.DuckDBMemoryLimit,
-			QuarantineDir: filepath.Join(cfg.DataDir, "quarantine"),
-			Logger:        logger.With("component", "duckdb"), Registerer: reg,
+			MemoryLimit:      cfg.Storage.DuckDBMemoryLimit,
+			RecentTraceBytes: recentTraceBytes(cfg),
+			QuarantineDir:    filepath.Join(cfg.DataDir, "quarantine"),
+			Logger:           logger.With("component", "duckdb"), Registerer: reg,
 		})
 		if err != nil {
 			s.close()
@@ -89,6 +90,24 @@ func (s *stores) close() {
 		}
 	}
 	s.closers = nil
+}
+
+// recentTraceBytes sizes the embedded store's recent traces: the default,
+// or under limits.memory_limit at most a sixteenth of the Go heap's share
+// of it, so that a small cap is not spent on them.
+func recentTraceBytes(cfg *config.Config) int64 {
+	if cfg.Limits.MemoryLimit <= 0 {
+		return 0 // the store's default
+	}
+	duck, err := cfg.DuckDBMemoryBytes()
+	if err != nil {
+		return 0 // refused with the memory guard
+	}
+	share := (int64(cfg.Limits.MemoryLimit) - duck) / 16
+	if share <= 0 {
+		return -1 // none
+	}
+	return min(share, embedded.DefaultRecentTraceBytes)
 }
 
 // newMemoryGuard applies limits.memory_limit: DuckDB's buffer pool, when

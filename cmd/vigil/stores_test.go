@@ -8,7 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/alecthomas/units"
+
+	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/storage/clickhouse/chtest"
+	"github.com/vigil-observability/vigil/internal/storage/embedded"
 )
 
 // What the Prometheus API answers where the metric backends differ: the
@@ -75,4 +79,24 @@ func TestMetricCapabilitiesPerBackend(t *testing.T) {
 type answer struct {
 	code int
 	body string
+}
+
+// The recent traces the embedded store holds take the store's default,
+// or under a memory cap a sixteenth of what DuckDB leaves of it.
+func TestRecentTraceBytes(t *testing.T) {
+	for _, c := range []struct {
+		limit units.Base2Bytes
+		duck  string
+		want  int64
+	}{
+		{0, "1GB", 0},
+		{4 << 30, "1GB", embedded.DefaultRecentTraceBytes},
+		{1 << 30, "512MB", 32 << 20},
+		{512 << 20, "512MB", -1},
+	} {
+		cfg := &config.Config{Limits: config.Limits{MemoryLimit: c.limit}, Storage: config.Storage{DuckDBMemoryLimit: c.duck}}
+		if got := recentTraceBytes(cfg); got != c.want {
+			t.Errorf("memory limit %v, DuckDB %s: %d bytes, want %d", c.limit, c.duck, got, c.want)
+		}
+	}
 }

@@ -66,6 +66,11 @@ type SpanLogOptions struct {
 	// fit, the oldest first, are looked up in their files instead, several
 	// times slower.
 	TraceLocations int
+	// RecentTraceBytes bounds the memory holding the spans of the traces
+	// written last, which trace reads take from there instead of the
+	// files (spanlog_recent.go): DefaultRecentTraceBytes if 0, none if
+	// negative.
+	RecentTraceBytes int64
 	// DiskReserve is the free space on Dir's filesystem below which writes
 	// are refused with ErrDiskFull (DiskReserve(Dir) if 0; negative
 	// disables the check).
@@ -116,6 +121,9 @@ type SpanLogStore struct {
 	// is closed once they have.
 	deferLocs  bool
 	locsLoaded chan struct{}
+	// recent holds the traces written last (spanlog_recent.go); nil
+	// holds none.
+	recent *recentTraces
 
 	guard       *diskGuard
 	corruptions *prometheus.CounterVec
@@ -182,6 +190,9 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 	case opts.TraceLocations < 0:
 		opts.TraceLocations = 0
 	}
+	if opts.RecentTraceBytes == 0 {
+		opts.RecentTraceBytes = DefaultRecentTraceBytes
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -206,11 +217,12 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 		return nil, fmt.Errorf("embedded: open duckdb: %w", err)
 	}
 	s := &SpanLogStore{
-		opts:  opts,
-		log:   log,
-		db:    sql.OpenDB(connector),
-		parts: map[int64]*partition{},
-		guard: newDiskGuard("duckdb", opts.Dir, opts.DiskReserve, log),
+		opts:   opts,
+		log:    log,
+		db:     sql.OpenDB(connector),
+		parts:  map[int64]*partition{},
+		recent: newRecentTraces(opts.RecentTraceBytes),
+		guard:  newDiskGuard("duckdb", opts.Dir, opts.DiskReserve, log),
 
 		corruptions: newCorruptionCounter("duckdb", corruptWAL, corruptPartition),
 	}
@@ -358,6 +370,10 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 	}
 	s.pmu.Unlock()
 	slices.SortFunc(victims, func(a, b *partition) int { return cmp.Compare(a.day, b.day) })
+	if len(victims) > 0 {
+		// Held traces may have spans in the days dropped.
+		s.recent.clear()
+	}
 	n := 0
 	for _, p := range victims {
 		if _, err := s.db.ExecContext(ctx, "DETACH "+p.alias); err != nil {
@@ -557,6 +573,18 @@ func copyPrefix(src, dst string, n int64) error {
 		return err
 	}
 	return errors.Join(out.Sync(), out.Close())
+}
+
+// traceLocsOfAll lists the in-memory trace indexes of every attached day,
+// with nil for a day that has none yet.
+func (s *SpanLogStore) traceLocsOfAll() []*traceLocs {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	out := make([]*traceLocs, 0, len(s.parts))
+	for _, p := range s.parts {
+		out = append(out, p.locs)
+	}
+	return out
 }
 
 // snapshot lists the attached partitions, newest day first.

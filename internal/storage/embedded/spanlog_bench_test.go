@@ -128,6 +128,51 @@ func BenchmarkGetTrace(b *testing.B) {
 	}
 }
 
+// BenchmarkGetTraceRecent reads the traces of the last 50 batches written
+// to a store holding 500k spans, as the Jaeger API does (under its read
+// limit): held in memory (spanlog_recent.go), and with none held, from
+// the day file.
+func BenchmarkGetTraceRecent(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		bytes int64
+	}{{"memory", 0}, {"files", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			s, err := OpenSpanLogStore(context.Background(), SpanLogOptions{Dir: b.TempDir(), Threads: 1, RecentTraceBytes: c.bytes})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			gen := storagetest.NewSpanGen(3, time.Now().Add(-time.Hour))
+			ctx := context.Background()
+			var ids []pcommon.TraceID
+			for i := range 1000 {
+				td := gen.Traces(benchBatch)
+				if err := s.WriteTraces(ctx, td); err != nil {
+					b.Fatal(err)
+				}
+				if i >= 950 {
+					ids = append(ids, td.ResourceSpans().At(0).ScopeSpans().At(0).Spans().At(0).TraceID())
+				}
+			}
+			if err := s.Checkpoint(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				ctx := storage.WithTraceReadLimit(ctx, &storage.TraceReadLimit{MaxSpans: 4096, MaxBytes: 12 << 20})
+				got, err := s.GetTrace(ctx, ids[i%len(ids)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if got.SpanCount() == 0 {
+					b.Fatal("empty trace")
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkGetTraceTwoDays looks traces up in a store holding 1M spans
 // across a midnight, so in two day files, read with the trace index in
 // memory and from the day files' trace_index tables alone.
@@ -214,6 +259,41 @@ func BenchmarkFindTracesLimit(b *testing.B) {
 				}
 				if len(got) != limit {
 					b.Fatalf("%d traces, want %d", len(got), limit)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFindTracesService searches a store holding 500k spans over
+// about 15 minutes for the newest 20 traces of one service, and of one
+// service and operation, over the last two hours: the Jaeger UI's search,
+// where the matching spans are spread over the whole range.
+func BenchmarkFindTracesService(b *testing.B) {
+	s := openBenchStore(b)
+	gen := storagetest.NewSpanGen(7, time.Now().Add(-30*time.Minute))
+	ctx := context.Background()
+	for range 1000 {
+		if err := s.WriteTraces(ctx, gen.Traces(benchBatch)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ name, service, operation string }{
+		{"service", "payments", ""},
+		{"service+operation", "payments", "grpc.Charge"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			q := storage.TraceQuery{Service: c.service, Operation: c.operation, Start: time.Now().Add(-2 * time.Hour), Limit: 20}
+			for b.Loop() {
+				got, err := s.FindTraces(ctx, q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(got) != 20 {
+					b.Fatalf("%d traces, want 20", len(got))
 				}
 			}
 		})

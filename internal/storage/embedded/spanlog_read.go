@@ -36,6 +36,13 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 	if s.closed {
 		return ptrace.Traces{}, storage.ErrClosed
 	}
+	lim := storage.TraceReadLimitFrom(ctx)
+	if td, ok, err := s.recent.get(id, lim); ok || err != nil {
+		if err != nil {
+			return ptrace.Traces{}, fmt.Errorf("embedded: %w", err)
+		}
+		return td, nil
+	}
 	key := traceIDKey(id)
 	where, err := s.locateTraces(ctx, s.snapshot(), []traceKey{key})
 	if err != nil {
@@ -58,7 +65,6 @@ func (s *SpanLogStore) GetTrace(ctx context.Context, id pcommon.TraceID) (ptrace
 		return q.String()
 	}
 	upTo := int64(math.MaxInt64)
-	lim := storage.TraceReadLimitFrom(ctx)
 	if lim != nil && (lim.MaxSpans > 0 || lim.MaxBytes > 0) && !fitsLimit(where[key], lim) {
 		// The earliest spans are the ones kept: the root and the start of
 		// the story. The last start time within both bounds is found from

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -147,9 +148,11 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 		if len(ids) >= limit && p.spanMax < best[ids[limit-1]] {
 			break
 		}
-		query := fmt.Sprintf("SELECT trace_hi, trace_lo, max(start_ns) AS t FROM %s.spans WHERE %s GROUP BY ALL ORDER BY t DESC, trace_hi, trace_lo LIMIT %d",
-			p.alias, cond, limit)
-		if err := s.collectTraces(ctx, query, args, best); err != nil {
+		hi := end
+		if p.spanMax < end {
+			hi = p.spanMax + 1
+		}
+		if err := s.searchDay(ctx, p, cond, args, max(start, p.spanMin), hi, limit, best); err != nil {
 			return nil, err
 		}
 		ids = ids[:0]
@@ -162,6 +165,77 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 		ids = ids[:min(len(ids), limit)]
 	}
 	return s.summarize(ctx, parts, ids)
+}
+
+// firstSearchWindow is the span time the search of a day file reads
+// first, back from its newest span. Each further window is wider by what
+// the last one found foretells, from minSearchGrowth to maxSearchGrowth
+// times.
+const (
+	firstSearchWindow = int64(time.Second)
+	minSearchGrowth   = 4
+	maxSearchGrowth   = 64
+)
+
+// searchDay adds to best the newest traces (up to limit) with a span in
+// p matching cond and starting in [lo, hi). It reads growing windows of
+// span time back from hi, a second first, and stops at the first that,
+// with what best holds already, yields limit traces: every trace of p not
+// read then has its newest match before the window, so older than all of
+// these. The windows are start_ns ranges DuckDB's zonemaps prune row
+// groups with, so a search over hours or days of spans, most of whose
+// matches are found within its last seconds, no longer scans and groups
+// every match of the day. A window grows by the traces it lacks over
+// those found (twice that, at least 4 and at most 64 times; 64 when none
+// was found), so that rare matches cost a few queries and about the scan
+// of the whole range they cost before. The last window is the whole
+// range.
+func (s *SpanLogStore) searchDay(ctx context.Context, p partition, cond string, args []any, lo, hi int64, limit int, best map[traceKey]int64) error {
+	if lo >= hi {
+		return nil
+	}
+	got := map[traceKey]int64{}
+	span := uint64(hi) - uint64(lo) // hi > lo, so the difference fits
+	for w, growth := firstSearchWindow, int64(1); ; {
+		// Past decades of span time the window is the whole range, and w
+		// cannot overflow.
+		if w <= math.MaxInt64/growth {
+			w *= growth
+		} else {
+			w = math.MaxInt64
+		}
+		from := lo
+		if uint64(w) < span {
+			from = hi - w
+		}
+		query := fmt.Sprintf("SELECT trace_hi, trace_lo, max(start_ns) AS t FROM %s.spans WHERE %s AND start_ns >= %d AND start_ns < %d GROUP BY ALL ORDER BY t DESC, trace_hi, trace_lo LIMIT %d",
+			p.alias, cond, from, hi, limit)
+		clear(got)
+		if err := s.collectTraces(ctx, query, args, got); err != nil {
+			return err
+		}
+		// Traces of earlier days count too when newer than the window's
+		// start; their times there are already final.
+		n := len(got)
+		for k, t := range best {
+			if _, ok := got[k]; !ok && t >= from {
+				n++
+			}
+		}
+		if n >= limit || from == lo {
+			break
+		}
+		growth = maxSearchGrowth
+		if n > 0 {
+			growth = int64(min(max(2*limit/n, minSearchGrowth), maxSearchGrowth))
+		}
+	}
+	for k, t := range got {
+		if old, ok := best[k]; !ok || t > old {
+			best[k] = t
+		}
+	}
+	return nil
 }
 
 // collectTraces runs a query yielding (trace_hi, trace_lo, t) and keeps

@@ -208,6 +208,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 		}
 		newOps := p.newOperations(day)
+		s.recent.admit(s.traceLocsOfAll(), day)
 		s.noteTraces(p, day)
 		_, err = s.appendDay(ctx, day[0].day, tableFill{"spans", func(a *duckdb.Appender) error {
 			for k := range day {
@@ -241,6 +242,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			return err
 		}
 		p.addOperations(newOps)
+		s.recent.add(day, arena)
 		lo, hi := day[0].start, day[0].start
 		for k := range day {
 			lo, hi = min(lo, day[k].start), max(hi, day[k].start)
