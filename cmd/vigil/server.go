@@ -49,6 +49,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/logql"
+	"github.com/vigil-observability/vigil/internal/memtrim"
 	"github.com/vigil-observability/vigil/internal/metricmeta"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
@@ -604,6 +605,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	grpcSrv := otlp.NewGRPCServer(otlpOpts, cfg.Auth.GRPCOptions()...)
 	grp.Go(stageListeners, "otlp grpc", grpcListener(cfg, logger, grpcSrv, grpcLn))
 	webSrv.SetReady()
+	// What start-up alone used goes back to the operating system: its
+	// garbage and the executable's pages that a server at rest does not
+	// run (docs/performance.md, "Idle memory").
+	if released, err := memtrim.Startup(); err != nil {
+		logger.Warn("releasing start-up memory", "err", err)
+	} else {
+		logger.Debug("released start-up memory", "executable_bytes", released.ExecutableBytes)
+	}
 	logger.Info("ready", "http", httpLn.Addr().String(), "otlp_grpc", grpcLn.Addr().String(),
 		"otlp_http", otlpHTTPLn.Addr().String(), "data_dir", cfg.DataDir, "version", version)
 
