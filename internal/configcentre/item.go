@@ -216,7 +216,7 @@ type Gray struct {
 	// Version is the version its content was published as.
 	Version uint64 `json:"version"`
 	Match   Match  `json:"match"`
-	// Guard is kept as given; nothing evaluates it yet.
+	// Guard is kept as given (JSON); package guard reads and evaluates it.
 	Guard   json.RawMessage `json:"guard,omitempty"`
 	Author  string          `json:"author"`
 	Message string          `json:"message"`

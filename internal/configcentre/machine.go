@@ -37,7 +37,9 @@ type Command struct {
 	ContentType ContentType     `json:"content_type,omitempty"`
 	Match       *Match          `json:"match,omitempty"`
 	Guard       json.RawMessage `json:"guard,omitempty"`
-	// Version is the version a rollback republishes.
+	// Version is the version a rollback republishes; for an abort, when
+	// not 0, the gray version it ends (an abort decided on one gray, as
+	// the SLO guard's, never ends a later one).
 	Version uint64    `json:"version,omitempty"`
 	Author  string    `json:"author"`
 	Message string    `json:"message,omitempty"`
@@ -146,6 +148,27 @@ func (m *Machine) Item(k Key) (Item, error) {
 		return Item{}, fmt.Errorf("%w: item %s", ErrNotFound, k)
 	}
 	return cloneItem(it), nil
+}
+
+// ActiveGray is an item's active gray, as ActiveGrays lists it.
+type ActiveGray struct {
+	Item Key
+	Gray Gray
+}
+
+// ActiveGrays returns every active gray, ordered by item.
+func (m *Machine) ActiveGrays() []ActiveGray {
+	m.mu.RLock()
+	var out []ActiveGray
+	for k, it := range m.items {
+		if it.Gray != nil {
+			c := cloneItem(it)
+			out = append(out, ActiveGray{Item: k, Gray: *c.Gray})
+		}
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Item.String() < out[j].Item.String() })
+	return out
 }
 
 // Changes returns the change events with start <= Time <= end, oldest
@@ -260,6 +283,9 @@ func (m *Machine) prepare(c Command) (*Item, Result, error) {
 			return nil, Result{}, fmt.Errorf("%w: item %s has no active gray", ErrNotFound, c.Item)
 		}
 		g := next.Gray
+		if c.Op == OpAbort && c.Version != 0 && c.Version != g.Version {
+			return nil, Result{}, fmt.Errorf("%w: item %s has no active gray version %d (the active gray is version %d)", ErrNotFound, c.Item, c.Version, g.Version)
+		}
 		next.Gray = nil
 		if c.Op == OpAbort {
 			formal, _ := next.version(next.Formal)

@@ -371,3 +371,35 @@ func TestApplySnapshotRestore(t *testing.T) {
 		t.Errorf("after reset: %v", err)
 	}
 }
+
+// An abort naming a gray version ends that gray only: the guard's abort,
+// decided on one gray, must not end a gray started after it.
+func TestAbortOfVersionAndActiveGrays(t *testing.T) {
+	m := NewMachine()
+	if got := m.ActiveGrays(); len(got) != 0 {
+		t.Fatalf("ActiveGrays of an empty machine: %v", got)
+	}
+	other := Key{"shop", "cart", "flags"}
+	mustApply(t, m, put("a", TypeText), gray("b", Match{Instances: []string{"pod-a"}}),
+		Command{Op: OpPut, Item: other, Content: "x", ContentType: TypeText, Author: "ann", Time: t0})
+	got := m.ActiveGrays()
+	if len(got) != 1 || got[0].Item != item || got[0].Gray.Version != 2 {
+		t.Fatalf("ActiveGrays = %+v, want the gray of %s at version 2", got, item)
+	}
+	_, err := m.ApplyCommand(Command{Op: OpAbort, Item: item, Version: 9, Author: "vigil-guard", Time: t0})
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "active gray is version 2") {
+		t.Fatalf("abort of another gray version: %v, want not found naming the active one", err)
+	}
+	res := mustApply(t, m, Command{Op: OpAbort, Item: item, Version: 2, Author: "vigil-guard", Message: "why"})
+	if res.Version != 1 {
+		t.Errorf("abort answered version %d, want the formal 1", res.Version)
+	}
+	if got := m.ActiveGrays(); len(got) != 0 {
+		t.Errorf("ActiveGrays after the abort: %+v", got)
+	}
+	ch := m.Changes(t0, t0.Add(time.Hour))
+	last := ch[len(ch)-1]
+	if last.Action != OpAbort || last.Author != "vigil-guard" || last.Message != "why" {
+		t.Errorf("last change %+v, want the guard's abort with its reason", last)
+	}
+}

@@ -204,9 +204,8 @@ func generateSLO(s Spec, o SLO, id string) ([]rulefmt.RuleGroup, error) {
 			continue
 		}
 		alertRules = append(alertRules, rulefmt.Rule{
-			Alert: o.Alerting.Name,
-			Expr: fmt.Sprintf("(\n%s\n)\nor\n(\n%s\n)",
-				burnCondition(aw.quick, budget, filter), burnCondition(aw.slow, budget, filter)),
+			Alert:  o.Alerting.Name,
+			Expr:   alertCondition(aw.quick, aw.slow, budget, filter),
 			Labels: merge(map[string]string{labelSeverity: aw.severity}, o.Alerting.Labels, a.Labels),
 			Annotations: merge(map[string]string{
 				"title":   fmt.Sprintf(defaultTitleFormat, aw.severity),
@@ -218,6 +217,24 @@ func generateSLO(s Spec, o SLO, id string) ([]rulefmt.RuleGroup, error) {
 		groups = append(groups, rulefmt.RuleGroup{Name: groupAlertsPrefix + id, Rules: alertRules})
 	}
 	return groups, nil
+}
+
+// alertCondition is an alert's expression: either window pair burning.
+func alertCondition(quick, slow burnWindow, budget float64, filter string) string {
+	return fmt.Sprintf("(\n%s\n)\nor\n(\n%s\n)",
+		burnCondition(quick, budget, filter), burnCondition(slow, budget, filter))
+}
+
+// PageCondition is the expression of the SLO o of s's page alert (the
+// fast burn: 14.4x over 1h and 5m, or 6x over 6h and 30m), over the SLI
+// series Generate's recording rules write: a non-empty result means the
+// page condition holds now, whether or not the page alert is disabled.
+// s and o are taken as valid (Generate or Parse checked them).
+func PageCondition(s Spec, o SLO) string {
+	filter := selector(map[string]string{labelID: s.Service + "-" + o.Name, labelService: s.Service, labelSLO: o.Name})
+	budget := round((100 - o.Objective) / 100)
+	page := alertWindows[0]
+	return alertCondition(page.quick, page.slow, budget, filter)
 }
 
 // burnCondition is one window pair of a multi-window alert. max without the
