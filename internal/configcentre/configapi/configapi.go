@@ -90,6 +90,10 @@ type Options struct {
 	// Principal names the credential a request authenticated with
 	// (auth.Principal), recorded with each write; nil, none.
 	Principal func(*http.Request) string
+	// CheckGuard refuses a gray's guard (package guard's Check over the
+	// current slos:): an error matching configcentre.ErrInvalid is a 400
+	// with its reason. Nil: a guard is kept as given.
+	CheckGuard func(guard json.RawMessage) error
 	// Registerer receives vigil_config_writes_total{action,result},
 	// vigil_config_watches and vigil_config_watch_answers_total{result};
 	// nil, none.
@@ -294,6 +298,14 @@ func (h *Handler) gray(w http.ResponseWriter, r *http.Request) {
 	if err := dec.Decode(&req); err != nil {
 		h.fail(w, fmt.Errorf("%w: gray request: %v", configcentre.ErrInvalid, err))
 		return
+	}
+	if h.opts.CheckGuard != nil {
+		if err := h.opts.CheckGuard(req.Guard); err != nil {
+			if code := h.fail(w, err); code < 500 {
+				h.writes.WithLabelValues(c.Op, "refused").Inc()
+			}
+			return
+		}
 	}
 	c.Content, c.ContentType, c.Match, c.Guard = req.Content, req.ContentType, &req.Match, req.Guard
 	h.propose(w, r, c, body)

@@ -2,6 +2,8 @@ package configapi
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -442,5 +444,35 @@ vigil_config_writes_total{action="put",result="refused"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
+	}
+}
+
+// A gray whose guard CheckGuard refuses is a 400 with the reason, and
+// nothing changes.
+func TestGrayGuardChecked(t *testing.T) {
+	l, err := configcentre.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	srv := httptest.NewServer(NewHandler(Options{Proposer: l, Reader: l.Machine(), CheckGuard: func(g json.RawMessage) error {
+		if strings.Contains(string(g), "nope") {
+			return fmt.Errorf(`%w: guard: no SLO "nope" in slos:`, configcentre.ErrInvalid)
+		}
+		return nil
+	}}))
+	defer srv.Close()
+	if code, b := do(t, srv, call{method: "PUT", path: item, body: "a"}); code != 200 {
+		t.Fatalf("put: %d %s", code, b)
+	}
+	code, b := do(t, srv, call{method: "POST", path: item + "/gray", body: `{"content":"b","match":{"percent":10},"guard":{"slo":"nope"}}`})
+	if code != http.StatusBadRequest || !strings.Contains(string(b), `guard: no SLO \"nope\" in slos:`) {
+		t.Fatalf("gray with an unknown SLO: %d %s, want 400 with the reason", code, b)
+	}
+	if it, _ := l.Machine().Item(configcentre.Key{Namespace: "shop", Group: "payment", Key: "settings"}); it.Gray != nil || len(it.Versions) != 1 {
+		t.Fatalf("the refused gray changed the item: %+v", it)
+	}
+	if code, b := do(t, srv, call{method: "POST", path: item + "/gray", body: `{"content":"b","match":{"percent":10},"guard":{"slo":"checkout"}}`}); code != 200 {
+		t.Fatalf("gray with a known SLO: %d %s", code, b)
 	}
 }
