@@ -7,6 +7,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
+	"github.com/vigil-observability/vigil/internal/configcentre/guard"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
@@ -22,8 +23,15 @@ const configCentreDir = "configcentre"
 // machine on the consensus log, written through the leader (a follower
 // forwards a write to it). The watches end in the ingest stage, before the
 // listeners drain, so a 30-second long poll does not hold them.
-func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.Group, webSrv *web.Server, opts configapi.Options) error {
+//
+// The grays' guard (guardOpts, given all but the state and the proposer)
+// runs in the drain stage: it writes to the store and the Alertmanager,
+// which stop later. In a cluster only the leader evaluates it, and its
+// aborts are proposed on the log as a user's are.
+func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.Group, webSrv *web.Server, opts configapi.Options, guardOpts guard.Options) error {
+	var machine *configcentre.Machine
 	if cluster != nil {
+		machine = cluster.centre
 		opts.Proposer = &configcentre.Replicated{Log: machineLog{cluster.node, configcentre.MachineName}, Machine: cluster.centre}
 		opts.Reader, opts.Client = cluster.centre, cluster.client
 		apiURLs := cfg.ClusterAPIURLs()
@@ -45,8 +53,14 @@ func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.
 				"bytes", local.Dropped, "dir", filepath.Join(cfg.DataDir, configCentreDir))
 		}
 		grp.Go(stageStorage, "config centre", lifecycle.OnStop(func(context.Context) error { return local.Close() }))
-		opts.Proposer, opts.Reader = local, local.Machine()
+		machine = local.Machine()
+		opts.Proposer, opts.Reader = local, machine
 	}
+	guardOpts.Grays, guardOpts.Proposer = machine, opts.Proposer
+	if cluster != nil {
+		guardOpts.Leading = func() bool { return cluster.node.Leader().Self }
+	}
+	grp.Go(stageDrain, "config guard", guard.New(guardOpts))
 	h := configapi.NewHandler(opts)
 	grp.Go(stageIngest, "config watches", h)
 	httpapi.Mount(webSrv, configapi.Routes, h)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +35,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
+	"github.com/vigil-observability/vigil/internal/configcentre/guard"
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/doctor"
 	"github.com/vigil-observability/vigil/internal/ingest"
@@ -581,7 +583,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	if err := mountConfigCentre(cfg, cluster, grp, webSrv, configapi.Options{
 		Logger:     logger.With("component", "config centre"),
 		Principal:  func(r *http.Request) string { return auth.Principal(r.Context()) },
+		CheckGuard: func(g json.RawMessage) error { return guard.Check(g, *sloSpecs.Load()) },
 		Registerer: reg,
+	}, guard.Options{
+		// The SLO guards read the SLI series the rules record, which
+		// change once per evaluation interval.
+		Interval: time.Duration(cfg.Prometheus.GlobalConfig.EvaluationInterval),
+		Query:    promrules.EngineQueryFunc(queryEngine, metricsDB),
+		SLOs:     func() []slo.Spec { return *sloSpecs.Load() },
+		Notify:   am.Notify,
+		Logger:   logger.With("component", "config guard"), Registerer: reg,
 	}); err != nil {
 		return fmt.Errorf("config centre: %w", err)
 	}
