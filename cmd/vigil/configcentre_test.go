@@ -247,3 +247,81 @@ func TestConfigCentreCluster(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigGuardAbortsGray runs the SLO guard in a real server: a gray
+// naming an unknown SLO or bad PromQL is refused, and a gray guarded by
+// an SLO whose errors burn its budget (half of all events fail) is
+// aborted by vigil-guard within a few evaluations, with the change event,
+// the metric and the ConfigGrayAborted alert in the Alertmanager.
+func TestConfigGuardAbortsGray(t *testing.T) {
+	cfg := writeConfig(t, `global:
+  evaluation_interval: 1s
+slos:
+  - version: prometheus/v1
+    service: shop
+    slos:
+      - name: checkout-availability
+        objective: 99
+        sli:
+          raw:
+            error_ratio_query: max_over_time(vector(0.5)[{{.window}}:1m])
+        alerting:
+          name: CheckoutBurn
+`)
+	s := startServer(t, t.TempDir(), "--config", cfg)
+	c := &http.Client{Timeout: time.Minute}
+	item := s.httpURL + "/api/v1/config/shop/payment/settings"
+	if code, body := ccDo(t, c, "PUT", item, "", "application/yaml", "timeout: 2s\n"); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	for _, tc := range []struct{ guard, reason string }{
+		{`{"slo": "nope"}`, `no SLO \"nope\" in slos: (known: shop/checkout-availability)`},
+		{`{"promql": "rate(x[5m]"}`, `guard: promql:`},
+	} {
+		code, body := ccDo(t, c, "POST", item+"/gray", "", "application/json", `{"content": "timeout: 5s\n", "match": {"percent": 10}, "guard": `+tc.guard+`}`)
+		if code != http.StatusBadRequest || !strings.Contains(body, tc.reason) {
+			t.Errorf("gray guarded by %s: %d %s, want 400 with %q", tc.guard, code, body, tc.reason)
+		}
+	}
+	code, body := ccDo(t, c, "POST", item+"/gray?author=bob", "", "application/json",
+		`{"content": "timeout: 5s\n", "match": {"percent": 10}, "guard": {"slo": "checkout-availability"}}`)
+	if code != 200 {
+		t.Fatalf("gray: %d %s", code, body)
+	}
+
+	var changes struct {
+		Data []struct{ Action, Author, Message string }
+	}
+	waitFor(t, "the gray aborted by vigil-guard", time.Minute, func() bool {
+		if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK || len(changes.Data) == 0 {
+			return false
+		}
+		last := changes.Data[len(changes.Data)-1]
+		return last.Action == "abort" && last.Author == "vigil-guard"
+	})
+	if msg := changes.Data[len(changes.Data)-1].Message; !strings.Contains(msg, "page (fast burn) condition of SLO shop/checkout-availability holds, value 0.5") {
+		t.Errorf("abort reason %q", msg)
+	}
+	code, body = ccDo(t, c, "GET", item+"?instance=pod-a", "", "", "")
+	if code != 200 || !strings.Contains(body, `"gray":false`) || !strings.Contains(body, `"version":1`) {
+		t.Errorf("after the abort: %d %s, want the formal version 1", code, body)
+	}
+	if v := s.metricValue(t, `vigil_config_guard_aborts_total{result="ok"}`); v != 1 {
+		t.Errorf("vigil_config_guard_aborts_total{result=\"ok\"} = %v, want 1", v)
+	}
+	var alerts []struct{ Labels map[string]string }
+	waitFor(t, "ConfigGrayAborted in the Alertmanager", 30*time.Second, func() bool {
+		if s.getJSON(t, "/api/v2/alerts", &alerts) != http.StatusOK {
+			return false
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "ConfigGrayAborted" {
+				if a.Labels["namespace"] != "shop" || a.Labels["group"] != "payment" || a.Labels["key"] != "settings" || a.Labels["version"] != "2" {
+					t.Errorf("alert labels %v", a.Labels)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}
