@@ -83,7 +83,7 @@ func runConfig(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.StringVar(&labels, "labels", "", "match instances with these labels: NAME=VALUE,...")
 		fs.StringVar(&instances, "instances", "", "match these instance ids: ID,...")
 		fs.IntVar(&percent, "percent", 0, "match this percentage of instances, 0 to 100, by a stable hash of their id")
-		fs.StringVar(&guard, "guard", "", "the gray's guard, as JSON (stored; not evaluated yet)")
+		fs.StringVar(&guard, "guard", "", `the gray's guard, as JSON: {"slo": "<service>/<name>"} or {"promql": "<expression, non-empty when the gray is bad>"}; a breach aborts the gray`)
 	}
 	if cmd == "rollback" {
 		fs.Uint64Var(&version, "version", 0, "the version to republish")
