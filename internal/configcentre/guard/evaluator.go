@@ -14,6 +14,7 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/configcentre"
+	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/slo"
 )
 
@@ -191,6 +192,11 @@ func (e *Evaluator) evaluate(ctx context.Context, ag configcentre.ActiveGray, sp
 	case errors.Is(err, configcentre.ErrNotFound):
 		// Promoted or aborted since it was listed: nothing to do.
 		log.Info("gray guard breached, but the gray had already ended", "err", err)
+		return
+	case errors.Is(err, consensus.ErrNotLeader):
+		// Leadership moved since the round began: the new leader judges
+		// the gray now.
+		log.Info("gray guard breached, but this node no longer leads; the leader's guard decides", "err", err)
 		return
 	case err != nil:
 		e.aborts.WithLabelValues("failed").Inc()

@@ -18,6 +18,7 @@ import (
 	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/vigil-observability/vigil/internal/configcentre"
+	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/slo"
 )
 
@@ -286,5 +287,37 @@ func TestRunEvaluatesEveryInterval(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+type failingProposer struct{ err error }
+
+func (p failingProposer) Propose(context.Context, configcentre.Command) (configcentre.Result, error) {
+	return configcentre.Result{}, p.err
+}
+
+// An abort that fails is counted and tried again; one refused because
+// leadership moved is the new leader's to make, and is not a failure.
+func TestAbortFails(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		failed float64
+	}{
+		{"store fails", errors.New("disk full"), 1},
+		{"no longer the leader", &consensus.NotLeaderError{LeaderID: "b"}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, `{"slo": "checkout-availability"}`, Options{})
+			h.e.opts.Proposer = failingProposer{tc.err}
+			h.q.result = promql.Vector{{F: 1}}
+			h.e.Evaluate(context.Background())
+			if got := h.counter(t, "aborts", "failed"); got != tc.failed {
+				t.Errorf("aborts failed = %v, want %v", got, tc.failed)
+			}
+			if got := h.counter(t, "aborts", "ok"); got != 0 || len(h.alerts.alerts) != 0 {
+				t.Errorf("aborts ok = %v, %d alerts", got, len(h.alerts.alerts))
+			}
+		})
 	}
 }
