@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +325,52 @@ slos:
 		}
 		return false
 	})
+}
+
+// TestConfigGuardCluster: in a three-node cluster only the leader
+// evaluates the grays' guards, and its abort reaches every node once.
+func TestConfigGuardCluster(t *testing.T) {
+	c := newConfigCluster(t, alertRules("Steady"), "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+	client := &http.Client{Timeout: time.Minute}
+	leader, _ := c.settle(c.all(), 30*time.Second)
+	follower := c.except(leader)[0]
+	path := "/api/v1/config/shop/payment/settings"
+	if code, body := ccDo(t, client, "PUT", c.nodes[follower].httpURL+path, "", "application/json", `{"timeout":"2s"}`); code != 200 {
+		t.Fatalf("put: %d %s", code, body)
+	}
+	// Always breached: the first evaluation on the leader aborts it.
+	if code, body := ccDo(t, client, "POST", c.nodes[follower].httpURL+path+"/gray", "", "application/json",
+		`{"content":"{\"timeout\":\"5s\"}","match":{"percent":50},"guard":{"promql":"vector(1)"}}`); code != 200 {
+		t.Fatalf("gray through a follower: %d %s", code, body)
+	}
+	for _, i := range c.all() {
+		var changes struct {
+			Data []struct{ Action, Author string }
+		}
+		waitFor(t, "the guard's abort on every node", 30*time.Second, func() bool {
+			return c.nodes[i].getJSON(t, "/api/v1/changes", &changes) == http.StatusOK &&
+				slices.ContainsFunc(changes.Data, func(ch struct{ Action, Author string }) bool { return ch.Action == "abort" })
+		})
+		n := 0
+		for _, ch := range changes.Data {
+			if ch.Action == "abort" {
+				n++
+				if ch.Author != "vigil-guard" {
+					t.Errorf("node %d: abort by %q", i, ch.Author)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("node %d: %d aborts, want 1", i, n)
+		}
+	}
+	for _, i := range c.all() {
+		want := 0.0
+		if i == leader {
+			want = 1
+		}
+		if got := c.nodes[i].metricValue(t, `vigil_config_guard_evaluations_total{result="breach"}`); got != want {
+			t.Errorf("node %d (leader %d): %v breaches evaluated, want %v", i, leader, got, want)
+		}
+	}
 }
