@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,6 +78,12 @@ type Evaluator struct {
 	opts        Options
 	evaluations *prometheus.CounterVec
 	aborts      *prometheus.CounterVec
+
+	mu sync.Mutex
+	// failing is each gray's last evaluation error (by item and gray
+	// version), so that a guard failing alike at every interval is
+	// logged once, not every few seconds for as long as the gray lasts.
+	failing map[string]string
 }
 
 // New returns an Evaluator. It panics if a required option is missing.
@@ -97,7 +104,7 @@ func New(opts Options) *Evaluator {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Evaluator{
-		opts: opts,
+		opts: opts, failing: map[string]string{},
 		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_config_guard_evaluations_total",
 			Help: "Evaluations of gray rollouts' guards, by result: pass, breach, or error (the guard could not be evaluated; the gray is left alone).",
@@ -143,12 +150,46 @@ func (e *Evaluator) Evaluate(ctx context.Context) {
 	if e.opts.SLOs != nil {
 		specs = e.opts.SLOs()
 	}
-	for _, ag := range e.opts.Grays.ActiveGrays() {
+	grays := e.opts.Grays.ActiveGrays()
+	active := make(map[string]bool, len(grays))
+	for _, ag := range grays {
+		active[grayID(ag)] = true
+	}
+	e.mu.Lock()
+	for id := range e.failing {
+		if !active[id] {
+			delete(e.failing, id)
+		}
+	}
+	e.mu.Unlock()
+	for _, ag := range grays {
 		if ctx.Err() != nil {
 			return
 		}
 		e.evaluate(ctx, ag, specs)
 	}
+}
+
+func grayID(ag configcentre.ActiveGray) string {
+	return ag.Item.String() + "@" + strconv.FormatUint(ag.Gray.Version, 10)
+}
+
+// failed notes err as the gray's last evaluation error and reports
+// whether it differs from the one before.
+func (e *Evaluator) failed(ag configcentre.ActiveGray, err error) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id, msg := grayID(ag), ""
+	if err != nil {
+		msg = err.Error()
+	}
+	changed := e.failing[id] != msg
+	if msg == "" {
+		delete(e.failing, id)
+	} else {
+		e.failing[id] = msg
+	}
+	return changed
 }
 
 func (e *Evaluator) evaluate(ctx context.Context, ag configcentre.ActiveGray, specs []slo.Spec) {
@@ -170,8 +211,13 @@ func (e *Evaluator) evaluate(ctx context.Context, ag configcentre.ActiveGray, sp
 		// Never abort on a guard that cannot be judged (an SLO removed by
 		// a reload, a query refused): a person looks at the log.
 		e.evaluations.WithLabelValues("error").Inc()
-		log.Warn("gray guard could not be evaluated; the gray is left as it is", "guard", string(ag.Gray.Guard), "err", err)
+		if e.failed(ag, err) {
+			log.Warn("gray guard could not be evaluated; the gray is left as it is (logged again when the error changes)", "guard", string(ag.Gray.Guard), "err", err)
+		}
 		return
+	}
+	if e.failed(ag, nil) {
+		log.Info("gray guard evaluated again")
 	}
 	if len(v) == 0 {
 		e.evaluations.WithLabelValues("pass").Inc()

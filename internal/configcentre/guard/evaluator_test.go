@@ -321,3 +321,24 @@ func TestAbortFails(t *testing.T) {
 		})
 	}
 }
+
+// A guard failing alike at every interval is logged once, and again
+// when it recovers.
+func TestEvaluationErrorLoggedOnce(t *testing.T) {
+	h := newHarness(t, `{"slo": "checkout-availability"}`, Options{})
+	h.q.err = errors.New("query refused")
+	for range 3 {
+		h.e.Evaluate(context.Background())
+	}
+	if n := strings.Count(h.logs.String(), "gray guard could not be evaluated"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, h.logs.String())
+	}
+	if got := h.counter(t, "evaluations", "error"); got != 3 {
+		t.Errorf("error evaluations = %v, want 3", got)
+	}
+	h.q.err = nil
+	h.e.Evaluate(context.Background())
+	if !strings.Contains(h.logs.String(), "gray guard evaluated again") {
+		t.Errorf("recovery not logged:\n%s", h.logs.String())
+	}
+}
