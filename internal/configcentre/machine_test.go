@@ -23,7 +23,7 @@ func gray(content string, m Match) Command {
 	return Command{Op: OpGray, Item: item, Content: content, Match: &m, Author: "bob", Time: t0.Add(time.Minute)}
 }
 
-func mustApply(t *testing.T, m *Machine, cmds ...Command) Result {
+func mustApply(t testing.TB, m *Machine, cmds ...Command) Result {
 	t.Helper()
 	var res Result
 	for _, c := range cmds {
