@@ -173,11 +173,18 @@ func TestConfigCentreAuth(t *testing.T) {
 }
 
 // TestConfigCentreCluster runs the configuration centre on a three-node
-// Raft cluster: a write through a follower reaches every node, a watcher
-// on another node wakes, and a leader killed with kill -9 loses no
-// acknowledged version.
+// cluster, on each consensus backend: a write through a follower reaches
+// every node, a watcher on another node wakes, and a leader killed with
+// kill -9 loses no acknowledged version.
 func TestConfigCentreCluster(t *testing.T) {
-	c := newConfigCluster(t, alertRules("Steady"), "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			testConfigCentreCluster(t, newFaultCluster(t, backend, "", "route:\n  receiver: none\nreceivers:\n  - name: none\n"))
+		})
+	}
+}
+
+func testConfigCentreCluster(t *testing.T, c *faultCluster) {
 	client := &http.Client{Timeout: time.Minute}
 	leader, _ := c.settle(c.all(), 30*time.Second)
 	f1, f2 := c.except(leader)[0], c.except(leader)[1]

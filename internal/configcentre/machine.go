@@ -147,7 +147,7 @@ func (m *Machine) Item(k Key) (Item, error) {
 	if !ok {
 		return Item{}, fmt.Errorf("%w: item %s", ErrNotFound, k)
 	}
-	return cloneItem(it), nil
+	return cloneItem(it, true), nil
 }
 
 // ActiveGray is an item's active gray, as ActiveGrays lists it.
@@ -162,8 +162,9 @@ func (m *Machine) ActiveGrays() []ActiveGray {
 	var out []ActiveGray
 	for k, it := range m.items {
 		if it.Gray != nil {
-			c := cloneItem(it)
-			out = append(out, ActiveGray{Item: k, Gray: *c.Gray})
+			g := *it.Gray
+			g.Match = cloneMatch(g.Match)
+			out = append(out, ActiveGray{Item: k, Gray: g})
 		}
 	}
 	m.mu.RUnlock()
@@ -194,7 +195,7 @@ func (m *Machine) Changes(start, end time.Time) []Change {
 func (m *Machine) Check(c Command) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	_, _, err := m.prepare(c)
+	_, _, err := m.prepare(c, true)
 	return err
 }
 
@@ -202,7 +203,7 @@ func (m *Machine) Check(c Command) error {
 // package's sentinels) changes nothing.
 func (m *Machine) ApplyCommand(c Command) (Result, error) {
 	m.mu.Lock()
-	next, res, err := m.prepare(c)
+	next, res, err := m.prepare(c, false)
 	if err != nil {
 		m.mu.Unlock()
 		return Result{}, err
@@ -221,16 +222,20 @@ func (m *Machine) ApplyCommand(c Command) (Result, error) {
 }
 
 // prepare validates c against the state and returns the item as c leaves
-// it, a new value sharing nothing mutable with the current one. Called
-// with mu held.
-func (m *Machine) prepare(c Command) (*Item, Result, error) {
+// it, a new value sharing nothing mutable with the current one but the
+// array of versions, which it appends to past the current item's length
+// (so no one holding the current item sees it change, and a write does
+// not copy the whole history). Only ApplyCommand, under the write lock,
+// may do that; Check passes dry, and gets the result without the new
+// version appended. Called with mu held.
+func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 	if err := c.Item.Validate(); err != nil {
 		return nil, Result{}, err
 	}
 	cur, exists := m.items[c.Item]
 	var next Item
 	if exists {
-		next = cloneItem(cur)
+		next = cloneItem(cur, false)
 	} else {
 		next = Item{Key: c.Item}
 	}
@@ -238,7 +243,9 @@ func (m *Machine) prepare(c Command) (*Item, Result, error) {
 		v.Version = uint64(len(next.Versions)) + 1
 		v.MD5 = MD5(v.Content)
 		v.Author, v.Message, v.Time, v.Principal = c.Author, c.Message, c.Time, c.Principal
-		next.Versions = append(next.Versions, v)
+		if !dry {
+			next.Versions = append(next.Versions, v)
+		}
 		if !v.Gray {
 			next.Formal = v.Version
 		}
@@ -376,11 +383,14 @@ func (m *Machine) Reset() error {
 	return nil
 }
 
-func cloneItem(it *Item) Item {
+// cloneItem copies it; clip for a copy handed outside the machine, whose
+// appends must copy rather than write into the machine's array of
+// versions (only the machine appends there, past every length it shared).
+func cloneItem(it *Item, clip bool) Item {
 	c := *it
-	// Versions are appended to, never changed: a clipped slice makes the
-	// next append copy rather than write into the shared array.
-	c.Versions = slices.Clip(it.Versions)
+	if clip {
+		c.Versions = slices.Clip(it.Versions)
+	}
 	if it.Gray != nil {
 		g := *it.Gray
 		g.Match = cloneMatch(g.Match)

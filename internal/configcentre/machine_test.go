@@ -23,7 +23,7 @@ func gray(content string, m Match) Command {
 	return Command{Op: OpGray, Item: item, Content: content, Match: &m, Author: "bob", Time: t0.Add(time.Minute)}
 }
 
-func mustApply(t *testing.T, m *Machine, cmds ...Command) Result {
+func mustApply(t testing.TB, m *Machine, cmds ...Command) Result {
 	t.Helper()
 	var res Result
 	for _, c := range cmds {
@@ -401,5 +401,34 @@ func TestAbortOfVersionAndActiveGrays(t *testing.T) {
 	last := ch[len(ch)-1]
 	if last.Action != OpAbort || last.Author != "vigil-guard" || last.Message != "why" {
 		t.Errorf("last change %+v, want the guard's abort with its reason", last)
+	}
+}
+
+func TestCopiesDoNotShareAppends(t *testing.T) {
+	// Writes append to the item's array of versions in place; what was
+	// handed out before (an Item, a snapshot) must not see them, and an
+	// append to a copy must not reach the machine.
+	m := NewMachine()
+	mustApply(t, m, put("a", TypeText), put("b", TypeText))
+	copyBefore, _ := m.Item(item)
+	snap, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyBefore.Versions = append(copyBefore.Versions, Version{Version: 99, Content: "mine"})
+	mustApply(t, m, put("c", TypeText), put("d", TypeText))
+	it, _ := m.Item(item)
+	if len(it.Versions) != 4 || it.Versions[2].Content != "c" || it.Versions[3].Content != "d" {
+		t.Errorf("machine: %+v", it.Versions)
+	}
+	if copyBefore.Versions[2].Content != "mine" {
+		t.Errorf("copy: %+v", copyBefore.Versions)
+	}
+	var b bytes.Buffer
+	if err := snap(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), `"content":"c"`) || !strings.Contains(b.String(), `"content":"b"`) {
+		t.Errorf("a snapshot taken before the writes holds them: %s", b.String())
 	}
 }

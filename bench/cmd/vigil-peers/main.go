@@ -23,17 +23,17 @@ import (
 const pinnedEnv = "VIGIL_PEERS_PINNED"
 
 type options struct {
-	vigil, vigilLoad string
-	jaeger, prometheus, victoria, victoriaLogs          string
-	vigilLokiPush                                       bool
-	logQueryRuns                                        int
-	sections                                            string
-	out, workDir, profileDir                            string
-	duration, step                                      time.Duration
-	spanRates                                           string
-	series, queries, promqlRuns                         int
-	historySeries                                       int
-	skip                                                string
+	vigil, vigilLoad                           string
+	jaeger, prometheus, victoria, victoriaLogs string
+	vigilLokiPush                              bool
+	logQueryRuns                               int
+	sections                                   string
+	out, workDir, profileDir                   string
+	duration, step                             time.Duration
+	spanRates                                  string
+	series, queries, promqlRuns                int
+	historySeries                              int
+	skip                                       string
 }
 
 // pinning says where servers and load run.

@@ -28,7 +28,7 @@ const (
 	spansPerTrace = 5
 	loadBatch     = 500
 	loadSenders   = 32
-	maxLoss        = 0.01
+	maxLoss       = 0.01
 	// A service and an operation of vigil-load's data: one service in five,
 	// the operation one of its spans in about twelve.
 	traceService   = "checkout"

@@ -268,7 +268,8 @@ func BenchmarkFindTracesLimit(b *testing.B) {
 // BenchmarkFindTracesService searches a store holding 500k spans over
 // about 15 minutes for the newest 20 traces of one service, and of one
 // service and operation, over the last two hours: the Jaeger UI's search,
-// where the matching spans are spread over the whole range.
+// where the matching spans are spread over the whole range; and for a
+// rare tag, whose few matches take a read of the whole range.
 func BenchmarkFindTracesService(b *testing.B) {
 	s := openBenchStore(b)
 	gen := storagetest.NewSpanGen(7, time.Now().Add(-30*time.Minute))
@@ -281,19 +282,26 @@ func BenchmarkFindTracesService(b *testing.B) {
 	if err := s.Checkpoint(ctx); err != nil {
 		b.Fatal(err)
 	}
-	for _, c := range []struct{ name, service, operation string }{
-		{"service", "payments", ""},
-		{"service+operation", "payments", "grpc.Charge"},
+	// A user id matches about 10 spans of the 500k: the search reads the
+	// whole range and finds fewer than the limit.
+	for _, c := range []struct {
+		name, service, operation string
+		tags                     map[string]string
+		want                     int
+	}{
+		{"service", "payments", "", nil, 20},
+		{"service+operation", "payments", "grpc.Charge", nil, 20},
+		{"rare-tag", "", "", map[string]string{"user.id": "u-123"}, -1},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			q := storage.TraceQuery{Service: c.service, Operation: c.operation, Start: time.Now().Add(-2 * time.Hour), Limit: 20}
+			q := storage.TraceQuery{Service: c.service, Operation: c.operation, Tags: c.tags, Start: time.Now().Add(-2 * time.Hour), Limit: 20}
 			for b.Loop() {
 				got, err := s.FindTraces(ctx, q)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(got) != 20 {
-					b.Fatalf("%d traces, want 20", len(got))
+				if c.want >= 0 && len(got) != c.want || len(got) == 0 {
+					b.Fatalf("%d traces, want %d", len(got), c.want)
 				}
 			}
 		})

@@ -187,9 +187,9 @@ const (
 // matches are found within its last seconds, no longer scans and groups
 // every match of the day. A window grows by the traces it lacks over
 // those found (twice that, at least 4 and at most 64 times; 64 when none
-// was found), so that rare matches cost a few queries and about the scan
-// of the whole range they cost before. The last window is the whole
-// range.
+// was found), and past a quarter of the range it is the whole range, so
+// that rare matches cost a few queries and at most about a third more
+// scanning than the one read of the whole range they cost before.
 func (s *SpanLogStore) searchDay(ctx context.Context, p partition, cond string, args []any, lo, hi int64, limit int, best map[traceKey]int64) error {
 	if lo >= hi {
 		return nil
@@ -204,8 +204,10 @@ func (s *SpanLogStore) searchDay(ctx context.Context, p partition, cond string, 
 		} else {
 			w = math.MaxInt64
 		}
+		// A window past a quarter of the range is the whole range: a
+		// window just short of it would read most of the range twice.
 		from := lo
-		if uint64(w) < span {
+		if uint64(w) < span/4 {
 			from = hi - w
 		}
 		query := fmt.Sprintf("SELECT trace_hi, trace_lo, max(start_ns) AS t FROM %s.spans WHERE %s AND start_ns >= %d AND start_ns < %d GROUP BY ALL ORDER BY t DESC, trace_hi, trace_lo LIMIT %d",
