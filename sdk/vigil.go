@@ -36,6 +36,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdklog "go.opentelemetry.io/otel/sdk/log"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"google.golang.org/grpc"
@@ -100,6 +101,10 @@ type Config struct {
 	// the process for the exporters' whole retry schedule.
 	FlushTimeout time.Duration
 
+	// ConfigCentre connects Service.Config to vigil's configuration
+	// centre; nothing is fetched until the first Service.Config.
+	ConfigCentre ConfigCentre
+
 	getenv func(string) string // tests
 }
 
@@ -131,6 +136,8 @@ type Service struct {
 
 	logHandler *logging.Handler
 	cfg        Config
+	resource   *resource.Resource
+	config     configState
 }
 
 // Start builds and installs the service's telemetry: tracer and logger
@@ -163,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	name, _ := res.Set().Value(semconv.ServiceNameKey)
-	s := &Service{Name: name.AsString(), cfg: cfg}
+	s := &Service{Name: name.AsString(), cfg: cfg, resource: res}
 
 	spanExp, err := newSpanExporter(ctx, target)
 	if err != nil {
@@ -291,10 +298,12 @@ func (s *Service) Serve(ctx context.Context, lns []net.Listener, servers ...*htt
 	return s.serve(ctx, lns, servers, notifyShutdown)
 }
 
-// Shutdown turns readiness off and flushes and stops the exporters: every
-// span and log record buffered so far is sent.
+// Shutdown turns readiness off, stops the configuration watches, and
+// flushes and stops the exporters: every span and log record buffered so
+// far is sent.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.Health.Shutdown()
+	s.closeConfig()
 	return s.shutdownProviders(ctx)
 }
 

@@ -156,7 +156,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func appliedMetric(item, version, cohort string) string {
-
 	return "vigil_config_applied_info{cohort=\"" + cohort + "\",item=\"" + item + "\",version=\"" + version + "\"} 1"
 }
 
