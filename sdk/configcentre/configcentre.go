@@ -167,13 +167,14 @@ func (c *Client) Watch(namespace, group, key string) (*Value, error) {
 	c.mu.Lock()
 	if v, ok := c.items[item]; ok {
 		c.mu.Unlock()
+		<-v.started // the first caller's fetch, so Get is as good as theirs
 		return v, nil
 	}
 	if c.closed {
 		c.mu.Unlock()
 		return nil, errors.New("configcentre: client closed")
 	}
-	v := &Value{c: c, item: item, path: c.base.JoinPath("api/v1/config", url.PathEscape(namespace), url.PathEscape(group), url.PathEscape(key)).String(), ready: make(chan struct{})}
+	v := &Value{c: c, item: item, path: c.base.JoinPath("api/v1/config", url.PathEscape(namespace), url.PathEscape(group), url.PathEscape(key)).String(), ready: make(chan struct{}), started: make(chan struct{})}
 	c.items[item] = v
 	c.wg.Add(1)
 	c.mu.Unlock()
@@ -197,6 +198,7 @@ func (c *Client) Watch(namespace, group, key string) (*Value, error) {
 				"item", item, "error", err.Error())
 		}
 	}
+	close(v.started)
 	go v.watch()
 	return v, nil
 }
@@ -211,6 +213,7 @@ type Value struct {
 	cur       Snapshot
 	listeners []func(Snapshot)
 	ready     chan struct{} // closed at the first value
+	started   chan struct{} // closed after Watch's first fetch
 	readyOnce sync.Once
 	// cbMu serialises callbacks, so each sees the values in order.
 	cbMu sync.Mutex
@@ -289,6 +292,7 @@ func (v *Value) apply(s Snapshot) {
 func (v *Value) watch() {
 	defer v.c.wg.Done()
 	backoff := time.Duration(0)
+	lastErr := ""
 	for {
 		held := v.Get()
 		s, found, retryAfter, err := v.fetch(v.c.ctx, held.MD5, true)
@@ -298,12 +302,20 @@ func (v *Value) watch() {
 		if err != nil {
 			backoff = nextBackoff(backoff, v.c.opts.MinBackoff, v.c.opts.MaxBackoff)
 			d := max(retryAfter, jitter(backoff))
-			v.c.opts.Logger.Warn("vigil config: watch failed; keeping the last value", "item", v.item,
-				"version", held.Version, "retry_in", d.Round(time.Millisecond).String(), "error", err.Error())
+			// Once per outage and kind of error, not at every retry.
+			if err.Error() != lastErr {
+				lastErr = err.Error()
+				v.c.opts.Logger.Warn("vigil config: watch failed; keeping the last value and retrying", "item", v.item,
+					"version", held.Version, "retry_in", d.Round(time.Millisecond).String(), "error", lastErr)
+			}
 			if !sleep(v.c.ctx, d) {
 				return
 			}
 			continue
+		}
+		if lastErr != "" {
+			v.c.opts.Logger.Info("vigil config: watching again", "item", v.item)
+			lastErr = ""
 		}
 		backoff = 0
 		if found {

@@ -428,3 +428,32 @@ func TestCloseStopsWatches(t *testing.T) {
 		t.Error("Watch after Close succeeded")
 	}
 }
+
+func TestConcurrentWatchOfOneItem(t *testing.T) {
+	f := newFakeVigil()
+	f.put("a/b/c", "x", "text")
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c, _ := newTestClient(t, srv.URL, nil)
+	var wg sync.WaitGroup
+	vals := make([]*Value, 8)
+	for i := range vals {
+		wg.Go(func() {
+			v, err := c.Watch("a", "b", "c")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if v.Get().Content != "x" {
+				t.Errorf("Watch returned before the first fetch: %+v", v.Get())
+			}
+			vals[i] = v
+		})
+	}
+	wg.Wait()
+	for _, v := range vals[1:] {
+		if v != vals[0] {
+			t.Fatal("two Values for one item")
+		}
+	}
+}
