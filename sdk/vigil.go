@@ -185,6 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	} else if cfg.getenv("OTEL_TRACES_SAMPLER") == "" {
 		tpOpts = append(tpOpts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	} // else the SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG itself
+	tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(graySpanProcessor{}))
 	s.TracerProvider = sdktrace.NewTracerProvider(tpOpts...)
 
 	logExp, err := newLogExporter(ctx, target)
@@ -205,7 +206,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Sampling:       cfg.LogSampling,
 		Export:         otelslog.NewHandler(s.Name, otelslog.WithLoggerProvider(s.LoggerProvider)),
 	})
-	s.Logger = slog.New(s.logHandler)
+	s.Logger = slog.New(grayLogHandler{s.logHandler})
 	slog.SetDefault(s.Logger)
 
 	s.Registry = metrics.NewRegistry(metrics.RegistryOptions{Service: s.Name, Version: cfg.ServiceVersion, Revision: cfg.Revision})
@@ -240,8 +241,10 @@ func (s *Service) Mount(mux *http.ServeMux) {
 
 // Middleware instruments an HTTP handler: a server span named by the route
 // template, RED metrics, panics recorded on the span (which always ends).
+// A request with an X-Gray header (or vigil.gray baggage) keeps that colour
+// on its spans and logs and on the calls it makes (see GrayHeader).
 func (s *Service) Middleware(next http.Handler) http.Handler {
-	return instrument.Middleware(s.Metrics, instrument.HTTPOptions{TracerProvider: s.TracerProvider})(next)
+	return colourRequests(instrument.Middleware(s.Metrics, instrument.HTTPOptions{TracerProvider: s.TracerProvider})(next))
 }
 
 // Transport instruments outbound HTTP calls: a client span, trace context
