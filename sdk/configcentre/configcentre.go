@@ -191,10 +191,10 @@ func (c *Client) Watch(namespace, group, key string) (*Value, error) {
 		if cached, ok := c.readCache(item); ok {
 			cached.FromCache = true
 			v.apply(cached)
-			c.opts.Logger.Warn("vigil config: server unreachable, starting from the disk cache",
+			c.opts.Logger.Warn("vigil config: cannot fetch from vigil; starting from the disk cache",
 				"item", item, "version", cached.Version, "error", err.Error())
 		} else {
-			c.opts.Logger.Warn("vigil config: server unreachable and no cached value; waiting for one",
+			c.opts.Logger.Warn("vigil config: cannot fetch from vigil and no cached value; waiting for one",
 				"item", item, "error", err.Error())
 		}
 	}
