@@ -25,6 +25,14 @@ func pageOutExecutable() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The kernel pages out only clean file pages. A binary just built or
+	// copied still has dirty pages in the page cache until writeback
+	// (up to half a minute); writing them now lets them go. For a binary
+	// on disk for longer this costs nothing.
+	if f, err := os.Open("/proc/self/exe"); err == nil {
+		_ = f.Sync()
+		_ = f.Close()
+	}
 	var n int64
 	for _, m := range maps {
 		// MADV_PAGEOUT exists since Linux 5.4; older kernels answer
