@@ -270,7 +270,7 @@ var stopStages = [][]string{
 	{"ingest gate", "reloader"},
 	{"http", "otlp http", "otlp grpc"},
 	{"scrape"},
-	{"memory guard", "traces queue", "logs queue", "rules", "doctor"},
+	{"memory guard", "idle memory trim", "traces queue", "logs queue", "rules", "doctor"},
 	{"span metrics recorder", "drained"},
 	{"alertmanager"},
 	{"storage"},
