@@ -14,10 +14,10 @@ if [ -z "$bin" ]; then
 fi
 (cd bench && go build -o ../bin/vigil-load ./cmd/vigil-load)
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $pid 2>/dev/null && wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$bin" server --data-dir "$work/data" --http-addr 127.0.0.1:17170 \
-  --otlp-http-addr 127.0.0.1:14418 --otlp-grpc-addr 127.0.0.1:14417 --log-level warn &
+  --otlp-http-addr 127.0.0.1:14418 --otlp-grpc-addr 127.0.0.1:14417 --log-level error &
 pid=$!
 
 rss() { # rss LABEL

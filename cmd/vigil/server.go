@@ -624,6 +624,8 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	} else {
 		logger.Debug("released start-up memory", "executable_bytes", released.ExecutableBytes)
 	}
+	// And what a burst of work leaves behind, once it is over.
+	grp.Go(stageDrain, "idle memory trim", lifecycle.Loop(memtrim.NewIdleTrimmer(memtrim.IdleOptions{Logger: logger}).Run))
 	logger.Info("ready", "http", httpLn.Addr().String(), "otlp_grpc", grpcLn.Addr().String(),
 		"otlp_http", otlpHTTPLn.Addr().String(), "data_dir", cfg.DataDir, "version", version)
 

@@ -270,7 +270,7 @@ var stopStages = [][]string{
 	{"ingest gate", "reloader", "config watches"},
 	{"http", "otlp http", "otlp grpc"},
 	{"scrape"},
-	{"memory guard", "traces queue", "logs queue", "rules", "doctor", "config guard"},
+	{"memory guard", "idle memory trim", "traces queue", "logs queue", "rules", "doctor", "config guard"},
 	{"span metrics recorder", "drained"},
 	{"alertmanager"},
 	{"storage", "config centre"},

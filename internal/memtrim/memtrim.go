@@ -1,5 +1,6 @@
 // Package memtrim hands back to the operating system the memory that only
-// start-up needed, once the server is ready.
+// start-up needed, once the server is ready (Startup), and the heap a burst
+// of work left behind, once it is over (IdleTrimmer).
 //
 // Starting vigil touches far more than it runs afterwards: every package's
 // init, the Prometheus API's OpenAPI document, DuckDB's catalog of built-in

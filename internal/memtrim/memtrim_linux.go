@@ -25,11 +25,24 @@ func pageOutExecutable() (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The kernel pages out only clean file pages. A binary just built or
+	// copied still has dirty pages in the page cache until writeback
+	// (up to half a minute); writing them now lets them go. For a binary
+	// on disk for longer this costs nothing.
+	if f, err := os.Open("/proc/self/exe"); err == nil {
+		_ = f.Sync()
+		_ = f.Close()
+	}
 	var n int64
 	for _, m := range maps {
 		// MADV_PAGEOUT exists since Linux 5.4; older kernels answer
-		// EINVAL and keep the pages, which is only a missed saving.
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_PAGEOUT); errno != 0 {
+		// EINVAL and keep the pages, which is only a missed saving, not
+		// worth a warning at every start.
+		_, _, errno := unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_PAGEOUT)
+		if errno == unix.EINVAL {
+			return 0, nil
+		}
+		if errno != 0 {
 			return n, fmt.Errorf("memtrim: madvise %#x-%#x: %w", m.start, m.end, errno)
 		}
 		n += int64(m.end - m.start)

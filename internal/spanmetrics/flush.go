@@ -85,6 +85,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 
 	r.mu.Lock()
 	r.expirePending(now.UnixNano())
+	r.pending.releaseIfEmpty()
 	spans, spanVals := r.spans.snapshot(r.spanVals)
 	edges, edgeVals := r.edges.snapshot(r.edgeVals)
 	r.logMu.Lock()

@@ -124,6 +124,24 @@ func (p *pendingStore) push(e pendingEdge) {
 	p.index[e.key] = i
 }
 
+// releaseAbove is the slot count above which an empty pendingStore lets
+// its slots go: a burst of traffic can leave room for the 100,000 halves
+// of MaxPendingEdges (15 MiB and its index) behind it once every half has
+// expired.
+const releaseAbove = 4096
+
+// releaseIfEmpty drops the slots and the index of an empty store that grew
+// past releaseAbove. Steady traffic rarely empties the store, and a trickle
+// never grows it that far, so neither pays for the regrowth.
+func (p *pendingStore) releaseIfEmpty() {
+	if p.len() > 0 || cap(p.slots) <= releaseAbove {
+		return
+	}
+	p.slots, p.free = nil, nil
+	p.index = map[halfKey]int32{}
+	p.head, p.tail = -1, -1
+}
+
 // remove unlinks slot i and returns its entry.
 func (p *pendingStore) remove(i int32) pendingEdge {
 	e := p.slots[i]

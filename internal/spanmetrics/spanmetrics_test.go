@@ -436,6 +436,30 @@ func TestPendingStoreReusesSlots(t *testing.T) {
 	}
 }
 
+// A burst that left the pending store empty but large gives its slots back
+// at the next flush; halves arriving after still pair.
+func TestPendingStoreReleasedWhenEmpty(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := range uint64(2 * releaseAbove) {
+		e.rec.RecordSpans(traces(span{service: "a", kind: client, trace: i, id: 1}))
+	}
+	p := &e.rec.pending
+	e.flushAt(time.Second)
+	if p.len() != 2*releaseAbove {
+		t.Fatalf("%d halves pending before the TTL, want %d", p.len(), 2*releaseAbove)
+	}
+	e.flushAt(DefaultEdgeTTL)
+	if p.len() != 0 || cap(p.slots) != 0 || cap(p.free) != 0 {
+		t.Errorf("after the TTL: %d pending, %d slots, %d free kept, want none", p.len(), cap(p.slots), cap(p.free))
+	}
+	e.rec.RecordSpans(traces(span{service: "a", kind: client, trace: 1 << 40, id: 1}))
+	e.rec.RecordSpans(traces(span{service: "b", kind: server, trace: 1 << 40, id: 2, parent: 1}))
+	at := e.flushAt(time.Second)
+	e.wantValues(`traces_service_graph_request_total`, at, map[string]float64{
+		`{__name__="traces_service_graph_request_total", client="a", server="b"}`: 1,
+	})
+}
+
 func TestLogRecords(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.rec.RecordLogs(logs("orders",

@@ -40,6 +40,14 @@ const (
 	// left 30-70% of the file as free blocks. 128MB bounds WAL replay at
 	// start-up to a few seconds and the uncompressed tail in memory.
 	DefaultCheckpointThreshold = "128MB"
+	// DefaultIdleCheckpoint is how long after its last write a day file is
+	// checkpointed. Until a checkpoint DuckDB holds the rows a WAL
+	// replays uncompressed in memory (110 MiB for 100,000 spans and as
+	// many log records, 8 MiB once checkpointed), so a store that went
+	// quiet would keep up to CheckpointThreshold's worth resident for
+	// good. A sender that is still sending exports every few seconds, so a
+	// minute without a write means the burst is over.
+	DefaultIdleCheckpoint = time.Minute
 	// retentionInterval is how often the background loop applies Retention.
 	// Partitions are days, so hourly is precise enough.
 	retentionInterval = time.Hour
@@ -60,6 +68,11 @@ type SpanLogOptions struct {
 	CheckpointThreshold string
 	// Threads is DuckDB's worker thread count (GOMAXPROCS if 0).
 	Threads int
+	// IdleCheckpoint is how long after its last write a day file is
+	// checkpointed, which folds its WAL into the file and frees the rows
+	// DuckDB keeps in memory until then (DefaultIdleCheckpoint if 0;
+	// negative leaves checkpoints to CheckpointThreshold alone).
+	IdleCheckpoint time.Duration
 	// TraceLocations bounds how many traces' locations the store holds in
 	// memory (spanlog_traceloc.go), 35 to 55 bytes each
 	// (DefaultTraceLocations if 0; negative holds none). Days that do not
@@ -111,9 +124,13 @@ type SpanLogStore struct {
 	mu     sync.RWMutex
 	closed bool
 
-	// pmu guards parts. Attaching a new day happens under mu held shared.
+	// pmu guards parts and written. Attaching a new day happens under mu
+	// held shared.
 	pmu   sync.Mutex
 	parts map[int64]*partition // by day number since the Unix epoch
+	// written holds, by day, when a commit last wrote to a day file that
+	// has not been checkpointed since (checkpointIdle).
+	written map[int64]time.Time
 	// locCount is how many traces the days' in-memory indexes hold.
 	locCount atomic.Int64
 	// deferLocs is set while the store opens: the days attached then load
@@ -184,6 +201,9 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
 	}
+	if opts.IdleCheckpoint == 0 {
+		opts.IdleCheckpoint = DefaultIdleCheckpoint
+	}
 	switch {
 	case opts.TraceLocations == 0:
 		opts.TraceLocations = DefaultTraceLocations
@@ -212,17 +232,22 @@ func OpenSpanLogStore(ctx context.Context, opts SpanLogOptions) (*SpanLogStore, 
 	cfg.Set("temp_directory", tmp)
 	cfg.Set("autoinstall_known_extensions", "false")
 	cfg.Set("autoload_known_extensions", "false")
+	// Return what a checkpoint frees to the system at once: DuckDB's
+	// allocator would otherwise keep it (512MB by default) until its own
+	// decay runs, which an idle store never triggers.
+	cfg.Set("allocator_bulk_deallocation_flush_threshold", "32MB")
 	connector, err := duckdb.NewConnector("?"+cfg.Encode(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open duckdb: %w", err)
 	}
 	s := &SpanLogStore{
-		opts:   opts,
-		log:    log,
-		db:     sql.OpenDB(connector),
-		parts:  map[int64]*partition{},
-		recent: newRecentTraces(opts.RecentTraceBytes),
-		guard:  newDiskGuard("duckdb", opts.Dir, opts.DiskReserve, log),
+		opts:    opts,
+		log:     log,
+		db:      sql.OpenDB(connector),
+		parts:   map[int64]*partition{},
+		recent:  newRecentTraces(opts.RecentTraceBytes),
+		written: map[int64]time.Time{},
+		guard:   newDiskGuard("duckdb", opts.Dir, opts.DiskReserve, log),
 
 		corruptions: newCorruptionCounter("duckdb", corruptWAL, corruptPartition),
 	}
@@ -277,10 +302,22 @@ func (s *SpanLogStore) retentionLoop(ctx context.Context) {
 	s.loadTraceLocsLater(ctx)
 	t := time.NewTicker(retentionInterval)
 	defer t.Stop()
+	var idle <-chan time.Time
+	if s.opts.IdleCheckpoint > 0 {
+		it := time.NewTicker(max(s.opts.IdleCheckpoint/4, time.Millisecond))
+		defer it.Stop()
+		idle = it.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle:
+			if err := s.checkpointIdle(ctx); err != nil && !errors.Is(err, storage.ErrClosed) && ctx.Err() == nil {
+				// The next tick tries again, and DuckDB checkpoints at
+				// CheckpointThreshold regardless.
+				s.log.Warn("span/log idle checkpoint failed", "err", err)
+			}
 		case <-t.C:
 			n, err := s.DropBefore(ctx, s.retentionCut())
 			switch {
@@ -352,6 +389,54 @@ func (s *SpanLogStore) Checkpoint(ctx context.Context) error {
 	return nil
 }
 
+// checkpointIdle checkpoints every day file that has been written to but
+// not for IdleCheckpoint.
+func (s *SpanLogStore) checkpointIdle(ctx context.Context) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	now := time.Now()
+	type due struct {
+		p    *partition
+		last time.Time
+	}
+	var dues []due
+	s.pmu.Lock()
+	for day, last := range s.written {
+		if now.Sub(last) >= s.opts.IdleCheckpoint {
+			if p := s.parts[day]; p != nil {
+				dues = append(dues, due{p, last})
+			}
+		}
+	}
+	s.pmu.Unlock()
+	for _, d := range dues {
+		if _, err := s.db.ExecContext(ctx, "CHECKPOINT "+d.p.alias); err != nil {
+			return fmt.Errorf("embedded: checkpoint %s: %w", d.p.alias, err)
+		}
+		s.pmu.Lock()
+		// A write during the checkpoint keeps the day due.
+		if s.written[d.p.day].Equal(d.last) {
+			delete(s.written, d.p.day)
+		}
+		s.pmu.Unlock()
+	}
+	return nil
+}
+
+// noteWritten records a commit to a day file for checkpointIdle.
+func (s *SpanLogStore) noteWritten(day int64) {
+	if s.opts.IdleCheckpoint <= 0 {
+		return
+	}
+	now := time.Now()
+	s.pmu.Lock()
+	s.written[day] = now
+	s.pmu.Unlock()
+}
+
 // DropBefore detaches and deletes every day file whose whole day lies
 // before t. Data routed into a day by clamping goes with that day.
 func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error) {
@@ -381,6 +466,7 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 		}
 		s.pmu.Lock()
 		delete(s.parts, p.day)
+		delete(s.written, p.day)
 		s.pmu.Unlock()
 		s.locCount.Add(-int64(p.locs.drop()))
 		for _, f := range []string{p.path, p.path + ".wal"} {

@@ -328,3 +328,63 @@ func TestSpanLogDuckDBSettings(t *testing.T) {
 		t.Errorf("memory_limit=%q threads=%q checkpoint_threshold=%q", mem, threads, ckpt)
 	}
 }
+
+// A day file that stops being written to is checkpointed after
+// IdleCheckpoint: its WAL folds into the file and DuckDB lets go of the
+// rows it held in memory for it. With a negative IdleCheckpoint the WAL
+// stays until CheckpointThreshold.
+func TestSpanLogIdleCheckpoint(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		idle time.Duration
+		want bool // checkpointed
+	}{
+		{"after idle", 50 * time.Millisecond, true},
+		{"disabled", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := OpenSpanLogStore(t.Context(), SpanLogOptions{Dir: t.TempDir(), Threads: 1, IdleCheckpoint: tc.idle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			gen := storagetest.NewSpanGen(1, time.Now().Add(-time.Hour))
+			if err := s.WriteTraces(t.Context(), gen.Traces(500)); err != nil {
+				t.Fatal(err)
+			}
+			parts := s.snapshot()
+			if len(parts) != 1 {
+				t.Fatalf("%d day files, want 1", len(parts))
+			}
+			wal := parts[0].path + ".wal"
+			walBytes := func() int64 {
+				info, err := os.Stat(wal)
+				if err != nil {
+					return 0
+				}
+				return info.Size()
+			}
+			if walBytes() == 0 {
+				t.Fatal("no WAL after a write")
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			if !tc.want {
+				deadline = time.Now().Add(300 * time.Millisecond)
+			}
+			for walBytes() > 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := walBytes() == 0; got != tc.want {
+				t.Errorf("checkpointed = %v, want %v (WAL %d bytes)", got, tc.want, walBytes())
+			}
+			// The spans are all there either way.
+			var n int
+			if err := s.db.QueryRowContext(t.Context(), "SELECT count(*) FROM "+parts[0].alias+".spans").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 500 {
+				t.Errorf("%d spans, want 500", n)
+			}
+		})
+	}
+}

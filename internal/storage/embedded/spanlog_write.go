@@ -548,6 +548,7 @@ func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableF
 		return nil, fmt.Errorf("%w: embedded: commit to %s: %w", storage.ErrUnavailable, p.alias, err)
 	}
 	committed = true
+	s.noteWritten(day)
 	return p, nil
 }
 
