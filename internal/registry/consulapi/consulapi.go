@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -53,9 +54,9 @@ const (
 type Options struct {
 	Registry *registry.Registry
 	// Datacenter and NodeName are what /v1/agent/self and every catalog
-	// entry name as the Consul datacenter and node; NodeAddress is the
-	// address of an instance registered without one. Defaults: "dc1", the
-	// host name, 127.0.0.1.
+	// entry name as the Consul datacenter and node, and NodeAddress the
+	// node's address. Defaults: "dc1", "vigil", 127.0.0.1. An instance
+	// registered without an address gets the one it registered from.
 	Datacenter, NodeName, NodeAddress string
 	Logger                            *slog.Logger
 }
@@ -181,6 +182,14 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := registry.Instance{ID: reg.ID, Service: reg.Name, Address: reg.Address, Port: reg.Port, Tags: reg.Tags, Meta: reg.Meta}
+	if in.Address == "" {
+		// A Consul agent runs beside its services and answers with its
+		// node's address; vigil is remote, so the address the instance
+		// registered from is the better guess.
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			in.Address = host
+		}
+	}
 	if reg.Check != nil {
 		in.Checks = append(in.Checks, reg.Check.spec())
 	}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+
+	"github.com/vigil-observability/vigil/internal/lifecycle"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
+	"github.com/vigil-observability/vigil/internal/registry"
+	"github.com/vigil-observability/vigil/internal/registry/consulapi"
+	"github.com/vigil-observability/vigil/internal/web"
+)
+
+// mountRegistry mounts the service registry (docs/registry.md): its state
+// is in memory on this node, instances register again after a restart as
+// they do with a Consul agent, and in a cluster each node holds the
+// instances that registered with it. Its expiry, probes and blocking
+// queries stop in the ingest stage, before the listeners drain, so a
+// 5-minute blocking query does not hold them.
+func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger) {
+	reg := registry.New(registry.Options{})
+	node, err := os.Hostname()
+	if err != nil || node == "" {
+		node = "vigil"
+	}
+	h := consulapi.NewHandler(consulapi.Options{Registry: reg, NodeName: node, Logger: logger})
+	runner := &registry.Runner{Registry: reg, Logger: logger}
+	grp.Go(stageIngest, "registry", lifecycle.Func(func(ctx context.Context) error {
+		done := make(chan error, 1)
+		go func() { done <- runner.Run(ctx) }()
+		err := h.Run(ctx)
+		return errors.Join(err, <-done)
+	}))
+	httpapi.Mount(webSrv, consulapi.Routes, h)
+}
