@@ -210,6 +210,9 @@ func (r *Registry) Register(in Instance) error {
 	if in.Port < 0 || in.Port > 65535 {
 		return fmt.Errorf("%w: port %d out of range", ErrInvalid, in.Port)
 	}
+	if err := checkSizes(in); err != nil {
+		return err
+	}
 	in.Tags = slices.Clone(in.Tags)
 	in.Meta = maps.Clone(in.Meta)
 	in.Checks = slices.Clone(in.Checks)
@@ -290,6 +293,45 @@ func (r *Registry) Register(in Instance) error {
 	}
 	e.modifyIndex = idx
 	r.instances[in.ID] = e
+	return nil
+}
+
+// Bounds of a registration, Consul's where it has them (metadata), so that
+// the registry's memory is bounded by MaxInstances.
+const (
+	MaxMetaPairs    = 64
+	MaxMetaKeyLen   = 128
+	MaxMetaValueLen = 512
+	MaxTags         = 64
+	MaxChecks       = 16
+	// MaxStringLen bounds every other string: ids, names, addresses,
+	// tags, URLs.
+	MaxStringLen = 512
+)
+
+func checkSizes(in Instance) error {
+	switch {
+	case len(in.Meta) > MaxMetaPairs:
+		return fmt.Errorf("%w: %d metadata pairs, at most %d", ErrInvalid, len(in.Meta), MaxMetaPairs)
+	case len(in.Tags) > MaxTags:
+		return fmt.Errorf("%w: %d tags, at most %d", ErrInvalid, len(in.Tags), MaxTags)
+	case len(in.Checks) > MaxChecks:
+		return fmt.Errorf("%w: %d checks, at most %d", ErrInvalid, len(in.Checks), MaxChecks)
+	}
+	for k, v := range in.Meta {
+		if len(k) > MaxMetaKeyLen || len(v) > MaxMetaValueLen {
+			return fmt.Errorf("%w: metadata key %.40q: keys are at most %d bytes, values %d", ErrInvalid, k, MaxMetaKeyLen, MaxMetaValueLen)
+		}
+	}
+	strs := append([]string{in.ID, in.Service, in.Address}, in.Tags...)
+	for _, c := range in.Checks {
+		strs = append(strs, c.ID, c.Name, c.URL, c.Method)
+	}
+	for _, s := range strs {
+		if len(s) > MaxStringLen {
+			return fmt.Errorf("%w: %.40q... is longer than %d bytes", ErrInvalid, s, MaxStringLen)
+		}
+	}
 	return nil
 }
 

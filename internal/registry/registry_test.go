@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -91,6 +92,9 @@ func TestRegisterErrors(t *testing.T) {
 		{"TTL without TTL", Instance{Service: "s", Checks: []CheckSpec{{Type: TTL}}}},
 		{"HTTP without URL", Instance{Service: "s", Checks: []CheckSpec{{Type: HTTP}}}},
 		{"no type", Instance{Service: "s", Checks: []CheckSpec{{}}}},
+		{"too many tags", Instance{Service: "s", Tags: make([]string, MaxTags+1)}},
+		{"long meta value", Instance{Service: "s", Meta: map[string]string{"k": strings.Repeat("v", MaxMetaValueLen+1)}}},
+		{"long name", Instance{Service: strings.Repeat("s", MaxStringLen+1)}},
 		{"bad status", Instance{Service: "s", Checks: []CheckSpec{{Type: TTL, TTL: time.Second, Status: "fine"}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,11 +25,11 @@ const RegistryPath = "/api/v1/registry"
 // Routes lists the patterns Handler serves; mount each on the web listener.
 var Routes = []string{
 	"PUT /v1/agent/service/register",
-	"PUT /v1/agent/service/deregister/{id}",
-	"PUT /v1/agent/check/pass/{id}",
-	"PUT /v1/agent/check/warn/{id}",
-	"PUT /v1/agent/check/fail/{id}",
-	"PUT /v1/agent/check/update/{id}",
+	"PUT /v1/agent/service/deregister/{id...}",
+	"PUT /v1/agent/check/pass/{id...}",
+	"PUT /v1/agent/check/warn/{id...}",
+	"PUT /v1/agent/check/fail/{id...}",
+	"PUT /v1/agent/check/update/{id...}",
 	"GET /v1/agent/self",
 	"GET /v1/agent/services",
 	"GET /v1/agent/checks",
@@ -47,7 +47,7 @@ const (
 	DefaultWait = 5 * time.Minute
 	MaxWait     = 10 * time.Minute
 	// maxBody bounds a registration's or an update's body.
-	maxBody = 1 << 20
+	maxBody = 64 << 10
 )
 
 // Options configure a Handler.
@@ -89,13 +89,13 @@ func NewHandler(opts Options) *Handler {
 	}
 	h := &Handler{opts: opts, mux: http.NewServeMux(), stop: make(chan struct{})}
 	h.mux.HandleFunc("PUT /v1/agent/service/register", h.register)
-	h.mux.HandleFunc("PUT /v1/agent/service/deregister/{id}", h.deregister)
+	h.mux.HandleFunc("PUT /v1/agent/service/deregister/{id...}", h.deregister)
 	for _, s := range []registry.Status{registry.Passing, registry.Warning, registry.Critical} {
-		h.mux.HandleFunc("PUT /v1/agent/check/"+legacyVerb[s]+"/{id}", func(w http.ResponseWriter, r *http.Request) {
+		h.mux.HandleFunc("PUT /v1/agent/check/"+legacyVerb[s]+"/{id...}", func(w http.ResponseWriter, r *http.Request) {
 			h.updateCheck(w, r.PathValue("id"), s, r.URL.Query().Get("note"))
 		})
 	}
-	h.mux.HandleFunc("PUT /v1/agent/check/update/{id}", h.update)
+	h.mux.HandleFunc("PUT /v1/agent/check/update/{id...}", h.update)
 	h.mux.HandleFunc("GET /v1/agent/self", h.self)
 	h.mux.HandleFunc("GET /v1/agent/services", h.agentServices)
 	h.mux.HandleFunc("GET /v1/agent/checks", h.agentChecks)

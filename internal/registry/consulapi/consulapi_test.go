@@ -66,6 +66,10 @@ func TestBadRequests(t *testing.T) {
 		{"GET", "/v1/catalog/services?index=x", ``, 400},
 		{"GET", "/v1/catalog/services?index=1&wait=soon", ``, 400},
 		{"PUT", "/v1/agent/service/register", `{"Name":"a","Check":{"TTL":"10s"}}`, 200},
+		{"PUT", "/v1/agent/service/register", `{"ID":"a/b","Name":"a","Check":{"TTL":"10s"}}`, 200},
+		{"PUT", "/v1/agent/check/pass/service:a/b", ``, 200},
+		{"PUT", "/v1/agent/service/deregister/a/b", ``, 200},
+		{"PUT", "/v1/agent/service/register", `{"Name":"a","Tags":["` + strings.Repeat("x", 70<<10) + `"]}`, 400},
 	} {
 		resp, body := do(t, tc.method, srv.URL+tc.path, tc.body)
 		if resp.StatusCode != tc.code {
