@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/registry"
@@ -19,14 +21,14 @@ import (
 // instances that registered with it. Its expiry, probes and blocking
 // queries stop in the ingest stage, before the listeners drain, so a
 // 5-minute blocking query does not hold them.
-func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger) {
-	reg := registry.New(registry.Options{})
+func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer) {
+	instances := registry.New(registry.Options{})
 	node, err := os.Hostname()
 	if err != nil || node == "" {
 		node = "vigil"
 	}
-	h := consulapi.NewHandler(consulapi.Options{Registry: reg, NodeName: node, Logger: logger})
-	runner := &registry.Runner{Registry: reg, Logger: logger}
+	h := consulapi.NewHandler(consulapi.Options{Registry: instances, NodeName: node, Logger: logger, Registerer: reg})
+	runner := &registry.Runner{Registry: instances, Logger: logger}
 	grp.Go(stageIngest, "registry", lifecycle.Func(func(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- runner.Run(ctx) }()

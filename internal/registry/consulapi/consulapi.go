@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-observability/vigil/internal/registry"
 )
 
@@ -59,15 +61,41 @@ type Options struct {
 	// registered without an address gets the one it registered from.
 	Datacenter, NodeName, NodeAddress string
 	Logger                            *slog.Logger
+	// Registerer receives vigil_registry_instances{health} (read from the
+	// registry at each scrape), vigil_registry_blocking_queries and
+	// vigil_registry_heartbeats_total{status}; nil registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // Handler serves the Consul subset and /api/v1/registry. It is a
 // lifecycle.Component: when Run's context ends, the blocking queries
 // waiting answer at once, so they do not hold the listener's drain.
 type Handler struct {
-	opts Options
-	mux  *http.ServeMux
-	stop chan struct{}
+	opts       Options
+	mux        *http.ServeMux
+	stop       chan struct{}
+	blocking   prometheus.Gauge
+	heartbeats *prometheus.CounterVec
+}
+
+// instancesDesc describes vigil_registry_instances.
+var instancesDesc = prometheus.NewDesc("vigil_registry_instances",
+	"Registered service instances, by health.", []string{"health"}, nil)
+
+// instances is the collector of vigil_registry_instances.
+type instances struct{ reg *registry.Registry }
+
+func (c instances) Describe(ch chan<- *prometheus.Desc) { ch <- instancesDesc }
+
+func (c instances) Collect(ch chan<- prometheus.Metric) {
+	es, _ := c.reg.Entries("")
+	n := map[registry.Status]int{}
+	for _, e := range es {
+		n[e.Health]++
+	}
+	for _, s := range []registry.Status{registry.Passing, registry.Warning, registry.Critical} {
+		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(n[s]), string(s))
+	}
 }
 
 // NewHandler returns a handler over opts.Registry, which must be set.
@@ -87,7 +115,17 @@ func NewHandler(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{opts: opts, mux: http.NewServeMux(), stop: make(chan struct{})}
+	h := &Handler{opts: opts, mux: http.NewServeMux(), stop: make(chan struct{}),
+		blocking: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_registry_blocking_queries", Help: "Consul blocking queries on the registry waiting now.",
+		}),
+		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_registry_heartbeats_total", Help: "TTL check updates received, by the status they set (unknown: refused).",
+		}, []string{"status"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(h.blocking, h.heartbeats, instances{opts.Registry})
+	}
 	h.mux.HandleFunc("PUT /v1/agent/service/register", h.register)
 	h.mux.HandleFunc("PUT /v1/agent/service/deregister/{id...}", h.deregister)
 	for _, s := range []registry.Status{registry.Passing, registry.Warning, registry.Critical} {
@@ -229,8 +267,11 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) updateCheck(w http.ResponseWriter, id string, s registry.Status, out string) {
 	if err := h.opts.Registry.UpdateCheck(id, s, out); err != nil {
+		h.heartbeats.WithLabelValues("unknown").Inc()
 		writeErr(w, err)
+		return
 	}
+	h.heartbeats.WithLabelValues(string(s)).Inc()
 }
 
 // writeErr answers as Consul's agent does: plain text, 404 for an unknown
@@ -272,6 +313,8 @@ func (h *Handler) block(w http.ResponseWriter, r *http.Request) bool {
 	}
 	timer := time.NewTimer(min(wait, MaxWait))
 	defer timer.Stop()
+	h.blocking.Inc()
+	defer h.blocking.Dec()
 	for {
 		idx, changed := h.opts.Registry.Watch()
 		if idx != want {

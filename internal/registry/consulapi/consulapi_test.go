@@ -10,6 +10,8 @@ import (
 	"time"
 
 	consul "github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vigil-observability/vigil/internal/registry"
 )
@@ -17,7 +19,7 @@ import (
 func newServer(t *testing.T) (*registry.Registry, *httptest.Server) {
 	t.Helper()
 	reg := registry.New(registry.Options{})
-	h := NewHandler(Options{Registry: reg, NodeName: "vigil-test"})
+	h := NewHandler(Options{Registry: reg, NodeName: "vigil-test", Registerer: prometheus.NewRegistry()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = h.Run(ctx); close(done) }()
@@ -203,5 +205,32 @@ func TestRegistryList(t *testing.T) {
 	if got.Status != "success" || len(got.Data) != 1 || got.Data[0].Health != "critical" || got.Data[0].Version != "1" ||
 		got.Data[0].Address != "127.0.0.1" || len(got.Data[0].Checks) != 1 || got.Data[0].Checks[0].TTL != "1m0s" {
 		t.Fatalf("%s", body)
+	}
+}
+
+// TestMetrics: instances by health and heartbeats by status.
+func TestMetrics(t *testing.T) {
+	reg := registry.New(registry.Options{})
+	pr := prometheus.NewRegistry()
+	h := NewHandler(Options{Registry: reg, Registerer: pr})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do(t, "PUT", srv.URL+"/v1/agent/service/register", `{"ID":"a","Name":"shop","Check":{"TTL":"10s"}}`)
+	do(t, "PUT", srv.URL+"/v1/agent/service/register", `{"ID":"b","Name":"shop","Check":{"TTL":"10s"}}`)
+	do(t, "PUT", srv.URL+"/v1/agent/check/pass/service:a", "")
+	do(t, "PUT", srv.URL+"/v1/agent/check/pass/service:nope", "")
+	want := `
+# HELP vigil_registry_heartbeats_total TTL check updates received, by the status they set (unknown: refused).
+# TYPE vigil_registry_heartbeats_total counter
+vigil_registry_heartbeats_total{status="passing"} 1
+vigil_registry_heartbeats_total{status="unknown"} 1
+# HELP vigil_registry_instances Registered service instances, by health.
+# TYPE vigil_registry_instances gauge
+vigil_registry_instances{health="critical"} 1
+vigil_registry_instances{health="passing"} 1
+vigil_registry_instances{health="warning"} 0
+`
+	if err := testutil.GatherAndCompare(pr, strings.NewReader(want), "vigil_registry_heartbeats_total", "vigil_registry_instances"); err != nil {
+		t.Error(err)
 	}
 }
