@@ -187,3 +187,42 @@ scrape_configs:
 		return ts != nil && len(ts) == 0
 	})
 }
+
+// TestRegistryAuth: with authentication on, the Go Consul client registers
+// with the ingest token in its own X-Consul-Token header, a read-only token
+// may read but not register, and no token gets 401.
+func TestRegistryAuth(t *testing.T) {
+	t.Parallel()
+	a := startAuthServer(t)
+	client := func(token string) *consul.Client {
+		cfg := consul.DefaultConfig()
+		cfg.Address, cfg.Scheme, cfg.HttpClient, cfg.Token = strings.TrimPrefix(a.httpsURL, "https://"), "https", a.client, token
+		c, err := consul.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	reg := &consul.AgentServiceRegistration{ID: "shop-1", Name: "shop", Port: 8080, Check: &consul.AgentServiceCheck{TTL: "1m"}}
+	if err := client("dashboards-token").Agent().ServiceRegister(reg); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("register with a read token: %v, want 403", err)
+	}
+	if err := client("").Agent().ServiceRegister(reg); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("register without a token: %v, want 401", err)
+	}
+	if err := client("collector-token").Agent().ServiceRegister(reg); err != nil {
+		t.Fatalf("register with the ingest token: %v", err)
+	}
+	if err := client("collector-token").Agent().PassTTL("service:shop-1", ""); err != nil {
+		t.Fatalf("heartbeat with the ingest token: %v", err)
+	}
+	for _, tok := range []string{"collector-token", "dashboards-token", "releaser-token"} {
+		es, _, err := client(tok).Health().Service("shop", "", true, nil)
+		if err != nil || len(es) != 1 {
+			t.Errorf("health read with %s: %d entries, %v", tok, len(es), err)
+		}
+	}
+	if _, _, err := client("").Catalog().Services(nil); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("catalog read without a token: %v, want 401", err)
+	}
+}
