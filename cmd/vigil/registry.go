@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,14 +23,21 @@ import (
 // instances that registered with it. Its expiry, probes and blocking
 // queries stop in the ingest stage, before the listeners drain, so a
 // 5-minute blocking query does not hold them.
-func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer) {
+//
+// HTTP checks dial through dial, the notifications' outbound policy, so a
+// registration cannot point vigil's probes at the cloud metadata service.
+func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) {
 	instances := registry.New(registry.Options{})
 	node, err := os.Hostname()
 	if err != nil || node == "" {
 		node = "vigil"
 	}
 	h := consulapi.NewHandler(consulapi.Options{Registry: instances, NodeName: node, Logger: logger, Registerer: reg})
-	runner := &registry.Runner{Registry: instances, Logger: logger}
+	runner := &registry.Runner{Registry: instances, Logger: logger, Client: &http.Client{
+		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true},
+		// A redirect is an answer (critical), not followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 	grp.Go(stageIngest, "registry", lifecycle.Func(func(ctx context.Context) error {
 		done := make(chan error, 1)
 		go func() { done <- runner.Run(ctx) }()

@@ -226,3 +226,29 @@ func TestRegistryAuth(t *testing.T) {
 		t.Errorf("catalog read without a token: %v, want 401", err)
 	}
 }
+
+// TestRegistryHTTPCheck: vigil probes an HTTP check and the instance
+// passes; a check pointed at the cloud metadata address is refused by the
+// notifications' outbound policy and stays critical, saying why.
+func TestRegistryHTTPCheck(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir())
+	c := consulClient(t, s)
+	for id, url := range map[string]string{"good": s.httpURL + "/-/healthy", "metadata": "http://169.254.169.254/latest/meta-data/"} {
+		if err := c.Agent().ServiceRegister(&consul.AgentServiceRegistration{
+			ID: id, Name: "shop", Port: 8080, Check: &consul.AgentServiceCheck{HTTP: url, Interval: "1s", Timeout: "1s"},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var checks map[string]*consul.AgentCheck
+	waitFor(t, "the HTTP checks to be probed", 20*time.Second, func() bool {
+		var err error
+		checks, err = c.Agent().Checks()
+		return err == nil && checks["service:good"] != nil && checks["service:good"].Status == consul.HealthPassing &&
+			checks["service:metadata"] != nil && checks["service:metadata"].Output != ""
+	})
+	if m := checks["service:metadata"]; m.Status != consul.HealthCritical || !strings.Contains(m.Output, "not allowed") {
+		t.Errorf("the metadata check: %s %q, want critical and refused", m.Status, m.Output)
+	}
+}

@@ -598,7 +598,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 
 	// The service registry (docs/registry.md).
-	mountRegistry(grp, webSrv, logger.With("component", "registry"), reg)
+	mountRegistry(grp, webSrv, logger.With("component", "registry"), reg, alerting.OutboundDialContext(allowOutbound))
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),
