@@ -234,3 +234,30 @@ vigil_registry_instances{health="warning"} 0
 		t.Error(err)
 	}
 }
+
+// TestBlockingQueryAnswersAtOnce: an index other than the current one
+// (one from before a restart, larger than any now) answers at once, and a
+// waiting query answers when the handler stops.
+func TestBlockingQueryAnswersAtOnce(t *testing.T) {
+	reg := registry.New(registry.Options{})
+	h := NewHandler(Options{Registry: reg})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = h.Run(ctx); close(done) }()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	begin := time.Now()
+	do(t, "GET", srv.URL+"/v1/catalog/services?index=999999&wait=10s", "")
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Errorf("an index from before a restart waited %v", d)
+	}
+	idx, _ := reg.Watch()
+	go func() { time.Sleep(200 * time.Millisecond); cancel() }()
+	begin = time.Now()
+	resp, _ := do(t, "GET", srv.URL+"/v1/health/service/shop?index="+itoa(idx)+"&wait=10s", "")
+	if d := time.Since(begin); d > 5*time.Second || resp.StatusCode != http.StatusOK {
+		t.Errorf("at stop: %d after %v, want 200 at once", resp.StatusCode, d)
+	}
+	<-done
+}
