@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/vigil-observability/vigil/internal/goldentest"
 	"github.com/vigil-observability/vigil/internal/registry"
 )
 
@@ -260,4 +261,36 @@ func TestBlockingQueryAnswersAtOnce(t *testing.T) {
 		t.Errorf("at stop: %d after %v, want 200 at once", resp.StatusCode, d)
 	}
 	<-done
+}
+
+// TestGoldenShapes pins the answers' JSON shapes, which Consul's clients
+// and consul_sd_configs decode.
+func TestGoldenShapes(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	reg := registry.New(registry.Options{Now: func() time.Time { return at }})
+	srv := httptest.NewServer(NewHandler(Options{Registry: reg, NodeName: "node-a", NodeAddress: "10.0.0.1"}))
+	defer srv.Close()
+	for _, body := range []string{
+		`{"ID":"shop-1","Name":"shop","Address":"10.0.0.7","Port":8080,"Tags":["v2","canary"],"Meta":{"version":"2.0.0"},"Check":{"TTL":"15s","DeregisterCriticalServiceAfter":"90s"}}`,
+		`{"ID":"shop-2","Name":"shop","Address":"10.0.0.8","Port":8080,"Checks":[{"HTTP":"http://10.0.0.8:8080/health","Interval":"10s"},{"TTL":"30s","Status":"warning"}]}`,
+	} {
+		if resp, b := do(t, "PUT", srv.URL+"/v1/agent/service/register", body); resp.StatusCode != 200 {
+			t.Fatalf("register: %d %s", resp.StatusCode, b)
+		}
+	}
+	do(t, "PUT", srv.URL+"/v1/agent/check/pass/service:shop-1?note=ok", "")
+	for _, tc := range []struct{ path, golden string }{
+		{"/v1/agent/self", "agent_self.json"},
+		{"/v1/catalog/services", "catalog_services.json"},
+		{"/v1/catalog/service/shop", "catalog_service.json"},
+		{"/v1/health/service/shop", "health_service.json"},
+		{"/v1/health/service/shop?passing", "health_service_passing.json"},
+		{RegistryPath, "registry.json"},
+	} {
+		resp, body := do(t, "GET", srv.URL+tc.path, "")
+		if resp.StatusCode != 200 || resp.Header.Get("X-Consul-Index") == "" && tc.path != RegistryPath {
+			t.Errorf("%s: %d, X-Consul-Index %q", tc.path, resp.StatusCode, resp.Header.Get("X-Consul-Index"))
+		}
+		goldentest.CompareJSON(t, tc.golden, []byte(body))
+	}
 }
