@@ -597,6 +597,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		return fmt.Errorf("config centre: %w", err)
 	}
 
+	// The service registry (docs/registry.md).
+	mountRegistry(grp, webSrv, logger.With("component", "registry"), reg, alerting.OutboundDialContext(allowOutbound))
+
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),
 		Limits: lim, Ingest: ingestMetrics, Logger: logger,

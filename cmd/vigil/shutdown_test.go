@@ -267,7 +267,7 @@ func TestReliabilitySIGTERMDuringSlowWork(t *testing.T) {
 // the order docs/architecture.md documents: a component of a stage is
 // stopped only once every component of the stages before has.
 var stopStages = [][]string{
-	{"ingest gate", "reloader", "config watches"},
+	{"ingest gate", "reloader", "config watches", "registry"},
 	{"http", "otlp http", "otlp grpc"},
 	{"scrape"},
 	{"memory guard", "idle memory trim", "traces queue", "logs queue", "rules", "doctor", "config guard"},

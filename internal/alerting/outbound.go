@@ -121,6 +121,15 @@ func (p *outboundPolicy) DialContext(ctx context.Context, network, address strin
 	return p.dialer().DialContext(ctx, network, address)
 }
 
+// OutboundDialContext returns a DialContext that refuses what
+// notifications' connections refuse: link-local and cloud metadata
+// addresses outside allow (ParseAllowOutbound). Other components that
+// connect where a caller says, such as the service registry's HTTP
+// checks, dial through it too.
+func OutboundDialContext(allow []netip.Prefix) func(ctx context.Context, network, address string) (net.Conn, error) {
+	return newOutboundPolicy(allow).DialContext
+}
+
 // httpOptions makes the HTTP clients Alertmanager's integrations build dial
 // through the policy.
 func (p *outboundPolicy) httpOptions() []commoncfg.HTTPClientOption {

@@ -406,14 +406,15 @@ func (a *Authenticator) bearer(tok string) ([]Role, string, error) {
 }
 
 // Allowed reports whether roles include need; Open needs nothing,
-// config is also granted by admin, and ConfigRead by any role.
+// config is also granted by admin, and ConfigRead and RegistryRead by any
+// role.
 func Allowed(roles []Role, need Role) bool {
 	switch need {
 	case Open:
 		return true
 	case RoleConfig:
 		return slices.Contains(roles, RoleConfig) || slices.Contains(roles, RoleAdmin)
-	case ConfigRead:
+	case ConfigRead, RegistryRead:
 		return slices.ContainsFunc(roles, Role.valid)
 	}
 	return slices.Contains(roles, need)
@@ -424,7 +425,7 @@ func Describe(need Role) string {
 	switch need {
 	case RoleConfig:
 		return "the config (or admin) role"
-	case ConfigRead:
+	case ConfigRead, RegistryRead:
 		return "any role"
 	}
 	return "the " + string(need) + " role"

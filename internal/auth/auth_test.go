@@ -90,6 +90,16 @@ func TestClassify(t *testing.T) {
 		{"DELETE", "/api/v1/config/shop/payment/timeout", RoleConfig},
 		{"POST", "/api/v1/config/../admin/tsdb/delete_series", RoleAdmin},
 		{"GET", "/api/v1/configx", RoleRead},
+		{"PUT", "/v1/agent/service/register", RoleIngest},
+		{"PUT", "/v1/agent/check/pass/service:a", RoleIngest},
+		{"PUT", "/v1/agent/service/deregister/a", RoleIngest},
+		{"GET", "/v1/agent/self", RegistryRead},
+		{"GET", "/v1/catalog/services", RegistryRead},
+		{"GET", "/v1/health/service/shop", RegistryRead},
+		{"GET", "/api/v1/registry", RegistryRead},
+		{"PUT", "/v1/catalog/register", RoleAdmin},
+		{"POST", "/v1/agent/../../api/v1/admin/tsdb/snapshot", RoleAdmin},
+		{"POST", "/v1/traces", RoleIngest},
 		{"GET", "/api/v1/changes", RoleRead},
 		{"GET", "/api/v1/cluster/config", RoleRead},
 	} {
@@ -112,6 +122,8 @@ func TestAllowedConfig(t *testing.T) {
 		{[]Role{RoleRead}, ConfigRead, true},
 		{[]Role{RoleConfig}, ConfigRead, true},
 		{nil, ConfigRead, false},
+		{[]Role{RoleIngest}, RegistryRead, true},
+		{nil, RegistryRead, false},
 		{[]Role{RoleConfig}, RoleRead, false},
 		{[]Role{RoleConfig}, RoleAdmin, false},
 	} {
@@ -310,9 +322,19 @@ func TestWrap(t *testing.T) {
 		{"PUT", "/api/v1/config/a/b/c", "Bearer tok-ingest", http.StatusForbidden},
 		{"PUT", "/api/v1/config/a/b/c", basicHeader("bob", "hunter2"), http.StatusForbidden},
 		{"PUT", "/api/v1/config/a/b/c", basicHeader("alice", "s3cret"), http.StatusTeapot},
+		{"PUT", "/v1/agent/service/register", "Bearer tok-read", http.StatusForbidden},
+		{"PUT", "/v1/agent/service/register", "Bearer tok-ingest", http.StatusTeapot},
+		{"GET", "/v1/health/service/shop", "Bearer tok-ingest", http.StatusTeapot},
+		// Consul's clients send X-Consul-Token, honoured on the registry's paths only.
+		{"PUT", "/v1/agent/service/register", "consul tok-ingest", http.StatusTeapot},
+		{"GET", "/v1/catalog/services", "consul tok-read", http.StatusTeapot},
+		{"GET", "/v1/catalog/services", "consul wrong", http.StatusUnauthorized},
+		{"GET", "/api/v1/query", "consul tok-read", http.StatusUnauthorized},
 	} {
 		req := httptest.NewRequest(tc.method, tc.path, nil)
-		if tc.header != "" {
+		if tok, ok := strings.CutPrefix(tc.header, "consul "); ok {
+			req.Header.Set("X-Consul-Token", tok)
+		} else if tc.header != "" {
 			req.Header.Set("Authorization", tc.header)
 		}
 		rec := httptest.NewRecorder()

@@ -31,6 +31,12 @@ const (
 	// their configuration with the ingest token they ship telemetry with.
 	// It is not a role a credential can hold.
 	ConfigRead Role = "config-read"
+	// RegistryRead marks the service registry's reads (GET of Consul's
+	// /v1/agent/, /v1/catalog/ and /v1/health/ and of /api/v1/registry),
+	// which any credential may make: Prometheus's consul_sd_configs and
+	// services find each other with whatever token they hold. It is not
+	// a role a credential can hold.
+	RegistryRead Role = "registry-read"
 	// Open marks a route served without credentials (health and
 	// readiness). It is not a role a credential can hold.
 	Open Role = "open"
@@ -89,6 +95,26 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 // configPrefix is the configuration centre's subtree.
 const configPrefix = "/api/v1/config"
 
+// registryAgentPrefix is the Consul agent API's subtree, where instances
+// register, heartbeat and deregister.
+const registryAgentPrefix = "/v1/agent"
+
+// registryPrefixes are the service registry's subtrees (the Consul API
+// subset and vigil's own listing).
+var registryPrefixes = []string{registryAgentPrefix, "/v1/catalog", "/v1/health", "/api/v1/registry"}
+
+// RegistryPath reports whether p is the service registry's: its requests
+// may carry their token as Consul's X-Consul-Token header.
+func RegistryPath(p string) bool {
+	p = cleanPath(p)
+	for _, prefix := range registryPrefixes {
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // Classify returns the role a request needs, from its method and path
 // alone. It is the single place that decides access for every HTTP route
 // vigil serves, on every listener:
@@ -102,6 +128,10 @@ const configPrefix = "/api/v1/config"
 //   - Under /api/v1/config/, the configuration centre: a GET or HEAD is
 //     ConfigRead (any credential), any other method needs config (or
 //     admin).
+//   - The service registry: a GET or HEAD under /v1/agent/, /v1/catalog/,
+//     /v1/health/ or /api/v1/registry is RegistryRead (any credential);
+//     any other method under /v1/agent/ (register, heartbeat, deregister)
+//     needs ingest, the token instances ship telemetry with.
 //   - POST to the Prometheus and Loki query endpoints needs read.
 //   - Any other GET, HEAD or OPTIONS needs read: reading is all a safe
 //     method does, and the UI answers every GET path (its client-side
@@ -128,6 +158,14 @@ func Classify(method, p string) Role {
 			return ConfigRead
 		}
 		return RoleConfig
+	}
+	if RegistryPath(p) {
+		if safe {
+			return RegistryRead
+		}
+		if p == registryAgentPrefix || strings.HasPrefix(p, registryAgentPrefix+"/") {
+			return RoleIngest
+		}
 	}
 	if safe {
 		return RoleRead

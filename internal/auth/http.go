@@ -25,7 +25,12 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		roles, principal, err := a.identify(remoteAddr(r), r.Header.Get("Authorization"))
+		authz := r.Header.Get("Authorization")
+		if t := r.Header.Get("X-Consul-Token"); authz == "" && t != "" && RegistryPath(r.URL.Path) {
+			// Consul's clients send their token in their own header.
+			authz = "Bearer " + t
+		}
+		roles, principal, err := a.identify(remoteAddr(r), authz)
 		var limited *LimitError
 		if errors.As(err, &limited) {
 			// No password was checked: answering at once costs nothing.
