@@ -73,16 +73,17 @@ func TestDemoAgainstServer(t *testing.T) {
 // stopping it when the test ends and showing its output if the test failed.
 func startDemo(t *testing.T, s *server, base int, extra ...string) {
 	t.Helper()
-	startDemoAt(t, s.grpcA, nil, base, extra...)
+	startDemoAt(t, s.grpcA, nil, base, append([]string{"--vigil-url", s.httpURL}, extra...)...)
 }
 
 // startDemoAt runs `vigil demo` sending to endpoint, with env added to its
-// environment.
+// environment. Without a --vigil-url in extra it reads no configuration
+// centre; its services' configuration cache is in a temporary directory.
 func startDemoAt(t *testing.T, endpoint string, env []string, base int, extra ...string) {
 	t.Helper()
-	args := append([]string{"demo", "--otlp-endpoint", endpoint, "--port-base", strconv.Itoa(base), "--rps", "20"}, extra...)
+	args := append([]string{"demo", "--otlp-endpoint", endpoint, "--port-base", strconv.Itoa(base), "--rps", "20", "--vigil-url", ""}, extra...)
 	demo := exec.Command(vigilBin, args...)
-	demo.Env = append(os.Environ(), env...)
+	demo.Env = append(os.Environ(), append([]string{"VIGIL_URL=", "VIGIL_CONFIG_CACHE_DIR=" + t.TempDir()}, env...)...)
 	out := &syncBuffer{}
 	demo.Stdout, demo.Stderr = out, out
 	if err := demo.Start(); err != nil {
