@@ -136,7 +136,7 @@ func TestDemoPortInUse(t *testing.T) {
 // TestDemoBadConfigGuard runs `vigil demo --fault bad-config` against a
 // server holding the example's payments SLO: the demo seeds the formal
 // payments settings (version 1) and grays a 1ms processor timeout onto the
-// payments instances; their charges fail, the SLO's page condition holds,
+// payments instance; its charges fail, the SLO's page condition holds,
 // and the guard aborts the gray by itself, so payments is back on version
 // 1. The example's 15s evaluation interval is 1s here so that the guard
 // judges within seconds of the span metrics' first flush (every 15s); the

@@ -183,14 +183,17 @@ func (c *configAPI) seed(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// startBadGray starts the bad-config gray on the payments instances
-// (label service.name=payments), guarded by BadConfigGuard, and returns
-// its version.
-func (c *configAPI) startBadGray(ctx context.Context) (uint64, error) {
+// configInstance is a service's instance id in the configuration centre,
+// e.g. "payments@127.0.0.1:8084".
+func configInstance(service, addr string) string { return service + "@" + addr }
+
+// startBadGray starts the bad-config gray on one instance, guarded by
+// BadConfigGuard, and returns its version.
+func (c *configAPI) startBadGray(ctx context.Context, instance string) (uint64, error) {
 	req, err := json.Marshal(map[string]any{
 		"content":      BadSettings,
 		"content_type": "yaml",
-		"match":        map[string]any{"labels": map[string]string{"service.name": namePayments}},
+		"match":        map[string]any{"instances": []string{instance}},
 		"guard":        map[string]string{"slo": BadConfigGuard},
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,7 +124,7 @@ func TestBadConfigFault(t *testing.T) {
 	r.waitMetric(3, `vigil_config_applied_info{cohort="gray",item="shop/payments/settings",version="2"} 1`)
 	r.waitApplied(1, 2, "gray")
 	_, body := configCall(t, http.MethodGet, url+"/api/v1/config/"+SettingsItem+"/history")
-	if !strings.Contains(body, `"guard":{"slo":"`+BadConfigGuard+`"}`) || !strings.Contains(body, `"service.name":"payments"`) {
+	if !strings.Contains(body, `"guard":{"slo":"`+BadConfigGuard+`"}`) || !strings.Contains(body, `"instances":["payments@127.0.0.1:`+strconv.Itoa(r.base+3)+`"]`) {
 		t.Errorf("the gray's guard or match: %s", body)
 	}
 	if code := r.order(1); code != http.StatusBadGateway {

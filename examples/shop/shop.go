@@ -105,7 +105,8 @@ const (
 	// its spans are stamped minutes before the calls that caused them.
 	faultClockSkew = "clock-skew"
 	// faultBadConfig: once the shop runs, a gray of BadSettings (a 1ms
-	// processor timeout) on the payments instances, guarded by
+	// processor timeout) on this demo's payments instance (by its instance
+	// id, "payments@<its address>"), guarded by
 	// BadConfigGuard: every charge of the cohort fails until the SLO
 	// guard aborts the gray and payments is back on the formal settings.
 	faultBadConfig = "bad-config"
@@ -119,7 +120,7 @@ var faultHelp = map[string]string{
 	faultPanic:               "catalog panics on GET /products/{id} for every tenth id",
 	faultUnregisteredMetrics: "catalog serves /metrics from a fresh registry: runtime and RED series missing",
 	faultClockSkew:           "catalog's clock runs 3 minutes behind: its spans are stamped 3 minutes before the calls that caused them",
-	faultBadConfig:           "a gray of a 1ms payment timeout on the payments instances, guarded by the SLO " + BadConfigGuard + ": charges fail until the guard aborts it",
+	faultBadConfig:           "a gray of a 1ms payment timeout on this demo's payments instance, guarded by the SLO " + BadConfigGuard + ": charges fail until the guard aborts it",
 }
 
 // Faults returns the fault names Options.Faults accepts, sorted.
@@ -247,7 +248,7 @@ func Run(ctx context.Context, opts Options) error {
 			_ = s.Shutdown(context.WithoutCancel(ctx))
 		}
 	}
-	for _, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
+	for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
 		cfg := vigil.Config{
 			ServiceName:    name,
 			ServiceVersion: "demo",
@@ -255,7 +256,9 @@ func Run(ctx context.Context, opts Options) error {
 			Protocol:       opts.Protocol,
 			LogOutput:      out,
 			ShutdownGrace:  shutdownGrace,
-			ConfigCentre:   vigil.ConfigCentre{URL: configURL},
+			// The instance id the configuration centre knows it by: the
+			// four services share a host, and two demos may share vigil.
+			ConfigCentre: vigil.ConfigCentre{URL: configURL, Instance: configInstance(name, addr(i))},
 		}
 		if faults[faultClockSkew] && name == nameCatalog {
 			cfg.WrapSpanExporter = func(e sdktrace.SpanExporter) sdktrace.SpanExporter { return skewedExporter{e, clockSkew} }
@@ -314,11 +317,11 @@ func Run(ctx context.Context, opts Options) error {
 		"orders", "http://"+addr(2), "payments", addr(3)+" (gRPC and HTTP)",
 		"faults", slices.Sorted(maps.Keys(faults)), "rps", opts.RPS)
 	if faults[faultBadConfig] {
-		if v, err := api.startBadGray(ctx); err != nil {
+		if v, err := api.startBadGray(ctx, configInstance(namePayments, addr(3))); err != nil {
 			logger.Error("bad-config: the gray did not start", "item", SettingsItem, "error", err.Error())
 		} else {
-			logger.Warn("bad-config: gray started on the payments instances; the SLO guard should abort it",
-				"item", SettingsItem, "version", v, "guard", BadConfigGuard)
+			logger.Warn("bad-config: gray started on this demo's payments instance; the SLO guard should abort it",
+				"item", SettingsItem, "version", v, "instance", configInstance(namePayments, addr(3)), "guard", BadConfigGuard)
 		}
 	}
 
