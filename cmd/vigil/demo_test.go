@@ -138,7 +138,7 @@ func TestDemoPortInUse(t *testing.T) {
 // payments settings (version 1) and grays a 1ms processor timeout onto the
 // payments instance; its charges fail, the SLO's page condition holds,
 // and the guard aborts the gray by itself, so payments is back on version
-// 1. The example's 15s evaluation interval is 1s here so that the guard
+// 1, and ConfigGrayAborted is sent. The example's 15s evaluation interval is 1s here so that the guard
 // judges within seconds of the span metrics' first flush (every 15s); the
 // SLO and its page windows (5m and 1h) are the example's.
 func TestDemoBadConfigGuard(t *testing.T) {
@@ -212,5 +212,18 @@ slos:
 	}
 	waitFor(t, "payments back on the formal version", 30*time.Second, func() bool {
 		return applied() == `vigil_config_applied_info{cohort="formal",item="shop/payments/settings",version="1"} 1`
+	})
+	// The notification.
+	var alerts []struct{ Labels map[string]string }
+	waitFor(t, "ConfigGrayAborted in the Alertmanager", 30*time.Second, func() bool {
+		if s.getJSON(t, "/api/v2/alerts", &alerts) != http.StatusOK {
+			return false
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "ConfigGrayAborted" && a.Labels["key"] == "settings" && a.Labels["version"] == "2" {
+				return true
+			}
+		}
+		return false
 	})
 }
