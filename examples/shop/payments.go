@@ -125,5 +125,5 @@ func (p *payments) Charge(ctx context.Context, in *structpb.Struct) (*structpb.S
 	}
 	paymentID := fmt.Sprintf("pay-%06d", n)
 	p.log.InfoContext(ctx, "charge captured", "order_id", orderID, "payment_id", paymentID)
-	return structpb.NewStruct(map[string]any{"payment_id": paymentID, "status": "captured"})
+	return structpb.NewStruct(map[string]any{"payment_id": paymentID, "status": "captured", "fraud_checked": set.FraudCheck})
 }
