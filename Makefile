@@ -88,7 +88,7 @@ run: build
 	until curl -sf http://$(RUN_HTTP_ADDR)/-/ready >/dev/null 2>&1; do \
 	  kill -0 $$server 2>/dev/null || exit 1; sleep 0.2; \
 	done; \
-	set -m; $(BIN) demo --otlp-endpoint $(RUN_OTLP_GRPC_ADDR) --port-base $(RUN_DEMO_PORT) --rps 5 >/dev/null & demo=$$!; set +m; \
+	set -m; $(BIN) demo --otlp-endpoint $(RUN_OTLP_GRPC_ADDR) --vigil-url http://$(RUN_HTTP_ADDR) --port-base $(RUN_DEMO_PORT) --rps 5 >/dev/null & demo=$$!; set +m; \
 	echo "vigil: http://$(RUN_HTTP_ADDR) (demo shop gateway on http://localhost:$(RUN_DEMO_PORT)); Ctrl-C stops both"; \
 	wait $$server; rc=$$?; server=
 

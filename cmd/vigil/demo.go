@@ -34,6 +34,7 @@ func runDemo(args []string, stderr io.Writer) int {
 	)
 	fs.StringVar(&opts.OTLPEndpoint, "otlp-endpoint", "localhost:4317", "where the shop's services send OTLP (a vigil server)")
 	fs.StringVar(&opts.Protocol, "otlp-protocol", "grpc", "grpc or http/protobuf")
+	fs.StringVar(&opts.ConfigURL, "vigil-url", "http://localhost:7070", "vigil's API, whose configuration centre holds the payments settings (shop/payments/settings; seeded if missing); empty: $VIGIL_URL, else none (defaults)")
 	fs.IntVar(&opts.PortBase, "port-base", 8081, "gateway port; catalog, orders and payments take the next three")
 	fs.Float64Var(&opts.RPS, "rps", 5, "requests per second the load generator sends to the gateway (0: none)")
 	var help strings.Builder
@@ -54,7 +55,7 @@ func runDemo(args []string, stderr io.Writer) int {
 	if err := shop.Run(ctx, opts); err != nil {
 		fmt.Fprintf(stderr, "vigil demo: %v\n", err)
 		switch {
-		case errors.Is(err, shop.ErrUnknownFault):
+		case errors.Is(err, shop.ErrUnknownFault), errors.Is(err, shop.ErrNoConfigCentre):
 			return 2
 		case errors.Is(err, shop.ErrListen):
 			// Typically the demo `make run` started holds these ports.

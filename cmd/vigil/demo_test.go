@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,16 +75,17 @@ func TestDemoAgainstServer(t *testing.T) {
 // stopping it when the test ends and showing its output if the test failed.
 func startDemo(t *testing.T, s *server, base int, extra ...string) {
 	t.Helper()
-	startDemoAt(t, s.grpcA, nil, base, extra...)
+	startDemoAt(t, s.grpcA, nil, base, append([]string{"--vigil-url", s.httpURL}, extra...)...)
 }
 
 // startDemoAt runs `vigil demo` sending to endpoint, with env added to its
-// environment.
+// environment. Without a --vigil-url in extra it reads no configuration
+// centre; its services' configuration cache is in a temporary directory.
 func startDemoAt(t *testing.T, endpoint string, env []string, base int, extra ...string) {
 	t.Helper()
-	args := append([]string{"demo", "--otlp-endpoint", endpoint, "--port-base", strconv.Itoa(base), "--rps", "20"}, extra...)
+	args := append([]string{"demo", "--otlp-endpoint", endpoint, "--port-base", strconv.Itoa(base), "--rps", "20", "--vigil-url", ""}, extra...)
 	demo := exec.Command(vigilBin, args...)
-	demo.Env = append(os.Environ(), env...)
+	demo.Env = append(os.Environ(), append([]string{"VIGIL_URL=", "VIGIL_CONFIG_CACHE_DIR=" + t.TempDir()}, env...)...)
 	out := &syncBuffer{}
 	demo.Stdout, demo.Stderr = out, out
 	if err := demo.Start(); err != nil {
@@ -128,4 +131,99 @@ func TestDemoPortInUse(t *testing.T) {
 	if strings.Contains(string(out), "shop running") {
 		t.Errorf("claimed to run:\n%s", out)
 	}
+}
+
+// TestDemoBadConfigGuard runs `vigil demo --fault bad-config` against a
+// server holding the example's payments SLO: the demo seeds the formal
+// payments settings (version 1) and grays a 1ms processor timeout onto the
+// payments instance; its charges fail, the SLO's page condition holds,
+// and the guard aborts the gray by itself, so payments is back on version
+// 1, and ConfigGrayAborted is sent. The example's 15s evaluation interval is 1s here so that the guard
+// judges within seconds of the span metrics' first flush (every 15s); the
+// SLO and its page windows (5m and 1h) are the example's.
+func TestDemoBadConfigGuard(t *testing.T) {
+	cfg := writeConfig(t, `global:
+  evaluation_interval: 1s
+slos:
+  - version: prometheus/v1
+    service: payments
+    slos:
+      - name: charge-errors
+        objective: 99.9
+        sli: {spans: {operation: "shop.Payments/Charge"}}
+        alerting:
+          name: PaymentsChargeBudgetBurn
+`)
+	s := startServer(t, t.TempDir(), "--config", cfg)
+	base := testport.Run(t, 4)
+	startDemo(t, s, base, "--fault", "bad-config")
+	payments := fmt.Sprintf("http://127.0.0.1:%d/metrics", base+3)
+	applied := func() string {
+		resp, err := http.Get(payments)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "vigil_config_applied_info{") {
+				return line
+			}
+		}
+		return ""
+	}
+	waitFor(t, "payments on the gray", 30*time.Second, func() bool {
+		return applied() == `vigil_config_applied_info{cohort="gray",item="shop/payments/settings",version="2"} 1`
+	})
+	start := time.Now()
+
+	var changes struct {
+		Data []struct {
+			Action, Author, Message, Item string
+			Version                       int
+		}
+	}
+	waitFor(t, "the gray aborted by vigil-guard", time.Minute, func() bool {
+		if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK || len(changes.Data) == 0 {
+			return false
+		}
+		last := changes.Data[len(changes.Data)-1]
+		return last.Action == "abort" && last.Author == "vigil-guard"
+	})
+	t.Logf("gray aborted %v after payments applied it", time.Since(start).Round(time.Second))
+	var actions []string
+	for _, c := range changes.Data {
+		actions = append(actions, fmt.Sprintf("%s %s v%d by %s", c.Action, c.Item, c.Version, c.Author))
+	}
+	want := []string{
+		"put shop/payments/settings v1 by vigil demo",
+		"gray shop/payments/settings v2 by vigil demo",
+		"abort shop/payments/settings v1 by vigil-guard",
+	}
+	if !slices.Equal(actions, want) {
+		t.Errorf("changes %q, want %q", actions, want)
+	}
+	if msg := changes.Data[len(changes.Data)-1].Message; !strings.Contains(msg, "page (fast burn) condition of SLO payments/charge-errors holds") {
+		t.Errorf("abort reason %q", msg)
+	}
+	// The cohort's charges failed: error spans of payments' Charge.
+	if got := s.promQuery(t, `sum(traces_span_metrics_calls_total{service_name="payments",span_name="shop.Payments/Charge",status_code="STATUS_CODE_ERROR"})`); len(got) != 1 {
+		t.Errorf("no failed charges recorded: %v", got)
+	}
+	waitFor(t, "payments back on the formal version", 30*time.Second, func() bool {
+		return applied() == `vigil_config_applied_info{cohort="formal",item="shop/payments/settings",version="1"} 1`
+	})
+	// The notification.
+	var alerts []struct{ Labels map[string]string }
+	waitFor(t, "ConfigGrayAborted in the Alertmanager", 30*time.Second, func() bool {
+		if s.getJSON(t, "/api/v2/alerts", &alerts) != http.StatusOK {
+			return false
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "ConfigGrayAborted" && a.Labels["key"] == "settings" && a.Labels["version"] == "2" {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -53,17 +53,21 @@ var paymentsDesc = grpc.ServiceDesc{
 	Metadata: "shop/payments",
 }
 
-// payments charges cards. Its every fifth charge fails under the errors
+// payments charges cards through a (simulated) card processor, bounded by
+// the timeout of its settings, which it reads from the configuration
+// centre (settings.go). Its every fifth charge fails under the errors
 // fault: deterministic, so that a handful of orders always shows failures.
 type payments struct {
-	log     *slog.Logger
-	charges atomic.Int64
-	slow    bool
-	failing bool
+	log      *slog.Logger
+	charges  atomic.Int64
+	slow     bool
+	failing  bool
+	settings atomic.Pointer[paymentSettings]
 }
 
 func newPayments(svc *vigil.Service, addr string, faults faultSet) (*node, error) {
 	p := &payments{log: svc.Logger, slow: faults[faultSlowPayments], failing: faults[faultErrors]}
+	watchSettings(svc, &p.settings)
 	gs := grpc.NewServer(svc.GRPCServerOptions()...)
 	gs.RegisterService(&paymentsDesc, p)
 
@@ -97,13 +101,23 @@ func (p *payments) Charge(ctx context.Context, in *structpb.Struct) (*structpb.S
 	// card_number is redacted by the SDK's logger, by key and by value.
 	p.log.InfoContext(ctx, "charging card", "order_id", orderID,
 		"amount_cents", int64(f["amount_cents"].GetNumberValue()), "card_number", f["card_number"].GetStringValue())
+	set := p.settings.Load()
+	if set.FraudCheck {
+		p.log.DebugContext(ctx, "fraud check passed", "order_id", orderID)
+	}
+	// The card processor answers in 2-5 ms, or 300-800 ms under the
+	// slow-payments fault, within the configured timeout.
+	d := 2*time.Millisecond + rand.N(3*time.Millisecond)
 	if p.slow {
-		d := 300*time.Millisecond + rand.N(500*time.Millisecond)
-		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
+		d = 300*time.Millisecond + rand.N(500*time.Millisecond)
+	}
+	select {
+	case <-time.After(d):
+	case <-time.After(set.Timeout):
+		p.log.WarnContext(ctx, "payment processor timed out", "order_id", orderID, "timeout", set.Timeout.String())
+		return nil, status.Errorf(codes.DeadlineExceeded, "payments: processor did not answer within %s", set.Timeout)
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 	if p.failing && n%5 == 0 {
 		p.log.WarnContext(ctx, "payment processor unavailable", "order_id", orderID)
@@ -111,5 +125,5 @@ func (p *payments) Charge(ctx context.Context, in *structpb.Struct) (*structpb.S
 	}
 	paymentID := fmt.Sprintf("pay-%06d", n)
 	p.log.InfoContext(ctx, "charge captured", "order_id", orderID, "payment_id", paymentID)
-	return structpb.NewStruct(map[string]any{"payment_id": paymentID, "status": "captured"})
+	return structpb.NewStruct(map[string]any{"payment_id": paymentID, "status": "captured", "fraud_checked": set.FraudCheck})
 }

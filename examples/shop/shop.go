@@ -50,6 +50,13 @@ type Options struct {
 	// RPS is the load generator's request rate against the gateway; zero
 	// means no load (drive the gateway yourself).
 	RPS float64
+	// ConfigURL is vigil's API (e.g. "http://localhost:7070"), whose
+	// configuration centre holds payments' settings (SettingsItem): Run
+	// puts FormalSettings there when the item does not exist, and payments
+	// watches it. Empty means VIGIL_URL; without either, or when vigil
+	// cannot be reached, payments runs on its defaults (those of
+	// FormalSettings).
+	ConfigURL string
 	// Faults are the failures to switch on, by name (see Faults).
 	Faults []string
 	// Logger receives the demo's own messages (not the services' logs).
@@ -64,6 +71,11 @@ const DefaultPortBase = 8100
 
 // ErrUnknownFault is returned by Run for a fault name Faults does not list.
 var ErrUnknownFault = errors.New("shop: unknown fault")
+
+// ErrNoConfigCentre is returned by Run, before anything starts, for a
+// fault that needs the configuration centre when Options.ConfigURL and
+// VIGIL_URL are both empty.
+var ErrNoConfigCentre = errors.New("shop: no configuration centre")
 
 // ErrListen is returned by Run, before anything starts, when one of the
 // four ports cannot be bound (typically another demo is using it). The
@@ -92,6 +104,12 @@ const (
 	// faultClockSkew: catalog's clock runs minutes behind the others', so
 	// its spans are stamped minutes before the calls that caused them.
 	faultClockSkew = "clock-skew"
+	// faultBadConfig: once the shop runs, a gray of BadSettings (a 1ms
+	// processor timeout) on this demo's payments instance (by its instance
+	// id, "payments@<its address>"), guarded by
+	// BadConfigGuard: every charge of the cohort fails until the SLO
+	// guard aborts the gray and payments is back on the formal settings.
+	faultBadConfig = "bad-config"
 )
 
 var faultHelp = map[string]string{
@@ -102,6 +120,7 @@ var faultHelp = map[string]string{
 	faultPanic:               "catalog panics on GET /products/{id} for every tenth id",
 	faultUnregisteredMetrics: "catalog serves /metrics from a fresh registry: runtime and RED series missing",
 	faultClockSkew:           "catalog's clock runs 3 minutes behind: its spans are stamped 3 minutes before the calls that caused them",
+	faultBadConfig:           "a gray of a 1ms payment timeout on this demo's payments instance, guarded by the SLO " + BadConfigGuard + ": charges fail until the guard aborts it",
 }
 
 // Faults returns the fault names Options.Faults accepts, sorted.
@@ -168,8 +187,9 @@ type node struct {
 // ends or a service fails, then shuts everything down gracefully, callers
 // before callees (load generator, gateway, catalog and orders, payments), so
 // that in-flight requests complete; each service's shutdown flushes its
-// telemetry. It returns ErrUnknownFault or ErrListen (a port in use)
-// before starting anything, and a service's serving error otherwise.
+// telemetry. It returns ErrUnknownFault, ErrNoConfigCentre or ErrListen (a
+// port in use) before starting anything, and a service's serving error
+// otherwise.
 func Run(ctx context.Context, opts Options) error {
 	faults, err := parseFaults(opts.Faults)
 	if err != nil {
@@ -190,6 +210,14 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	addr := func(i int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)) }
 
+	configURL := opts.ConfigURL
+	if configURL == "" {
+		configURL = os.Getenv("VIGIL_URL")
+	}
+	if configURL == "" && faults[faultBadConfig] {
+		return fmt.Errorf("%w: the fault %s needs one (Options.ConfigURL or VIGIL_URL)", ErrNoConfigCentre, faultBadConfig)
+	}
+
 	// Every port is bound before anything starts, so a port in use fails
 	// Run at once with its number instead of after "shop running".
 	lns, err := bindPorts(addr, []string{nameGateway, nameCatalog, nameOrders, namePayments})
@@ -202,6 +230,17 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
+	var api *configAPI
+	if configURL != "" {
+		api = newConfigAPI(configURL)
+		switch seeded, err := api.seed(ctx); {
+		case err != nil:
+			logger.Warn("configuration centre: cannot check or seed the payments settings; payments uses the item if it can read it, else its defaults", "item", SettingsItem, "error", err.Error())
+		case seeded:
+			logger.Info("configuration centre: put the formal settings", "item", SettingsItem)
+		}
+	}
+
 	// Start the services' telemetry, one vigil.Start each.
 	svcs := map[string]*vigil.Service{}
 	shutdownAll := func() {
@@ -209,7 +248,7 @@ func Run(ctx context.Context, opts Options) error {
 			_ = s.Shutdown(context.WithoutCancel(ctx))
 		}
 	}
-	for _, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
+	for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
 		cfg := vigil.Config{
 			ServiceName:    name,
 			ServiceVersion: "demo",
@@ -217,6 +256,9 @@ func Run(ctx context.Context, opts Options) error {
 			Protocol:       opts.Protocol,
 			LogOutput:      out,
 			ShutdownGrace:  shutdownGrace,
+			// The instance id the configuration centre knows it by: the
+			// four services share a host, and two demos may share vigil.
+			ConfigCentre: vigil.ConfigCentre{URL: configURL, Instance: configInstance(name, addr(i))},
 		}
 		if faults[faultClockSkew] && name == nameCatalog {
 			cfg.WrapSpanExporter = func(e sdktrace.SpanExporter) sdktrace.SpanExporter { return skewedExporter{e, clockSkew} }
@@ -274,6 +316,14 @@ func Run(ctx context.Context, opts Options) error {
 		"gateway", "http://"+addr(0), "catalog", "http://"+addr(1),
 		"orders", "http://"+addr(2), "payments", addr(3)+" (gRPC and HTTP)",
 		"faults", slices.Sorted(maps.Keys(faults)), "rps", opts.RPS)
+	if faults[faultBadConfig] {
+		if v, err := api.startBadGray(ctx, configInstance(namePayments, addr(3))); err != nil {
+			logger.Error("bad-config: the gray did not start", "item", SettingsItem, "error", err.Error())
+		} else {
+			logger.Warn("bad-config: gray started on this demo's payments instance; the SLO guard should abort it",
+				"item", SettingsItem, "version", v, "instance", configInstance(namePayments, addr(3)), "guard", BadConfigGuard)
+		}
+	}
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})

@@ -559,7 +559,8 @@ func TestShopFaults(t *testing.T) {
 			}
 		}},
 	}
-	if got, want := len(tests), len(Faults()); got != want {
+	// bad-config needs a configuration centre: TestBadConfigFault.
+	if got, want := len(tests)+1, len(Faults()); got != want {
 		t.Errorf("%d fault cases for %d faults", got, want)
 	}
 	for _, tc := range tests {
@@ -594,7 +595,7 @@ func TestLoadGenerator(t *testing.T) {
 
 func TestFaults(t *testing.T) {
 	got := Faults()
-	want := []string{"clock-skew", "drop-context", "errors", "log-without-context", "panic", "slow-payments", "unregistered-metrics"}
+	want := []string{"bad-config", "clock-skew", "drop-context", "errors", "log-without-context", "panic", "slow-payments", "unregistered-metrics"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Faults() = %v, want %v", got, want)
 	}
@@ -612,7 +613,9 @@ func TestRunRejectsUnknownFault(t *testing.T) {
 	}{
 		{[]string{"nope"}, ErrUnknownFault},
 		{[]string{faultPanic, "Panic"}, ErrUnknownFault},
+		{[]string{faultBadConfig}, ErrNoConfigCentre}, // no ConfigURL, no VIGIL_URL
 	}
+	t.Setenv("VIGIL_URL", "")
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.faults, ","), func(t *testing.T) {
 			// No service may start: Run must fail before listening, so the
