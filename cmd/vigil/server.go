@@ -31,9 +31,11 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/changes"
 	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
 	"github.com/vigil-observability/vigil/internal/configcentre/guard"
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -584,6 +586,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Logger:     logger.With("component", "config centre"),
 		Principal:  func(r *http.Request) string { return auth.Principal(r.Context()) },
 		CheckGuard: func(g json.RawMessage) error { return guard.Check(g, *sloSpecs.Load()) },
+		// Deploys are derived from the stored build_info series when
+		// asked for: nothing polls, nothing is written to the log.
+		Deploys: func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error) {
+			return changes.Deploys(ctx, metricsDB, start, end)
+		},
 		Registerer: reg,
 	}, guard.Options{
 		// The SLO guards read the SLI series the rules record, which
