@@ -89,21 +89,33 @@ func Deploys(ctx context.Context, q storage.Queryable, start, end time.Time) ([]
 	from, to := start.UnixMilli(), end.UnixMilli()
 	var out []configcentre.Change
 	for k, ps := range points {
-		// Several series (one per version) interleave only while both are
-		// fresh; ordered by time, with the version as a tie-break so the
-		// answer does not depend on map order.
+		// Ordered by time, with the version as a tie-break so the answer
+		// does not depend on map order. Several versions at one time (two
+		// series of one target both fresh, as while a pushed series of
+		// the old version lingers) keep the current one: the target moves
+		// on once its current version is no longer among them, so they do
+		// not read as a deploy back and forth at every sample.
 		slices.SortFunc(ps, func(a, b point) int {
 			return cmp.Or(cmp.Compare(a.t, b.t), strings.Compare(a.version, b.version))
 		})
-		for i := 1; i < len(ps); i++ {
-			prev, cur := ps[i-1], ps[i]
-			if cur.version == prev.version || cur.t < from || cur.t > to {
+		current := ""
+		for i := 0; i < len(ps); {
+			j, stays := i, false
+			for ; j < len(ps) && ps[j].t == ps[i].t; j++ {
+				stays = stays || ps[j].version == current
+			}
+			t, next := ps[i].t, ps[j-1].version
+			i = j
+			if stays {
 				continue
 			}
-			out = append(out, configcentre.Change{
-				Time: time.UnixMilli(cur.t).UTC(), Kind: configcentre.KindDeploy, Action: configcentre.KindDeploy,
-				Service: k.job, Instance: k.instance, From: prev.version, To: cur.version, Author: k.metric,
-			})
+			if current != "" && t >= from && t <= to {
+				out = append(out, configcentre.Change{
+					Time: time.UnixMilli(t).UTC(), Kind: configcentre.KindDeploy, Action: configcentre.KindDeploy,
+					Service: k.job, Instance: k.instance, From: current, To: next, Author: k.metric,
+				})
+			}
+			current = next
 		}
 	}
 	slices.SortFunc(out, func(a, b configcentre.Change) int {
