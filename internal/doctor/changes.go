@@ -145,7 +145,10 @@ func (c ChangeRegressionCheck) Run(ctx context.Context) ([]Finding, error) {
 	seen := map[string]bool{}
 	var out []Finding
 	for _, ch := range list {
-		if ch.Kind == configcentre.KindConfig && ch.Action == configcentre.OpAbort {
+		switch {
+		case ch.Kind != configcentre.KindConfig && ch.Kind != configcentre.KindDeploy:
+			continue // a kind this check cannot tie to a service
+		case ch.Kind == configcentre.KindConfig && ch.Action == configcentre.OpAbort:
 			continue // an abort undoes a change; it is the cure, not a suspect
 		}
 		after := ch.Time.Add(window)
