@@ -28,7 +28,9 @@ const configCentreDir = "configcentre"
 // runs in the drain stage: it writes to the store and the Alertmanager,
 // which stop later. In a cluster only the leader evaluates it, and its
 // aborts are proposed on the log as a user's are.
-func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.Group, webSrv *web.Server, opts configapi.Options, guardOpts guard.Options) error {
+//
+// It returns the machine holding the state, for the doctor to read.
+func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.Group, webSrv *web.Server, opts configapi.Options, guardOpts guard.Options) (*configcentre.Machine, error) {
 	var machine *configcentre.Machine
 	if cluster != nil {
 		machine = cluster.centre
@@ -46,7 +48,7 @@ func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.
 	} else {
 		local, err := configcentre.OpenLocal(filepath.Join(cfg.DataDir, configCentreDir))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if local.Dropped > 0 {
 			opts.Logger.Warn("config centre: cut a torn record from the end of its log (a write that was never acknowledged)",
@@ -64,5 +66,5 @@ func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.
 	h := configapi.NewHandler(opts)
 	grp.Go(stageIngest, "config watches", h)
 	httpapi.Mount(webSrv, configapi.Routes, h)
-	return nil
+	return machine, nil
 }

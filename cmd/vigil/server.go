@@ -31,9 +31,11 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/auth"
+	"github.com/vigil-observability/vigil/internal/changes"
 	"github.com/vigil-observability/vigil/internal/clusterapi"
 	"github.com/vigil-observability/vigil/internal/clusterconfig"
 	"github.com/vigil-observability/vigil/internal/config"
+	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
 	"github.com/vigil-observability/vigil/internal/configcentre/guard"
 	"github.com/vigil-observability/vigil/internal/consensus"
@@ -488,6 +490,39 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// The Loki push API's active streams, bounded by the limits and read
 	// by the doctor for the labels that multiply them.
 	streamTracker := limits.NewStreamTracker(cfg.StreamLimits())
+
+	// The configuration centre (docs/config-centre.md).
+	centre, err := mountConfigCentre(cfg, cluster, grp, webSrv, configapi.Options{
+		Logger:     logger.With("component", "config centre"),
+		Principal:  func(r *http.Request) string { return auth.Principal(r.Context()) },
+		CheckGuard: func(g json.RawMessage) error { return guard.Check(g, *sloSpecs.Load()) },
+		// Deploys are derived from the stored build_info series when
+		// asked for: nothing polls, nothing is written to the log.
+		Deploys: func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error) {
+			return changes.Deploys(ctx, metricsDB, start, end)
+		},
+		Registerer: reg,
+	}, guard.Options{
+		// The SLO guards read the SLI series the rules record, which
+		// change once per evaluation interval.
+		Interval: time.Duration(cfg.Prometheus.GlobalConfig.EvaluationInterval),
+		Query:    promrules.EngineQueryFunc(queryEngine, metricsDB),
+		SLOs:     func() []slo.Spec { return *sloSpecs.Load() },
+		Notify:   am.Notify,
+		Logger:   logger.With("component", "config guard"), Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("config centre: %w", err)
+	}
+
+	// What /api/v1/changes lists, for the doctor's change_regression.
+	listChanges := func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error) {
+		deploys, err := changes.Deploys(ctx, metricsDB, start, end)
+		if err != nil {
+			return nil, err
+		}
+		return changes.Merge(centre.Changes(start, end), deploys), nil
+	}
 	prober := doctor.NewProber(doctor.ProberOptions{})
 	tlsCheck := doctor.TLSCheck{Config: promCfg.Load, Targets: scraper, Prober: prober}
 	doc, err := doctor.New(doctor.Options{
@@ -510,6 +545,8 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			&doctor.CardinalityCheck{Metrics: metricsDB, Head: st.metricCaps.Head},
 			&doctor.IngestCheck{Gatherer: reg, Sources: ingestMetrics.Sources},
 			doctor.LogStreamsCheck{Streams: streamTracker},
+			doctor.ChangeRegressionCheck{Changes: listChanges, Metrics: metricsDB, Engine: queryEngine},
+			doctor.StaleConfigCheck{Config: centre, Metrics: metricsDB, Engine: queryEngine},
 		},
 		Interval: time.Duration(cfg.Doctor.Interval),
 		Leading:  doctorLeading(cfg, cluster),
@@ -578,24 +615,6 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		// are Loki's.
 		Engine: logql.NewEngine(logql.EngineOptions{Timeout: queryLimits.Timeout}),
 	}))
-
-	// The configuration centre (docs/config-centre.md).
-	if err := mountConfigCentre(cfg, cluster, grp, webSrv, configapi.Options{
-		Logger:     logger.With("component", "config centre"),
-		Principal:  func(r *http.Request) string { return auth.Principal(r.Context()) },
-		CheckGuard: func(g json.RawMessage) error { return guard.Check(g, *sloSpecs.Load()) },
-		Registerer: reg,
-	}, guard.Options{
-		// The SLO guards read the SLI series the rules record, which
-		// change once per evaluation interval.
-		Interval: time.Duration(cfg.Prometheus.GlobalConfig.EvaluationInterval),
-		Query:    promrules.EngineQueryFunc(queryEngine, metricsDB),
-		SLOs:     func() []slo.Spec { return *sloSpecs.Load() },
-		Notify:   am.Notify,
-		Logger:   logger.With("component", "config guard"), Registerer: reg,
-	}); err != nil {
-		return fmt.Errorf("config centre: %w", err)
-	}
 
 	// The service registry (docs/registry.md).
 	mountRegistry(grp, webSrv, logger.With("component", "registry"), reg, alerting.OutboundDialContext(allowOutbound))

@@ -266,10 +266,12 @@ func (it *Item) resolve(instance string, labels map[string]string) Resolved {
 // leaves one.
 type Change struct {
 	Time time.Time `json:"time"`
-	// Kind is "config" for every event here (the change list will also
-	// hold deploys and registry events).
+	// Kind is "config" for every event the machine records; "deploy" for
+	// a service's version change (package changes derives those from the
+	// stored metrics; they never enter the machine's log).
 	Kind string `json:"kind"`
-	// Action: put, gray, promote, abort or rollback.
+	// Action: put, gray, promote, abort or rollback; "deploy" for a
+	// deploy.
 	Action  string `json:"action"`
 	Item    string `json:"item"`
 	Version uint64 `json:"version"`
@@ -277,4 +279,16 @@ type Change struct {
 	Message string `json:"message"`
 	// Principal is the credential the write authenticated with.
 	Principal string `json:"principal,omitempty"`
+	// A deploy's service (its job), instance (when known), the version
+	// it left and the version it runs now.
+	Service  string `json:"service,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
 }
+
+// KindConfig and KindDeploy are Change.Kind's values.
+const (
+	KindConfig = "config"
+	KindDeploy = "deploy"
+)

@@ -89,6 +89,7 @@ func (r *Recorder) RecordSpans(td ptrace.Traces) {
 	for i := range rss.Len() {
 		rs := rss.At(i)
 		service := r.intern(serviceName(rs.Resource()))
+		r.seeVersion(service, rs.Resource())
 		sss := rs.ScopeSpans()
 		for j := range sss.Len() {
 			spans := sss.At(j).Spans()
@@ -225,4 +226,56 @@ func databaseName(attrs pcommon.Map) string {
 		return name
 	}
 	return system
+}
+
+// versionKey is a service's instance and version, as its spans' resource
+// says.
+type versionKey struct{ service, instance, version string }
+
+// versionSeries is one traces_service_build_info series.
+type versionSeries struct {
+	key  versionKey
+	seen bool // spans arrived since the last flush; guarded by Recorder.mu
+	out  flushState
+}
+
+// seeVersion marks the resource's service.version (with its
+// service.instance.id) as seen; a resource without one is not counted.
+// At most maxSeries label sets are kept; later ones are not recorded.
+// r.mu is held.
+func (r *Recorder) seeVersion(service string, res pcommon.Resource) {
+	v, ok := res.Attributes().Get("service.version")
+	if !ok || v.Str() == "" {
+		return
+	}
+	k := versionKey{service: service, version: v.Str()}
+	if id, ok := res.Attributes().Get("service.instance.id"); ok {
+		k.instance = id.Str()
+	}
+	s := r.versions[k]
+	if s == nil {
+		k.instance, k.version = validString(k.instance), validString(k.version)
+		if s = r.versions[k]; s == nil {
+			if len(r.versions) >= r.maxSeries {
+				return
+			}
+			k.instance, k.version = strings.Clone(k.instance), strings.Clone(k.version)
+			s = &versionSeries{key: k}
+			r.versions[k] = s
+		}
+	}
+	s.seen = true
+}
+
+// takeVersions returns the version series seen since the last call, and
+// forgets that they were. r.mu is held.
+func (r *Recorder) takeVersions() []*versionSeries {
+	var out []*versionSeries
+	for _, s := range r.versions {
+		if s.seen {
+			s.seen = false
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -21,6 +21,11 @@ const (
 	MetricGraphServerSeconds = "traces_service_graph_request_server_seconds"
 	MetricGraphClientSeconds = "traces_service_graph_request_client_seconds"
 	MetricLogRecords         = "vigil_log_records_total"
+	// MetricServiceBuildInfo is 1 for each service, instance
+	// (service.instance.id) and version (service.version) whose spans
+	// arrived since the last flush: the spans' own build_info, from which
+	// deploys are derived as from any other *_build_info series.
+	MetricServiceBuildInfo = "traces_service_build_info"
 )
 
 var families = map[string]metadata.Metadata{
@@ -36,6 +41,8 @@ var families = map[string]metadata.Metadata{
 		Help: "Durations of requests between two services, as seen by the server span."},
 	MetricGraphClientSeconds: {Type: model.MetricTypeHistogram, Unit: "seconds",
 		Help: "Durations of requests between two services, as seen by the client span."},
+	MetricServiceBuildInfo: {Type: model.MetricTypeGauge,
+		Help: "1 for each service, instance (service.instance.id) and version (service.version) whose spans vigil stored since the last flush."},
 	MetricLogRecords: {Type: model.MetricTypeCounter,
 		Help: "Log records stored by vigil, by service and severity (UNSET when the record has no severity number)."},
 }
@@ -63,6 +70,7 @@ var (
 	graphServerOpts  = appendOptions[MetricGraphServerSeconds]
 	graphClientOpts  = appendOptions[MetricGraphClientSeconds]
 	logRecordsOpts   = appendOptions[MetricLogRecords]
+	buildInfoOpts    = appendOptions[MetricServiceBuildInfo]
 )
 
 // Flush appends the current value of every series, timestamped now, in one
@@ -86,6 +94,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	r.expirePending(now.UnixNano())
 	r.pending.releaseIfEmpty()
+	versions := r.takeVersions()
 	spans, spanVals := r.spans.snapshot(r.spanVals)
 	edges, edgeVals := r.edges.snapshot(r.edgeVals)
 	r.logMu.Lock()
@@ -103,6 +112,16 @@ func (r *Recorder) Flush(ctx context.Context) error {
 		h := &spanVals[i]
 		b.add(&s.out, 0, s.st, float64(h.count), spanCallsOpts)
 		b.hist(&s.out, 1, s.st, h, spanDurationOpts)
+	}
+	for _, v := range versions {
+		if v.out.lbls == nil {
+			lb := labels.NewBuilder(labels.FromStrings(model.MetricNameLabel, MetricServiceBuildInfo,
+				"service_name", v.key.service, "version", v.key.version))
+			lb.Set("instance", v.key.instance) // none without service.instance.id
+			v.out.init(r.external([]labels.Labels{lb.Labels()}))
+		}
+		// A gauge: no zero before its first sample.
+		b.add(&v.out, 0, t, 1, buildInfoOpts)
 	}
 	for i, s := range edges {
 		if s.out.lbls == nil {

@@ -102,6 +102,8 @@ type Recorder struct {
 	// services interns service names, so that pending halves keep no
 	// request memory.
 	services map[string]string
+	// versions are the traces_service_build_info series.
+	versions map[versionKey]*versionSeries
 	// unpaired caches vigil_service_graph_unpaired_spans_total children.
 	unpaired map[unpairedKey]prometheus.Counter
 
@@ -151,6 +153,7 @@ func New(opts Options) (*Recorder, error) {
 		logger:         opts.Logger,
 		now:            opts.Now,
 		services:       map[string]string{},
+		versions:       map[versionKey]*versionSeries{},
 		unpaired:       map[unpairedKey]prometheus.Counter{},
 		unpairedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_service_graph_unpaired_spans_total",

@@ -689,8 +689,8 @@ func TestMetadataWithEverySample(t *testing.T) {
 	e.rec.RecordLogs(logs("a", plog.SeverityNumberInfo))
 	e.flushAt(time.Second)
 	want := Metadata()
-	if len(want) != 7 {
-		t.Errorf("Metadata() has %d families, want 7", len(want))
+	if len(want) != 8 {
+		t.Errorf("Metadata() has %d families, want 8", len(want))
 	}
 	for name, o := range app.opts {
 		family := o.MetricFamilyName

@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigil-observability/vigil/internal/changes"
 	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/consensus"
 )
@@ -94,6 +95,11 @@ type Options struct {
 	// current slos:): an error matching configcentre.ErrInvalid is a 400
 	// with its reason. Nil: a guard is kept as given.
 	CheckGuard func(guard json.RawMessage) error
+	// Deploys returns the deploy change events between start and end
+	// (changes.Deploys over the stored metrics), listed with the config
+	// events at /api/v1/changes; nil, none. They are derived, never
+	// written to the configuration centre's log.
+	Deploys func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error)
 	// Registerer receives vigil_config_writes_total{action,result},
 	// vigil_config_watches and vigil_config_watch_answers_total{result};
 	// nil, none.
@@ -523,6 +529,16 @@ func (h *Handler) changes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	list := h.opts.Reader.Changes(start, end)
+	if h.opts.Deploys != nil {
+		deploys, err := h.opts.Deploys(r.Context(), start, end)
+		if err != nil {
+			// Half a list would hide a deploy: none at all says so.
+			h.opts.Logger.Warn("listing deploys", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "deploys: "+err.Error())
+			return
+		}
+		list = changes.Merge(list, deploys)
+	}
 	if list == nil {
 		list = []configcentre.Change{}
 	}

@@ -3,6 +3,7 @@ package configapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -474,5 +475,35 @@ func TestGrayGuardChecked(t *testing.T) {
 	}
 	if code, b := do(t, srv, call{method: "POST", path: item + "/gray", body: `{"content":"b","match":{"percent":10},"guard":{"slo":"checkout"}}`}); code != 200 {
 		t.Fatalf("gray with a known SLO: %d %s", code, b)
+	}
+}
+
+// Deploys join the config events in time order, with their own fields;
+// a failing deploy source fails the list rather than halving it.
+func TestChangesListDeploys(t *testing.T) {
+	l, err := configcentre.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	var deployErr error
+	srv := httptest.NewServer(NewHandler(Options{Proposer: l, Reader: l.Machine(), Now: func() time.Time { return t0 },
+		Deploys: func(_ context.Context, start, end time.Time) ([]configcentre.Change, error) {
+			return []configcentre.Change{{Time: t0.Add(-time.Minute), Kind: "deploy", Action: "deploy",
+				Service: "checkout", Instance: "c-1", From: "1.4.2", To: "1.5.0", Author: "shop_build_info"}}, deployErr
+		}}))
+	defer srv.Close()
+	do(t, srv, call{method: "PUT", path: "/api/v1/config/shop/payment/settings", body: "a", header: map[string]string{AuthorHeader: "ann"}})
+	_, body := do(t, srv, call{method: "GET", path: ChangesPath})
+	want := `{"data":[` +
+		`{"time":"2026-12-07T11:59:00Z","kind":"deploy","action":"deploy","item":"","version":0,"author":"shop_build_info","message":"","service":"checkout","instance":"c-1","from":"1.4.2","to":"1.5.0"},` +
+		`{"time":"2026-12-07T12:00:00Z","kind":"config","action":"put","item":"shop/payment/settings","version":1,"author":"ann","message":""}],"status":"success"}`
+	if strings.TrimSpace(string(body)) != want {
+		t.Errorf("got %s\nwant %s", body, want)
+	}
+	deployErr = errors.New("query failed")
+	if code, body := do(t, srv, call{method: "GET", path: ChangesPath}); code != http.StatusServiceUnavailable || !strings.Contains(string(body), "query failed") {
+		t.Errorf("failing deploys: %d %s", code, body)
 	}
 }
