@@ -3,6 +3,7 @@ package loadgen
 import (
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -22,16 +23,18 @@ type EncodedTraces struct {
 	bodies  []encodedBody
 	encoded time.Time // the time the bodies' timestamps were made around
 	next    int
-	round   uint64 // times the ring has gone round, written into trace ids
+	rnd     *rand.Rand // new trace ids, all 128 bits random as an SDK's are
 }
 
 type encodedBody struct {
 	data  []byte
 	spans int
-	// ids are the offsets of every trace id (spans' and links'); times the
-	// offsets of every fixed64 timestamp with its value at encoding.
-	ids   []int
-	times []timestamp
+	// traces holds, for each trace of the body, the offsets of every copy
+	// of its id (its spans' and links to it); times the offsets of every
+	// fixed64 timestamp with its value at encoding.
+	traces [][]int
+	times  []timestamp
+	byID   map[[16]byte]int // index into traces while indexing
 }
 
 type timestamp struct {
@@ -45,17 +48,18 @@ func (g *Generator) EncodeTraces(requests, tracesPerRequest, spansPerTrace int, 
 	if requests < 1 {
 		return nil, fmt.Errorf("loadgen: %d requests: need at least one", requests)
 	}
-	e := &EncodedTraces{encoded: now}
+	e := &EncodedTraces{encoded: now, rnd: rand.New(rand.NewPCG(g.rnd.Uint64(), g.rnd.Uint64()))}
 	for range requests {
 		td, _ := g.Traces(tracesPerRequest, spansPerTrace, now)
 		data, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
 		if err != nil {
 			return nil, err
 		}
-		b := encodedBody{data: data, spans: td.SpanCount()}
+		b := encodedBody{data: data, spans: td.SpanCount(), byID: map[[16]byte]int{}}
 		if err := b.index(); err != nil {
 			return nil, err
 		}
+		b.byID = nil
 		e.bodies = append(e.bodies, b)
 	}
 	return e, nil
@@ -63,15 +67,16 @@ func (g *Generator) EncodeTraces(requests, tracesPerRequest, spansPerTrace int, 
 
 // Next returns the next body, patched for a send at now, and its span count.
 func (e *EncodedTraces) Next(now time.Time) ([]byte, int) {
-	if e.next == 0 {
-		e.round++
-	}
 	b := &e.bodies[e.next]
 	e.next = (e.next + 1) % len(e.bodies)
-	// The high half of a trace id stays the random one it was made with,
-	// the low half becomes the round: (random, round) pairs never repeat.
-	for _, off := range b.ids {
-		binary.BigEndian.PutUint64(b.data[off+8:off+16], e.round)
+	// Every send gets wholly new random ids: a store that indexes or
+	// partitions by part of the id must see them spread as real ones are.
+	for _, offs := range b.traces {
+		hi, lo := e.rnd.Uint64(), e.rnd.Uint64()|1
+		for _, off := range offs {
+			binary.BigEndian.PutUint64(b.data[off:off+8], hi)
+			binary.BigEndian.PutUint64(b.data[off+8:off+16], lo)
+		}
 	}
 	shift := uint64(now.Sub(e.encoded))
 	for _, t := range b.times {
@@ -137,7 +142,14 @@ func (b *encodedBody) traceID(v []byte, off int) error {
 	if len(v) != 16 {
 		return fmt.Errorf("loadgen: a trace id of %d bytes", len(v))
 	}
-	b.ids = append(b.ids, off)
+	id := [16]byte(b.data[off : off+16])
+	i, ok := b.byID[id]
+	if !ok {
+		i = len(b.traces)
+		b.byID[id] = i
+		b.traces = append(b.traces, nil)
+	}
+	b.traces[i] = append(b.traces[i], off)
 	return nil
 }
 

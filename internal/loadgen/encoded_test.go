@@ -49,6 +49,7 @@ func TestEncodedTracesRewriteIDsAndTimes(t *testing.T) {
 	}
 
 	seen := map[pcommon.TraceID]bool{}
+	seenHi := map[[8]byte]bool{}
 	for round, shift := range []time.Duration{time.Minute, 2 * time.Minute} {
 		sent := made.Add(shift)
 		body, n := ring.Next(sent)
@@ -79,10 +80,17 @@ func TestEncodedTracesRewriteIDsAndTimes(t *testing.T) {
 				t.Fatalf("round %d: a trace's spans got different ids", round)
 			}
 			if _, ok := byOrig[o.TraceID()]; !ok {
-				if seen[sp.TraceID()] {
-					t.Fatalf("round %d: trace id %v sent twice", round, sp.TraceID())
+				id := sp.TraceID()
+				if seen[id] {
+					t.Fatalf("round %d: trace id %v sent twice", round, id)
 				}
-				seen[sp.TraceID()] = true
+				seen[id] = true
+				// Each half is new too: a store may index by part of the id.
+				if hi := [8]byte(id[:8]); seenHi[hi] {
+					t.Fatalf("round %d: the high half of %v sent twice", round, id)
+				} else {
+					seenHi[hi] = true
+				}
 			}
 			byOrig[o.TraceID()] = sp.TraceID()
 		}
