@@ -122,7 +122,7 @@ func (r *report) tracesSection(b *strings.Builder) {
 	w("It encodes its requests once and only rewrites their trace ids and times per send, so it needs a few percent of its CPU where an SDK-based generator (telemetrygen) saturated near 100k spans/s. ")
 	w("Loss is 1 − stored / sent (spans the server refused, failed or lost). ")
 	w("The ramp stops at the first step losing %.0f%% or more (after one more step halfway back); the highest stored rate of a step below that is the sustained rate. ", maxLoss*100)
-	w("Generator CPU is vigil-load's CPU time over the step's length: near 100%% it, not the server, sets the pace.\n\n")
+	w("Generator CPU is vigil-load's CPU time over the step's length: near 100%% it, not the server, sets the pace. Each sender waits for its answer, so a step that falls short of its target with the generator's CPU to spare is marked \"acknowledgements limited\": the server answered no faster, its ceiling; the ramp ends there.\n\n")
 	var vigil, jaeger *traceResult
 	for _, t := range r.traces {
 		if t.system == "vigil" {
@@ -143,6 +143,9 @@ func (r *report) tracesSection(b *strings.Builder) {
 			mark := ""
 			if i == t.best {
 				mark = " **(sustained)**"
+			}
+			if s.ackLimited {
+				mark += " (acknowledgements limited)"
 			}
 			if s.genLimited {
 				mark += " (generator limited)"

@@ -44,10 +44,13 @@ type traceStep struct {
 	loss                 float64
 	cpu                  float64
 	// genCPU is the share of the load CPU the generator used; genLimited:
-	// it fell short of the target or used (nearly) all of its CPU, so the
-	// step measured the generator rather than the server.
+	// it used (nearly) all of its CPU, so the step measured the generator
+	// rather than the server. ackLimited: it fell short of the target with
+	// CPU to spare, because the server acknowledged no faster (each sender
+	// waits for its answer): the server's own ceiling.
 	genCPU     float64
 	genLimited bool
+	ackLimited bool
 }
 
 type latency struct {
@@ -171,10 +174,11 @@ func (h *harness) traceSystem(name string, start func() (*server, error)) *trace
 		if r.best < 0 || st.storedRate > r.steps[r.best].storedRate {
 			r.best = len(r.steps) - 1
 		}
-		// The generator is saturated when it fell short of the target and
-		// produced hardly more than in the step before: higher targets
-		// would measure the generator, not the server.
-		if n := len(r.steps); st.genLimited && n > 1 && st.sentRate < 1.1*r.steps[n-2].sentRate {
+		// A step that fell short of its target (the generator saturated,
+		// or the server acknowledging no faster) and sent hardly more than
+		// the step before is a ceiling: higher targets would measure it
+		// again.
+		if n := len(r.steps); (st.genLimited || st.ackLimited) && n > 1 && st.sentRate < 1.1*r.steps[n-2].sentRate {
 			break
 		}
 	}
@@ -281,7 +285,8 @@ func (h *harness) traceStep(s *server, rate int, stored func() (int64, error)) (
 	st.sentRate = float64(st.sent) / sec
 	st.storedRate = float64(st.stored) / sec
 	st.loss = max(0, 1-float64(st.stored)/float64(st.sent))
-	st.genLimited = st.sentRate < 0.9*float64(rate) || st.genCPU > 0.9
+	st.genLimited = st.genCPU > 0.9
+	st.ackLimited = !st.genLimited && st.sentRate < 0.9*float64(rate)
 	return st, nil
 }
 
