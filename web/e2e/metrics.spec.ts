@@ -10,6 +10,7 @@ test('metrics explorer: completion, chart and table', async ({ page }) => {
   await input.pressSequentially('p{jo')
   await expect(suggestions.getByRole('option', { name: /^job/ })).toBeVisible()
   await page.keyboard.press('Tab')
+  await expect(input).toHaveValue('up{job')
   await input.pressSequentially('="')
   await expect(suggestions.getByRole('option', { name: /^shop/ })).toBeVisible()
   await suggestions.getByRole('option', { name: /^shop/ }).click()

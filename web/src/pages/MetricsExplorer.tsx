@@ -1,4 +1,4 @@
-import { memo, useEffect, useRef, useState } from 'react'
+import { memo, useEffect, useLayoutEffect, useRef, useState } from 'react'
 import { apiURL, type PromInstant, type PromMatrix } from '../api'
 import { TimeChart } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
@@ -23,7 +23,20 @@ function QueryInput({ value, onRun }: { value: string; onRun: (q: string) => voi
   const [sugg, setSugg] = useState<{ ctx: Context; items: Suggestion[]; active: number } | null>(null)
   const ref = useRef<HTMLTextAreaElement>(null)
   const seq = useRef(0)
+  // Where the caret goes once an accepted suggestion is rendered. Set in a
+  // layout effect, before the browser handles the next key: a caret moved
+  // on the next animation frame instead could land after a fast typist's
+  // next keys and put the rest of their input in the wrong place.
+  const caretAfter = useRef<number | null>(null)
   useEffect(() => setText(value), [value])
+  useLayoutEffect(() => {
+    const el = ref.current
+    const caret = caretAfter.current
+    if (!el || caret === null) return
+    caretAfter.current = null
+    el.focus()
+    el.setSelectionRange(caret, caret)
+  })
 
   const complete = (t: string, caret: number) => {
     const ctx = contextAt(t, caret)
@@ -38,12 +51,9 @@ function QueryInput({ value, onRun }: { value: string; onRun: (q: string) => voi
     const el = ref.current
     if (!el || !sugg) return
     const [next, caret] = apply(text, el.selectionStart, sugg.ctx, s)
+    caretAfter.current = caret
     setText(next)
     setSugg(null)
-    requestAnimationFrame(() => {
-      el.focus()
-      el.setSelectionRange(caret, caret)
-    })
   }
 
   return (
