@@ -128,6 +128,9 @@ func watchSettings(svc *vigil.Service, cur *atomic.Pointer[paymentSettings]) {
 	}
 }
 
+// demoAuthor names the demo's own writes in the configuration centre.
+const demoAuthor = "vigil demo"
+
 // configAPI talks to the configuration centre's HTTP API for the demo's
 // own writes: the seed and the bad-config gray.
 type configAPI struct {
@@ -151,7 +154,7 @@ func (c *configAPI) do(ctx context.Context, method, path, contentType, body stri
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	req.Header.Set("X-Vigil-Author", "vigil demo")
+	req.Header.Set("X-Vigil-Author", demoAuthor)
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -188,8 +191,63 @@ func (c *configAPI) seed(ctx context.Context) (bool, error) {
 func configInstance(service, addr string) string { return service + "@" + addr }
 
 // startBadGray starts the bad-config gray on one instance, guarded by
-// BadConfigGuard, and returns its version.
+// BadConfigGuard, and returns its version. A gray that an earlier demo run
+// left active (it was stopped before the guard ended it) is aborted first:
+// at most one gray per item may run. A gray someone else started is left
+// alone, and the fault is refused with their name.
 func (c *configAPI) startBadGray(ctx context.Context, instance string) (uint64, error) {
+	v, code, err := c.postBadGray(ctx, instance)
+	if code != http.StatusConflict {
+		return v, err
+	}
+	author, active, herr := c.activeGrayAuthor(ctx)
+	switch {
+	case herr != nil:
+		return 0, errors.Join(err, herr)
+	case !active:
+		// Ended between the two calls: try once more.
+	case author != demoAuthor:
+		return 0, fmt.Errorf("%w: a gray by %q is active; abort it or wait for it to end", err, author)
+	default:
+		code, body, aerr := c.do(ctx, http.MethodPost, "/gray/abort?message=demo+ends+a+gray+left+by+an+earlier+run", "", "")
+		if aerr != nil {
+			return 0, aerr
+		}
+		if code != http.StatusOK && code != http.StatusNotFound && code != http.StatusConflict {
+			return 0, fmt.Errorf("POST %s/gray/abort: HTTP %d: %s", SettingsItem, code, apiError(body))
+		}
+	}
+	v, _, err = c.postBadGray(ctx, instance)
+	return v, err
+}
+
+// activeGrayAuthor is the author of the item's active gray, if one is.
+func (c *configAPI) activeGrayAuthor(ctx context.Context) (author string, active bool, err error) {
+	code, body, err := c.do(ctx, http.MethodGet, "/history", "", "")
+	if err != nil {
+		return "", false, err
+	}
+	if code != http.StatusOK {
+		return "", false, fmt.Errorf("GET %s/history: HTTP %d: %s", SettingsItem, code, apiError(body))
+	}
+	var ans struct {
+		Data []struct {
+			Author     string `json:"author"`
+			ActiveGray bool   `json:"active_gray"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return "", false, fmt.Errorf("GET %s/history: %w", SettingsItem, err)
+	}
+	for _, v := range ans.Data {
+		if v.ActiveGray {
+			return v.Author, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+func (c *configAPI) postBadGray(ctx context.Context, instance string) (uint64, int, error) {
 	req, err := json.Marshal(map[string]any{
 		"content":      BadSettings,
 		"content_type": "yaml",
@@ -197,22 +255,22 @@ func (c *configAPI) startBadGray(ctx context.Context, instance string) (uint64, 
 		"guard":        map[string]string{"slo": BadConfigGuard},
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	code, body, err := c.do(ctx, http.MethodPost, "/gray?message=demo+fault+bad-config", "application/json", string(req))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if code != http.StatusOK {
-		return 0, fmt.Errorf("POST %s/gray: HTTP %d: %s", SettingsItem, code, apiError(body))
+		return 0, code, fmt.Errorf("POST %s/gray: HTTP %d: %s", SettingsItem, code, apiError(body))
 	}
 	var ans struct {
 		Data struct{ Version uint64 }
 	}
 	if err := json.Unmarshal(body, &ans); err != nil {
-		return 0, fmt.Errorf("POST %s/gray: %w", SettingsItem, err)
+		return 0, code, fmt.Errorf("POST %s/gray: %w", SettingsItem, err)
 	}
-	return ans.Data.Version, nil
+	return ans.Data.Version, code, nil
 }
 
 // apiError is the reason of an error envelope, else the body.

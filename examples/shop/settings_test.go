@@ -140,6 +140,59 @@ func TestBadConfigFault(t *testing.T) {
 	}
 }
 
+// TestBadGrayLeftOver: a gray an earlier demo run left active is ended
+// before the fault starts its own; a gray of someone else is not touched.
+func TestBadGrayLeftOver(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name, author string
+		wantErr      bool
+	}{
+		{"none", "", false},
+		{"demo's own", demoAuthor, false},
+		{"someone else's", "dana", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newConfigAPI(startConfigCentre(t))
+			if _, err := api.seed(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if tc.author != "" {
+				req, _ := http.NewRequest(http.MethodPost, api.url+"/api/v1/config/"+SettingsItem+"/gray",
+					strings.NewReader(`{"content":"timeout: 1s\n","content_type":"yaml","match":{"percent":50}}`))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Vigil-Author", tc.author)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("the earlier gray: %v %v", resp, err)
+				}
+				resp.Body.Close()
+			}
+			v, err := api.startBadGray(ctx, "payments@127.0.0.1:1")
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), tc.author) {
+					t.Fatalf("started over %s's gray: v%d, %v", tc.author, v, err)
+				}
+				if author, active, _ := api.activeGrayAuthor(ctx); !active || author != tc.author {
+					t.Errorf("the other gray: active %v, by %q", active, author)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			author, active, err := api.activeGrayAuthor(ctx)
+			if err != nil || !active || author != demoAuthor {
+				t.Errorf("after the fault: gray by %q active %v (%v)", author, active, err)
+			}
+			_, body := configCall(t, http.MethodGet, api.url+"/api/v1/config/"+SettingsItem+"/history")
+			if strings.Count(body, `"active_gray":true`) != 1 {
+				t.Errorf("history has not exactly one active gray: %s", body)
+			}
+		})
+	}
+}
+
 func TestDecodeSettings(t *testing.T) {
 	for _, tc := range []struct {
 		content string
