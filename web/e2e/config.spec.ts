@@ -37,6 +37,8 @@ test('config page: an item, a put, a gray and its abort, a rollback', async ({ p
   await expect(history.first()).toContainText('formal')
   await expect(history.first()).toContainText('bob')
   await expect(history.first()).toContainText('slower gateway')
+  // The message was this write's: the next one starts without it.
+  await expect(page.getByLabel('message', { exact: true })).toHaveValue('')
 
   // A gray on a label, shown with its target and content, then aborted.
   const grayForm = page.getByTestId('config-gray-form')

@@ -147,6 +147,8 @@ export function TimeChart(props: {
   testId?: string
   // Change events to draw as vertical lines (changes.tsx).
   markers?: ChangeMarker[]
+  // The y range from the data's; by default uPlot's.
+  yRange?: uPlot.Range.Function
 }) {
   const { times, series, yFormat, xRange } = props
   const data = [times, ...series.map((s) => s.values)] as uPlot.AlignedData
@@ -158,7 +160,10 @@ export function TimeChart(props: {
       testId={props.testId}
       markers={props.markers}
       options={() => ({
-        scales: { x: xRange ? { time: true, auto: false, range: () => xRange } : { time: true } },
+        scales: {
+          x: xRange ? { time: true, auto: false, range: () => xRange } : { time: true },
+          ...(props.yRange ? { y: { range: props.yRange } } : {}),
+        },
         axes: [
           timeAxis,
           { size: 70, values: yFormat ? (_u, vals) => vals.map((v) => (v == null ? '' : yFormat(v))) : undefined },

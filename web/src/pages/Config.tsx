@@ -482,6 +482,11 @@ export default function Config() {
   const items = useFetch<{ data: ConfigSummary[] }>('/api/v1/config')
   const [attribution, setAttribution] = useState<Attribution>({ author: '', message: '' })
   const selected = parseItem(q.get('item'))
+  // After a write: the list again, and the message was that write's.
+  const written = () => {
+    items.reload()
+    setAttribution((a) => ({ ...a, message: '' }))
+  }
   const list = items.data?.data ?? []
   return (
     <section>
@@ -505,12 +510,12 @@ export default function Config() {
         </label>
       </div>
       {selected ? (
-        <ItemDetail key={itemName(selected)} k={selected} attribution={attribution} onChanged={items.reload} />
+        <ItemDetail key={itemName(selected)} k={selected} attribution={attribution} onChanged={written} />
       ) : (
         <NewItem
           attribution={attribution}
           onDone={(k) => {
-            items.reload()
+            written()
             setQuery({ item: itemName(k) })
           }}
         />

@@ -21,12 +21,14 @@ function REDCharts({ name, startMs, endMs }: { name: string; startMs: number; en
   if (error) return <ErrorBox error={error} what="the RED charts" />
   const svc = data?.data.services.find((r) => r.name === name)
   if (!svc?.series) return <Empty>No incoming requests of {name} in this range — widen the time range.</Empty>
-  const charts: { title: string; points: Point[] | undefined; color: string; fmt: (v: number) => string; testId: string }[] = [
-    { title: 'Rate', points: svc.series.rate, color: '#1f6feb', fmt: (v) => fmtRate(v), testId: 'red-chart-rate' },
-    { title: 'Error ratio', points: svc.series.errorRatio, color: '#cf222e', fmt: (v) => fmtPct(v), testId: 'red-chart-errors' },
-    { title: 'p99 latency', points: svc.series.p99, color: '#8250df', fmt: (v) => fmtSeconds(v), testId: 'red-chart-p99' },
+  const charts: { title: string; points: Point[] | undefined; color: string; fmt: (v: number) => string; floor: number; testId: string }[] = [
+    { title: 'Rate', points: svc.series.rate, color: '#1f6feb', fmt: (v) => fmtRate(v), floor: 1, testId: 'red-chart-rate' },
+    { title: 'Error ratio', points: svc.series.errorRatio, color: '#cf222e', fmt: (v) => fmtPct(v), floor: 0.01, testId: 'red-chart-errors' },
+    { title: 'p99 latency', points: svc.series.p99, color: '#8250df', fmt: (v) => fmtSeconds(v), floor: 0.01, testId: 'red-chart-p99' },
   ]
   const markers = changes.map(toMarker)
+  // From zero; a series of zeros (no errors) up to 1% rather than 100.
+  const fromZero = (floor: number) => (_u: unknown, _min: number, max: number): [number, number] => [0, max > 0 ? max * 1.1 : floor]
   return (
     <>
       <div className="red-charts">
@@ -42,6 +44,7 @@ function REDCharts({ name, startMs, endMs }: { name: string; startMs: number; en
                 xRange={[start, end]}
                 height={180}
                 yFormat={c.fmt}
+                yRange={fromZero(c.floor)}
                 markers={markers}
               />
             </div>
