@@ -78,6 +78,35 @@ test('config page: an item, a put, a gray and its abort, a rollback', async ({ p
   consoleErrors.splice(0, consoleErrors.length, ...rest)
 })
 
+test('config page: a new item from the page, a percentage gray with a guard, promoted', async ({ page }) => {
+  const item = `e2e-ui/${unique()}/flags`
+  await page.goto('/config')
+  const form = page.getByTestId('config-new-item')
+  await form.getByLabel('new item', { exact: true }).fill(item)
+  await form.getByTestId('config-content-type').selectOption('json')
+  await form.getByLabel('new item content').fill('{"new_checkout": false}')
+  await form.getByRole('button', { name: 'Put' }).click()
+  await expect(page).toHaveURL(new RegExp(`item=${encodeURIComponent(item)}`))
+  await expect(page.getByTestId('config-formal-version')).toHaveText('1')
+  await expect(page.getByTestId('config-formal')).toContainText('json')
+
+  const grayForm = page.getByTestId('config-gray-form')
+  await grayForm.getByLabel('gray target').selectOption('percent')
+  await grayForm.getByLabel('gray match').fill('10')
+  await grayForm.getByLabel('gray guard', { exact: true }).selectOption('promql')
+  await grayForm.getByLabel('gray guard value').fill('vector(1) > 2')
+  await grayForm.getByLabel('gray content').fill('{"new_checkout": true}')
+  await grayForm.getByRole('button', { name: 'Start gray' }).click()
+  const gray = page.getByTestId('config-gray')
+  await expect(gray.getByTestId('config-gray-match')).toHaveText('10% of instances')
+  await expect(gray).toContainText('{"promql":"vector(1) > 2"}')
+  await gray.getByRole('button', { name: 'Promote' }).click()
+  await expect(page.getByTestId('config-notice')).toContainText('Promote: version 3')
+  await expect(gray).toHaveCount(0)
+  await expect(page.getByTestId('config-formal-content')).toHaveText('{"new_checkout": true}')
+  await expect(page.getByTestId('config-history').getByTestId('config-version').first()).toContainText('promote of 2')
+})
+
 test('config page: content is shown as text, never as HTML', async ({ page, request }) => {
   const item = `e2e-ui/${unique()}/xss`
   const html = '<img src=x onerror="window.__xss=20"><script>window.__xss=21</script>'

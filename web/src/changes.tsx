@@ -2,50 +2,11 @@
 // writes and gray steps, each named with its service or item, version and
 // author. TimeChart draws the markers; ChangeList names them below a chart.
 import { apiURL, type Change, type PromInstant } from './api'
+import { changeLabel, forService, KIND_NAMES, markerKind } from './changeEvents'
 import { fmtTime, promString } from './format'
 import { useFetch } from './hooks'
 
-// A change's kind on a chart: a deploy, a config write (put, rollback) or a
-// step of a gray rollout (gray, promote, abort).
-export type MarkerKind = 'deploy' | 'config' | 'gray'
-
-export interface ChangeMarker {
-  time: number // unix seconds
-  kind: MarkerKind
-  label: string
-}
-
-const GRAY_STEPS = new Set(['gray', 'promote', 'abort'])
-
-export function markerKind(c: Change): MarkerKind {
-  if (c.kind === 'deploy') return 'deploy'
-  return GRAY_STEPS.has(c.action) ? 'gray' : 'config'
-}
-
-const KIND_NAMES: Record<MarkerKind, string> = { deploy: 'deploy', config: 'config', gray: 'gray step' }
-
-// changeLabel names a change in one line: what, where, which version, who.
-export function changeLabel(c: Change): string {
-  const kind = markerKind(c)
-  const who = c.author ? ` by ${c.author}` : ''
-  const msg = c.message ? `: ${c.message}` : ''
-  if (kind === 'deploy') {
-    const where = c.instance ? `${c.service ?? ''} (${c.instance})` : (c.service ?? '')
-    return `deploy ${where} ${c.from ?? '?'} → ${c.to ?? '?'} (seen in ${c.author || 'build info'})`
-  }
-  const action = kind === 'gray' ? `gray step ${c.action}` : `config ${c.action}`
-  return `${action} ${c.item} v${c.version}${who}${msg}`
-}
-
-export function toMarker(c: Change): ChangeMarker {
-  return { time: Date.parse(c.time) / 1000, kind: markerKind(c), label: `${fmtTime(new Date(c.time)).slice(0, 19)} ${changeLabel(c)}` }
-}
-
-// itemNames reports whether a config item's address (namespace/group/key)
-// has the service's name as one of its parts.
-function itemNames(item: string, service: string): boolean {
-  return item.split('/').includes(service)
-}
+export { toMarker, type ChangeMarker } from './changeEvents'
 
 // useChanges lists the change events between start and end (unix seconds).
 // With a service: its deploys, and the config changes of the items its
@@ -70,7 +31,7 @@ export function useChanges(start: number, end: number, service?: string): Change
   const items = new Set<string>()
   const r = applied.data?.data
   if (r?.resultType === 'vector') r.result.forEach((s) => s.metric.item && items.add(s.metric.item))
-  return list.filter((c) => (c.kind === 'deploy' ? c.service === service : items.has(c.item) || itemNames(c.item, service)))
+  return forService(list, service, items)
 }
 
 // ChangeList names the changes a chart marks, newest first.

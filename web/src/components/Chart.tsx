@@ -4,7 +4,7 @@
 import { useEffect, useRef } from 'react'
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
-import type { ChangeMarker } from '../changes'
+import type { ChangeMarker } from '../changeEvents'
 import { fmtAxisTimes, fmtNumber, fmtTime } from '../format'
 
 export const PALETTE = [

@@ -6,8 +6,9 @@
 // in the URL (?item=namespace/group/key).
 import { useState, type FormEvent, type ReactNode } from 'react'
 import { Link } from 'wouter'
-import { sendBody, sendJSON, type ConfigSummary, type ConfigVersion, type ContentType, type GrayMatch } from '../api'
+import { sendBody, sendJSON, type ConfigSummary, type ConfigVersion, type ContentType } from '../api'
 import { Empty, ErrorBox, Loading } from '../components/States'
+import { buildMatch, matchText, type GuardKind, type MatchKind } from '../configMatch'
 import { fmtTime } from '../format'
 import { useFetch } from '../hooks'
 import { href, useQuery, useSetQuery } from '../url'
@@ -34,17 +35,6 @@ function itemPath(k: ItemKey, suffix = ''): string {
 }
 
 const when = (iso: string) => fmtTime(new Date(iso)).slice(0, 19)
-
-export function matchText(m: GrayMatch | undefined): string {
-  if (!m) return ''
-  if (m.labels && Object.keys(m.labels).length)
-    return `labels ${Object.entries(m.labels)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(', ')}`
-  if (m.instances?.length) return `instances ${m.instances.join(', ')}`
-  if (m.percent !== undefined) return `${m.percent}% of instances`
-  return ''
-}
 
 const guardText = (g: unknown) => (g === undefined || g === null ? '' : JSON.stringify(g))
 
@@ -231,30 +221,6 @@ function PutForm({ k, formal, attribution, w }: { k: ItemKey; formal: ConfigVers
       </div>
     </form>
   )
-}
-
-type MatchKind = 'labels' | 'instances' | 'percent'
-type GuardKind = 'none' | 'slo' | 'promql'
-
-// buildMatch reads the gray form's target: "zone=eu-1, version=2" for
-// labels, ids separated by commas or spaces for instances, 0 to 100 for a
-// percentage. An error says what is wrong.
-function buildMatch(kind: MatchKind, text: string): GrayMatch | string {
-  const t = text.trim()
-  if (kind === 'percent') {
-    if (!/^\d+$/.test(t)) return 'The percentage is a whole number from 0 to 100.'
-    return { percent: parseInt(t, 10) }
-  }
-  const parts = t.split(/[\s,]+/).filter(Boolean)
-  if (!parts.length) return kind === 'labels' ? 'Give at least one label as name=value.' : 'Give at least one instance id.'
-  if (kind === 'instances') return { instances: parts }
-  const labels: Record<string, string> = {}
-  for (const p of t.split(',').map((x) => x.trim()).filter(Boolean)) {
-    const i = p.indexOf('=')
-    if (i <= 0) return `Label "${p}" is not name=value.`
-    labels[p.slice(0, i).trim()] = p.slice(i + 1).trim()
-  }
-  return { labels }
 }
 
 function GrayForm({ k, formal, attribution, w }: { k: ItemKey; formal: ConfigVersion; attribution: Attribution; w: Writer }) {
@@ -509,6 +475,13 @@ export default function Config() {
           <input value={attribution.message} onChange={(e) => setAttribution({ ...attribution, message: e.target.value })} aria-label="message" />
         </label>
       </div>
+      {selected && (
+        <div className="actions">
+          <button type="button" className="linkish" onClick={() => setQuery({ item: null })}>
+            New item
+          </button>
+        </div>
+      )}
       {selected ? (
         <ItemDetail key={itemName(selected)} k={selected} attribution={attribution} onChanged={written} />
       ) : (
