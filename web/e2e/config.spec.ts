@@ -107,6 +107,23 @@ test('config page: a new item from the page, a percentage gray with a guard, pro
   await expect(page.getByTestId('config-history').getByTestId('config-version').first()).toContainText('promote of 2')
 })
 
+test('config page: a write the server refuses for want of the config role shows its reason', async ({ page, request, consoleErrors }) => {
+  const item = `e2e-ui/${unique()}/limits`
+  for (const body of ['a', 'b']) expect((await request.put(`/api/v1/config/${item}`, { data: body, headers: { 'Content-Type': 'text/plain' } })).ok()).toBe(true)
+  // This server runs without authentication: answer the rollback as one
+  // with it answers a credential without the config role (internal/auth).
+  const reason = `this credential lacks the config (or admin) role needed for POST /api/v1/config/${item}/rollback`
+  await page.route('**/rollback?version=1', (route) =>
+    route.fulfill({ status: 403, contentType: 'application/json', body: JSON.stringify({ status: 'error', errorType: 'forbidden', error: reason }) }),
+  )
+  await page.goto(`/config?item=${encodeURIComponent(item)}`)
+  await page.getByRole('button', { name: 'roll back to version 1' }).click()
+  await expect(page.getByTestId('config-error')).toHaveText(`Rollback to version 1 refused: 403: ${reason}`)
+  await expect(page.getByTestId('config-formal-version')).toHaveText('2')
+  const rest = consoleErrors.filter((e) => !/status of 403/.test(e))
+  consoleErrors.splice(0, consoleErrors.length, ...rest)
+})
+
 test('config page: content is shown as text, never as HTML', async ({ page, request }) => {
   const item = `e2e-ui/${unique()}/xss`
   const html = '<img src=x onerror="window.__xss=20"><script>window.__xss=21</script>'
