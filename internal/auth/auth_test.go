@@ -82,6 +82,7 @@ func TestClassify(t *testing.T) {
 		{"DELETE", "/api/traces/abc", RoleAdmin},
 		{"POST", "/v1/traces/../../-/reload", RoleAdmin},
 		{"POST", "v1/traces", RoleIngest},
+		{"GET", "/api/v1/config", ConfigRead},
 		{"GET", "/api/v1/config/shop/payment/timeout", ConfigRead},
 		{"HEAD", "/api/v1/config/shop/payment/timeout/history", ConfigRead},
 		{"PUT", "/api/v1/config/shop/payment/timeout", RoleConfig},

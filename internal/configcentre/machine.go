@@ -150,6 +150,59 @@ func (m *Machine) Item(k Key) (Item, error) {
 	return cloneItem(it, true), nil
 }
 
+// Summary is an item as a listing shows it: its address, its formal
+// version and its active gray, without the history (every version's
+// content, up to MaxContentBytes each, is too much for a list).
+type Summary struct {
+	Namespace string `json:"namespace"`
+	Group     string `json:"group"`
+	Key       string `json:"key"`
+	// The formal version: the one instances outside a gray get.
+	Version     uint64      `json:"version"`
+	ContentType ContentType `json:"content_type"`
+	MD5         string      `json:"md5"`
+	Author      string      `json:"author"`
+	Message     string      `json:"message"`
+	Time        time.Time   `json:"time"`
+	// Versions is how many versions were published, formal or gray; the
+	// newest is numbered Versions.
+	Versions uint64 `json:"versions"`
+	Gray     *Gray  `json:"gray,omitempty"`
+}
+
+// Items returns every item's summary, ordered by namespace, group and
+// key.
+func (m *Machine) Items() []Summary {
+	m.mu.RLock()
+	out := make([]Summary, 0, len(m.items))
+	for k, it := range m.items {
+		v, _ := it.version(it.Formal)
+		s := Summary{
+			Namespace: k.Namespace, Group: k.Group, Key: k.Key,
+			Version: v.Version, ContentType: v.ContentType, MD5: v.MD5, Author: v.Author, Message: v.Message, Time: v.Time,
+			Versions: uint64(len(it.Versions)),
+		}
+		if it.Gray != nil {
+			g := *it.Gray
+			g.Match = cloneMatch(g.Match)
+			s.Gray = &g
+		}
+		out = append(out, s)
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		return a.Key < b.Key
+	})
+	return out
+}
+
 // ActiveGray is an item's active gray, as ActiveGrays lists it.
 type ActiveGray struct {
 	Item Key

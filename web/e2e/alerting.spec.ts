@@ -224,10 +224,14 @@ test('without an Alertmanager the alerts and silences pages say so', async ({ pa
   consoleErrors.splice(0, consoleErrors.length, ...rest)
 })
 
-test('SLO page: objective, SLIs, budget, burn-rate chart and alerts of an SLO', async ({ page }) => {
+test('SLO page: objective, SLIs, budget, burn-rate chart and alerts of an SLO', async ({ page, request }) => {
   // Its waits (the page, then a whole minute of recorded SLI) add up to
   // more than the default test timeout on a busy machine.
   test.setTimeout(180_000)
+  // A config change of the SLO's service (an item named after it), to be
+  // marked on the burn chart.
+  const item = `e2e-markers/payments/slo${Date.now().toString(36)}`
+  expect((await request.put(`/api/v1/config/${item}`, { data: 'x', headers: { 'Content-Type': 'text/plain' } })).ok()).toBe(true)
   const row = page.getByTestId('slo-row').filter({ hasText: 'charge-errors' })
   await expect(async () => {
     await page.goto('/slos?from=now-15m')
@@ -245,6 +249,7 @@ test('SLO page: objective, SLIs, budget, burn-rate chart and alerts of an SLO', 
   // The thresholds are drawn with the burn rate (uPlot's legend is text).
   await expect(details.getByTestId('slo-burn-chart')).toContainText('page: 14.4×')
   await expect(details.getByTestId('slo-burn-chart')).toContainText('ticket: 1×')
+  await expect(details.getByTestId('slo-burn-chart').locator(`[data-testid=change-marker][title*="${item}"]`)).toHaveCount(1)
   // The server started minutes ago: the period's figures say how little of
   // the 30 days they are based on (once the first SLI is recorded on a whole
   // minute, the resolution the page looks for it at).

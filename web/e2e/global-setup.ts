@@ -209,7 +209,11 @@ export default async function globalSetup() {
       '--data-dir', join(dataDir, 'data'),
     ])
     await until('vigil server ready', 30_000, async () => (await fetch(`${url}/-/ready`)).ok)
-    demo = start('vigil-demo', ['demo', '--otlp-endpoint', `127.0.0.1:${grpcPort}`, '--port-base', String(demoBase), '--rps', '20'])
+    // The demo's payments read their settings from this server's
+    // configuration centre (it seeds shop/payments/settings).
+    demo = start('vigil-demo', [
+      'demo', '--otlp-endpoint', `127.0.0.1:${grpcPort}`, '--port-base', String(demoBase), '--rps', '20', '--vigil-url', url,
+    ])
     // Demo data is queryable: a log linked to a stored trace, and scraped metrics.
     await until('demo logs and traces', 60_000, async () => {
       const logs = await getJSON(`${url}/api/logs?service=gateway&limit=20`)

@@ -5,6 +5,9 @@ import { parseTags } from '../src/tags'
 import { resolveTime } from '../src/time'
 import { band } from '../src/severity'
 import { fmtAxisTimes, fmtSpanShort } from '../src/format'
+import type { Change } from '../src/api'
+import { changeLabel, forService, markerKind } from '../src/changeEvents'
+import { buildMatch, matchText } from '../src/configMatch'
 
 test('parseTags reads key=value pairs, quoted values and rejects the rest', () => {
   expect(parseTags('')).toEqual({})
@@ -76,4 +79,32 @@ test('spans of time in their largest units', () => {
   expect(fmtSpanShort(12 * 60 + 10)).toBe('12 min')
   expect(fmtSpanShort(3 * 3600 + 20 * 60)).toBe('3 h 20 min')
   expect(fmtSpanShort(30 * 86400)).toBe('30 d')
+})
+
+test('change events: kinds, names, and which concern a service', () => {
+  const at = '2026-12-07T12:00:00Z'
+  const put: Change = { time: at, kind: 'config', action: 'put', item: 'shop/payments/settings', version: 3, author: 'ann', message: 'slower' }
+  const gray: Change = { ...put, action: 'abort', item: 'shop/catalog/flags', author: 'vigil-guard', message: '' }
+  const deploy: Change = { time: at, kind: 'deploy', action: 'deploy', item: '', version: 0, author: 'traces_service_build_info', message: '', service: 'orders', instance: 'o-1', from: '1.4.2', to: '1.5.0' }
+  expect([put, gray, deploy].map(markerKind)).toEqual(['config', 'gray', 'deploy'])
+  expect(changeLabel(put)).toBe('config put shop/payments/settings v3 by ann: slower')
+  expect(changeLabel(gray)).toBe('gray step abort shop/catalog/flags v3 by vigil-guard')
+  expect(changeLabel(deploy)).toBe('deploy orders (o-1) 1.4.2 → 1.5.0 (seen in traces_service_build_info)')
+  const all = [put, gray, deploy]
+  // Named after the service (a part of the item's address), applied by it, or its deploy.
+  expect(forService(all, 'payments', new Set())).toEqual([put])
+  expect(forService(all, 'orders', new Set(['shop/catalog/flags']))).toEqual([gray, deploy])
+  expect(forService(all, 'shop-payments', new Set())).toEqual([])
+})
+
+test('gray targets: read from the form, shown as text', () => {
+  expect(buildMatch('labels', 'zone=eu-1, version = 1.5.0')).toEqual({ labels: { zone: 'eu-1', version: '1.5.0' } })
+  expect(buildMatch('labels', 'zone')).toBe('Label "zone" is not name=value.')
+  expect(buildMatch('instances', 'pod-a, pod-b pod-c')).toEqual({ instances: ['pod-a', 'pod-b', 'pod-c'] })
+  expect(buildMatch('instances', ' ')).toBe('Give at least one instance id.')
+  expect(buildMatch('percent', '10')).toEqual({ percent: 10 })
+  expect(typeof buildMatch('percent', 'ten')).toBe('string')
+  expect(matchText({ labels: { zone: 'eu-1' } })).toBe('labels zone=eu-1')
+  expect(matchText({ instances: ['a', 'b'] })).toBe('instances a, b')
+  expect(matchText({ percent: 0 })).toBe('0% of instances')
 })

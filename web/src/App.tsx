@@ -21,6 +21,7 @@ const Silences = lazy(() => import('./pages/Silences'))
 const SLOs = lazy(() => import('./pages/SLOs'))
 const Doctor = lazy(() => import('./pages/Doctor'))
 const Cluster = lazy(() => import('./pages/Cluster'))
+const Config = lazy(() => import('./pages/Config'))
 
 function NavLink({ to, children, match }: { to: string; children: ReactNode; match: (p: string) => boolean }) {
   const [location] = useLocation()
@@ -91,6 +92,9 @@ function Shell() {
           <NavLink to="/slos" match={(p) => p.startsWith('/slos')}>
             SLOs
           </NavLink>
+          <NavLink to="/config" match={(p) => p.startsWith('/config')}>
+            Config
+          </NavLink>
           <NavLink to="/doctor" match={(p) => p.startsWith('/doctor')}>
             Doctor
             <DoctorCount />
@@ -116,6 +120,7 @@ function Shell() {
             <Route path="/slos" component={SLOs} />
             <Route path="/doctor" component={Doctor} />
             <Route path="/cluster" component={Cluster} />
+            <Route path="/config" component={Config} />
             <Route>
               <div className="state empty">
                 No such page. <Link href="/">Go to the services overview</Link>.

@@ -157,11 +157,23 @@ export interface PromList {
 // sendJSON sends a request with an optional JSON body and decodes the answer
 // like getJSON. Alertmanager's API reports errors as a bare JSON string or as
 // plain text; both become the ApiError's message.
-export async function sendJSON<T>(method: string, url: string, body?: unknown): Promise<T> {
+export async function sendJSON<T>(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  return sendBody<T>(method, url, body === undefined ? undefined : JSON.stringify(body), body === undefined ? undefined : 'application/json', headers)
+}
+
+// sendBody sends body as it is, with its Content-Type, and decodes the
+// answer like sendJSON.
+export async function sendBody<T>(
+  method: string,
+  url: string,
+  body: string | undefined,
+  contentType: string | undefined,
+  headers: Record<string, string> = {},
+): Promise<T> {
   const resp = await fetch(url, {
     method,
-    headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers: { Accept: 'application/json', ...(contentType ? { 'Content-Type': contentType } : {}), ...headers },
+    body,
   })
   const text = await resp.text()
   let parsed: unknown = null
@@ -310,4 +322,74 @@ export interface ClusterMember {
 export interface ClusterStatus {
   status: 'success'
   data: { leader: string; term: number; members: ClusterMember[] }
+}
+
+// ---- The configuration centre (/api/v1/config, /api/v1/changes) ----
+
+export type ContentType = 'text' | 'json' | 'yaml'
+
+export interface GrayMatch {
+  labels?: Record<string, string>
+  instances?: string[]
+  percent?: number
+}
+
+export interface ActiveGray {
+  version: number
+  match: GrayMatch
+  guard?: unknown
+  author: string
+  message: string
+  started: string
+}
+
+// An item as GET /api/v1/config lists it: its formal version and its gray.
+export interface ConfigSummary {
+  namespace: string
+  group: string
+  key: string
+  version: number
+  content_type: ContentType
+  md5: string
+  author: string
+  message: string
+  time: string
+  versions: number
+  gray?: ActiveGray
+}
+
+// A version as GET .../history lists it, newest first.
+export interface ConfigVersion {
+  version: number
+  content: string
+  content_type: ContentType
+  md5: string
+  gray: boolean
+  action: string
+  author: string
+  message: string
+  time: string
+  principal?: string
+  from?: number
+  match?: GrayMatch
+  guard?: unknown
+  formal: boolean
+  active_gray: boolean
+}
+
+// A change event of GET /api/v1/changes: a config write or gray step
+// (kind "config"), or a deploy (kind "deploy").
+export interface Change {
+  time: string
+  kind: 'config' | 'deploy' | string
+  action: string
+  item: string
+  version: number
+  author: string
+  message: string
+  principal?: string
+  service?: string
+  instance?: string
+  from?: string
+  to?: string
 }

@@ -29,10 +29,12 @@ import (
 
 // Routes lists the path patterns Handler serves; mount each on the web
 // server.
-var Routes = []string{ConfigPrefix, ChangesPath}
+var Routes = []string{ItemsPath, ConfigPrefix, ChangesPath}
 
 // Paths.
 const (
+	// ItemsPath lists the items.
+	ItemsPath    = "/api/v1/config"
 	ConfigPrefix = "/api/v1/config/"
 	ChangesPath  = "/api/v1/changes"
 )
@@ -66,6 +68,8 @@ type Proposer interface {
 type Reader interface {
 	Resolve(k configcentre.Key, instance string, labels map[string]string) (configcentre.Resolved, error)
 	Item(k configcentre.Key) (configcentre.Item, error)
+	// Items lists every item's summary, ordered by its address.
+	Items() []configcentre.Summary
 	Changes(start, end time.Time) []configcentre.Change
 	// Changed returns a channel closed at the next change.
 	Changed() <-chan struct{}
@@ -165,6 +169,7 @@ func NewHandler(opts Options) *Handler {
 		opts.Registerer.MustRegister(h.writes, h.watches, h.watchAnswers)
 	}
 	item := ConfigPrefix + "{namespace}/{group}/{key}"
+	h.mux.HandleFunc("GET "+ItemsPath, h.items)
 	h.mux.HandleFunc("PUT "+item, h.put)
 	h.mux.HandleFunc("GET "+item, h.get)
 	h.mux.HandleFunc("POST "+item+"/gray", h.gray)
@@ -494,6 +499,13 @@ type HistoryVersion struct {
 	// Active for the active gray's.
 	Formal bool `json:"formal"`
 	Active bool `json:"active_gray"`
+}
+
+// items lists every item (namespace, group, key), with its formal
+// version and its active gray; the contents and the history are the
+// item's own reads.
+func (h *Handler) items(w http.ResponseWriter, _ *http.Request) {
+	writeData(w, h.opts.Reader.Items())
 }
 
 func (h *Handler) history(w http.ResponseWriter, r *http.Request) {

@@ -82,6 +82,7 @@ func TestShapes(t *testing.T) {
 		call   call
 		status int
 	}{
+		{"items_empty.json", call{method: "GET", path: ItemsPath}, 200},
 		{"put.json", call{method: "PUT", path: item, contentType: "application/yaml", body: "timeout: 2s\nflag: false\n",
 			header: map[string]string{AuthorHeader: "ann", MessageHeader: "first"}}, 200},
 		{"put_json.json", call{method: "PUT", path: item + "?author=bob&message=as%20json", contentType: "application/json", body: `{"timeout":"3s"}`}, 200},
@@ -96,6 +97,10 @@ func TestShapes(t *testing.T) {
 		{"history.json", call{method: "GET", path: item + "/history"}, 200},
 		{"changes.json", call{method: "GET", path: "/api/v1/changes?start=2026-12-07T12:00:00Z&end=2026-12-07T12:10:00Z"}, 200},
 		{"changes_empty.json", call{method: "GET", path: "/api/v1/changes?start=0&end=1"}, 200},
+		{"put_text.json", call{method: "PUT", path: "/api/v1/config/shop/catalog/banner", body: "hello", header: map[string]string{AuthorHeader: "erin"}}, 200},
+		{"gray_percent.json", call{method: "POST", path: "/api/v1/config/shop/catalog/banner/gray", header: map[string]string{AuthorHeader: "erin", MessageHeader: "try it"},
+			body: `{"content":"hi","match":{"percent":10},"guard":{"promql":"vector(1) > 2"}}`}, 200},
+		{"items.json", call{method: "GET", path: ItemsPath}, 200},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			code, body := do(t, srv, tc.call)

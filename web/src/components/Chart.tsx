@@ -4,6 +4,7 @@
 import { useEffect, useRef } from 'react'
 import uPlot from 'uplot'
 import 'uplot/dist/uPlot.min.css'
+import type { ChangeMarker } from '../changeEvents'
 import { fmtAxisTimes, fmtNumber, fmtTime } from '../format'
 
 export const PALETTE = [
@@ -20,12 +21,47 @@ interface BaseProps {
   onSelect?: (min: number, max: number) => void
   className?: string
   testId?: string
+  // Change events drawn as vertical lines over the plot.
+  markers?: ChangeMarker[]
 }
 
-export function UPlot({ data, height, options, onSelect, className, testId }: BaseProps) {
+// placeMarkers draws each marker inside the x range as an element over the
+// plot (a vertical line with the change's name as its tooltip and
+// accessible name), replacing those drawn before. Elements rather than
+// canvas strokes, so that the names are text (never HTML) and the markers
+// can be hovered and found.
+function placeMarkers(u: uPlot, markers: ChangeMarker[]) {
+  let layer = u.over.querySelector<HTMLDivElement>(':scope > .change-markers')
+  if (!layer) {
+    layer = document.createElement('div')
+    layer.className = 'change-markers'
+    u.over.appendChild(layer)
+  }
+  const width = u.over.clientWidth
+  const els: HTMLElement[] = []
+  for (const m of markers) {
+    const x = u.valToPos(m.time, 'x')
+    if (!(x >= 0 && x <= width)) continue
+    const el = document.createElement('div')
+    el.className = `change-marker ${m.kind}`
+    el.style.left = `${x}px`
+    el.title = m.label
+    el.setAttribute('aria-label', m.label)
+    el.setAttribute('role', 'img')
+    el.dataset.testid = 'change-marker'
+    el.dataset.kind = m.kind
+    els.push(el)
+  }
+  layer.replaceChildren(...els)
+}
+
+export function UPlot({ data, height, options, onSelect, className, testId, markers }: BaseProps) {
   const ref = useRef<HTMLDivElement>(null)
   const selectRef = useRef(onSelect)
   selectRef.current = onSelect
+  const markersRef = useRef(markers)
+  markersRef.current = markers
+  const plotRef = useRef<uPlot | null>(null)
   useEffect(() => {
     const el = ref.current
     if (!el) return
@@ -48,7 +84,10 @@ export function UPlot({ data, height, options, onSelect, className, testId }: Ba
         ],
       }
     }
+    // Markers follow every redraw (a resize, a new scale).
+    opts.plugins = [...(opts.plugins ?? []), { hooks: { draw: [(u: uPlot) => placeMarkers(u, markersRef.current ?? [])] } }]
     const plot = new uPlot(opts, data, el)
+    plotRef.current = plot
     const ro = new ResizeObserver(() => {
       const w = Math.max(el.clientWidth, 50)
       if (w !== plot.width) plot.setSize({ width: w, height })
@@ -56,10 +95,15 @@ export function UPlot({ data, height, options, onSelect, className, testId }: Ba
     ro.observe(el)
     return () => {
       ro.disconnect()
+      plotRef.current = null
       plot.destroy()
     }
     // options is rebuilt by callers on every render; data identity drives updates.
   }, [data, height])
+  // Markers that arrive after the data are drawn without rebuilding the plot.
+  useEffect(() => {
+    if (plotRef.current) placeMarkers(plotRef.current, markers ?? [])
+  }, [markers])
   return <div ref={ref} className={className ?? 'chart'} data-testid={testId} />
 }
 
@@ -101,6 +145,10 @@ export function TimeChart(props: {
   yFormat?: (v: number) => string
   onSelect?: (min: number, max: number) => void
   testId?: string
+  // Change events to draw as vertical lines (changes.tsx).
+  markers?: ChangeMarker[]
+  // The y range from the data's; by default uPlot's.
+  yRange?: uPlot.Range.Function
 }) {
   const { times, series, yFormat, xRange } = props
   const data = [times, ...series.map((s) => s.values)] as uPlot.AlignedData
@@ -110,8 +158,12 @@ export function TimeChart(props: {
       height={props.height ?? 280}
       onSelect={props.onSelect}
       testId={props.testId}
+      markers={props.markers}
       options={() => ({
-        scales: { x: xRange ? { time: true, auto: false, range: () => xRange } : { time: true } },
+        scales: {
+          x: xRange ? { time: true, auto: false, range: () => xRange } : { time: true },
+          ...(props.yRange ? { y: { range: props.yRange } } : {}),
+        },
         axes: [
           timeAxis,
           { size: 70, values: yFormat ? (_u, vals) => vals.map((v) => (v == null ? '' : yFormat(v))) : undefined },

@@ -1,5 +1,6 @@
 import { memo, useEffect, useLayoutEffect, useRef, useState } from 'react'
 import { apiURL, type PromInstant, type PromMatrix } from '../api'
+import { ChangeList, toMarker, useChanges } from '../changes'
 import { TimeChart } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
 import { fmtNumber, fmtTime, niceStep } from '../format'
@@ -155,6 +156,7 @@ const QueryResults = memo(function QueryResults({ query }: { query: string }) {
 function RangeChart(props: { data: PromMatrix | undefined; error: Error | undefined; loading: boolean; start: number; end: number; step: number }) {
   const { data, error, loading, start, end, step } = props
   const setQuery = useSetQuery()
+  const changes = useChanges(start, end)
   if (loading && !data) return <Loading what="the graph" />
   if (error) return <ErrorBox error={error} what="the graph" />
   const result = data?.data.result ?? []
@@ -181,7 +183,9 @@ function RangeChart(props: { data: PromMatrix | undefined; error: Error | undefi
         xRange={[start, end]}
         yFormat={fmtNumber}
         onSelect={(min, max) => setQuery(absoluteRange(min * 1000, max * 1000))}
+        markers={changes.map(toMarker)}
       />
+      <ChangeList changes={changes} />
     </div>
   )
 }

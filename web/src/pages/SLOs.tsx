@@ -4,6 +4,7 @@
 import { useMemo } from 'react'
 import { Link } from 'wouter'
 import { apiURL, type AlertingRule, type PromAlerts, type PromMatrix, type RuleGroups } from '../api'
+import { ChangeList, toMarker, useChanges } from '../changes'
 import { TimeChart, type LineSeries } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
 import { fmtNumber, fmtSpanShort, niceStep, promString } from '../format'
@@ -150,6 +151,7 @@ function BurnChart({ s }: { s: SLO }) {
       step,
     }),
   )
+  const changes = useChanges(start, end, s.service)
   if (loading && !data) return <Loading what="the burn rate" />
   if (error) return <ErrorBox error={error} what="the burn rate" />
   const result = data?.data.result ?? []
@@ -175,7 +177,9 @@ function BurnChart({ s }: { s: SLO }) {
         height={240}
         yFormat={(v) => `${fmtNumber(v)}×`}
         onSelect={(min, max) => setQuery(absoluteRange(min * 1000, max * 1000))}
+        markers={changes.map(toMarker)}
       />
+      <ChangeList changes={changes} />
       <p className="hint">
         Burn rate: how fast the error budget is spent, 1× using it up exactly over the period. Page and ticket alerts fire when both windows
         of a pair are above the line. Drag across the chart to zoom in.

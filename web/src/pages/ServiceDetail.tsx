@@ -1,11 +1,60 @@
 import { Link } from 'wouter'
-import { apiURL, type REDOperations } from '../api'
+import { apiURL, type Point, type REDOperations, type REDServices } from '../api'
+import { ChangeList, toMarker, useChanges } from '../changes'
+import { TimeChart } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
-import { promString } from '../format'
+import { fmtPct, fmtRate, fmtSeconds, promString } from '../format'
 import { useFetch } from '../hooks'
 import { timeParams, useTimeRange } from '../time'
 import { href } from '../url'
 import { RateCoverage, REDTable, secs } from './Services'
+
+// REDCharts draws the service's rate, error ratio and p99 over the range
+// (its incoming requests, as on the overview), with the changes that
+// touched it (its deploys, and the config items it applies) as markers.
+function REDCharts({ name, startMs, endMs }: { name: string; startMs: number; endMs: number }) {
+  const start = startMs / 1000
+  const end = endMs / 1000
+  const { data, error, loading } = useFetch<REDServices>(apiURL('/api/red/services', { start: secs(startMs), end: secs(endMs) }))
+  const changes = useChanges(start, end, name)
+  if (loading && !data) return <Loading what="the RED charts" />
+  if (error) return <ErrorBox error={error} what="the RED charts" />
+  const svc = data?.data.services.find((r) => r.name === name)
+  if (!svc?.series) return <Empty>No incoming requests of {name} in this range — widen the time range.</Empty>
+  const charts: { title: string; points: Point[] | undefined; color: string; fmt: (v: number) => string; floor: number; testId: string }[] = [
+    { title: 'Rate', points: svc.series.rate, color: '#1f6feb', fmt: (v) => fmtRate(v), floor: 1, testId: 'red-chart-rate' },
+    { title: 'Error ratio', points: svc.series.errorRatio, color: '#cf222e', fmt: (v) => fmtPct(v), floor: 0.01, testId: 'red-chart-errors' },
+    { title: 'p99 latency', points: svc.series.p99, color: '#8250df', fmt: (v) => fmtSeconds(v), floor: 0.01, testId: 'red-chart-p99' },
+  ]
+  const markers = changes.map(toMarker)
+  // From zero; a series of zeros (no errors) up to 1% rather than 100.
+  const fromZero = (floor: number) => (_u: unknown, _min: number, max: number): [number, number] => [0, max > 0 ? max * 1.1 : floor]
+  return (
+    <>
+      <div className="red-charts">
+        {charts.map((c) => {
+          const points = c.points ?? []
+          return (
+            <div key={c.testId}>
+              <h3>{c.title}</h3>
+              <TimeChart
+                testId={c.testId}
+                times={points.map((p) => p[0])}
+                series={[{ label: c.title, values: points.map((p) => p[1]), color: c.color }]}
+                xRange={[start, end]}
+                height={180}
+                yFormat={c.fmt}
+                yRange={fromZero(c.floor)}
+                markers={markers}
+              />
+            </div>
+          )
+        })}
+      </div>
+      <ChangeList changes={changes} />
+    </>
+  )
+}
 
 export default function ServiceDetail({ name }: { name: string }) {
   const t = useTimeRange()
@@ -27,6 +76,8 @@ export default function ServiceDetail({ name }: { name: string }) {
         <Link href={href('/explore', { ...tp, query: promql })}>Metrics</Link>
         <Link href={href('/map', tp)}>Service map</Link>
       </div>
+      <h2>Rate, errors and latency</h2>
+      <REDCharts name={name} startMs={t.start} endMs={t.end} />
       <h2>Operations</h2>
       {loading && !data && <Loading what="operations" />}
       {error && <ErrorBox error={error} what="operations" />}

@@ -1,0 +1,53 @@
+// Change events (/api/v1/changes) as chart markers: their kind and name,
+// and which of them concern a service. changes.tsx fetches and lists them.
+import type { Change } from './api'
+import { fmtTime } from './format'
+
+// A change's kind on a chart: a deploy, a config write (put, rollback) or a
+// step of a gray rollout (gray, promote, abort).
+export type MarkerKind = 'deploy' | 'config' | 'gray'
+
+export interface ChangeMarker {
+  time: number // unix seconds
+  kind: MarkerKind
+  label: string
+}
+
+const GRAY_STEPS = new Set(['gray', 'promote', 'abort'])
+
+export function markerKind(c: Change): MarkerKind {
+  if (c.kind === 'deploy') return 'deploy'
+  return GRAY_STEPS.has(c.action) ? 'gray' : 'config'
+}
+
+export const KIND_NAMES: Record<MarkerKind, string> = { deploy: 'deploy', config: 'config', gray: 'gray step' }
+
+// changeLabel names a change in one line: what, where, which version, who.
+export function changeLabel(c: Change): string {
+  const kind = markerKind(c)
+  const who = c.author ? ` by ${c.author}` : ''
+  const msg = c.message ? `: ${c.message}` : ''
+  if (kind === 'deploy') {
+    const where = c.instance ? `${c.service ?? ''} (${c.instance})` : (c.service ?? '')
+    return `deploy ${where} ${c.from ?? '?'} → ${c.to ?? '?'} (seen in ${c.author || 'build info'})`
+  }
+  const action = kind === 'gray' ? `gray step ${c.action}` : `config ${c.action}`
+  return `${action} ${c.item} v${c.version}${who}${msg}`
+}
+
+export function toMarker(c: Change): ChangeMarker {
+  return { time: Date.parse(c.time) / 1000, kind: markerKind(c), label: `${fmtTime(new Date(c.time)).slice(0, 19)} ${changeLabel(c)}` }
+}
+
+// forService keeps the changes of a service: its deploys, and the config
+// changes of the items it applies or that are named after it.
+export function forService(list: Change[], service: string, applied: Set<string>): Change[] {
+  return list.filter((c) => (c.kind === 'deploy' ? c.service === service : applied.has(c.item) || itemNames(c.item, service)))
+}
+
+// itemNames reports whether a config item's address (namespace/group/key)
+// has the service's name as one of its parts.
+function itemNames(item: string, service: string): boolean {
+  return item.split('/').includes(service)
+}
+
