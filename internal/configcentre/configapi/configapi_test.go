@@ -430,6 +430,12 @@ func TestMetrics(t *testing.T) {
 	do(t, srv, call{method: "GET", path: item + "?md5=" + configcentre.MD5("a") + "&wait=10ms"})
 	do(t, srv, call{method: "GET", path: item + "?md5=old&wait=10ms"})
 	want := `
+# HELP vigil_config_changes_dropped_total Configuration change events dropped from the change list past its bound (the oldest).
+# TYPE vigil_config_changes_dropped_total counter
+vigil_config_changes_dropped_total 0
+# HELP vigil_config_versions_compacted_total Versions dropped from items' histories past their bound (the oldest, never the formal or active gray version).
+# TYPE vigil_config_versions_compacted_total counter
+vigil_config_versions_compacted_total 0
 # HELP vigil_config_watch_answers_total Configuration centre long polls answered, by result: changed (200) or not_modified (304).
 # TYPE vigil_config_watch_answers_total counter
 vigil_config_watch_answers_total{result="changed"} 1
@@ -437,7 +443,7 @@ vigil_config_watch_answers_total{result="not_modified"} 1
 # HELP vigil_config_watches Configuration centre long polls waiting for a change.
 # TYPE vigil_config_watches gauge
 vigil_config_watches 0
-# HELP vigil_config_writes_total Configuration centre writes by action (put, gray, promote, abort, rollback) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).
+# HELP vigil_config_writes_total Configuration centre writes by action (put, gray, promote, abort, rollback, schema) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).
 # TYPE vigil_config_writes_total counter
 vigil_config_writes_total{action="abort",result="refused"} 1
 vigil_config_writes_total{action="put",result="ok"} 1
