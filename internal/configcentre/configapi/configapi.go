@@ -478,6 +478,18 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	md5, watching := q.Get("md5"), q.Has("md5")
+	// version, with md5, is the version the caller holds: a value of the
+	// same content under another version (a gray promoted: the cohort's
+	// content is the same, its version and cohort are not) answers too.
+	var version uint64
+	if vs := q.Get("version"); vs != "" {
+		v, err := strconv.ParseUint(vs, 10, 64)
+		if err != nil {
+			h.fail(w, fmt.Errorf("%w: version %q is not a version number", configcentre.ErrInvalid, vs))
+			return
+		}
+		version = v
+	}
 	wait := DefaultWait
 	if s := q.Get("wait"); s != "" {
 		d, err := parseWait(s)
@@ -504,7 +516,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		changed := h.opts.Reader.Changed()
 		res, err := h.opts.Reader.Resolve(k, instance, labels)
 		switch {
-		case err == nil && res.MD5 != md5:
+		case err == nil && (res.MD5 != md5 || version != 0 && res.Version != version):
 			h.watchAnswers.WithLabelValues("changed").Inc()
 			writeData(w, res)
 			return
