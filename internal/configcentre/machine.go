@@ -243,7 +243,11 @@ func (m *Machine) prepareSchema(c Command) (*Schema, Result, error) {
 		if _, ok := m.schemas[c.Item]; !ok {
 			return nil, Result{}, fmt.Errorf("%w: item %s has no schema", ErrNotFound, c.Item)
 		}
-		return nil, Result{}, nil
+		var res Result
+		if it, ok := m.items[c.Item]; ok {
+			res.Version = it.Formal
+		}
+		return nil, res, nil
 	}
 	sch, err := CompileSchema(c.Content)
 	if err != nil {

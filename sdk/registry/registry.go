@@ -205,7 +205,14 @@ func (c *Client) loop(ctx context.Context) {
 		switch {
 		case err != nil && ctx.Err() == nil:
 			backoff = min(max(2*backoff, c.opts.MinBackoff), c.opts.MaxBackoff)
-			wait = min(c.opts.Interval, backoff/2+rand.N(backoff/2+1))
+			// Spread over the upper half, so instances a restart of vigil
+			// cut off together do not come back together; a registered
+			// instance keeps to its heartbeat interval, no slower than
+			// its steady heartbeats.
+			wait = backoff/2 + rand.N(backoff/2+1)
+			if c.Registered() {
+				wait = min(wait, c.opts.Interval)
+			}
 			if !failing {
 				c.opts.Logger.Warn("vigil registry: cannot reach vigil; retrying", "url", c.opts.URL, "error", err.Error())
 			}
