@@ -179,12 +179,23 @@ slos:
 
 	var changes struct {
 		Data []struct {
-			Action, Author, Message, Item string
-			Version                       int
+			Kind, Action, Author, Message, Item string
+			Version                             int
 		}
 	}
 	waitFor(t, "the gray aborted by vigil-guard", time.Minute, func() bool {
-		if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK || len(changes.Data) == 0 {
+		if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK {
+			return false
+		}
+		// The configuration's changes (the shop's registry joins are
+		// listed too).
+		changes.Data = slices.DeleteFunc(changes.Data, func(c struct {
+			Kind, Action, Author, Message, Item string
+			Version                             int
+		}) bool {
+			return c.Kind != "config"
+		})
+		if len(changes.Data) == 0 {
 			return false
 		}
 		last := changes.Data[len(changes.Data)-1]

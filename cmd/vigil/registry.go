@@ -26,8 +26,7 @@ import (
 //
 // HTTP checks dial through dial, the notifications' outbound policy, so a
 // registration cannot point vigil's probes at the cloud metadata service.
-func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) {
-	instances := registry.New(registry.Options{})
+func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, instances *registry.Registry, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) {
 	node, err := os.Hostname()
 	if err != nil || node == "" {
 		node = "vigil"

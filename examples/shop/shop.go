@@ -260,6 +260,12 @@ func Run(ctx context.Context, opts Options) error {
 			// four services share a host, and two demos may share vigil.
 			ConfigCentre: vigil.ConfigCentre{URL: configURL, Instance: configInstance(name, addr(i))},
 		}
+		if configURL != "" {
+			// Each instance registers with vigil's registry under the same
+			// id, at its listener, while it serves (docs/registry.md).
+			host, _, _ := net.SplitHostPort(addr(i))
+			cfg.Registration = vigil.Registration{URL: configURL, ID: configInstance(name, addr(i)), Address: host}
+		}
 		if faults[faultClockSkew] && name == nameCatalog {
 			cfg.WrapSpanExporter = func(e sdktrace.SpanExporter) sdktrace.SpanExporter { return skewedExporter{e, clockSkew} }
 		}
