@@ -43,7 +43,12 @@ type Command struct {
 	// Version is the version a rollback republishes; for an abort, when
 	// not 0, the gray version it ends (an abort decided on one gray, as
 	// the SLO guard's, never ends a later one).
-	Version uint64    `json:"version,omitempty"`
+	Version uint64 `json:"version,omitempty"`
+	// CAS, when set, makes a put conditional: it applies only if the
+	// item's formal version is *CAS at that point of the log, 0 meaning
+	// the item does not exist yet. Two writers that read the same version
+	// cannot both publish over it.
+	CAS     *uint64   `json:"cas,omitempty"`
 	Author  string    `json:"author"`
 	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
@@ -412,6 +417,12 @@ func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 	var res Result
 	switch c.Op {
 	case OpPut:
+		if c.CAS != nil && *c.CAS != next.Formal {
+			if !exists {
+				return nil, Result{}, fmt.Errorf("%w: item %s does not exist, not at version %d (cas)", ErrConflict, c.Item, *c.CAS)
+			}
+			return nil, Result{}, fmt.Errorf("%w: item %s is at version %d, not %d (cas)", ErrConflict, c.Item, next.Formal, *c.CAS)
+		}
 		if !exists && len(m.items) >= MaxItems {
 			return nil, Result{}, fmt.Errorf("%w: the configuration centre holds its limit of %d items", ErrInvalid, MaxItems)
 		}

@@ -20,6 +20,25 @@ func put(content string, t ContentType) Command {
 	return Command{Op: OpPut, Item: item, Content: content, ContentType: t, Author: "ann", Time: t0}
 }
 
+// casPut is a put that applies only over formal version v (0: none).
+func casPut(content string, v uint64) Command {
+	c := put(content, TypeText)
+	c.CAS = &v
+	return c
+}
+
+// TestCASPut: a conditional put applies over the version it names.
+func TestCASPut(t *testing.T) {
+	m := NewMachine()
+	if res := mustApply(t, m, casPut("a", 0)); res.Version != 1 {
+		t.Fatalf("create: version %d", res.Version)
+	}
+	mustApply(t, m, gray("g", Match{Percent: pct(5)})) // version 2, not formal
+	if res := mustApply(t, m, casPut("b", 1)); res.Version != 3 {
+		t.Fatalf("put over the formal version 1 with a gray active: version %d", res.Version)
+	}
+}
+
 func gray(content string, m Match) Command {
 	return Command{Op: OpGray, Item: item, Content: content, Match: &m, Author: "bob", Time: t0.Add(time.Minute)}
 }
@@ -159,6 +178,9 @@ func TestRefused(t *testing.T) {
 		{"rollback to a missing version", []Command{put("a", TypeText)}, Command{Op: OpRollback, Item: item, Version: 2}, ErrNotFound, "no version 2"},
 		{"rollback to version 0", []Command{put("a", TypeText)}, Command{Op: OpRollback, Item: item}, ErrNotFound, "no version 0"},
 		{"rollback unknown item", nil, Command{Op: OpRollback, Item: item, Version: 1}, ErrNotFound, "item"},
+		{"create over an existing item", []Command{put("a", TypeText)}, casPut("b", 0), ErrConflict, "is at version 1, not 0"},
+		{"put over a stale version", []Command{put("a", TypeText), put("b", TypeText)}, casPut("c", 1), ErrConflict, "is at version 2, not 1"},
+		{"put over a version of a missing item", nil, casPut("a", 3), ErrConflict, "does not exist"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := NewMachine()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -128,5 +129,8 @@ func oneLine(ve *jsonschema.ValidationError) string {
 		}
 	}
 	walk(ve)
+	// The validator visits an object's properties in map order: sorted,
+	// the same content is refused with the same words every time.
+	slices.Sort(out)
 	return strings.Join(out, "; ")
 }

@@ -306,6 +306,14 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
+	if v := r.URL.Query().Get("cas"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			h.fail(w, fmt.Errorf("%w: cas %q: want the formal version the write replaces, 0 for an item that must not exist yet", configcentre.ErrInvalid, v))
+			return
+		}
+		c.CAS = &n
+	}
 	c.Content, c.ContentType = string(body), t
 	h.propose(w, r, c, body)
 }

@@ -142,6 +142,9 @@ func TestRefusals(t *testing.T) {
 		{"wait too long", call{method: "GET", path: item + "?md5=x&wait=1h"}, 400, "outside"},
 		{"bad version", call{method: "GET", path: item + "?md5=x&version=latest"}, 400, "not a version number"},
 		{"huge gray content", call{method: "POST", path: item + "/gray", body: `{"content":"` + strings.Repeat("x", configcentre.MaxContentBytes+1) + `","match":{"percent":5}}`}, 413, "the limit is 1048576"},
+		{"create over an existing item", call{method: "PUT", path: item + "?cas=0", body: "v2"}, 409, "is at version 1, not 0 (cas)"},
+		{"put over a stale version", call{method: "PUT", path: item + "?cas=7", body: "v2"}, 409, "is at version 1, not 7 (cas)"},
+		{"bad cas", call{method: "PUT", path: item + "?cas=latest", body: "v2"}, 400, "want the formal version the write replaces"},
 		{"bad time", call{method: "GET", path: "/api/v1/changes?start=yesterday"}, 400, "RFC 3339"},
 		{"unknown route", call{method: "DELETE", path: item + "/x/y/z"}, 404, "no such route"},
 	} {
