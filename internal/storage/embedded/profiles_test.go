@@ -1,0 +1,67 @@
+package embedded
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
+)
+
+func openProfiles(t *testing.T, dir string, now func() time.Time) *ProfileStore {
+	t.Helper()
+	s, err := OpenProfileStore(context.Background(), ProfileOptions{Dir: dir, Retention: 24 * time.Hour, Now: now})
+	if err != nil {
+		t.Fatalf("OpenProfileStore: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestProfileConformance(t *testing.T) {
+	storagetest.RunProfileStore(t, func(t *testing.T) storage.ProfileStore {
+		return openProfiles(t, t.TempDir(), nil)
+	})
+}
+
+func countProfiles(t *testing.T, s storage.ProfileReader, svc string) int {
+	t.Helper()
+	n := 0
+	q := storage.ProfileQuery{Service: svc, Kind: storage.ProfileCPU, Start: time.Unix(0, 0), End: time.Unix(1<<33, 0)}
+	for _, err := range s.FindProfiles(t.Context(), q) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// What WriteProfiles acknowledged is there after a reopen, and a reopen
+// past the retention drops it.
+func TestProfileReopenAndRetention(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	s := openProfiles(t, dir, clock)
+	p := storage.Profile{Service: "svc", Kind: storage.ProfileCPU, Start: now.Add(-10 * time.Second), End: now, Data: []byte("x")}
+	if err := s.WriteProfiles(t.Context(), []storage.Profile{p}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openProfiles(t, dir, clock)
+	if n := countProfiles(t, s, "svc"); n != 1 {
+		t.Fatalf("after reopen: %d profiles, want 1", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(25 * time.Hour)
+	s = openProfiles(t, dir, clock)
+	if n := countProfiles(t, s, "svc"); n != 0 {
+		t.Fatalf("past the retention: %d profiles, want 0", n)
+	}
+}
