@@ -303,12 +303,12 @@ func TestBadInput(t *testing.T) {
 		return out.Bytes()
 	}()
 	for _, tc := range []struct {
-		name   string
-		appName  string
-		prof   []byte
-		code   int
-		reason string
-		msg    string
+		name    string
+		appName string
+		prof    []byte
+		code    int
+		reason  string
+		msg     string
 	}{
 		{"truncated", "app.cpu{}", good[:len(good)/2], http.StatusBadRequest, "undecodable", "malformed profile"},
 		{"garbage", "app.cpu{}", []byte("not a profile at all"), http.StatusBadRequest, "undecodable", "malformed profile"},
