@@ -21,20 +21,30 @@ type Type struct {
 	// SampleType is the pprof sample type's name in Go's profiles; Alt
 	// is another name some senders use for it ("" if none).
 	SampleType, Alt string
+	// Unit is the sample type's unit in Go's profiles.
+	Unit string
+}
+
+// SampleTypes are the names t's sample type goes by.
+func (t Type) SampleTypes() []string {
+	if t.Alt == "" {
+		return []string{t.SampleType}
+	}
+	return []string{t.SampleType, t.Alt}
 }
 
 // Types are the types the APIs accept, by name.
 var types = []Type{
-	{Name: "cpu", Kind: storage.ProfileCPU, SampleType: "cpu"},
-	{Name: "alloc_space", Kind: storage.ProfileMemory, SampleType: "alloc_space"},
-	{Name: "alloc_objects", Kind: storage.ProfileMemory, SampleType: "alloc_objects"},
-	{Name: "inuse_space", Kind: storage.ProfileMemory, SampleType: "inuse_space"},
-	{Name: "inuse_objects", Kind: storage.ProfileMemory, SampleType: "inuse_objects"},
-	{Name: "goroutine", Kind: storage.ProfileGoroutine, SampleType: "goroutine", Alt: "goroutines"},
-	{Name: "mutex", Kind: storage.ProfileMutex, SampleType: "delay"},
-	{Name: "mutex_count", Kind: storage.ProfileMutex, SampleType: "contentions"},
-	{Name: "block", Kind: storage.ProfileBlock, SampleType: "delay"},
-	{Name: "block_count", Kind: storage.ProfileBlock, SampleType: "contentions"},
+	{Name: "cpu", Kind: storage.ProfileCPU, SampleType: "cpu", Unit: "nanoseconds"},
+	{Name: "alloc_space", Kind: storage.ProfileMemory, SampleType: "alloc_space", Unit: "bytes"},
+	{Name: "alloc_objects", Kind: storage.ProfileMemory, SampleType: "alloc_objects", Unit: "count"},
+	{Name: "inuse_space", Kind: storage.ProfileMemory, SampleType: "inuse_space", Unit: "bytes"},
+	{Name: "inuse_objects", Kind: storage.ProfileMemory, SampleType: "inuse_objects", Unit: "count"},
+	{Name: "goroutine", Kind: storage.ProfileGoroutine, SampleType: "goroutine", Alt: "goroutines", Unit: "count"},
+	{Name: "mutex", Kind: storage.ProfileMutex, SampleType: "delay", Unit: "nanoseconds"},
+	{Name: "mutex_count", Kind: storage.ProfileMutex, SampleType: "contentions", Unit: "count"},
+	{Name: "block", Kind: storage.ProfileBlock, SampleType: "delay", Unit: "nanoseconds"},
+	{Name: "block_count", Kind: storage.ProfileBlock, SampleType: "contentions", Unit: "count"},
 }
 
 // Names lists the accepted type names, for error messages.

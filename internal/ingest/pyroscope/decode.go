@@ -182,25 +182,6 @@ func sampleTypes(p *profile.Profile) []string {
 	return out
 }
 
-// spanIDLabel is the pprof label otel-profiling-go puts on the samples
-// taken inside a (root) span.
-const spanIDLabel = "span_id"
-
-// spanIDs lists the distinct span ids p's samples carry.
-func spanIDs(p *profile.Profile) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, s := range p.Sample {
-		for _, id := range s.Label[spanIDLabel] {
-			if !seen[id] {
-				seen[id] = true
-				out = append(out, id)
-			}
-		}
-	}
-	return out
-}
-
 // parseName splits Pyroscope's application name, "app.cpu{k=v,k2=v2}",
 // into the application and its labels. Values may be quoted.
 func parseName(s string) (app string, labels map[string]string, err error) {

@@ -266,7 +266,7 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (storage.
 	}
 	return storage.Profile{
 		Service: service, Kind: kind, Start: start, End: end,
-		Labels: labels, SpanIDs: spanIDs(prof), Data: buf.Bytes(),
+		Labels: labels, Data: buf.Bytes(),
 	}, nil
 }
 

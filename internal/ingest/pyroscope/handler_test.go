@@ -177,14 +177,12 @@ func TestPyroscopeUpload(t *testing.T) {
 	if len(got.Labels) != 2 || got.Labels["env"] != "prod" || got.Labels["region"] != "eu" {
 		t.Errorf("labels %v, want env=prod region=eu (reserved labels dropped)", got.Labels)
 	}
-	if !slices.Equal(got.SpanIDs, []string{"00000000000000aa"}) {
-		t.Errorf("span ids %v", got.SpanIDs)
-	}
 	back, err := profile.ParseData(got.Data)
 	if err != nil {
 		t.Fatalf("stored data is not a pprof: %v", err)
 	}
-	if len(back.Sample) != 1 || back.Sample[0].Location[0].Line[0].Function.Name != "main.burn" {
+	if len(back.Sample) != 1 || back.Sample[0].Location[0].Line[0].Function.Name != "main.burn" ||
+		!slices.Equal(back.Sample[0].Label["span_id"], []string{"00000000000000aa"}) {
 		t.Errorf("stored profile:\n%v", back)
 	}
 }

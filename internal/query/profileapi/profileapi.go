@@ -40,9 +40,6 @@ var Routes = []string{ExportPath, TopPath, FlameGraphPath, ServicesPath}
 
 // Defaults of Options and of the query parameters.
 const (
-	// DefaultMaxProfiles bounds the stored profiles one view merges: a
-	// day of one instance uploading every 15 s is 5,760.
-	DefaultMaxProfiles = 20_000
 	// DefaultRange is how far back a view reaches without start.
 	DefaultRange = time.Hour
 	// DefaultTopLimit and MaxTopLimit bound the top functions.
@@ -57,9 +54,6 @@ const (
 type Options struct {
 	// Profiles is where profiles are read from. Required.
 	Profiles storage.ProfileReader
-	// MaxProfiles bounds the profiles one view merges (newest first);
-	// DefaultMaxProfiles when zero.
-	MaxProfiles int
 	// Slots is the process's query concurrency limiter (nil: no bound).
 	Slots      *querylimit.Slots
 	Logger     *slog.Logger
@@ -77,9 +71,6 @@ type handler struct {
 func NewHandler(opts Options) http.Handler {
 	if opts.Profiles == nil {
 		panic("profileapi: Options.Profiles is required")
-	}
-	if opts.MaxProfiles <= 0 {
-		opts.MaxProfiles = DefaultMaxProfiles
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -183,8 +174,8 @@ func (h *handler) merge(w http.ResponseWriter, r *http.Request) (Selection, Merg
 		h.writeError(w, http.StatusBadRequest, err.Error())
 		return sel, Merged{}, false
 	}
-	m, err := Merge(r.Context(), h.opts.Profiles, sel, h.opts.MaxProfiles)
-	if err != nil && !errors.Is(err, errNoProfiles) {
+	m, err := Merge(r.Context(), h.opts.Profiles, sel)
+	if err != nil {
 		f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{
 			Code: http.StatusInternalServerError, Msg: "reading profiles failed", Level: slog.LevelError,
 		})
@@ -213,33 +204,26 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
 	w.Header().Set("X-Vigil-Profiles", strconv.Itoa(m.Profiles))
-	if m.Truncated {
-		w.Header().Set("X-Vigil-Truncated", "true")
-	}
 	_, _ = w.Write(buf.Bytes())
 }
 
 // view is what the JSON answers share: what was merged.
 type view struct {
-	Service   string            `json:"service"`
-	Type      string            `json:"type"`
-	Unit      string            `json:"unit"`
-	Start     time.Time         `json:"start"`
-	End       time.Time         `json:"end"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	SpanID    string            `json:"span_id,omitempty"`
-	Profiles  int               `json:"profiles"`
-	Truncated bool              `json:"truncated"`
-	Total     int64             `json:"total"`
+	Service  string            `json:"service"`
+	Type     string            `json:"type"`
+	Unit     string            `json:"unit"`
+	Start    time.Time         `json:"start"`
+	End      time.Time         `json:"end"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	SpanID   string            `json:"span_id,omitempty"`
+	Profiles int               `json:"profiles"`
+	Total    int64             `json:"total"`
 }
 
 func newView(sel Selection, m Merged) view {
 	v := view{
 		Service: sel.Service, Type: sel.Type.Name, Start: sel.Start.UTC(), End: sel.End.UTC(),
-		Labels: sel.Labels, SpanID: sel.SpanID, Profiles: m.Profiles, Truncated: m.Truncated,
-	}
-	if m.Profile != nil && len(m.Profile.SampleType) > 0 {
-		v.Unit = m.Profile.SampleType[0].Unit
+		Labels: sel.Labels, SpanID: sel.SpanID, Profiles: m.Profiles, Unit: sel.Type.Unit,
 	}
 	return v
 }

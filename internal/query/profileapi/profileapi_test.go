@@ -65,23 +65,23 @@ func cpuProfile(t *testing.T, samples ...sample) []byte {
 func newTestHandler(t *testing.T) http.Handler {
 	t.Helper()
 	st := memory.NewProfileStore()
-	write := func(svc string, at time.Time, labels map[string]string, spans []string, data []byte) {
+	write := func(svc string, at time.Time, labels map[string]string, data []byte) {
 		if err := st.WriteProfiles(t.Context(), []storage.Profile{{
 			Service: svc, Kind: storage.ProfileCPU, Start: at.Add(-10 * time.Second), End: at,
-			Labels: labels, SpanIDs: spans, Data: data,
+			Labels: labels, Data: data,
 		}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write("shop", now.Add(-time.Minute), map[string]string{"env": "prod"}, []string{"00000000000000aa"}, cpuProfile(t,
+	write("shop", now.Add(-time.Minute), map[string]string{"env": "prod"}, cpuProfile(t,
 		sample{[]string{"main.main", "main.handle", "main.burn"}, 800_000_000, "00000000000000aa"},
 		sample{[]string{"main.main", "main.idle"}, 100_000_000, ""},
 	))
-	write("shop", now.Add(-2*time.Minute), map[string]string{"env": "dev"}, nil, cpuProfile(t,
+	write("shop", now.Add(-2*time.Minute), map[string]string{"env": "dev"}, cpuProfile(t,
 		sample{[]string{"main.main", "main.idle"}, 300_000_000, ""},
 		sample{[]string{"main.main", "runtime.tiny"}, 1, ""},
 	))
-	write("other", now.Add(-time.Minute), nil, nil, cpuProfile(t, sample{[]string{"x.y"}, 5, ""}))
+	write("other", now.Add(-time.Minute), nil, cpuProfile(t, sample{[]string{"x.y"}, 5, ""}))
 	return NewHandler(Options{Profiles: st, Now: func() time.Time { return now }})
 }
 

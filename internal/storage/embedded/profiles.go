@@ -3,15 +3,17 @@ package embedded
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
-	"iter"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +21,7 @@ import (
 	duckdb "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/pprofrows"
 )
 
 // DefaultProfileMemoryLimit caps the profile store's DuckDB buffer pool. It
@@ -39,15 +42,22 @@ type ProfileOptions struct {
 	Now         func() time.Time
 }
 
-// ProfileStore keeps profiles as gzipped pprof blobs in one DuckDB table,
-// beside the columns a query selects them by (service, kind, time range,
-// labels, the span ids of their samples). Merging is the reader's work:
-// docs/performance.md ("Profiles") has the measurement that chose blobs
-// over a table of samples. It implements storage.ProfileStore.
+// ProfileStore keeps profiles normalised in DuckDB: each distinct stack
+// once (profile_stacks), one row per sample and sample type with its
+// value, its span id and its profile's service, kind, range and labels
+// (profile_samples), and one row per profile (profiles) for listing and
+// retention. A merged view is one aggregation by stack; docs/performance.md
+// ("Profiles") has the measurement that chose this over pprof blobs. It
+// implements storage.ProfileStore.
 type ProfileStore struct {
 	opts ProfileOptions
 	log  *slog.Logger
 	db   *sql.DB
+
+	// writeMu makes writes one at a time, so that a stack new to the
+	// store is inserted once; stackIDs are the stacks committed.
+	writeMu  sync.Mutex
+	stackIDs map[uint64]struct{}
 
 	mu     sync.Mutex
 	closed bool
@@ -57,22 +67,38 @@ type ProfileStore struct {
 
 var _ storage.ProfileStore = (*ProfileStore)(nil)
 
-const profileSchema = `CREATE TABLE IF NOT EXISTS profiles (
+var profileSchema = []string{
+	`CREATE TABLE IF NOT EXISTS profiles (
 	service  VARCHAR NOT NULL,
 	kind     VARCHAR NOT NULL,
 	start_ns BIGINT NOT NULL,
 	end_ns   BIGINT NOT NULL,
-	labels   VARCHAR NOT NULL,
-	span_ids VARCHAR NOT NULL,
-	data     BLOB NOT NULL
-)`
+	labels   VARCHAR NOT NULL
+)`,
+	`CREATE TABLE IF NOT EXISTS profile_stacks (
+	stack_id UBIGINT NOT NULL,
+	frames   VARCHAR NOT NULL
+)`,
+	`CREATE TABLE IF NOT EXISTS profile_samples (
+	service     VARCHAR NOT NULL,
+	kind        VARCHAR NOT NULL,
+	sample_type VARCHAR NOT NULL,
+	start_ns    BIGINT NOT NULL,
+	end_ns      BIGINT NOT NULL,
+	labels      VARCHAR NOT NULL,
+	span_id     VARCHAR NOT NULL,
+	stack_id    UBIGINT NOT NULL,
+	value       BIGINT NOT NULL
+)`,
+}
 
-// In the labels and span_ids columns each entry is closed by a separator
-// on both sides, so that a filter is one substring test: labels hold
-// "\x1fk=v\x1fk2=v2\x1f" (sorted by key), span ids "|id|id2|".
+// In the labels column each label is closed by a separator on both sides,
+// so that a filter is one substring test: "\x1fk=v\x1fk2=v2\x1f" (sorted
+// by key). A stack's frames are "function\x1ffile\x1fline" joined by
+// "\x1e", innermost first.
 const (
 	labelSep = "\x1f"
-	spanSep  = "|"
+	frameSep = "\x1e"
 )
 
 // OpenProfileStore opens (creating if needed) the profile store in
@@ -109,11 +135,17 @@ func OpenProfileStore(ctx context.Context, opts ProfileOptions) (*ProfileStore, 
 		return nil, fmt.Errorf("embedded: open profile store: %w", err)
 	}
 	s := &ProfileStore{opts: opts, log: log, db: sql.OpenDB(connector)}
-	if _, err := s.db.ExecContext(ctx, profileSchema); err != nil {
-		_ = s.db.Close()
-		return nil, fmt.Errorf("embedded: create profile table: %w", err)
+	for _, q := range profileSchema {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			_ = s.db.Close()
+			return nil, fmt.Errorf("embedded: create profile tables: %w", err)
+		}
 	}
 	if _, err := s.DropBefore(ctx, s.opts.Now().Add(-opts.Retention)); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	if err := s.loadStackIDs(ctx); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
@@ -144,19 +176,56 @@ func (s *ProfileStore) retentionLoop(ctx context.Context) {
 }
 
 // DropBefore deletes the profiles that ended before cut and returns how
-// many, checkpointing so that the space is reused.
+// many, then the stacks no sample uses any more, and checkpoints so that
+// the space is reused.
 func (s *ProfileStore) DropBefore(ctx context.Context, cut time.Time) (int64, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	res, err := s.db.ExecContext(ctx, `DELETE FROM profiles WHERE end_ns < ?`, cut.UnixNano())
 	if err != nil {
 		return 0, s.wrap("drop expired profiles", err)
 	}
 	n, _ := res.RowsAffected()
-	if n > 0 {
-		if _, err := s.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
-			return n, s.wrap("checkpoint after retention", err)
+	if n == 0 {
+		return 0, nil
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM profile_samples WHERE end_ns < ?`, cut.UnixNano()); err != nil {
+		return n, s.wrap("drop expired profile samples", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM profile_stacks WHERE stack_id NOT IN (SELECT DISTINCT stack_id FROM profile_samples)`); err != nil {
+		return n, s.wrap("drop unused stacks", err)
+	}
+	if s.stackIDs != nil {
+		if err := s.loadStackIDs(ctx); err != nil {
+			return n, err
 		}
 	}
+	if _, err := s.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
+		return n, s.wrap("checkpoint after retention", err)
+	}
 	return n, nil
+}
+
+// loadStackIDs reads the ids of the stored stacks.
+func (s *ProfileStore) loadStackIDs(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT stack_id FROM profile_stacks`)
+	if err != nil {
+		return s.wrap("read stack ids", err)
+	}
+	defer func() { _ = rows.Close() }()
+	ids := map[uint64]struct{}{}
+	for rows.Next() {
+		var id uint64
+		if err := rows.Scan(&id); err != nil {
+			return s.wrap("read stack ids", err)
+		}
+		ids[id] = struct{}{}
+	}
+	if err := rows.Err(); err != nil {
+		return s.wrap("read stack ids", err)
+	}
+	s.stackIDs = ids
+	return nil
 }
 
 // WriteProfiles stores profiles in one transaction, durable (in DuckDB's
@@ -165,80 +234,165 @@ func (s *ProfileStore) WriteProfiles(ctx context.Context, profiles []storage.Pro
 	if len(profiles) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	type decomposed struct {
+		p       storage.Profile
+		types   []string
+		samples []pprofrows.Sample
+	}
+	var ds []decomposed
+	for _, p := range profiles {
+		types, samples, err := pprofrows.Decompose(p.Data)
+		if err != nil {
+			return fmt.Errorf("embedded: profile of %s: %w", p.Service, err)
+		}
+		ds = append(ds, decomposed{p, types, samples})
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
+		return s.wrap("profile write", err)
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return s.wrap("begin profile write", err)
 	}
-	defer func() { _ = tx.Rollback() }()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO profiles VALUES (?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return s.wrap("prepare profile write", err)
-	}
-	defer func() { _ = stmt.Close() }()
-	for _, p := range profiles {
-		if _, err := stmt.ExecContext(ctx, p.Service, p.Kind, p.Start.UnixNano(), p.End.UnixNano(),
-			encodeProfileLabels(p.Labels), encodeSpanIDs(p.SpanIDs), p.Data); err != nil {
+	committed := false
+	defer func() {
+		if !committed {
+			if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+				// A connection with a dangling transaction must not go back to the pool.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
+		}
+	}()
+	newStacks := map[uint64]string{}
+	for _, d := range ds {
+		labels := encodeProfileLabels(d.p.Labels)
+		start, end := d.p.Start.UnixNano(), d.p.End.UnixNano()
+		if _, err := conn.ExecContext(ctx, `INSERT INTO profiles VALUES (?, ?, ?, ?, ?)`, d.p.Service, d.p.Kind, start, end, labels); err != nil {
 			return s.wrap("write profile", err)
 		}
+		err := conn.Raw(func(dc any) error {
+			a, err := duckdb.NewAppender(dc.(driver.Conn), "", "main", "profile_samples")
+			if err != nil {
+				return err
+			}
+			var key strings.Builder
+			for _, smp := range d.samples {
+				key.Reset()
+				encodeFrames(&key, smp.Frames)
+				id := stackID(key.String())
+				if _, ok := s.stackIDs[id]; !ok {
+					if _, ok := newStacks[id]; !ok {
+						newStacks[id] = key.String()
+					}
+				}
+				for i, v := range smp.Values {
+					if v == 0 {
+						continue
+					}
+					if err := a.AppendRow(d.p.Service, d.p.Kind, d.types[i], start, end, labels, smp.SpanID, id, v); err != nil {
+						_ = a.Close()
+						return err
+					}
+				}
+			}
+			return a.Close()
+		})
+		if err != nil {
+			return s.wrap("write profile samples", err)
+		}
 	}
-	if err := tx.Commit(); err != nil {
+	if len(newStacks) > 0 {
+		err := conn.Raw(func(dc any) error {
+			a, err := duckdb.NewAppender(dc.(driver.Conn), "", "main", "profile_stacks")
+			if err != nil {
+				return err
+			}
+			for id, frames := range newStacks {
+				if err := a.AppendRow(id, frames); err != nil {
+					_ = a.Close()
+					return err
+				}
+			}
+			return a.Close()
+		})
+		if err != nil {
+			return s.wrap("write stacks", err)
+		}
+	}
+	// The commit must not be cut short by a cancelled ctx.
+	if _, err := conn.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err != nil {
 		return s.wrap("commit profiles", err)
+	}
+	committed = true
+	for id := range newStacks {
+		s.stackIDs[id] = struct{}{}
 	}
 	return nil
 }
 
-// FindProfiles yields the matching profiles, newest first.
-func (s *ProfileStore) FindProfiles(ctx context.Context, q storage.ProfileQuery) iter.Seq2[storage.Profile, error] {
-	return func(yield func(storage.Profile, error) bool) {
-		if q.Service == "" || q.Kind == "" {
-			yield(storage.Profile{}, fmt.Errorf("%w: a profile query needs a service and a kind", storage.ErrInvalidQuery))
-			return
+// profileWhere is the filter of q over profile_samples, and its arguments.
+func profileWhere(q storage.ProfileQuery) (string, []any) {
+	var sb strings.Builder
+	sb.WriteString(`service = ? AND kind = ? AND end_ns >= ? AND start_ns <= ? AND sample_type IN (`)
+	args := []any{q.Service, q.Kind, q.Start.UnixNano(), q.End.UnixNano()}
+	for i, t := range q.SampleTypes {
+		if i > 0 {
+			sb.WriteString(", ")
 		}
-		var sb strings.Builder
-		sb.WriteString(`SELECT start_ns, end_ns, labels, span_ids, data FROM profiles
-			WHERE service = ? AND kind = ? AND end_ns >= ? AND start_ns <= ?`)
-		args := []any{q.Service, q.Kind, q.Start.UnixNano(), q.End.UnixNano()}
-		for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
-			sb.WriteString(` AND contains(labels, ?)`)
-			args = append(args, labelSep+cleanLabel(k)+"="+strings.ReplaceAll(q.Labels[k], labelSep, " ")+labelSep)
-		}
-		if q.SpanID != "" {
-			sb.WriteString(` AND contains(span_ids, ?)`)
-			args = append(args, spanSep+q.SpanID+spanSep)
-		}
-		sb.WriteString(` ORDER BY end_ns DESC`)
-		if q.Limit > 0 {
-			sb.WriteString(fmt.Sprintf(` LIMIT %d`, q.Limit))
-		}
-		rows, err := s.db.QueryContext(ctx, sb.String(), args...)
-		if err != nil {
-			yield(storage.Profile{}, s.wrap("find profiles", err))
-			return
-		}
-		defer func() { _ = rows.Close() }()
-		for rows.Next() {
-			var (
-				start, end    int64
-				labels, spans string
-				data          []byte
-			)
-			if err := rows.Scan(&start, &end, &labels, &spans, &data); err != nil {
-				yield(storage.Profile{}, s.wrap("read profile", err))
-				return
-			}
-			p := storage.Profile{
-				Service: q.Service, Kind: q.Kind,
-				Start: time.Unix(0, start).UTC(), End: time.Unix(0, end).UTC(),
-				Labels: decodeProfileLabels(labels), SpanIDs: decodeSpanIDs(spans), Data: data,
-			}
-			if !yield(p, nil) {
-				return
-			}
-		}
-		if err := rows.Err(); err != nil {
-			yield(storage.Profile{}, s.wrap("read profiles", err))
-		}
+		sb.WriteString("?")
+		args = append(args, t)
 	}
+	sb.WriteString(")")
+	for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
+		sb.WriteString(` AND contains(labels, ?)`)
+		args = append(args, labelSep+cleanLabel(k)+"="+strings.ReplaceAll(q.Labels[k], labelSep, " ")+labelSep)
+	}
+	if q.SpanID != "" {
+		sb.WriteString(` AND span_id = ?`)
+		args = append(args, q.SpanID)
+	}
+	return sb.String(), args
+}
+
+// MergeProfiles sums the selected samples by stack.
+func (s *ProfileStore) MergeProfiles(ctx context.Context, q storage.ProfileQuery) (storage.MergedProfile, error) {
+	var out storage.MergedProfile
+	if q.Service == "" || q.Kind == "" || len(q.SampleTypes) == 0 {
+		return out, fmt.Errorf("%w: a profile query needs a service, a kind and a sample type", storage.ErrInvalidQuery)
+	}
+	where, args := profileWhere(q)
+	rows, err := s.db.QueryContext(ctx, `SELECT st.frames, m.v FROM (
+		SELECT stack_id, sum(value) AS v FROM profile_samples WHERE `+where+` GROUP BY stack_id
+	) m JOIN profile_stacks st USING (stack_id) WHERE m.v <> 0`, args...)
+	if err != nil {
+		return out, s.wrap("merge profiles", err)
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var (
+			frames string
+			v      int64
+		)
+		if err := rows.Scan(&frames, &v); err != nil {
+			return out, s.wrap("merge profiles", err)
+		}
+		out.Stacks = append(out.Stacks, storage.ProfileStack{Frames: decodeFrames(frames), Value: v})
+	}
+	if err := rows.Err(); err != nil {
+		return out, s.wrap("merge profiles", err)
+	}
+	if len(out.Stacks) == 0 {
+		return out, nil
+	}
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT count(DISTINCT (start_ns, end_ns, labels)) FROM profile_samples WHERE `+where, args...).Scan(&n); err != nil {
+		return out, s.wrap("count merged profiles", err)
+	}
+	out.Profiles = int(n)
+	return out, nil
 }
 
 // ProfileServices lists the services and kinds with profiles in the range.
@@ -330,33 +484,36 @@ func encodeProfileLabels(labels map[string]string) string {
 	return sb.String()
 }
 
-func decodeProfileLabels(s string) map[string]string {
-	out := map[string]string{}
-	for _, kv := range strings.Split(strings.Trim(s, labelSep), labelSep) {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			out[k] = v
+// stackID is the id of a stack's encoded frames.
+func stackID(frames string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(frames))
+	return h.Sum64()
+}
+
+var frameCleaner = strings.NewReplacer(labelSep, " ", frameSep, " ")
+
+func encodeFrames(sb *strings.Builder, frames []storage.ProfileFrame) {
+	for i, f := range frames {
+		if i > 0 {
+			sb.WriteString(frameSep)
 		}
+		sb.WriteString(frameCleaner.Replace(f.Function))
+		sb.WriteString(labelSep)
+		sb.WriteString(frameCleaner.Replace(f.File))
+		sb.WriteString(labelSep)
+		sb.WriteString(strconv.FormatInt(f.Line, 10))
+	}
+}
+
+func decodeFrames(s string) []storage.ProfileFrame {
+	parts := strings.Split(s, frameSep)
+	out := make([]storage.ProfileFrame, 0, len(parts))
+	for _, p := range parts {
+		fn, rest, _ := strings.Cut(p, labelSep)
+		file, line, _ := strings.Cut(rest, labelSep)
+		n, _ := strconv.ParseInt(line, 10, 64)
+		out = append(out, storage.ProfileFrame{Function: fn, File: file, Line: n})
 	}
 	return out
-}
-
-func encodeSpanIDs(ids []string) string {
-	var sb strings.Builder
-	sb.WriteString(spanSep)
-	for _, id := range ids {
-		if id == "" || strings.Contains(id, spanSep) {
-			continue
-		}
-		sb.WriteString(id)
-		sb.WriteString(spanSep)
-	}
-	return sb.String()
-}
-
-func decodeSpanIDs(s string) []string {
-	s = strings.Trim(s, spanSep)
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, spanSep)
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -29,11 +27,22 @@ import (
 // over a fixed set of functions with Go-length names.
 type layoutWorkload struct {
 	stacks [][]string
+	sites  map[string]uint64
 	rnd    *rand.Rand
 }
 
+// site numbers a function's call site, the same in every profile.
+func (w *layoutWorkload) site(name string) uint64 {
+	n, ok := w.sites[name]
+	if !ok {
+		n = uint64(len(w.sites))
+		w.sites[name] = n
+	}
+	return n
+}
+
 func newLayoutWorkload(funcs, stacks int) *layoutWorkload {
-	w := &layoutWorkload{rnd: rand.New(rand.NewPCG(1, 2))}
+	w := &layoutWorkload{rnd: rand.New(rand.NewPCG(1, 2)), sites: map[string]uint64{}}
 	names := make([]string, funcs)
 	for i := range names {
 		names[i] = fmt.Sprintf("github.com/acme/shop/internal/pkg%d.(*Handler%d).Method%d", i%40, i%13, i)
@@ -76,7 +85,10 @@ func (w *layoutWorkload) profile(end time.Time, n int) (*profile.Profile, []stri
 				f := &profile.Function{ID: uint64(len(funcs) + 1), Name: name, SystemName: name, Filename: "/src/" + name[:20] + ".go"}
 				funcs[name] = f
 				p.Function = append(p.Function, f)
-				l = &profile.Location{ID: uint64(len(locs) + 1), Address: uint64(0x400000 + len(locs)*16), Line: []profile.Line{{Function: f, Line: int64(10 + len(locs))}}}
+				// A call site has the same address and line in every
+				// profile of the program.
+				site := w.site(name)
+				l = &profile.Location{ID: uint64(len(locs) + 1), Address: 0x400000 + site*16, Line: []profile.Line{{Function: f, Line: int64(10 + site%500)}}}
 				locs[name] = l
 				p.Location = append(p.Location, l)
 			}
@@ -94,20 +106,32 @@ func (w *layoutWorkload) profile(end time.Time, n int) (*profile.Profile, []stri
 
 // TestProfileLayoutComparison measures the two layouts the profile store
 // could use over the same hour of one service's CPU profiles: gzipped
-// pprof blobs with an index (what ProfileStore does) and normalised rows
-// (a stack table and one row per sample). It prints bytes per profile and
+// pprof blobs with an index, and normalised rows (a stack table and one
+// row per sample: what ProfileStore does). It prints bytes per profile and
 // the time of the merged view over the hour; docs/performance.md
 // ("Profiles") records the numbers. Set VIGIL_PROFILE_LAYOUT=1 to run it.
 func TestProfileLayoutComparison(t *testing.T) {
 	if os.Getenv("VIGIL_PROFILE_LAYOUT") == "" {
 		t.Skip("set VIGIL_PROFILE_LAYOUT=1 to measure the profile layouts")
 	}
+	for _, size := range []struct{ funcs, stacks int }{{300, 200}, {3000, 2000}} {
+		t.Run(fmt.Sprintf("%d functions", size.funcs), func(t *testing.T) {
+			compareProfileLayouts(t, size.funcs, size.stacks)
+		})
+	}
+}
+
+func compareProfileLayouts(t *testing.T, funcs, stacks int) {
 	const (
-		profiles = 360 // an hour at one upload every 10 s
+		// Four hours at one upload every 10 s are written, so that
+		// DuckDB's row groups fill and its 256 KiB blocks do not dominate;
+		// the merged view reads the last hour.
+		profiles = 1440
+		perHour  = 360
 		samples  = 400
 	)
 	ctx := context.Background()
-	w := newLayoutWorkload(3000, 2000)
+	w := newLayoutWorkload(funcs, stacks)
 	end := time.Now().Truncate(time.Hour)
 	type upload struct {
 		p     *profile.Profile
@@ -121,163 +145,137 @@ func TestProfileLayoutComparison(t *testing.T) {
 		ups = append(ups, upload{p, spans, at})
 	}
 
-	// Blobs.
-	dir := t.TempDir()
-	bs, err := OpenProfileStore(ctx, ProfileOptions{Dir: dir, Retention: 48 * time.Hour})
+	cpu, _ := profiletype.Lookup("cpu")
+	sel := profileapi.Selection{Service: "shop", Type: cpu, Start: end.Add(-time.Hour + time.Second), End: end}
+	spanID := ups[profiles-perHour/2].spans[0]
+
+	// Blobs: the gzipped pprof and an index in one table; a merged view
+	// parses every blob of the range and merges them with pprof's Merge.
+	bdir := t.TempDir()
+	bconn, err := duckdb.NewConnector(filepath.Join(bdir, "blobs.duckdb")+"?"+url.Values{"memory_limit": {"128MB"}, "threads": {"1"}}.Encode(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer bs.Close()
+	bdb := sql.OpenDB(bconn)
+	defer bdb.Close()
+	if _, err := bdb.ExecContext(ctx, `CREATE TABLE profiles (service VARCHAR, kind VARCHAR, start_ns BIGINT, end_ns BIGINT, labels VARCHAR, span_ids VARCHAR, data BLOB)`); err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	for _, u := range ups {
 		var buf bytes.Buffer
 		if err := u.p.Write(&buf); err != nil {
 			t.Fatal(err)
 		}
-		if err := bs.WriteProfiles(ctx, []storage.Profile{{
-			Service: "shop", Kind: storage.ProfileCPU, Start: u.end.Add(-10 * time.Second), End: u.end,
-			SpanIDs: u.spans, Data: buf.Bytes(),
-		}}); err != nil {
+		if _, err := bdb.ExecContext(ctx, `INSERT INTO profiles VALUES ('shop', 'cpu', ?, ?, '', ?, ?)`,
+			u.end.Add(-10*time.Second).UnixNano(), u.end.UnixNano(), "|"+strings.Join(u.spans, "|")+"|", buf.Bytes()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	blobWrite := time.Since(start)
-	if _, err := bs.db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+	if _, err := bdb.ExecContext(ctx, "CHECKPOINT"); err != nil {
 		t.Fatal(err)
 	}
-	blobBytes := bs.DiskBytes()
-	cpu, _ := profiletype.Lookup("cpu")
-	sel := profileapi.Selection{Service: "shop", Type: cpu, Start: end.Add(-time.Hour), End: end}
-	blobMerge := best(3, func() {
-		m, err := profileapi.Merge(ctx, bs, sel, 100_000)
-		if err != nil || m.Profiles != profiles {
-			t.Fatalf("merge: %d profiles, %v", m.Profiles, err)
+	blobBytes := dirBytes(t, bdir)
+	mergeBlobs := func(spanID string) {
+		q := `SELECT data FROM profiles WHERE service = 'shop' AND kind = 'cpu' AND end_ns >= ? AND start_ns <= ?`
+		args := []any{sel.Start.UnixNano(), sel.End.UnixNano()}
+		if spanID != "" {
+			q += ` AND contains(span_ids, ?)`
+			args = append(args, "|"+spanID+"|")
 		}
-		_ = profileapi.FlameGraph(m.Profile, 0.001)
-	})
-	blobSpan := best(3, func() {
-		sel := sel
-		sel.SpanID = ups[profiles/2].spans[0]
-		if _, err := profileapi.Merge(ctx, bs, sel, 100_000); err != nil {
-			t.Fatal(err)
-		}
-	})
-
-	// Normalised rows.
-	ndir := t.TempDir()
-	cfg := url.Values{"memory_limit": {"128MB"}, "threads": {"1"}}
-	conn, err := duckdb.NewConnector(filepath.Join(ndir, "rows.duckdb")+"?"+cfg.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(conn)
-	defer db.Close()
-	for _, q := range []string{
-		`CREATE TABLE stacks (stack_id UBIGINT, folded VARCHAR)`,
-		`CREATE TABLE samples (service VARCHAR, kind VARCHAR, ts BIGINT, stack_id UBIGINT, value BIGINT, span_id VARCHAR)`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seen := map[uint64]bool{}
-	start = time.Now()
-	for _, u := range ups {
-		c, err := db.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = c.Raw(func(dc any) error {
-			sa, err := duckdb.NewAppender(dc.(driver.Conn), "", "main", "samples")
-			if err != nil {
-				return err
-			}
-			sta, err := duckdb.NewAppender(dc.(driver.Conn), "", "main", "stacks")
-			if err != nil {
-				return err
-			}
-			for _, s := range u.p.Sample {
-				names := make([]string, len(s.Location))
-				for i, l := range s.Location {
-					names[len(names)-1-i] = l.Line[0].Function.Name
-				}
-				folded := strings.Join(names, ";")
-				h := fnv.New64a()
-				_, _ = h.Write([]byte(folded))
-				id := h.Sum64()
-				if !seen[id] {
-					seen[id] = true
-					if err := sta.AppendRow(id, folded); err != nil {
-						return err
-					}
-				}
-				span := ""
-				if v := s.Label["span_id"]; len(v) > 0 {
-					span = v[0]
-				}
-				if err := sa.AppendRow("shop", "cpu", u.end.UnixNano(), id, s.Value[1], span); err != nil {
-					return err
-				}
-			}
-			if err := sta.Close(); err != nil {
-				return err
-			}
-			return sa.Close()
-		})
-		_ = c.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	rowWrite := time.Since(start)
-	if _, err := db.ExecContext(ctx, "CHECKPOINT"); err != nil {
-		t.Fatal(err)
-	}
-	var rowBytes int64
-	for _, n := range []string{"rows.duckdb", "rows.duckdb.wal"} {
-		if fi, err := os.Stat(filepath.Join(ndir, n)); err == nil {
-			rowBytes += fi.Size()
-		}
-	}
-	mergeRows := func(extra string, args ...any) {
-		rows, err := db.QueryContext(ctx, `SELECT s.folded, m.v FROM (SELECT stack_id, sum(value) AS v FROM samples
-			WHERE service = 'shop' AND kind = 'cpu' AND ts BETWEEN ? AND ? `+extra+` GROUP BY stack_id) m JOIN stacks s USING (stack_id)`,
-			append([]any{end.Add(-time.Hour).UnixNano(), end.UnixNano()}, args...)...)
+		rows, err := bdb.QueryContext(ctx, q, args...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer rows.Close()
-		// Build the same flame graph input: a profile of the folded stacks.
-		p := &profile.Profile{SampleType: []*profile.ValueType{{Type: "cpu", Unit: "nanoseconds"}}}
-		fns := map[string]*profile.Function{}
+		var ps []*profile.Profile
 		for rows.Next() {
-			var folded string
-			var v int64
-			if err := rows.Scan(&folded, &v); err != nil {
+			var data []byte
+			if err := rows.Scan(&data); err != nil {
 				t.Fatal(err)
 			}
-			s := &profile.Sample{Value: []int64{v}}
-			parts := strings.Split(folded, ";")
-			for i := len(parts) - 1; i >= 0; i-- {
-				f := fns[parts[i]]
-				if f == nil {
-					f = &profile.Function{ID: uint64(len(fns) + 1), Name: parts[i]}
-					fns[parts[i]] = f
-				}
-				s.Location = append(s.Location, &profile.Location{Line: []profile.Line{{Function: f}}})
+			p, err := profile.ParseData(data)
+			if err != nil {
+				t.Fatal(err)
 			}
-			p.Sample = append(p.Sample, s)
+			if spanID != "" {
+				kept := p.Sample[:0]
+				for _, s := range p.Sample {
+					if s.HasLabel("span_id", spanID) {
+						kept = append(kept, s)
+					}
+				}
+				p.Sample = kept
+			}
+			ps = append(ps, p)
 		}
-		_ = profileapi.FlameGraph(p, 0.001)
+		m, err := profile.Merge(ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = profileapi.FlameGraph(m, 0.001)
+	}
+	blobMerge := best(3, func() { mergeBlobs("") })
+	blobSpan := best(3, func() { mergeBlobs(spanID) })
+
+	// Rows: ProfileStore.
+	rdir := t.TempDir()
+	rs, err := OpenProfileStore(ctx, ProfileOptions{Dir: rdir, Retention: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	start = time.Now()
+	for _, u := range ups {
+		var buf bytes.Buffer
+		if err := u.p.Write(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.WriteProfiles(ctx, []storage.Profile{{
+			Service: "shop", Kind: storage.ProfileCPU, Start: u.end.Add(-10 * time.Second), End: u.end, Data: buf.Bytes(),
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rowWrite := time.Since(start)
+	if _, err := rs.db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	rowBytes := dirBytes(t, rdir)
+	mergeRows := func(spanID string) {
+		sel := sel
+		sel.SpanID = spanID
+		m, err := profileapi.Merge(ctx, rs, sel)
+		if err != nil || m.Profile == nil {
+			t.Fatalf("merge: %v", err)
+		}
+		_ = profileapi.FlameGraph(m.Profile, 0.001)
 	}
 	rowMerge := best(3, func() { mergeRows("") })
-	rowSpan := best(3, func() { mergeRows("AND span_id = ?", ups[profiles/2].spans[0]) })
+	rowSpan := best(3, func() { mergeRows(spanID) })
 
-	t.Logf("%d CPU profiles of %d samples (2000 stacks of 8-38 frames, walks of a call graph of 3000 functions)", profiles, samples)
+	t.Logf("%d CPU profiles (%d in the hour merged) of %d samples (%d stacks of 8-38 frames, walks of a call graph of %d functions)", profiles, perHour, samples, stacks, funcs)
 	t.Logf("blobs: %6.0f bytes/profile, write %v/profile, merged hour + flame graph %v, one span %v",
 		float64(blobBytes)/profiles, blobWrite/profiles, blobMerge, blobSpan)
 	t.Logf("rows:  %6.0f bytes/profile, write %v/profile, merged hour + flame graph %v, one span %v",
 		float64(rowBytes)/profiles, rowWrite/profiles, rowMerge, rowSpan)
+}
+
+// dirBytes is the size of the files in dir.
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && !e.IsDir() {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // best runs f n times and returns its fastest run.

@@ -27,15 +27,12 @@ func TestProfileConformance(t *testing.T) {
 
 func countProfiles(t *testing.T, s storage.ProfileReader, svc string) int {
 	t.Helper()
-	n := 0
-	q := storage.ProfileQuery{Service: svc, Kind: storage.ProfileCPU, Start: time.Unix(0, 0), End: time.Unix(1<<33, 0)}
-	for _, err := range s.FindProfiles(t.Context(), q) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		n++
+	q := storage.ProfileQuery{Service: svc, Kind: storage.ProfileCPU, SampleTypes: []string{"cpu"}, Start: time.Unix(0, 0), End: time.Unix(1<<33, 0)}
+	m, err := s.MergeProfiles(t.Context(), q)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return n
+	return m.Profiles
 }
 
 // What WriteProfiles acknowledged is there after a reopen, and a reopen
@@ -45,7 +42,8 @@ func TestProfileReopenAndRetention(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	s := openProfiles(t, dir, clock)
-	p := storage.Profile{Service: "svc", Kind: storage.ProfileCPU, Start: now.Add(-10 * time.Second), End: now, Data: []byte("x")}
+	data := storagetest.PprofBytes(t, []string{"samples", "cpu"}, storagetest.ProfileSample{Stack: []string{"f"}, Values: []int64{1, 10}})
+	p := storage.Profile{Service: "svc", Kind: storage.ProfileCPU, Start: now.Add(-10 * time.Second), End: now, Data: data}
 	if err := s.WriteProfiles(t.Context(), []storage.Profile{p}); err != nil {
 		t.Fatal(err)
 	}
@@ -63,5 +61,9 @@ func TestProfileReopenAndRetention(t *testing.T) {
 	s = openProfiles(t, dir, clock)
 	if n := countProfiles(t, s, "svc"); n != 0 {
 		t.Fatalf("past the retention: %d profiles, want 0", n)
+	}
+	var stacks int
+	if err := s.db.QueryRow(`SELECT count(*) FROM profile_stacks`).Scan(&stacks); err != nil || stacks != 0 {
+		t.Errorf("past the retention: %d stacks (%v), want none", stacks, err)
 	}
 }

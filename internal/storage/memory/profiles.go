@@ -4,13 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/vigil-observability/vigil/internal/storage"
+	"github.com/vigil-observability/vigil/internal/storage/pprofrows"
 )
 
 // ProfileStore keeps profiles in a slice. Tests only.
@@ -26,54 +26,83 @@ func NewProfileStore() *ProfileStore { return &ProfileStore{} }
 
 // WriteProfiles keeps copies of profiles.
 func (s *ProfileStore) WriteProfiles(_ context.Context, profiles []storage.Profile) error {
+	for _, p := range profiles {
+		if _, _, err := pprofrows.Decompose(p.Data); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range profiles {
 		p.Labels = maps.Clone(p.Labels)
-		p.SpanIDs = slices.Clone(p.SpanIDs)
 		p.Data = slices.Clone(p.Data)
 		s.profiles = append(s.profiles, p)
 	}
 	return nil
 }
 
-// FindProfiles yields the matching profiles newest first.
-func (s *ProfileStore) FindProfiles(_ context.Context, q storage.ProfileQuery) iter.Seq2[storage.Profile, error] {
-	return func(yield func(storage.Profile, error) bool) {
-		if q.Service == "" || q.Kind == "" {
-			yield(storage.Profile{}, fmt.Errorf("%w: a profile query needs a service and a kind", storage.ErrInvalidQuery))
-			return
+// MergeProfiles parses every matching profile and sums the selected
+// samples by stack.
+func (s *ProfileStore) MergeProfiles(_ context.Context, q storage.ProfileQuery) (storage.MergedProfile, error) {
+	var out storage.MergedProfile
+	if q.Service == "" || q.Kind == "" || len(q.SampleTypes) == 0 {
+		return out, fmt.Errorf("%w: a profile query needs a service, a kind and a sample type", storage.ErrInvalidQuery)
+	}
+	s.mu.Lock()
+	var match []storage.Profile
+	for _, p := range s.profiles {
+		if p.Service != q.Service || p.Kind != q.Kind || p.End.Before(q.Start) || p.Start.After(q.End) {
+			continue
 		}
-		s.mu.Lock()
-		var out []storage.Profile
-		for _, p := range s.profiles {
-			if p.Service != q.Service || p.Kind != q.Kind || p.End.Before(q.Start) || p.Start.After(q.End) {
-				continue
-			}
-			if q.SpanID != "" && !slices.Contains(p.SpanIDs, q.SpanID) {
-				continue
-			}
-			match := true
-			for k, v := range q.Labels {
-				if got, ok := p.Labels[k]; !ok || got != v {
-					match = false
-				}
-			}
-			if match {
-				out = append(out, p)
+		ok := true
+		for k, v := range q.Labels {
+			if got, has := p.Labels[k]; !has || got != v {
+				ok = false
 			}
 		}
-		s.mu.Unlock()
-		slices.SortStableFunc(out, func(a, b storage.Profile) int { return b.End.Compare(a.End) })
-		if q.Limit > 0 && len(out) > q.Limit {
-			out = out[:q.Limit]
-		}
-		for _, p := range out {
-			if !yield(p, nil) {
-				return
-			}
+		if ok {
+			match = append(match, p)
 		}
 	}
+	s.mu.Unlock()
+	type entry struct {
+		frames []storage.ProfileFrame
+		value  int64
+	}
+	byStack := map[string]*entry{}
+	for _, p := range match {
+		types, samples, err := pprofrows.Decompose(p.Data)
+		if err != nil {
+			return out, err
+		}
+		idx := slices.IndexFunc(types, func(t string) bool { return slices.Contains(q.SampleTypes, t) })
+		if idx < 0 {
+			continue
+		}
+		contributed := false
+		for _, smp := range samples {
+			if (q.SpanID != "" && smp.SpanID != q.SpanID) || smp.Values[idx] == 0 {
+				continue
+			}
+			key := fmt.Sprint(smp.Frames)
+			e := byStack[key]
+			if e == nil {
+				e = &entry{frames: smp.Frames}
+				byStack[key] = e
+			}
+			e.value += smp.Values[idx]
+			contributed = true
+		}
+		if contributed {
+			out.Profiles++
+		}
+	}
+	for _, e := range byStack {
+		if e.value != 0 {
+			out.Stacks = append(out.Stacks, storage.ProfileStack{Frames: e.frames, Value: e.value})
+		}
+	}
+	return out, nil
 }
 
 // ProfileServices lists the services and kinds with profiles in the range.
