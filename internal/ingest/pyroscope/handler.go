@@ -172,6 +172,8 @@ func (h *Handler) write(r *http.Request, p storage.Profile) *rejection {
 		return nil
 	case errors.Is(err, ingest.ErrOverloaded):
 		return reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
+	case errors.Is(err, storage.ErrInvalidProfile):
+		return reject(http.StatusBadRequest, limits.ReasonUndecodable, "%v", err)
 	}
 	h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "profile not stored, client asked to retry",
 		slog.String("service", p.Service), slog.Any("err", err))

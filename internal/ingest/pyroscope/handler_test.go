@@ -402,6 +402,14 @@ func TestOverload(t *testing.T) {
 			t.Errorf("got %d, want 503 with Retry-After", rec.Code)
 		}
 	})
+	t.Run("store refuses the profile", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.w.err = fmt.Errorf("decompose: %w", storage.ErrInvalidProfile)
+		body, ct := multipartBody(t, prof, nil, nil)
+		if rec := f.post(pyroscopeQuery("app.cpu"), body, ct); rec.Code != http.StatusBadRequest || f.rejected("undecodable") != 1 {
+			t.Errorf("got %d, counted %v; want 400 counted as undecodable", rec.Code, f.rejected("undecodable"))
+		}
+	})
 	t.Run("body too large", func(t *testing.T) {
 		f := newFixture(t, func(o *Options) { o.Limits.MaxRequestBytes = 1024 })
 		big := pprofBytes(t, goProfile([]string{"samples", "cpu"}, "", func() (s [][]string) {
