@@ -247,6 +247,7 @@ func TestProfilingLinkedToSpans(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go tool pprof -top: %v\n%s", err, out)
 	}
+	t.Logf("go tool pprof -top of the span's profile:\n%s", out)
 	if !strings.Contains(string(out), "burnCPU") || !strings.Contains(string(out), "Type: cpu") {
 		t.Errorf("go tool pprof -top does not show burnCPU:\n%s", out)
 	}

@@ -42,6 +42,12 @@ func Merge(ctx context.Context, r storage.ProfileReader, sel Selection) (Merged,
 		return Merged{}, err
 	}
 	p := pprofrows.ToProfile(m, sel.Type.Name, sel.Type.Unit)
+	if sel.SpanID != "" {
+		// Every sample is the span's: say so, as the uploaded ones did.
+		for _, smp := range p.Sample {
+			smp.Label = map[string][]string{pprofrows.SpanIDLabel: {sel.SpanID}}
+		}
+	}
 	p.TimeNanos = sel.Start.UnixNano()
 	p.DurationNanos = sel.End.Sub(sel.Start).Nanoseconds()
 	return Merged{Profile: p, Profiles: m.Profiles}, nil

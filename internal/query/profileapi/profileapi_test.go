@@ -126,9 +126,14 @@ func TestExport(t *testing.T) {
 	if self["main.burn"] != 0 || self["main.idle"] != 300_000_000 {
 		t.Errorf("env=dev: %v", self)
 	}
-	_, self = exportProfile(t, h, url.Values{"service": {"shop"}, "span_id": {"00000000000000aa"}})
+	sp, self := exportProfile(t, h, url.Values{"service": {"shop"}, "span_id": {"00000000000000aa"}})
 	if len(self) != 1 || self["main.burn"] != 800_000_000 {
 		t.Errorf("span 00000000000000aa: %v, want main.burn alone", self)
+	}
+	for _, s := range sp.Sample {
+		if !s.HasLabel("span_id", "00000000000000aa") {
+			t.Errorf("a sample of the span's export without its span_id label: %v", s.Label)
+		}
 	}
 	_, self = exportProfile(t, h, url.Values{"service": {"shop"}, "start": {now.Add(-90 * time.Second).Format(time.RFC3339)}, "end": {now.Format(time.RFC3339)}})
 	if self["main.idle"] != 100_000_000 {
