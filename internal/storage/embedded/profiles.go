@@ -6,14 +6,12 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -92,14 +90,7 @@ var profileSchema = []string{
 )`,
 }
 
-// In the labels column each label is closed by a separator on both sides,
-// so that a filter is one substring test: "\x1fk=v\x1fk2=v2\x1f" (sorted
-// by key). A stack's frames are "function\x1ffile\x1fline" joined by
-// "\x1e", innermost first.
-const (
-	labelSep = "\x1f"
-	frameSep = "\x1e"
-)
+// Labels and stacks are kept as pprofrows encodes them.
 
 // OpenProfileStore opens (creating if needed) the profile store in
 // opts.Dir and drops profiles older than the retention.
@@ -268,7 +259,7 @@ func (s *ProfileStore) WriteProfiles(ctx context.Context, profiles []storage.Pro
 	}()
 	newStacks := map[uint64]string{}
 	for _, d := range ds {
-		labels := encodeProfileLabels(d.p.Labels)
+		labels := pprofrows.EncodeLabels(d.p.Labels)
 		start, end := d.p.Start.UnixNano(), d.p.End.UnixNano()
 		if _, err := conn.ExecContext(ctx, `INSERT INTO profiles VALUES (?, ?, ?, ?, ?)`, d.p.Service, d.p.Kind, start, end, labels); err != nil {
 			return s.wrap("write profile", err)
@@ -281,8 +272,8 @@ func (s *ProfileStore) WriteProfiles(ctx context.Context, profiles []storage.Pro
 			var key strings.Builder
 			for _, smp := range d.samples {
 				key.Reset()
-				encodeFrames(&key, smp.Frames)
-				id := stackID(key.String())
+				pprofrows.EncodeFrames(&key, smp.Frames)
+				id := pprofrows.StackID(key.String())
 				if _, ok := s.stackIDs[id]; !ok {
 					if _, ok := newStacks[id]; !ok {
 						newStacks[id] = key.String()
@@ -348,7 +339,7 @@ func profileWhere(q storage.ProfileQuery) (string, []any) {
 	sb.WriteString(")")
 	for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
 		sb.WriteString(` AND contains(labels, ?)`)
-		args = append(args, labelSep+cleanLabel(k)+"="+strings.ReplaceAll(q.Labels[k], labelSep, " ")+labelSep)
+		args = append(args, pprofrows.LabelFilter(k, q.Labels[k]))
 	}
 	if q.SpanID != "" {
 		sb.WriteString(` AND span_id = ?`)
@@ -379,7 +370,7 @@ func (s *ProfileStore) MergeProfiles(ctx context.Context, q storage.ProfileQuery
 		if err := rows.Scan(&frames, &v); err != nil {
 			return out, s.wrap("merge profiles", err)
 		}
-		out.Stacks = append(out.Stacks, storage.ProfileStack{Frames: decodeFrames(frames), Value: v})
+		out.Stacks = append(out.Stacks, storage.ProfileStack{Frames: pprofrows.DecodeFrames(frames), Value: v})
 	}
 	if err := rows.Err(); err != nil {
 		return out, s.wrap("merge profiles", err)
@@ -460,60 +451,4 @@ func (s *ProfileStore) wrap(what string, err error) error {
 		return fmt.Errorf("embedded: %s: %w", what, err)
 	}
 	return fmt.Errorf("embedded: %s: %w: %w", what, storage.ErrUnavailable, err)
-}
-
-// cleanLabel keeps the separators out of a label name or value, so that
-// one label cannot pose as two.
-func cleanLabel(s string) string {
-	if !strings.ContainsAny(s, labelSep+"=") {
-		return s
-	}
-	return strings.NewReplacer(labelSep, " ", "=", "_").Replace(s)
-}
-
-func encodeProfileLabels(labels map[string]string) string {
-	var sb strings.Builder
-	sb.WriteString(labelSep)
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		sb.WriteString(cleanLabel(k))
-		sb.WriteByte('=')
-		// Only the name has '=' replaced: the first '=' separates.
-		sb.WriteString(strings.ReplaceAll(labels[k], labelSep, " "))
-		sb.WriteString(labelSep)
-	}
-	return sb.String()
-}
-
-// stackID is the id of a stack's encoded frames.
-func stackID(frames string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(frames))
-	return h.Sum64()
-}
-
-var frameCleaner = strings.NewReplacer(labelSep, " ", frameSep, " ")
-
-func encodeFrames(sb *strings.Builder, frames []storage.ProfileFrame) {
-	for i, f := range frames {
-		if i > 0 {
-			sb.WriteString(frameSep)
-		}
-		sb.WriteString(frameCleaner.Replace(f.Function))
-		sb.WriteString(labelSep)
-		sb.WriteString(frameCleaner.Replace(f.File))
-		sb.WriteString(labelSep)
-		sb.WriteString(strconv.FormatInt(f.Line, 10))
-	}
-}
-
-func decodeFrames(s string) []storage.ProfileFrame {
-	parts := strings.Split(s, frameSep)
-	out := make([]storage.ProfileFrame, 0, len(parts))
-	for _, p := range parts {
-		fn, rest, _ := strings.Cut(p, labelSep)
-		file, line, _ := strings.Cut(rest, labelSep)
-		n, _ := strconv.ParseInt(line, 10, 64)
-		out = append(out, storage.ProfileFrame{Function: fn, File: file, Line: n})
-	}
-	return out
 }

@@ -5,7 +5,11 @@ package pprofrows
 
 import (
 	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/google/pprof/profile"
 
@@ -113,4 +117,77 @@ func ToProfile(m storage.MergedProfile, sampleType, unit string) *profile.Profil
 		p.Sample = append(p.Sample, s)
 	}
 	return p
+}
+
+// Stores keep a stack as one string and a profile's labels as one
+// string: a stack's frames are "function\x1ffile\x1fline" joined by
+// "\x1e", innermost first; labels are "\x1fk=v\x1fk2=v2\x1f" sorted by
+// key, each closed by the separator on both sides, so that a label filter
+// is one substring test (LabelFilter).
+const (
+	fieldSep = "\x1f"
+	frameSep = "\x1e"
+)
+
+var frameCleaner = strings.NewReplacer(fieldSep, " ", frameSep, " ")
+
+// EncodeFrames appends frames, encoded, to sb.
+func EncodeFrames(sb *strings.Builder, frames []storage.ProfileFrame) {
+	for i, f := range frames {
+		if i > 0 {
+			sb.WriteString(frameSep)
+		}
+		sb.WriteString(frameCleaner.Replace(f.Function))
+		sb.WriteString(fieldSep)
+		sb.WriteString(frameCleaner.Replace(f.File))
+		sb.WriteString(fieldSep)
+		sb.WriteString(strconv.FormatInt(f.Line, 10))
+	}
+}
+
+// DecodeFrames is the inverse of EncodeFrames.
+func DecodeFrames(s string) []storage.ProfileFrame {
+	parts := strings.Split(s, frameSep)
+	out := make([]storage.ProfileFrame, 0, len(parts))
+	for _, p := range parts {
+		fn, rest, _ := strings.Cut(p, fieldSep)
+		file, line, _ := strings.Cut(rest, fieldSep)
+		n, _ := strconv.ParseInt(line, 10, 64)
+		out = append(out, storage.ProfileFrame{Function: fn, File: file, Line: n})
+	}
+	return out
+}
+
+// StackID is the id of an encoded stack.
+func StackID(encoded string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(encoded))
+	return h.Sum64()
+}
+
+// cleanName keeps the separators out of a label name: the first '='
+// separates name from value.
+func cleanName(s string) string {
+	return strings.NewReplacer(fieldSep, " ", "=", "_").Replace(s)
+}
+
+func cleanValue(s string) string { return strings.ReplaceAll(s, fieldSep, " ") }
+
+// EncodeLabels encodes a profile's labels.
+func EncodeLabels(labels map[string]string) string {
+	var sb strings.Builder
+	sb.WriteString(fieldSep)
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		sb.WriteString(cleanName(k))
+		sb.WriteByte('=')
+		sb.WriteString(cleanValue(labels[k]))
+		sb.WriteString(fieldSep)
+	}
+	return sb.String()
+}
+
+// LabelFilter is the substring an encoded label set holds when it has
+// label k with value v.
+func LabelFilter(k, v string) string {
+	return fieldSep + cleanName(k) + "=" + cleanValue(v) + fieldSep
 }
