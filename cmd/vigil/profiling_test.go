@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +22,9 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/vigil-observability/vigil/internal/storage/clickhouse/chtest"
+	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
 
 // burnSink keeps burnCPU's loop from being optimised away.
@@ -266,4 +270,49 @@ func burnOutside(d time.Duration) {
 		}
 	}
 	burnSink += x
+}
+
+// On ClickHouse profiles are shared: one node takes an upload, the other
+// serves it.
+func TestProfilesOnClickHouse(t *testing.T) {
+	ch := chtest.Start(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "vigil.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "storage:\n  backend: clickhouse\n  clickhouse:\n    dsn: %s\n", ch.DSN("vigil")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startServer(t, filepath.Join(dir, "a"), "--config", cfg)
+	b := startServer(t, filepath.Join(dir, "b"), "--config", cfg)
+
+	prof := storagetest.PprofBytes(t, []string{"samples", "cpu"},
+		storagetest.ProfileSample{Stack: []string{"main.hot", "main.main"}, Values: []int64{9, 90_000_000}, SpanID: "00000000000000c1"},
+		storagetest.ProfileSample{Stack: []string{"main.cold", "main.main"}, Values: []int64{1, 10_000_000}},
+	)
+	now := time.Now()
+	q := url.Values{"name": {"ch-shop{env=prod}"}, "from": {fmt.Sprint(now.Add(-10 * time.Second).Unix())}, "until": {fmt.Sprint(now.Unix())}}
+	resp, err := http.Post(a.httpURL+"/ingest?"+q.Encode(), "application/octet-stream", bytes.NewReader(prof))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload to node a: HTTP %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get(b.httpURL + "/api/v1/profiles/export?service=ch-shop&type=cpu&span_id=00000000000000c1&label=env%3Dprod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("export from node b: HTTP %d %s", resp.StatusCode, raw)
+	}
+	p, err := profile.ParseData(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Sample) != 1 || p.Sample[0].Location[0].Line[0].Function.Name != "main.hot" || p.Sample[0].Value[0] != 90_000_000 {
+		t.Errorf("the span's profile from node b:\n%v", p)
+	}
 }

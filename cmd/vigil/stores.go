@@ -24,9 +24,7 @@ type stores struct {
 	// resolved once here; each is nil on a backend without it.
 	metricCaps storage.MetricCapabilities
 	spanLogs   storage.SpanLogStore
-	// profiles are in the embedded store whatever the backend: ClickHouse
-	// has no profile tables yet.
-	profiles storage.ProfileStore
+	profiles   storage.ProfileStore
 	// external labels every series vigil derives itself carries: on a
 	// shared store, the node that counted it.
 	external labels.Labels
@@ -80,16 +78,18 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 		s.spanLogs = sl
 		s.closers = append(s.closers, sl.Close)
 	}
-	prof, err := embedded.OpenProfileStore(ctx, embedded.ProfileOptions{
-		Dir: filepath.Join(cfg.DataDir, "profiles"), Retention: retention,
-		Logger: logger.With("component", "profiles"),
-	})
-	if err != nil {
-		s.close()
-		return nil, fmt.Errorf("open profile store: %w", err)
+	if s.profiles == nil {
+		prof, err := embedded.OpenProfileStore(ctx, embedded.ProfileOptions{
+			Dir: filepath.Join(cfg.DataDir, "profiles"), Retention: retention,
+			Logger: logger.With("component", "profiles"),
+		})
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("open profile store: %w", err)
+		}
+		s.profiles = prof
+		s.closers = append(s.closers, prof.Close)
 	}
-	s.profiles = prof
-	s.closers = append(s.closers, prof.Close)
 	s.metricCaps = storage.CapabilitiesOf(s.metrics)
 	logger.Info("storage open", "backend", cfg.Storage.Backend, "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())
 	return s, nil
