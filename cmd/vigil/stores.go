@@ -81,7 +81,7 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 	if s.profiles == nil {
 		prof, err := embedded.OpenProfileStore(ctx, embedded.ProfileOptions{
 			Dir: filepath.Join(cfg.DataDir, "profiles"), Retention: retention,
-			Logger: logger.With("component", "profiles"),
+			Logger: logger.With("component", "profiles"), Registerer: reg,
 		})
 		if err != nil {
 			s.close()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/pprofrows"
@@ -36,8 +37,11 @@ type ProfileOptions struct {
 	// MemoryLimit is DuckDB's memory_limit (DefaultProfileMemoryLimit when
 	// empty).
 	MemoryLimit string
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Registerer receives vigil_storage_bytes{store="profiles"}; nil:
+	// not registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // ProfileStore keeps profiles normalised in DuckDB: each distinct stack
@@ -56,6 +60,8 @@ type ProfileStore struct {
 	// store is inserted once; stackIDs are the stacks committed.
 	writeMu  sync.Mutex
 	stackIDs map[uint64]struct{}
+
+	gauge prometheus.Collector
 
 	mu     sync.Mutex
 	closed bool
@@ -139,6 +145,17 @@ func OpenProfileStore(ctx context.Context, opts ProfileOptions) (*ProfileStore, 
 	if err := s.loadStackIDs(ctx); err != nil {
 		_ = s.db.Close()
 		return nil, err
+	}
+	if opts.Registerer != nil {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vigil_storage_bytes", Help: StorageBytesHelp,
+			ConstLabels: prometheus.Labels{"store": "profiles"},
+		}, func() float64 { return float64(s.DiskBytes()) })
+		if err := opts.Registerer.Register(g); err != nil {
+			_ = s.db.Close()
+			return nil, fmt.Errorf("embedded: register profile store metrics: %w", err)
+		}
+		s.gauge = g
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
@@ -434,6 +451,9 @@ func (s *ProfileStore) Close() error {
 	s.mu.Unlock()
 	s.stop()
 	<-s.done
+	if s.gauge != nil {
+		s.opts.Registerer.Unregister(s.gauge)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("embedded: close profile store: %w", err)
 	}

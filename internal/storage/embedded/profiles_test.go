@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/storagetest"
 )
@@ -17,6 +20,23 @@ func openProfiles(t *testing.T, dir string, now func() time.Time) *ProfileStore 
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+func TestProfileStorageBytes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := OpenProfileStore(context.Background(), ProfileOptions{Dir: t.TempDir(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "vigil_storage_bytes"); err != nil || n != 1 {
+		t.Fatalf("vigil_storage_bytes series: %d, %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "vigil_storage_bytes"); n != 0 {
+		t.Errorf("after Close: %d series, want none", n)
+	}
 }
 
 func TestProfileConformance(t *testing.T) {
