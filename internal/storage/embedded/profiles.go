@@ -37,8 +37,13 @@ type ProfileOptions struct {
 	// MemoryLimit is DuckDB's memory_limit (DefaultProfileMemoryLimit when
 	// empty).
 	MemoryLimit string
-	// Registerer receives vigil_storage_bytes{store="profiles"}; nil:
-	// not registered.
+	// DiskReserve is the free space below which writes are refused with
+	// ErrDiskFull (0: DiskReserve(Dir); negative: no check), as for spans
+	// and logs: DuckDB does not survive a commit failing on ENOSPC.
+	DiskReserve int64
+	// Registerer receives vigil_storage_bytes{store="profiles"} and
+	// vigil_storage_write_failures_total{store="profiles"}; nil: not
+	// registered.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -62,6 +67,7 @@ type ProfileStore struct {
 	stackIDs map[uint64]struct{}
 
 	gauge prometheus.Collector
+	guard *diskGuard
 
 	mu     sync.Mutex
 	closed bool
@@ -131,7 +137,7 @@ func OpenProfileStore(ctx context.Context, opts ProfileOptions) (*ProfileStore, 
 	if err != nil {
 		return nil, fmt.Errorf("embedded: open profile store: %w", err)
 	}
-	s := &ProfileStore{opts: opts, log: log, db: sql.OpenDB(connector)}
+	s := &ProfileStore{opts: opts, log: log, db: sql.OpenDB(connector), guard: newDiskGuard("profiles", opts.Dir, opts.DiskReserve, log)}
 	for _, q := range profileSchema {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			_ = s.db.Close()
@@ -152,6 +158,11 @@ func OpenProfileStore(ctx context.Context, opts ProfileOptions) (*ProfileStore, 
 			ConstLabels: prometheus.Labels{"store": "profiles"},
 		}, func() float64 { return float64(s.DiskBytes()) })
 		if err := opts.Registerer.Register(g); err != nil {
+			_ = s.db.Close()
+			return nil, fmt.Errorf("embedded: register profile store metrics: %w", err)
+		}
+		if err := opts.Registerer.Register(s.guard.failures); err != nil {
+			opts.Registerer.Unregister(g)
 			_ = s.db.Close()
 			return nil, fmt.Errorf("embedded: register profile store metrics: %w", err)
 		}
@@ -237,11 +248,20 @@ func (s *ProfileStore) loadStackIDs(ctx context.Context) error {
 }
 
 // WriteProfiles stores profiles in one transaction, durable (in DuckDB's
-// WAL) when it returns nil.
+// WAL) when it returns nil. Below the disk reserve it refuses them with
+// ErrDiskFull, writing nothing.
 func (s *ProfileStore) WriteProfiles(ctx context.Context, profiles []storage.Profile) error {
 	if len(profiles) == 0 {
 		return nil
 	}
+	err := s.writeProfiles(ctx, profiles)
+	if err != nil && !errors.Is(err, ErrDiskFull) && !errors.Is(err, storage.ErrInvalidProfile) && ctx.Err() == nil {
+		s.guard.failed()
+	}
+	return err
+}
+
+func (s *ProfileStore) writeProfiles(ctx context.Context, profiles []storage.Profile) error {
 	type decomposed struct {
 		p       storage.Profile
 		types   []string
@@ -254,6 +274,9 @@ func (s *ProfileStore) WriteProfiles(ctx context.Context, profiles []storage.Pro
 			return fmt.Errorf("embedded: profile of %s: %w", p.Service, err)
 		}
 		ds = append(ds, decomposed{p, types, samples})
+	}
+	if err := s.guard.check(); err != nil {
+		return err
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -453,6 +476,7 @@ func (s *ProfileStore) Close() error {
 	<-s.done
 	if s.gauge != nil {
 		s.opts.Registerer.Unregister(s.gauge)
+		s.opts.Registerer.Unregister(s.guard.failures)
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("embedded: close profile store: %w", err)

@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -36,6 +37,24 @@ func TestProfileStorageBytes(t *testing.T) {
 	}
 	if n, _ := testutil.GatherAndCount(reg, "vigil_storage_bytes"); n != 0 {
 		t.Errorf("after Close: %d series, want none", n)
+	}
+}
+
+// Below the disk reserve a write is refused, nothing of it stored.
+func TestProfileDiskFull(t *testing.T) {
+	s, err := OpenProfileStore(context.Background(), ProfileOptions{Dir: t.TempDir(), DiskReserve: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	data := storagetest.PprofBytes(t, []string{"samples", "cpu"}, storagetest.ProfileSample{Stack: []string{"f"}, Values: []int64{1, 10}})
+	err = s.WriteProfiles(t.Context(), []storage.Profile{{Service: "svc", Kind: storage.ProfileCPU, Start: now.Add(-time.Second), End: now, Data: data}})
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("write below the reserve: %v, want ErrDiskFull", err)
+	}
+	if n := countProfiles(t, s, "svc"); n != 0 {
+		t.Errorf("%d profiles stored", n)
 	}
 }
 
