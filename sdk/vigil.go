@@ -30,6 +30,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/grafana/pyroscope-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/bridges/otelslog"
 	"go.opentelemetry.io/otel"
@@ -39,6 +40,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/vigil-observability/vigil/sdk/diag"
@@ -108,6 +110,10 @@ type Config struct {
 	// while Run or Serve serves; off unless its URL is set or Enabled.
 	Registration Registration
 
+	// Profiling sends continuous profiles to vigil and links them to
+	// spans (profiling.go). Off by default.
+	Profiling Profiling
+
 	getenv func(string) string // tests
 }
 
@@ -137,8 +143,12 @@ type Service struct {
 	// Health serves /livez, /readyz and /healthz; register checks on it.
 	Health *health.Checker
 
-	logHandler   *logging.Handler
-	cfg          Config
+	logHandler *logging.Handler
+	cfg        Config
+	// tracing creates the middleware's spans: TracerProvider, wrapped to
+	// label profile samples when profiling is on.
+	tracing      trace.TracerProvider
+	profiler     *pyroscope.Profiler
 	resource     *resource.Resource
 	config       configState
 	registration registrationState
@@ -223,6 +233,16 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Help: "Log records dropped by sampling (never warnings or errors).",
 	}, func() float64 { return float64(s.logHandler.Dropped()) }))
 	s.Health = health.New(health.Options{Logger: s.Logger})
+	s.tracing = s.TracerProvider
+	if cfg.Profiling.Enabled {
+		prof, tp, err := startProfiling(cfg.Profiling, s.Name, cfg.ServiceVersion, s.TracerProvider, s.Logger)
+		if err != nil {
+			_ = s.shutdownProviders(ctx)
+			return nil, err
+		}
+		s.profiler, s.tracing = prof, tp
+		otel.SetTracerProvider(tp)
+	}
 
 	// The self-check: the two mistakes that make a service invisible.
 	if serviceNameMissing(res) {
@@ -248,14 +268,14 @@ func (s *Service) Mount(mux *http.ServeMux) {
 // A request with an X-Gray header (or vigil.gray baggage) keeps that colour
 // on its spans and logs and on the calls it makes (see GrayHeader).
 func (s *Service) Middleware(next http.Handler) http.Handler {
-	return colourRequests(instrument.Middleware(s.Metrics, instrument.HTTPOptions{TracerProvider: s.TracerProvider})(next))
+	return colourRequests(instrument.Middleware(s.Metrics, instrument.HTTPOptions{TracerProvider: s.tracing})(next))
 }
 
 // Transport instruments outbound HTTP calls: a client span, trace context
 // injected into the request, client RED metrics. Nil base means
 // http.DefaultTransport.
 func (s *Service) Transport(base http.RoundTripper) http.RoundTripper {
-	return instrument.Transport(base, s.Metrics, instrument.HTTPOptions{TracerProvider: s.TracerProvider})
+	return instrument.Transport(base, s.Metrics, instrument.HTTPOptions{TracerProvider: s.tracing})
 }
 
 // HTTPClient returns a client whose calls are instrumented by Transport.
@@ -266,12 +286,12 @@ func (s *Service) HTTPClient() *http.Client {
 // GRPCServerOptions instrument a gRPC server (spans, RED metrics, panics
 // turned into codes.Internal and recorded).
 func (s *Service) GRPCServerOptions() []grpc.ServerOption {
-	return instrument.ServerOptions(s.Metrics, instrument.GRPCOptions{TracerProvider: s.TracerProvider})
+	return instrument.ServerOptions(s.Metrics, instrument.GRPCOptions{TracerProvider: s.tracing})
 }
 
 // GRPCDialOptions instrument a gRPC client connection.
 func (s *Service) GRPCDialOptions() []grpc.DialOption {
-	return instrument.DialOptions(s.Metrics, instrument.GRPCOptions{TracerProvider: s.TracerProvider})
+	return instrument.DialOptions(s.Metrics, instrument.GRPCOptions{TracerProvider: s.tracing})
 }
 
 // NewServer returns an http.Server with timeouts that keep slow or idle
@@ -316,5 +336,11 @@ func (s *Service) Shutdown(ctx context.Context) error {
 }
 
 func (s *Service) shutdownProviders(ctx context.Context) error {
-	return errors.Join(s.TracerProvider.Shutdown(ctx), s.LoggerProvider.Shutdown(ctx))
+	var perr error
+	if s.profiler != nil {
+		// Sends the profile of the last interval.
+		perr = s.profiler.Stop()
+		s.profiler = nil
+	}
+	return errors.Join(perr, s.TracerProvider.Shutdown(ctx), s.LoggerProvider.Shutdown(ctx))
 }

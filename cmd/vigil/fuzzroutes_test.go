@@ -78,7 +78,7 @@ var fuzzParams = []string{
 	"tags", "minDuration", "maxDuration", "traceID", "spanKind", "filter", "receiver", "active", "silenced",
 	"inhibited", "unprocessed", "q", "level", "trace_id", "severity", "refresh", "code", "endTs", "debug", "seconds",
 	"metric", "dedup", "partial_response", "skip_head", "bucket", "groupBy", "search", "target", "kind",
-	"instance", "version", "author", "message", "label.zone",
+	"instance", "version", "author", "message", "label.zone", "name", "from", "until", "type", "span_id", "label", "min_fraction",
 }
 
 var fuzzContentTypes = []string{

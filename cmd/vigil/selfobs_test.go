@@ -71,6 +71,7 @@ scrape_configs:
 		`vigil_storage_write_duration_seconds_count{signal="traces"} 1`,
 		`vigil_storage_bytes{store="duckdb"}`,
 		`vigil_storage_bytes{store="tsdb"}`,
+		`vigil_storage_bytes{store="profiles"}`,
 		`vigil_build_info{goversion="go`,
 		`prometheus_tsdb_head_series`,
 		`go_goroutines`,

@@ -50,6 +50,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
+	"github.com/vigil-observability/vigil/internal/ingest/pyroscope"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/lifecycle"
 	"github.com/vigil-observability/vigil/internal/logql"
@@ -59,6 +60,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/jaegerapi"
 	"github.com/vigil-observability/vigil/internal/query/logsapi"
 	"github.com/vigil-observability/vigil/internal/query/lokiapi"
+	"github.com/vigil-observability/vigil/internal/query/profileapi"
 	"github.com/vigil-observability/vigil/internal/query/promapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/query/red"
@@ -616,6 +618,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	webSrv.Handle("POST "+lokipush.PushPath, ingestGate.Wrap(loki))
 	webSrv.Handle("GET "+lokipush.ReadyPath, loki)
 	webSrv.Handle("GET "+lokipush.BuildInfoPath, loki)
+	// Profiles from Pyroscope clients (pyroscope-go) and plain pprof
+	// uploads, at Pyroscope's own path (docs/profiling.md), and their
+	// query API.
+	webSrv.Handle("POST "+pyroscope.Path, ingestGate.Wrap(pyroscope.NewHandler(pyroscope.Options{
+		Profiles: st.profiles, Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
+		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
+	})))
+	httpapi.Mount(webSrv, profileapi.Routes, profileapi.NewHandler(profileapi.Options{
+		Profiles: st.profiles, Slots: querySlots, Logger: logger, Registerer: reg,
+	}))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {
 		return err

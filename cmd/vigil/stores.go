@@ -24,6 +24,7 @@ type stores struct {
 	// resolved once here; each is nil on a backend without it.
 	metricCaps storage.MetricCapabilities
 	spanLogs   storage.SpanLogStore
+	profiles   storage.ProfileStore
 	// external labels every series vigil derives itself carries: on a
 	// shared store, the node that counted it.
 	external labels.Labels
@@ -76,6 +77,18 @@ func openStores(ctx context.Context, cfg *config.Config, logger *slog.Logger, re
 		}
 		s.spanLogs = sl
 		s.closers = append(s.closers, sl.Close)
+	}
+	if s.profiles == nil {
+		prof, err := embedded.OpenProfileStore(ctx, embedded.ProfileOptions{
+			Dir: filepath.Join(cfg.DataDir, "profiles"), Retention: retention,
+			Logger: logger.With("component", "profiles"), Registerer: reg,
+		})
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("open profile store: %w", err)
+		}
+		s.profiles = prof
+		s.closers = append(s.closers, prof.Close)
 	}
 	s.metricCaps = storage.CapabilitiesOf(s.metrics)
 	logger.Info("storage open", "backend", cfg.Storage.Backend, "dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond).String())

@@ -15,7 +15,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/storage/clickhouse"
 )
 
-// openClickHouse opens the span, log and metric stores in ClickHouse, and
+// openClickHouse opens the span, log, metric and profile stores in ClickHouse, and
 // starts dropping the day partitions retention no longer keeps.
 func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
 	chCfg := cfg.Storage.ClickHouse
@@ -43,6 +43,11 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 		return fmt.Errorf("open clickhouse metric store: %w", err)
 	}
 	s.metrics = ms // it holds nothing of its own: closing the client ends it
+	prof, err := clickhouse.OpenProfiles(ctx, client, time.Duration(cfg.Retention))
+	if err != nil {
+		return fmt.Errorf("open clickhouse profile store: %w", err)
+	}
+	s.profiles = prof
 
 	// The tables have no TTL (old servers have none), so vigil drops old
 	// partitions itself.
@@ -51,7 +56,7 @@ func (s *stores) openClickHouse(ctx context.Context, cfg *config.Config, logger 
 	go func() {
 		defer close(done)
 		runRetention(retCtx, retentionOptions{
-			Retainers: map[string]storage.Retainer{"spans and logs": sl, "metrics": ms},
+			Retainers: map[string]storage.Retainer{"spans and logs": sl, "metrics": ms, "profiles": prof},
 			Keep:      time.Duration(cfg.Retention),
 			Logger:    logger.With("component", "clickhouse"),
 		})

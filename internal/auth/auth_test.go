@@ -51,6 +51,8 @@ func TestClassify(t *testing.T) {
 		{"PUT", "/elasticsearch/_index_template/logs", RoleIngest},
 		{"POST", "/elasticsearch-other/_bulk", RoleAdmin},
 		{"POST", "/loki/api/v1/push", RoleIngest},
+		{"POST", "/ingest", RoleIngest},
+		{"GET", "/api/v1/profiles/export", RoleRead},
 		{"GET", "/loki/api/v1/push", RoleRead},
 		{"DELETE", "/loki/api/v1/push", RoleAdmin},
 		{"GET", "/ready", Open},

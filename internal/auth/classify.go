@@ -56,6 +56,8 @@ var ingestPaths = map[string]bool{
 	// The Loki push API. Its probes (/ready, buildinfo) are GETs, judged
 	// below; the rest of /loki/ is the query API, which reads.
 	"/loki/api/v1/push": true,
+	// Pyroscope's ingest API (profiles).
+	"/ingest": true,
 }
 
 // ingestPrefixes are subtrees that are ingest whatever the method: the

@@ -62,7 +62,8 @@ func (f MetricsConsumerFunc) ConsumeMetrics(ctx context.Context, md pmetric.Metr
 
 // Signal names used as the "signal" label of vigil's own metrics.
 const (
-	SignalTraces  = "traces"
-	SignalLogs    = "logs"
-	SignalMetrics = "metrics"
+	SignalTraces   = "traces"
+	SignalLogs     = "logs"
+	SignalMetrics  = "metrics"
+	SignalProfiles = "profiles"
 )

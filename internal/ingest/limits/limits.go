@@ -101,4 +101,6 @@ const (
 	ReasonLineTooLong       = "line_too_long"        // Loki push line rejected, the rest of its request kept
 	ReasonMalformedStream   = "malformed_stream"     // Loki push stream or entry that does not decode, the rest kept
 	ReasonTooManyEntries    = "too_many_entries"     // Loki push entries past the most one request may carry
+	ReasonProfileTooLarge   = "profile_too_large"    // profile with more locations, functions, samples or bytes than allowed
+	ReasonWrongSampleTypes  = "wrong_sample_types"   // profile whose sample types are not those of its kind
 )

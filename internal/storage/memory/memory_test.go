@@ -15,3 +15,7 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestProfileConformance(t *testing.T) {
+	storagetest.RunProfileStore(t, func(t *testing.T) storage.ProfileStore { return memory.NewProfileStore() })
+}

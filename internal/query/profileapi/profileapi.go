@@ -1,0 +1,309 @@
+// Package profileapi serves the stored profiles: a merged view of a
+// service's profiles of one type over a time range (with label filters,
+// or only the samples of one span) as a gzipped pprof that go tool pprof
+// opens, as its top functions, or as a flame graph; and the services that
+// have profiles. The JSON answers use the Prometheus API's envelope
+// ({"status":"success","data":...}). docs/profiling.md documents them.
+package profileapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vigil-observability/vigil/internal/profiletype"
+	"github.com/vigil-observability/vigil/internal/query/apitime"
+	"github.com/vigil-observability/vigil/internal/query/httpapi"
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
+	"github.com/vigil-observability/vigil/internal/storage"
+)
+
+// The paths served.
+const (
+	ExportPath     = "/api/v1/profiles/export"
+	TopPath        = "/api/v1/profiles/top"
+	FlameGraphPath = "/api/v1/profiles/flamegraph"
+	ServicesPath   = "/api/v1/profiles/services"
+)
+
+// Routes lists the path patterns NewHandler serves, for mounting.
+var Routes = []string{ExportPath, TopPath, FlameGraphPath, ServicesPath}
+
+// Defaults of Options and of the query parameters.
+const (
+	// DefaultRange is how far back a view reaches without start.
+	DefaultRange = time.Hour
+	// DefaultTopLimit and MaxTopLimit bound the top functions.
+	DefaultTopLimit = 20
+	MaxTopLimit     = 1000
+	// DefaultMinFraction is the share of the whole below which a flame
+	// graph folds a frame's callees into "(other)".
+	DefaultMinFraction = 0.001
+)
+
+// Options configures the handler.
+type Options struct {
+	// Profiles is where profiles are read from. Required.
+	Profiles storage.ProfileReader
+	// Slots is the process's query concurrency limiter (nil: no bound).
+	Slots      *querylimit.Slots
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
+}
+
+type handler struct {
+	opts     Options
+	requests *prometheus.CounterVec
+}
+
+// NewHandler returns the handler of Routes; it panics without
+// opts.Profiles.
+func NewHandler(opts Options) http.Handler {
+	if opts.Profiles == nil {
+		panic("profileapi: Options.Profiles is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &handler{opts: opts, requests: httpapi.NewRequestCounter("profiles", opts.Registerer)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ExportPath, h.export)
+	mux.HandleFunc("GET "+TopPath, h.top)
+	mux.HandleFunc("GET "+FlameGraphPath, h.flameGraph)
+	mux.HandleFunc("GET "+ServicesPath, h.services)
+	httpapi.MethodNotAllowed(mux, Routes, h.writeError)
+	var out http.Handler = mux
+	if opts.Slots != nil {
+		out = opts.Slots.Handler(mux, h.writeError)
+	}
+	return h.count(out)
+}
+
+// count records each answer's status in vigil_query_requests_total.
+func (h *handler) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		h.requests.WithLabelValues(strconv.Itoa(sw.code)).Inc()
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (h *handler) writeError(w http.ResponseWriter, code int, msg string) {
+	httpapi.PrometheusError(w, code, msg)
+}
+
+var errorFallback = []byte(`{"status":"error","errorType":"internal","error":"encoding the answer failed"}` + "\n")
+
+func (h *handler) writeData(w http.ResponseWriter, data any) {
+	if _, err := httpapi.WriteJSON(w, http.StatusOK, map[string]any{"status": "success", "data": data}, errorFallback); err != nil {
+		h.opts.Logger.Error("profile API answer not encoded", "err", err)
+	}
+}
+
+// parseSelection reads service, type, start, end, span_id and label (each
+// "name=value", repeatable).
+func (h *handler) parseSelection(v url.Values) (Selection, error) {
+	sel := Selection{Service: v.Get("service"), SpanID: v.Get("span_id")}
+	if sel.Service == "" {
+		return sel, errors.New("service is required")
+	}
+	typ := v.Get("type")
+	if typ == "" {
+		typ = "cpu"
+	}
+	t, err := profiletype.Lookup(typ)
+	if err != nil {
+		return sel, err
+	}
+	sel.Type = t
+	sel.End = h.opts.Now()
+	if s := v.Get("end"); s != "" {
+		if sel.End, err = apitime.Parse(s); err != nil {
+			return sel, fmt.Errorf("end: %w", err)
+		}
+	}
+	sel.Start = sel.End.Add(-DefaultRange)
+	if s := v.Get("start"); s != "" {
+		if sel.Start, err = apitime.Parse(s); err != nil {
+			return sel, fmt.Errorf("start: %w", err)
+		}
+	}
+	if sel.End.Before(sel.Start) {
+		return sel, errors.New("end is before start")
+	}
+	for _, l := range v["label"] {
+		k, val, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return sel, fmt.Errorf("label %q is not name=value", l)
+		}
+		if sel.Labels == nil {
+			sel.Labels = map[string]string{}
+		}
+		sel.Labels[k] = val
+	}
+	return sel, nil
+}
+
+// merge answers the request's errors itself; ok false when it did.
+func (h *handler) merge(w http.ResponseWriter, r *http.Request) (Selection, Merged, bool) {
+	sel, err := h.parseSelection(r.URL.Query())
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return sel, Merged{}, false
+	}
+	m, err := Merge(r.Context(), h.opts.Profiles, sel)
+	if err != nil {
+		f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{
+			Code: http.StatusInternalServerError, Msg: "reading profiles failed", Level: slog.LevelError,
+		})
+		h.opts.Logger.Log(context.WithoutCancel(r.Context()), f.Level, "profile query failed", "service", sel.Service, "type", sel.Type.Name, "err", err)
+		f.Write(w, h.writeError)
+		return sel, Merged{}, false
+	}
+	return sel, m, true
+}
+
+func (h *handler) export(w http.ResponseWriter, r *http.Request) {
+	sel, m, ok := h.merge(w, r)
+	if !ok {
+		return
+	}
+	if m.Profile == nil {
+		h.writeError(w, http.StatusNotFound, fmt.Sprintf("no %s profiles of service %q in the range", sel.Type.Name, sel.Service))
+		return
+	}
+	var buf bytes.Buffer
+	if err := m.Profile.Write(&buf); err != nil {
+		h.writeError(w, http.StatusInternalServerError, "encoding the profile failed: "+err.Error())
+		return
+	}
+	name := fmt.Sprintf("%s-%s-%s.pb.gz", sel.Service, sel.Type.Name, sel.End.UTC().Format("20060102T150405Z"))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+	w.Header().Set("X-Vigil-Profiles", strconv.Itoa(m.Profiles))
+	_, _ = w.Write(buf.Bytes())
+}
+
+// view is what the JSON answers share: what was merged.
+type view struct {
+	Service  string            `json:"service"`
+	Type     string            `json:"type"`
+	Unit     string            `json:"unit"`
+	Start    time.Time         `json:"start"`
+	End      time.Time         `json:"end"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	SpanID   string            `json:"span_id,omitempty"`
+	Profiles int               `json:"profiles"`
+	Total    int64             `json:"total"`
+}
+
+func newView(sel Selection, m Merged) view {
+	v := view{
+		Service: sel.Service, Type: sel.Type.Name, Start: sel.Start.UTC(), End: sel.End.UTC(),
+		Labels: sel.Labels, SpanID: sel.SpanID, Profiles: m.Profiles, Unit: sel.Type.Unit,
+	}
+	return v
+}
+
+func (h *handler) top(w http.ResponseWriter, r *http.Request) {
+	limit := DefaultTopLimit
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 || n > MaxTopLimit {
+			h.writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be between 1 and %d", MaxTopLimit))
+			return
+		}
+		limit = n
+	}
+	sel, m, ok := h.merge(w, r)
+	if !ok {
+		return
+	}
+	out := struct {
+		view
+		Functions []Function `json:"functions"`
+	}{view: newView(sel, m), Functions: []Function{}}
+	if m.Profile != nil {
+		fns, total := Top(m.Profile, limit)
+		out.Functions, out.Total = fns, total
+	}
+	h.writeData(w, out)
+}
+
+func (h *handler) flameGraph(w http.ResponseWriter, r *http.Request) {
+	frac := DefaultMinFraction
+	if s := r.URL.Query().Get("min_fraction"); s != "" {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f < 0 || f > 1 {
+			h.writeError(w, http.StatusBadRequest, "min_fraction must be a number between 0 and 1")
+			return
+		}
+		frac = f
+	}
+	sel, m, ok := h.merge(w, r)
+	if !ok {
+		return
+	}
+	out := struct {
+		view
+		FlameGraph *Node `json:"flamegraph"`
+	}{view: newView(sel, m), FlameGraph: &Node{Name: "total"}}
+	if m.Profile != nil {
+		out.FlameGraph = FlameGraph(m.Profile, frac)
+		out.Total = out.FlameGraph.Total
+	}
+	h.writeData(w, out)
+}
+
+func (h *handler) services(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	end, start := h.opts.Now(), time.Time{}
+	var err error
+	if s := v.Get("end"); s != "" {
+		if end, err = apitime.Parse(s); err != nil {
+			h.writeError(w, http.StatusBadRequest, "end: "+err.Error())
+			return
+		}
+	}
+	start = end.Add(-DefaultRange)
+	if s := v.Get("start"); s != "" {
+		if start, err = apitime.Parse(s); err != nil {
+			h.writeError(w, http.StatusBadRequest, "start: "+err.Error())
+			return
+		}
+	}
+	svcs, err := h.opts.Profiles.ProfileServices(r.Context(), start, end)
+	if err != nil {
+		f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{Code: http.StatusInternalServerError, Msg: "listing profiled services failed", Level: slog.LevelError})
+		h.opts.Logger.Log(context.WithoutCancel(r.Context()), f.Level, "profile services failed", "err", err)
+		f.Write(w, h.writeError)
+		return
+	}
+	if svcs == nil {
+		svcs = []storage.ProfileService{}
+	}
+	h.writeData(w, svcs)
+}
