@@ -393,9 +393,13 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		return err
 	}
 	rows, arena := s.logRows(ld)
-	// Time order helps compression and lets zonemaps prune time filters.
+	// Arrival order, then time: a batch's records share a handful of
+	// observed times (one a Loki push request), which then compress to
+	// runs instead of bit-packed values a record, while each request's
+	// records stay in time order for their own compression and the
+	// zonemaps, whose row groups span many batches anyway.
 	slices.SortFunc(rows, func(a, b logRow) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.ts, b.ts))
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.observed, b.observed), cmp.Compare(a.ts, b.ts))
 	})
 	at := func(o [2]int32) string {
 		if o[0] == o[1] {
@@ -448,7 +452,11 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		if err != nil {
 			return err
 		}
-		s.noteLogs(p, day[0].ts, day[len(day)-1].ts)
+		lo, hi := day[0].ts, day[0].ts
+		for k := range day {
+			lo, hi = min(lo, day[k].ts), max(hi, day[k].ts)
+		}
+		s.noteLogs(p, lo, hi)
 		if err := s.maybeCompactLogCounts(ctx, p, len(day)); err != nil {
 			// The records are stored; the summary is only larger than
 			// it could be.
