@@ -431,14 +431,13 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		}, nil}
 		if q, ok := logsByResource(day); ok {
 			logsFill = tableFill{"logs", func(a *duckdb.Appender) error {
-				v := vals[:15]
+				v := vals[:14]
 				for k := range day {
 					r := &day[k]
 					v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
 					v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
-					v[7], v[8] = r.severity, r.severityText
-					v[9], v[10], v[11], v[12] = at(r.body), at(r.attrs), r.droppedAttrs, r.eventName
-					v[13], v[14] = q.resIdx[r.res], q.scopeIdx[r.scope]
+					v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
+					v[11], v[12], v[13] = q.resIdx[r.res], q.scopeIdx[r.scope], q.textIdx[[2]string{r.severityText, r.eventName}]
 					if err := a.AppendRow(v...); err != nil {
 						return err
 					}

@@ -9,24 +9,30 @@ import (
 	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
-// resourceInsert appends a day's log records with their resource and
-// scope as an index into lists written once in the INSERT's text, instead
-// of as seven string values a record: each string value costs three cgo
-// calls in the appender (copy to C, assign, free) and their columns are
-// the same for every record of a resource.
+// resourceInsert appends a day's log records with their resource, scope
+// and severity text and event name as indexes into lists written once in
+// the INSERT's text, instead of as nine string values a record: each
+// string value costs three cgo calls in the appender (copy to C, assign,
+// free) and these take few values in a batch.
 type resourceInsert struct {
 	resIdx   map[*encodedResource]uint16
 	scopeIdx map[*encodedScope]uint16
-	query    string // %CATALOG% stands for the day file's catalog
+	textIdx  map[[2]string]uint16 // severity text, event name
+	query    string               // %CATALOG% stands for the day file's catalog
 }
+
+// maxTextLiterals bounds the distinct severity texts and event names a
+// batch may write as literals: more take the plain appender.
+const maxTextLiterals = 1024
 
 // logsByResource plans the INSERT for day, or reports false when a string
 // cannot be written as a literal (a NUL byte) or there are too many
-// resources for an index.
+// distinct values for an index.
 func logsByResource(day []logRow) (resourceInsert, bool) {
-	q := resourceInsert{resIdx: map[*encodedResource]uint16{}, scopeIdx: map[*encodedScope]uint16{}}
+	q := resourceInsert{resIdx: map[*encodedResource]uint16{}, scopeIdx: map[*encodedScope]uint16{}, textIdx: map[[2]string]uint16{}}
 	var res []*encodedResource
 	var scopes []*encodedScope
+	var texts [][2]string
 	for k := range day {
 		r := &day[k]
 		if _, ok := q.resIdx[r.res]; !ok {
@@ -42,6 +48,14 @@ func logsByResource(day []logRow) (resourceInsert, bool) {
 			}
 			scopes = append(scopes, r.scope)
 			q.scopeIdx[r.scope] = uint16(len(scopes))
+		}
+		t := [2]string{r.severityText, r.eventName}
+		if _, ok := q.textIdx[t]; !ok {
+			if len(texts) == maxTextLiterals {
+				return q, false
+			}
+			texts = append(texts, t)
+			q.textIdx[t] = uint16(len(texts))
 		}
 	}
 	var b strings.Builder
@@ -72,9 +86,13 @@ func logsByResource(day []logRow) (resourceInsert, bool) {
 		}
 		b.WriteString("]::UINTEGER[])")
 	}
-	b.WriteString("INSERT INTO %CATALOG%.main.logs SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id, flags, severity_number, severity_text, ")
+	b.WriteString("INSERT INTO %CATALOG%.main.logs SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id, flags, severity_number, ")
+	list(len(texts), func(i int) string { return texts[i][0] })
+	b.WriteString("[txt], ")
 	list(len(res), func(i int) string { return res[i].service })
-	b.WriteString("[res], body, attributes, dropped_attributes, event_name, ")
+	b.WriteString("[res], body, attributes, dropped_attributes, ")
+	list(len(texts), func(i int) string { return texts[i][1] })
+	b.WriteString("[txt], ")
 	list(len(res), func(i int) string { return res[i].attrs })
 	b.WriteString("[res], ")
 	nums(len(res), func(i int) uint32 { return res[i].dropped })
@@ -96,11 +114,11 @@ func logsByResource(day []logRow) (resourceInsert, bool) {
 }
 
 var resourceInsertColumns = []string{"ts_ns", "time_unset", "observed_ns", "trace_hi", "trace_lo", "span_id", "flags",
-	"severity_number", "severity_text", "body", "attributes", "dropped_attributes", "event_name", "res", "sc"}
+	"severity_number", "body", "attributes", "dropped_attributes", "res", "sc", "txt"}
 
 var resourceInsertTypes = []duckdb.Type{duckdb.TYPE_BIGINT, duckdb.TYPE_BOOLEAN, duckdb.TYPE_BIGINT, duckdb.TYPE_UBIGINT,
-	duckdb.TYPE_UBIGINT, duckdb.TYPE_UBIGINT, duckdb.TYPE_UINTEGER, duckdb.TYPE_UTINYINT, duckdb.TYPE_VARCHAR,
-	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_VARCHAR, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
+	duckdb.TYPE_UBIGINT, duckdb.TYPE_UBIGINT, duckdb.TYPE_UINTEGER, duckdb.TYPE_UTINYINT,
+	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
 
 func (q resourceInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
 	types := make([]duckdb.TypeInfo, len(resourceInsertTypes))

@@ -30,7 +30,8 @@ func logsWithResources(at time.Time, tag, odd string) plog.Logs {
 			lr := sl.LogRecords().AppendEmpty()
 			lr.SetTimestamp(pcommon.NewTimestampFromTime(at.Add(time.Duration(r*2+c) * time.Millisecond)))
 			lr.Body().SetStr(fmt.Sprintf("%s %d %d", tag, r, c))
-			lr.SetSeverityText("INFO")
+			lr.SetSeverityText(fmt.Sprintf("INFO'%d", c))
+			lr.SetEventName(fmt.Sprintf("event %d'%s", r, odd))
 		}
 	}
 	return ld
@@ -55,24 +56,38 @@ func TestWriteLogsResourceColumns(t *testing.T) {
 		for r := range 3 {
 			for c := range 2 {
 				var (
-					service, resAttrs, resSchema, scName, scVersion, scAttrs, scSchema string
-					resDropped, scDropped                                              uint32
+					service, resAttrs, resSchema, scName, scVersion, scAttrs, scSchema, sevText, event string
+					resDropped, scDropped                                                              uint32
 				)
-				err := s.db.QueryRowContext(t.Context(), "SELECT service, resource_attributes, resource_dropped, resource_schema_url, scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url FROM "+
+				err := s.db.QueryRowContext(t.Context(), "SELECT severity_text, event_name, service, resource_attributes, resource_dropped, resource_schema_url, scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url FROM "+
 					p.alias+".logs WHERE body = ?", fmt.Sprintf("%s %d %d", tt.tag, r, c)).Scan(
-					&service, &resAttrs, &resDropped, &resSchema, &scName, &scVersion, &scAttrs, &scDropped, &scSchema)
+					&sevText, &event, &service, &resAttrs, &resDropped, &resSchema, &scName, &scVersion, &scAttrs, &scDropped, &scSchema)
 				if err != nil {
 					t.Fatalf("%s %d %d: %v", tt.tag, r, c, err)
 				}
-				got := []any{service, resAttrs, resDropped, resSchema, scName, scVersion, scAttrs, scDropped, scSchema}
+				got := []any{sevText, event, service, resAttrs, resDropped, resSchema, scName, scVersion, scAttrs, scDropped, scSchema}
 				// The plain appender passes strings as C strings, which
 				// end at a NUL.
-				want := []any{fmt.Sprintf("svc-%d", r), `{"host.name":"it's \\\\ hôst ` + tt.tag + `"}`, uint32(r), fmt.Sprintf("https://schema/%d'", r),
+				want := []any{fmt.Sprintf("INFO'%d", c), fmt.Sprintf("event %d'", r), fmt.Sprintf("svc-%d", r), `{"host.name":"it's \\\\ hôst ` + tt.tag + `"}`, uint32(r), fmt.Sprintf("https://schema/%d'", r),
 					fmt.Sprintf("scope-%d-%d'", r, c), fmt.Sprintf("v%d", c), `{"n":` + fmt.Sprint(c) + `}`, uint32(c + 1), fmt.Sprintf("scope-schema-%d", c)}
 				if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 					t.Errorf("%s %d %d:\n got %q\nwant %q", tt.tag, r, c, got, want)
 				}
 			}
 		}
+	}
+}
+
+func TestLogsByResourceTooManyTexts(t *testing.T) {
+	day := make([]logRow, maxTextLiterals+1)
+	res, sc := &encodedResource{}, &encodedScope{}
+	for i := range day {
+		day[i] = logRow{res: res, scope: sc, eventName: fmt.Sprint(i)}
+	}
+	if _, ok := logsByResource(day[:maxTextLiterals]); !ok {
+		t.Errorf("%d event names: want the INSERT", maxTextLiterals)
+	}
+	if _, ok := logsByResource(day); ok {
+		t.Errorf("%d event names: want the plain appender", len(day))
 	}
 }
