@@ -60,6 +60,11 @@ func (h *harness) versions() []version {
 			v.version = "not available"
 			continue
 		}
+		if strings.Contains(v.version, " ERROR: ") {
+			// VictoriaLogs built without its release flags prints no
+			// version, and a warning about cgroup metrics on stderr.
+			v.version = ""
+		}
 		if v.version == "" {
 			// Debian's VictoriaMetrics build prints an empty version.
 			v.version = debianVersion(v.binary)

@@ -90,6 +90,44 @@ func TestGroupCommitMergesWaitingRequests(t *testing.T) {
 	}
 }
 
+// With Linger, requests arriving one after another while the writer is
+// free share a write, and a lone request is still written.
+func TestLingerGathersRequestsArrivingApart(t *testing.T) {
+	w := newGatedWriter()
+	for range 10 {
+		w.release <- struct{}{}
+	}
+	// Long enough that the requests below arrive within its quarter
+	// even on a busy machine.
+	p := NewTraces(w, Options{Linger: 2 * time.Second})
+	errs := make(chan error, 10)
+	for i := range 3 {
+		go func() { errs <- p.ConsumeTraces(t.Context(), traces(1)) }()
+		waitQueued(t, p.q, i+1)
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("ConsumeTraces: %v", err)
+		}
+	}
+	start := time.Now()
+	if err := p.ConsumeTraces(t.Context(), traces(4)); err != nil {
+		t.Fatalf("ConsumeTraces: %v", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("a lone request waited %v, more than Linger", waited)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.writes) != 2 || w.writes[0] != 3 || w.writes[1] != 4 {
+		t.Fatalf("writes = %v, want [3 4]: requests arriving apart within Linger share a write", w.writes)
+	}
+	if err := p.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestOverloadRefusesWithoutWaiting(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := selfobs.NewIngestMetrics(reg)

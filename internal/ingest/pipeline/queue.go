@@ -32,6 +32,11 @@ var (
 const (
 	DefaultMaxQueueItems = 200_000
 	DefaultMaxBatchItems = 20_000
+	// DefaultLogsLinger is the Linger of the logs queue. Over Loki push
+	// (8 senders of 500 lines, one core) it took write batches from about
+	// 1,400 records to 3,700-3,900 and cut the server's CPU per record by
+	// about a tenth (docs/performance.md); 20 ms gained little more.
+	DefaultLogsLinger = 10 * time.Millisecond
 )
 
 // Options configures a queue. Zero values take the defaults.
@@ -45,8 +50,15 @@ type Options struct {
 	MaxBatchItems int
 	// WriteTimeout bounds one storage write.
 	WriteTimeout time.Duration
-	Ingest       *selfobs.IngestMetrics
-	Logger       *slog.Logger
+	// Linger is how long the writer may wait, once it is free, for more
+	// requests to join a batch smaller than MaxBatchItems; it stops
+	// early once a quarter of Linger passes with no request arriving.
+	// Zero writes at once. A store whose commit costs much the same for
+	// 500 records as for 4,000 (DuckDB's) spends less CPU per record in
+	// bigger batches.
+	Linger time.Duration
+	Ingest *selfobs.IngestMetrics
+	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -79,6 +91,7 @@ type batchOps[T any] struct {
 type request[T any] struct {
 	data T
 	n    int
+	at   time.Time  // arrival, for Linger
 	done chan error // buffered: the writer never blocks on a departed caller
 }
 
@@ -117,6 +130,9 @@ func (q *queue[T]) submit(ctx context.Context, data T) error {
 		return nil
 	}
 	r := &request[T]{data: data, n: n, done: make(chan error, 1)}
+	if q.opts.Linger > 0 {
+		r.at = time.Now()
+	}
 	q.mu.Lock()
 	switch {
 	case q.closed:
@@ -163,9 +179,47 @@ func (q *queue[T]) take() []*request[T] {
 	return batch
 }
 
+// linger waits, with Options.Linger, for more requests to join the next
+// batch: until it is full, no request has arrived for a quarter of Linger,
+// Linger has passed since it started waiting, or the queue closes. A
+// closed loop of senders fills the batch as they come back; a steady
+// stream waits Linger at most.
+func (q *queue[T]) linger() {
+	if q.opts.Linger <= 0 {
+		return
+	}
+	start := time.Now()
+	timer := time.NewTimer(q.opts.Linger)
+	defer timer.Stop()
+	for {
+		q.mu.Lock()
+		if len(q.pending) == 0 || q.closed || q.items >= q.opts.MaxBatchItems {
+			q.mu.Unlock()
+			return
+		}
+		last := q.pending[len(q.pending)-1].at
+		q.mu.Unlock()
+		if last.Before(start) {
+			last = start
+		}
+		now := time.Now()
+		gap := q.opts.Linger/4 - now.Sub(last)
+		left := q.opts.Linger - now.Sub(start)
+		if gap <= 0 || left <= 0 {
+			return
+		}
+		timer.Reset(min(gap, left))
+		select {
+		case <-timer.C:
+		case <-q.wake:
+		}
+	}
+}
+
 func (q *queue[T]) run() {
 	defer close(q.stopped)
 	for {
+		q.linger()
 		batch := q.take()
 		if len(batch) == 0 {
 			q.mu.Lock()

@@ -97,6 +97,35 @@ func BenchmarkWriteLogs(b *testing.B) {
 	b.ReportMetric(float64(s.DiskBytes())/n, "bytes/log")
 }
 
+// BenchmarkWriteLogsBatch writes the same records in write batches of
+// different sizes: what a commit costs beyond its records. Use a fixed
+// -benchtime such as 786432x (records, split into batches).
+func BenchmarkWriteLogsBatch(b *testing.B) {
+	for _, batch := range []int{512, 1024, 4096} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := openBenchStore(b)
+			gen := storagetest.NewSpanGen(2, time.Now().Add(-time.Hour))
+			ctx := context.Background()
+			var cpu time.Duration
+			n := 0
+			b.ResetTimer()
+			for n < b.N {
+				b.StopTimer()
+				ld := gen.Logs(min(batch, b.N-n))
+				b.StartTimer()
+				c0 := cpuTime()
+				if err := s.WriteLogs(ctx, ld); err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime() - c0
+				n += ld.LogRecordCount()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)/cpu.Seconds(), "logs/cpu-s")
+		})
+	}
+}
+
 // BenchmarkGetTrace looks traces up in a store holding 500k spans.
 func BenchmarkGetTrace(b *testing.B) {
 	s := openBenchStore(b)

@@ -233,11 +233,11 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 				}
 			}
 			return nil
-		}}, tableFill{"trace_index", func(a *duckdb.Appender) error {
+		}, nil}, tableFill{"trace_index", func(a *duckdb.Appender) error {
 			return appendTraceIndex(a, day)
-		}}, tableFill{"operations", func(a *duckdb.Appender) error {
+		}, nil}, tableFill{"operations", func(a *duckdb.Appender) error {
 			return appendOperations(a, newOps)
-		}})
+		}, nil})
 		if err != nil {
 			return err
 		}
@@ -393,9 +393,13 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		return err
 	}
 	rows, arena := s.logRows(ld)
-	// Time order helps compression and lets zonemaps prune time filters.
+	// Arrival order, then time: a batch's records share a handful of
+	// observed times (one a Loki push request), which then compress to
+	// runs instead of bit-packed values a record, while each request's
+	// records stay in time order for their own compression and the
+	// zonemaps, whose row groups span many batches anyway.
 	slices.SortFunc(rows, func(a, b logRow) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.ts, b.ts))
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.observed, b.observed), cmp.Compare(a.ts, b.ts))
 	})
 	at := func(o [2]int32) string {
 		if o[0] == o[1] {
@@ -410,7 +414,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 			j++
 		}
 		day := rows[i:j:j]
-		p, err := s.appendDay(ctx, day[0].day, tableFill{"logs", func(a *duckdb.Appender) error {
+		logsFill := tableFill{"logs", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]
 				vals[0], vals[1], vals[2] = r.ts, r.timeUnset, r.observed
@@ -424,13 +428,34 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 				}
 			}
 			return nil
-		}}, tableFill{logCountsTable, func(a *duckdb.Appender) error {
+		}, nil}
+		if q, ok := logsByResource(day); ok {
+			logsFill = tableFill{"logs", func(a *duckdb.Appender) error {
+				v := vals[:14]
+				for k := range day {
+					r := &day[k]
+					v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
+					v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
+					v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
+					v[11], v[12], v[13] = q.resIdx[r.res], q.scopeIdx[r.scope], q.textIdx[[2]string{r.severityText, r.eventName}]
+					if err := a.AppendRow(v...); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, q.open}
+		}
+		p, err := s.appendDay(ctx, day[0].day, logsFill, tableFill{logCountsTable, func(a *duckdb.Appender) error {
 			return appendLogCounts(a, day, func(r *logRow) string { return at(r.body) })
-		}})
+		}, nil})
 		if err != nil {
 			return err
 		}
-		s.noteLogs(p, day[0].ts, day[len(day)-1].ts)
+		lo, hi := day[0].ts, day[0].ts
+		for k := range day {
+			lo, hi = min(lo, day[k].ts), max(hi, day[k].ts)
+		}
+		s.noteLogs(p, lo, hi)
 		if err := s.maybeCompactLogCounts(ctx, p, len(day)); err != nil {
 			// The records are stored; the summary is only larger than
 			// it could be.
@@ -489,6 +514,9 @@ func (s *SpanLogStore) logRows(ld plog.Logs) ([]logRow, []byte) {
 type tableFill struct {
 	table string
 	fill  func(*duckdb.Appender) error
+	// open makes the appender instead of a plain one on table, given the
+	// day file's catalog name.
+	open func(c driver.Conn, catalog string) (*duckdb.Appender, error)
 }
 
 // appendDay runs each fill against an Appender on its table of the day's
@@ -526,7 +554,13 @@ func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableF
 	}()
 	for _, f := range fills {
 		err = conn.Raw(func(dc any) error {
-			a, err := duckdb.NewAppender(dc.(driver.Conn), p.alias, "main", f.table)
+			var a *duckdb.Appender
+			var err error
+			if f.open != nil {
+				a, err = f.open(dc.(driver.Conn), p.alias)
+			} else {
+				a, err = duckdb.NewAppender(dc.(driver.Conn), p.alias, "main", f.table)
+			}
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,133 @@
+package embedded
+
+import (
+	"database/sql/driver"
+	"math"
+	"strconv"
+	"strings"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+)
+
+// resourceInsert appends a day's log records with their resource, scope
+// and severity text and event name as indexes into lists written once in
+// the INSERT's text, instead of as nine string values a record: each
+// string value costs three cgo calls in the appender (copy to C, assign,
+// free) and these take few values in a batch.
+type resourceInsert struct {
+	resIdx   map[*encodedResource]uint16
+	scopeIdx map[*encodedScope]uint16
+	textIdx  map[[2]string]uint16 // severity text, event name
+	query    string               // %CATALOG% stands for the day file's catalog
+}
+
+// maxTextLiterals bounds the distinct severity texts and event names a
+// batch may write as literals: more take the plain appender.
+const maxTextLiterals = 1024
+
+// logsByResource plans the INSERT for day, or reports false when a string
+// cannot be written as a literal (a NUL byte) or there are too many
+// distinct values for an index.
+func logsByResource(day []logRow) (resourceInsert, bool) {
+	q := resourceInsert{resIdx: map[*encodedResource]uint16{}, scopeIdx: map[*encodedScope]uint16{}, textIdx: map[[2]string]uint16{}}
+	var res []*encodedResource
+	var scopes []*encodedScope
+	var texts [][2]string
+	for k := range day {
+		r := &day[k]
+		if _, ok := q.resIdx[r.res]; !ok {
+			if len(res) == math.MaxUint16 {
+				return q, false
+			}
+			res = append(res, r.res)
+			q.resIdx[r.res] = uint16(len(res))
+		}
+		if _, ok := q.scopeIdx[r.scope]; !ok {
+			if len(scopes) == math.MaxUint16 {
+				return q, false
+			}
+			scopes = append(scopes, r.scope)
+			q.scopeIdx[r.scope] = uint16(len(scopes))
+		}
+		t := [2]string{r.severityText, r.eventName}
+		if _, ok := q.textIdx[t]; !ok {
+			if len(texts) == maxTextLiterals {
+				return q, false
+			}
+			texts = append(texts, t)
+			q.textIdx[t] = uint16(len(texts))
+		}
+	}
+	var b strings.Builder
+	ok := true
+	list := func(n int, s func(int) string) {
+		b.WriteString("([")
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			v := s(i)
+			if strings.IndexByte(v, 0) >= 0 {
+				ok = false
+			}
+			b.WriteByte('\'')
+			b.WriteString(strings.ReplaceAll(v, "'", "''"))
+			b.WriteByte('\'')
+		}
+		b.WriteString("]::VARCHAR[])")
+	}
+	nums := func(n int, s func(int) uint32) {
+		b.WriteString("([")
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatUint(uint64(s(i)), 10))
+		}
+		b.WriteString("]::UINTEGER[])")
+	}
+	b.WriteString("INSERT INTO %CATALOG%.main.logs SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id, flags, severity_number, ")
+	list(len(texts), func(i int) string { return texts[i][0] })
+	b.WriteString("[txt], ")
+	list(len(res), func(i int) string { return res[i].service })
+	b.WriteString("[res], body, attributes, dropped_attributes, ")
+	list(len(texts), func(i int) string { return texts[i][1] })
+	b.WriteString("[txt], ")
+	list(len(res), func(i int) string { return res[i].attrs })
+	b.WriteString("[res], ")
+	nums(len(res), func(i int) uint32 { return res[i].dropped })
+	b.WriteString("[res], ")
+	list(len(res), func(i int) string { return res[i].schemaURL })
+	b.WriteString("[res], ")
+	list(len(scopes), func(i int) string { return scopes[i].name })
+	b.WriteString("[sc], ")
+	list(len(scopes), func(i int) string { return scopes[i].version })
+	b.WriteString("[sc], ")
+	list(len(scopes), func(i int) string { return scopes[i].attrs })
+	b.WriteString("[sc], ")
+	nums(len(scopes), func(i int) uint32 { return scopes[i].dropped })
+	b.WriteString("[sc], ")
+	list(len(scopes), func(i int) string { return scopes[i].schemaURL })
+	b.WriteString("[sc] FROM appended_data")
+	q.query = b.String()
+	return q, ok
+}
+
+var resourceInsertColumns = []string{"ts_ns", "time_unset", "observed_ns", "trace_hi", "trace_lo", "span_id", "flags",
+	"severity_number", "body", "attributes", "dropped_attributes", "res", "sc", "txt"}
+
+var resourceInsertTypes = []duckdb.Type{duckdb.TYPE_BIGINT, duckdb.TYPE_BOOLEAN, duckdb.TYPE_BIGINT, duckdb.TYPE_UBIGINT,
+	duckdb.TYPE_UBIGINT, duckdb.TYPE_UBIGINT, duckdb.TYPE_UINTEGER, duckdb.TYPE_UTINYINT,
+	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
+
+func (q resourceInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
+	types := make([]duckdb.TypeInfo, len(resourceInsertTypes))
+	for i, t := range resourceInsertTypes {
+		ti, err := duckdb.NewTypeInfo(t)
+		if err != nil {
+			return nil, err
+		}
+		types[i] = ti
+	}
+	return duckdb.NewQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), "", types, resourceInsertColumns)
+}
