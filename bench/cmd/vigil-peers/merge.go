@@ -223,14 +223,37 @@ func mergeVersions(prev, cur string, ran []string, owned func(func(string) bool)
 		isOwned := owned(func(sec string) bool { return slices.Contains(sectionOwns[sec].systems, sys) })
 		if p, ok := find(prevRows, sys); ok && !isOwned {
 			out = append(out, p)
-			if sys == "vigil" && p != r {
-				out = append(out, strings.Replace(r, "| vigil |", "| vigil ("+strings.Join(ran, ", ")+" section) |", 1))
+			if sys == "vigil" {
+				// Earlier partial runs' vigil rows stay, but for the
+				// sections this run replaces.
+				for _, pr := range prevRows {
+					secs, ok := partialSections(system(pr))
+					if ok && !slices.ContainsFunc(secs, func(s string) bool { return slices.Contains(ran, s) }) {
+						out = append(out, pr)
+					}
+				}
+				if p != r {
+					out = append(out, strings.Replace(r, "| vigil |", "| vigil ("+strings.Join(ran, ", ")+" section) |", 1))
+				}
 			}
 			continue
 		}
 		out = append(out, r)
 	}
 	return "\n" + strings.Join(append(head, out...), "\n") + "\n\n"
+}
+
+// partialSections reads the sections of a partial run's vigil row's
+// system, "vigil (logs, traces section)".
+func partialSections(sys string) ([]string, bool) {
+	inner, ok := strings.CutPrefix(sys, "vigil (")
+	if !ok {
+		return nil, false
+	}
+	if inner, ok = strings.CutSuffix(inner, " section)"); !ok {
+		return nil, false
+	}
+	return strings.Split(inner, ", "), true
 }
 
 // mergeLosses keeps prev's losses, causes and profiles of the sections not
