@@ -23,8 +23,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
-	"strconv"
 	runtimepprof "runtime/pprof"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
