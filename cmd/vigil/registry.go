@@ -26,7 +26,9 @@ import (
 //
 // HTTP checks dial through dial, the notifications' outbound policy, so a
 // registration cannot point vigil's probes at the cloud metadata service.
-func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) {
+//
+// It returns the registry, which the incident snapshots read.
+func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) *registry.Registry {
 	instances := registry.New(registry.Options{})
 	node, err := os.Hostname()
 	if err != nil || node == "" {
@@ -45,4 +47,5 @@ func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger
 		return errors.Join(err, <-done)
 	}))
 	httpapi.Mount(webSrv, consulapi.Routes, h)
+	return instances
 }
