@@ -34,6 +34,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	vigil "github.com/vigil-observability/vigil/sdk"
+	"github.com/vigil-observability/vigil/sdk/diag"
 )
 
 // Options configures Run.
@@ -259,6 +260,10 @@ func Run(ctx context.Context, opts Options) error {
 			// The instance id the configuration centre knows it by: the
 			// four services share a host, and two demos may share vigil.
 			ConfigCentre: vigil.ConfigCentre{URL: configURL, Instance: configInstance(name, addr(i))},
+			// /debug/pprof and /debug/snapshot on each service's port, for
+			// vigil snapshot (docs/snapshots.md). The four share one
+			// process, so one CPU profile runs at a time among them.
+			Diagnostics: diag.Options{EnablePprof: true, EnableSnapshot: true},
 		}
 		if faults[faultClockSkew] && name == nameCatalog {
 			cfg.WrapSpanExporter = func(e sdktrace.SpanExporter) sdktrace.SpanExporter { return skewedExporter{e, clockSkew} }
@@ -325,6 +330,22 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
+	// The instances join vigil's service registry, where vigil snapshot
+	// finds them, and leave it first when the shop stops.
+	regCtx, stopRegistrar := context.WithCancel(context.WithoutCancel(ctx))
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		if configURL == "" {
+			return
+		}
+		r := newRegistrar(configURL, logger)
+		for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
+			r.add(name, addr(i))
+		}
+		r.run(regCtx)
+	}()
+
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
@@ -341,6 +362,8 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	stopLoad()
 	<-loadDone
+	stopRegistrar()
+	<-regDone
 
 	var errs []error
 	for _, tier := range [][]string{{nameGateway}, {nameCatalog, nameOrders}, {namePayments}} {
