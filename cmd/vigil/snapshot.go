@@ -9,6 +9,7 @@ import (
 
 	promrules "github.com/prometheus/prometheus/rules"
 
+	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
 	"github.com/vigil-observability/vigil/internal/registry"
@@ -35,7 +36,8 @@ func mountSnapshots(webSrv *web.Server, dataDir string, logger *slog.Logger, ins
 			// An instance's redirect is its answer, not followed.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		Logger: logger,
+		NotAllowed: alerting.ErrOutboundRefused,
+		Logger:     logger,
 	})
 	if err != nil {
 		return err

@@ -99,6 +99,25 @@ func TestSnapshotDemo(t *testing.T) {
 	if b, _ := os.ReadFile(again); !bytes.Equal(b, body) {
 		t.Error("vigil snapshot get wrote another bundle than the capture's")
 	}
+
+	// An instance registered at the cloud metadata address is not asked:
+	// the snapshot dials through the outbound policy.
+	req, _ := http.NewRequest(http.MethodPut, s.httpURL+"/v1/agent/service/register",
+		strings.NewReader(`{"ID": "meta-1", "Name": "meta", "Address": "169.254.169.254", "Port": 80}`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("registering: %v %v", resp, err)
+	}
+	resp, err := http.Post(s.httpURL+"/api/v1/snapshots", "application/json", strings.NewReader(`{"service": "meta", "cpu_seconds": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta snapshot.Manifest
+	_ = json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if len(meta.Instances) != 1 || meta.Instances[0].Status != "not_allowed" {
+		t.Errorf("an instance at the metadata address: %+v, want not_allowed", meta.Instances)
+	}
+
 	if _, stderr, code := runVigil(t, "snapshot", "--server", s.httpURL, "--service", "nobody", "--out", filepath.Join(t.TempDir(), "x")); code != 1 || !strings.Contains(stderr, "no instance") {
 		t.Errorf("a service without instances: exit %d, %s; want 1 and the reason", code, stderr)
 	}

@@ -82,6 +82,10 @@ type Options struct {
 	// Client asks the instances; it should dial through the outbound
 	// policy. Nil is a plain client.
 	Client *http.Client
+	// NotAllowed is the error Client's dialer wraps when its outbound
+	// policy refuses an address; such an instance's status is
+	// not_allowed. Nil: none is told apart.
+	NotAllowed error
 	// InstanceSlack is what an instance gets beyond its CPU profile to
 	// answer; default DefaultInstanceSlack.
 	InstanceSlack time.Duration
@@ -110,8 +114,9 @@ type Request struct {
 // InstanceResult is what one instance answered, in the manifest.
 type InstanceResult struct {
 	Instance
-	// Status is "ok", "timeout", "refused", "http_status", "bad_archive"
-	// or "error"; Error says more for every status but ok.
+	// Status is "ok", "timeout", "refused", "not_allowed" (the outbound
+	// policy), "http_status", "bad_archive" or "error"; Error says more
+	// for every status but ok.
 	Status     string  `json:"status"`
 	Error      string  `json:"error,omitempty"`
 	HTTPStatus int     `json:"http_status,omitempty"`
@@ -292,7 +297,7 @@ func (c *Capturer) ask(ctx context.Context, in Instance, cpuSeconds int, deadlin
 	}
 	resp, err := c.opts.Client.Do(req)
 	if err != nil {
-		return fail(classify(ctx, err), err.Error())
+		return fail(c.classify(ctx, err), err.Error())
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -302,7 +307,7 @@ func (c *Capturer) ask(ctx context.Context, in Instance, cpuSeconds int, deadlin
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.opts.MaxArchiveBytes+1))
 	if err != nil {
-		return fail(classify(ctx, err), "reading the archive: "+err.Error())
+		return fail(c.classify(ctx, err), "reading the archive: "+err.Error())
 	}
 	if int64(len(body)) > c.opts.MaxArchiveBytes {
 		return fail("bad_archive", fmt.Sprintf("archive larger than %d bytes", c.opts.MaxArchiveBytes))
@@ -316,8 +321,10 @@ func (c *Capturer) ask(ctx context.Context, in Instance, cpuSeconds int, deadlin
 }
 
 // classify names why a request got no answer.
-func classify(ctx context.Context, err error) string {
+func (c *Capturer) classify(ctx context.Context, err error) string {
 	switch {
+	case c.opts.NotAllowed != nil && errors.Is(err, c.opts.NotAllowed):
+		return "not_allowed"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return "timeout"
 	case errors.Is(err, syscall.ECONNREFUSED):
