@@ -17,10 +17,13 @@ import (
 
 // registrar keeps the demo's four instances in vigil's service registry
 // (its Consul agent API), so that `vigil snapshot --service gateway` finds
-// them, as it would find any registered service. The registry is in
-// memory: after vigil restarts it is empty, so the registrar looks every
-// reregisterEvery and registers what is missing, as a Consul client does
-// when its heartbeat is refused.
+// them, as it would find any registered service. Each instance has a TTL
+// check the registrar passes every heartbeatEvery (a probe of vigil's
+// would show up in the services' own spans and RED numbers), so a demo
+// killed without deregistering turns critical and then leaves the
+// registry by itself. The registry is in memory: after vigil restarts it
+// is empty, so at every heartbeat the registrar also registers what is
+// missing, as a Consul client does when its heartbeat is refused.
 type registrar struct {
 	url    string
 	token  string
@@ -38,25 +41,22 @@ type registration struct {
 	Check             map[string]string
 }
 
-const reregisterEvery = 15 * time.Second
+const heartbeatEvery = 10 * time.Second
 
 func newRegistrar(url string, logger *slog.Logger) *registrar {
 	return &registrar{url: strings.TrimRight(url, "/"), token: os.Getenv("VIGIL_BEARER_TOKEN"), client: &http.Client{Timeout: 5 * time.Second}, logger: logger}
 }
 
-// add registers the service listening on addr, with an HTTP check of its
-// /readyz that vigil probes (a stopped demo leaves the registry within a
-// minute of its last answer).
+// add registers the service listening on addr, with a 30 s TTL check: a
+// demo that stops heartbeating is critical 30 s later and gone a minute
+// after that.
 func (r *registrar) add(name, addr string) {
 	host, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	r.regs = append(r.regs, registration{
 		ID: configInstance(name, addr), Name: name, Address: host, Port: p,
-		Meta: map[string]string{"version": "demo"},
-		Check: map[string]string{
-			"HTTP": "http://" + addr + "/readyz", "Interval": "5s", "Timeout": "2s",
-			"Status": "passing", "DeregisterCriticalServiceAfter": "1m",
-		},
+		Meta:  map[string]string{"version": "demo"},
+		Check: map[string]string{"TTL": "30s", "Status": "passing", "DeregisterCriticalServiceAfter": "1m"},
 	})
 }
 
@@ -85,7 +85,8 @@ func (r *registrar) do(ctx context.Context, method, path string, body any) (int,
 	return resp.StatusCode, b, nil
 }
 
-// sync registers the instances vigil does not hold.
+// sync registers the instances vigil does not hold and passes the checks
+// of the others.
 func (r *registrar) sync(ctx context.Context) error {
 	code, body, err := r.do(ctx, http.MethodGet, "/v1/agent/services", nil)
 	if err != nil {
@@ -100,6 +101,13 @@ func (r *registrar) sync(ctx context.Context) error {
 	}
 	for _, reg := range r.regs {
 		if _, ok := have[reg.ID]; ok {
+			code, body, err := r.do(ctx, http.MethodPut, "/v1/agent/check/pass/service:"+reg.ID, nil)
+			if err != nil {
+				return err
+			}
+			if code != http.StatusOK {
+				return fmt.Errorf("heartbeat of %s: HTTP %d: %s", reg.ID, code, bytes.TrimSpace(body))
+			}
 			continue
 		}
 		code, body, err := r.do(ctx, http.MethodPut, "/v1/agent/service/register", reg)
@@ -118,7 +126,7 @@ func (r *registrar) sync(ctx context.Context) error {
 // them.
 func (r *registrar) run(ctx context.Context) {
 	warned := false
-	t := time.NewTicker(reregisterEvery)
+	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
 		if err := r.sync(ctx); err != nil && ctx.Err() == nil && !warned {
