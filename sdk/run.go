@@ -65,6 +65,17 @@ func (s *Service) serve(ctx context.Context, lns []net.Listener, servers []*http
 		}()
 	}
 	s.Health.SetReady(true)
+	if s.cfg.Registration.on() {
+		port := 0
+		if len(lns) > 0 {
+			if a, ok := lns[0].Addr().(*net.TCPAddr); ok {
+				port = a.Port
+			}
+		}
+		if err := s.Register(port); err != nil {
+			s.Logger.Warn("vigil registry: not registering", "error", err.Error())
+		}
+	}
 	// The logger adds the service name to every record already.
 	s.Logger.Info("serving", "servers", len(servers))
 
@@ -76,6 +87,9 @@ func (s *Service) serve(ctx context.Context, lns []net.Listener, servers []*http
 	// Readiness goes first so load balancers stop routing here while the
 	// servers still answer what is already on its way.
 	s.Health.Shutdown()
+	// Leaving the registry with readiness keeps discovery (and scrapes
+	// fed by it) from sending more here while the servers drain.
+	s.closeRegistration(ctx)
 	if runErr == nil {
 		select {
 		case <-time.After(s.cfg.ShutdownGrace):

@@ -104,6 +104,9 @@ type Config struct {
 	// ConfigCentre connects Service.Config to vigil's configuration
 	// centre; nothing is fetched until the first Service.Config.
 	ConfigCentre ConfigCentre
+	// Registration registers the instance with vigil's service registry
+	// while Run or Serve serves; off unless its URL is set or Enabled.
+	Registration Registration
 
 	getenv func(string) string // tests
 }
@@ -134,10 +137,11 @@ type Service struct {
 	// Health serves /livez, /readyz and /healthz; register checks on it.
 	Health *health.Checker
 
-	logHandler *logging.Handler
-	cfg        Config
-	resource   *resource.Resource
-	config     configState
+	logHandler   *logging.Handler
+	cfg          Config
+	resource     *resource.Resource
+	config       configState
+	registration registrationState
 }
 
 // Start builds and installs the service's telemetry: tracer and logger
@@ -301,11 +305,12 @@ func (s *Service) Serve(ctx context.Context, lns []net.Listener, servers ...*htt
 	return s.serve(ctx, lns, servers, notifyShutdown)
 }
 
-// Shutdown turns readiness off, stops the configuration watches, and
-// flushes and stops the exporters: every span and log record buffered so
-// far is sent.
+// Shutdown turns readiness off, deregisters the instance from vigil's
+// registry, stops the configuration watches, and flushes and stops the
+// exporters: every span and log record buffered so far is sent.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.Health.Shutdown()
+	s.closeRegistration(ctx)
 	s.closeConfig()
 	return s.shutdownProviders(ctx)
 }

@@ -25,11 +25,13 @@ const configUsage = `Usage:
   vigil config promote|abort NS/GROUP/KEY
   vigil config rollback NS/GROUP/KEY --version N
   vigil config history NS/GROUP/KEY [--output text|json]
+  vigil config schema NS/GROUP/KEY [--file F | --show | --delete]
 
 Reads and changes the configuration centre of a running server
 (docs/config-centre.md). put and gray read the content from --file, or
 from standard input; put's type defaults to the file's extension (.json,
-.yaml, .yml), else text. Writes carry --author (default $USER) and
+.yaml, .yml), else text. schema sets the item's JSON Schema (from --file
+or standard input), which every content written after must match. Writes carry --author (default $USER) and
 --message. Each command takes --server, --bearer-token-file,
 --basic-auth-user with --basic-auth-password-file, --ca-file and
 --timeout (vigil config <command> -h).
@@ -50,7 +52,7 @@ func runConfig(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "get", "history":
 		role = "ingest, read, config or admin"
-	case "put", "gray", "promote", "abort", "rollback":
+	case "put", "gray", "promote", "abort", "rollback", "schema":
 	default:
 		fmt.Fprintf(stderr, "vigil config: unknown command %q\n\n%s", cmd, configUsage)
 		return 2
@@ -87,6 +89,12 @@ func runConfig(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if cmd == "rollback" {
 		fs.Uint64Var(&version, "version", 0, "the version to republish")
+	}
+	var show, del bool
+	if cmd == "schema" {
+		fs.StringVar(&file, "file", "", "the JSON Schema's file (default: standard input)")
+		fs.BoolVar(&show, "show", false, "print the item's schema instead of setting it")
+		fs.BoolVar(&del, "delete", false, "remove the item's schema")
 	}
 	// The item may come before the flags or after them.
 	var itemArg string
@@ -211,6 +219,24 @@ func runConfig(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return usageErr("--version is required: a version number from vigil config history")
 		}
 		return printResult(c.Rollback(ctx, item, version))
+	case "schema":
+		switch {
+		case show && del:
+			return usageErr("--show and --delete together")
+		case show:
+			raw, err := c.Schema(ctx, item)
+			if err != nil {
+				return fail(err)
+			}
+			return writeJSONOut(stdout, stderr, raw)
+		case del:
+			return printResult(c.DeleteSchema(ctx, item))
+		}
+		b, err := content()
+		if err != nil {
+			return fail(err)
+		}
+		return printResult(c.SetSchema(ctx, item, b))
 	case "history":
 		if output != "text" && output != "json" {
 			return usageErr(fmt.Sprintf("--output must be text or json, not %q", output))

@@ -56,6 +56,13 @@ func TestConfigCommand(t *testing.T) {
 		{"", []string{"get", "shop/payment"}, 2, "want namespace/group/key"},
 		{"", []string{"get"}, 2, "which item"},
 		{"", []string{"delete", "a/b/c"}, 2, "unknown command"},
+		{`{"type":"object","required":["timeout"]}`, []string{"schema", "shop/payment/settings"}, 0, "shop/payment/settings: version 4"},
+		{"", []string{"schema", "shop/payment/settings", "--show"}, 0, `"required": [`},
+		{"retries: 3\n", []string{"put", "shop/payment/settings", "--type", "yaml"}, 1, "missing property 'timeout'"},
+		{`{"required":["retries"]}`, []string{"schema", "shop/payment/settings"}, 1, "the formal version 4"},
+		{"", []string{"schema", "shop/payment/settings", "--delete"}, 0, "version 4"},
+		{"", []string{"schema", "shop/payment/settings", "--show"}, 1, "HTTP 404"},
+		{"", []string{"schema", "shop/payment/settings", "--show", "--delete"}, 2, "together"},
 	} {
 		code, out, errOut := cli(step.stdin, step.args...)
 		got := out

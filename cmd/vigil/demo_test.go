@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -179,12 +180,23 @@ slos:
 
 	var changes struct {
 		Data []struct {
-			Action, Author, Message, Item string
-			Version                       int
+			Kind, Action, Author, Message, Item string
+			Version                             int
 		}
 	}
 	waitFor(t, "the gray aborted by vigil-guard", time.Minute, func() bool {
-		if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK || len(changes.Data) == 0 {
+		if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK {
+			return false
+		}
+		// The configuration's changes (the shop's registry joins are
+		// listed too).
+		changes.Data = slices.DeleteFunc(changes.Data, func(c struct {
+			Kind, Action, Author, Message, Item string
+			Version                             int
+		}) bool {
+			return c.Kind != "config"
+		})
+		if len(changes.Data) == 0 {
 			return false
 		}
 		last := changes.Data[len(changes.Data)-1]
@@ -226,4 +238,104 @@ slos:
 		}
 		return false
 	})
+}
+
+// TestDemoGoodGrayPromoted: with two demo shops on one server, a good gray
+// of the payments settings on one payments instance, guarded by the
+// payments SLO, is applied by that instance only, survives the guard, and
+// once promoted every instance converges on the new formal version.
+func TestDemoGoodGrayPromoted(t *testing.T) {
+	cfg := writeConfig(t, `global:
+  evaluation_interval: 1s
+slos:
+  - version: prometheus/v1
+    service: payments
+    slos:
+      - name: charge-errors
+        objective: 99.9
+        sli: {spans: {operation: "shop.Payments/Charge"}}
+        alerting:
+          name: PaymentsChargeBudgetBurn
+`)
+	s := startServer(t, t.TempDir(), "--config", cfg)
+	bases := []int{testport.Run(t, 4), testport.Run(t, 4)}
+	for _, base := range bases {
+		startDemo(t, s, base)
+	}
+	applied := func(base int) string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", base+3))
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "vigil_config_applied_info{") {
+				return line
+			}
+		}
+		return ""
+	}
+	on := func(cohort string, version int) string {
+		return fmt.Sprintf(`vigil_config_applied_info{cohort=%q,item="shop/payments/settings",version="%d"} 1`, cohort, version)
+	}
+	for _, base := range bases {
+		waitFor(t, "payments on the formal version", 30*time.Second, func() bool { return applied(base) == on("formal", 1) })
+	}
+	post := func(path, contentType, body string) {
+		t.Helper()
+		resp, err := http.Post(s.httpURL+"/api/v1/config/shop/payments/settings"+path, contentType, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	gray, err := json.Marshal(map[string]any{
+		"content":      "timeout: 2s\nfraud_check: true\n",
+		"content_type": "yaml",
+		"match":        map[string]any{"instances": []string{fmt.Sprintf("payments@127.0.0.1:%d", bases[0]+3)}},
+		"guard":        map[string]string{"slo": "payments/charge-errors"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post("/gray", "application/json", string(gray))
+	waitFor(t, "the first payments on the gray", 30*time.Second, func() bool { return applied(bases[0]) == on("gray", 2) })
+	// The guard judges the gray a few times without a breach, and the
+	// other instance stays on the formal version meanwhile.
+	passes := `vigil_config_guard_evaluations_total{result="pass"}`
+	from := s.metricValue(t, passes)
+	waitFor(t, "three guard rounds", 30*time.Second, func() bool { return s.metricValue(t, passes) >= from+3 })
+	if n := s.metricValue(t, `vigil_config_guard_evaluations_total{result="breach"}`); n != 0 {
+		t.Fatalf("the guard found %v breaches of a good gray", n)
+	}
+	if got := applied(bases[1]); got != on("formal", 1) {
+		t.Fatalf("the instance outside the gray: %s", got)
+	}
+	if got := applied(bases[0]); got != on("gray", 2) {
+		t.Fatalf("the gray instance after three guard rounds: %s", got)
+	}
+	post("/gray/promote", "", "")
+	for _, base := range bases {
+		waitFor(t, "every payments on the promoted version", 30*time.Second, func() bool { return applied(base) == on("formal", 3) })
+	}
+	var changes struct {
+		Data []struct{ Kind, Action, Author string }
+	}
+	if s.getJSON(t, "/api/v1/changes", &changes) != http.StatusOK {
+		t.Fatal("GET /api/v1/changes")
+	}
+	var actions []string
+	for _, c := range changes.Data {
+		if c.Kind == "config" {
+			actions = append(actions, c.Action)
+		}
+	}
+	if want := []string{"put", "gray", "promote"}; !slices.Equal(actions, want) {
+		t.Errorf("config changes %q, want %q", actions, want)
+	}
 }

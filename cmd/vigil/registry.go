@@ -26,10 +26,7 @@ import (
 //
 // HTTP checks dial through dial, the notifications' outbound policy, so a
 // registration cannot point vigil's probes at the cloud metadata service.
-//
-// It returns the registry, which the incident snapshots read.
-func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) *registry.Registry {
-	instances := registry.New(registry.Options{})
+func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, instances *registry.Registry, logger *slog.Logger, reg prometheus.Registerer, dial func(ctx context.Context, network, address string) (net.Conn, error)) {
 	node, err := os.Hostname()
 	if err != nil || node == "" {
 		node = "vigil"
@@ -47,5 +44,4 @@ func mountRegistry(grp *lifecycle.Group, webSrv *web.Server, logger *slog.Logger
 		return errors.Join(err, <-done)
 	}))
 	httpapi.Mount(webSrv, consulapi.Routes, h)
-	return instances
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,6 +129,8 @@ func TestRegistryConsulSD(t *testing.T) {
 	addr := testport.Addr(t)
 	cfg := writeConfig(t, fmt.Sprintf(`global:
   scrape_interval: 1s
+registry:
+  scrape: false # only the consul job, not the implicit one
 scrape_configs:
   - job_name: consul
     consul_sd_configs:
@@ -186,6 +189,67 @@ scrape_configs:
 		ts := targets()
 		return ts != nil && len(ts) == 0
 	})
+}
+
+// TestRegistryZeroConfigScrape: with no scrape config, an instance
+// registered in vigil (vigil itself, so there is something to scrape) is
+// scraped as job=<service>, instance=<id>, with its version, under the
+// implicit job "registry", and leaves the targets once deregistered.
+func TestRegistryZeroConfigScrape(t *testing.T) {
+	t.Parallel()
+	addr := testport.Addr(t)
+	cfg := writeConfig(t, "global:\n  scrape_interval: 1s\n")
+	s := startServer(t, t.TempDir(), "--http-addr", addr, "--config", cfg)
+	c := consulClient(t, s)
+	host, port, _ := net.SplitHostPort(addr)
+	portN, _ := strconv.Atoi(port)
+	if err := c.Agent().ServiceRegister(&consul.AgentServiceRegistration{
+		ID: "vigil-1", Name: "vigil", Address: host, Port: portN,
+		Meta:  map[string]string{"version": "test"},
+		Check: &consul.AgentServiceCheck{TTL: "1m", Status: consul.HealthPassing},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the registered instance to be scraped", time.Minute, func() bool {
+		up := s.promQuery(t, `up{job="vigil",instance="vigil-1",service="vigil",version="test"}`)
+		return len(up) == 1 && up[0].Value[1] == "1"
+	})
+	if err := c.Agent().ServiceDeregister("vigil-1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deregistered instance to leave the targets", time.Minute, func() bool {
+		resp, err := http.Get(s.httpURL + "/api/v1/targets?state=active&scrapePool=registry")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data struct{ ActiveTargets []json.RawMessage }
+		}
+		return json.NewDecoder(resp.Body).Decode(&body) == nil && len(body.Data.ActiveTargets) == 0
+	})
+
+	// The join and the leave are change events.
+	resp, err := http.Get(s.httpURL + "/api/v1/changes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data []struct{ Kind, Action, Service, Instance, To, From, Message string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ch := range body.Data {
+		if ch.Kind == "registry" {
+			got = append(got, ch.Action+" "+ch.Service+" "+ch.Instance+" "+ch.To+ch.From+" "+ch.Message)
+		}
+	}
+	if want := []string{"join vigil vigil-1 test " + addr, "leave vigil vigil-1 test deregistered"}; !slices.Equal(got, want) {
+		t.Fatalf("registry changes %q, want %q", got, want)
+	}
 }
 
 // TestRegistryAuth: with authentication on, the Go Consul client registers

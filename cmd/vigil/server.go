@@ -62,6 +62,8 @@ import (
 	"github.com/vigil-observability/vigil/internal/query/promapi"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/query/red"
+	"github.com/vigil-observability/vigil/internal/registry"
+	"github.com/vigil-observability/vigil/internal/registry/registrysd"
 	"github.com/vigil-observability/vigil/internal/rules"
 	"github.com/vigil-observability/vigil/internal/selfobs"
 	"github.com/vigil-observability/vigil/internal/slo"
@@ -251,7 +253,17 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	// In a cluster on a shared store every node scrapes, the leader writes.
 	scrapeWrites := newLeaderWrites(cfg)
-	scraper, err := scrape.New(scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg})
+	// The service registry's instances, in memory (docs/registry.md);
+	// unless registry.scrape is false they are scraped with no scrape
+	// config, as the implicit job "registry".
+	// Its joins and leaves are change events, in memory as it is.
+	joinsLeaves := changes.NewMembership(0, reg)
+	instances := registry.New(registry.Options{OnMembership: joinsLeaves.Record})
+	scrapeOpts := scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg}
+	if cfg.Registry.ScrapeOn() {
+		scrapeOpts.ImplicitJobs = []scrape.ImplicitJob{{Name: registrysd.JobName, Discovery: &registrysd.Config{Registry: instances}}}
+	}
+	scraper, err := scrape.New(scrapeOpts)
 	if err != nil {
 		return err
 	}
@@ -498,8 +510,13 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		CheckGuard: func(g json.RawMessage) error { return guard.Check(g, *sloSpecs.Load()) },
 		// Deploys are derived from the stored build_info series when
 		// asked for: nothing polls, nothing is written to the log.
+		// The registry's joins and leaves come with them.
 		Deploys: func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error) {
-			return changes.Deploys(ctx, metricsDB, start, end)
+			deploys, err := changes.Deploys(ctx, metricsDB, start, end)
+			if err != nil {
+				return nil, err
+			}
+			return changes.Merge(joinsLeaves.Changes(start, end), deploys), nil
 		},
 		Registerer: reg,
 	}, guard.Options{
@@ -618,7 +635,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 
 	// The service registry (docs/registry.md).
 	outbound := alerting.OutboundDialContext(allowOutbound)
-	instances := mountRegistry(grp, webSrv, logger.With("component", "registry"), reg, outbound)
+	mountRegistry(grp, webSrv, instances, logger.With("component", "registry"), reg, outbound)
 	// Incident snapshots (docs/snapshots.md): every instance of a service
 	// asked for its fault scene at once, kept with the service's traces,
 	// logs and alerts of the same minutes.

@@ -165,7 +165,8 @@ func (c *configAPI) do(ctx context.Context, method, path, contentType, body stri
 }
 
 // seed puts FormalSettings unless the item exists; it reports whether it
-// did.
+// did. The put is conditional (cas=0): of two demos starting at once
+// against one server, one seeds and the other finds the item.
 func (c *configAPI) seed(ctx context.Context) (bool, error) {
 	code, body, err := c.do(ctx, http.MethodGet, "", "", "")
 	switch {
@@ -176,9 +177,12 @@ func (c *configAPI) seed(ctx context.Context) (bool, error) {
 	case code != http.StatusNotFound:
 		return false, fmt.Errorf("GET %s: HTTP %d: %s", SettingsItem, code, apiError(body))
 	}
-	code, body, err = c.do(ctx, http.MethodPut, "?message=demo+defaults", "application/yaml", FormalSettings)
+	code, body, err = c.do(ctx, http.MethodPut, "?cas=0&message=demo+defaults", "application/yaml", FormalSettings)
 	if err != nil {
 		return false, err
+	}
+	if code == http.StatusConflict {
+		return false, nil
 	}
 	if code != http.StatusOK {
 		return false, fmt.Errorf("PUT %s: HTTP %d: %s", SettingsItem, code, apiError(body))

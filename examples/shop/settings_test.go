@@ -11,22 +11,68 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/configcentre/configapi"
+	"github.com/vigil-observability/vigil/internal/registry"
+	"github.com/vigil-observability/vigil/internal/registry/consulapi"
 	sdkconfig "github.com/vigil-observability/vigil/sdk/configcentre"
 )
 
 // startConfigCentre serves vigil's configuration centre API (the real
 // handler over a single-node store) for the shop to read.
 func startConfigCentre(t *testing.T) string {
+	url, _ := startVigilAPI(t)
+	return url
+}
+
+// startVigilAPI serves the configuration centre API and the registry's
+// Consul API (the real handlers), as vigil's web listener does.
+func startVigilAPI(t *testing.T) (string, *registry.Registry) {
 	t.Helper()
 	l, err := configcentre.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(configapi.NewHandler(configapi.Options{Proposer: l, Reader: l.Machine()}))
+	instances := registry.New(registry.Options{})
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/config/", configapi.NewHandler(configapi.Options{Proposer: l, Reader: l.Machine()}))
+	consul := consulapi.NewHandler(consulapi.Options{Registry: instances})
+	mux.Handle("/v1/", consul)
+	srv := httptest.NewServer(mux)
 	t.Cleanup(func() { srv.Close(); l.Close() })
 	// The services keep their last values here, not in the user's cache.
 	t.Setenv("VIGIL_CONFIG_CACHE_DIR", t.TempDir())
-	return srv.URL
+	return srv.URL, instances
+}
+
+// TestShopRegisters: with vigil's URL, each of the shop's four services
+// registers with the registry under its instance id, at its address,
+// with its version and passing health, and deregisters when the shop
+// stops.
+func TestShopRegisters(t *testing.T) {
+	url, instances := startVigilAPI(t)
+	r := startShopWith(t, Options{ConfigURL: url})
+	want := map[string]int{}
+	for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
+		want[configInstance(name, "127.0.0.1:"+strconv.Itoa(r.base+i))] = r.base + i
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		es, _ := instances.Entries("")
+		ok := len(es) == len(want)
+		for _, e := range es {
+			ok = ok && want[e.ID] == e.Port && e.Address == "127.0.0.1" && e.Version() == "demo" && e.Health == registry.Passing
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registered %+v, want %v", es, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.stop()
+	if es, _ := instances.Entries(""); len(es) != 0 {
+		t.Fatalf("still registered after the shop stopped: %+v", es)
+	}
 }
 
 func configCall(t *testing.T, method, url string) (int, string) {

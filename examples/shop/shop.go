@@ -265,6 +265,12 @@ func Run(ctx context.Context, opts Options) error {
 			// process, so one CPU profile runs at a time among them.
 			Diagnostics: diag.Options{EnablePprof: true, EnableSnapshot: true},
 		}
+		if configURL != "" {
+			// Each instance registers with vigil's registry under the same
+			// id, at its listener, while it serves (docs/registry.md).
+			host, _, _ := net.SplitHostPort(addr(i))
+			cfg.Registration = vigil.Registration{URL: configURL, ID: configInstance(name, addr(i)), Address: host}
+		}
 		if faults[faultClockSkew] && name == nameCatalog {
 			cfg.WrapSpanExporter = func(e sdktrace.SpanExporter) sdktrace.SpanExporter { return skewedExporter{e, clockSkew} }
 		}
@@ -330,22 +336,6 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}
 
-	// The instances join vigil's service registry, where vigil snapshot
-	// finds them, and leave it first when the shop stops.
-	regCtx, stopRegistrar := context.WithCancel(context.WithoutCancel(ctx))
-	regDone := make(chan struct{})
-	go func() {
-		defer close(regDone)
-		if configURL == "" {
-			return
-		}
-		r := newRegistrar(configURL, logger)
-		for i, name := range []string{nameGateway, nameCatalog, nameOrders, namePayments} {
-			r.add(name, addr(i))
-		}
-		r.run(regCtx)
-	}()
-
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan struct{})
 	go func() {
@@ -362,8 +352,6 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	stopLoad()
 	<-loadDone
-	stopRegistrar()
-	<-regDone
 
 	var errs []error
 	for _, tier := range [][]string{{nameGateway}, {nameCatalog, nameOrders}, {namePayments}} {

@@ -66,6 +66,8 @@ type Config struct {
 	Admin Admin `yaml:"admin"`
 	// Doctor tunes the continuous diagnosis.
 	Doctor Doctor `yaml:"doctor"`
+	// Registry tunes the service registry (docs/registry.md).
+	Registry Registry `yaml:"registry"`
 	// Web says which browsers' requests the HTTP listeners accept.
 	Web Web `yaml:"web"`
 
@@ -113,6 +115,17 @@ type Alerting struct {
 	// instance's metadata credentials. Read at start-up only.
 	AllowOutbound []string `yaml:"allow_outbound"`
 }
+
+// Registry tunes the service registry.
+type Registry struct {
+	// Scrape scrapes every registered instance that has a port, with no
+	// scrape config, as the implicit job "registry" (each target's job
+	// label is its service). Unset means true.
+	Scrape *bool `yaml:"scrape"`
+}
+
+// ScrapeOn reports whether registered instances are scraped.
+func (r Registry) ScrapeOn() bool { return r.Scrape == nil || *r.Scrape }
 
 // Doctor tunes the doctor, which looks for broken seams continuously.
 type Doctor struct {

@@ -1,6 +1,7 @@
 package configcentre
 
 import (
+	"cmp"
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,6 +20,21 @@ import (
 // configuration value bigger than this belongs in a file or an object
 // store, and every version is kept in memory and in the log.
 const MaxContentBytes = 1 << 20
+
+// Bounds of the state, so that a flood of writes cannot grow it without
+// end: an item's history holds at most MaxVersions versions (past that
+// the oldest are dropped down to KeepVersions, but for the formal
+// version and the active gray's); the change list at most MaxChanges
+// events (past that the oldest are dropped down to KeepChanges); and
+// there are at most MaxItems items (a put of a new item past that is
+// refused).
+const (
+	MaxVersions  = 1000
+	KeepVersions = 900
+	MaxChanges   = 100_000
+	KeepChanges  = 90_000
+	MaxItems     = 10_000
+)
 
 // maxNameBytes bounds each of namespace, group and key.
 const maxNameBytes = 256
@@ -232,15 +249,60 @@ type Item struct {
 	// a gray exists, which cannot happen: a gray needs a formal version).
 	Formal uint64 `json:"formal"`
 	Gray   *Gray  `json:"gray,omitempty"`
+	// Compacted counts the versions dropped from the history past
+	// MaxVersions.
+	Compacted uint64 `json:"compacted,omitempty"`
 }
 
 // version returns the version numbered n.
 func (it *Item) version(n uint64) (Version, bool) {
-	// Versions are numbered from 1 without gaps, so n is its index+1.
-	if n == 0 || n > uint64(len(it.Versions)) {
+	// Versions are numbered from 1 without gaps until the history is
+	// compacted, so n is usually its index+1; after, they are still in
+	// order.
+	if n == 0 {
 		return Version{}, false
 	}
-	return it.Versions[n-1], true
+	if n <= uint64(len(it.Versions)) && it.Versions[n-1].Version == n {
+		return it.Versions[n-1], true
+	}
+	i, ok := slices.BinarySearchFunc(it.Versions, n, func(v Version, n uint64) int { return cmp.Compare(v.Version, n) })
+	if !ok {
+		return Version{}, false
+	}
+	return it.Versions[i], true
+}
+
+// VersionOf returns the version numbered n, if the history holds it.
+func (it *Item) VersionOf(n uint64) (Version, bool) { return it.version(n) }
+
+// next is the number the item's next version takes.
+func (it *Item) next() uint64 {
+	if len(it.Versions) == 0 {
+		return 1
+	}
+	return it.Versions[len(it.Versions)-1].Version + 1
+}
+
+// compact drops the oldest versions once the history holds more than
+// MaxVersions, down to KeepVersions, keeping the formal version and the
+// active gray's however old. It returns how many it dropped. The history
+// is copied, so what was handed out before keeps its versions.
+func (it *Item) compact() uint64 {
+	if len(it.Versions) <= MaxVersions {
+		return 0
+	}
+	cut := len(it.Versions) - KeepVersions
+	kept := make([]Version, 0, KeepVersions+2)
+	for _, v := range it.Versions[:cut] {
+		if v.Version == it.Formal || it.Gray != nil && v.Version == it.Gray.Version {
+			kept = append(kept, v)
+		}
+	}
+	dropped := uint64(cut - len(kept))
+	kept = append(kept, it.Versions[cut:]...)
+	it.Versions = kept
+	it.Compacted += dropped
+	return dropped
 }
 
 // Resolved is what one instance should use.

@@ -25,6 +25,9 @@ const (
 	OpPromote  = "promote"
 	OpAbort    = "abort"
 	OpRollback = "rollback"
+	// OpSchema sets an item's JSON Schema (Content), or removes it
+	// (Content empty).
+	OpSchema = "schema"
 )
 
 // Command is one write. Time and Author are filled in by whoever proposes
@@ -40,7 +43,12 @@ type Command struct {
 	// Version is the version a rollback republishes; for an abort, when
 	// not 0, the gray version it ends (an abort decided on one gray, as
 	// the SLO guard's, never ends a later one).
-	Version uint64    `json:"version,omitempty"`
+	Version uint64 `json:"version,omitempty"`
+	// CAS, when set, makes a put conditional: it applies only if the
+	// item's formal version is *CAS at that point of the log, 0 meaning
+	// the item does not exist yet. Two writers that read the same version
+	// cannot both publish over it.
+	CAS     *uint64   `json:"cas,omitempty"`
 	Author  string    `json:"author"`
 	Message string    `json:"message,omitempty"`
 	Time    time.Time `json:"time"`
@@ -81,6 +89,12 @@ type Machine struct {
 	mu      sync.RWMutex
 	items   map[Key]*Item
 	changes []Change
+	// schemas are the items' schemas, compiled when set or restored;
+	// an item may have one before its first put.
+	schemas map[Key]*Schema
+	// compactedVersions and droppedChanges count what the bounds dropped
+	// (since this process started: they are not in snapshots).
+	compactedVersions, droppedChanges uint64
 	// seq counts the commands applied (refused ones are not): every node
 	// applying the same log counts alike.
 	seq uint64
@@ -92,7 +106,7 @@ var _ consensus.StateMachine = (*Machine)(nil)
 
 // NewMachine returns an empty machine.
 func NewMachine() *Machine {
-	return &Machine{items: map[Key]*Item{}, changed: make(chan struct{})}
+	return &Machine{items: map[Key]*Item{}, schemas: map[Key]*Schema{}, changed: make(chan struct{})}
 }
 
 // Changed returns a channel closed at the next applied command (or
@@ -248,22 +262,118 @@ func (m *Machine) Changes(start, end time.Time) []Change {
 func (m *Machine) Check(c Command) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	if c.Op == OpSchema {
+		_, _, err := m.prepareSchema(c)
+		return err
+	}
 	_, _, err := m.prepare(c, true)
 	return err
+}
+
+// Dropped returns how many versions the histories' bound and how many
+// change events the change list's bound have dropped since the machine
+// was made.
+func (m *Machine) Dropped() (versions, changes uint64) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.compactedVersions, m.droppedChanges
+}
+
+// Schema returns the item's schema, if it has one.
+func (m *Machine) Schema(k Key) (string, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	s, ok := m.schemas[k]
+	if !ok {
+		return "", false
+	}
+	return s.raw, true
+}
+
+// prepareSchema validates a schema command: the schema compiles, and the
+// item's formal version and active gray, if any, match it. It returns
+// the compiled schema (nil to remove it). Called with mu held.
+func (m *Machine) prepareSchema(c Command) (*Schema, Result, error) {
+	if err := c.Item.Validate(); err != nil {
+		return nil, Result{}, err
+	}
+	if c.Content == "" {
+		if _, ok := m.schemas[c.Item]; !ok {
+			return nil, Result{}, fmt.Errorf("%w: item %s has no schema", ErrNotFound, c.Item)
+		}
+		var res Result
+		if it, ok := m.items[c.Item]; ok {
+			res.Version = it.Formal
+		}
+		return nil, res, nil
+	}
+	sch, err := CompileSchema(c.Content)
+	if err != nil {
+		return nil, Result{}, err
+	}
+	res := Result{MD5: MD5(c.Content)}
+	if it, ok := m.items[c.Item]; ok {
+		formal, _ := it.version(it.Formal)
+		if err := sch.Validate(formal.ContentType, formal.Content); err != nil {
+			return nil, Result{}, fmt.Errorf("the formal version %d: %w", formal.Version, err)
+		}
+		if it.Gray != nil {
+			gv, _ := it.version(it.Gray.Version)
+			if err := sch.Validate(gv.ContentType, gv.Content); err != nil {
+				return nil, Result{}, fmt.Errorf("the active gray's version %d: %w", gv.Version, err)
+			}
+		}
+		res.Version = formal.Version
+	}
+	return sch, res, nil
+}
+
+// checkSchema checks content against the item's schema, if it has one.
+// Called with mu held.
+func (m *Machine) checkSchema(k Key, t ContentType, content string) error {
+	if s, ok := m.schemas[k]; ok {
+		return s.Validate(t, content)
+	}
+	return nil
 }
 
 // ApplyCommand applies c. A refused command (an error matching one of the
 // package's sentinels) changes nothing.
 func (m *Machine) ApplyCommand(c Command) (Result, error) {
 	m.mu.Lock()
+	if c.Op == OpSchema {
+		sch, res, err := m.prepareSchema(c)
+		if err != nil {
+			m.mu.Unlock()
+			return Result{}, err
+		}
+		if sch == nil {
+			delete(m.schemas, c.Item)
+		} else {
+			m.schemas[c.Item] = sch
+		}
+		return m.appliedLocked(c, res), nil
+	}
 	next, res, err := m.prepare(c, false)
 	if err != nil {
 		m.mu.Unlock()
 		return Result{}, err
 	}
+	m.compactedVersions += next.compact()
 	m.items[c.Item] = next
+	return m.appliedLocked(c, res), nil
+}
+
+// appliedLocked counts an applied command, records its change event and
+// wakes the watchers; it is called with mu locked, and unlocks it.
+func (m *Machine) appliedLocked(c Command, res Result) Result {
 	m.seq++
 	res.Seq = m.seq
+	if len(m.changes) >= MaxChanges {
+		drop := len(m.changes) - KeepChanges + 1
+		m.changes = slices.Clone(m.changes[drop:])
+		m.droppedChanges += uint64(drop)
+	}
 	m.changes = append(m.changes, Change{
 		Time: c.Time, Kind: "config", Action: c.Op, Item: c.Item.String(),
 		Version: res.Version, Author: c.Author, Message: c.Message, Principal: c.Principal,
@@ -271,7 +381,7 @@ func (m *Machine) ApplyCommand(c Command) (Result, error) {
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
-	return res, nil
+	return res
 }
 
 // prepare validates c against the state and returns the item as c leaves
@@ -293,7 +403,7 @@ func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 		next = Item{Key: c.Item}
 	}
 	publish := func(v Version) Result {
-		v.Version = uint64(len(next.Versions)) + 1
+		v.Version = next.next()
 		v.MD5 = MD5(v.Content)
 		v.Author, v.Message, v.Time, v.Principal = c.Author, c.Message, c.Time, c.Principal
 		if !dry {
@@ -307,7 +417,19 @@ func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 	var res Result
 	switch c.Op {
 	case OpPut:
+		if c.CAS != nil && *c.CAS != next.Formal {
+			if !exists {
+				return nil, Result{}, fmt.Errorf("%w: item %s does not exist, not at version %d (cas)", ErrConflict, c.Item, *c.CAS)
+			}
+			return nil, Result{}, fmt.Errorf("%w: item %s is at version %d, not %d (cas)", ErrConflict, c.Item, next.Formal, *c.CAS)
+		}
+		if !exists && len(m.items) >= MaxItems {
+			return nil, Result{}, fmt.Errorf("%w: the configuration centre holds its limit of %d items", ErrInvalid, MaxItems)
+		}
 		if err := CheckContent(c.ContentType, c.Content); err != nil {
+			return nil, Result{}, err
+		}
+		if err := m.checkSchema(c.Item, c.ContentType, c.Content); err != nil {
 			return nil, Result{}, err
 		}
 		res = publish(Version{Content: c.Content, ContentType: c.ContentType, Action: OpPut})
@@ -332,6 +454,9 @@ func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 		if err := CheckContent(t, c.Content); err != nil {
 			return nil, Result{}, err
 		}
+		if err := m.checkSchema(c.Item, t, c.Content); err != nil {
+			return nil, Result{}, err
+		}
 		match := cloneMatch(*c.Match)
 		res = publish(Version{Content: c.Content, ContentType: t, Gray: true, Action: OpGray, Match: &match, Guard: slices.Clone(c.Guard)})
 		next.Gray = &Gray{
@@ -353,6 +478,9 @@ func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 			break
 		}
 		gv, _ := next.version(g.Version)
+		if err := m.checkSchema(c.Item, gv.ContentType, gv.Content); err != nil {
+			return nil, Result{}, fmt.Errorf("the gray's version %d: %w", gv.Version, err)
+		}
 		res = publish(Version{Content: gv.Content, ContentType: gv.ContentType, Action: OpPromote, From: g.Version})
 	case OpRollback:
 		if !exists {
@@ -361,6 +489,9 @@ func (m *Machine) prepare(c Command, dry bool) (*Item, Result, error) {
 		old, ok := next.version(c.Version)
 		if !ok {
 			return nil, Result{}, fmt.Errorf("%w: item %s has no version %d", ErrNotFound, c.Item, c.Version)
+		}
+		if err := m.checkSchema(c.Item, old.ContentType, old.Content); err != nil {
+			return nil, Result{}, fmt.Errorf("version %d: %w", old.Version, err)
 		}
 		res = publish(Version{Content: old.Content, ContentType: old.ContentType, Action: OpRollback, From: old.Version})
 	default:
@@ -389,9 +520,16 @@ func (m *Machine) Apply(b []byte) ([]byte, error) {
 
 // snapshot is the whole state as written by Snapshot.
 type snapshot struct {
-	Seq     uint64   `json:"seq"`
-	Items   []Item   `json:"items"`
-	Changes []Change `json:"changes"`
+	Seq     uint64       `json:"seq"`
+	Items   []Item       `json:"items"`
+	Changes []Change     `json:"changes"`
+	Schemas []itemSchema `json:"schemas,omitempty"`
+}
+
+// itemSchema is an item's schema in a snapshot.
+type itemSchema struct {
+	Item   Key    `json:"item"`
+	Schema string `json:"schema"`
 }
 
 // Snapshot implements consensus.StateMachine.
@@ -403,8 +541,12 @@ func (m *Machine) Snapshot() (consensus.SnapshotFunc, error) {
 		// their slices with the snapshot is safe.
 		s.Items = append(s.Items, *it)
 	}
+	for k, sch := range m.schemas {
+		s.Schemas = append(s.Schemas, itemSchema{Item: k, Schema: sch.raw})
+	}
 	m.mu.RUnlock()
 	sort.Slice(s.Items, func(i, j int) bool { return s.Items[i].Key.String() < s.Items[j].Key.String() })
+	sort.Slice(s.Schemas, func(i, j int) bool { return s.Schemas[i].Item.String() < s.Schemas[j].Item.String() })
 	return func(w io.Writer) error { return json.NewEncoder(w).Encode(s) }, nil
 }
 
@@ -418,8 +560,16 @@ func (m *Machine) Restore(r io.Reader) error {
 	for i := range s.Items {
 		items[s.Items[i].Key] = &s.Items[i]
 	}
+	schemas := make(map[Key]*Schema, len(s.Schemas))
+	for _, is := range s.Schemas {
+		sch, err := CompileSchema(is.Schema)
+		if err != nil {
+			return fmt.Errorf("snapshot: the schema of %s: %w", is.Item, err)
+		}
+		schemas[is.Item] = sch
+	}
 	m.mu.Lock()
-	m.items, m.changes, m.seq = items, s.Changes, s.Seq
+	m.items, m.changes, m.seq, m.schemas = items, s.Changes, s.Seq, schemas
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
@@ -429,7 +579,7 @@ func (m *Machine) Restore(r io.Reader) error {
 // Reset implements statemux.Resetter.
 func (m *Machine) Reset() error {
 	m.mu.Lock()
-	m.items, m.changes, m.seq = map[Key]*Item{}, nil, 0
+	m.items, m.changes, m.seq, m.schemas = map[Key]*Item{}, nil, 0, map[Key]*Schema{}
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()

@@ -3,6 +3,7 @@ package configcentre
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,25 @@ func pct(n int) *int { return &n }
 
 func put(content string, t ContentType) Command {
 	return Command{Op: OpPut, Item: item, Content: content, ContentType: t, Author: "ann", Time: t0}
+}
+
+// casPut is a put that applies only over formal version v (0: none).
+func casPut(content string, v uint64) Command {
+	c := put(content, TypeText)
+	c.CAS = &v
+	return c
+}
+
+// TestCASPut: a conditional put applies over the version it names.
+func TestCASPut(t *testing.T) {
+	m := NewMachine()
+	if res := mustApply(t, m, casPut("a", 0)); res.Version != 1 {
+		t.Fatalf("create: version %d", res.Version)
+	}
+	mustApply(t, m, gray("g", Match{Percent: pct(5)})) // version 2, not formal
+	if res := mustApply(t, m, casPut("b", 1)); res.Version != 3 {
+		t.Fatalf("put over the formal version 1 with a gray active: version %d", res.Version)
+	}
 }
 
 func gray(content string, m Match) Command {
@@ -158,6 +178,9 @@ func TestRefused(t *testing.T) {
 		{"rollback to a missing version", []Command{put("a", TypeText)}, Command{Op: OpRollback, Item: item, Version: 2}, ErrNotFound, "no version 2"},
 		{"rollback to version 0", []Command{put("a", TypeText)}, Command{Op: OpRollback, Item: item}, ErrNotFound, "no version 0"},
 		{"rollback unknown item", nil, Command{Op: OpRollback, Item: item, Version: 1}, ErrNotFound, "item"},
+		{"create over an existing item", []Command{put("a", TypeText)}, casPut("b", 0), ErrConflict, "is at version 1, not 0"},
+		{"put over a stale version", []Command{put("a", TypeText), put("b", TypeText)}, casPut("c", 1), ErrConflict, "is at version 2, not 1"},
+		{"put over a version of a missing item", nil, casPut("a", 3), ErrConflict, "does not exist"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := NewMachine()
@@ -431,4 +454,116 @@ func TestCopiesDoNotShareAppends(t *testing.T) {
 	if strings.Contains(b.String(), `"content":"c"`) || !strings.Contains(b.String(), `"content":"b"`) {
 		t.Errorf("a snapshot taken before the writes holds them: %s", b.String())
 	}
+}
+
+// TestSchemaSnapshot: an item's schema is in the snapshot and enforced
+// after a restore; Check refuses what Apply would.
+func TestSchemaSnapshot(t *testing.T) {
+	m := NewMachine()
+	mustApply(t, m, Command{Op: OpSchema, Item: item, Content: `{"type":"object","required":["ms"]}`, Author: "ann"})
+	bad := put(`{"s":1}`, TypeJSON)
+	if err := m.Check(bad); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Check: %v", err)
+	}
+	r := NewMachine()
+	if err := r.Restore(bytes.NewReader(snapshotBytes(t, m))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ApplyCommand(bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "missing property 'ms'") {
+		t.Fatalf("after restore: %v", err)
+	}
+	if s, ok := r.Schema(item); !ok || s != `{"type":"object","required":["ms"]}` {
+		t.Fatalf("schema %q %v", s, ok)
+	}
+	mustApply(t, r, put(`{"ms":1}`, TypeJSON))
+	if err := r.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Schema(item); ok {
+		t.Fatal("a schema after Reset")
+	}
+}
+
+// TestHistoryBounded: past MaxVersions an item's oldest versions are
+// dropped down to KeepVersions, but for the formal version, which a
+// run of grays can leave far behind; a rollback to a dropped version is
+// 404; numbering goes on.
+func TestHistoryBounded(t *testing.T) {
+	m := NewMachine()
+	mustApply(t, m, put("formal", TypeText))
+	for i := range MaxVersions {
+		mustApply(t, m, gray(fmt.Sprint("gray ", i), Match{Percent: pct(5)}), Command{Op: OpAbort, Item: item, Author: "bob"})
+	}
+	it, err := m.Item(item)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(it.Versions); n > MaxVersions || n < KeepVersions {
+		t.Fatalf("%d versions kept", n)
+	}
+	if it.Versions[0].Version != 1 || it.Formal != 1 {
+		t.Fatalf("the formal version was dropped: first kept %d, formal %d", it.Versions[0].Version, it.Formal)
+	}
+	if it.Compacted != uint64(MaxVersions+1-len(it.Versions)) {
+		t.Fatalf("compacted %d of %d", it.Compacted, MaxVersions+1)
+	}
+	if v, _ := m.Dropped(); v != it.Compacted {
+		t.Fatalf("Dropped %d", v)
+	}
+	r, err := m.Resolve(item, "pod-a", nil)
+	if err != nil || r.Content != "formal" || r.Version != 1 {
+		t.Fatalf("resolve: %+v %v", r, err)
+	}
+	if _, err := m.ApplyCommand(Command{Op: OpRollback, Item: item, Version: 2, Author: "ann", Time: t0}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("rollback to a dropped version: %v", err)
+	}
+	last := it.Versions[len(it.Versions)-1].Version
+	res := mustApply(t, m, Command{Op: OpRollback, Item: item, Version: last, Author: "ann"})
+	if res.Version != last+1 {
+		t.Fatalf("next version %d after %d", res.Version, last)
+	}
+}
+
+// TestChangesBounded: past MaxChanges the oldest change events are
+// dropped down to KeepChanges and counted.
+func TestChangesBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("applies MaxChanges commands")
+	}
+	m := NewMachine()
+	c := put("x", TypeText)
+	for i := range MaxChanges + 1 {
+		c.Time = t0.Add(time.Duration(i) * time.Millisecond)
+		c.Item.Key = fmt.Sprint("k", i%100)
+		if _, err := m.ApplyCommand(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := m.Changes(t0, t0.Add(time.Hour))
+	if len(all) != KeepChanges {
+		t.Fatalf("%d changes kept", len(all))
+	}
+	if want := t0.Add(time.Duration(MaxChanges-KeepChanges+1) * time.Millisecond); !all[0].Time.Equal(want) {
+		t.Fatalf("oldest kept %s, want %s", all[0].Time, want)
+	}
+	if _, ch := m.Dropped(); ch != MaxChanges-KeepChanges+1 {
+		t.Fatalf("dropped %d", ch)
+	}
+}
+
+// TestItemsBounded: a put of a new item past MaxItems is refused; the
+// items there still take writes.
+func TestItemsBounded(t *testing.T) {
+	m := NewMachine()
+	c := put("x", TypeText)
+	for i := range MaxItems {
+		c.Item.Key = fmt.Sprint("k", i)
+		mustApply(t, m, c)
+	}
+	c.Item.Key = "one-more"
+	if _, err := m.ApplyCommand(c); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "limit of 10000 items") {
+		t.Fatalf("a new item past the limit: %v", err)
+	}
+	c.Item.Key = "k0"
+	mustApply(t, m, c)
 }

@@ -150,6 +150,8 @@ func (c ChangeRegressionCheck) Run(ctx context.Context) ([]Finding, error) {
 			continue // a kind this check cannot tie to a service
 		case ch.Kind == configcentre.KindConfig && ch.Action == configcentre.OpAbort:
 			continue // an abort undoes a change; it is the cure, not a suspect
+		case ch.Kind == configcentre.KindConfig && ch.Action == configcentre.OpSchema:
+			continue // a schema changes no instance's value
 		}
 		after := ch.Time.Add(window)
 		if after.After(now) {
@@ -312,7 +314,8 @@ func (c StaleConfigCheck) Run(ctx context.Context) ([]Finding, error) {
 			continue
 		}
 		newest := slices.Max(a.versions)
-		gray := newest >= 1 && newest <= uint64(len(it.Versions)) && it.Versions[newest-1].Gray
+		v, ok := it.VersionOf(newest)
+		gray := ok && v.Gray
 		byItem[k.item] = append(byItem[k.item], stale{inst: k, version: newest, gray: gray})
 	}
 	var out []Finding

@@ -135,6 +135,23 @@ type Options struct {
 	DeregisterAfter time.Duration
 	// MaxInstances bounds the registry; 0 is DefaultMaxInstances.
 	MaxInstances int
+	// OnMembership, when set, is told of every join (an id registered
+	// that was not) and leave (a deregistration, or a removal after a
+	// critical check's deregister-after period), with the time and the
+	// instance. It is called with the registry locked, in order: it must
+	// be quick and must not call the registry.
+	OnMembership func(Membership)
+}
+
+// Membership is a join or a leave.
+type Membership struct {
+	Time time.Time
+	// Join is true for a join, false for a leave.
+	Join     bool
+	Instance Instance
+	// Reason is why an instance left: "deregistered", or the removal's
+	// cause.
+	Reason string
 }
 
 // Defaults of Options.
@@ -150,6 +167,7 @@ const (
 // Registry holds the instances. It is safe for concurrent use.
 type Registry struct {
 	now             func() time.Time
+	onMembership    func(Membership)
 	deregisterAfter time.Duration
 	maxInstances    int
 
@@ -168,7 +186,7 @@ type entry struct {
 
 // New returns an empty registry.
 func New(opts Options) *Registry {
-	r := &Registry{now: opts.Now, deregisterAfter: opts.DeregisterAfter, maxInstances: opts.MaxInstances,
+	r := &Registry{now: opts.Now, onMembership: opts.OnMembership, deregisterAfter: opts.DeregisterAfter, maxInstances: opts.MaxInstances,
 		instances: map[string]*entry{}, index: 1, changed: make(chan struct{})}
 	if r.now == nil {
 		r.now = time.Now
@@ -293,6 +311,9 @@ func (r *Registry) Register(in Instance) error {
 	}
 	e.modifyIndex = idx
 	r.instances[in.ID] = e
+	if old == nil && r.onMembership != nil {
+		r.onMembership(Membership{Time: now, Join: true, Instance: in})
+	}
 	return nil
 }
 
@@ -348,11 +369,15 @@ func (e *entry) check(id string) *Check {
 func (r *Registry) Deregister(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.instances[id]; !ok {
+	e, ok := r.instances[id]
+	if !ok {
 		return fmt.Errorf("%w: no instance %q", ErrNotFound, id)
 	}
 	delete(r.instances, id)
 	r.bumpLocked()
+	if r.onMembership != nil {
+		r.onMembership(Membership{Time: r.now(), Instance: e.inst, Reason: "deregistered"})
+	}
 	return nil
 }
 
@@ -393,6 +418,7 @@ func (r *Registry) Expire(now time.Time) (removed []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	changed := false
+	var gone []Membership
 	for id, e := range r.instances {
 		for _, c := range e.checks {
 			if c.Type == TTL && c.Status != Critical && !now.Before(c.Updated.Add(c.TTL)) {
@@ -409,6 +435,10 @@ func (r *Registry) Expire(now time.Time) (removed []string) {
 				delete(r.instances, id)
 				removed = append(removed, id)
 				changed = true
+				if r.onMembership != nil {
+					gone = append(gone, Membership{Time: now, Instance: e.inst,
+						Reason: fmt.Sprintf("removed: check %s critical for %s (%s)", c.ID, after, c.Output)})
+				}
 				break
 			}
 		}
@@ -417,6 +447,10 @@ func (r *Registry) Expire(now time.Time) (removed []string) {
 		r.bumpLocked()
 	}
 	sort.Strings(removed)
+	sort.Slice(gone, func(i, j int) bool { return gone[i].Instance.ID < gone[j].Instance.ID })
+	for _, m := range gone {
+		r.onMembership(m)
+	}
 	return removed
 }
 

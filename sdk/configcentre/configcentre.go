@@ -180,7 +180,7 @@ func (c *Client) Watch(namespace, group, key string) (*Value, error) {
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(c.ctx, c.opts.StartTimeout)
-	s, found, _, err := v.fetch(ctx, "", false)
+	s, found, _, err := v.fetch(ctx, "", 0, false)
 	cancel()
 	switch {
 	case err == nil && found:
@@ -295,7 +295,7 @@ func (v *Value) watch() {
 	lastErr := ""
 	for {
 		held := v.Get()
-		s, found, retryAfter, err := v.fetch(v.c.ctx, held.MD5, true)
+		s, found, retryAfter, err := v.fetch(v.c.ctx, held.MD5, held.Version, true)
 		if v.c.ctx.Err() != nil {
 			return
 		}
@@ -341,10 +341,11 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("HTTP %d: %s", e.code, e.reason)
 }
 
-// fetch asks for the value; with watch it long-polls with md5. found is
-// false for a 304 or (without watch) a 404: nothing new. retryAfter is a
-// 503's Retry-After.
-func (v *Value) fetch(ctx context.Context, md5 string, watch bool) (s Snapshot, found bool, retryAfter time.Duration, err error) {
+// fetch asks for the value; with watch it long-polls with md5 and
+// version (0: none held), so a promoted gray, whose content is the same
+// under a new formal version, answers too. found is false for a 304 or
+// (without watch) a 404: nothing new. retryAfter is a 503's Retry-After.
+func (v *Value) fetch(ctx context.Context, md5 string, version uint64, watch bool) (s Snapshot, found bool, retryAfter time.Duration, err error) {
 	q := url.Values{}
 	if v.c.opts.Instance != "" {
 		q.Set("instance", v.c.opts.Instance)
@@ -354,6 +355,9 @@ func (v *Value) fetch(ctx context.Context, md5 string, watch bool) (s Snapshot, 
 	}
 	if watch {
 		q.Set("md5", md5)
+		if version != 0 {
+			q.Set("version", strconv.FormatUint(version, 10))
+		}
 		q.Set("wait", v.c.opts.Wait.String())
 		// The server answers 304 at wait; allow for its latency.
 		var cancel context.CancelFunc

@@ -86,7 +86,13 @@ test('change events: kinds, names, and which concern a service', () => {
   const put: Change = { time: at, kind: 'config', action: 'put', item: 'shop/payments/settings', version: 3, author: 'ann', message: 'slower' }
   const gray: Change = { ...put, action: 'abort', item: 'shop/catalog/flags', author: 'vigil-guard', message: '' }
   const deploy: Change = { time: at, kind: 'deploy', action: 'deploy', item: '', version: 0, author: 'traces_service_build_info', message: '', service: 'orders', instance: 'o-1', from: '1.4.2', to: '1.5.0' }
-  expect([put, gray, deploy].map(markerKind)).toEqual(['config', 'gray', 'deploy'])
+  const join: Change = { time: at, kind: 'registry', action: 'join', item: '', version: 0, author: 'vigil-registry', message: '127.0.0.1:8084', service: 'payments', instance: 'payments-1', to: '1.2.0' }
+  const leave: Change = { ...join, action: 'leave', message: 'TTL expired', to: undefined, from: '1.2.0' }
+  expect([put, gray, deploy, join].map(markerKind)).toEqual(['config', 'gray', 'deploy', 'registry'])
+  expect(changeLabel(join)).toBe('payments (payments-1) joined at 1.2.0: 127.0.0.1:8084')
+  expect(changeLabel(leave)).toBe('payments (payments-1) left at 1.2.0: TTL expired')
+  expect(forService([put, join, leave], 'payments', new Set())).toEqual([put, join, leave])
+  expect(forService([join, leave], 'orders', new Set())).toEqual([])
   expect(changeLabel(put)).toBe('config put shop/payments/settings v3 by ann: slower')
   expect(changeLabel(gray)).toBe('gray step abort shop/catalog/flags v3 by vigil-guard')
   expect(changeLabel(deploy)).toBe('deploy orders (o-1) 1.4.2 → 1.5.0 (seen in traces_service_build_info)')

@@ -157,3 +157,26 @@ func (c *Client) History(ctx context.Context, k configcentre.Key) ([]HistoryVers
 	err := c.do(ctx, http.MethodGet, c.itemURL(k, "/history", nil), "", nil, false, &h)
 	return h, err
 }
+
+// SetSchema sets the item's JSON Schema (PUT .../schema).
+func (c *Client) SetSchema(ctx context.Context, k configcentre.Key, schema []byte) (configcentre.Result, error) {
+	var r configcentre.Result
+	err := c.do(ctx, http.MethodPut, c.itemURL(k, "/schema", nil), "application/schema+json", schema, true, &r)
+	return r, err
+}
+
+// DeleteSchema removes the item's schema (DELETE .../schema).
+func (c *Client) DeleteSchema(ctx context.Context, k configcentre.Key) (configcentre.Result, error) {
+	var r configcentre.Result
+	err := c.do(ctx, http.MethodDelete, c.itemURL(k, "/schema", nil), "", nil, true, &r)
+	return r, err
+}
+
+// Schema returns the item's schema (GET .../schema).
+func (c *Client) Schema(ctx context.Context, k configcentre.Key) (json.RawMessage, error) {
+	var out struct {
+		Schema json.RawMessage `json:"schema"`
+	}
+	err := c.do(ctx, http.MethodGet, c.itemURL(k, "/schema", nil), "", nil, false, &out)
+	return out.Schema, err
+}

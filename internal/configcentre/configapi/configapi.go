@@ -75,6 +75,8 @@ type Reader interface {
 	Changed() <-chan struct{}
 	// WaitApplied returns once the state has applied Result.Seq commands.
 	WaitApplied(ctx context.Context, seq uint64) error
+	// Schema returns the item's JSON Schema, if it has one.
+	Schema(k configcentre.Key) (string, bool)
 }
 
 // Options configure a Handler.
@@ -154,7 +156,7 @@ func NewHandler(opts Options) *Handler {
 		opts: opts, mux: http.NewServeMux(), stopping: make(chan struct{}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vigil_config_writes_total",
-			Help: "Configuration centre writes by action (put, gray, promote, abort, rollback) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).",
+			Help: "Configuration centre writes by action (put, gray, promote, abort, rollback, schema) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).",
 		}, []string{"action", "result"}),
 		watches: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_config_watches",
@@ -167,6 +169,22 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(h.writes, h.watches, h.watchAnswers)
+		// A Reader that bounds its state (configcentre.Machine) says
+		// what the bounds dropped.
+		if d, ok := opts.Reader.(interface {
+			Dropped() (versions, changes uint64)
+		}); ok {
+			opts.Registerer.MustRegister(
+				prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name: "vigil_config_versions_compacted_total",
+					Help: "Versions dropped from items' histories past their bound (the oldest, never the formal or active gray version).",
+				}, func() float64 { v, _ := d.Dropped(); return float64(v) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{
+					Name: "vigil_config_changes_dropped_total",
+					Help: "Configuration change events dropped from the change list past its bound (the oldest).",
+				}, func() float64 { _, c := d.Dropped(); return float64(c) }),
+			)
+		}
 	}
 	item := ConfigPrefix + "{namespace}/{group}/{key}"
 	h.mux.HandleFunc("GET "+ItemsPath, h.items)
@@ -177,6 +195,9 @@ func NewHandler(opts Options) *Handler {
 	h.mux.HandleFunc("POST "+item+"/gray/abort", h.op(configcentre.OpAbort))
 	h.mux.HandleFunc("POST "+item+"/rollback", h.rollback)
 	h.mux.HandleFunc("GET "+item+"/history", h.history)
+	h.mux.HandleFunc("PUT "+item+"/schema", h.putSchema)
+	h.mux.HandleFunc("DELETE "+item+"/schema", h.op(configcentre.OpSchema))
+	h.mux.HandleFunc("GET "+item+"/schema", h.getSchema)
 	h.mux.HandleFunc("GET "+ChangesPath, h.changes)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.Method+" "+r.URL.Path+" (see docs/config-centre.md)")
@@ -248,12 +269,15 @@ func contentType(header string) (configcentre.ContentType, error) {
 	case mt == "text/plain":
 		return configcentre.TypeText, nil
 	}
-	return "", errUnsupportedType{mt}
+	return "", errUnsupportedType{mt: mt}
 }
 
-type errUnsupportedType struct{ mt string }
+type errUnsupportedType struct{ mt, want string }
 
 func (e errUnsupportedType) Error() string {
+	if e.want != "" {
+		return fmt.Sprintf("Content-Type %q: %s", e.mt, e.want)
+	}
 	return fmt.Sprintf("Content-Type %s is not a configuration type: send application/json, application/yaml or text/plain", e.mt)
 }
 
@@ -281,6 +305,14 @@ func (h *Handler) put(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		h.fail(w, err)
 		return
+	}
+	if v := r.URL.Query().Get("cas"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			h.fail(w, fmt.Errorf("%w: cas %q: want the formal version the write replaces, 0 for an item that must not exist yet", configcentre.ErrInvalid, v))
+			return
+		}
+		c.CAS = &n
 	}
 	c.Content, c.ContentType = string(body), t
 	h.propose(w, r, c, body)
@@ -320,6 +352,42 @@ func (h *Handler) gray(w http.ResponseWriter, r *http.Request) {
 	}
 	c.Content, c.ContentType, c.Match, c.Guard = req.Content, req.ContentType, &req.Match, req.Guard
 	h.propose(w, r, c, body)
+}
+
+// putSchema sets the item's JSON Schema: the body, application/json or
+// application/schema+json.
+func (h *Handler) putSchema(w http.ResponseWriter, r *http.Request) {
+	c := h.command(r, configcentre.OpSchema)
+	if t, err := contentType(r.Header.Get("Content-Type")); err != nil || t != configcentre.TypeJSON {
+		h.fail(w, errUnsupportedType{mt: r.Header.Get("Content-Type"), want: "a schema is JSON: send application/json or application/schema+json"})
+		return
+	}
+	body, err := readBody(r, configcentre.MaxSchemaBytes)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		h.fail(w, fmt.Errorf("%w: an empty schema: DELETE .../schema removes one", configcentre.ErrInvalid))
+		return
+	}
+	c.Content = string(body)
+	h.propose(w, r, c, body)
+}
+
+// getSchema answers the item's schema as data.schema.
+func (h *Handler) getSchema(w http.ResponseWriter, r *http.Request) {
+	k := itemKey(r)
+	if err := k.Validate(); err != nil {
+		h.fail(w, err)
+		return
+	}
+	raw, ok := h.opts.Reader.Schema(k)
+	if !ok {
+		h.fail(w, fmt.Errorf("%w: item %s has no schema", configcentre.ErrNotFound, k))
+		return
+	}
+	writeData(w, map[string]json.RawMessage{"schema": json.RawMessage(raw)})
 }
 
 func (h *Handler) op(op string) http.HandlerFunc {
@@ -423,6 +491,18 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	md5, watching := q.Get("md5"), q.Has("md5")
+	// version, with md5, is the version the caller holds: a value of the
+	// same content under another version (a gray promoted: the cohort's
+	// content is the same, its version and cohort are not) answers too.
+	var version uint64
+	if vs := q.Get("version"); vs != "" {
+		v, err := strconv.ParseUint(vs, 10, 64)
+		if err != nil {
+			h.fail(w, fmt.Errorf("%w: version %q is not a version number", configcentre.ErrInvalid, vs))
+			return
+		}
+		version = v
+	}
 	wait := DefaultWait
 	if s := q.Get("wait"); s != "" {
 		d, err := parseWait(s)
@@ -449,7 +529,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		changed := h.opts.Reader.Changed()
 		res, err := h.opts.Reader.Resolve(k, instance, labels)
 		switch {
-		case err == nil && res.MD5 != md5:
+		case err == nil && (res.MD5 != md5 || version != 0 && res.Version != version):
 			h.watchAnswers.WithLabelValues("changed").Inc()
 			writeData(w, res)
 			return

@@ -140,6 +140,11 @@ func TestRefusals(t *testing.T) {
 		{"history unknown item", call{method: "GET", path: "/api/v1/config/shop/payment/nope/history"}, 404, "not found"},
 		{"bad wait", call{method: "GET", path: item + "?md5=x&wait=forever"}, 400, "not a duration"},
 		{"wait too long", call{method: "GET", path: item + "?md5=x&wait=1h"}, 400, "outside"},
+		{"bad version", call{method: "GET", path: item + "?md5=x&version=latest"}, 400, "not a version number"},
+		{"huge gray content", call{method: "POST", path: item + "/gray", body: `{"content":"` + strings.Repeat("x", configcentre.MaxContentBytes+1) + `","match":{"percent":5}}`}, 413, "the limit is 1048576"},
+		{"create over an existing item", call{method: "PUT", path: item + "?cas=0", body: "v2"}, 409, "is at version 1, not 0 (cas)"},
+		{"put over a stale version", call{method: "PUT", path: item + "?cas=7", body: "v2"}, 409, "is at version 1, not 7 (cas)"},
+		{"bad cas", call{method: "PUT", path: item + "?cas=latest", body: "v2"}, 400, "want the formal version the write replaces"},
 		{"bad time", call{method: "GET", path: "/api/v1/changes?start=yesterday"}, 400, "RFC 3339"},
 		{"unknown route", call{method: "DELETE", path: item + "/x/y/z"}, 404, "no such route"},
 	} {
@@ -154,6 +159,56 @@ func TestRefusals(t *testing.T) {
 	it, err := l.Machine().Item(configcentre.Key{Namespace: "shop", Group: "payment", Key: "settings"})
 	if err != nil || len(it.Versions) != 1 || it.Gray != nil {
 		t.Errorf("after the refusals: %+v %v", it, err)
+	}
+}
+
+// TestSecondGrayRefused: a gray while one is active is 409 and changes
+// nothing: the first gray stays, with its version and match, and no
+// version is published.
+func TestSecondGrayRefused(t *testing.T) {
+	srv, l := newServer(t, t.TempDir())
+	for _, c := range []call{
+		{method: "PUT", path: item, body: "v1"},
+		{method: "POST", path: item + "/gray", body: `{"content":"v2","match":{"instances":["pod-a"]}}`},
+	} {
+		if code, body := do(t, srv, c); code != 200 {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, code, body)
+		}
+	}
+	code, body := do(t, srv, call{method: "POST", path: item + "/gray", body: `{"content":"v3","match":{"percent":50}}`})
+	if code != http.StatusConflict || !strings.Contains(string(body), "already has an active gray (version 2)") {
+		t.Fatalf("second gray: %d %s", code, body)
+	}
+	it, err := l.Machine().Item(configcentre.Key{Namespace: "shop", Group: "payment", Key: "settings"})
+	if err != nil || len(it.Versions) != 2 || it.Gray == nil || it.Gray.Version != 2 || len(it.Gray.Match.Instances) != 1 {
+		t.Fatalf("after the refused gray: %+v %v", it, err)
+	}
+}
+
+// TestWatchAnswersANewVersionOfTheSameContent: with version= the long
+// poll answers a value whose content is the same under another version,
+// as a promoted gray's cohort sees.
+func TestWatchAnswersANewVersionOfTheSameContent(t *testing.T) {
+	srv, _ := newServer(t, t.TempDir())
+	for _, c := range []call{
+		{method: "PUT", path: item, body: "v1"},
+		{method: "POST", path: item + "/gray", body: `{"content":"v2","match":{"instances":["pod-a"]}}`},
+		{method: "POST", path: item + "/gray/promote"},
+	} {
+		if code, body := do(t, srv, c); code != 200 {
+			t.Fatalf("%s %s: %d %s", c.method, c.path, code, body)
+		}
+	}
+	md5v2 := configcentre.MD5("v2")
+	if code, _ := do(t, srv, call{method: "GET", path: item + "?instance=pod-a&md5=" + md5v2 + "&wait=100ms"}); code != http.StatusNotModified {
+		t.Fatalf("without version: %d, want 304 (the content is the same)", code)
+	}
+	code, body := do(t, srv, call{method: "GET", path: item + "?instance=pod-a&md5=" + md5v2 + "&version=2&wait=5s"})
+	if code != 200 || !strings.Contains(string(body), `"version":3`) || !strings.Contains(string(body), `"gray":false`) {
+		t.Fatalf("with version=2: %d %s", code, body)
+	}
+	if code, _ := do(t, srv, call{method: "GET", path: item + "?instance=pod-a&md5=" + md5v2 + "&version=3&wait=100ms"}); code != http.StatusNotModified {
+		t.Fatalf("with version=3: %d, want 304", code)
 	}
 }
 
@@ -435,6 +490,12 @@ func TestMetrics(t *testing.T) {
 	do(t, srv, call{method: "GET", path: item + "?md5=" + configcentre.MD5("a") + "&wait=10ms"})
 	do(t, srv, call{method: "GET", path: item + "?md5=old&wait=10ms"})
 	want := `
+# HELP vigil_config_changes_dropped_total Configuration change events dropped from the change list past its bound (the oldest).
+# TYPE vigil_config_changes_dropped_total counter
+vigil_config_changes_dropped_total 0
+# HELP vigil_config_versions_compacted_total Versions dropped from items' histories past their bound (the oldest, never the formal or active gray version).
+# TYPE vigil_config_versions_compacted_total counter
+vigil_config_versions_compacted_total 0
 # HELP vigil_config_watch_answers_total Configuration centre long polls answered, by result: changed (200) or not_modified (304).
 # TYPE vigil_config_watch_answers_total counter
 vigil_config_watch_answers_total{result="changed"} 1
@@ -442,7 +503,7 @@ vigil_config_watch_answers_total{result="not_modified"} 1
 # HELP vigil_config_watches Configuration centre long polls waiting for a change.
 # TYPE vigil_config_watches gauge
 vigil_config_watches 0
-# HELP vigil_config_writes_total Configuration centre writes by action (put, gray, promote, abort, rollback) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).
+# HELP vigil_config_writes_total Configuration centre writes by action (put, gray, promote, abort, rollback, schema) and result: ok, refused (4xx), failed (5xx), forwarded (to the leader, which counts it again).
 # TYPE vigil_config_writes_total counter
 vigil_config_writes_total{action="abort",result="refused"} 1
 vigil_config_writes_total{action="put",result="ok"} 1

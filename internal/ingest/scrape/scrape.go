@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -57,11 +58,24 @@ type Options struct {
 	// DefaultDiscoveryUpdateInterval. Tests use a short value so that file
 	// SD changes are picked up quickly.
 	DiscoveryUpdateInterval time.Duration
+	// ImplicitJobs are added to every configuration's scrape_configs, with
+	// Prometheus's defaults and the global section's interval and timeout;
+	// a job of the configuration with the same name replaces one. vigil's
+	// registry feeds one (docs/registry.md).
+	ImplicitJobs []ImplicitJob
+}
+
+// ImplicitJob is a scrape job no configuration names: its targets come
+// from Discovery.
+type ImplicitJob struct {
+	Name      string
+	Discovery discovery.Config
 }
 
 // Manager runs service discovery and scraping for the scrape_configs of a
 // Prometheus-format configuration.
 type Manager struct {
+	implicit  []ImplicitJob
 	logger    *slog.Logger
 	discovery *discovery.Manager
 	scrape    *promscrape.Manager
@@ -128,6 +142,7 @@ func New(opts Options) (*Manager, error) {
 	}
 
 	return &Manager{
+		implicit:   opts.ImplicitJobs,
 		logger:     logger,
 		discovery:  dm,
 		scrape:     sm,
@@ -148,6 +163,10 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
 
+	cfg, err := m.withImplicit(cfg)
+	if err != nil {
+		return err
+	}
 	if err := m.scrape.ApplyConfig(cfg); err != nil {
 		return fmt.Errorf("scrape: applying scrape configuration: %w", err)
 	}
@@ -164,6 +183,33 @@ func (m *Manager) ApplyConfig(cfg *config.Config) error {
 	}
 	m.configuredOnce.Do(func() { close(m.configured) })
 	return nil
+}
+
+// withImplicit returns cfg with the implicit jobs its scrape_configs do
+// not name appended (a shallow copy; cfg is not changed).
+func (m *Manager) withImplicit(cfg *config.Config) (*config.Config, error) {
+	if len(m.implicit) == 0 {
+		return cfg, nil
+	}
+	scfgs, err := cfg.GetScrapeConfigs()
+	if err != nil {
+		return nil, fmt.Errorf("scrape: loading scrape configs: %w", err)
+	}
+	c := *cfg
+	c.ScrapeConfigs = slices.Clone(cfg.ScrapeConfigs)
+	for _, j := range m.implicit {
+		if slices.ContainsFunc(scfgs, func(sc *config.ScrapeConfig) bool { return sc.JobName == j.Name }) {
+			continue
+		}
+		sc := config.DefaultScrapeConfig
+		sc.JobName = j.Name
+		sc.ServiceDiscoveryConfigs = discovery.Configs{j.Discovery}
+		if err := sc.Validate(cfg.GlobalConfig); err != nil {
+			return nil, fmt.Errorf("scrape: implicit job %s: %w", j.Name, err)
+		}
+		c.ScrapeConfigs = append(c.ScrapeConfigs, &sc)
+	}
+	return &c, nil
 }
 
 // Run discovers and scrapes targets until Stop is called. It waits for the
