@@ -18,6 +18,8 @@ Usage:
                          show or change a cluster's members (vigil cluster -h)
   vigil config get|put|gray|promote|abort|rollback|history NS/GROUP/KEY [flags]
                          read and change the configuration centre (vigil config -h)
+  vigil snapshot --service NAME [--out FILE] | get ID | list
+                         capture every instance's fault scene (vigil snapshot -h)
   vigil version          print version, commit and Go version
 `
 
@@ -42,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCluster(args[1:], stdout, stderr)
 	case "config":
 		return runConfig(args[1:], os.Stdin, stdout, stderr)
+	case "snapshot":
+		return runSnapshot(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return 0

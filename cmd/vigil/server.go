@@ -651,7 +651,14 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}))
 
 	// The service registry (docs/registry.md).
-	mountRegistry(grp, webSrv, instances, logger.With("component", "registry"), reg, alerting.OutboundDialContext(allowOutbound))
+	outbound := alerting.OutboundDialContext(allowOutbound)
+	mountRegistry(grp, webSrv, instances, logger.With("component", "registry"), reg, outbound)
+	// Incident snapshots (docs/snapshots.md): every instance of a service
+	// asked for its fault scene at once, kept with the service's traces,
+	// logs and alerts of the same minutes.
+	if err := mountSnapshots(webSrv, cfg.DataDir, logger.With("component", "snapshots"), instances, scraper, spanLogs, ruleMgr, outbound); err != nil {
+		return err
+	}
 
 	otlpOpts := otlp.Options{
 		Traces: ingestGate.Traces(traces), Logs: ingestGate.Logs(logs), Metrics: ingestGate.Metrics(metrics),

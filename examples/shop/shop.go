@@ -34,6 +34,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	vigil "github.com/vigil-observability/vigil/sdk"
+	"github.com/vigil-observability/vigil/sdk/diag"
 )
 
 // Options configures Run.
@@ -259,6 +260,10 @@ func Run(ctx context.Context, opts Options) error {
 			// The instance id the configuration centre knows it by: the
 			// four services share a host, and two demos may share vigil.
 			ConfigCentre: vigil.ConfigCentre{URL: configURL, Instance: configInstance(name, addr(i))},
+			// /debug/pprof and /debug/snapshot on each service's port, for
+			// vigil snapshot (docs/snapshots.md). The four share one
+			// process, so one CPU profile runs at a time among them.
+			Diagnostics: diag.Options{EnablePprof: true, EnableSnapshot: true},
 		}
 		if configURL != "" {
 			// Each instance registers with vigil's registry under the same

@@ -100,6 +100,11 @@ func TestClassify(t *testing.T) {
 		{"GET", "/v1/catalog/services", RegistryRead},
 		{"GET", "/v1/health/service/shop", RegistryRead},
 		{"GET", "/api/v1/registry", RegistryRead},
+		// Incident snapshots: taking one asks instances to profile
+		// themselves, so it is admin; the bundles are read.
+		{"POST", "/api/v1/snapshots", RoleAdmin},
+		{"GET", "/api/v1/snapshots", RoleRead},
+		{"GET", "/api/v1/snapshots/20261207T161727Z-gateway-ace14453", RoleRead},
 		{"PUT", "/v1/catalog/register", RoleAdmin},
 		{"POST", "/v1/agent/../../api/v1/admin/tsdb/snapshot", RoleAdmin},
 		{"POST", "/v1/traces", RoleIngest},

@@ -24,6 +24,7 @@ import (
 	"net/http/pprof"
 	"runtime/debug"
 	runtimepprof "runtime/pprof"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -32,11 +33,19 @@ import (
 // Options.CPUProfileDuration is zero.
 const DefaultCPUProfileDuration = 5 * time.Second
 
+// MaxCPUProfileDuration bounds the seconds parameter of /debug/snapshot: a
+// caller may ask for a longer CPU profile than the default, not for one
+// that holds the process's only profiler for minutes.
+const MaxCPUProfileDuration = 60 * time.Second
+
 // Options configures Mount. The zero value mounts nothing.
 type Options struct {
 	// EnablePprof mounts the net/http/pprof handlers under /debug/pprof/.
 	EnablePprof bool
-	// EnableSnapshot mounts GET /debug/snapshot.
+	// EnableSnapshot mounts GET /debug/snapshot. Its optional seconds
+	// parameter (1 to MaxCPUProfileDuration in whole seconds) sets the CPU
+	// profile's length for that one snapshot, as /debug/pprof/profile's
+	// does.
 	EnableSnapshot bool
 	// CPUProfileDuration is the length of the snapshot's CPU profile.
 	// Zero or negative means DefaultCPUProfileDuration.
@@ -107,9 +116,19 @@ func (h *snapshotHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.busy.Store(false)
 
+	cpuFor := h.cpuFor
+	if v := r.URL.Query().Get("seconds"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || time.Duration(n)*time.Second > MaxCPUProfileDuration {
+			http.Error(w, fmt.Sprintf("seconds: want a whole number from 1 to %d", int(MaxCPUProfileDuration/time.Second)), http.StatusBadRequest)
+			return
+		}
+		cpuFor = time.Duration(n) * time.Second
+	}
+
 	ctx := r.Context()
-	h.logger.LogAttrs(ctx, slog.LevelInfo, "diag snapshot started")
-	entries := h.collect(ctx)
+	h.logger.LogAttrs(ctx, slog.LevelInfo, "diag snapshot started", slog.Duration("cpu_profile", cpuFor))
+	entries := h.collect(ctx, cpuFor)
 	if ctx.Err() != nil {
 		return // the client went away; nobody to answer
 	}
@@ -132,14 +151,14 @@ func (h *snapshotHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // collect gathers every archive file. A failing item becomes
 // "<name>.error.txt" with the reason, so one broken source never costs the
 // operator the rest of the snapshot.
-func (h *snapshotHandler) collect(ctx context.Context) []entry {
+func (h *snapshotHandler) collect(ctx context.Context, cpuFor time.Duration) []entry {
 	items := []struct {
 		name string
 		fn   func() ([]byte, error)
 	}{
 		{"goroutines.txt", func() ([]byte, error) { return profile("goroutine", 2) }},
 		{"heap.pb.gz", func() ([]byte, error) { return profile("heap", 0) }},
-		{"cpu.pb.gz", func() ([]byte, error) { return h.cpuProfile(ctx) }},
+		{"cpu.pb.gz", func() ([]byte, error) { return h.cpuProfile(ctx, cpuFor) }},
 		{"runtime_metrics.txt", func() ([]byte, error) { return runtimeMetrics(), nil }},
 		{"tcp_connections.txt", func() ([]byte, error) { return tcpConnections(h.procRoot), nil }},
 		{"build.txt", buildInfo},
@@ -172,12 +191,12 @@ func profile(name string, debugLevel int) ([]byte, error) {
 // profile, e.g. from /debug/pprof/profile, is already running.
 var ErrCPUProfileBusy = errors.New("diag: a CPU profile is already running")
 
-func (h *snapshotHandler) cpuProfile(ctx context.Context) ([]byte, error) {
+func (h *snapshotHandler) cpuProfile(ctx context.Context, cpuFor time.Duration) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := runtimepprof.StartCPUProfile(&buf); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCPUProfileBusy, err)
 	}
-	werr := h.wait(ctx, h.cpuFor)
+	werr := h.wait(ctx, cpuFor)
 	runtimepprof.StopCPUProfile()
 	if werr != nil {
 		return nil, fmt.Errorf("cpu profile interrupted: %w", werr)

@@ -240,3 +240,33 @@ func BenchmarkRuntimeMetrics(b *testing.B) {
 		_ = runtimeMetrics()
 	}
 }
+
+func TestSnapshotSecondsParameter(t *testing.T) {
+	tests := []struct {
+		query    string
+		wantCode int
+		wantCPU  time.Duration
+	}{
+		{"", http.StatusOK, DefaultCPUProfileDuration},
+		{"?seconds=2", http.StatusOK, 2 * time.Second},
+		{"?seconds=60", http.StatusOK, MaxCPUProfileDuration},
+		{"?seconds=0", http.StatusBadRequest, 0},
+		{"?seconds=61", http.StatusBadRequest, 0},
+		{"?seconds=1.5", http.StatusBadRequest, 0},
+		{"?seconds=x", http.StatusBadRequest, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			h := newSnapshotHandler(Options{EnableSnapshot: true})
+			var got time.Duration
+			h.wait = func(_ context.Context, d time.Duration) error { got = d; return nil }
+			rec := get(t, h, "/debug/snapshot"+tt.query)
+			if rec.Code != tt.wantCode {
+				t.Fatalf("code = %d, want %d: %s", rec.Code, tt.wantCode, rec.Body)
+			}
+			if got != tt.wantCPU {
+				t.Errorf("CPU profile ran %v, want %v", got, tt.wantCPU)
+			}
+		})
+	}
+}

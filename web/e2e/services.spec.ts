@@ -66,3 +66,18 @@ test('time picker offers 5m to 7 days; rates are over the data that exists', asy
   await expect(page.getByTestId('rate-coverage')).toContainText(/Rates are per second over the last \d+ (s|min)( \d+ min)?, where spans exist, not over the whole 7 d of the range/)
   await screenshot(page, 'services-7d')
 })
+
+test('incident snapshot from the service page', async ({ page }) => {
+  // The demo registers its instances in vigil's registry; the button asks
+  // them for their /debug/snapshot (docs/snapshots.md) and links the bundle.
+  await page.goto('/services/gateway')
+  const box = page.getByTestId('snapshot')
+  await box.getByRole('button', { name: 'Incident snapshot' }).click()
+  await expect(box).toContainText('1 of 1 instances answered', { timeout: 30_000 })
+  const link = box.getByRole('link', { name: /^Download .*gateway.*\.tar\.gz$/ })
+  await expect(link).toBeVisible()
+  const resp = await page.request.get((await link.getAttribute('href'))!)
+  expect(resp.status()).toBe(200)
+  expect(resp.headers()['content-type']).toBe('application/gzip')
+  await screenshot(page, 'service-snapshot')
+})

@@ -1,5 +1,6 @@
+import { useState } from 'react'
 import { Link } from 'wouter'
-import { apiURL, type Point, type REDOperations, type REDServices } from '../api'
+import { apiURL, sendJSON, type Point, type REDOperations, type REDServices } from '../api'
 import { ChangeList, toMarker, useChanges } from '../changes'
 import { TimeChart } from '../components/Chart'
 import { Empty, ErrorBox, Loading } from '../components/States'
@@ -56,6 +57,56 @@ function REDCharts({ name, startMs, endMs }: { name: string; startMs: number; en
   )
 }
 
+// SnapshotManifest is the part of POST /api/v1/snapshots' answer the
+// button shows (docs/snapshots.md).
+interface SnapshotManifest {
+  id: string
+  answered: number
+  instances: { id: string; status: string; error?: string }[]
+}
+
+// SnapshotButton asks every live instance of the service for its fault
+// scene (vigil snapshot --service NAME) and links the bundle. It needs the
+// admin role when authentication is on; a refusal shows the server's reason.
+function SnapshotButton({ name }: { name: string }) {
+  const [busy, setBusy] = useState(false)
+  const [result, setResult] = useState<SnapshotManifest | null>(null)
+  const [error, setError] = useState<string | null>(null)
+  const take = async () => {
+    setBusy(true)
+    setError(null)
+    setResult(null)
+    try {
+      setResult(await sendJSON<SnapshotManifest>('POST', apiURL('/api/v1/snapshots'), { service: name, cpu_seconds: 5 }))
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e))
+    } finally {
+      setBusy(false)
+    }
+  }
+  return (
+    <div className="snapshot" data-testid="snapshot">
+      <button type="button" onClick={take} disabled={busy}>
+        {busy ? 'Capturing (5 s CPU profile)…' : 'Incident snapshot'}
+      </button>
+      {error && <span className="error"> {error}</span>}
+      {result && (
+        <span>
+          {' '}
+          {result.answered} of {result.instances.length} instances answered
+          {result.instances
+            .filter((i) => i.status !== 'ok')
+            .map((i) => ` · ${i.id}: ${i.status}`)
+            .join('')}{' '}
+          <a href={apiURL(`/api/v1/snapshots/${encodeURIComponent(result.id)}`)} download>
+            Download {result.id}.tar.gz
+          </a>
+        </span>
+      )}
+    </div>
+  )
+}
+
 export default function ServiceDetail({ name }: { name: string }) {
   const t = useTimeRange()
   const tp = timeParams(t)
@@ -76,6 +127,7 @@ export default function ServiceDetail({ name }: { name: string }) {
         <Link href={href('/explore', { ...tp, query: promql })}>Metrics</Link>
         <Link href={href('/map', tp)}>Service map</Link>
       </div>
+      <SnapshotButton name={name} />
       <h2>Rate, errors and latency</h2>
       <REDCharts name={name} startMs={t.start} endMs={t.end} />
       <h2>Operations</h2>
