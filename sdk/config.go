@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -58,7 +59,10 @@ type configState struct {
 	mu     sync.Mutex
 	client *configcentre.Client
 	// applied holds the span attributes naming the applied versions.
-	applied  atomic.Pointer[[]attribute.KeyValue]
+	applied atomic.Pointer[[]attribute.KeyValue]
+	// grayLog holds the same as log attributes while the instance applies
+	// a gray version of some item, and nil otherwise.
+	grayLog  atomic.Pointer[[]slog.Attr]
 	versions map[string]configcentre.Snapshot // under mu
 }
 
@@ -69,7 +73,8 @@ type configState struct {
 // a goroutine per item then keeps it current until Shutdown. The applied
 // versions are reported as vigil_config_applied_info on Registry and
 // stamped on every span started afterwards (vigil.config.versions,
-// vigil.config.cohort).
+// vigil.config.cohort), and on every log record while the instance is in
+// a gray cohort.
 func (s *Service) Config(namespace, group, key string) (*configcentre.Value, error) {
 	c, err := s.configClient()
 	if err != nil {
@@ -157,6 +162,39 @@ func (st *configState) onApply(item string, snap configcentre.Snapshot) {
 		attribute.String("vigil.config.cohort", cohort),
 	}
 	st.applied.Store(&attrs)
+	if cohort == "gray" {
+		logAttrs := []slog.Attr{slog.Any("vigil.config.versions", items), slog.String("vigil.config.cohort", cohort)}
+		st.grayLog.Store(&logAttrs)
+	} else {
+		st.grayLog.Store(nil)
+	}
+}
+
+// configLogHandler adds the applied configuration versions to every record
+// while the instance is in a gray cohort, so that the logs of gray
+// instances can be told apart from the rest (the log resource is fixed at
+// start; the versions change at run time). Formal instances' records are
+// left as they are: every instance of a service on the formal version is
+// the common case, and saying so on every line would only cost bytes.
+type configLogHandler struct {
+	slog.Handler
+	st *configState
+}
+
+func (h configLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if attrs := h.st.grayLog.Load(); attrs != nil {
+		r = r.Clone()
+		r.AddAttrs(*attrs...)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h configLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return configLogHandler{h.Handler.WithAttrs(as), h.st}
+}
+
+func (h configLogHandler) WithGroup(name string) slog.Handler {
+	return configLogHandler{h.Handler.WithGroup(name), h.st}
 }
 
 // closeConfig stops the watches, if any were started.

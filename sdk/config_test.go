@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vigil-observability/vigil/sdk/configcentre"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -42,8 +43,9 @@ func TestServiceConfig(t *testing.T) {
 	defer srv.Close()
 
 	env := map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20ingest-token,x-other=1"}
+	var logs syncBuffer
 	svc, err := Start(t.Context(), Config{
-		ServiceName: "shop-payment", ServiceVersion: "1.4.0", Endpoint: "127.0.0.1:1", LogOutput: io.Discard,
+		ServiceName: "shop-payment", ServiceVersion: "1.4.0", Endpoint: "127.0.0.1:1", LogOutput: &logs,
 		ResourceAttributes: map[string]string{"zone": "eu-1"},
 		ConfigCentre:       ConfigCentre{URL: srv.URL, Instance: "pod-a", CacheDir: t.TempDir()},
 		getenv:             func(k string) string { return env[k] },
@@ -95,6 +97,12 @@ vigil_config_applied_info{cohort="gray",item="shop/payment/settings",version="3"
 		t.Errorf("vigil.config.versions = %s", v.String())
 	}
 
+	// A gray instance's log records say so.
+	svc.Logger.Info("charged", "amount", 3)
+	if line := logs.String(); !strings.Contains(line, `"vigil.config.versions":["shop/payment/settings=3"],"vigil.config.cohort":"gray"`) {
+		t.Errorf("a gray instance's log line: %s", line)
+	}
+
 	done := make(chan error, 1)
 	// The span cannot be exported (no collector): bound the flush; the
 	// watch must end at once.
@@ -133,5 +141,23 @@ func TestOTLPBearerToken(t *testing.T) {
 		if got := otlpBearerToken(in); got != want {
 			t.Errorf("otlpBearerToken(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestGrayLogAttrs: records carry the versions only while some item is on
+// its gray version.
+func TestGrayLogAttrs(t *testing.T) {
+	var st configState
+	st.onApply("shop/a/b", configcentre.Snapshot{Version: 1})
+	if st.grayLog.Load() != nil {
+		t.Fatal("a formal instance's records are marked")
+	}
+	st.onApply("shop/a/c", configcentre.Snapshot{Version: 4, Gray: true})
+	if got := st.grayLog.Load(); got == nil || len(*got) != 2 || (*got)[0].Value.String() != "[shop/a/b=1 shop/a/c=4]" {
+		t.Fatalf("gray: %v", got)
+	}
+	st.onApply("shop/a/c", configcentre.Snapshot{Version: 5})
+	if st.grayLog.Load() != nil {
+		t.Error("still marked after the gray was promoted")
 	}
 }

@@ -220,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		Sampling:       cfg.LogSampling,
 		Export:         otelslog.NewHandler(s.Name, otelslog.WithLoggerProvider(s.LoggerProvider)),
 	})
-	s.Logger = slog.New(grayLogHandler{s.logHandler})
+	s.Logger = slog.New(grayLogHandler{configLogHandler{s.logHandler, &s.config}})
 	slog.SetDefault(s.Logger)
 
 	s.Registry = metrics.NewRegistry(metrics.RegistryOptions{Service: s.Name, Version: cfg.ServiceVersion, Revision: cfg.Revision})
