@@ -353,6 +353,7 @@ func (h *handler) write(r *http.Request, req *batch) (int, string) {
 	stored := 0
 	var storageErr error
 
+	h.cache.lookup(req)
 	for i := 0; storageErr == nil && i < len(req.series); i++ {
 		ws := &req.series[i]
 		if ws.full >= 0 {
@@ -361,11 +362,11 @@ func (h *handler) write(r *http.Request, req *batch) (int, string) {
 			stored += n
 			continue
 		}
-		if ws.first == ws.end {
+		hit := &req.hits[i]
+		if !hit.eligible {
 			continue
 		}
-		hash := hashLabelFields(ws.labels)
-		cached, known := h.cache.get(hash, ws.labels)
+		hash, cached, known := hit.hash, hit.entry, hit.known
 		learn := false
 		if !known {
 			ls, sorted := toLabels(&sb, ws.labels)

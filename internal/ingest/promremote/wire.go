@@ -26,6 +26,10 @@ type batch struct {
 	samples  []prompb.Sample
 	full     []prompb.TimeSeries
 	metadata []prompb.MetricMetadata
+	// hits holds what the series cache knows of each series (lookup),
+	// order the series' indexes by cache shard.
+	hits  []seriesHit
+	order []int32
 	// learned holds the series to cache once the request is committed.
 	learned []learnedSeries
 	// messages counts the messages decoded, and charge what they are
@@ -129,6 +133,8 @@ func putBatch(b *batch) {
 	b.full = b.full[:0]
 	clear(b.metadata)
 	b.metadata = b.metadata[:0]
+	clear(b.hits) // drops references to cached labels
+	b.hits, b.order = b.hits[:0], b.order[:0]
 	clear(b.learned)
 	b.learned = b.learned[:0]
 	b.messages, b.charge = 0, decodeCharge{}
