@@ -384,13 +384,17 @@ func spanConditions(q storage.TraceQuery) (string, []any, error) {
 	}
 	conds := []string{"true"}
 	var args []any
-	if q.Service != "" {
-		conds = append(conds, "service = ?")
-		args = append(args, q.Service)
-	}
-	if q.Operation != "" {
-		conds = append(conds, "name = ?")
-		args = append(args, q.Operation)
+	// Service and operation as constants when they can be: DuckDB pushes
+	// a constant comparison into the scan, a parameter's it does not.
+	for _, c := range []struct{ col, v string }{{"service", q.Service}, {"name", q.Operation}} {
+		switch {
+		case c.v == "":
+		case utf8.ValidString(c.v) && !strings.ContainsRune(c.v, 0):
+			conds = append(conds, c.col+" = "+sqlString(c.v))
+		default:
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
 	}
 	if !q.Start.IsZero() {
 		conds = append(conds, fmt.Sprintf("start_ns >= %d", q.Start.UnixNano()))
