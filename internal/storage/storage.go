@@ -135,6 +135,16 @@ type TraceSearcher interface {
 	Operations(ctx context.Context, service string) ([]Operation, error)
 }
 
+// TraceIDFinder is an optional capability of a TraceSearcher: the ids
+// FindTraces would return, in its order, without the summaries, which
+// cost a second read of every span of the traces found. Jaeger's
+// /api/traces reads the traces whole afterwards and needs only the ids.
+// A trace dropped between the search and a read of it may be among them.
+// Found by type assertion, so the TraceSearcher interface stays small.
+type TraceIDFinder interface {
+	FindTraceIDs(ctx context.Context, q TraceQuery) ([]pcommon.TraceID, error)
+}
+
 // REDQuery asks for request rate, errors and duration computed from the
 // stored spans whose start lies in [Start, End).
 type REDQuery struct {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 
@@ -94,6 +95,21 @@ func Proto(b []byte, maxDepth int) Shape {
 func ProtoPacked(b []byte, maxDepth int, packed PackedVarints) Shape {
 	s, _ := protoShape(b, 1, maxDepth, packed, make([]protowire.Number, 0, 16))
 	return s
+}
+
+// ProtoPackedAt is ProtoPacked for b, a message nested in the request at
+// the field numbers of path (a decoder that reads the levels above by its
+// schema walks only the messages it hands to a general decoder). Depth
+// counts from the request, so b's own level is len(path)+1.
+func ProtoPackedAt(b []byte, path []protowire.Number, maxDepth int, packed PackedVarints) Shape {
+	s, _ := protoShape(b, len(path)+1, maxDepth, packed, append(make([]protowire.Number, 0, len(path)+16), path...))
+	return s
+}
+
+// MaxCost bounds Shape.Cost for any body of wireBytes: every message takes
+// at least two bytes of the wire (its tag and length), every scalar one.
+func MaxCost(wireBytes int) int64 {
+	return (2 + PerMessage/2 + PerScalar) * int64(wireBytes)
 }
 
 // protoShape returns the shape of b, a message at depth reached through
@@ -320,6 +336,15 @@ func (r *Reservation) Resize(n int64) error {
 	b.used += n - r.held
 	r.held = n
 	return nil
+}
+
+// Size is the size of the reservation's budget: what it can never grow
+// past (the largest int64 for a nil Budget's).
+func (r *Reservation) Size() int64 {
+	if r.b == nil {
+		return math.MaxInt64
+	}
+	return r.b.size
 }
 
 // Held is what the reservation holds.

@@ -91,6 +91,15 @@ func FuzzProtoShapeMatchesReference(f *testing.F) {
 			if got := ProtoPacked(b, maxDepth, RemoteWritePacked); got != want {
 				t.Fatalf("maxDepth %d: shape %+v, want %+v", maxDepth, got, want)
 			}
+			// The same bytes as a series (field 1 of the request), as
+			// the remote_write decoder walks one it hands to prompb.
+			want, _ = referenceShape(b, 2, maxDepth, RemoteWritePacked, []protowire.Number{1})
+			if got := ProtoPackedAt(b, []protowire.Number{1}, maxDepth, RemoteWritePacked); got != want {
+				t.Fatalf("maxDepth %d, at [1]: shape %+v, want %+v", maxDepth, got, want)
+			}
+			if want.Depth <= maxDepth && want.Cost(len(b)) > MaxCost(len(b)) {
+				t.Fatalf("cost %d above MaxCost %d for %d bytes", want.Cost(len(b)), MaxCost(len(b)), len(b))
+			}
 		}
 	})
 }

@@ -233,10 +233,11 @@ const maxNesting = 64
 // decode reads, inflates and unmarshals the body. The compressed body is read
 // with a limit, and snappy's length header is checked before anything is
 // inflated, so neither a huge upload nor a snappy bomb is held in memory.
-// Before unmarshalling, the inflated body's decoded size is estimated and
-// reserved from the decode budget, since empty entries decode to about 70
-// times their size; release returns it once req is no longer needed. The
-// body is read, inflated and decoded into req's reused buffers.
+// While unmarshalling, what each message decodes to is estimated and
+// reserved from the decode budget before it is held (batch.unmarshal),
+// since empty entries decode to about 70 times their size; release
+// returns it once req is no longer needed. The body is read, inflated and
+// decoded into req's reused buffers.
 func (h *handler) decode(r *http.Request, res *decodecost.Reservation, req *batch) (code int, msg string) {
 	maxDecoded := h.limits.MaxRequestBytes
 	maxCompressed := int64(snappy.MaxEncodedLen(int(min(maxDecoded, int64(maxInt32)))))
@@ -272,18 +273,18 @@ func (h *handler) decode(r *http.Request, res *decodecost.Reservation, req *batc
 	if err != nil {
 		return http.StatusBadRequest, fmt.Sprintf("body is not snappy block format: %v", err)
 	}
-	shape := decodecost.ProtoPacked(raw, maxNesting, decodecost.RemoteWritePacked)
-	if shape.Depth > maxNesting {
-		return http.StatusBadRequest, fmt.Sprintf("body nests messages deeper than %d levels, which no prometheus.WriteRequest does", maxNesting)
-	}
-	if code, msg := budgetRefusal(res.Resize(shape.Cost(len(raw)))); code != 0 {
+	req.raw = raw
+	err = req.unmarshal(res)
+	if code, msg := budgetRefusal(err); code != 0 {
 		if code == http.StatusRequestEntityTooLarge {
-			msg = fmt.Sprintf("%s; the body holds %d messages, send smaller batches", msg, shape.Messages)
+			msg = fmt.Sprintf("%s; the body holds more than %d messages, send smaller batches", msg, req.messages)
 		}
 		return code, msg
 	}
-	req.raw = raw
-	if err := req.unmarshal(); err != nil {
+	if errors.Is(err, errNested) {
+		return http.StatusBadRequest, fmt.Sprintf("body nests messages deeper than %d levels, which no prometheus.WriteRequest does", maxNesting)
+	}
+	if err != nil {
 		return http.StatusBadRequest, fmt.Sprintf("body is not a prometheus.WriteRequest: %v", err)
 	}
 	return 0, ""
@@ -352,6 +353,7 @@ func (h *handler) write(r *http.Request, req *batch) (int, string) {
 	stored := 0
 	var storageErr error
 
+	h.cache.lookup(req)
 	for i := 0; storageErr == nil && i < len(req.series); i++ {
 		ws := &req.series[i]
 		if ws.full >= 0 {
@@ -360,11 +362,11 @@ func (h *handler) write(r *http.Request, req *batch) (int, string) {
 			stored += n
 			continue
 		}
-		if ws.first == ws.end {
+		hit := &req.hits[i]
+		if !hit.eligible {
 			continue
 		}
-		hash := hashLabelFields(ws.labels)
-		cached, known := h.cache.get(hash, ws.labels)
+		hash, cached, known := hit.hash, hit.entry, hit.known
 		learn := false
 		if !known {
 			ls, sorted := toLabels(&sb, ws.labels)

@@ -1,6 +1,7 @@
 package promremote
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -87,6 +88,76 @@ func (c *seriesCache) get(h uint64, fields []byte) (cacheEntry, bool) {
 		return cacheEntry{}, false
 	}
 	return e, ok
+}
+
+// seriesHit is what lookup found for one series of a batch.
+type seriesHit struct {
+	hash  uint64
+	entry cacheEntry
+	// eligible: the series was decoded as byte ranges and has samples;
+	// known: it was found in the cache.
+	eligible, known bool
+}
+
+// lookup finds in the cache every series of b decoded as byte ranges, as
+// get does for one, into b.hits. Each shard's lock is taken once per
+// request instead of once per series, and the map accesses, each likely a
+// cache miss over a hundred thousand series, follow one another closely
+// enough for the processor to overlap them.
+func (c *seriesCache) lookup(b *batch) {
+	n := len(b.series)
+	b.hits = slices.Grow(b.hits[:0], n)[:n]
+	var first [seriesCacheShards + 1]int32
+	for i := range b.series {
+		ws, hit := &b.series[i], &b.hits[i]
+		*hit = seriesHit{}
+		if ws.full >= 0 || ws.first == ws.end {
+			continue
+		}
+		hit.hash, hit.eligible = hashLabelFields(ws.labels), true
+		first[hit.hash%seriesCacheShards+1]++
+	}
+	if c == nil {
+		return
+	}
+	// The series' indexes ordered by shard (a counting sort).
+	for i := 1; i <= seriesCacheShards; i++ {
+		first[i] += first[i-1]
+	}
+	b.order = slices.Grow(b.order[:0], int(first[seriesCacheShards]))[:first[seriesCacheShards]]
+	next := first
+	for i := range b.hits {
+		if hit := &b.hits[i]; hit.eligible {
+			sh := hit.hash % seriesCacheShards
+			b.order[next[sh]] = int32(i)
+			next[sh]++
+		}
+	}
+	for sh := range seriesCacheShards {
+		idx := b.order[first[sh]:first[sh+1]]
+		if len(idx) == 0 {
+			continue
+		}
+		s := &c.shards[sh]
+		s.mu.Lock()
+		for _, i := range idx {
+			hit := &b.hits[i]
+			e, ok := s.cur[hit.hash]
+			if !ok {
+				if e, ok = s.prev[hit.hash]; ok {
+					delete(s.prev, hit.hash)
+					s.putLocked(hit.hash, e, c.perGeneration)
+				}
+			}
+			hit.entry, hit.known = e, ok
+		}
+		s.mu.Unlock()
+	}
+	for i := range b.hits {
+		if hit := &b.hits[i]; hit.known && !sameLabels(b.series[i].labels, hit.entry.ls) {
+			hit.entry, hit.known = cacheEntry{}, false
+		}
+	}
 }
 
 // put remembers the series; on a hash collision the newer series wins.

@@ -221,7 +221,7 @@ func compareDecoders(t *testing.T, name string, body []byte) {
 	var want prompb.WriteRequest
 	wantErr := want.Unmarshal(body)
 	b := &batch{raw: body}
-	gotErr := b.unmarshal()
+	gotErr := b.unmarshal(nil)
 	if (wantErr == nil) != (gotErr == nil) {
 		t.Fatalf("%s: prompb error %v, batch error %v", name, wantErr, gotErr)
 	}

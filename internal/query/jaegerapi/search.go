@@ -1,6 +1,7 @@
 package jaegerapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,13 +174,9 @@ func (h *handler) findTraces(w http.ResponseWriter, r *http.Request) {
 			h.writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		sums, err := h.traces.FindTraces(r.Context(), q)
-		if err != nil {
+		if ids, err = h.findTraceIDs(r.Context(), q); err != nil {
 			h.storageError(w, r, err, "searching traces")
 			return
-		}
-		for _, s := range sums {
-			ids = append(ids, s.TraceID)
 		}
 	}
 	// The traces of one answer share one budget of spans and bytes, as
@@ -213,6 +210,24 @@ func (h *handler) findTraces(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.writeJSON(w, http.StatusOK, response{Data: traces, Total: len(traces)})
+}
+
+// findTraceIDs returns the ids of the traces a search finds, without their
+// summaries when the store can leave them out: the traces are read whole
+// next, and the summaries cost the store a second read of their spans.
+func (h *handler) findTraceIDs(ctx context.Context, q storage.TraceQuery) ([]pcommon.TraceID, error) {
+	if f, ok := h.traces.(storage.TraceIDFinder); ok {
+		return f.FindTraceIDs(ctx, q)
+	}
+	sums, err := h.traces.FindTraces(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]pcommon.TraceID, len(sums))
+	for i, s := range sums {
+		ids[i] = s.TraceID
+	}
+	return ids, nil
 }
 
 // summary is one trace in /api/trace-summaries.

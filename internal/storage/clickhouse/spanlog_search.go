@@ -122,6 +122,46 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 		return nil, err
 	}
 	defer s.mu.RUnlock()
+	ids, err := s.findTraceKeys(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	sums, err := s.summarize(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.TraceSummary, 0, len(ids))
+	for _, k := range ids {
+		if sum, ok := sums[k]; ok {
+			out = append(out, *sum)
+		}
+	}
+	return out, nil
+}
+
+var _ storage.TraceIDFinder = (*SpanLogStore)(nil)
+
+// FindTraceIDs is the first step of FindTraces alone: the ids of the
+// traces it would summarise, in its order.
+func (s *SpanLogStore) FindTraceIDs(ctx context.Context, q storage.TraceQuery) ([]pcommon.TraceID, error) {
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	ids, err := s.findTraceKeys(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pcommon.TraceID, len(ids))
+	for i, k := range ids {
+		out[i] = attrenc.UintsToTraceID(k.hi, k.lo)
+	}
+	return out, nil
+}
+
+// findTraceKeys returns the ids of the newest q.Limit traces with a span
+// matching q, newest first. The caller holds mu shared.
+func (s *SpanLogStore) findTraceKeys(ctx context.Context, q storage.TraceQuery) ([]slTraceKey, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = storage.DefaultTraceLimit
@@ -190,18 +230,7 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 	slices.SortFunc(ids, func(a, b slTraceKey) int {
 		return cmp.Or(cmp.Compare(best[b], best[a]), compareTraceKeys(a, b))
 	})
-	ids = ids[:min(limit, len(ids))]
-	sums, err := s.summarize(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]storage.TraceSummary, 0, len(ids))
-	for _, k := range ids {
-		if sum, ok := sums[k]; ok {
-			out = append(out, *sum)
-		}
-	}
-	return out, nil
+	return ids[:min(limit, len(ids))], nil
 }
 
 // summarize reads the light columns of every span of the traces, within

@@ -322,16 +322,29 @@ func BenchmarkFindTracesService(b *testing.B) {
 		{"service+operation", "payments", "grpc.Charge", nil, 20},
 		{"rare-tag", "", "", map[string]string{"user.id": "u-123"}, -1},
 	} {
+		q := storage.TraceQuery{Service: c.service, Operation: c.operation, Tags: c.tags, Start: time.Now().Add(-2 * time.Hour), Limit: 20}
+		check := func(b *testing.B, n int) {
+			if c.want >= 0 && n != c.want || n == 0 {
+				b.Fatalf("%d traces, want %d", n, c.want)
+			}
+		}
 		b.Run(c.name, func(b *testing.B) {
-			q := storage.TraceQuery{Service: c.service, Operation: c.operation, Tags: c.tags, Start: time.Now().Add(-2 * time.Hour), Limit: 20}
 			for b.Loop() {
 				got, err := s.FindTraces(ctx, q)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if c.want >= 0 && len(got) != c.want || len(got) == 0 {
-					b.Fatalf("%d traces, want %d", len(got), c.want)
+				check(b, len(got))
+			}
+		})
+		// The ids alone, as Jaeger's /api/traces asks for them.
+		b.Run(c.name+"/ids", func(b *testing.B) {
+			for b.Loop() {
+				got, err := s.FindTraceIDs(ctx, q)
+				if err != nil {
+					b.Fatal(err)
 				}
+				check(b, len(got))
 			}
 		})
 	}

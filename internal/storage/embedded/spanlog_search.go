@@ -113,23 +113,55 @@ func idLists(ids []traceKey) (his, los []uint64) {
 	return his, los
 }
 
+var _ storage.TraceIDFinder = (*SpanLogStore)(nil)
+
 // FindTraces finds the traces with a matching span in two steps: the
 // matching spans' trace ids, newest first, from the days the time range
-// touches; then, through the trace index, the light columns of every span
-// of those traces to summarise them.
+// touches (findTraceKeys); then, through the trace index, the light
+// columns of every span of those traces to summarise them.
 func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]storage.TraceSummary, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return nil, storage.ErrClosed
 	}
+	parts, ids, err := s.findTraceKeys(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.summarize(ctx, parts, ids)
+}
+
+// FindTraceIDs is the first step of FindTraces alone: the ids of the
+// traces it would summarise, in its order.
+func (s *SpanLogStore) FindTraceIDs(ctx context.Context, q storage.TraceQuery) ([]pcommon.TraceID, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	_, ids, err := s.findTraceKeys(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pcommon.TraceID, len(ids))
+	for i, id := range ids {
+		out[i] = attrenc.UintsToTraceID(id.hi, id.lo)
+	}
+	return out, nil
+}
+
+// findTraceKeys returns the attached days and the ids of the newest
+// q.Limit traces with a span matching q, newest first. The caller holds mu
+// shared.
+func (s *SpanLogStore) findTraceKeys(ctx context.Context, q storage.TraceQuery) ([]partition, []traceKey, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = storage.DefaultTraceLimit
 	}
 	cond, args, err := spanConditions(q)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	parts := s.snapshot()
 	start, end := nanosRange(q.Start, q.End)
@@ -153,7 +185,7 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 			hi = p.spanMax + 1
 		}
 		if err := s.searchDay(ctx, p, cond, args, max(start, p.spanMin), hi, limit, best); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ids = ids[:0]
 		for k := range best {
@@ -164,7 +196,7 @@ func (s *SpanLogStore) FindTraces(ctx context.Context, q storage.TraceQuery) ([]
 		})
 		ids = ids[:min(len(ids), limit)]
 	}
-	return s.summarize(ctx, parts, ids)
+	return parts, ids, nil
 }
 
 // firstSearchWindow is the span time the search of a day file reads
@@ -352,13 +384,17 @@ func spanConditions(q storage.TraceQuery) (string, []any, error) {
 	}
 	conds := []string{"true"}
 	var args []any
-	if q.Service != "" {
-		conds = append(conds, "service = ?")
-		args = append(args, q.Service)
-	}
-	if q.Operation != "" {
-		conds = append(conds, "name = ?")
-		args = append(args, q.Operation)
+	// Service and operation as constants when they can be: DuckDB pushes
+	// a constant comparison into the scan, a parameter's it does not.
+	for _, c := range []struct{ col, v string }{{"service", q.Service}, {"name", q.Operation}} {
+		switch {
+		case c.v == "":
+		case utf8.ValidString(c.v) && !strings.ContainsRune(c.v, 0):
+			conds = append(conds, c.col+" = "+sqlString(c.v))
+		default:
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
 	}
 	if !q.Start.IsZero() {
 		conds = append(conds, fmt.Sprintf("start_ns >= %d", q.Start.UnixNano()))

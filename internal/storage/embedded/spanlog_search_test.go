@@ -120,3 +120,35 @@ func TestFindTracesWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestFindTracesQuotedNames: a service or operation written into the
+// query as a constant (quotes doubled) finds its spans, and only those.
+func TestFindTracesQuotedNames(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	defer s.Close()
+	names := []string{"it's", "o''brien", `back\slash`, "plain"}
+	td := ptrace.NewTraces()
+	for i, n := range names {
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", n)
+		sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+		sp.SetTraceID(pcommon.TraceID{byte(i + 1)})
+		sp.SetSpanID(pcommon.SpanID{byte(i + 1)})
+		sp.SetName(n)
+		now := time.Now()
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(now))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Millisecond)))
+	}
+	if err := s.WriteTraces(t.Context(), td); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range names {
+		ids, err := s.FindTraceIDs(t.Context(), storage.TraceQuery{Service: n, Operation: n})
+		if err != nil {
+			t.Fatalf("%q: %v", n, err)
+		}
+		if len(ids) != 1 || ids[0] != (pcommon.TraceID{byte(i + 1)}) {
+			t.Errorf("%q: found %v, want trace %d alone", n, ids, i+1)
+		}
+	}
+}

@@ -238,3 +238,19 @@ func (s *Store) Operations(ctx context.Context, service string) ([]storage.Opera
 func compareOperations(a, b storage.Operation) int {
 	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Kind, b.Kind))
 }
+
+var _ storage.TraceIDFinder = (*Store)(nil)
+
+// FindTraceIDs returns the ids of the traces FindTraces finds; summaries
+// cost this store nothing it would save.
+func (s *Store) FindTraceIDs(ctx context.Context, q storage.TraceQuery) ([]pcommon.TraceID, error) {
+	sums, err := s.FindTraces(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]pcommon.TraceID, len(sums))
+	for i, sum := range sums {
+		ids[i] = sum.TraceID
+	}
+	return ids, nil
+}

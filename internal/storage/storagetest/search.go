@@ -75,11 +75,27 @@ func testFindTraces(t *testing.T, s storage.SpanLogStore, base time.Time) {
 			if ids := traceIDs(got); !slices.Equal(ids, tt.want) {
 				t.Errorf("FindTraces(%+v) = %v, want %v", tt.q, ids, tt.want)
 			}
+			// The ids alone, where the store can leave out the
+			// summaries, are the same in the same order.
+			if f, ok := s.(storage.TraceIDFinder); ok {
+				ids, err := f.FindTraceIDs(t.Context(), tt.q)
+				if err != nil {
+					t.Fatalf("FindTraceIDs(%+v): %v", tt.q, err)
+				}
+				if !slices.Equal(ids, tt.want) {
+					t.Errorf("FindTraceIDs(%+v) = %v, want %v", tt.q, ids, tt.want)
+				}
+			}
 		})
 	}
 	for _, tags := range []map[string]string{{"error": "maybe"}, {"span.kind": "sideways"}, {"otel.status_code": "FINE"}} {
 		if _, err := s.FindTraces(t.Context(), storage.TraceQuery{Tags: tags}); !errors.Is(err, storage.ErrInvalidQuery) {
 			t.Errorf("FindTraces(tags %v) error = %v, want ErrInvalidQuery", tags, err)
+		}
+		if f, ok := s.(storage.TraceIDFinder); ok {
+			if _, err := f.FindTraceIDs(t.Context(), storage.TraceQuery{Tags: tags}); !errors.Is(err, storage.ErrInvalidQuery) {
+				t.Errorf("FindTraceIDs(tags %v) error = %v, want ErrInvalidQuery", tags, err)
+			}
 		}
 	}
 }
