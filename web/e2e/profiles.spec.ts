@@ -58,6 +58,12 @@ test('a sent CPU profile shows as a flame graph and top functions, and downloads
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.render"]')).toHaveCount(0)
   await page.getByRole('button', { name: 'Reset zoom' }).click()
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.render"]')).toHaveCount(1)
+  // By keyboard too: Enter on a frame zooms into it and shows its numbers.
+  await flame.locator('[data-testid=fg-frame][data-name="shop.render"]').focus()
+  await expect(page.getByTestId('fg-hover')).toContainText('shop.render: 400.0 ms (20.00%)')
+  await page.keyboard.press('Enter')
+  await expect(flame.locator('[data-testid=fg-frame][data-name="shop.checkout"]')).toHaveCount(0)
+  await page.getByRole('button', { name: 'Reset zoom' }).click()
 
   const download = page.getByTestId('profile-download')
   const url = await download.getAttribute('href')

@@ -58,7 +58,8 @@ function hue(name: string): number {
 // FlameGraph draws a call tree as an icicle graph (root on top, callees
 // below), in DOM elements: every name is React text, and positions are set
 // through the style property, which the UI's CSP (style-src 'self') allows.
-// Clicking a frame zooms into it; the root (or "reset") zooms out.
+// Clicking a frame (or Enter on it) zooms into it; clicking the top frame
+// zooms out a level, "Reset zoom" all the way.
 export function FlameGraph({ root, format }: { root: ProfileNode; format: (v: number) => string }) {
   const [focus, setFocus] = useState('0')
   const [hover, setHover] = useState<Bar | null>(null)
@@ -67,6 +68,8 @@ export function FlameGraph({ root, format }: { root: ProfileNode; format: (v: nu
   const bars = useMemo(() => layout(focused, focusPath), [focused, focusPath])
   const depth = bars.reduce((d, b) => Math.max(d, b.depth), 0) + 1
   const whole = root.total || 1
+  // A frame zooms in; the focused frame (the top one) zooms out a level.
+  const zoom = (b: Bar) => setFocus(b.path === focusPath ? b.path.replace(/\/\d+$/, '') || '0' : b.path)
   return (
     <div className="flamegraph" data-testid="flamegraph">
       <div className="fg-status">
@@ -84,18 +87,27 @@ export function FlameGraph({ root, format }: { root: ProfileNode; format: (v: nu
           </button>
         )}
       </div>
-      <div className="fg-canvas" role="tree" style={{ height: `${depth * 20}px` }} onMouseLeave={() => setHover(null)}>
+      <div className="fg-canvas" style={{ height: `${depth * 20}px` }} onMouseLeave={() => setHover(null)}>
         {bars.map((b) => (
           <div
             key={b.path}
-            role="treeitem"
+            role="button"
+            tabIndex={0}
+            aria-label={`${b.node.name}: ${format(b.node.total)}`}
             data-testid="fg-frame"
             data-name={b.node.name}
             className={`fg-frame fg-h${hue(b.node.name)}`}
             style={{ left: `${b.left * 100}%`, width: `${b.width * 100}%`, top: `${b.depth * 20}px` }}
             title={`${b.node.name}: ${format(b.node.total)}`}
             onMouseEnter={() => setHover(b)}
-            onClick={() => setFocus(b.path === focusPath ? b.path.replace(/\/\d+$/, '') || '0' : b.path)}
+            onFocus={() => setHover(b)}
+            onClick={() => zoom(b)}
+            onKeyDown={(e) => {
+              if (e.key === 'Enter' || e.key === ' ') {
+                e.preventDefault()
+                zoom(b)
+              }
+            }}
           >
             {b.node.name}
           </div>
