@@ -121,6 +121,11 @@ test('a profiled span links to its own samples', async ({ page, request }) => {
   await expect.poll(async () => (await request.get(`/api/traces/${traceId}`)).status(), { timeout: 30_000 }).toBe(200)
 
   await page.goto(`/traces/${traceId}`)
+  // The span's details link the same view as its row in the waterfall.
+  await page.getByTestId('span-row').first().click()
+  const fromDetails = await page.getByTestId('span-details').getByTestId('span-profile').getAttribute('href')
+  expect(fromDetails).toContain(`span_id=${SPAN_ID}`)
+  expect(fromDetails).toBe(await page.getByTestId('span-profile-link').getAttribute('href'))
   await page.getByTestId('span-profile-link').click()
   await expect(page).toHaveURL(/\/profiles\?/)
   await expect(page).toHaveURL(new RegExp(`span_id=${SPAN_ID}`))
