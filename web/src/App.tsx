@@ -14,6 +14,7 @@ const ServiceDetail = lazy(() => import('./pages/ServiceDetail'))
 const TraceSearch = lazy(() => import('./pages/TraceSearch'))
 const TraceView = lazy(() => import('./pages/TraceView'))
 const Logs = lazy(() => import('./pages/Logs'))
+const Profiles = lazy(() => import('./pages/Profiles'))
 const MetricsExplorer = lazy(() => import('./pages/MetricsExplorer'))
 const ServiceMap = lazy(() => import('./pages/ServiceMap'))
 const Alerts = lazy(() => import('./pages/Alerts'))
@@ -77,6 +78,9 @@ function Shell() {
           <NavLink to="/logs" match={(p) => p.startsWith('/logs')}>
             Logs
           </NavLink>
+          <NavLink to="/profiles" match={(p) => p.startsWith('/profiles')}>
+            Profiles
+          </NavLink>
           <NavLink to="/explore" match={(p) => p.startsWith('/explore')}>
             Metrics
           </NavLink>
@@ -113,6 +117,7 @@ function Shell() {
             <Route path="/traces" component={TraceSearch} />
             <Route path="/traces/:id">{(p) => <TraceView id={p.id} />}</Route>
             <Route path="/logs" component={Logs} />
+            <Route path="/profiles" component={Profiles} />
             <Route path="/explore" component={MetricsExplorer} />
             <Route path="/map" component={ServiceMap} />
             <Route path="/alerts" component={Alerts} />

@@ -125,6 +125,9 @@ export default function ServiceDetail({ name }: { name: string }) {
         <Link href={href('/traces', { ...tp, service: name })}>Search traces</Link>
         <Link href={href('/logs', { ...tp, service: name })}>Logs</Link>
         <Link href={href('/explore', { ...tp, query: promql })}>Metrics</Link>
+        <Link href={href('/profiles', { ...tp, service: name })} data-testid="service-profiles">
+          Profiles
+        </Link>
         <Link href={href('/map', tp)}>Service map</Link>
       </div>
       <SnapshotButton name={name} />

@@ -19,6 +19,18 @@ interface Row {
 const isError = (s: JaegerSpan) => (s.tags ?? []).some((t) => t.key === 'error' && t.value === true)
 const tag = (s: JaegerSpan, key: string) => (s.tags ?? []).find((t) => t.key === key)?.value
 
+// profileHref links the Profiles page filtered to the samples of a span
+// that otel-profiling-go marked with pyroscope.profile.id (the id its
+// samples are labelled with), a minute either side of the span, since a
+// profile covers the 10 to 15 s around the samples; null when the span is
+// not profiled.
+function profileHref(s: JaegerSpan, service: string): string | null {
+  const id = tag(s, 'pyroscope.profile.id')
+  if (id === undefined || id === '') return null
+  const startMs = s.startTime / 1000
+  return href('/profiles', { service, type: 'cpu', span_id: String(id), ...absoluteRange(startMs - 60e3, startMs + s.duration / 1000 + 60e3) })
+}
+
 // flatten orders spans depth-first under their parents (by start time);
 // spans whose parent is missing start their own subtree.
 function flatten(trace: JaegerTrace): Row[] {
@@ -112,6 +124,11 @@ function SpanDetails({ row, trace, traceStart, logCount }: { row: Row; trace: Ja
       <div className="actions">
         <Link href={metricsHref}>{row.service} metrics at this moment</Link>
         <Link href={href('/logs', { ...timeParams(t), service: row.service })}>{row.service} logs</Link>
+        {profileHref(s, row.service) && (
+          <Link href={profileHref(s, row.service) ?? ''} data-testid="span-profile">
+            CPU profile of this span
+          </Link>
+        )}
         {logCount > 0 && <a href="#trace-logs">{logCount} log line{logCount === 1 ? '' : 's'} of this span</a>}
       </div>
       <h3>Attributes</h3>
@@ -274,6 +291,11 @@ export default function TraceView({ id }: { id: string }) {
                     <span className="twisty" />
                   )}
                   <span className="svc">{r.service}</span> <span className="op">{s.operationName}</span>
+                  {profileHref(s, r.service) && (
+                    <Link href={profileHref(s, r.service) ?? ''} className="wf-profile" data-testid="span-profile-link" onClick={(e) => e.stopPropagation()}>
+                      profile
+                    </Link>
+                  )}
                 </div>
                 <div className="wf-track">
                   <div className="wf-bar" style={{ left: `${left}%`, width: `${width}%` }} />
