@@ -92,8 +92,9 @@ func (c ProfilesCheck) Run(ctx context.Context) ([]Finding, error) {
 		profiled[s.Service] = true
 	}
 	var out []Finding
-	// explained are the traced services a mismatch already names.
-	explained := map[string]bool{}
+	// explained are the traced services a finding already names, with
+	// the index of a mismatch's finding.
+	explained := map[string]int{}
 	anyBoth := false
 	for svc := range profiled {
 		if traced[svc] > 0 {
@@ -106,7 +107,13 @@ func (c ProfilesCheck) Run(ctx context.Context) ([]Finding, error) {
 			continue
 		}
 		if t := closestTraced(p, traced, profiled); t != "" {
-			explained[t] = true
+			// Two spellings of one service (payments-svc and payments.cpu)
+			// make one finding, naming both.
+			if i, ok := explained[t]; ok {
+				out[i].Evidence.Samples = append(out[i].Evidence.Samples, fmt.Sprintf("profiles service=%q", p))
+				continue
+			}
+			explained[t] = len(out)
 			out = append(out, mismatchFinding(t, p, traced[t], window))
 			continue
 		}
@@ -117,7 +124,7 @@ func (c ProfilesCheck) Run(ctx context.Context) ([]Finding, error) {
 			out = append(out, Finding{
 				Code: "profile_service_mismatch", Severity: Info, Subject: p,
 				Evidence: Evidence{
-					Summary: fmt.Sprintf("it sent profiles but no spans, and no traced service has a similar name, while %d other services send both", countBoth(profiled, traced)),
+					Summary: "it sent profiles but no spans, and no traced service has a similar name, while " + sendBoth(countBoth(profiled, traced)),
 					Values:  map[string]float64{"spans": 0},
 					Window:  lastWindow(window),
 				},
@@ -134,11 +141,11 @@ func (c ProfilesCheck) Run(ctx context.Context) ([]Finding, error) {
 	out = append(out, stale...)
 	for _, f := range stale {
 		// Its recent spans have no samples because no profile arrives.
-		explained[f.Subject] = true
+		explained[f.Subject] = -1
 	}
 	busy := make([]string, 0, len(traced))
 	for svc, n := range traced {
-		if n >= minSpans && !explained[svc] {
+		if _, done := explained[svc]; n >= minSpans && !done {
 			busy = append(busy, svc)
 		}
 	}
@@ -293,6 +300,13 @@ func (c ProfilesCheck) stale(ctx context.Context, traced map[string]int64, profi
 		})
 	}
 	return out, nil
+}
+
+func sendBoth(n int) string {
+	if n == 1 {
+		return "another service sends both"
+	}
+	return fmt.Sprintf("%d other services send both", n)
 }
 
 func countBoth(profiled map[string]bool, traced map[string]int64) int {

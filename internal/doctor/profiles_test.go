@@ -97,7 +97,8 @@ func TestProfilesCheck(t *testing.T) {
 		want     []string
 		// severity of the first finding, when set.
 		severity Severity
-		// text is found in the first finding's summary, cause or fix.
+		// text is found in the first finding's summary, cause, fix or
+		// samples.
 		text []string
 	}{
 		{
@@ -183,6 +184,16 @@ func TestProfilesCheck(t *testing.T) {
 			text: []string{"without the kind suffix"},
 		},
 		{
+			scenario: "two instances upload under two wrong spellings",
+			build: func(w *profWorld) {
+				w.traced("payments", 20*time.Minute, 0, long, true)
+				w.profiled("payments-svc", 20*time.Minute, 0, "payments")
+				w.profiled("payments.cpu", 20*time.Minute, 0, "payments")
+			},
+			want: []string{"profile_service_mismatch payments"},
+			text: []string{`service="payments-svc"`, `service="payments.cpu"`},
+		},
+		{
 			scenario: "a typo in the application name",
 			build: func(w *profWorld) {
 				w.traced("payments", 20*time.Minute, 0, long, false)
@@ -232,7 +243,7 @@ func TestProfilesCheck(t *testing.T) {
 			if tt.severity != "" && got[0].Severity != tt.severity {
 				t.Errorf("severity %s, want %s", got[0].Severity, tt.severity)
 			}
-			all := got[0].Evidence.Summary + " " + got[0].Cause + " " + got[0].Fix
+			all := got[0].Evidence.Summary + " " + got[0].Cause + " " + got[0].Fix + " " + strings.Join(got[0].Evidence.Samples, " ")
 			for _, s := range tt.text {
 				if !strings.Contains(all, s) {
 					t.Errorf("finding lacks %q:\n%s", s, all)
