@@ -87,9 +87,12 @@ func (c ProfilesCheck) Run(ctx context.Context) ([]Finding, error) {
 	if err != nil {
 		return nil, fmt.Errorf("doctor: profiled services: %w", err)
 	}
-	profiled := map[string]bool{}
+	// profiled holds each profiled service, and cpu whether it sends CPU
+	// profiles, whose samples the links are looked for in.
+	profiled, cpu := map[string]bool{}, map[string]bool{}
 	for _, s := range svcs {
 		profiled[s.Service] = true
+		cpu[s.Service] = slices.Contains(s.Kinds, storage.ProfileCPU)
 	}
 	var out []Finding
 	// explained are the traced services a finding already names, with
@@ -152,6 +155,9 @@ func (c ProfilesCheck) Run(ctx context.Context) ([]Finding, error) {
 	slices.SortFunc(busy, func(a, b string) int { return cmp.Or(cmp.Compare(traced[b], traced[a]), cmp.Compare(a, b)) })
 	busy = busy[:min(len(busy), cmp.Or(c.MaxServices, 20))]
 	for _, svc := range busy {
+		if profiled[svc] && !cpu[svc] {
+			continue // no CPU profiles: nothing to look for the spans in
+		}
 		f, err := c.judgeLinks(ctx, svc, traced, profiled, start, end, window)
 		if err != nil {
 			return nil, err

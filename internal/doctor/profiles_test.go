@@ -67,12 +67,21 @@ func (w *profWorld) traced(svc string, from, to, dur time.Duration, wrapped bool
 	}
 }
 
-// profiled writes a CPU profile of app every 15 seconds from `from` to
-// `to` before testNow; when linkTo names a service, each profile's samples
-// carry the span ids of that service's spans it covers.
-func (w *profWorld) profiled(app string, from, to time.Duration, linkTo string) {
+// profiled writes a CPU profile (or one of kind[0]) of app every 15
+// seconds from `from` to `to` before testNow; when linkTo names a service,
+// each profile's samples carry the span ids of that service's spans it
+// covers.
+func (w *profWorld) profiled(app string, from, to time.Duration, linkTo string, kind ...string) {
 	var ps []storage.Profile
 	for at := testNow.Add(-from); at.Before(testNow.Add(-to)); at = at.Add(15 * time.Second) {
+		if len(kind) > 0 && kind[0] == storage.ProfileMemory {
+			ps = append(ps, storage.Profile{
+				Service: app, Kind: storage.ProfileMemory, Start: at, End: at.Add(15 * time.Second),
+				Data: storagetest.PprofBytes(w.t, []string{"alloc_objects", "alloc_space", "inuse_objects", "inuse_space"},
+					storagetest.ProfileSample{Stack: []string{"main.cache"}, Values: []int64{1, 4096, 1, 4096}}),
+			})
+			continue
+		}
 		samples := []storagetest.ProfileSample{{Stack: []string{"runtime.gcBgMarkWorker"}, Values: []int64{1, 10_000_000}}}
 		for start, id := range w.ids[linkTo] {
 			if !start.Before(at) && start.Before(at.Add(15*time.Second)) {
@@ -114,6 +123,13 @@ func TestProfilesCheck(t *testing.T) {
 			build: func(w *profWorld) {
 				w.traced("payments", 20*time.Minute, 0, long, false)
 				w.profiled("payments", 20*time.Minute, 0, "")
+			},
+		},
+		{
+			scenario: "healthy: the tracer is wrapped but only heap profiles are sent",
+			build: func(w *profWorld) {
+				w.traced("payments", 20*time.Minute, 0, long, true)
+				w.profiled("payments", 20*time.Minute, 0, "", storage.ProfileMemory)
 			},
 		},
 		{
