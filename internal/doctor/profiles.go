@@ -176,16 +176,20 @@ func (c ProfilesCheck) judgeLinks(ctx context.Context, svc string, traced map[st
 	if err != nil || len(spans) == 0 {
 		return nil, err
 	}
+	// The samples are the traces of the spans, each once, longest span
+	// first.
 	samples := make([]string, 0, len(spans))
 	for _, s := range spans {
-		samples = append(samples, s.trace.String())
+		if id := s.trace.String(); !slices.Contains(samples, id) {
+			samples = append(samples, id)
+		}
 	}
 	values := map[string]float64{"requests": float64(traced[svc]), "profiled_spans_sampled": float64(len(spans))}
 	if !profiled[svc] {
 		return &Finding{
 			Code: "profile_span_unlinked", Severity: Warning, Subject: svc,
 			Evidence: Evidence{
-				Summary: fmt.Sprintf("its spans carry %s (%d of the traces sampled), but vigil holds no profile of %s", ProfileIDAttribute, len(spans), svc),
+				Summary: fmt.Sprintf("its spans carry %s (%d spans in the %d traces sampled), but vigil holds no profile of %s", ProfileIDAttribute, len(spans), len(samples), svc),
 				Values:  values, Window: lastWindow(window), Samples: samples,
 			},
 			Cause: fmt.Sprintf("the tracer is wrapped for profiling (otel-profiling-go, or the vigil SDK's Profiling option), but the profiler does not upload to vigil: it was not started, its uploads fail, or they go to another server or under another application name than %q", svc),
@@ -209,6 +213,12 @@ func (c ProfilesCheck) judgeLinks(ctx context.Context, svc string, traced map[st
 		}
 	}
 	probed := min(len(spans), probes)
+	probedTraces := make([]string, 0, probed)
+	for _, s := range spans[:probed] {
+		if id := s.trace.String(); !slices.Contains(probedTraces, id) {
+			probedTraces = append(probedTraces, id)
+		}
+	}
 	values["spans_probed"] = float64(probed)
 	var total time.Duration
 	for _, s := range spans[:probed] {
@@ -226,7 +236,7 @@ func (c ProfilesCheck) judgeLinks(ctx context.Context, svc string, traced map[st
 		Code: "profile_span_unlinked", Severity: sev, Subject: svc,
 		Evidence: Evidence{
 			Summary: fmt.Sprintf("vigil holds CPU profiles of %s, but none of their samples carries the span id of the %d longest spans sampled with %s (%.1fs in all)", svc, probed, ProfileIDAttribute, total.Seconds()),
-			Values:  values, Window: lastWindow(window), Samples: samples[:probed],
+			Values:  values, Window: lastWindow(window), Samples: probedTraces,
 		},
 		Cause: fmt.Sprintf("the profiles that reach vigil as %q are not the ones the wrapped tracer labels: another process (or a second profiler) uploads under that name, the labelled profiler uploads to another server, or the spans spent their time waiting rather than on CPU", svc),
 		Fix:   fmt.Sprintf("in %s, start one profiler (pyroscope.Start with ApplicationName %q and vigil's address, or the vigil SDK's Profiling option) in the same process as the tracer provider wrapped by otelpyroscope.NewTracerProvider; check with /api/v1/profiles/top?service=%s&span_id=<a sampled span's %s>", svc, svc, svc, ProfileIDAttribute),
@@ -267,7 +277,13 @@ func (c ProfilesCheck) profiledSpans(ctx context.Context, svc string, start, end
 	slices.SortStableFunc(out, func(a, b profiledSpan) int {
 		return cmp.Compare(b.end.Sub(b.start), a.end.Sub(a.start))
 	})
-	return out, nil
+	// A child span may carry its local root's id: probe each id once.
+	seen := map[string]bool{}
+	return slices.DeleteFunc(out, func(s profiledSpan) bool {
+		dup := seen[s.profileID]
+		seen[s.profileID] = true
+		return dup
+	}), nil
 }
 
 // stale finds traced services that sent profiles in the window but none

@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,9 +34,9 @@ func newProfWorld(t *testing.T) *profWorld {
 	return w
 }
 
-// traced writes a server span of svc lasting dur every 5 seconds from
-// `from` to `to` before testNow, each marked with pyroscope.profile.id
-// when wrapped is set.
+// traced writes a server span of svc lasting dur, and a child span, every
+// 5 seconds from `from` to `to` before testNow, both marked with the
+// server span's id as pyroscope.profile.id when wrapped is set.
 func (w *profWorld) traced(svc string, from, to, dur time.Duration, wrapped bool) {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
@@ -57,8 +58,18 @@ func (w *profWorld) traced(svc string, from, to, dur time.Duration, wrapped bool
 		sp.SetKind(ptrace.SpanKindServer)
 		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(at))
 		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(dur)))
+		// Its child, as otel-profiling-go marks it: with the root's id.
+		child := ss.Spans().AppendEmpty()
+		child.SetTraceID(tid)
+		child.SetSpanID(pcommon.SpanID{0xc0, byte(w.next >> 8), byte(w.next)})
+		child.SetParentSpanID(sid)
+		child.SetName("charge card")
+		child.SetKind(ptrace.SpanKindInternal)
+		child.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(dur / 4)))
+		child.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(dur / 2)))
 		if wrapped {
 			sp.Attributes().PutStr(ProfileIDAttribute, sid.String())
+			child.Attributes().PutStr(ProfileIDAttribute, sid.String())
 		}
 		w.ids[svc][at] = sid.String()
 	}
@@ -250,6 +261,9 @@ func TestProfilesCheck(t *testing.T) {
 			for _, f := range got {
 				if f.Cause == "" || f.Fix == "" || f.Evidence.Summary == "" || f.Evidence.Window == "" || len(f.Evidence.Values) == 0 || len(f.Evidence.Samples) > MaxSamples {
 					t.Errorf("incomplete finding %+v", f)
+				}
+				if distinct := slices.Compact(slices.Sorted(slices.Values(f.Evidence.Samples))); len(distinct) != len(f.Evidence.Samples) {
+					t.Errorf("repeated samples %v", f.Evidence.Samples)
 				}
 				t.Logf("%s %s %s: %s\n  cause %s\n  fix %s\n  e.g. %v", f.Severity, f.Code, f.Subject, f.Evidence.Summary, f.Cause, f.Fix, f.Evidence.Samples)
 			}
