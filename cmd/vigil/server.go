@@ -560,6 +560,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 			doctor.PropagationCheck{Spans: spanLogs},
 			doctor.TimingCheck{Spans: spanLogs},
 			doctor.TraceLogsCheck{Coverage: spanLogs},
+			doctor.ProfilesCheck{Spans: spanLogs, Profiles: st.profiles},
 			doctor.SuppressionCheck{Alerts: am},
 			doctor.NotifyCheck{Deliveries: am},
 			doctor.SLOCheck{SLOs: func() []slo.Spec { return *sloSpecs.Load() }, Metrics: metricsDB, Engine: queryEngine},
