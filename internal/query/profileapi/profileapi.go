@@ -32,11 +32,12 @@ const (
 	ExportPath     = "/api/v1/profiles/export"
 	TopPath        = "/api/v1/profiles/top"
 	FlameGraphPath = "/api/v1/profiles/flamegraph"
+	DiffPath       = "/api/v1/profiles/diff"
 	ServicesPath   = "/api/v1/profiles/services"
 )
 
 // Routes lists the path patterns NewHandler serves, for mounting.
-var Routes = []string{ExportPath, TopPath, FlameGraphPath, ServicesPath}
+var Routes = []string{ExportPath, TopPath, FlameGraphPath, DiffPath, ServicesPath}
 
 // Defaults of Options and of the query parameters.
 const (
@@ -83,6 +84,7 @@ func NewHandler(opts Options) http.Handler {
 	mux.HandleFunc("GET "+ExportPath, h.export)
 	mux.HandleFunc("GET "+TopPath, h.top)
 	mux.HandleFunc("GET "+FlameGraphPath, h.flameGraph)
+	mux.HandleFunc("GET "+DiffPath, h.diff)
 	mux.HandleFunc("GET "+ServicesPath, h.services)
 	httpapi.MethodNotAllowed(mux, Routes, h.writeError)
 	var out http.Handler = mux
@@ -174,6 +176,13 @@ func (h *handler) merge(w http.ResponseWriter, r *http.Request) (Selection, Merg
 		h.writeError(w, http.StatusBadRequest, err.Error())
 		return sel, Merged{}, false
 	}
+	m, ok := h.mergeSelection(w, r, sel)
+	return sel, m, ok
+}
+
+// mergeSelection merges sel, answering the request's errors itself; ok
+// false when it did.
+func (h *handler) mergeSelection(w http.ResponseWriter, r *http.Request, sel Selection) (Merged, bool) {
 	m, err := Merge(r.Context(), h.opts.Profiles, sel)
 	if err != nil {
 		f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{
@@ -181,9 +190,9 @@ func (h *handler) merge(w http.ResponseWriter, r *http.Request) (Selection, Merg
 		})
 		h.opts.Logger.Log(context.WithoutCancel(r.Context()), f.Level, "profile query failed", "service", sel.Service, "type", sel.Type.Name, "err", err)
 		f.Write(w, h.writeError)
-		return sel, Merged{}, false
+		return Merged{}, false
 	}
-	return sel, m, true
+	return m, true
 }
 
 func (h *handler) export(w http.ResponseWriter, r *http.Request) {
@@ -229,14 +238,10 @@ func newView(sel Selection, m Merged) view {
 }
 
 func (h *handler) top(w http.ResponseWriter, r *http.Request) {
-	limit := DefaultTopLimit
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 || n > MaxTopLimit {
-			h.writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be between 1 and %d", MaxTopLimit))
-			return
-		}
-		limit = n
+	limit, err := parseLimit(r.URL.Query())
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	sel, m, ok := h.merge(w, r)
 	if !ok {
@@ -253,15 +258,37 @@ func (h *handler) top(w http.ResponseWriter, r *http.Request) {
 	h.writeData(w, out)
 }
 
-func (h *handler) flameGraph(w http.ResponseWriter, r *http.Request) {
+// parseMinFraction reads min_fraction.
+func parseMinFraction(v url.Values) (float64, error) {
 	frac := DefaultMinFraction
-	if s := r.URL.Query().Get("min_fraction"); s != "" {
+	if s := v.Get("min_fraction"); s != "" {
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || f < 0 || f > 1 {
-			h.writeError(w, http.StatusBadRequest, "min_fraction must be a number between 0 and 1")
-			return
+			return 0, errors.New("min_fraction must be a number between 0 and 1")
 		}
 		frac = f
+	}
+	return frac, nil
+}
+
+// parseLimit reads limit.
+func parseLimit(v url.Values) (int, error) {
+	limit := DefaultTopLimit
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 || n > MaxTopLimit {
+			return 0, fmt.Errorf("limit must be between 1 and %d", MaxTopLimit)
+		}
+		limit = n
+	}
+	return limit, nil
+}
+
+func (h *handler) flameGraph(w http.ResponseWriter, r *http.Request) {
+	frac, err := parseMinFraction(r.URL.Query())
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	sel, m, ok := h.merge(w, r)
 	if !ok {
@@ -306,4 +333,96 @@ func (h *handler) services(w http.ResponseWriter, r *http.Request) {
 		svcs = []storage.ProfileService{}
 	}
 	h.writeData(w, svcs)
+}
+
+// parseBaseline reads the baseline range of a diff: baseline_start and
+// baseline_end, each defaulting from the other (or, without both, from
+// the comparison's start) so that the baseline is as long as the
+// comparison; without either it is the equal range just before.
+func parseBaseline(v url.Values, sel Selection) (Selection, error) {
+	base := sel
+	length := sel.End.Sub(sel.Start)
+	var err error
+	bs, be := v.Get("baseline_start"), v.Get("baseline_end")
+	if be != "" {
+		if base.End, err = apitime.Parse(be); err != nil {
+			return base, fmt.Errorf("baseline_end: %w", err)
+		}
+	}
+	if bs != "" {
+		if base.Start, err = apitime.Parse(bs); err != nil {
+			return base, fmt.Errorf("baseline_start: %w", err)
+		}
+	}
+	switch {
+	case bs == "" && be == "":
+		base.End, base.Start = sel.Start, sel.Start.Add(-length)
+	case bs == "":
+		base.Start = base.End.Add(-length)
+	case be == "":
+		base.End = base.Start.Add(length)
+	}
+	if base.End.Before(base.Start) {
+		return base, errors.New("baseline_end is before baseline_start")
+	}
+	return base, nil
+}
+
+// rangeView is what one side of a diff merged.
+type rangeView struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Profiles int       `json:"profiles"`
+	Total    int64     `json:"total"`
+}
+
+func (h *handler) diff(w http.ResponseWriter, r *http.Request) {
+	v := r.URL.Query()
+	frac, err := parseMinFraction(v)
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := parseLimit(v)
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	sel, err := h.parseSelection(v)
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	baseSel, err := parseBaseline(v, sel)
+	if err != nil {
+		h.writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	base, ok := h.mergeSelection(w, r, baseSel)
+	if !ok {
+		return
+	}
+	comp, ok := h.mergeSelection(w, r, sel)
+	if !ok {
+		return
+	}
+	fg := DiffFlameGraph(base.Profile, comp.Profile, frac)
+	out := struct {
+		Service    string            `json:"service"`
+		Type       string            `json:"type"`
+		Unit       string            `json:"unit"`
+		Labels     map[string]string `json:"labels,omitempty"`
+		SpanID     string            `json:"span_id,omitempty"`
+		Baseline   rangeView         `json:"baseline"`
+		Comparison rangeView         `json:"comparison"`
+		FlameGraph *DiffNode         `json:"flamegraph"`
+		Changes    []FunctionChange  `json:"changes"`
+	}{
+		Service: sel.Service, Type: sel.Type.Name, Unit: sel.Type.Unit, Labels: sel.Labels, SpanID: sel.SpanID,
+		Baseline:   rangeView{Start: baseSel.Start.UTC(), End: baseSel.End.UTC(), Profiles: base.Profiles, Total: fg.Baseline},
+		Comparison: rangeView{Start: sel.Start.UTC(), End: sel.End.UTC(), Profiles: comp.Profiles, Total: fg.Comparison},
+		FlameGraph: fg,
+		Changes:    TopChanges(base.Profile, comp.Profile, limit),
+	}
+	h.writeData(w, out)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/vigil-observability/vigil/internal/goldentest"
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/memory"
 )
@@ -157,6 +158,12 @@ func TestErrors(t *testing.T) {
 		{ExportPath, url.Values{"service": {"shop"}, "type": {"alloc_space"}}, http.StatusNotFound, "no alloc_space profiles"},
 		{TopPath, url.Values{"service": {"shop"}, "limit": {"0"}}, http.StatusBadRequest, "limit"},
 		{FlameGraphPath, url.Values{"service": {"shop"}, "min_fraction": {"2"}}, http.StatusBadRequest, "min_fraction"},
+		{DiffPath, url.Values{}, http.StatusBadRequest, "service is required"},
+		{DiffPath, url.Values{"service": {"shop"}, "baseline_start": {"x"}}, http.StatusBadRequest, "baseline_start"},
+		{DiffPath, url.Values{"service": {"shop"}, "baseline_end": {"x"}}, http.StatusBadRequest, "baseline_end"},
+		{DiffPath, url.Values{"service": {"shop"}, "baseline_start": {"2026-03-01T11:00:00Z"}, "baseline_end": {"2026-03-01T10:00:00Z"}}, http.StatusBadRequest, "baseline_end is before baseline_start"},
+		{DiffPath, url.Values{"service": {"shop"}, "limit": {"-1"}}, http.StatusBadRequest, "limit"},
+		{DiffPath, url.Values{"service": {"shop"}, "min_fraction": {"x"}}, http.StatusBadRequest, "min_fraction"},
 	} {
 		rec := get(t, h, tc.path, tc.q)
 		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
@@ -249,5 +256,41 @@ func TestServices(t *testing.T) {
 	got := decode[[]storage.ProfileService](t, rec.Body)
 	if len(got) != 2 || got[0].Service != "other" || got[1].Service != "shop" || got[1].Kinds[0] != "cpu" {
 		t.Errorf("services %+v", got)
+	}
+}
+
+// TestDiff pins the diff's answers in testdata/diff_*.json. The test data
+// has the idle frame alone two minutes ago (env=dev) and the burner
+// dominating a minute ago (env=prod).
+func TestDiff(t *testing.T) {
+	h := newTestHandler(t)
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	for _, tc := range []struct {
+		name string
+		q    url.Values
+	}{
+		// The last 90 s against the 90 s before: main.burn grew from
+		// nothing, main.idle shrank from (nearly) everything.
+		{"previous_range", url.Values{"service": {"shop"}, "start": {at(-90 * time.Second)}, "end": {at(0)}}},
+		// A baseline given by its start alone is as long as the
+		// comparison; min_fraction 0 keeps runtime.tiny.
+		{"baseline_start", url.Values{"service": {"shop"}, "start": {at(-90 * time.Second)}, "end": {at(0)},
+			"baseline_start": {at(-3 * time.Minute)}, "min_fraction": {"0"}, "limit": {"2"}}},
+		// Ranges of different lengths compare by share: the baseline's
+		// hour holds both profiles.
+		{"longer_baseline", url.Values{"service": {"shop"}, "start": {at(-90 * time.Second)}, "end": {at(0)},
+			"baseline_start": {at(-time.Hour)}, "baseline_end": {at(0)}}},
+		// Nothing in the baseline: every share is new.
+		{"empty_baseline", url.Values{"service": {"shop"}, "label": {"env=prod"}, "start": {at(-90 * time.Second)}, "end": {at(0)}}},
+		// Nothing at all: an empty tree and no changes, not an error.
+		{"nothing", url.Values{"service": {"nope"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(t, h, DiffPath, tc.q)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			goldentest.CompareJSON(t, "diff_"+tc.name+".json", rec.Body.Bytes())
+		})
 	}
 }
