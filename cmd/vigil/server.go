@@ -633,6 +633,11 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	})))
 	httpapi.Mount(webSrv, profileapi.Routes, profileapi.NewHandler(profileapi.Options{
 		Profiles: st.profiles, Slots: querySlots, Logger: logger, Registerer: reg,
+		// A diff between versions finds them in the deploys that
+		// /api/v1/changes lists.
+		Deploys: func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error) {
+			return changes.Deploys(ctx, metricsDB, start, end)
+		},
 	}))
 	redSvc, err := red.New(red.Options{Spans: spanLogs, Queryable: metricsDB, Logger: logger, Engine: queryEngine})
 	if err != nil {

@@ -2,10 +2,14 @@ package profileapi
 
 import (
 	"cmp"
+	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/vigil-observability/vigil/internal/configcentre"
 )
 
 // DiffNode is one frame of a diff flame graph: the merged call trees of a
@@ -179,4 +183,39 @@ func TopChanges(base, comp *profile.Profile, limit int) []FunctionChange {
 
 func cmpChange(a, b FunctionChange) int {
 	return cmp.Or(cmp.Compare(math.Abs(b.Change), math.Abs(a.Change)), cmp.Compare(b.Change, a.Change), cmp.Compare(a.Name, b.Name))
+}
+
+// VersionRange is when service ran version according to its deploys
+// (any order) between from and to: from its first deploy to the version
+// (else from) to the first deploy away from it after that (else to). A
+// rolling deploy's minutes, when old and new instances both run, belong
+// to both versions. It is an error when no deploy went to or from the
+// version.
+func VersionRange(deploys []configcentre.Change, service, version string, from, to time.Time) (start, end time.Time, err error) {
+	ds := slices.Clone(deploys)
+	slices.SortStableFunc(ds, func(a, b configcentre.Change) int { return a.Time.Compare(b.Time) })
+	start, end = from, to
+	seen := false
+	for _, d := range ds {
+		if d.Kind != configcentre.KindDeploy || d.Service != service || d.From == d.To {
+			continue
+		}
+		if d.To == version && !seen {
+			start, seen = d.Time, true
+		}
+	}
+	for _, d := range ds {
+		if d.Kind != configcentre.KindDeploy || d.Service != service || d.From == d.To {
+			continue
+		}
+		if d.From == version && !d.Time.Before(start) {
+			end, seen = d.Time, true
+			break
+		}
+	}
+	if !seen {
+		return start, end, fmt.Errorf("version: no deploy of service %q to or from version %q between %s and %s",
+			service, version, from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339))
+	}
+	return start, end, nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/profiletype"
 	"github.com/vigil-observability/vigil/internal/query/apitime"
 	"github.com/vigil-observability/vigil/internal/query/httpapi"
@@ -49,6 +50,9 @@ const (
 	// DefaultMinFraction is the share of the whole below which a flame
 	// graph folds a frame's callees into "(other)".
 	DefaultMinFraction = 0.001
+	// DefaultVersionWindow is how far back a diff between versions looks
+	// for their deploys without start.
+	DefaultVersionWindow = 7 * 24 * time.Hour
 )
 
 // Options configures the handler.
@@ -60,6 +64,10 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// Deploys lists the deploys (change events of kind deploy, with a
+	// service and the versions it went from and to) between two times,
+	// for diffs between versions; nil: a diff takes no versions.
+	Deploys func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error)
 }
 
 type handler struct {
@@ -393,10 +401,48 @@ func (h *handler) diff(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	version, baseVersion := v.Get("version"), v.Get("baseline_version")
+	var deploys []configcentre.Change
+	var winStart, winEnd time.Time
+	if version != "" || baseVersion != "" {
+		if h.opts.Deploys == nil {
+			h.writeError(w, http.StatusBadRequest, "version and baseline_version need change tracking, which this server lacks")
+			return
+		}
+		if version != "" && v.Get("start") == "" {
+			sel.Start = sel.End.Add(-DefaultVersionWindow)
+		}
+		// The comparison's range, or (with version) the window its
+		// deploys are looked for in.
+		winStart, winEnd = sel.Start, sel.End
+		if version == "" {
+			winStart = sel.End.Add(-DefaultVersionWindow)
+		}
+		if deploys, err = h.opts.Deploys(r.Context(), winStart, winEnd); err != nil {
+			f := httpapi.ReadFailure(r.Context(), err, httpapi.Failure{
+				Code: http.StatusInternalServerError, Msg: "reading the deploys failed", Level: slog.LevelError,
+			})
+			h.opts.Logger.Log(context.WithoutCancel(r.Context()), f.Level, "profile diff deploys failed", "service", sel.Service, "err", err)
+			f.Write(w, h.writeError)
+			return
+		}
+		if version != "" {
+			if sel.Start, sel.End, err = VersionRange(deploys, sel.Service, version, winStart, winEnd); err != nil {
+				h.writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+		}
+	}
 	baseSel, err := parseBaseline(v, sel)
 	if err != nil {
 		h.writeError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	if baseVersion != "" {
+		if baseSel.Start, baseSel.End, err = VersionRange(deploys, sel.Service, baseVersion, winStart, winEnd); err != nil {
+			h.writeError(w, http.StatusBadRequest, "baseline_"+err.Error())
+			return
+		}
 	}
 	base, ok := h.mergeSelection(w, r, baseSel)
 	if !ok {
@@ -413,12 +459,15 @@ func (h *handler) diff(w http.ResponseWriter, r *http.Request) {
 		Unit       string            `json:"unit"`
 		Labels     map[string]string `json:"labels,omitempty"`
 		SpanID     string            `json:"span_id,omitempty"`
+		Version    string            `json:"version,omitempty"`
+		BaseVer    string            `json:"baseline_version,omitempty"`
 		Baseline   rangeView         `json:"baseline"`
 		Comparison rangeView         `json:"comparison"`
 		FlameGraph *DiffNode         `json:"flamegraph"`
 		Changes    []FunctionChange  `json:"changes"`
 	}{
 		Service: sel.Service, Type: sel.Type.Name, Unit: sel.Type.Unit, Labels: sel.Labels, SpanID: sel.SpanID,
+		Version: version, BaseVer: baseVersion,
 		Baseline:   rangeView{Start: baseSel.Start.UTC(), End: baseSel.End.UTC(), Profiles: base.Profiles, Total: fg.Baseline},
 		Comparison: rangeView{Start: sel.Start.UTC(), End: sel.End.UTC(), Profiles: comp.Profiles, Total: fg.Comparison},
 		FlameGraph: fg,

@@ -2,6 +2,7 @@ package profileapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/pprof/profile"
 
+	"github.com/vigil-observability/vigil/internal/configcentre"
 	"github.com/vigil-observability/vigil/internal/goldentest"
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/memory"
@@ -63,7 +65,7 @@ func cpuProfile(t *testing.T, samples ...sample) []byte {
 	return b.Bytes()
 }
 
-func newTestHandler(t *testing.T) http.Handler {
+func newTestHandler(t *testing.T, with ...func(*Options)) http.Handler {
 	t.Helper()
 	st := memory.NewProfileStore()
 	write := func(svc string, at time.Time, labels map[string]string, data []byte) {
@@ -83,7 +85,11 @@ func newTestHandler(t *testing.T) http.Handler {
 		sample{[]string{"main.main", "runtime.tiny"}, 1, ""},
 	))
 	write("other", now.Add(-time.Minute), nil, cpuProfile(t, sample{[]string{"x.y"}, 5, ""}))
-	return NewHandler(Options{Profiles: st, Now: func() time.Time { return now }})
+	opts := Options{Profiles: st, Now: func() time.Time { return now }}
+	for _, f := range with {
+		f(&opts)
+	}
+	return NewHandler(opts)
 }
 
 func get(t *testing.T, h http.Handler, path string, q url.Values) *httptest.ResponseRecorder {
@@ -164,6 +170,7 @@ func TestErrors(t *testing.T) {
 		{DiffPath, url.Values{"service": {"shop"}, "baseline_start": {"2026-03-01T11:00:00Z"}, "baseline_end": {"2026-03-01T10:00:00Z"}}, http.StatusBadRequest, "baseline_end is before baseline_start"},
 		{DiffPath, url.Values{"service": {"shop"}, "limit": {"-1"}}, http.StatusBadRequest, "limit"},
 		{DiffPath, url.Values{"service": {"shop"}, "min_fraction": {"x"}}, http.StatusBadRequest, "min_fraction"},
+		{DiffPath, url.Values{"service": {"shop"}, "version": {"v2"}}, http.StatusBadRequest, "need change tracking"},
 	} {
 		rec := get(t, h, tc.path, tc.q)
 		if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
@@ -292,5 +299,58 @@ func TestDiff(t *testing.T) {
 			}
 			goldentest.CompareJSON(t, "diff_"+tc.name+".json", rec.Body.Bytes())
 		})
+	}
+}
+
+// TestDiffVersions maps versions to ranges through the deploys: shop went
+// from v1 to v2 100 s ago (other's deploy at the same time is no
+// business of shop's).
+func TestDiffVersions(t *testing.T) {
+	var asked [2]time.Time
+	h := newTestHandler(t, func(o *Options) {
+		o.Deploys = func(_ context.Context, start, end time.Time) ([]configcentre.Change, error) {
+			asked = [2]time.Time{start, end}
+			return []configcentre.Change{
+				{Time: now.Add(-100 * time.Second), Kind: configcentre.KindDeploy, Action: "deploy", Service: "shop", Instance: "a", From: "v1", To: "v2"},
+				{Time: now.Add(-150 * time.Second), Kind: configcentre.KindDeploy, Action: "deploy", Service: "other", From: "v2", To: "v3"},
+				{Time: now.Add(-time.Hour), Kind: configcentre.KindConfig, Action: "put", Item: "v2"},
+			}, nil
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		q    url.Values
+	}{
+		// v2 ran from the deploy until now, v1 from the window's start
+		// until the deploy.
+		{"versions", url.Values{"service": {"shop"}, "version": {"v2"}, "baseline_version": {"v1"}}},
+		// v2 against the equal range before it.
+		{"version", url.Values{"service": {"shop"}, "version": {"v2"}, "min_fraction": {"0"}}},
+		// The last 90 s against v1's range, found in the week before.
+		{"baseline_version", url.Values{"service": {"shop"}, "baseline_version": {"v1"}, "start": {now.Add(-90 * time.Second).Format(time.RFC3339)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := get(t, h, DiffPath, tc.q)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%d %s", rec.Code, rec.Body)
+			}
+			goldentest.CompareJSON(t, "diff_"+tc.name+".json", rec.Body.Bytes())
+		})
+	}
+	if want := now.Add(-DefaultVersionWindow); !asked[0].Equal(want) || !asked[1].Equal(now) {
+		t.Errorf("deploys asked for %v, want the week before now", asked)
+	}
+	for _, tc := range []struct {
+		q   url.Values
+		msg string
+	}{
+		{url.Values{"service": {"shop"}, "version": {"v9"}}, `version: no deploy of service \"shop\" to or from version \"v9\"`},
+		{url.Values{"service": {"shop"}, "version": {"v2"}, "baseline_version": {"v3"}}, `baseline_version: no deploy`},
+		{url.Values{"service": {"other"}, "version": {"v1"}}, `no deploy of service \"other\"`},
+	} {
+		rec := get(t, h, DiffPath, tc.q)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), tc.msg) {
+			t.Errorf("%s: %d %s, want 400 with %s", tc.q.Encode(), rec.Code, rec.Body, tc.msg)
+		}
 	}
 }
