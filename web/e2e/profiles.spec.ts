@@ -11,22 +11,27 @@ import { expect, screenshot, test } from './fixtures'
 // shop.checkout -> shop.burnCPU (1.5 s, labelled span_id=00000000000000ab),
 // shop.render (0.4 s) and a function named as markup (0.1 s).
 const PPROF = readFileSync(resolve(import.meta.dirname, 'fixtures', 'cpu.pb.gz'))
+// fixtures/cpu-render.pb.gz (fixtures/_gen -render): the same stacks after
+// shop.render grew to 1.6 s and shop.burnCPU shrank to 0.3 s.
+const PPROF_RENDER = readFileSync(resolve(import.meta.dirname, 'fixtures', 'cpu-render.pb.gz'))
 const SPAN_ID = '00000000000000ab'
 const MARKUP = 'shop.<img src=x onerror=alert(1)>'
 
 // Each test sends its own service, so that tests running in parallel, or
 // a rerun against a running vigil, see only their own samples.
-async function sendProfile(request: import('@playwright/test').APIRequestContext, service: string) {
-  const now = Math.floor(Date.now() / 1000)
-  const r = await request.post(`/ingest?name=${encodeURIComponent(`${service}.cpu{env=e2e}`)}&from=${now - 10}&until=${now}`, {
+// ago is how many seconds before now the profile's 10 s end; profiles is
+// how many of the service's profiles the last hour holds after it.
+async function sendProfile(request: import('@playwright/test').APIRequestContext, service: string, data = PPROF, ago = 0, profiles = 1) {
+  const until = Math.floor(Date.now() / 1000) - ago
+  const r = await request.post(`/ingest?name=${encodeURIComponent(`${service}.cpu{env=e2e}`)}&from=${until - 10}&until=${until}`, {
     headers: { 'Content-Type': 'application/octet-stream' },
-    data: PPROF,
+    data,
   })
   expect(r.status(), await r.text()).toBe(200)
   // Durable once answered; wait until a query sees it anyway.
   await expect
     .poll(async () => (await (await request.get(`/api/v1/profiles/top?service=${service}&type=cpu`)).json()).data.profiles, { timeout: 30_000 })
-    .toBe(1)
+    .toBe(profiles)
 }
 
 test('a sent CPU profile shows as a flame graph and top functions, and downloads as pprof', async ({ page, request }) => {
@@ -82,6 +87,49 @@ test('a sent CPU profile shows as a flame graph and top functions, and downloads
   await page.locator('input[name=labels]').fill('env=e2e')
   await page.getByRole('button', { name: 'Apply' }).click()
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.burnCPU"]')).toHaveCount(1)
+})
+
+test('comparing with the previous range shows what grew in red and ranks it first', async ({ page, request }) => {
+  const service = `profiled-${randomBytes(3).toString('hex')}`
+  // 20 minutes ago burnCPU dominated; in the last minute render does.
+  await sendProfile(request, service, PPROF, 20 * 60, 1)
+  await sendProfile(request, service, PPROF_RENDER, 0, 2)
+
+  // The last 15 minutes against the 15 before.
+  await page.goto(`/profiles?service=${service}&from=now-15m`)
+  await page.locator('select[name=compare]').selectOption('previous')
+  await expect(page).toHaveURL(/compare=previous/)
+
+  const diff = page.getByTestId('diff-flamegraph')
+  const render = diff.locator('[data-testid=fg-frame][data-name="shop.render"]')
+  const burn = diff.locator('[data-testid=fg-frame][data-name="shop.burnCPU"]')
+  await expect(render).toHaveClass(/\bfg-grew\b/)
+  await expect(burn).toHaveClass(/\bfg-shrank\b/)
+  await expect(diff.locator('[data-testid=fg-frame][data-name="main.main"]')).toHaveClass(/\bfg-same\b/)
+  // Its numbers on focus: 20% of the baseline's whole, 80% of the comparison's.
+  await render.focus()
+  await expect(page.getByTestId('fg-diff-hover')).toContainText('shop.render: 20.00% → 80.00% of the whole (+60.00 pts); 400.0 ms → 1.60 s')
+  // A name that is markup is text here too.
+  await expect(diff.getByText(MARKUP, { exact: true })).toHaveCount(1)
+  expect(await page.locator('img[src="x"]').count()).toBe(0)
+
+  const rows = page.getByTestId('profile-changes').locator('tbody tr')
+  await expect(rows.first()).toContainText('shop.render')
+  await expect(rows.first()).toContainText('+60.00 pts')
+  await expect(rows.first()).toHaveAttribute('data-change', 'grew')
+  await expect(rows.nth(1)).toContainText('shop.burnCPU')
+  await expect(rows.nth(1)).toHaveAttribute('data-change', 'shrank')
+  await expect(page.getByTestId('diff-ranges')).toContainText('1 profile')
+  await screenshot(page, 'profiles-diff')
+
+  // A custom baseline three hours ago holds nothing: everything grew.
+  await page.locator('select[name=compare]').selectOption('custom')
+  await page.locator('input[name=baseline_start]').fill(String(Math.floor(Date.now() / 1000) - 3 * 3600))
+  await page.getByRole('button', { name: 'Apply' }).click()
+  await expect(page).toHaveURL(/baseline_start=\d+/)
+  await expect(page.getByTestId('diff-ranges')).toContainText('0 profiles')
+  await expect(burn).toHaveClass(/\bfg-grew\b/)
+  await expect(rows.first()).toContainText('shop.render')
 })
 
 test('a profiled span links to its own samples', async ({ page, request }) => {
