@@ -339,3 +339,50 @@ slos:
 		t.Errorf("config changes %q, want %q", actions, want)
 	}
 }
+
+// TestDemoProfilesItself: the demo's four services share one profiler,
+// their requests' samples are filed under each's name, and under
+// slow-payments payments' CPU profile shows the slow path.
+func TestDemoProfilesItself(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	base := testport.Run(t, 4)
+	start := time.Now()
+	startDemo(t, s, base, "--fault", "slow-payments")
+
+	var svcs struct {
+		Data []struct {
+			Service string `json:"service"`
+		} `json:"data"`
+	}
+	var top struct {
+		Data struct {
+			Functions []struct {
+				Name string `json:"name"`
+			} `json:"functions"`
+		} `json:"data"`
+	}
+	var listed []string
+	waitFor(t, "profiles of the four services", 40*time.Second, func() bool {
+		if s.getJSON(t, "/api/v1/profiles/services", &svcs) != http.StatusOK {
+			return false
+		}
+		listed = listed[:0]
+		for _, d := range svcs.Data {
+			listed = append(listed, d.Service)
+		}
+		for _, name := range []string{"gateway", "catalog", "orders", "payments"} {
+			if !slices.Contains(listed, name) {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "scoreFraud at the top of payments' CPU profile", 20*time.Second, func() bool {
+		if s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu", &top) != http.StatusOK || len(top.Data.Functions) == 0 {
+			return false
+		}
+		return strings.HasSuffix(top.Data.Functions[0].Name, ".scoreFraud")
+	})
+	t.Logf("profiles of %v, payments' top function %s, %v after the demo started",
+		listed, top.Data.Functions[0].Name, time.Since(start).Round(time.Second))
+}
