@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -383,6 +384,46 @@ func TestDemoProfilesItself(t *testing.T) {
 		}
 		return strings.HasSuffix(top.Data.Functions[0].Name, ".scoreFraud")
 	})
-	t.Logf("profiles of %v, payments' top function %s, %v after the demo started",
-		listed, top.Data.Functions[0].Name, time.Since(start).Round(time.Second))
+	// The service_name label did not displace otel-profiling-go's
+	// span_id: some payments server span has a profile of its own.
+	q := url.Values{"service": {"payments"}, "tags": {`{"span.kind":"server"}`}, "limit": {"20"}}
+	var traces struct {
+		Data []struct {
+			Spans []struct {
+				ProcessID string
+				Tags      []struct {
+					Key   string
+					Value any
+				}
+			}
+			Processes map[string]struct{ ServiceName string }
+		}
+	}
+	linked, probed := "", 0
+	waitFor(t, "a payments span with its own CPU profile (span_id kept beside service_name)", 20*time.Second, func() bool {
+		if s.getJSON(t, "/api/traces?"+q.Encode(), &traces) != http.StatusOK {
+			return false
+		}
+		for _, tr := range traces.Data {
+			for _, sp := range tr.Spans {
+				if tr.Processes[sp.ProcessID].ServiceName != "payments" {
+					continue
+				}
+				for _, tag := range sp.Tags {
+					id, _ := tag.Value.(string)
+					if tag.Key != "pyroscope.profile.id" || linked != "" {
+						continue
+					}
+					probed++
+					top.Data.Functions = nil
+					if s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu&span_id="+id, &top) == http.StatusOK && len(top.Data.Functions) > 0 {
+						linked = id
+					}
+				}
+			}
+		}
+		return linked != ""
+	})
+	t.Logf("profiles of %v, payments' top function scoreFraud, %v after the demo started; span %s's own profile found among %d probed",
+		listed, time.Since(start).Round(time.Second), linked, probed)
 }
