@@ -26,6 +26,11 @@ type servicePart struct {
 // as the service it names is the profile's. The common case, no sample
 // labelled or all with the same service, returns p itself without copying.
 func splitByService(p *profile.Profile, app string) []servicePart {
+	if !slices.ContainsFunc(p.Sample, func(s *profile.Sample) bool { _, ok := s.Label[serviceLabel]; return ok }) {
+		// A process of one service, or one not using the label: the
+		// profile as it came, nothing allocated.
+		return []servicePart{{service: app, prof: p}}
+	}
 	groups := map[string][]*profile.Sample{}
 	for _, s := range p.Sample {
 		svc := app
