@@ -30,7 +30,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/grafana/pyroscope-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/bridges/otelslog"
 	"go.opentelemetry.io/otel"
@@ -147,11 +146,12 @@ type Service struct {
 	cfg        Config
 	// tracing creates the middleware's spans: TracerProvider, wrapped to
 	// label profile samples when profiling is on.
-	tracing      trace.TracerProvider
-	profiler     *pyroscope.Profiler
-	resource     *resource.Resource
-	config       configState
-	registration registrationState
+	tracing trace.TracerProvider
+	// stopProfiling leaves the process's shared profiler (profiling.go).
+	stopProfiling func() error
+	resource      *resource.Resource
+	config        configState
+	registration  registrationState
 }
 
 // Start builds and installs the service's telemetry: tracer and logger
@@ -240,7 +240,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 			_ = s.shutdownProviders(ctx)
 			return nil, err
 		}
-		s.profiler, s.tracing = prof, tp
+		s.stopProfiling, s.tracing = prof, tp
 		otel.SetTracerProvider(tp)
 	}
 
@@ -267,8 +267,16 @@ func (s *Service) Mount(mux *http.ServeMux) {
 // template, RED metrics, panics recorded on the span (which always ends).
 // A request with an X-Gray header (or vigil.gray baggage) keeps that colour
 // on its spans and logs and on the calls it makes (see GrayHeader).
+//
+// With profiling on, the request also runs under the pprof label
+// service_name=<Name>, so that the samples of services sharing one process
+// (and its one profiler) are filed under each's own name.
 func (s *Service) Middleware(next http.Handler) http.Handler {
-	return colourRequests(instrument.Middleware(s.Metrics, instrument.HTTPOptions{TracerProvider: s.tracing})(next))
+	h := colourRequests(instrument.Middleware(s.Metrics, instrument.HTTPOptions{TracerProvider: s.tracing})(next))
+	if s.cfg.Profiling.Enabled {
+		h = labelRequests(s.Name, h)
+	}
+	return h
 }
 
 // Transport instruments outbound HTTP calls: a client span, trace context
@@ -285,8 +293,15 @@ func (s *Service) HTTPClient() *http.Client {
 
 // GRPCServerOptions instrument a gRPC server (spans, RED metrics, panics
 // turned into codes.Internal and recorded).
+//
+// With profiling on, calls also run under the pprof label
+// service_name=<Name>, as with Middleware.
 func (s *Service) GRPCServerOptions() []grpc.ServerOption {
-	return instrument.ServerOptions(s.Metrics, instrument.GRPCOptions{TracerProvider: s.tracing})
+	opts := instrument.ServerOptions(s.Metrics, instrument.GRPCOptions{TracerProvider: s.tracing})
+	if s.cfg.Profiling.Enabled {
+		opts = append(opts, labelGRPC(s.Name)...)
+	}
+	return opts
 }
 
 // GRPCDialOptions instrument a gRPC client connection.
@@ -337,10 +352,10 @@ func (s *Service) Shutdown(ctx context.Context) error {
 
 func (s *Service) shutdownProviders(ctx context.Context) error {
 	var perr error
-	if s.profiler != nil {
-		// Sends the profile of the last interval.
-		perr = s.profiler.Stop()
-		s.profiler = nil
+	if s.stopProfiling != nil {
+		// The last service to leave sends the profile of the last interval.
+		perr = s.stopProfiling()
+		s.stopProfiling = nil
 	}
 	return errors.Join(perr, s.TracerProvider.Shutdown(ctx), s.LoggerProvider.Shutdown(ctx))
 }

@@ -37,6 +37,7 @@ func runDemo(args []string, stderr io.Writer) int {
 	fs.StringVar(&opts.ConfigURL, "vigil-url", "http://localhost:7070", "vigil's API, whose configuration centre holds the payments settings (shop/payments/settings; seeded if missing); empty: $VIGIL_URL, else none (defaults)")
 	fs.IntVar(&opts.PortBase, "port-base", 8081, "gateway port; catalog, orders and payments take the next three")
 	fs.Float64Var(&opts.RPS, "rps", 5, "requests per second the load generator sends to the gateway (0: none)")
+	fs.BoolVar(&opts.Profiling, "profiling", true, "send the services' continuous profiles (CPU, memory, goroutines) to vigil at --vigil-url; off when that is empty")
 	var help strings.Builder
 	for _, f := range shop.Faults() {
 		fmt.Fprintf(&help, "\n  %s: %s", f, shop.FaultHelp(f))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -338,4 +339,91 @@ slos:
 	if want := []string{"put", "gray", "promote"}; !slices.Equal(actions, want) {
 		t.Errorf("config changes %q, want %q", actions, want)
 	}
+}
+
+// TestDemoProfilesItself: the demo's four services share one profiler,
+// their requests' samples are filed under each's name, and under
+// slow-payments payments' CPU profile shows the slow path.
+func TestDemoProfilesItself(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	base := testport.Run(t, 4)
+	start := time.Now()
+	startDemo(t, s, base, "--fault", "slow-payments")
+
+	var svcs struct {
+		Data []struct {
+			Service string `json:"service"`
+		} `json:"data"`
+	}
+	var top struct {
+		Data struct {
+			Functions []struct {
+				Name string `json:"name"`
+			} `json:"functions"`
+		} `json:"data"`
+	}
+	var listed []string
+	waitFor(t, "profiles of the four services", 40*time.Second, func() bool {
+		if s.getJSON(t, "/api/v1/profiles/services", &svcs) != http.StatusOK {
+			return false
+		}
+		listed = listed[:0]
+		for _, d := range svcs.Data {
+			listed = append(listed, d.Service)
+		}
+		for _, name := range []string{"gateway", "catalog", "orders", "payments"} {
+			if !slices.Contains(listed, name) {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "scoreFraud at the top of payments' CPU profile", 20*time.Second, func() bool {
+		if s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu", &top) != http.StatusOK || len(top.Data.Functions) == 0 {
+			return false
+		}
+		return strings.HasSuffix(top.Data.Functions[0].Name, ".scoreFraud")
+	})
+	// The service_name label did not displace otel-profiling-go's
+	// span_id: some payments server span has a profile of its own.
+	q := url.Values{"service": {"payments"}, "tags": {`{"span.kind":"server"}`}, "limit": {"20"}}
+	var traces struct {
+		Data []struct {
+			Spans []struct {
+				ProcessID string
+				Tags      []struct {
+					Key   string
+					Value any
+				}
+			}
+			Processes map[string]struct{ ServiceName string }
+		}
+	}
+	linked, probed := "", 0
+	waitFor(t, "a payments span with its own CPU profile (span_id kept beside service_name)", 20*time.Second, func() bool {
+		if s.getJSON(t, "/api/traces?"+q.Encode(), &traces) != http.StatusOK {
+			return false
+		}
+		for _, tr := range traces.Data {
+			for _, sp := range tr.Spans {
+				if tr.Processes[sp.ProcessID].ServiceName != "payments" {
+					continue
+				}
+				for _, tag := range sp.Tags {
+					id, _ := tag.Value.(string)
+					if tag.Key != "pyroscope.profile.id" || linked != "" {
+						continue
+					}
+					probed++
+					top.Data.Functions = nil
+					if s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu&span_id="+id, &top) == http.StatusOK && len(top.Data.Functions) > 0 {
+						linked = id
+					}
+				}
+			}
+		}
+		return linked != ""
+	})
+	t.Logf("profiles of %v, payments' top function scoreFraud, %v after the demo started; span %s's own profile found among %d probed",
+		listed, time.Since(start).Round(time.Second), linked, probed)
 }

@@ -26,7 +26,9 @@ import (
 func TestSnapshotDemo(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	base := testport.Run(t, 4)
-	startDemo(t, s, base)
+	// Without continuous profiling, whose profiler would hold the
+	// process's one CPU profiler and leave the bundle without cpu.pb.gz.
+	startDemo(t, s, base, "--profiling=false")
 	waitFor(t, "gateway in the registry", 30*time.Second, func() bool {
 		var entries []json.RawMessage
 		return s.getJSON(t, "/v1/catalog/service/gateway", &entries) == http.StatusOK && len(entries) == 1

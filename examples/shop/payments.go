@@ -106,13 +106,18 @@ func (p *payments) Charge(ctx context.Context, in *structpb.Struct) (*structpb.S
 		p.log.DebugContext(ctx, "fraud check passed", "order_id", orderID)
 	}
 	// The card processor answers in 2-5 ms, or 300-800 ms under the
-	// slow-payments fault, within the configured timeout.
+	// slow-payments fault, within the configured timeout. Under the fault
+	// the first fraudScoreTime of that is CPU burnt in scoreFraud, so that
+	// payments' CPU flame graph shows the slow path (a sleep alone shows
+	// nothing in a CPU profile).
+	start := time.Now()
 	d := 2*time.Millisecond + rand.N(3*time.Millisecond)
 	if p.slow {
 		d = 300*time.Millisecond + rand.N(500*time.Millisecond)
+		fraudSink.Add(scoreFraud(orderID, fraudScoreTime))
 	}
 	select {
-	case <-time.After(d):
+	case <-time.After(d - time.Since(start)):
 	case <-time.After(set.Timeout):
 		p.log.WarnContext(ctx, "payment processor timed out", "order_id", orderID, "timeout", set.Timeout.String())
 		return nil, status.Errorf(codes.DeadlineExceeded, "payments: processor did not answer within %s", set.Timeout)
@@ -126,4 +131,31 @@ func (p *payments) Charge(ctx context.Context, in *structpb.Struct) (*structpb.S
 	paymentID := fmt.Sprintf("pay-%06d", n)
 	p.log.InfoContext(ctx, "charge captured", "order_id", orderID, "payment_id", paymentID)
 	return structpb.NewStruct(map[string]any{"payment_id": paymentID, "status": "captured", "fraud_checked": set.FraudCheck})
+}
+
+// fraudScoreTime is the CPU a charge spends in scoreFraud under the
+// slow-payments fault: a fraction of its 300-800 ms, so the demo's load
+// costs a few percent of a core, yet every profile of payments shows it.
+const fraudScoreTime = 40 * time.Millisecond
+
+// fraudSink keeps scoreFraud's result alive.
+var fraudSink atomic.Uint64
+
+// scoreFraud is the slow-payments fault's slow path: a (meaningless)
+// fraud-scoring loop over the order id that burns CPU for d.
+//
+//go:noinline
+func scoreFraud(orderID string, d time.Duration) uint64 {
+	x := uint64(88172645463325252)
+	for _, c := range []byte(orderID) {
+		x = x*31 + uint64(c)
+	}
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		for range 50_000 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+		}
+	}
+	return x
 }

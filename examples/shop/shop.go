@@ -58,6 +58,12 @@ type Options struct {
 	// cannot be reached, payments runs on its defaults (those of
 	// FormalSettings).
 	ConfigURL string
+	// Profiling sends the services' continuous profiles to vigil at
+	// ConfigURL (or VIGIL_URL), and is off without either. The four
+	// services share the process's one profiler, and their requests'
+	// samples are labelled with their names, so vigil files each under
+	// its service.
+	Profiling bool
 	// Faults are the failures to switch on, by name (see Faults).
 	Faults []string
 	// Logger receives the demo's own messages (not the services' logs).
@@ -66,6 +72,11 @@ type Options struct {
 	// LogOutput receives the services' JSON log lines. Nil means os.Stdout.
 	LogOutput io.Writer
 }
+
+// profileUploadRate is how often the shop sends its profiles: shorter than
+// the SDK's 15 s, so that a fault shows in the flame graphs soon after the
+// demo starts.
+const profileUploadRate = 10 * time.Second
 
 // DefaultPortBase is the gateway's port when Options.PortBase is zero.
 const DefaultPortBase = 8100
@@ -92,7 +103,9 @@ const (
 	// faultLogWithoutContext: orders logs with Logger.Info instead of
 	// InfoContext, so its records carry no trace id.
 	faultLogWithoutContext = "log-without-context"
-	// faultSlowPayments: payments takes 300–800 ms per charge.
+	// faultSlowPayments: payments takes 300–800 ms per charge, the first
+	// 40 ms of which burn CPU in scoreFraud, so that payments' CPU flame
+	// graph shows the slow path.
 	faultSlowPayments = "slow-payments"
 	// faultErrors: every fifth charge fails with gRPC Unavailable, which
 	// orders and then the gateway answer with 502.
@@ -116,7 +129,7 @@ const (
 var faultHelp = map[string]string{
 	faultDropContext:         "gateway calls catalog without the SDK transport: catalog starts new traces",
 	faultLogWithoutContext:   "orders logs without the request context: its logs carry no trace id",
-	faultSlowPayments:        "payments sleeps 300-800ms per charge",
+	faultSlowPayments:        "payments takes 300-800ms per charge, 40ms of it burning CPU in scoreFraud (payments' CPU flame graph shows it)",
 	faultErrors:              "every fifth charge fails (gRPC Unavailable): orders and gateway answer 502",
 	faultPanic:               "catalog panics on GET /products/{id} for every tenth id",
 	faultUnregisteredMetrics: "catalog serves /metrics from a fresh registry: runtime and RED series missing",
@@ -264,6 +277,12 @@ func Run(ctx context.Context, opts Options) error {
 			// vigil snapshot (docs/snapshots.md). The four share one
 			// process, so one CPU profile runs at a time among them.
 			Diagnostics: diag.Options{EnablePprof: true, EnableSnapshot: true},
+		}
+		if opts.Profiling && configURL != "" {
+			// The first service starts the process's profiler, which
+			// uploads under its name (gateway) what no request's
+			// service_name label claims.
+			cfg.Profiling = vigil.Profiling{Enabled: true, ServerAddress: configURL, UploadRate: profileUploadRate}
 		}
 		if configURL != "" {
 			// Each instance registers with vigil's registry under the same

@@ -138,9 +138,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer res.Release()
 	h.opts.Ingest.Receive(signal, 1)
 
-	p, rj := h.decode(r, res)
+	ps, rj := h.decode(r, res)
 	if rj == nil {
-		rj = h.write(r, p)
+		rj = h.write(r, ps)
 	}
 	if rj == nil {
 		w.WriteHeader(http.StatusOK)
@@ -165,8 +165,8 @@ func (h *Handler) refuseBusy(w http.ResponseWriter) {
 	http.Error(w, ingest.ErrOverloaded.Error(), http.StatusTooManyRequests)
 }
 
-func (h *Handler) write(r *http.Request, p storage.Profile) *rejection {
-	err := h.opts.Profiles.WriteProfiles(r.Context(), []storage.Profile{p})
+func (h *Handler) write(r *http.Request, ps []storage.Profile) *rejection {
+	err := h.opts.Profiles.WriteProfiles(r.Context(), ps)
 	switch {
 	case err == nil:
 		return nil
@@ -176,23 +176,24 @@ func (h *Handler) write(r *http.Request, p storage.Profile) *rejection {
 		return reject(http.StatusBadRequest, limits.ReasonUndecodable, "%v", err)
 	}
 	h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "profile not stored, client asked to retry",
-		slog.String("service", p.Service), slog.Any("err", err))
+		slog.String("service", ps[0].Service), slog.Any("err", err))
 	return reject(http.StatusServiceUnavailable, "", "%v", ingest.ErrUnavailable)
 }
 
-// decode reads and checks the request, returning the profile to store.
-func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (storage.Profile, *rejection) {
+// decode reads and checks the request, returning the profiles to store:
+// one per service its samples are labelled with (see splitByService).
+func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) ([]storage.Profile, *rejection) {
 	q := r.URL.Query()
 	if f := q.Get("format"); f != "" && f != "pprof" {
-		return storage.Profile{}, reject(http.StatusUnsupportedMediaType, limits.ReasonUnsupported,
+		return nil, reject(http.StatusUnsupportedMediaType, limits.ReasonUnsupported,
 			"format %q is not supported: vigil takes pprof (format=pprof)", f)
 	}
 	app, labels, err := parseName(q.Get("name"))
 	if err != nil {
-		return storage.Profile{}, reject(http.StatusBadRequest, limits.ReasonInvalidLabel, "%v", err)
+		return nil, reject(http.StatusBadRequest, limits.ReasonInvalidLabel, "%v", err)
 	}
 	if rj := h.checkLabels(labels); rj != nil {
-		return storage.Profile{}, rj
+		return nil, rj
 	}
 
 	body, err := h.bodies.ReadRequestThrough(r, func(rd io.Reader) io.Reader {
@@ -201,28 +202,28 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (storage.
 	if err != nil {
 		switch {
 		case errors.Is(err, httpbody.ErrTooLarge), errors.Is(err, decodecost.ErrTooLarge):
-			return storage.Profile{}, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge,
+			return nil, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge,
 				"request body exceeds %d bytes (limits.max_request_bytes)", h.bodies.Limit())
 		case errors.Is(err, decodecost.ErrBusy):
-			return storage.Profile{}, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
+			return nil, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
 		case errors.Is(err, httpbody.ErrUnsupportedEncoding):
-			return storage.Profile{}, reject(http.StatusUnsupportedMediaType, limits.ReasonUndecodable, "%v", err)
+			return nil, reject(http.StatusUnsupportedMediaType, limits.ReasonUndecodable, "%v", err)
 		}
-		return storage.Profile{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "reading the body: %v", err)
+		return nil, reject(http.StatusBadRequest, limits.ReasonUndecodable, "reading the body: %v", err)
 	}
 	defer body.Release()
 	up, rj := readParts(body.Bytes(), r.Header.Get("Content-Type"))
 	if rj != nil {
-		return storage.Profile{}, rj
+		return nil, rj
 	}
 
 	// What parsing will hold, paid before it is taken.
 	cost := res.Held() + parseCost*int64(len(up.profile)+len(up.prev))
 	if err := res.Resize(cost); err != nil {
 		if errors.Is(err, decodecost.ErrTooLarge) {
-			return storage.Profile{}, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge, "%v; send smaller profiles", err)
+			return nil, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge, "%v; send smaller profiles", err)
 		}
-		return storage.Profile{}, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
+		return nil, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
 	}
 	prof, err := parseProfile(up.profile, h.opts.Profile)
 	if err == nil && up.prev != nil {
@@ -233,9 +234,9 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (storage.
 	}
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
-			return storage.Profile{}, reject(http.StatusRequestEntityTooLarge, limits.ReasonProfileTooLarge, "%v", err)
+			return nil, reject(http.StatusRequestEntityTooLarge, limits.ReasonProfileTooLarge, "%v", err)
 		}
-		return storage.Profile{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "%v", err)
+		return nil, reject(http.StatusBadRequest, limits.ReasonUndecodable, "%v", err)
 	}
 
 	base, kind := profiletype.KindSuffix(app)
@@ -249,12 +250,12 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (storage.
 	}
 	kind, err = profiletype.Check(kind, sampleTypes(prof))
 	if err != nil {
-		return storage.Profile{}, reject(http.StatusBadRequest, limits.ReasonWrongSampleTypes, "%v", err)
+		return nil, reject(http.StatusBadRequest, limits.ReasonWrongSampleTypes, "%v", err)
 	}
 
 	start, end, rj := h.timeRange(q, prof)
 	if rj != nil {
-		return storage.Profile{}, rj
+		return nil, rj
 	}
 	service := base
 	if s := labels["service_name"]; s != "" {
@@ -264,14 +265,19 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (storage.
 
 	// Uncompressed: the store decomposes it at once, and gzipping it
 	// again was a quarter of the CPU an upload cost.
-	var buf bytes.Buffer
-	if err := prof.WriteUncompressed(&buf); err != nil {
-		return storage.Profile{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "re-encoding the profile: %v", err)
+	parts := splitByService(prof, service)
+	ps := make([]storage.Profile, 0, len(parts))
+	for _, part := range parts {
+		var buf bytes.Buffer
+		if err := part.prof.WriteUncompressed(&buf); err != nil {
+			return nil, reject(http.StatusBadRequest, limits.ReasonUndecodable, "re-encoding the profile: %v", err)
+		}
+		ps = append(ps, storage.Profile{
+			Service: part.service, Kind: kind, Start: start, End: end,
+			Labels: labels, Data: buf.Bytes(),
+		})
 	}
-	return storage.Profile{
-		Service: service, Kind: kind, Start: start, End: end,
-		Labels: labels, Data: buf.Bytes(),
-	}, nil
+	return ps, nil
 }
 
 // checkLabels bounds the name's labels, dropping the reserved ones

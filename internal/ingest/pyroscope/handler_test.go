@@ -427,3 +427,45 @@ func TestOverload(t *testing.T) {
 		}
 	})
 }
+
+// Services sharing one process share its profiler: the SDK labels each
+// request's samples service_name=<service>, and one upload becomes a
+// profile per service, the unlabelled samples staying under the app.
+func TestSplitByServiceLabel(t *testing.T) {
+	f := newFixture(t, nil)
+	prof := goProfile([]string{"samples", "cpu"}, "00000000000000aa",
+		[]string{"shop.fraudScore", "shop.charge"}, []string{"shop.listProducts"}, []string{"runtime.gcBgMarkWorker"})
+	prof.Sample[0].Label["service_name"] = []string{"payments"}
+	prof.Sample[1].Label["service_name"] = []string{"catalog"}
+	prof.Sample[2].Label = nil
+	body, ct := multipartBody(t, pprofBytes(t, prof), nil, nil)
+	if rec := f.post(pyroscopeQuery(`gateway{env="demo"}`), body, ct); rec.Code != http.StatusOK {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	want := map[string]string{"payments": "shop.fraudScore", "catalog": "shop.listProducts", "gateway": "runtime.gcBgMarkWorker"}
+	if len(f.w.got) != len(want) {
+		t.Fatalf("stored %d profiles, want %d", len(f.w.got), len(want))
+	}
+	for _, got := range f.w.got {
+		back, err := profile.ParseData(got.Data)
+		if err != nil {
+			t.Fatalf("%s: stored data is not a pprof: %v", got.Service, err)
+		}
+		if len(back.Sample) != 1 || back.Sample[0].Location[0].Line[0].Function.Name != want[got.Service] {
+			t.Errorf("%s: stored profile:\n%v", got.Service, back)
+			continue
+		}
+		if got.Kind != storage.ProfileCPU || got.Labels["env"] != "demo" {
+			t.Errorf("%s: kind %q labels %v", got.Service, got.Kind, got.Labels)
+		}
+		if _, ok := back.Sample[0].Label["service_name"]; ok {
+			t.Errorf("%s: the service_name label is kept on the samples", got.Service)
+		}
+		if got.Service != "gateway" && !slices.Equal(back.Sample[0].Label["span_id"], []string{"00000000000000aa"}) {
+			t.Errorf("%s: span_id label lost: %v", got.Service, back.Sample[0].Label)
+		}
+		if len(back.Function) > 2 {
+			t.Errorf("%s: %d functions, want only the part's own", got.Service, len(back.Function))
+		}
+	}
+}
