@@ -481,7 +481,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		for k := range day {
 			lo, hi = min(lo, day[k].ts), max(hi, day[k].ts)
 		}
-		s.noteLogs(p, lo, hi)
+		s.noteLogs(p, lo, hi, logTotalsOf(day, func(r *logRow) string { return at(r.body) }))
 		if err := s.maybeCompactLogCounts(ctx, p, len(day)); err != nil {
 			// The records are stored; the summary is only larger than
 			// it could be.
