@@ -53,19 +53,28 @@ func BenchmarkEmbedded(b *testing.B) {
 	srv := httptest.NewServer(NewHandler(Options{Logs: s}))
 	b.Cleanup(srv.Close)
 	start, end := strconv.FormatInt(now.Add(-time.Hour).UnixNano(), 10), strconv.FormatInt(now.Add(time.Minute).UnixNano(), 10)
-	for _, bc := range []struct{ name, query, step, limit string }{
-		{"explore_logs", `{service_name="svc-1"}`, "2000ms", "1000"},
-		{"explore_filtered", `{service_name="svc-1"} |= "status=503"`, "2000ms", "1000"},
+	for _, bc := range []struct {
+		name, query, step, limit string
+		instant                  bool
+	}{
+		{"explore_logs", `{service_name="svc-1"}`, "2000ms", "1000", false},
+		{"explore_filtered", `{service_name="svc-1"} |= "status=503"`, "2000ms", "1000", false},
 		// The newest 100 lines of a service with a word, as the side by
 		// side benchmark asks.
-		{"newest_100_filtered", `{service_name="svc-1"} |= "status=503"`, "2000ms", "100"},
-		{"logs_volume", `sum by (level, detected_level) (count_over_time({service_name="svc-1"} | drop __error__[1m]))`, "60000ms", "1000"},
-		{"count_all", `sum(count_over_time({service_name=~".+"}[1h]))`, "60000ms", "1000"},
-		{"logfmt_metric", `sum by (status) (count_over_time({service_name=~"svc-.*"} | logfmt | took > 200ms [1m]))`, "60000ms", "1000"},
+		{"newest_100_filtered", `{service_name="svc-1"} |= "status=503"`, "2000ms", "100", false},
+		{"logs_volume", `sum by (level, detected_level) (count_over_time({service_name="svc-1"} | drop __error__[1m]))`, "60000ms", "1000", false},
+		{"count_all", `sum(count_over_time({service_name=~".+"}[1h]))`, "60000ms", "1000", false},
+		// The side by side benchmark's count of all records: an instant
+		// query whose range holds every record.
+		{"count_all_instant", `sum(count_over_time({service_name=~".+"}[2h]))`, "", "", true},
+		{"logfmt_metric", `sum by (status) (count_over_time({service_name=~"svc-.*"} | logfmt | took > 200ms [1m]))`, "60000ms", "1000", false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			v := url.Values{"query": {bc.query}, "start": {start}, "end": {end}, "step": {bc.step}, "limit": {bc.limit}, "direction": {"backward"}}
 			u := srv.URL + "/loki/api/v1/query_range?" + v.Encode()
+			if bc.instant {
+				u = srv.URL + "/loki/api/v1/query?" + url.Values{"query": {bc.query}, "time": {end}}.Encode()
+			}
 			for b.Loop() {
 				resp, err := http.Get(u)
 				if err != nil {

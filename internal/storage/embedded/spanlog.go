@@ -170,6 +170,9 @@ type partition struct {
 	// counts tells when the day's log count summary is compacted
 	// (spanlog_logcounts.go).
 	counts *logCountState
+	// totals is the summary summed in memory (spanlog_logtotals.go).
+	// Guarded by SpanLogStore.pmu, with logMin and logMax.
+	totals logTotals
 }
 
 var (
@@ -611,6 +614,10 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	if lo.Valid {
 		p.logMin, p.logMax = lo.Int64, hi.Int64
 	}
+	if err := s.loadLogTotals(ctx, p); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, err
+	}
 	// The trace index is a fraction of the spans' size and holds the same
 	// bounds.
 	if err := s.db.QueryRowContext(ctx, "SELECT min(start_min), max(start_max) FROM "+p.alias+".trace_index").Scan(&lo, &hi); err != nil {
@@ -685,11 +692,21 @@ func (s *SpanLogStore) snapshot() []partition {
 	return out
 }
 
-// noteLogs widens the partition's known log time range after a commit.
-func (s *SpanLogStore) noteLogs(p *partition, lo, hi int64) {
+// noteLogs widens the partition's known log time range after a commit
+// and adds the batch's totals, at once for readers.
+func (s *SpanLogStore) noteLogs(p *partition, lo, hi int64, add map[logTotalKey]logTotal) {
 	s.pmu.Lock()
 	p.logMin = min(p.logMin, lo)
 	p.logMax = max(p.logMax, hi)
+	for k, v := range add {
+		t := p.totals[k]
+		if t == nil {
+			t = &logTotal{}
+			p.totals[k] = t
+		}
+		t.n += v.n
+		t.bytes += v.bytes
+	}
 	s.pmu.Unlock()
 }
 

@@ -126,6 +126,36 @@ func BenchmarkWriteLogsBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkWriteTracesBatch writes spans in write batches of different
+// sizes, as BenchmarkWriteLogsBatch does records; 4,000 is what 8
+// senders of 500 spans have in flight. Use a fixed -benchtime such as
+// 786432x (spans, split into batches).
+func BenchmarkWriteTracesBatch(b *testing.B) {
+	for _, batch := range []int{512, 4096} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := openBenchStore(b)
+			gen := storagetest.NewSpanGen(3, time.Now().Add(-time.Hour))
+			ctx := context.Background()
+			var cpu time.Duration
+			n := 0
+			b.ResetTimer()
+			for n < b.N {
+				b.StopTimer()
+				td := gen.Traces(min(batch, b.N-n))
+				b.StartTimer()
+				c0 := cpuTime()
+				if err := s.WriteTraces(ctx, td); err != nil {
+					b.Fatal(err)
+				}
+				cpu += cpuTime() - c0
+				n += td.SpanCount()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(n)/cpu.Seconds(), "spans/cpu-s")
+		})
+	}
+}
+
 // BenchmarkGetTrace looks traces up in a store holding 500k spans.
 func BenchmarkGetTrace(b *testing.B) {
 	s := openBenchStore(b)

@@ -120,6 +120,9 @@ func checkLogCounts(t *testing.T, s *SpanLogStore, base time.Time, recs []countR
 			for _, c := range []struct{ origin, step int64 }{
 				{start, sec}, {start, 2 * sec}, {start, 3 * sec / 2},
 				{floorDiv(start, sec)*sec - sec, sec}, {floorDiv(start, sec)*sec - sec, 2 * sec},
+				// One bin for the whole range, which the totals in
+				// memory answer when it holds the whole day file.
+				{start, end - start},
 			} {
 				origin, step := c.origin, c.step
 				counts, err := s.CountLogs(ctx, storage.LogCountQuery{Streams: keys, Origin: time.Unix(0, origin), Step: time.Duration(step),
@@ -196,6 +199,26 @@ func TestLogCountSummaryDroppedWithDay(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatalf("streams after their day was dropped: %v", got)
 	}
+}
+
+// TestLogCountTotalsAfterRetention pins that the totals in memory, which
+// answer a count over whole day files, lose a dropped day's records and
+// keep the others', and are the same after a restart.
+func TestLogCountTotalsAfterRetention(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir)
+	base := time.Now().Add(-time.Hour).Truncate(time.Hour)
+	writeCountRecords(t, s, base.Add(-24*time.Hour))
+	recs := writeCountRecords(t, s, base)
+	if _, err := s.DropBefore(t.Context(), base.Truncate(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	checkLogCounts(t, s, base, recs)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir)
+	checkLogCounts(t, s, base, recs)
 }
 
 // TestLogCountSummaryCompacted pins that compacting the summary, as

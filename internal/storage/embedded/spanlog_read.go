@@ -471,8 +471,35 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 			return nil, err
 		}
 	}
+	byKey := map[uint64]*storage.LogStream{}
+	addStream := func(k uint64, res encodedResource, n, bytes int64) error {
+		st := byKey[k]
+		if st == nil {
+			r := pcommon.NewResource()
+			if err := restoreResource(res, r); err != nil {
+				return fmt.Errorf("embedded: log stream resource: %w", err)
+			}
+			st = &storage.LogStream{Key: formatStreamKey(k), Service: res.service, Resource: r.Attributes().AsRaw()}
+			byKey[k] = st
+		}
+		st.Entries += n
+		st.Bytes += bytes
+		return nil
+	}
+	var wanted map[uint64]bool
+	if len(q.Streams) > 0 {
+		wanted = map[uint64]bool{}
+		for _, k := range q.Streams {
+			h, err := strconv.ParseUint(k, 16, 64)
+			if err != nil || len(k) != 16 {
+				return nil, fmt.Errorf("%w: malformed stream key %q", storage.ErrInvalidQuery, k)
+			}
+			wanted[h] = true
+		}
+	}
 	var sub []string
 	var allArgs []any
+	fromTotals := false
 	raw := func(p partition, cond string) {
 		// strlen counts bytes (length would count characters).
 		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, count(*) AS n, sum(strlen(body))::BIGINT AS bytes FROM "+
@@ -485,6 +512,23 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 		}
 		if !summary {
 			raw(p, cond)
+			continue
+		}
+		// A file whose records all lie in the range: its totals in memory.
+		totals, ok, err := s.logTotalsWithin(ctx, p.day, func(lo, hi int64) bool { return lo >= start && hi < end })
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			fromTotals = true
+			for _, t := range totals {
+				if wanted != nil && !wanted[t.hash] || q.Service != "" && t.service != q.Service {
+					continue
+				}
+				if err := addStream(t.hash, encodedResource{service: t.service, attrs: t.attrs}, t.n, t.bytes); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
 		if !sp.whole {
@@ -503,38 +547,31 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 			raw(p, cond+fmt.Sprintf(" AND ts_ns > %d AND ts_ns < %d", sp.edgeHi, end))
 		}
 	}
-	if len(sub) == 0 {
-		return nil, nil
-	}
-	rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "), allArgs...)
-	if err != nil {
-		return nil, fmt.Errorf("embedded: log streams: %w", err)
-	}
-	defer rows.Close()
-	byKey := map[uint64]*storage.LogStream{}
-	for rows.Next() {
-		var (
-			k        uint64
-			res      encodedResource
-			n, bytes int64
-		)
-		if err := rows.Scan(&k, &res.service, &res.attrs, &n, &bytes); err != nil {
+	if len(sub) > 0 {
+		rows, err := s.db.QueryContext(ctx, strings.Join(sub, " UNION ALL "), allArgs...)
+		if err != nil {
 			return nil, fmt.Errorf("embedded: log streams: %w", err)
 		}
-		st := byKey[k]
-		if st == nil {
-			r := pcommon.NewResource()
-			if err := restoreResource(res, r); err != nil {
-				return nil, fmt.Errorf("embedded: log stream resource: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				k        uint64
+				res      encodedResource
+				n, bytes int64
+			)
+			if err := rows.Scan(&k, &res.service, &res.attrs, &n, &bytes); err != nil {
+				return nil, fmt.Errorf("embedded: log streams: %w", err)
 			}
-			st = &storage.LogStream{Key: formatStreamKey(k), Service: res.service, Resource: r.Attributes().AsRaw()}
-			byKey[k] = st
+			if err := addStream(k, res, n, bytes); err != nil {
+				return nil, err
+			}
 		}
-		st.Entries += n
-		st.Bytes += bytes
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("embedded: log streams: %w", err)
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("embedded: log streams: %w", err)
+	if len(sub) == 0 && !fromTotals {
+		return nil, nil
 	}
 	out := make([]storage.LogStream, 0, len(byKey))
 	for _, st := range byKey {

@@ -210,7 +210,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 		newOps := p.newOperations(day)
 		s.recent.admit(s.traceLocsOfAll(), day)
 		s.noteTraces(p, day)
-		_, err = s.appendDay(ctx, day[0].day, tableFill{"spans", func(a *duckdb.Appender) error {
+		spansFill := tableFill{"spans", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]
 				vals[0], vals[1], vals[2], vals[3] = r.traceHi, r.traceLo, r.spanID, r.parentID
@@ -233,7 +233,33 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 				}
 			}
 			return nil
-		}, nil}, tableFill{"trace_index", func(a *duckdb.Appender) error {
+		}, nil}
+		if q, ok := spansByResource(day); ok {
+			spansFill = tableFill{"spans", func(a *duckdb.Appender) error {
+				v := vals[:24]
+				for k := range day {
+					r := &day[k]
+					v[0], v[1], v[2], v[3] = r.traceHi, r.traceLo, r.spanID, r.parentID
+					v[4], v[5], v[6] = r.start, r.duration, r.name
+					v[7], v[8], v[9] = r.kind, r.statusCode, r.statusMsg
+					v[10], v[11], v[12] = nullString(r.httpMethod, r.httpKeys&(httpMethodStable|httpMethodLegacy) != 0),
+						nullString(r.httpRoute, r.httpKeys&httpRoute != 0), nil
+					if r.httpKeys&(httpStatusStable|httpStatusLegacy) != 0 {
+						v[12] = r.httpStatus
+					}
+					v[13], v[14], v[15] = r.httpKeys, r.traceState, r.flags
+					v[16], v[17] = at(r.attrs), r.droppedAttrs
+					v[18], v[19] = at(r.events), r.droppedEv
+					v[20], v[21] = at(r.links), r.droppedLk
+					v[22], v[23] = q.resIdx[r.res], q.scopeIdx[r.scope]
+					if err := a.AppendRow(v...); err != nil {
+						return err
+					}
+				}
+				return nil
+			}, q.open}
+		}
+		_, err = s.appendDay(ctx, day[0].day, spansFill, tableFill{"trace_index", func(a *duckdb.Appender) error {
 			return appendTraceIndex(a, day)
 		}, nil}, tableFill{"operations", func(a *duckdb.Appender) error {
 			return appendOperations(a, newOps)
@@ -455,7 +481,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		for k := range day {
 			lo, hi = min(lo, day[k].ts), max(hi, day[k].ts)
 		}
-		s.noteLogs(p, lo, hi)
+		s.noteLogs(p, lo, hi, logTotalsOf(day, func(r *logRow) string { return at(r.body) }))
 		if err := s.maybeCompactLogCounts(ctx, p, len(day)); err != nil {
 			// The records are stored; the summary is only larger than
 			// it could be.

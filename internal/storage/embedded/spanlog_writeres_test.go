@@ -1,12 +1,14 @@
 package embedded
 
 import (
+	"database/sql"
 	"fmt"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 )
 
 // logsWithResources makes one record per resource and scope, the body
@@ -89,5 +91,87 @@ func TestLogsByResourceTooManyTexts(t *testing.T) {
 	}
 	if _, ok := logsByResource(day); ok {
 		t.Errorf("%d event names: want the plain appender", len(day))
+	}
+}
+
+// tracesWithResources makes one span per resource and scope, its name
+// naming them, with strings an SQL literal must escape; the spans of
+// scope 0 carry HTTP columns, those of scope 1 leave them NULL.
+func tracesWithResources(at time.Time, tag, odd string) ptrace.Traces {
+	td := ptrace.NewTraces()
+	for r := range 3 {
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.SetSchemaUrl(fmt.Sprintf("https://schema/%d'", r))
+		res := rs.Resource()
+		res.Attributes().PutStr("service.name", fmt.Sprintf("svc-%d%s", r, odd))
+		res.Attributes().PutStr("host.name", `it's \\ hôst `+tag)
+		res.SetDroppedAttributesCount(uint32(r))
+		for c := range 2 {
+			ss := rs.ScopeSpans().AppendEmpty()
+			ss.SetSchemaUrl(fmt.Sprintf("scope-schema-%d", c))
+			ss.Scope().SetName(fmt.Sprintf("scope-%d-%d'%s", r, c, odd))
+			ss.Scope().SetVersion(fmt.Sprintf("v%d", c))
+			ss.Scope().Attributes().PutInt("n", int64(c))
+			ss.Scope().SetDroppedAttributesCount(uint32(c + 1))
+			sp := ss.Spans().AppendEmpty()
+			sp.SetTraceID(pcommon.TraceID{byte(r + 1), byte(c + 1), 1})
+			sp.SetSpanID(pcommon.SpanID{byte(r + 1), byte(c + 1)})
+			sp.SetName(fmt.Sprintf("%s %d %d", tag, r, c))
+			sp.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(time.Duration(r*2+c) * time.Millisecond)))
+			sp.SetEndTimestamp(pcommon.NewTimestampFromTime(at.Add(time.Second)))
+			if c == 0 {
+				sp.Attributes().PutStr("http.request.method", "GET")
+				sp.Attributes().PutStr("http.route", "/a'b")
+				sp.Attributes().PutInt("http.response.status_code", 200)
+			}
+		}
+	}
+	return td
+}
+
+// The INSERT that takes a span's resource and scope by index stores what
+// the plain appender stored, NULLs included, and a batch it cannot write
+// as literals (a NUL byte) goes through the plain appender.
+func TestWriteTracesResourceColumns(t *testing.T) {
+	s := openTestStore(t, t.TempDir())
+	at := time.Now().Add(-time.Hour)
+	for _, tt := range []struct{ tag, odd string }{{"lit", ""}, {"nul", "\x00"}} {
+		td := tracesWithResources(at, tt.tag, tt.odd)
+		rows, _ := s.spanRows(td)
+		if _, ok := spansByResource(rows); ok != (tt.odd == "") {
+			t.Fatalf("%s: spansByResource ok = %v", tt.tag, ok)
+		}
+		if err := s.WriteTraces(t.Context(), td); err != nil {
+			t.Fatalf("%s: WriteTraces: %v", tt.tag, err)
+		}
+		p := s.snapshot()[0]
+		for r := range 3 {
+			for c := range 2 {
+				var (
+					service, resAttrs, resSchema, scName, scVersion, scAttrs, scSchema string
+					method, route                                                      sql.NullString
+					status                                                             sql.NullInt64
+					resDropped, scDropped                                              uint32
+				)
+				err := s.db.QueryRowContext(t.Context(), "SELECT service, http_method, http_route, http_status_code, resource_attributes, resource_dropped, resource_schema_url, scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url FROM "+
+					p.alias+".spans WHERE name = ?", fmt.Sprintf("%s %d %d", tt.tag, r, c)).Scan(
+					&service, &method, &route, &status, &resAttrs, &resDropped, &resSchema, &scName, &scVersion, &scAttrs, &scDropped, &scSchema)
+				if err != nil {
+					t.Fatalf("%s %d %d: %v", tt.tag, r, c, err)
+				}
+				got := []any{service, method, route, status, resAttrs, resDropped, resSchema, scName, scVersion, scAttrs, scDropped, scSchema}
+				http := []any{sql.NullString{}, sql.NullString{}, sql.NullInt64{}}
+				if c == 0 {
+					http = []any{sql.NullString{String: "GET", Valid: true}, sql.NullString{String: "/a'b", Valid: true}, sql.NullInt64{Int64: 200, Valid: true}}
+				}
+				// The plain appender passes strings as C strings, which
+				// end at a NUL.
+				want := append(append([]any{fmt.Sprintf("svc-%d", r)}, http...), `{"host.name":"it's \\\\ hôst `+tt.tag+`"}`, uint32(r), fmt.Sprintf("https://schema/%d'", r),
+					fmt.Sprintf("scope-%d-%d'", r, c), fmt.Sprintf("v%d", c), `{"n":`+fmt.Sprint(c)+`}`, uint32(c+1), fmt.Sprintf("scope-schema-%d", c))
+				if fmt.Sprintf("%v", got) != fmt.Sprintf("%v", want) {
+					t.Errorf("%s %d %d:\n got %v\nwant %v", tt.tag, r, c, got, want)
+				}
+			}
+		}
 	}
 }
