@@ -1,7 +1,8 @@
 // The Profiles page: a CPU profile sent to /ingest shows as a flame graph
 // and a top-functions table, downloads as pprof, and is reached from a
-// profiled span of the trace waterfall; the demo shop sends no profiles,
-// so its services show the empty state.
+// profiled span of the trace waterfall; the demo shop profiles itself, so
+// its services' pages link to their flame graphs, and a service without
+// profiles shows the empty state.
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
@@ -187,11 +188,22 @@ test('a profiled span links to its own samples', async ({ page, request }) => {
   await screenshot(page, 'profiles-span')
 })
 
-test('the demo shop sends no profiles: its service page links to a helpful empty state', async ({ page }) => {
+test('the demo shop profiles itself: its service page links to its flame graph', async ({ page }) => {
   await page.goto('/services/payments')
   await page.getByTestId('service-profiles').click()
   await expect(page).toHaveURL(/\/profiles\?service=payments/)
-  await expect(page.getByText('No cpu samples of payments in this range')).toBeVisible()
+  // The demo uploads every 10 s: the first profile may not be in yet.
+  await expect(async () => {
+    await page.reload()
+    await expect(page.getByTestId('flamegraph')).toBeVisible({ timeout: 2_000 })
+  }).toPass({ timeout: 45_000 })
+  await expect(page.getByTestId('profile-download')).toBeVisible()
+  await screenshot(page, 'profiles-demo')
+})
+
+test('a service without profiles: a helpful empty state', async ({ page }) => {
+  await page.goto('/profiles?service=no-such-service&type=cpu')
+  await expect(page.getByText('No cpu samples of no-such-service in this range')).toBeVisible()
   await expect(page.getByTestId('flamegraph')).toHaveCount(0)
   await expect(page.getByTestId('profile-download')).toHaveCount(0)
   await screenshot(page, 'profiles-empty')
