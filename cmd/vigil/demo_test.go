@@ -159,21 +159,7 @@ slos:
 	s := startServer(t, t.TempDir(), "--config", cfg)
 	base := testport.Run(t, 4)
 	startDemo(t, s, base, "--fault", "bad-config")
-	payments := fmt.Sprintf("http://127.0.0.1:%d/metrics", base+3)
-	applied := func() string {
-		resp, err := http.Get(payments)
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "vigil_config_applied_info{") {
-				return line
-			}
-		}
-		return ""
-	}
+	applied := func() string { return paymentsApplied(base) }
 	waitFor(t, "payments on the gray", 30*time.Second, func() bool {
 		return applied() == `vigil_config_applied_info{cohort="gray",item="shop/payments/settings",version="2"} 1`
 	})
@@ -241,6 +227,23 @@ slos:
 	})
 }
 
+// paymentsApplied is the vigil_config_applied_info line of the payments
+// service of the demo on base, or "" when it cannot be read.
+func paymentsApplied(base int) string {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", base+3))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "vigil_config_applied_info{") {
+			return line
+		}
+	}
+	return ""
+}
+
 // TestDemoGoodGrayPromoted: with two demo shops on one server, a good gray
 // of the payments settings on one payments instance, guarded by the
 // payments SLO, is applied by that instance only, survives the guard, and
@@ -263,20 +266,7 @@ slos:
 	for _, base := range bases {
 		startDemo(t, s, base)
 	}
-	applied := func(base int) string {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", base+3))
-		if err != nil {
-			return ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "vigil_config_applied_info{") {
-				return line
-			}
-		}
-		return ""
-	}
+	applied := paymentsApplied
 	on := func(cohort string, version int) string {
 		return fmt.Sprintf(`vigil_config_applied_info{cohort=%q,item="shop/payments/settings",version="%d"} 1`, cohort, version)
 	}

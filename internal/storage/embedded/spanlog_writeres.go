@@ -29,62 +29,52 @@ const maxTextLiterals = 1024
 // cannot be written as a literal (a NUL byte) or there are too many
 // distinct values for an index.
 func logsByResource(day []logRow) (resourceInsert, bool) {
-	q := resourceInsert{resIdx: map[*encodedResource]uint16{}, scopeIdx: map[*encodedScope]uint16{}, textIdx: map[[2]string]uint16{}}
-	var res []*encodedResource
-	var scopes []*encodedScope
-	var texts [][2]string
+	res, scopes := newLiteralIndex[*encodedResource](math.MaxUint16), newLiteralIndex[*encodedScope](math.MaxUint16)
+	texts := newLiteralIndex[[2]string](maxTextLiterals)
+	q := resourceInsert{resIdx: res.idx, scopeIdx: scopes.idx, textIdx: texts.idx}
 	for k := range day {
 		r := &day[k]
-		if _, ok := q.resIdx[r.res]; !ok {
-			if len(res) == math.MaxUint16 {
-				return q, false
-			}
-			res = append(res, r.res)
-			q.resIdx[r.res] = uint16(len(res))
-		}
-		if _, ok := q.scopeIdx[r.scope]; !ok {
-			if len(scopes) == math.MaxUint16 {
-				return q, false
-			}
-			scopes = append(scopes, r.scope)
-			q.scopeIdx[r.scope] = uint16(len(scopes))
-		}
-		t := [2]string{r.severityText, r.eventName}
-		if _, ok := q.textIdx[t]; !ok {
-			if len(texts) == maxTextLiterals {
-				return q, false
-			}
-			texts = append(texts, t)
-			q.textIdx[t] = uint16(len(texts))
+		if !res.add(r.res) || !scopes.add(r.scope) || !texts.add([2]string{r.severityText, r.eventName}) {
+			return q, false
 		}
 	}
 	var b literalBuilder
-	list, nums := b.list, b.nums
 	b.WriteString("INSERT INTO %CATALOG%.main.logs SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id, flags, severity_number, ")
-	list(len(texts), func(i int) string { return texts[i][0] })
+	b.list(len(texts.vals), func(i int) string { return texts.vals[i][0] })
 	b.WriteString("[txt], ")
-	list(len(res), func(i int) string { return res[i].service })
+	b.list(len(res.vals), func(i int) string { return res.vals[i].service })
 	b.WriteString("[res], body, attributes, dropped_attributes, ")
-	list(len(texts), func(i int) string { return texts[i][1] })
+	b.list(len(texts.vals), func(i int) string { return texts.vals[i][1] })
 	b.WriteString("[txt], ")
-	list(len(res), func(i int) string { return res[i].attrs })
-	b.WriteString("[res], ")
-	nums(len(res), func(i int) uint32 { return res[i].dropped })
-	b.WriteString("[res], ")
-	list(len(res), func(i int) string { return res[i].schemaURL })
-	b.WriteString("[res], ")
-	list(len(scopes), func(i int) string { return scopes[i].name })
-	b.WriteString("[sc], ")
-	list(len(scopes), func(i int) string { return scopes[i].version })
-	b.WriteString("[sc], ")
-	list(len(scopes), func(i int) string { return scopes[i].attrs })
-	b.WriteString("[sc], ")
-	nums(len(scopes), func(i int) uint32 { return scopes[i].dropped })
-	b.WriteString("[sc], ")
-	list(len(scopes), func(i int) string { return scopes[i].schemaURL })
-	b.WriteString("[sc] FROM appended_data")
+	b.resourceAndScope(res.vals, scopes.vals)
+	b.WriteString(" FROM appended_data")
 	q.query = b.String()
 	return q, !b.nul
+}
+
+// literalIndex numbers distinct values from 1 in the order they come, up
+// to max of them.
+type literalIndex[K comparable] struct {
+	idx  map[K]uint16
+	vals []K
+	max  int
+}
+
+func newLiteralIndex[K comparable](limit int) *literalIndex[K] {
+	return &literalIndex[K]{idx: map[K]uint16{}, max: limit}
+}
+
+// add numbers k if it is new; false when that would pass max.
+func (x *literalIndex[K]) add(k K) bool {
+	if _, ok := x.idx[k]; ok {
+		return true
+	}
+	if len(x.vals) == x.max {
+		return false
+	}
+	x.vals = append(x.vals, k)
+	x.idx[k] = uint16(len(x.vals))
+	return true
 }
 
 var resourceInsertColumns = []string{"ts_ns", "time_unset", "observed_ns", "trace_hi", "trace_lo", "span_id", "flags",
@@ -119,46 +109,20 @@ type spanResourceInsert struct {
 // string cannot be written as a literal (a NUL byte) or there are too
 // many distinct resources or scopes for an index.
 func spansByResource(day []spanRow) (spanResourceInsert, bool) {
-	q := spanResourceInsert{resIdx: map[*encodedResource]uint16{}, scopeIdx: map[*encodedScope]uint16{}}
-	var res []*encodedResource
-	var scopes []*encodedScope
+	res, scopes := newLiteralIndex[*encodedResource](math.MaxUint16), newLiteralIndex[*encodedScope](math.MaxUint16)
+	q := spanResourceInsert{resIdx: res.idx, scopeIdx: scopes.idx}
 	for k := range day {
 		r := &day[k]
-		if _, ok := q.resIdx[r.res]; !ok {
-			if len(res) == math.MaxUint16 {
-				return q, false
-			}
-			res = append(res, r.res)
-			q.resIdx[r.res] = uint16(len(res))
-		}
-		if _, ok := q.scopeIdx[r.scope]; !ok {
-			if len(scopes) == math.MaxUint16 {
-				return q, false
-			}
-			scopes = append(scopes, r.scope)
-			q.scopeIdx[r.scope] = uint16(len(scopes))
+		if !res.add(r.res) || !scopes.add(r.scope) {
+			return q, false
 		}
 	}
 	var b literalBuilder
 	b.WriteString("INSERT INTO %CATALOG%.main.spans SELECT trace_hi, trace_lo, span_id, parent_span_id, start_ns, duration_ns, ")
-	b.list(len(res), func(i int) string { return res[i].service })
+	b.list(len(res.vals), func(i int) string { return res.vals[i].service })
 	b.WriteString("[res], name, kind, status_code, status_message, http_method, http_route, http_status_code, http_keys, trace_state, flags, attributes, dropped_attributes, events, dropped_events, links, dropped_links, ")
-	b.list(len(res), func(i int) string { return res[i].attrs })
-	b.WriteString("[res], ")
-	b.nums(len(res), func(i int) uint32 { return res[i].dropped })
-	b.WriteString("[res], ")
-	b.list(len(res), func(i int) string { return res[i].schemaURL })
-	b.WriteString("[res], ")
-	b.list(len(scopes), func(i int) string { return scopes[i].name })
-	b.WriteString("[sc], ")
-	b.list(len(scopes), func(i int) string { return scopes[i].version })
-	b.WriteString("[sc], ")
-	b.list(len(scopes), func(i int) string { return scopes[i].attrs })
-	b.WriteString("[sc], ")
-	b.nums(len(scopes), func(i int) uint32 { return scopes[i].dropped })
-	b.WriteString("[sc], ")
-	b.list(len(scopes), func(i int) string { return scopes[i].schemaURL })
-	b.WriteString("[sc] FROM appended_data")
+	b.resourceAndScope(res.vals, scopes.vals)
+	b.WriteString(" FROM appended_data")
 	q.query = b.String()
 	return q, !b.nul
 }
@@ -185,6 +149,29 @@ func (b *literalBuilder) list(n int, s func(int) string) {
 		b.WriteByte('\'')
 	}
 	b.WriteString("]::VARCHAR[])")
+}
+
+// resourceAndScope writes the columns both tables end with: the
+// resource's attributes, dropped count and schema URL, then the scope's
+// name, version, attributes, dropped count and schema URL, each picked
+// from its list by the res and sc columns.
+func (b *literalBuilder) resourceAndScope(res []*encodedResource, scopes []*encodedScope) {
+	b.list(len(res), func(i int) string { return res[i].attrs })
+	b.WriteString("[res], ")
+	b.nums(len(res), func(i int) uint32 { return res[i].dropped })
+	b.WriteString("[res], ")
+	b.list(len(res), func(i int) string { return res[i].schemaURL })
+	b.WriteString("[res], ")
+	b.list(len(scopes), func(i int) string { return scopes[i].name })
+	b.WriteString("[sc], ")
+	b.list(len(scopes), func(i int) string { return scopes[i].version })
+	b.WriteString("[sc], ")
+	b.list(len(scopes), func(i int) string { return scopes[i].attrs })
+	b.WriteString("[sc], ")
+	b.nums(len(scopes), func(i int) uint32 { return scopes[i].dropped })
+	b.WriteString("[sc], ")
+	b.list(len(scopes), func(i int) string { return scopes[i].schemaURL })
+	b.WriteString("[sc]")
 }
 
 func (b *literalBuilder) nums(n int, s func(int) uint32) {
