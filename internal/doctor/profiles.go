@@ -186,8 +186,24 @@ func (c ProfilesCheck) judgeLinks(ctx context.Context, svc string, traced map[st
 	}
 	values := map[string]float64{"requests": float64(traced[svc]), "profiled_spans_sampled": float64(len(spans))}
 	if !profiled[svc] {
+		// A profile is filed under a service only when some CPU sample
+		// falls in its code: a service whose requests take little CPU,
+		// sharing its process's profiler with others (as the vigil SDK's
+		// services of one process do, labelling their samples
+		// service_name), may have none. Unless its sampled spans lasted
+		// long enough to be sampled, the missing profile is only a
+		// possibility.
+		var total time.Duration
+		for _, s := range spans {
+			total += s.end.Sub(s.start)
+		}
+		values["sampled_seconds"] = total.Seconds()
+		sev := Info
+		if total >= time.Second {
+			sev = Warning
+		}
 		return &Finding{
-			Code: "profile_span_unlinked", Severity: Warning, Subject: svc,
+			Code: "profile_span_unlinked", Severity: sev, Subject: svc,
 			Evidence: Evidence{
 				Summary: fmt.Sprintf("its spans carry %s (%d spans in the %d traces sampled), but vigil holds no profile of %s", ProfileIDAttribute, len(spans), len(samples), svc),
 				Values:  values, Window: lastWindow(window), Samples: samples,

@@ -171,6 +171,17 @@ func TestProfilesCheck(t *testing.T) {
 			text:     []string{"no profile of payments", "ServerAddress"},
 		},
 		{
+			scenario: "a cheap service sharing its process's profiler has no samples of its own",
+			build: func(w *profWorld) {
+				w.traced("payments", 20*time.Minute, 0, long, true)
+				w.profiled("payments", 20*time.Minute, 0, "payments")
+				w.traced("catalog", 20*time.Minute, 0, short, true)
+			},
+			want:     []string{"profile_span_unlinked catalog"},
+			severity: Info,
+			text:     []string{"no profile of catalog"},
+		},
+		{
 			scenario: "profiles arrive as payments, but from a process the tracer does not label",
 			build: func(w *profWorld) {
 				w.traced("payments", 20*time.Minute, 0, long, true)
