@@ -352,8 +352,31 @@ func TestDemoProfilesItself(t *testing.T) {
 			} `json:"functions"`
 		} `json:"data"`
 	}
+	// The demo's 20 requests a second cost catalog so little CPU that a
+	// 100 Hz profiler may take none of its samples in a minute on a busy
+	// machine; a client listing the products without pause gives gateway
+	// and catalog samples of their own.
+	stop := make(chan struct{})
+	listing := make(chan struct{})
+	go func() {
+		defer close(listing)
+		url := fmt.Sprintf("http://127.0.0.1:%d/products", base)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if resp, err := http.Get(url); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+			} else {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}()
 	var listed []string
-	waitFor(t, "profiles of the four services", 40*time.Second, func() bool {
+	waitFor(t, "profiles of the four services", 60*time.Second, func() bool {
 		if s.getJSON(t, "/api/v1/profiles/services", &svcs) != http.StatusOK {
 			return false
 		}
@@ -367,7 +390,9 @@ func TestDemoProfilesItself(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, func() string { return fmt.Sprintf("services with profiles: %q", listed) })
+	close(stop)
+	<-listing
 	waitFor(t, "scoreFraud at the top of payments' CPU profile", 20*time.Second, func() bool {
 		if s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu", &top) != http.StatusOK || len(top.Data.Functions) == 0 {
 			return false

@@ -246,7 +246,7 @@ func lineCount(out, substr string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, state ...func() string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -255,6 +255,10 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// state says what was seen last, so a timeout in CI can be read.
+	for _, f := range state {
+		what += "; " + f()
 	}
 	t.Fatalf("timed out after %v waiting for %s", timeout, what)
 }

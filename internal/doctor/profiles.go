@@ -37,8 +37,8 @@ type ProfiledSpanReader interface {
 //   - profile_service_mismatch: a service's profiles arrive under another
 //     name than its spans (payments-svc, payments.cpu), or a service sends
 //     profiles and no spans at all;
-//   - profile_stale: a traced service sent profiles earlier in the window
-//     but none lately.
+//   - profile_stale: a traced service sent profiles steadily earlier in
+//     the window but none lately.
 //
 // Its cost is bounded: per service at most Traces traces are read and at
 // most Probes span-filtered merges run, each over the minutes around one
@@ -321,9 +321,22 @@ func (c ProfilesCheck) stale(ctx context.Context, traced map[string]int64, profi
 		return nil, err
 	}
 	var out []Finding
+	var steady map[string]bool
 	for _, svc := range slices.Sorted(maps.Keys(profiled)) {
 		// A service that stopped altogether is not the profiler's fault.
 		if have[svc] || traced[svc] < minSpans || recentTraced[svc] == 0 {
+			continue
+		}
+		if steady == nil {
+			if steady, err = c.steadilyProfiled(ctx, end.Add(-window), end.Add(-staleAfter), staleAfter); err != nil {
+				return nil, err
+			}
+		}
+		// A gap is news only in a service whose profiles came in every
+		// stretch before it. A cheap service sharing its process's
+		// profiler (the demo's catalog) has CPU samples of its own only
+		// now and then, and its gaps are its normal.
+		if !steady[svc] {
 			continue
 		}
 		out = append(out, Finding{
@@ -338,6 +351,43 @@ func (c ProfilesCheck) stale(ctx context.Context, traced map[string]int64, profi
 		})
 	}
 	return out, nil
+}
+
+// steadilyProfiled names the services that, over [from, to) cut into
+// stretches of length step, sent profiles in every stretch between the
+// first and the last they sent in.
+func (c ProfilesCheck) steadilyProfiled(ctx context.Context, from, to time.Time, step time.Duration) (map[string]bool, error) {
+	// gap: the service was absent from a stretch after its first, which
+	// is a hole only if it is seen again later.
+	seen, gap, holed := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for at := from; at.Before(to); at = at.Add(step) {
+		until := at.Add(step)
+		if until.After(to) {
+			until = to
+		}
+		svcs, err := c.Profiles.ProfileServices(ctx, at, until)
+		if err != nil {
+			return nil, fmt.Errorf("doctor: profiled services from %s: %w", at.Format(time.RFC3339), err)
+		}
+		now := map[string]bool{}
+		for _, s := range svcs {
+			now[s.Service] = true
+			seen[s.Service] = true
+			if gap[s.Service] {
+				holed[s.Service] = true
+			}
+		}
+		for svc := range seen {
+			if !now[svc] {
+				gap[svc] = true
+			}
+		}
+	}
+	steady := map[string]bool{}
+	for svc := range seen {
+		steady[svc] = !holed[svc]
+	}
+	return steady, nil
 }
 
 func sendBoth(n int) string {

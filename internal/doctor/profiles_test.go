@@ -259,6 +259,19 @@ func TestProfilesCheck(t *testing.T) {
 			severity: Warning,
 			text:     []string{"none in the last 2m", "profiler.Stop"},
 		},
+		{
+			scenario: "a cheap service sharing its process's profiler has samples only now and then",
+			build: func(w *profWorld) {
+				w.traced("payments", 20*time.Minute, 0, long, true)
+				w.profiled("payments", 20*time.Minute, 0, "payments")
+				w.traced("catalog", 20*time.Minute, 0, short, false)
+				// A profile of its own at 14, 10 and 5 minutes ago:
+				// gaps longer than the stale threshold all along.
+				for _, ago := range []time.Duration{14 * time.Minute, 10 * time.Minute, 5 * time.Minute} {
+					w.profiled("catalog", ago, ago-15*time.Second, "catalog")
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
