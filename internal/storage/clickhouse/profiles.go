@@ -73,45 +73,13 @@ func OpenProfiles(ctx context.Context, c *Client, retention time.Duration) (*Pro
 // a storage.Retainer: the server runs it with the other stores'.
 func (s *ProfileStore) DropBefore(ctx context.Context, t time.Time) (int, error) {
 	cut := floorDiv(t.UnixNano(), dayNanos)
-	dropped := map[int64]bool{}
-	err := s.c.eachShard(ctx, func(conn driver.Conn) error {
-		for _, tb := range profileTables {
-			rows, err := conn.Query(ctx, "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = ? AND table = ?",
-				s.c.Database, localName(s.c, tb.name))
-			if err != nil {
-				return err
-			}
-			var days []int64
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return err
-				}
-				d, err := time.Parse("20060102", id)
-				if err != nil {
-					continue
-				}
-				if day := d.Unix() / 86400; day < cut {
-					days = append(days, day)
-				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for _, day := range days {
-				date := time.Unix(day*86400, 0).UTC().Format("2006-01-02")
-				if err := conn.Exec(ctx, "ALTER TABLE "+s.c.LocalTable(tb.name)+" DROP PARTITION '"+date+"'"); err != nil {
-					return err
-				}
-				dropped[day] = true
-			}
-		}
-		return nil
-	})
+	tables := make([]string, len(profileTables))
+	for i, tb := range profileTables {
+		tables[i] = tb.name
+	}
+	n, err := dropDaysBefore(ctx, s.c, tables, cut)
 	if err != nil {
-		return len(dropped), classify(ctx, "drop profile partitions", err)
+		return n, classify(ctx, "drop profile partitions", err)
 	}
 	s.mu.Lock()
 	for d := range s.seen {
@@ -120,7 +88,7 @@ func (s *ProfileStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 		}
 	}
 	s.mu.Unlock()
-	return len(dropped), nil
+	return n, nil
 }
 
 // insert sends one batch into table.

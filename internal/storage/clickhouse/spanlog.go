@@ -122,11 +122,25 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 	}
 	defer s.mu.RUnlock()
 	cut := floorDiv(t.UnixNano(), dayNanos) // first day kept
+	tables := make([]string, len(spanLogTables))
+	for i, tb := range spanLogTables {
+		tables[i] = tb.name
+	}
+	n, err := dropDaysBefore(ctx, s.c, tables, cut)
+	if err != nil {
+		return n, classify(ctx, "drop partitions", err)
+	}
+	return n, nil
+}
+
+// dropDaysBefore drops, on every shard, the day partitions of tables
+// before day cut (days since the epoch), and reports how many days went.
+func dropDaysBefore(ctx context.Context, c *Client, tables []string, cut int64) (int, error) {
 	dropped := map[int64]bool{}
-	err := s.c.eachShard(ctx, func(conn driver.Conn) error {
-		for _, tb := range spanLogTables {
+	err := c.eachShard(ctx, func(conn driver.Conn) error {
+		for _, table := range tables {
 			rows, err := conn.Query(ctx, "SELECT DISTINCT partition_id FROM system.parts WHERE active AND database = ? AND table = ?",
-				s.c.Database, localName(s.c, tb.name))
+				c.Database, localName(c, table))
 			if err != nil {
 				return err
 			}
@@ -152,7 +166,7 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 			slices.Sort(days)
 			for _, day := range days {
 				date := time.Unix(day*86400, 0).UTC().Format("2006-01-02")
-				if err := conn.Exec(ctx, "ALTER TABLE "+s.c.LocalTable(tb.name)+" DROP PARTITION '"+date+"'"); err != nil {
+				if err := conn.Exec(ctx, "ALTER TABLE "+c.LocalTable(table)+" DROP PARTITION '"+date+"'"); err != nil {
 					return err
 				}
 				dropped[day] = true
@@ -160,10 +174,7 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 		}
 		return nil
 	})
-	if err != nil {
-		return len(dropped), classify(ctx, "drop partitions", err)
-	}
-	return len(dropped), nil
+	return len(dropped), err
 }
 
 // localName is the unqualified name of the table holding the rows.
