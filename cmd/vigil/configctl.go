@@ -230,13 +230,28 @@ func runConfig(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			return writeJSONOut(stdout, stderr, raw)
 		case del:
-			return printResult(c.DeleteSchema(ctx, item))
+			if _, err := c.DeleteSchema(ctx, item); err != nil {
+				return fail(err)
+			}
+			fmt.Fprintf(stdout, "%s: schema removed\n", item)
+			return 0
 		}
 		b, err := content()
 		if err != nil {
 			return fail(err)
 		}
-		return printResult(c.SetSchema(ctx, item, b))
+		// The answer's md5 is the schema's and its version the item's
+		// formal one, which the schema was checked against.
+		r, err := c.SetSchema(ctx, item, b)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%s: schema set (md5 %s)", item, r.MD5)
+		if r.Version != 0 {
+			fmt.Fprintf(stdout, "; the formal version %d matches it", r.Version)
+		}
+		fmt.Fprintln(stdout)
+		return 0
 	case "history":
 		if output != "text" && output != "json" {
 			return usageErr(fmt.Sprintf("--output must be text or json, not %q", output))

@@ -56,11 +56,11 @@ func TestConfigCommand(t *testing.T) {
 		{"", []string{"get", "shop/payment"}, 2, "want namespace/group/key"},
 		{"", []string{"get"}, 2, "which item"},
 		{"", []string{"delete", "a/b/c"}, 2, "unknown command"},
-		{`{"type":"object","required":["timeout"]}`, []string{"schema", "shop/payment/settings"}, 0, "shop/payment/settings: version 4"},
+		{`{"type":"object","required":["timeout"]}`, []string{"schema", "shop/payment/settings"}, 0, "shop/payment/settings: schema set (md5 25a2918465103f8c1cc1580ec1b015ef); the formal version 4 matches it"},
 		{"", []string{"schema", "shop/payment/settings", "--show"}, 0, `"required": [`},
 		{"retries: 3\n", []string{"put", "shop/payment/settings", "--type", "yaml"}, 1, "missing property 'timeout'"},
 		{`{"required":["retries"]}`, []string{"schema", "shop/payment/settings"}, 1, "the formal version 4"},
-		{"", []string{"schema", "shop/payment/settings", "--delete"}, 0, "version 4"},
+		{"", []string{"schema", "shop/payment/settings", "--delete"}, 0, "shop/payment/settings: schema removed"},
 		{"", []string{"schema", "shop/payment/settings", "--show"}, 1, "HTTP 404"},
 		{"", []string{"schema", "shop/payment/settings", "--show", "--delete"}, 2, "together"},
 	} {

@@ -56,6 +56,9 @@ test('config page: an item, a put, a gray and its abort, a rollback', async ({ p
   await expect(gray).toHaveCount(0)
   await expect(history.first()).not.toContainText('active gray')
   await expect(detail.getByTestId('config-formal-version')).toHaveText('2')
+  // The aborted gray was never everyone's version: nothing rolls back to it.
+  await expect(page.getByRole('button', { name: 'roll back to version 3' })).toHaveCount(0)
+  await expect(page.getByRole('button', { name: 'roll back to version 1' })).toBeVisible()
 
   // A rollback to version 1: its content as version 4.
   await page.getByRole('button', { name: 'roll back to version 1' }).click()

@@ -376,7 +376,9 @@ function History({ k, versions, attribution, w }: { k: ItemKey; versions: Config
                 </details>
               </td>
               <td>
-                {!v.formal && (
+                {/* A gray version was never everyone's: it comes back by
+                    a new gray, not by a rollback. */}
+                {!v.formal && !v.gray && (
                   <button type="button" disabled={w.busy} onClick={() => rollback(v.version)} aria-label={`roll back to version ${v.version}`}>
                     Roll back to {v.version}
                   </button>
