@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -229,6 +230,33 @@ cluster:
 		}
 		if got := promValue(t, n, `count(ALERTS{alertname="Steady"})`); got != 1 {
 			t.Errorf("%v ALERTS series for Steady on %s, want 1", got, ids[i])
+		}
+	}
+
+	// An instance registered with the follower is known to the follower
+	// alone, which scrapes it as the job "registry" and writes it: one
+	// writer, and its samples reach the shared store.
+	follower := nodes[0]
+	if ids[0] == leaderID {
+		follower = nodes[1]
+	}
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(target.URL, "http://"))
+	reg := fmt.Sprintf(`{"ID": "registered-1", "Name": "registered", "Address": %q, "Port": %s}`, host, port)
+	req, _ := http.NewRequest(http.MethodPut, follower.httpURL+"/v1/agent/service/register", strings.NewReader(reg))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register with the follower: HTTP %d", resp.StatusCode)
+	}
+	waitFor(t, "the instance registered with the follower scraped into the shared store for 12s", 40*time.Second, func() bool {
+		return promValue(t, nodes[0], `count_over_time(up{job="registered"}[12s])`) >= 10
+	})
+	for i, n := range nodes {
+		if got := promValue(t, n, `count_over_time(up{job="registered",instance="registered-1"}[10s])`); got < 8 || got > 11 {
+			t.Errorf("up of the instance registered with the follower has %v samples in 10s on %s, want about 10: one writer", got, ids[i])
 		}
 	}
 

@@ -269,6 +269,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	scrapeOpts := scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg}
 	if cfg.Registry.ScrapeOn() {
 		scrapeOpts.ImplicitJobs = []scrape.ImplicitJob{{Name: registrysd.JobName, Discovery: &registrysd.Config{Registry: instances}}}
+		// Only the node an instance registered with scrapes it: that
+		// node writes it, leader or not.
+		scrapeOpts.Own = registrysd.Registered
 	}
 	scraper, err := scrape.New(scrapeOpts)
 	if err != nil {

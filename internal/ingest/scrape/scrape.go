@@ -47,6 +47,12 @@ type Options struct {
 	// other's samples. Each node still scrapes (its targets' health, the
 	// doctor) and one node writes. Nil writes always.
 	Writing func() bool
+	// Own, with Writing, names the targets this node alone scrapes (the
+	// instances registered with its registry, which no other node
+	// knows): their samples are written whatever Writing says, or they
+	// would reach the shared store only when registered with the writing
+	// node. Each is still one writer's, as only this node scrapes it.
+	Own func(*promscrape.Target) bool
 	// Logger may be nil (logs are discarded).
 	Logger *slog.Logger
 	// Registerer receives the discovery and scrape managers' metrics
@@ -130,10 +136,11 @@ func New(opts Options) (*Manager, error) {
 	}
 
 	sm, err := promscrape.NewManager(
-		&promscrape.Options{DiscoveryReloadInterval: model.Duration(interval)},
+		// The target in the appender's context tells Own's targets apart.
+		&promscrape.Options{DiscoveryReloadInterval: model.Duration(interval), PassMetadataInContext: opts.Writing != nil && opts.Own != nil},
 		logger.With("component", "scrape manager"),
 		nil, // No per-job scrape failure log files.
-		nil, whileWriting(opts.Appendable, opts.Writing),
+		nil, whileWriting(opts.Appendable, opts.Writing, opts.Own),
 		reg,
 	)
 	if err != nil {
@@ -276,12 +283,13 @@ func (m *Manager) ScrapePoolConfig(pool string) (*config.ScrapeConfig, error) {
 	return m.scrape.ScrapePoolConfig(pool)
 }
 
-// whileWriting is app, or with writing a gate in front of it.
-func whileWriting(app storage.AppendableV2, writing func() bool) storage.AppendableV2 {
+// whileWriting is app, or with writing a gate in front of it that own's
+// targets pass.
+func whileWriting(app storage.AppendableV2, writing func() bool, own func(*promscrape.Target) bool) storage.AppendableV2 {
 	if writing == nil {
 		return app
 	}
-	return gatedAppendable{next: app, writing: writing}
+	return gatedAppendable{next: app, writing: writing, own: own}
 }
 
 // gatedAppendable decides once per scrape, when the scrape loop asks for
@@ -289,11 +297,17 @@ func whileWriting(app storage.AppendableV2, writing func() bool) storage.Appenda
 type gatedAppendable struct {
 	next    storage.AppendableV2
 	writing func() bool
+	own     func(*promscrape.Target) bool
 }
 
 func (g gatedAppendable) AppenderV2(ctx context.Context) storage.AppenderV2 {
 	if g.writing() {
 		return g.next.AppenderV2(ctx)
+	}
+	if g.own != nil {
+		if t, ok := promscrape.TargetFromContext(ctx); ok && g.own(t) {
+			return g.next.AppenderV2(ctx)
+		}
 	}
 	return discardAppender{}
 }

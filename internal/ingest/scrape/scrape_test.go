@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
@@ -512,8 +513,9 @@ func TestApplyConfigWhileRunning(t *testing.T) {
 }
 
 // A node that is not the one writing the shared store still scrapes (the
-// target is known and scraped) but appends nothing; once it writes, the
-// scrapes reach the store.
+// target is known and scraped) but appends nothing, except for the
+// targets it alone scrapes (Own); once it writes, the scrapes reach the
+// store.
 func TestWritingGatesAppends(t *testing.T) {
 	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{})
 	tg := newTarget(t, false, nil)
@@ -521,9 +523,14 @@ func TestWritingGatesAppends(t *testing.T) {
   - job_name: gated
     static_configs:
       - targets: [%q]
-`, tg.addr()))
+  - job_name: own
+    static_configs:
+      - targets: [%q]
+        labels: {registered_here: "yes"}
+`, tg.addr(), tg.addr()))
 	var writing atomic.Bool
-	m, err := New(Options{Appendable: db, Writing: writing.Load, DiscoveryUpdateInterval: 100 * time.Millisecond})
+	own := func(t *promscrape.Target) bool { return t.GetValue("registered_here") == "yes" }
+	m, err := New(Options{Appendable: db, Writing: writing.Load, Own: own, DiscoveryUpdateInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +546,8 @@ func TestWritingGatesAppends(t *testing.T) {
 		}
 	})
 
-	waitFor(t, "three scrapes of the target", func() bool { return tg.served.Load() >= 3 })
+	waitUp(t, db, "own", tg.addr(), 1)
+	waitFor(t, "three scrapes of the target", func() bool { return tg.served.Load() >= 6 })
 	if got := latest(t, db, eq("job", "gated")); len(got) != 0 {
 		t.Fatalf("series written while not writing: %v", got)
 	}

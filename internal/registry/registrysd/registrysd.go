@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/discovery/targetgroup"
+	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/util/strutil"
 
 	"github.com/vigil-observability/vigil/internal/registry"
@@ -134,4 +136,12 @@ func Group(entries []registry.Entry) *targetgroup.Group {
 		g.Targets = append(g.Targets, ls)
 	}
 	return g
+}
+
+// Registered reports whether the scrape target t is one of the registry's
+// instances (Group made its target). In a cluster on a shared store the
+// node an instance registered with is the only one that knows it, so that
+// node writes its samples, not the leader (scrape.Options.Own).
+func Registered(t *promscrape.Target) bool {
+	return t.DiscoveredLabels(labels.NewBuilder(labels.EmptyLabels())).Has(metaID)
 }

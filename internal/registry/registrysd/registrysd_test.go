@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
@@ -46,6 +47,27 @@ func TestGroup(t *testing.T) {
 	for i := range want {
 		if !g.Targets[i].Equal(want[i]) {
 			t.Errorf("target %d:\n got %v\nwant %v", i, g.Targets[i], want[i])
+		}
+	}
+}
+
+// TestRegistered tells the registry's targets from those of any other
+// discovery, a static target or a Consul one with the same labels.
+func TestRegistered(t *testing.T) {
+	g := Group([]registry.Entry{{Instance: registry.Instance{ID: "shop-1", Service: "shop", Address: "10.0.0.7", Port: 8080}}})
+	cfg := &config.ScrapeConfig{JobName: JobName}
+	for _, tc := range []struct {
+		name string
+		ls   model.LabelSet
+		want bool
+	}{
+		{"the registry's", g.Targets[0], true},
+		{"static", model.LabelSet{"__address__": "10.0.0.7:8080", "job": "shop", "instance": "shop-1"}, false},
+		{"consul", model.LabelSet{"__address__": "10.0.0.7:8080", "__meta_consul_service_id": "shop-1", "__meta_consul_service": "shop"}, false},
+	} {
+		tg := promscrape.NewTarget(labels.FromStrings("job", "shop"), cfg, tc.ls, nil)
+		if got := Registered(tg); got != tc.want {
+			t.Errorf("%s: Registered %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
