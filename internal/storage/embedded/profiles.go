@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +48,15 @@ type ProfileOptions struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// MaxCachedStacks bounds the ids of stored stacks kept in memory to
+	// insert each stack once (DefaultMaxCachedStacks when zero): past it,
+	// a write asks the database which of its stacks are new, so a flood
+	// of distinct stacks costs queries, not memory.
+	MaxCachedStacks int
 }
+
+// DefaultMaxCachedStacks is about 40 MiB of stack ids.
+const DefaultMaxCachedStacks = 1 << 20
 
 // ProfileStore keeps profiles normalised in DuckDB: each distinct stack
 // once (profile_stacks), one row per sample and sample type with its
@@ -62,9 +71,11 @@ type ProfileStore struct {
 	db   *sql.DB
 
 	// writeMu makes writes one at a time, so that a stack new to the
-	// store is inserted once; stackIDs are the stacks committed.
-	writeMu  sync.Mutex
-	stackIDs map[uint64]struct{}
+	// store is inserted once; stackIDs are stacks committed, all of them
+	// while allStacks, else at most MaxCachedStacks of them.
+	writeMu   sync.Mutex
+	stackIDs  map[uint64]struct{}
+	allStacks bool
 
 	gauge prometheus.Collector
 	guard *diskGuard
@@ -233,7 +244,12 @@ func (s *ProfileStore) loadStackIDs(ctx context.Context) error {
 	}
 	defer func() { _ = rows.Close() }()
 	ids := map[uint64]struct{}{}
+	all := true
 	for rows.Next() {
+		if len(ids) >= s.maxCachedStacks() {
+			all = false
+			break
+		}
 		var id uint64
 		if err := rows.Scan(&id); err != nil {
 			return s.wrap("read stack ids", err)
@@ -243,7 +259,52 @@ func (s *ProfileStore) loadStackIDs(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return s.wrap("read stack ids", err)
 	}
-	s.stackIDs = ids
+	s.stackIDs, s.allStacks = ids, all
+	return nil
+}
+
+func (s *ProfileStore) maxCachedStacks() int {
+	if s.opts.MaxCachedStacks > 0 {
+		return s.opts.MaxCachedStacks
+	}
+	return DefaultMaxCachedStacks
+}
+
+// dropStored removes from stacks those the database already holds: the
+// stacks the cache does not know, once it no longer holds them all.
+func (s *ProfileStore) dropStored(ctx context.Context, conn *sql.Conn, stacks map[uint64]string) error {
+	ids := slices.Collect(maps.Keys(stacks))
+	const chunk = 1000
+	var q strings.Builder
+	for len(ids) > 0 {
+		n := min(chunk, len(ids))
+		// Numbers in the text: database/sql takes no uint64 above 2^63.
+		q.Reset()
+		q.WriteString(`SELECT stack_id FROM profile_stacks WHERE stack_id IN (`)
+		for i, id := range ids[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(strconv.FormatUint(id, 10))
+		}
+		q.WriteString(")")
+		ids = ids[n:]
+		rows, err := conn.QueryContext(ctx, q.String())
+		if err != nil {
+			return s.wrap("look up stacks", err)
+		}
+		for rows.Next() {
+			var id uint64
+			if err := rows.Scan(&id); err != nil {
+				_ = rows.Close()
+				return s.wrap("look up stacks", err)
+			}
+			delete(stacks, id)
+		}
+		if err := rows.Close(); err != nil {
+			return s.wrap("look up stacks", err)
+		}
+	}
 	return nil
 }
 
@@ -335,6 +396,11 @@ func (s *ProfileStore) writeProfiles(ctx context.Context, profiles []storage.Pro
 			return s.wrap("write profile samples", err)
 		}
 	}
+	if len(newStacks) > 0 && !s.allStacks {
+		if err := s.dropStored(ctx, conn, newStacks); err != nil {
+			return err
+		}
+	}
 	if len(newStacks) > 0 {
 		err := conn.Raw(func(dc any) error {
 			a, err := duckdb.NewAppender(dc.(driver.Conn), "", "main", "profile_stacks")
@@ -359,6 +425,10 @@ func (s *ProfileStore) writeProfiles(ctx context.Context, profiles []storage.Pro
 	}
 	committed = true
 	for id := range newStacks {
+		if len(s.stackIDs) >= s.maxCachedStacks() {
+			s.allStacks = false
+			break
+		}
 		s.stackIDs[id] = struct{}{}
 	}
 	return nil

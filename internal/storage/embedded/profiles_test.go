@@ -106,3 +106,62 @@ func TestProfileReopenAndRetention(t *testing.T) {
 		t.Errorf("past the retention: %d stacks (%v), want none", stacks, err)
 	}
 }
+
+// With more stacks stored than the cache of their ids holds, each stack is
+// still stored once: the writes past the bound ask the database, before
+// and after a reopen.
+func TestProfileStackCacheBound(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	open := func() *ProfileStore {
+		s, err := OpenProfileStore(t.Context(), ProfileOptions{Dir: dir, Retention: 24 * time.Hour, MaxCachedStacks: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The fixtures' line numbers follow the order of the functions:
+	// every write starts with the stacks of the one before.
+	write := func(s *ProfileStore, stacks ...string) {
+		t.Helper()
+		now = now.Add(time.Second)
+		var samples []storagetest.ProfileSample
+		for _, f := range stacks {
+			samples = append(samples, storagetest.ProfileSample{Stack: []string{f, "main"}, Values: []int64{1, 10}})
+		}
+		data := storagetest.PprofBytes(t, []string{"samples", "cpu"}, samples...)
+		if err := s.WriteProfiles(t.Context(), []storage.Profile{{Service: "svc", Kind: storage.ProfileCPU, Start: now.Add(-time.Second), End: now, Data: data}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(s *ProfileStore, want int) {
+		t.Helper()
+		var all, distinct int
+		if err := s.db.QueryRow(`SELECT count(*), count(DISTINCT stack_id) FROM profile_stacks`).Scan(&all, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		if all != want || distinct != want {
+			t.Errorf("%d stack rows, %d distinct, want %d of each", all, distinct, want)
+		}
+		if len(s.stackIDs) > 2 {
+			t.Errorf("%d stack ids in memory, want at most 2", len(s.stackIDs))
+		}
+	}
+	s := open()
+	write(s, "a", "b", "c")
+	write(s, "a", "b", "c", "d")
+	check(s, 4)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	defer s.Close()
+	if s.allStacks {
+		t.Error("reopened with 4 stacks and room for 2 ids: the cache claims to hold them all")
+	}
+	write(s, "a", "b", "c", "d", "e")
+	check(s, 5)
+	if n := countProfiles(t, s, "svc"); n != 3 {
+		t.Errorf("%d profiles, want 3", n)
+	}
+}
