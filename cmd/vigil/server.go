@@ -687,15 +687,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	grpcLn = otlp.LimitGRPCListener(grpcLn)
 	grpcSrv := otlp.NewGRPCServer(otlpOpts, cfg.Auth.GRPCOptions()...)
 	grp.Go(stageListeners, "otlp grpc", grpcListener(cfg, logger, grpcSrv, grpcLn))
-	webSrv.SetReady()
 	// What start-up alone used goes back to the operating system: its
 	// garbage and the executable's pages that a server at rest does not
-	// run (docs/performance.md, "Idle memory").
+	// run (docs/performance.md, "Idle memory"). Before /-/ready answers,
+	// so that the memory of a ready server is its memory at rest.
 	if released, err := memtrim.Startup(); err != nil {
 		logger.Warn("releasing start-up memory", "err", err)
 	} else {
 		logger.Debug("released start-up memory", "executable_bytes", released.ExecutableBytes)
 	}
+	webSrv.SetReady()
 	// And what a burst of work leaves behind, once it is over.
 	grp.Go(stageDrain, "idle memory trim", lifecycle.Loop(memtrim.NewIdleTrimmer(memtrim.IdleOptions{Logger: logger}).Run))
 	logger.Info("ready", "http", httpLn.Addr().String(), "otlp_grpc", grpcLn.Addr().String(),
