@@ -20,6 +20,8 @@ let server: ChildProcess | undefined
 let demo: ChildProcess | undefined
 const healthy = { start: 0, end: 0 }
 let slowStart = 0
+// Ends the current order loop (also when the setup failed half-way).
+let stopOrders: (() => Promise<number>) | undefined
 
 // placeOrders posts orders to the demo's gateway one after the other until
 // the returned function is called. At the demo's own 5 orders a second a
@@ -86,7 +88,7 @@ test.beforeAll(async () => {
   await until('vigil server ready', 30_000, async () => (await fetch(`${url}/-/ready`)).ok)
 
   healthy.start = Date.now()
-  let stopOrders = placeOrders(await startDemo('vigil-demo-healthy', grpcPort))
+  stopOrders = placeOrders(await startDemo('vigil-demo-healthy', grpcPort))
   await until('a CPU profile of healthy payments', 60_000, async () => {
     const top = await getJSON(`${url}/api/v1/profiles/top?service=payments&type=cpu&start=${healthy.start}`)
     return (top?.data?.profiles ?? 0) > 0
@@ -107,6 +109,7 @@ test.beforeAll(async () => {
 })
 
 test.afterAll(async () => {
+  await stopOrders?.()
   await stop(demo)
   await stop(server)
   process.removeListener('exit', killNow)
