@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,15 +77,19 @@ func TestDemoAgainstServer(t *testing.T) {
 
 // startDemo runs `vigil demo` against s with its gateway on port base,
 // stopping it when the test ends and showing its output if the test failed.
-func startDemo(t *testing.T, s *server, base int, extra ...string) {
+// The returned stop ends it earlier, as Ctrl-C does (see startDemoAt).
+func startDemo(t *testing.T, s *server, base int, extra ...string) (stop func()) {
 	t.Helper()
-	startDemoAt(t, s.grpcA, nil, base, append([]string{"--vigil-url", s.httpURL}, extra...)...)
+	return startDemoAt(t, s.grpcA, nil, base, append([]string{"--vigil-url", s.httpURL}, extra...)...)
 }
 
 // startDemoAt runs `vigil demo` sending to endpoint, with env added to its
 // environment. Without a --vigil-url in extra it reads no configuration
 // centre; its services' configuration cache is in a temporary directory.
-func startDemoAt(t *testing.T, endpoint string, env []string, base int, extra ...string) {
+// stop sends SIGTERM, so that the demo flushes its telemetry (and its
+// profiler the last interval) as on Ctrl-C, and waits for it to exit
+// (killing it after 10 s); the test's cleanup kills it unless stopped.
+func startDemoAt(t *testing.T, endpoint string, env []string, base int, extra ...string) (stop func()) {
 	t.Helper()
 	args := append([]string{"demo", "--otlp-endpoint", endpoint, "--port-base", strconv.Itoa(base), "--rps", "20", "--vigil-url", ""}, extra...)
 	demo := exec.Command(vigilBin, args...)
@@ -93,13 +99,34 @@ func startDemoAt(t *testing.T, endpoint string, env []string, base int, extra ..
 	if err := demo.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = demo.Process.Kill()
+	exited := make(chan struct{})
+	go func() {
 		_ = demo.Wait()
+		close(exited)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = demo.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				t.Errorf("demo did not stop within 10s of SIGTERM; killed")
+				_ = demo.Process.Kill()
+				<-exited
+			}
+		})
+	}
+	t.Cleanup(func() {
+		once.Do(func() {
+			_ = demo.Process.Kill()
+			<-exited
+		})
 		if t.Failed() {
 			t.Logf("demo output (tail):\n%s", tail(out.String(), 3000))
 		}
 	})
+	return stop
 }
 
 func tail(s string, n int) string {
@@ -441,4 +468,198 @@ func TestDemoProfilesItself(t *testing.T) {
 	})
 	t.Logf("profiles of %v, payments' top function scoreFraud, %v after the demo started; span %s's own profile found among %d probed",
 		listed, time.Since(start).Round(time.Second), linked, probed)
+}
+
+// TestDemoSlowPaymentsDiff: the demo runs healthy, then again under
+// slow-payments against the same server; payments' CPU diff of the slow
+// minutes against the healthy ones names scoreFraud as the function that
+// grew most, from nothing (healthy charges never call it).
+func TestDemoSlowPaymentsDiff(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	began := time.Now()
+
+	healthyStart := time.Now()
+	base := testport.Run(t, 4)
+	stopHealthy := startDemo(t, s, base)
+	// At the demo's 5 orders a second a healthy charge costs payments so
+	// little CPU that a 100 Hz profiler takes a sample or two in half a
+	// minute; a client placing orders without pause gives the healthy
+	// minutes a baseline worth comparing against (and the slow ones the
+	// same load).
+	stopOrders := placeOrders(t, base)
+	var healthy profileTop
+	waitFor(t, "a CPU profile of healthy payments", 45*time.Second, func() bool {
+		return s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu&limit=5&start="+unixMilli(healthyStart), &healthy) == http.StatusOK &&
+			healthy.Data.Profiles > 0
+	})
+	healthyOrders := stopOrders()
+	stopHealthy()
+	healthyEnd := time.Now()
+
+	// CPU profiles cover the real time from the profiler's start to each
+	// upload, so the second demo's begin after healthyEnd: the ranges do
+	// not overlap.
+	slowStart := time.Now()
+	base = testport.Run(t, 4)
+	startDemo(t, s, base, "--fault", "slow-payments")
+	stopOrders = placeOrders(t, base)
+	q := url.Values{
+		"service": {"payments"}, "type": {"cpu"}, "limit": {"10"},
+		"start": {unixMilli(slowStart)}, "baseline_start": {unixMilli(healthyStart)}, "baseline_end": {unixMilli(healthyEnd)},
+	}
+	var diff profileDiff
+	waitFor(t, "scoreFraud as the function that grew most in payments' CPU diff", 45*time.Second, func() bool {
+		diff = profileDiff{}
+		if s.getJSON(t, "/api/v1/profiles/diff?"+q.Encode(), &diff) != http.StatusOK || diff.Data.Comparison.Profiles == 0 {
+			return false
+		}
+		g := diff.grewMost()
+		return g != nil && strings.HasSuffix(g.Name, ".scoreFraud")
+	}, func() string { return diff.String() })
+	slowOrders := stopOrders()
+
+	d := diff.Data
+	if d.Baseline.Profiles == 0 || d.Baseline.Total == 0 {
+		t.Errorf("baseline %+v: want the healthy minutes' samples", d.Baseline)
+	}
+	g := diff.grewMost()
+	if g.BaselineSelf != 0 || g.ComparisonSelf == 0 || g.Change <= 0 {
+		t.Errorf("scoreFraud: %+v, want none in the baseline and some in the comparison", *g)
+	}
+	// The diff's flame graph holds the slow path too: a scoreFraud frame
+	// only the comparison has.
+	frame := d.FlameGraph.find(func(n *diffFrame) bool { return strings.HasSuffix(n.Name, ".scoreFraud") })
+	if frame == nil {
+		t.Fatalf("no scoreFraud frame in the diff flame graph; %s", diff.String())
+	}
+	if frame.Baseline != 0 || frame.Comparison == 0 || frame.ComparisonShare <= frame.BaselineShare {
+		t.Errorf("scoreFraud frame %+v, want it only in the comparison", *frame)
+	}
+	t.Logf("healthy %v (%d orders placed, payments %d profiles, %v CPU), slow %v (%d orders, %d profiles, %v CPU); scoreFraud %.1f%% -> %.1f%% of payments' CPU; %v in all",
+		healthyEnd.Sub(healthyStart).Round(time.Second), healthyOrders, d.Baseline.Profiles, time.Duration(d.Baseline.Total),
+		time.Since(slowStart).Round(time.Second), slowOrders, d.Comparison.Profiles, time.Duration(d.Comparison.Total),
+		100*g.BaselineShare, 100*g.ComparisonShare, time.Since(began).Round(time.Second))
+}
+
+func unixMilli(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// placeOrders posts orders to the demo's gateway on port base, one after
+// the other, until the returned stop, which says how many were answered.
+func placeOrders(t *testing.T, base int) (stop func() int) {
+	t.Helper()
+	done := make(chan struct{})
+	answered := make(chan int, 1)
+	ordersURL := fmt.Sprintf("http://127.0.0.1:%d/orders", base)
+	body := `{"product_id":1,"quantity":1,"card_number":"4111111111111111"}`
+	client := &http.Client{Timeout: 5 * time.Second}
+	go func() {
+		n := 0
+		defer func() { answered <- n }()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			resp, err := client.Post(ordersURL, "application/json", strings.NewReader(body))
+			if err != nil {
+				// The demo is still starting.
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			n++
+		}
+	}()
+	var once sync.Once
+	n := 0
+	stop = func() int {
+		once.Do(func() {
+			close(done)
+			n = <-answered
+		})
+		return n
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// profileTop is the answer of /api/v1/profiles/top.
+type profileTop struct {
+	Data struct {
+		Profiles  int   `json:"profiles"`
+		Total     int64 `json:"total"`
+		Functions []struct {
+			Name string `json:"name"`
+			Self int64  `json:"self"`
+		} `json:"functions"`
+	} `json:"data"`
+}
+
+// profileDiff is the answer of /api/v1/profiles/diff (docs/profiling.md).
+type profileDiff struct {
+	Data struct {
+		Baseline, Comparison struct {
+			Profiles int   `json:"profiles"`
+			Total    int64 `json:"total"`
+		}
+		FlameGraph *diffFrame       `json:"flamegraph"`
+		Changes    []functionChange `json:"changes"`
+	} `json:"data"`
+}
+
+type diffFrame struct {
+	Name            string       `json:"name"`
+	Baseline        int64        `json:"baseline"`
+	Comparison      int64        `json:"comparison"`
+	BaselineShare   float64      `json:"baseline_share"`
+	ComparisonShare float64      `json:"comparison_share"`
+	Children        []*diffFrame `json:"children"`
+}
+
+type functionChange struct {
+	Name            string  `json:"name"`
+	BaselineSelf    int64   `json:"baseline_self"`
+	ComparisonSelf  int64   `json:"comparison_self"`
+	BaselineShare   float64 `json:"baseline_share"`
+	ComparisonShare float64 `json:"comparison_share"`
+	Change          float64 `json:"change"`
+}
+
+// grewMost is the change with the largest growth, nil when nothing grew.
+// The API ranks changes by size either way, so a shrink (the healthy
+// minutes' runtime frames losing their share) may come before it.
+func (d *profileDiff) grewMost() *functionChange {
+	var best *functionChange
+	for i, c := range d.Data.Changes {
+		if c.Change > 0 && (best == nil || c.Change > best.Change) {
+			best = &d.Data.Changes[i]
+		}
+	}
+	return best
+}
+
+func (d *profileDiff) String() string {
+	s := fmt.Sprintf("baseline %+v, comparison %+v, changes:", d.Data.Baseline, d.Data.Comparison)
+	for _, c := range d.Data.Changes {
+		s += fmt.Sprintf(" %s %+.3f", c.Name, c.Change)
+	}
+	return s
+}
+
+// find is the first frame, depth first, that match holds for.
+func (n *diffFrame) find(match func(*diffFrame) bool) *diffFrame {
+	if n == nil {
+		return nil
+	}
+	if match(n) {
+		return n
+	}
+	for _, c := range n.Children {
+		if f := c.find(match); f != nil {
+			return f
+		}
+	}
+	return nil
 }

@@ -3,102 +3,11 @@
 // metrics are queryable, and stops both afterwards (also when tests fail).
 // The server also evaluates a few alert rules and an SLO and runs its
 // Alertmanager, for the alerting pages.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-
-const root = resolve(import.meta.dirname, '../..')
-const bin = join(root, 'bin/vigil')
-const logDir = resolve(import.meta.dirname, '../test-results')
-
-// Ports handed out so far: a port is free again once its probe closes, and
-// the next probe may get it back before vigil has bound it.
-const taken = new Set<number>()
-
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await probePort()
-    if (!taken.has(port)) {
-      taken.add(port)
-      return port
-    }
-  }
-}
-
-function probePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer()
-    s.unref()
-    s.on('error', fail)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => ok(port))
-    })
-  })
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((ok) => {
-    const s = createServer()
-    s.unref()
-    s.on('error', () => ok(false))
-    s.listen(port, '127.0.0.1', () => s.close(() => ok(true)))
-  })
-}
-
-// The demo takes four consecutive ports from --port-base.
-async function freeRange(n: number): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const base = 20000 + Math.floor(Math.random() * 30000)
-    const ports = Array.from({ length: n }, (_, k) => base + k)
-    if (ports.some((p) => taken.has(p))) continue
-    const checks = await Promise.all(ports.map(portFree))
-    if (checks.every(Boolean)) {
-      ports.forEach((p) => taken.add(p))
-      return base
-    }
-  }
-  throw new Error(`no ${n} consecutive free ports`)
-}
-
-function start(name: string, args: string[]): ChildProcess {
-  mkdirSync(logDir, { recursive: true })
-  const log = createWriteStream(join(logDir, `${name}.log`))
-  const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  p.stdout!.pipe(log)
-  p.stderr!.pipe(log)
-  return p
-}
-
-async function stop(p: ChildProcess | undefined) {
-  if (!p || p.exitCode !== null || p.signalCode !== null) return
-  const exited = new Promise((ok) => p.once('exit', ok))
-  p.kill('SIGTERM')
-  const timer = setTimeout(() => p.kill('SIGKILL'), 10_000)
-  await exited
-  clearTimeout(timer)
-}
-
-async function until(what: string, timeoutMs: number, check: () => Promise<boolean>) {
-  const deadline = Date.now() + timeoutMs
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return
-    } catch (e) {
-      last = e
-    }
-    await new Promise((r) => setTimeout(r, 250))
-  }
-  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ''} (logs in ${logDir})`)
-}
-
-const getJSON = async (url: string) => {
-  const r = await fetch(url)
-  return r.ok ? r.json() : null
-}
+import { bin, freePort, freeRange, getJSON, start, stop, until } from './procs'
 
 // Alerts for alerting.spec.ts: one firing at once, one pending for an hour.
 // The description is HTML, which the UI must show as text. For doctor.spec.ts,

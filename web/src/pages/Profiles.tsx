@@ -202,7 +202,7 @@ export default function Profiles() {
       {services.data && list.length === 0 && (
         <Empty>
           No service sent profiles in this range. Profiles come from pyroscope-go (or vigil's SDK with Profiling enabled) pointed at this server's
-          /ingest — see docs/profiling.md. The demo shop sends traces, logs and metrics but no profiles.
+          /ingest — see docs/profiling.md. The demo shop (vigil demo) profiles itself.
         </Empty>
       )}
       {!ready && list.length > 0 && <Empty>Choose a service to see its flame graph.</Empty>}
