@@ -70,6 +70,7 @@ type Options struct {
 type Handler struct {
 	opts   Options
 	bodies *httpbody.Reader
+	writer *Writer
 }
 
 // NewHandler returns the handler; it panics without opts.Profiles.
@@ -94,7 +95,13 @@ func NewHandler(opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{opts: opts, bodies: httpbody.NewReader(opts.Limits.MaxRequestBytes)}
+	return &Handler{
+		opts:   opts,
+		bodies: httpbody.NewReader(opts.Limits.MaxRequestBytes),
+		writer: NewWriter(WriterOptions{
+			Profiles: opts.Profiles, Limits: opts.Limits, Ingest: opts.Ingest, Logger: opts.Logger, Now: opts.Now,
+		}),
+	}
 }
 
 // upload is one request's parts.
@@ -106,19 +113,6 @@ type upload struct {
 // sampleTypeConfig is the part of a sample_type_config entry vigil reads.
 type sampleTypeConfig struct {
 	DisplayName string `json:"display-name"`
-}
-
-// rejection is a refused request: its status, reason and message.
-type rejection struct {
-	code   int
-	reason string
-	msg    string
-}
-
-func (r *rejection) Error() string { return r.msg }
-
-func reject(code int, reason, format string, args ...any) *rejection {
-	return &rejection{code: code, reason: reason, msg: fmt.Sprintf(format, args...)}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,25 +132,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer res.Release()
 	h.opts.Ingest.Receive(signal, 1)
 
-	ps, rj := h.decode(r, res)
+	up, rj := h.decode(r, res)
 	if rj == nil {
-		rj = h.write(r, ps)
+		if err := h.writer.Write(r.Context(), up); err != nil && !errors.As(err, &rj) {
+			rj = reject(http.StatusServiceUnavailable, "", "%v", err)
+		}
 	}
 	if rj == nil {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	switch rj.code {
+	switch rj.Status {
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		// A storage failure (no reason) is counted by the store.
-		if rj.reason != "" {
-			h.opts.Ingest.Reject(signal, rj.reason, 1)
+		if rj.Reason != "" {
+			h.opts.Ingest.Reject(signal, rj.Reason, 1)
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(h.opts.RetryAfter.Seconds()))))
 	default:
-		h.opts.Ingest.RejectFrom(signal, rj.reason, src, 1)
+		h.opts.Ingest.RejectFrom(signal, rj.Reason, src, 1)
 	}
-	http.Error(w, rj.msg, rj.code)
+	http.Error(w, rj.Msg, rj.Status)
 }
 
 func (h *Handler) refuseBusy(w http.ResponseWriter) {
@@ -165,35 +161,21 @@ func (h *Handler) refuseBusy(w http.ResponseWriter) {
 	http.Error(w, ingest.ErrOverloaded.Error(), http.StatusTooManyRequests)
 }
 
-func (h *Handler) write(r *http.Request, ps []storage.Profile) *rejection {
-	err := h.opts.Profiles.WriteProfiles(r.Context(), ps)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ingest.ErrOverloaded):
-		return reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
-	case errors.Is(err, storage.ErrInvalidProfile):
-		return reject(http.StatusBadRequest, limits.ReasonUndecodable, "%v", err)
-	}
-	h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "profile not stored, client asked to retry",
-		slog.String("service", ps[0].Service), slog.Any("err", err))
-	return reject(http.StatusServiceUnavailable, "", "%v", ingest.ErrUnavailable)
-}
-
-// decode reads and checks the request, returning the profiles to store:
-// one per service its samples are labelled with (see splitByService).
-func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) ([]storage.Profile, *rejection) {
+// decode reads the request into the profile to store; the Writer checks
+// and stores it.
+func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (Upload, *Rejection) {
 	q := r.URL.Query()
 	if f := q.Get("format"); f != "" && f != "pprof" {
-		return nil, reject(http.StatusUnsupportedMediaType, limits.ReasonUnsupported,
+		return Upload{}, reject(http.StatusUnsupportedMediaType, limits.ReasonUnsupported,
 			"format %q is not supported: vigil takes pprof (format=pprof)", f)
 	}
 	app, labels, err := parseName(q.Get("name"))
 	if err != nil {
-		return nil, reject(http.StatusBadRequest, limits.ReasonInvalidLabel, "%v", err)
+		return Upload{}, reject(http.StatusBadRequest, limits.ReasonInvalidLabel, "%v", err)
 	}
-	if rj := h.checkLabels(labels); rj != nil {
-		return nil, rj
+	// Before the body is read: a name past the limits costs nothing more.
+	if rj := h.writer.CheckLabels(labels); rj != nil {
+		return Upload{}, rj
 	}
 
 	body, err := h.bodies.ReadRequestThrough(r, func(rd io.Reader) io.Reader {
@@ -202,28 +184,28 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) ([]storag
 	if err != nil {
 		switch {
 		case errors.Is(err, httpbody.ErrTooLarge), errors.Is(err, decodecost.ErrTooLarge):
-			return nil, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge,
+			return Upload{}, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge,
 				"request body exceeds %d bytes (limits.max_request_bytes)", h.bodies.Limit())
 		case errors.Is(err, decodecost.ErrBusy):
-			return nil, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
+			return Upload{}, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
 		case errors.Is(err, httpbody.ErrUnsupportedEncoding):
-			return nil, reject(http.StatusUnsupportedMediaType, limits.ReasonUndecodable, "%v", err)
+			return Upload{}, reject(http.StatusUnsupportedMediaType, limits.ReasonUndecodable, "%v", err)
 		}
-		return nil, reject(http.StatusBadRequest, limits.ReasonUndecodable, "reading the body: %v", err)
+		return Upload{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "reading the body: %v", err)
 	}
 	defer body.Release()
 	up, rj := readParts(body.Bytes(), r.Header.Get("Content-Type"))
 	if rj != nil {
-		return nil, rj
+		return Upload{}, rj
 	}
 
 	// What parsing will hold, paid before it is taken.
 	cost := res.Held() + parseCost*int64(len(up.profile)+len(up.prev))
 	if err := res.Resize(cost); err != nil {
 		if errors.Is(err, decodecost.ErrTooLarge) {
-			return nil, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge, "%v; send smaller profiles", err)
+			return Upload{}, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge, "%v; send smaller profiles", err)
 		}
-		return nil, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
+		return Upload{}, reject(http.StatusTooManyRequests, limits.ReasonOverloaded, "%v", ingest.ErrOverloaded)
 	}
 	prof, err := parseProfile(up.profile, h.opts.Profile)
 	if err == nil && up.prev != nil {
@@ -233,10 +215,7 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) ([]storag
 		}
 	}
 	if err != nil {
-		if errors.Is(err, errTooLarge) {
-			return nil, reject(http.StatusRequestEntityTooLarge, limits.ReasonProfileTooLarge, "%v", err)
-		}
-		return nil, reject(http.StatusBadRequest, limits.ReasonUndecodable, "%v", err)
+		return Upload{}, parseRejection(err)
 	}
 
 	base, kind := profiletype.KindSuffix(app)
@@ -248,63 +227,20 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) ([]storag
 			}
 		}
 	}
-	kind, err = profiletype.Check(kind, sampleTypes(prof))
+	from, err := parseUnix(q.Get("from"))
 	if err != nil {
-		return nil, reject(http.StatusBadRequest, limits.ReasonWrongSampleTypes, "%v", err)
+		return Upload{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "from: %v", err)
 	}
-
-	start, end, rj := h.timeRange(q, prof)
-	if rj != nil {
-		return nil, rj
+	until, err := parseUnix(q.Get("until"))
+	if err != nil {
+		return Upload{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "until: %v", err)
 	}
-	service := base
-	if s := labels["service_name"]; s != "" {
-		service = s
-	}
-	delete(labels, "service_name")
-
-	// Uncompressed: the store decomposes it at once, and gzipping it
-	// again was a quarter of the CPU an upload cost.
-	parts := splitByService(prof, service)
-	ps := make([]storage.Profile, 0, len(parts))
-	for _, part := range parts {
-		var buf bytes.Buffer
-		if err := part.prof.WriteUncompressed(&buf); err != nil {
-			return nil, reject(http.StatusBadRequest, limits.ReasonUndecodable, "re-encoding the profile: %v", err)
-		}
-		ps = append(ps, storage.Profile{
-			Service: part.service, Kind: kind, Start: start, End: end,
-			Labels: labels, Data: buf.Bytes(),
-		})
-	}
-	return ps, nil
-}
-
-// checkLabels bounds the name's labels, dropping the reserved ones
-// (__session_id__ and the like, which name a process, not a series).
-func (h *Handler) checkLabels(labels map[string]string) *rejection {
-	for k := range labels {
-		if strings.HasPrefix(k, "__") {
-			delete(labels, k)
-		}
-	}
-	if len(labels) > h.opts.Limits.MaxLabelsPerSeries {
-		return reject(http.StatusBadRequest, limits.ReasonTooManyLabels, "%d labels, the limit is %d", len(labels), h.opts.Limits.MaxLabelsPerSeries)
-	}
-	for k, v := range labels {
-		if len(k) > h.opts.Limits.MaxLabelNameLength {
-			return reject(http.StatusBadRequest, limits.ReasonLabelNameTooLong, "label name %.32q... is longer than %d bytes", k, h.opts.Limits.MaxLabelNameLength)
-		}
-		if len(v) > h.opts.Limits.MaxLabelValueLength {
-			return reject(http.StatusBadRequest, limits.ReasonLabelValueTooLong, "the value of label %s is longer than %d bytes", k, h.opts.Limits.MaxLabelValueLength)
-		}
-	}
-	return nil
+	return Upload{App: base, Kind: kind, Labels: labels, Start: from, End: until, Profile: prof}, nil
 }
 
 // readParts takes the profile parts out of a multipart body; any other
 // body is one pprof.
-func readParts(body []byte, contentType string) (upload, *rejection) {
+func readParts(body []byte, contentType string) (upload, *Rejection) {
 	mediaType, params, err := mime.ParseMediaType(contentType)
 	if err != nil || !strings.HasPrefix(mediaType, "multipart/") {
 		return upload{profile: body}, nil
@@ -342,46 +278,6 @@ func readParts(body []byte, contentType string) (upload, *rejection) {
 		return upload{}, reject(http.StatusBadRequest, limits.ReasonUndecodable, "the multipart body has no profile part")
 	}
 	return up, nil
-}
-
-// timeRange reads from and until (unix seconds, milliseconds or
-// nanoseconds, told apart by size), else the profile's own time and
-// duration, else the last ten seconds; and checks them against the
-// retention and the clock.
-func (h *Handler) timeRange(q map[string][]string, p *profile.Profile) (start, end time.Time, rj *rejection) {
-	now := h.opts.Now()
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	from, err := parseUnix(get("from"))
-	if err != nil {
-		return start, end, reject(http.StatusBadRequest, limits.ReasonUndecodable, "from: %v", err)
-	}
-	until, err := parseUnix(get("until"))
-	if err != nil {
-		return start, end, reject(http.StatusBadRequest, limits.ReasonUndecodable, "until: %v", err)
-	}
-	switch {
-	case !from.IsZero() && !until.IsZero():
-		start, end = from, until
-	case p.TimeNanos > 0:
-		start = time.Unix(0, p.TimeNanos)
-		end = start.Add(time.Duration(max(p.DurationNanos, 0)))
-	default:
-		start, end = now.Add(-10*time.Second), now
-	}
-	switch {
-	case end.Before(start):
-		return start, end, reject(http.StatusBadRequest, limits.ReasonUndecodable, "until (%s) is before from (%s)", end.Format(time.RFC3339), start.Format(time.RFC3339))
-	case end.Before(now.Add(-h.opts.Limits.MaxPastAge)):
-		return start, end, reject(http.StatusBadRequest, limits.ReasonTimestampTooOld, "the profile ended at %s, older than the retention", end.Format(time.RFC3339))
-	case start.After(now.Add(h.opts.Limits.MaxFutureSkew)):
-		return start, end, reject(http.StatusBadRequest, limits.ReasonTimestampInFuture, "the profile starts at %s, in the future", start.Format(time.RFC3339))
-	}
-	return start.UTC(), end.UTC(), nil
 }
 
 // parseUnix reads a unix time in seconds, milliseconds or nanoseconds:
