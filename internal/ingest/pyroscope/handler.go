@@ -37,9 +37,9 @@ const Path = "/ingest"
 
 const signal = ingest.SignalProfiles
 
-// parseCost is what parsing a pprof holds per byte of its uncompressed
+// ParseCost is what parsing a pprof holds per byte of its uncompressed
 // form: the parsed tables and the merged copy the write serialises.
-const parseCost = 12
+const ParseCost = 12
 
 // Options configures the handler.
 type Options struct {
@@ -200,7 +200,7 @@ func (h *Handler) decode(r *http.Request, res *decodecost.Reservation) (Upload, 
 	}
 
 	// What parsing will hold, paid before it is taken.
-	cost := res.Held() + parseCost*int64(len(up.profile)+len(up.prev))
+	cost := res.Held() + ParseCost*int64(len(up.profile)+len(up.prev))
 	if err := res.Resize(cost); err != nil {
 		if errors.Is(err, decodecost.ErrTooLarge) {
 			return Upload{}, reject(http.StatusRequestEntityTooLarge, limits.ReasonRequestTooLarge, "%v; send smaller profiles", err)
