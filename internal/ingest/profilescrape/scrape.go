@@ -310,7 +310,8 @@ func (p *pool) reconfigure(cfg *JobConfig, client *http.Client) {
 	p.sync(p.groups)
 }
 
-// stop ends every target's loop and waits for it.
+// stop ends every target's loop and waits for it, then closes the
+// connections kept alive to the targets.
 func (p *pool) stop() {
 	for _, t := range p.targets {
 		t.cancel()
@@ -319,6 +320,7 @@ func (p *pool) stop() {
 		<-t.done
 		delete(p.targets, k)
 	}
+	p.client.CloseIdleConnections()
 }
 
 // target is one endpoint of a job and its scrape loop.
