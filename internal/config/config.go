@@ -27,6 +27,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest"
 	"github.com/vigil-observability/vigil/internal/ingest/limits"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
+	"github.com/vigil-observability/vigil/internal/ingest/profilescrape"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 	"github.com/vigil-observability/vigil/internal/slo"
 	"github.com/vigil-observability/vigil/internal/storage"
@@ -99,6 +100,13 @@ type Config struct {
 	// Prometheus is the Prometheus view of the file: global and scrape
 	// configuration with Prometheus's defaults, paths relative to the file.
 	Prometheus *promconfig.Config `yaml:"-"`
+
+	// ProfileScrapeConfigs are the jobs whose targets' /debug/pprof
+	// endpoints vigil pulls profiles from, in the vocabulary of
+	// scrape_configs (docs/profiling.md); ProfileScrape is the section
+	// decoded, defaults filled in.
+	ProfileScrapeConfigs yaml.Node                  `yaml:"profile_scrape_configs"`
+	ProfileScrape        []*profilescrape.JobConfig `yaml:"-"`
 }
 
 // Admin configures the administrative endpoints, off by default.
@@ -371,6 +379,9 @@ func (c *Config) finish(dir string, logger *slog.Logger) error {
 	}
 	c.Prometheus = prom
 	c.defaultScrapeBodySizeLimit()
+	if c.ProfileScrape, err = profilescrape.Decode(&c.ProfileScrapeConfigs, dir, prom.GlobalConfig); err != nil {
+		return fmt.Errorf("%w: profile_scrape_configs: %w", ErrInvalid, err)
+	}
 	if _, err := c.RuleFilePaths(); err != nil {
 		return err
 	}

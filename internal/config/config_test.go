@@ -58,6 +58,16 @@ func TestLoadGood(t *testing.T) {
 	if got := time.Duration(scs[1].ScrapeInterval); got != 5*time.Second {
 		t.Errorf("files interval = %v, want 5s", got)
 	}
+	if len(c.ProfileScrape) != 1 {
+		t.Fatalf("%d profile scrape jobs, want 1", len(c.ProfileScrape))
+	}
+	ps := c.ProfileScrape[0]
+	if ps.JobName != "shop" || time.Duration(ps.ScrapeInterval) != 10*time.Second || *ps.Profiles["block"].Enabled || !*ps.Profiles["cpu"].Enabled {
+		t.Errorf("profile scrape job %+v", ps)
+	}
+	if psd := ps.ServiceDiscoveryConfigs[0].(*file.SDConfig); !strings.HasSuffix(psd.Files[0], filepath.Join("testdata", "targets", "*.json")) {
+		t.Errorf("profile scrape file_sd path = %q, want it resolved against the config dir", psd.Files[0])
+	}
 	sd := scs[1].ServiceDiscoveryConfigs[0].(*file.SDConfig)
 	if want, _ := filepath.Abs(filepath.Join("testdata", "targets", "*.json")); !strings.HasSuffix(sd.Files[0], filepath.Join("testdata", "targets", "*.json")) {
 		t.Errorf("file_sd path = %q, want it resolved against the config dir (%s)", sd.Files[0], want)
@@ -121,6 +131,8 @@ func TestLoadBad(t *testing.T) {
 		{"bad_duckdb_memory.yaml", `duckdb_memory_limit "lots"`},
 		{"bad_negative_query_limit.yaml", "query limits must not be negative"},
 		{"bad_stream_limit.yaml", "limits must not be negative"},
+		{"bad_profile_scrape_kind.yaml", `profile_scrape_configs: job "shop": profiles: unknown kind "threads"`},
+		{"bad_profile_scrape_seconds.yaml", `profile_scrape_configs: job "shop": profiles: cpu: seconds 15 is not shorter than scrape_timeout 10s`},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			_, err := Load(filepath.Join("testdata", tc.file), nil)
