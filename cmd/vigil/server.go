@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/model"
 	promconfig "github.com/prometheus/prometheus/config"
+	"github.com/prometheus/prometheus/discovery"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql"
 	promrules "github.com/prometheus/prometheus/rules"
@@ -49,6 +50,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/ingest/otlp"
 	"github.com/vigil-observability/vigil/internal/ingest/otlpmetrics"
 	"github.com/vigil-observability/vigil/internal/ingest/pipeline"
+	"github.com/vigil-observability/vigil/internal/ingest/profilescrape"
 	"github.com/vigil-observability/vigil/internal/ingest/promremote"
 	"github.com/vigil-observability/vigil/internal/ingest/pyroscope"
 	"github.com/vigil-observability/vigil/internal/ingest/scrape"
@@ -266,7 +268,13 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	// Its joins and leaves are change events, in memory as it is.
 	joinsLeaves := changes.NewMembership(0, reg)
 	instances := registry.New(registry.Options{OnMembership: joinsLeaves.Record})
-	scrapeOpts := scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg}
+	// Service discovery's metrics, shared by the metric and the profile
+	// scrapers' discovery managers.
+	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("service discovery metrics: %w", err)
+	}
+	scrapeOpts := scrape.Options{Appendable: metricsDB, Writing: scrapeWrites.writing(), Logger: logger, Registerer: reg, SDMetrics: sdMetrics}
 	if cfg.Registry.ScrapeOn() {
 		scrapeOpts.ImplicitJobs = []scrape.ImplicitJob{{Name: registrysd.JobName, Discovery: &registrysd.Config{Registry: instances}}}
 		// Only the node an instance registered with scrapes it: that
@@ -281,6 +289,34 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		return fmt.Errorf("scrape config: %w", err)
 	}
 	grp.Go(stageScrape, "scrape", lifecycle.RunStop(scraper.Run, scraper.Stop))
+
+	// One budget for every receiver: what requests being decoded may take
+	// of the heap, whichever listener they came through (and the profiles
+	// pulled from targets).
+	decodeBudget := decodecost.NewBudget(decodecost.SizeFor(memGuard.Headroom()))
+	decodeBudget.Register(reg)
+	// Profiles pulled from the /debug/pprof endpoints of the targets of
+	// profile_scrape_configs (docs/profiling.md), checked and stored as
+	// pushed ones are. It runs only while the section has jobs; a reload
+	// applies the section and turns it on or off.
+	profScraper, err := profilescrape.New(profilescrape.Options{
+		Writer: pyroscope.NewWriter(pyroscope.WriterOptions{
+			Profiles: st.profiles, Limits: lim, Ingest: ingestMetrics, Logger: logger,
+		}),
+		DecodeBudget: decodeBudget, Ingest: ingestMetrics, Writing: scrapeWrites.writing(),
+		SDMetrics: sdMetrics, Registerer: reg, Logger: logger.With("component", "profile scrape"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := profScraper.ApplyConfig(cfg.ProfileScrape); err != nil {
+		return err
+	}
+	profScrape := lifecycle.NewSwitch(profScraper)
+	grp.Go(stageScrape, "profile scrape", profScrape)
+	if err := switchProfileScrape(context.Background(), profScrape, cfg.ProfileScrape); err != nil {
+		return err
+	}
 
 	// The built-in Alertmanager always runs, so silences and the
 	// Alertmanager API (amtool, the UI) work; without an alertmanager.yml
@@ -451,6 +487,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		if err := alerting.ValidateConfig(nextAM); err != nil {
 			return err
 		}
+		if err := profilescrape.CheckConfig(next.ProfileScrape); err != nil {
+			return err
+		}
 		if configSync != nil {
 			if err := reloadClusterConfig(ctx, configSync, next); err != nil {
 				return err
@@ -465,6 +504,12 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
 			return fmt.Errorf("scrape config: %w", err)
+		}
+		if err := profScraper.ApplyConfig(next.ProfileScrape); err != nil {
+			return err
+		}
+		if err := switchProfileScrape(ctx, profScrape, next.ProfileScrape); err != nil {
+			return err
 		}
 		// Users, tokens and roles: requests already admitted finish.
 		if err := cfg.Auth.Update(next.Auth); err != nil {
@@ -586,10 +631,6 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	grp.Go(stageDrain, "doctor", lifecycle.Loop(doc.Run))
 	recheckOnLeader(grp, cfg, cluster, doc)
 	webSrv.Handle("/api/doctor", doc.Handler())
-	// One budget for every receiver: what requests being decoded may take
-	// of the heap, whichever listener they came through.
-	decodeBudget := decodecost.NewBudget(decodecost.SizeFor(memGuard.Headroom()))
-	decodeBudget.Register(reg)
 	// The remote_write series cache holds as many series as the head may
 	// (a map slot each; the labels are the head's own), so that a fleet
 	// within the series limit never cycles through it.
@@ -634,6 +675,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		Profiles: st.profiles, Limits: lim, Ingest: ingestMetrics, Logger: logger, DecodeBudget: decodeBudget,
 		Admission: ingest.NewAdmission(ingest.AdmissionOptions{MaxInFlight: cfg.Ingest.MaxRequestsInFlight, Memory: memGuard}),
 	})))
+	// The profile scrape targets and their last scrape, as
+	// /api/v1/targets shows the metric scrape's.
+	webSrv.Handle("GET "+profilescrape.TargetsPath, profilescrape.Handler(profScraper))
 	httpapi.Mount(webSrv, profileapi.Routes, profileapi.NewHandler(profileapi.Options{
 		Profiles: st.profiles, Slots: querySlots, Logger: logger, Registerer: reg,
 		// A diff between versions finds them in the deploys that
@@ -805,6 +849,21 @@ func rulesConfig(cfg *config.Config) (rules.Config, error) {
 		Generated:      generated,
 		ExternalLabels: cfg.Prometheus.GlobalConfig.ExternalLabels,
 	}, nil
+}
+
+// switchProfileScrape runs the profile scraper while jobs has a job: a
+// server without profile_scrape_configs runs no discovery for it.
+func switchProfileScrape(ctx context.Context, sw *lifecycle.Switch, jobs []*profilescrape.JobConfig) error {
+	if len(jobs) == 0 {
+		if err := sw.Off(ctx); err != nil {
+			return fmt.Errorf("stopping the profile scraper: %w", err)
+		}
+		return nil
+	}
+	if err := sw.On(); err != nil {
+		return fmt.Errorf("starting the profile scraper: %w", err)
+	}
+	return nil
 }
 
 // reloadOnSIGHUP applies the configuration again at every SIGHUP until it

@@ -88,6 +88,11 @@ type Options struct {
 	// Registerer receives vigil_profile_scrapes_total and the discovery
 	// manager's metrics (name="profile_scrape"); nil: a private registry.
 	Registerer prometheus.Registerer
+	// Writing, when set, lets targets be scraped only while it reports
+	// true: the nodes of a cluster on a shared store would each store
+	// the same profiles (and a process serves one CPU profile at a
+	// time), so one node scrapes. Nil scrapes always.
+	Writing func() bool
 	// DiscoveryUpdateInterval throttles target updates from discovery;
 	// zero is Prometheus's 5 s.
 	DiscoveryUpdateInterval time.Duration
@@ -201,6 +206,20 @@ func (s *Scraper) applyLocked(jobs []*JobConfig) error {
 	s.pools = next
 	if err := s.dm.ApplyConfig(sd); err != nil {
 		return fmt.Errorf("profile scrape discovery: %w", err)
+	}
+	return nil
+}
+
+// CheckConfig reports what ApplyConfig would refuse of jobs (an HTTP
+// client that cannot be built, as a CA file that cannot be read), so a
+// reload can check every part before applying any.
+func CheckConfig(jobs []*JobConfig) error {
+	for _, j := range jobs {
+		c, err := commoncfg.NewClientFromConfig(j.HTTPClientConfig, "profile_scrape_"+j.JobName)
+		if err != nil {
+			return fmt.Errorf("profile scrape job %q: %w", j.JobName, err)
+		}
+		c.CloseIdleConnections()
 	}
 	return nil
 }
@@ -431,8 +450,8 @@ func (t *target) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		for _, k := range t.cfg.enabled() {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() != nil || (t.s.opts.Writing != nil && !t.s.opts.Writing()) {
+				break
 			}
 			t.scrape(ctx, k)
 		}

@@ -59,6 +59,10 @@ type Options struct {
 	// (prometheus_sd_*, prometheus_target_*). It may be nil in tests; the
 	// metrics are then kept in a private registry.
 	Registerer prometheus.Registerer
+	// SDMetrics are the service discovery mechanisms' metrics, which a
+	// registry holds once: share them with any other discovery manager
+	// (the profile scraper's). Nil: registered on Registerer here.
+	SDMetrics *discovery.SDMetrics
 	// DiscoveryUpdateInterval throttles how often target changes from
 	// discovery reach the scrape pools. Zero means
 	// DefaultDiscoveryUpdateInterval. Tests use a short value so that file
@@ -120,9 +124,12 @@ func New(opts Options) (*Manager, error) {
 		interval = DefaultDiscoveryUpdateInterval
 	}
 
-	sdMetrics, err := discovery.CreateAndRegisterSDMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("scrape: registering service discovery metrics: %w", err)
+	sdMetrics := opts.SDMetrics
+	if sdMetrics == nil {
+		var err error
+		if sdMetrics, err = discovery.CreateAndRegisterSDMetrics(reg); err != nil {
+			return nil, fmt.Errorf("scrape: registering service discovery metrics: %w", err)
+		}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
