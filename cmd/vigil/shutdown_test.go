@@ -269,7 +269,7 @@ func TestReliabilitySIGTERMDuringSlowWork(t *testing.T) {
 var stopStages = [][]string{
 	{"ingest gate", "reloader", "config watches", "registry"},
 	{"http", "otlp http", "otlp grpc"},
-	{"scrape"},
+	{"scrape", "profile scrape"},
 	{"memory guard", "idle memory trim", "traces queue", "logs queue", "rules", "doctor", "config guard"},
 	{"span metrics recorder", "drained"},
 	{"alertmanager"},
