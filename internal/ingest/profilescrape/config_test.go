@@ -1,6 +1,7 @@
 package profilescrape
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -191,5 +192,32 @@ func TestDecodeBad(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The copy-paste example of docs/profiling.md decodes as documented.
+func TestDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/profiling.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Pulling /debug/pprof")
+	if !ok {
+		t.Fatal("docs/profiling.md has no Pulling /debug/pprof section")
+	}
+	_, block, _ := strings.Cut(rest, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte(block), &node); err != nil {
+		t.Fatal(err)
+	}
+	section := node.Content[0].Content[1] // profile_scrape_configs' value
+	jobs, err := Decode(section, "", promconfig.DefaultGlobalConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := jobs[0]
+	if got := strings.Join(j.enabled(), ","); got != "memory,goroutine,cpu" || j.Profiles["cpu"].Seconds != 10 || len(j.RelabelConfigs) != 1 {
+		t.Errorf("the documented job: %s, cpu %+v", got, j.Profiles["cpu"])
 	}
 }
