@@ -167,6 +167,9 @@ func TestPyroscopeUpload(t *testing.T) {
 	if len(f.w.got) != 1 {
 		t.Fatalf("stored %d profiles, want 1", len(f.w.got))
 	}
+	if n := testutil.ToFloat64(f.metrics.Stored.WithLabelValues("profiles")); n != 1 {
+		t.Errorf(`vigil_stored_total{signal="profiles"} = %v, want 1`, n)
+	}
 	got := f.w.got[0]
 	if got.Service != "shop" || got.Kind != storage.ProfileCPU {
 		t.Errorf("service %q kind %q, want shop cpu", got.Service, got.Kind)
