@@ -13,7 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-func decode(t *testing.T, src string) ([]*JobConfig, error) {
+func decode(t testing.TB, src string) ([]*JobConfig, error) {
 	t.Helper()
 	var node yaml.Node
 	if err := yaml.Unmarshal([]byte(src), &node); err != nil {

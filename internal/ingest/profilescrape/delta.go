@@ -1,10 +1,10 @@
 package profilescrape
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/google/pprof/profile"
 )
@@ -26,7 +26,7 @@ type cumulative struct {
 	types  []string           // every sample type, in order
 	index  []int              // the cumulative ones' positions in types
 	totals []int64            // their sums, by position in index
-	values map[string][]int64 // by sampleKey, by position in index
+	values map[uint64][]int64 // by sampleKey, by position in index
 }
 
 // deltaOutcome says what delta did with a profile.
@@ -67,9 +67,11 @@ func delta(p *profile.Profile, prev *cumulative) (*cumulative, deltaOutcome) {
 	if len(index) == 0 {
 		return nil, asIs
 	}
-	next := &cumulative{types: types, index: index, totals: make([]int64, len(index)), values: make(map[string][]int64, len(p.Sample))}
-	for _, s := range p.Sample {
+	next := &cumulative{types: types, index: index, totals: make([]int64, len(index)), values: make(map[uint64][]int64, len(p.Sample))}
+	keys := make([]uint64, len(p.Sample))
+	for n, s := range p.Sample {
 		k := sampleKey(s)
+		keys[n] = k
 		v := next.values[k]
 		if v == nil {
 			v = make([]int64, len(index))
@@ -100,10 +102,10 @@ func delta(p *profile.Profile, prev *cumulative) (*cumulative, deltaOutcome) {
 
 	// What each stack grew by: the previous count is taken once per
 	// stack (from its first sample, should one stack appear twice).
-	taken := make(map[string]bool, len(p.Sample))
+	taken := make(map[uint64]bool, len(p.Sample))
 	kept := p.Sample[:0]
-	for _, s := range p.Sample {
-		k := sampleKey(s)
+	for n, s := range p.Sample {
+		k := keys[n]
 		var before []int64
 		if outcome == subtracted && !taken[k] {
 			before = prev.values[k]
@@ -126,31 +128,56 @@ func delta(p *profile.Profile, prev *cumulative) (*cumulative, deltaOutcome) {
 	return next, outcome
 }
 
+// keySeed seeds sampleKey's hash; the counts it keys live only in this
+// process's memory.
+var keySeed = maphash.MakeSeed()
+
 // sampleKey identifies a sample's stack and labels across two profiles of
-// one process: the locations' addresses and their functions and lines
-// (ids differ from profile to profile), then the labels, sorted.
-func sampleKey(s *profile.Sample) string {
-	var b strings.Builder
+// one process: a hash of the locations' addresses and their functions and
+// lines (ids differ from profile to profile), then the labels, sorted. A
+// hash rather than the text: building the text was half of a large
+// profile's delta. Two stacks colliding (one in 2^64 per pair) would
+// subtract one's count from the other's, clamped at zero.
+func sampleKey(s *profile.Sample) uint64 {
+	var h maphash.Hash
+	h.SetSeed(keySeed)
+	var buf [8]byte
 	for _, loc := range s.Location {
-		b.WriteString(strconv.FormatUint(loc.Address, 16))
+		binary.LittleEndian.PutUint64(buf[:], loc.Address)
+		_, _ = h.Write(buf[:])
 		for _, ln := range loc.Line {
-			b.WriteByte('|')
 			if ln.Function != nil {
-				b.WriteString(ln.Function.Name)
+				_, _ = h.WriteString(ln.Function.Name)
 			}
-			b.WriteByte(':')
-			b.WriteString(strconv.FormatInt(ln.Line, 10))
+			binary.LittleEndian.PutUint64(buf[:], uint64(ln.Line))
+			_, _ = h.Write(buf[:])
 		}
-		b.WriteByte(';')
+		_ = h.WriteByte(';')
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.Label)) {
-		b.WriteString("#" + k + "=" + strings.Join(s.Label[k], ","))
+	for _, k := range sortedKeys(s.Label) {
+		_, _ = h.WriteString("#" + k)
+		for _, v := range s.Label[k] {
+			_, _ = h.WriteString("=" + v)
+		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.NumLabel)) {
-		b.WriteString("#" + k + "=")
+	for _, k := range sortedKeys(s.NumLabel) {
+		_, _ = h.WriteString("#" + k)
 		for _, v := range s.NumLabel[k] {
-			b.WriteString(strconv.FormatInt(v, 10) + ",")
+			binary.LittleEndian.PutUint64(buf[:], uint64(v))
+			_, _ = h.Write(buf[:])
 		}
 	}
-	return b.String()
+	return h.Sum64()
+}
+
+// sortedKeys are m's keys, sorted; nothing allocated for the usual one
+// or none.
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) <= 1 {
+		for k := range m {
+			return []string{k}
+		}
+		return nil
+	}
+	return slices.Sorted(maps.Keys(m))
 }

@@ -180,9 +180,9 @@ func (s *Scraper) applyLocked(jobs []*JobConfig) error {
 		if p := s.pools[j.JobName]; p != nil && p.cfg.equal(j) {
 			continue
 		}
-		c, err := commoncfg.NewClientFromConfig(j.HTTPClientConfig, "profile_scrape_"+j.JobName)
+		c, err := newClient(j)
 		if err != nil {
-			return fmt.Errorf("profile scrape job %q: %w", j.JobName, err)
+			return err
 		}
 		clients[j.JobName] = c
 	}
@@ -215,13 +215,22 @@ func (s *Scraper) applyLocked(jobs []*JobConfig) error {
 // reload can check every part before applying any.
 func CheckConfig(jobs []*JobConfig) error {
 	for _, j := range jobs {
-		c, err := commoncfg.NewClientFromConfig(j.HTTPClientConfig, "profile_scrape_"+j.JobName)
+		c, err := newClient(j)
 		if err != nil {
-			return fmt.Errorf("profile scrape job %q: %w", j.JobName, err)
+			return err
 		}
 		c.CloseIdleConnections()
 	}
 	return nil
+}
+
+// newClient is the HTTP client of job j: Prometheus's, from its settings.
+func newClient(j *JobConfig) (*http.Client, error) {
+	c, err := commoncfg.NewClientFromConfig(j.HTTPClientConfig, "profile_scrape_"+j.JobName)
+	if err != nil {
+		return nil, fmt.Errorf("profile scrape job %q: %w", j.JobName, err)
+	}
+	return c, nil
 }
 
 // Run discovers and scrapes the targets until ctx ends, then stops every

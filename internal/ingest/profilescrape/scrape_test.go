@@ -61,7 +61,7 @@ func (s *recordingStore) of(kind string) []storage.Profile {
 }
 
 // pprofTarget is a server with net/http/pprof's real handlers.
-func pprofTarget(t *testing.T) *httptest.Server {
+func pprofTarget(t testing.TB) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
