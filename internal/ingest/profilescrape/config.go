@@ -82,6 +82,10 @@ type ProfileConfig struct {
 // discovery sections inlined.
 func (c *JobConfig) UnmarshalYAML(unmarshal func(any) error) error {
 	*c = JobConfig{Scheme: "http", HTTPClientConfig: commoncfg.DefaultHTTPClientConfig}
+	// Unlike a metrics scrape, redirects are not followed unless the job
+	// says so: vigil connects only to the targets the section finds, not
+	// wherever one of them points.
+	c.HTTPClientConfig.FollowRedirects = false
 	if err := discovery.UnmarshalYAMLWithInlineConfigs(c, unmarshal); err != nil {
 		return err
 	}

@@ -50,8 +50,8 @@ func TestDecodeDefaults(t *testing.T) {
 	if s := j.Profiles["cpu"].Seconds; s != 12 {
 		t.Errorf("cpu seconds %d, want 12 (the 15s timeout less 3s)", s)
 	}
-	if !j.HTTPClientConfig.FollowRedirects {
-		t.Error("HTTP client settings must start from Prometheus's defaults")
+	if !j.HTTPClientConfig.EnableHTTP2 || j.HTTPClientConfig.FollowRedirects {
+		t.Error("HTTP client settings must start from Prometheus's defaults, without following redirects")
 	}
 	if len(j.ServiceDiscoveryConfigs) != 1 {
 		t.Fatalf("%d discovery configs, want the static one", len(j.ServiceDiscoveryConfigs))

@@ -385,3 +385,45 @@ func TestApplyConfigWhileRunning(t *testing.T) {
 		t.Errorf("%d targets left after the section was emptied", n)
 	}
 }
+
+// A target redirecting elsewhere is a failed scrape: vigil connects only
+// to the targets the section finds.
+func TestRedirectNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
+	}))
+	defer redirect.Close()
+	s, err := New(Options{Writer: pyroscope.NewWriter(pyroscope.WriterOptions{Profiles: memory.NewProfileStore()}), DiscoveryUpdateInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := decode(t, fmt.Sprintf(`
+- job_name: a
+  scrape_interval: 1s
+  static_configs: [{targets: ["%s"]}]
+  profiles: {cpu: {enabled: false}}
+`, host(redirect)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyConfig(jobs); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error)
+	go func() { ran <- s.Run(ctx) }()
+	waitFor(t, "the redirect reported", 5*time.Second, func() bool {
+		ts := s.Targets()
+		return len(ts) == 1 && strings.Contains(targetToJSON(ts[0]).LastError, "302 Found")
+	})
+	cancel()
+	if err := <-ran; err != nil {
+		t.Error(err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect's destination got %d requests", n)
+	}
+}
