@@ -270,9 +270,14 @@ func (s *Scraper) Run(ctx context.Context) error {
 			<-ran
 			return nil
 		case tgs := <-dm.SyncCh():
+			// As Prometheus's scrape manager: a job discovery says nothing
+			// of keeps its targets (one that lost them all comes with
+			// empty groups).
 			s.mu.Lock()
-			for job, p := range s.pools {
-				p.sync(tgs[job])
+			for job, groups := range tgs {
+				if p := s.pools[job]; p != nil {
+					p.sync(groups)
+				}
 			}
 			s.mu.Unlock()
 		}

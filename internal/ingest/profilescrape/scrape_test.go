@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/http/pprof"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -426,4 +428,57 @@ func TestRedirectNotFollowed(t *testing.T) {
 	if n := elsewhere.Load(); n != 0 {
 		t.Errorf("the redirect's destination got %d requests", n)
 	}
+}
+
+// Targets follow service discovery: a file_sd file that loses a target
+// stops its loop, one that gains a target starts one.
+func TestFileSDTargetsFollow(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "targets.json")
+	writeTargets := func(instances ...string) {
+		t.Helper()
+		body := fmt.Sprintf(`[{"targets": ["%s"], "labels": {"team": "shop"}}]`, strings.Join(instances, `", "`))
+		if err := os.WriteFile(file+".tmp", []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTargets(host(srv), "localhost:1")
+	s, err := New(Options{Writer: pyroscope.NewWriter(pyroscope.WriterOptions{Profiles: memory.NewProfileStore()}), DiscoveryUpdateInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := decode(t, fmt.Sprintf("- job_name: files\n  file_sd_configs: [{files: [%q]}]\n", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyConfig(jobs); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error)
+	go func() { ran <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Error(err)
+		}
+	}()
+	instances := func() string {
+		var out []string
+		for _, ts := range s.Targets() {
+			out = append(out, ts.Labels["instance"]+"/"+ts.Labels["team"])
+		}
+		slices.Sort(out)
+		return strings.Join(out, ",")
+	}
+	want := []string{host(srv) + "/shop", "localhost:1/shop"}
+	slices.Sort(want)
+	waitFor(t, "both file targets", 10*time.Second, func() bool { return instances() == strings.Join(want, ",") })
+	writeTargets(host(srv))
+	waitFor(t, "one file target", 10*time.Second, func() bool { return instances() == host(srv)+"/shop" })
 }
