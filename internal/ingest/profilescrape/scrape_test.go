@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/pprof"
@@ -21,6 +22,9 @@ import (
 	"github.com/google/pprof/profile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/discovery"
+	"github.com/prometheus/prometheus/model/labels"
+	promscrape "github.com/prometheus/prometheus/scrape"
 	"go.uber.org/goleak"
 
 	"github.com/vigil-observability/vigil/internal/ingest/pyroscope"
@@ -481,4 +485,63 @@ func TestFileSDTargetsFollow(t *testing.T) {
 	waitFor(t, "both file targets", 10*time.Second, func() bool { return instances() == strings.Join(want, ",") })
 	writeTargets(host(srv))
 	waitFor(t, "one file target", 10*time.Second, func() bool { return instances() == host(srv)+"/shop" })
+}
+
+// A target's profiles are its service_name's after relabelling, else its
+// job's; its other labels are the profile's, job only when it is not the
+// service. The URLs carry __param_* labels and each profile's path.
+func TestTargetServiceAndLabels(t *testing.T) {
+	for _, tc := range []struct {
+		name, job   string
+		wantService string
+		wantLabels  map[string]string
+		wantCPU     string
+	}{
+		{
+			name: "the job is the service",
+			job: `
+- job_name: shop
+  static_configs: [{targets: ["10.0.0.1:6060"], labels: {env: prod}}]
+  profiles: {cpu: {seconds: 5}}`,
+			wantService: "shop",
+			wantLabels:  map[string]string{"instance": "10.0.0.1:6060", "env": "prod"},
+			wantCPU:     "http://10.0.0.1:6060/debug/pprof/profile?seconds=5",
+		},
+		{
+			name: "relabelling names the service",
+			job: `
+- job_name: pods
+  scheme: https
+  static_configs: [{targets: ["10.0.0.2:6060"], labels: {__meta_app: payments, env: prod}}]
+  relabel_configs:
+    - {source_labels: [__meta_app], target_label: service_name}
+    - {target_label: __param_debug, replacement: "0"}
+  profiles: {cpu: {seconds: 5, path: /pprof/profile}}`,
+			wantService: "payments",
+			wantLabels:  map[string]string{"instance": "10.0.0.2:6060", "env": "prod", "job": "pods"},
+			wantCPU:     "https://10.0.0.2:6060/pprof/profile?debug=0&seconds=5",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			jobs, err := decode(t, tc.job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := jobs[0]
+			tg := j.ServiceDiscoveryConfigs[0].(discovery.StaticConfig)[0]
+			lb := labels.NewBuilder(labels.EmptyLabels())
+			pts, errs := promscrape.TargetsFromGroup(tg, j.scrape, nil, lb)
+			if len(errs) > 0 || len(pts) != 1 {
+				t.Fatalf("targets %v, errors %v", pts, errs)
+			}
+			s, _ := New(Options{Writer: discardWriter{}})
+			tgt := newTarget(&pool{s: s, cfg: j}, pts[0], lb)
+			if tgt.service != tc.wantService || !maps.Equal(tgt.plabels, tc.wantLabels) {
+				t.Errorf("service %q labels %v, want %q %v", tgt.service, tgt.plabels, tc.wantService, tc.wantLabels)
+			}
+			if got := tgt.status[storage.ProfileCPU].url; got != tc.wantCPU {
+				t.Errorf("cpu url %q, want %q", got, tc.wantCPU)
+			}
+		})
+	}
 }
