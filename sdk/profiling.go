@@ -116,6 +116,17 @@ func (sp *sharedProfiler) release() error {
 	return err
 }
 
+// describe says which profiler runs, for a snapshot's cpu_profile.txt;
+// "" when none does.
+func (sp *sharedProfiler) describe() string {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.refs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("pyroscope-go, started by service %s, shared by %d service(s) of this process, uploading to %s", sp.owner, sp.refs, sp.addr)
+}
+
 // running reports how many services share the profiler (tests).
 func (sp *sharedProfiler) running() int {
 	sp.mu.Lock()

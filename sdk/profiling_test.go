@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,30 @@ type ingestRecorder struct {
 	mu    sync.Mutex
 	names []string
 	sizes []int
+	// from and until are each upload's range (ns since the epoch), units
+	// its units ("samples" for CPU).
+	from, until []int64
+	units       []string
+}
+
+// profileRange is one upload's range.
+type profileRange struct{ from, until time.Time }
+
+func (r profileRange) String() string {
+	return r.from.Format(time.StampMilli) + ".." + r.until.Format(time.StampMilli)
+}
+
+// cpu returns the ranges of the CPU profiles received so far.
+func (r *ingestRecorder) cpu() []profileRange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []profileRange
+	for i, u := range r.units {
+		if u == "samples" {
+			out = append(out, profileRange{time.Unix(0, r.from[i]), time.Unix(0, r.until[i])})
+		}
+	}
+	return out
 }
 
 func (r *ingestRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -45,8 +70,14 @@ func (r *ingestRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.names = append(r.names, req.URL.Query().Get("name"))
+	q := req.URL.Query()
+	from, _ := strconv.ParseInt(q.Get("from"), 10, 64)
+	until, _ := strconv.ParseInt(q.Get("until"), 10, 64)
+	r.names = append(r.names, q.Get("name"))
 	r.sizes = append(r.sizes, size)
+	r.from = append(r.from, from)
+	r.until = append(r.until, until)
+	r.units = append(r.units, q.Get("units"))
 }
 
 func TestProfilingSendsProfilesAndLinksSpans(t *testing.T) {
