@@ -243,8 +243,16 @@ func (h *snapshotHandler) cpuProfile(ctx context.Context, cpuFor time.Duration) 
 	defer stop()
 	wctx, endWait := context.WithCancel(ctx)
 	waited := make(chan error, 1)
+	wait := cpuFor
+	if continuous != "" {
+		// The hand-off first ends and encodes the profiler's own profile,
+		// which takes a few milliseconds (more on a loaded machine), and
+		// nothing tells from outside when the snapshot's began: wait a
+		// little longer so that it lasts at least the seconds asked for.
+		wait += handOffAllowance
+	}
 	go func() {
-		err := h.wait(wctx, cpuFor)
+		err := h.wait(wctx, wait)
 		stop()
 		waited <- err
 	}()
@@ -276,6 +284,10 @@ func (h *snapshotHandler) cpuProfile(ctx context.Context, cpuFor time.Duration) 
 	}
 	return out.body.Bytes(), how, nil
 }
+
+// handOffAllowance is how much longer a snapshot waits for its CPU
+// profile when it is taken through a continuous profiler.
+const handOffAllowance = 200 * time.Millisecond
 
 // profileResponse keeps what the profile handler answers.
 type profileResponse struct {
