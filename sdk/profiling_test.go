@@ -2,11 +2,13 @@ package vigil
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -150,5 +152,39 @@ func TestProfilingNeedsAnAddress(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "ServerAddress") {
 		t.Fatalf("Start without Profiling.ServerAddress: %v, want an error naming it", err)
+	}
+}
+
+// Profiling forces a collection before a memory profile only when asked:
+// a forced collection marks the whole live heap at every upload.
+func TestProfilingForcesGCOnlyWhenAsked(t *testing.T) {
+	rec := &ingestRecorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ForceGC=%v", force), func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			svc, err := Start(t.Context(), Config{
+				ServiceName: "gc", Endpoint: "127.0.0.1:1", LogOutput: io.Discard, getenv: noEnv,
+				SelfCheckTimeout: 50 * time.Millisecond,
+				Profiling:        Profiling{Enabled: true, ServerAddress: srv.URL, UploadRate: 300 * time.Millisecond, ForceGC: force},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Idle: no collection runs on its own, so each upload would
+			// force one.
+			time.Sleep(2 * time.Second)
+			runtime.ReadMemStats(&after)
+			shutdownQuietly(svc)
+			forced := after.NumForcedGC - before.NumForcedGC
+			if force && forced == 0 {
+				t.Error("no collection forced in six uploads with ForceGC")
+			}
+			if !force && forced != 0 {
+				t.Errorf("%d collections forced without ForceGC", forced)
+			}
+		})
 	}
 }

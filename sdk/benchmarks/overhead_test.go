@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,7 @@ import (
 // children, default 4), VIGIL_OVERHEAD_WINDOWS (measured windows per
 // session, default 6), VIGIL_OVERHEAD_WINDOW (seconds, default 15),
 // VIGIL_OVERHEAD_RPS (each child's rate, default 300),
+// VIGIL_OVERHEAD_LIVE_MB (a live heap each child holds, default 0),
 // VIGIL_OVERHEAD_MODES (comma-separated, the first the baseline; default
 // "off,on"; see overheadModes).
 func TestProfilingOverhead(t *testing.T) {
@@ -131,6 +133,9 @@ var overheadModes = map[string]vigil.Profiling{
 	"on":  {Enabled: true},
 	// CPU profile only, no alloc/inuse/goroutine collection.
 	"cpu": {Enabled: true, Types: []pyroscope.ProfileType{pyroscope.ProfileCPU}},
+	// A collection forced before a memory profile when none ran since
+	// the last upload (pyroscope-go's default).
+	"on-gc": {Enabled: true, ForceGC: true},
 }
 
 // overheadChild is a child process serving in one mode, and its load.
@@ -277,6 +282,17 @@ func TestOverheadService(t *testing.T) {
 	}
 	prof := overheadModes[mode]
 	prof.ServerAddress = os.Getenv("VIGIL_OVERHEAD_SINK")
+	// A live heap, as a service's caches and connections hold, in small
+	// linked objects the collector has to mark.
+	type node struct {
+		next *node
+		pad  [48]byte
+	}
+	var live *node
+	for range envInt(t, "VIGIL_OVERHEAD_LIVE_MB", 0) << 20 / 64 {
+		live = &node{next: live}
+	}
+	defer runtime.KeepAlive(live)
 	svc, err := vigil.Start(context.Background(), vigil.Config{
 		ServiceName: "overhead", Endpoint: "127.0.0.1:1", LogOutput: io.Discard, SelfCheckTimeout: time.Millisecond,
 		WrapSpanExporter: func(sdktrace.SpanExporter) sdktrace.SpanExporter { return discardSpans{} },
