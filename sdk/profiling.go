@@ -125,7 +125,9 @@ func (sp *sharedProfiler) release() error {
 }
 
 // describe says which profiler runs, for a snapshot's cpu_profile.txt;
-// "" when none does.
+// "" when none does. While the last service stops the profiler, which
+// waits for a snapshot's CPU profile under way, it waits too: the next
+// snapshot then finds the CPU profiler free.
 func (sp *sharedProfiler) describe() string {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
