@@ -35,6 +35,14 @@ type Profiling struct {
 	UploadRate time.Duration
 	// Tags are labels of every profile (the service's version is added).
 	Tags map[string]string
+	// ForceGC runs a garbage collection before a memory profile when none
+	// ran since the last upload, so that every upload has a memory
+	// profile (pyroscope-go's default). Off by default: a forced
+	// collection marks the whole live heap, a cost that grows with the
+	// heap rather than the load (docs/performance.md, "Profiles"), and
+	// the runtime collects at least every two minutes anyway, so memory
+	// profiles still come at least that often from an idle service.
+	ForceGC bool
 	// BasicAuthUser and BasicAuthPassword are an ingest credential when
 	// vigil runs with authentication.
 	BasicAuthUser, BasicAuthPassword string
@@ -82,7 +90,7 @@ func (sp *sharedProfiler) acquire(p Profiling, name, version string, log *slog.L
 		}
 		prof, err := pyroscope.Start(pyroscope.Config{
 			ApplicationName: name, ServerAddress: p.ServerAddress, Tags: tags,
-			UploadRate: p.UploadRate, ProfileTypes: types,
+			UploadRate: p.UploadRate, ProfileTypes: types, DisableGCRuns: !p.ForceGC,
 			BasicAuthUser: p.BasicAuthUser, BasicAuthPassword: p.BasicAuthPassword,
 			Logger: profilerLogger{log},
 		})
@@ -116,6 +124,19 @@ func (sp *sharedProfiler) release() error {
 	return err
 }
 
+// describe says which profiler runs, for a snapshot's cpu_profile.txt;
+// "" when none does. While the last service stops the profiler, which
+// waits for a snapshot's CPU profile under way, it waits too: the next
+// snapshot then finds the CPU profiler free.
+func (sp *sharedProfiler) describe() string {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.refs == 0 {
+		return ""
+	}
+	return fmt.Sprintf("pyroscope-go, started by service %s, shared by %d service(s) of this process, uploading to %s", sp.owner, sp.refs, sp.addr)
+}
+
 // running reports how many services share the profiler (tests).
 func (sp *sharedProfiler) running() int {
 	sp.mu.Lock()
@@ -133,7 +154,10 @@ func startProfiling(p Profiling, name, version string, tp trace.TracerProvider, 
 	if err != nil {
 		return nil, nil, err
 	}
-	return release, otelpyroscope.NewTracerProvider(tp), nil
+	// Without the span_name label: vigil keeps a sample's span_id (and
+	// the profile's service) only, so the name would be made for every
+	// span and sent in every sample for nothing.
+	return release, otelpyroscope.NewTracerProvider(tp, otelpyroscope.WithSpanNameLabelScope(otelpyroscope.ScopeNone)), nil
 }
 
 // serviceLabel is the pprof label naming the service whose request a

@@ -2,12 +2,15 @@ package vigil
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +26,30 @@ type ingestRecorder struct {
 	mu    sync.Mutex
 	names []string
 	sizes []int
+	// from and until are each upload's range (ns since the epoch), units
+	// its units ("samples" for CPU).
+	from, until []int64
+	units       []string
+}
+
+// profileRange is one upload's range.
+type profileRange struct{ from, until time.Time }
+
+func (r profileRange) String() string {
+	return r.from.Format(time.StampMilli) + ".." + r.until.Format(time.StampMilli)
+}
+
+// cpu returns the ranges of the CPU profiles received so far.
+func (r *ingestRecorder) cpu() []profileRange {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []profileRange
+	for i, u := range r.units {
+		if u == "samples" {
+			out = append(out, profileRange{time.Unix(0, r.from[i]), time.Unix(0, r.until[i])})
+		}
+	}
+	return out
 }
 
 func (r *ingestRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -45,8 +72,14 @@ func (r *ingestRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.names = append(r.names, req.URL.Query().Get("name"))
+	q := req.URL.Query()
+	from, _ := strconv.ParseInt(q.Get("from"), 10, 64)
+	until, _ := strconv.ParseInt(q.Get("until"), 10, 64)
+	r.names = append(r.names, q.Get("name"))
 	r.sizes = append(r.sizes, size)
+	r.from = append(r.from, from)
+	r.until = append(r.until, until)
+	r.units = append(r.units, q.Get("units"))
 }
 
 func TestProfilingSendsProfilesAndLinksSpans(t *testing.T) {
@@ -119,5 +152,39 @@ func TestProfilingNeedsAnAddress(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "ServerAddress") {
 		t.Fatalf("Start without Profiling.ServerAddress: %v, want an error naming it", err)
+	}
+}
+
+// Profiling forces a collection before a memory profile only when asked:
+// a forced collection marks the whole live heap at every upload.
+func TestProfilingForcesGCOnlyWhenAsked(t *testing.T) {
+	rec := &ingestRecorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ForceGC=%v", force), func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			svc, err := Start(t.Context(), Config{
+				ServiceName: "gc", Endpoint: "127.0.0.1:1", LogOutput: io.Discard, getenv: noEnv,
+				SelfCheckTimeout: 50 * time.Millisecond,
+				Profiling:        Profiling{Enabled: true, ServerAddress: srv.URL, UploadRate: 300 * time.Millisecond, ForceGC: force},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Idle: no collection runs on its own, so each upload would
+			// force one.
+			time.Sleep(2 * time.Second)
+			runtime.ReadMemStats(&after)
+			shutdownQuietly(svc)
+			forced := after.NumForcedGC - before.NumForcedGC
+			if force && forced == 0 {
+				t.Error("no collection forced in six uploads with ForceGC")
+			}
+			if !force && forced != 0 {
+				t.Errorf("%d collections forced without ForceGC", forced)
+			}
+		})
 	}
 }

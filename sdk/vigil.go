@@ -260,7 +260,13 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 func (s *Service) Mount(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", metrics.Handler(s.Registry))
 	s.Health.Mount(mux)
-	diag.Mount(mux, s.cfg.Diagnostics)
+	d := s.cfg.Diagnostics
+	if d.ContinuousProfiler == nil {
+		// Even without Profiling of its own: another service of the
+		// process may have started the shared profiler.
+		d.ContinuousProfiler = processProfiler.describe
+	}
+	diag.Mount(mux, d)
 }
 
 // Middleware instruments an HTTP handler: a server span named by the route

@@ -22,13 +22,12 @@ import (
 // vigil snapshot --service gateway against vigil server and vigil demo:
 // the demo's instances are in the registry, each serves /debug/snapshot,
 // and the command writes a bundle from every instance in under 40 s,
-// which get and list then find.
+// which get and list then find. The demo profiles itself, so the
+// instance's CPU profile is taken through its continuous profiler.
 func TestSnapshotDemo(t *testing.T) {
 	s := startServer(t, t.TempDir())
 	base := testport.Run(t, 4)
-	// Without continuous profiling, whose profiler would hold the
-	// process's one CPU profiler and leave the bundle without cpu.pb.gz.
-	startDemo(t, s, base, "--profiling=false")
+	startDemo(t, s, base)
 	waitFor(t, "gateway in the registry", 30*time.Second, func() bool {
 		var entries []json.RawMessage
 		return s.getJSON(t, "/v1/catalog/service/gateway", &entries) == http.StatusOK && len(entries) == 1
@@ -74,6 +73,9 @@ func TestSnapshotDemo(t *testing.T) {
 		if name == "cpu.pb.gz" && p.DurationNanos < int64(2*time.Second) {
 			t.Errorf("CPU profile of %v, want the 2s asked for", time.Duration(p.DurationNanos))
 		}
+	}
+	if how := string(files[in.Dir+"/cpu_profile.txt"]); !strings.Contains(how, "method: through the continuous profiler") {
+		t.Errorf("%s/cpu_profile.txt = %q, want the profile taken through the demo's continuous profiler", in.Dir, how)
 	}
 	for _, name := range []string{"goroutines.txt", "runtime_metrics.txt", "tcp_connections.txt", "build.txt"} {
 		if len(files[in.Dir+"/"+name]) == 0 {

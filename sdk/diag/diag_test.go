@@ -129,6 +129,9 @@ func TestSnapshot(t *testing.T) {
 	if !found {
 		t.Errorf("tcp_connections.txt does not list listener %s:\n%s", ln.Addr(), files["tcp_connections.txt"])
 	}
+	if how := string(files["cpu_profile.txt"]); !strings.Contains(how, "method: runtime/pprof") || !strings.Contains(how, "continuous_profiler: none") {
+		t.Errorf("cpu_profile.txt = %q, want runtime/pprof without a continuous profiler", how)
+	}
 	if !strings.Contains(string(files["build.txt"]), "path\t") {
 		t.Errorf("build.txt = %q, want build info", files["build.txt"])
 	}
@@ -151,6 +154,9 @@ func TestSnapshotCPUProfileBusy(t *testing.T) {
 	}
 	if note := string(files["cpu.pb.gz.error.txt"]); !strings.Contains(note, ErrCPUProfileBusy.Error()) {
 		t.Errorf("cpu.pb.gz.error.txt = %q, want busy note", note)
+	}
+	if _, ok := files["cpu_profile.txt"]; ok {
+		t.Error("cpu_profile.txt present without a CPU profile")
 	}
 	if len(files["goroutines.txt"]) == 0 {
 		t.Error("other files must still be collected")
