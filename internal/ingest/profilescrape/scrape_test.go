@@ -225,15 +225,8 @@ func TestScrapeRealPprof(t *testing.T) {
 	if err := s.ApplyConfig(jobs); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	stopScraper := runScraper(t, s)
+	defer stopScraper()
 
 	waitFor(t, "a memory profile", 15*time.Second, func() bool { return len(store.of(storage.ProfileMemory)) > 0 })
 	firstMem := store.of(storage.ProfileMemory)[0]
@@ -357,15 +350,8 @@ func TestApplyConfigWhileRunning(t *testing.T) {
 `)); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	stop := runScraper(t, s)
+	defer stop()
 	all := "memory,goroutine,mutex,block,cpu"
 	waitFor(t, "both jobs' targets", 5*time.Second, func() bool {
 		k := kindsOf()
@@ -418,17 +404,12 @@ func TestRedirectNotFollowed(t *testing.T) {
 	if err := s.ApplyConfig(jobs); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- s.Run(ctx) }()
+	stop := runScraper(t, s)
 	waitFor(t, "the redirect reported", 5*time.Second, func() bool {
 		ts := s.Targets()
 		return len(ts) == 1 && strings.Contains(targetToJSON(ts[0]).LastError, "302 Found")
 	})
-	cancel()
-	if err := <-ran; err != nil {
-		t.Error(err)
-	}
+	stop()
 	if n := elsewhere.Load(); n != 0 {
 		t.Errorf("the redirect's destination got %d requests", n)
 	}
@@ -463,15 +444,8 @@ func TestFileSDTargetsFollow(t *testing.T) {
 	if err := s.ApplyConfig(jobs); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-ran; err != nil {
-			t.Error(err)
-		}
-	}()
+	stop := runScraper(t, s)
+	defer stop()
 	instances := func() string {
 		var out []string
 		for _, ts := range s.Targets() {
@@ -543,5 +517,19 @@ func TestTargetServiceAndLabels(t *testing.T) {
 				t.Errorf("cpu url %q, want %q", got, tc.wantCPU)
 			}
 		})
+	}
+}
+
+// runScraper runs s until the returned stop, which reports Run's error.
+func runScraper(t *testing.T, s *Scraper) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}
 }
