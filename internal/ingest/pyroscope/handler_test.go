@@ -325,7 +325,6 @@ func TestBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, nil)
 			body, ct := multipartBody(t, tc.prof, nil, nil)
-			start := time.Now()
 			rec := f.post(pyroscopeQuery(tc.appName), body, ct)
 			if rec.Code != tc.code || !strings.Contains(rec.Body.String(), tc.msg) {
 				t.Errorf("got %d %q, want %d with %q", rec.Code, rec.Body, tc.code, tc.msg)
@@ -335,9 +334,6 @@ func TestBadInput(t *testing.T) {
 			}
 			if len(f.w.got) != 0 {
 				t.Errorf("stored %d profiles", len(f.w.got))
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("took %v", d)
 			}
 		})
 	}
