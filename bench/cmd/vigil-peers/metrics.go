@@ -297,6 +297,9 @@ func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d t
 		go func() {
 			defer wg.Done()
 			vals := make([]float64, len(mine))
+			// With a rate cap, each sender paces its own share.
+			var sent int64
+			perSender := float64(h.opts.rwRate) / rwSenders
 			for pass := 0; hard.Err() == nil && (ctx.Err() == nil || pass < queryPasses); pass++ {
 				at := origin.Add(time.Duration(pass) * passSpacing)
 				if at.After(time.Now()) {
@@ -306,6 +309,11 @@ func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d t
 				ts := at.UnixMilli()
 				for off := 0; off < len(mine) && hard.Err() == nil; off += rwSeriesPerReq {
 					end := min(off+rwSeriesPerReq, len(mine))
+					if perSender > 0 {
+						due := start.Add(time.Duration(float64(sent) / perSender * float64(time.Second)))
+						time.Sleep(time.Until(due))
+						sent += int64(end - off)
+					}
 					req := s.request(mine[off:end], vals[off:end], pass, ts)
 					err := loadgen.PostRemoteWrite(hard, client, url, req)
 					measured := ctx.Err() == nil

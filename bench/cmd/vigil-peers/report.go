@@ -258,7 +258,11 @@ func (r *report) metricsSection(b *strings.Builder) {
 	}
 	vigil, peers := ran[0], ran[1:]
 	w("The same remote_write 1.0 stream goes to each: %s active series (per host: request counters by route and code, a ten-bucket latency histogram by route, memory gauges), ", num(float64(vigil.series)))
-	w("%d senders in a closed loop for %v, %d series per request with one sample each. ", rwSenders, r.opts.duration, rwSeriesPerReq)
+	if r.opts.rwRate > 0 {
+		w("%d senders paced to %d samples/s in all for %v, %d series per request with one sample each. ", rwSenders, r.opts.rwRate, r.opts.duration, rwSeriesPerReq)
+	} else {
+		w("%d senders in a closed loop for %v, %d series per request with one sample each. ", rwSenders, r.opts.duration, rwSeriesPerReq)
+	}
 	w("The timeline is synthetic: pass p over the series is stamped origin + p × %v (as if scraped every %v), with the same values for every system, ", passSpacing, passSpacing)
 	w("so however fast each ingests, the first %d passes, which the queries read, are identical everywhere (a system slower than that in %v gets the rest afterwards, outside the measurement). ", queryPasses, r.opts.duration)
 	w("Samples/s counts samples acknowledged within the %v.\n\n", r.opts.duration)
