@@ -39,6 +39,9 @@ const (
 	passSpacing   = 5 * time.Second
 	queryPasses   = 36
 	originBackoff = 100 * time.Minute
+	// idleSettle is how long a system runs after it is ready before its
+	// idle RSS is read.
+	idleSettle = 5 * time.Second
 )
 
 var bucketBounds = [bucketsPerRoute]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, math.Inf(1)}
@@ -129,6 +132,12 @@ func (h *harness) metricsSystem(name string, start func() (*server, error)) *met
 		return r
 	}
 	defer stopAfter(s)
+	// Idle is read once the system has settled: vigil returns its
+	// start-up memory just after it answers ready, and read at once its
+	// RSS came out anywhere between 40 and 230 MiB from run to run,
+	// which the "above idle" row then subtracted. Every system waits
+	// the same.
+	time.Sleep(idleSettle)
 	r.idleRSS, _ = procfs.StatusBytes(s.p.pid(), "VmRSS")
 	stream := newRWStream(h.opts.series)
 	r.series = len(stream.labels)
