@@ -34,6 +34,9 @@ type options struct {
 	series, queries, promqlRuns                int
 	historySeries                              int
 	skip                                       string
+	// rwRate caps the remote_write load's samples per second (0: a
+	// closed loop, as fast as each system acknowledges).
+	rwRate int
 }
 
 // pinning says where servers and load run.
@@ -72,6 +75,7 @@ func main() {
 	flag.DurationVar(&o.step, "step", 20*time.Second, "length of each step of the traces rate ramp")
 	flag.StringVar(&o.spanRates, "span-rates", "10000,25000,50000,75000,100000,125000,150000,200000", "target spans/s of the traces ramp; it stops at the first step losing 1% or more")
 	flag.IntVar(&o.series, "series", 100_000, "active series in the remote_write stream")
+	flag.IntVar(&o.rwRate, "rw-rate", 0, "cap the remote_write load at this many samples/s in all, so that systems are compared holding the same samples (0: closed loop, as fast as each acknowledges)")
 	flag.IntVar(&o.historySeries, "history-series", 10_000, "series in the back-filled history whose compacted blocks give bytes per sample (0: skip it)")
 	flag.IntVar(&o.queries, "queries", 200, "trace-by-id and search queries per system")
 	flag.IntVar(&o.promqlRuns, "promql-runs", 20, "runs of each PromQL query per system")

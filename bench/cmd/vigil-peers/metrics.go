@@ -39,6 +39,9 @@ const (
 	passSpacing   = 5 * time.Second
 	queryPasses   = 36
 	originBackoff = 100 * time.Minute
+	// idleSettle is how long a system runs after it is ready before its
+	// idle RSS is read.
+	idleSettle = 5 * time.Second
 )
 
 var bucketBounds = [bucketsPerRoute]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, math.Inf(1)}
@@ -129,6 +132,12 @@ func (h *harness) metricsSystem(name string, start func() (*server, error)) *met
 		return r
 	}
 	defer stopAfter(s)
+	// Idle is read once the system has settled: vigil returns its
+	// start-up memory just after it answers ready, and read at once its
+	// RSS came out anywhere between 40 and 230 MiB from run to run,
+	// which the "above idle" row then subtracted. Every system waits
+	// the same.
+	time.Sleep(idleSettle)
 	r.idleRSS, _ = procfs.StatusBytes(s.p.pid(), "VmRSS")
 	stream := newRWStream(h.opts.series)
 	r.series = len(stream.labels)
@@ -297,6 +306,9 @@ func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d t
 		go func() {
 			defer wg.Done()
 			vals := make([]float64, len(mine))
+			// With a rate cap, each sender paces its own share.
+			var sent int64
+			perSender := float64(h.opts.rwRate) / rwSenders
 			for pass := 0; hard.Err() == nil && (ctx.Err() == nil || pass < queryPasses); pass++ {
 				at := origin.Add(time.Duration(pass) * passSpacing)
 				if at.After(time.Now()) {
@@ -306,6 +318,11 @@ func (h *harness) sendRemoteWrite(url string, s *rwStream, origin time.Time, d t
 				ts := at.UnixMilli()
 				for off := 0; off < len(mine) && hard.Err() == nil; off += rwSeriesPerReq {
 					end := min(off+rwSeriesPerReq, len(mine))
+					if perSender > 0 {
+						due := start.Add(time.Duration(float64(sent) / perSender * float64(time.Second)))
+						time.Sleep(time.Until(due))
+						sent += int64(end - off)
+					}
 					req := s.request(mine[off:end], vals[off:end], pass, ts)
 					err := loadgen.PostRemoteWrite(hard, client, url, req)
 					measured := ctx.Err() == nil

@@ -54,7 +54,7 @@ func (r *report) markdown() string {
 	w("## Method\n\n")
 	w("- Each system starts on an empty data directory, runs alone, and is stopped cleanly (SIGTERM) before its directory is measured; ")
 	w("bytes on disk are allocated blocks (`du`), divided by the items the system stored.\n")
-	w("- CPU is the server's user+system time from /proc/<pid>/stat over the load; peak RSS is VmHWM from /proc/<pid>/status after the load, before queries.\n")
+	w("- CPU is the server's user+system time from /proc/<pid>/stat over the load; peak RSS is VmHWM from /proc/<pid>/status after the load, before queries; the metrics section's idle RSS is VmRSS %v after the system answered ready.\n", idleSettle)
 	w("- Queries run one at a time from the harness (on the load CPU) over HTTP; latency is wall clock per request.\n")
 	w("- vigil acknowledges OTLP and remote_write after its write-ahead log; Jaeger's OTLP receiver acknowledges before its batch processor writes to Badger ")
 	w("(stored spans are counted from `otelcol_exporter_sent_spans`), VictoriaMetrics acknowledges remote_write from memory, Prometheus after its head and WAL, ")
@@ -258,7 +258,11 @@ func (r *report) metricsSection(b *strings.Builder) {
 	}
 	vigil, peers := ran[0], ran[1:]
 	w("The same remote_write 1.0 stream goes to each: %s active series (per host: request counters by route and code, a ten-bucket latency histogram by route, memory gauges), ", num(float64(vigil.series)))
-	w("%d senders in a closed loop for %v, %d series per request with one sample each. ", rwSenders, r.opts.duration, rwSeriesPerReq)
+	if r.opts.rwRate > 0 {
+		w("%d senders paced to %d samples/s in all for %v, %d series per request with one sample each. ", rwSenders, r.opts.rwRate, r.opts.duration, rwSeriesPerReq)
+	} else {
+		w("%d senders in a closed loop for %v, %d series per request with one sample each. ", rwSenders, r.opts.duration, rwSeriesPerReq)
+	}
 	w("The timeline is synthetic: pass p over the series is stamped origin + p × %v (as if scraped every %v), with the same values for every system, ", passSpacing, passSpacing)
 	w("so however fast each ingests, the first %d passes, which the queries read, are identical everywhere (a system slower than that in %v gets the rest afterwards, outside the measurement). ", queryPasses, r.opts.duration)
 	w("Samples/s counts samples acknowledged within the %v.\n\n", r.opts.duration)

@@ -29,7 +29,7 @@ type sample struct {
 
 // loadSamples reads testdata/samples.txt: "<series> <timestamp ms> <value>"
 // per line, # comments allowed.
-func loadSamples(t *testing.T) []sample {
+func loadSamples(t testing.TB) []sample {
 	t.Helper()
 	f, err := os.Open("testdata/samples.txt")
 	if err != nil {
@@ -74,7 +74,7 @@ func loadSamples(t *testing.T) []sample {
 
 // openLoadedTSDB opens a TSDB in a temporary directory holding the fixed
 // samples; its metrics go to reg (may be nil).
-func openLoadedTSDB(t *testing.T, reg prometheus.Registerer) *tsdb.DB {
+func openLoadedTSDB(t testing.TB, reg prometheus.Registerer) *tsdb.DB {
 	t.Helper()
 	db := storagetest.OpenTSDB(t, storagetest.TSDBOptions{Registerer: reg})
 	app := db.Appender(t.Context())

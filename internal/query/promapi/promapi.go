@@ -357,7 +357,7 @@ func New(opts Options) (h http.Handler, err error) {
 	}
 	routed := jsonNotFound(guarded)
 	meta := ready(metadataHandler{targets: targets, source: opts.Metadata}.ServeHTTP)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return pooledGzip(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == PathPrefix+"/metadata" && r.Method == http.MethodGet {
 			meta.ServeHTTP(w, r)
 			return
@@ -371,7 +371,7 @@ func New(opts Options) (h http.Handler, err error) {
 			}
 		}
 		routed.ServeHTTP(w, r)
-	}), nil
+	})), nil
 }
 
 // noTargets stands for a vigil that scrapes nothing.

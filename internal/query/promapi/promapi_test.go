@@ -86,7 +86,7 @@ func (f *fakeTargets) ScrapePoolConfig(pool string) (*config.ScrapeConfig, error
 	return f.cfg, nil
 }
 
-func testOptions(t *testing.T) Options {
+func testOptions(t testing.TB) Options {
 	// One registry for the TSDB and the API, as in vigil: /status/tsdb
 	// reads the head chunk count from the TSDB's metrics via the Gatherer,
 	// which defaults to this Registerer.
@@ -112,7 +112,7 @@ func testOptions(t *testing.T) Options {
 
 // newHandler builds the handler of opts, on an engine of default settings
 // and a local external URL when opts has none.
-func newHandler(t *testing.T, opts Options) http.Handler {
+func newHandler(t testing.TB, opts Options) http.Handler {
 	t.Helper()
 	if opts.Engine == nil {
 		opts.Engine = querylimit.NewEngine(querylimit.Options{})

@@ -186,3 +186,50 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("%s not registered", name)
 	return 0
 }
+
+// TestOpenMetricsMmapsFullChunks checks that full head chunks leave the heap
+// for the memory-mapped chunk files at ChunkMmapInterval, not at the TSDB's
+// default minute: at a high sample rate the chunks waiting for the pass
+// were the largest part of the heap.
+func TestOpenMetricsMmapsFullChunks(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	db, err := OpenMetrics(MetricsOptions{Dir: t.TempDir(), Registerer: reg, ChunkMmapInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	// 600 samples a second apart fill several 120-sample chunks.
+	ls := labels.FromStrings("__name__", "vigil_test_gauge", "job", "mmap")
+	start := time.Now().Add(-time.Hour).UnixMilli()
+	app := db.AppenderV2(t.Context())
+	for i := range 600 {
+		if _, err := app.Append(0, ls, 0, start+int64(i)*1000, float64(i), nil, nil, storage.AOptions{}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	mmapped := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "prometheus_tsdb_mmap_chunks_total" {
+				return mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatal("prometheus_tsdb_mmap_chunks_total not registered")
+		return 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for mmapped() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no head chunk m-mapped within 10 s with ChunkMmapInterval 1s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
