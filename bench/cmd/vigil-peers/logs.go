@@ -152,6 +152,8 @@ func (h *harness) logsSystem(name string, api logsAPI, start func() (*server, er
 		return r
 	}
 	defer stopAfter(s)
+	// As in the metrics section: idle once the system has settled.
+	time.Sleep(idleSettle)
 	r.idleRSS, _ = procfs.StatusBytes(s.p.pid(), "VmRSS")
 	d := h.opts.duration
 	args := []string{h.opts.vigilLoad, "-signal", api.signal, "-duration", d.String(),

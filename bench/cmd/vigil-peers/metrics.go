@@ -132,11 +132,11 @@ func (h *harness) metricsSystem(name string, start func() (*server, error)) *met
 		return r
 	}
 	defer stopAfter(s)
-	// Idle is read once the system has settled: vigil returns its
-	// start-up memory just after it answers ready, and read at once its
-	// RSS came out anywhere between 40 and 230 MiB from run to run,
-	// which the "above idle" row then subtracted. Every system waits
-	// the same.
+	// Idle is read once the system has settled: vigil used to return
+	// its start-up memory just after it answered ready, and read at once
+	// its RSS came out anywhere between 40 and 230 MiB from run to run,
+	// which the "above idle" row then subtracted (it now returns it
+	// before). Every system waits the same.
 	time.Sleep(idleSettle)
 	r.idleRSS, _ = procfs.StatusBytes(s.p.pid(), "VmRSS")
 	stream := newRWStream(h.opts.series)

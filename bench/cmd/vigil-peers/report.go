@@ -54,7 +54,7 @@ func (r *report) markdown() string {
 	w("## Method\n\n")
 	w("- Each system starts on an empty data directory, runs alone, and is stopped cleanly (SIGTERM) before its directory is measured; ")
 	w("bytes on disk are allocated blocks (`du`), divided by the items the system stored.\n")
-	w("- CPU is the server's user+system time from /proc/<pid>/stat over the load; peak RSS is VmHWM from /proc/<pid>/status after the load, before queries; the metrics section's idle RSS is VmRSS %v after the system answered ready.\n", idleSettle)
+	w("- CPU is the server's user+system time from /proc/<pid>/stat over the load; peak RSS is VmHWM from /proc/<pid>/status after the load, before queries; idle RSS is VmRSS %v after the system answered ready.\n", idleSettle)
 	w("- Queries run one at a time from the harness (on the load CPU) over HTTP; latency is wall clock per request.\n")
 	w("- vigil acknowledges OTLP and remote_write after its write-ahead log; Jaeger's OTLP receiver acknowledges before its batch processor writes to Badger ")
 	w("(stored spans are counted from `otelcol_exporter_sent_spans`), VictoriaMetrics acknowledges remote_write from memory, Prometheus after its head and WAL, ")
