@@ -162,16 +162,10 @@ func TestDemoPortInUse(t *testing.T) {
 	}
 }
 
-// TestDemoBadConfigGuard runs `vigil demo --fault bad-config` against a
-// server holding the example's payments SLO: the demo seeds the formal
-// payments settings (version 1) and grays a 1ms processor timeout onto the
-// payments instance; its charges fail, the SLO's page condition holds,
-// and the guard aborts the gray by itself, so payments is back on version
-// 1, and ConfigGrayAborted is sent. The example's 15s evaluation interval is 1s here so that the guard
-// judges within seconds of the span metrics' first flush (every 15s); the
-// SLO and its page windows (5m and 1h) are the example's.
-func TestDemoBadConfigGuard(t *testing.T) {
-	cfg := writeConfig(t, `global:
+// paymentsSLOConfig is the example's payments SLO, evaluated every
+// second rather than every 15 s, so that the guard judges within seconds
+// of the span metrics' first flush.
+const paymentsSLOConfig = `global:
   evaluation_interval: 1s
 slos:
   - version: prometheus/v1
@@ -182,7 +176,18 @@ slos:
         sli: {spans: {operation: "shop.Payments/Charge"}}
         alerting:
           name: PaymentsChargeBudgetBurn
-`)
+`
+
+// TestDemoBadConfigGuard runs `vigil demo --fault bad-config` against a
+// server holding the example's payments SLO: the demo seeds the formal
+// payments settings (version 1) and grays a 1ms processor timeout onto the
+// payments instance; its charges fail, the SLO's page condition holds,
+// and the guard aborts the gray by itself, so payments is back on version
+// 1, and ConfigGrayAborted is sent. The example's 15s evaluation interval is 1s here so that the guard
+// judges within seconds of the span metrics' first flush (every 15s); the
+// SLO and its page windows (5m and 1h) are the example's.
+func TestDemoBadConfigGuard(t *testing.T) {
+	cfg := writeConfig(t, paymentsSLOConfig)
 	s := startServer(t, t.TempDir(), "--config", cfg)
 	base := testport.Run(t, 4)
 	startDemo(t, s, base, "--fault", "bad-config")
@@ -276,18 +281,7 @@ func paymentsApplied(base int) string {
 // payments SLO, is applied by that instance only, survives the guard, and
 // once promoted every instance converges on the new formal version.
 func TestDemoGoodGrayPromoted(t *testing.T) {
-	cfg := writeConfig(t, `global:
-  evaluation_interval: 1s
-slos:
-  - version: prometheus/v1
-    service: payments
-    slos:
-      - name: charge-errors
-        objective: 99.9
-        sli: {spans: {operation: "shop.Payments/Charge"}}
-        alerting:
-          name: PaymentsChargeBudgetBurn
-`)
+	cfg := writeConfig(t, paymentsSLOConfig)
 	s := startServer(t, t.TempDir(), "--config", cfg)
 	bases := []int{testport.Run(t, 4), testport.Run(t, 4)}
 	for _, base := range bases {
@@ -383,25 +377,7 @@ func TestDemoProfilesItself(t *testing.T) {
 	// 100 Hz profiler may take none of its samples in a minute on a busy
 	// machine; a client listing the products without pause gives gateway
 	// and catalog samples of their own.
-	stop := make(chan struct{})
-	listing := make(chan struct{})
-	go func() {
-		defer close(listing)
-		url := fmt.Sprintf("http://127.0.0.1:%d/products", base)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if resp, err := http.Get(url); err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-			} else {
-				time.Sleep(50 * time.Millisecond)
-			}
-		}
-	}()
+	stopListing := requestWithoutPause(t, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/products", base), "")
 	var listed []string
 	waitFor(t, "profiles of the four services", 60*time.Second, func() bool {
 		if s.getJSON(t, "/api/v1/profiles/services", &svcs) != http.StatusOK {
@@ -418,8 +394,7 @@ func TestDemoProfilesItself(t *testing.T) {
 		}
 		return true
 	}, func() string { return fmt.Sprintf("services with profiles: %q", listed) })
-	close(stop)
-	<-listing
+	stopListing()
 	waitFor(t, "scoreFraud at the top of payments' CPU profile", 20*time.Second, func() bool {
 		if s.getJSON(t, "/api/v1/profiles/top?service=payments&type=cpu", &top) != http.StatusOK || len(top.Data.Functions) == 0 {
 			return false
@@ -547,10 +522,17 @@ func unixMilli(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10)
 // the other, until the returned stop, which says how many were answered.
 func placeOrders(t *testing.T, base int) (stop func() int) {
 	t.Helper()
+	return requestWithoutPause(t, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/orders", base),
+		`{"product_id":1,"quantity":1,"card_number":"4111111111111111"}`)
+}
+
+// requestWithoutPause sends method url (with body, as JSON, when set)
+// again and again until the returned stop (or the test's end), which
+// tells how many were answered.
+func requestWithoutPause(t *testing.T, method, url, body string) (stop func() int) {
+	t.Helper()
 	done := make(chan struct{})
 	answered := make(chan int, 1)
-	ordersURL := fmt.Sprintf("http://127.0.0.1:%d/orders", base)
-	body := `{"product_id":1,"quantity":1,"card_number":"4111111111111111"}`
 	client := &http.Client{Timeout: 5 * time.Second}
 	go func() {
 		n := 0
@@ -561,7 +543,15 @@ func placeOrders(t *testing.T, base int) (stop func() int) {
 				return
 			default:
 			}
-			resp, err := client.Post(ordersURL, "application/json", strings.NewReader(body))
+			req, err := http.NewRequest(method, url, strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				// The demo is still starting.
 				time.Sleep(50 * time.Millisecond)
