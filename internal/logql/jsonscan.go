@@ -172,16 +172,21 @@ func (p *jsonScanner) str() (string, error) {
 	if p.peek() != '"' {
 		return "", errBadJSON
 	}
-	escaped := false
+	// A string with bytes past ASCII that are not UTF-8 takes the slow
+	// path too: encoding/json puts U+FFFD for each bad byte, and so must
+	// a label value.
+	escaped, high := false, false
 	for j := p.i + 1; j < len(p.s); j++ {
-		switch p.s[j] {
-		case '\\':
+		switch c := p.s[j]; {
+		case c == '\\':
 			escaped = true
 			j++
-		case '"':
+		case c >= utf8.RuneSelf:
+			high = true
+		case c == '"':
 			raw := p.s[p.i : j+1]
 			p.i = j + 1
-			if !escaped {
+			if !escaped && (!high || utf8.ValidString(raw)) {
 				return raw[1 : len(raw)-1], nil
 			}
 			var v string
