@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"os/exec"
@@ -68,6 +69,11 @@ func (h *harness) versions() []version {
 		if v.version == "" {
 			// Debian's VictoriaMetrics build prints an empty version.
 			v.version = debianVersion(v.binary)
+		}
+		if v.version == "" {
+			// A peer installed from the module proxy (go install
+			// ...@version) has no release flags but knows its module.
+			v.version = goModuleVersion(v.binary)
 		}
 		if v.version == "" {
 			v.version = "unknown"
@@ -142,6 +148,22 @@ func debianVersion(bin string) string {
 		return ""
 	}
 	return "Debian package " + name + " " + v
+}
+
+// goModuleVersion names a Go binary's main module and version, and the
+// commit it was built from when the build recorded one.
+func goModuleVersion(bin string) string {
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil || info.Main.Path == "" {
+		return ""
+	}
+	v := info.Main.Path + " " + info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += ", commit " + s.Value
+		}
+	}
+	return v + " (" + info.GoVersion + ")"
 }
 
 func jaegerVersion(js string) string {

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,5 +99,23 @@ func TestNum(t *testing.T) {
 		if got := num(in); got != want {
 			t.Errorf("num(%s) = %q, want %q", strconv.FormatFloat(in, 'f', -1, 64), got, want)
 		}
+	}
+}
+
+func TestGoModuleVersion(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary is a Go build of this module.
+	if v := goModuleVersion(self); !strings.Contains(v, "vigil") || !strings.HasSuffix(v, "("+runtime.Version()+")") {
+		t.Errorf("goModuleVersion(test binary) = %q", v)
+	}
+	notGo := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(notGo, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if v := goModuleVersion(notGo); v != "" {
+		t.Errorf("goModuleVersion(shell script) = %q, want empty", v)
 	}
 }
