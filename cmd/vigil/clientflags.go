@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -55,4 +57,33 @@ func (f *apiFlags) client(name string, timeout time.Duration) (*http.Client, err
 	}
 	hc.Timeout = timeout
 	return hc, nil
+}
+
+// subcommand reads the first argument of a command with subcommands
+// (vigil cluster, vigil config): the subcommand, and the role its
+// credential needs from roles. done says the caller returns code at once:
+// 0 after asked-for help, 2 after no or an unknown subcommand.
+func subcommand(tool, usage string, args []string, stderr io.Writer, roles map[string]string) (cmd, role string, code int, done bool) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return "", "", 2, true
+		}
+		return "", "", 0, true
+	}
+	role, ok := roles[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "%s: unknown command %q\n\n%s", tool, args[0], usage)
+		return "", "", 2, true
+	}
+	return args[0], role, 0, false
+}
+
+// apiFlagSet is a subcommand's flag set with the API flags and --timeout.
+func apiFlagSet(name, role string, stderr io.Writer, timeout time.Duration, timeoutUsage string) (*flag.FlagSet, *apiFlags, *time.Duration) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sf := new(apiFlags)
+	sf.add(fs, "the vigil server to ask", role)
+	return fs, sf, fs.Duration("timeout", timeout, timeoutUsage)
 }

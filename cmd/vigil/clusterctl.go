@@ -30,28 +30,12 @@ on); sent to a follower, they go to the leader it names. Each takes
 // server's API. It exits 2 on a usage error, 1 when the server could not
 // be asked or refused.
 func runCluster(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, clusterUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	cmd, role, code, done := subcommand("vigil cluster", clusterUsage, args, stderr,
+		map[string]string{"status": "read", "join": "admin", "remove": "admin"})
+	if done {
+		return code
 	}
-	cmd := args[0]
-	role := "admin"
-	switch cmd {
-	case "status":
-		role = "read"
-	case "join", "remove":
-	default:
-		fmt.Fprintf(stderr, "vigil cluster: unknown command %q\n\n%s", cmd, clusterUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("vigil cluster "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf apiFlags
-	sf.add(fs, "the vigil server to ask", role)
-	timeout := fs.Duration("timeout", 30*time.Second, "how long the request may take")
+	fs, sf, timeout := apiFlagSet("vigil cluster "+cmd, role, stderr, 30*time.Second, "how long the request may take")
 	output := fs.String("output", "text", "text or json (the API's data)")
 	var id, addr string
 	if cmd != "status" {

@@ -40,28 +40,15 @@ or standard input), which every content written after must match. Writes carry -
 // runConfig is vigil config. It exits 2 on a usage error, 1 when the
 // server could not be asked or refused.
 func runConfig(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, configUsage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	const reader, writer = "ingest, read, config or admin", "config (or admin)"
+	cmd, role, code, done := subcommand("vigil config", configUsage, args, stderr, map[string]string{
+		"get": reader, "history": reader,
+		"put": writer, "gray": writer, "promote": writer, "abort": writer, "rollback": writer, "schema": writer,
+	})
+	if done {
+		return code
 	}
-	cmd := args[0]
-	role := "config (or admin)"
-	switch cmd {
-	case "get", "history":
-		role = "ingest, read, config or admin"
-	case "put", "gray", "promote", "abort", "rollback", "schema":
-	default:
-		fmt.Fprintf(stderr, "vigil config: unknown command %q\n\n%s", cmd, configUsage)
-		return 2
-	}
-	fs := flag.NewFlagSet("vigil config "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf apiFlags
-	sf.add(fs, "the vigil server to ask", role)
-	timeout := fs.Duration("timeout", 30*time.Second, "how long the request may take")
+	fs, sf, timeout := apiFlagSet("vigil config "+cmd, role, stderr, 30*time.Second, "how long the request may take")
 	author := fs.String("author", os.Getenv("USER"), "the write's author, kept in the history")
 	message := fs.String("message", "", "the write's message, kept in the history")
 	var (

@@ -43,15 +43,11 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 	if cmd != "take" {
 		name += " " + cmd
 	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var sf apiFlags
 	role := "read"
 	if cmd == "take" {
 		role = "admin"
 	}
-	sf.add(fs, "the vigil server to ask", role)
-	timeout := fs.Duration("timeout", time.Minute, "how long the command may take (a capture takes its CPU seconds and up to 10s more)")
+	fs, sf, timeout := apiFlagSet(name, role, stderr, time.Minute, "how long the command may take (a capture takes its CPU seconds and up to 10s more)")
 	var service, out, output string
 	var cpuSeconds int
 	switch cmd {

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -472,11 +471,11 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 			}
 		}
 		row := storage.REDRow{Service: k.service, Operation: k.op, Kind: k.kind, Calls: g.calls, Errors: g.errors, First: time.Unix(0, g.first)}
-		row.P50, row.P95, row.P99 = durationQuantile(g.durs, 0.5), durationQuantile(g.durs, 0.95), durationQuantile(g.durs, 0.99)
+		row.P50, row.P95, row.P99 = storage.DurationQuantile(g.durs, 0.5), storage.DurationQuantile(g.durs, 0.95), storage.DurationQuantile(g.durs, 0.99)
 		for b, ba := range g.bins {
 			row.Bins = append(row.Bins, storage.REDBin{
 				Start: q.Start.Add(time.Duration(b) * q.Step),
-				Calls: ba.calls, Errors: ba.errors, P99: durationQuantile(ba.durs, 0.99),
+				Calls: ba.calls, Errors: ba.errors, P99: storage.DurationQuantile(ba.durs, 0.99),
 			})
 		}
 		slices.SortFunc(row.Bins, func(a, b storage.REDBin) int { return a.Start.Compare(b.Start) })
@@ -486,19 +485,6 @@ func (s *SpanLogStore) RED(ctx context.Context, q storage.REDQuery) ([]storage.R
 		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Operation, b.Operation), cmp.Compare(a.Kind, b.Kind))
 	})
 	return out, nil
-}
-
-// durationQuantile interpolates linearly between the closest ranks.
-func durationQuantile(v []int64, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	pos := q * float64(len(v)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(v)-1)
-	f := float64(v[lo]) + (float64(v[hi])-float64(v[lo]))*(pos-float64(lo))
-	return time.Duration(math.Round(f))
 }
 
 // LogTraceStats counts records per service, and those with a trace id.
@@ -571,7 +557,7 @@ func (s *SpanLogStore) SpanShapes(ctx context.Context, q storage.SpanShapeQuery)
 			if err := attrenc.DecodeMap(attrs, m); err != nil {
 				return nil, fmt.Errorf("clickhouse: span attributes: %w", err)
 			}
-			sh.Peer = peerOf(sh.Kind, m)
+			sh.Peer = storage.SpanPeer(sh.Kind, m)
 		}
 		out = append(out, sh)
 	}
@@ -579,40 +565,6 @@ func (s *SpanLogStore) SpanShapes(ctx context.Context, q storage.SpanShapeQuery)
 		return nil, classify(ctx, "span shapes", err)
 	}
 	return out, nil
-}
-
-// peerOf names the other side of a call from the span's own attributes,
-// as storage.SpanShape.Peer describes.
-func peerOf(kind ptrace.SpanKind, attrs pcommon.Map) string {
-	switch kind {
-	case ptrace.SpanKindClient, ptrace.SpanKindProducer:
-		return cmp.Or(attrText(attrs, "peer.service"),
-			hostPort(attrs, "server.address", "server.port"),
-			hostPort(attrs, "net.peer.name", "net.peer.port"))
-	case ptrace.SpanKindServer, ptrace.SpanKindConsumer:
-		return cmp.Or(hostPort(attrs, "server.address", "server.port"),
-			hostPort(attrs, "net.host.name", "net.host.port"))
-	}
-	return ""
-}
-
-// hostPort is "host:port", "host" without a port, or "" without a host.
-func hostPort(attrs pcommon.Map, hostKey, portKey string) string {
-	host := attrText(attrs, hostKey)
-	if host == "" {
-		return ""
-	}
-	if port := attrText(attrs, portKey); port != "" {
-		return host + ":" + port
-	}
-	return host
-}
-
-func attrText(attrs pcommon.Map, k string) string {
-	if v, ok := attrs.Get(k); ok {
-		return v.AsString()
-	}
-	return ""
 }
 
 // maxMissingSamples is how many missing trace ids ServiceLogTraces carries.

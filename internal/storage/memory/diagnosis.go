@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/vigil-observability/vigil/internal/storage"
 )
@@ -45,7 +44,7 @@ func (s *Store) SpanShapes(ctx context.Context, q storage.SpanShapeQuery) ([]sto
 				Kind:         sp.Kind(),
 				Start:        start,
 				End:          int64(sp.EndTimestamp()),
-				Peer:         peerOf(sp.Kind(), sp.Attributes()),
+				Peer:         storage.SpanPeer(sp.Kind(), sp.Attributes()),
 			})
 		}
 	}
@@ -57,40 +56,6 @@ func (s *Store) SpanShapes(ctx context.Context, q storage.SpanShapeQuery) ([]sto
 		out = out[:q.Limit:q.Limit]
 	}
 	return out, nil
-}
-
-// peerOf names the other side of a call from the span's own attributes,
-// as storage.SpanShape.Peer describes.
-func peerOf(kind ptrace.SpanKind, attrs pcommon.Map) string {
-	switch kind {
-	case ptrace.SpanKindClient, ptrace.SpanKindProducer:
-		return cmp.Or(attrText(attrs, "peer.service"),
-			hostPort(attrs, "server.address", "server.port"),
-			hostPort(attrs, "net.peer.name", "net.peer.port"))
-	case ptrace.SpanKindServer, ptrace.SpanKindConsumer:
-		return cmp.Or(hostPort(attrs, "server.address", "server.port"),
-			hostPort(attrs, "net.host.name", "net.host.port"))
-	}
-	return ""
-}
-
-// hostPort is "host:port", "host" without a port, or "" without a host.
-func hostPort(attrs pcommon.Map, hostKey, portKey string) string {
-	host := attrText(attrs, hostKey)
-	if host == "" {
-		return ""
-	}
-	if port := attrText(attrs, portKey); port != "" {
-		return host + ":" + port
-	}
-	return host
-}
-
-func attrText(attrs pcommon.Map, k string) string {
-	if v, ok := attrs.Get(k); ok {
-		return v.AsString()
-	}
-	return ""
 }
 
 // LogTraceCoverage scans every stored log record and span.

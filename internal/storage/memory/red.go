@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"time"
 
@@ -81,7 +80,7 @@ func (s *Store) RED(ctx context.Context, q storage.REDQuery) ([]storage.REDRow, 
 				bins[b] = append(bins[b], x)
 			}
 		}
-		row.P50, row.P95, row.P99 = quantile(durs, 0.5), quantile(durs, 0.95), quantile(durs, 0.99)
+		row.P50, row.P95, row.P99 = storage.DurationQuantile(durs, 0.5), storage.DurationQuantile(durs, 0.95), storage.DurationQuantile(durs, 0.99)
 		for b, bo := range bins {
 			bin := storage.REDBin{Start: q.Start.Add(time.Duration(b) * q.Step)}
 			bd := make([]int64, 0, len(bo))
@@ -92,7 +91,7 @@ func (s *Store) RED(ctx context.Context, q storage.REDQuery) ([]storage.REDRow, 
 				}
 				bd = append(bd, x.dur)
 			}
-			bin.P99 = quantile(bd, 0.99)
+			bin.P99 = storage.DurationQuantile(bd, 0.99)
 			row.Bins = append(row.Bins, bin)
 		}
 		slices.SortFunc(row.Bins, func(a, b storage.REDBin) int { return a.Start.Compare(b.Start) })
@@ -102,20 +101,6 @@ func (s *Store) RED(ctx context.Context, q storage.REDQuery) ([]storage.REDRow, 
 		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Operation, b.Operation), cmp.Compare(a.Kind, b.Kind))
 	})
 	return out, nil
-}
-
-// quantile interpolates linearly between the closest ranks, as DuckDB's
-// quantile_cont does.
-func quantile(v []int64, q float64) time.Duration {
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	pos := q * float64(len(v)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(v)-1)
-	f := float64(v[lo]) + (float64(v[hi])-float64(v[lo]))*(pos-float64(lo))
-	return time.Duration(math.Round(f))
 }
 
 // LogTraceStats counts records per service in the range.
