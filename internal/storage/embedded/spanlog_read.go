@@ -503,7 +503,7 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 	raw := func(p partition, cond string) {
 		// strlen counts bytes (length would count characters).
 		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, count(*) AS n, sum(strlen(body))::BIGINT AS bytes FROM "+
-			p.alias+".logs WHERE "+cond+" GROUP BY service, resource_attributes")
+			p.logsFrom()+" WHERE "+cond+" GROUP BY service, resource_attributes")
 		allArgs = append(allArgs, args...)
 	}
 	for _, p := range s.snapshot() {
@@ -604,8 +604,8 @@ func (s *SpanLogStore) LogHistogram(ctx context.Context, q storage.LogQuery, ste
 			continue
 		}
 		// floor division, so bins before 1970 align too
-		sub = append(sub, fmt.Sprintf("SELECT (ts_ns // %d) - CASE WHEN ts_ns %% %d < 0 THEN 1 ELSE 0 END AS bin, severity_number AS sev, count(*) AS n FROM %s.logs WHERE %s GROUP BY ALL",
-			step.Nanoseconds(), step.Nanoseconds(), p.alias, cond))
+		sub = append(sub, fmt.Sprintf("SELECT (ts_ns // %d) - CASE WHEN ts_ns %% %d < 0 THEN 1 ELSE 0 END AS bin, severity_number AS sev, count(*) AS n FROM %s WHERE %s GROUP BY ALL",
+			step.Nanoseconds(), step.Nanoseconds(), p.logsFrom(cond), cond))
 		allArgs = append(allArgs, args...)
 	}
 	if len(sub) == 0 {
@@ -700,7 +700,7 @@ func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, 
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id,
 		severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name, rowid
-		FROM `+alias+`.logs WHERE `+cond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(limit), args...)
+		FROM `+p.logsFrom()+` WHERE `+cond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: query logs in %s: %w", alias, err)
 	}
