@@ -205,3 +205,13 @@ func (s *SpanLogStore) prepareLogTables(ctx context.Context, p *partition) error
 func namesStreamColumn(q string) bool {
 	return strings.Contains(q, "service") || strings.Contains(q, "resource_") || strings.Contains(q, "scope_")
 }
+
+// logStreamIDs lists, as SQL, the ids of the day file's streams that cond
+// (over log_streams' columns) selects; "" when none.
+func (s *SpanLogStore) logStreamIDs(ctx context.Context, p partition, cond string, args []any) (string, error) {
+	var ids string
+	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(string_agg(id::VARCHAR, ','), '') FROM "+p.alias+".log_streams WHERE "+cond, args...).Scan(&ids); err != nil {
+		return "", fmt.Errorf("embedded: find log streams in %s: %w", p.path, err)
+	}
+	return ids, nil
+}
