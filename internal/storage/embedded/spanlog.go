@@ -91,6 +91,10 @@ type SpanLogOptions struct {
 	// QuarantineDir receives damaged day files and WALs, under spanlogs/
 	// (the directory "quarantine" beside Dir if empty).
 	QuarantineDir string
+	// InlineLogStreams creates new day files in the layout before
+	// log_streams, each record holding its resource and scope in columns
+	// of its own (for tests of that layout, which older files keep).
+	InlineLogStreams bool
 	// Logger receives the store's own logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives vigil_storage_bytes{store="duckdb"},
@@ -173,6 +177,9 @@ type partition struct {
 	// totals is the summary summed in memory (spanlog_logtotals.go).
 	// Guarded by SpanLogStore.pmu, with logMin and logMax.
 	totals logTotals
+	// streams numbers the day's log streams (spanlog_streams.go); nil
+	// for a file in the layout before log_streams.
+	streams *logStreams
 }
 
 var (
@@ -587,7 +594,6 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	stmts := []string{
 		fmt.Sprintf("ATTACH %s AS %s (STORAGE_VERSION 'v1.4.0')", sqlString(p.path), p.alias),
 		fmt.Sprintf(spansDDL, p.alias),
-		fmt.Sprintf(logsDDL, p.alias),
 	}
 	for _, q := range stmts {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
@@ -597,6 +603,10 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 			_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 			return nil, fmt.Errorf("embedded: create tables in %s: %w", p.path, err)
 		}
+	}
+	if err := s.prepareLogTables(ctx, p); err != nil {
+		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
+		return nil, err
 	}
 	if err := s.prepareIndexes(ctx, p); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)

@@ -93,7 +93,7 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 			}
 		}
 		if !sp.whole {
-			sub = append(sub, "SELECT "+cols+" FROM "+p.alias+".logs WHERE "+where+" GROUP BY ALL")
+			sub = append(sub, "SELECT "+cols+" FROM "+p.logsFrom()+" WHERE "+where+" GROUP BY ALL")
 			allArgs = append(allArgs, args...)
 			continue
 		}
@@ -105,11 +105,11 @@ func (s *SpanLogStore) CountLogs(ctx context.Context, q storage.LogCountQuery) (
 		// holds records there (no arguments: the query has no terms).
 		if sp.edgeLo > start && p.logMin <= sp.edgeLo && p.logMax > start {
 			c, w := edge(start, sp.edgeLo)
-			sub = append(sub, "SELECT "+c+" FROM "+p.alias+".logs WHERE "+w+" GROUP BY ALL")
+			sub = append(sub, "SELECT "+c+" FROM "+p.logsFrom()+" WHERE "+w+" GROUP BY ALL")
 		}
 		if end > sp.edgeHi && p.logMax > sp.edgeHi && p.logMin <= end {
 			c, w := edge(sp.edgeHi, end)
-			sub = append(sub, "SELECT "+c+" FROM "+p.alias+".logs WHERE "+w+" GROUP BY ALL")
+			sub = append(sub, "SELECT "+c+" FROM "+p.logsFrom()+" WHERE "+w+" GROUP BY ALL")
 		}
 	}
 	if len(sub) == 0 {

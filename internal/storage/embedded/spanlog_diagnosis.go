@@ -149,8 +149,8 @@ func (s *SpanLogStore) LogTraceCoverage(ctx context.Context, q storage.LogTraceQ
 	var logs, spans []string
 	for _, p := range s.snapshot() {
 		if p.logMin <= p.logMax && p.logMax >= lo && p.logMin < hi {
-			logs = append(logs, fmt.Sprintf(`SELECT service, trace_hi, trace_lo FROM %s.logs
-				WHERE ts_ns >= %d AND ts_ns < %d AND (trace_hi <> 0 OR trace_lo <> 0)`, p.alias, lo, hi))
+			logs = append(logs, fmt.Sprintf(`SELECT service, trace_hi, trace_lo FROM %s
+				WHERE ts_ns >= %d AND ts_ns < %d AND (trace_hi <> 0 OR trace_lo <> 0)`, p.logsFrom(), lo, hi))
 		}
 		if slo < shi && p.holdsSpans(slo, shi) {
 			spans = append(spans, fmt.Sprintf("SELECT trace_hi, trace_lo FROM %s.spans WHERE start_ns >= %d AND start_ns < %d",

@@ -71,7 +71,7 @@ func (s *SpanLogStore) prepareLogCounts(ctx context.Context, p *partition) error
 	}
 	defer conn.Close()
 	for _, q := range []string{"BEGIN TRANSACTION", fmt.Sprintf(logCountsDDL, p.alias), "INSERT INTO " + p.alias + ".log_counts SELECT service, resource_attributes, " + logSecSQL + ", " + logBandSQL + ", " + logSevTextSQL +
-		", count(*), sum(strlen(body))::BIGINT FROM " + p.alias + ".logs GROUP BY ALL", "COMMIT"} {
+		", count(*), sum(strlen(body))::BIGINT FROM " + p.logsFrom() + " GROUP BY ALL", "COMMIT"} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 			return fmt.Errorf("embedded: fill the log counts of %s: %w", p.path, err)

@@ -255,6 +255,21 @@ func parseLogCursor(c string) (foundLog, error) {
 
 // logConditions turns a log query, except After, into a WHERE clause.
 func logConditions(q storage.LogQuery) (string, []any, error) {
+	scond, sargs, err := logStreamConditions(q)
+	if err != nil {
+		return "", nil, err
+	}
+	rcond, rargs, err := logRecordConditions(q)
+	if err != nil {
+		return "", nil, err
+	}
+	return scond + " AND " + rcond, append(sargs, rargs...), nil
+}
+
+// logStreamConditions is the part of logConditions that selects by
+// stream values alone (keys, service), which a day file with log_streams
+// can resolve to stream ids before it reads a record.
+func logStreamConditions(q storage.LogQuery) (string, []any, error) {
 	conds := []string{"true"}
 	var args []any
 	if len(q.Streams) > 0 {
@@ -264,13 +279,24 @@ func logConditions(q storage.LogQuery) (string, []any, error) {
 		}
 		conds = append(conds, streamKeyExpr+" IN ("+in+")")
 	}
-	if !q.TraceID.IsEmpty() {
-		hi, lo := attrenc.TraceIDToUints(q.TraceID)
-		conds = append(conds, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
-	}
 	if q.Service != "" {
 		conds = append(conds, "service = ?")
 		args = append(args, q.Service)
+	}
+	if v, ok := q.Attributes[keyServiceName]; ok {
+		conds = append(conds, "service = ?")
+		args = append(args, v)
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+// logRecordConditions is the rest of logConditions.
+func logRecordConditions(q storage.LogQuery) (string, []any, error) {
+	conds := []string{"true"}
+	var args []any
+	if !q.TraceID.IsEmpty() {
+		hi, lo := attrenc.TraceIDToUints(q.TraceID)
+		conds = append(conds, fmt.Sprintf("trace_hi = %d::UBIGINT AND trace_lo = %d::UBIGINT", hi, lo))
 	}
 	for _, t := range q.Terms {
 		if t == "" {
@@ -296,9 +322,7 @@ func logConditions(q storage.LogQuery) (string, []any, error) {
 	for _, k := range keys {
 		v := q.Attributes[k]
 		if k == keyServiceName {
-			conds = append(conds, "service = ?")
-			args = append(args, v)
-			continue
+			continue // in logStreamConditions
 		}
 		c, cargs, err := ownOrResourceAttr(k, v)
 		if err != nil {
@@ -324,6 +348,14 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 	}
 	limit := q.Limit
 	cond, args, err := logConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	scond, sargs, err := logStreamConditions(q)
+	if err != nil {
+		return nil, err
+	}
+	rcond, rargs, err := logRecordConditions(q)
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +392,21 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		if len(found) >= limit && (!q.Forward && p.logMax < found[limit-1].ts || q.Forward && p.logMin > found[limit-1].ts) {
 			break
 		}
-		pcond := cond
+		pcond, pargs, byID := cond, args, false
+		// A file with log_streams: the streams the query selects found
+		// first, so that the records are read from their table alone; a
+		// join in the query keeps DuckDB from reading the columns of only
+		// the rows its ORDER BY ... LIMIT keeps.
+		if p.streams != nil && !namesStreamColumn(rcond) {
+			ids, err := s.logStreamIDs(ctx, p, scond, sargs)
+			if err != nil {
+				return nil, err
+			}
+			if ids == "" {
+				continue
+			}
+			pcond, pargs, byID = "stream IN ("+ids+") AND "+rcond, rargs, true
+		}
 		if after != nil {
 			pcond += afterCond(*after, p.day, q.Forward)
 		}
@@ -368,7 +414,7 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		if p.logMax < end {
 			hi = p.logMax + 1
 		}
-		got, err := s.queryLogWindows(ctx, p, pcond, args, limit, q.Forward, max(start, p.logMin), hi)
+		got, err := s.queryLogWindows(ctx, p, pcond, pargs, byID, limit, q.Forward, max(start, p.logMin), hi)
 		if err != nil {
 			return nil, err
 		}
@@ -503,7 +549,7 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 	raw := func(p partition, cond string) {
 		// strlen counts bytes (length would count characters).
 		sub = append(sub, "SELECT "+streamKeyExpr+" AS k, service, resource_attributes, count(*) AS n, sum(strlen(body))::BIGINT AS bytes FROM "+
-			p.alias+".logs WHERE "+cond+" GROUP BY service, resource_attributes")
+			p.logsFrom()+" WHERE "+cond+" GROUP BY service, resource_attributes")
 		allArgs = append(allArgs, args...)
 	}
 	for _, p := range s.snapshot() {
@@ -604,8 +650,8 @@ func (s *SpanLogStore) LogHistogram(ctx context.Context, q storage.LogQuery, ste
 			continue
 		}
 		// floor division, so bins before 1970 align too
-		sub = append(sub, fmt.Sprintf("SELECT (ts_ns // %d) - CASE WHEN ts_ns %% %d < 0 THEN 1 ELSE 0 END AS bin, severity_number AS sev, count(*) AS n FROM %s.logs WHERE %s GROUP BY ALL",
-			step.Nanoseconds(), step.Nanoseconds(), p.alias, cond))
+		sub = append(sub, fmt.Sprintf("SELECT (ts_ns // %d) - CASE WHEN ts_ns %% %d < 0 THEN 1 ELSE 0 END AS bin, severity_number AS sev, count(*) AS n FROM %s WHERE %s GROUP BY ALL",
+			step.Nanoseconds(), step.Nanoseconds(), p.logsFrom(cond), cond))
 		allArgs = append(allArgs, args...)
 	}
 	if len(sub) == 0 {
@@ -662,7 +708,7 @@ const (
 // it sorts them, when the newest 100 lines of a busy stream are in its
 // last second; a window's time bounds let DuckDB skip the row groups
 // outside it, since records are stored about in time order.
-func (s *SpanLogStore) queryLogWindows(ctx context.Context, p partition, cond string, args []any, limit int, forward bool, lo, hi int64) ([]foundLog, error) {
+func (s *SpanLogStore) queryLogWindows(ctx context.Context, p partition, cond string, args []any, byID bool, limit int, forward bool, lo, hi int64) ([]foundLog, error) {
 	var out []foundLog
 	w := firstLogWindow
 	for lo < hi && len(out) < limit {
@@ -675,7 +721,7 @@ func (s *SpanLogStore) queryLogWindows(ctx context.Context, p partition, cond st
 				wlo = hi - w
 			}
 		}
-		got, err := s.queryLogs(ctx, p, fmt.Sprintf("%s AND ts_ns >= %d AND ts_ns < %d", cond, wlo, whi), args, limit-len(out), forward)
+		got, err := s.queryLogs(ctx, p, fmt.Sprintf("%s AND ts_ns >= %d AND ts_ns < %d", cond, wlo, whi), args, byID, limit-len(out), forward)
 		if err != nil {
 			return nil, err
 		}
@@ -692,20 +738,33 @@ func (s *SpanLogStore) queryLogWindows(ctx context.Context, p partition, cond st
 	return out, nil
 }
 
-func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, limit int, forward bool) ([]foundLog, error) {
+// queryLogs reads up to limit records of a day file. byID reads them from
+// a table with a stream column alone, cond selecting by stream id, and
+// their streams' values after.
+func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, args []any, byID bool, limit int, forward bool) ([]foundLog, error) {
 	alias := p.alias
 	order := "ts_ns DESC, rowid DESC"
 	if forward {
 		order = "ts_ns, rowid"
 	}
+	streamCols, from := "service, resource_attributes, resource_dropped, scope_name", p.logsFrom()
+	if byID {
+		streamCols, from = "stream, '', 0::UINTEGER, ''", alias+".logs"
+	}
 	rows, err := s.db.QueryContext(ctx, `SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id,
-		severity_number, severity_text, service, body, attributes, resource_attributes, resource_dropped, scope_name, rowid
-		FROM `+alias+`.logs WHERE `+cond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(limit), args...)
+		severity_number, severity_text, body, attributes, `+streamCols+`, rowid
+		FROM `+from+` WHERE `+cond+` ORDER BY `+order+` LIMIT `+strconv.Itoa(limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: query logs in %s: %w", alias, err)
 	}
 	defer rows.Close()
 	var out []foundLog
+	type streamOf struct {
+		res   encodedResource
+		scope string
+	}
+	var streams map[string]*streamOf // by id, when byID
+	var ofRow []*streamOf
 	for rows.Next() {
 		var (
 			f                    = foundLog{day: p.day}
@@ -714,11 +773,23 @@ func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, 
 			traceHi, traceLo, sp uint64
 			sev                  uint8
 			attrs                string
-			res                  encodedResource
+			st                   streamOf
 		)
 		if err := rows.Scan(&f.ts, &unset, &observed, &traceHi, &traceLo, &sp, &sev, &f.rec.SeverityText,
-			&f.rec.Service, &f.rec.Body, &attrs, &res.attrs, &res.dropped, &f.rec.ScopeName, &f.rowid); err != nil {
+			&f.rec.Body, &attrs, &st.res.service, &st.res.attrs, &st.res.dropped, &st.scope, &f.rowid); err != nil {
 			return nil, fmt.Errorf("embedded: scan log: %w", err)
+		}
+		if byID {
+			// service holds the stream id.
+			if streams == nil {
+				streams = map[string]*streamOf{}
+			}
+			if streams[st.res.service] == nil {
+				streams[st.res.service] = &streamOf{}
+			}
+			ofRow = append(ofRow, streams[st.res.service])
+		} else {
+			ofRow = append(ofRow, &st)
 		}
 		if !unset {
 			f.rec.Timestamp = time.Unix(0, f.ts).UTC()
@@ -734,16 +805,44 @@ func (s *SpanLogStore) queryLogs(ctx context.Context, p partition, cond string, 
 			return nil, err
 		}
 		f.rec.Attributes = m.AsRaw()
-		res.service = f.rec.Service
-		r := pcommon.NewResource()
-		if err := restoreResource(res, r); err != nil {
-			return nil, err
-		}
-		f.rec.ResourceAttributes = r.Attributes().AsRaw()
 		out = append(out, f)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: read logs in %s: %w", alias, err)
+	}
+	if len(streams) > 0 {
+		ids := make([]string, 0, len(streams))
+		for id := range streams {
+			ids = append(ids, id)
+		}
+		srows, err := s.db.QueryContext(ctx, "SELECT id::VARCHAR, service, resource_attributes, resource_dropped, scope_name FROM "+
+			alias+".log_streams WHERE id IN ("+strings.Join(ids, ",")+")")
+		if err != nil {
+			return nil, fmt.Errorf("embedded: read log streams in %s: %w", alias, err)
+		}
+		defer srows.Close()
+		for srows.Next() {
+			var (
+				id string
+				st streamOf
+			)
+			if err := srows.Scan(&id, &st.res.service, &st.res.attrs, &st.res.dropped, &st.scope); err != nil {
+				return nil, fmt.Errorf("embedded: read log streams in %s: %w", alias, err)
+			}
+			*streams[id] = st
+		}
+		if err := srows.Err(); err != nil {
+			return nil, fmt.Errorf("embedded: read log streams in %s: %w", alias, err)
+		}
+	}
+	for i := range out {
+		st := ofRow[i]
+		out[i].rec.Service, out[i].rec.ScopeName = st.res.service, st.scope
+		r := pcommon.NewResource()
+		if err := restoreResource(st.res, r); err != nil {
+			return nil, err
+		}
+		out[i].rec.ResourceAttributes = r.Attributes().AsRaw()
 	}
 	return out, nil
 }

@@ -167,7 +167,7 @@ func (s *SpanLogStore) LogTraceStats(ctx context.Context, start, end time.Time) 
 			continue
 		}
 		sub = append(sub, fmt.Sprintf(`SELECT service, count(*) AS n, count(*) FILTER (WHERE trace_hi <> 0 OR trace_lo <> 0) AS t
-			FROM %s.logs WHERE ts_ns >= %d AND ts_ns < %d GROUP BY service`, p.alias, lo, hi))
+			FROM %s WHERE ts_ns >= %d AND ts_ns < %d GROUP BY service`, p.logsFrom(), lo, hi))
 	}
 	if len(sub) == 0 {
 		return nil, nil

@@ -63,8 +63,29 @@ const spansDDL = `CREATE TABLE IF NOT EXISTS %s.spans (
 // logsDDL creates a day's log table. ts_ns is the record's Timestamp, or
 // its ObservedTimestamp when the Timestamp is unset (time_unset), so that
 // filters and ordering use one plain column. body is the text the read
-// side returns (non-string bodies rendered as JSON).
+// side returns (non-string bodies rendered as JSON). stream is the id of
+// the record's resource and scope in log_streams (spanlog_streams.go).
 const logsDDL = `CREATE TABLE IF NOT EXISTS %s.logs (
+	ts_ns               BIGINT    NOT NULL,
+	time_unset          BOOLEAN   NOT NULL,
+	observed_ns         BIGINT    NOT NULL,
+	trace_hi            UBIGINT   NOT NULL,
+	trace_lo            UBIGINT   NOT NULL,
+	span_id             UBIGINT   NOT NULL,
+	flags               UINTEGER  NOT NULL,
+	severity_number     UTINYINT  NOT NULL,
+	severity_text       VARCHAR   NOT NULL,
+	stream              UINTEGER  NOT NULL,
+	body                VARCHAR   NOT NULL USING COMPRESSION zstd,
+	attributes          VARCHAR   NOT NULL USING COMPRESSION zstd,
+	dropped_attributes  UINTEGER  NOT NULL,
+	event_name          VARCHAR   NOT NULL
+)`
+
+// inlineLogsDDL is the log table of day files created before
+// log_streams, which hold each record's resource and scope in its own
+// columns; they are still read and written in it.
+const inlineLogsDDL = `CREATE TABLE IF NOT EXISTS %s.logs (
 	ts_ns               BIGINT    NOT NULL,
 	time_unset          BOOLEAN   NOT NULL,
 	observed_ns         BIGINT    NOT NULL,
@@ -440,42 +461,32 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 			j++
 		}
 		day := rows[i:j:j]
-		logsFill := tableFill{"logs", func(a *duckdb.Appender) error {
-			for k := range day {
-				r := &day[k]
-				vals[0], vals[1], vals[2] = r.ts, r.timeUnset, r.observed
-				vals[3], vals[4], vals[5], vals[6] = r.traceHi, r.traceLo, r.spanID, r.flags
-				vals[7], vals[8], vals[9] = r.severity, r.severityText, r.res.service
-				vals[10], vals[11], vals[12], vals[13] = at(r.body), at(r.attrs), r.droppedAttrs, r.eventName
-				vals[14], vals[15], vals[16] = r.res.attrs, r.res.dropped, r.res.schemaURL
-				vals[17], vals[18], vals[19], vals[20], vals[21] = r.scope.name, r.scope.version, r.scope.attrs, r.scope.dropped, r.scope.schemaURL
-				if err := a.AppendRow(vals...); err != nil {
-					return err
-				}
-			}
-			return nil
-		}, nil}
-		if q, ok := logsByResource(day); ok {
-			logsFill = tableFill{"logs", func(a *duckdb.Appender) error {
-				v := vals[:14]
-				for k := range day {
-					r := &day[k]
-					v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
-					v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
-					v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
-					v[11], v[12], v[13] = q.resIdx[r.res], q.scopeIdx[r.scope], q.textIdx[[2]string{r.severityText, r.eventName}]
-					if err := a.AppendRow(v...); err != nil {
-						return err
-					}
-				}
-				return nil
-			}, q.open}
+		p, err := s.partitionFor(ctx, day[0].day)
+		if err != nil {
+			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 		}
-		p, err := s.appendDay(ctx, day[0].day, logsFill, tableFill{logCountsTable, func(a *duckdb.Appender) error {
+		var fills []tableFill
+		var fresh []newLogStream
+		if p.streams == nil {
+			fills = append(fills, inlineLogsFill(day, at, vals))
+		} else {
+			var ids map[streamPair]uint32
+			ids, fresh = p.streams.assign(day)
+			if len(fresh) > 0 {
+				fills = append(fills, tableFill{"log_streams", func(a *duckdb.Appender) error {
+					return appendLogStreams(a, fresh)
+				}, nil})
+			}
+			fills = append(fills, streamLogsFill(day, at, vals, ids))
+		}
+		fills = append(fills, tableFill{logCountsTable, func(a *duckdb.Appender) error {
 			return appendLogCounts(a, day, func(r *logRow) string { return at(r.body) })
 		}, nil})
-		if err != nil {
+		if _, err := s.appendDay(ctx, day[0].day, fills...); err != nil {
 			return err
+		}
+		if p.streams != nil {
+			p.streams.learn(fresh)
 		}
 		lo, hi := day[0].ts, day[0].ts
 		for k := range day {
@@ -490,6 +501,77 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 		i = j
 	}
 	return nil
+}
+
+// inlineLogsFill appends day to a log table in the layout before
+// log_streams.
+func inlineLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value) tableFill {
+	if q, ok := logsByResource(day); ok {
+		return tableFill{"logs", func(a *duckdb.Appender) error {
+			v := vals[:14]
+			for k := range day {
+				r := &day[k]
+				v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
+				v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
+				v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
+				v[11], v[12], v[13] = q.resIdx[r.res], q.scopeIdx[r.scope], q.textIdx[[2]string{r.severityText, r.eventName}]
+				if err := a.AppendRow(v...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, q.open}
+	}
+	return tableFill{"logs", func(a *duckdb.Appender) error {
+		for k := range day {
+			r := &day[k]
+			vals[0], vals[1], vals[2] = r.ts, r.timeUnset, r.observed
+			vals[3], vals[4], vals[5], vals[6] = r.traceHi, r.traceLo, r.spanID, r.flags
+			vals[7], vals[8], vals[9] = r.severity, r.severityText, r.res.service
+			vals[10], vals[11], vals[12], vals[13] = at(r.body), at(r.attrs), r.droppedAttrs, r.eventName
+			vals[14], vals[15], vals[16] = r.res.attrs, r.res.dropped, r.res.schemaURL
+			vals[17], vals[18], vals[19], vals[20], vals[21] = r.scope.name, r.scope.version, r.scope.attrs, r.scope.dropped, r.scope.schemaURL
+			if err := a.AppendRow(vals...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil}
+}
+
+// streamLogsFill appends day to a log table with a stream column, ids
+// giving each record's stream.
+func streamLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value, ids map[streamPair]uint32) tableFill {
+	if q, ok := logsByText(day); ok {
+		return tableFill{"logs", func(a *duckdb.Appender) error {
+			v := vals[:13]
+			for k := range day {
+				r := &day[k]
+				v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
+				v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
+				v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
+				v[11], v[12] = ids[streamPair{r.res, r.scope}], q.textIdx[[2]string{r.severityText, r.eventName}]
+				if err := a.AppendRow(v...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, q.open}
+	}
+	return tableFill{"logs", func(a *duckdb.Appender) error {
+		v := vals[:14]
+		for k := range day {
+			r := &day[k]
+			v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
+			v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
+			v[7], v[8], v[9] = r.severity, r.severityText, ids[streamPair{r.res, r.scope}]
+			v[10], v[11], v[12], v[13] = at(r.body), at(r.attrs), r.droppedAttrs, r.eventName
+			if err := a.AppendRow(v...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil}
 }
 
 func (s *SpanLogStore) logRows(ld plog.Logs) ([]logRow, []byte) {

@@ -52,6 +52,59 @@ func logsByResource(day []logRow) (resourceInsert, bool) {
 	return q, !b.nul
 }
 
+// textInsert appends a day's log records to a log table with a stream
+// column, with severity text and event name as indexes into lists written
+// once in the INSERT's text, as resourceInsert does.
+type textInsert struct {
+	textIdx map[[2]string]uint16 // severity text, event name
+	query   string               // %CATALOG% stands for the day file's catalog
+}
+
+// logsByText plans the INSERT for day, or reports false when a severity
+// text or event name cannot be written as a literal (a NUL byte) or there
+// are more than maxTextLiterals.
+func logsByText(day []logRow) (textInsert, bool) {
+	texts := newLiteralIndex[[2]string](maxTextLiterals)
+	q := textInsert{textIdx: texts.idx}
+	for k := range day {
+		r := &day[k]
+		if !texts.add([2]string{r.severityText, r.eventName}) {
+			return q, false
+		}
+	}
+	var b literalBuilder
+	b.WriteString("INSERT INTO %CATALOG%.main.logs SELECT ts_ns, time_unset, observed_ns, trace_hi, trace_lo, span_id, flags, severity_number, ")
+	b.list(len(texts.vals), func(i int) string { return texts.vals[i][0] })
+	b.WriteString("[txt], stream, body, attributes, dropped_attributes, ")
+	b.list(len(texts.vals), func(i int) string { return texts.vals[i][1] })
+	b.WriteString("[txt] FROM appended_data")
+	q.query = b.String()
+	return q, !b.nul
+}
+
+var textInsertColumns = []string{"ts_ns", "time_unset", "observed_ns", "trace_hi", "trace_lo", "span_id", "flags",
+	"severity_number", "body", "attributes", "dropped_attributes", "stream", "txt"}
+
+var textInsertTypes = []duckdb.Type{duckdb.TYPE_BIGINT, duckdb.TYPE_BOOLEAN, duckdb.TYPE_BIGINT, duckdb.TYPE_UBIGINT,
+	duckdb.TYPE_UBIGINT, duckdb.TYPE_UBIGINT, duckdb.TYPE_UINTEGER, duckdb.TYPE_UTINYINT,
+	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_UINTEGER, duckdb.TYPE_USMALLINT}
+
+func (q textInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
+	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), textInsertTypes, textInsertColumns)
+}
+
+func openQueryAppender(c driver.Conn, query string, ts []duckdb.Type, columns []string) (*duckdb.Appender, error) {
+	types := make([]duckdb.TypeInfo, len(ts))
+	for i, t := range ts {
+		ti, err := duckdb.NewTypeInfo(t)
+		if err != nil {
+			return nil, err
+		}
+		types[i] = ti
+	}
+	return duckdb.NewQueryAppender(c, query, "", types, columns)
+}
+
 // literalIndex numbers distinct values from 1 in the order they come, up
 // to max of them.
 type literalIndex[K comparable] struct {

@@ -39,44 +39,62 @@ func logsWithResources(at time.Time, tag, odd string) plog.Logs {
 	return ld
 }
 
-// The INSERT that takes resources and scopes by index stores what the
-// plain appender stored, and a batch it cannot write as literals (a NUL
-// byte) goes through the plain appender.
+// Both layouts, and the INSERTs that take resources, scopes or texts by
+// index, store what the plain appender stored, and a batch they cannot
+// write as literals (a NUL byte) goes through the plain appender: the
+// values read back are the record's, quotes and backslashes included.
 func TestWriteLogsResourceColumns(t *testing.T) {
-	s := openTestStore(t, t.TempDir())
-	at := time.Now().Add(-time.Hour)
-	for _, tt := range []struct{ tag, odd string }{{"lit", ""}, {"nul", "\x00"}} {
-		ld := logsWithResources(at, tt.tag, tt.odd)
-		rows, _ := s.logRows(ld)
-		if _, ok := logsByResource(rows); ok != (tt.odd == "") {
-			t.Fatalf("%s: logsByResource ok = %v", tt.tag, ok)
-		}
-		if err := s.WriteLogs(t.Context(), ld); err != nil {
-			t.Fatalf("%s: WriteLogs: %v", tt.tag, err)
-		}
-		p := s.snapshot()[0]
-		for r := range 3 {
-			for c := range 2 {
-				var (
-					service, resAttrs, resSchema, scName, scVersion, scAttrs, scSchema, sevText, event string
-					resDropped, scDropped                                                              uint32
-				)
-				err := s.db.QueryRowContext(t.Context(), "SELECT severity_text, event_name, service, resource_attributes, resource_dropped, resource_schema_url, scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url FROM "+
-					p.alias+".logs WHERE body = ?", fmt.Sprintf("%s %d %d", tt.tag, r, c)).Scan(
-					&sevText, &event, &service, &resAttrs, &resDropped, &resSchema, &scName, &scVersion, &scAttrs, &scDropped, &scSchema)
-				if err != nil {
-					t.Fatalf("%s %d %d: %v", tt.tag, r, c, err)
+	for _, layout := range []struct {
+		name   string
+		inline bool
+	}{{"streams", false}, {"inline", true}} {
+		t.Run(layout.name, func(t *testing.T) {
+			s, err := OpenSpanLogStore(t.Context(), SpanLogOptions{Dir: t.TempDir(), MemoryLimit: "256MB", Threads: 2, InlineLogStreams: layout.inline})
+			if err != nil {
+				t.Fatalf("OpenSpanLogStore: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			at := time.Now().Add(-time.Hour)
+			for _, tt := range []struct{ tag, odd string }{{"lit", ""}, {"nul", "\x00"}} {
+				ld := logsWithResources(at, tt.tag, tt.odd)
+				rows, _ := s.logRows(ld)
+				if _, ok := logsByResource(rows); ok != (tt.odd == "") {
+					t.Fatalf("%s: logsByResource ok = %v", tt.tag, ok)
 				}
-				got := []any{sevText, event, service, resAttrs, resDropped, resSchema, scName, scVersion, scAttrs, scDropped, scSchema}
-				// The plain appender passes strings as C strings, which
-				// end at a NUL.
-				want := []any{fmt.Sprintf("INFO'%d", c), fmt.Sprintf("event %d'", r), fmt.Sprintf("svc-%d", r), `{"host.name":"it's \\\\ hôst ` + tt.tag + `"}`, uint32(r), fmt.Sprintf("https://schema/%d'", r),
-					fmt.Sprintf("scope-%d-%d'", r, c), fmt.Sprintf("v%d", c), `{"n":` + fmt.Sprint(c) + `}`, uint32(c + 1), fmt.Sprintf("scope-schema-%d", c)}
-				if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
-					t.Errorf("%s %d %d:\n got %q\nwant %q", tt.tag, r, c, got, want)
+				if _, ok := logsByText(rows); ok != (tt.odd == "") {
+					t.Fatalf("%s: logsByText ok = %v", tt.tag, ok)
+				}
+				if err := s.WriteLogs(t.Context(), ld); err != nil {
+					t.Fatalf("%s: WriteLogs: %v", tt.tag, err)
+				}
+				p := s.snapshot()[0]
+				if (p.streams == nil) != layout.inline {
+					t.Fatalf("day file in the streams layout: %v, want %v", p.streams != nil, !layout.inline)
+				}
+				for r := range 3 {
+					for c := range 2 {
+						var (
+							service, resAttrs, resSchema, scName, scVersion, scAttrs, scSchema, sevText, event string
+							resDropped, scDropped                                                              uint32
+						)
+						err := s.db.QueryRowContext(t.Context(), "SELECT severity_text, event_name, service, resource_attributes, resource_dropped, resource_schema_url, scope_name, scope_version, scope_attributes, scope_dropped, scope_schema_url FROM "+
+							p.logsFrom()+" WHERE body = ?", fmt.Sprintf("%s %d %d", tt.tag, r, c)).Scan(
+							&sevText, &event, &service, &resAttrs, &resDropped, &resSchema, &scName, &scVersion, &scAttrs, &scDropped, &scSchema)
+						if err != nil {
+							t.Fatalf("%s %d %d: %v", tt.tag, r, c, err)
+						}
+						got := []any{sevText, event, service, resAttrs, resDropped, resSchema, scName, scVersion, scAttrs, scDropped, scSchema}
+						// The plain appender passes strings as C strings, which
+						// end at a NUL.
+						want := []any{fmt.Sprintf("INFO'%d", c), fmt.Sprintf("event %d'", r), fmt.Sprintf("svc-%d", r), `{"host.name":"it's \\\\ hôst ` + tt.tag + `"}`, uint32(r), fmt.Sprintf("https://schema/%d'", r),
+							fmt.Sprintf("scope-%d-%d'", r, c), fmt.Sprintf("v%d", c), `{"n":` + fmt.Sprint(c) + `}`, uint32(c + 1), fmt.Sprintf("scope-schema-%d", c)}
+						if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
+							t.Errorf("%s %d %d:\n got %q\nwant %q", tt.tag, r, c, got, want)
+						}
+					}
 				}
 			}
-		}
+		})
 	}
 }
 
