@@ -18,7 +18,7 @@ STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # How long each fuzz target runs in `make test` (longer: make fuzz FUZZTIME=5m).
 FUZZTIME ?= 10s
 
-.PHONY: all build build-go ui ui-test run version test test-reliability vet unit fuzz bench bench-peers bench-cluster clean
+.PHONY: all build build-go ui ui-test run version test test-reliability vet tidy-check unit fuzz bench bench-peers bench-cluster clean
 
 all: build
 
@@ -99,6 +99,15 @@ vet:
 	cd bench && $(GO) vet ./...
 	cd sdk && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd sdk/benchmarks && $(GO) vet ./...
+
+# Every module's go.mod and go.sum as go mod tidy leaves them. Not part of
+# vet: tidy fetches the modules of the dependencies' own tests, which the
+# build never needs.
+tidy-check:
+	$(GO) mod tidy -diff
+	cd sdk && $(GO) mod tidy -diff
+	cd sdk/benchmarks && $(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
 
 unit:
 	$(GO) test -count=1 -timeout 30m ./...

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -66,7 +67,7 @@ func TestConfigCentre(t *testing.T) {
 		_, body := ccDo(t, c, "GET", item+"?instance=pod-a&md5="+got.Data.MD5+"&wait=30s", "", "", "")
 		woke <- body
 	}()
-	time.Sleep(300 * time.Millisecond)
+	s.waitWatches(t, 1)
 	if code, body := ccDo(t, c, "PUT", item, "", "application/yaml", "timeout: 3s\n"); code != 200 {
 		t.Fatalf("put: %d %s", code, body)
 	}
@@ -120,7 +121,7 @@ func TestConfigCentre(t *testing.T) {
 		code, _ := ccDo(t, c, "GET", item+"?instance=pod-b&md5="+got.Data.MD5+"&wait=60s", "", "", "")
 		polled <- code
 	}()
-	time.Sleep(300 * time.Millisecond)
+	s.waitWatches(t, 1)
 	start := time.Now()
 	s.stop(t)
 	select {
@@ -172,6 +173,17 @@ func TestConfigCentreAuth(t *testing.T) {
 	}
 }
 
+// waitWatches waits until n long polls wait on s. A fixed pause before the
+// write or the signal a long poll is meant to see was too short on a busy
+// machine: the request had not reached the server yet, and a SIGTERM then
+// refused its connection instead of answering it.
+func (s *server) waitWatches(t *testing.T, n float64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%v long polls waiting", n), time.Minute, func() bool {
+		return s.metricValue(t, "vigil_config_watches") >= n
+	})
+}
+
 // TestConfigCentreCluster runs the configuration centre on a three-node
 // cluster, on each consensus backend: a write through a follower reaches
 // every node, a watcher on another node wakes, and a leader killed with
@@ -220,7 +232,7 @@ func testConfigCentreCluster(t *testing.T, c *faultCluster) {
 		_, body := ccDo(t, client, "GET", c.nodes[f2].httpURL+path+"?instance=pod-a&md5="+got.Data.MD5+"&wait=30s", "", "", "")
 		woke <- body
 	}()
-	time.Sleep(300 * time.Millisecond)
+	c.nodes[f2].waitWatches(t, 1)
 	if code, body := ccDo(t, client, "PUT", c.nodes[leader].httpURL+path, "", "application/json", `{"timeout":"3s"}`); code != 200 {
 		t.Fatalf("put on the leader: %d %s", code, body)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // TestDoctorFindsBrokenSeams: a scrape target nobody listens on and a rule
@@ -21,12 +22,9 @@ import (
 // doctor`, which exits 1 on a critical finding.
 func TestDoctorFindsBrokenSeams(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens there any more
+	// Claimed and never bound: a port picked by listening on port 0 and
+	// closing it may be given to another test's listener meanwhile.
+	dead := testport.Addr(t)
 
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
@@ -80,7 +78,7 @@ scrape_configs:
 	var out, errOut bytes.Buffer
 	cmd := exec.Command(vigilBin, "doctor", "--server", s.httpURL)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
+	err := cmd.Run()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Errorf("vigil doctor exit: %v (stderr %s), want 1 for a critical finding", err, errOut.String())

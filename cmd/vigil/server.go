@@ -456,71 +456,72 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 	}
 
 	// apply installs a reloaded configuration: what can change while
-	// running (scrape configs, rules) changes, the rest needs a restart.
+	// running (scrape configs, rules) changes, the rest needs a restart;
+	// it returns the changed settings of that rest it knows of.
 	// In a cluster the rules, SLOs and Alertmanager config are the
 	// cluster's: committed through the log, then put into service on every
 	// node; the rest is this node's own.
 	var applyMu sync.Mutex
-	apply := func(ctx context.Context) error {
+	apply := func(ctx context.Context) ([]string, error) {
 		applyMu.Lock()
 		defer applyMu.Unlock()
 		next, err := reload()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// Check every part before applying any, so a reload is all or
 		// nothing.
 		if err := cfg.Auth.CheckUpdate(next.Auth); err != nil {
-			return fmt.Errorf("web_config_file: %w", err)
+			return nil, fmt.Errorf("web_config_file: %w", err)
 		}
 		rc, err := rulesConfig(next)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := rules.Validate(rc.Files, logger); err != nil {
-			return err
+			return nil, err
 		}
 		nextAM, err := alertmanagerFile(next, amDir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := alerting.ValidateConfig(nextAM); err != nil {
-			return err
+			return nil, err
 		}
 		if err := profilescrape.CheckConfig(next.ProfileScrape); err != nil {
-			return err
+			return nil, err
 		}
 		if configSync != nil {
 			if err := reloadClusterConfig(ctx, configSync, next); err != nil {
-				return err
+				return nil, err
 			}
 		} else {
 			if err := ruleMgr.Apply(rc); err != nil {
-				return err
+				return nil, err
 			}
 			if err := am.ApplyConfig(nextAM); err != nil {
-				return fmt.Errorf("alertmanager: %w", err)
+				return nil, fmt.Errorf("alertmanager: %w", err)
 			}
 		}
 		if err := scraper.ApplyConfig(next.Prometheus); err != nil {
-			return fmt.Errorf("scrape config: %w", err)
+			return nil, fmt.Errorf("scrape config: %w", err)
 		}
 		if err := profScraper.ApplyConfig(next.ProfileScrape); err != nil {
-			return err
+			return nil, err
 		}
 		if err := switchProfileScrape(ctx, profScrape, next.ProfileScrape); err != nil {
-			return err
+			return nil, err
 		}
 		// Users, tokens and roles: requests already admitted finish.
 		if err := cfg.Auth.Update(next.Auth); err != nil {
-			return fmt.Errorf("web_config_file: %w", err)
+			return nil, fmt.Errorf("web_config_file: %w", err)
 		}
 		promCfg.Store(next.Prometheus)
 		if configSync != nil {
 			// Again, for this node's evaluation interval and external
 			// labels, which the rules take from the new global: section.
 			if err := configSync.Reinstall(); err != nil {
-				return err
+				return nil, err
 			}
 		} else {
 			amUnconfigured.Store(next.AlertmanagerConfigFile == "")
@@ -528,8 +529,16 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 				sloSpecs.Store(&specs)
 			}
 		}
-		logger.Info("configuration reloaded")
-		return nil
+		// The query limits are built into the PromQL and LogQL engines
+		// and the query slots when the server starts; a changed limit
+		// must not look applied when it is not.
+		pending := restartPending(queryLimits, next.QueryLimits())
+		if len(pending) > 0 {
+			logger.Warn("configuration reloaded; some settings take effect only after a restart", "settings", pending)
+		} else {
+			logger.Info("configuration reloaded")
+		}
+		return pending, nil
 	}
 	grp.Go(stageIngest, "reloader", reloadOnSIGHUP(apply, logger))
 	if cfg.Admin.Enabled {
@@ -868,7 +877,7 @@ func switchProfileScrape(ctx context.Context, sw *lifecycle.Switch, jobs []*prof
 
 // reloadOnSIGHUP applies the configuration again at every SIGHUP until it
 // is stopped; a failed reload keeps what runs.
-func reloadOnSIGHUP(apply func(context.Context) error, logger *slog.Logger) lifecycle.Component {
+func reloadOnSIGHUP(apply func(context.Context) ([]string, error), logger *slog.Logger) lifecycle.Component {
 	return lifecycle.Loop(func(ctx context.Context) {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -878,7 +887,7 @@ func reloadOnSIGHUP(apply func(context.Context) error, logger *slog.Logger) life
 			case <-ctx.Done():
 				return
 			case <-hup:
-				if err := apply(ctx); err != nil {
+				if _, err := apply(ctx); err != nil {
 					logger.Error("reload failed; the previous configuration keeps running", "err", err)
 				}
 			}
@@ -888,17 +897,41 @@ func reloadOnSIGHUP(apply func(context.Context) error, logger *slog.Logger) life
 
 // reloadHandler serves POST /-/reload: 200 when the configuration was
 // applied, 400 with the reason when it was refused (nothing changed then);
-// in a cluster also 503 or 500 (reloadStatus).
-func reloadHandler(apply func(context.Context) error) http.Handler {
+// in a cluster also 503 or 500 (reloadStatus). A 200 lists, one a line,
+// the changed settings that wait for a restart.
+func reloadHandler(apply func(context.Context) ([]string, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := apply(r.Context()); err != nil {
+		pending, err := apply(r.Context())
+		if err != nil {
 			w.WriteHeader(reloadStatus(err))
 			fmt.Fprintf(w, "reload failed, the previous configuration keeps running: %v\n", err)
 			return
 		}
 		fmt.Fprintln(w, "configuration reloaded")
+		for _, p := range pending {
+			fmt.Fprintf(w, "needs a restart to take effect: %s\n", p)
+		}
 	})
+}
+
+// restartPending names the query limits that differ between running, as
+// the server started with, and next, from the file just read: a reload
+// leaves them as they are.
+func restartPending(running, next querylimit.Limits) []string {
+	var out []string
+	diff := func(name string, run, want any) {
+		if run != want {
+			out = append(out, fmt.Sprintf("query.%s (running %v, configured %v)", name, run, want))
+		}
+	}
+	diff("timeout", running.Timeout, next.Timeout)
+	diff("max_samples", running.MaxSamples, next.MaxSamples)
+	diff("max_series", running.MaxSeries, next.MaxSeries)
+	diff("max_response_bytes", running.MaxResponseBytes, next.MaxResponseBytes)
+	diff("max_concurrency", running.MaxConcurrency, next.MaxConcurrency)
+	diff("max_trace_spans", running.MaxTraceSpans, next.MaxTraceSpans)
+	return out
 }
 
 // newHTTPServer returns a server for h, with TLS when a's web config sets

@@ -3,7 +3,6 @@ package alerting
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/raft"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // raftCluster is three vigil alerting nodes on embedded Raft over loopback
@@ -28,14 +28,12 @@ type raftCluster struct {
 
 func newRaftCluster(t *testing.T) *raftCluster {
 	t.Helper()
+	// Raft binds these only when each node opens, after the httptest
+	// servers have listened on port 0: testport's are never handed out
+	// there.
 	peers := make([]consensus.Peer, 3)
-	for i := range peers {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers[i] = consensus.Peer{ID: "n" + strconv.Itoa(i+1), Address: ln.Addr().String()}
-		_ = ln.Close()
+	for i, addr := range testport.Addrs(t, len(peers)) {
+		peers[i] = consensus.Peer{ID: "n" + strconv.Itoa(i+1), Address: addr}
 	}
 	c := &raftCluster{t: t}
 	dir := t.TempDir()

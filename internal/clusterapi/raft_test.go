@@ -2,7 +2,6 @@ package clusterapi
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 	"github.com/vigil-observability/vigil/internal/consensus/raft"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 // On a real three-node Raft cluster, a join sent to a follower reaches the
@@ -23,15 +23,10 @@ func TestMembershipOnRaft(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four Raft nodes")
 	}
-	addrs := make([]string, 4)
-	for i := range addrs {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[i] = ln.Addr().String()
-		_ = ln.Close()
-	}
+	// The fourth node binds its address only when it joins, after the
+	// others' API servers listened on port 0: testport's ports are never
+	// handed out there.
+	addrs := testport.Addrs(t, 4)
 	var peers []consensus.Peer
 	for i := range 3 {
 		peers = append(peers, consensus.Peer{ID: "n" + strconv.Itoa(i+1), Address: addrs[i]})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/vigil-observability/vigil/internal/consensus"
 	"github.com/vigil-observability/vigil/internal/consensus/consensustest"
 	"github.com/vigil-observability/vigil/internal/consensus/etcd/etcdtest"
+	"github.com/vigil-observability/vigil/internal/testport"
 )
 
 func TestOpenRejectsBadOptions(t *testing.T) {
@@ -47,13 +47,8 @@ func TestOpenRejectsBadOptions(t *testing.T) {
 }
 
 func TestOpenFailsQuicklyOnUnreachableEtcd(t *testing.T) {
-	// A port that was free a moment ago: connections are refused.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	// A port claimed and never bound: connections are refused.
+	addr := testport.Addr(t)
 	for _, tc := range []struct {
 		name string
 		eps  []string

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigil-observability/vigil/internal/query/querylimit"
+)
+
+func TestRestartPending(t *testing.T) {
+	running := querylimit.Limits{Timeout: 2 * time.Minute, MaxSamples: 1000, MaxSeries: 100,
+		MaxResponseBytes: 1 << 20, MaxConcurrency: 4, QueueWait: 5 * time.Second, MaxTraceSpans: 50}
+	for _, tc := range []struct {
+		name   string
+		change func(*querylimit.Limits)
+		want   []string
+	}{
+		{"unchanged", func(*querylimit.Limits) {}, nil},
+		{"timeout", func(l *querylimit.Limits) { l.Timeout = 10 * time.Second },
+			[]string{"query.timeout (running 2m0s, configured 10s)"}},
+		{"samples and concurrency", func(l *querylimit.Limits) { l.MaxSamples, l.MaxConcurrency = 2000, 8 },
+			[]string{"query.max_samples (running 1000, configured 2000)", "query.max_concurrency (running 4, configured 8)"}},
+		{"series, answer size and spans", func(l *querylimit.Limits) { l.MaxSeries, l.MaxResponseBytes, l.MaxTraceSpans = 1, 2, 3 },
+			[]string{"query.max_series (running 100, configured 1)", "query.max_response_bytes (running 1048576, configured 2)",
+				"query.max_trace_spans (running 50, configured 3)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			next := running
+			tc.change(&next)
+			if got := restartPending(running, next); !slices.Equal(got, tc.want) {
+				t.Errorf("restartPending = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReloadHandler(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		pending  []string
+		err      error
+		code     int
+		wantBody string
+	}{
+		{"applied", nil, nil, http.StatusOK, "configuration reloaded\n"},
+		{"applied, a limit waits for a restart", []string{"query.timeout (running 2m0s, configured 10s)"}, nil, http.StatusOK,
+			"configuration reloaded\nneeds a restart to take effect: query.timeout (running 2m0s, configured 10s)\n"},
+		{"refused", nil, errors.New("rules: bad"), http.StatusBadRequest,
+			"reload failed, the previous configuration keeps running: rules: bad\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := reloadHandler(func(context.Context) ([]string, error) { return tc.pending, tc.err })
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/-/reload", nil))
+			if rec.Code != tc.code || rec.Body.String() != tc.wantBody {
+				t.Errorf("POST /-/reload: %d %q, want %d %q", rec.Code, rec.Body.String(), tc.code, tc.wantBody)
+			}
+		})
+	}
+}
+
+// TestReloadReportsQueryLimitsNeedRestart: the query limits are fixed at
+// start-up, so a reload that changes one says so instead of answering as
+// if it had been applied, and the running limit is still the old one.
+func TestReloadReportsQueryLimitsNeedRestart(t *testing.T) {
+	t.Parallel()
+	cfg := writeConfig(t, "query:\n  timeout: 1m\n")
+	s := startServer(t, t.TempDir(), "--config", cfg, "--enable-admin")
+	if err := os.WriteFile(cfg, []byte("query:\n  timeout: 10s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(s.httpURL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "needs a restart to take effect: query.timeout (running 1m0s, configured 10s)") {
+		t.Errorf("reload changing query.timeout: %d %q", resp.StatusCode, body)
+	}
+	if logs := s.logs.String(); !strings.Contains(logs, "some settings take effect only after a restart") {
+		t.Errorf("no warning in the log:\n%s", logs)
+	}
+}
