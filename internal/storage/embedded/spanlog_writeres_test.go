@@ -175,3 +175,124 @@ func TestWriteTracesResourceColumns(t *testing.T) {
 		}
 	}
 }
+
+// spansWithTexts makes n spans of one resource whose names, status
+// messages, trace states, HTTP attributes, events and links vary (quotes,
+// a backslash, non-ASCII text, absent and empty values), each named
+// "<tag> <i>" with odd appended to the first one's name.
+func spansWithTexts(at time.Time, tag, odd string, n int) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "svc")
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	for i := range n {
+		sp := spans.AppendEmpty()
+		sp.SetTraceID(pcommon.TraceID{byte(i), byte(i >> 8), 2})
+		sp.SetSpanID(pcommon.SpanID{byte(i), byte(i >> 8), 1})
+		name := fmt.Sprintf("%s %d", tag, i)
+		if i == 0 {
+			name += odd
+		}
+		sp.SetName(name)
+		start := at.Add(time.Duration(i) * time.Millisecond)
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Millisecond)))
+		a := sp.Attributes()
+		switch i % 4 {
+		case 0:
+			a.PutStr("http.request.method", "GET")
+			a.PutStr("http.route", "/o'k\\")
+			a.PutInt("http.response.status_code", 200)
+			sp.Status().SetCode(ptrace.StatusCodeError)
+			sp.Status().SetMessage("it's brôken")
+		case 1:
+			a.PutStr("http.method", "")
+			a.PutStr("http.route", "")
+			sp.TraceState().FromRaw("vendor=a'b")
+			ev := sp.Events().AppendEmpty()
+			ev.SetName("retry")
+			ev.SetTimestamp(pcommon.NewTimestampFromTime(start))
+		case 2:
+			l := sp.Links().AppendEmpty()
+			l.SetTraceID(pcommon.TraceID{9})
+			l.SetSpanID(pcommon.SpanID{9})
+		}
+	}
+	return td
+}
+
+// The text columns taken by index, or a span at a time when a batch has
+// too many distinct texts for the lists, hold what the span had: NULL
+// for an absent HTTP attribute, an empty string for an empty one, and
+// empty events and links as empty strings.
+func TestWriteTracesTextColumns(t *testing.T) {
+	at := time.Now().Add(-time.Hour)
+	for _, tt := range []struct {
+		name, odd string
+		n         int
+		byIndex   bool // the plan takes the texts by index
+		literal   bool // the plan writes any strings as literals at all
+	}{
+		{name: "lists", n: 40, byIndex: true, literal: true},
+		{name: "too-many", n: maxTextLiterals + 1, literal: true},
+		{name: "nul-in-name", odd: "\x00", n: 8, literal: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTestStore(t, t.TempDir())
+			td := spansWithTexts(at, tt.name, tt.odd, tt.n)
+			rows, _ := s.spanRows(td)
+			q, ok := spansByResource(rows)
+			if ok != tt.literal || (q.txt != nil) != tt.byIndex {
+				t.Fatalf("spansByResource: ok = %v, by index = %v", ok, q.txt != nil)
+			}
+			if err := s.WriteTraces(t.Context(), td); err != nil {
+				t.Fatalf("WriteTraces: %v", err)
+			}
+			p := s.snapshot()[0]
+			got, err := s.db.QueryContext(t.Context(), "SELECT name, status_message, trace_state, http_method, http_route, http_status_code, http_keys, events, links FROM "+
+				p.alias+".spans ORDER BY start_ns")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			spans := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+			i := 0
+			for ; got.Next(); i++ {
+				var (
+					name, msg, state, events, links string
+					method, route                   sql.NullString
+					status                          sql.NullInt64
+					keys                            uint8
+				)
+				if err := got.Scan(&name, &msg, &state, &method, &route, &status, &keys, &events, &links); err != nil {
+					t.Fatal(err)
+				}
+				sp := spans.At(i)
+				want := []any{sp.Name(), sp.Status().Message(), sp.TraceState().AsRaw(), sql.NullString{}, sql.NullString{}, sql.NullInt64{}, uint8(0),
+					string(appendEvents(nil, sp.Events(), sp.StartTimestamp())), string(appendLinks(nil, sp.Links()))}
+				switch i % 4 {
+				case 0:
+					want[3], want[4], want[5], want[6] = sql.NullString{String: "GET", Valid: true}, sql.NullString{String: "/o'k\\", Valid: true},
+						sql.NullInt64{Int64: 200, Valid: true}, uint8(httpMethodStable|httpRoute|httpStatusStable)
+				case 1:
+					want[3], want[4], want[6] = sql.NullString{Valid: true}, sql.NullString{Valid: true}, uint8(httpMethodLegacy|httpRoute)
+				}
+				if i == 0 && tt.odd != "" {
+					// The plain appender passes strings as C strings,
+					// which end at a NUL.
+					want[0] = tt.name + " 0"
+				}
+				g := []any{name, msg, state, method, route, status, keys, events, links}
+				if fmt.Sprintf("%q", g) != fmt.Sprintf("%q", want) {
+					t.Errorf("span %d:\n got %#v\nwant %#v", i, g, want)
+				}
+			}
+			if err := got.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if i != tt.n {
+				t.Errorf("%d spans stored, want %d", i, tt.n)
+			}
+		})
+	}
+}
