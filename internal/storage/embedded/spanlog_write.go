@@ -236,9 +236,22 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 		}, nil}
 		if q, ok := spansByResource(day); ok {
 			spansFill = tableFill{"spans", func(a *duckdb.Appender) error {
-				v := vals[:0]
+				v := vals[:24]
 				for k := range day {
-					v = q.row(v, k, &day[k], at)
+					r := &day[k]
+					v[0], v[1], v[2], v[3] = r.traceHi, r.traceLo, r.spanID, r.parentID
+					v[4], v[5], v[6] = r.start, r.duration, r.name
+					v[7], v[8], v[9] = r.kind, r.statusCode, r.statusMsg
+					v[10], v[11], v[12] = nullString(r.httpMethod, r.httpKeys&(httpMethodStable|httpMethodLegacy) != 0),
+						nullString(r.httpRoute, r.httpKeys&httpRoute != 0), nil
+					if r.httpKeys&(httpStatusStable|httpStatusLegacy) != 0 {
+						v[12] = r.httpStatus
+					}
+					v[13], v[14], v[15] = r.httpKeys, r.traceState, r.flags
+					v[16], v[17] = at(r.attrs), r.droppedAttrs
+					v[18], v[19] = at(r.events), r.droppedEv
+					v[20], v[21] = at(r.links), r.droppedLk
+					v[22], v[23] = q.resIdx[r.res], q.scopeIdx[r.scope]
 					if err := a.AppendRow(v...); err != nil {
 						return err
 					}

@@ -179,21 +179,17 @@ func TestWriteTracesResourceColumns(t *testing.T) {
 // spansWithTexts makes n spans of one resource whose names, status
 // messages, trace states, HTTP attributes, events and links vary (quotes,
 // a backslash, non-ASCII text, absent and empty values), each named
-// "<tag> <i>" with odd appended to the first one's name.
+// "<tag> <i>"; odd is appended to the service name.
 func spansWithTexts(at time.Time, tag, odd string, n int) ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
-	rs.Resource().Attributes().PutStr("service.name", "svc")
+	rs.Resource().Attributes().PutStr("service.name", "svc"+odd)
 	spans := rs.ScopeSpans().AppendEmpty().Spans()
 	for i := range n {
 		sp := spans.AppendEmpty()
 		sp.SetTraceID(pcommon.TraceID{byte(i), byte(i >> 8), 2})
 		sp.SetSpanID(pcommon.SpanID{byte(i), byte(i >> 8), 1})
-		name := fmt.Sprintf("%s %d", tag, i)
-		if i == 0 {
-			name += odd
-		}
-		sp.SetName(name)
+		sp.SetName(fmt.Sprintf("%s %d", tag, i))
 		start := at.Add(time.Duration(i) * time.Millisecond)
 		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
 		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Millisecond)))
@@ -221,29 +217,25 @@ func spansWithTexts(at time.Time, tag, odd string, n int) ptrace.Traces {
 	return td
 }
 
-// The text columns taken by index, or a span at a time when a batch has
-// too many distinct texts for the lists, hold what the span had: NULL
-// for an absent HTTP attribute, an empty string for an empty one, and
-// empty events and links as empty strings.
+// The text columns a span passes one by one hold what the span had, with
+// its resource taken by index or through the plain appender: NULL for an
+// absent HTTP attribute, an empty string for an empty one.
 func TestWriteTracesTextColumns(t *testing.T) {
 	at := time.Now().Add(-time.Hour)
 	for _, tt := range []struct {
 		name, odd string
-		n         int
-		byIndex   bool // the plan takes the texts by index
-		literal   bool // the plan writes any strings as literals at all
+		literal   bool // the resource is taken by index
 	}{
-		{name: "lists", n: 40, byIndex: true, literal: true},
-		{name: "too-many", n: maxTextLiterals + 1, literal: true},
-		{name: "nul-in-name", odd: "\x00", n: 8, literal: true},
+		{name: "by-index", literal: true},
+		{name: "plain", odd: "\x00"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTestStore(t, t.TempDir())
-			td := spansWithTexts(at, tt.name, tt.odd, tt.n)
+			const n = 40
+			td := spansWithTexts(at, tt.name, tt.odd, n)
 			rows, _ := s.spanRows(td)
-			q, ok := spansByResource(rows)
-			if ok != tt.literal || (q.txt != nil) != tt.byIndex {
-				t.Fatalf("spansByResource: ok = %v, by index = %v", ok, q.txt != nil)
+			if _, ok := spansByResource(rows); ok != tt.literal {
+				t.Fatalf("spansByResource: ok = %v", ok)
 			}
 			if err := s.WriteTraces(t.Context(), td); err != nil {
 				t.Fatalf("WriteTraces: %v", err)
@@ -277,11 +269,6 @@ func TestWriteTracesTextColumns(t *testing.T) {
 				case 1:
 					want[3], want[4], want[6] = sql.NullString{Valid: true}, sql.NullString{Valid: true}, uint8(httpMethodLegacy|httpRoute)
 				}
-				if i == 0 && tt.odd != "" {
-					// The plain appender passes strings as C strings,
-					// which end at a NUL.
-					want[0] = tt.name + " 0"
-				}
 				g := []any{name, msg, state, method, route, status, keys, events, links}
 				if fmt.Sprintf("%q", g) != fmt.Sprintf("%q", want) {
 					t.Errorf("span %d:\n got %#v\nwant %#v", i, g, want)
@@ -290,8 +277,8 @@ func TestWriteTracesTextColumns(t *testing.T) {
 			if err := got.Err(); err != nil {
 				t.Fatal(err)
 			}
-			if i != tt.n {
-				t.Errorf("%d spans stored, want %d", i, tt.n)
+			if i != n {
+				t.Errorf("%d spans stored, want %d", i, n)
 			}
 		})
 	}
