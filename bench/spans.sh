@@ -77,8 +77,8 @@ pid=$!
 pids+=("$pid")
 for _ in $(seq 600); do curl -sf "localhost:$http/-/ready" >/dev/null && break; sleep 0.2; done
 
-stored() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_stored_total{signal=\"traces\"}" {print $2}'; }
-writes() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_storage_write_duration_seconds_count{signal=\"traces\"}" {print $2}'; }
+stored() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_stored_total{signal=\"traces\"}" {printf "%d\n", $2}'; }
+writes() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_storage_write_duration_seconds_count{signal=\"traces\"}" {printf "%d\n", $2}'; }
 before=$(cpu_ticks "$pid")
 [ "$BACKEND" = clickhouse ] && chbefore=$(cpu_ticks "$chpid")
 if [ -n "${PROFILE:-}" ]; then
