@@ -3,7 +3,8 @@
 # GOMAXPROCS=1), vigil-load on the other sending OTLP/HTTP requests it
 # encoded once (-signal traces-pre), so that the generator is not what sets
 # the pace. Prints spans/s acknowledged, the server's CPU-seconds and spans
-# per CPU-second, the generator's CPU share, spans stored and bytes per span.
+# per CPU-second, the generator's CPU share, spans stored and per storage
+# write, and bytes per span.
 #
 #   bench/spans.sh [seconds]                     embedded store (DuckDB)
 #   BACKEND=clickhouse bench/spans.sh [seconds]  Debian's clickhouse-server,
@@ -76,7 +77,8 @@ pid=$!
 pids+=("$pid")
 for _ in $(seq 600); do curl -sf "localhost:$http/-/ready" >/dev/null && break; sleep 0.2; done
 
-stored() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_stored_total{signal=\"traces\"}" {print $2}'; }
+stored() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_stored_total{signal=\"traces\"}" {printf "%d\n", $2}'; }
+writes() { curl -s "localhost:$http/metrics" | awk '$1=="vigil_storage_write_duration_seconds_count{signal=\"traces\"}" {printf "%d\n", $2}'; }
 before=$(cpu_ticks "$pid")
 [ "$BACKEND" = clickhouse ] && chbefore=$(cpu_ticks "$chpid")
 if [ -n "${PROFILE:-}" ]; then
@@ -101,7 +103,8 @@ after=$(cpu_ticks "$pid")
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{print e-s}')
 acked=$(awk '/^acknowledged:/ {print $2}' "$work/load.out")
 cpu=$(awk -v a="$after" -v b="$before" -v hz="$hz" 'BEGIN{printf "%.1f", (a-b)/hz}')
-echo "  server CPU-s=$cpu over ${elapsed%.*}s (load and drain); stored=$(stored)"
+n=$(stored) w=$(writes)
+echo "  server CPU-s=$cpu over ${elapsed%.*}s (load and drain); stored=$n in $w writes ($(awk -v n="$n" -v w="$w" 'BEGIN{printf "%.0f", n/w}') spans per write)"
 [ "$BACKEND" = clickhouse ] && echo "  clickhouse-server CPU-s=$(awk -v a="$chafter" -v b="$chbefore" -v hz="$hz" 'BEGIN{printf "%.1f", (a-b)/hz}')"
 echo "  spans per server CPU-second: $(awk -v n="$acked" -v c="$cpu" 'BEGIN{printf "%.0f", n/c}')"
 if [ -n "${PROFILE:-}" ]; then wait "$profiler"; echo "  profile: $PROFILE"; fi

@@ -193,3 +193,111 @@ func TestWriteTracesResourceColumns(t *testing.T) {
 		}
 	}
 }
+
+// spansWithTexts makes n spans of one resource whose names, status
+// messages, trace states, HTTP attributes, events and links vary (quotes,
+// a backslash, non-ASCII text, absent and empty values), each named
+// "<tag> <i>"; odd is appended to the service name.
+func spansWithTexts(at time.Time, tag, odd string, n int) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "svc"+odd)
+	spans := rs.ScopeSpans().AppendEmpty().Spans()
+	for i := range n {
+		sp := spans.AppendEmpty()
+		sp.SetTraceID(pcommon.TraceID{byte(i), byte(i >> 8), 2})
+		sp.SetSpanID(pcommon.SpanID{byte(i), byte(i >> 8), 1})
+		sp.SetName(fmt.Sprintf("%s %d", tag, i))
+		start := at.Add(time.Duration(i) * time.Millisecond)
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Millisecond)))
+		a := sp.Attributes()
+		switch i % 4 {
+		case 0:
+			a.PutStr("http.request.method", "GET")
+			a.PutStr("http.route", "/o'k\\")
+			a.PutInt("http.response.status_code", 200)
+			sp.Status().SetCode(ptrace.StatusCodeError)
+			sp.Status().SetMessage("it's brôken")
+		case 1:
+			a.PutStr("http.method", "")
+			a.PutStr("http.route", "")
+			sp.TraceState().FromRaw("vendor=a'b")
+			ev := sp.Events().AppendEmpty()
+			ev.SetName("retry")
+			ev.SetTimestamp(pcommon.NewTimestampFromTime(start))
+		case 2:
+			l := sp.Links().AppendEmpty()
+			l.SetTraceID(pcommon.TraceID{9})
+			l.SetSpanID(pcommon.SpanID{9})
+		}
+	}
+	return td
+}
+
+// The text columns a span passes one by one hold what the span had, with
+// its resource taken by index or through the plain appender: NULL for an
+// absent HTTP attribute, an empty string for an empty one.
+func TestWriteTracesTextColumns(t *testing.T) {
+	at := time.Now().Add(-time.Hour)
+	for _, tt := range []struct {
+		name, odd string
+		literal   bool // the resource is taken by index
+	}{
+		{name: "by-index", literal: true},
+		{name: "plain", odd: "\x00"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTestStore(t, t.TempDir())
+			const n = 40
+			td := spansWithTexts(at, tt.name, tt.odd, n)
+			rows, _ := s.spanRows(td)
+			if _, ok := spansByResource(rows); ok != tt.literal {
+				t.Fatalf("spansByResource: ok = %v", ok)
+			}
+			if err := s.WriteTraces(t.Context(), td); err != nil {
+				t.Fatalf("WriteTraces: %v", err)
+			}
+			p := s.snapshot()[0]
+			got, err := s.db.QueryContext(t.Context(), "SELECT name, status_message, trace_state, http_method, http_route, http_status_code, http_keys, events, links FROM "+
+				p.alias+".spans ORDER BY start_ns")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			spans := td.ResourceSpans().At(0).ScopeSpans().At(0).Spans()
+			i := 0
+			for ; got.Next(); i++ {
+				var (
+					name, msg, state, events, links string
+					method, route                   sql.NullString
+					status                          sql.NullInt64
+					keys                            uint8
+				)
+				if err := got.Scan(&name, &msg, &state, &method, &route, &status, &keys, &events, &links); err != nil {
+					t.Fatal(err)
+				}
+				sp := spans.At(i)
+				want := []any{sp.Name(), sp.Status().Message(), sp.TraceState().AsRaw(), sql.NullString{}, sql.NullString{}, sql.NullInt64{}, uint8(0),
+					string(appendEvents(nil, sp.Events(), sp.StartTimestamp())), string(appendLinks(nil, sp.Links()))}
+				switch i % 4 {
+				case 0:
+					want[3], want[4], want[5], want[6] = sql.NullString{String: "GET", Valid: true}, sql.NullString{String: "/o'k\\", Valid: true},
+						sql.NullInt64{Int64: 200, Valid: true}, uint8(httpMethodStable|httpRoute|httpStatusStable)
+				case 1:
+					want[3], want[4], want[6] = sql.NullString{Valid: true}, sql.NullString{Valid: true}, uint8(httpMethodLegacy|httpRoute)
+				}
+				g := []any{name, msg, state, method, route, status, keys, events, links}
+				if fmt.Sprintf("%q", g) != fmt.Sprintf("%q", want) {
+					t.Errorf("span %d:\n got %#v\nwant %#v", i, g, want)
+				}
+			}
+			if err := got.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if i != n {
+				t.Errorf("%d spans stored, want %d", i, n)
+			}
+		})
+	}
+}
