@@ -191,3 +191,56 @@ func TestEntriesWantPages(t *testing.T) {
 		}
 	}
 }
+
+// TestEntriesServicePushdown pins when Entries asks the store for one
+// service, which lets the embedded store test the service before the
+// line's terms: only when every selected stream is that service in the
+// store's service column, not merely by its service_name label.
+func TestEntriesServicePushdown(t *testing.T) {
+	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	store := newFakeStore(
+		rec(base, "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "a"}, "timeout a", 0),
+		rec(base.Add(time.Second), "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "b"}, "timeout b", 0),
+		rec(base.Add(2*time.Second), "web", map[string]any{"service.name": "web"}, "timeout web", 0),
+		// A Loki agent's service_name label on a resource without
+		// service.name: the label is "cart", the service column empty.
+		rec(base.Add(3*time.Second), "", map[string]any{"service_name": "cart"}, "timeout cart", 0),
+	)
+	src := NewSource(store)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		selector    string
+		wantService string
+		wantLines   int
+	}{
+		{`{service_name="checkout"}`, "checkout", 2},
+		{`{service_name="checkout", k8s_pod_name="b"}`, "checkout", 1},
+		{`{service_name=~"checkout|web"}`, "", 3},
+		{`{service_name=~"cart"}`, "", 1},
+		{`{service_name=~".+"}`, "", 4},
+	} {
+		t.Run(tc.selector, func(t *testing.T) {
+			sel, err := logql.ParseLogQuery(tc.selector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams, err := src.Streams(ctx, sel.Matchers, base, base.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, err := range src.Entries(ctx, logql.EntryQuery{Streams: streams, Start: base, End: base.Add(time.Minute), Contains: []string{"timeout"}}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			if store.lastFind.Service != tc.wantService {
+				t.Errorf("FindLogs asked for service %q, want %q", store.lastFind.Service, tc.wantService)
+			}
+			if n != tc.wantLines {
+				t.Errorf("%d lines, want %d", n, tc.wantLines)
+			}
+		})
+	}
+}
