@@ -149,7 +149,7 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 		}
 		sq := storage.LogQuery{
 			Streams: keys, Start: q.Start, End: q.End,
-			Terms: q.Contains, Forward: q.Forward, Limit: limit,
+			Contains: q.Contains, Forward: q.Forward, Limit: limit,
 			// The keys alone select the same records, but a store can
 			// test the service first: the embedded store compares its
 			// service column before it tests the terms on the body,

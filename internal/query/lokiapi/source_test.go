@@ -154,8 +154,8 @@ func rec(ts time.Time, service string, res map[string]any, body string, sev plog
 
 // TestEntriesWantPages pins that a filtered log query reads the store in
 // pages sized by what the engine keeps and goes on past a page whose
-// lines the pipeline drops: the store's case-insensitive terms let
-// "TIMEOUT" through, which |= "timeout" does not keep.
+// lines the pipeline drops: the store is asked for "timeout" only, and
+// != "skipped" drops the newest ten it finds.
 func TestEntriesWantPages(t *testing.T) {
 	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	res := map[string]any{"service.name": "checkout"}
@@ -164,13 +164,13 @@ func TestEntriesWantPages(t *testing.T) {
 		recs = append(recs, rec(base.Add(time.Duration(i)*time.Second), "checkout", res, fmt.Sprint("timeout ", i), 0))
 	}
 	for i := range 10 {
-		recs = append(recs, rec(base.Add(time.Duration(10+i)*time.Second), "checkout", res, fmt.Sprint("TIMEOUT ", 10+i), 0))
+		recs = append(recs, rec(base.Add(time.Duration(10+i)*time.Second), "checkout", res, fmt.Sprint("timeout skipped ", 10+i), 0))
 	}
 	for _, noCursors := range []bool{false, true} {
 		store := newFakeStore(recs...)
 		store.noCursors = noCursors
 		res2, err := logql.NewEngine(logql.EngineOptions{}).Query(context.Background(), NewSource(store), logql.Params{
-			Query: `{service_name="checkout"} |= "timeout"`, Start: base, End: base.Add(time.Minute), Limit: 3,
+			Query: `{service_name="checkout"} |= "timeout" != "skipped"`, Start: base, End: base.Add(time.Minute), Limit: 3,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -192,9 +192,10 @@ func TestEntriesWantPages(t *testing.T) {
 	}
 }
 
-// TestEntriesServicePushdown pins when Entries asks the store for one
+// TestEntriesServicePushdown pins what Entries asks the store for: the
+// line filter's substrings, compared exactly as |= compares, and one
 // service, which lets the embedded store test the service before the
-// line's terms: only when every selected stream is that service in the
+// substrings, only when every selected stream is that service in the
 // store's service column, not merely by its service_name label.
 func TestEntriesServicePushdown(t *testing.T) {
 	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
@@ -234,6 +235,10 @@ func TestEntriesServicePushdown(t *testing.T) {
 					t.Fatal(err)
 				}
 				n++
+			}
+			// |= is case-sensitive: the store is asked to compare exactly.
+			if !slices.Equal(store.lastFind.Contains, []string{"timeout"}) || len(store.lastFind.Terms) > 0 {
+				t.Errorf("FindLogs asked for contains %q and terms %q, want contains [timeout]", store.lastFind.Contains, store.lastFind.Terms)
 			}
 			if store.lastFind.Service != tc.wantService {
 				t.Errorf("FindLogs asked for service %q, want %q", store.lastFind.Service, tc.wantService)
