@@ -309,6 +309,10 @@ type LogQuery struct {
 	// Terms must all occur in the body, compared case-insensitively as
 	// substrings.
 	Terms []string
+	// Contains must all occur in the body exactly, case-sensitively, as
+	// LogQL's |= compares: a store tests a byte substring without
+	// lowercasing every body first.
+	Contains []string
 	// Severities keeps records in any of these bands; empty means all.
 	Severities []Severity
 	// Attributes must all equal, as text, the record's attribute of that

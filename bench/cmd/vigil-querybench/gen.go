@@ -33,6 +33,7 @@ type genConfig struct {
 	flushEvery           time.Duration
 	redSQL               bool
 	cpuProfile           string
+	victoriaLogs         string
 }
 
 func runGen(args []string) error {
@@ -52,6 +53,7 @@ func runGen(args []string) error {
 	fs.DurationVar(&c.flushEvery, "flush-every", time.Minute, "simulated time between span metrics flushes")
 	fs.BoolVar(&c.redSQL, "red-sql", false, "afterwards, time RED computed by SQL over the stored spans (as red-sql)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the generation here")
+	fs.StringVar(&c.victoriaLogs, "victorialogs", "", "also send every log batch to the VictoriaLogs at this URL (/insert/jsonline), for the side-by-side in peer")
 	_ = fs.Parse(args)
 	if c.dataDir == "" {
 		return errors.New("gen: --data-dir is required")
@@ -210,6 +212,10 @@ func generate(c genConfig) (*meta, error) {
 		}
 	}()
 
+	var vl *vlSink
+	if c.victoriaLogs != "" {
+		vl = newVLSink(c.victoriaLogs)
+	}
 	var (
 		spansDone, logsDone  int64
 		writeBusy, flushBusy time.Duration
@@ -249,6 +255,9 @@ func generate(c genConfig) (*meta, error) {
 			}
 			writeBusy += time.Since(t0)
 			rec.RecordLogs(b.ld)
+			if vl != nil { // after the recorder: ld is VictoriaLogs' alone now
+				vl.in <- b.ld
+			}
 			logsDone += int64(b.n)
 		}
 		if now := time.Now(); now.Sub(lastReport) >= 10*time.Second {
@@ -258,6 +267,14 @@ func generate(c genConfig) (*meta, error) {
 				el, spansDone, c.spans, logsDone, c.logs, b.t.UTC().Format("01-02 15:04"),
 				float64(spansDone+logsDone)/el, procStatusMiB("VmRSS:"), peakRSS())
 		}
+	}
+	if vl != nil {
+		t0 := time.Now()
+		if err := vl.close(ctx); err != nil && genErr == nil {
+			genErr = err
+		}
+		fmt.Printf("gen: sent %d log records to VictoriaLogs (%v sending, %v waiting for the last ones and force_flush)\n",
+			vl.sent, vl.busy.Round(time.Second), time.Since(t0).Round(time.Second))
 	}
 	if genErr != nil {
 		for range batches { // let the producer finish

@@ -4,6 +4,7 @@
 //	vigil-querybench run --url http://127.0.0.1:PORT [--data-dir D] [--n 50]
 //	vigil-querybench red-sql --data-dir D
 //	vigil-querybench profile --data-dir D --only 'services overview 24h'
+//	vigil-querybench peer --vigil URL --victorialogs URL --data-dir D [--n 50]
 //
 // gen writes spans and log records spread over the window straight into the
 // stores that `vigil server --data-dir D` opens, feeding the span metrics
@@ -12,7 +13,9 @@
 // the alternative to recorded span metrics: RED computed by SQL over the
 // stored spans. bench/query.sh runs those three. profile serves the query
 // APIs in process over the same stores and writes a CPU profile of chosen
-// queries, since vigil server does not serve pprof.
+// queries, since vigil server does not serve pprof. peer times the same log
+// searches against vigil's Loki API and VictoriaLogs, which gen
+// --victorialogs filled with the same log records.
 package main
 
 import (
@@ -39,6 +42,8 @@ func main() {
 		err = runRedSQL(os.Args[2:])
 	case "profile":
 		err = runProfile(os.Args[2:])
+	case "peer":
+		err = runPeer(os.Args[2:])
 	default:
 		usage()
 	}
@@ -49,7 +54,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: vigil-querybench gen|run|red-sql|profile [flags] (-h for each command's flags)")
+	fmt.Fprintln(os.Stderr, "usage: vigil-querybench gen|run|red-sql|profile|peer [flags] (-h for each command's flags)")
 	os.Exit(2)
 }
 

@@ -39,6 +39,11 @@ func (f *fakeStore) matches(r storage.LogRecord, q storage.LogQuery) bool {
 			return false
 		}
 	}
+	for _, c := range q.Contains {
+		if !strings.Contains(r.Body, c) {
+			return false
+		}
+	}
 	return len(q.Streams) == 0 || slices.Contains(q.Streams, resourceKey(r))
 }
 

@@ -72,7 +72,7 @@ func (s *Source) Streams(ctx context.Context, matchers []*logql.Matcher, start, 
 	}
 	var out []logql.Stream
 	keys := make(map[uint64][]int) // labels hash → indexes into out
-	var ids [][]string
+	var ids []streamID
 next:
 	for _, ls := range found {
 		lbls := streamLabels(ls.Service, ls.Resource)
@@ -87,7 +87,10 @@ next:
 			if labels.Equal(out[i].Labels, lbls) {
 				out[i].Entries += ls.Entries
 				out[i].Bytes += ls.Bytes
-				ids[i] = append(ids[i], ls.Key)
+				ids[i].Keys = append(ids[i].Keys, ls.Key)
+				if ids[i].Service != ls.Service {
+					ids[i].Service = ""
+				}
 				merged = true
 				break
 			}
@@ -95,7 +98,14 @@ next:
 		if !merged {
 			keys[h] = append(keys[h], len(out))
 			out = append(out, logql.Stream{Labels: lbls, Entries: ls.Entries, Bytes: ls.Bytes})
-			ids = append(ids, []string{ls.Key})
+			id := streamID{Keys: []string{ls.Key}}
+			// Only where the label is the service column: an attribute
+			// such as service_name on a resource without service.name
+			// makes the label too.
+			if ls.Service != "" && lbls.Get(serviceLabel) == ls.Service {
+				id.Service = ls.Service
+			}
+			ids = append(ids, id)
 		}
 	}
 	for i := range out {
@@ -117,15 +127,21 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 		}
 		var keys []string
 		byHash := make(map[uint64][]int)
+		service := ""
 		for i, st := range q.Streams {
-			var ids []string
-			if err := json.Unmarshal([]byte(st.ID), &ids); err != nil {
+			var id streamID
+			if err := json.Unmarshal([]byte(st.ID), &id); err != nil {
 				yield(logql.Entry{}, fmt.Errorf("lokiapi: stream id %q: %w", st.ID, err))
 				return
 			}
-			keys = append(keys, ids...)
+			keys = append(keys, id.Keys...)
 			h := st.Labels.Hash()
 			byHash[h] = append(byHash[h], i)
+			if i == 0 || id.Service == service {
+				service = id.Service
+			} else {
+				service = ""
+			}
 		}
 		limit := q.Limit
 		if limit <= 0 {
@@ -133,7 +149,14 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 		}
 		sq := storage.LogQuery{
 			Streams: keys, Start: q.Start, End: q.End,
-			Terms: q.Contains, Forward: q.Forward, Limit: limit,
+			Contains: q.Contains, Forward: q.Forward, Limit: limit,
+			// The keys alone select the same records, but a store can
+			// test the service first: the embedded store compares its
+			// service column before it tests the terms on the body,
+			// instead of testing them on every record of every service
+			// in the range (a one-service search over 24 h of 50 services
+			// was 15 times slower without it).
+			Service: service,
 		}
 		for rec, err := range findPaged(ctx, s.store, sq, q.Want) {
 			if err != nil {
@@ -163,6 +186,14 @@ func (s *Source) Entries(ctx context.Context, q logql.EntryQuery) iter.Seq2[logq
 			}
 		}
 	}
+}
+
+// streamID is a stream's handle (logql.Stream.ID): the store's keys of
+// the resources it merges and, when all of them are one service and the
+// service_name label is that service, the service.
+type streamID struct {
+	Keys    []string `json:"k"`
+	Service string   `json:"s,omitempty"`
 }
 
 // Pages of findPaged: each is this many times the one before, up to
@@ -417,11 +448,11 @@ func (s *Source) CountEntries(ctx context.Context, q logql.CountQuery) ([]logql.
 	streamOf := map[string]int{}
 	var keys []string
 	for i, st := range q.Streams {
-		var ids []string
-		if err := json.Unmarshal([]byte(st.ID), &ids); err != nil {
+		var sid streamID
+		if err := json.Unmarshal([]byte(st.ID), &sid); err != nil {
 			return nil, fmt.Errorf("lokiapi: stream id %q: %w", st.ID, err)
 		}
-		for _, id := range ids {
+		for _, id := range sid.Keys {
 			streamOf[id] = i
 			keys = append(keys, id)
 		}

@@ -154,8 +154,8 @@ func rec(ts time.Time, service string, res map[string]any, body string, sev plog
 
 // TestEntriesWantPages pins that a filtered log query reads the store in
 // pages sized by what the engine keeps and goes on past a page whose
-// lines the pipeline drops: the store's case-insensitive terms let
-// "TIMEOUT" through, which |= "timeout" does not keep.
+// lines the pipeline drops: the store is asked for "timeout" only, and
+// != "skipped" drops the newest ten it finds.
 func TestEntriesWantPages(t *testing.T) {
 	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	res := map[string]any{"service.name": "checkout"}
@@ -164,13 +164,13 @@ func TestEntriesWantPages(t *testing.T) {
 		recs = append(recs, rec(base.Add(time.Duration(i)*time.Second), "checkout", res, fmt.Sprint("timeout ", i), 0))
 	}
 	for i := range 10 {
-		recs = append(recs, rec(base.Add(time.Duration(10+i)*time.Second), "checkout", res, fmt.Sprint("TIMEOUT ", 10+i), 0))
+		recs = append(recs, rec(base.Add(time.Duration(10+i)*time.Second), "checkout", res, fmt.Sprint("timeout skipped ", 10+i), 0))
 	}
 	for _, noCursors := range []bool{false, true} {
 		store := newFakeStore(recs...)
 		store.noCursors = noCursors
 		res2, err := logql.NewEngine(logql.EngineOptions{}).Query(context.Background(), NewSource(store), logql.Params{
-			Query: `{service_name="checkout"} |= "timeout"`, Start: base, End: base.Add(time.Minute), Limit: 3,
+			Query: `{service_name="checkout"} |= "timeout" != "skipped"`, Start: base, End: base.Add(time.Minute), Limit: 3,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -189,5 +189,63 @@ func TestEntriesWantPages(t *testing.T) {
 		if !noCursors && (store.lastFind.Limit != 12 || store.lastFind.After == "") {
 			t.Errorf("last store query = %+v, want the second page of 12 after a cursor", store.lastFind)
 		}
+	}
+}
+
+// TestEntriesServicePushdown pins what Entries asks the store for: the
+// line filter's substrings, compared exactly as |= compares, and one
+// service, which lets the embedded store test the service before the
+// substrings, only when every selected stream is that service in the
+// store's service column, not merely by its service_name label.
+func TestEntriesServicePushdown(t *testing.T) {
+	base := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	store := newFakeStore(
+		rec(base, "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "a"}, "timeout a", 0),
+		rec(base.Add(time.Second), "checkout", map[string]any{"service.name": "checkout", "k8s.pod.name": "b"}, "timeout b", 0),
+		rec(base.Add(2*time.Second), "web", map[string]any{"service.name": "web"}, "timeout web", 0),
+		// A Loki agent's service_name label on a resource without
+		// service.name: the label is "cart", the service column empty.
+		rec(base.Add(3*time.Second), "", map[string]any{"service_name": "cart"}, "timeout cart", 0),
+	)
+	src := NewSource(store)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		selector    string
+		wantService string
+		wantLines   int
+	}{
+		{`{service_name="checkout"}`, "checkout", 2},
+		{`{service_name="checkout", k8s_pod_name="b"}`, "checkout", 1},
+		{`{service_name=~"checkout|web"}`, "", 3},
+		{`{service_name=~"cart"}`, "", 1},
+		{`{service_name=~".+"}`, "", 4},
+	} {
+		t.Run(tc.selector, func(t *testing.T) {
+			sel, err := logql.ParseLogQuery(tc.selector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			streams, err := src.Streams(ctx, sel.Matchers, base, base.Add(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, err := range src.Entries(ctx, logql.EntryQuery{Streams: streams, Start: base, End: base.Add(time.Minute), Contains: []string{"timeout"}}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+			// |= is case-sensitive: the store is asked to compare exactly.
+			if !slices.Equal(store.lastFind.Contains, []string{"timeout"}) || len(store.lastFind.Terms) > 0 {
+				t.Errorf("FindLogs asked for contains %q and terms %q, want contains [timeout]", store.lastFind.Contains, store.lastFind.Terms)
+			}
+			if store.lastFind.Service != tc.wantService {
+				t.Errorf("FindLogs asked for service %q, want %q", store.lastFind.Service, tc.wantService)
+			}
+			if n != tc.wantLines {
+				t.Errorf("%d lines, want %d", n, tc.wantLines)
+			}
+		})
 	}
 }

@@ -306,6 +306,12 @@ func logRecordConditions(q storage.LogQuery) (string, []any, error) {
 		conds = append(conds, "contains(lower(body), ?)")
 		args = append(args, strings.ToLower(t))
 	}
+	for _, c := range q.Contains {
+		// Without lower(), which allocates a lowered copy of every body
+		// it tests (a third of a scan's time in the profile).
+		conds = append(conds, "contains(body, ?)")
+		args = append(args, c)
+	}
 	if len(q.Severities) > 0 {
 		var bands []string
 		for _, sev := range q.Severities {
@@ -502,7 +508,7 @@ func (s *SpanLogStore) LogStreams(ctx context.Context, q storage.LogQuery) ([]st
 	// The summary has records' streams, times and severity bands: it
 	// answers a query that selects by nothing else. Its seconds are
 	// closed at their end, so [start, end) is taken as (start-1, end-1].
-	summary := q.TraceID.IsEmpty() && len(q.Severities) == 0 && len(q.Attributes) == 0 && !slices.ContainsFunc(q.Terms, func(t string) bool { return t != "" })
+	summary := q.TraceID.IsEmpty() && len(q.Severities) == 0 && len(q.Attributes) == 0 && !slices.ContainsFunc(q.Terms, func(t string) bool { return t != "" }) && len(q.Contains) == 0
 	var sp countSplit
 	var scond string
 	var sargs []any

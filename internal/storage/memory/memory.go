@@ -276,6 +276,7 @@ func (s *Store) matchLogs(q storage.LogQuery) []logEntry {
 			!q.End.IsZero() && !e.at.Before(q.End),
 			len(q.Severities) > 0 && !slices.Contains(q.Severities, storage.SeverityOf(r.SeverityNumber)),
 			!containsAll(strings.ToLower(r.Body), terms),
+			!containsAll(r.Body, q.Contains),
 			!logAttrsMatch(r, q.Attributes):
 			continue
 		}
