@@ -55,6 +55,7 @@ func (h *harness) versions() []version {
 		{"VictoriaMetrics", firstLine(output(o.victoria, "-version")), h.displayBin(o.victoria)},
 		{"VictoriaLogs", firstLine(output(o.victoriaLogs, "-version")), h.displayBin(o.victoriaLogs)},
 	}
+	paths := []string{o.vigil, o.jaeger, o.prometheus, o.victoria, o.victoriaLogs}
 	for i := range vs {
 		v := &vs[i]
 		if v.binary == "" {
@@ -68,12 +69,12 @@ func (h *harness) versions() []version {
 		}
 		if v.version == "" {
 			// Debian's VictoriaMetrics build prints an empty version.
-			v.version = debianVersion(v.binary)
+			v.version = debianVersion(paths[i])
 		}
 		if v.version == "" {
 			// A peer installed from the module proxy (go install
 			// ...@version) has no release flags but knows its module.
-			v.version = goModuleVersion(v.binary)
+			v.version = goModuleVersion(paths[i])
 		}
 		if v.version == "" {
 			v.version = "unknown"
