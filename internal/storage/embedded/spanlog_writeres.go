@@ -93,6 +93,8 @@ func (q textInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error
 	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), textInsertTypes, textInsertColumns)
 }
 
+// openQueryAppender opens a query appender whose appended_data has the
+// given columns and types, for one of the INSERTs above.
 func openQueryAppender(c driver.Conn, query string, ts []duckdb.Type, columns []string) (*duckdb.Appender, error) {
 	types := make([]duckdb.TypeInfo, len(ts))
 	for i, t := range ts {
@@ -138,15 +140,7 @@ var resourceInsertTypes = []duckdb.Type{duckdb.TYPE_BIGINT, duckdb.TYPE_BOOLEAN,
 	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
 
 func (q resourceInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
-	types := make([]duckdb.TypeInfo, len(resourceInsertTypes))
-	for i, t := range resourceInsertTypes {
-		ti, err := duckdb.NewTypeInfo(t)
-		if err != nil {
-			return nil, err
-		}
-		types[i] = ti
-	}
-	return duckdb.NewQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), "", types, resourceInsertColumns)
+	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), resourceInsertTypes, resourceInsertColumns)
 }
 
 // spanResourceInsert appends a day's spans with their resource and scope
@@ -249,13 +243,5 @@ var spanResourceInsertTypes = []duckdb.Type{duckdb.TYPE_UBIGINT, duckdb.TYPE_UBI
 	duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
 
 func (q spanResourceInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
-	types := make([]duckdb.TypeInfo, len(spanResourceInsertTypes))
-	for i, t := range spanResourceInsertTypes {
-		ti, err := duckdb.NewTypeInfo(t)
-		if err != nil {
-			return nil, err
-		}
-		types[i] = ti
-	}
-	return duckdb.NewQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), "", types, spanResourceInsertColumns)
+	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), spanResourceInsertTypes, spanResourceInsertColumns)
 }
