@@ -263,7 +263,7 @@ func logConditions(q storage.LogQuery) (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	return scond + " AND " + rcond, append(sargs, rargs...), nil
+	return scond + " AND " + rcond, slices.Concat(sargs, rargs), nil
 }
 
 // logStreamConditions is the part of logConditions that selects by
@@ -353,10 +353,8 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 		return nil, storage.ErrClosed
 	}
 	limit := q.Limit
-	cond, args, err := logConditions(q)
-	if err != nil {
-		return nil, err
-	}
+	// The two parts of logConditions apart: a file with log_streams
+	// resolves the first to stream ids.
 	scond, sargs, err := logStreamConditions(q)
 	if err != nil {
 		return nil, err
@@ -365,6 +363,7 @@ func (s *SpanLogStore) findLogs(ctx context.Context, q storage.LogQuery) ([]stor
 	if err != nil {
 		return nil, err
 	}
+	cond, args := scond+" AND "+rcond, slices.Concat(sargs, rargs)
 	var after *foundLog
 	if q.After != "" {
 		c, err := parseLogCursor(q.After)
