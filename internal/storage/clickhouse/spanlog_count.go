@@ -135,16 +135,7 @@ func (s *SpanLogStore) countSQL(q storage.LogCountQuery, streams string) (string
 	}
 	var condArgs []any
 	for _, c := range q.Contains {
-		if s.c.Features.SkipIndexes && isASCII(c) {
-			// Only for the token bloom filter on lowerUTF8(body), to
-			// skip granules; position decides, case-sensitively. ASCII
-			// only, where lowerUTF8 and strings.ToLower surely agree, so
-			// that the filter never drops a record position keeps.
-			conds = append(conds, "lowerUTF8(body) LIKE ?")
-			condArgs = append(condArgs, "%"+likeEscaper.Replace(strings.ToLower(c))+"%")
-		}
-		conds = append(conds, "position(body, ?) > 0")
-		condArgs = append(condArgs, c)
+		conds, condArgs = s.appendContains(conds, condArgs, c)
 	}
 	for _, c := range q.NotContains {
 		conds = append(conds, "position(body, ?) = 0")
@@ -259,4 +250,17 @@ func isASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// appendContains adds the conditions of a case-sensitive substring of the
+// body (LogQL's |=): position decides; with skip indexes, a lowered LIKE
+// before it lets the token bloom filter on lowerUTF8(body) skip granules.
+// ASCII only, where lowerUTF8 and strings.ToLower surely agree, so that
+// the filter never drops a record position keeps.
+func (s *SpanLogStore) appendContains(conds []string, args []any, c string) ([]string, []any) {
+	if s.c.Features.SkipIndexes && isASCII(c) {
+		conds = append(conds, "lowerUTF8(body) LIKE ?")
+		args = append(args, "%"+likeEscaper.Replace(strings.ToLower(c))+"%")
+	}
+	return append(conds, "position(body, ?) > 0"), append(args, c)
 }

@@ -141,14 +141,7 @@ func (s *SpanLogStore) logConditions(q storage.LogQuery) (logFilter, error) {
 		}
 	}
 	for _, c := range q.Contains {
-		if s.c.Features.SkipIndexes && isASCII(c) {
-			// As in CountLogs: the lowered LIKE lets the token bloom
-			// filter skip granules, position decides case-sensitively.
-			conds = append(conds, "lowerUTF8(body) LIKE ?")
-			f.args = append(f.args, "%"+likeEscaper.Replace(strings.ToLower(c))+"%")
-		}
-		conds = append(conds, "position(body, ?) > 0")
-		f.args = append(f.args, c)
+		conds, f.args = s.appendContains(conds, f.args, c)
 	}
 	if len(q.Severities) > 0 {
 		var bands []string
