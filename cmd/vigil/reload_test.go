@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+
+	"github.com/vigil-observability/vigil/internal/config"
 	"github.com/vigil-observability/vigil/internal/query/querylimit"
 )
 
@@ -36,6 +39,36 @@ func TestRestartPending(t *testing.T) {
 			tc.change(&next)
 			if got := restartPending(running, next); !slices.Equal(got, tc.want) {
 				t.Errorf("restartPending = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRestartSections(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(*config.Config)
+		want   []string
+	}{
+		{"unchanged", func(*config.Config) {}, nil},
+		{"listener and retention", func(c *config.Config) {
+			c.HTTPAddr, c.Retention = "127.0.0.1:1", model.Duration(time.Hour)
+		}, []string{"http_addr", "retention"}},
+		{"storage and ingest", func(c *config.Config) {
+			c.Storage.Backend = "clickhouse"
+			c.Ingest.MaxRequestsInFlight++
+		}, []string{"storage", "ingest"}},
+		{"a cluster added", func(c *config.Config) { c.Cluster = &config.Cluster{NodeID: "n1"} }, []string{"cluster"}},
+		// What a reload applies is not listed.
+		{"reloadable parts", func(c *config.Config) {
+			c.AlertmanagerConfigFile, c.WebConfigFile = "am.yml", "web.yml"
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			running, next := new(config.Config), new(config.Config)
+			tc.change(next)
+			if got := restartSections(running, next); !slices.Equal(got, tc.want) {
+				t.Errorf("restartSections = %q, want %q", got, tc.want)
 			}
 		})
 	}
@@ -86,5 +119,25 @@ func TestReloadReportsQueryLimitsNeedRestart(t *testing.T) {
 	}
 	if logs := s.logs.String(); !strings.Contains(logs, "some settings take effect only after a restart") {
 		t.Errorf("no warning in the log:\n%s", logs)
+	}
+	// The same file again: nothing pending beyond the limit (the flags
+	// the server started with are applied to the file read again).
+	resp, err = http.Post(s.httpURL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); body != "configuration reloaded\nneeds a restart to take effect: query.timeout (running 1m0s, configured 10s)\n" {
+		t.Errorf("reload of the same file: %q", body)
+	}
+	// A section built at start-up changed: named, its values not shown.
+	if err := os.WriteFile(cfg, []byte("query:\n  timeout: 1m\nretention: 48h\ningest:\n  max_requests_in_flight: 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Post(s.httpURL+"/-/reload", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readAll(t, resp); body != "configuration reloaded\nneeds a restart to take effect: retention\nneeds a restart to take effect: ingest\n" {
+		t.Errorf("reload changing retention and ingest: %q", body)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -537,7 +538,7 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		// The query limits are built into the PromQL and LogQL engines
 		// and the query slots when the server starts; a changed limit
 		// must not look applied when it is not.
-		pending := restartPending(queryLimits, next.QueryLimits())
+		pending := append(restartPending(queryLimits, next.QueryLimits()), restartSections(cfg, next)...)
 		if len(pending) > 0 {
 			logger.Warn("configuration reloaded; some settings take effect only after a restart", "settings", pending)
 		} else {
@@ -936,6 +937,40 @@ func restartPending(running, next querylimit.Limits) []string {
 	diff("max_response_bytes", running.MaxResponseBytes, next.MaxResponseBytes)
 	diff("max_concurrency", running.MaxConcurrency, next.MaxConcurrency)
 	diff("max_trace_spans", running.MaxTraceSpans, next.MaxTraceSpans)
+	return out
+}
+
+// restartSections names the settings outside the query limits that a
+// reload reads but does not apply (listeners, stores, ingest and the
+// other parts built once at start-up) and that differ between running
+// and next, as the file's keys; their values are not shown, as a
+// section such as storage may hold credentials.
+func restartSections(running, next *config.Config) []string {
+	var out []string
+	for _, s := range []struct {
+		key       string
+		run, want any
+	}{
+		{"http_addr", running.HTTPAddr, next.HTTPAddr},
+		{"otlp_grpc_addr", running.OTLPGRPCAddr, next.OTLPGRPCAddr},
+		{"otlp_http_addr", running.OTLPHTTPAddr, next.OTLPHTTPAddr},
+		{"data_dir", running.DataDir, next.DataDir},
+		{"retention", running.Retention, next.Retention},
+		{"shutdown_timeout", running.ShutdownTimeout, next.ShutdownTimeout},
+		{"storage", running.Storage, next.Storage},
+		{"limits", running.Limits, next.Limits},
+		{"ingest", running.Ingest, next.Ingest},
+		{"admin", running.Admin, next.Admin},
+		{"doctor", running.Doctor, next.Doctor},
+		{"registry", running.Registry, next.Registry},
+		{"web", running.Web, next.Web},
+		{"alerting", running.Alerting, next.Alerting},
+		{"cluster", running.Cluster, next.Cluster},
+	} {
+		if !reflect.DeepEqual(s.run, s.want) {
+			out = append(out, s.key)
+		}
+	}
 	return out
 }
 
