@@ -253,10 +253,14 @@ func testConfigCentreCluster(t *testing.T, c *faultCluster) {
 	c.nodes[leader].kill9(t)
 	c.nodes[leader] = nil
 	next, _ := c.settleAway(c.except(leader), leader, 30*time.Second)
-	_, history := ccDo(t, client, "GET", c.nodes[next].httpURL+path+"/history", "", "", "")
-	if !strings.Contains(history, `"version":3`) || !strings.Contains(history, `"active_gray":true`) {
-		t.Fatalf("history on the new leader: %s", history)
-	}
+	// Reads are of the node's own state machine, and a new leader may
+	// still be applying what the old one committed: the acknowledged gray
+	// must show there once it has caught up, never be lost.
+	var history string
+	waitFor(t, "the acknowledged gray in the new leader's history", 10*time.Second, func() bool {
+		_, history = ccDo(t, client, "GET", c.nodes[next].httpURL+path+"/history", "", "", "")
+		return strings.Contains(history, `"version":3`) && strings.Contains(history, `"active_gray":true`)
+	}, func() string { return "history: " + history })
 	if code, body := ccDo(t, client, "POST", c.nodes[next].httpURL+path+"/gray/promote", "", "", ""); code != 200 || !strings.Contains(body, `"version":4`) {
 		t.Fatalf("promote on the new leader: %d %s", code, body)
 	}
