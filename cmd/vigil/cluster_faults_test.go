@@ -33,6 +33,9 @@ type faultCluster struct {
 	nodes     []*server // nil while a node is down
 	net       *faultNet
 	etcd      *etcdtest.Cluster // etcd only
+	// authHeader is sent with the harness's own reads of the nodes when
+	// the nodes' config turns authentication on.
+	authHeader string
 }
 
 // backends are the consensus backends the fault tests run on, each as a
@@ -46,7 +49,23 @@ var backends = []string{config.ClusterRaft, config.ClusterEtcd}
 // the etcd binary, as etcdtest does).
 func newFaultCluster(t *testing.T, backend, rulesYAML, alertmanagerYAML string) *faultCluster {
 	t.Helper()
-	c := &faultCluster{t: t, backend: backend, dir: t.TempDir(), ids: []string{"n1", "n2", "n3"}, net: newFaultNet(t)}
+	return newFaultClusterWith(t, backend, rulesYAML, alertmanagerYAML, faultClusterExtra{})
+}
+
+// faultClusterExtra is what some fault tests add to every node.
+type faultClusterExtra struct {
+	files      map[string]string // written beside the configs
+	yaml       string            // appended to each node's config
+	authHeader string            // see faultCluster.authHeader
+}
+
+// newFaultClusterWith is newFaultCluster with extra files and config.
+func newFaultClusterWith(t *testing.T, backend, rulesYAML, alertmanagerYAML string, extra faultClusterExtra) *faultCluster {
+	t.Helper()
+	c := &faultCluster{t: t, backend: backend, dir: t.TempDir(), ids: []string{"n1", "n2", "n3"}, net: newFaultNet(t), authHeader: extra.authHeader}
+	for name, content := range extra.files {
+		c.write(name, content)
+	}
 	n := len(c.ids)
 	c.httpAddrs, c.cfgs, c.nodes = make([]string, n), make([]string, n), make([]*server, n)
 	// etcd and the proxies bind their ports first: a port picked for a
@@ -75,7 +94,7 @@ func newFaultCluster(t *testing.T, backend, rulesYAML, alertmanagerYAML string) 
 		t.Fatalf("backend %q", backend)
 	}
 	for i, id := range c.ids {
-		c.cfgs[i] = c.write(id+".yaml", fmt.Sprintf("global:\n  evaluation_interval: 1s\n%salertmanager_config_file: alertmanager.yml\n%s", rules, clusterYAML[i]))
+		c.cfgs[i] = c.write(id+".yaml", fmt.Sprintf("global:\n  evaluation_interval: 1s\n%salertmanager_config_file: alertmanager.yml\n%s%s", rules, extra.yaml, clusterYAML[i]))
 	}
 	for i := range c.ids {
 		c.launch(i)
@@ -188,6 +207,7 @@ func (c *faultCluster) write(name, body string) string {
 // launch starts node i on its data directory, without waiting.
 func (c *faultCluster) launch(i int) {
 	c.nodes[i] = launchServer(c.t, filepath.Join(c.dir, c.ids[i]), "--config", c.cfgs[i], "--http-addr", c.httpAddrs[i])
+	c.nodes[i].authHeader = c.authHeader
 }
 
 func (c *faultCluster) all() []int { return []int{0, 1, 2} }

@@ -76,7 +76,14 @@ type clusterAnswer struct {
 
 func (s *server) cluster() (clusterAnswer, error) {
 	var a clusterAnswer
-	resp, err := http.Get(s.httpURL + "/api/v1/cluster")
+	req, err := http.NewRequest(http.MethodGet, s.httpURL+"/api/v1/cluster", nil)
+	if err != nil {
+		return a, err
+	}
+	if s.authHeader != "" {
+		req.Header.Set("Authorization", s.authHeader)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return a, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 
 	"github.com/vigil-observability/vigil/internal/config"
@@ -36,6 +37,9 @@ func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.
 		machine = cluster.centre
 		opts.Proposer = &configcentre.Replicated{Log: machineLog{cluster.node, configcentre.MachineName}, Machine: cluster.centre}
 		opts.Reader, opts.Client = cluster.centre, cluster.client
+		// The read index of the log the silences share: applied up to it,
+		// this node's configuration holds every acknowledged write too.
+		opts.ReadBarrier = cluster.repl.ReadBarrier
 		apiURLs := cfg.ClusterAPIURLs()
 		opts.LeaderURL = func(nl *consensus.NotLeaderError) (string, bool) {
 			if cfg.Cluster.Backend == config.ClusterRaft {
@@ -65,6 +69,12 @@ func mountConfigCentre(cfg *config.Config, cluster *clusterNode, grp *lifecycle.
 	grp.Go(stageDrain, "config guard", guard.New(guardOpts))
 	h := configapi.NewHandler(opts)
 	grp.Go(stageIngest, "config watches", h)
-	httpapi.Mount(webSrv, configapi.Routes, h)
+	var api http.Handler = h
+	if cluster != nil {
+		// A follower asks the leader for the read index with the caller's
+		// credentials, as it forwards a silence read's.
+		api = withCallerAuth(h)
+	}
+	httpapi.Mount(webSrv, configapi.Routes, api)
 	return machine, nil
 }

@@ -50,6 +50,8 @@ type server struct {
 	httpURL, otlpHTTPURL, grpcA string
 	done                        chan error
 	logs                        *syncBuffer
+	// authHeader, when set, is sent with the harness's reads (cluster()).
+	authHeader string
 }
 
 type syncBuffer struct {

@@ -377,8 +377,9 @@ func serve(ctx context.Context, cfg *config.Config, reload func() (*config.Confi
 		// Node to node; a POST outside the listed paths, so it needs the
 		// admin role when authentication is on, as a silence write does.
 		webSrv.Handle("POST "+alerting.InternalSilencesPath, cluster.repl.InternalHandler())
-		// A GET, so it needs the read role, as the silence read a follower
-		// asks it for does (with that read's credentials).
+		// A GET a follower makes with the credentials of the read it
+		// serves: a silence read's (read role) or a configuration read's
+		// (any credential, which auth.Classify allows here too).
 		webSrv.Handle("GET "+alerting.InternalReadIndexPath, cluster.repl.InternalReadIndexHandler())
 		membership = cluster.node
 	}

@@ -41,10 +41,12 @@ var (
 	ErrInvalidSilence = errors.New("alerting: invalid silence")
 	// ErrBadCommand: a log entry or snapshot this version cannot read.
 	ErrBadCommand = errors.New("alerting: unreadable replicated state")
-	// ErrReadUnavailable: a silence read cannot be linearizable now (no
-	// leader confirmed the log's position, or this node has not caught up
-	// with it); the local copy may be stale, so it is not served.
-	ErrReadUnavailable = errors.New("alerting: silences cannot be read consistently now (no leader reachable, or this node is behind); retry")
+	// ErrReadUnavailable: a read of the replicated state (silences, and
+	// the configuration centre's, which share the log) cannot be
+	// linearizable now (no leader confirmed the log's position, or this
+	// node has not caught up with it); the local copy may be stale, so it
+	// is not served.
+	ErrReadUnavailable = errors.New("cluster: the replicated state cannot be read consistently now (no leader reachable, or this node is behind); retry")
 )
 
 // Command kinds: the first byte of every command.

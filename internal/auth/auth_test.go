@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/vigil-observability/vigil/internal/alerting"
 	"github.com/vigil-observability/vigil/internal/testcert"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -85,6 +86,8 @@ func TestClassify(t *testing.T) {
 		{"POST", "/v1/traces/../../-/reload", RoleAdmin},
 		{"POST", "v1/traces", RoleIngest},
 		{"GET", "/api/v1/config", ConfigRead},
+		{"GET", alerting.InternalReadIndexPath, ConfigRead},
+		{"POST", alerting.InternalReadIndexPath, RoleAdmin},
 		{"GET", "/api/v1/config/shop/payment/timeout", ConfigRead},
 		{"HEAD", "/api/v1/config/shop/payment/timeout/history", ConfigRead},
 		{"PUT", "/api/v1/config/shop/payment/timeout", RoleConfig},

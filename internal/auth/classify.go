@@ -97,6 +97,13 @@ var adminPrefixes = []string{"/debug", "/api/v1/admin", "/-"}
 // configPrefix is the configuration centre's subtree.
 const configPrefix = "/api/v1/config"
 
+// readIndexPath is where a cluster's leader tells a follower the log
+// position a linearizable read must wait for (alerting.InternalReadIndexPath).
+// A follower asks it with the credential of the read it serves, which for
+// a configuration read may be any credential: the answer is a number, a
+// position in the log, and reveals nothing else.
+const readIndexPath = "/internal/alerting/read-index"
+
 // registryAgentPrefix is the Consul agent API's subtree, where instances
 // register, heartbeat and deregister.
 const registryAgentPrefix = "/v1/agent"
@@ -130,6 +137,8 @@ func RegistryPath(p string) bool {
 //   - Under /api/v1/config/, the configuration centre: a GET or HEAD is
 //     ConfigRead (any credential), any other method needs config (or
 //     admin).
+//   - GET of the cluster's read index (readIndexPath) is ConfigRead too:
+//     a follower asks it for a configuration read it serves.
 //   - The service registry: a GET or HEAD under /v1/agent/, /v1/catalog/,
 //     /v1/health/ or /api/v1/registry is RegistryRead (any credential);
 //     any other method under /v1/agent/ (register, heartbeat, deregister)
@@ -160,6 +169,9 @@ func Classify(method, p string) Role {
 			return ConfigRead
 		}
 		return RoleConfig
+	}
+	if safe && p == readIndexPath {
+		return ConfigRead
 	}
 	if RegistryPath(p) {
 		if safe {

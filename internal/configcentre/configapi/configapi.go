@@ -106,6 +106,14 @@ type Options struct {
 	// events at /api/v1/changes; nil, none. They are derived, never
 	// written to the configuration centre's log.
 	Deploys func(ctx context.Context, start, end time.Time) ([]configcentre.Change, error)
+	// ReadBarrier, in a cluster, returns once this node's state holds every
+	// write acknowledged (on any node) before the call, so that a read
+	// after it is linearizable (alerting.Replicator.ReadBarrier, a read
+	// index of the shared log). Every GET waits for it first, and answers
+	// 503 with Retry-After when it fails (no leader to confirm the index,
+	// or this node does not catch up in time). Nil: reads are of the local
+	// state as it is, which on a single node is always current.
+	ReadBarrier func(ctx context.Context) error
 	// Registerer receives vigil_config_writes_total{action,result},
 	// vigil_config_watches and vigil_config_watch_answers_total{result};
 	// nil, none.
@@ -205,7 +213,20 @@ func NewHandler(opts Options) *Handler {
 	return h
 }
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.opts.ReadBarrier != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		// A new leader, or a follower, may not yet have applied what the
+		// leader acknowledged: without the barrier a write answered 200
+		// could be missing from the next read.
+		if err := h.opts.ReadBarrier(r.Context()); err != nil {
+			h.opts.Logger.Debug("configuration read refused: no linearizable read", "err", err)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+	}
+	h.mux.ServeHTTP(w, r)
+}
 
 // Run returns when ctx ends, and from then on long polls answer 304 Not
 // Modified at once (the watcher asks again, of this server once it is
