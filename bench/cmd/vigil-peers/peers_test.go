@@ -119,3 +119,38 @@ func TestGoModuleVersion(t *testing.T) {
 		t.Errorf("goModuleVersion(shell script) = %q, want empty", v)
 	}
 }
+
+// TestRatioGoals: a row worse than its peer is a loss unless issue 19's
+// goal for it allows it, and only then.
+func TestRatioGoals(t *testing.T) {
+	for _, c := range []struct {
+		what, peer   string
+		v, p         float64
+		loss, within bool
+	}{
+		{"metrics: peak RSS above idle per active series (bytes)", "VictoriaMetrics", 3000, 2100, false, true}, // 1.43×
+		{"metrics: peak RSS above idle per active series (bytes)", "VictoriaMetrics", 3779, 2108, true, false},  // 1.79×
+		{"metrics: peak RSS above idle per active series (bytes)", "Prometheus", 3779, 3600, false, false},      // 1.05×: noise
+		{"metrics: peak RSS above idle per active series (bytes)", "Prometheus", 3779, 3400, true, false},
+		{"metrics: RSS before the load (idle)", "Prometheus", 58 << 20, 41 << 20, false, true},
+		{"metrics: RSS before the load (idle)", "Prometheus", 80 << 20, 41 << 20, true, false},
+		{"metrics: RSS before the load (idle)", "VictoriaMetrics", 58 << 20, 20 << 20, false, true},
+		{"metrics: peak RSS", "VictoriaMetrics", 419, 222, false, true},
+		{"metrics: peak RSS", "Prometheus", 419, 395, true, false},
+		{"metrics: bytes on disk per sample", "VictoriaMetrics", 7.4, 0.69, false, true},
+		{"metrics: bytes on disk per sample", "Prometheus", 7.4, 6.9, true, false},
+		{"logs: peak RSS", "VictoriaLogs", 439, 148, true, false},
+	} {
+		r := &report{}
+		cell := r.ratio(c.what, c.peer, lower, c.v, c.p)
+		if got := len(r.losses) == 1; got != c.loss {
+			t.Errorf("%s / %s: loss %v, want %v (%q)", c.what, c.peer, got, c.loss, r.losses)
+		}
+		if got := len(r.withinGoals) == 1; got != c.within {
+			t.Errorf("%s / %s: within goal %v, want %v (%q)", c.what, c.peer, got, c.within, r.withinGoals)
+		}
+		if c.within && !strings.HasSuffix(cell, "(worse, within its goal)") {
+			t.Errorf("%s / %s: cell %q", c.what, c.peer, cell)
+		}
+	}
+}
