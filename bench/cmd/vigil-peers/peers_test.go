@@ -129,8 +129,8 @@ func TestRatioGoals(t *testing.T) {
 		loss, within bool
 	}{
 		{"metrics: peak RSS above idle per active series (bytes)", "VictoriaMetrics", 3000, 2100, false, true}, // 1.43×
-		{"metrics: peak RSS above idle per active series (bytes)", "VictoriaMetrics", 3779, 2108, true, false},  // 1.79×
-		{"metrics: peak RSS above idle per active series (bytes)", "Prometheus", 3779, 3600, false, false},      // 1.05×: noise
+		{"metrics: peak RSS above idle per active series (bytes)", "VictoriaMetrics", 3779, 2108, true, false}, // 1.79×
+		{"metrics: peak RSS above idle per active series (bytes)", "Prometheus", 3779, 3600, false, false},     // 1.05×: noise
 		{"metrics: peak RSS above idle per active series (bytes)", "Prometheus", 3779, 3400, true, false},
 		{"metrics: RSS before the load (idle)", "Prometheus", 58 << 20, 41 << 20, false, true},
 		{"metrics: RSS before the load (idle)", "Prometheus", 80 << 20, 41 << 20, true, false},
