@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vigil-observability/vigil/internal/storage"
 	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
@@ -243,8 +244,13 @@ func (s *SpanLogStore) loadTraceLocsLater(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		start := time.Now()
 		if err := s.loadTraceLocsNow(ctx, &p); err != nil && ctx.Err() == nil && !errors.Is(err, storage.ErrClosed) {
 			s.log.Warn("trace index of a day not loaded into memory: its traces are looked up in the file", "file", p.path, "err", err)
+		} else if n, held := p.locs.size(); held {
+			// Until then the day's trace reads scan its table: how long
+			// that lasts after a start matters.
+			s.log.Info("trace index of a day loaded into memory", "file", p.path, "traces", n, "took", time.Since(start))
 		}
 	}
 }
