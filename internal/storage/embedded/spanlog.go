@@ -639,7 +639,7 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	}
 	// Last, so that a failure before it leaves nothing counted.
 	if s.deferLocs {
-		p.locs = &traceLocs{m: map[uint64]traceLoc{}, loading: true}
+		p.locs = loadingTraceLocs()
 	} else if err := s.loadTraceLocs(ctx, p); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 		return nil, err
