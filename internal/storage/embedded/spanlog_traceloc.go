@@ -300,6 +300,11 @@ func (s *SpanLogStore) readTraceLocs(ctx context.Context, p *partition, left int
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM "+p.alias+".trace_index").Scan(&rowCount); err != nil {
 		return nil, nil, false, wrap(err)
 	}
+	if keys, locs, ok, err := readTraceLocsFile(p, rowCount, left); err != nil {
+		s.log.Warn("trace locations written at the last close not read: reading the day's trace index", "file", p.path, "err", err)
+	} else if ok {
+		return keys, locs, true, nil
+	}
 	if rowCount > left {
 		var traces int64
 		if err := conn.QueryRowContext(ctx, "SELECT count(DISTINCT trace_lo) FROM "+p.alias+".trace_index").Scan(&traces); err != nil {
