@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -580,5 +583,81 @@ func TestSortLocRows(t *testing.T) {
 				t.Errorf("sortLocRows lost or changed rows: %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// Writes racing the load of a day's locations, new traces and traces the
+// table already holds, are all covered once it is in: each widened the
+// loading index before its commit, and the load merges what it finds
+// there with what it read.
+func TestTraceLocationsLoadConcurrentWrites(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := &fixedClock{at}
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openWithLocations(t, dir, clock, 0)
+	const old, writers, each = 200, 4, 25
+	id := func(w, i int) pcommon.TraceID { return pcommon.TraceID{byte(w), 14: byte(w), 15: byte(i + 1)} }
+	for i := range old {
+		if err := s.WriteTraces(ctx, spanAt(id(0, i), 1, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Without the file written at close, so that the table is read.
+	if err := os.Remove(filepath.Join(dir, "spanlog-20250310.duckdb"+locsFileSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, 0)
+	<-s.locsLoaded
+	p := s.snapshot()[0]
+	s.locCount.Add(-int64(p.locs.drop()))
+	*p.locs = traceLocs{added: map[uint64]traceLoc{}, loading: true}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+1)
+	for w := 1; w <= writers; w++ {
+		wg.Go(func() {
+			for i := range each {
+				// A new trace, and a later span of an old one, hours away.
+				if err := s.WriteTraces(ctx, spanAt(id(w, i), 1, at.Add(time.Duration(w)*time.Minute))); err != nil {
+					errs <- err
+					return
+				}
+				if err := s.WriteTraces(ctx, spanAt(id(0, (w*each+i)%old), byte(w+1), at.Add(time.Duration(w)*time.Hour))); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := s.loadTraceLocsNow(ctx, &p); err != nil {
+			errs <- err
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, held := p.locs.size(); !held || n != old+writers*each || s.locCount.Load() != int64(n) {
+		t.Fatalf("after the load: %d traces held (%v), %d counted; want %d", n, held, s.locCount.Load(), old+writers*each)
+	}
+	want := map[pcommon.TraceID]int{}
+	for i := range old {
+		want[id(0, i)] = 1
+	}
+	for w := 1; w <= writers; w++ {
+		for i := range each {
+			want[id(w, i)] = 1
+			want[id(0, (w*each+i)%old)]++
+		}
+	}
+	for tid, n := range want {
+		if got := spanCount(t, s, tid); got != n {
+			t.Errorf("trace %s: %d spans, want %d", tid, got, n)
+		}
 	}
 }
