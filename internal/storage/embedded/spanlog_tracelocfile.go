@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"syscall"
 )
 
 // A day's trace locations are written beside its file when the store
@@ -65,16 +66,34 @@ func (s *SpanLogStore) writeTraceLocsFile(ctx context.Context, p *partition) err
 		buf = binary.LittleEndian.AppendUint32(buf, locs[i].bytes)
 	}
 	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf, locsCRC))
+	if !s.guard.room(int64(len(buf))) {
+		// The reserve is for the WAL and checkpoints; a start without the
+		// file only reads the table.
+		return removeIfExists(path)
+	}
 	// Renamed into place, so that a reader finds a whole file or none; not
 	// synced, since a lost or torn file only means reading the table.
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, buf, 0o644); err != nil {
-		return fmt.Errorf("embedded: write trace locations of %s: %w", p.path, err)
+		return errors.Join(fmt.Errorf("embedded: write trace locations of %s: %w", p.path, err), removeIfExists(tmp), removeIfExists(path))
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("embedded: write trace locations of %s: %w", p.path, err)
+		return errors.Join(fmt.Errorf("embedded: write trace locations of %s: %w", p.path, err), removeIfExists(tmp), removeIfExists(path))
 	}
 	return nil
+}
+
+// room reports whether n more bytes leave the reserve free, without
+// counting a refusal as check does: nothing a client sent is refused.
+func (g *diskGuard) room(n int64) bool {
+	if g.reserve < 0 {
+		return true
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(g.dir, &st); err != nil {
+		return true
+	}
+	return int64(st.Bavail)*st.Bsize-n >= g.reserve
 }
 
 // readTraceLocsFile returns the locations written beside p's file if they

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -91,5 +92,29 @@ func TestTraceLocationsFile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With the disk below its reserve at close, no file is written (the
+// reserve is for the WAL and checkpoints), and the next start reads the
+// table.
+func TestTraceLocationsFileNotWrittenIntoReserve(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	s := openWithLocations(t, dir, &fixedClock{at}, 0)
+	id := pcommon.TraceID{1, 15: 1}
+	if err := s.WriteTraces(t.Context(), spanAt(id, 1, at)); err != nil {
+		t.Fatal(err)
+	}
+	s.guard.reserve = math.MaxInt64 / 2
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "spanlog-20250310.duckdb"+locsFileSuffix)); !os.IsNotExist(err) {
+		t.Fatalf("locations file written into the disk reserve (%v)", err)
+	}
+	s = openWithLocations(t, dir, &fixedClock{at}, 0)
+	if n := spanCount(t, s, id); n != 1 {
+		t.Errorf("trace: %d spans, want 1", n)
 	}
 }
