@@ -352,6 +352,13 @@ func (s *SpanLogStore) Close() error {
 	s.mu.Unlock()
 	s.stop()
 	<-s.done
+	// No write is in flight any more (closed was set under mu), so the
+	// locations in memory cover every row of the tables.
+	for _, p := range s.snapshot() {
+		if err := s.writeTraceLocsFile(context.Background(), &p); err != nil {
+			s.log.Warn("trace locations of a day not written for the next start: it will read the day's trace index", "file", p.path, "err", err)
+		}
+	}
 	if s.gauge != nil {
 		s.opts.Registerer.Unregister(s.gauge)
 		s.opts.Registerer.Unregister(s.guard.failures)
@@ -479,7 +486,7 @@ func (s *SpanLogStore) DropBefore(ctx context.Context, t time.Time) (int, error)
 		delete(s.written, p.day)
 		s.pmu.Unlock()
 		s.locCount.Add(-int64(p.locs.drop()))
-		for _, f := range []string{p.path, p.path + ".wal"} {
+		for _, f := range []string{p.path, p.path + ".wal", p.path + locsFileSuffix} {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return n, fmt.Errorf("embedded: remove %s: %w", f, err)
 			}
@@ -523,6 +530,10 @@ func (s *SpanLogStore) quarantineDay(ctx context.Context, day int64, path string
 		qdir = defaultQuarantineDir(s.opts.Dir)
 	}
 	qdir = filepath.Join(qdir, "spanlogs")
+	// What the day's rows were at the last close no longer holds.
+	if err := removeIfExists(path + locsFileSuffix); err != nil {
+		return errors.Join(cause, err)
+	}
 	wal, walDst := path+".wal", ""
 	if _, err := os.Stat(wal); err == nil {
 		dst, err := quarantine(wal, qdir)
@@ -639,7 +650,7 @@ func (s *SpanLogStore) attach(ctx context.Context, day int64) (*partition, error
 	}
 	// Last, so that a failure before it leaves nothing counted.
 	if s.deferLocs {
-		p.locs = &traceLocs{m: map[uint64]traceLoc{}, loading: true}
+		p.locs = loadingTraceLocs()
 	} else if err := s.loadTraceLocs(ctx, p); err != nil {
 		_, _ = s.db.ExecContext(context.WithoutCancel(ctx), "DETACH "+p.alias)
 		return nil, err

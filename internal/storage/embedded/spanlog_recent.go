@@ -143,7 +143,7 @@ func (t *traceLocs) lookup(ids []traceKey, seen []bool) bool {
 		return false
 	}
 	for i, id := range ids {
-		if _, ok := t.m[id.lo]; ok {
+		if _, ok := t.get(id.lo); ok {
 			seen[i] = true
 		}
 	}

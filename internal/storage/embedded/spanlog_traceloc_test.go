@@ -1,9 +1,15 @@
 package embedded
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -333,7 +339,7 @@ func TestTraceLocationsLoadMergesWrites(t *testing.T) {
 	p := s.snapshot()[0]
 	// Back to loading, as if the loader had not reached the day yet.
 	s.locCount.Add(-int64(p.locs.drop()))
-	*p.locs = traceLocs{m: map[uint64]traceLoc{}, loading: true}
+	*p.locs = traceLocs{added: map[uint64]traceLoc{}, loading: true}
 	for _, w := range []ptrace.Traces{spanAt(old, 2, at.Add(2*time.Hour)), spanAt(fresh, 1, at.Add(time.Hour))} {
 		if err := s.WriteTraces(ctx, w); err != nil {
 			t.Fatal(err)
@@ -358,5 +364,300 @@ func TestTraceLocationsLoadMergesWrites(t *testing.T) {
 	}
 	if a, b := spanCount(t, s, old), spanCount(t, s, fresh); a != 2 || b != 1 {
 		t.Errorf("after loading: %d and %d spans, want 2 and 1", a, b)
+	}
+}
+
+// rowsOf is a batch's rows for the index, sorted as WriteTraces sorts
+// them: each span is {trace hi, trace lo, start ms}, with 100 bytes.
+func rowsOf(spans ...[3]int64) []spanRow {
+	rows := make([]spanRow, len(spans))
+	for i, s := range spans {
+		rows[i] = spanRow{traceHi: uint64(s[0]), traceLo: uint64(s[1]), start: s[2] * int64(time.Millisecond), size: 100}
+	}
+	slices.SortFunc(rows, func(a, b spanRow) int {
+		return cmp.Or(cmp.Compare(a.traceHi, b.traceHi), cmp.Compare(a.traceLo, b.traceLo), cmp.Compare(a.start, b.start))
+	})
+	return rows
+}
+
+// The index answers the same whether a trace is in the sorted arrays (it
+// was loaded, or compacted into them) or still in the map of traces added
+// since: ranges widen, traces whose ids share the low half share one,
+// and only new low halves count as new.
+func TestTraceLocsAdd(t *testing.T) {
+	type want struct {
+		lo             uint64
+		startMs, endMs int64
+		bytes          uint32
+	}
+	for _, c := range []struct {
+		name    string
+		loaded  [][3]int64 // {lo, start ms, end ms}, sorted by lo
+		batches [][][3]int64
+		new     int // traces counted as new
+		want    []want
+		absent  []uint64
+	}{
+		{
+			name:    "new traces",
+			batches: [][][3]int64{{{1, 5, 10}, {1, 5, 12}, {1, 7, 11}}},
+			new:     2,
+			want:    []want{{5, 10, 12, 200}, {7, 11, 11, 100}},
+			absent:  []uint64{6},
+		},
+		{
+			name:    "a later batch widens a range both ways",
+			batches: [][][3]int64{{{0, 5, 10}}, {{0, 5, 30}}, {{0, 5, 2}}},
+			new:     1,
+			want:    []want{{5, 2, 30, 300}},
+		},
+		{
+			name:    "ids sharing their low half share a range",
+			batches: [][][3]int64{{{1, 9, 100}, {2, 9, 50}}, {{3, 9, 70}}},
+			new:     1,
+			want:    []want{{9, 50, 100, 300}},
+		},
+		{
+			name:    "a loaded trace widens in place and is not new",
+			loaded:  [][3]int64{{3, 20, 40}, {8, 1, 2}},
+			batches: [][][3]int64{{{0, 3, 45}, {0, 4, 1}}, {{0, 8, 0}}},
+			new:     1,
+			want:    []want{{3, 20, 45, 200}, {4, 1, 1, 100}, {8, 0, 2, 200}},
+			absent:  []uint64{5, 9},
+		},
+		{
+			name:    "keys at the ends of the range",
+			loaded:  [][3]int64{{0, 1, 1}, {-1, 2, 2}}, // -1: the largest key
+			batches: [][][3]int64{{{0, 0, 3}, {0, -1, 3}, {0, -2, 4}}},
+			new:     1,
+			want:    []want{{0, 1, 3, 200}, {math.MaxUint64, 2, 3, 200}, {math.MaxUint64 - 1, 4, 4, 100}},
+		},
+	} {
+		for _, compactEach := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/compact=%v", c.name, compactEach), func(t *testing.T) {
+				l := newTraceLocs(true)
+				for _, r := range c.loaded {
+					l.keys = append(l.keys, uint64(r[0]))
+					l.locs = append(l.locs, makeTraceLoc(r[1]*int64(time.Millisecond), r[2]*int64(time.Millisecond), 100))
+				}
+				n := 0
+				for _, b := range c.batches {
+					n += l.add(rowsOf(b...))
+					if compactEach {
+						l.compact()
+					}
+				}
+				if n != c.new {
+					t.Errorf("%d traces counted new, want %d", n, c.new)
+				}
+				if got, held := l.size(); !held || got != len(c.loaded)+c.new {
+					t.Errorf("size = %d (held %v)", got, held)
+				}
+				checkTraceLocs(t, l)
+				for _, w := range c.want {
+					r, ok := l.get(w.lo)
+					if !ok {
+						t.Errorf("trace %d not found", w.lo)
+						continue
+					}
+					if r.start != w.startMs*int64(time.Millisecond) || r.end() != w.endMs*int64(time.Millisecond) || r.bytes != w.bytes {
+						t.Errorf("trace %d: %d..%d ms, %d bytes; want %d..%d ms, %d bytes", w.lo,
+							r.start/int64(time.Millisecond), r.end()/int64(time.Millisecond), r.bytes, w.startMs, w.endMs, w.bytes)
+					}
+				}
+				for _, lo := range c.absent {
+					if _, ok := l.get(lo); ok {
+						t.Errorf("trace %d found, never written", lo)
+					}
+				}
+			})
+		}
+	}
+}
+
+// checkTraceLocs checks the index's own invariants: the arrays sorted
+// without repeats, of one length, and no key both in them and in the map.
+func checkTraceLocs(t *testing.T, l *traceLocs) {
+	t.Helper()
+	if len(l.keys) != len(l.locs) {
+		t.Fatalf("%d keys, %d locations", len(l.keys), len(l.locs))
+	}
+	for i := 1; i < len(l.keys); i++ {
+		if l.keys[i-1] >= l.keys[i] {
+			t.Fatalf("keys out of order at %d: %d, %d", i, l.keys[i-1], l.keys[i])
+		}
+	}
+	for id := range l.added {
+		if _, ok := slices.BinarySearch(l.keys, id); ok {
+			t.Fatalf("trace %d both in the arrays and in the map", id)
+		}
+	}
+}
+
+// Against a plain map of the same widening, over enough traces that add
+// compacts on its own several times: every trace is found with the same
+// range, whatever part of the index holds it.
+func TestTraceLocsMatchesMap(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	l := newTraceLocs(true)
+	ref := map[uint64]traceLoc{}
+	compactions := 0
+	for range 400 {
+		spans := make([][3]int64, 1000)
+		for i := range spans {
+			// Few enough distinct low halves that many repeat.
+			spans[i] = [3]int64{int64(rnd.Uint64N(3)), int64(rnd.Uint64N(300_000) * 0x9E3779B97F4A7C15), int64(rnd.Uint64N(1 << 30))}
+		}
+		rows := rowsOf(spans...)
+		before := len(l.keys)
+		want := 0
+		for i := 0; i < len(rows); {
+			j := i + 1
+			for j < len(rows) && rows[j].traceHi == rows[i].traceHi && rows[j].traceLo == rows[i].traceLo {
+				j++
+			}
+			b := makeTraceLoc(rows[i].start, rows[j-1].start, int64(j-i)*100)
+			if r, ok := ref[rows[i].traceLo]; ok {
+				ref[rows[i].traceLo] = r.merge(b)
+			} else {
+				ref[rows[i].traceLo] = b
+				want++
+			}
+			i = j
+		}
+		if n := l.add(rows); n != want {
+			t.Fatalf("add counted %d new traces, want %d", n, want)
+		}
+		if len(l.keys) != before {
+			compactions++
+		}
+	}
+	checkTraceLocs(t, l)
+	if compactions < 2 {
+		t.Errorf("%d compactions; the test means to cover several", compactions)
+	}
+	if n, _ := l.size(); n != len(ref) {
+		t.Errorf("%d traces held, want %d", n, len(ref))
+	}
+	for id, w := range ref {
+		if r, ok := l.get(id); !ok || r != w {
+			t.Fatalf("trace %d: %+v (%v), want %+v", id, r, ok, w)
+		}
+	}
+}
+
+func TestSortLocRows(t *testing.T) {
+	random := func(n int, mask uint64) []locRow {
+		rnd := rand.New(rand.NewPCG(uint64(n), mask))
+		rows := make([]locRow, n)
+		for i := range rows {
+			rows[i] = locRow{id: rnd.Uint64() & mask, lo: int64(i)}
+		}
+		return rows
+	}
+	for _, c := range []struct {
+		name string
+		rows []locRow
+	}{
+		{"none", nil},
+		{"one", []locRow{{id: 7}}},
+		{"sorted", []locRow{{id: 1}, {id: 2}, {id: 3}}},
+		{"reversed, with repeats", []locRow{{id: 3, lo: 0}, {id: 2}, {id: 3, lo: 1}, {id: 1}}},
+		{"ends of the range", []locRow{{id: math.MaxUint64}, {id: 0}, {id: 1 << 63}, {id: 1<<63 - 1}}},
+		{"random", random(10_000, math.MaxUint64)},
+		{"random, one byte varying", random(10_000, 0xff00)},
+		{"random, all in one bucket", random(10_000, 0xffff_ffff)},
+		{"random, few distinct", random(10_000, 0x0101_0000_0000_0003)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			want := slices.Clone(c.rows)
+			byID := func(a, b locRow) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.lo, b.lo)) }
+			slices.SortFunc(want, byID)
+			got := sortLocRows(slices.Clone(c.rows))
+			if !slices.IsSortedFunc(got, func(a, b locRow) int { return cmp.Compare(a.id, b.id) }) {
+				t.Fatalf("sortLocRows = %v, not in order", got)
+			}
+			// Rows of one id may come in any order: their locations merge.
+			slices.SortFunc(got, byID)
+			if !slices.Equal(got, want) {
+				t.Errorf("sortLocRows lost or changed rows: %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// Writes racing the load of a day's locations, new traces and traces the
+// table already holds, are all covered once it is in: each widened the
+// loading index before its commit, and the load merges what it finds
+// there with what it read.
+func TestTraceLocationsLoadConcurrentWrites(t *testing.T) {
+	at := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := &fixedClock{at}
+	dir := t.TempDir()
+	ctx := t.Context()
+	s := openWithLocations(t, dir, clock, 0)
+	const old, writers, each = 200, 4, 25
+	id := func(w, i int) pcommon.TraceID { return pcommon.TraceID{byte(w), 14: byte(w), 15: byte(i + 1)} }
+	for i := range old {
+		if err := s.WriteTraces(ctx, spanAt(id(0, i), 1, at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Without the file written at close, so that the table is read.
+	if err := os.Remove(filepath.Join(dir, "spanlog-20250310.duckdb"+locsFileSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	s = openWithLocations(t, dir, clock, 0)
+	<-s.locsLoaded
+	p := s.snapshot()[0]
+	s.locCount.Add(-int64(p.locs.drop()))
+	*p.locs = traceLocs{added: map[uint64]traceLoc{}, loading: true}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers+1)
+	for w := 1; w <= writers; w++ {
+		wg.Go(func() {
+			for i := range each {
+				// A new trace, and a later span of an old one, hours away.
+				if err := s.WriteTraces(ctx, spanAt(id(w, i), 1, at.Add(time.Duration(w)*time.Minute))); err != nil {
+					errs <- err
+					return
+				}
+				if err := s.WriteTraces(ctx, spanAt(id(0, (w*each+i)%old), byte(w+1), at.Add(time.Duration(w)*time.Hour))); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		if err := s.loadTraceLocsNow(ctx, &p); err != nil {
+			errs <- err
+		}
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, held := p.locs.size(); !held || n != old+writers*each || s.locCount.Load() != int64(n) {
+		t.Fatalf("after the load: %d traces held (%v), %d counted; want %d", n, held, s.locCount.Load(), old+writers*each)
+	}
+	want := map[pcommon.TraceID]int{}
+	for i := range old {
+		want[id(0, i)] = 1
+	}
+	for w := 1; w <= writers; w++ {
+		for i := range each {
+			want[id(w, i)] = 1
+			want[id(0, (w*each+i)%old)]++
+		}
+	}
+	for tid, n := range want {
+		if got := spanCount(t, s, tid); got != n {
+			t.Errorf("trace %s: %d spans, want %d", tid, got, n)
+		}
 	}
 }
