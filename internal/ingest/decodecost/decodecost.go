@@ -106,6 +106,134 @@ func ProtoPackedAt(b []byte, path []protowire.Number, maxDepth int, packed Packe
 	return s
 }
 
+// Message is the schema of a protobuf message type as far as a walk needs
+// it: which of its length-delimited fields hold messages. Without it a
+// walk tries every string as a message, which costs as much again as
+// decoding when most of a body's bytes are names, ids and attribute
+// values.
+type Message struct {
+	// Fields lists the fields that hold a message, and that message's
+	// schema; a message type refers to itself through pointers. The
+	// other fields are skipped whole.
+	Fields []Field
+}
+
+// Field is one message-valued field of a Message.
+type Field struct {
+	Num     protowire.Number
+	Message *Message
+}
+
+func (m *Message) field(num protowire.Number) *Message {
+	for _, f := range m.Fields {
+		if f.Num == num {
+			return f.Message
+		}
+	}
+	return nil
+}
+
+// ProtoSchema is Proto for a request whose message fields are known: only
+// they are walked as messages, as the decoder that follows reads them.
+// Depth is the decoder's recursion, and Messages what it allocates, so
+// neither can be larger than Proto's. Packed varint fields are not
+// supported: a schema with them must use ProtoPacked.
+func ProtoSchema(b []byte, maxDepth int, m *Message) Shape {
+	s, _ := schemaShape(b, 1, maxDepth, m)
+	return s
+}
+
+// schemaShape is protoShape with recursion only into m's message fields;
+// a field that should hold a message but does not parse as one counts as
+// protoShape counts a string, since the decoder refuses the body anyway.
+func schemaShape(b []byte, depth, maxDepth int, m *Message) (Shape, bool) {
+	s := Shape{Depth: depth}
+	if depth > maxDepth {
+		return s, true
+	}
+	// Tags, lengths and the scalars between them are decoded inline when
+	// they take one byte (and fixed64, fixed32 skipped): most of a span's
+	// fields, which the calls would otherwise dominate.
+	for len(b) > 0 {
+		var (
+			num protowire.Number
+			typ protowire.Type
+		)
+		if c := b[0]; c < 0x80 {
+			num, typ = protowire.Number(c>>3), protowire.Type(c&7)
+			if num < protowire.MinValidNumber {
+				return s, false
+			}
+			b = b[1:]
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(b); n < 0 {
+				return s, false
+			}
+			b = b[n:]
+		}
+		switch typ {
+		case protowire.BytesType:
+		case protowire.Fixed64Type:
+			if len(b) < 8 {
+				return s, false
+			}
+			b = b[8:]
+			continue
+		case protowire.Fixed32Type:
+			if len(b) < 4 {
+				return s, false
+			}
+			b = b[4:]
+			continue
+		case protowire.VarintType:
+			if len(b) > 0 && b[0] < 0x80 {
+				b = b[1:]
+				continue
+			}
+			fallthrough
+		default:
+			// Groups are walked by protowire itself, with its own limit.
+			k := protowire.ConsumeFieldValue(num, typ, b)
+			if k < 0 {
+				return s, false
+			}
+			b = b[k:]
+			continue
+		}
+		var v []byte
+		if len(b) > 0 && b[0] < 0x80 {
+			n := 1 + int(b[0])
+			if n > len(b) {
+				return s, false
+			}
+			v, b = b[1:n], b[n:]
+		} else {
+			var k int
+			if v, k = protowire.ConsumeBytes(b); k < 0 {
+				return s, false
+			}
+			b = b[k:]
+		}
+		sub := m.field(num)
+		if sub == nil {
+			continue
+		}
+		if len(v) == 0 {
+			s.Messages++
+			continue
+		}
+		if inner, ok := schemaShape(v, depth+1, maxDepth, sub); ok || inner.Depth > maxDepth {
+			s.Messages += 1 + inner.Messages
+			s.Depth = max(s.Depth, inner.Depth)
+			if s.Depth > maxDepth {
+				return s, true
+			}
+		}
+	}
+	return s, true
+}
+
 // MaxCost bounds Shape.Cost for any body of wireBytes: every message takes
 // at least two bytes of the wire (its tag and length), every scalar one.
 func MaxCost(wireBytes int) int64 {

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 func repeat(p string, n int) []byte { return bytes.Repeat([]byte(p), n) }
@@ -292,4 +293,51 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no gauge %s", name)
 	return 0
+}
+
+func TestProtoSchema(t *testing.T) {
+	// A message whose field 1 holds itself and whose field 2 is a string.
+	node := &Message{}
+	node.Fields = []Field{{Num: 1, Message: node}}
+	msg := func(fields ...[]byte) []byte { return bytes.Join(fields, nil) }
+	field := func(num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), v)
+	}
+	nest := func(levels int) []byte {
+		b := []byte{}
+		for range levels {
+			b = field(1, b)
+		}
+		return b
+	}
+	// A string that parses as a message three levels deep.
+	str := field(2, nest(3))
+	tests := []struct {
+		name         string
+		body         []byte
+		wantMessages int64
+		wantDepth    int
+	}{
+		{"empty body", nil, 0, 1},
+		{"nested messages", nest(3), 3, 3},
+		{"a string is not tried as a message", msg(str, str), 0, 1},
+		{"strings inside messages neither", field(1, field(1, str)), 2, 3},
+		{"unknown fields skipped", msg(field(7, nest(5)), protowire.AppendVarint(protowire.AppendTag(nil, 9, protowire.VarintType), 1)), 0, 1},
+		{"empty messages counted", bytes.Repeat([]byte{0x0a, 0x00}, 1000), 1000, 1},
+		{"a message field that does not parse counts as skipped", field(1, []byte{0xff}), 0, 1},
+		{"stops past maxDepth", nest(100), 10, 11},
+		{"not protobuf", []byte{0xff, 0xff, 0xff}, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := ProtoSchema(tt.body, 10, node)
+			if s.Messages != tt.wantMessages || s.Depth != tt.wantDepth || s.Scalars != 0 {
+				t.Errorf("shape %+v, want %d messages, depth %d", s, tt.wantMessages, tt.wantDepth)
+			}
+			// The walk without the schema may only find more.
+			if p := Proto(tt.body, 10); p.Messages < s.Messages || p.Depth < s.Depth {
+				t.Errorf("schema-less shape %+v below the schema's %+v", p, s)
+			}
+		})
+	}
 }

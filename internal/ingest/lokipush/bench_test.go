@@ -55,3 +55,24 @@ func BenchmarkDecodeJSON(b *testing.B) {
 	}
 	b.ReportMetric(float64(1000*b.N)/b.Elapsed().Seconds(), "lines/s")
 }
+
+// BenchmarkDecodeProtoMetadata decodes what bench/cmd/vigil-load sends:
+// one stream of 500 entries, each with four structured metadata pairs.
+func BenchmarkDecodeProtoMetadata(b *testing.B) {
+	st := pbStream{labels: `{host_name="node-7", service_name="checkout"}`}
+	for i := range 500 {
+		st.entries = append(st.entries, pbEntry{sec: t0, nsec: int64(i), line: fmt.Sprintf("order %d placed", i),
+			metadata: []Label{{"level", "info"}, {"code_function", "handleOrder"}, {"order_items", "3"}, {"customer_id", fmt.Sprintf("c-%05d", i)}}})
+	}
+	body := snappyPush(st)
+	d := testDecoder(Options{})
+	b.SetBytes(int64(len(pbPush(st))))
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := d.Decode(body, "application/x-protobuf")
+		if err != nil || res.Entries != 500 {
+			b.Fatal(res, err)
+		}
+	}
+	b.ReportMetric(float64(500*b.N)/b.Elapsed().Seconds(), "lines/s")
+}

@@ -59,7 +59,7 @@ func BenchmarkCheckNestingProto(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		if _, err := checkNesting(body, encProto, nil); err != nil {
+		if _, err := checkNesting(body, encProto, tracesRequestSchema, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -72,7 +72,7 @@ func TestNestingLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := checkNesting(tt.body, tt.enc, nil)
+			_, err := checkNesting(tt.body, tt.enc, logsRequestSchema, nil)
 			if got := errors.Is(err, errTooDeep); got != tt.deep {
 				t.Errorf("checkNesting = %v, want too deep: %v", err, tt.deep)
 			}

@@ -118,12 +118,12 @@ func newReceiver(opts Options) *receiver {
 		bodies:    httpbody.NewReader(opts.Limits.MaxRequestBytes),
 	}
 	if opts.Traces != nil {
-		r.traces = &endpoint[tracesBatch]{r: r, codec: tracesCodec{}, consume: func(ctx context.Context, b tracesBatch) error {
+		r.traces = &endpoint[tracesBatch]{r: r, codec: tracesCodec{}, schema: tracesRequestSchema, consume: func(ctx context.Context, b tracesBatch) error {
 			return opts.Traces.ConsumeTraces(ctx, b.td)
 		}}
 	}
 	if opts.Logs != nil {
-		r.logs = &endpoint[logsBatch]{r: r, codec: logsCodec{}, consume: func(ctx context.Context, b logsBatch) error {
+		r.logs = &endpoint[logsBatch]{r: r, codec: logsCodec{}, schema: logsRequestSchema, consume: func(ctx context.Context, b logsBatch) error {
 			return opts.Logs.ConsumeLogs(ctx, b.ld)
 		}}
 	}
@@ -187,8 +187,11 @@ type endpoint[B batch] struct {
 	// consumerCounts is set when the consumer counts received items itself
 	// (metrics count samples after translation, as remote_write does).
 	consumerCounts bool
+	// schema is the request's message fields, for the decode budget's
+	// walk of a protobuf body; nil walks it without (metrics).
+	schema *decodecost.Message
 	// packed names the request's packed varint fields, which decode to
-	// eight bytes a wire byte.
+	// eight bytes a wire byte; only used without a schema.
 	packed decodecost.PackedVarints
 }
 
@@ -197,7 +200,7 @@ func (e *endpoint[B]) signal() string { return e.codec.signal() }
 func (e *endpoint[B]) export(ctx context.Context, body []byte, release func(), enc wireEncoding, res *decodecost.Reservation) ([]byte, error) {
 	opts := &e.r.opts
 	sig := e.codec.signal()
-	shape, err := checkNesting(body, enc, e.packed)
+	shape, err := checkNesting(body, enc, e.schema, e.packed)
 	if err != nil {
 		release()
 		return nil, e.undecodable(ctx, enc, fmt.Errorf("%w: %s: %w", errUndecodable, enc, err))
