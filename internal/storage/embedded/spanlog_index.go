@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
 	"github.com/vigil-observability/vigil/internal/storage/traceassembly"
 )
 
@@ -113,7 +115,7 @@ func (p *partition) operations() []opKey {
 	return out
 }
 
-func appendOperations(a rowAppender, ops []opKey) error {
+func appendOperations(a *duckdb.Appender, ops []opKey) error {
 	for _, k := range ops {
 		if err := a.AppendRow(k.service, k.name, k.kind); err != nil {
 			return err
@@ -131,7 +133,7 @@ func traceIndexFill(alias string) string {
 
 // appendTraceIndex writes one index row per trace of a day's rows, which
 // are sorted by trace id and then start time.
-func appendTraceIndex(a rowAppender, rows []spanRow) error {
+func appendTraceIndex(a *duckdb.Appender, rows []spanRow) error {
 	for i := 0; i < len(rows); {
 		j := i + 1
 		size := rows[i].size

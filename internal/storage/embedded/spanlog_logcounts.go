@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	duckdb "github.com/duckdb/duckdb-go/v2"
+
 	"github.com/vigil-observability/vigil/internal/storage"
 )
 
@@ -170,7 +172,7 @@ func logSecond(ts int64) int64 {
 
 // appendLogCounts appends the summary rows of one day's records, body
 // giving each record's body as stored.
-func appendLogCounts(a rowAppender, day []logRow, body func(*logRow) string) error {
+func appendLogCounts(a *duckdb.Appender, day []logRow, body func(*logRow) string) error {
 	type count struct{ n, bytes int64 }
 	counts := make(map[logCountKey]count, 8)
 	for k := range day {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
 )
 
 // logStreamsDDL creates a day's table of log streams: the resource and
@@ -117,7 +119,7 @@ func (ls *logStreams) learn(fresh []newLogStream) {
 // appendLogStreams inserts the batch's new streams. Through the plain
 // appender, as there are few: a NUL byte in a value ends it there, as it
 // does for the other columns the plain appender writes.
-func appendLogStreams(a rowAppender, fresh []newLogStream) error {
+func appendLogStreams(a *duckdb.Appender, fresh []newLogStream) error {
 	for _, f := range fresh {
 		r, sc := &f.key.res, &f.key.scope
 		if err := a.AppendRow(f.id, r.service, r.attrs, r.dropped, r.schemaURL,

@@ -231,7 +231,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 		newOps := p.newOperations(day)
 		s.recent.admit(s.traceLocsOfAll(), day)
 		s.noteTraces(p, day)
-		spansFill := tableFill{"spans", func(a rowAppender) error {
+		spansFill := tableFill{"spans", func(a *duckdb.Appender) error {
 			for k := range day {
 				r := &day[k]
 				vals[0], vals[1], vals[2], vals[3] = r.traceHi, r.traceLo, r.spanID, r.parentID
@@ -256,7 +256,7 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 			return nil
 		}, nil}
 		if q, ok := spansByResource(day); ok {
-			spansFill = tableFill{"spans", func(a rowAppender) error {
+			spansFill = tableFill{"spans", func(a *duckdb.Appender) error {
 				v := vals[:24]
 				for k := range day {
 					r := &day[k]
@@ -278,11 +278,11 @@ func (s *SpanLogStore) WriteTraces(ctx context.Context, td ptrace.Traces) error 
 					}
 				}
 				return nil
-			}, q.insert()}
+			}, q.open}
 		}
-		_, err = s.appendDay(ctx, day[0].day, spansFill, tableFill{"trace_index", func(a rowAppender) error {
+		_, err = s.appendDay(ctx, day[0].day, spansFill, tableFill{"trace_index", func(a *duckdb.Appender) error {
 			return appendTraceIndex(a, day)
-		}, nil}, tableFill{"operations", func(a rowAppender) error {
+		}, nil}, tableFill{"operations", func(a *duckdb.Appender) error {
 			return appendOperations(a, newOps)
 		}, nil})
 		if err != nil {
@@ -473,13 +473,13 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 			var ids map[streamPair]uint32
 			ids, fresh = p.streams.assign(day)
 			if len(fresh) > 0 {
-				fills = append(fills, tableFill{"log_streams", func(a rowAppender) error {
+				fills = append(fills, tableFill{"log_streams", func(a *duckdb.Appender) error {
 					return appendLogStreams(a, fresh)
 				}, nil})
 			}
 			fills = append(fills, streamLogsFill(day, at, vals, ids))
 		}
-		fills = append(fills, tableFill{logCountsTable, func(a rowAppender) error {
+		fills = append(fills, tableFill{logCountsTable, func(a *duckdb.Appender) error {
 			return appendLogCounts(a, day, func(r *logRow) string { return at(r.body) })
 		}, nil})
 		if _, err := s.appendDay(ctx, day[0].day, fills...); err != nil {
@@ -507,7 +507,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 // log_streams.
 func inlineLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value) tableFill {
 	if q, ok := logsByResource(day); ok {
-		return tableFill{"logs", func(a rowAppender) error {
+		return tableFill{"logs", func(a *duckdb.Appender) error {
 			v := vals[:14]
 			for k := range day {
 				r := &day[k]
@@ -520,9 +520,9 @@ func inlineLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value)
 				}
 			}
 			return nil
-		}, q.insert()}
+		}, q.open}
 	}
-	return tableFill{"logs", func(a rowAppender) error {
+	return tableFill{"logs", func(a *duckdb.Appender) error {
 		for k := range day {
 			r := &day[k]
 			vals[0], vals[1], vals[2] = r.ts, r.timeUnset, r.observed
@@ -543,7 +543,7 @@ func inlineLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value)
 // giving each record's stream.
 func streamLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value, ids map[streamPair]uint32) tableFill {
 	if q, ok := logsByText(day); ok {
-		return tableFill{"logs", func(a rowAppender) error {
+		return tableFill{"logs", func(a *duckdb.Appender) error {
 			v := vals[:13]
 			for k := range day {
 				r := &day[k]
@@ -556,9 +556,9 @@ func streamLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value,
 				}
 			}
 			return nil
-		}, q.insert()}
+		}, q.open}
 	}
-	return tableFill{"logs", func(a rowAppender) error {
+	return tableFill{"logs", func(a *duckdb.Appender) error {
 		v := vals[:14]
 		for k := range day {
 			r := &day[k]
@@ -618,19 +618,13 @@ func (s *SpanLogStore) logRows(ld plog.Logs) ([]logRow, []byte) {
 	return rows, arena
 }
 
-// rowAppender takes a table's rows one at a time: a DuckDB appender, or
-// the Arrow batch of a bulk insert (spanlog_arrow.go).
-type rowAppender interface {
-	AppendRow(args ...driver.Value) error
-}
-
 // tableFill appends rows to one table of a day's file.
 type tableFill struct {
 	table string
-	fill  func(rowAppender) error
-	// insert, when set, writes the rows through its INSERT instead of a
-	// plain appender on table.
-	insert *queryInsert
+	fill  func(*duckdb.Appender) error
+	// open makes the appender instead of a plain one on table, given the
+	// day file's catalog name.
+	open func(c driver.Conn, catalog string) (*duckdb.Appender, error)
 }
 
 // appendDay runs each fill against an Appender on its table of the day's
@@ -652,12 +646,6 @@ func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableF
 		return nil, fmt.Errorf("%w: embedded: get connection: %w", storage.ErrUnavailable, err)
 	}
 	defer conn.Close()
-	staged, err := stageInserts(ctx, conn, fills)
-	if err != nil {
-		return nil, fmt.Errorf("%w: embedded: stage rows for %s: %w", storage.ErrUnavailable, p.alias, err)
-	}
-	// After the commit or rollback below, which run first.
-	defer staged.release(ctx, conn)
 	if _, err := conn.ExecContext(ctx, "BEGIN TRANSACTION"); err != nil {
 		return nil, fmt.Errorf("%w: embedded: begin: %w", storage.ErrUnavailable, err)
 	}
@@ -672,12 +660,15 @@ func (s *SpanLogStore) appendDay(ctx context.Context, day int64, fills ...tableF
 			}
 		}
 	}()
-	for i, f := range fills {
+	for _, f := range fills {
 		err = conn.Raw(func(dc any) error {
-			if f.insert != nil {
-				return staged.run(ctx, dc.(driver.Conn), p.alias, i)
+			var a *duckdb.Appender
+			var err error
+			if f.open != nil {
+				a, err = f.open(dc.(driver.Conn), p.alias)
+			} else {
+				a, err = duckdb.NewAppender(dc.(driver.Conn), p.alias, "main", f.table)
 			}
-			a, err := duckdb.NewAppender(dc.(driver.Conn), p.alias, "main", f.table)
 			if err != nil {
 				return err
 			}

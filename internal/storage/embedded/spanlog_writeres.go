@@ -19,7 +19,6 @@ type resourceInsert struct {
 	scopeIdx map[*encodedScope]uint16
 	textIdx  map[[2]string]uint16 // severity text, event name
 	query    string               // %CATALOG% stands for the day file's catalog
-	rows     int
 }
 
 // maxTextLiterals bounds the distinct severity texts and event names a
@@ -32,7 +31,7 @@ const maxTextLiterals = 1024
 func logsByResource(day []logRow) (resourceInsert, bool) {
 	res, scopes := newLiteralIndex[*encodedResource](math.MaxUint16), newLiteralIndex[*encodedScope](math.MaxUint16)
 	texts := newLiteralIndex[[2]string](maxTextLiterals)
-	q := resourceInsert{resIdx: res.idx, scopeIdx: scopes.idx, textIdx: texts.idx, rows: len(day)}
+	q := resourceInsert{resIdx: res.idx, scopeIdx: scopes.idx, textIdx: texts.idx}
 	for k := range day {
 		r := &day[k]
 		if !res.add(r.res) || !scopes.add(r.scope) || !texts.add([2]string{r.severityText, r.eventName}) {
@@ -59,7 +58,6 @@ func logsByResource(day []logRow) (resourceInsert, bool) {
 type textInsert struct {
 	textIdx map[[2]string]uint16 // severity text, event name
 	query   string               // %CATALOG% stands for the day file's catalog
-	rows    int
 }
 
 // logsByText plans the INSERT for day, or reports false when a severity
@@ -67,7 +65,7 @@ type textInsert struct {
 // are more than maxTextLiterals.
 func logsByText(day []logRow) (textInsert, bool) {
 	texts := newLiteralIndex[[2]string](maxTextLiterals)
-	q := textInsert{textIdx: texts.idx, rows: len(day)}
+	q := textInsert{textIdx: texts.idx}
 	for k := range day {
 		r := &day[k]
 		if !texts.add([2]string{r.severityText, r.eventName}) {
@@ -91,45 +89,22 @@ var textInsertTypes = []duckdb.Type{duckdb.TYPE_BIGINT, duckdb.TYPE_BOOLEAN, duc
 	duckdb.TYPE_UBIGINT, duckdb.TYPE_UBIGINT, duckdb.TYPE_UINTEGER, duckdb.TYPE_UTINYINT,
 	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_UINTEGER, duckdb.TYPE_USMALLINT}
 
-func (q textInsert) insert() *queryInsert {
-	return &queryInsert{query: q.query, types: textInsertTypes, columns: textInsertColumns, rows: q.rows}
+func (q textInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
+	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), textInsertTypes, textInsertColumns)
 }
 
-// queryInsert is one of the INSERTs above: query reads the rows from
-// appended_data, whose columns and types are given.
-type queryInsert struct {
-	query   string // %CATALOG% stands for the day file's catalog
-	types   []duckdb.Type
-	columns []string
-	rows    int // how many the fill appends, to size buffers
-}
-
-// sql is the INSERT for the day file catalog, reading from source.
-func (q *queryInsert) sql(catalog, source string) string {
-	s := strings.Replace(q.query, "%CATALOG%", catalog, 1)
-	return strings.TrimSuffix(s, "appended_data") + source
-}
-
-// appendQuery runs the INSERT through a query appender, fill giving the
-// rows.
-func (q *queryInsert) appendQuery(c driver.Conn, catalog string, fill func(rowAppender) error) error {
-	types := make([]duckdb.TypeInfo, len(q.types))
-	for i, t := range q.types {
+// openQueryAppender opens a query appender whose appended_data has the
+// given columns and types, for one of the INSERTs above.
+func openQueryAppender(c driver.Conn, query string, ts []duckdb.Type, columns []string) (*duckdb.Appender, error) {
+	types := make([]duckdb.TypeInfo, len(ts))
+	for i, t := range ts {
 		ti, err := duckdb.NewTypeInfo(t)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		types[i] = ti
 	}
-	a, err := duckdb.NewQueryAppender(c, q.sql(catalog, "appended_data"), "", types, q.columns)
-	if err != nil {
-		return err
-	}
-	if err := fill(a); err != nil {
-		_ = a.Close()
-		return err
-	}
-	return a.Close()
+	return duckdb.NewQueryAppender(c, query, "", types, columns)
 }
 
 // literalIndex numbers distinct values from 1 in the order they come, up
@@ -164,8 +139,8 @@ var resourceInsertTypes = []duckdb.Type{duckdb.TYPE_BIGINT, duckdb.TYPE_BOOLEAN,
 	duckdb.TYPE_UBIGINT, duckdb.TYPE_UBIGINT, duckdb.TYPE_UINTEGER, duckdb.TYPE_UTINYINT,
 	duckdb.TYPE_VARCHAR, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
 
-func (q resourceInsert) insert() *queryInsert {
-	return &queryInsert{query: q.query, types: resourceInsertTypes, columns: resourceInsertColumns, rows: q.rows}
+func (q resourceInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
+	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), resourceInsertTypes, resourceInsertColumns)
 }
 
 // spanResourceInsert appends a day's spans with their resource and scope
@@ -175,7 +150,6 @@ type spanResourceInsert struct {
 	resIdx   map[*encodedResource]uint16
 	scopeIdx map[*encodedScope]uint16
 	query    string // %CATALOG% stands for the day file's catalog
-	rows     int
 }
 
 // spansByResource plans the INSERT for day, or reports false when a
@@ -183,7 +157,7 @@ type spanResourceInsert struct {
 // many distinct resources or scopes for an index.
 func spansByResource(day []spanRow) (spanResourceInsert, bool) {
 	res, scopes := newLiteralIndex[*encodedResource](math.MaxUint16), newLiteralIndex[*encodedScope](math.MaxUint16)
-	q := spanResourceInsert{resIdx: res.idx, scopeIdx: scopes.idx, rows: len(day)}
+	q := spanResourceInsert{resIdx: res.idx, scopeIdx: scopes.idx}
 	for k := range day {
 		r := &day[k]
 		if !res.add(r.res) || !scopes.add(r.scope) {
@@ -268,6 +242,6 @@ var spanResourceInsertTypes = []duckdb.Type{duckdb.TYPE_UBIGINT, duckdb.TYPE_UBI
 	duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER, duckdb.TYPE_VARCHAR, duckdb.TYPE_UINTEGER,
 	duckdb.TYPE_USMALLINT, duckdb.TYPE_USMALLINT}
 
-func (q spanResourceInsert) insert() *queryInsert {
-	return &queryInsert{query: q.query, types: spanResourceInsertTypes, columns: spanResourceInsertColumns, rows: q.rows}
+func (q spanResourceInsert) open(c driver.Conn, catalog string) (*duckdb.Appender, error) {
+	return openQueryAppender(c, strings.Replace(q.query, "%CATALOG%", catalog, 1), spanResourceInsertTypes, spanResourceInsertColumns)
 }
