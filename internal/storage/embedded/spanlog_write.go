@@ -445,9 +445,7 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 	// runs instead of bit-packed values a record, while each request's
 	// records stay in time order for their own compression and the
 	// zonemaps, whose row groups span many batches anyway.
-	slices.SortFunc(rows, func(a, b logRow) int {
-		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.observed, b.observed), cmp.Compare(a.ts, b.ts))
-	})
+	rows = sortLogRows(rows)
 	at := func(o [2]int32) string {
 		if o[0] == o[1] {
 			return ""
@@ -503,6 +501,32 @@ func (s *SpanLogStore) WriteLogs(ctx context.Context, ld plog.Logs) error {
 	return nil
 }
 
+// sortLogRows orders rows by day, observed time and time. It sorts small
+// keys and then moves each row once: a logRow is over a hundred bytes,
+// and swapping rows made the sort 4.5% of the server's CPU.
+func sortLogRows(rows []logRow) []logRow {
+	type key struct {
+		day, observed, ts int64
+		i                 int
+	}
+	keys := make([]key, len(rows))
+	for i := range rows {
+		keys[i] = key{rows[i].day, rows[i].observed, rows[i].ts, i}
+	}
+	order := func(a, b key) int {
+		return cmp.Or(cmp.Compare(a.day, b.day), cmp.Compare(a.observed, b.observed), cmp.Compare(a.ts, b.ts))
+	}
+	if slices.IsSortedFunc(keys, order) {
+		return rows
+	}
+	slices.SortFunc(keys, order)
+	out := make([]logRow, len(rows))
+	for j, k := range keys {
+		out[j] = rows[k.i]
+	}
+	return out
+}
+
 // inlineLogsFill appends day to a log table in the layout before
 // log_streams.
 func inlineLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value) tableFill {
@@ -514,7 +538,7 @@ func inlineLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value)
 				v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
 				v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
 				v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
-				v[11], v[12], v[13] = q.resIdx[r.res], q.scopeIdx[r.scope], q.textIdx[[2]string{r.severityText, r.eventName}]
+				v[11], v[12], v[13] = q.resIdx[r.res], q.scopeIdx[r.scope], q.txt[k]
 				if err := a.AppendRow(v...); err != nil {
 					return err
 				}
@@ -550,7 +574,7 @@ func streamLogsFill(day []logRow, at func([2]int32) string, vals []driver.Value,
 				v[0], v[1], v[2] = r.ts, r.timeUnset, r.observed
 				v[3], v[4], v[5], v[6] = r.traceHi, r.traceLo, r.spanID, r.flags
 				v[7], v[8], v[9], v[10] = r.severity, at(r.body), at(r.attrs), r.droppedAttrs
-				v[11], v[12] = ids[streamPair{r.res, r.scope}], q.textIdx[[2]string{r.severityText, r.eventName}]
+				v[11], v[12] = ids[streamPair{r.res, r.scope}], q.txt[k]
 				if err := a.AppendRow(v...); err != nil {
 					return err
 				}
