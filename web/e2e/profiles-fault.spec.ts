@@ -139,7 +139,7 @@ test('under slow-payments the flame graph shows scoreFraud, and the diff against
   await page.locator('select[name=compare]').selectOption('custom')
   await page.locator('input[name=baseline_start]').fill(new Date(healthy.start).toISOString())
   await page.locator('input[name=baseline_end]').fill(new Date(healthy.end).toISOString())
-  await page.getByRole('button', { name: 'Apply' }).click()
+  await page.getByRole('button', { name: 'Apply', exact: true }).click()
   await expect(page).toHaveURL(/compare=custom/)
   await expect(page).toHaveURL(/baseline_end=/)
 

@@ -62,14 +62,14 @@ test('a sent CPU profile shows as a flame graph and top functions, and downloads
   // Zoom into shop.checkout: its sibling shop.render leaves the graph.
   await flame.locator('[data-testid=fg-frame][data-name="shop.checkout"]').click()
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.render"]')).toHaveCount(0)
-  await page.getByRole('button', { name: 'Reset zoom' }).click()
+  await page.getByRole('button', { name: 'Reset zoom', exact: true }).click()
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.render"]')).toHaveCount(1)
   // By keyboard too: Enter on a frame zooms into it and shows its numbers.
   await flame.locator('[data-testid=fg-frame][data-name="shop.render"]').focus()
   await expect(page.getByTestId('fg-hover')).toContainText('shop.render: 400.0 ms (20.00%)')
   await page.keyboard.press('Enter')
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.checkout"]')).toHaveCount(0)
-  await page.getByRole('button', { name: 'Reset zoom' }).click()
+  await page.getByRole('button', { name: 'Reset zoom', exact: true }).click()
 
   const download = page.getByTestId('profile-download')
   const url = await download.getAttribute('href')
@@ -82,11 +82,11 @@ test('a sent CPU profile shows as a flame graph and top functions, and downloads
 
   // The label filter: a label the profile has keeps it, another empties the view.
   await page.locator('input[name=labels]').fill('env=other')
-  await page.getByRole('button', { name: 'Apply' }).click()
+  await page.getByRole('button', { name: 'Apply', exact: true }).click()
   await expect(page.getByText(`No cpu samples of ${service} in this range`)).toBeVisible()
   await expect(page.getByTestId('profile-download')).toHaveCount(0)
   await page.locator('input[name=labels]').fill('env=e2e')
-  await page.getByRole('button', { name: 'Apply' }).click()
+  await page.getByRole('button', { name: 'Apply', exact: true }).click()
   await expect(flame.locator('[data-testid=fg-frame][data-name="shop.burnCPU"]')).toHaveCount(1)
 })
 
@@ -126,7 +126,7 @@ test('comparing with the previous range shows what grew in red and ranks it firs
   // A custom baseline three hours ago holds nothing: everything grew.
   await page.locator('select[name=compare]').selectOption('custom')
   await page.locator('input[name=baseline_start]').fill(String(Math.floor(Date.now() / 1000) - 3 * 3600))
-  await page.getByRole('button', { name: 'Apply' }).click()
+  await page.getByRole('button', { name: 'Apply', exact: true }).click()
   await expect(page).toHaveURL(/baseline_start=\d+/)
   await expect(page.getByTestId('diff-ranges')).toContainText('0 profiles')
   await expect(burn).toHaveClass(/\bfg-grew\b/)
