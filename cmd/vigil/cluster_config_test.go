@@ -232,9 +232,12 @@ func TestClusterConfigReload(t *testing.T) {
 	if nc, _ := configOf(c.nodes[leader]); !nc.LocalFilesDiffer {
 		t.Errorf("%s restarted on a stale rule file: %+v, want local_files_differ", c.ids[leader], nc)
 	}
-	if logs := c.nodes[leader].logs.String(); !strings.Contains(logs, "differ from the cluster's") || !strings.Contains(logs, "rules.yml changed") {
-		t.Errorf("%s restarted on a stale rule file did not warn naming it", c.ids[leader])
-	}
+	// The node's output reaches logs through a pipe, at times after what
+	// the test asked of it.
+	waitFor(t, c.ids[leader]+" warning that its stale rule file differs, naming it", 10*time.Second, func() bool {
+		logs := c.nodes[leader].logs.String()
+		return strings.Contains(logs, "differ from the cluster's") && strings.Contains(logs, "rules.yml changed")
+	})
 
 	// 6. The node whose own rule file is invalid (step 3) restarts too:
 	// it runs the cluster's configuration rather than refusing to start.
